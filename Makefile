@@ -1,0 +1,40 @@
+# nixlayer — make targets. `make test` is what CI runs (after scripts/install-deps.sh).
+GO       ?= go
+BIN      := bin/nixlayer
+PKGS     := ./...
+
+.PHONY: all build test unit e2e lint bench fuzz demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/nixlayer
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Everything, with real Nix, bubblewrap and overlay layers (root).
+test: lint build
+	NIXLAYER_E2E=1 $(GO) test -count=1 -timeout 30m $(PKGS)
+
+# Unit tests only (no Nix builds).
+unit:
+	$(GO) test -count=1 -short $(PKGS)
+
+# Benchmarks of the engine: cold layered build vs nix-build, full vs resumed rebuild.
+bench: build
+	bash scripts/bench.sh
+
+# Each fuzz target for FUZZTIME (default 60s).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./drv/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDumps$$' -fuzztime $(FUZZTIME) ./shellstate/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./nixexpr/
+
+demo: build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf bin

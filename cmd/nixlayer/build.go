@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+func cmdBuild(ctx context.Context, args []string) error {
+	c, err := parseArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	drvPath, err := c.drvPath(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	var logw io.Writer = os.Stderr
+	if c.quiet {
+		logw = io.Discard
+	}
+	link := c.outLink
+	if c.noLink {
+		link = ""
+	}
+	res, err := e.Build(ctx, drvPath, runner.BuildOptions{
+		PlanOptions: runner.PlanOptions{Strict: c.strict, From: c.from},
+		Log:         logw,
+		Progress:    printProgress(os.Stderr),
+		Deliver:     true,
+		ResultLink:  link,
+	})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return json.NewEncoder(os.Stdout).Encode(res)
+	}
+	if !res.Verified {
+		why := "it reuses layers whose inputs differ (--from)"
+		if res.Rewrite != nil && !res.Rewrite.Exact {
+			why = "reused layers were rewritten for the new output path by " + res.Rewrite.Method + ", which is not verified"
+		}
+		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", why)
+	}
+	for _, name := range sortedNames(res.Outputs) {
+		fmt.Println(res.Outputs[name])
+	}
+	return nil
+}
+
+func sortedNames(m map[string]string) []string {
+	var names []string
+	for k := range m {
+		names = append(names, k)
+	}
+	for i := range names {
+		for j := i + 1; j < len(names); j++ {
+			if names[j] < names[i] {
+				names[i], names[j] = names[j], names[i]
+			}
+		}
+	}
+	return names
+}
+
+// printProgress reports phases on w as they start, are skipped and finish.
+func printProgress(w io.Writer) func(runner.Event) {
+	return func(ev runner.Event) {
+		switch ev.Kind {
+		case "plan":
+			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
+		case "cached":
+			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s cached (took %s when built)\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
+		case "start":
+			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s running: %s\n", ev.Index, ev.Total, ev.Phase, ev.Message)
+		case "done":
+			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s done in %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
+		case "failed":
+			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s FAILED after %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
+		case "rewrite":
+			fmt.Fprintf(w, "nixlayer: output paths changed; reused layers rewritten: %s\n", ev.Message)
+		case "deliver", "finished":
+			if ev.Kind == "finished" {
+				fmt.Fprintf(w, "nixlayer: finished in %s\n", round(ev.Elapsed))
+			} else {
+				fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
+			}
+		}
+	}
+}
+
+func round(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+func cmdPlan(ctx context.Context, args []string) error {
+	c, err := parseArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	drvPath, err := c.drvPath(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	p, err := e.Plan(ctx, drvPath, runner.PlanOptions{Strict: c.strict, From: c.from, Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	}
+	fmt.Printf("%s  (%s)\n", p.Name, p.Drv)
+	if p.Whole {
+		fmt.Printf("  built as one layer: %s\n", p.WhyWhole)
+	}
+	for _, ph := range p.Phases {
+		switch ph.Status {
+		case runner.StatusCached:
+			fmt.Printf("  ✓ %-20s cached   layer %s, %s, built in %s\n", ph.Name, ph.Layer.ID[:12], size(ph.Layer.Size), round(ph.Layer.Duration))
+		case runner.StatusForced:
+			fmt.Printf("  ! %-20s forced   layer %s: %s\n", ph.Name, ph.Layer.ID[:12], ph.Reason)
+		default:
+			fmt.Printf("  ▶ %-20s run      %s\n", ph.Name, ph.Reason)
+		}
+	}
+	if p.Rewrite != nil {
+		var pairs []string
+		for o, n := range p.Rewrite {
+			pairs = append(pairs, o+" → "+n)
+		}
+		fmt.Printf("  reused layers will be rewritten for new output paths (not verified): %s\n", strings.Join(pairs, ", "))
+	}
+	return nil
+}
+
+func size(n int64) string {
+	switch {
+	case n < 0:
+		return "size unknown"
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+	default:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+}

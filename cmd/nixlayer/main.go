@@ -1,0 +1,62 @@
+// Command nixlayer builds Nix stdenv derivations phase by phase on
+// copy-on-write layers and resumes rebuilds from the first changed phase.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.podman.io/storage/pkg/reexec"
+)
+
+const usage = `usage: nixlayer COMMAND [ARGS]
+
+Commands:
+  build   build a derivation layer by layer (like nix-build)
+  plan    show which phases are cached and why the others must run
+  help    show this text
+
+A package is named like nix-build does: [FILE] [-A ATTR] [--arg N V]
+[--argstr N V], -E EXPR, or a .drv path.
+Common flags: --cache DIR (default /var/cache/nixlayer as root,
+~/.cache/nixlayer otherwise; $NIXLAYER_CACHE), -v (debug log on stderr).
+`
+
+func main() {
+	if reexec.Init() {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "build":
+		err = cmdBuild(ctx, rest)
+	case "plan":
+		err = cmdPlan(ctx, rest)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "nixlayer: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,79 @@
+package layers
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.podman.io/storage/pkg/reexec"
+)
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func TestChainAndLookup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("layers need root (or a user namespace)")
+	}
+	st, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t.Logf("driver %s", st.Driver())
+
+	base, err := st.Create("", Meta{Phase: "unpackPhase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.Mount(base.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(p, "a"), []byte("one"), 0o644)
+	st.Unmount(base.ID)
+	if _, ok := st.Lookup("k1"); ok {
+		t.Fatal("running layer found by key")
+	}
+	if err := st.Finish(base.ID, Meta{Status: StatusComplete, Key: "k1", Phase: "unpackPhase"}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := st.Lookup("k1")
+	if !ok || got.ID != base.ID {
+		t.Fatalf("lookup k1 = %v %v", got, ok)
+	}
+
+	child, err := st.Create(base.ID, Meta{Phase: "buildPhase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ = st.Mount(child.ID)
+	if b, err := os.ReadFile(filepath.Join(p, "a")); err != nil || string(b) != "one" {
+		t.Fatalf("child does not see parent's file: %q %v", b, err)
+	}
+	os.WriteFile(filepath.Join(p, "a"), []byte("two"), 0o644)
+	st.Unmount(child.ID)
+	p, _ = st.Mount(base.ID)
+	if b, _ := os.ReadFile(filepath.Join(p, "a")); string(b) != "one" {
+		t.Fatalf("parent changed by child: %q", b)
+	}
+	st.Unmount(base.ID)
+
+	// The child's writer "died": it must be removed, the parent kept.
+	meta := child.Meta
+	meta.Owner = 999999999
+	st.Finish(child.ID, meta)
+	meta.Status = StatusRunning
+	st.s.SetMetadata(child.ID, `{"status":"running","owner":999999999}`)
+	n, err := st.RemoveStale()
+	if err != nil || n != 1 {
+		t.Fatalf("RemoveStale = %d, %v", n, err)
+	}
+	if _, ok := st.Lookup("k1"); !ok {
+		t.Fatal("complete layer removed")
+	}
+}

@@ -1,0 +1,823 @@
+package nixexpr
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+)
+
+// File is the result of parsing one Nix source buffer.
+type File struct {
+	Src         []byte
+	Root        Node
+	Diagnostics []Diagnostic
+	Lines       *LineIndex
+}
+
+// Text returns the source text covered by span (clamped to the source).
+func (f *File) Text(span Span) string {
+	start := max(0, min(span.Start, len(f.Src)))
+	end := max(start, min(span.End, len(f.Src)))
+	return string(f.Src[start:end])
+}
+
+// Position converts a byte offset into a line/column position.
+func (f *File) Position(offset int) Position { return f.Lines.Position(offset) }
+
+// maxDepth bounds expression nesting so hostile input cannot exhaust the stack.
+const maxDepth = 1000
+
+// Parse parses src. It never fails: syntax errors become Diagnostics and
+// missing pieces become *Bad nodes, so intact parts of a half-edited buffer
+// are still in the tree.
+func Parse(src []byte) *File {
+	toks, lexDiags := lex(src, false)
+	p := newParser(src, toks, false)
+	root := p.parseFile()
+	if len(p.diags)+len(lexDiags) > 0 {
+		// The buffer is broken. Reparse guessing where the breakage ends: a
+		// string or attribute set ends before a binding indented no deeper
+		// than its start, so an unclosed { or " does not swallow the rest.
+		toks, lexDiags = lex(src, true)
+		p = newParser(src, toks, true)
+		root = p.parseFile()
+	}
+	diags := append(lexDiags, p.diags...)
+	sort.SliceStable(diags, func(i, j int) bool { return diags[i].Span.Start < diags[j].Span.Start })
+	return &File{
+		Src:         src,
+		Root:        root,
+		Diagnostics: diags,
+		Lines:       NewLineIndex(src),
+	}
+}
+
+type parser struct {
+	src   []byte
+	toks  []token
+	pos   int
+	diags []Diagnostic
+	depth int
+
+	// open lists the closers (}, ], ), in, interpolation }) expected by the
+	// constructs being parsed, so a stray closer can be told from a missing one.
+	open []tokenKind
+
+	// guessUnclosed enables the indentation heuristic for unclosed braces.
+	guessUnclosed bool
+	lines         *LineIndex
+}
+
+func newParser(src []byte, toks []token, guessUnclosed bool) *parser {
+	return &parser{src: src, toks: toks, guessUnclosed: guessUnclosed, lines: NewLineIndex(src)}
+}
+
+func (p *parser) parseFile() Node {
+	root := p.parseExpr()
+	for p.peek().kind != tEOF {
+		t := p.peek()
+		p.errorAt(t.span, fmt.Sprintf("unexpected %s after expression", t.kind))
+		p.next()
+	}
+	return root
+}
+
+func (p *parser) peek() token { return p.toks[p.pos] }
+
+func (p *parser) peekAt(n int) token {
+	if p.pos+n < len(p.toks) {
+		return p.toks[p.pos+n]
+	}
+	return p.toks[len(p.toks)-1]
+}
+
+func (p *parser) next() token {
+	t := p.toks[p.pos]
+	if t.kind != tEOF {
+		p.pos++
+	}
+	return t
+}
+
+// prevEnd is the end offset of the last consumed token.
+func (p *parser) prevEnd() int {
+	if p.pos == 0 {
+		return 0
+	}
+	return p.toks[p.pos-1].span.End
+}
+
+func (p *parser) pushOpen(closer tokenKind) { p.open = append(p.open, closer) }
+func (p *parser) popOpen()                  { p.open = p.open[:len(p.open)-1] }
+
+func (p *parser) isOpen(closer tokenKind) bool {
+	for _, k := range p.open {
+		if k == closer {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *parser) errorAt(span Span, msg string) {
+	if n := len(p.diags); n > 0 && p.diags[n-1].Span.Start == span.Start {
+		return // one report per place is enough
+	}
+	p.diags = append(p.diags, Diagnostic{Span: span, Message: msg})
+}
+
+// expect consumes a token of the given kind or reports it missing.
+func (p *parser) expect(kind tokenKind) bool {
+	if p.peek().kind == kind {
+		p.next()
+		return true
+	}
+	p.errorExpected(kind.String())
+	return false
+}
+
+func (p *parser) errorExpected(what string) {
+	t := p.peek()
+	span := t.span
+	if t.kind == tEOF || t.lineStart {
+		// Point at the end of what came before: that is where it is missing.
+		span = Span{p.prevEnd(), p.prevEnd()}
+	}
+	p.errorAt(span, fmt.Sprintf("expected %s, found %s", what, t.kind))
+}
+
+func (p *parser) bad() *Bad {
+	return &Bad{Loc: Span{p.prevEnd(), p.prevEnd()}}
+}
+
+func (p *parser) text(s Span) string { return string(p.src[s.Start:s.End]) }
+
+// skipAttrName returns the index after the attribute name starting at i, or -1.
+func (p *parser) skipAttrName(i int) int {
+	if i >= len(p.toks) {
+		return -1
+	}
+	switch p.toks[i].kind {
+	case tIdent, tOrKw:
+		return i + 1
+	case tStringOpen, tInterpOpen:
+		depth := 0
+		for ; i < len(p.toks); i++ {
+			switch p.toks[i].kind {
+			case tStringOpen, tInterpOpen:
+				depth++
+			case tStringClose, tInterpClose:
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			case tEOF:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+// startsBinding reports whether tokens from i look like `a.b."c" =`. That
+// can never continue an expression, so seeing it means a ; or ] is missing.
+func (p *parser) startsBinding(i int) bool {
+	for {
+		i = p.skipAttrName(i)
+		if i < 0 || i >= len(p.toks) {
+			return false
+		}
+		switch p.toks[i].kind {
+		case tAssign:
+			return true
+		case tDot:
+			i++
+		default:
+			return false
+		}
+	}
+}
+
+func (p *parser) parseExpr() Node {
+	if p.depth >= maxDepth {
+		t := p.next()
+		p.errorAt(t.span, "expression nested too deeply")
+		return &Bad{Loc: t.span}
+	}
+	p.depth++
+	defer func() { p.depth-- }()
+
+	t := p.peek()
+	switch t.kind {
+	case tLet:
+		return p.parseLet()
+	case tWith, tAssert:
+		return p.parseWithOrAssert()
+	case tIf:
+		return p.parseIf()
+	case tIdent:
+		if k := p.peekAt(1).kind; k == tColon || k == tAt {
+			return p.parseLambda()
+		}
+	case tLBrace:
+		if p.startsFormals() {
+			return p.parseLambda()
+		}
+	}
+	if p.startsBinding(p.pos) {
+		p.errorExpected("expression")
+		return p.bad()
+	}
+	return p.parseBinary(0)
+}
+
+func (p *parser) parseLet() Node {
+	start := p.next().span.Start
+	p.pushOpen(tIn)
+	bindings := p.parseBindings(tIn)
+	p.popOpen()
+	var body Node
+	if p.expect(tIn) {
+		body = p.parseExpr()
+	} else {
+		body = p.bad()
+	}
+	return &Let{Loc: Span{start, p.prevEnd()}, Bindings: bindings, Body: body}
+}
+
+func (p *parser) parseWithOrAssert() Node {
+	kw := p.next()
+	first := p.parseExpr()
+	var body Node
+	if p.expect(tSemi) {
+		body = p.parseExpr()
+	} else {
+		body = p.bad()
+	}
+	loc := Span{kw.span.Start, p.prevEnd()}
+	if kw.kind == tWith {
+		return &With{Loc: loc, Env: first, Body: body}
+	}
+	return &Assert{Loc: loc, Cond: first, Body: body}
+}
+
+func (p *parser) parseIf() Node {
+	start := p.next().span.Start
+	n := &If{Cond: p.parseExpr()}
+	if p.expect(tThen) {
+		n.Then = p.parseExpr()
+	} else {
+		n.Then = p.bad()
+	}
+	if p.expect(tElse) {
+		n.Else = p.parseExpr()
+	} else {
+		n.Else = p.bad()
+	}
+	n.Loc = Span{start, p.prevEnd()}
+	return n
+}
+
+// startsFormals decides whether the { at the cursor opens a lambda's set
+// pattern rather than an attribute set.
+func (p *parser) startsFormals() bool {
+	isLambdaAfter := func(k tokenKind) bool { return k == tColon || k == tAt }
+	switch p.peekAt(1).kind {
+	case tRBrace:
+		return isLambdaAfter(p.peekAt(2).kind)
+	case tEllipsis:
+		return true
+	case tIdent:
+		switch p.peekAt(2).kind {
+		case tComma, tQuestion:
+			return true
+		case tRBrace:
+			return isLambdaAfter(p.peekAt(3).kind)
+		}
+	}
+	return false
+}
+
+func (p *parser) parseLambda() Node {
+	start := p.peek().span.Start
+	n := &Lambda{}
+	if p.peek().kind == tIdent {
+		n.Param = p.parseIdent()
+		if p.peek().kind == tAt {
+			p.next()
+			if p.peek().kind == tLBrace {
+				n.Formals = p.parseFormals()
+			} else {
+				p.errorExpected("{")
+			}
+		}
+	} else {
+		n.Formals = p.parseFormals()
+		if p.peek().kind == tAt {
+			p.next()
+			if p.peek().kind == tIdent {
+				n.Param = p.parseIdent()
+			} else {
+				p.errorExpected("identifier")
+			}
+		}
+	}
+	if p.expect(tColon) {
+		n.Body = p.parseExpr()
+	} else {
+		n.Body = p.bad()
+	}
+	n.Loc = Span{start, p.prevEnd()}
+	return n
+}
+
+func (p *parser) parseIdent() *Ident {
+	t := p.next()
+	return &Ident{Loc: t.span, Name: p.text(t.span)}
+}
+
+func (p *parser) parseFormals() *Formals {
+	start := p.next().span.Start // {
+	f := &Formals{}
+	for {
+		t := p.peek()
+		if t.kind == tRBrace {
+			break
+		}
+		if t.kind == tEllipsis {
+			p.next()
+			f.Ellipsis = true
+		} else if t.kind == tIdent {
+			entry := Formal{Name: p.parseIdent()}
+			if p.peek().kind == tQuestion {
+				p.next()
+				entry.Default = p.parseExpr()
+			}
+			f.Entries = append(f.Entries, entry)
+		} else {
+			p.errorExpected("formal parameter")
+			break
+		}
+		if p.peek().kind != tComma {
+			break
+		}
+		p.next()
+	}
+	p.expect(tRBrace)
+	f.Loc = Span{start, p.prevEnd()}
+	return f
+}
+
+type opInfo struct {
+	bp         int
+	rightAssoc bool
+}
+
+// Binding powers follow the precedence table of the Nix manual.
+const (
+	bpAdd    = 10
+	bpNegate = 14
+)
+
+var binaryOps = map[tokenKind]opInfo{
+	tPipeLeft:  {1, true},
+	tPipeRight: {2, false},
+	tImpl:      {3, true},
+	tOr:        {4, false},
+	tAnd:       {5, false},
+	tEq:        {6, false},
+	tNeq:       {6, false},
+	tLt:        {7, false},
+	tLe:        {7, false},
+	tGt:        {7, false},
+	tGe:        {7, false},
+	tUpdate:    {8, true},
+	// ! sits at 9: looser than + but tighter than //.
+	tPlus:     {bpAdd, false},
+	tMinus:    {bpAdd, false},
+	tStar:     {11, false},
+	tSlash:    {11, false},
+	tConcat:   {12, true},
+	tQuestion: {13, false},
+}
+
+func (p *parser) parseBinary(minBP int) Node {
+	if p.depth >= maxDepth {
+		t := p.next()
+		p.errorAt(t.span, "expression nested too deeply")
+		return &Bad{Loc: t.span}
+	}
+	p.depth++
+	defer func() { p.depth-- }()
+
+	var lhs Node
+	switch t := p.peek(); t.kind {
+	case tNot, tMinus:
+		p.next()
+		bp := bpAdd
+		if t.kind == tMinus {
+			bp = bpNegate
+		}
+		operand := p.parseBinary(bp)
+		lhs = &Unary{Loc: Span{t.span.Start, p.prevEnd()}, Op: t.kind.String(), Expr: operand}
+	default:
+		lhs = p.parseApply()
+	}
+	for {
+		t := p.peek()
+		info, ok := binaryOps[t.kind]
+		if !ok || info.bp < minBP {
+			return lhs
+		}
+		p.next()
+		start := lhs.Span().Start
+		if t.kind == tQuestion {
+			path := p.parseAttrPath()
+			lhs = &HasAttr{Loc: Span{start, p.prevEnd()}, Expr: lhs, Path: path}
+			continue
+		}
+		next := info.bp + 1
+		if info.rightAssoc {
+			next = info.bp
+		}
+		rhs := p.parseBinary(next)
+		lhs = &Binary{Loc: Span{start, p.prevEnd()}, Op: t.kind.String(), Left: lhs, Right: rhs}
+	}
+}
+
+// startsOperand reports whether the cursor can begin a function argument or
+// list element.
+func (p *parser) startsOperand() bool {
+	switch p.peek().kind {
+	case tIdent, tInt, tFloat, tStringOpen, tIndOpen, tPathOpen, tSearchPath,
+		tURI, tLParen, tLBracket, tLBrace, tRec:
+		return !p.startsBinding(p.pos)
+	}
+	return false
+}
+
+func (p *parser) parseApply() Node {
+	fn := p.parseSelect()
+	for p.startsOperand() {
+		arg := p.parseSelect()
+		fn = &Apply{Loc: Span{fn.Span().Start, p.prevEnd()}, Func: fn, Arg: arg}
+	}
+	return fn
+}
+
+func (p *parser) parseSelect() Node {
+	e := p.parsePrimary()
+	if p.peek().kind != tDot {
+		return e
+	}
+	p.next()
+	sel := &Select{Expr: e, Path: p.parseAttrPath()}
+	if p.peek().kind == tOrKw {
+		p.next()
+		sel.Default = p.parseSelect()
+	}
+	sel.Loc = Span{e.Span().Start, p.prevEnd()}
+	return sel
+}
+
+func (p *parser) parseAttrPath() *AttrPath {
+	path := &AttrPath{}
+	for {
+		path.Elems = append(path.Elems, p.parseAttrName())
+		if p.peek().kind != tDot {
+			break
+		}
+		p.next()
+	}
+	path.Loc = Span{path.Elems[0].Span().Start, p.prevEnd()}
+	return path
+}
+
+func (p *parser) parseAttrName() Node {
+	switch p.peek().kind {
+	case tIdent, tOrKw:
+		return p.parseIdent()
+	case tStringOpen, tIndOpen:
+		return p.parseString()
+	case tInterpOpen:
+		start := p.next().span.Start
+		e := p.parseInterpBody()
+		return &Interp{Loc: Span{start, p.prevEnd()}, Expr: e}
+	}
+	p.errorExpected("attribute name")
+	return p.bad()
+}
+
+// parseInterpBody parses the expression and closing } after a ${.
+func (p *parser) parseInterpBody() Node {
+	p.pushOpen(tInterpClose)
+	e := p.parseExpr()
+	p.popOpen()
+	p.closeInterp()
+	return e
+}
+
+// closeInterp consumes the } of a ${...}, skipping whatever the expression
+// parser left over: the lexer always pairs ${ with a } unless at EOF.
+func (p *parser) closeInterp() {
+	if p.peek().kind == tInterpClose {
+		p.next()
+		return
+	}
+	p.errorExpected("}")
+	depth := 0
+	for {
+		switch p.peek().kind {
+		case tEOF:
+			return
+		case tInterpOpen:
+			depth++
+		case tInterpClose:
+			if depth == 0 {
+				p.next()
+				return
+			}
+			depth--
+		}
+		p.next()
+	}
+}
+
+func (p *parser) parsePrimary() Node {
+	t := p.peek()
+	switch t.kind {
+	case tIdent:
+		return p.parseIdent()
+	case tInt:
+		p.next()
+		v, err := strconv.ParseInt(p.text(t.span), 10, 64)
+		if err != nil {
+			v = 0
+			p.errorAt(t.span, "integer out of range")
+		}
+		return &Int{Loc: t.span, Value: v}
+	case tFloat:
+		p.next()
+		v, _ := strconv.ParseFloat(p.text(t.span), 64)
+		return &Float{Loc: t.span, Value: v}
+	case tStringOpen, tIndOpen:
+		return p.parseString()
+	case tPathOpen:
+		return p.parsePath()
+	case tSearchPath:
+		p.next()
+		return &SearchPath{Loc: t.span, Name: p.text(Span{t.span.Start + 1, t.span.End - 1})}
+	case tURI:
+		p.next()
+		return &URI{Loc: t.span, Value: p.text(t.span)}
+	case tLParen:
+		p.next()
+		p.pushOpen(tRParen)
+		e := p.parseExpr()
+		p.popOpen()
+		p.expect(tRParen)
+		return &Paren{Loc: Span{t.span.Start, p.prevEnd()}, Expr: e}
+	case tLBracket:
+		return p.parseList()
+	case tLBrace, tRec:
+		return p.parseAttrSet()
+	case tLet, tWith, tAssert, tIf:
+		// Not allowed here by Nix's grammar, but parsing it keeps the tree useful.
+		p.errorAt(t.span, fmt.Sprintf("%s expression must be parenthesized here", t.kind))
+		return p.parseExpr()
+	case tIllegal:
+		p.next()
+		return &Bad{Loc: t.span}
+	}
+	p.errorExpected("expression")
+	return p.bad()
+}
+
+func (p *parser) parseList() Node {
+	start := p.next().span.Start
+	list := &List{}
+	p.pushOpen(tRBracket)
+	for p.startsOperand() {
+		list.Elems = append(list.Elems, p.parseSelect())
+	}
+	p.popOpen()
+	p.expect(tRBracket)
+	list.Loc = Span{start, p.prevEnd()}
+	return list
+}
+
+func (p *parser) parseString() Node {
+	open := p.next()
+	s := &String{Indented: open.kind == tIndOpen}
+	closeKind := tStringClose
+	if s.Indented {
+		closeKind = tIndClose
+	}
+	for {
+		t := p.peek()
+		switch t.kind {
+		case tText:
+			p.next()
+			raw := p.text(t.span)
+			if !s.Indented {
+				raw = unescapeString(raw)
+			}
+			s.Parts = append(s.Parts, StringPart{Loc: t.span, Text: raw})
+			continue
+		case tEscape:
+			p.next()
+			s.Parts = append(s.Parts, StringPart{Loc: t.span, Text: unescapeIndented(p.text(t.span)), Escape: true})
+			continue
+		case tInterpOpen:
+			p.next()
+			e := p.parseInterpBody()
+			s.Parts = append(s.Parts, StringPart{Loc: Span{t.span.Start, p.prevEnd()}, Interp: e})
+			continue
+		case closeKind:
+			p.next()
+		default:
+			p.errorExpected("end of string")
+		}
+		break
+	}
+	s.Loc = Span{open.span.Start, p.prevEnd()}
+	return s
+}
+
+func (p *parser) parsePath() Node {
+	open := p.next()
+	path := &Path{}
+	for {
+		t := p.peek()
+		if t.kind == tText {
+			p.next()
+			path.Parts = append(path.Parts, StringPart{Loc: t.span, Text: p.text(t.span)})
+			continue
+		}
+		if t.kind == tInterpOpen {
+			p.next()
+			e := p.parseInterpBody()
+			path.Parts = append(path.Parts, StringPart{Loc: Span{t.span.Start, p.prevEnd()}, Interp: e})
+			continue
+		}
+		if t.kind == tPathClose {
+			p.next()
+		} else {
+			p.errorExpected("end of path")
+		}
+		break
+	}
+	path.Loc = Span{open.span.Start, p.prevEnd()}
+	return path
+}
+
+func (p *parser) parseAttrSet() Node {
+	start := p.peek().span.Start
+	set := &AttrSet{}
+	if p.peek().kind == tRec {
+		set.Rec = true
+		p.next()
+		if p.peek().kind != tLBrace {
+			p.errorExpected("{")
+			set.Loc = Span{start, p.prevEnd()}
+			return set
+		}
+	}
+	p.next()
+	p.pushOpen(tRBrace)
+	set.Bindings = p.parseBindings(tRBrace)
+	p.popOpen()
+	p.expect(tRBrace)
+	set.Loc = Span{start, p.prevEnd()}
+	return set
+}
+
+// parseBindings parses attributes and inherits up to end (} or in).
+func (p *parser) parseBindings(end tokenKind) []Binding {
+	var out []Binding
+	indent := -1 // column of bindings that start a line, for guessUnclosed
+	for {
+		t := p.peek()
+		switch t.kind {
+		case end, tEOF:
+			return out
+		case tRBrace, tIn, tRParen, tRBracket, tInterpClose:
+			if p.isOpen(t.kind) {
+				// It closes something enclosing us: our closer is missing,
+				// which the caller reports.
+				return out
+			}
+		}
+		if t.lineStart {
+			col := p.lines.Position(t.span.Start).Column
+			if indent < 0 {
+				indent = col
+			} else if p.guessUnclosed && col < indent {
+				return out
+			}
+		}
+		before := p.pos
+		var b Binding
+		switch {
+		case t.kind == tInherit:
+			b = p.parseInherit()
+		case p.skipAttrName(p.pos) >= 0:
+			b = p.parseAttr()
+		default:
+			p.errorAt(t.span, fmt.Sprintf("unexpected %s, expected attribute", t.kind))
+			p.syncBinding()
+		}
+		if b != nil {
+			out = append(out, b)
+		}
+		if p.pos == before {
+			p.next() // always make progress
+		}
+	}
+}
+
+// endBinding consumes the ; that ends a binding, tolerating a missing one
+// when the next binding starts on a new line.
+func (p *parser) endBinding() {
+	if p.peek().kind == tSemi {
+		p.next()
+		return
+	}
+	p.errorExpected(";")
+	if !p.peek().lineStart {
+		p.syncBinding()
+	}
+}
+
+// syncBinding skips to where the next binding probably starts: after a ;,
+// before a closing }, or at a line that looks like `name =` or `inherit`.
+func (p *parser) syncBinding() {
+	depth := 0
+	for {
+		t := p.peek()
+		if t.lineStart && (t.kind == tInherit || p.startsBinding(p.pos)) {
+			return
+		}
+		switch t.kind {
+		case tEOF:
+			return
+		case tSemi:
+			if depth == 0 {
+				p.next()
+				return
+			}
+		case tLBrace, tLParen, tLBracket, tInterpOpen:
+			depth++
+		case tRBrace, tRParen, tRBracket, tInterpClose, tIn:
+			if depth == 0 {
+				return
+			}
+			if t.kind != tIn {
+				depth--
+			}
+		}
+		p.next()
+	}
+}
+
+func (p *parser) parseAttr() Binding {
+	start := p.peek().span.Start
+	path := p.parseAttrPath()
+	if p.peek().kind != tAssign {
+		p.errorExpected("=")
+		p.syncBinding()
+		return nil
+	}
+	p.next()
+	value := p.parseExpr()
+	end := p.prevEnd()
+	p.endBinding()
+	if p.pos > 0 && p.toks[p.pos-1].kind == tSemi {
+		end = p.prevEnd()
+	}
+	return &Attr{Loc: Span{start, end}, Path: path, Value: value}
+}
+
+func (p *parser) parseInherit() Binding {
+	start := p.next().span.Start
+	n := &Inherit{}
+	if p.peek().kind == tLParen {
+		p.next()
+		n.From = p.parseExpr()
+		p.expect(tRParen)
+	}
+	for {
+		k := p.peek().kind
+		if k != tIdent && k != tOrKw && k != tStringOpen && k != tInterpOpen || p.startsBinding(p.pos) {
+			break
+		}
+		n.Names = append(n.Names, p.parseAttrName())
+	}
+	end := p.prevEnd()
+	p.endBinding()
+	if p.toks[p.pos-1].kind == tSemi {
+		end = p.prevEnd()
+	}
+	n.Loc = Span{start, end}
+	return n
+}

@@ -1,0 +1,141 @@
+package nixstore
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func symlink(t *testing.T, target, path string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// narTrees builds test trees and returns their roots by name.
+func narTrees(t *testing.T) map[string]string {
+	d := t.TempDir()
+	trees := map[string]string{}
+	add := func(name string) string { p := filepath.Join(d, name); trees[name] = p; return p }
+
+	write(t, add("file"), "hello\n", 0o644)
+	write(t, add("emptyfile"), "", 0o644)
+	write(t, add("exec"), "#!/bin/sh\necho 12345678\n", 0o755)
+	write(t, add("groupexec"), "x", 0o654) // only group/other exec: not executable in a NAR
+	symlink(t, "/nix/store/does-not-exist", add("symlink"))
+	if err := os.Mkdir(add("emptydir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("0123456789abcdef", 70000) + "tail"
+	tree := add("tree")
+	write(t, filepath.Join(tree, "a"), "a", 0o644)
+	write(t, filepath.Join(tree, "B"), "upper case sorts first", 0o644)
+	write(t, filepath.Join(tree, "a.b"), "dot", 0o600)
+	write(t, filepath.Join(tree, "a-b"), "dash", 0o700)
+	write(t, filepath.Join(tree, "sub", "deep", "big"), big, 0o644)
+	write(t, filepath.Join(tree, "sub", "eight888"), "12345678", 0o755)
+	write(t, filepath.Join(tree, "ünï"), "unicode name", 0o444)
+	symlink(t, "a", filepath.Join(tree, "link"))
+	symlink(t, "../..", filepath.Join(tree, "sub", "deep", "up"))
+	symlink(t, "dangling/target/with a space", filepath.Join(tree, "dangling"))
+	if err := os.MkdirAll(filepath.Join(tree, "empty", "nested"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return trees
+}
+
+func TestNARHashMatchesNix(t *testing.T) {
+	needNix(t)
+	for name, p := range narTrees(t) {
+		t.Run(name, func(t *testing.T) {
+			sum, size, err := NARHash(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// nix-store --dump | sha256sum
+			dump, err := exec.Command("nix-store", "--dump", p).Output()
+			if err != nil {
+				t.Fatalf("nix-store --dump %s: %v", p, err)
+			}
+			if want := sha256.Sum256(dump); want != sum {
+				t.Errorf("NARHash = %x, nix-store --dump | sha256sum = %x", sum, want)
+			}
+			if size != uint64(len(dump)) {
+				t.Errorf("NAR size = %d, nix-store --dump gives %d bytes", size, len(dump))
+			}
+			// nix-hash --type sha256
+			if want := nixOut(t, "nix-hash", "--type", "sha256", p); want != hex.EncodeToString(sum[:]) {
+				t.Errorf("NARHash = %x, nix-hash = %s", sum, want)
+			}
+		})
+	}
+}
+
+func TestNARHashOfStorePaths(t *testing.T) {
+	needNix(t)
+	offline(t)
+	// A built output (only bash builtins are available to the builder, so
+	// it is a single file) and a source tree Nix copied and hashed itself.
+	drv := instantiateExpr(t, `derivation { name = "narhash-`+salt()+`"; system = builtins.currentSystem; builder = `+bashBuilder+`;
+	  args = [ "-c" "echo hi > $out" ]; }`)
+	built := nixOut(t, "nix-store", "--realise", "--no-gc-warning", drv)
+	tree := narTrees(t)["tree"]
+	src := nixOut(t, "nix-instantiate", "--eval", "--read-write-mode", "-E",
+		`"${builtins.path { path = `+tree+`; name = "tree-`+salt()+`"; }}"`)
+	src = strings.Trim(src, `"`)
+	for _, out := range []string{built, src} {
+		sum, size, err := NARHash(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := nixOut(t, "nix-store", "-q", "--hash", out); want != FormatHashBase32(sum) {
+			t.Errorf("NARHash(%s) = %s, nix-store -q --hash = %s", out, FormatHashBase32(sum), want)
+		}
+		if want := nixOut(t, "nix-store", "-q", "--size", out); want != strconv.FormatUint(size, 10) {
+			t.Errorf("NAR size %d, nix-store -q --size = %s", size, want)
+		}
+	}
+}
+
+func TestNARHashErrors(t *testing.T) {
+	if _, _, err := NARHash("/nonexistent/path"); err == nil || !strings.Contains(err.Error(), "/nonexistent/path") {
+		t.Errorf("missing path: %v", err)
+	}
+	if _, _, err := NARHash("/dev/null"); err == nil || !strings.Contains(err.Error(), "/dev/null") {
+		t.Errorf("device: %v", err)
+	}
+}
+
+func TestFormatHash(t *testing.T) {
+	sum := sha256.Sum256([]byte("hi"))
+	if got, want := FormatHash(sum), "sha256:8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"; got != want {
+		t.Errorf("FormatHash = %s, want %s", got, want)
+	}
+	needNix(t)
+	want := nixOut(t, "nix-hash", "--type", "sha256", "--to-base32", "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4")
+	if got := FormatHashBase32(sum); got != "sha256:"+want {
+		t.Errorf("FormatHashBase32 = %s, nix-hash --to-base32 = %s", got, want)
+	}
+}

@@ -1,0 +1,168 @@
+package nixstore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Target says what to instantiate: a file (default ./default.nix) or an
+// expression, an optional attribute path, and --arg / --argstr values.
+type Target struct {
+	File    string
+	Attr    string
+	Expr    string
+	Args    map[string]string // --arg NAME EXPR
+	ArgStrs map[string]string // --argstr NAME STRING
+}
+
+// Instantiate evaluates t with nix-instantiate and returns the .drv paths
+// (in Nix's order, without duplicates). A t.File that is a .drv file is
+// returned as is.
+func Instantiate(ctx context.Context, t Target) ([]string, error) {
+	if t.Expr == "" && strings.HasSuffix(t.File, ".drv") {
+		if strings.HasPrefix(t.File, StoreDir()+"/") {
+			if _, err := os.Stat(t.File); err != nil {
+				return nil, fmt.Errorf("derivation %s: %w; instantiate its Nix expression again", t.File, err)
+			}
+			return []string{t.File}, nil
+		}
+		return nil, fmt.Errorf("%s is a .drv file outside the Nix store %s: pass the store path printed by nix-instantiate", t.File, StoreDir())
+	}
+	args := []string{"--no-gc-warning"}
+	switch {
+	case t.Expr != "":
+		if t.File != "" {
+			return nil, fmt.Errorf("instantiate: both a file (%s) and an expression were given; pass one", t.File)
+		}
+		args = append(args, "-E", t.Expr)
+	case t.File != "":
+		args = append(args, t.File)
+	}
+	if t.Attr != "" {
+		args = append(args, "-A", t.Attr)
+	}
+	for _, kv := range sortedPairs(t.Args) {
+		args = append(args, "--arg", kv[0], kv[1])
+	}
+	for _, kv := range sortedPairs(t.ArgStrs) {
+		args = append(args, "--argstr", kv[0], kv[1])
+	}
+	out, err := run(ctx, nil, "nix-instantiate", args...)
+	if err != nil {
+		return nil, fmt.Errorf("instantiating %s: %w", t.describe(), err)
+	}
+	var drvs []string
+	seen := map[string]bool{}
+	for _, l := range lines(out) {
+		// nix-instantiate prints drv!output for non-default outputs.
+		if i := strings.IndexByte(l, '!'); i >= 0 {
+			l = l[:i]
+		}
+		if !seen[l] {
+			seen[l] = true
+			drvs = append(drvs, l)
+		}
+	}
+	if len(drvs) == 0 {
+		return nil, fmt.Errorf("instantiating %s: nix-instantiate printed no derivation; does the expression evaluate to a derivation?", t.describe())
+	}
+	return drvs, nil
+}
+
+func (t Target) describe() string {
+	s := t.File
+	if t.Expr != "" {
+		s = "expression " + strings.Join(strings.Fields(t.Expr), " ")
+		if len(s) > 80 {
+			s = s[:80] + "…"
+		}
+	}
+	if s == "" {
+		s = "./default.nix"
+	}
+	if t.Attr != "" {
+		s += " -A " + t.Attr
+	}
+	return s
+}
+
+func sortedPairs(m map[string]string) [][2]string {
+	var res [][2]string
+	for k, v := range m {
+		res = append(res, [2]string{k, v})
+	}
+	sort.Slice(res, func(i, j int) bool { return res[i][0] < res[j][0] })
+	return res
+}
+
+// Realise builds or substitutes paths (store paths or .drv paths) with
+// nix-store --realise. Nix's progress goes to the WithLog writer; on
+// failure the end of it is in the error.
+func Realise(ctx context.Context, paths ...string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	_, err := run(ctx, nil, "nix-store", append([]string{"--realise", "--no-gc-warning"}, paths...)...)
+	if err != nil {
+		return fmt.Errorf("realising %s: %w", strings.Join(paths, " "), err)
+	}
+	return nil
+}
+
+// Closure returns the closure of paths (nix-store -qR), sorted. All paths
+// must be valid.
+func Closure(ctx context.Context, paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	out, err := run(ctx, nil, "nix-store", append([]string{"-qR"}, paths...)...)
+	if err != nil {
+		return nil, fmt.Errorf("computing the closure of %s: %w (realise the paths first)", strings.Join(paths, " "), err)
+	}
+	res := lines(out)
+	sort.Strings(res)
+	return res, nil
+}
+
+// IsValid reports whether path is a valid (registered) store path.
+func IsValid(ctx context.Context, path string) (bool, error) {
+	invalid, err := invalidPaths(ctx, []string{path})
+	if err != nil {
+		return false, err
+	}
+	return len(invalid) == 0, nil
+}
+
+// invalidPaths returns those of paths that are not valid.
+func invalidPaths(ctx context.Context, paths []string) ([]string, error) {
+	for _, p := range paths {
+		if !IsStorePath(p) {
+			return nil, fmt.Errorf("%s is not a store path (expected %s/<hash>-<name>)", p, StoreDir())
+		}
+	}
+	out, err := run(ctx, nil, "nix-store", append([]string{"--check-validity", "--print-invalid"}, paths...)...)
+	if err != nil {
+		return nil, fmt.Errorf("checking validity of %s: %w", strings.Join(paths, " "), err)
+	}
+	return lines(out), nil
+}
+
+// AddGCRoot makes link (e.g. ./result) a symlink to storePath and
+// registers it as an indirect garbage-collector root, as nix-build does.
+func AddGCRoot(ctx context.Context, storePath, link string) error {
+	abs, err := filepath.Abs(link)
+	if err != nil {
+		return fmt.Errorf("adding GC root %s: %w", link, err)
+	}
+	if _, err := run(ctx, nil, "nix-store", "--add-root", abs, "--indirect", "--realise", storePath); err != nil {
+		return fmt.Errorf("adding GC root %s -> %s: %w", abs, storePath, err)
+	}
+	return nil
+}
+
+var _ io.Writer = (*tailBuffer)(nil)

@@ -1,0 +1,152 @@
+// Package rewrite makes a tree built with one set of output paths valid for
+// another. The runner calls it through Rewriter whenever it reuses layers
+// that were built before an edit changed `$out`.
+package rewrite
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Verdict says how far a rewritten tree can be trusted.
+type Verdict struct {
+	// Exact: the tree is byte-for-byte what a build with the new paths
+	// gives. Only exact results may reach the Nix store.
+	Exact bool `json:"exact"`
+	// Method names the rewriting used.
+	Method string `json:"method"`
+	// Why explains an inexact verdict.
+	Why []string `json:"why,omitempty"`
+	// Files counts the files rewritten.
+	Files int `json:"files"`
+}
+
+// Rewriter turns a tree built with old paths into one for new paths, in
+// place (on a copy-on-write layer, so only touched files are copied up).
+type Rewriter interface {
+	Rewrite(root string, old2new map[string]string) (Verdict, error)
+}
+
+// Substitution replaces every occurrence of an old store path's hash by the
+// new one, in file contents, symlink targets and file names. It cannot see
+// hash fragments a compiler split off or recompute build-ids, so it never
+// claims an exact result.
+type Substitution struct{}
+
+// Rewrite implements Rewriter.
+func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, error) {
+	v := Verdict{Method: "hash substitution", Why: []string{"whole-hash substitution cannot see hash fragments or recompute build-ids"}}
+	type pair struct{ old, new []byte }
+	var pairs []pair
+	for o, n := range old2new {
+		ho, hn := hashPart(o), hashPart(n)
+		if len(ho) != len(hn) {
+			return v, fmt.Errorf("cannot rewrite %s to %s: hash parts differ in length", o, n)
+		}
+		if ho != hn {
+			pairs = append(pairs, pair{[]byte(ho), []byte(hn)})
+		}
+	}
+	if len(pairs) == 0 {
+		v.Exact, v.Why = true, nil
+		return v, nil
+	}
+	replace := func(b []byte) ([]byte, bool) {
+		changed := false
+		for _, p := range pairs {
+			if bytes.Contains(b, p.old) {
+				b = bytes.ReplaceAll(b, p.old, p.new)
+				changed = true
+			}
+		}
+		return b, changed
+	}
+	var renames []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if _, changed := replace([]byte(d.Name())); changed && path != root {
+			renames = append(renames, path)
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			if nt, changed := replace([]byte(target)); changed {
+				if err := os.Remove(path); err != nil {
+					return err
+				}
+				if err := os.Symlink(string(nt), path); err != nil {
+					return err
+				}
+				v.Files++
+			}
+		case d.Type().IsRegular():
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if nd, changed := replace(data); changed {
+				info, err := d.Info()
+				if err != nil {
+					return err
+				}
+				if err := writeKeepingMode(path, nd, info); err != nil {
+					return err
+				}
+				v.Files++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return v, fmt.Errorf("rewrite %s: %w", root, err)
+	}
+	// Deepest first, so parents are renamed after their children.
+	sort.Slice(renames, func(i, j int) bool { return len(renames[i]) > len(renames[j]) })
+	for _, p := range renames {
+		nb, _ := replace([]byte(filepath.Base(p)))
+		if err := os.Rename(p, filepath.Join(filepath.Dir(p), string(nb))); err != nil {
+			return v, fmt.Errorf("rewrite file name %s: %w", p, err)
+		}
+	}
+	return v, nil
+}
+
+// Text applies the same substitution to a string (e.g. a shell state).
+func Text(s string, old2new map[string]string) string {
+	for o, n := range old2new {
+		s = strings.ReplaceAll(s, hashPart(o), hashPart(n))
+	}
+	return s
+}
+
+func writeKeepingMode(path string, data []byte, info fs.FileInfo) error {
+	mode := info.Mode().Perm()
+	if mode&0o200 == 0 {
+		if err := os.Chmod(path, mode|0o200); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(path, data, mode|0o200); err != nil {
+		return err
+	}
+	return os.Chmod(path, mode)
+}
+
+// hashPart returns the 32-character hash of a store path.
+func hashPart(p string) string {
+	base := filepath.Base(p)
+	if i := strings.IndexByte(base, '-'); i > 0 {
+		return base[:i]
+	}
+	return base
+}

@@ -1,0 +1,447 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/shellstate"
+)
+
+// BuildOptions control one build.
+type BuildOptions struct {
+	PlanOptions
+	// Log receives the builder's output as it runs.
+	Log io.Writer
+	// Progress receives build events (phase started, cached, done, …).
+	Progress func(Event)
+	// Deliver registers the outputs in the Nix store when the result can
+	// be trusted and the store is writable.
+	Deliver bool
+	// LocksHeld: Nix holds the output locks (hook mode).
+	LocksHeld bool
+	// ResultLink is the ./result symlink to create ("" for none).
+	ResultLink string
+}
+
+// Event is a progress report.
+type Event struct {
+	Kind    string        `json:"kind"` // plan, cached, start, done, failed, rewrite, deliver, finished
+	Phase   string        `json:"phase,omitempty"`
+	Index   int           `json:"index"` // 1-based phase number
+	Total   int           `json:"total"`
+	Elapsed time.Duration `json:"elapsed,omitempty"`
+	Message string        `json:"message,omitempty"`
+}
+
+// Result is what a build produced.
+type Result struct {
+	Plan *Plan `json:"plan"`
+	// Outputs maps output names to where the result is: store paths when
+	// InStore, otherwise directories in the cache.
+	Outputs map[string]string `json:"outputs"`
+	InStore bool              `json:"inStore"`
+	// Verified is false when the result rests on a forced reuse or an
+	// inexact rewrite; such results never enter the Nix store.
+	Verified bool            `json:"verified"`
+	Rewrite  *rewrite.Verdict `json:"rewrite,omitempty"`
+	Ran      []string        `json:"ran"`
+	Reused   []string        `json:"reused"`
+	Duration time.Duration   `json:"duration"`
+	TopLayer string          `json:"topLayer"`
+}
+
+// PhaseError is a build that failed in a phase; its layer is kept.
+type PhaseError struct {
+	Drv, Name, Phase string
+	Exit             int
+	LogTail          string
+	Layer            string
+}
+
+func (e *PhaseError) Error() string {
+	return fmt.Sprintf("builder for '%s' failed in %s with exit code %d; last log lines:\n%s\nInspect the failed state with: nixlayer shell --at failed %s",
+		e.Drv, e.Phase, e.Exit, indent(e.LogTail), e.Drv)
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "  (no output)"
+	}
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+// Build builds a derivation phase by phase, reusing cached layers.
+func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*Result, error) {
+	start := time.Now()
+	logw := orDiscard(bo.Log)
+	progress := bo.Progress
+	if progress == nil {
+		progress = func(Event) {}
+	}
+	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(drvPath), logw)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	j, err := e.prepare(ctx, drvPath, logw)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := e.plan(j, bo.PlanOptions)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Plan: plan, Verified: true}
+	total := len(plan.Phases)
+	progress(Event{Kind: "plan", Total: total, Message: planSummary(plan)})
+
+	// Reuse the cached (or forced) prefix.
+	parent := ""
+	var state *shellstate.Delta
+	for i, ph := range plan.Phases {
+		if ph.Status == StatusRun {
+			break
+		}
+		parent = ph.Layer.ID
+		res.Reused = append(res.Reused, ph.Name)
+		if ph.Status == StatusForced || ph.Layer.Unverified {
+			res.Verified = false
+		}
+		progress(Event{Kind: "cached", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration})
+	}
+	if parent != "" {
+		if state, err = e.loadState(parent); err != nil {
+			return nil, err
+		}
+	} else if j.splittable {
+		state = j.probe.Start
+	}
+	if plan.Rewrite != nil {
+		parent, state, err = e.rewriteLayer(j, parent, state, plan.Rewrite, res)
+		if err != nil {
+			return nil, err
+		}
+		progress(Event{Kind: "rewrite", Message: fmt.Sprintf("%s: %d files (%s)", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method)})
+	}
+
+	for i, ph := range plan.Phases {
+		if ph.Status != StatusRun {
+			continue
+		}
+		progress(Event{Kind: "start", Phase: ph.Name, Index: i + 1, Total: total, Message: ph.Reason})
+		t0 := time.Now()
+		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
+		if perr != nil {
+			var pe *PhaseError
+			if errors.As(perr, &pe) {
+				progress(Event{Kind: "failed", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Message: pe.LogTail})
+			}
+			return nil, perr
+		}
+		parent, state = id, next
+		res.Ran = append(res.Ran, ph.Name)
+		progress(Event{Kind: "done", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0)})
+	}
+	res.TopLayer = parent
+	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
+		return nil, err
+	}
+	res.Duration = time.Since(start)
+	progress(Event{Kind: "finished", Total: total, Elapsed: res.Duration})
+	return res, nil
+}
+
+func verdictWord(v *rewrite.Verdict) string {
+	if v.Exact {
+		return "exact"
+	}
+	return "not verified"
+}
+
+func planSummary(p *Plan) string {
+	cached := 0
+	for _, ph := range p.Phases {
+		if ph.Status != StatusRun {
+			cached++
+		}
+	}
+	return fmt.Sprintf("%s: %d phases, %d cached", p.Name, len(p.Phases), cached)
+}
+
+// runPhase runs phase i on a new layer over parent.
+func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
+	ph := plan.Phases[i]
+	meta := layers.Meta{Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: j.drv.Outputs, Attrs: ph.attrs}
+	l, err := e.layers.Create(parent, meta)
+	if err != nil {
+		return "", nil, err
+	}
+	root, err := e.layers.Mount(l.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	defer e.layers.Unmount(l.ID)
+	if parent == "" {
+		if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
+			return "", nil, err
+		}
+	}
+	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
+	if err != nil {
+		return "", nil, err
+	}
+	defer os.RemoveAll(etc)
+	var logBuf bytes.Buffer
+	s := step{root: root, etc: etc, mode: "phase", phase: ph.Name, last: i == len(plan.Phases)-1, log: io.MultiWriter(&logBuf, logw)}
+	if plan.Whole {
+		s.mode = "whole"
+	} else if state != nil {
+		s.restore = state.Script()
+	}
+	t0 := time.Now()
+	r, err := e.runStep(ctx, j, s)
+	if err != nil {
+		// Interrupted or broken: the layer stays "running" and is removed
+		// as stale; never reused.
+		return "", nil, fmt.Errorf("%s of %s: %w", ph.Name, j.drv.Name, err)
+	}
+	meta.Duration = time.Since(t0)
+	meta.Started = t0
+	next := state
+	if !plan.Whole {
+		if caps, perr := shellstate.ParseDumps(r.dumps); perr == nil && len(caps) >= 2 {
+			next = shellstate.Diff(caps[0], caps[1])
+		} else if r.exit == 0 {
+			return "", nil, fmt.Errorf("%s of %s: shell state lost: %v", ph.Name, j.drv.Name, perr)
+		}
+	}
+	if err := e.saveState(l.ID, next); err != nil {
+		return "", nil, err
+	}
+	if err := e.layers.SetData(l.ID, "log", logBuf.Bytes()); err != nil {
+		return "", nil, err
+	}
+	meta.Key = ph.Key
+	if !verifiedSoFar {
+		f := false
+		meta.Verified = &f
+	}
+	switch {
+	case r.exit != 0:
+		meta.Status = layers.StatusFailed
+	case plan.From != "" && hasForced(plan):
+		meta.Status = layers.StatusDerived
+	default:
+		meta.Status = layers.StatusComplete
+	}
+	if err := e.layers.Finish(l.ID, meta); err != nil {
+		return "", nil, err
+	}
+	if r.exit != 0 {
+		return "", nil, &PhaseError{Drv: j.drv.Path, Name: j.drv.Name, Phase: ph.Name, Exit: r.exit, LogTail: tail(logBuf.String(), 25), Layer: l.ID}
+	}
+	e.log.Debug("phase done", zap.String("phase", ph.Name), zap.Duration("took", meta.Duration))
+	return l.ID, next, nil
+}
+
+func hasForced(p *Plan) bool {
+	for _, ph := range p.Phases {
+		if ph.Status == StatusForced {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) saveState(id string, d *shellstate.Delta) error {
+	if d == nil {
+		return nil
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return e.layers.SetData(id, "state", data)
+}
+
+func (e *Engine) loadState(id string) (*shellstate.Delta, error) {
+	data, err := e.layers.Data(id, "state")
+	if err != nil {
+		return nil, nil // a whole-build layer has no shell state
+	}
+	var d shellstate.Delta
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("shell state of layer %s is corrupt: %w (remove it with nixlayer gc)", id, err)
+	}
+	return &d, nil
+}
+
+// rewriteLayer adapts reused layers to the current output paths on a new
+// layer over them; the shell state gets the same rewrite.
+func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result) (string, *shellstate.Delta, error) {
+	l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: j.drv.Outputs, Note: "rewrite"})
+	if err != nil {
+		return "", nil, err
+	}
+	root, err := e.layers.Mount(l.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	v, err := e.opts.Rewriter.Rewrite(root, old2new)
+	e.layers.Unmount(l.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	res.Rewrite = &v
+	if !v.Exact {
+		res.Verified = false
+	}
+	var next *shellstate.Delta
+	if state != nil {
+		data, _ := json.Marshal(state)
+		next = &shellstate.Delta{}
+		if err := json.Unmarshal([]byte(rewrite.Text(string(data), old2new)), next); err != nil {
+			return "", nil, err
+		}
+		if err := e.saveState(l.ID, next); err != nil {
+			return "", nil, err
+		}
+	}
+	f := v.Exact
+	meta := layers.Meta{Status: layers.StatusDerived, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: j.drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
+	if err := e.layers.Finish(l.ID, meta); err != nil {
+		return "", nil, err
+	}
+	return l.ID, next, nil
+}
+
+// deliver puts the outputs where the user finds them: into the Nix store
+// when every layer matched its key, else into the cache.
+func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptions, progress func(Event)) error {
+	root, err := e.layers.Mount(res.TopLayer)
+	if err != nil {
+		return err
+	}
+	defer e.layers.Unmount(res.TopLayer)
+	trees := map[string]string{}
+	for name, p := range j.drv.Outputs {
+		tree := filepath.Join(root, "store", filepath.Base(p))
+		if _, err := os.Lstat(tree); err != nil {
+			return fmt.Errorf("builder for '%s' failed to produce output path for output '%s' at '%s'", j.drv.Path, name, p)
+		}
+		trees[p] = tree
+	}
+	res.Outputs = map[string]string{}
+	if res.Verified && bo.Deliver && os.Geteuid() == 0 {
+		var opts []nixstore.DeliverOption
+		if bo.LocksHeld {
+			opts = append(opts, nixstore.LocksHeldByCaller())
+		}
+		if err := nixstore.Deliver(ctx, trees, j.drv.Path, j.closure, opts...); err != nil {
+			return fmt.Errorf("registering the outputs of %s: %w", j.drv.Name, err)
+		}
+		res.InStore = true
+		for name, p := range j.drv.Outputs {
+			res.Outputs[name] = p
+			if bo.ResultLink != "" {
+				if err := nixstore.AddGCRoot(ctx, p, linkName(bo.ResultLink, name)); err != nil {
+					return err
+				}
+			}
+		}
+		progress(Event{Kind: "deliver", Message: "outputs registered in the Nix store"})
+		return nil
+	}
+	// Outside the store: a copy in the cache, canonical like a store path.
+	dir := filepath.Join(e.opts.CacheDir, "results")
+	for name, p := range j.drv.Outputs {
+		dst := filepath.Join(dir, filepath.Base(p))
+		if err := replaceTree(trees[p], dst); err != nil {
+			return fmt.Errorf("copying output %s of %s into the cache: %w", name, j.drv.Name, err)
+		}
+		res.Outputs[name] = dst
+		if bo.ResultLink != "" {
+			link := linkName(bo.ResultLink, name)
+			os.Remove(link)
+			if err := os.Symlink(dst, link); err != nil {
+				return fmt.Errorf("creating %s: %w", link, err)
+			}
+		}
+	}
+	progress(Event{Kind: "deliver", Message: "result kept outside the Nix store (not verified)"})
+	return nil
+}
+
+// linkName follows nix-build: result, result-dev, result-lib, ….
+func linkName(base, output string) string {
+	if output == "out" {
+		return base
+	}
+	return base + "-" + output
+}
+
+func replaceTree(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	makeWritable(tmp)
+	os.RemoveAll(tmp)
+	if err := copyTree(src, tmp); err != nil {
+		return err
+	}
+	if err := nixstore.Canonicalise(tmp); err != nil {
+		return err
+	}
+	makeWritable(dst)
+	os.RemoveAll(dst)
+	return os.Rename(tmp, dst)
+}
+
+func makeWritable(root string) {
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+}
+
+func copyTree(src, dst string) error {
+	return filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, target)
+		case fi.IsDir():
+			return os.MkdirAll(target, 0o755)
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, fi.Mode().Perm()|0o200)
+		}
+	})
+}

@@ -1,0 +1,56 @@
+package runner
+
+import "github.com/nixlayer/nixlayer/shellstate"
+
+// driver is the bash program every sandboxed step runs (as `bash [flags] -c
+// driver nixlayer MODE PHASE LAST`). It sources the stdenv like the default
+// builder does and then, by MODE:
+//
+//   - probe: asks the stdenv's own genericBuild for the phase list by
+//     replacing runPhase with a recorder (fd 5), and captures the shell
+//     state before and after, so side effects of genericBuild carry over;
+//   - phase: restores the state left by earlier phases (a script on fd 3),
+//     runs `runPhase PHASE`, and captures the state (fd 4). The stdenv's
+//     EXIT trap runs only after the last phase or on failure, as it would
+//     in a single-process build.
+//
+// Its own variables start with __nl_ and are never carried over.
+const driver = `__nl_mode=$1 __nl_phase=$2 __nl_last=$3
+__nl_dump='` + shellstate.DumpCommand + `'
+source "$stdenv/setup"
+eval "$__nl_dump"
+case "$__nl_mode" in
+probe)
+	if ! declare -F runPhase >/dev/null || ! declare -F genericBuild >/dev/null; then
+		echo "nixlayer: this stdenv has no runPhase/genericBuild" >&2
+		exit 97
+	fi
+	__nl_rp=$(declare -f runPhase)
+	runPhase() { printf '%s\n' "$*" >&5; }
+	genericBuild
+	eval "$__nl_rp"
+	trap - EXIT
+	eval "$__nl_dump"
+	exit 0
+	;;
+phase)
+	source /dev/fd/3
+	exec 3<&-
+	eval "__nl_t=($(trap -p EXIT))"
+	__nl_orig=${__nl_t[2]:-}
+	__nl_status() { return "$1"; }
+	trap '__nl_rc=$?; eval "$__nl_dump"; trap - EXIT; set +e; __nl_status $__nl_rc; eval "$__nl_orig"; exit $__nl_rc' EXIT
+	runPhase "$__nl_phase"
+	if [[ $__nl_last != 1 ]]; then
+		trap - EXIT
+		eval "$__nl_dump"
+	fi
+	exit 0
+	;;
+shell)
+	source /dev/fd/3
+	exec 3<&-
+	trap - EXIT
+	;;
+esac
+`

@@ -1,0 +1,119 @@
+// Package runner is nixlayer's engine: it plans a layered build (phase list,
+// cache keys, what is cached and why the rest must run) and builds a
+// derivation phase by phase on copy-on-write layers. The CLI, the Nix hook
+// and the language server all call it.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/rewrite"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// CacheDir holds the layer store, probes and results.
+	CacheDir string
+	// Cores is NIX_BUILD_CORES (default: all CPUs, as Nix's cores = 0).
+	Cores int
+	// Rewriter adapts reused layers to new output paths.
+	Rewriter rewrite.Rewriter
+	Logger   *zap.Logger
+}
+
+// Engine runs plans and builds against one cache.
+type Engine struct {
+	opts   Options
+	layers *layers.Store
+	log    *zap.Logger
+}
+
+// DefaultCacheDir is /var/cache/nixlayer for root and
+// $XDG_CACHE_HOME/nixlayer (~/.cache/nixlayer) for other users, so a user's
+// layers never mix with the ones the hook (root) may put in the store.
+func DefaultCacheDir() string {
+	if d := os.Getenv("NIXLAYER_CACHE"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/cache/nixlayer"
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "nixlayer")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("nixlayer-%d", os.Getuid()))
+}
+
+// Open opens the cache and removes layers left half-written by a writer
+// that died.
+func Open(opts Options) (*Engine, error) {
+	if opts.CacheDir == "" {
+		opts.CacheDir = DefaultCacheDir()
+	}
+	if opts.Cores <= 0 {
+		opts.Cores = runtime.NumCPU()
+	}
+	if opts.Rewriter == nil {
+		opts.Rewriter = rewrite.Substitution{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	st, err := layers.Open(opts.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: opts, layers: st, log: opts.Logger}
+	if n, err := st.RemoveStale(); err != nil {
+		e.log.Warn("removing stale layers", zap.Error(err))
+	} else if n > 0 {
+		e.log.Info("removed layers of interrupted builds", zap.Int("count", n))
+	}
+	return e, nil
+}
+
+// Close releases the cache.
+func (e *Engine) Close() { e.layers.Close() }
+
+// Layers exposes the layer store to inspection commands.
+func (e *Engine) Layers() *layers.Store { return e.layers }
+
+// lockFile takes an exclusive flock on a file under the cache, telling the
+// user when it has to wait for another build.
+func (e *Engine) lockFile(ctx context.Context, name string, waiting io.Writer) (func(), error) {
+	dir := filepath.Join(e.opts.CacheDir, "locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create lock directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if waiting != nil {
+			fmt.Fprintf(waiting, "nixlayer: waiting for another build of the same derivation to finish…\n")
+		}
+		done := make(chan error, 1)
+		go func() { done <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("lock: %w", err)
+			}
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		}
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}

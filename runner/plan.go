@@ -1,0 +1,336 @@
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserules"
+)
+
+// keyVersion changes whenever what a key covers changes, so old layers are
+// not reused under a new meaning.
+const keyVersion = "nixlayer-key-v1"
+
+// WholeBuild is the single phase of a derivation built in one step.
+const WholeBuild = "build"
+
+// Status of a phase in a plan.
+const (
+	StatusCached = "cached" // a layer with this phase's key exists
+	StatusRun    = "run"    // must run
+	StatusForced = "forced" // reused by --from although its key differs
+)
+
+// Plan says what a build would do.
+type Plan struct {
+	Drv      string            `json:"drv"`
+	Name     string            `json:"name"`
+	Outputs  map[string]string `json:"outputs"`
+	Whole    bool              `json:"whole,omitempty"` // built as one layer
+	WhyWhole string            `json:"whyWhole,omitempty"`
+	Strict   bool              `json:"strict,omitempty"`
+	From     string            `json:"from,omitempty"`
+	Phases   []PhasePlan       `json:"phases"`
+	// Rewrite is set when reused layers were built with other output paths.
+	Rewrite map[string]string `json:"rewrite,omitempty"`
+}
+
+// PhasePlan is one phase of a plan.
+type PhasePlan struct {
+	Name   string `json:"name"`
+	Key    string `json:"key"`
+	Status string `json:"status"`
+	// Reason says why a phase must run: the attribute or input that
+	// invalidated it, or the earlier phase it follows.
+	Reason  string   `json:"reason,omitempty"`
+	Changed []string `json:"changed,omitempty"`
+	// Attrs are the attributes this phase's key covers.
+	Attrs []string     `json:"attrs"`
+	Layer *LayerInfo   `json:"layer,omitempty"`
+	attrs map[string]string
+}
+
+// LayerInfo describes a cached layer.
+type LayerInfo struct {
+	ID       string            `json:"id"`
+	Created  time.Time         `json:"created"`
+	Duration time.Duration     `json:"duration"`
+	Size     int64             `json:"size"`
+	Outputs  map[string]string `json:"outputs,omitempty"`
+	// Unverified layers rest on an inexact rewrite of an earlier layer.
+	Unverified bool `json:"unverified,omitempty"`
+}
+
+func verified(l *layers.Layer) bool { return l.Meta.Verified == nil || *l.Meta.Verified }
+
+// PlanOptions select how keys are computed and where a build restarts.
+type PlanOptions struct {
+	Strict bool   // key every phase on the whole derivation
+	From   string // force a restart at this phase, reusing the latest layers before it
+	// RequireVerified ignores layers that rest on an inexact rewrite.
+	RequireVerified bool
+	Log    io.Writer
+}
+
+// Plan computes the plan for a derivation without building anything but
+// its inputs.
+func (e *Engine) Plan(ctx context.Context, drvPath string, po PlanOptions) (*Plan, error) {
+	j, err := e.prepare(ctx, drvPath, orDiscard(po.Log))
+	if err != nil {
+		return nil, err
+	}
+	return e.plan(j, po)
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
+	p := &Plan{Drv: j.drv.Path, Name: j.drv.Name, Outputs: j.drv.Outputs, Strict: po.Strict}
+	phases := []string{WholeBuild}
+	if j.splittable {
+		phases = j.probe.Phases
+	} else {
+		p.Whole, p.WhyWhole = true, j.whyWhole
+	}
+	owned := e.placeAttributes(j, phases)
+	seed := []string{keyVersion, j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}
+	for _, b := range j.binds {
+		seed = append(seed, "bind:"+b.Source+"="+b.Target)
+	}
+	for _, in := range j.unreferencedInputs {
+		seed = append(seed, "input:"+in)
+	}
+	prevKey := digest(seed...)
+	for i, name := range phases {
+		pp := PhasePlan{Name: name, Status: StatusRun, attrs: map[string]string{}}
+		names := owned[name]
+		if po.Strict || p.Whole {
+			names = sortedKeys(j.attrs)
+		}
+		parts := []string{prevKey, "phase:" + name}
+		for _, a := range names {
+			parts = append(parts, a+"="+j.attrs[a])
+			pp.attrs[a] = digest(j.attrs[a])[:16]
+		}
+		if i == 0 {
+			pp.attrs["(inputs and sandbox)"] = digest(seed...)[:16]
+		}
+		pp.Attrs = names
+		pp.Key = digest(parts...)
+		prevKey = pp.Key
+		p.Phases = append(p.Phases, pp)
+	}
+	e.markCached(j, p, po)
+	return p, nil
+}
+
+// placeAttributes assigns every attribute to the phase it first matters to.
+func (e *Engine) placeAttributes(j *job, phases []string) map[string][]string {
+	owned := map[string][]string{}
+	if !j.splittable {
+		return owned
+	}
+	code := map[string]string{}
+	for _, ph := range phases {
+		if v, ok := j.drv.Env[ph]; ok {
+			code[ph] = v
+		}
+	}
+	rules := phaserules.New(phases, nil)
+	hooks := func(phase string) []string {
+		var hs []string
+		for _, pfx := range []string{"pre", "post"} {
+			if name := pfx + strings.ToUpper(phase[:1]) + strings.TrimSuffix(phase[1:], "Phase"); j.drv.Env[name] != "" {
+				hs = append(hs, j.drv.Env[name])
+			}
+		}
+		return hs
+	}
+	rules = phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks))
+	for _, a := range sortedKeys(j.attrs) {
+		pl := rules.Place(a)
+		owned[pl.Phase] = append(owned[pl.Phase], a)
+	}
+	return owned
+}
+
+// markCached looks the keys up and explains every phase that must run.
+func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
+	prev := e.previousChain(j.drv.Name)
+	fromIdx := -1
+	if po.From != "" {
+		for i, ph := range p.Phases {
+			if phaserules.Resolve([]string{ph.Name}, po.From) != "" {
+				fromIdx, p.From = i, ph.Name
+			}
+		}
+	}
+	firstRun := -1
+	if fromIdx >= 0 {
+		// --from reuses the newest chain that reached the phase before it.
+		var chain []*layers.Layer
+		if fromIdx > 0 {
+			chain = e.ancestors(prev[p.Phases[fromIdx-1].Name], fromIdx)
+		}
+		for i := 0; i < fromIdx && chain != nil; i++ {
+			ph := &p.Phases[i]
+			ph.Layer = e.info(chain[i])
+			if chain[i].Meta.Key == ph.Key && chain[i].Meta.Status == layers.StatusComplete {
+				ph.Status = StatusCached
+			} else {
+				ph.Status, ph.Reason = StatusForced, "reused by --from "+p.From+" although its inputs differ"
+			}
+		}
+		firstRun = 0
+		if chain != nil {
+			firstRun = fromIdx
+			p.Phases[fromIdx].Reason = "--from " + p.From
+		} else {
+			p.Phases[0].Reason = "--from " + p.From + ": no earlier build reached it"
+		}
+	} else {
+		for i := range p.Phases {
+			ph := &p.Phases[i]
+			l, ok := e.layers.Lookup(ph.Key)
+			if ok && po.RequireVerified && !verified(l) {
+				ok = false
+			}
+			if !ok {
+				firstRun = i
+				ph.Reason, ph.Changed = explain(ph, prev[ph.Name], p.Strict)
+				break
+			}
+			ph.Status, ph.Layer = StatusCached, e.info(l)
+		}
+	}
+	if firstRun >= 0 {
+		for i := firstRun; i < len(p.Phases); i++ {
+			p.Phases[i].Status, p.Phases[i].Layer = StatusRun, nil
+			if i > firstRun {
+				p.Phases[i].Reason = "follows " + p.Phases[firstRun].Name
+			}
+		}
+	}
+	// Reused layers built with other output paths need a rewrite.
+	if firstRun != 0 {
+		last := len(p.Phases) - 1
+		if firstRun > 0 {
+			last = firstRun - 1
+		}
+		rw := map[string]string{}
+		for name, old := range p.Phases[last].Layer.Outputs {
+			if cur := j.drv.Outputs[name]; cur != "" && cur != old {
+				rw[old] = cur
+			}
+		}
+		if len(rw) > 0 {
+			p.Rewrite = rw
+		}
+	}
+}
+
+// ancestors returns the chain of n layers ending in top, oldest first, or
+// nil when it is shorter (a layer was removed).
+func (e *Engine) ancestors(top *layers.Layer, n int) []*layers.Layer {
+	chain := make([]*layers.Layer, n)
+	l := top
+	for i := n - 1; i >= 0; i-- {
+		if l == nil || l.Meta.Status == layers.StatusFailed || l.Meta.Status == layers.StatusRunning {
+			return nil
+		}
+		for l.Meta.Phase == "" { // a rewrite layer between phases
+			parent, err := e.layers.Get(l.Parent)
+			if err != nil {
+				return nil
+			}
+			l = parent
+		}
+		chain[i] = l
+		if i > 0 {
+			parent, err := e.layers.Get(l.Parent)
+			if err != nil {
+				return nil
+			}
+			l = parent
+		}
+	}
+	return chain
+}
+
+// explain names what invalidated the first phase that must run.
+func explain(ph *PhasePlan, prev *layers.Layer, strict bool) (string, []string) {
+	if prev == nil {
+		return "no earlier build of this package", nil
+	}
+	var changed []string
+	for a, d := range ph.attrs {
+		if prev.Meta.Attrs[a] != d {
+			changed = append(changed, a)
+		}
+	}
+	for a := range prev.Meta.Attrs {
+		if _, ok := ph.attrs[a]; !ok {
+			changed = append(changed, a)
+		}
+	}
+	sort.Strings(changed)
+	switch {
+	case len(changed) > 0 && strict:
+		return "--strict: " + strings.Join(changed, ", ") + " changed", changed
+	case len(changed) > 0:
+		return strings.Join(changed, ", ") + " changed", changed
+	case prev.Meta.Status == layers.StatusFailed:
+		return "failed last time", nil
+	default:
+		return "not cached (its layer was removed or an earlier phase changed)", nil
+	}
+}
+
+// previousChain returns, per phase, the newest layer of an earlier build
+// of a derivation with this name.
+func (e *Engine) previousChain(drvName string) map[string]*layers.Layer {
+	all, err := e.layers.List()
+	if err != nil {
+		return nil
+	}
+	prev := map[string]*layers.Layer{}
+	for _, l := range all { // oldest first, so the newest wins
+		if l.Meta.DrvName == drvName && l.Meta.Status != layers.StatusRunning && l.Meta.Phase != "" {
+			prev[l.Meta.Phase] = l
+		}
+	}
+	return prev
+}
+
+func (e *Engine) info(l *layers.Layer) *LayerInfo {
+	return &LayerInfo{ID: l.ID, Created: l.Created, Duration: l.Meta.Duration, Size: e.layers.Size(l.ID), Outputs: l.Meta.Outputs, Unverified: !verified(l)}
+}
+
+func digest(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s\x00", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

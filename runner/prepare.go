@@ -1,0 +1,246 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/sandbox"
+	"github.com/nixlayer/nixlayer/shellstate"
+)
+
+// job is a derivation made ready to plan and build: inputs realised, the
+// sandbox described, the stdenv asked for its phases.
+type job struct {
+	drv        *drv.Derivation
+	closure    []string // store paths visible in the sandbox
+	binds      []sandbox.Bind
+	env        map[string]string
+	shellFlags []string // builder flags before the script, e.g. -e
+	// splittable is false for builders nixlayer cannot run phase by phase;
+	// they are built as one layer.
+	splittable bool
+	whyWhole   string
+	probe      *probe
+	// attrs are the derivation's attributes with output paths replaced by
+	// placeholders, so keys do not depend on them.
+	attrs map[string]string
+	// unreferencedInputs are inputs no attribute mentions (they key the
+	// first phase).
+	unreferencedInputs []string
+}
+
+// probe is what the stdenv told about itself.
+type probe struct {
+	Phases []string          `json:"phases"`
+	Funcs  map[string]string `json:"funcs"`  // stdenv functions after setup
+	Start  *shellstate.Delta `json:"start"`  // state genericBuild sets up before the first phase
+}
+
+// prepare reads and realises what a build of drvPath needs.
+func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*job, error) {
+	d, err := drv.Read(drvPath)
+	if err != nil {
+		return nil, err
+	}
+	var realise []string
+	for p, outs := range d.InputDrvs {
+		for _, o := range outs {
+			realise = append(realise, p+"!"+o)
+		}
+	}
+	sort.Strings(realise)
+	if err := nixstore.Realise(nixstore.WithLog(ctx, log), realise...); err != nil {
+		return nil, fmt.Errorf("building the inputs of %s: %w", d.Name, err)
+	}
+	inputs, err := drv.InputPaths(d)
+	if err != nil {
+		return nil, err
+	}
+	closure, err := nixstore.Closure(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	bps, err := nixstore.SandboxPaths(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j := &job{drv: d, closure: closure, env: builderEnv(d, e.opts.Cores)}
+	for _, b := range bps {
+		j.binds = append(j.binds, sandbox.Bind{Source: b.Source, Target: b.Target, Optional: b.Optional})
+	}
+	j.attrs, err = attributes(d)
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range inputs {
+		referenced := false
+		for _, v := range d.Env {
+			if strings.Contains(v, in) {
+				referenced = true
+				break
+			}
+		}
+		if !referenced {
+			j.unreferencedInputs = append(j.unreferencedInputs, in)
+		}
+	}
+	j.splittable, j.whyWhole, j.shellFlags = splittable(d)
+	if j.splittable {
+		j.probe, err = e.runProbe(ctx, j, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return j, nil
+}
+
+// splittable decides whether the builder is a stdenv whose genericBuild
+// nixlayer can run phase by phase.
+func splittable(d *drv.Derivation) (bool, string, []string) {
+	switch {
+	case d.IsFixedOutput():
+		return false, "fixed-output derivation", nil
+	case d.Env["stdenv"] == "" && !d.StructuredAttrs():
+		return false, "no stdenv attribute", nil
+	case d.Env["buildCommand"] != "" || d.Env["buildCommandPath"] != "":
+		return false, "buildCommand builds in one step", nil
+	case len(d.Args) == 0:
+		return false, "builder has no script argument", nil
+	}
+	var flags []string
+	for _, a := range d.Args[:len(d.Args)-1] {
+		if !strings.HasPrefix(a, "-") {
+			// e.g. nixpkgs' source-stdenv.sh before default-builder.sh
+			continue
+		}
+		flags = append(flags, a)
+	}
+	script, err := os.ReadFile(d.Args[len(d.Args)-1])
+	if err != nil || !bytes.Contains(script, []byte("genericBuild")) {
+		return false, "builder script does not call genericBuild", nil
+	}
+	base := filepath.Base(d.Builder)
+	if !strings.Contains(base, "bash") && !strings.HasSuffix(base, "-sh") {
+		return false, "builder is not bash", nil
+	}
+	return true, "", flags
+}
+
+// attributes are the derivation's attributes (top-level keys of __json for
+// structured attrs) with output paths replaced by placeholders.
+func attributes(d *drv.Derivation) (map[string]string, error) {
+	raw := map[string]string{}
+	if d.StructuredAttrs() {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(d.Env["__json"]), &m); err != nil {
+			return nil, fmt.Errorf("%s: structured attributes are not valid JSON: %w", d.Path, err)
+		}
+		for k, v := range m {
+			raw[k] = string(v)
+		}
+		for k, v := range d.Env {
+			if k != "__json" {
+				raw[k] = v
+			}
+		}
+	} else {
+		for k, v := range d.Env {
+			raw[k] = v
+		}
+	}
+	norm := map[string]string{}
+	for k, v := range raw {
+		norm[k] = placeholders(v, d.Outputs)
+	}
+	return norm, nil
+}
+
+// placeholders replaces each output path by «name», making values
+// independent of the output paths (which change with every edit).
+func placeholders(v string, outputs map[string]string) string {
+	for name, p := range outputs {
+		if p != "" {
+			v = strings.ReplaceAll(v, p, "«"+name+"»")
+		}
+	}
+	return v
+}
+
+// runProbe asks the stdenv for the phase list and its functions, in a
+// throwaway sandbox. The answer depends only on the derivation and its
+// inputs, so it is kept per derivation.
+func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, error) {
+	h := sha256.Sum256([]byte(j.drv.Path + "\x00" + strings.Join(j.closure, "\n")))
+	cacheFile := filepath.Join(e.opts.CacheDir, "probes", hex.EncodeToString(h[:16])+".json")
+	if data, err := os.ReadFile(cacheFile); err == nil {
+		var p probe
+		if json.Unmarshal(data, &p) == nil && len(p.Phases) > 0 {
+			return &p, nil
+		}
+	}
+	tmp, err := os.MkdirTemp(e.opts.CacheDir, "probe-")
+	if err != nil {
+		return nil, fmt.Errorf("probe directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	root := filepath.Join(tmp, "root")
+	if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	res, err := e.runStep(ctx, j, step{root: root, etc: filepath.Join(tmp, "etc"), mode: "probe", log: &out})
+	if err != nil {
+		return nil, err
+	}
+	if res.exit != 0 {
+		return nil, fmt.Errorf("asking the stdenv of %s for its phases failed (exit %d):\n%s", j.drv.Name, res.exit, tail(out.String(), 20))
+	}
+	caps, err := shellstate.ParseDumps(res.dumps)
+	if err != nil || len(caps) != 2 {
+		return nil, fmt.Errorf("asking the stdenv of %s for its phases: bad state capture: %v\n%s", j.drv.Name, err, tail(out.String(), 20))
+	}
+	p := &probe{Funcs: caps[0].Funcs, Start: shellstate.Diff(caps[0], caps[1])}
+	p.Phases = strings.Fields(string(res.phases))
+	if len(p.Phases) == 0 {
+		return nil, fmt.Errorf("the stdenv of %s reported no phases", j.drv.Name)
+	}
+	if data, err := json.Marshal(p); err == nil {
+		os.MkdirAll(filepath.Dir(cacheFile), 0o700)
+		os.WriteFile(cacheFile, data, 0o600)
+	}
+	return p, nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// builderEnv is the environment Nix gives the builder. With structured
+// attributes the attributes are not in the environment at all, and Nix 2.8
+// points NIX_ATTRS_*_FILE at its host-side build directory (a Nix bug that
+// builders work around; reproduced so they take the same path).
+func builderEnv(d *drv.Derivation, cores int) map[string]string {
+	if !d.StructuredAttrs() {
+		return sandbox.Env(d.Env, cores)
+	}
+	env := sandbox.Env(nil, cores)
+	hostTop := "/tmp/nix-build-" + strings.TrimSuffix(filepath.Base(d.Path)[33:], ".drv") + ".drv-0"
+	env["NIX_ATTRS_JSON_FILE"] = hostTop + "/.attrs.json"
+	env["NIX_ATTRS_SH_FILE"] = hostTop + "/.attrs.sh"
+	return env
+}

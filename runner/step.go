@@ -1,0 +1,245 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/sandbox"
+)
+
+// step is one sandboxed process of a build.
+type step struct {
+	root    string // sandbox root (build/, tmp/, store/)
+	etc     string // where the generated /etc files go
+	mode    string // probe, phase, whole or shell
+	phase   string
+	last    bool
+	restore string // shell state script for phase and shell modes
+	log     io.Writer
+	// Interactive steps (shells) are attached to the user's terminal.
+	stdin       io.Reader
+	interactive bool
+}
+
+type stepResult struct {
+	exit   int
+	dumps  []byte // shell state captures (fd 4)
+	phases []byte // phase list from a probe (fd 5)
+}
+
+// runStep runs one step in the sandbox and collects what it reports.
+func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, error) {
+	var args []string
+	if s.mode == "whole" {
+		args = append([]string{j.drv.Builder}, j.drv.Args...)
+	} else {
+		last := "0"
+		if s.last {
+			last = "1"
+		}
+		args = append([]string{j.drv.Builder}, j.shellFlags...)
+		args = append(args, "-c", driver, "nixlayer", s.mode, s.phase, last)
+		if s.mode == "shell" {
+			args = append([]string{j.drv.Builder}, "-c", driver+shellTail, "nixlayer", s.mode, s.phase, last)
+		}
+	}
+	restoreR, restoreW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	dumpR, dumpW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	phasesR, phasesW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	spec := sandbox.Spec{
+		Root:        s.root,
+		StoreDir:    nixstore.StoreDir(),
+		Inputs:      j.closure,
+		Binds:       j.binds,
+		Env:         j.env,
+		Args:        args,
+		Network:     j.drv.IsFixedOutput(),
+		Stdout:      s.log,
+		Stderr:      s.log,
+		Stdin:       s.stdin,
+		ExtraFiles:  []*os.File{restoreR, dumpW, phasesW},
+		Interactive: s.interactive,
+	}
+	cmd, err := sandbox.Command(ctx, spec, s.etc)
+	if err != nil {
+		return nil, err
+	}
+	e.log.Debug("sandbox", zap.String("mode", s.mode), zap.String("phase", s.phase), zap.Strings("args", cmd.Args))
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start sandbox: %w", err)
+	}
+	restoreR.Close()
+	dumpW.Close()
+	phasesW.Close()
+	var wg sync.WaitGroup
+	res := &stepResult{}
+	wg.Add(3)
+	go func() { defer wg.Done(); io.WriteString(restoreW, s.restore); restoreW.Close() }()
+	go func() { defer wg.Done(); res.dumps, _ = io.ReadAll(dumpR); dumpR.Close() }()
+	go func() { defer wg.Done(); res.phases, _ = io.ReadAll(phasesR); phasesR.Close() }()
+	err = cmd.Wait()
+	wg.Wait()
+	cleanErr := sandbox.CleanMountpoints(s.root, j.closure)
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		res.exit = exitErr.ExitCode()
+		if res.exit < 0 {
+			res.exit = 128 + 9
+		}
+	case err != nil:
+		return nil, fmt.Errorf("run sandbox: %w", err)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return res, cleanErr
+}
+
+// shellTail makes the shell mode end in an interactive bash that keeps the
+// restored state (a child bash would lose the functions).
+const shellTail = `
+PS1='[nixlayer ${__nl_phase}] \w\$ '
+set +e +u +o pipefail
+exec 4>&- 5>&-
+echo "nixlayer: shell after ${__nl_phase}; the tree is a throwaway copy. Leave with 'exit'." >&2
+__nl_rc=/tmp/.nixlayer-shellrc
+{ declare -p | grep -v -e '^declare -[a-zA-Z-]*r' ; declare -f; echo "cd \"$PWD\""; echo "PS1='$PS1'"; } > "$__nl_rc" 2>/dev/null
+exec "$BASH" --noprofile --rcfile "$__nl_rc" -i
+`
+
+// writeAttrsFiles writes .attrs.json and .attrs.sh into the build
+// directory for a structured-attrs derivation, as Nix does before it starts
+// the builder.
+func writeAttrsFiles(j *job, buildDir string) error {
+	if err := os.MkdirAll(buildDir, 0o755); err != nil {
+		return fmt.Errorf("prepare build directory: %w", err)
+	}
+	if !j.drv.StructuredAttrs() {
+		return nil
+	}
+	var attrs map[string]any
+	dec := json.NewDecoder(strings.NewReader(j.drv.Env["__json"]))
+	dec.UseNumber()
+	if err := dec.Decode(&attrs); err != nil {
+		return fmt.Errorf("%s: structured attributes: %w", j.drv.Path, err)
+	}
+	outs := map[string]any{}
+	for name, p := range j.drv.Outputs {
+		outs[name] = p
+	}
+	attrs["outputs"] = outs
+	js, err := json.Marshal(attrs)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(buildDir, ".attrs.json"), js, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(buildDir, ".attrs.sh"), []byte(attrsShell(attrs)), 0o644)
+}
+
+var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// attrsShell renders structured attributes as bash declarations the way
+// Nix does: simple values as scalars, lists of simple values as indexed
+// arrays, objects of simple values as associative arrays; others skipped.
+func attrsShell(attrs map[string]any) string {
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		if !shVarName.MatchString(k) {
+			continue
+		}
+		switch v := attrs[k].(type) {
+		case []any:
+			var items []string
+			ok := true
+			for _, x := range v {
+				s, simple := simpleValue(x)
+				if !simple {
+					ok = false
+					break
+				}
+				items = append(items, s+" ")
+			}
+			if ok {
+				fmt.Fprintf(&b, "declare -a %s=(%s)\n", k, strings.Join(items, ""))
+			}
+		case map[string]any:
+			ik := make([]string, 0, len(v))
+			for x := range v {
+				ik = append(ik, x)
+			}
+			sort.Strings(ik)
+			var items []string
+			ok := true
+			for _, x := range ik {
+				s, simple := simpleValue(v[x])
+				if !simple {
+					ok = false
+					break
+				}
+				items = append(items, "["+shellEscape(x)+"]="+s+" ")
+			}
+			if ok {
+				fmt.Fprintf(&b, "declare -A %s=(%s)\n", k, strings.Join(items, ""))
+			}
+		default:
+			if s, simple := simpleValue(v); simple {
+				fmt.Fprintf(&b, "declare %s=%s\n", k, s)
+			}
+		}
+	}
+	return b.String()
+}
+
+func simpleValue(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return shellEscape(v), true
+	case json.Number:
+		return v.String(), true
+	case bool:
+		if v {
+			return "1", true
+		}
+		return "", true
+	case nil:
+		return "''", true
+	}
+	return "", false
+}
+
+func shellEscape(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+var _ = bytes.MinRead
+var _ = strconv.Itoa

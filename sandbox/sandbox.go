@@ -1,0 +1,187 @@
+// Package sandbox runs one process in a bubblewrap sandbox that reproduces
+// the world a Nix builder sees: its own namespaces, no network, the input
+// closure as the only store contents, /build as the working directory, the
+// same environment variables, identity and /etc files.
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+)
+
+// Bind is a host path made visible inside the sandbox.
+type Bind struct {
+	Source, Target string
+	Optional       bool // skip when Source does not exist (Nix's trailing "?")
+}
+
+// Spec describes one sandboxed process.
+type Spec struct {
+	// Root holds the persistent parts of the builder's filesystem: build/
+	// (→ /build), tmp/ (→ /tmp) and store/ (→ the store directory, where
+	// the outputs appear).
+	Root     string
+	StoreDir string   // usually /nix/store
+	Inputs   []string // store paths of the input closure, bound read-only
+	Binds    []Bind   // Nix's sandbox-paths and extra-sandbox-paths
+	Env      map[string]string
+	Args     []string // program and arguments, as seen inside
+	Network  bool     // only fixed-output derivations get the network
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Stderr   io.Writer
+	// ExtraFiles become fds 3, 4, … inside, as with exec.Cmd.
+	ExtraFiles []*os.File
+	// Interactive keeps the controlling terminal (for shells).
+	Interactive bool
+}
+
+// BuildDir is where the build directory appears inside, as in Nix 2.8.
+const BuildDir = "/build"
+
+// Builder identity inside the sandbox, as Nix sets it.
+const (
+	BuilderUID = 1000
+	BuilderGID = 100
+)
+
+// Command prepares the bubblewrap command for a spec; etcDir receives the
+// generated /etc files and must outlive the command.
+func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		return nil, fmt.Errorf("bubblewrap (bwrap) is not installed: apt-get install bubblewrap: %w", err)
+	}
+	for _, d := range []string{"build", "tmp", "store"} {
+		if err := os.MkdirAll(filepath.Join(spec.Root, d), 0o755); err != nil {
+			return nil, fmt.Errorf("prepare sandbox root %s: %w", spec.Root, err)
+		}
+	}
+	if err := writeEtc(etcDir); err != nil {
+		return nil, err
+	}
+	storeDir := spec.StoreDir
+	if storeDir == "" {
+		storeDir = "/nix/store"
+	}
+	a := []string{
+		"--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
+		"--uid", strconv.Itoa(BuilderUID), "--gid", strconv.Itoa(BuilderGID),
+		"--hostname", "localhost",
+		"--die-with-parent",
+		"--clearenv",
+	}
+	if !spec.Network {
+		a = append(a, "--unshare-net")
+	}
+	if !spec.Interactive {
+		a = append(a, "--new-session")
+	}
+	// Host sandbox paths first, so the store and build dirs are not shadowed
+	// by a broad bind such as /nix.
+	for _, b := range spec.Binds {
+		op := "--ro-bind"
+		if b.Optional {
+			op = "--ro-bind-try"
+		}
+		a = append(a, op, b.Source, b.Target)
+	}
+	a = append(a,
+		"--bind", filepath.Join(spec.Root, "store"), storeDir,
+		"--bind", filepath.Join(spec.Root, "build"), BuildDir,
+		"--bind", filepath.Join(spec.Root, "tmp"), "/tmp",
+	)
+	for _, p := range spec.Inputs {
+		a = append(a, "--ro-bind", p, p)
+	}
+	a = append(a,
+		"--dev", "/dev",
+		"--proc", "/proc",
+		"--ro-bind", filepath.Join(etcDir, "passwd"), "/etc/passwd",
+		"--ro-bind", filepath.Join(etcDir, "group"), "/etc/group",
+		"--ro-bind", filepath.Join(etcDir, "hosts"), "/etc/hosts",
+		"--chdir", BuildDir,
+	)
+	keys := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		a = append(a, "--setenv", k, spec.Env[k])
+	}
+	a = append(a, "--")
+	a = append(a, spec.Args...)
+	cmd := exec.CommandContext(ctx, bwrap, a...)
+	cmd.Stdin = spec.Stdin
+	cmd.Stdout = spec.Stdout
+	cmd.Stderr = spec.Stderr
+	cmd.ExtraFiles = spec.ExtraFiles
+	return cmd, nil
+}
+
+// CleanMountpoints removes the empty files and directories bubblewrap
+// created in Root/store as mount points for the inputs, so that only the
+// outputs stay in the layer.
+func CleanMountpoints(root string, inputs []string) error {
+	for _, p := range inputs {
+		mp := filepath.Join(root, "store", filepath.Base(p))
+		fi, err := os.Lstat(mp)
+		if err != nil {
+			continue
+		}
+		if fi.IsDir() || fi.Size() == 0 {
+			if err := os.Remove(mp); err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("remove mount point %s: %w", mp, err)
+			}
+		}
+	}
+	return nil
+}
+
+func writeEtc(dir string) error {
+	files := map[string]string{
+		"passwd": "root:x:0:0:Nix build user:/build:/noshell\n" +
+			"nixbld:x:1000:100:Nix build user:/build:/noshell\n" +
+			"nobody:x:65534:65534:Nobody:/:/noshell\n",
+		"group": "root:x:0:\nnixbld:!:100:\nnogroup:x:65534:\n",
+		"hosts": "127.0.0.1 localhost\n::1 localhost\n",
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("prepare sandbox /etc: %w", err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return fmt.Errorf("prepare sandbox /etc: %w", err)
+		}
+	}
+	return nil
+}
+
+// Env is the builder's environment as Nix builds it: a few defaults the
+// derivation may override, the derivation's attributes, then the variables
+// Nix always forces (build directory, log fd, terminal).
+func Env(drvEnv map[string]string, cores int) map[string]string {
+	env := map[string]string{
+		"PATH":            "/path-not-set",
+		"HOME":            "/homeless-shelter",
+		"NIX_STORE":       "/nix/store",
+		"NIX_BUILD_CORES": strconv.Itoa(cores),
+	}
+	for k, v := range drvEnv {
+		env[k] = v
+	}
+	for _, k := range []string{"NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP", "TEMP"} {
+		env[k] = BuildDir
+	}
+	env["PWD"] = BuildDir
+	env["NIX_LOG_FD"] = "2"
+	env["TERM"] = "xterm-256color"
+	return env
+}

@@ -1,0 +1,214 @@
+# Fixture packages for nixlayer's tests, built WITHOUT nixpkgs: the builder is
+# Debian's static bash, the stdenv is ./stdenv (setup + default-builder.sh) and
+# the tools (gcc, make, coreutils, tar, patch) come from the host through
+# `extra-sandbox-paths = /usr /bin /lib /lib64 /etc/alternatives`.
+#
+#   nix-build testdata -A hello --arg nfiles 300 --argstr postInstallExtra 'echo hi'
+#
+# Every argument has a default; tests vary them with --arg / --argstr to edit one
+# attribute of a package and see which phases must rerun.
+{
+  # hello: number of generated C files (configure --nfiles); 20 ≈ seconds, 300 ≈ tens of seconds.
+  nfiles ? 40
+  # hello: functions per generated file (configure --funcs-per-file): compile cost per file.
+, funcsPerFile ? 24
+  # hello: the version written into the source tree (changes $src and the program).
+, srcVersion ? "1"
+  # hello: extra words appended to configureFlags.
+, configureExtraFlags ? ""
+  # hello: extra words appended to makeFlags (build and install).
+, makeExtraFlags ? ""
+  # hello: extra words appended to buildFlags (build phase only).
+, buildExtraFlags ? ""
+  # hello: code run by preConfigure / preBuild (empty: no hook).
+, preConfigureExtra ? ""
+, preBuildExtra ? ""
+  # hello: code appended to installPhase (runs after `make install`).
+, installExtra ? ""
+  # hello: the postInstall hook (any package that honours it: hello, multi, custom).
+, postInstallExtra ? ""
+  # hello: the postFixup hook.
+, postFixupExtra ? ""
+  # hello: doCheck (runs `make check`).
+, doCheck ? false
+  # hello: enableParallelBuilding.
+, enableParallelBuilding ? true
+  # failing: the message printed before installPhase fails.
+, failMessage ? "installPhase failed on purpose"
+  # custom: the text written by the custom stampPhase.
+, stamp ? "stamp-1"
+  # structured: a list attribute (an array under __structuredAttrs).
+, structuredWords ? [ "alpha" "beta" "gamma" ]
+  # free-form salt added to every package (forces new derivations without other changes).
+, salt ? ""
+}:
+
+let
+  lib = {
+    optionalAttrs = cond: as: if cond then as else { };
+  };
+
+  # Debian's statically linked bash: the only store input besides the stdenv.
+  bash = builtins.path { path = /bin/bash-static; name = "bash"; };
+
+  # The fixture stdenv as a store path: $stdenv/setup and $stdenv/default-builder.sh.
+  stdenv = builtins.path { path = ./stdenv; name = "fixture-stdenv"; };
+
+  # Like nixpkgs' stdenv.mkDerivation, without the dependency machinery: every
+  # attribute is passed through to `derivation`.
+  mkDerivation = attrs:
+    let
+      name = attrs.name or "${attrs.pname}-${attrs.version}";
+    in
+    derivation ({
+      inherit stdenv;
+      builder = "${bash}";
+      args = [ "-e" "${stdenv}/default-builder.sh" ];
+      system = builtins.currentSystem;
+    }
+    // lib.optionalAttrs (salt != "") { nixlayerSalt = salt; }
+    // removeAttrs attrs [ "pname" "version" "name" ]
+    // { inherit name; }
+    // lib.optionalAttrs (attrs ? pname) { inherit (attrs) pname; }
+    // lib.optionalAttrs (attrs ? version) { inherit (attrs) version; });
+
+  optional = cond: x: if cond then x else { };
+in
+rec {
+  inherit bash stdenv mkDerivation;
+
+  # The source tree of hello, with VERSION = srcVersion (a one-step buildCommand
+  # derivation, so changing srcVersion changes $src).
+  helloSrc = mkDerivation {
+    name = "hello-${srcVersion}";
+    src = ./hello;
+    inherit srcVersion;
+    buildCommand = ''
+      cp -r "$src" "$out"
+      chmod -R u+w "$out"
+      printf '%s\n' "$srcVersion" > "$out/VERSION"
+    '';
+  };
+
+  # A C program with a real ./configure: nfiles generated C files, gcc -O2,
+  # `make install` into $out/bin. The binary does not mention $out.
+  hello = mkDerivation ({
+    pname = "hello";
+    version = srcVersion;
+    src = helloSrc;
+    configureFlags = "--nfiles=${toString nfiles} --funcs-per-file=${toString funcsPerFile}"
+      + (if configureExtraFlags != "" then " ${configureExtraFlags}" else "");
+    inherit doCheck enableParallelBuilding;
+    postInstall = ''
+      mkdir -p "$out/share/hello"
+      "$out/bin/hello" > "$out/share/hello/output.txt"
+    '' + postInstallExtra;
+  }
+  // optional (makeExtraFlags != "") { makeFlags = makeExtraFlags; }
+  // optional (buildExtraFlags != "") { buildFlags = buildExtraFlags; }
+  // optional (preConfigureExtra != "") { preConfigure = preConfigureExtra; }
+  // optional (preBuildExtra != "") { preBuild = preBuildExtra; }
+  // optional (postFixupExtra != "") { postFixup = postFixupExtra; }
+  // optional (installExtra != "") {
+    installPhase = ''
+      runHook preInstall
+      make install
+      ${installExtra}
+      runHook postInstall
+    '';
+  });
+
+  # Multiple outputs: out (a program), dev (a header + pkg-config-like file),
+  # lib (a shared library). Each output path is also an environment variable.
+  multi = mkDerivation {
+    pname = "multi";
+    version = "1.0";
+    outputs = [ "out" "dev" "lib" ];
+    src = ./multi;
+    enableParallelBuilding = true;
+    makeFlags = [ "CC=gcc" ];
+    installPhase = ''
+      runHook preInstall
+      make install-bin bindir="$out/bin"
+      make install-lib libdir="$lib/lib"
+      make install-dev includedir="$dev/include"
+      mkdir -p "$dev/nix-support"
+      echo "$lib" > "$dev/nix-support/lib-output"
+      runHook postInstall
+    '';
+    postInstall = postInstallExtra;
+  };
+
+  # A single-step buildCommand package (cannot be split into phases).
+  cmd = mkDerivation {
+    name = "cmd-1";
+    message = "built by buildCommand";
+    buildCommand = ''
+      mkdir -p "$out/share"
+      echo "$message" > "$out/share/message"
+      printf '%s\n' one two three | sort -r > "$out/share/sorted"
+    '';
+  };
+
+  # Configure and build succeed, installPhase fails.
+  failing = mkDerivation {
+    pname = "failing";
+    version = "1";
+    src = ./failing;
+    inherit failMessage;
+    installPhase = ''
+      runHook preInstall
+      echo "$failMessage" >&2
+      exit 1
+    '';
+  };
+
+  # __structuredAttrs: lists become bash arrays, attrsets associative arrays.
+  structured = mkDerivation {
+    pname = "structured";
+    version = "1";
+    __structuredAttrs = true;
+    dontUnpack = true;
+    words = structuredWords;
+    settings = { colour = "blue"; size = "42"; };
+    configureFlags = [ "--one" "two words" ];
+    buildPhase = ''
+      runHook preBuild
+      printf '%s\n' "''${words[@]}" > words.txt
+      for k in $(printf '%s\n' "''${!settings[@]}" | sort); do
+        echo "$k=''${settings[$k]}"
+      done > settings.txt
+      printf '<%s>\n' "''${configureFlags[@]}" > flags.txt
+      runHook postBuild
+    '';
+    installPhase = ''
+      runHook preInstall
+      mkdir -p "$out/share"
+      cp words.txt settings.txt flags.txt "$out/share/"
+      echo "''${#words[@]}" > "$out/share/count"
+      runHook postInstall
+    '';
+  };
+
+  # A custom phase inserted before installPhase (preInstallPhases).
+  custom = mkDerivation {
+    pname = "custom";
+    version = "1";
+    dontUnpack = true;
+    inherit stamp;
+    preInstallPhases = [ "stampPhase" ];
+    stampPhase = ''
+      echo "$stamp" > stamp.txt
+    '';
+    buildPhase = ''
+      echo built > built.txt
+    '';
+    installPhase = ''
+      runHook preInstall
+      mkdir -p "$out"
+      cp built.txt stamp.txt "$out/"
+      runHook postInstall
+    '';
+    postInstall = postInstallExtra;
+  };
+}
