@@ -35,10 +35,23 @@ func main() {
 	os.Exit(code)
 }
 
+func isNumber(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 func run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
 		return 2
+	}
+	// Nix 2.8 execs build-hook with the verbosity as its only argument.
+	if len(args) == 1 && isNumber(args[0]) {
+		return cmdHook(ctx, args)
 	}
 	cmd, rest := args[0], args[1:]
 	var err error
@@ -47,6 +60,32 @@ func run(ctx context.Context, args []string) int {
 		err = cmdBuild(ctx, rest)
 	case "plan":
 		err = cmdPlan(ctx, rest)
+	case "hook":
+		return cmdHook(ctx, rest)
+	case "pre-build-hook":
+		err = cmdPreBuildHook(ctx, rest)
+	case "post-build-hook":
+		err = cmdPostBuildHook(ctx, rest)
+	case "setup-nix":
+		err = cmdSetupNix(ctx, rest)
+	case "lsp":
+		err = cmdLSP(ctx, rest)
+	case "shell":
+		err = cmdShell(ctx, rest)
+	case "mount":
+		err = cmdMount(ctx, rest)
+	case "umount":
+		err = cmdUmount(ctx, rest)
+	case "ls":
+		err = cmdLs(ctx, rest)
+	case "log":
+		err = cmdLog(ctx, rest)
+	case "gc":
+		err = cmdGC(ctx, rest)
+	case "export":
+		err = cmdExport(ctx, rest)
+	case "import":
+		err = cmdImport(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0
