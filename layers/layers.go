@@ -48,6 +48,9 @@ type Meta struct {
 	Index    int               `json:"index"`
 	DrvPath  string            `json:"drvPath"`
 	DrvName  string            `json:"drvName"`
+	// Package groups the builds of one package across versions (pname, or
+	// the name when there is none).
+	Package string `json:"package,omitempty"`
 	Outputs  map[string]string `json:"outputs,omitempty"` // output name → path the layer was built with
 	Owner    int               `json:"owner,omitempty"`   // pid of the writer while running
 	Started  time.Time         `json:"started"`

@@ -184,7 +184,7 @@ func planSummary(p *Plan) string {
 // runPhase runs phase i on a new layer over parent.
 func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
 	ph := plan.Phases[i]
-	meta := layers.Meta{Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: j.drv.Outputs, Attrs: ph.attrs}
+	meta := layers.Meta{Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.attrs}
 	l, err := e.layers.Create(parent, meta)
 	if err != nil {
 		return "", nil, err
@@ -292,7 +292,7 @@ func (e *Engine) loadState(id string) (*shellstate.Delta, error) {
 // rewriteLayer adapts reused layers to the current output paths on a new
 // layer over them; the shell state gets the same rewrite.
 func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result) (string, *shellstate.Delta, error) {
-	l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: j.drv.Outputs, Note: "rewrite"})
+	l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite"})
 	if err != nil {
 		return "", nil, err
 	}
@@ -321,7 +321,7 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 		}
 	}
 	f := v.Exact
-	meta := layers.Meta{Status: layers.StatusDerived, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: j.drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
+	meta := layers.Meta{Status: layers.StatusDerived, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
 	if err := e.layers.Finish(l.ID, meta); err != nil {
 		return "", nil, err
 	}
@@ -357,6 +357,7 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 		for name, p := range j.drv.Outputs {
 			res.Outputs[name] = p
 			if bo.ResultLink != "" {
+				removeLink(linkName(bo.ResultLink, name))
 				if err := nixstore.AddGCRoot(ctx, p, linkName(bo.ResultLink, name)); err != nil {
 					return err
 				}
@@ -375,7 +376,7 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 		res.Outputs[name] = dst
 		if bo.ResultLink != "" {
 			link := linkName(bo.ResultLink, name)
-			os.Remove(link)
+			removeLink(link)
 			if err := os.Symlink(dst, link); err != nil {
 				return fmt.Errorf("creating %s: %w", link, err)
 			}
@@ -444,4 +445,12 @@ func copyTree(src, dst string) error {
 			return os.WriteFile(target, data, fi.Mode().Perm()|0o200)
 		}
 	})
+}
+
+// removeLink replaces an earlier result link, as nix-build does; anything
+// that is not a symlink is left alone (and the link creation then fails).
+func removeLink(path string) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		os.Remove(path)
+	}
 }

@@ -3,8 +3,8 @@ package runner
 import "github.com/nixlayer/nixlayer/shellstate"
 
 // driver is the bash program every sandboxed step runs (as `bash [flags] -c
-// driver nixlayer MODE PHASE LAST`). It sources the stdenv like the default
-// builder does and then, by MODE:
+// driver nixlayer MODE PHASE LAST`). It sources the structured attributes
+// and the stdenv like nixpkgs' default builder does and then, by MODE:
 //
 //   - probe: asks the stdenv's own genericBuild for the phase list by
 //     replacing runPhase with a recorder (fd 5), and captures the shell
@@ -17,6 +17,11 @@ import "github.com/nixlayer/nixlayer/shellstate"
 // Its own variables start with __nl_ and are never carried over.
 const driver = `__nl_mode=$1 __nl_phase=$2 __nl_last=$3
 __nl_dump='` + shellstate.DumpCommand + `'
+if [ -e "${NIX_ATTRS_SH_FILE:-}" ]; then
+	source "$NIX_ATTRS_SH_FILE"
+elif [ -f .attrs.sh ]; then
+	source .attrs.sh
+fi
 source "$stdenv/setup"
 eval "$__nl_dump"
 case "$__nl_mode" in

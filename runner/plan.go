@@ -168,7 +168,7 @@ func (e *Engine) placeAttributes(j *job, phases []string) map[string][]string {
 
 // markCached looks the keys up and explains every phase that must run.
 func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
-	prev := e.previousChain(j.drv.Name)
+	prev := e.previousChain(j.pkg)
 	fromIdx := -1
 	if po.From != "" {
 		for i, ph := range p.Phases {
@@ -299,15 +299,15 @@ func explain(ph *PhasePlan, prev *layers.Layer, strict bool) (string, []string) 
 }
 
 // previousChain returns, per phase, the newest layer of an earlier build
-// of a derivation with this name.
-func (e *Engine) previousChain(drvName string) map[string]*layers.Layer {
+// of the same package.
+func (e *Engine) previousChain(pkg string) map[string]*layers.Layer {
 	all, err := e.layers.List()
 	if err != nil {
 		return nil
 	}
 	prev := map[string]*layers.Layer{}
 	for _, l := range all { // oldest first, so the newest wins
-		if l.Meta.DrvName == drvName && l.Meta.Status != layers.StatusRunning && l.Meta.Phase != "" {
+		if l.Meta.Package == pkg && l.Meta.Status != layers.StatusRunning && l.Meta.Phase != "" {
 			prev[l.Meta.Phase] = l
 		}
 	}

@@ -23,6 +23,7 @@ import (
 // sandbox described, the stdenv asked for its phases.
 type job struct {
 	drv        *drv.Derivation
+	pkg        string // package identity across versions
 	closure    []string // store paths visible in the sandbox
 	binds      []sandbox.Bind
 	env        map[string]string
@@ -83,6 +84,7 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	if err != nil {
 		return nil, err
 	}
+	j.pkg = packageName(d, j.attrs)
 	for _, in := range inputs {
 		referenced := false
 		for _, v := range d.Env {
@@ -243,4 +245,20 @@ func builderEnv(d *drv.Derivation, cores int) map[string]string {
 	env["NIX_ATTRS_JSON_FILE"] = hostTop + "/.attrs.json"
 	env["NIX_ATTRS_SH_FILE"] = hostTop + "/.attrs.sh"
 	return env
+}
+
+// packageName is pname when the derivation has one (so builds of other
+// versions count as earlier builds), else its name.
+func packageName(d *drv.Derivation, attrs map[string]string) string {
+	p := attrs["pname"]
+	if d.StructuredAttrs() {
+		var s string
+		if json.Unmarshal([]byte(p), &s) == nil {
+			p = s
+		}
+	}
+	if p == "" {
+		return d.Name
+	}
+	return p
 }

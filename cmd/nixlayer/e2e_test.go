@@ -1,0 +1,368 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+var nixlayerBin string
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	if e2etest.Enabled() {
+		dir, err := os.MkdirTemp("", "nixlayer-bin-")
+		if err != nil {
+			panic(err)
+		}
+		if nixlayerBin, err = e2etest.BuildBinary(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "building nixlayer:", err)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// fixture names a testdata package with its arguments.
+type fixture struct {
+	attr string
+	args []string // --arg/--argstr pairs
+}
+
+func (f fixture) with(args ...string) fixture {
+	return fixture{attr: f.attr, args: append(append([]string{}, f.args...), args...)}
+}
+
+func (f fixture) cli() []string {
+	return append([]string{"-f", e2etest.Testdata(), "-A", f.attr}, f.args...)
+}
+
+func hello(salt string) fixture {
+	return fixture{attr: "hello", args: []string{"--arg", "nfiles", "20", "--argstr", "salt", salt}}
+}
+
+type env struct {
+	t     *testing.T
+	dir   string
+	cache string
+}
+
+func newEnv(t *testing.T) *env {
+	e2etest.Require(t)
+	return &env{t: t, dir: t.TempDir(), cache: t.TempDir()}
+}
+
+func (e *env) nixlayer(args ...string) e2etest.Result {
+	e.t.Helper()
+	return e2etest.Run(e.dir, nil, nixlayerBin, append([]string{args[0], "--cache", e.cache}, args[1:]...)...)
+}
+
+func (e *env) mustBuild(f fixture, extra ...string) (outs []string, stderr string) {
+	e.t.Helper()
+	r := e.nixlayer(append(append([]string{"build", "-Q"}, extra...), f.cli()...)...)
+	if r.Err != nil {
+		e.t.Fatalf("nixlayer build %v: %v\n%s", f.cli(), r.Err, r.Stderr)
+	}
+	return e2etest.Lines(r.Stdout), r.Stderr
+}
+
+func (e *env) plan(f fixture, extra ...string) *runner.Plan {
+	e.t.Helper()
+	r := e.nixlayer(append(append([]string{"plan", "--json"}, extra...), f.cli()...)...)
+	if r.Err != nil {
+		e.t.Fatalf("nixlayer plan: %v\n%s", r.Err, r.Stderr)
+	}
+	var p runner.Plan
+	if err := json.Unmarshal([]byte(r.Stdout), &p); err != nil {
+		e.t.Fatalf("plan --json: %v\n%s", err, r.Stdout)
+	}
+	return &p
+}
+
+// nixBuild builds with plain nix-build and returns the output paths.
+func (e *env) nixBuild(f fixture, extra ...string) []string {
+	e.t.Helper()
+	args := append(append([]string{"--no-out-link"}, extra...), f.cli()[1:]...)
+	r := e2etest.Run(e.dir, nil, "nix-build", args...)
+	if r.Err != nil {
+		e.t.Fatalf("nix-build %v: %v\n%s", args, r.Err, r.Stderr)
+	}
+	return e2etest.Lines(r.Stdout)
+}
+
+func narHash(t *testing.T, path string) string {
+	t.Helper()
+	sum, _, err := nixstore.NARHash(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nixstore.FormatHash(sum)
+}
+
+// ranPhases lists the phases a build's progress says it ran.
+func ranPhases(stderr string) []string {
+	var ran []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "] ") && strings.Contains(l, " running: ") {
+			f := strings.Fields(l[strings.Index(l, "] ")+2:])
+			ran = append(ran, f[0])
+		}
+	}
+	return ran
+}
+
+// Done when 1: every fixture's layered output is bit-identical to Nix's own
+// build of the same derivation (nix-build --check rebuilds and compares).
+func TestFixturesEqualNixBuild(t *testing.T) {
+	e := newEnv(t)
+	salt := e2etest.Salt()
+	for _, f := range []fixture{
+		hello(salt),
+		{attr: "multi", args: []string{"--argstr", "salt", salt}},
+		{attr: "cmd", args: []string{"--argstr", "salt", salt}},
+		{attr: "structured", args: []string{"--argstr", "salt", salt}},
+		{attr: "custom", args: []string{"--argstr", "salt", salt}},
+	} {
+		t.Run(f.attr, func(t *testing.T) {
+			outs, stderr := e.mustBuild(f)
+			if !strings.Contains(stderr, "outputs registered in the Nix store") {
+				t.Fatalf("cold build not delivered to the store:\n%s", stderr)
+			}
+			for _, o := range outs {
+				if r := e2etest.Run(e.dir, nil, "nix-store", "--verify-path", o); r.Err != nil {
+					t.Fatalf("verify %s: %s", o, r.Stderr)
+				}
+			}
+			// Nix rebuilds the derivation itself and fails if its output differs.
+			e.nixBuild(f, "--check")
+		})
+	}
+}
+
+// Registered outputs carry the references Nix would record.
+func TestMultiOutputReferences(t *testing.T) {
+	e := newEnv(t)
+	f := fixture{attr: "multi", args: []string{"--argstr", "salt", e2etest.Salt()}}
+	outs, _ := e.mustBuild(f)
+	var dev, lib string
+	for _, o := range outs {
+		switch {
+		case strings.HasSuffix(o, "-dev"):
+			dev = o
+		case strings.HasSuffix(o, "-lib"):
+			lib = o
+		}
+	}
+	r := e2etest.Run(e.dir, nil, "nix-store", "-q", "--references", dev)
+	if r.Err != nil || !strings.Contains(r.Stdout, lib) {
+		t.Fatalf("references of %s = %q (%v), want %s", dev, r.Stdout, r.Err, lib)
+	}
+	if r := e2etest.Run(e.dir, nil, "nix-store", "-q", "--deriver", dev); !strings.HasSuffix(strings.TrimSpace(r.Stdout), ".drv") {
+		t.Fatalf("deriver of %s = %q", dev, r.Stdout)
+	}
+	if _, err := os.Lstat(filepath.Join(e.dir, "result-dev")); err != nil {
+		t.Fatalf("result-dev link: %v", err)
+	}
+}
+
+func phaseStatus(p *runner.Plan) map[string]runner.PhasePlan {
+	m := map[string]runner.PhasePlan{}
+	for _, ph := range p.Phases {
+		m[ph.Name] = ph
+	}
+	return m
+}
+
+// firstRun is the first phase a plan runs, with its reason.
+func firstRun(p *runner.Plan) (string, string) {
+	for _, ph := range p.Phases {
+		if ph.Status == runner.StatusRun {
+			return ph.Name, ph.Reason
+		}
+	}
+	return "", ""
+}
+
+// Done when 2: an edit reruns exactly the phases it invalidates, the plan
+// names the attribute, and the resumed output equals nix-build's.
+func TestResumeAfterEdits(t *testing.T) {
+	e := newEnv(t)
+	base := hello(e2etest.Salt())
+	e.mustBuild(base)
+
+	cases := []struct {
+		name      string
+		edit      fixture
+		extra     []string
+		wantFirst string
+		wantWhy   string
+	}{
+		{"postInstall", base.with("--argstr", "postInstallExtra", "echo post > $out/share/post"), nil, "installPhase", "postInstall"},
+		{"installPhase", base.with("--argstr", "installExtra", "echo inst > $out/inst"), nil, "installPhase", "installPhase"},
+		{"configureFlags", base.with("--argstr", "configureExtraFlags", "--with-greeting=Hi"), nil, "configurePhase", "configureFlags"},
+		{"src", base.with("--argstr", "srcVersion", "2"), nil, "unpackPhase", "src"},
+		{"strict", base.with("--argstr", "postInstallExtra", "echo strict > $out/s"), []string{"--strict"}, "unpackPhase", "postInstall"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := e.plan(c.edit, c.extra...)
+			first, why := firstRun(p)
+			if first != c.wantFirst || !strings.Contains(why, c.wantWhy) {
+				t.Fatalf("plan runs from %s (%q), want %s because of %s", first, why, c.wantFirst, c.wantWhy)
+			}
+			outs, stderr := e.mustBuild(c.edit, c.extra...)
+			ran := ranPhases(stderr)
+			if len(ran) == 0 || ran[0] != c.wantFirst {
+				t.Fatalf("build ran %v, want from %s", ran, c.wantFirst)
+			}
+			want := e.nixBuild(c.edit)
+			if got, exp := narHash(t, outs[0]), narHash(t, want[0]); got != exp {
+				t.Fatalf("resumed output %s has NAR hash %s, nix-build's %s has %s", outs[0], got, want[0], exp)
+			}
+		})
+	}
+}
+
+// Done when 3 (failure): the error names the phase, shows the log tail and
+// says how to inspect the kept layer.
+func TestFailedPhaseKeepsLayer(t *testing.T) {
+	e := newEnv(t)
+	f := fixture{attr: "failing", args: []string{"--argstr", "salt", e2etest.Salt(), "--argstr", "failMessage", "boom-for-test"}}
+	r := e.nixlayer(append([]string{"build", "-Q"}, f.cli()...)...)
+	if r.Err == nil {
+		t.Fatal("failing build succeeded")
+	}
+	for _, want := range []string{"failed in installPhase", "boom-for-test", "nixlayer shell --at failed"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("error output lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+	st, err := layers.Open(e.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	all, _ := st.List()
+	failed := 0
+	for _, l := range all {
+		if l.Meta.Status == layers.StatusFailed && l.Meta.Phase == "installPhase" {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("want one failed installPhase layer, have %d", failed)
+	}
+	// The next build reruns only the failed phase.
+	p := e.plan(f)
+	if first, _ := firstRun(p); first != "installPhase" {
+		t.Fatalf("after the failure the plan runs from %s", first)
+	}
+}
+
+// Done when 3 (kill -9): an interrupted build leaves no layer that a later
+// build could reuse, and the next build is correct.
+func TestKill9MidPhase(t *testing.T) {
+	e := newEnv(t)
+	f := hello(e2etest.Salt()).with("--argstr", "preBuildExtra", "sleep 2")
+	cmd := exec.Command(nixlayerBin, append([]string{"build", "--cache", e.cache}, f.cli()...)...)
+	cmd.Dir = e.dir
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<16)
+	var seen strings.Builder
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(seen.String(), "Running phase: buildPhase") {
+		n, err := stderr.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("build never reached buildPhase: %v\n%s", err, seen.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	st, err := layers.Open(e.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := st.List()
+	running := 0
+	for _, l := range all {
+		if l.Meta.Status == layers.StatusRunning {
+			running++
+		}
+	}
+	st.Close()
+	if running != 1 {
+		t.Fatalf("want the interrupted layer marked running, found %d", running)
+	}
+	p := e.plan(f)
+	if first, _ := firstRun(p); first != "buildPhase" {
+		t.Fatalf("after kill -9 the plan runs from %s, want buildPhase", first)
+	}
+	outs, _ := e.mustBuild(f)
+	st, _ = layers.Open(e.cache)
+	all, _ = st.List()
+	st.Close()
+	for _, l := range all {
+		if l.Meta.Status == layers.StatusRunning {
+			t.Fatalf("stale layer %s survived the next build", l.ID)
+		}
+	}
+	e.nixBuild(f, "--check")
+	_ = outs
+}
+
+// Done when 3 (bad input): one-line errors that say what to do.
+func TestBadInputErrors(t *testing.T) {
+	e := newEnv(t)
+	// A corrupt .drv in the store (unregistered, so Nix never sees it).
+	bad := filepath.Join(nixstore.StoreDir(), "00000000000000000000000000000000-nixlayer-e2e-"+e2etest.Salt()+".drv")
+	os.WriteFile(bad, []byte("Derive([(\"out\",garbage"), 0o644)
+	defer os.Remove(bad)
+	r := e.nixlayer("build", bad)
+	if r.Err == nil || !strings.Contains(r.Stderr, filepath.Base(bad)) || len(e2etest.Lines(r.Stderr)) != 1 {
+		t.Errorf("malformed .drv: %v\n%s", r.Err, r.Stderr)
+	}
+
+	r = e2etest.Run(e.dir, []string{"PATH=/nonexistent"}, nixlayerBin, append([]string{"build", "--cache", e.cache}, hello("x").cli()...)...)
+	if r.Err == nil || !strings.Contains(r.Stderr, "install Nix") {
+		t.Errorf("missing Nix: %v\n%s", r.Err, r.Stderr)
+	}
+
+	ro := filepath.Join(e.dir, "ro-cache")
+	os.MkdirAll(ro, 0o755)
+	if err := syscall.Mount("tmpfs", ro, "tmpfs", syscall.MS_RDONLY, ""); err != nil {
+		t.Fatalf("mount read-only tmpfs: %v", err)
+	}
+	defer syscall.Unmount(ro, 0)
+	r = e2etest.Run(e.dir, nil, nixlayerBin, append([]string{"build", "--cache", ro}, hello("x").cli()...)...)
+	if r.Err == nil || !strings.Contains(r.Stderr, "not writable") || !strings.Contains(r.Stderr, "--cache") {
+		t.Errorf("read-only cache: %v\n%s", r.Err, r.Stderr)
+	}
+	for _, out := range []string{r.Stderr} {
+		if n := len(e2etest.Lines(out)); n != 1 {
+			t.Errorf("want a one-line error, got %d lines:\n%s", n, out)
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package layers
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+)
+
+// MountCount is how many mounts of the layer the store knows of (in any
+// process: `nixlayer mount` leaves one until `nixlayer umount`).
+func (st *Store) MountCount(id string) int {
+	l, err := st.s.Layer(id)
+	if err != nil {
+		return 0
+	}
+	return l.MountCount
+}
+
+// DataNames lists the named blobs stored with the layer.
+func (st *Store) DataNames(id string) []string {
+	l, err := st.s.Layer(id)
+	if err != nil {
+		return nil
+	}
+	return append([]string(nil), l.BigDataNames...)
+}
+
+// Diff is the layer's change against its parent as an uncompressed tar
+// stream (OCI layer format, whiteouts included).
+func (st *Store) Diff(id string) (io.ReadCloser, error) {
+	l, err := st.s.Layer(id)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", short(id), err)
+	}
+	c := archive.Uncompressed
+	rc, err := st.s.Diff(l.Parent, id, &storage.DiffOptions{Compression: &c})
+	if err != nil {
+		return nil, fmt.Errorf("diff of layer %s: %w", short(id), err)
+	}
+	return rc, nil
+}
+
+// Import creates a layer on parent from a tar stream and records its
+// metadata and named blobs. The key name is added last (by Finish), so a
+// layer interrupted mid-import is never a cache hit.
+func (st *Store) Import(parent string, meta Meta, diff io.Reader, data map[string][]byte) (*Layer, error) {
+	running := meta
+	running.Status = StatusRunning
+	running.Owner = os.Getpid()
+	js, err := json.Marshal(running)
+	if err != nil {
+		return nil, err
+	}
+	l, _, err := st.s.PutLayer("", parent, nil, "", true, nil, diff)
+	if err != nil {
+		return nil, fmt.Errorf("import layer on %s: %w", short(parent), err)
+	}
+	if err := st.s.SetMetadata(l.ID, string(js)); err != nil {
+		st.s.DeleteLayer(l.ID)
+		return nil, fmt.Errorf("write metadata of layer %s: %w", short(l.ID), err)
+	}
+	for k, v := range data {
+		if err := st.SetData(l.ID, k, v); err != nil {
+			return nil, err
+		}
+	}
+	if err := st.Finish(l.ID, meta); err != nil {
+		return nil, err
+	}
+	return st.Get(l.ID)
+}
+
+// DiskUsage is the disk space the layer takes on its own, as du counts it
+// (allocated blocks): its directory in the graph driver and its metadata
+// directory. Deleting the layer frees this much.
+func (st *Store) DiskUsage(id string) int64 {
+	graph := filepath.Join(st.root, "storage")
+	drv := st.Driver()
+	dirs := []string{filepath.Join(graph, drv+"-layers", id)}
+	switch drv {
+	case "vfs":
+		dirs = append(dirs, filepath.Join(graph, "vfs", "dir", id))
+	default:
+		dirs = append(dirs, filepath.Join(graph, drv, id))
+	}
+	if extra, err := filepath.Glob(filepath.Join(graph, drv+"-layers", id+".*")); err == nil {
+		dirs = append(dirs, extra...)
+	}
+	return DiskUsage(dirs...)
+}
+
+// DiskUsage sums the allocated size of files under the paths like `du`
+// (hard links once; mount points of other filesystems are not entered).
+func DiskUsage(paths ...string) int64 {
+	seen := map[[2]uint64]bool{}
+	var total int64
+	for _, root := range paths {
+		rootFi, err := os.Lstat(root)
+		if err != nil {
+			continue
+		}
+		rootDev := rootFi.Sys().(*syscall.Stat_t).Dev
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			s := fi.Sys().(*syscall.Stat_t)
+			if s.Dev != rootDev {
+				return filepath.SkipDir
+			}
+			k := [2]uint64{s.Dev, s.Ino}
+			if !seen[k] {
+				seen[k] = true
+				total += s.Blocks * 512
+			}
+			return nil
+		})
+	}
+	return total
+}
+
+// Short is the 12-character form of a layer id users see.
+func Short(id string) string { return short(id) }
+
+// FindID resolves a full layer id or a unique prefix of at least 6 hex
+// digits.
+func (st *Store) FindID(prefix string) (string, bool) {
+	if len(prefix) < 6 || strings.Trim(prefix, "0123456789abcdef") != "" {
+		return "", false
+	}
+	ls, err := st.s.Layers()
+	if err != nil {
+		return "", false
+	}
+	found := ""
+	for _, l := range ls {
+		if strings.HasPrefix(l.ID, prefix) {
+			if found != "" {
+				return "", false
+			}
+			found = l.ID
+		}
+	}
+	return found, found != ""
+}

@@ -1,0 +1,130 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nixlayer/nixlayer/layers"
+)
+
+// ShellOptions control an interactive shell in a phase's state.
+type ShellOptions struct {
+	At string // phase, "failed" or a layer id
+	// Keep turns the shell's changes into a layer (status derived, never a
+	// cache hit) instead of discarding them.
+	Keep   bool
+	Stdin  io.Reader // default os.Stdin
+	Stdout io.Writer // default os.Stdout (the shell's stdout and stderr)
+	// Notice receives nixlayer's own messages (default os.Stderr).
+	Notice io.Writer
+}
+
+// ShellResult says what a shell worked on.
+type ShellResult struct {
+	Layer string `json:"layer"` // the phase layer the shell started from
+	Phase string `json:"phase"`
+	Kept  string `json:"kept,omitempty"` // the layer holding the changes (--keep)
+	Exit  int    `json:"exit"`
+}
+
+// Shell opens an interactive bash in the sandbox on a throwaway child
+// layer of the selected phase's layer, with the builder's shell state
+// (variables, functions, working directory) restored.
+func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*ShellResult, error) {
+	if so.Stdin == nil {
+		so.Stdin = os.Stdin
+	}
+	if so.Stdout == nil {
+		so.Stdout = os.Stdout
+	}
+	if so.Notice == nil {
+		so.Notice = os.Stderr
+	}
+	sel, err := e.Select(ctx, Package{DrvPath: drvPath}, so.At, so.Notice)
+	if err != nil {
+		return nil, err
+	}
+	base := sel.Layer
+	j := sel.job
+	// The sandbox is the one of the derivation that built the layer, so
+	// $out and friends are the paths the tree was built with.
+	if base.Meta.DrvPath != "" && base.Meta.DrvPath != j.drv.Path {
+		if _, err := os.Stat(base.Meta.DrvPath); err == nil {
+			if j, err = e.prepare(ctx, base.Meta.DrvPath, so.Notice); err != nil {
+				return nil, err
+			}
+		}
+	}
+	state, err := e.loadState(base.ID)
+	if err != nil {
+		return nil, err
+	}
+	if sel.Note != "" {
+		fmt.Fprintf(so.Notice, "nixlayer: note: %s\n", sel.Note)
+	}
+	label := sel.Phase
+	if base.Meta.Status == layers.StatusFailed {
+		label = "failed " + sel.Phase
+	}
+	fmt.Fprintf(so.Notice, "nixlayer: shell in the state after %s of %s (layer %s)\n", label, j.drv.Name, layers.Short(base.ID))
+
+	l, err := e.layers.Create(base.ID, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: base.Meta.Outputs, Note: "shell after " + label})
+	if err != nil {
+		return nil, err
+	}
+	discard := func() {
+		if err := e.layers.Delete(l.ID); err != nil {
+			fmt.Fprintf(so.Notice, "nixlayer: warning: %v (nixlayer gc removes it)\n", err)
+		}
+	}
+	root, err := e.layers.Mount(l.ID)
+	if err != nil {
+		discard()
+		return nil, err
+	}
+	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
+	if err != nil {
+		e.layers.Unmount(l.ID)
+		discard()
+		return nil, err
+	}
+	defer os.RemoveAll(etc)
+	s := step{root: root, etc: etc, mode: "shell", phase: label, log: so.Stdout, stdin: so.Stdin, interactive: true}
+	if state != nil {
+		s.restore = state.Script()
+	}
+	// The shell owns the terminal; an interrupt meant for it must not end
+	// nixlayer's wait.
+	r, runErr := e.runStep(context.WithoutCancel(ctx), j, s)
+	os.Remove(root + "/tmp/.nixlayer-shellrc")
+	if uerr := e.layers.Unmount(l.ID); uerr != nil && runErr == nil {
+		runErr = uerr
+	}
+	res := &ShellResult{Layer: base.ID, Phase: sel.Phase}
+	if r != nil {
+		res.Exit = r.exit
+	}
+	if runErr != nil || !so.Keep {
+		discard()
+		if runErr != nil {
+			return nil, fmt.Errorf("shell after %s of %s: %w", label, j.drv.Name, runErr)
+		}
+		return res, nil
+	}
+	if err := e.saveState(l.ID, state); err != nil {
+		return nil, err
+	}
+	meta := l.Meta
+	meta.Status = layers.StatusDerived
+	meta.Note = "shell after " + label + " (kept)"
+	f := false
+	meta.Verified = &f
+	if err := e.layers.Finish(l.ID, meta); err != nil {
+		return nil, err
+	}
+	res.Kept = l.ID
+	fmt.Fprintf(so.Notice, "nixlayer: kept the shell's changes as layer %s (never used as a cached result; open it again with --at %s)\n", layers.Short(l.ID), layers.Short(l.ID))
+	return res, nil
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Benchmark of the layered runner on the medium fixture (hello, NFILES C files),
+# measured in one run on this machine:
+#   1. cold `nixlayer build` ÷ `nix-build` of the same package (target ≤ 1.10);
+#   2. full rebuild after an installPhase edit (nix-build) ÷ resumed
+#      `nixlayer build` of the same edit (target ≥ 10).
+# Every build gets fresh output paths (a unique salt), so nothing is reused by accident.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="/usr/local/go/bin:$PATH"
+NFILES=${NFILES:-300}
+go build -o bin/nixlayer ./cmd/nixlayer
+nl=$PWD/bin/nixlayer
+work=$(mktemp -d /tmp/nixlayer-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cache=$work/cache
+salt=$(date +%s%N)
+
+secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }; e=$(date +%s.%N); echo "$e - $s" | bc; }
+pkg() { echo -f testdata -A hello --arg nfiles "$NFILES" --argstr salt "$1" "${@:2}"; }
+
+echo "benchmark: hello with $NFILES generated C files, $(nproc) cores, $(nix --version)"
+t_nix=$(secs nix-build --no-out-link $(pkg "nix-$salt"))
+t_cold=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt"))
+edit=(--argstr installExtra 'echo edited > $out/edited')
+t_full=$(secs nix-build --no-out-link $(pkg "nix-$salt") "${edit[@]}")
+t_resume=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt") "${edit[@]}")
+edit2=(--argstr installExtra 'echo edited again > $out/edited')
+t_resume2=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt") "${edit2[@]}")
+
+printf '\n%-46s %8.2f s\n' "nix-build (cold)" "$t_nix"
+printf '%-46s %8.2f s\n' "nixlayer build (cold)" "$t_cold"
+printf '%-46s %8.2f s\n' "nix-build after installPhase edit (full)" "$t_full"
+printf '%-46s %8.2f s\n' "nixlayer build after installPhase edit" "$t_resume"
+printf '%-46s %8.2f s\n' "nixlayer build after a second edit" "$t_resume2"
+printf '\ncold nixlayer / nix-build        = %.3f   (target <= 1.10)\n' "$(echo "$t_cold / $t_nix" | bc -l)"
+printf 'full rebuild / resumed build     = %.1f    (target >= 10)\n' "$(echo "$t_full / $t_resume" | bc -l)"
+printf 'full rebuild / second resume     = %.1f\n' "$(echo "$t_full / $t_resume2" | bc -l)"
