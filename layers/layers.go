@@ -42,15 +42,15 @@ const keyPrefix = "key-"
 // Meta is what nixlayer records about a layer, kept in the layer's
 // metadata so the store's own index is the only database.
 type Meta struct {
-	Status   Status            `json:"status"`
-	Key      string            `json:"key,omitempty"`
-	Phase    string            `json:"phase"`
-	Index    int               `json:"index"`
-	DrvPath  string            `json:"drvPath"`
-	DrvName  string            `json:"drvName"`
+	Status  Status `json:"status"`
+	Key     string `json:"key,omitempty"`
+	Phase   string `json:"phase"`
+	Index   int    `json:"index"`
+	DrvPath string `json:"drvPath"`
+	DrvName string `json:"drvName"`
 	// Package groups the builds of one package across versions (pname, or
 	// the name when there is none).
-	Package string `json:"package,omitempty"`
+	Package  string            `json:"package,omitempty"`
 	Outputs  map[string]string `json:"outputs,omitempty"` // output name → path the layer was built with
 	Owner    int               `json:"owner,omitempty"`   // pid of the writer while running
 	Started  time.Time         `json:"started"`

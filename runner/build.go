@@ -55,12 +55,12 @@ type Result struct {
 	InStore bool              `json:"inStore"`
 	// Verified is false when the result rests on a forced reuse or an
 	// inexact rewrite; such results never enter the Nix store.
-	Verified bool            `json:"verified"`
+	Verified bool             `json:"verified"`
 	Rewrite  *rewrite.Verdict `json:"rewrite,omitempty"`
-	Ran      []string        `json:"ran"`
-	Reused   []string        `json:"reused"`
-	Duration time.Duration   `json:"duration"`
-	TopLayer string          `json:"topLayer"`
+	Ran      []string         `json:"ran"`
+	Reused   []string         `json:"reused"`
+	Duration time.Duration    `json:"duration"`
+	TopLayer string           `json:"topLayer"`
 }
 
 // PhaseError is a build that failed in a phase; its layer is kept.

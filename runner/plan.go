@@ -52,8 +52,8 @@ type PhasePlan struct {
 	Reason  string   `json:"reason,omitempty"`
 	Changed []string `json:"changed,omitempty"`
 	// Attrs are the attributes this phase's key covers.
-	Attrs []string     `json:"attrs"`
-	Layer *LayerInfo   `json:"layer,omitempty"`
+	Attrs []string   `json:"attrs"`
+	Layer *LayerInfo `json:"layer,omitempty"`
 	attrs map[string]string
 }
 
@@ -76,7 +76,7 @@ type PlanOptions struct {
 	From   string // force a restart at this phase, reusing the latest layers before it
 	// RequireVerified ignores layers that rest on an inexact rewrite.
 	RequireVerified bool
-	Log    io.Writer
+	Log             io.Writer
 }
 
 // Plan computes the plan for a derivation without building anything but

@@ -23,7 +23,7 @@ import (
 // sandbox described, the stdenv asked for its phases.
 type job struct {
 	drv        *drv.Derivation
-	pkg        string // package identity across versions
+	pkg        string   // package identity across versions
 	closure    []string // store paths visible in the sandbox
 	binds      []sandbox.Bind
 	env        map[string]string
@@ -44,8 +44,8 @@ type job struct {
 // probe is what the stdenv told about itself.
 type probe struct {
 	Phases []string          `json:"phases"`
-	Funcs  map[string]string `json:"funcs"`  // stdenv functions after setup
-	Start  *shellstate.Delta `json:"start"`  // state genericBuild sets up before the first phase
+	Funcs  map[string]string `json:"funcs"` // stdenv functions after setup
+	Start  *shellstate.Delta `json:"start"` // state genericBuild sets up before the first phase
 }
 
 // prepare reads and realises what a build of drvPath needs.
