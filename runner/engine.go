@@ -68,6 +68,9 @@ func Open(opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if err := checkCacheOwner(opts.CacheDir); err != nil {
+		return nil, err
+	}
 	st, err := layers.Open(opts.CacheDir)
 	if err != nil {
 		return nil, err
@@ -116,4 +119,27 @@ func (e *Engine) lockFile(ctx context.Context, name string, waiting io.Writer) (
 		}
 	}
 	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// checkCacheOwner refuses a cache another user could write: layers in it
+// may be registered in the Nix store, so it must belong to the caller and
+// be private (0700).
+func checkCacheOwner(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil // created private by layers.Open
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("cache directory %s belongs to uid %d, not to you (uid %d): use --cache DIR with a directory of your own", dir, st.Uid, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("cache directory %s is open to other users and cannot be made private: %w", dir, err)
+		}
+	}
+	return nil
 }

@@ -26,7 +26,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	var logw io.Writer = os.Stderr
+	var logw io.Writer = newUserLog(os.Stderr)
 	if c.quiet {
 		logw = io.Discard
 	}
@@ -75,9 +75,33 @@ func sortedNames(m map[string]string) []string {
 	return names
 }
 
-// printProgress reports phases on w as they start, are skipped and finish.
+// printProgress reports phases on w as they start, are skipped and finish,
+// with a heartbeat for long phases (the log may be hidden with -Q).
 func printProgress(w io.Writer) func(runner.Event) {
+	var stop chan struct{}
+	heartbeat := func(ev runner.Event) {
+		stop = make(chan struct{})
+		go func(stop chan struct{}, t0 time.Time) {
+			tick := time.NewTicker(30 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s still running (%s)\n", ev.Index, ev.Total, ev.Phase, round(time.Since(t0)))
+				}
+			}
+		}(stop, time.Now())
+	}
 	return func(ev runner.Event) {
+		if stop != nil && ev.Kind != "start" {
+			close(stop)
+			stop = nil
+		}
+		if ev.Kind == "start" {
+			heartbeat(ev)
+		}
 		switch ev.Kind {
 		case "plan":
 			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
@@ -164,4 +188,47 @@ func size(n int64) string {
 	default:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
+}
+
+func cmdVerify(ctx context.Context, args []string) error {
+	c, err := parseArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	drvPath, err := c.drvPath(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	var logw io.Writer = newUserLog(os.Stderr)
+	if c.quiet {
+		logw = io.Discard
+	}
+	v, err := e.Verify(ctx, drvPath, logw)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	} else if v.Identical {
+		for _, name := range sortedNames(v.Layered) {
+			fmt.Printf("%s: identical to Nix's build (%s)\n", name, v.NARHash[name])
+		}
+	} else {
+		for _, d := range v.Differences {
+			fmt.Printf("%s: %s: %s\n", d.Output, d.Path, d.Why)
+		}
+	}
+	if !v.Identical {
+		return fmt.Errorf("the layered result of %s differs from Nix's build in %d file(s)", drvPath, len(v.Differences))
+	}
+	return nil
 }

@@ -17,6 +17,13 @@ const usage = `usage: nixlayer COMMAND [ARGS]
 Commands:
   build   build a derivation layer by layer (like nix-build)
   plan    show which phases are cached and why the others must run
+  verify  build cleanly with Nix and compare with the layered result, file by file
+  shell   open a shell in the sandbox with the state after a phase (--at PHASE|failed)
+  mount   mount a phase's tree on the host; umount undoes it
+  ls      list cached derivations and layers; log shows a phase's log
+  gc      remove layers by policy; export/import a layer chain as an OCI layout
+  hook    Nix build-hook mode (see setup-nix); pre-build-hook, post-build-hook
+  lsp     language server for .nix files (stdio)
   help    show this text
 
 A package is named like nix-build does: [FILE] [-A ATTR] [--arg N V]
@@ -60,6 +67,8 @@ func run(ctx context.Context, args []string) int {
 		err = cmdBuild(ctx, rest)
 	case "plan":
 		err = cmdPlan(ctx, rest)
+	case "verify":
+		err = cmdVerify(ctx, rest)
 	case "hook":
 		return cmdHook(ctx, rest)
 	case "pre-build-hook":

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"sync"
+)
+
+// userLog shows the builder's output to a person: Nix consumes the
+// stdenv's `@nix {…}` lines itself, so they are dropped here too (the
+// phase they announce is already in nixlayer's progress lines).
+type userLog struct {
+	mu      sync.Mutex
+	w       io.Writer
+	partial []byte
+}
+
+func newUserLog(w io.Writer) *userLog { return &userLog{w: w} }
+
+func (u *userLog) Write(p []byte) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.partial = append(u.partial, p...)
+	for {
+		i := bytes.IndexByte(u.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := u.partial[:i+1]
+		if !bytes.HasPrefix(line, []byte("@nix ")) {
+			if _, err := u.w.Write(line); err != nil {
+				return len(p), err
+			}
+		}
+		u.partial = u.partial[i+1:]
+	}
+	return len(p), nil
+}
