@@ -138,7 +138,7 @@ func checkCacheOwner(dir string) error {
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("cache directory %s is open to other users and cannot be made private: %w", dir, err)
+			return fmt.Errorf("cache directory %s is not writable, so it cannot be made private (0700): %w (use --cache DIR or fix its permissions)", dir, err)
 		}
 	}
 	return nil
