@@ -1,6 +1,12 @@
 // Package rewrite makes a tree built with one set of output paths valid for
 // another. The runner calls it through Rewriter whenever it reuses layers
 // that were built before an edit changed `$out`.
+//
+// Exact rewriting is learned: Learn compares two builds made with different
+// paths (the second with SyntheticPath) into a Map of every path-dependent
+// byte; Map.Apply (or Learned, as a Rewriter) sets those bytes for new
+// paths and recomputes ELF build-ids. Substitution is the fallback for
+// layers without a map and never claims exactness.
 package rewrite
 
 import (

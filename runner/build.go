@@ -34,6 +34,9 @@ type BuildOptions struct {
 	LocksHeld bool
 	// ResultLink is the ./result symlink to create ("" for none).
 	ResultLink string
+	// Exact rebuilds with the real output paths when reused layers cannot
+	// be rewritten exactly, instead of keeping an unverified result.
+	Exact bool
 }
 
 // Event is a progress report.
@@ -86,6 +89,9 @@ func indent(s string) string {
 // Build builds a derivation phase by phase, reusing cached layers.
 func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*Result, error) {
 	start := time.Now()
+	if bo.Exact {
+		bo.RequireVerified = true
+	}
 	logw := orDiscard(bo.Log)
 	progress := bo.Progress
 	if progress == nil {
@@ -130,11 +136,41 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		state = j.probe.Start
 	}
 	if plan.Rewrite != nil {
-		parent, state, err = e.rewriteLayer(j, parent, state, plan.Rewrite, res)
+		rw := e.opts.Rewriter
+		if rw == nil {
+			m, err := e.pathMap(ctx, j, plan, parent, len(res.Reused), progress)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
+				progress(Event{Kind: "learned", Message: "path map not learned: " + err.Error()})
+			}
+			rw = rewrite.Learned{Map: m}
+		}
+		rewritten, next, err := e.rewriteLayer(j, parent, state, plan.Rewrite, res, rw)
 		if err != nil {
 			return nil, err
 		}
-		progress(Event{Kind: "rewrite", Message: fmt.Sprintf("%s: %d files (%s)", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method)})
+		progress(Event{Kind: "rewrite", Message: fmt.Sprintf("%s: %d files (%s)%s", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method, whyText(res.Rewrite))})
+		if !res.Rewrite.Exact && bo.Exact {
+			// Never keep an inexact resume: run every phase with the real paths.
+			e.layers.Delete(rewritten)
+			progress(Event{Kind: "fallback", Message: "rewrite not exact; rebuilding every phase with the real output paths"})
+			res.Reused, res.Verified = nil, true
+			for i := range plan.Phases {
+				plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
+				plan.Phases[i].Reason = "follows " + plan.Phases[0].Name
+			}
+			plan.Phases[0].Reason = "reused layers could not be rewritten exactly for the new output paths"
+			plan.Rewrite = nil
+			parent, state = "", nil
+			if j.probe != nil {
+				state = j.probe.Start
+			}
+		} else {
+			parent, state = rewritten, next
+		}
 	}
 
 	for i, ph := range plan.Phases {
@@ -162,6 +198,13 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	res.Duration = time.Since(start)
 	progress(Event{Kind: "finished", Total: total, Elapsed: res.Duration})
 	return res, nil
+}
+
+func whyText(v *rewrite.Verdict) string {
+	if v.Exact || len(v.Why) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(v.Why, "; ")
 }
 
 func verdictWord(v *rewrite.Verdict) string {
@@ -291,7 +334,7 @@ func (e *Engine) loadState(id string) (*shellstate.Delta, error) {
 
 // rewriteLayer adapts reused layers to the current output paths on a new
 // layer over them; the shell state gets the same rewrite.
-func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result) (string, *shellstate.Delta, error) {
+func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result, rw rewrite.Rewriter) (string, *shellstate.Delta, error) {
 	l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite"})
 	if err != nil {
 		return "", nil, err
@@ -300,7 +343,7 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 	if err != nil {
 		return "", nil, err
 	}
-	v, err := e.opts.Rewriter.Rewrite(root, old2new)
+	v, err := rw.Rewrite(root, old2new)
 	e.layers.Unmount(l.ID)
 	if err != nil {
 		return "", nil, err

@@ -25,7 +25,8 @@ type Options struct {
 	CacheDir string
 	// Cores is NIX_BUILD_CORES (default: all CPUs, as Nix's cores = 0).
 	Cores int
-	// Rewriter adapts reused layers to new output paths.
+	// Rewriter adapts reused layers to new output paths. By default the
+	// runner learns each chain's path-dependency map and rewrites exactly.
 	Rewriter rewrite.Rewriter
 	Logger   *zap.Logger
 }
@@ -61,9 +62,6 @@ func Open(opts Options) (*Engine, error) {
 	}
 	if opts.Cores <= 0 {
 		opts.Cores = runtime.NumCPU()
-	}
-	if opts.Rewriter == nil {
-		opts.Rewriter = rewrite.Substitution{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()

@@ -118,9 +118,6 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	}
 	keepSet := func() map[string]bool {
 		set := map[string]bool{}
-		for id := range pinned {
-			set[id] = true
-		}
 		for _, t := range kept {
 			withAncestors(set, t)
 		}
@@ -132,8 +129,10 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 		sort.Slice(kept, func(a, b int) bool { return kept[a].Created.After(kept[b].Created) })
 		for len(kept) > 0 {
 			var total int64
-			for id := range keep {
-				total += du(id)
+			for _, l := range all {
+				if keep[l.ID] || pinned[l.ID] {
+					total += du(l.ID)
+				}
 			}
 			if total <= o.MaxSize {
 				break
@@ -153,6 +152,8 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 		}
 		if pinned[l.ID] {
 			res.InUse = append(res.InUse, l.ID)
+			res.Kept++
+			res.KeptBytes += du(l.ID)
 			continue
 		}
 		n := du(l.ID)

@@ -331,3 +331,51 @@ func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
 	}
 	return chain, nil
 }
+
+// Top selects the top of the package's chain: the last cached phase of the
+// current plan, else the newest top layer of the package (failed, forced
+// or from an earlier derivation of the same name), with a note.
+func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer) (*Selected, error) {
+	var p *Plan
+	if pkg.DrvPath != "" {
+		j, err := e.prepare(ctx, pkg.DrvPath, orDiscard(log))
+		if err != nil {
+			return nil, err
+		}
+		if p, err = e.plan(j, PlanOptions{}); err != nil {
+			return nil, err
+		}
+		pkg.Name = j.drv.Name
+		for i := len(p.Phases) - 1; i >= 0; i-- {
+			if ph := p.Phases[i]; ph.Status == StatusCached {
+				l, err := e.layers.Get(ph.Layer.ID)
+				if err != nil {
+					return nil, err
+				}
+				return &Selected{Layer: l, Phase: ph.Name, job: j}, nil
+			}
+		}
+	}
+	all, err := e.layers.List()
+	if err != nil {
+		return nil, err
+	}
+	hasChild := map[string]bool{}
+	for _, l := range all {
+		hasChild[l.Parent] = true
+	}
+	var top *layers.Layer
+	for _, l := range all {
+		if !hasChild[l.ID] && l.Meta.Status != layers.StatusRunning && l.Meta.DrvName == pkg.Name {
+			top = l
+		}
+	}
+	if top == nil {
+		return nil, fmt.Errorf("no layers of %s in the cache: build it first (nixlayer build)", pkg)
+	}
+	s := &Selected{Layer: top, Phase: phaseOf(e, top)}
+	if p != nil {
+		s.Note = fmt.Sprintf("nothing of the current derivation is cached; using the newest chain of %s (%s, %s)", pkg.Name, top.Meta.DrvPath, rowStatus(top))
+	}
+	return s, nil
+}

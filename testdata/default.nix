@@ -211,4 +211,47 @@ rec {
     '';
     postInstall = postInstallExtra;
   };
+
+  # Exact rewriting fixtures (issue 4). `embed` compiles $out into the binary
+  # as a string gcc splits into pieces, linked with Debian gcc's default
+  # build-id; the edit tests change postInstall.
+  embed = mkDerivation {
+    pname = "embed";
+    version = "1";
+    src = ./embed;
+    dontConfigure = true;
+    makeFlags = [ "prefix=$(out)" ];
+    preBuild = ''makeFlagsArray+=("prefix=$out")'';
+    preInstall = ''makeFlagsArray+=("prefix=$out")'';
+    postInstall = postInstallExtra;
+  };
+
+  # Like embed, plus a gzip'd file holding $out: compressed bytes cannot be
+  # rewritten in place, so a resume is inexact.
+  gzipped = mkDerivation {
+    pname = "gzipped";
+    version = "1";
+    src = ./embed;
+    dontConfigure = true;
+    preBuild = ''
+      makeFlagsArray+=("prefix=$out")
+      echo "installed in $out" > note.txt
+      gzip -n -9 note.txt
+    '';
+    preInstall = ''makeFlagsArray+=("prefix=$out")'';
+    postInstall = ''
+      cp note.txt.gz $out/share/embed/
+    '' + postInstallExtra;
+  };
+
+  # A fixed build-id (--build-id=0x…) is no algorithm nixlayer can recompute.
+  fixedid = mkDerivation {
+    pname = "fixedid";
+    version = "1";
+    src = ./embed;
+    dontConfigure = true;
+    preBuild = ''makeFlagsArray+=("prefix=$out" "LDFLAGS=-Wl,--build-id=0x0123456789abcdef0123456789abcdef01234567")'';
+    preInstall = ''makeFlagsArray+=("prefix=$out")'';
+    postInstall = postInstallExtra;
+  };
 }

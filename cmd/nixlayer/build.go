@@ -13,7 +13,7 @@ import (
 )
 
 func cmdBuild(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
+	c, err := parseArgs(args, []string{"--exact"}, nil)
 	if err != nil {
 		return err
 	}
@@ -40,6 +40,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		Progress:    printProgress(os.Stderr),
 		Deliver:     true,
 		ResultLink:  link,
+		Exact:       c.flags["--exact"],
 	})
 	if err != nil {
 		return err
@@ -48,9 +49,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
 	if !res.Verified {
-		why := "it reuses layers whose inputs differ (--from)"
+		why := "it reuses layers that rest on an inexact rewrite of an earlier build; --exact rebuilds them"
+		if res.Plan.From != "" {
+			why = "it reuses layers whose inputs differ (--from)"
+		}
 		if res.Rewrite != nil && !res.Rewrite.Exact {
-			why = "reused layers were rewritten for the new output path by " + res.Rewrite.Method + ", which is not verified"
+			why = "reused layers could not be rewritten exactly for the new output path (" + strings.Join(res.Rewrite.Why, "; ") + "); --exact rebuilds instead"
 		}
 		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", why)
 	}
@@ -115,6 +119,8 @@ func printProgress(w io.Writer) func(runner.Event) {
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s FAILED after %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
 		case "rewrite":
 			fmt.Fprintf(w, "nixlayer: output paths changed; reused layers rewritten: %s\n", ev.Message)
+		case "learn", "learned", "fallback":
+			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
 		case "deliver", "finished":
 			if ev.Kind == "finished" {
 				fmt.Fprintf(w, "nixlayer: finished in %s\n", round(ev.Elapsed))

@@ -108,6 +108,21 @@ func (e *env) nixBuild(f fixture, extra ...string) []string {
 	return e2etest.Lines(r.Stdout)
 }
 
+// sameAsNix checks a layered output against Nix's own build of f: a result
+// registered in the store is rebuilt by `nix-build --check` (which fails on
+// any difference); one kept in the cache is compared by NAR hash.
+func (e *env) sameAsNix(f fixture, out string) {
+	e.t.Helper()
+	if strings.HasPrefix(out, nixstore.StoreDir()+"/") {
+		e.nixBuild(f, "--check")
+		return
+	}
+	want := e.nixBuild(f)
+	if got, exp := narHash(e.t, out), narHash(e.t, want[0]); got != exp {
+		e.t.Fatalf("layered output %s has NAR hash %s, nix-build's %s has %s", out, got, want[0], exp)
+	}
+}
+
 func narHash(t *testing.T, path string) string {
 	t.Helper()
 	sum, _, err := nixstore.NARHash(path)
@@ -233,10 +248,7 @@ func TestResumeAfterEdits(t *testing.T) {
 			if len(ran) == 0 || ran[0] != c.wantFirst {
 				t.Fatalf("build ran %v, want from %s", ran, c.wantFirst)
 			}
-			want := e.nixBuild(c.edit)
-			if got, exp := narHash(t, outs[0]), narHash(t, want[0]); got != exp {
-				t.Fatalf("resumed output %s has NAR hash %s, nix-build's %s has %s", outs[0], got, want[0], exp)
-			}
+			e.sameAsNix(c.edit, outs[0])
 		})
 	}
 }
@@ -364,5 +376,64 @@ func TestBadInputErrors(t *testing.T) {
 		if n := len(e2etest.Lines(out)); n != 1 {
 			t.Errorf("want a one-line error, got %d lines:\n%s", n, out)
 		}
+	}
+}
+
+// Issue 4, done when 1: a binary with $out split into pieces by gcc and a
+// GNU build-id is rewritten exactly: the resumed output is registered in the
+// store and Nix's own rebuild of the edited derivation matches it.
+func TestExactRewriteOfSplitPath(t *testing.T) {
+	e := newEnv(t)
+	f := fixture{attr: "embed", args: []string{"--argstr", "salt", e2etest.Salt()}}
+	e.mustBuild(f)
+	edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
+	outs, stderr := e.mustBuild(edited)
+	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "installPhase" {
+		t.Fatalf("resume ran %v", ran)
+	}
+	for _, want := range []string{"exact", "fragments", "build-ids", "outputs registered in the Nix store"} {
+		if !strings.Contains(stderr, want) {
+			t.Fatalf("resume output lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, " 0 fragments") || strings.Contains(stderr, " 0 build-ids") {
+		t.Fatalf("the fixture no longer exercises fragments and build-ids:\n%s", stderr)
+	}
+	e.nixBuild(edited, "--check") // Nix rebuilds and compares with the registered output
+	r := e2etest.Run(e.dir, nil, outs[0]+"/bin/embed")
+	if !strings.Contains(r.Stdout, outs[0]+"/share") {
+		t.Fatalf("rewritten program prints %q, want its own prefix %s", r.Stdout, outs[0])
+	}
+}
+
+// Issue 4, done when 2 and 3: what cannot be rewritten (a gzip payload, a
+// fixed build-id) is named, kept out of the store, and --exact rebuilds it
+// with the real paths, equal to nix-build.
+func TestInexactRewriteFallsBack(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct{ attr, want string }{
+		{"gzipped", "note.txt.gz: gzip payload"},
+		{"fixedid", "unknown build-id scheme"},
+	} {
+		t.Run(c.attr, func(t *testing.T) {
+			f := fixture{attr: c.attr, args: []string{"--argstr", "salt", e2etest.Salt()}}
+			e.mustBuild(f)
+			edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
+			outs, stderr := e.mustBuild(edited)
+			if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "NOT VERIFIED") {
+				t.Fatalf("inexact resume not reported with %q:\n%s", c.want, stderr)
+			}
+			if strings.HasPrefix(outs[0], nixstore.StoreDir()) {
+				t.Fatalf("inexact result %s reached the store", outs[0])
+			}
+			outs, stderr = e.mustBuild(edited, "--exact")
+			if !strings.Contains(stderr, "rebuilding every phase with the real output paths") {
+				t.Fatalf("--exact did not fall back:\n%s", stderr)
+			}
+			if !strings.HasPrefix(outs[0], nixstore.StoreDir()) {
+				t.Fatalf("--exact result %s not in the store", outs[0])
+			}
+			e.nixBuild(edited, "--check")
+		})
 	}
 }

@@ -1,0 +1,465 @@
+package rewrite
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Map records every byte of a tree that depends on the output paths,
+// learned by comparing two builds of the same phases made with different
+// paths. Offsets and file names refer to the reference tree, built with
+// Paths. It is plain data so the runner can store it with a layer chain.
+type Map struct {
+	// Paths are the output paths (output name → store path) the
+	// reference tree was built with.
+	Paths map[string]string `json:"paths"`
+	// Files lists the files whose contents depend on the paths.
+	Files []FileMap `json:"files,omitempty"`
+	// Links are symlinks whose targets hold an output hash.
+	Links []string `json:"links,omitempty"`
+	// Renames are entries whose names hold an output hash.
+	Renames []string `json:"renames,omitempty"`
+	// Unexplained lists what a byte rewrite cannot reproduce ("file:
+	// reason"); any entry makes every rewrite with this map inexact.
+	Unexplained []string `json:"unexplained,omitempty"`
+	Stats       Stats    `json:"stats"`
+}
+
+// FileMap is the path-dependent bytes of one file.
+type FileMap struct {
+	// Path is slash-separated, relative to the tree root, named as in
+	// the reference tree.
+	Path    string   `json:"path"`
+	Runs    []Run    `json:"runs,omitempty"`
+	BuildID *BuildID `json:"buildId,omitempty"`
+}
+
+// Run is Len consecutive bytes at Off that hold the characters K … K+Len-1
+// of an output's hash: a whole hash when Len is the hash length, else a
+// fragment a compiler split off.
+type Run struct {
+	Off    int64  `json:"off"`
+	Output string `json:"output"`
+	K      int    `json:"k"`
+	Len    int    `json:"len"`
+	// Alt lists other hash positions that explain the bytes equally well;
+	// a rewrite is exact only if they all give the same new bytes.
+	Alt []HashRef `json:"alt,omitempty"`
+}
+
+// HashRef names a position in an output's hash.
+type HashRef struct {
+	Output string `json:"output"`
+	K      int    `json:"k"`
+}
+
+// BuildID is an ELF build-id note that must be recomputed after a rewrite.
+type BuildID struct {
+	Off  int64 `json:"off"`
+	Size int   `json:"size"`
+	// Scheme is the algorithm that reproduced the id in the reference
+	// tree, or "carried" for a stripped file that takes the new id of
+	// From, its unstripped linker output.
+	Scheme string `json:"scheme"`
+	From   string `json:"from,omitempty"`
+}
+
+// Stats are the figures of a Learn, for reports and benchmarks.
+type Stats struct {
+	FilesCompared int   `json:"filesCompared"`
+	BytesCompared int64 `json:"bytesCompared"`
+	WholeHashes   int   `json:"wholeHashes"`
+	Fragments     int   `json:"fragments"`
+	BuildIDs      int   `json:"buildIds"`
+}
+
+// Exact reports whether rewrites with this map can be byte-identical.
+func (m *Map) Exact() bool { return len(m.Unexplained) == 0 }
+
+// outputHash is what the classifier knows about one output: its full paths
+// in both builds (neighbours around a fragment are matched against them)
+// and where the hash sits in them.
+type outputHash struct {
+	name         string
+	pathA, pathB string
+	hashA, hashB string
+	at           int // index of the hash in the paths
+}
+
+func outputHashes(pathsA, pathsB map[string]string) ([]outputHash, error) {
+	var outs []outputHash
+	for name, pa := range pathsA {
+		pb, ok := pathsB[name]
+		if !ok {
+			return nil, fmt.Errorf("output %s has a path in build A only", name)
+		}
+		ha, hb := hashPart(pa), hashPart(pb)
+		at := len(pa) - len(filepath.Base(pa))
+		if len(pa) != len(pb) || len(ha) != len(hb) || pa[:at] != pb[:at] || pa[at+len(ha):] != pb[at+len(hb):] {
+			return nil, fmt.Errorf("output %s: %s and %s differ beyond their hashes", name, pa, pb)
+		}
+		outs = append(outs, outputHash{name: name, pathA: pa, pathB: pb, hashA: ha, hashB: hb, at: at})
+	}
+	if len(outs) != len(pathsB) {
+		return nil, fmt.Errorf("build B has outputs build A lacks")
+	}
+	sort.Slice(outs, func(i, j int) bool { return outs[i].name < outs[j].name })
+	return outs, nil
+}
+
+// Learn compares trees A and B, built with pathsA and pathsB (output name
+// → store path, same lengths), and maps every byte of B that depends on
+// the paths. Entries whose names hold a hash are paired by substituting it.
+func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) {
+	outs, err := outputHashes(pathsA, pathsB)
+	if err != nil {
+		return nil, fmt.Errorf("learn path map: %w", err)
+	}
+	m := &Map{Paths: pathsB}
+	for _, o := range outs {
+		for k := range o.hashA {
+			if o.hashA[k] == o.hashB[k] {
+				// A fragment holding this character would not differ
+				// between the builds, so it would stay unseen.
+				m.Unexplained = append(m.Unexplained, fmt.Sprintf("(map): hashes of output %s agree at index %d; use SyntheticPath for the second build", o.name, k))
+				break
+			}
+		}
+	}
+	c := newClassifier(outs)
+	toA := func(rel string) string {
+		for _, o := range outs {
+			rel = strings.ReplaceAll(rel, o.hashB, o.hashA)
+		}
+		return rel
+	}
+	hasHashB := func(s string) bool {
+		for _, o := range outs {
+			if strings.Contains(s, o.hashB) {
+				return true
+			}
+		}
+		return false
+	}
+	seenA := map[string]bool{}
+	unexplained := func(rel, why string) { m.Unexplained = append(m.Unexplained, rel+": "+why) }
+	var elfs []*learnedELF // for pairing stripped files with their linker output
+	err = filepath.WalkDir(treeB, func(pathB string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(treeB, pathB)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		relA := toA(rel)
+		seenA[relA] = true
+		if hasHashB(d.Name()) {
+			m.Renames = append(m.Renames, rel)
+		}
+		pathA := filepath.Join(treeA, filepath.FromSlash(relA))
+		infoA, err := os.Lstat(pathA)
+		if err != nil {
+			unexplained(rel, "only in tree B")
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if infoA.Mode().Type() != d.Type() {
+			unexplained(rel, "file type differs between the builds")
+			return nil
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			ta, err := os.Readlink(pathA)
+			if err != nil {
+				return err
+			}
+			tb, err := os.Readlink(pathB)
+			if err != nil {
+				return err
+			}
+			if toA(tb) != ta {
+				unexplained(rel, "symlink target differs beyond the output hashes")
+			} else if hasHashB(tb) {
+				m.Links = append(m.Links, rel)
+			}
+		case d.Type().IsRegular():
+			a, err := os.ReadFile(pathA)
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(pathB)
+			if err != nil {
+				return err
+			}
+			if len(a) != len(b) {
+				unexplained(rel, fmt.Sprintf("%ssize differs (%d vs %d bytes): path-dependent lengths or orderings", payloadKind(b), len(a), len(b)))
+				return nil
+			}
+			m.Stats.FilesCompared++
+			m.Stats.BytesCompared += int64(len(b))
+			if bytes.Equal(a, b) {
+				return nil
+			}
+			fm, le, why := c.classify(rel, a, b)
+			if why != "" {
+				unexplained(rel, why)
+			}
+			if le != nil {
+				elfs = append(elfs, le)
+			}
+			if fm != nil {
+				m.Files = append(m.Files, *fm)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("learn path map of %s: %w", treeB, err)
+	}
+	err = filepath.WalkDir(treeA, func(pathA string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(treeA, pathA)
+		if err != nil || rel == "." {
+			return err
+		}
+		if rel = filepath.ToSlash(rel); !seenA[rel] {
+			unexplained(rel, "only in tree A")
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("learn path map of %s: %w", treeA, err)
+	}
+	m.resolveBuildIDs(elfs)
+	hashLen := map[string]int{}
+	for _, o := range outs {
+		hashLen[o.name] = len(o.hashB)
+	}
+	for _, f := range m.Files {
+		for _, r := range f.Runs {
+			if r.Len == hashLen[r.Output] {
+				m.Stats.WholeHashes++
+			} else {
+				m.Stats.Fragments++
+			}
+		}
+		if f.BuildID != nil {
+			m.Stats.BuildIDs++
+		}
+	}
+	return m, nil
+}
+
+// learnedELF is an ELF file of tree B with a build-id, remembered until
+// all files are seen so stripped copies can find their linker output.
+type learnedELF struct {
+	rel       string
+	id        []byte
+	scheme    string // "" when no known algorithm reproduces the id
+	changed   bool   // path-dependent bytes were found
+	idChanged bool   // the id differs between the builds
+	fileIndex int    // index into Map.Files, -1 when not there
+}
+
+// resolveBuildIDs gives each changed ELF file a way to get its new id, or
+// records why there is none.
+func (m *Map) resolveBuildIDs(elfs []*learnedELF) {
+	index := map[string]int{}
+	for i, f := range m.Files {
+		index[f.Path] = i
+	}
+	byID := map[string]*learnedELF{}
+	for _, e := range elfs {
+		e.fileIndex = -1
+		if i, ok := index[e.rel]; ok {
+			e.fileIndex = i
+		}
+		if e.scheme != "" && e.fileIndex >= 0 {
+			byID[string(e.id)] = e
+		}
+	}
+	for _, e := range elfs {
+		if !e.changed || e.fileIndex < 0 {
+			continue
+		}
+		bid := m.Files[e.fileIndex].BuildID
+		if e.scheme != "" {
+			bid.Scheme = e.scheme
+			continue
+		}
+		if src, ok := byID[string(e.id)]; ok {
+			bid.Scheme, bid.From = schemeCarried, src.rel
+			continue
+		}
+		hint := "uuid, another linker, or an unknown algorithm?"
+		if !e.idChanged {
+			hint = "the same in both builds: a fixed --build-id=0x…?"
+		}
+		m.Unexplained = append(m.Unexplained, fmt.Sprintf("%s: unknown build-id scheme: neither GNU ld nor LLD algorithms reproduce id %x, and no unstripped file has it (%s)", e.rel, e.id, hint))
+	}
+}
+
+// classifier explains differing bytes by output hashes.
+type classifier struct {
+	outs []outputHash
+	// byPair finds the hash positions whose characters are (byte in A,
+	// byte in B).
+	byPair map[[2]byte][]HashRef
+	index  map[string]int
+}
+
+func newClassifier(outs []outputHash) *classifier {
+	c := &classifier{outs: outs, byPair: map[[2]byte][]HashRef{}, index: map[string]int{}}
+	for i, o := range outs {
+		c.index[o.name] = i
+		for k := range o.hashB {
+			p := [2]byte{o.hashA[k], o.hashB[k]}
+			c.byPair[p] = append(c.byPair[p], HashRef{o.name, k})
+		}
+	}
+	return c
+}
+
+// classify maps the differing bytes of one file. It returns the file's
+// map (nil when nothing is path-dependent), the build-id facts of an ELF
+// file, and why the file cannot be rewritten exactly ("" when it can).
+func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, string) {
+	fm := &FileMap{Path: rel}
+	var im *elfImage
+	var le *learnedELF
+	if isELF(b) {
+		if parsed, err := parseELF(b); err == nil {
+			im = parsed
+		}
+	}
+	if im != nil && im.descSize > 0 {
+		le = &learnedELF{rel: rel, id: bytes.Clone(im.buildID())}
+	}
+	inDesc := func(i int) bool {
+		return le != nil && i >= im.descOff && i < im.descOff+im.descSize
+	}
+	var strays []int
+	for i := 0; i < len(b); {
+		if a[i] == b[i] {
+			i++
+			continue
+		}
+		if inDesc(i) {
+			le.idChanged = true
+			i++
+			continue
+		}
+		r, ok := c.bestRun(a, b, i)
+		if !ok {
+			strays = append(strays, i)
+			i++
+			continue
+		}
+		fm.Runs = append(fm.Runs, r)
+		i += r.Len
+	}
+	if len(fm.Runs) == 0 && len(strays) == 0 && (le == nil || !le.idChanged) {
+		return nil, le, ""
+	}
+	if le != nil {
+		le.changed = true
+		le.scheme = im.detectScheme() // costs a few hashes of the file: only when needed
+		fm.BuildID = &BuildID{Off: int64(im.descOff), Size: im.descSize}
+	}
+	if len(strays) == 0 {
+		return fm, le, ""
+	}
+	return fm, le, explainStrays(a, b, im, strays)
+}
+
+// bestRun explains the differing byte at i as a run of hash characters.
+// Several positions k may fit the byte pair; the one whose whole path
+// (store directory and name included) matches the most neighbouring bytes
+// wins, and equally good ones are kept as alternatives.
+func (c *classifier) bestRun(a, b []byte, i int) (Run, bool) {
+	var best Run
+	bestScore := -1
+	for _, ref := range c.byPair[[2]byte{a[i], b[i]}] {
+		o := c.outs[c.index[ref.Output]]
+		p := o.at + ref.K // position of byte i in the paths
+		back := 0
+		for back < p && back < i && a[i-back-1] == o.pathA[p-back-1] && b[i-back-1] == o.pathB[p-back-1] {
+			back++
+		}
+		fwd := 1
+		for p+fwd < len(o.pathB) && i+fwd < len(b) && a[i+fwd] == o.pathA[p+fwd] && b[i+fwd] == o.pathB[p+fwd] {
+			fwd++
+		}
+		r := Run{Off: int64(i), Output: ref.Output, K: ref.K, Len: min(fwd, len(o.hashB)-ref.K)}
+		switch score := back + fwd; {
+		case score > bestScore:
+			best, bestScore = r, score
+		case score == bestScore && r.Len == best.Len:
+			best.Alt = append(best.Alt, ref)
+		}
+	}
+	return best, bestScore >= 0
+}
+
+// explainStrays says why bytes no hash explains differ, naming the likely
+// cause so the user knows what to change.
+func explainStrays(a, b []byte, im *elfImage, strays []int) string {
+	first := strays[0]
+	where := fmt.Sprintf("%d bytes differ beyond the output paths, first at offset %d", len(strays), first)
+	if kind := payloadKind(b); kind != "" {
+		return kind + where
+	}
+	if im != nil {
+		sec := im.sectionAt(int64(first))
+		if sec == "" {
+			return "ELF file: " + where
+		}
+		hint := ""
+		switch {
+		case strings.HasPrefix(sec, ".debug_str"), strings.HasPrefix(sec, ".debug_macro"), strings.HasPrefix(sec, ".debug_line_str"):
+			hint = " (gcc -g3 debug strings ordered by content?)"
+		case im.hasSection(".debug_macro") && strings.HasPrefix(sec, ".debug"):
+			hint = " (gcc -g3: macro info and debug strings ordered by content)"
+		case strings.HasPrefix(sec, ".zdebug"), strings.HasPrefix(sec, ".debug"):
+			hint = " (compressed or content-ordered debug info?)"
+		case sec == ".gnu_debuglink":
+			hint = " (CRC of a separate debug file)"
+		case sec == ".gnu.hash" || sec == ".hash" || sec == ".dynsym" || sec == ".symtab":
+			hint = " (paths in symbol names?)"
+		}
+		return fmt.Sprintf("%s in section %s%s", where, sec, hint)
+	}
+	return where + " (checksum, compression or ordering?)"
+}
+
+// payloadKind names compressed or archived contents by their magic bytes:
+// their bytes depend on the paths in ways no byte map can follow.
+func payloadKind(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
+		return "gzip payload: "
+	case bytes.HasPrefix(b, []byte("BZh")):
+		return "bzip2 payload: "
+	case bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return "xz payload: "
+	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return "zstd payload: "
+	case bytes.HasPrefix(b, []byte("PK\x03\x04")):
+		return "zip archive (compressed members or CRCs): "
+	}
+	return ""
+}
