@@ -90,6 +90,10 @@ func (st *Store) DiskUsage(id string) int64 {
 		dirs = append(dirs, filepath.Join(graph, "vfs", "dir", id))
 	default:
 		dirs = append(dirs, filepath.Join(graph, drv, id))
+		// overlay's short name for the layer's diff directory
+		if link, err := os.ReadFile(filepath.Join(graph, drv, id, "link")); err == nil && len(link) > 0 && !strings.ContainsAny(string(link), "/.") {
+			dirs = append(dirs, filepath.Join(graph, drv, "l", strings.TrimSpace(string(link))))
+		}
 	}
 	if extra, err := filepath.Glob(filepath.Join(graph, drv+"-layers", id+".*")); err == nil {
 		dirs = append(dirs, extra...)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"os"
 	"path/filepath"
@@ -199,6 +200,7 @@ func (st *Store) Finish(id string, meta Meta) error {
 	if err := st.s.SetMetadata(id, string(data)); err != nil {
 		return fmt.Errorf("write metadata of layer %s: %w", short(id), err)
 	}
+	fault.Point("before-name")
 	if meta.Status == StatusComplete && meta.Key != "" {
 		if err := st.s.AddNames(id, []string{keyPrefix + meta.Key}); err != nil {
 			return fmt.Errorf("name layer %s: %w", short(id), err)
@@ -348,4 +350,12 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// ForceUnmount drops every mount of a layer (mounts a killed process left).
+func (st *Store) ForceUnmount(id string) error {
+	if _, err := st.s.Unmount(id, true); err != nil {
+		return fmt.Errorf("unmount layer %s: %w", short(id), err)
+	}
+	return nil
 }

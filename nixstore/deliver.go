@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"io/fs"
 	"os"
@@ -95,6 +96,7 @@ func Deliver(ctx context.Context, outputs map[string]string, deriver string, can
 		info.Deriver = deriver
 		infos = append(infos, info)
 	}
+	fault.Point("before-register")
 	if err := Register(ctx, infos); err != nil {
 		return fmt.Errorf("delivering outputs of %s: %w", deriver, err)
 	}

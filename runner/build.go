@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"os"
 	"path/filepath"
@@ -72,11 +73,16 @@ type PhaseError struct {
 	Exit             int
 	LogTail          string
 	Layer            string
+	CacheDir         string
 }
 
 func (e *PhaseError) Error() string {
-	return fmt.Sprintf("builder for '%s' failed in %s with exit code %d; last log lines:\n%s\nInspect the failed state with: nixlayer shell --at failed %s",
-		e.Drv, e.Phase, e.Exit, indent(e.LogTail), e.Drv)
+	cache := ""
+	if e.CacheDir != DefaultCacheDir() {
+		cache = " --cache " + e.CacheDir
+	}
+	return fmt.Sprintf("builder for '%s' failed in %s with exit code %d; last log lines:\n%s\nInspect the failed state with: nixlayer shell%s --at failed %s",
+		e.Drv, e.Phase, e.Exit, indent(e.LogTail), cache, e.Drv)
 }
 
 func indent(s string) string {
@@ -109,6 +115,18 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	plan, err := e.plan(j, bo.PlanOptions)
 	if err != nil {
 		return nil, err
+	}
+	// A reused layer whose directory was deleted is dropped and rebuilt.
+	if top := lastReused(plan); top != "" {
+		if err := e.checkChain(top); err != nil {
+			progress(Event{Kind: "repair", Message: fmt.Sprintf("a cached layer is damaged (%v); rebuilding from it", err)})
+			if err := e.dropBroken(top); err != nil {
+				return nil, err
+			}
+			if plan, err = e.plan(j, bo.PlanOptions); err != nil {
+				return nil, err
+			}
+		}
 	}
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
@@ -195,6 +213,12 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
 	}
+	// The cache's size limit (config.json gc.maxSize) applies after each build.
+	if gc, err := e.AutoGC(ctx); err != nil {
+		e.log.Warn("automatic gc", zap.Error(err))
+	} else if gc != nil && len(gc.Removed) > 0 {
+		progress(Event{Kind: "gc", Message: fmt.Sprintf("cache over its size limit: removed %d layers", len(gc.Removed))})
+	}
 	res.Duration = time.Since(start)
 	progress(Event{Kind: "finished", Total: total, Elapsed: res.Duration})
 	return res, nil
@@ -261,6 +285,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		// as stale; never reused.
 		return "", nil, fmt.Errorf("%s of %s: %w", ph.Name, j.drv.Name, err)
 	}
+	fault.Point("after-phase")
 	meta.Duration = time.Since(t0)
 	meta.Started = t0
 	next := state
@@ -294,7 +319,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		return "", nil, err
 	}
 	if r.exit != 0 {
-		return "", nil, &PhaseError{Drv: j.drv.Path, Name: j.drv.Name, Phase: ph.Name, Exit: r.exit, LogTail: tail(logBuf.String(), 25), Layer: l.ID}
+		return "", nil, &PhaseError{Drv: j.drv.Path, Name: j.drv.Name, Phase: ph.Name, Exit: r.exit, LogTail: tail(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: e.opts.CacheDir}
 	}
 	e.log.Debug("phase done", zap.String("phase", ph.Name), zap.Duration("took", meta.Duration))
 	return l.ID, next, nil
@@ -344,6 +369,7 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 		return "", nil, err
 	}
 	v, err := rw.Rewrite(root, old2new)
+	fault.Point("in-rewrite")
 	e.layers.Unmount(l.ID)
 	if err != nil {
 		return "", nil, err
@@ -397,6 +423,7 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 			return fmt.Errorf("registering the outputs of %s: %w", j.drv.Name, err)
 		}
 		res.InStore = true
+		fault.Point("after-register")
 		for name, p := range j.drv.Outputs {
 			res.Outputs[name] = p
 			if bo.ResultLink != "" {
@@ -496,4 +523,29 @@ func removeLink(path string) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		os.Remove(path)
 	}
+}
+
+// lastReused is the top layer of the prefix a plan reuses ("" for none).
+func lastReused(p *Plan) string {
+	top := ""
+	for _, ph := range p.Phases {
+		if ph.Status == StatusRun {
+			break
+		}
+		top = ph.Layer.ID
+	}
+	return top
+}
+
+// withoutNixLines drops the stdenv's `@nix {…}` lines, which Nix consumes
+// and users never see.
+func withoutNixLines(log string) string {
+	lines := strings.Split(log, "\n")
+	kept := lines[:0]
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "@nix ") {
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept, "\n")
 }

@@ -36,6 +36,9 @@ type Engine struct {
 	opts   Options
 	layers *layers.Store
 	log    *zap.Logger
+	// inUse is held shared while the engine is open, so a process that gets
+	// it exclusively knows it is alone with the cache.
+	inUse *os.File
 }
 
 // DefaultCacheDir is /var/cache/nixlayer for root and
@@ -74,6 +77,10 @@ func Open(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{opts: opts, layers: st, log: opts.Logger}
+	if err := e.claimCache(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if n, err := st.RemoveStale(); err != nil {
 		e.log.Warn("removing stale layers", zap.Error(err))
 	} else if n > 0 {
@@ -83,7 +90,47 @@ func Open(opts Options) (*Engine, error) {
 }
 
 // Close releases the cache.
-func (e *Engine) Close() { e.layers.Close() }
+func (e *Engine) Close() {
+	e.layers.Close()
+	if e.inUse != nil {
+		e.inUse.Close()
+	}
+}
+
+// claimCache registers this engine as a user of the cache. The first user
+// after a crash also releases the layer mounts that died with their
+// process (user mounts from `nixlayer mount` are kept).
+func (e *Engine) claimCache() error {
+	f, err := os.OpenFile(filepath.Join(e.opts.CacheDir, "in-use.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("cache directory %s: %w", e.opts.CacheDir, err)
+	}
+	e.inUse = f
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		e.releaseOrphanMounts()
+	}
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
+}
+
+func (e *Engine) releaseOrphanMounts() {
+	kept := map[string]bool{}
+	if recs, err := e.Mounts(); err == nil {
+		for _, r := range recs {
+			kept[r.Layer] = true
+		}
+	}
+	all, err := e.layers.List()
+	if err != nil {
+		return
+	}
+	for _, l := range all {
+		if !kept[l.ID] && e.layers.MountCount(l.ID) > 0 {
+			if err := e.layers.ForceUnmount(l.ID); err != nil {
+				e.log.Warn("releasing an orphaned mount", zap.Error(err))
+			}
+		}
+	}
+}
 
 // Layers exposes the layer store to inspection commands.
 func (e *Engine) Layers() *layers.Store { return e.layers }

@@ -190,6 +190,37 @@ func TestShellAtBuild(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(mnt, pwd, "made-in-shell")); err == nil {
 		t.Errorf("the file made in the shell is in the build layer")
 	}
+
+	// --keep keeps the changes as a layer that is never a cache hit.
+	keep := startTmux(t, append([]string{nixlayerBin, "shell", "--cache", c.cache, "--at", "build", "--keep"}, p...)...)
+	keep.waitFor(`\[nixlayer buildPhase\] /build/\S*\$`, 60*time.Second)
+	keep.do(`echo kept > kept-file`)
+	exec.Command("tmux", "-L", keep.socket, "send-keys", "-t", "t", "exit", "Enter").Run()
+	keep.waitFor(`__EXIT__0`, 30*time.Second)
+	var rows []runner.LayerRow
+	c.mustJSON(&rows, "ls")
+	var kept *runner.LayerRow
+	for i := range rows {
+		if rows[i].Status == "kept" {
+			kept = &rows[i]
+		}
+	}
+	if kept == nil {
+		t.Fatalf("no kept layer after shell --keep: %+v", rows)
+	}
+	km := filepath.Join(c.dir, "kept")
+	c.must(append([]string{"mount"}, append(p, kept.ID[:12], km)...)...)
+	defer c.run("umount", km)
+	if b, err := os.ReadFile(filepath.Join(km, pwd, "kept-file")); err != nil || string(b) != "kept\n" {
+		t.Errorf("kept layer lacks the shell's file: %q %v", b, err)
+	}
+	var plan runner.Plan
+	c.mustJSON(&plan, append([]string{"plan"}, p...)...)
+	for _, ph := range plan.Phases {
+		if ph.Layer != nil && ph.Layer.ID == kept.ID {
+			t.Errorf("the kept shell layer is used as the cached %s", ph.Name)
+		}
+	}
 }
 
 // TestShellAtFailed: the failed build names the command, and that command
@@ -492,5 +523,18 @@ func TestExportImport(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(res.Outputs["out"], "built.txt")); err != nil || string(b) != "built\n" {
 		t.Errorf("built.txt from the imported build layer: %q %v", b, err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512": 512, "4K": 4096, "1.5M": 1572864, "20G": 20 << 30, "2GiB": 2 << 30, "100MB": 100 << 20} {
+		if got, err := runner.ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "G", "-1M", "ten"} {
+		if _, err := runner.ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"os"
 	"path/filepath"
@@ -124,6 +125,7 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 			state = shellstate.Diff(caps[0], caps[1])
 		}
 		parent = l.ID
+		fault.Point("in-learn")
 	}
 	treeA, err := e.layers.Mount(top)
 	if err != nil {

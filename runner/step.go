@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"os"
 	"os/exec"
@@ -95,6 +96,9 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	restoreR.Close()
 	dumpW.Close()
 	phasesW.Close()
+	if s.mode == "phase" {
+		fault.Point("in-phase")
+	}
 	var wg sync.WaitGroup
 	res := &stepResult{}
 	wg.Add(3)

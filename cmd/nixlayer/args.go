@@ -152,6 +152,8 @@ func (c *common) value(flag string) string {
 func (c *common) logger() *zap.Logger {
 	cfg := zap.NewDevelopmentConfig() // stderr
 	cfg.Level = zap.NewAtomicLevelAt(zapcore.WarnLevel)
+	cfg.DisableStacktrace = true
+	cfg.DisableCaller = true
 	if c.verbose {
 		cfg.Level = zap.NewAtomicLevelAt(zapcore.DebugLevel)
 	}

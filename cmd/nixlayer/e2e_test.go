@@ -262,7 +262,7 @@ func TestFailedPhaseKeepsLayer(t *testing.T) {
 	if r.Err == nil {
 		t.Fatal("failing build succeeded")
 	}
-	for _, want := range []string{"failed in installPhase", "boom-for-test", "nixlayer shell --at failed"} {
+	for _, want := range []string{"failed in installPhase", "boom-for-test", "nixlayer shell --cache " + e.cache + " --at failed"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("error output lacks %q:\n%s", want, r.Stderr)
 		}

@@ -2,17 +2,516 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
-// Placeholders until the inspection commands land (issue 8).
-var errNotYet = errors.New("not implemented yet")
+// Inspection commands (issue 8): shell, mount, umount, ls, log, gc,
+// export, import. Each takes the package like nixlayer build does.
 
-func cmdShell(ctx context.Context, args []string) error  { return errNotYet }
-func cmdMount(ctx context.Context, args []string) error  { return errNotYet }
-func cmdUmount(ctx context.Context, args []string) error { return errNotYet }
-func cmdLs(ctx context.Context, args []string) error     { return errNotYet }
-func cmdLog(ctx context.Context, args []string) error    { return errNotYet }
-func cmdGC(ctx context.Context, args []string) error     { return errNotYet }
-func cmdExport(ctx context.Context, args []string) error { return errNotYet }
-func cmdImport(ctx context.Context, args []string) error { return errNotYet }
+// inspectArgs splits a command line into the package (as parseArgs reads
+// it) and the command's positional arguments. The first positional
+// argument is the package only when no -f/-E is given and it looks like
+// one (a .drv, a .nix file, or a directory with default.nix). hasPkg is
+// false when no package was named at all.
+func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string, hasPkg bool, err error) {
+	takes := map[string]int{"-A": 1, "--attr": 1, "-f": 1, "--file": 1, "-E": 1, "--expr": 1, "--cache": 1,
+		"--from": 1, "-o": 1, "--out-link": 1, "--arg": 2, "--argstr": 2}
+	for _, f := range valueFlags {
+		takes[f] = 1
+	}
+	explicit := false
+	for _, a := range args {
+		switch a {
+		case "-f", "--file", "-E", "--expr", "-A", "--attr":
+			explicit = true
+		}
+	}
+	var pkgArgs []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if n, ok := takes[a]; ok {
+			end := min(i+n+1, len(args))
+			pkgArgs = append(pkgArgs, args[i:end]...)
+			i = end - 1
+			continue
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			pkgArgs = append(pkgArgs, a)
+			continue
+		}
+		if !explicit && !hasPkg && len(pos) == 0 && looksLikePackage(a) {
+			pkgArgs = append(pkgArgs, a)
+			hasPkg = true
+			continue
+		}
+		pos = append(pos, a)
+	}
+	hasPkg = hasPkg || explicit
+	sentinel := !hasPkg
+	if sentinel {
+		pkgArgs = append(pkgArgs, "-E", "null")
+	}
+	c, err = parseArgs(pkgArgs, boolFlags, valueFlags)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if sentinel {
+		c.target.Expr = ""
+	}
+	return c, pos, hasPkg, nil
+}
+
+func looksLikePackage(a string) bool {
+	if strings.HasSuffix(a, ".drv") || strings.HasSuffix(a, ".nix") {
+		return true
+	}
+	fi, err := os.Stat(filepath.Join(a, "default.nix"))
+	return err == nil && !fi.IsDir()
+}
+
+// pkg resolves the named package to its derivation; without one, the
+// default.nix of the current directory, as nix-build does.
+func (c *common) pkg(ctx context.Context) (runner.Package, error) {
+	if c.target.File == "" && c.target.Expr == "" {
+		d, err := parseArgs(nil, nil, nil)
+		if err != nil {
+			return runner.Package{}, err
+		}
+		c.target.File = d.target.File
+	}
+	d, err := c.drvPath(ctx)
+	if err != nil {
+		return runner.Package{}, err
+	}
+	return runner.Package{DrvPath: d}, nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func note(sel *runner.Selected) {
+	if sel.Note != "" {
+		fmt.Fprintf(os.Stderr, "nixlayer: note: %s\n", sel.Note)
+	}
+}
+
+// nixlayer shell [PKG] --at PHASE|failed|LAYER [--keep]
+func cmdShell(ctx context.Context, args []string) error {
+	c, pos, _, err := inspectArgs(args, []string{"--keep"}, []string{"--at"})
+	if err != nil {
+		return err
+	}
+	at := c.value("--at")
+	if at == "" && len(pos) > 0 {
+		at, pos = pos[0], pos[1:]
+	}
+	if len(pos) > 0 || at == "" {
+		return fmt.Errorf("usage: nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
+	}
+	p, err := c.pkg(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	res, err := e.Shell(ctx, p.DrvPath, runner.ShellOptions{At: at, Keep: c.flags["--keep"]})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(res)
+	}
+	return nil
+}
+
+// nixlayer mount [PKG] PHASE [DIR]; without PHASE: list mounts.
+func cmdMount(ctx context.Context, args []string) error {
+	c, pos, _, err := inspectArgs(args, nil, []string{"--at"})
+	if err != nil {
+		return err
+	}
+	at := c.value("--at")
+	if at == "" && len(pos) > 0 {
+		at, pos = pos[0], pos[1:]
+	}
+	if len(pos) > 1 {
+		return fmt.Errorf("usage: nixlayer mount [PACKAGE] PHASE [DIR]")
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if at == "" {
+		ms, err := e.Mounts()
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return printJSON(ms)
+		}
+		for _, m := range ms {
+			fmt.Printf("%s\t%s %s (layer %s)\n", m.Dir, m.Package, m.Phase, layers.Short(m.Layer))
+		}
+		return nil
+	}
+	p, err := c.pkg(ctx)
+	if err != nil {
+		return err
+	}
+	sel, err := e.Select(ctx, p, at, os.Stderr)
+	if err != nil {
+		return err
+	}
+	note(sel)
+	dir := e.DefaultMountDir(sel)
+	if len(pos) == 1 {
+		dir = pos[0]
+	}
+	rec, err := e.Mount(sel, dir)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(rec)
+	}
+	fmt.Fprintf(os.Stderr, "nixlayer: %s after %s mounted read-only; release it with: nixlayer umount %s\n", rec.Package, rec.Phase, rec.Dir)
+	fmt.Println(rec.Dir)
+	return nil
+}
+
+// nixlayer umount DIR | nixlayer umount [PKG] PHASE | nixlayer umount --all
+func cmdUmount(ctx context.Context, args []string) error {
+	c, pos, hasPkg, err := inspectArgs(args, []string{"--all"}, nil)
+	if err != nil {
+		return err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	ms, err := e.Mounts()
+	if err != nil {
+		return err
+	}
+	var dirs []string
+	switch {
+	case c.flags["--all"]:
+		for _, m := range ms {
+			dirs = append(dirs, m.Dir)
+		}
+	case len(pos) != 1:
+		return fmt.Errorf("usage: nixlayer umount DIR | nixlayer umount [PACKAGE] PHASE | nixlayer umount --all")
+	default:
+		abs, _ := filepath.Abs(pos[0])
+		for _, m := range ms {
+			if m.Dir == abs {
+				dirs = append(dirs, m.Dir)
+			}
+		}
+		if len(dirs) == 0 && !hasPkg {
+			return fmt.Errorf("%s is not a nixlayer mount (nixlayer mount lists them; a phase needs the package: nixlayer umount -f FILE -A ATTR PHASE)", pos[0])
+		}
+		if len(dirs) == 0 {
+			p, err := c.pkg(ctx)
+			if err != nil {
+				return fmt.Errorf("%s is not a nixlayer mount, and as a phase: %w", pos[0], err)
+			}
+			sel, err := e.Select(ctx, p, pos[0], os.Stderr)
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if m.Layer == sel.Layer.ID {
+					dirs = append(dirs, m.Dir)
+				}
+			}
+			if len(dirs) == 0 {
+				return fmt.Errorf("the layer after %s of %s is not mounted", sel.Phase, p)
+			}
+		}
+	}
+	for _, d := range dirs {
+		if err := e.Unmount(d); err != nil {
+			return err
+		}
+		if !c.json {
+			fmt.Fprintf(os.Stderr, "nixlayer: unmounted %s\n", d)
+		}
+	}
+	if c.json {
+		return printJSON(map[string]any{"unmounted": dirs})
+	}
+	return nil
+}
+
+// nixlayer ls [PKG | NAME] [--json]
+func cmdLs(ctx context.Context, args []string) error {
+	c, pos, hasPkg, err := inspectArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	var p runner.Package
+	switch {
+	case hasPkg:
+		if p, err = c.pkg(ctx); err != nil {
+			return err
+		}
+	case len(pos) == 1:
+		p.Name = pos[0]
+	case len(pos) > 1:
+		return fmt.Errorf("usage: nixlayer ls [PACKAGE | NAME] [--json]")
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	rows, err := e.List(p)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		if rows == nil {
+			rows = []runner.LayerRow{}
+		}
+		return printJSON(rows)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(os.Stderr, "nixlayer: no layers in the cache")
+		return nil
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PACKAGE\tPHASE\tSTATUS\tLAYER\tKEY\tOWN\tSHARED\tAGE\tTOOK\t")
+	var total int64
+	for _, r := range rows {
+		phase, key, status := r.Phase, "-", r.Status
+		if phase == "" {
+			phase = "(" + r.Note + ")"
+		}
+		if len(r.Key) >= 12 {
+			key = r.Key[:12]
+		}
+		if r.Mounted > 0 {
+			status += ",mounted"
+		}
+		if !r.Verified {
+			status += ",unverified"
+		}
+		took := "-"
+		if r.Duration > 0 {
+			took = round(r.Duration)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Package, phase, status, layers.Short(r.ID), key, size(r.Size), size(r.Shared), age(r.Created), took)
+		if r.Size > 0 {
+			total += r.Size
+		}
+	}
+	tw.Flush()
+	fmt.Printf("%d layers, %s\n", len(rows), size(total))
+	return nil
+}
+
+func age(t time.Time) string {
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// nixlayer log PKG|NAME [PHASE] [--json]
+func cmdLog(ctx context.Context, args []string) error {
+	c, pos, hasPkg, err := inspectArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	var p runner.Package
+	if hasPkg {
+		if p, err = c.pkg(ctx); err != nil {
+			return err
+		}
+	} else if len(pos) > 0 {
+		p.Name, pos = pos[0], pos[1:]
+	} else {
+		return fmt.Errorf("usage: nixlayer log PACKAGE|NAME [PHASE]")
+	}
+	phase := ""
+	if len(pos) == 1 {
+		phase = pos[0]
+	} else if len(pos) > 1 {
+		return fmt.Errorf("usage: nixlayer log PACKAGE|NAME [PHASE]")
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	logs, err := e.Log(ctx, p, phase)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(logs)
+	}
+	for _, l := range logs {
+		os.Stdout.WriteString(l.Log)
+	}
+	return nil
+}
+
+// nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]
+func cmdGC(ctx context.Context, args []string) error {
+	c, pos, _, err := inspectArgs(args, []string{"--dry-run"}, []string{"--keep-last", "--max-size", "--older-than"})
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("usage: nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]")
+	}
+	o := runner.GCOptions{DryRun: c.flags["--dry-run"], Log: os.Stderr}
+	if v := c.value("--keep-last"); v != "" {
+		if o.KeepLast, err = strconv.Atoi(v); err != nil || o.KeepLast < 1 {
+			return fmt.Errorf("--keep-last needs a number ≥ 1, not %q", v)
+		}
+	}
+	if v := c.value("--max-size"); v != "" {
+		if o.MaxSize, err = runner.ParseSize(v); err != nil {
+			return fmt.Errorf("--max-size: %w", err)
+		}
+	}
+	if v := c.value("--older-than"); v != "" {
+		if o.OlderThan, err = parseAge(v); err != nil {
+			return fmt.Errorf("--older-than: %w", err)
+		}
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	res, err := e.GC(ctx, o)
+	if res != nil && c.json {
+		if jerr := printJSON(res); jerr != nil {
+			return jerr
+		}
+	} else if res != nil {
+		verb := "removed"
+		if res.DryRun {
+			verb = "would remove"
+		}
+		fmt.Printf("%s %d layers, freed %s (%d bytes); kept %d layers (%s)\n", verb, len(res.Removed), size(res.Freed), res.Freed, res.Kept, size(res.KeptBytes))
+		if len(res.InUse) > 0 {
+			fmt.Printf("left %d layers in use by a running build, a shell or a mount\n", len(res.InUse))
+		}
+	}
+	return err
+}
+
+// parseAge reads Go durations plus days (7d).
+func parseAge(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad age %q (use e.g. 7d, 12h)", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad age %q (use e.g. 7d, 12h)", s)
+	}
+	return d, nil
+}
+
+// nixlayer export PKG DIR [--at PHASE] [--tag REF]
+func cmdExport(ctx context.Context, args []string) error {
+	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--tag"})
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF]")
+	}
+	p, err := c.pkg(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	var sel *runner.Selected
+	if at := c.value("--at"); at != "" {
+		sel, err = e.Select(ctx, p, at, os.Stderr)
+	} else {
+		sel, err = e.Top(ctx, p, os.Stderr)
+	}
+	if err != nil {
+		return err
+	}
+	note(sel)
+	ref := c.value("--tag")
+	if ref == "" {
+		ref = sel.Layer.Meta.DrvName
+	}
+	res, err := e.Export(sel.Layer.ID, pos[0], ref)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(res)
+	}
+	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, size(res.Bytes), res.Dir, res.Ref)
+	return nil
+}
+
+// nixlayer import DIR [--tag REF]
+func cmdImport(ctx context.Context, args []string) error {
+	c, pos, _, err := inspectArgs(args, nil, []string{"--tag"})
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("usage: nixlayer import DIR [--tag REF]")
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	res, err := e.Import(pos[0], c.value("--tag"))
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(res)
+	}
+	for _, r := range res {
+		fmt.Fprintf(os.Stderr, "nixlayer: imported %s: %d layers new, %d already cached\n", r.Ref, r.Created, r.Reused)
+	}
+	return nil
+}
