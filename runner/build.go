@@ -103,7 +103,9 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if progress == nil {
 		progress = func(Event) {}
 	}
-	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(drvPath), logw)
+	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(drvPath), func() {
+		progress(Event{Kind: "wait", Message: "waiting for another build of the same derivation to finish"})
+	})
 	if err != nil {
 		return nil, err
 	}

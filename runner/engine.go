@@ -7,7 +7,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -137,7 +136,7 @@ func (e *Engine) Layers() *layers.Store { return e.layers }
 
 // lockFile takes an exclusive flock on a file under the cache, telling the
 // user when it has to wait for another build.
-func (e *Engine) lockFile(ctx context.Context, name string, waiting io.Writer) (func(), error) {
+func (e *Engine) lockFile(ctx context.Context, name string, waiting func()) (func(), error) {
 	dir := filepath.Join(e.opts.CacheDir, "locks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lock directory: %w", err)
@@ -148,7 +147,7 @@ func (e *Engine) lockFile(ctx context.Context, name string, waiting io.Writer) (
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		if waiting != nil {
-			fmt.Fprintf(waiting, "nixlayer: waiting for another build of the same derivation to finish…\n")
+			waiting()
 		}
 		done := make(chan error, 1)
 		go func() { done <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()

@@ -59,7 +59,7 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	if o.KeepLast <= 0 {
 		o.KeepLast = 1
 	}
-	unlock, err := e.lockFile(ctx, "gc", orDiscard(o.Log))
+	unlock, err := e.lockFile(ctx, "gc", func() { fmt.Fprintln(orDiscard(o.Log), "nixlayer: waiting for another gc to finish") })
 	if err != nil {
 		return nil, err
 	}

@@ -119,7 +119,7 @@ func printProgress(w io.Writer) func(runner.Event) {
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s FAILED after %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
 		case "rewrite":
 			fmt.Fprintf(w, "nixlayer: output paths changed; reused layers rewritten: %s\n", ev.Message)
-		case "learn", "learned", "fallback", "repair":
+		case "learn", "learned", "fallback", "repair", "wait", "gc":
 			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
 		case "deliver", "finished":
 			if ev.Kind == "finished" {
