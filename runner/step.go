@@ -53,12 +53,17 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 		if s.last {
 			last = "1"
 		}
+		// $0 is the builder script, as when Nix runs `bash -e script`.
+		script := j.drv.Args[len(j.drv.Args)-1]
 		args = append([]string{j.drv.Builder}, j.shellFlags...)
-		args = append(args, "-c", driver, "nixlayer", s.mode, s.phase, last)
+		args = append(args, "-c", driver, script, s.mode, s.phase, last)
 		if s.mode == "shell" {
-			args = append([]string{j.drv.Builder}, "-c", driver+shellTail, "nixlayer", s.mode, s.phase, last)
+			args = append([]string{j.drv.Builder}, "-c", driver+shellTail, script, s.mode, s.phase, last)
 		}
 	}
+	// Nix starts the builder with its base name as argv[0] (bash derives
+	// $BASH from it); bubblewrap cannot, so a bash exec -a does.
+	args = append([]string{j.drv.Builder, "-c", `exec -a "$0" "$@"`, filepath.Base(j.drv.Builder)}, args...)
 	restoreR, restoreW, err := os.Pipe()
 	if err != nil {
 		return nil, err

@@ -63,6 +63,10 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 			return nil, fmt.Errorf("prepare sandbox root %s: %w", spec.Root, err)
 		}
 	}
+	// Nix's /tmp is world-writable and sticky.
+	if err := os.Chmod(filepath.Join(spec.Root, "tmp"), 0o1777|os.ModeSticky); err != nil {
+		return nil, fmt.Errorf("prepare sandbox root %s: %w", spec.Root, err)
+	}
 	if err := writeEtc(etcDir); err != nil {
 		return nil, err
 	}
@@ -102,6 +106,7 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 	}
 	a = append(a,
 		"--dev", "/dev",
+		"--dev-bind-try", "/dev/kvm", "/dev/kvm", // Nix passes kvm through when the host has it
 		"--proc", "/proc",
 		"--ro-bind", filepath.Join(etcDir, "passwd"), "/etc/passwd",
 		"--ro-bind", filepath.Join(etcDir, "group"), "/etc/group",

@@ -254,4 +254,37 @@ rec {
     preInstall = ''makeFlagsArray+=("prefix=$out")'';
     postInstall = postInstallExtra;
   };
+
+  # Records the builder's world (identity, environment, files, network) in
+  # its output: equal outputs from nixlayer and nix-build mean the sandbox
+  # matches Nix's.
+  envprobe = mkDerivation {
+    pname = "envprobe";
+    version = "1";
+    dontUnpack = true;
+    buildPhase = ''
+      {
+        echo "id: $(id)"
+        echo "hostname: $(cat /proc/sys/kernel/hostname)"
+        echo "pwd: $(pwd) umask: $(umask)"
+        echo "nofile: $(ulimit -n)"
+        echo "root: $(ls / | tr '\n' ' ')"
+        # bubblewrap always adds /dev/core (-> /proc/kcore, unreadable there):
+        # the one known difference from Nix's sandbox, left out here.
+        echo "dev: $(ls /dev | grep -vx core | tr '\n' ' ')"
+        echo "store: $(ls /nix/store | sed 's/^[a-z0-9]*-//' | sort | tr '\n' ' ')"
+        echo "net: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')"
+        echo "tmp: $(ls -ld /tmp | cut -c1-10)"
+        for f in /etc/passwd /etc/group /etc/hosts; do echo "== $f"; cat $f; done
+        echo "== env"
+        env -0 | sort -z | tr '\0' '\n' | grep -v -e '^_=' -e '^SHLVL=' -e '^OLDPWD='
+        echo "== shell"
+        echo "BASH=$BASH SHELL=''${SHELL:-unset} 0=$0"
+      } > probe.txt
+    '';
+    installPhase = ''
+      mkdir -p $out
+      cp probe.txt $out/
+    '';
+  };
 }

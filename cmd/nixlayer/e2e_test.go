@@ -155,6 +155,9 @@ func TestFixturesEqualNixBuild(t *testing.T) {
 		{attr: "cmd", args: []string{"--argstr", "salt", salt}},
 		{attr: "structured", args: []string{"--argstr", "salt", salt}},
 		{attr: "custom", args: []string{"--argstr", "salt", salt}},
+		// Records identity, environment, /etc, /dev, the store and the
+		// network as the builder sees them: equal means the sandbox matches.
+		{attr: "envprobe", args: []string{"--argstr", "salt", salt}},
 	} {
 		t.Run(f.attr, func(t *testing.T) {
 			outs, stderr := e.mustBuild(f)
