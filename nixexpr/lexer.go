@@ -1,6 +1,9 @@
 package nixexpr
 
-import "strings"
+import (
+	"bytes"
+	"strings"
+)
 
 type lexMode uint8
 
@@ -24,6 +27,8 @@ type lexFrame struct {
 	start, tokenCount, diagCount, stackDepth int
 }
 
+const maxRewinds = 16
+
 type lexer struct {
 	src   []byte
 	pos   int
@@ -37,6 +42,15 @@ type lexer struct {
 	// deeper than the string's first line: in a broken buffer that is more
 	// likely a half-typed string than string content.
 	guess bool
+	lines *LineIndex
+
+	// Rewinds re-lex the rest of the buffer, so they are rationed to keep
+	// lexing linear on hostile input; past the budget strings end at EOF.
+	rewinds int
+
+	// Ends of the last run of path and URI-scheme characters scanned, so
+	// `a.b.c.d...` is not rescanned from every identifier in it.
+	pathRun, schemeRun Span
 
 	// Offsets of string openers that reached EOF unclosed: on the second
 	// attempt they end at the end of their line so the rest of the buffer
@@ -44,8 +58,8 @@ type lexer struct {
 	lineOnly map[int]bool
 }
 
-func lex(src []byte, guess bool) ([]token, []Diagnostic) {
-	l := &lexer{src: src, newline: true, lineOnly: map[int]bool{}, guess: guess}
+func lex(src []byte, lines *LineIndex, guess bool) ([]token, []Diagnostic) {
+	l := &lexer{src: src, newline: true, lineOnly: map[int]bool{}, guess: guess, lines: lines}
 	l.stack = []lexFrame{{mode: modeCode}}
 	for {
 		if l.pos >= len(src) && l.rewindUnclosedString() {
@@ -80,6 +94,9 @@ func lex(src []byte, guess bool) ([]token, []Diagnostic) {
 // rarely multi-line, so the rest of the line is its likely end. An unclosed
 // ”...” string simply runs to EOF, as its content is rarely code.
 func (l *lexer) rewindUnclosedString() bool {
+	if l.rewinds >= maxRewinds {
+		return false
+	}
 	for _, f := range l.stack {
 		if f.mode == modeString && !f.lineOnly {
 			l.toks = l.toks[:f.tokenCount]
@@ -90,9 +107,10 @@ func (l *lexer) rewindUnclosedString() bool {
 			if f.tokenCount == 0 {
 				l.newline = true
 			} else {
-				l.newline = strings.ContainsRune(string(l.src[l.toks[f.tokenCount-1].span.End:f.start]), '\n')
+				l.newline = bytes.IndexByte(l.src[l.toks[f.tokenCount-1].span.End:f.start], '\n') >= 0
 			}
 			l.lineOnly[f.start] = true
+			l.rewinds++
 			return true
 		}
 	}
@@ -130,13 +148,13 @@ func (l *lexer) skipTrivia() {
 				l.pos++
 			}
 		case c == '/' && l.peekAt(l.pos+1) == '*':
-			end := strings.Index(string(l.src[l.pos+2:]), "*/")
+			end := bytes.Index(l.src[l.pos+2:], []byte("*/"))
 			if end < 0 {
 				l.errorf(l.pos, len(l.src), "unterminated comment")
 				l.pos = len(l.src)
 				return
 			}
-			if strings.Contains(string(l.src[l.pos:l.pos+2+end]), "\n") {
+			if bytes.IndexByte(l.src[l.pos:l.pos+2+end], '\n') >= 0 {
 				l.newline = true
 			}
 			l.pos += 2 + end + 2
@@ -274,10 +292,7 @@ func (l *lexer) matchWord(start int) (tokenKind, int) {
 		}
 	}
 	if isIdentStart(s[start]) && s[start] != '_' {
-		i := start + 1
-		for i < len(s) && isURISchemeChar(s[i]) {
-			i++
-		}
+		i := l.runEnd(&l.schemeRun, start, isURISchemeChar)
 		if l.peekAt(i) == ':' {
 			j := i + 1
 			for j < len(s) && isURIChar(s[j]) {
@@ -333,14 +348,26 @@ func (l *lexer) pathStarts(start int) bool {
 	if s[i] == '~' {
 		return l.peekAt(i+1) == '/' && isPathChar(l.peekAt(i+2))
 	}
-	for i < len(s) && isPathChar(s[i]) {
-		i++
-	}
+	i = l.runEnd(&l.pathRun, start, isPathChar)
 	if l.peekAt(i) != '/' {
 		return false
 	}
 	next := l.peekAt(i + 1)
 	return isPathChar(next) || next == '$' && l.peekAt(i+2) == '{'
+}
+
+// runEnd returns where the run of characters satisfying in that contains
+// start ends, reusing the previous scan when start lies inside it.
+func (l *lexer) runEnd(run *Span, start int, in func(byte) bool) int {
+	if run.Start <= start && start < run.End {
+		return run.End
+	}
+	i := start
+	for i < len(l.src) && in(l.src[i]) {
+		i++
+	}
+	*run = Span{start, i}
+	return i
 }
 
 // lexPath lexes the rest of a path literal: runs of path characters and
@@ -415,7 +442,7 @@ func (l *lexer) lexString(f *lexFrame) {
 		l.emit(tInterpOpen, i, i+2)
 		l.pos = i + 2
 		l.push(lexFrame{mode: modeCode, interp: true})
-	case f.lineOnly || i < len(s):
+	case f.lineOnly || i < len(s) || l.rewinds >= maxRewinds:
 		l.errorf(f.start, i, "unterminated string")
 		l.emit(tStringClose, i, i)
 		l.pop()
@@ -487,10 +514,7 @@ func (l *lexer) lexIndString(f *lexFrame) {
 
 // indentOfLine counts the blanks that begin the line containing offset.
 func (l *lexer) indentOfLine(offset int) int {
-	start := offset
-	for start > 0 && l.src[start-1] != '\n' {
-		start--
-	}
+	start := offset - l.lines.byteColumn(offset)
 	n := 0
 	for start+n < offset && (l.src[start+n] == ' ' || l.src[start+n] == '\t') {
 		n++

@@ -31,15 +31,16 @@ const maxDepth = 1000
 // missing pieces become *Bad nodes, so intact parts of a half-edited buffer
 // are still in the tree.
 func Parse(src []byte) *File {
-	toks, lexDiags := lex(src, false)
-	p := newParser(src, toks, false)
+	lines := NewLineIndex(src)
+	toks, lexDiags := lex(src, lines, false)
+	p := newParser(src, lines, toks, false)
 	root := p.parseFile()
 	if len(p.diags)+len(lexDiags) > 0 {
 		// The buffer is broken. Reparse guessing where the breakage ends: a
 		// string or attribute set ends before a binding indented no deeper
 		// than its start, so an unclosed { or " does not swallow the rest.
-		toks, lexDiags = lex(src, true)
-		p = newParser(src, toks, true)
+		toks, lexDiags = lex(src, lines, true)
+		p = newParser(src, lines, toks, true)
 		root = p.parseFile()
 	}
 	diags := append(lexDiags, p.diags...)
@@ -48,7 +49,7 @@ func Parse(src []byte) *File {
 		Src:         src,
 		Root:        root,
 		Diagnostics: diags,
-		Lines:       NewLineIndex(src),
+		Lines:       lines,
 	}
 }
 
@@ -68,8 +69,8 @@ type parser struct {
 	lines         *LineIndex
 }
 
-func newParser(src []byte, toks []token, guessUnclosed bool) *parser {
-	return &parser{src: src, toks: toks, guessUnclosed: guessUnclosed, lines: NewLineIndex(src)}
+func newParser(src []byte, lines *LineIndex, toks []token, guessUnclosed bool) *parser {
+	return &parser{src: src, toks: toks, guessUnclosed: guessUnclosed, lines: lines}
 }
 
 func (p *parser) parseFile() Node {
@@ -709,7 +710,7 @@ func (p *parser) parseBindings(end tokenKind) []Binding {
 			}
 		}
 		if t.lineStart {
-			col := p.lines.Position(t.span.Start).Column
+			col := p.lines.byteColumn(t.span.Start)
 			if indent < 0 {
 				indent = col
 			} else if p.guessUnclosed && col < indent {

@@ -49,7 +49,7 @@ func (x *LineIndex) LineCount() int { return len(x.lineStarts) }
 // Position converts a byte offset; offsets outside the source are clamped.
 func (x *LineIndex) Position(offset int) Position {
 	offset = max(0, min(offset, len(x.src)))
-	line := sort.Search(len(x.lineStarts), func(i int) bool { return x.lineStarts[i] > offset }) - 1
+	line := x.line(offset)
 	start := x.lineStarts[line]
 	return Position{
 		Offset:      offset,
@@ -57,6 +57,16 @@ func (x *LineIndex) Position(offset int) Position {
 		Column:      offset - start,
 		UTF16Column: utf16Len(x.src[start:offset]),
 	}
+}
+
+func (x *LineIndex) line(offset int) int {
+	return sort.Search(len(x.lineStarts), func(i int) bool { return x.lineStarts[i] > offset }) - 1
+}
+
+// byteColumn is the offset's byte column, cheaper than Position on long lines.
+func (x *LineIndex) byteColumn(offset int) int {
+	offset = max(0, min(offset, len(x.src)))
+	return offset - x.lineStarts[x.line(offset)]
 }
 
 // Offset converts a 0-based line and UTF-16 column back to a byte offset,

@@ -231,12 +231,11 @@ func TestShellAtFailed(t *testing.T) {
 	if r.Err == nil {
 		t.Fatal("the failing package built")
 	}
-	m := regexp.MustCompile(`nixlayer (shell --at failed \S+\.drv)`).FindStringSubmatch(r.Stderr)
+	m := regexp.MustCompile(`nixlayer (shell --cache \S+ --at failed \S+\.drv)`).FindStringSubmatch(r.Stderr)
 	if m == nil {
 		t.Fatalf("the error does not tell the user about nixlayer shell --at failed:\n%s", r.Stderr)
 	}
-	suggested := strings.Fields(m[1])
-	sh := startTmux(t, append([]string{nixlayerBin, suggested[0], "--cache", c.cache}, suggested[1:]...)...)
+	sh := startTmux(t, append([]string{nixlayerBin}, strings.Fields(m[1])...)...)
 	sh.waitFor(`\[nixlayer failed installPhase\] /build/failing\$`, 60*time.Second)
 	if got := sh.do(`ls`); !strings.Contains(got, "ok.c") || !regexp.MustCompile(`(?m)(^|\s)ok(\s|$)`).MatchString(got) {
 		t.Errorf("ls in the failed state does not show the built program ok:\n%s", got)

@@ -138,7 +138,7 @@ exec 4>&- 5>&-
 echo "nixlayer: shell after ${__nl_phase}; the tree is a throwaway copy. Leave with 'exit'." >&2
 __nl_rc=/tmp/.nixlayer-shellrc
 { declare -p | grep -v -e '^declare -[a-zA-Z-]*r' ; declare -f; echo "cd \"$PWD\""; echo "PS1='$PS1'"; } > "$__nl_rc" 2>/dev/null
-exec "$BASH" --noprofile --rcfile "$__nl_rc" -i
+exec -a bash /proc/self/exe --noprofile --rcfile "$__nl_rc" -i
 `
 
 // writeAttrsFiles writes .attrs.json and .attrs.sh into the build

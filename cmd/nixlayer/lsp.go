@@ -2,8 +2,78 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/nixlayer/nixlayer/lsp"
 )
 
-// Placeholder until the language server lands (issue 6).
-func cmdLSP(ctx context.Context, args []string) error { return errors.New("not implemented yet") }
+const lspUsage = `usage: nixlayer lsp [--stdio] [--cache DIR] [--debounce DURATION] [-v]
+
+Speaks the Language Server Protocol on stdin/stdout for .nix files: code
+lenses and hovers with each phase's cache status, and the commands
+nixlayer.build, nixlayer.rebuildFrom, nixlayer.openShell, nixlayer.showLog.
+Logs go to stderr. See docs/editors.md.
+`
+
+// cmdLSP runs the language server on stdio.
+func cmdLSP(ctx context.Context, args []string) error {
+	opts := lsp.Options{}
+	verbose := false
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; a {
+		case "--stdio":
+		case "-v", "--verbose":
+			verbose = true
+		case "--cache", "--debounce":
+			if i+1 >= len(args) {
+				return fmt.Errorf("%s needs a value\n%s", a, lspUsage)
+			}
+			i++
+			if a == "--cache" {
+				opts.CacheDir = args[i]
+			} else {
+				d, err := time.ParseDuration(args[i])
+				if err != nil {
+					return fmt.Errorf("--debounce: %w", err)
+				}
+				opts.Debounce = d
+			}
+		case "-h", "--help":
+			fmt.Fprint(os.Stderr, lspUsage)
+			return nil
+		default:
+			return fmt.Errorf("unknown argument %q\n%s", a, lspUsage)
+		}
+	}
+	cfg := zap.NewProductionConfig() // JSON on stderr: stdout is the LSP stream
+	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	cfg.Level = zap.NewAtomicLevelAt(zapcore.WarnLevel)
+	if verbose {
+		cfg.Level = zap.NewAtomicLevelAt(zapcore.DebugLevel)
+	}
+	log, err := cfg.Build()
+	if err != nil {
+		return fmt.Errorf("logger: %w", err)
+	}
+	defer log.Sync()
+	opts.Logger = log
+	return lsp.Serve(ctx, stdio{}, opts)
+}
+
+// stdio is the server's end of the pipe: stdin and stdout.
+type stdio struct{}
+
+func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
+func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
+func (stdio) Close() error {
+	os.Stdin.Close()
+	return os.Stdout.Close()
+}
+
+var _ io.ReadWriteCloser = stdio{}

@@ -1,0 +1,202 @@
+package hook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// Exit codes Nix understands from a hook (derivation-goal.cc): 100 is a
+// build failure, 101 a timeout, anything else a hook failure.
+const (
+	exitFailed   = 100
+	exitTimedOut = 101
+)
+
+var (
+	errTimeout = errors.New("timeout")
+	errSilent  = errors.New("max-silent-time")
+)
+
+// build runs an accepted derivation: it reads the rest of Nix's request,
+// builds layer by layer with the build log on fd 4, and registers the
+// outputs while Nix holds their locks.
+func (s *session) build(ctx context.Context, req *Request) int {
+	logw := &activityWriter{w: io.Discard, last: time.Now()}
+	if s.cfg.BuildLog != nil {
+		logw.w = s.cfg.BuildLog
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(logw, "nixlayer: "+format+"\n", args...) }
+	inputs, err := ReadStrings(s.in)
+	if err == nil {
+		_, err = ReadStrings(s.in) // missing outputs: names (Nix ≥ 2.4); the runner delivers all invalid outputs
+	}
+	if err != nil {
+		say("reading the inputs of %s from Nix: %v", req.DrvPath, err)
+		return 1
+	}
+	s.log.Debug("accepted", zap.String("drv", req.DrvPath), zap.Int("inputs", len(inputs)))
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if t := seconds(s.settings, "timeout", "build-timeout"); t > 0 {
+		tctx, tcancel := context.WithTimeoutCause(ctx, time.Duration(t)*time.Second, errTimeout)
+		defer tcancel()
+		ctx = tctx
+	}
+	if quiet := seconds(s.settings, "max-silent-time", "build-max-silent-time"); quiet > 0 {
+		go watchSilence(ctx, logw, time.Duration(quiet)*time.Second, cancel)
+	}
+
+	nl := &nixLog{stderr: s.reply, build: logw}
+	nl.start(uint64(os.Getpid())<<32|1, "nixlayer: layered build of "+drvName(req.DrvPath))
+	defer nl.stop()
+	_ = RecordStart(s.cfg.CacheDir, req.DrvPath, "nixlayer")
+	t0 := time.Now()
+
+	opts := runner.BuildOptions{
+		PlanOptions: runner.PlanOptions{RequireVerified: true},
+		Deliver:     true,
+		LocksHeld:   true,
+		Log:         logw,
+		Progress:    progress(say, nl),
+	}
+	res, err := s.engine.Build(ctx, req.DrvPath, opts)
+	if err == nil && !res.InStore {
+		// A resume that rests on an inexact rewrite stays outside the
+		// store (the runner never registers it); Nix needs the real
+		// output, so build it again from the first phase.
+		say("the resumed result could not be verified (%s); rebuilding from the first phase", rewriteWhy(res))
+		opts.From = res.Plan.Phases[0].Name
+		res, err = s.engine.Build(ctx, req.DrvPath, opts)
+		if err == nil && !res.InStore {
+			err = fmt.Errorf("the outputs of %s were not registered in the store (hook mode must run as root)", req.DrvPath)
+		}
+	}
+	code := 0
+	switch cause := context.Cause(ctx); {
+	case err == nil:
+		say("built %s in %s (ran: %s; reused: %s)", drvName(req.DrvPath), time.Since(t0).Round(time.Millisecond), list(res.Ran), list(res.Reused))
+	case errors.Is(cause, errTimeout):
+		say("building of '%s' timed out after %d seconds", req.DrvPath, seconds(s.settings, "timeout", "build-timeout"))
+		code = exitTimedOut
+	case errors.Is(cause, errSilent):
+		say("building of '%s' timed out after %d seconds of silence", req.DrvPath, seconds(s.settings, "max-silent-time", "build-max-silent-time"))
+		code = exitTimedOut
+	default:
+		var pe *runner.PhaseError
+		if errors.As(err, &pe) {
+			say("%s failed in %s with exit code %d; inspect it with: nixlayer shell --at failed %s", pe.Name, pe.Phase, pe.Exit, req.DrvPath)
+			code = exitFailed
+		} else {
+			say("error: %v", err)
+			code = 1
+		}
+	}
+	if code == 0 {
+		os.MkdirAll(filepath.Join(s.cfg.CacheDir, indexDir, hookBuiltDir), 0o700)
+		os.WriteFile(filepath.Join(s.cfg.CacheDir, indexDir, hookBuiltDir, filepath.Base(req.DrvPath)), nil, 0o600)
+		_ = RecordEnd(s.cfg.CacheDir, req.DrvPath, "nixlayer", "end", nil, strings.Join(res.Ran, " "))
+	} else {
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		_ = RecordEnd(s.cfg.CacheDir, req.DrvPath, "nixlayer", "failed", nil, msg)
+	}
+	return code
+}
+
+// hookBuiltDir marks derivations the hook built, so the post-build-hook
+// that Nix runs afterwards does not record them a second time.
+const hookBuiltDir = "hook-built"
+
+func rewriteWhy(res *runner.Result) string {
+	if res.Rewrite != nil && len(res.Rewrite.Why) > 0 {
+		return strings.Join(res.Rewrite.Why, "; ")
+	}
+	return "reused layers were built with other output paths"
+}
+
+func list(xs []string) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	return strings.Join(xs, " ")
+}
+
+// progress turns runner events into log lines and phase reports.
+func progress(say func(string, ...any), nl *nixLog) func(runner.Event) {
+	return func(ev runner.Event) {
+		switch ev.Kind {
+		case "plan":
+			say("%s", ev.Message)
+		case "cached":
+			say("%s: cached (%d/%d)", ev.Phase, ev.Index, ev.Total)
+		case "start":
+			nl.phase(ev.Phase)
+			if ev.Message != "" && !strings.HasPrefix(ev.Message, "follows ") {
+				say("%s (%d/%d): %s", ev.Phase, ev.Index, ev.Total, ev.Message)
+			}
+		case "failed":
+			say("%s failed after %s", ev.Phase, ev.Elapsed.Round(time.Millisecond))
+		case "rewrite", "deliver":
+			say("%s", ev.Message)
+		}
+	}
+}
+
+// activityWriter is the build log: it serialises writes and remembers when
+// the build last said something (for max-silent-time).
+type activityWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	last time.Time
+}
+
+func (a *activityWriter) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.last = time.Now()
+	n, err := a.w.Write(p)
+	if err != nil {
+		// Nix closed the log: keep building, the result still counts.
+		a.w = io.Discard
+		return len(p), nil
+	}
+	return n, nil
+}
+
+func (a *activityWriter) idle() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return time.Since(a.last)
+}
+
+// watchSilence cancels the build when the log stays silent too long, as
+// Nix does for its own builds (it does not for hook builds).
+func watchSilence(ctx context.Context, a *activityWriter, limit time.Duration, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(min(limit/4+time.Millisecond, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if a.idle() > limit {
+				cancel(errSilent)
+				return
+			}
+		}
+	}
+}

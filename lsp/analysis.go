@@ -1,0 +1,337 @@
+package lsp
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// This file holds the server's features as pure functions of a parsed
+// buffer and the last evaluation: what each phase's status is, which
+// attributes belong to which phase, and what an unsaved edit invalidates.
+// Nothing here talks to a client, to Nix or to the layer store.
+
+// Evaluation is what the server last learnt about a buffer's target.
+type Evaluation struct {
+	// Err is set when the target could not be evaluated or planned.
+	Err string
+	// Packages are the evaluated derivations that match a derivation call
+	// of the buffer.
+	Packages []*Package
+	// Done is when the evaluation finished.
+	Done time.Time
+}
+
+// Package is one evaluated derivation with its plan.
+type Package struct {
+	DrvPath string
+	Name    string // the derivation's name (pname-version)
+	Pname   string
+	// Env is the derivation's environment (its attributes as Nix passes
+	// them to the builder).
+	Env  map[string]string
+	Plan *runner.Plan
+	// Texts holds, per attribute name, the source text of the values the
+	// matching derivation call had when it was evaluated.
+	Texts map[string]string
+	// Failure is the last failed build of this derivation, if any.
+	Failure *runner.PhaseError
+}
+
+// Running describes a build in progress, for the summary lens.
+type Running struct {
+	Phase        string
+	Index, Total int
+}
+
+// Phase states, as shown by lenses and hovers.
+const (
+	StateUnknown     = "unknown"     // no plan (yet)
+	StateCached      = "cached"      // the plan found its layer
+	StateRun         = "run"         // the plan says it must run
+	StateInvalidated = "invalidated" // an unsaved edit invalidates it
+	StateFailed      = "failed"      // the last build failed in it
+	StateForced      = "forced"      // reused by --from although its key differs
+)
+
+// PhaseView is the status of one phase of a buffer derivation.
+type PhaseView struct {
+	Name  string
+	Index int // 0-based
+	State string
+	// Cause names what invalidated the phase: the edited or changed
+	// attributes, or the reason of the plan.
+	Cause string
+	Plan  *runner.PhasePlan // nil without a plan
+}
+
+// AttrView is a phase attribute of the buffer.
+type AttrView struct {
+	Attr  nixexpr.Attribute
+	Phase string // "" when no phase list is known
+	Why   string
+	// Edited is true when the buffer's value differs from the evaluated one.
+	Edited bool
+}
+
+// DerivView is a derivation call of the buffer with its status.
+type DerivView struct {
+	Deriv  nixexpr.Derivation
+	Pkg    *Package // nil when no evaluated derivation matches
+	Phases []PhaseView
+	Attrs  []AttrView // the phase attributes, in source order
+	// Edited lists the attributes changed (or added, removed) since the
+	// evaluation, in source order.
+	Edited []string
+}
+
+// Analyze computes the status of every derivation call in the buffer.
+//
+// In a buffer with syntax errors an attribute that vanished is not counted
+// as removed: the breakage may only hide it for now.
+func Analyze(f *nixexpr.File, ev *Evaluation) []DerivView {
+	derivs := nixexpr.FindDerivations(f)
+	var out []DerivView
+	for i, d := range derivs {
+		v := DerivView{Deriv: d}
+		if ev != nil {
+			v.Pkg = matchPackage(d, i, len(derivs), ev.Packages)
+		}
+		analyzeDeriv(&v, len(f.Diagnostics) > 0)
+		out = append(out, v)
+	}
+	return out
+}
+
+// matchPackage pairs a derivation call with the evaluated derivation of
+// the same pname or name; a buffer with one call and an evaluation with one
+// derivation pair up whatever their names.
+func matchPackage(d nixexpr.Derivation, i, n int, pkgs []*Package) *Package {
+	if d.Name != "" {
+		for _, p := range pkgs {
+			if p.Pname == d.Name || p.Name == d.Name || strings.HasPrefix(p.Name, d.Name+"-") {
+				return p
+			}
+		}
+	}
+	if len(pkgs) == 1 && (n == 1 || i == 0 && d.Name == "") {
+		return pkgs[0]
+	}
+	return nil
+}
+
+func analyzeDeriv(v *DerivView, broken bool) {
+	var phases []string
+	placedBy := map[string]int{} // attribute → phase index, from the runner's plan
+	if v.Pkg != nil && v.Pkg.Plan != nil {
+		for i, ph := range v.Pkg.Plan.Phases {
+			phases = append(phases, ph.Name)
+			for _, a := range ph.Attrs {
+				if _, ok := placedBy[a]; !ok {
+					placedBy[a] = i
+				}
+			}
+		}
+	}
+	rules := phaserules.New(phases, nil)
+	whole := v.Pkg != nil && v.Pkg.Plan != nil && v.Pkg.Plan.Whole
+	place := func(name string) (int, string) {
+		if len(phases) == 0 {
+			return -1, ""
+		}
+		if whole {
+			return 0, "built as one layer: " + v.Pkg.Plan.WhyWhole
+		}
+		pl := rules.Place(name)
+		if i, ok := placedBy[name]; ok {
+			return i, pl.Why
+		}
+		return indexOf(phases, pl.Phase), pl.Why
+	}
+
+	// Which attributes differ from the evaluated derivation?
+	texts := attrTexts(v.Deriv)
+	edited := map[string]bool{}
+	if v.Pkg != nil && v.Pkg.Texts != nil {
+		for _, a := range v.Deriv.Attributes {
+			if edited[a.Name] || texts[a.Name] == v.Pkg.Texts[a.Name] {
+				continue
+			}
+			if _, had := v.Pkg.Texts[a.Name]; had && sameValue(a, texts[a.Name], v.Pkg.Env) {
+				continue
+			}
+			edited[a.Name] = true
+			v.Edited = append(v.Edited, a.Name)
+		}
+		var removed []string
+		for name := range v.Pkg.Texts {
+			if _, ok := texts[name]; !ok && !broken {
+				removed = append(removed, name)
+			}
+		}
+		sort.Strings(removed)
+		v.Edited = append(v.Edited, removed...)
+	}
+
+	// The first phase an edit invalidates; every later one follows.
+	firstEdit, cause := -1, ""
+	for _, name := range v.Edited {
+		i, _ := place(name)
+		if i < 0 {
+			continue
+		}
+		if firstEdit < 0 || i < firstEdit {
+			firstEdit, cause = i, name
+		}
+	}
+
+	if v.Pkg != nil && v.Pkg.Plan != nil {
+		plan := v.Pkg.Plan
+		firstRun := -1
+		for i := range plan.Phases {
+			ph := &plan.Phases[i]
+			pv := PhaseView{Name: ph.Name, Index: i, Plan: ph}
+			switch ph.Status {
+			case runner.StatusCached:
+				pv.State = StateCached
+			case runner.StatusForced:
+				pv.State, pv.Cause = StateForced, ph.Reason
+			default:
+				pv.State = StateRun
+				if firstRun < 0 {
+					firstRun = i
+				}
+				pv.Cause = runCause(plan.Phases[firstRun])
+			}
+			if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name && ph.Status != runner.StatusCached {
+				pv.State, pv.Cause = StateFailed, f.LogTail
+			}
+			if firstEdit >= 0 && i >= firstEdit {
+				pv.State, pv.Cause = StateInvalidated, cause
+			}
+			v.Phases = append(v.Phases, pv)
+		}
+	}
+
+	for _, a := range v.Deriv.Attributes {
+		i, why := place(a.Name)
+		if !isPhaseAttr(a.Name, i, why, rules, phases) {
+			continue
+		}
+		av := AttrView{Attr: a, Why: why, Edited: edited[a.Name]}
+		if i >= 0 {
+			av.Phase = phases[i]
+		}
+		v.Attrs = append(v.Attrs, av)
+	}
+}
+
+// runCause says why the first phase to run must run.
+func runCause(ph runner.PhasePlan) string {
+	if len(ph.Changed) > 0 {
+		return strings.Join(ph.Changed, ", ")
+	}
+	return ph.Reason
+}
+
+// isPhaseAttr decides whether an attribute gets lenses: phase code, hooks,
+// flags, switches, sources, and whatever the plan places after the first
+// phase (attributes some phase's code reads). Global attributes (name,
+// inputs, outputs) and unplaceable ones do not.
+func isPhaseAttr(name string, idx int, why string, rules *phaserules.Rules, phases []string) bool {
+	if strings.HasSuffix(name, "Phase") && len(name) > len("Phase") {
+		return true
+	}
+	if len(phases) == 0 {
+		// No plan yet: rely on the names the rules know without a phase list.
+		for _, pfx := range []string{"pre", "post", "dont", "do"} {
+			if rest, ok := strings.CutPrefix(name, pfx); ok && rest != "" && rest[0] >= 'A' && rest[0] <= 'Z' {
+				return true
+			}
+		}
+		return strings.HasSuffix(name, "Flags") || name == "src" || name == "srcs" || name == "patches"
+	}
+	switch {
+	case strings.HasPrefix(why, "read when the stdenv"):
+		return false
+	case strings.HasPrefix(why, "not read by any"):
+		return idx > 0
+	case strings.HasPrefix(why, "built as one layer"):
+		p := rules.Place(name)
+		return !strings.HasPrefix(p.Why, "read when the stdenv") && !strings.HasPrefix(p.Why, "not read by any")
+	}
+	return true
+}
+
+// attrTexts joins the value texts of each attribute name (an attribute
+// may be set through several paths, like passthru.a and passthru.b).
+func attrTexts(d nixexpr.Derivation) map[string]string {
+	m := map[string]string{}
+	for _, a := range d.Attributes {
+		t := a.Text
+		if a.Inherited {
+			t = "inherit " + a.Text
+		}
+		if old, ok := m[a.Name]; ok {
+			m[a.Name] = old + "\x00" + t
+		} else {
+			m[a.Name] = t
+		}
+	}
+	return m
+}
+
+// sameValue reports whether a literal attribute has the value the
+// evaluated derivation passed to the builder (an edit that was undone, or
+// only reformatted).
+func sameValue(a nixexpr.Attribute, _ string, env map[string]string) bool {
+	got, ok := env[a.Name]
+	if !ok || !a.Simple || len(a.Path) != 1 {
+		return false
+	}
+	if a.HasString {
+		return a.String == got
+	}
+	switch t := strings.TrimSpace(a.Text); t {
+	case "true":
+		return got == "1"
+	case "false", "null":
+		return got == ""
+	default:
+		return t == got // integers
+	}
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// PhaseOf returns the view of a phase by name.
+func (v *DerivView) PhaseOf(name string) *PhaseView {
+	for i := range v.Phases {
+		if v.Phases[i].Name == name {
+			return &v.Phases[i]
+		}
+	}
+	return nil
+}
+
+// Cached counts the phases that a build would take from the cache now.
+func (v *DerivView) Cached() int {
+	n := 0
+	for _, p := range v.Phases {
+		if p.State == StateCached {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,386 @@
+package lsp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.lsp.dev/jsonrpc2"
+	"go.lsp.dev/protocol"
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// executeParams is protocol.ExecuteCommandParams with the arguments and
+// the progress token kept raw.
+type executeParams struct {
+	Command       string            `json:"command"`
+	Arguments     []json.RawMessage `json:"arguments"`
+	WorkDoneToken json.RawMessage   `json:"workDoneToken,omitempty"`
+}
+
+// BuildResult answers nixlayer.build and nixlayer.rebuildFrom.
+type BuildResult struct {
+	OK       bool              `json:"ok"`
+	Drv      string            `json:"drv"`
+	Ran      []string          `json:"ran"`
+	Reused   []string          `json:"reused"`
+	Outputs  map[string]string `json:"outputs,omitempty"`
+	InStore  bool              `json:"inStore"`
+	Verified bool              `json:"verified"`
+	Seconds  float64           `json:"seconds"`
+	// FailedPhase and Error describe a build that failed in a phase.
+	FailedPhase string `json:"failedPhase,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// ShellResult answers nixlayer.openShell: the command for the client to
+// run in a terminal.
+type ShellResult struct {
+	Command string   `json:"command"`
+	Argv    []string `json:"argv"`
+	Cwd     string   `json:"cwd"`
+	Note    string   `json:"note,omitempty"`
+}
+
+// LogResult answers nixlayer.showLog.
+type LogResult struct {
+	Phase string `json:"phase"`
+	Layer string `json:"layer"`
+	Log   string `json:"log"`
+}
+
+func (s *server) executeCommand(ctx context.Context, p executeParams) (any, error) {
+	if len(p.Arguments) != 1 {
+		return nil, lspError(jsonrpc2.InvalidParams, "%s takes one argument {\"uri\": …, \"phase\": …}, got %d", p.Command, len(p.Arguments))
+	}
+	var a CommandArgs
+	if err := json.Unmarshal(p.Arguments[0], &a); err != nil || a.URI == "" {
+		return nil, lspError(jsonrpc2.InvalidParams, "%s: the argument must be {\"uri\": …, \"phase\": …}", p.Command)
+	}
+	switch p.Command {
+	case CmdBuild:
+		return s.build(ctx, a, "", p.WorkDoneToken)
+	case CmdRebuildFrom:
+		if a.Phase == "" {
+			return nil, lspError(jsonrpc2.InvalidParams, "%s needs a phase", p.Command)
+		}
+		return s.build(ctx, a, a.Phase, p.WorkDoneToken)
+	case CmdOpenShell:
+		return s.openShell(a)
+	case CmdShowLog:
+		return s.showLog(a)
+	}
+	return nil, lspError(jsonrpc2.InvalidParams, "unknown command %q (known: %s)", p.Command, strings.Join(Commands, ", "))
+}
+
+// pick finds the document and the evaluated package a command is about.
+func (s *server) pick(a CommandArgs) (*document, *Package, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.docs[a.URI]
+	if d == nil {
+		return nil, nil, lspError(jsonrpc2.InvalidParams, "document %s is not open", a.URI)
+	}
+	if d.eval == nil {
+		return d, nil, lspError(jsonrpc2.InvalidRequest, "%s has not been evaluated yet", d.path)
+	}
+	p := pickPackage(d.eval, a.Name)
+	if p == nil {
+		msg := "no evaluated derivation"
+		if d.eval.Err != "" {
+			msg = d.eval.Err
+		}
+		return d, nil, lspError(jsonrpc2.InvalidRequest, "%s: %s", d.path, msg)
+	}
+	return d, p, nil
+}
+
+func pickPackage(ev *Evaluation, name string) *Package {
+	if ev == nil {
+		return nil
+	}
+	for _, p := range ev.Packages {
+		if name == "" || p.Pname == name || p.Name == name || strings.HasPrefix(p.Name, name+"-") {
+			return p
+		}
+	}
+	return nil
+}
+
+// build evaluates the buffer (unsaved edits included), builds the chosen
+// derivation with the runner and reports $/progress; a failed phase
+// becomes a diagnostic; lenses refresh when it ends.
+func (s *server) build(ctx context.Context, a CommandArgs, from string, token json.RawMessage) (any, error) {
+	s.mu.Lock()
+	d := s.docs[a.URI]
+	if d == nil {
+		s.mu.Unlock()
+		return nil, lspError(jsonrpc2.InvalidParams, "document %s is not open", a.URI)
+	}
+	if d.running != nil {
+		s.mu.Unlock()
+		return nil, lspError(jsonrpc2.InvalidRequest, "a build of %s is already running", d.path)
+	}
+	d.running = &Running{Phase: "evaluation"}
+	d.buildDiag = nil
+	snap := snapshot{uri: d.uri, path: d.path, text: d.text}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		d.running = nil
+		s.mu.Unlock()
+		s.publishDiagnostics(d)
+		s.refreshLenses()
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	prog := s.beginProgress(ctx, token, "nixlayer: build "+d.path, cancel)
+	defer prog.end()
+
+	ev := s.evaluate(ctx, snap)
+	if ctx.Err() != nil {
+		return nil, protocol.ErrRequestCancelled
+	}
+	s.mu.Lock()
+	s.setEval(d, ev, snap)
+	s.mu.Unlock()
+	pkg := pickPackage(ev, a.Name)
+	if pkg == nil || pkg.Plan == nil {
+		msg := ev.Err
+		if msg == "" {
+			msg = "no evaluated derivation matches " + a.Name
+		}
+		prog.message = "evaluation failed"
+		return nil, lspError(jsonrpc2.InvalidRequest, "cannot build %s: %s", d.path, msg)
+	}
+	if from != "" {
+		var names []string
+		for _, ph := range pkg.Plan.Phases {
+			names = append(names, ph.Name)
+		}
+		if from = phaserules.Resolve(names, from); from == "" {
+			return nil, lspError(jsonrpc2.InvalidParams, "%s has no phase %q (phases: %s)", pkg.Name, a.Phase, strings.Join(names, " "))
+		}
+	}
+	eng, err := s.getEngine()
+	if err != nil {
+		return nil, err
+	}
+	var logBuf strings.Builder
+	t0 := time.Now()
+	res, err := eng.Build(ctx, pkg.DrvPath, runner.BuildOptions{
+		PlanOptions: runner.PlanOptions{From: from},
+		Log:         &logWriter{b: &logBuf},
+		Deliver:     true,
+		Progress: func(e runner.Event) {
+			if e.Phase != "" {
+				s.mu.Lock()
+				if d.running != nil {
+					d.running.Phase, d.running.Index, d.running.Total = e.Phase, e.Index, e.Total
+				}
+				s.mu.Unlock()
+			}
+			prog.event(e)
+		},
+	})
+	out := BuildResult{Drv: pkg.DrvPath, Seconds: time.Since(t0).Seconds()}
+	var pe *runner.PhaseError
+	switch {
+	case err == nil:
+		out.OK, out.Ran, out.Reused, out.Outputs = true, res.Ran, res.Reused, res.Outputs
+		out.InStore, out.Verified = res.InStore, res.Verified
+		prog.message = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused))
+		s.mu.Lock()
+		delete(d.failures, pkg.DrvPath)
+		s.mu.Unlock()
+	case errors.As(err, &pe):
+		out.FailedPhase, out.Error = pe.Phase, err.Error()
+		prog.message = fmt.Sprintf("%s failed in %s", pkg.Name, pe.Phase)
+		s.mu.Lock()
+		d.failures[pkg.DrvPath] = pe
+		pkg.Failure = pe
+		d.buildDiag = []protocol.Diagnostic{s.failureDiagnostic(d, pkg, pe)}
+		s.mu.Unlock()
+	case ctx.Err() != nil:
+		prog.message = "cancelled"
+		s.replan(d, pkg)
+		return nil, protocol.ErrRequestCancelled
+	default:
+		prog.message = "build error"
+		s.replan(d, pkg)
+		return nil, lspError(jsonrpc2.InternalError, "building %s: %v", pkg.Name, err)
+	}
+	s.replan(d, pkg)
+	return out, nil
+}
+
+// replan asks the runner again after a build, so lenses show the new cache.
+func (s *server) replan(d *document, pkg *Package) {
+	eng, err := s.getEngine()
+	if err != nil {
+		return
+	}
+	plan, err := eng.Plan(s.ctx, pkg.DrvPath, runner.PlanOptions{})
+	if err != nil {
+		s.log.Warn("planning after a build", zap.Error(err))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.eval == nil {
+		return
+	}
+	// Evaluations are immutable for readers: install a copy.
+	ev := *d.eval
+	ev.Packages = nil
+	for _, p := range d.eval.Packages {
+		if p.DrvPath == pkg.DrvPath {
+			cp := *p
+			cp.Plan, cp.Failure = plan, d.failures[p.DrvPath]
+			p = &cp
+		}
+		ev.Packages = append(ev.Packages, p)
+	}
+	d.eval = &ev
+}
+
+// failureDiagnostic puts a failed phase on its attribute; s.mu is held.
+func (s *server) failureDiagnostic(d *document, pkg *Package, pe *runner.PhaseError) protocol.Diagnostic {
+	span := d.file.Root.Span()
+	span.End = span.Start
+	for _, v := range Analyze(d.file, d.eval) {
+		if v.Pkg != nil && v.Pkg.DrvPath == pkg.DrvPath {
+			span = FailureTarget(v, pe.Phase)
+		}
+	}
+	start, end := position(d.file, span.Start), position(d.file, span.End)
+	return protocol.Diagnostic{
+		Range:    protocol.Range{Start: start, End: end},
+		Severity: protocol.DiagnosticSeverityError,
+		Source:   "nixlayer",
+		Message:  fmt.Sprintf("%s failed in %s with exit code %d; last log lines:\n%s", pkg.Name, pe.Phase, pe.Exit, tailLines(pe.LogTail, 15)),
+	}
+}
+
+// logWriter collects the builder's output, bounded.
+type logWriter struct{ b *strings.Builder }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	if w.b.Len() < 1<<20 {
+		w.b.Write(p)
+	}
+	return len(p), nil
+}
+
+func (s *server) openShell(a CommandArgs) (any, error) {
+	d, pkg, err := s.pick(a)
+	if err != nil {
+		return nil, err
+	}
+	phase := a.Phase
+	if phase == "" {
+		return nil, lspError(jsonrpc2.InvalidParams, "%s needs a phase", CmdOpenShell)
+	}
+	if pkg.Plan != nil {
+		var names []string
+		for _, ph := range pkg.Plan.Phases {
+			names = append(names, ph.Name)
+		}
+		if r := phaserules.Resolve(names, phase); r != "" {
+			phase = r
+		} else {
+			return nil, lspError(jsonrpc2.InvalidParams, "%s has no phase %q", pkg.Name, a.Phase)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		self = "nixlayer"
+	}
+	t := s.target(d.path)
+	argv := []string{self, "shell", "--at", phase}
+	if s.opts.CacheDir != "" {
+		argv = append(argv, "--cache", s.opts.CacheDir)
+	}
+	if t.Expr != "" {
+		argv = append(argv, "-E", t.Expr)
+	} else {
+		argv = append(argv, "-f", t.File)
+	}
+	if t.Attr != "" {
+		argv = append(argv, "-A", t.Attr)
+	}
+	for _, kv := range sortedPairs(t.Args) {
+		argv = append(argv, "--arg", kv[0], kv[1])
+	}
+	for _, kv := range sortedPairs(t.ArgStrs) {
+		argv = append(argv, "--argstr", kv[0], kv[1])
+	}
+	res := ShellResult{Argv: argv, Command: shellQuote(argv), Cwd: dirOf(d.path)}
+	s.mu.Lock()
+	if disk, err := os.ReadFile(d.path); err != nil || string(disk) != string(d.text) {
+		res.Note = "the shell evaluates the saved file; save the buffer first to include unsaved edits"
+	}
+	s.mu.Unlock()
+	return res, nil
+}
+
+func (s *server) showLog(a CommandArgs) (any, error) {
+	_, pkg, err := s.pick(a)
+	if err != nil {
+		return nil, err
+	}
+	if pkg.Plan == nil {
+		return nil, lspError(jsonrpc2.InvalidRequest, "%s has no plan", pkg.Name)
+	}
+	var names []string
+	for _, ph := range pkg.Plan.Phases {
+		names = append(names, ph.Name)
+	}
+	phase := phaserules.Resolve(names, a.Phase)
+	if phase == "" {
+		return nil, lspError(jsonrpc2.InvalidParams, "%s has no phase %q (phases: %s)", pkg.Name, a.Phase, strings.Join(names, " "))
+	}
+	layer := ""
+	if f := pkg.Failure; f != nil && f.Phase == phase {
+		layer = f.Layer
+	}
+	for _, ph := range pkg.Plan.Phases {
+		if ph.Name == phase && layer == "" && ph.Layer != nil {
+			layer = ph.Layer.ID
+		}
+	}
+	if layer == "" {
+		return nil, lspError(jsonrpc2.InvalidRequest, "%s of %s has no layer yet: build it first", phase, pkg.Name)
+	}
+	eng, err := s.getEngine()
+	if err != nil {
+		return nil, err
+	}
+	data, err := eng.Layers().Data(layer, "log")
+	if err != nil {
+		return nil, lspError(jsonrpc2.InvalidRequest, "the log of %s (layer %s): %v", phase, short(layer), err)
+	}
+	return LogResult{Phase: phase, Layer: layer, Log: string(data)}, nil
+}
+
+func shellQuote(argv []string) string {
+	var parts []string
+	for _, a := range argv {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r == '/' || r == '.' || r == '-' || r == '_' || r == '=' || r == ':' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) < 0 {
+			parts = append(parts, a)
+			continue
+		}
+		parts = append(parts, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+	}
+	return strings.Join(parts, " ")
+}

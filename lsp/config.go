@@ -1,0 +1,63 @@
+package lsp
+
+import (
+	"encoding/json"
+	"path/filepath"
+)
+
+// Settings are the server's settings, from initializationOptions or
+// workspace/didChangeConfiguration, either bare or under a "nixlayer" key:
+//
+//	{"target": {"file": "default.nix", "attr": "hello", "args": {"n": "20"}, "argstrs": {"salt": "x"}}}
+//	{"target": {"expr": "(import ./. {}).hello"}}
+//
+// Without a target, a buffer's own file is evaluated (nix-instantiate
+// FILE): it fits a file that evaluates to a derivation, or to a set of
+// derivations whose pnames name the calls in the file.
+type Settings struct {
+	Target *Target `json:"target,omitempty"`
+}
+
+// Target says what to evaluate for a buffer.
+type Target struct {
+	// File is relative to the workspace folder holding the buffer.
+	File    string            `json:"file,omitempty"`
+	Attr    string            `json:"attr,omitempty"`
+	Expr    string            `json:"expr,omitempty"`
+	Args    map[string]string `json:"args,omitempty"`
+	ArgStrs map[string]string `json:"argstrs,omitempty"`
+}
+
+// parseSettings reads settings; malformed or empty input keeps old.
+func parseSettings(raw json.RawMessage, old Settings) Settings {
+	if len(raw) == 0 || string(raw) == "null" {
+		return old
+	}
+	var nested struct {
+		Nixlayer *Settings `json:"nixlayer"`
+	}
+	if json.Unmarshal(raw, &nested) == nil && nested.Nixlayer != nil {
+		return *nested.Nixlayer
+	}
+	var s Settings
+	if json.Unmarshal(raw, &s) != nil {
+		return old
+	}
+	return s
+}
+
+// targetFor resolves the target of a buffer at path in folder.
+func (st Settings) targetFor(path, folder string) Target {
+	if st.Target == nil || (st.Target.File == "" && st.Target.Expr == "") {
+		t := Target{File: path}
+		if st.Target != nil {
+			t.Attr, t.Args, t.ArgStrs = st.Target.Attr, st.Target.Args, st.Target.ArgStrs
+		}
+		return t
+	}
+	t := *st.Target
+	if t.File != "" && !filepath.IsAbs(t.File) {
+		t.File = filepath.Join(folder, t.File)
+	}
+	return t
+}

@@ -1,0 +1,290 @@
+package lsp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.lsp.dev/protocol"
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// snapshot is a buffer's content at one moment.
+type snapshot struct {
+	uri  protocol.DocumentURI
+	path string
+	text []byte
+}
+
+// scheduleEval evaluates a buffer's target after the debounce delay,
+// cancelling a pending or running evaluation of the same buffer.
+func (s *server) scheduleEval(uri protocol.DocumentURI) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.docs[uri]
+	if d == nil {
+		return
+	}
+	s.stopEval(d)
+	d.evalGen++
+	gen := d.evalGen
+	if d.eval == nil {
+		d.pending = "… evaluating"
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	d.evalCancel = cancel
+	d.evalTimer = time.AfterFunc(s.opts.Debounce, func() {
+		s.safely("evaluation", func() { s.runEval(ctx, d, gen) })
+	})
+}
+
+// stopEval cancels a buffer's pending evaluation; s.mu is held.
+func (s *server) stopEval(d *document) {
+	if d.evalTimer != nil {
+		d.evalTimer.Stop()
+	}
+	if d.evalCancel != nil {
+		d.evalCancel()
+	}
+}
+
+func (s *server) runEval(ctx context.Context, d *document, gen int) {
+	s.mu.Lock()
+	if d.evalGen != gen || ctx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
+	snap := snapshot{uri: d.uri, path: d.path, text: d.text}
+	s.mu.Unlock()
+	t0 := time.Now()
+	ev := s.evaluate(ctx, snap)
+	if ctx.Err() != nil {
+		return // superseded
+	}
+	s.mu.Lock()
+	if d.evalGen != gen {
+		s.mu.Unlock()
+		return
+	}
+	s.setEval(d, ev, snap)
+	s.mu.Unlock()
+	s.log.Debug("evaluated", zap.String("uri", string(snap.uri)), zap.Duration("took", time.Since(t0)), zap.String("err", ev.Err))
+	s.publishDiagnostics(d)
+	s.refreshLenses()
+}
+
+// setEval installs an evaluation; s.mu is held.
+func (s *server) setEval(d *document, ev *Evaluation, snap snapshot) {
+	for _, p := range ev.Packages {
+		if f := d.failures[p.DrvPath]; f != nil {
+			p.Failure = f
+		}
+	}
+	d.eval, d.pending = ev, ""
+	d.evalDiags = nil
+	if ev.Err != "" {
+		d.evalDiags = []protocol.Diagnostic{evalDiagnostic(ev.Err, snap)}
+	}
+}
+
+// errPos finds "at FILE:LINE:COL" in Nix's error messages.
+var errPos = regexp.MustCompile(`at («stdin»|/[^:\s]+):(\d+):(\d+)`)
+
+func evalDiagnostic(msg string, snap snapshot) protocol.Diagnostic {
+	var pos protocol.Position
+	for _, m := range errPos.FindAllStringSubmatch(msg, -1) {
+		if m[1] == "«stdin»" || m[1] == snap.path {
+			line, _ := strconv.Atoi(m[2])
+			col, _ := strconv.Atoi(m[3])
+			pos = protocol.Position{Line: uint32(max(line-1, 0)), Character: uint32(max(col-1, 0))}
+			break
+		}
+	}
+	return protocol.Diagnostic{
+		Range:    protocol.Range{Start: pos, End: pos},
+		Severity: protocol.DiagnosticSeverityError,
+		Source:   "nixlayer",
+		Message:  "nixlayer could not evaluate this package: " + msg,
+	}
+}
+
+// evaluate instantiates the buffer's target and asks the runner for the
+// plan of each derivation that matches a derivation call of the buffer.
+func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
+	ev := &Evaluation{}
+	defer func() { ev.Done = time.Now() }()
+	if !s.trusted(snap.path) {
+		ev.Err = fmt.Sprintf("%s is outside the workspace folders, so nixlayer does not evaluate it", snap.path)
+		return ev
+	}
+	t := s.target(snap.path)
+	if t.File != "" && !s.trusted(t.File) {
+		ev.Err = fmt.Sprintf("the target file %s is outside the workspace folders, so nixlayer does not evaluate it", t.File)
+		return ev
+	}
+	drvs, err := s.instantiate(ctx, t, snap)
+	if err != nil {
+		ev.Err = err.Error()
+		return ev
+	}
+	derivs := nixexpr.FindDerivations(nixexpr.Parse(snap.text))
+	var all []*Package
+	for _, p := range drvs {
+		d, err := drv.Read(p)
+		if err != nil {
+			ev.Err = fmt.Sprintf("reading %s: %v", p, err)
+			return ev
+		}
+		all = append(all, &Package{DrvPath: p, Name: d.Name, Pname: d.Env["pname"], Env: d.Env})
+	}
+	// Keep the evaluated derivations some call of the buffer builds.
+	for i, call := range derivs {
+		p := matchPackage(call, i, len(derivs), all)
+		if p != nil && p.Texts == nil {
+			p.Texts = attrTexts(call)
+			ev.Packages = append(ev.Packages, p)
+		}
+	}
+	if len(ev.Packages) == 0 {
+		if len(derivs) == 0 {
+			ev.Err = "no derivation call (mkDerivation, derivation, overrideAttrs) in this file"
+		} else {
+			var names []string
+			for _, p := range all {
+				names = append(names, p.Name)
+			}
+			ev.Err = fmt.Sprintf("the target evaluates to %s, which matches no derivation call of this file; set nixlayer's target (file + attr, or expr)", strings.Join(names, ", "))
+		}
+		return ev
+	}
+	eng, err := s.getEngine()
+	if err != nil {
+		ev.Err = err.Error()
+		return ev
+	}
+	for _, p := range ev.Packages {
+		plan, err := eng.Plan(ctx, p.DrvPath, runner.PlanOptions{})
+		if err != nil {
+			ev.Err = fmt.Sprintf("planning %s: %v", p.Name, err)
+			continue
+		}
+		p.Plan = plan
+	}
+	return ev
+}
+
+func (s *server) target(path string) Target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	folder := filepath.Dir(path)
+	for _, f := range s.folders {
+		if rel, err := filepath.Rel(f, path); err == nil && !strings.HasPrefix(rel, "..") {
+			folder = f
+			break
+		}
+	}
+	return s.settings.targetFor(path, folder)
+}
+
+// instantiate evaluates a target to .drv paths. When the target is the
+// buffer's own file and the buffer differs from the file on disk, the
+// buffer's text is evaluated (from stdin, in the file's directory, so
+// relative paths resolve as in the file): builds match what the user sees.
+func (s *server) instantiate(ctx context.Context, t Target, snap snapshot) ([]string, error) {
+	if t.Expr == "" && t.File == snap.path {
+		if disk, err := os.ReadFile(snap.path); err != nil || !bytes.Equal(disk, snap.text) {
+			return instantiateText(ctx, t, snap)
+		}
+	}
+	return nixstore.Instantiate(ctx, nixstore.Target{File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs})
+}
+
+func instantiateText(ctx context.Context, t Target, snap snapshot) ([]string, error) {
+	args := []string{"--no-gc-warning", "-"}
+	if t.Attr != "" {
+		args = append(args, "-A", t.Attr)
+	}
+	for _, kv := range sortedPairs(t.Args) {
+		args = append(args, "--arg", kv[0], kv[1])
+	}
+	for _, kv := range sortedPairs(t.ArgStrs) {
+		args = append(args, "--argstr", kv[0], kv[1])
+	}
+	cmd := exec.CommandContext(ctx, "nix-instantiate", args...)
+	cmd.Dir = filepath.Dir(snap.path)
+	cmd.Stdin = bytes.NewReader(snap.text)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		msg := strings.TrimSpace(errb.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, fmt.Errorf("instantiating the unsaved buffer of %s: %s", snap.path, msg)
+	}
+	var drvs []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(out.String(), "\n") {
+		l = strings.TrimSpace(l)
+		if i := strings.IndexByte(l, '!'); i >= 0 {
+			l = l[:i]
+		}
+		if l != "" && !seen[l] {
+			seen[l] = true
+			drvs = append(drvs, l)
+		}
+	}
+	if len(drvs) == 0 {
+		return nil, errors.New("nix-instantiate printed no derivation; does the file evaluate to a derivation?")
+	}
+	return drvs, nil
+}
+
+func sortedPairs(m map[string]string) [][2]string {
+	var res [][2]string
+	for k, v := range m {
+		res = append(res, [2]string{k, v})
+	}
+	sort.Slice(res, func(i, j int) bool { return res[i][0] < res[j][0] })
+	return res
+}
+
+// getEngine opens the layer cache on first use.
+func (s *server) getEngine() (*runner.Engine, error) {
+	s.engineMu.Lock()
+	defer s.engineMu.Unlock()
+	if s.engine == nil {
+		e, err := runner.Open(runner.Options{CacheDir: s.opts.CacheDir, Logger: s.log})
+		if err != nil {
+			return nil, fmt.Errorf("opening the layer cache: %w", err)
+		}
+		s.engine = e
+	}
+	return s.engine, nil
+}
+
+func (s *server) closeEngine() {
+	s.engineMu.Lock()
+	defer s.engineMu.Unlock()
+	if s.engine != nil {
+		s.engine.Close()
+		s.engine = nil
+	}
+}

@@ -1,0 +1,312 @@
+package lsp
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.lsp.dev/protocol"
+
+	"github.com/nixlayer/nixlayer/nixexpr"
+)
+
+// Command names the server executes (workspace/executeCommand).
+const (
+	CmdBuild       = "nixlayer.build"
+	CmdRebuildFrom = "nixlayer.rebuildFrom"
+	CmdOpenShell   = "nixlayer.openShell"
+	CmdShowLog     = "nixlayer.showLog"
+)
+
+// Commands lists every command, for the server capabilities.
+var Commands = []string{CmdBuild, CmdRebuildFrom, CmdOpenShell, CmdShowLog}
+
+// CommandArgs is the single argument object of every command.
+type CommandArgs struct {
+	URI   protocol.DocumentURI `json:"uri"`
+	Phase string               `json:"phase,omitempty"`
+	// Name picks one derivation call of the buffer by pname or name when
+	// it has several (default: the first one that was evaluated).
+	Name string `json:"name,omitempty"`
+}
+
+// LensInput is everything a lens computation looks at.
+type LensInput struct {
+	URI  protocol.DocumentURI
+	File *nixexpr.File
+	Eval *Evaluation
+	// Status replaces phase statuses while there is no plan: "evaluating…",
+	// "outside the workspace", an evaluation error.
+	Pending string
+	Running *Running
+}
+
+// CodeLenses returns, for every derivation call, a summary lens on the
+// call and, for every phase attribute, a status lens and a "rebuild from"
+// lens. A pure function of the buffer and the last evaluation.
+func CodeLenses(in LensInput) []protocol.CodeLens {
+	lenses := []protocol.CodeLens{}
+	for _, v := range Analyze(in.File, in.Eval) {
+		lenses = append(lenses, derivLenses(in, v)...)
+	}
+	return lenses
+}
+
+func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
+	var out []protocol.CodeLens
+	at := func(s nixexpr.Span) protocol.Range { return lineRange(in.File, s) }
+	args := func(phase string) []interface{} {
+		return []interface{}{CommandArgs{URI: in.URI, Phase: phase, Name: v.Deriv.Name}}
+	}
+	// Summary lens on the call.
+	var summary string
+	switch {
+	case in.Running != nil && (v.Pkg != nil || len(in.Eval.packages()) <= 1):
+		summary = fmt.Sprintf("⟳ building %s (%d/%d)", in.Running.Phase, in.Running.Index, in.Running.Total)
+	case v.Pkg != nil && v.Pkg.Plan != nil:
+		summary = fmt.Sprintf("%d/%d phases cached · ▶ build", v.Cached(), len(v.Phases))
+	case in.Pending != "":
+		summary = in.Pending
+	case in.Eval != nil && in.Eval.Err != "":
+		summary = "⚠ not evaluated: " + firstLine(in.Eval.Err)
+	case in.Eval == nil:
+		summary = "… evaluating"
+	default:
+		summary = "no evaluated derivation matches this call (set nixlayer's target)"
+	}
+	cmd := ""
+	if v.Pkg != nil && in.Running == nil {
+		cmd = CmdBuild
+	}
+	out = append(out, protocol.CodeLens{Range: at(v.Deriv.Func), Command: &protocol.Command{Title: summary, Command: cmd, Arguments: args("")}})
+
+	for _, a := range v.Attrs {
+		title, cmd := attrStatus(in, v, a)
+		r := at(a.Attr.Key)
+		out = append(out, protocol.CodeLens{Range: r, Command: &protocol.Command{Title: title, Command: cmd, Arguments: args(a.Phase)}})
+		if v.Pkg != nil && v.Pkg.Plan != nil && a.Phase != "" && in.Running == nil {
+			out = append(out, protocol.CodeLens{Range: r, Command: &protocol.Command{
+				Title: "▶ rebuild from " + a.Phase, Command: CmdRebuildFrom, Arguments: args(a.Phase)}})
+		}
+	}
+	return out
+}
+
+func (e *Evaluation) packages() []*Package {
+	if e == nil {
+		return nil
+	}
+	return e.Packages
+}
+
+// attrStatus is the title of an attribute's status lens and the command
+// it runs when clicked.
+func attrStatus(in LensInput, v DerivView, a AttrView) (string, string) {
+	ph := v.PhaseOf(a.Phase)
+	if ph == nil {
+		switch {
+		case in.Pending != "":
+			return in.Pending, ""
+		case in.Eval == nil:
+			return "… evaluating", ""
+		case in.Eval.Err != "":
+			return "⚠ not evaluated", ""
+		default:
+			return "? not in the plan", ""
+		}
+	}
+	if in.Running != nil && in.Running.Phase == ph.Name {
+		return "⟳ running", ""
+	}
+	return phaseTitle(*ph), phaseCommand(*ph)
+}
+
+func phaseTitle(ph PhaseView) string {
+	switch ph.State {
+	case StateCached:
+		return "✓ cached · " + seconds(ph.Plan.Layer.Duration)
+	case StateInvalidated:
+		return "✗ invalidated by " + ph.Cause
+	case StateFailed:
+		return "✗ failed in the last build"
+	case StateForced:
+		return "! reused although its inputs differ"
+	case StateRun:
+		switch {
+		case strings.HasPrefix(ph.Cause, "no earlier build"):
+			return "○ not built yet"
+		case strings.HasPrefix(ph.Cause, "failed last time"):
+			return "✗ failed last time"
+		case strings.HasPrefix(ph.Cause, "not cached"):
+			return "○ not cached"
+		}
+		return "✗ invalidated by " + strings.TrimSuffix(ph.Cause, " changed")
+	}
+	return "?"
+}
+
+func phaseCommand(ph PhaseView) string {
+	if ph.State == StateCached || ph.State == StateFailed {
+		return CmdShowLog
+	}
+	return ""
+}
+
+// Hover describes the phase attribute under the offset, or returns nil.
+func Hover(in LensInput, offset int, now time.Time) *protocol.Hover {
+	for _, v := range Analyze(in.File, in.Eval) {
+		if !v.Deriv.Call.Contains(offset) {
+			continue
+		}
+		for _, a := range v.Attrs {
+			if !a.Attr.Key.Contains(offset) {
+				continue
+			}
+			r := lineRange(in.File, a.Attr.Key)
+			r.End = position(in.File, a.Attr.Key.End)
+			return &protocol.Hover{
+				Contents: protocol.MarkupContent{Kind: protocol.Markdown, Value: hoverText(in, v, a, now)},
+				Range:    &r,
+			}
+		}
+	}
+	return nil
+}
+
+func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s**", a.Attr.Name)
+	if a.Phase != "" && a.Phase != a.Attr.Name {
+		fmt.Fprintf(&b, " → phase `%s`", a.Phase)
+	}
+	if a.Why != "" {
+		fmt.Fprintf(&b, " (%s)", a.Why)
+	}
+	b.WriteString("\n\n")
+	ph := v.PhaseOf(a.Phase)
+	if ph == nil {
+		title, _ := attrStatus(in, v, a)
+		b.WriteString(title + "\n")
+		if in.Eval != nil && in.Eval.Err != "" {
+			fmt.Fprintf(&b, "\n```\n%s\n```\n", tailLines(in.Eval.Err, 10))
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%s — phase %d of %d", phaseTitle(*ph), ph.Index+1, len(v.Phases))
+	if a.Edited {
+		b.WriteString(" · **edited, not saved/evaluated**")
+	}
+	b.WriteString("\n\n")
+	if l := ph.Plan.Layer; l != nil {
+		fmt.Fprintf(&b, "- layer `%s` · built %s ago · took %s · %s\n", short(l.ID), age(now.Sub(l.Created)), seconds(l.Duration), size(l.Size))
+		if l.Unverified {
+			b.WriteString("- rests on an inexact rewrite (not verified)\n")
+		}
+	}
+	if ph.Plan.Reason != "" {
+		fmt.Fprintf(&b, "- plan: %s\n", ph.Plan.Reason)
+	}
+	if keys := ph.Plan.Attrs; len(keys) > 0 {
+		shown := keys
+		if len(shown) > 12 {
+			shown = shown[:12]
+		}
+		fmt.Fprintf(&b, "- key attributes: %s", strings.Join(shown, ", "))
+		if len(keys) > len(shown) {
+			fmt.Fprintf(&b, " … and %d more", len(keys)-len(shown))
+		}
+		b.WriteString(" (+ the key of the phase before)\n")
+	}
+	if len(v.Edited) > 0 {
+		fmt.Fprintf(&b, "- unsaved edits: %s\n", strings.Join(v.Edited, ", "))
+	}
+	if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name {
+		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), tailLines(f.LogTail, 15))
+	}
+	return b.String()
+}
+
+// FailureTarget is the attribute a failure in phase is reported on: the
+// phase's own attribute, else one of its hooks or other attributes, else
+// the derivation call.
+func FailureTarget(v DerivView, phase string) nixexpr.Span {
+	var fallback *nixexpr.Span
+	for _, a := range v.Attrs {
+		if a.Attr.Name == phase {
+			return a.Attr.Key
+		}
+		if a.Phase == phase && fallback == nil {
+			s := a.Attr.Key
+			fallback = &s
+		}
+	}
+	if fallback != nil {
+		return *fallback
+	}
+	return v.Deriv.Func
+}
+
+func lineRange(f *nixexpr.File, s nixexpr.Span) protocol.Range {
+	p := position(f, s.Start)
+	return protocol.Range{Start: p, End: p}
+}
+
+func position(f *nixexpr.File, offset int) protocol.Position {
+	p := f.Position(offset)
+	return protocol.Position{Line: uint32(p.Line), Character: uint32(p.UTF16Column)}
+}
+
+func seconds(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
+	return d.Round(time.Second).String()
+}
+
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
+
+func size(n int64) string {
+	switch {
+	case n < 0:
+		return "size unknown"
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,277 @@
+package lsp
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.lsp.dev/protocol"
+
+	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+const pkgSrc = `{ stdenv, fetchurl }:
+stdenv.mkDerivation {
+  pname = "demo";
+  version = "1.0";
+  src = ./src;
+  configureFlags = "--enable-x";
+  doCheck = true;
+  postInstall = ''
+    echo hi > $out/hi
+  '';
+  preFixup = "echo fixing";
+}
+`
+
+var phases = []string{"unpackPhase", "patchPhase", "configurePhase", "buildPhase", "checkPhase", "installPhase", "fixupPhase"}
+
+// planFor is a plan as the runner would give it: the attributes placed
+// as the runner places them, the first `cached` phases cached.
+func planFor(cached int) *runner.Plan {
+	owned := map[string][]string{
+		"unpackPhase":    {"name", "pname", "src", "stdenv", "version"},
+		"configurePhase": {"configureFlags"},
+		"checkPhase":     {"doCheck"},
+		"installPhase":   {"postInstall"},
+		"fixupPhase":     {"preFixup"},
+	}
+	p := &runner.Plan{Name: "demo-1.0", Drv: "/nix/store/x-demo-1.0.drv"}
+	for i, name := range phases {
+		pp := runner.PhasePlan{Name: name, Status: runner.StatusRun, Attrs: owned[name]}
+		if i < cached {
+			pp.Status = runner.StatusCached
+			pp.Layer = &runner.LayerInfo{ID: fmt.Sprintf("%064d", i), Created: time.Unix(1000, 0), Duration: 400 * time.Millisecond, Size: 2048}
+		} else if i == cached {
+			pp.Reason, pp.Changed = "postInstall changed", []string{"postInstall"}
+		} else {
+			pp.Reason = "follows " + phases[cached]
+		}
+		p.Phases = append(p.Phases, pp)
+	}
+	return p
+}
+
+func evalOf(src string, plan *runner.Plan) *Evaluation {
+	d := nixexpr.FindDerivations(nixexpr.Parse([]byte(src)))[0]
+	return &Evaluation{Packages: []*Package{{
+		DrvPath: plan.Drv, Name: "demo-1.0", Pname: "demo", Plan: plan, Texts: attrTexts(d),
+		Env: map[string]string{"pname": "demo", "configureFlags": "--enable-x", "doCheck": "1", "postInstall": "echo hi > $out/hi\n", "preFixup": "echo fixing"},
+	}}}
+}
+
+// titles maps "attribute line text" → status lens title.
+func titles(t *testing.T, src string, in LensInput) map[string]string {
+	t.Helper()
+	in.File = nixexpr.Parse([]byte(src))
+	in.URI = "file:///w/pkg.nix"
+	out := map[string]string{}
+	lines := strings.Split(src, "\n")
+	for _, l := range CodeLenses(in) {
+		if strings.HasPrefix(l.Command.Title, "▶ rebuild") {
+			continue
+		}
+		key := strings.TrimSpace(lines[l.Range.Start.Line])
+		if i := strings.IndexAny(key, " ="); i > 0 {
+			key = key[:i]
+		}
+		if _, ok := out[key]; !ok {
+			out[key] = l.Command.Title
+		}
+	}
+	return out
+}
+
+func TestLensesFromPlan(t *testing.T) {
+	got := titles(t, pkgSrc, LensInput{Eval: evalOf(pkgSrc, planFor(5))})
+	want := map[string]string{
+		"stdenv.mkDerivation": "5/7 phases cached · ▶ build",
+		"src":                 "✓ cached · 0.4 s",
+		"configureFlags":      "✓ cached · 0.4 s",
+		"doCheck":             "✓ cached · 0.4 s",
+		"postInstall":         "✗ invalidated by postInstall",
+		"preFixup":            "✗ invalidated by postInstall",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("lenses\n got %v\nwant %v", got, want)
+	}
+	// pname and version are not phase attributes: no lens.
+	for _, k := range []string{"pname", "version"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("lens on %s", k)
+		}
+	}
+}
+
+func TestRebuildLensArguments(t *testing.T) {
+	f := nixexpr.Parse([]byte(pkgSrc))
+	ls := CodeLenses(LensInput{URI: "file:///w/pkg.nix", File: f, Eval: evalOf(pkgSrc, planFor(7))})
+	var rebuild []string
+	for _, l := range ls {
+		if l.Command.Command == CmdRebuildFrom {
+			a := l.Command.Arguments[0].(CommandArgs)
+			rebuild = append(rebuild, l.Command.Title+"|"+a.Phase+"|"+string(a.URI))
+		}
+	}
+	sort.Strings(rebuild)
+	want := []string{
+		"▶ rebuild from checkPhase|checkPhase|file:///w/pkg.nix",
+		"▶ rebuild from configurePhase|configurePhase|file:///w/pkg.nix",
+		"▶ rebuild from fixupPhase|fixupPhase|file:///w/pkg.nix",
+		"▶ rebuild from installPhase|installPhase|file:///w/pkg.nix",
+		"▶ rebuild from unpackPhase|unpackPhase|file:///w/pkg.nix",
+	}
+	if strings.Join(rebuild, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rebuild lenses:\n%s", strings.Join(rebuild, "\n"))
+	}
+}
+
+func TestUnsavedEditInvalidatesFromItsPhase(t *testing.T) {
+	ev := evalOf(pkgSrc, planFor(7))
+	for _, tc := range []struct {
+		name, edited string
+		want         map[string]string
+	}{
+		{"postInstall edit", strings.Replace(pkgSrc, "echo hi", "echo hello", 1), map[string]string{
+			"configureFlags": "✓ cached · 0.4 s", "postInstall": "✗ invalidated by postInstall", "preFixup": "✗ invalidated by postInstall",
+			"stdenv.mkDerivation": "5/7 phases cached · ▶ build"}},
+		{"configureFlags edit", strings.Replace(pkgSrc, "--enable-x", "--enable-y", 1), map[string]string{
+			"src": "✓ cached · 0.4 s", "configureFlags": "✗ invalidated by configureFlags", "doCheck": "✗ invalidated by configureFlags"}},
+		{"reformatted, same value", strings.Replace(pkgSrc, `"--enable-x"`, `''--enable-x''`, 1), map[string]string{
+			"configureFlags": "✓ cached · 0.4 s", "stdenv.mkDerivation": "7/7 phases cached · ▶ build"}},
+		{"boolean same value", strings.Replace(pkgSrc, "doCheck = true", "doCheck =  true", 1), map[string]string{
+			"doCheck": "✓ cached · 0.4 s"}},
+		{"new hook placed by phaserules", strings.Replace(pkgSrc, "  doCheck", "  preBuild = \"make gen\";\n  doCheck", 1), map[string]string{
+			"configureFlags": "✓ cached · 0.4 s", "preBuild": "✗ invalidated by preBuild", "doCheck": "✗ invalidated by preBuild"}},
+		{"removed attribute", strings.Replace(pkgSrc, "  preFixup = \"echo fixing\";\n", "", 1), map[string]string{
+			"postInstall": "✓ cached · 0.4 s", "stdenv.mkDerivation": "6/7 phases cached · ▶ build"}},
+	} {
+		got := titles(t, tc.edited, LensInput{Eval: ev})
+		for k, w := range tc.want {
+			if got[k] != w {
+				t.Errorf("%s: %s lens %q, want %q (all: %v)", tc.name, k, got[k], w, got)
+			}
+		}
+	}
+}
+
+func TestLensesWithoutPlan(t *testing.T) {
+	got := titles(t, pkgSrc, LensInput{Pending: "… evaluating"})
+	if got["postInstall"] != "… evaluating" || got["stdenv.mkDerivation"] != "… evaluating" {
+		t.Errorf("pending: %v", got)
+	}
+	got = titles(t, pkgSrc, LensInput{Eval: &Evaluation{Err: "error: undefined variable 'foo'\n at «stdin»:3:5"}})
+	if got["postInstall"] != "⚠ not evaluated" || !strings.HasPrefix(got["stdenv.mkDerivation"], "⚠ not evaluated: error: undefined variable") {
+		t.Errorf("eval error: %v", got)
+	}
+}
+
+// A buffer broken mid-edit (unclosed brace, half-typed string) keeps its
+// lenses on the intact attributes.
+func TestBrokenBufferKeepsLenses(t *testing.T) {
+	broken := `{ stdenv }:
+stdenv.mkDerivation {
+  pname = "demo";
+  src = ./src;
+  configureFlags = "--enable-x";
+  doCheck = true;
+  postInstall = "echo half
+  preFixup = ''
+`
+	ev := evalOf(pkgSrc, planFor(7))
+	got := titles(t, broken, LensInput{Eval: ev})
+	for _, k := range []string{"src", "configureFlags"} {
+		if !strings.HasPrefix(got[k], "✓ cached") {
+			t.Errorf("%s: %q (all %v)", k, got[k], got)
+		}
+	}
+	if !strings.HasPrefix(got["postInstall"], "✗ invalidated by postInstall") {
+		t.Errorf("half-typed postInstall: %q (all %v)", got["postInstall"], got)
+	}
+	// Garbage never panics and gives no lens.
+	for _, src := range []string{"", "{", "''", "mkDerivation {", "x: y: mkDerivation (f: { a = ", "\x00\xff"} {
+		CodeLenses(LensInput{File: nixexpr.Parse([]byte(src)), Eval: ev})
+		Hover(LensInput{File: nixexpr.Parse([]byte(src)), Eval: ev}, 3, time.Now())
+	}
+}
+
+func TestHover(t *testing.T) {
+	ev := evalOf(pkgSrc, planFor(7))
+	f := nixexpr.Parse([]byte(pkgSrc))
+	off := strings.Index(pkgSrc, "postInstall") + 2
+	h := Hover(LensInput{URI: "file:///w/pkg.nix", File: f, Eval: ev}, off, time.Unix(1000, 0).Add(3*time.Minute))
+	if h == nil {
+		t.Fatal("no hover on postInstall")
+	}
+	for _, want := range []string{"**postInstall** → phase `installPhase` (hook of installPhase)", "✓ cached · 0.4 s — phase 6 of 7",
+		"layer `000000000000` · built 3 min ago · took 0.4 s · 2.0 KiB", "key attributes: postInstall"} {
+		if !strings.Contains(h.Contents.Value, want) {
+			t.Errorf("hover lacks %q:\n%s", want, h.Contents.Value)
+		}
+	}
+	if h := Hover(LensInput{File: f, Eval: ev}, strings.Index(pkgSrc, "pname"), time.Now()); h != nil {
+		t.Errorf("hover on pname: %v", h.Contents.Value)
+	}
+
+	// A failed phase shows the log tail.
+	plan := planFor(5)
+	ev = evalOf(pkgSrc, plan)
+	ev.Packages[0].Failure = &runner.PhaseError{Phase: "installPhase", Exit: 2, LogTail: "make: *** no rule\nerror here", Layer: "abcdef1234567890"}
+	h = Hover(LensInput{File: f, Eval: ev}, off, time.Now())
+	for _, want := range []string{"✗ failed in the last build", "exit code 2", "error here", "`abcdef123456`"} {
+		if !strings.Contains(h.Contents.Value, want) {
+			t.Errorf("failed hover lacks %q:\n%s", want, h.Contents.Value)
+		}
+	}
+	v := Analyze(f, ev)[0]
+	if s := FailureTarget(v, "installPhase"); f.Text(s) != "postInstall" {
+		t.Errorf("failure reported on %q", f.Text(s))
+	}
+}
+
+func TestMatchByName(t *testing.T) {
+	src := `rec {
+  a = mkDerivation { pname = "alpha"; buildPhase = "x"; };
+  b = mkDerivation { pname = "beta"; buildPhase = "y"; };
+}`
+	pa, pb := planFor(7), planFor(0)
+	ev := &Evaluation{Packages: []*Package{
+		{Name: "beta-1", Pname: "beta", Plan: pb},
+		{Name: "alpha-1", Pname: "alpha", Plan: pa},
+	}}
+	vs := Analyze(nixexpr.Parse([]byte(src)), ev)
+	if len(vs) != 2 || vs[0].Pkg != ev.Packages[1] || vs[1].Pkg != ev.Packages[0] {
+		t.Fatalf("matching by pname failed")
+	}
+}
+
+func TestSettings(t *testing.T) {
+	s := parseSettings([]byte(`{"nixlayer": {"target": {"file": "default.nix", "attr": "hello"}}}`), Settings{})
+	if tg := s.targetFor("/w/pkgs/x.nix", "/w"); tg.File != "/w/default.nix" || tg.Attr != "hello" {
+		t.Errorf("target %+v", tg)
+	}
+	s = parseSettings([]byte(`{"target": {"expr": "import ./x.nix {}"}}`), Settings{})
+	if tg := s.targetFor("/w/x.nix", "/w"); tg.Expr == "" || tg.File != "" {
+		t.Errorf("expr target %+v", tg)
+	}
+	if tg := (Settings{}).targetFor("/w/x.nix", "/w"); tg.File != "/w/x.nix" {
+		t.Errorf("default target %+v", tg)
+	}
+	if s := parseSettings([]byte(`[1,2]`), Settings{Target: &Target{Attr: "keep"}}); s.Target == nil || s.Target.Attr != "keep" {
+		t.Errorf("malformed settings replaced the old ones: %+v", s)
+	}
+}
+
+func TestEvalDiagnosticPosition(t *testing.T) {
+	d := evalDiagnostic("error: undefined variable 'foo'\n\n       at «stdin»:3:5:", snapshot{path: "/w/x.nix"})
+	if d.Range.Start != (protocol.Position{Line: 2, Character: 4}) {
+		t.Errorf("position %+v", d.Range.Start)
+	}
+	d = evalDiagnostic("error: x\n at /w/x.nix:10:1:", snapshot{path: "/w/x.nix"})
+	if d.Range.Start.Line != 9 {
+		t.Errorf("position %+v", d.Range.Start)
+	}
+}
