@@ -131,6 +131,9 @@ func (e *Engine) releaseOrphanMounts() {
 	}
 }
 
+// CacheDir is the cache directory in use.
+func (e *Engine) CacheDir() string { return e.opts.CacheDir }
+
 // Layers exposes the layer store to inspection commands.
 func (e *Engine) Layers() *layers.Store { return e.layers }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,53 +12,140 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
-// pathMapKey names the layer data holding a chain's path-dependency map.
+// pathMapKey names the layer data holding the path-dependency map of the
+// chain that ends in the layer.
 const pathMapKey = "pathmap"
 
 // pathMap returns the path-dependency map of the chain that ends in top
-// and covers the first n phases. The first resume that needs it learns it:
-// the n phases run a second time, on scratch layers, with synthetic output
-// paths of the same length, and the two trees are compared byte by byte.
-// The map is kept with the chain, so later resumes pay nothing.
+// (the first n phases). A chain's maps are learned once, by running its
+// phases a second time on scratch layers with synthetic output paths of the
+// same length and comparing the trees after every phase; either in the
+// background after a cold build (nixlayer learn) or here, at the first
+// resume that needs one.
 func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n int, progress func(Event)) (*rewrite.Map, error) {
-	if data, err := e.layers.Data(top, pathMapKey); err == nil {
-		var m rewrite.Map
-		if err := json.Unmarshal(data, &m); err == nil {
-			return &m, nil
-		}
-		e.log.Warn("unreadable path map; learning it again", zap.String("layer", top))
+	if m := e.storedMap(top); m != nil {
+		return m, nil
 	}
-	topLayer, err := e.layers.Get(top)
+	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, func() {
+		progress(Event{Kind: "wait", Message: "waiting for the path map being learned in the background"})
+	})
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
+	if m := e.storedMap(top); m != nil { // learned while we waited
+		return m, nil
+	}
+	chain, err := e.phaseChain(top, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.learnChain(ctx, j, plan, chain, progress); err != nil {
+		return nil, err
+	}
+	if m := e.storedMap(top); m != nil {
+		return m, nil
+	}
+	return nil, fmt.Errorf("no path map for layer %s after learning", top)
+}
+
+func (e *Engine) storedMap(id string) *rewrite.Map {
+	data, err := e.layers.Data(id, pathMapKey)
+	if err != nil {
+		return nil
+	}
+	var m rewrite.Map
+	if err := json.Unmarshal(data, &m); err != nil {
+		e.log.Warn("unreadable path map; learning it again", zap.String("layer", id))
+		return nil
+	}
+	return &m
+}
+
+// phaseChain lists the phase layers of the chain ending in top, oldest
+// first, skipping rewrite layers between phases.
+func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
+	var chain []*layers.Layer
+	for id := top; id != "" && len(chain) < n; {
+		l, err := e.layers.Get(id)
+		if err != nil {
+			return nil, err
+		}
+		if l.Meta.Phase != "" {
+			chain = append([]*layers.Layer{l}, chain...)
+		}
+		id = l.Parent
+	}
+	if len(chain) != n {
+		return nil, fmt.Errorf("the chain under layer %s has %d phase layers, want %d", top, len(chain), n)
+	}
+	return chain, nil
+}
+
+// Learn learns the path maps of the newest cached chain of a derivation, so
+// that the first resume after an edit needs no second build. `nixlayer
+// build` starts it in the background after a cold build.
+func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)) error {
+	if progress == nil {
+		progress = func(Event) {}
+	}
+	j, err := e.prepare(ctx, drvPath, io.Discard)
+	if err != nil {
+		return err
+	}
+	plan, err := e.plan(j, PlanOptions{RequireVerified: true})
+	if err != nil {
+		return err
+	}
+	top := lastReused(plan)
+	if top == "" {
+		return fmt.Errorf("%s has no cached layers to learn from: build it first", j.drv.Name)
+	}
+	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, nil)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	chain, err := e.phaseChain(top, len(plan.Phases))
+	if err != nil {
+		return err
+	}
+	return e.learnChain(ctx, j, plan, chain, progress)
+}
+
+// learnChain runs the chain's phases again with synthetic output paths and
+// stores, on every layer of the chain, the map of what depends on them.
+func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, progress func(Event)) error {
+	top := chain[len(chain)-1]
 	// The second build must differ from the chain's own build in the output
 	// paths only, so it runs with the environment of the derivation that
 	// built the chain (later phases' attributes may differ in the current one).
 	base := j
-	if topLayer.Meta.DrvPath != "" && topLayer.Meta.DrvPath != j.drv.Path {
-		if oj, err := e.prepare(ctx, topLayer.Meta.DrvPath, io.Discard); err == nil && oj.splittable == j.splittable {
+	if top.Meta.DrvPath != "" && top.Meta.DrvPath != j.drv.Path {
+		if oj, err := e.prepare(ctx, top.Meta.DrvPath, io.Discard); err == nil && oj.splittable == j.splittable {
 			base = oj
 		} else {
-			e.log.Warn("the derivation that built the reused layers is gone; learning with the current one", zap.String("drv", topLayer.Meta.DrvPath), zap.Error(err))
+			e.log.Warn("the derivation that built the reused layers is gone; learning with the current one", zap.String("drv", top.Meta.DrvPath), zap.Error(err))
 		}
 	}
-	pathsA := topLayer.Meta.Outputs
+	pathsA := top.Meta.Outputs
 	pathsB := map[string]string{}
 	baseToB := map[string]string{}
 	for name, p := range base.drv.Outputs {
 		a := pathsA[name]
 		if a == "" {
-			return nil, fmt.Errorf("layer %s does not record the path of output %s", top, name)
+			return fmt.Errorf("layer %s does not record the path of output %s", top.ID, name)
 		}
 		pathsB[name] = rewrite.SyntheticPath(a)
 		baseToB[p] = pathsB[name]
 	}
+	n := len(chain)
 	progress(Event{Kind: "learn", Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
 	sj := scratchJob(base, pathsB, baseToB)
@@ -81,25 +167,26 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 	}()
 	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer os.RemoveAll(etc)
 	parent := ""
+	exact := true
 	for i := 0; i < n; i++ {
 		phase := plan.Phases[i].Name
 		// No phase name: scratch layers never count as an earlier build.
 		l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: pathsB, Note: "learn " + phase})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		created = append(created, l.ID)
 		root, err := e.layers.Mount(l.ID)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if i == 0 {
 			if err := writeAttrsFiles(sj, filepath.Join(root, "build")); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		var logTail tailWriter
@@ -110,46 +197,52 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 			s.restore = state.Script()
 		}
 		r, err := e.runStep(ctx, sj, s)
-		e.layers.Unmount(l.ID)
 		if err != nil {
-			return nil, err
+			e.layers.Unmount(l.ID)
+			return err
 		}
 		if r.exit != 0 {
-			return nil, fmt.Errorf("%s failed (exit %d) when run again with a synthetic output path, so the path map cannot be learned:\n%s", phase, r.exit, logTail.String())
+			e.layers.Unmount(l.ID)
+			return fmt.Errorf("%s failed (exit %d) when run again with a synthetic output path, so the path map cannot be learned:\n%s", phase, r.exit, logTail.String())
 		}
 		if !plan.Whole {
 			caps, err := shellstate.ParseDumps(r.dumps)
 			if err != nil || len(caps) < 2 {
-				return nil, fmt.Errorf("%s: shell state lost while learning the path map: %v", phase, err)
+				e.layers.Unmount(l.ID)
+				return fmt.Errorf("%s: shell state lost while learning the path map: %v", phase, err)
 			}
 			state = shellstate.Diff(caps[0], caps[1])
 		}
 		parent = l.ID
 		fault.Point("in-learn")
+		m, err := e.learnLayer(chain[i], root, pathsB)
+		e.layers.Unmount(l.ID)
+		if err != nil {
+			return err
+		}
+		exact = exact && m.Exact()
 	}
-	treeA, err := e.layers.Mount(top)
+	progress(Event{Kind: "learned", Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
+	return nil
+}
+
+// learnLayer compares one chain layer with its scratch twin and keeps the
+// map with the chain layer.
+func (e *Engine) learnLayer(l *layers.Layer, treeB string, pathsB map[string]string) (*rewrite.Map, error) {
+	treeA, err := e.layers.Mount(l.ID)
 	if err != nil {
 		return nil, err
 	}
-	defer e.layers.Unmount(top)
-	treeB, err := e.layers.Mount(parent)
+	defer e.layers.Unmount(l.ID)
+	m, err := rewrite.Learn(treeA, treeB, l.Meta.Outputs, pathsB)
 	if err != nil {
-		return nil, err
-	}
-	m, err := rewrite.Learn(treeA, treeB, pathsA, pathsB)
-	e.layers.Unmount(parent)
-	if err != nil {
-		return nil, fmt.Errorf("learning the path map of %s: %w", j.drv.Name, err)
+		return nil, fmt.Errorf("learning the path map of %s: %w", l.Meta.Phase, err)
 	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	if err := e.layers.SetData(top, pathMapKey, data); err != nil {
-		return nil, err
-	}
-	progress(Event{Kind: "learned", Elapsed: time.Since(t0), Message: fmt.Sprintf("path map learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), m.Exact())})
-	return m, nil
+	return m, e.layers.SetData(l.ID, pathMapKey, data)
 }
 
 // scratchJob is j with other output paths: the derivation's outputs and
@@ -203,5 +296,3 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 }
 
 func (t *tailWriter) String() string { return tail(string(t.buf), 15) }
-
-var _ io.Writer = (*tailWriter)(nil)

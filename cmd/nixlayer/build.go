@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nixlayer/nixlayer/runner"
 )
 
 func cmdBuild(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, []string{"--exact"}, nil)
+	c, err := parseArgs(args, []string{"--exact", "--no-learn"}, nil)
 	if err != nil {
 		return err
 	}
@@ -44,6 +47,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if len(res.Reused) == 0 && len(res.Ran) > 1 && !c.flags["--no-learn"] && os.Getenv("NIXLAYER_BACKGROUND_LEARN") != "0" {
+		startLearner(e.CacheDir(), drvPath)
 	}
 	if c.json {
 		return json.NewEncoder(os.Stdout).Encode(res)
@@ -237,4 +243,42 @@ func cmdVerify(ctx context.Context, args []string) error {
 		return fmt.Errorf("the layered result of %s differs from Nix's build in %d file(s)", drvPath, len(v.Differences))
 	}
 	return nil
+}
+
+// startLearner learns the new chain's path maps in a detached process, so
+// the first resume after an edit does not have to build the chain twice.
+func startLearner(cacheDir, drvPath string) {
+	self, err := os.Executable()
+	if err != nil {
+		return
+	}
+	logf, err := os.OpenFile(filepath.Join(cacheDir, "learn.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "learn", "--cache", cacheDir, drvPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err == nil {
+		fmt.Fprintf(os.Stderr, "nixlayer: learning the output-path map in the background (pid %d, log %s)\n", cmd.Process.Pid, logf.Name())
+		cmd.Process.Release()
+	}
+}
+
+func cmdLearn(ctx context.Context, args []string) error {
+	c, err := parseArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	drvPath, err := c.drvPath(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	return e.Learn(ctx, drvPath, printProgress(os.Stderr))
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -439,4 +440,36 @@ func TestInexactRewriteFallsBack(t *testing.T) {
 			e.nixBuild(edited, "--check")
 		})
 	}
+}
+
+// After a cold build the path maps are learned in the background, so the
+// first resume after an edit rewrites at once instead of building twice.
+func TestBackgroundLearn(t *testing.T) {
+	e := newEnv(t)
+	f := fixture{attr: "embed", args: []string{"--argstr", "salt", e2etest.Salt()}}
+	r := e2etest.Run(e.dir, []string{"NIXLAYER_BACKGROUND_LEARN=1"}, nixlayerBin, append([]string{"build", "-Q", "--cache", e.cache}, f.cli()...)...)
+	if r.Err != nil {
+		t.Fatalf("cold build: %v\n%s", r.Err, r.Stderr)
+	}
+	m := regexp.MustCompile(`in the background \(pid (\d+)`).FindStringSubmatch(r.Stderr)
+	if m == nil {
+		t.Fatalf("no background learner started:\n%s", r.Stderr)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat("/proc/" + m[1]); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background learner did not finish")
+		}
+	}
+	edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
+	outs, stderr := e.mustBuild(edited)
+	if strings.Contains(stderr, "learning which bytes") || !strings.Contains(stderr, "rewritten: exact") {
+		t.Fatalf("the resume did not use the learned map:\n%s", stderr)
+	}
+	if !strings.HasPrefix(outs[0], nixstore.StoreDir()) {
+		t.Fatalf("exact resume kept outside the store: %s", outs[0])
+	}
+	e.nixBuild(edited, "--check")
 }

@@ -15,6 +15,12 @@ import (
 	"testing"
 )
 
+func init() {
+	// Tests start the background path-map learner themselves when they
+	// want it: a learner outliving its test would race its cleanup.
+	os.Setenv("NIXLAYER_BACKGROUND_LEARN", "0")
+}
+
 // Enabled reports whether end-to-end tests should run.
 func Enabled() bool { return os.Getenv("NIXLAYER_E2E") == "1" }
 
