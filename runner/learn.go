@@ -112,6 +112,10 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 		return err
 	}
 	defer unlock()
+	if e.storedMap(top) != nil {
+		progress(Event{Kind: "learned", Message: "path maps already learned"})
+		return nil
+	}
 	chain, err := e.phaseChain(top, len(plan.Phases))
 	if err != nil {
 		return err

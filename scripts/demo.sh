@@ -39,7 +39,10 @@ NIX
 write_pkg ""
 
 say "1. cold layered build (every phase runs, each snapshotted as a layer)"
-time "$nixlayer" build --cache "$cache" -Q hello.nix
+time "$nixlayer" build --cache "$cache" -Q --no-learn hello.nix
+
+say "1b. learn which bytes depend on \$out (normally runs in the background after a cold build)"
+time "$nixlayer" learn --cache "$cache" hello.nix
 
 say "2. edit postInstall in hello.nix"
 write_pkg 'echo "built with nixlayer" > $out/share/hello/note'
@@ -48,7 +51,7 @@ grep -n 'note' hello.nix
 say "3. what would run, and why"
 "$nixlayer" plan --cache "$cache" hello.nix
 
-say "4. resumed build: only installPhase and later run"
+say "4. resumed build: only installPhase and later run; the output is rewritten exactly and registered"
 time "$nixlayer" build --cache "$cache" -Q hello.nix
 echo; cat result/share/hello/note
 say "done: workspace $work"
