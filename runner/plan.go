@@ -40,6 +40,9 @@ type Plan struct {
 	Phases   []PhasePlan       `json:"phases"`
 	// Rewrite is set when reused layers were built with other output paths.
 	Rewrite map[string]string `json:"rewrite,omitempty"`
+	// RewriteMap says whether the reused chain's path map is known:
+	// "exact", "inexact: …", or "not learned" (the build learns it first).
+	RewriteMap string `json:"rewriteMap,omitempty"`
 }
 
 // PhasePlan is one phase of a plan.
@@ -237,6 +240,14 @@ func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
 		}
 		if len(rw) > 0 {
 			p.Rewrite = rw
+			switch m := e.storedMap(p.Phases[last].Layer.ID); {
+			case m == nil:
+				p.RewriteMap = "not learned"
+			case m.Exact():
+				p.RewriteMap = "exact"
+			default:
+				p.RewriteMap = "inexact: " + strings.Join(m.Unexplained, "; ")
+			}
 		}
 	}
 }

@@ -186,7 +186,14 @@ func cmdPlan(ctx context.Context, args []string) error {
 		for o, n := range p.Rewrite {
 			pairs = append(pairs, o+" → "+n)
 		}
-		fmt.Printf("  reused layers will be rewritten for new output paths (not verified): %s\n", strings.Join(pairs, ", "))
+		how := map[string]string{
+			"exact":       "exactly, with the learned path map",
+			"not learned": "after learning which bytes depend on the path (a second build of the reused phases)",
+		}[p.RewriteMap]
+		if how == "" {
+			how = "but not exactly (" + strings.TrimPrefix(p.RewriteMap, "inexact: ") + "); the result stays outside the store unless --exact"
+		}
+		fmt.Printf("  reused layers will be rewritten for the new output path %s: %s\n", how, strings.Join(pairs, ", "))
 	}
 	return nil
 }
