@@ -64,23 +64,23 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	_ = RecordStart(s.cfg.CacheDir, req.DrvPath, "nixlayer")
 	t0 := time.Now()
 
+	// Exact: an inexact resume is never registered; the runner rebuilds
+	// the phases with the real output paths instead.
 	opts := runner.BuildOptions{
-		PlanOptions: runner.PlanOptions{RequireVerified: true},
-		Deliver:     true,
-		LocksHeld:   true,
-		Log:         logw,
-		Progress:    progress(say, nl),
+		Exact:     true,
+		Deliver:   true,
+		LocksHeld: true,
+		Log:       logw,
+		Progress:  progress(say, nl),
 	}
 	res, err := s.engine.Build(ctx, req.DrvPath, opts)
 	if err == nil && !res.InStore {
-		// A resume that rests on an inexact rewrite stays outside the
-		// store (the runner never registers it); Nix needs the real
-		// output, so build it again from the first phase.
-		say("the resumed result could not be verified (%s); rebuilding from the first phase", rewriteWhy(res))
-		opts.From = res.Plan.Phases[0].Name
-		res, err = s.engine.Build(ctx, req.DrvPath, opts)
-		if err == nil && !res.InStore {
-			err = fmt.Errorf("the outputs of %s were not registered in the store (hook mode must run as root)", req.DrvPath)
+		err = fmt.Errorf("the outputs of %s were not registered in the store (%s; hook mode must run as root)", req.DrvPath, rewriteWhy(res))
+	}
+	if err == nil && len(res.Reused) == 0 && len(res.Ran) > 1 {
+		// Learn the chain's path map now, detached, so the next edit resumes at once.
+		if pid, _, lerr := s.engine.StartBackgroundLearn(req.DrvPath); lerr == nil {
+			say("learning the output-path map in the background (pid %d)", pid)
 		}
 	}
 	code := 0
@@ -150,7 +150,7 @@ func progress(say func(string, ...any), nl *nixLog) func(runner.Event) {
 			}
 		case "failed":
 			say("%s failed after %s", ev.Phase, ev.Elapsed.Round(time.Millisecond))
-		case "rewrite", "deliver":
+		case "rewrite", "deliver", "learn", "learned", "fallback", "repair", "wait":
 			say("%s", ev.Message)
 		}
 	}

@@ -172,7 +172,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if err != nil {
 			return nil, err
 		}
-		progress(Event{Kind: "rewrite", Message: fmt.Sprintf("%s: %d files (%s)%s", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method, whyText(res.Rewrite))})
+		progress(Event{Kind: "rewrite", Message: fmt.Sprintf("reused layers rewritten for the new output path: %s: %d files (%s)%s", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method, whyText(res.Rewrite))})
 		if !res.Rewrite.Exact && bo.Exact {
 			// Never keep an inexact resume: run every phase with the real paths.
 			e.layers.Delete(rewritten)

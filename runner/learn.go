@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -300,3 +302,33 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 }
 
 func (t *tailWriter) String() string { return tail(string(t.buf), 15) }
+
+// StartBackgroundLearn runs `nixlayer learn` for drvPath in a detached
+// process (its output in <cache>/learn.log), so the first resume after an
+// edit does not have to build the chain twice. The running binary must be
+// nixlayer.
+func (e *Engine) StartBackgroundLearn(drvPath string) (pid int, logPath string, err error) {
+	if os.Getenv("NIXLAYER_BACKGROUND_LEARN") == "0" {
+		return 0, "", fmt.Errorf("background learning is off (NIXLAYER_BACKGROUND_LEARN=0)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return 0, "", err
+	}
+	logPath = filepath.Join(e.opts.CacheDir, "learn.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, "", err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "learn", "--cache", e.opts.CacheDir, drvPath)
+	// Detached, with no fd of ours: Nix waits for the hook's pipes to close.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, "", err
+	}
+	pid = cmd.Process.Pid
+	cmd.Process.Release()
+	return pid, logPath, nil
+}

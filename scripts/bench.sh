@@ -40,4 +40,4 @@ printf '%-46s %8.2f s\n' "nixlayer build after a second edit" "$t_resume2"
 printf '\ncold nixlayer / nix-build        = %.3f   (target <= 1.10)\n' "$(echo "$t_cold / $t_nix" | bc -l)"
 printf 'full rebuild / resumed build     = %.1f    (target >= 10)\n' "$(echo "$t_full / $t_resume" | bc -l)"
 printf 'full rebuild / second resume     = %.1f\n' "$(echo "$t_full / $t_resume2" | bc -l)"
-grep -q 'rewritten: exact' "$work/last.log" && echo "resumed outputs: rewritten exactly, registered in the Nix store" || { echo "resumed outputs were NOT exact:"; cat "$work/last.log"; }
+grep -q 'output path: exact' "$work/last.log" && echo "resumed outputs: rewritten exactly, registered in the Nix store" || { echo "resumed outputs were NOT exact:"; cat "$work/last.log"; }

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nixlayer/nixlayer/runner"
@@ -48,8 +45,10 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(res.Reused) == 0 && len(res.Ran) > 1 && !c.flags["--no-learn"] && os.Getenv("NIXLAYER_BACKGROUND_LEARN") != "0" {
-		startLearner(e.CacheDir(), drvPath)
+	if len(res.Reused) == 0 && len(res.Ran) > 1 && !c.flags["--no-learn"] {
+		if pid, logPath, err := e.StartBackgroundLearn(drvPath); err == nil {
+			fmt.Fprintf(os.Stderr, "nixlayer: learning the output-path map in the background (pid %d, log %s)\n", pid, logPath)
+		}
 	}
 	if c.json {
 		return json.NewEncoder(os.Stdout).Encode(res)
@@ -123,9 +122,7 @@ func printProgress(w io.Writer) func(runner.Event) {
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s done in %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
 		case "failed":
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s FAILED after %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "rewrite":
-			fmt.Fprintf(w, "nixlayer: output paths changed; reused layers rewritten: %s\n", ev.Message)
-		case "learn", "learned", "fallback", "repair", "wait", "gc":
+		case "rewrite", "learn", "learned", "fallback", "repair", "wait", "gc":
 			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
 		case "deliver", "finished":
 			if ev.Kind == "finished" {
@@ -250,27 +247,6 @@ func cmdVerify(ctx context.Context, args []string) error {
 		return fmt.Errorf("the layered result of %s differs from Nix's build in %d file(s)", drvPath, len(v.Differences))
 	}
 	return nil
-}
-
-// startLearner learns the new chain's path maps in a detached process, so
-// the first resume after an edit does not have to build the chain twice.
-func startLearner(cacheDir, drvPath string) {
-	self, err := os.Executable()
-	if err != nil {
-		return
-	}
-	logf, err := os.OpenFile(filepath.Join(cacheDir, "learn.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return
-	}
-	defer logf.Close()
-	cmd := exec.Command(self, "learn", "--cache", cacheDir, drvPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err == nil {
-		fmt.Fprintf(os.Stderr, "nixlayer: learning the output-path map in the background (pid %d, log %s)\n", cmd.Process.Pid, logf.Name())
-		cmd.Process.Release()
-	}
 }
 
 func cmdLearn(ctx context.Context, args []string) error {

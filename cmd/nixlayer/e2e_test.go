@@ -465,7 +465,7 @@ func TestBackgroundLearn(t *testing.T) {
 	}
 	edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
 	outs, stderr := e.mustBuild(edited)
-	if strings.Contains(stderr, "learning which bytes") || !strings.Contains(stderr, "rewritten: exact") {
+	if strings.Contains(stderr, "learning which bytes") || !strings.Contains(stderr, "output path: exact") {
 		t.Fatalf("the resume did not use the learned map:\n%s", stderr)
 	}
 	if !strings.HasPrefix(outs[0], nixstore.StoreDir()) {
