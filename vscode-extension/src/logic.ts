@@ -1,0 +1,516 @@
+// The extension's own logic, kept free of the `vscode` module so that it can be
+// unit-tested with node's test runner. extension.ts wires it to VS Code.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as os from 'node:os';
+
+// ---------------------------------------------------------------------------
+// Finding the `nixlayer` executable.
+
+export type ExecutableResult =
+  | { ok: true; path: string }
+  | { ok: false; reason: 'not-found' | 'not-executable'; detail: string };
+
+export type IsExecutable = (file: string) => 'ok' | 'missing' | 'not-executable';
+
+export function defaultIsExecutable(file: string): 'ok' | 'missing' | 'not-executable' {
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) return 'not-executable';
+    fs.accessSync(file, fs.constants.X_OK);
+    return 'ok';
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'not-executable';
+  }
+}
+
+/** Expands `~`, `${workspaceFolder}`, `${userHome}` and `${env:NAME}` in a setting value. */
+export function expandVariables(
+  value: string,
+  ctx: { workspaceFolder?: string; home?: string; env?: NodeJS.ProcessEnv },
+): string {
+  const home = ctx.home ?? os.homedir();
+  const env = ctx.env ?? process.env;
+  let v = value.replace(/\$\{(workspaceFolder|userHome|env:([A-Za-z_][A-Za-z0-9_]*))\}/g, (m, name: string, envName?: string) => {
+    if (name === 'workspaceFolder') return ctx.workspaceFolder ?? m;
+    if (name === 'userHome') return home;
+    return env[envName ?? ''] ?? '';
+  });
+  if (v === '~' || v.startsWith('~/')) v = home + v.slice(1);
+  return v;
+}
+
+/**
+ * Resolves the `nixlayer.path` setting: a bare name is looked up on PATH, a path
+ * (absolute, or relative to the workspace folder) is used as it is.
+ */
+export function resolveExecutable(
+  setting: string | undefined,
+  opts: { envPath?: string; workspaceFolder?: string; home?: string; isExecutable?: IsExecutable } = {},
+): ExecutableResult {
+  const isExec = opts.isExecutable ?? defaultIsExecutable;
+  const raw = (setting ?? '').trim() || 'nixlayer';
+  const value = expandVariables(raw, { workspaceFolder: opts.workspaceFolder, home: opts.home });
+  if (value.includes('/')) {
+    const abs = path.isAbsolute(value) ? value : path.resolve(opts.workspaceFolder ?? process.cwd(), value);
+    const st = isExec(abs);
+    if (st === 'ok') return { ok: true, path: abs };
+    return {
+      ok: false,
+      reason: st === 'missing' ? 'not-found' : 'not-executable',
+      detail: st === 'missing' ? `${abs} does not exist` : `${abs} is not an executable file`,
+    };
+  }
+  const dirs = (opts.envPath ?? process.env.PATH ?? '').split(path.delimiter).filter((d) => d !== '');
+  for (const dir of dirs) {
+    const candidate = path.join(dir, value);
+    if (isExec(candidate) === 'ok') return { ok: true, path: candidate };
+  }
+  return { ok: false, reason: 'not-found', detail: `"${value}" is not on PATH (${dirs.join(path.delimiter) || 'PATH is empty'})` };
+}
+
+// ---------------------------------------------------------------------------
+// Messages shown when the server cannot be used. Each is shown once per
+// configuration (see OnceGate), with what to do about it.
+
+export function missingExecutableMessage(r: Extract<ExecutableResult, { ok: false }>): string {
+  if (r.reason === 'not-executable') {
+    return `nixlayer: cannot run the nixlayer language server: ${r.detail}. Point the "nixlayer.path" setting at the nixlayer executable.`;
+  }
+  return (
+    `nixlayer: the nixlayer executable was not found: ${r.detail}. ` +
+    `Install nixlayer (from its repository: go build -o bin/nixlayer ./cmd/nixlayer) and put it on PATH, ` +
+    `or set "nixlayer.path" to its full path.`
+  );
+}
+
+export function startFailedMessage(exe: string, detail: string): string {
+  const d = detail.trim().replace(/\s+/g, ' ');
+  return (
+    `nixlayer: "${exe} lsp" failed to start${d ? `: ${d}` : ''}. ` +
+    `Check that this nixlayer has the "lsp" command (nixlayer lsp --help), see the "nixlayer server" output, ` +
+    `then run "nixlayer: Restart Language Server" or fix "nixlayer.path".`
+  );
+}
+
+export function crashedMessage(exe: string, crashes: number): string {
+  return (
+    `nixlayer: the language server (${exe} lsp) stopped ${crashes} times and will not be restarted. ` +
+    `See the "nixlayer server" output, then run "nixlayer: Restart Language Server".`
+  );
+}
+
+/** Lets a message through once per key; reset() when the configuration changes. */
+export class OnceGate {
+  private readonly seen = new Set<string>();
+  shouldShow(key: string): boolean {
+    if (this.seen.has(key)) return false;
+    this.seen.add(key);
+    return true;
+  }
+  reset(): void {
+    this.seen.clear();
+  }
+}
+
+/** Counts server crashes in a sliding window to decide whether to restart. */
+export class RestartPolicy {
+  private times: number[] = [];
+  constructor(
+    private readonly maxRestarts = 3,
+    private readonly windowMs = 3 * 60 * 1000,
+  ) {}
+  /** Records a crash at `now`; returns true if the server should be restarted. */
+  crashed(now: number): boolean {
+    this.times = this.times.filter((t) => now - t < this.windowMs);
+    this.times.push(now);
+    return this.times.length <= this.maxRestarts;
+  }
+  get count(): number {
+    return this.times.length;
+  }
+  reset(): void {
+    this.times = [];
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Settings passed to the server (initializationOptions and workspace/configuration
+// section "nixlayer").
+
+export interface Target {
+  /** A .nix file (relative: to the workspace folder). */
+  file?: string;
+  /** An attribute path in it (like -A); alone, it selects in the edited file. */
+  attr?: string;
+  /** A Nix expression (like -E), instead of file. */
+  expr?: string;
+  /** --arg NAME EXPR */
+  args?: Record<string, string>;
+  /** --argstr NAME STRING */
+  argstrs?: Record<string, string>;
+}
+
+export interface ServerSettings {
+  target?: Target;
+}
+
+function stringMap(v: unknown): Record<string, string> | undefined | 'invalid' {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) return 'invalid';
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (typeof x === 'string') out[k] = x;
+    else if (typeof x === 'number' || typeof x === 'boolean') out[k] = String(x);
+    else return 'invalid';
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+/** Validates and resolves the `nixlayer.target` setting; relative files are resolved against the workspace folder. */
+export function resolveTarget(
+  raw: unknown,
+  ctx: { workspaceFolder?: string; home?: string },
+): { target?: Target; error?: string } {
+  if (raw === undefined || raw === null || raw === '') return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    return { error: 'nixlayer.target must be an object: {"file": "...", "attr": "..."} or {"expr": "..."}' };
+  }
+  const o = raw as Record<string, unknown>;
+  const t: Target = {};
+  for (const k of ['file', 'attr', 'expr'] as const) {
+    if (o[k] === undefined || o[k] === null || o[k] === '') continue;
+    if (typeof o[k] !== 'string') return { error: `nixlayer.target.${k} must be a string` };
+    t[k] = o[k] as string;
+  }
+  for (const k of ['args', 'argstrs'] as const) {
+    const m = stringMap(o[k]);
+    if (m === 'invalid') return { error: `nixlayer.target.${k} must map argument names to strings` };
+    if (m) t[k] = m;
+  }
+  const unknown = Object.keys(o).filter((k) => !['file', 'attr', 'expr', 'args', 'argstrs'].includes(k));
+  if (unknown.length) return { error: `nixlayer.target has unknown keys: ${unknown.join(', ')}` };
+  if (t.file && t.expr) return { error: 'nixlayer.target: give either "file" (with "attr") or "expr", not both' };
+  if (t.file) {
+    let file = expandVariables(t.file, ctx);
+    if (!path.isAbsolute(file) && ctx.workspaceFolder) file = path.resolve(ctx.workspaceFolder, file);
+    t.file = file;
+  }
+  return Object.keys(t).length ? { target: t } : {};
+}
+
+// ---------------------------------------------------------------------------
+// Language-server features the extension keeps. It coexists with the Nix
+// language extensions (nil, nixd, Nix IDE): it only adds code lenses, hovers,
+// diagnostics and commands, so these features are never registered even if a
+// server offers them.
+
+export const BLOCKED_METHODS: ReadonlySet<string> = new Set([
+  'textDocument/completion',
+  'textDocument/formatting',
+  'textDocument/rangeFormatting',
+  'textDocument/onTypeFormatting',
+  'textDocument/semanticTokens',
+  'textDocument/rename',
+  'textDocument/signatureHelp',
+  'textDocument/documentSymbol',
+  'textDocument/foldingRange',
+  'textDocument/selectionRange',
+  'textDocument/documentColor',
+  'textDocument/linkedEditingRange',
+  'textDocument/inlineCompletion',
+  'textDocument/documentHighlight',
+  'textDocument/definition',
+  'textDocument/references',
+  // The extension registers the nixlayer.* commands itself (to handle their results).
+  'workspace/executeCommand',
+]);
+
+// ---------------------------------------------------------------------------
+// Commands.
+
+export const SERVER_COMMANDS = ['nixlayer.build', 'nixlayer.rebuildFrom', 'nixlayer.openShell', 'nixlayer.showLog'] as const;
+export type ServerCommand = (typeof SERVER_COMMANDS)[number];
+
+export const STANDARD_PHASES = [
+  'unpackPhase',
+  'patchPhase',
+  'configurePhase',
+  'buildPhase',
+  'checkPhase',
+  'installPhase',
+  'fixupPhase',
+  'installCheckPhase',
+  'distPhase',
+];
+
+export interface CommandArg {
+  uri?: string;
+  phase?: string;
+}
+
+/**
+ * Turns what VS Code passes to a command (the lens's argument object, a URI
+ * string from a menu, nothing from the palette) into the server's argument.
+ */
+export function normalizeCommandArg(arg: unknown, fallbackUri?: string): CommandArg {
+  const out: CommandArg = {};
+  if (typeof arg === 'string') {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(arg)) out.uri = arg;
+    else if (arg !== '') out.phase = arg;
+  } else if (arg && typeof arg === 'object') {
+    const o = arg as Record<string, unknown>;
+    if (typeof o.uri === 'string') out.uri = o.uri;
+    if (typeof o.phase === 'string' && o.phase !== '') out.phase = o.phase;
+  }
+  if (!out.uri && fallbackUri) out.uri = fallbackUri;
+  return out;
+}
+
+export function needsPhase(command: string): boolean {
+  return command === 'nixlayer.rebuildFrom' || command === 'nixlayer.openShell' || command === 'nixlayer.showLog';
+}
+
+interface LensLike {
+  command?: { command?: string; arguments?: unknown[]; title?: string };
+}
+
+/** Phase names found in the arguments of the server's code lenses, in order, without duplicates. */
+export function phasesFromLenses(lenses: readonly LensLike[] | undefined): string[] {
+  const out: string[] = [];
+  for (const l of lenses ?? []) {
+    for (const a of l.command?.arguments ?? []) {
+      const p = a && typeof a === 'object' ? (a as Record<string, unknown>).phase : undefined;
+      if (typeof p === 'string' && p !== '' && !out.includes(p)) out.push(p);
+    }
+  }
+  return out;
+}
+
+/** The phase whose attribute is defined on a line like `  installPhase = ''`, if any. */
+export function phaseAtLine(line: string): string | undefined {
+  const m = /^\s*"?([A-Za-z][A-Za-z0-9_'-]*)"?\s*=/.exec(line);
+  if (!m) return undefined;
+  const name = m[1];
+  if (/Phase$/.test(name)) return name;
+  const hook = /^(pre|post)([A-Z][A-Za-z]*)$/.exec(name);
+  if (hook) return hook[2].charAt(0).toLowerCase() + hook[2].slice(1) + 'Phase';
+  const flags = /^([a-z]+)Flags(Array)?$/.exec(name);
+  if (flags) return flags[1] + 'Phase';
+  return undefined;
+}
+
+export function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The command line from nixlayer.openShell's result: a string, an argv array, or {command|commandLine|argv}. */
+export function shellCommandFrom(result: unknown): string | undefined {
+  if (typeof result === 'string') return result.trim() || undefined;
+  if (Array.isArray(result)) {
+    return result.every((x) => typeof x === 'string') && result.length > 0 ? result.map(shellQuote).join(' ') : undefined;
+  }
+  if (result && typeof result === 'object') {
+    const o = result as Record<string, unknown>;
+    for (const k of ['commandLine', 'command', 'cmd', 'argv', 'args']) {
+      if (o[k] !== undefined) {
+        const r = shellCommandFrom(o[k]);
+        if (r) return r;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The log text from nixlayer.showLog's result: a string, lines, or {log|text|content}. */
+export function logTextFrom(result: unknown): string | undefined {
+  if (typeof result === 'string') return result;
+  if (Array.isArray(result) && result.every((x) => typeof x === 'string')) return result.join('\n');
+  if (result && typeof result === 'object') {
+    const o = result as Record<string, unknown>;
+    for (const k of ['log', 'text', 'content', 'lines']) {
+      const r = logTextFrom(o[k]);
+      if (r !== undefined) return r;
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Build progress ($/progress work-done reports) → status bar text and log lines.
+
+export type ProgressValue =
+  | { kind: 'begin'; title: string; message?: string; percentage?: number; cancellable?: boolean }
+  | { kind: 'report'; message?: string; percentage?: number; cancellable?: boolean }
+  | { kind: 'end'; message?: string };
+
+export interface BuildStatus {
+  /** Status bar text, undefined to hide. */
+  text?: string;
+  tooltip?: string;
+  state: 'idle' | 'running' | 'succeeded' | 'failed';
+}
+
+interface Run {
+  title: string;
+  message?: string;
+  percentage?: number;
+  started: number;
+}
+
+export function looksFailed(message: string | undefined): boolean {
+  return !!message && /\b(fail(ed|ure)?|error|cancel(l)?ed|aborted)\b/i.test(message);
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
+  const m = Math.floor(ms / 60_000);
+  const s = Math.round((ms % 60_000) / 1000);
+  return `${m} min ${s} s`;
+}
+
+/**
+ * Follows the work-done progress of builds (several tokens may be active at once)
+ * and tells what the status bar should show and which lines go to the build log.
+ */
+export class ProgressTracker {
+  private readonly runs = new Map<string, Run>();
+  private last: BuildStatus = { state: 'idle' };
+  private lastLogLine: string | undefined;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Applies one progress value; returns the lines to append to the build log. */
+  update(token: string | number, value: ProgressValue): string[] {
+    const key = String(token);
+    const lines: string[] = [];
+    const push = (l: string | undefined) => {
+      if (l === undefined) return;
+      for (const line of l.split(/\r?\n/)) {
+        if (line === '' || line === this.lastLogLine) continue;
+        lines.push(line);
+        this.lastLogLine = line;
+      }
+    };
+    switch (value.kind) {
+      case 'begin': {
+        this.runs.set(key, { title: value.title, message: value.message, percentage: value.percentage, started: this.now() });
+        push(`▶ ${value.title}${value.message ? `: ${value.message}` : ''}`);
+        break;
+      }
+      case 'report': {
+        const run = this.runs.get(key) ?? { title: 'nixlayer', started: this.now() };
+        if (value.message !== undefined) run.message = value.message;
+        if (value.percentage !== undefined) run.percentage = value.percentage;
+        this.runs.set(key, run);
+        push(value.message);
+        break;
+      }
+      case 'end': {
+        const run = this.runs.get(key);
+        this.runs.delete(key);
+        const took = run ? formatDuration(this.now() - run.started) : undefined;
+        const failed = looksFailed(value.message);
+        const title = run?.title ?? 'nixlayer';
+        const msg = value.message ?? (failed ? 'failed' : 'done');
+        push(`${failed ? '✗' : '✓'} ${title}: ${msg}${took ? ` (${took})` : ''}`);
+        if (this.runs.size === 0) {
+          const cancelled = /\bcancel(l)?ed\b/i.test(value.message ?? '');
+          const outcome = cancelled ? 'build cancelled' : failed ? 'build failed' : 'built';
+          this.last = {
+            state: failed ? 'failed' : 'succeeded',
+            text: `${failed ? '$(error)' : '$(check)'} nixlayer: ${outcome}${took ? ` in ${took}` : ''}`,
+            tooltip: `${title}: ${msg}\nClick to show the build output.`,
+          };
+        }
+        break;
+      }
+    }
+    return lines;
+  }
+
+  /** The tokens of the running builds. */
+  runningTokens(): string[] {
+    return [...this.runs.keys()];
+  }
+
+  /** Whether a build is running. */
+  get running(): boolean {
+    return this.runs.size > 0;
+  }
+
+  /** What the status bar shows now: the most recently started running build, or the last result. */
+  status(): BuildStatus {
+    const runs = [...this.runs.values()];
+    if (runs.length === 0) return this.last;
+    const run = runs[runs.length - 1];
+    const pct = run.percentage !== undefined ? ` ${Math.round(run.percentage)}%` : '';
+    const what = run.message ? firstLine(run.message) : run.title;
+    const more = runs.length > 1 ? ` (+${runs.length - 1})` : '';
+    return {
+      state: 'running',
+      text: `$(sync~spin) nixlayer: ${truncate(what, 48)}${pct}${more}`,
+      tooltip: `${run.title}${run.message ? `\n${run.message}` : ''}\nClick to show the build output; "nixlayer: Cancel Build" stops it.`,
+    };
+  }
+
+  /** Forgets the last result (the status bar item hides). */
+  clearResult(): void {
+    this.last = { state: 'idle' };
+  }
+}
+
+function firstLine(s: string): string {
+  const i = s.indexOf('\n');
+  return i < 0 ? s : s.slice(0, i);
+}
+
+export function truncate(s: string, n: number): string {
+  return s.length <= n ? s : s.slice(0, n - 1) + '…';
+}
+
+/** Formats a window/logMessage for the build log (type: 1 error, 2 warning, 3 info, 4 log, 5 debug). */
+export function formatLogMessage(type: number, message: string): string {
+  const prefix = type === 1 ? '[error] ' : type === 2 ? '[warning] ' : '';
+  return prefix + message.replace(/\r?\n$/, '');
+}
+
+/** What nixlayer.build / nixlayer.rebuildFrom answered ({ok, ran, reused, seconds, failedPhase, error}). */
+export interface BuildOutcome {
+  ok: boolean;
+  failedPhase?: string;
+  error?: string;
+  summary?: string;
+}
+
+export function buildOutcome(result: unknown): BuildOutcome | undefined {
+  if (!result || typeof result !== 'object' || Array.isArray(result)) return undefined;
+  const o = result as Record<string, unknown>;
+  if (typeof o.ok !== 'boolean') return undefined;
+  const out: BuildOutcome = { ok: o.ok };
+  if (typeof o.failedPhase === 'string' && o.failedPhase) out.failedPhase = o.failedPhase;
+  if (typeof o.error === 'string' && o.error) out.error = o.error;
+  if (o.ok) {
+    const ran = Array.isArray(o.ran) ? o.ran.length : undefined;
+    const reused = Array.isArray(o.reused) ? o.reused.length : undefined;
+    const parts: string[] = [];
+    if (ran !== undefined) parts.push(`${ran} phase${ran === 1 ? '' : 's'} ran`);
+    if (reused !== undefined) parts.push(`${reused} cached`);
+    if (typeof o.seconds === 'number') parts.push(formatDuration(o.seconds * 1000));
+    if (o.inStore === false) parts.push('kept outside the store');
+    if (parts.length) out.summary = parts.join(', ');
+  }
+  return out;
+}
+
+/** The working directory from nixlayer.openShell's result ({cwd}), if any. */
+export function shellCwdFrom(result: unknown): string | undefined {
+  if (result && typeof result === 'object' && !Array.isArray(result)) {
+    const cwd = (result as Record<string, unknown>).cwd;
+    if (typeof cwd === 'string' && cwd !== '') return cwd;
+  }
+  return undefined;
+}

@@ -1,0 +1,502 @@
+// End-to-end: the packaged extension in a real VS Code (code-server), driven by
+// playwright-core with Debian's chromium, against the real `nixlayer lsp`.
+// Run through scripts/test-vscode.sh, which provides:
+//   CODE_SERVER_ENTRY, NODE24, CHROMIUM, NIXLAYER_BIN, VSIX, NIXLAYER_E2E_ARTIFACTS
+import { test, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../../..');
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run this test with scripts/test-vscode.sh (npm test)`);
+  return v;
+};
+const CODE_SERVER_ENTRY = env('CODE_SERVER_ENTRY');
+const NODE24 = env('NODE24');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const NIXLAYER_BIN = env('NIXLAYER_BIN');
+const VSIX = env('VSIX');
+const ARTIFACTS = process.env.NIXLAYER_E2E_ARTIFACTS || path.join(repo, 'test-artifacts', 'vscode');
+const BUILD_TIMEOUT = 8 * 60 * 1000;
+
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nixlayer-vscode-e2e-'));
+const userData = path.join(tmp, 'user-data');
+const extDir = path.join(tmp, 'extensions');
+const serverLog = path.join(ARTIFACTS, 'code-server.log');
+let codeServer;
+let port;
+let browser;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const p = srv.address().port;
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitForHttp(url, ms) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      if (r.status < 500) return;
+    } catch {
+      // not up yet
+    }
+    if (codeServer?.exitCode !== null && codeServer?.exitCode !== undefined) {
+      throw new Error(`code-server exited with ${codeServer.exitCode}; see ${serverLog}`);
+    }
+    if (Date.now() > deadline) throw new Error(`code-server did not answer on ${url}; see ${serverLog}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A workspace folder with a fixture .nix file and workspace settings. */
+function makeWorkspace(name, settings, files) {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(path.join(dir, '.vscode'), { recursive: true });
+  fs.writeFileSync(path.join(dir, '.vscode', 'settings.json'), JSON.stringify(settings, null, 2));
+  for (const [f, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, f), text);
+  return dir;
+}
+
+function fixtureNix(salt) {
+  return `let
+  fx = import ${path.join(repo, 'testdata')} { nfiles = 20; salt = "${salt}"; };
+in
+fx.mkDerivation {
+  pname = "hello";
+  version = "1";
+  src = fx.helloSrc;
+  configureFlags = "--nfiles=20";
+  postInstall = ''
+    mkdir -p $out/share
+  '';
+}
+`;
+}
+
+before(async () => {
+  // Install the .vsix the way a user would, by command line.
+  const env24 = { ...process.env, PATH: `${path.dirname(NODE24)}:${process.env.PATH}` };
+  const inst = spawnSync(
+    NODE24,
+    [CODE_SERVER_ENTRY, '--user-data-dir', userData, '--extensions-dir', extDir, '--install-extension', VSIX],
+    { env: env24, encoding: 'utf8', timeout: 120_000 },
+  );
+  assert.equal(inst.status, 0, `--install-extension failed:\n${inst.stdout}\n${inst.stderr}`);
+  assert.match(inst.stdout + inst.stderr, /nixlayer.*successfully installed/i);
+  assert.ok(fs.readdirSync(extDir).some((d) => d.startsWith('nixlayer.nixlayer-')), 'extension folder in --extensions-dir');
+
+  fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
+  fs.writeFileSync(
+    path.join(userData, 'User', 'settings.json'),
+    JSON.stringify(
+      {
+        'workbench.startupEditor': 'none',
+        'workbench.tips.enabled': false,
+        'workbench.enableExperiments': false,
+        'telemetry.telemetryLevel': 'off',
+        'update.mode': 'none',
+        'extensions.autoCheckUpdates': false,
+        'extensions.autoUpdate': false,
+        'extensions.ignoreRecommendations': true,
+        'chat.disableAIFeatures': true,
+        'editor.minimap.enabled': false,
+        'security.workspace.trust.enabled': false,
+        'window.commandCenter': false,
+        'workbench.secondarySideBar.defaultVisibility': 'hidden',
+      },
+      null,
+      2,
+    ),
+  );
+
+  port = await freePort();
+  const log = fs.openSync(serverLog, 'w');
+  codeServer = spawn(
+    NODE24,
+    [
+      CODE_SERVER_ENTRY,
+      '--auth', 'none',
+      '--bind-addr', `127.0.0.1:${port}`,
+      '--disable-telemetry',
+      '--disable-update-check',
+      '--disable-workspace-trust',
+      '--disable-getting-started-override',
+      '--user-data-dir', userData,
+      '--extensions-dir', extDir,
+    ],
+    // Its own process group: the pty host, extension hosts and language
+    // servers it forks are stopped with it.
+    { env: env24, stdio: ['ignore', log, log], detached: true },
+  );
+  await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  if (codeServer && codeServer.exitCode === null) {
+    const group = -codeServer.pid;
+    const exited = new Promise((r) => codeServer.once('exit', r));
+    try {
+      process.kill(group, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  }
+  if (codeServer) {
+    // Whatever of the group is left (children outlive the main process).
+    try {
+      process.kill(-codeServer.pid, 'SIGKILL');
+    } catch {
+      // none left
+    }
+  }
+  // Keep VS Code's logs (the extension's output channels are files in there).
+  try {
+    fs.rmSync(path.join(ARTIFACTS, 'logs'), { recursive: true, force: true });
+    fs.cpSync(path.join(userData, 'logs'), path.join(ARTIFACTS, 'logs'), { recursive: true });
+  } catch {
+    // no logs
+  }
+  // The layer store under the test's cache keeps overlay mounts: undo them first.
+  await new Promise((r) => setTimeout(r, 1000));
+  const mounts = fs
+    .readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1])
+    .filter((m) => m && m.startsWith(tmp + '/'))
+    .reverse();
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  try {
+    fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 3 });
+  } catch (e) {
+    console.error(`could not remove ${tmp}: ${e.message}`);
+  }
+});
+
+async function openWorkbench(folder, name) {
+  const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
+  page.saveConsole = () => fs.writeFileSync(path.join(ARTIFACTS, `${name}-console.log`), consoleLines.join('\n'));
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(folder)}`);
+  await page.waitForSelector('.monaco-workbench', { timeout: 90_000 });
+  // The explorer shows the folder once the workbench has restored.
+  await page.waitForSelector('.explorer-folders-view, .monaco-workbench .part.sidebar', { timeout: 60_000 });
+  return page;
+}
+
+async function openFile(page, file) {
+  await page.locator('.monaco-workbench').click({ position: { x: 700, y: 400 } }).catch(() => {});
+  for (let attempt = 0; attempt < 5; attempt++) {
+    await page.keyboard.press('Control+P');
+    try {
+      await page.waitForSelector('.quick-input-widget input', { state: 'visible', timeout: 5000 });
+      break;
+    } catch {
+      await page.keyboard.press('Escape');
+    }
+  }
+  await page.keyboard.type(file);
+  await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${file}"]`, { timeout: 20_000 });
+  await page.keyboard.press('Enter');
+  await page.waitForSelector(`.tab[aria-label*="${file}"], .tab[data-resource-name="${file}"]`, { timeout: 20_000 });
+}
+
+async function runCommand(page, title) {
+  await page.keyboard.press('Control+Shift+P');
+  await page.waitForSelector('.quick-input-widget input', { state: 'visible', timeout: 10_000 });
+  await page.keyboard.type(title);
+  await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`, { timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+/** The screen position of a word in the editor (the file has no grammar here: one span per line). */
+async function textPosition(page, word) {
+  const pos = await page.evaluate((w) => {
+    for (const line of document.querySelectorAll('.monaco-editor .view-line')) {
+      const walker = document.createTreeWalker(line, NodeFilter.SHOW_TEXT);
+      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        const i = (n.textContent ?? '').indexOf(w);
+        if (i < 0) continue;
+        const r = document.createRange();
+        r.setStart(n, i);
+        r.setEnd(n, i + w.length);
+        const b = r.getBoundingClientRect();
+        return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
+      }
+    }
+    return undefined;
+  }, word);
+  assert.ok(pos, `"${word}" is not on the screen`);
+  return pos;
+}
+
+const lensTexts = (page) => page.locator('.codelens-decoration').allInnerTexts();
+
+async function waitForLens(page, re, timeout) {
+  const deadline = Date.now() + timeout;
+  let last = [];
+  while (Date.now() < deadline) {
+    last = await lensTexts(page);
+    if (last.some((t) => re.test(t))) return last;
+    await page.waitForTimeout(500);
+  }
+  throw new Error(`no code lens matching ${re} within ${timeout} ms; lenses: ${JSON.stringify(last)}`);
+}
+
+function lensLink(page, text) {
+  return page.locator('.codelens-decoration a', { hasText: text }).first();
+}
+
+async function waitForBuildEnd(page) {
+  // The status bar item of the extension shows the result when the build ends.
+  const item = page.locator('.statusbar-item', { hasText: /nixlayer: (built|build failed|build cancelled)/ });
+  await item.first().waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+  return (await item.first().innerText()).trim();
+}
+
+test('phase lenses, build and rebuild from installPhase in code-server', { timeout: 3 * BUILD_TIMEOUT }, async () => {
+  const salt = `vscode-e2e-${process.pid}-${Date.now()}`;
+  const ws = makeWorkspace(
+    'ws-hello',
+    {
+      'nixlayer.path': NIXLAYER_BIN,
+      'nixlayer.serverArgs': ['--cache', path.join(tmp, 'nixlayer-cache')],
+    },
+    { 'default.nix': fixtureNix(salt) },
+  );
+  const page = await openWorkbench(ws, 'hello');
+  try {
+    await openFile(page, 'default.nix');
+    // Lenses above the derivation call and its phase attributes.
+    const first = await waitForLens(page, /rebuild from installPhase/, 180_000);
+    assert.ok(first.some((t) => /phases cached · ▶ build/.test(t)), `summary lens: ${JSON.stringify(first)}`);
+    assert.ok(first.some((t) => /rebuild from configurePhase/.test(t)), `configureFlags lens: ${JSON.stringify(first)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'lenses-before-build.png') });
+
+    // Hover on a phase attribute shows its cache status.
+    const at = await textPosition(page, 'postInstall');
+    await page.mouse.move(at.x, at.y);
+    const hover = page.locator('.monaco-hover-content, .monaco-hover .hover-contents').first();
+    await hover.waitFor({ state: 'visible', timeout: 20_000 });
+    assert.match(await hover.innerText(), /install/i);
+    await page.mouse.move(5, 5);
+    await page.keyboard.press('Escape');
+
+    // A cold build from the summary lens.
+    await lensLink(page, '▶ build').click();
+    await page.locator('.statusbar-item', { hasText: /nixlayer:/ }).first().waitFor({ state: 'visible', timeout: 30_000 });
+    const firstResult = await waitForBuildEnd(page);
+    assert.match(firstResult, /nixlayer: built/, `status bar after the build: ${firstResult}`);
+    const afterBuild = await waitForLens(page, /^(\d+)\/\1 phases cached/, 60_000);
+    assert.ok(afterBuild.some((t) => /✓ cached/.test(t)), `lenses after build: ${JSON.stringify(afterBuild)}`);
+
+    // Rebuild from installPhase: the earlier layers are reused, lenses stay cached.
+    await page.waitForTimeout(500);
+    const item = page.locator('.statusbar-item', { hasText: /nixlayer: built/ }).first();
+    await lensLink(page, 'rebuild from installPhase').click();
+    // The status bar shows the running build, then the new result.
+    await page
+      .locator('.statusbar-item', { hasText: /nixlayer: (?!built)/ })
+      .first()
+      .waitFor({ state: 'visible', timeout: 30_000 })
+      .catch(() => {}); // a fast rebuild may end before it is seen
+    await item.waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+    const lenses = await waitForLens(page, /^(\d+)\/\1 phases cached/, 60_000);
+    const postInstall = lenses.find((t) => /✓ cached/.test(t));
+    assert.ok(postInstall, `cached lenses after rebuild: ${JSON.stringify(lenses)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'lenses-cached.png') });
+
+    // The build output channel streamed the build's progress.
+    await runCommand(page, 'nixlayer: Show Build Output');
+    const output = page.locator('.panel .monaco-editor .view-lines').first();
+    await output.waitFor({ state: 'visible', timeout: 20_000 });
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.panel .monaco-editor .view-lines')].some((e) => /installPhase/.test(e.textContent ?? '')),
+      undefined,
+      { timeout: 20_000 },
+    );
+    const outText = await output.innerText();
+    assert.match(outText, /\[\d+\/\d+\]/, `build output: ${outText}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'build-output.png') });
+
+    // Open a shell at a phase: the server's command line runs in VS Code's terminal.
+    await runCommand(page, 'nixlayer: Open Shell at Phase');
+    await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="installPhase"]', { timeout: 20_000 });
+    await page.keyboard.type('installPhase');
+    await page.keyboard.press('Enter');
+    // The terminal named after the phase opens (its text is drawn on a canvas:
+    // the screenshot shows the command line and the shell).
+    await page.getByText('nixlayer shell · installPhase').first().waitFor({ state: 'visible', timeout: 30_000 });
+    await page.waitForTimeout(3000);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'shell-at-phase.png') });
+    await page.keyboard.type('exit');
+    await page.keyboard.press('Enter');
+  } finally {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'hello-final.png') }).catch(() => {});
+    page.saveConsole();
+    await page.close();
+  }
+});
+
+test('a missing nixlayer is reported once, with what to do', { timeout: 180_000 }, async () => {
+  const ws = makeWorkspace(
+    'ws-missing',
+    { 'nixlayer.path': '/nonexistent/bin/nixlayer' },
+    { 'a.nix': '{ x = 1; }\n', 'b.nix': '{ y = 2; }\n' },
+  );
+  const page = await openWorkbench(ws, 'missing');
+  try {
+    await openFile(page, 'a.nix');
+    const toast = page.locator('.notification-toast', { hasText: 'nixlayer' });
+    await toast.first().waitFor({ state: 'visible', timeout: 60_000 });
+    const text = await toast.first().innerText();
+    assert.match(text, /\/nonexistent\/bin\/nixlayer does not exist/);
+    assert.match(text, /nixlayer\.path/);
+    await openFile(page, 'b.nix');
+    await page.waitForTimeout(3000);
+    assert.equal(await toast.count(), 1, 'the message is shown once');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'missing-nixlayer.png') });
+  } finally {
+    page.saveConsole();
+    await page.close();
+  }
+});
+
+test('a failed build: status, notification, phase log in an output channel', { timeout: 2 * BUILD_TIMEOUT }, async () => {
+  const salt = `vscode-e2e-fail-${process.pid}-${Date.now()}`;
+  const nix = fixtureNix(salt).replace(
+    "postInstall = ''\n    mkdir -p $out/share\n  '';",
+    "postInstall = ''\n    echo 'e2e: postInstall breaks here' >&2\n    exit 3\n  '';",
+  );
+  assert.match(nix, /exit 3/);
+  const ws = makeWorkspace(
+    'ws-failing',
+    {
+      'nixlayer.path': NIXLAYER_BIN,
+      'nixlayer.serverArgs': ['--cache', path.join(tmp, 'nixlayer-cache-failing')],
+    },
+    { 'default.nix': nix },
+  );
+  const page = await openWorkbench(ws, 'failing');
+  try {
+    await openFile(page, 'default.nix');
+    await waitForLens(page, /phases cached · ▶ build/, 180_000);
+    await lensLink(page, '▶ build').click();
+    const result = await waitForBuildEnd(page);
+    assert.match(result, /nixlayer: build failed/);
+    const toast = page.locator('.notification-toast', { hasText: 'the build failed in installPhase' });
+    await toast.first().waitFor({ state: 'visible', timeout: 30_000 });
+    await toast.locator('a.monaco-button, .monaco-button', { hasText: 'Show Log' }).first().click();
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.panel .monaco-editor .view-lines')].some((e) => /postInstall breaks here/.test((e.textContent ?? '').replace(/\u00a0/g, ' '))),
+      undefined,
+      { timeout: 30_000 },
+    );
+    await page.screenshot({ path: path.join(ARTIFACTS, 'failed-build.png') });
+  } finally {
+    page.saveConsole();
+    await page.close();
+  }
+});
+
+test('the nixlayer.target setting reaches the server', { timeout: 240_000 }, async () => {
+  // A function of `salt` with the package under an attribute: it evaluates
+  // only with the target's attr and argstrs.
+  const nix = `{ salt }:
+let
+  fx = import ${path.join(repo, 'testdata')} { nfiles = 20; inherit salt; };
+in
+{
+  hello = fx.mkDerivation {
+    pname = "hello";
+    version = "1";
+    src = fx.helloSrc;
+    postInstall = "mkdir -p $out/share";
+  };
+}
+`;
+  const ws = makeWorkspace(
+    'ws-target',
+    {
+      'nixlayer.path': NIXLAYER_BIN,
+      'nixlayer.serverArgs': ['--cache', path.join(tmp, 'nixlayer-cache-target')],
+      'nixlayer.target': { file: './pkgs.nix', attr: 'hello', argstrs: { salt: `vscode-e2e-target-${process.pid}` } },
+    },
+    { 'pkgs.nix': nix },
+  );
+  const page = await openWorkbench(ws, 'target');
+  try {
+    await openFile(page, 'pkgs.nix');
+    const lenses = await waitForLens(page, /phases cached · ▶ build/, 180_000);
+    assert.ok(lenses.some((t) => /rebuild from installPhase/.test(t)), JSON.stringify(lenses));
+    await page.screenshot({ path: path.join(ARTIFACTS, 'target-setting.png') });
+  } finally {
+    page.saveConsole();
+    await page.close();
+  }
+});
+
+test('a running build can be cancelled', { timeout: BUILD_TIMEOUT }, async () => {
+  const ws = makeWorkspace(
+    'ws-cancel',
+    {
+      'nixlayer.path': NIXLAYER_BIN,
+      'nixlayer.serverArgs': ['--cache', path.join(tmp, 'nixlayer-cache-cancel')],
+    },
+    { 'default.nix': fixtureNix(`vscode-e2e-cancel-${process.pid}-${Date.now()}`).replace('nfiles = 20', 'nfiles = 200') },
+  );
+  const page = await openWorkbench(ws, 'cancel');
+  try {
+    await openFile(page, 'default.nix');
+    await waitForLens(page, /phases cached · ▶ build/, 180_000);
+    await lensLink(page, '▶ build').click();
+    await page.locator('.statusbar-item', { hasText: /nixlayer: .*buildPhase/ }).first().waitFor({ state: 'visible', timeout: 120_000 });
+    await runCommand(page, 'nixlayer: Cancel Build');
+    const result = await waitForBuildEnd(page);
+    assert.match(result, /nixlayer: build (cancelled|failed)/);
+    await page.waitForTimeout(1500);
+    assert.equal(await page.locator('.notification-toast').count(), 0, 'cancelling is not reported as an error');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'cancelled-build.png') });
+  } finally {
+    page.saveConsole();
+    await page.close();
+  }
+});
+
+test('a nixlayer that fails to start is reported once', { timeout: 180_000 }, async () => {
+  const ws = makeWorkspace('ws-broken', { 'nixlayer.path': '/bin/false' }, { 'a.nix': '{ x = 1; }\n', 'b.nix': '{ y = 2; }\n' });
+  const page = await openWorkbench(ws, 'broken');
+  try {
+    await openFile(page, 'a.nix');
+    const toast = page.locator('.notification-toast', { hasText: 'nixlayer' });
+    await toast.first().waitFor({ state: 'visible', timeout: 60_000 });
+    assert.match(await toast.first().innerText(), /"\/bin\/false lsp" failed to start/);
+    await openFile(page, 'b.nix');
+    await page.waitForTimeout(3000);
+    assert.equal(await toast.count(), 1, 'the message is shown once');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'broken-nixlayer.png') });
+  } finally {
+    page.saveConsole();
+    await page.close();
+  }
+});

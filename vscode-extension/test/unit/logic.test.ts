@@ -1,0 +1,245 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  BLOCKED_METHODS,
+  buildOutcome,
+  shellCwdFrom,
+  expandVariables,
+  formatDuration,
+  formatLogMessage,
+  logTextFrom,
+  looksFailed,
+  missingExecutableMessage,
+  normalizeCommandArg,
+  OnceGate,
+  phaseAtLine,
+  phasesFromLenses,
+  ProgressTracker,
+  resolveExecutable,
+  resolveTarget,
+  RestartPolicy,
+  shellCommandFrom,
+  shellQuote,
+  startFailedMessage,
+} from '../../src/logic';
+
+test('resolveExecutable finds a bare name on PATH', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixlayer-unit-'));
+  const exe = path.join(dir, 'nixlayer');
+  fs.writeFileSync(exe, '#!/bin/sh\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, 'plain'), 'x', { mode: 0o644 });
+  try {
+    assert.deepEqual(resolveExecutable(undefined, { envPath: `/nonexistent:${dir}` }), { ok: true, path: exe });
+    assert.deepEqual(resolveExecutable('', { envPath: dir }), { ok: true, path: exe });
+    assert.deepEqual(resolveExecutable(exe, { envPath: '' }), { ok: true, path: exe });
+    assert.deepEqual(resolveExecutable('./nixlayer', { envPath: '', workspaceFolder: dir }), { ok: true, path: exe });
+    assert.deepEqual(resolveExecutable('${workspaceFolder}/nixlayer', { envPath: '', workspaceFolder: dir }), { ok: true, path: exe });
+    const notExec = resolveExecutable(path.join(dir, 'plain'), { envPath: '' });
+    assert.equal(notExec.ok, false);
+    assert.equal(!notExec.ok && notExec.reason, 'not-executable');
+    // a non-executable file of the right name on PATH is skipped
+    const r = resolveExecutable('plain', { envPath: dir });
+    assert.equal(r.ok, false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('resolveExecutable reports what it searched when nixlayer is missing', () => {
+  const r = resolveExecutable('nixlayer', { envPath: '/a:/b', isExecutable: () => 'missing' });
+  assert.equal(r.ok, false);
+  if (r.ok) return;
+  assert.equal(r.reason, 'not-found');
+  assert.match(r.detail, /"nixlayer" is not on PATH \(\/a:\/b\)/);
+  const msg = missingExecutableMessage(r);
+  assert.match(msg, /not found/);
+  assert.match(msg, /nixlayer\.path/);
+  const abs = resolveExecutable('/opt/nixlayer/bin/nixlayer', { isExecutable: () => 'missing' });
+  assert.equal(!abs.ok && abs.detail, '/opt/nixlayer/bin/nixlayer does not exist');
+});
+
+test('expandVariables', () => {
+  const ctx = { workspaceFolder: '/ws', home: '/home/u', env: { FOO: 'bar' } };
+  assert.equal(expandVariables('~/bin/nixlayer', ctx), '/home/u/bin/nixlayer');
+  assert.equal(expandVariables('${workspaceFolder}/bin/nixlayer', ctx), '/ws/bin/nixlayer');
+  assert.equal(expandVariables('${userHome}/x', ctx), '/home/u/x');
+  assert.equal(expandVariables('${env:FOO}/x', ctx), 'bar/x');
+  assert.equal(expandVariables('${env:NOPE}x', ctx), 'x');
+  assert.equal(expandVariables('${workspaceFolder}', { home: '/h' }), '${workspaceFolder}');
+  assert.equal(expandVariables('a~b', ctx), 'a~b');
+});
+
+test('resolveTarget validates and resolves the target setting', () => {
+  const ctx = { workspaceFolder: '/ws', home: '/home/u' };
+  assert.deepEqual(resolveTarget(undefined, ctx), {});
+  assert.deepEqual(resolveTarget(null, ctx), {});
+  assert.deepEqual(resolveTarget({}, ctx), {});
+  assert.deepEqual(resolveTarget({ file: './default.nix', attr: 'hello' }, ctx), { target: { file: '/ws/default.nix', attr: 'hello' } });
+  assert.deepEqual(resolveTarget({ file: '/abs/x.nix' }, ctx), { target: { file: '/abs/x.nix' } });
+  assert.deepEqual(resolveTarget({ file: '~/x.nix', attr: '' }, ctx), { target: { file: '/home/u/x.nix' } });
+  assert.deepEqual(resolveTarget({ expr: 'with import <nixpkgs> {}; hello' }, ctx), {
+    target: { expr: 'with import <nixpkgs> {}; hello' },
+  });
+  assert.ok(resolveTarget('default.nix', ctx).error);
+  assert.ok(resolveTarget({ file: 'a.nix', attr: 3 }, ctx).error);
+  assert.ok(resolveTarget({ file: 'a.nix', expr: 'x' }, ctx).error);
+  assert.deepEqual(resolveTarget({ attr: 'hello', argstrs: { salt: 'x' }, args: { nfiles: 20 } }, ctx), {
+    target: { attr: 'hello', argstrs: { salt: 'x' }, args: { nfiles: '20' } },
+  });
+  assert.ok(resolveTarget({ attr: 'x', args: ['a'] }, ctx).error);
+  assert.ok(resolveTarget({ attr: 'x', args: { a: {} } }, ctx).error);
+  assert.ok(resolveTarget({ fil: 'a.nix' }, ctx).error);
+});
+
+test('normalizeCommandArg accepts lens arguments, URIs and nothing', () => {
+  assert.deepEqual(normalizeCommandArg({ uri: 'file:///a.nix', phase: 'installPhase' }), { uri: 'file:///a.nix', phase: 'installPhase' });
+  assert.deepEqual(normalizeCommandArg(undefined, 'file:///b.nix'), { uri: 'file:///b.nix' });
+  assert.deepEqual(normalizeCommandArg('file:///c.nix', 'file:///b.nix'), { uri: 'file:///c.nix' });
+  assert.deepEqual(normalizeCommandArg('buildPhase', 'file:///b.nix'), { uri: 'file:///b.nix', phase: 'buildPhase' });
+  assert.deepEqual(normalizeCommandArg({ phase: '' }), {});
+  assert.deepEqual(normalizeCommandArg(42), {});
+});
+
+test('phasesFromLenses and phaseAtLine', () => {
+  const lenses = [
+    { command: { command: 'nixlayer.build', arguments: [{ uri: 'file:///a.nix' }] } },
+    { command: { command: 'nixlayer.rebuildFrom', arguments: [{ uri: 'file:///a.nix', phase: 'configurePhase' }] } },
+    { command: { command: 'nixlayer.rebuildFrom', arguments: [{ uri: 'file:///a.nix', phase: 'installPhase' }] } },
+    { command: { command: 'nixlayer.showLog', arguments: [{ uri: 'file:///a.nix', phase: 'installPhase' }] } },
+    {},
+  ];
+  assert.deepEqual(phasesFromLenses(lenses), ['configurePhase', 'installPhase']);
+  assert.deepEqual(phasesFromLenses(undefined), []);
+  assert.equal(phaseAtLine('  installPhase = \'\''), 'installPhase');
+  assert.equal(phaseAtLine('  postInstall = "mkdir -p $out/share";'), 'installPhase');
+  assert.equal(phaseAtLine('  preConfigure = "";'), 'configurePhase');
+  assert.equal(phaseAtLine('  configureFlags = "--nfiles=20";'), 'configurePhase');
+  assert.equal(phaseAtLine('  pname = "hello";'), undefined);
+  assert.equal(phaseAtLine('in fx.mkDerivation {'), undefined);
+});
+
+test('shellCommandFrom and shellQuote', () => {
+  assert.equal(shellCommandFrom('nixlayer shell --at installPhase -f /x/default.nix\n'), 'nixlayer shell --at installPhase -f /x/default.nix');
+  assert.equal(shellCommandFrom(['nixlayer', 'shell', '--at', 'installPhase', '-E', 'import ./a b.nix']), "nixlayer shell --at installPhase -E 'import ./a b.nix'");
+  assert.equal(shellCommandFrom({ commandLine: 'a b' }), 'a b');
+  assert.equal(shellCommandFrom({ argv: ['a', "it's"] }), `a 'it'\\''s'`);
+  assert.equal(shellCommandFrom(''), undefined);
+  assert.equal(shellCommandFrom(null), undefined);
+  assert.equal(shellCommandFrom({ other: 1 }), undefined);
+  assert.equal(shellQuote('--at=installPhase'), '--at=installPhase');
+  assert.equal(shellQuote(''), "''");
+});
+
+test('logTextFrom', () => {
+  assert.equal(logTextFrom('line1\nline2'), 'line1\nline2');
+  assert.equal(logTextFrom(['a', 'b']), 'a\nb');
+  assert.equal(logTextFrom({ log: 'x' }), 'x');
+  assert.equal(logTextFrom({ text: 'y' }), 'y');
+  assert.equal(logTextFrom(null), undefined);
+  assert.equal(logTextFrom({}), undefined);
+});
+
+test('ProgressTracker: begin, reports, end drive the status bar and the log', () => {
+  let now = 1000;
+  const t = new ProgressTracker(() => now);
+  assert.deepEqual(t.status(), { state: 'idle' });
+  assert.deepEqual(t.update('tok', { kind: 'begin', title: 'nixlayer build hello', message: 'unpackPhase' }), ['▶ nixlayer build hello: unpackPhase']);
+  assert.equal(t.running, true);
+  assert.equal(t.status().text, '$(sync~spin) nixlayer: unpackPhase');
+  assert.deepEqual(t.update('tok', { kind: 'report', message: 'configurePhase', percentage: 42.4 }), ['configurePhase']);
+  assert.equal(t.status().text, '$(sync~spin) nixlayer: configurePhase 42%');
+  // repeated messages are not logged twice (the same line may come as logMessage too)
+  assert.deepEqual(t.update('tok', { kind: 'report', percentage: 50 }), []);
+  assert.deepEqual(t.update('tok', { kind: 'report', message: 'configurePhase' }), []);
+  assert.deepEqual(t.update('tok', { kind: 'report', message: 'line a\nline b\n' }), ['line a', 'line b']);
+  now += 12_345;
+  assert.deepEqual(t.update('tok', { kind: 'end', message: '7 phases, 5 cached' }), ['✓ nixlayer build hello: 7 phases, 5 cached (12 s)']);
+  assert.equal(t.running, false);
+  assert.equal(t.status().state, 'succeeded');
+  assert.equal(t.status().text, '$(check) nixlayer: built in 12 s');
+  t.clearResult();
+  assert.deepEqual(t.status(), { state: 'idle' });
+});
+
+test('ProgressTracker: failures and concurrent builds', () => {
+  let now = 0;
+  const t = new ProgressTracker(() => now);
+  t.update(1, { kind: 'begin', title: 'build a' });
+  t.update('2', { kind: 'begin', title: 'build b', percentage: 10 });
+  assert.equal(t.status().text, '$(sync~spin) nixlayer: build b 10% (+1)');
+  assert.deepEqual(t.runningTokens(), ['1', '2']);
+  now = 500;
+  t.update('2', { kind: 'end' });
+  assert.equal(t.status().state, 'running');
+  assert.equal(t.status().text, '$(sync~spin) nixlayer: build a');
+  const lines = t.update(1, { kind: 'end', message: 'installPhase failed (exit 1)' });
+  assert.deepEqual(lines, ['✗ build a: installPhase failed (exit 1) (0.5 s)']);
+  assert.equal(t.status().state, 'failed');
+  assert.match(t.status().text ?? '', /^\$\(error\) nixlayer: build failed/);
+  t.update('c', { kind: 'begin', title: 'build c' });
+  t.update('c', { kind: 'end', message: 'cancelled' });
+  assert.match(t.status().text ?? '', /^\$\(error\) nixlayer: build cancelled in /);
+  // a report for an unknown token (no begin seen) still shows as running
+  t.update('x', { kind: 'report', message: 'buildPhase' });
+  assert.equal(t.status().state, 'running');
+});
+
+test('looksFailed, formatDuration, formatLogMessage', () => {
+  assert.equal(looksFailed('build failed'), true);
+  assert.equal(looksFailed('error: builder exited'), true);
+  assert.equal(looksFailed('cancelled'), true);
+  assert.equal(looksFailed('5/7 phases cached'), false);
+  assert.equal(looksFailed(undefined), false);
+  assert.equal(formatDuration(400), '0.4 s');
+  assert.equal(formatDuration(42_000), '42 s');
+  assert.equal(formatDuration(125_000), '2 min 5 s');
+  assert.equal(formatLogMessage(1, 'boom\n'), '[error] boom');
+  assert.equal(formatLogMessage(2, 'hm'), '[warning] hm');
+  assert.equal(formatLogMessage(3, 'make: x'), 'make: x');
+  assert.equal(formatLogMessage(4, 'cc -c a.c'), 'cc -c a.c');
+});
+
+test('OnceGate shows each message once until reset; RestartPolicy', () => {
+  const g = new OnceGate();
+  assert.equal(g.shouldShow('a'), true);
+  assert.equal(g.shouldShow('a'), false);
+  assert.equal(g.shouldShow('b'), true);
+  g.reset();
+  assert.equal(g.shouldShow('a'), true);
+  const p = new RestartPolicy(2, 1000);
+  assert.equal(p.crashed(0), true);
+  assert.equal(p.crashed(10), true);
+  assert.equal(p.crashed(20), false);
+  assert.equal(p.crashed(5000), true, 'old crashes leave the window');
+  assert.match(startFailedMessage('/x/nixlayer', 'error: not implemented yet\n'), /"\/x\/nixlayer lsp" failed to start: error: not implemented yet\. /);
+});
+
+test('competing language features are blocked, lenses and hovers are not', () => {
+  for (const m of ['textDocument/completion', 'textDocument/formatting', 'textDocument/rangeFormatting', 'workspace/executeCommand']) {
+    assert.ok(BLOCKED_METHODS.has(m), m);
+  }
+  for (const m of ['textDocument/codeLens', 'textDocument/hover', 'textDocument/diagnostic', 'textDocument/didOpen']) {
+    assert.ok(!BLOCKED_METHODS.has(m), m);
+  }
+});
+
+test('buildOutcome reads the server build result', () => {
+  assert.deepEqual(buildOutcome({ ok: true, ran: ['installPhase', 'fixupPhase'], reused: ['a', 'b', 'c'], seconds: 1.25, inStore: true }), {
+    ok: true,
+    summary: '2 phases ran, 3 cached, 1.3 s',
+  });
+  assert.deepEqual(buildOutcome({ ok: false, failedPhase: 'installPhase', error: 'exit 1' }), {
+    ok: false,
+    failedPhase: 'installPhase',
+    error: 'exit 1',
+  });
+  assert.equal(buildOutcome({ ok: true, ran: ['x'], reused: [], inStore: false })?.summary, '1 phase ran, 0 cached, kept outside the store');
+  assert.equal(buildOutcome('done'), undefined);
+  assert.equal(buildOutcome(null), undefined);
+  assert.equal(shellCwdFrom({ command: 'x', cwd: '/tmp/w' }), '/tmp/w');
+  assert.equal(shellCwdFrom('x'), undefined);
+  assert.equal(shellCommandFrom({ command: 'nixlayer shell --at installPhase', argv: ['nixlayer'], cwd: '/w' }), 'nixlayer shell --at installPhase');
+});
