@@ -257,6 +257,9 @@ func position(f *nixexpr.File, offset int) protocol.Position {
 }
 
 func seconds(d time.Duration) string {
+	if d < 100*time.Millisecond {
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	}
 	if d < time.Minute {
 		return fmt.Sprintf("%.1f s", d.Seconds())
 	}

@@ -283,8 +283,13 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 	t0 := time.Now()
 	r, err := e.runStep(ctx, j, s)
 	if err != nil {
-		// Interrupted or broken: the layer stays "running" and is removed
-		// as stale; never reused.
+		// Interrupted (cancelled) or broken: the half-written layer goes now;
+		// a writer killed before this point leaves it "running", and the
+		// next run removes it.
+		e.layers.Unmount(l.ID)
+		if derr := e.layers.Delete(l.ID); derr != nil {
+			e.log.Warn("removing an interrupted layer", zap.Error(derr))
+		}
 		return "", nil, fmt.Errorf("%s of %s: %w", ph.Name, j.drv.Name, err)
 	}
 	fault.Point("after-phase")
