@@ -54,6 +54,20 @@ let
   # The fixture stdenv as a store path: $stdenv/setup and $stdenv/default-builder.sh.
   stdenv = builtins.path { path = ./stdenv; name = "fixture-stdenv"; };
 
+  # The same stdenv in the shape of the oldest nixpkgs setup.sh (no runPhase;
+  # genericBuild inlines the phase loop): ./stdenv-old/setup over the fixture's.
+  oldStdenv = derivation {
+    name = "fixture-stdenv-old";
+    system = builtins.currentSystem;
+    builder = "${bash}";
+    args = [ "-c" ''
+      /bin/mkdir -p $out
+      /bin/cp ${stdenv}/setup $out/setup-base
+      /bin/cp ${./stdenv-old/setup} $out/setup
+      /bin/cp ${stdenv}/default-builder.sh $out/default-builder.sh
+    '' ];
+  };
+
   # Like nixpkgs' stdenv.mkDerivation, without the dependency machinery: every
   # attribute is passed through to `derivation`.
   mkDerivation = attrs:
@@ -75,7 +89,7 @@ let
   optional = cond: x: if cond then x else { };
 in
 rec {
-  inherit bash stdenv mkDerivation;
+  inherit bash stdenv oldStdenv mkDerivation;
 
   # The source tree of hello, with VERSION = srcVersion (a one-step buildCommand
   # derivation, so changing srcVersion changes $src).
@@ -286,5 +300,16 @@ rec {
       mkdir -p $out
       cp probe.txt $out/
     '';
+  };
+
+  # hello built with the oldest setup.sh generation.
+  oldgen = mkDerivation {
+    pname = "oldgen";
+    version = "1";
+    stdenv = oldStdenv;
+    src = helloSrc;
+    configureFlags = "--nfiles=${toString nfiles} --funcs-per-file=${toString funcsPerFile}";
+    enableParallelBuilding = true;
+    postInstall = postInstallExtra;
   };
 }

@@ -473,3 +473,22 @@ func TestBackgroundLearn(t *testing.T) {
 	}
 	e.nixBuild(edited, "--check")
 }
+
+// The oldest nixpkgs setup.sh generation (no runPhase, the phase loop
+// inlined in genericBuild) is split into phases too, and resumes.
+func TestOldSetupGeneration(t *testing.T) {
+	e := newEnv(t)
+	f := fixture{attr: "oldgen", args: []string{"--arg", "nfiles", "20", "--argstr", "salt", e2etest.Salt()}}
+	p := e.plan(f)
+	if p.Whole || len(p.Phases) < 5 {
+		t.Fatalf("the old-generation stdenv was not split into phases: %+v", p)
+	}
+	outs, _ := e.mustBuild(f)
+	e.sameAsNix(f, outs[0])
+	edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
+	outs, stderr := e.mustBuild(edited)
+	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "installPhase" {
+		t.Fatalf("resume ran %v", ran)
+	}
+	e.sameAsNix(edited, outs[0])
+}
