@@ -2,6 +2,7 @@ package hook
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -40,11 +41,18 @@ var unsupportedAttrs = []string{
 	"__contentAddressed", "unsafeDiscardReferences",
 }
 
+// DeclineAllEnv, set to 1 in the environment of a Nix command, makes the
+// hook decline everything: `nixlayer verify` needs Nix's own build.
+const DeclineAllEnv = "NIXLAYER_HOOK_DECLINE"
+
 // Decide is the cheap part of the decision: it reads the .drv (inputs are
 // already built when Nix sends try, but nothing is realised or built here)
 // and tells whether the runner can layer it on this machine. Slots and the
 // cache are checked by the caller.
 func Decide(req *Request, settings map[string]string) Decision {
+	if os.Getenv(DeclineAllEnv) == "1" {
+		return Decision{Decline, "asked to let Nix build (" + DeclineAllEnv + "=1, e.g. nixlayer verify)"}
+	}
 	if !strings.HasSuffix(req.DrvPath, ".drv") {
 		return Decision{Decline, "not a .drv path"}
 	}

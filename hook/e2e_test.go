@@ -485,3 +485,24 @@ func TestPrePostBuildHooksRecord(t *testing.T) {
 	}
 	t.Logf("post-build-hook took %s", time.Since(t0))
 }
+
+// Issue 4 in hook mode: a resume that cannot be rewritten exactly (a gzip
+// payload holding $out) is never registered; the hook rebuilds with the
+// real paths and Nix's own build of the edited derivation matches.
+func TestHookInexactResumeFallsBack(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	s := salt(t)
+	nixBuild(t, cache, testdata, "-A", "gzipped", "--argstr", "salt", s).mustSucceed(t)
+	edited := []string{testdata, "-A", "gzipped", "--argstr", "salt", s, "--argstr", "postInstallExtra", "echo edited > $out/edited"}
+	r := nixBuild(t, cache, edited...)
+	out := r.mustSucceed(t)
+	if !r.builtByNixlayer() || !strings.Contains(r.stderr, "note.txt.gz") || !strings.Contains(r.stderr, "rebuilding every phase with the real output paths") {
+		t.Fatalf("the inexact resume was not reported and rebuilt:\n%s", r.stderr)
+	}
+	run(t, "nix-store", "--verify-path", out)
+	check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, edited...)...)
+	if msg, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("nix-build --check of the hook's output: %v\n%s", err, msg)
+	}
+}

@@ -57,9 +57,11 @@ func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*Ve
 			valid = false
 		}
 	}
-	noHook := []string{"--option", "build-hook", ""}
+	// Nix's own build: if nixlayer is Nix's build hook, it declines when
+	// NIXLAYER_HOOK_DECLINE=1 (hook.DeclineAllEnv); any other hook is Nix's.
 	if !valid {
-		cmd := exec.CommandContext(ctx, "nix-store", append(append([]string{"--realise"}, noHook...), drvPath)...)
+		cmd := exec.CommandContext(ctx, "nix-store", "--realise", drvPath)
+		cmd.Env = append(os.Environ(), "NIXLAYER_HOOK_DECLINE=1")
 		cmd.Stdout, cmd.Stderr = io.Discard, orDiscard(log)
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("building %s with Nix: %w", d.Name, err)
@@ -69,7 +71,8 @@ func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*Ve
 		}
 	} else {
 		// The outputs are valid: let Nix rebuild and keep what differs.
-		cmd := exec.CommandContext(ctx, "nix-store", append(append([]string{"--realise", "--check", "--keep-failed"}, noHook...), drvPath)...)
+		cmd := exec.CommandContext(ctx, "nix-store", "--realise", "--check", "--keep-failed", drvPath)
+		cmd.Env = append(os.Environ(), "NIXLAYER_HOOK_DECLINE=1")
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.Discard, io.MultiWriter(orDiscard(log), &stderr)
 		checkErr := cmd.Run()

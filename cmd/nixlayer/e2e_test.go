@@ -492,3 +492,49 @@ func TestOldSetupGeneration(t *testing.T) {
 	}
 	e.sameAsNix(edited, outs[0])
 }
+
+// --from forces a restart point: phases before it are reused although
+// their inputs changed, and the result is kept outside the store, marked.
+func TestFromForcesRestart(t *testing.T) {
+	e := newEnv(t)
+	base := hello(e2etest.Salt())
+	e.mustBuild(base)
+	edited := base.with("--argstr", "configureExtraFlags", "--with-greeting=Hi")
+	p := e.plan(edited, "--from", "install")
+	st := phaseStatus(p)
+	if st["configurePhase"].Status != runner.StatusForced || st["installPhase"].Status != runner.StatusRun {
+		t.Fatalf("--from install plan: configure %s, install %s", st["configurePhase"].Status, st["installPhase"].Status)
+	}
+	outs, stderr := e.mustBuild(edited, "--from", "install")
+	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "installPhase" {
+		t.Fatalf("--from install ran %v", ran)
+	}
+	if !strings.Contains(stderr, "NOT VERIFIED") || strings.HasPrefix(outs[0], nixstore.StoreDir()) {
+		t.Fatalf("a forced result must stay outside the store, marked:\n%s\n%v", stderr, outs)
+	}
+	// Without --from the same edit rebuilds from configure and is registered.
+	outs, stderr = e.mustBuild(edited)
+	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "configurePhase" {
+		t.Fatalf("after --from, a normal build ran %v", ran)
+	}
+	e.sameAsNix(edited, outs[0])
+}
+
+// nixlayer verify compares a layered result with Nix's clean build file by
+// file: identical for an exact resume; for an inexact one it names the file
+// and why.
+func TestVerifyExplainsDifferences(t *testing.T) {
+	e := newEnv(t)
+	f := fixture{attr: "gzipped", args: []string{"--argstr", "salt", e2etest.Salt()}}
+	e.mustBuild(f)
+	r := e.nixlayer(append([]string{"verify", "-Q"}, f.cli()...)...)
+	if r.Err != nil || !strings.Contains(r.Stdout, "identical to Nix's build") {
+		t.Fatalf("verify of a cold build: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
+	}
+	edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
+	e.mustBuild(edited) // inexact: kept in the cache
+	r = e.nixlayer(append([]string{"verify", "-Q"}, edited.cli()...)...)
+	if r.Err == nil || !strings.Contains(r.Stdout, "note.txt.gz") || !strings.Contains(r.Stdout, "gzip payload") {
+		t.Fatalf("verify did not explain the inexact file: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
+	}
+}
