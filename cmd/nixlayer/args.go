@@ -179,3 +179,17 @@ func (c *common) drvPath(ctx context.Context) (string, error) {
 	}
 	return drvs[0], nil
 }
+
+// open instantiates the package and opens the cache: what every build-like
+// command starts with.
+func (c *common) open(ctx context.Context) (string, *runner.Engine, error) {
+	drvPath, err := c.drvPath(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return "", nil, err
+	}
+	return drvPath, e, nil
+}

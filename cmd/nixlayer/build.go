@@ -17,11 +17,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, err := c.drvPath(ctx)
-	if err != nil {
-		return err
-	}
-	e, err := c.engine()
+	drvPath, e, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -146,11 +142,7 @@ func cmdPlan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, err := c.drvPath(ctx)
-	if err != nil {
-		return err
-	}
-	e, err := c.engine()
+	drvPath, e, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -159,12 +151,16 @@ func cmdPlan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	nixBuilt := builtByNix(e.CacheDir(), p) // builds Nix ran itself (builds.go)
 	if c.json {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(p)
+		return enc.Encode(planWithIndex{p, nixBuilt})
 	}
 	fmt.Printf("%s  (%s)\n", p.Name, p.Drv)
+	if nixBuilt != nil {
+		fmt.Printf("  %s\n", nixBuilt.text())
+	}
 	if p.Whole {
 		fmt.Printf("  built as one layer: %s\n", p.WhyWhole)
 	}
@@ -211,11 +207,7 @@ func cmdVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, err := c.drvPath(ctx)
-	if err != nil {
-		return err
-	}
-	e, err := c.engine()
+	drvPath, e, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -254,11 +246,7 @@ func cmdLearn(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, err := c.drvPath(ctx)
-	if err != nil {
-		return err
-	}
-	e, err := c.engine()
+	drvPath, e, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
