@@ -1,155 +1,35 @@
 package hook
 
-import (
-	"bufio"
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"time"
+import "github.com/nixlayer/nixlayer/buildindex"
 
-	"github.com/nixlayer/nixlayer/drv"
-)
-
-// The build index records builds nixlayer sees through Nix: the ones Nix
-// runs itself (pre-/post-build-hook) and the ones the hook builds layered,
-// so `plan`, `ls` and the editor can report them. It is an append-only JSON
-// lines file under the cache directory: one O_APPEND write per record, no
-// Nix calls, so the hooks add about a millisecond to Nix's build loop.
+// The build index (builds Nix ran itself, recorded by pre-/post-build-hook,
+// and builds the hook made) lives in package buildindex, which the CLI and
+// the language server read too. These are the names the hook uses.
 
 // Record is one line of the index.
-type Record struct {
-	Time  time.Time `json:"time"`
-	Event string    `json:"event"` // start, end, failed
-	// By is who built: "nix" (Nix's own builder) or "nixlayer" (the hook).
-	By       string            `json:"by"`
-	Drv      string            `json:"drv"`
-	Name     string            `json:"name,omitempty"`
-	Outputs  map[string]string `json:"outputs,omitempty"`
-	Duration time.Duration     `json:"duration,omitempty"`
-	Message  string            `json:"message,omitempty"`
-}
+type Record = buildindex.Record
 
-const (
-	indexDir  = "index"
-	indexFile = "builds.jsonl"
-	startsDir = "started"
-)
+const indexDir = buildindex.Dir
 
 // IndexPath is the index file of a cache directory.
-func IndexPath(cacheDir string) string { return filepath.Join(cacheDir, indexDir, indexFile) }
-
-// appendRecord adds one record to the index.
-func appendRecord(cacheDir string, r Record) error {
-	dir := filepath.Join(cacheDir, indexDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating build index directory: %w", err)
-	}
-	line, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, indexFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("opening build index: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("writing build index: %w", err)
-	}
-	return nil
-}
+func IndexPath(cacheDir string) string { return buildindex.Path(cacheDir) }
 
 // RecordStart notes that a build of drvPath began (pre-build-hook).
 func RecordStart(cacheDir, drvPath, by string) error {
-	now := time.Now()
-	dir := filepath.Join(cacheDir, indexDir, startsDir)
-	if err := os.MkdirAll(dir, 0o700); err == nil {
-		os.WriteFile(filepath.Join(dir, filepath.Base(drvPath)), []byte(strconv.FormatInt(now.UnixNano(), 10)), 0o600)
-	}
-	return appendRecord(cacheDir, Record{Time: now, Event: "start", By: by, Drv: drvPath, Name: drvName(drvPath)})
+	return buildindex.RecordStart(cacheDir, drvPath, by)
 }
 
-// RecordEnd notes that a build of drvPath ended (post-build-hook runs only
-// after success; the hook records failures too). outPaths may be empty:
-// Nix 2.8 sometimes passes no OUT_PATHS, so the outputs are then read from
-// the .drv file.
+// RecordEnd notes that a build of drvPath ended; see buildindex.RecordEnd.
 func RecordEnd(cacheDir, drvPath, by, event string, outPaths []string, msg string) error {
-	now := time.Now()
-	r := Record{Time: now, Event: event, By: by, Drv: drvPath, Name: drvName(drvPath), Message: msg}
-	r.Outputs = map[string]string{}
-	d, derr := drv.Read(drvPath)
-	for _, p := range outPaths {
-		r.Outputs[outputName(d, p)] = p
-	}
-	if len(outPaths) == 0 && derr == nil {
-		r.Outputs = d.Outputs
-	}
-	start := filepath.Join(cacheDir, indexDir, startsDir, filepath.Base(drvPath))
-	if data, err := os.ReadFile(start); err == nil {
-		if ns, err := strconv.ParseInt(string(data), 10, 64); err == nil {
-			r.Duration = now.Sub(time.Unix(0, ns))
-		}
-		os.Remove(start)
-	}
-	return appendRecord(cacheDir, r)
+	return buildindex.RecordEnd(cacheDir, drvPath, by, event, outPaths, msg)
 }
 
-func outputName(d *drv.Derivation, p string) string {
-	if d != nil {
-		for name, q := range d.Outputs {
-			if q == p {
-				return name
-			}
-		}
-	}
-	return filepath.Base(p)
-}
-
-// drvName is the name part of a .drv path (hash and .drv removed).
-func drvName(drvPath string) string {
-	base := strings.TrimSuffix(filepath.Base(drvPath), ".drv")
-	if len(base) > 33 && base[32] == '-' {
-		return base[33:]
-	}
-	return base
-}
-
-// Builds reads the index, oldest first; lines that do not parse (a torn
-// write) are skipped.
-func Builds(cacheDir string) ([]Record, error) {
-	f, err := os.Open(IndexPath(cacheDir))
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading build index: %w", err)
-	}
-	defer f.Close()
-	var out []Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var r Record
-		if json.Unmarshal(sc.Bytes(), &r) == nil {
-			out = append(out, r)
-		}
-	}
-	return out, sc.Err()
-}
+// Builds reads the index's records, oldest first.
+func Builds(cacheDir string) ([]Record, error) { return buildindex.Records(cacheDir) }
 
 // LastBuild returns the newest end (or failure) record of drvPath, if any.
 func LastBuild(cacheDir, drvPath string) (*Record, error) {
-	recs, err := Builds(cacheDir)
-	if err != nil {
-		return nil, err
-	}
-	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i].Drv == drvPath && recs[i].Event != "start" {
-			return &recs[i], nil
-		}
-	}
-	return nil, nil
+	return buildindex.LastRecord(cacheDir, drvPath)
 }
+
+func drvName(drvPath string) string { return buildindex.DrvName(drvPath) }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/runner"
@@ -40,6 +41,9 @@ type Package struct {
 	Texts map[string]string
 	// Failure is the last failed build of this derivation, if any.
 	Failure *runner.PhaseError
+	// NixBuild is the newest build of this derivation that Nix ran itself
+	// (recorded by nixlayer's post-build-hook), if any.
+	NixBuild *buildindex.Build
 }
 
 // Running describes a build in progress, for the summary lens.

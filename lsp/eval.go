@@ -17,6 +17,7 @@ import (
 	"go.lsp.dev/protocol"
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/nixstore"
@@ -183,6 +184,10 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 			continue
 		}
 		p.Plan = plan
+		// Builds Nix ran itself: only a report, so a broken index is logged.
+		if p.NixBuild, err = buildindex.LastNixBuild(eng.CacheDir(), p.DrvPath); err != nil {
+			s.log.Warn("reading the build index", zap.Error(err))
+		}
 	}
 	return ev
 }

@@ -2,6 +2,7 @@ package lsp
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -39,6 +40,15 @@ type LensInput struct {
 	// "outside the workspace", an evaluation error.
 	Pending string
 	Running *Running
+	// Now is the time ages are measured from (zero: time.Now()).
+	Now time.Time
+}
+
+func (in LensInput) now() time.Time {
+	if in.Now.IsZero() {
+		return time.Now()
+	}
+	return in.Now
 }
 
 // CodeLenses returns, for every derivation call, a summary lens on the
@@ -65,6 +75,9 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 		summary = fmt.Sprintf("⟳ building %s (%d/%d)", in.Running.Phase, in.Running.Index, in.Running.Total)
 	case v.Pkg != nil && v.Pkg.Plan != nil:
 		summary = fmt.Sprintf("%d/%d phases cached · ▶ build", v.Cached(), len(v.Phases))
+		if nb, noLayers := nixBuilt(v, in.now()); nb != "" && noLayers {
+			summary = nb + " · " + summary
+		}
 	case in.Pending != "":
 		summary = in.Pending
 	case in.Eval != nil && in.Eval.Err != "":
@@ -158,6 +171,14 @@ func Hover(in LensInput, offset int, now time.Time) *protocol.Hover {
 		if !v.Deriv.Call.Contains(offset) {
 			continue
 		}
+		if v.Pkg != nil && v.Deriv.Func.Contains(offset) {
+			r := lineRange(in.File, v.Deriv.Func)
+			r.End = position(in.File, v.Deriv.Func.End)
+			return &protocol.Hover{
+				Contents: protocol.MarkupContent{Kind: protocol.Markdown, Value: summaryHover(v, now)},
+				Range:    &r,
+			}
+		}
 		for _, a := range v.Attrs {
 			if !a.Attr.Key.Contains(offset) {
 				continue
@@ -206,6 +227,13 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 	if ph.Plan.Reason != "" {
 		fmt.Fprintf(&b, "- plan: %s\n", ph.Plan.Reason)
 	}
+	if nb, noLayers := nixBuilt(v, now); nb != "" {
+		b.WriteString("- " + nb)
+		if noLayers {
+			b.WriteString(" (no layers: next build is cold)")
+		}
+		b.WriteString("\n")
+	}
 	if keys := ph.Plan.Attrs; len(keys) > 0 {
 		shown := keys
 		if len(shown) > 12 {
@@ -222,6 +250,65 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 	}
 	if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name {
 		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), tailLines(f.LogTail, 15))
+	}
+	return b.String()
+}
+
+// nixBuilt says when Nix itself last built the evaluated derivation, as
+// recorded by nixlayer's post-build-hook ("built by Nix 3 min ago · 12.0
+// s"), and whether the cache holds no layer of it (the next layered build
+// is cold). It is "" without such a build, and while unsaved edits make
+// the buffer another derivation.
+func nixBuilt(v DerivView, now time.Time) (string, bool) {
+	if v.Pkg == nil || v.Pkg.NixBuild == nil || len(v.Edited) > 0 {
+		return "", false
+	}
+	b := v.Pkg.NixBuild
+	s := "built by Nix " + age(now.Sub(b.End)) + " ago"
+	if b.Duration > 0 {
+		s += " · " + seconds(b.Duration)
+	}
+	noLayers := true
+	if v.Pkg.Plan != nil {
+		for _, ph := range v.Pkg.Plan.Phases {
+			if ph.Layer != nil {
+				noLayers = false
+			}
+		}
+	}
+	return s, noLayers
+}
+
+// summaryHover describes a derivation call's package: its derivation,
+// what the cache holds, and the last build Nix ran itself.
+func summaryHover(v DerivView, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s**", v.Pkg.Name)
+	if v.Pkg.DrvPath != "" {
+		fmt.Fprintf(&b, " · `%s`", v.Pkg.DrvPath)
+	}
+	b.WriteString("\n\n")
+	if v.Pkg.Plan != nil {
+		fmt.Fprintf(&b, "- %d/%d phases cached\n", v.Cached(), len(v.Phases))
+	}
+	if len(v.Edited) > 0 {
+		fmt.Fprintf(&b, "- unsaved edits: %s\n", strings.Join(v.Edited, ", "))
+	}
+	if nb, noLayers := nixBuilt(v, now); nb != "" {
+		nbd := v.Pkg.NixBuild
+		fmt.Fprintf(&b, "- %s, at %s", nb, nbd.End.Local().Format("2006-01-02 15:04:05"))
+		if noLayers {
+			b.WriteString(" (no layers: next build is cold)")
+		}
+		b.WriteString("\n")
+		names := make([]string, 0, len(nbd.Outputs))
+		for n := range nbd.Outputs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(&b, "- output `%s`: `%s`\n", n, nbd.Outputs[n])
+		}
 	}
 	return b.String()
 }

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -262,9 +263,14 @@ func cmdUmount(ctx context.Context, args []string) error {
 	return nil
 }
 
-// nixlayer ls [PKG | NAME] [--json]
+// nixlayer ls [PKG | NAME] [--json [--builds]]
+//
+// The table has the layers, then the builds of the build index (builds Nix
+// ran itself, recorded by pre-/post-build-hook, and the hook's own).
+// --json prints the array of layers, as it always has; with --builds it
+// prints {"layers": [...], "builds": [...]}.
 func cmdLs(ctx context.Context, args []string) error {
-	c, pos, hasPkg, err := inspectArgs(args, nil, nil)
+	c, pos, hasPkg, err := inspectArgs(args, []string{"--builds"}, nil)
 	if err != nil {
 		return err
 	}
@@ -277,7 +283,7 @@ func cmdLs(ctx context.Context, args []string) error {
 	case len(pos) == 1:
 		p.Name = pos[0]
 	case len(pos) > 1:
-		return fmt.Errorf("usage: nixlayer ls [PACKAGE | NAME] [--json]")
+		return fmt.Errorf("usage: nixlayer ls [PACKAGE | NAME] [--json [--builds]]")
 	}
 	e, err := c.engine()
 	if err != nil {
@@ -288,16 +294,37 @@ func cmdLs(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.json {
-		if rows == nil {
-			rows = []runner.LayerRow{}
-		}
+	if rows == nil {
+		rows = []runner.LayerRow{}
+	}
+	if c.json && !c.flags["--builds"] {
 		return printJSON(rows)
+	}
+	builds, err := indexBuilds(e.CacheDir(), p)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(struct {
+			Layers []runner.LayerRow  `json:"layers"`
+			Builds []buildindex.Build `json:"builds"`
+		}{rows, builds})
 	}
 	if len(rows) == 0 {
 		fmt.Fprintln(os.Stderr, "nixlayer: no layers in the cache")
-		return nil
+	} else {
+		printLayers(rows)
 	}
+	if len(builds) > 0 {
+		if len(rows) > 0 {
+			fmt.Println()
+		}
+		printBuilds(os.Stdout, builds)
+	}
+	return nil
+}
+
+func printLayers(rows []runner.LayerRow) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PACKAGE\tPHASE\tSTATUS\tLAYER\tKEY\tOWN\tSHARED\tAGE\tTOOK\t")
 	var total int64
@@ -326,7 +353,6 @@ func cmdLs(ctx context.Context, args []string) error {
 	}
 	tw.Flush()
 	fmt.Printf("%d layers, %s\n", len(rows), size(total))
-	return nil
 }
 
 func age(t time.Time) string {

@@ -1,0 +1,172 @@
+// Package buildindex is the index of builds nixlayer sees through Nix: the
+// ones Nix runs itself (recorded by pre-/post-build-hook) and the ones the
+// build hook makes layered, so `plan`, `ls` and the editor can report them.
+//
+// It is an append-only JSON lines file under the cache directory: one
+// O_APPEND write per record, no Nix calls, so the hooks add about a
+// millisecond to Nix's build loop. The package sits below hook, lsp and
+// cmd and imports only drv.
+package buildindex
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nixlayer/nixlayer/drv"
+)
+
+// Who built: Nix's own builder, or nixlayer's build hook.
+const (
+	ByNix      = "nix"
+	ByNixlayer = "nixlayer"
+)
+
+// Events of a record.
+const (
+	EventStart  = "start"
+	EventEnd    = "end"
+	EventFailed = "failed"
+)
+
+// Record is one line of the index.
+type Record struct {
+	Time  time.Time `json:"time"`
+	Event string    `json:"event"` // start, end, failed
+	// By is who built: "nix" (Nix's own builder) or "nixlayer" (the hook).
+	By       string            `json:"by"`
+	Drv      string            `json:"drv"`
+	Name     string            `json:"name,omitempty"`
+	Outputs  map[string]string `json:"outputs,omitempty"`
+	Duration time.Duration     `json:"duration,omitempty"`
+	Message  string            `json:"message,omitempty"`
+}
+
+// Dir is the index's directory inside a cache directory.
+const Dir = "index"
+
+const (
+	indexFile = "builds.jsonl"
+	startsDir = "started"
+)
+
+// Path is the index file of a cache directory.
+func Path(cacheDir string) string { return filepath.Join(cacheDir, Dir, indexFile) }
+
+// Append adds one record to the index.
+func Append(cacheDir string, r Record) error {
+	dir := filepath.Join(cacheDir, Dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating build index directory: %w", err)
+	}
+	line, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, indexFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening build index: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("writing build index: %w", err)
+	}
+	return nil
+}
+
+// RecordStart notes that a build of drvPath began (pre-build-hook).
+func RecordStart(cacheDir, drvPath, by string) error {
+	now := time.Now()
+	dir := filepath.Join(cacheDir, Dir, startsDir)
+	if err := os.MkdirAll(dir, 0o700); err == nil {
+		os.WriteFile(filepath.Join(dir, filepath.Base(drvPath)), []byte(strconv.FormatInt(now.UnixNano(), 10)), 0o600)
+	}
+	return Append(cacheDir, Record{Time: now, Event: EventStart, By: by, Drv: drvPath, Name: DrvName(drvPath)})
+}
+
+// RecordEnd notes that a build of drvPath ended (post-build-hook runs only
+// after success; the hook records failures too). outPaths may be empty:
+// Nix 2.8 sometimes passes no OUT_PATHS, so the outputs are then read from
+// the .drv file.
+func RecordEnd(cacheDir, drvPath, by, event string, outPaths []string, msg string) error {
+	now := time.Now()
+	r := Record{Time: now, Event: event, By: by, Drv: drvPath, Name: DrvName(drvPath), Message: msg}
+	r.Outputs = map[string]string{}
+	d, derr := drv.Read(drvPath)
+	for _, p := range outPaths {
+		r.Outputs[outputName(d, p)] = p
+	}
+	if len(outPaths) == 0 && derr == nil {
+		r.Outputs = d.Outputs
+	}
+	start := filepath.Join(cacheDir, Dir, startsDir, filepath.Base(drvPath))
+	if data, err := os.ReadFile(start); err == nil {
+		if ns, err := strconv.ParseInt(string(data), 10, 64); err == nil {
+			r.Duration = now.Sub(time.Unix(0, ns))
+		}
+		os.Remove(start)
+	}
+	return Append(cacheDir, r)
+}
+
+func outputName(d *drv.Derivation, p string) string {
+	if d != nil {
+		for name, q := range d.Outputs {
+			if q == p {
+				return name
+			}
+		}
+	}
+	return filepath.Base(p)
+}
+
+// DrvName is the name part of a .drv path (hash and .drv removed).
+func DrvName(drvPath string) string {
+	base := strings.TrimSuffix(filepath.Base(drvPath), ".drv")
+	if len(base) > 33 && base[32] == '-' {
+		return base[33:]
+	}
+	return base
+}
+
+// Records reads the index, oldest first; lines that do not parse (a torn
+// write) are skipped. A cache without an index has no records.
+func Records(cacheDir string) ([]Record, error) {
+	f, err := os.Open(Path(cacheDir))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading build index: %w", err)
+	}
+	defer f.Close()
+	var out []Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var r Record
+		if json.Unmarshal(sc.Bytes(), &r) == nil {
+			out = append(out, r)
+		}
+	}
+	return out, sc.Err()
+}
+
+// LastRecord returns the newest end (or failure) record of drvPath, if any.
+func LastRecord(cacheDir, drvPath string) (*Record, error) {
+	recs, err := Records(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Drv == drvPath && recs[i].Event != EventStart {
+			return &recs[i], nil
+		}
+	}
+	return nil, nil
+}
