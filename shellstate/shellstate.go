@@ -79,15 +79,15 @@ func parseOne(vars, funcs, cwd, opts []byte) (*Capture, error) {
 		if name == "" {
 			continue
 		}
-		c.Vars[name] = Var{Decl: string(vars[st.Pos().Offset():st.End().Offset()]), Flags: flags}
+		c.Vars[name] = Var{Decl: source(vars, st), Flags: flags}
 	}
 	f, err = p.Parse(bytes.NewReader(funcs), "declare-f")
 	if err != nil {
 		return nil, fmt.Errorf("parse functions: %w", err)
 	}
 	for _, st := range f.Stmts {
-		if fd, ok := st.Cmd.(*syntax.FuncDecl); ok {
-			c.Funcs[fd.Name.Value] = string(funcs[st.Pos().Offset():st.End().Offset()])
+		if fd, ok := st.Cmd.(*syntax.FuncDecl); ok && fd.Name != nil && fd.Name.Value != "" {
+			c.Funcs[fd.Name.Value] = source(funcs, st)
 		}
 	}
 	for _, line := range strings.Split(string(opts), "\n") {
@@ -97,6 +97,19 @@ func parseOne(vars, funcs, cwd, opts []byte) (*Capture, error) {
 		}
 	}
 	return c, nil
+}
+
+// source is the text of a statement (clamped: a malformed dump must not
+// make the parser's positions index past it).
+func source(src []byte, st *syntax.Stmt) string {
+	start, end := int(st.Pos().Offset()), int(st.End().Offset())
+	if end > len(src) {
+		end = len(src)
+	}
+	if start > end {
+		start = end
+	}
+	return string(src[start:end])
 }
 
 // Delta is the change from a fresh shell (stdenv sourced) to a later state:
