@@ -17,19 +17,19 @@ cache=$work/cache
 salt=$(date +%s%N)
 
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }; e=$(date +%s.%N); echo "$e - $s" | bc; }
-pkg() { echo -f testdata -A hello --arg nfiles "$NFILES" --argstr salt "$1" "${@:2}"; }
+pkg() { echo testdata -A hello --arg nfiles "$NFILES" --argstr salt "$1"; }
 
 echo "benchmark: hello with $NFILES generated C files, $(nproc) cores, $(nix --version)"
 export NIXLAYER_BACKGROUND_LEARN=0 # the learner is timed on its own below
-t_nix=$(secs nix-build --no-out-link $(pkg "nix-$salt"))
-t_cold=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt"))
+t_nix=$(secs nix-build --no-out-link $(pkg "nix-$salt")) || exit 1
+t_cold=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt")) || exit 1
 # What `nixlayer build` starts in the background after a cold build.
-t_learn=$(secs "$nl" learn --cache "$cache" $(pkg "nl-$salt"))
+t_learn=$(secs "$nl" learn --cache "$cache" $(pkg "nl-$salt")) || exit 1
 edit=(--argstr installExtra 'echo edited > $out/edited')
-t_full=$(secs nix-build --no-out-link $(pkg "nix-$salt") "${edit[@]}")
-t_resume=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt") "${edit[@]}")
+t_full=$(secs nix-build --no-out-link $(pkg "nix-$salt") "${edit[@]}") || exit 1
+t_resume=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt") "${edit[@]}") || exit 1
 edit2=(--argstr installExtra 'echo edited again > $out/edited')
-t_resume2=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt") "${edit2[@]}")
+t_resume2=$(secs "$nl" build -Q --cache "$cache" --no-out-link $(pkg "nl-$salt") "${edit2[@]}") || exit 1
 
 printf '\n%-46s %8.2f s\n' "nix-build (cold)" "$t_nix"
 printf '%-46s %8.2f s\n' "nixlayer build (cold)" "$t_cold"
