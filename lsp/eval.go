@@ -3,10 +3,8 @@ package lsp
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -210,56 +208,13 @@ func (s *server) target(path string) Target {
 // buffer's text is evaluated (from stdin, in the file's directory, so
 // relative paths resolve as in the file): builds match what the user sees.
 func (s *server) instantiate(ctx context.Context, t Target, snap snapshot) ([]string, error) {
+	nt := nixstore.Target{File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}
 	if t.Expr == "" && t.File == snap.path {
 		if disk, err := os.ReadFile(snap.path); err != nil || !bytes.Equal(disk, snap.text) {
-			return instantiateText(ctx, t, snap)
+			nt.Source = snap.text
 		}
 	}
-	return nixstore.Instantiate(ctx, nixstore.Target{File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs})
-}
-
-func instantiateText(ctx context.Context, t Target, snap snapshot) ([]string, error) {
-	args := []string{"--no-gc-warning", "-"}
-	if t.Attr != "" {
-		args = append(args, "-A", t.Attr)
-	}
-	for _, kv := range sortedPairs(t.Args) {
-		args = append(args, "--arg", kv[0], kv[1])
-	}
-	for _, kv := range sortedPairs(t.ArgStrs) {
-		args = append(args, "--argstr", kv[0], kv[1])
-	}
-	cmd := exec.CommandContext(ctx, "nix-instantiate", args...)
-	cmd.Dir = filepath.Dir(snap.path)
-	cmd.Stdin = bytes.NewReader(snap.text)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		msg := strings.TrimSpace(errb.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, fmt.Errorf("instantiating the unsaved buffer of %s: %s", snap.path, msg)
-	}
-	var drvs []string
-	seen := map[string]bool{}
-	for _, l := range strings.Split(out.String(), "\n") {
-		l = strings.TrimSpace(l)
-		if i := strings.IndexByte(l, '!'); i >= 0 {
-			l = l[:i]
-		}
-		if l != "" && !seen[l] {
-			seen[l] = true
-			drvs = append(drvs, l)
-		}
-	}
-	if len(drvs) == 0 {
-		return nil, errors.New("nix-instantiate printed no derivation; does the file evaluate to a derivation?")
-	}
-	return drvs, nil
+	return nixstore.Instantiate(ctx, nt)
 }
 
 func sortedPairs(m map[string]string) [][2]string {

@@ -1,6 +1,7 @@
 package nixstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,13 +19,17 @@ type Target struct {
 	Expr    string
 	Args    map[string]string // --arg NAME EXPR
 	ArgStrs map[string]string // --argstr NAME STRING
+	// Source, when set, is evaluated instead of File (from stdin, in File's
+	// directory so relative paths resolve as in the file): an editor's
+	// unsaved buffer.
+	Source []byte
 }
 
 // Instantiate evaluates t with nix-instantiate and returns the .drv paths
 // (in Nix's order, without duplicates). A t.File that is a .drv file is
 // returned as is.
 func Instantiate(ctx context.Context, t Target) ([]string, error) {
-	if t.Expr == "" && strings.HasSuffix(t.File, ".drv") {
+	if t.Expr == "" && t.Source == nil && strings.HasSuffix(t.File, ".drv") {
 		if strings.HasPrefix(t.File, StoreDir()+"/") {
 			if _, err := os.Stat(t.File); err != nil {
 				return nil, fmt.Errorf("derivation %s: %w; instantiate its Nix expression again", t.File, err)
@@ -40,6 +45,8 @@ func Instantiate(ctx context.Context, t Target) ([]string, error) {
 			return nil, fmt.Errorf("instantiate: both a file (%s) and an expression were given; pass one", t.File)
 		}
 		args = append(args, "-E", t.Expr)
+	case t.Source != nil:
+		args = append(args, "-")
 	case t.File != "":
 		args = append(args, t.File)
 	}
@@ -52,7 +59,12 @@ func Instantiate(ctx context.Context, t Target) ([]string, error) {
 	for _, kv := range sortedPairs(t.ArgStrs) {
 		args = append(args, "--argstr", kv[0], kv[1])
 	}
-	out, err := run(ctx, nil, "nix-instantiate", args...)
+	var stdin io.Reader
+	dir := ""
+	if t.Source != nil {
+		stdin, dir = bytes.NewReader(t.Source), filepath.Dir(t.File)
+	}
+	out, err := runIn(ctx, dir, stdin, "nix-instantiate", args...)
 	if err != nil {
 		return nil, fmt.Errorf("instantiating %s: %w", t.describe(), err)
 	}

@@ -80,10 +80,16 @@ func (t *tailBuffer) String() string {
 // run runs a Nix tool with args and optional stdin and returns stdout.
 // Errors name the command and quote the end of its stderr.
 func run(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
+	return runIn(ctx, "", stdin, name, args...)
+}
+
+// runIn is run in the directory dir ("" for the current one).
+func runIn(ctx context.Context, dir string, stdin io.Reader, name string, args ...string) ([]byte, error) {
 	if _, err := exec.LookPath(name); err != nil {
 		return nil, fmt.Errorf("%s not found in PATH: install Nix (e.g. apt-get install nix-bin) or add its bin directory to PATH", name)
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
 	var stdout bytes.Buffer
 	tail := &tailBuffer{max: 4096}
 	cmd.Stdout = &stdout

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,4 +193,13 @@ func (c *common) open(ctx context.Context) (string, *runner.Engine, error) {
 		return "", nil, err
 	}
 	return drvPath, e, nil
+}
+
+// buildLog is where the builder's output goes: stderr without Nix's
+// structured lines, or nowhere with -Q.
+func (c *common) buildLog() io.Writer {
+	if c.quiet {
+		return io.Discard
+	}
+	return newUserLog(os.Stderr)
 }

@@ -22,10 +22,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	var logw io.Writer = newUserLog(os.Stderr)
-	if c.quiet {
-		logw = io.Discard
-	}
+	logw := c.buildLog()
 	link := c.outLink
 	if c.noLink {
 		link = ""
@@ -212,10 +209,7 @@ func cmdVerify(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	var logw io.Writer = newUserLog(os.Stderr)
-	if c.quiet {
-		logw = io.Discard
-	}
+	logw := c.buildLog()
 	v, err := e.Verify(ctx, drvPath, logw)
 	if err != nil {
 		return err

@@ -97,6 +97,20 @@ func (c *common) pkg(ctx context.Context) (runner.Package, error) {
 	return runner.Package{DrvPath: d}, nil
 }
 
+// openPkg resolves the package (default.nix when none is named) and opens
+// the cache.
+func (c *common) openPkg(ctx context.Context) (runner.Package, *runner.Engine, error) {
+	p, err := c.pkg(ctx)
+	if err != nil {
+		return runner.Package{}, nil, err
+	}
+	e, err := c.engine()
+	if err != nil {
+		return runner.Package{}, nil, err
+	}
+	return p, e, nil
+}
+
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -122,11 +136,7 @@ func cmdShell(ctx context.Context, args []string) error {
 	if len(pos) > 0 || at == "" {
 		return fmt.Errorf("usage: nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
 	}
-	p, err := c.pkg(ctx)
-	if err != nil {
-		return err
-	}
-	e, err := c.engine()
+	p, e, err := c.openPkg(ctx)
 	if err != nil {
 		return err
 	}
@@ -481,11 +491,7 @@ func cmdExport(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF]")
 	}
-	p, err := c.pkg(ctx)
-	if err != nil {
-		return err
-	}
-	e, err := c.engine()
+	p, e, err := c.openPkg(ctx)
 	if err != nil {
 		return err
 	}
