@@ -211,45 +211,57 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 		s.mu.Unlock()
 	case ctx.Err() != nil:
 		prog.message = "cancelled"
-		s.replan(d, pkg)
+		s.replan(d)
 		return nil, protocol.ErrRequestCancelled
 	default:
 		prog.message = "build error"
-		s.replan(d, pkg)
+		s.replan(d)
 		return nil, lspError(jsonrpc2.InternalError, "building %s: %v", pkg.Name, err)
 	}
-	s.replan(d, pkg)
+	s.replan(d)
 	return out, nil
 }
 
-// replan asks the runner again after a build, so lenses show the new cache.
-func (s *server) replan(d *document, pkg *Package) {
+// replan asks the runner again after a build, so lenses show the new
+// cache: for every derivation of the document, since the build (possibly
+// of the unsaved buffer, a different .drv) may have filled layers they share.
+func (s *server) replan(d *document) {
 	eng, err := s.getEngine()
 	if err != nil {
 		return
 	}
-	plan, err := eng.Plan(s.ctx, pkg.DrvPath, runner.PlanOptions{})
-	if err != nil {
-		s.log.Warn("planning after a build", zap.Error(err))
+	s.mu.Lock()
+	ev := d.eval
+	s.mu.Unlock()
+	if ev == nil {
 		return
+	}
+	plans := map[string]*runner.Plan{}
+	for _, p := range ev.Packages {
+		plan, err := eng.Plan(s.ctx, p.DrvPath, runner.PlanOptions{})
+		if err != nil {
+			s.log.Warn("planning after a build", zap.String("drv", p.DrvPath), zap.Error(err))
+			continue
+		}
+		plans[p.DrvPath] = plan
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d.eval == nil {
+	if d.eval != ev { // a newer evaluation already has fresh plans
 		return
 	}
 	// Evaluations are immutable for readers: install a copy.
-	ev := *d.eval
-	ev.Packages = nil
-	for _, p := range d.eval.Packages {
-		if p.DrvPath == pkg.DrvPath {
-			cp := *p
-			cp.Plan, cp.Failure = plan, d.failures[p.DrvPath]
-			p = &cp
+	next := *ev
+	next.Packages = nil
+	for _, p := range ev.Packages {
+		cp := *p
+		if plan := plans[p.DrvPath]; plan != nil {
+			cp.Plan = plan
 		}
-		ev.Packages = append(ev.Packages, p)
+		cp.Failure = d.failures[p.DrvPath]
+		next.Packages = append(next.Packages, &cp)
 	}
-	d.eval = &ev
+	d.eval = &next
 }
 
 // failureDiagnostic puts a failed phase on its attribute; s.mu is held.
