@@ -265,16 +265,15 @@ func scratchJob(j *job, outputs map[string]string, curTo map[string]string) *job
 		}
 		sj.env[k] = v
 	}
-	if d.StructuredAttrs() {
-		env := map[string]string{}
-		for k, v := range d.Env {
-			for c, b := range curTo {
-				v = strings.ReplaceAll(v, c, b)
-			}
-			env[k] = v
+	// The attributes too: they become .attrs files and passAsFile files.
+	env := map[string]string{}
+	for k, v := range d.Env {
+		for c, b := range curTo {
+			v = strings.ReplaceAll(v, c, b)
 		}
-		d.Env = env
+		env[k] = v
 	}
+	d.Env = env
 	return &sj
 }
 

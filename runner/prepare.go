@@ -54,6 +54,9 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	if err != nil {
 		return nil, err
 	}
+	if a := unsupported(d); a != "" {
+		return nil, fmt.Errorf("%s uses %s, which nixlayer does not reproduce: build it with nix-build", d.Name, a)
+	}
 	var realise []string
 	for p, outs := range d.InputDrvs {
 		for _, o := range outs {
@@ -238,7 +241,9 @@ func tail(s string, n int) string {
 // builders work around; reproduced so they take the same path).
 func builderEnv(d *drv.Derivation, cores int) map[string]string {
 	if !d.StructuredAttrs() {
-		return sandbox.Env(d.Env, cores)
+		env := sandbox.Env(d.Env, cores)
+		applyPassAsFile(d, env)
+		return env
 	}
 	env := sandbox.Env(nil, cores)
 	hostTop := "/tmp/nix-build-" + strings.TrimSuffix(filepath.Base(d.Path)[33:], ".drv") + ".drv-0"

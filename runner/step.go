@@ -148,6 +148,9 @@ func writeAttrsFiles(j *job, buildDir string) error {
 	if err := os.MkdirAll(buildDir, 0o755); err != nil {
 		return fmt.Errorf("prepare build directory: %w", err)
 	}
+	if err := writePassAsFiles(j.drv, buildDir); err != nil {
+		return err
+	}
 	if !j.drv.StructuredAttrs() {
 		return nil
 	}

@@ -312,4 +312,42 @@ rec {
     enableParallelBuilding = true;
     postInstall = postInstallExtra;
   };
+
+  # passAsFile: Nix hands the attribute to the builder as a file ($payloadPath)
+  # instead of an environment variable.
+  passfile = mkDerivation {
+    pname = "passfile";
+    version = "1";
+    dontUnpack = true;
+    payload = "a large attribute\nwith several lines\n";
+    passAsFile = [ "payload" ];
+    installPhase = ''
+      mkdir -p $out
+      cp "$payloadPath" $out/payload
+      echo "payload variable: ''${payload:-unset}, file: $(basename "$payloadPath")" > $out/how
+    '';
+  };
+
+  # Like nixpkgs' runCommand: the buildCommand itself is passed as a file.
+  runcmd = mkDerivation {
+    name = "runcmd-1";
+    passAsFile = [ "buildCommand" ];
+    buildCommand = ''
+      mkdir -p $out
+      echo "built from $(basename "$buildCommandPath")" > $out/how
+    '';
+  };
+
+  # An output check Nix enforces after the build: this output mentions bash,
+  # which disallowedReferences forbids, so the build must fail.
+  refcheck = mkDerivation {
+    pname = "refcheck";
+    version = "1";
+    dontUnpack = true;
+    disallowedReferences = [ bash ];
+    installPhase = ''
+      mkdir -p $out
+      echo "${bash}" > $out/uses-bash
+    '';
+  };
 }

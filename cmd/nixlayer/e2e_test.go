@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -159,6 +160,9 @@ func TestFixturesEqualNixBuild(t *testing.T) {
 		// Records identity, environment, /etc, /dev, the store and the
 		// network as the builder sees them: equal means the sandbox matches.
 		{attr: "envprobe", args: []string{"--argstr", "salt", salt}},
+		// passAsFile, in a phase and as nixpkgs' runCommand does it.
+		{attr: "passfile", args: []string{"--argstr", "salt", salt}},
+		{attr: "runcmd", args: []string{"--argstr", "salt", salt}},
 	} {
 		t.Run(f.attr, func(t *testing.T) {
 			outs, stderr := e.mustBuild(f)
@@ -536,5 +540,36 @@ func TestVerifyExplainsDifferences(t *testing.T) {
 	r = e.nixlayer(append([]string{"verify", "-Q"}, edited.cli()...)...)
 	if r.Err == nil || !strings.Contains(r.Stdout, "note.txt.gz") || !strings.Contains(r.Stdout, "gzip payload") {
 		t.Fatalf("verify did not explain the inexact file: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
+	}
+}
+
+// Output checks Nix enforces after a build (disallowedReferences) fail the
+// layered build the same way; fixed-output derivations are left to Nix,
+// which checks their hash.
+func TestNixChecksAndFixedOutput(t *testing.T) {
+	e := newEnv(t)
+	f := fixture{attr: "refcheck", args: []string{"--argstr", "salt", e2etest.Salt()}}
+	r := e.nixlayer(append([]string{"build", "-Q"}, f.cli()...)...)
+	if r.Err == nil || !strings.Contains(r.Stderr, "is not allowed to refer to the following paths (disallowedReferences)") {
+		t.Fatalf("a disallowed reference was not refused: %v\n%s", r.Err, r.Stderr)
+	}
+	drv := e2etest.Lines(e2etest.Run(e.dir, nil, "nix-instantiate", f.cli()[1:]...).Stdout)[0]
+	out := e2etest.Lines(e2etest.Run(e.dir, nil, "nix-store", "-q", "--outputs", drv).Stdout)[0]
+	if ok, _ := nixstore.IsValid(t.Context(), out); ok {
+		t.Fatalf("%s was registered although Nix would refuse it", out)
+	}
+	if r := e2etest.Run(e.dir, nil, "nix-build", append([]string{"--no-out-link"}, f.cli()[1:]...)...); r.Err == nil {
+		t.Fatal("nix-build accepted the fixture: it no longer tests output checks")
+	}
+
+	content := e2etest.Salt()
+	sum := sha256.Sum256([]byte(content + "\n"))
+	fod := fmt.Sprintf(`derivation { name = "fod"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %s > $out" ]; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "%x"; }`, content, sum)
+	r = e.nixlayer("build", "-Q", "-E", fod)
+	if r.Err != nil || !strings.Contains(r.Stderr, "built by Nix") {
+		t.Fatalf("fixed-output derivation: %v\n%s", r.Err, r.Stderr)
+	}
+	if got, _ := os.ReadFile(e2etest.Lines(r.Stdout)[0]); strings.TrimSpace(string(got)) != content {
+		t.Fatalf("fixed-output result holds %q", got)
 	}
 }
