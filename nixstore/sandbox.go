@@ -142,3 +142,23 @@ func applyConfig(text, origin string, paths *[]string, set *bool, depth int) err
 	}
 	return sc.Err()
 }
+
+// BuildCores is Nix's `cores` setting, which Nix passes to builders as
+// NIX_BUILD_CORES unchanged (0 tells the builder to use every CPU); ok is
+// false when Nix cannot tell.
+func BuildCores(ctx context.Context) (cores int, ok bool) {
+	out, err := run(ctx, nil, "nix", "--extra-experimental-features", "nix-command", "show-config", "--json")
+	if err != nil {
+		return 0, false
+	}
+	var cfg map[string]struct {
+		Value json.RawMessage `json:"value"`
+	}
+	if json.Unmarshal(out, &cfg) != nil {
+		return 0, false
+	}
+	if v, found := cfg["cores"]; found && json.Unmarshal(v.Value, &cores) == nil {
+		return cores, true
+	}
+	return 0, false
+}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
 
@@ -22,7 +23,8 @@ import (
 type Options struct {
 	// CacheDir holds the layer store, probes and results.
 	CacheDir string
-	// Cores is NIX_BUILD_CORES (default: all CPUs, as Nix's cores = 0).
+	// Cores is NIX_BUILD_CORES; negative (or zero when unset) means Nix's
+	// own `cores` setting, as nix-build would pass it.
 	Cores int
 	// Rewriter adapts reused layers to new output paths. By default the
 	// runner learns each chain's path-dependency map and rewrites exactly.
@@ -63,7 +65,11 @@ func Open(opts Options) (*Engine, error) {
 		opts.CacheDir = DefaultCacheDir()
 	}
 	if opts.Cores <= 0 {
-		opts.Cores = runtime.NumCPU()
+		if cores, ok := nixstore.BuildCores(context.Background()); ok {
+			opts.Cores = cores
+		} else {
+			opts.Cores = runtime.NumCPU()
+		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
