@@ -341,7 +341,9 @@ func printLayers(rows []runner.LayerRow) {
 	for _, r := range rows {
 		phase, key, status := r.Phase, "-", r.Status
 		if phase == "" {
-			phase = "(" + r.Note + ")"
+			// e.g. "rewrite: learned path map (…)": the kind is enough here.
+			kind, _, _ := strings.Cut(r.Note, ":")
+			phase = "(" + kind + ")"
 		}
 		if len(r.Key) >= 12 {
 			key = r.Key[:12]
