@@ -145,7 +145,13 @@ func writeKeepingMode(path string, data []byte, info fs.FileInfo) error {
 	if err := os.WriteFile(path, data, mode|0o200); err != nil {
 		return err
 	}
-	return os.Chmod(path, mode)
+	if err := os.Chmod(path, mode); err != nil {
+		return err
+	}
+	// Keep the modification time: make compares it, and a rewritten
+	// config.status newer than its Makefile would make `make install`
+	// regenerate the build system.
+	return os.Chtimes(path, info.ModTime(), info.ModTime())
 }
 
 // hashPart returns the 32-character hash of a store path.
