@@ -573,3 +573,27 @@ func TestNixChecksAndFixedOutput(t *testing.T) {
 		t.Fatalf("fixed-output result holds %q", got)
 	}
 }
+
+// Where overlay cannot work the store falls back to vfs (full copies):
+// slower, the same results.
+func TestVFSDriver(t *testing.T) {
+	e := newEnv(t)
+	vfs := []string{"NIXLAYER_STORAGE_DRIVER=vfs"}
+	f := hello(e2etest.Salt())
+	r := e2etest.Run(e.dir, vfs, nixlayerBin, append([]string{"build", "-Q", "--cache", e.cache}, f.cli()...)...)
+	if r.Err != nil {
+		t.Fatalf("vfs cold build: %v\n%s", r.Err, r.Stderr)
+	}
+	edited := f.with("--argstr", "postInstallExtra", "echo vfs > $out/vfs")
+	r = e2etest.Run(e.dir, vfs, nixlayerBin, append([]string{"build", "-Q", "--cache", e.cache}, edited.cli()...)...)
+	if r.Err != nil {
+		t.Fatalf("vfs resumed build: %v\n%s", r.Err, r.Stderr)
+	}
+	if ran := ranPhases(r.Stderr); len(ran) == 0 || ran[0] != "installPhase" {
+		t.Fatalf("vfs resume ran %v", ran)
+	}
+	e.sameAsNix(edited, e2etest.Lines(r.Stdout)[0])
+	if _, err := os.Stat(filepath.Join(e.cache, "storage", "vfs")); err != nil {
+		t.Fatalf("the cache does not use the vfs driver: %v", err)
+	}
+}
