@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -18,18 +17,5 @@ func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
-	if !e2etest.Enabled() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "nixlayer-runner-bin-")
-	if err != nil {
-		panic(err)
-	}
-	if nixlayerBin, err = e2etest.BuildBinary(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "building nixlayer:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(e2etest.Main(m, &nixlayerBin))
 }

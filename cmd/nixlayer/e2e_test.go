@@ -27,20 +27,7 @@ func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
-	if e2etest.Enabled() {
-		dir, err := os.MkdirTemp("", "nixlayer-bin-")
-		if err != nil {
-			panic(err)
-		}
-		if nixlayerBin, err = e2etest.BuildBinary(dir); err != nil {
-			fmt.Fprintln(os.Stderr, "building nixlayer:", err)
-			os.Exit(1)
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
+	os.Exit(e2etest.Main(m, &nixlayerBin))
 }
 
 // fixture names a testdata package with its arguments.

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,4 +88,24 @@ func Lines(s string) []string {
 		}
 	}
 	return out
+}
+
+// Main runs a package's tests; with end-to-end tests enabled it first
+// builds the nixlayer binary into *bin (removed afterwards). Call it from
+// TestMain after reexec.Init.
+func Main(m *testing.M, bin *string) int {
+	if !Enabled() {
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "nixlayer-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = BuildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "building nixlayer:", err)
+		return 1
+	}
+	return m.Run()
 }
