@@ -177,20 +177,30 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		}
 		progress(Event{Kind: "rewrite", Message: fmt.Sprintf("reused layers rewritten for the new output path: %s: %d files (%s)%s", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method, whyText(res.Rewrite))})
 		if !res.Rewrite.Exact && bo.Exact {
-			// Never keep an inexact resume: run every phase with the real paths.
+			// Never keep an inexact resume: keep the longest prefix whose
+			// path map is exact and rebuild from the phase after it (the
+			// one that produced what cannot be rewritten) with the real paths.
 			e.layers.Delete(rewritten)
-			progress(Event{Kind: "fallback", Message: "rewrite not exact; rebuilding every phase with the real output paths"})
-			res.Reused, res.Verified = nil, true
-			for i := range plan.Phases {
+			keep, kparent, kstate, err := e.exactPrefix(ctx, j, plan, parent, len(res.Reused), res)
+			if err != nil {
+				return nil, err
+			}
+			why := "reused layers could not be rewritten exactly for the new output paths"
+			if keep > 0 {
+				progress(Event{Kind: "fallback", Message: fmt.Sprintf("rewrite not exact; keeping %d phases rewritten exactly and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
+			} else {
+				progress(Event{Kind: "fallback", Message: "rewrite not exact; rebuilding every phase with the real output paths"})
+			}
+			res.Reused, res.Verified = res.Reused[:keep], true
+			for i := keep; i < len(plan.Phases); i++ {
 				plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
-				plan.Phases[i].Reason = "follows " + plan.Phases[0].Name
+				plan.Phases[i].Reason = "follows " + plan.Phases[keep].Name
 			}
-			plan.Phases[0].Reason = "reused layers could not be rewritten exactly for the new output paths"
-			plan.Rewrite = nil
-			parent, state = "", nil
-			if j.probe != nil {
-				state = j.probe.Start
+			plan.Phases[keep].Reason = why
+			if keep == 0 {
+				plan.Rewrite = nil
 			}
+			parent, state = kparent, kstate
 		} else {
 			parent, state = rewritten, next
 		}
@@ -582,4 +592,47 @@ func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, prog
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// exactPrefix finds the longest prefix of the reused chain (ending in top,
+// n phases) whose path map is exact and rewrites it on a new layer. It
+// returns how many phases it keeps (0: none, start from scratch), the layer
+// and the shell state to continue from.
+func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, top string, n int, res *Result) (int, string, *shellstate.Delta, error) {
+	var start *shellstate.Delta
+	if j.probe != nil {
+		start = j.probe.Start
+	}
+	chain, err := e.phaseChain(top, n)
+	if err != nil {
+		return 0, "", start, nil
+	}
+	for k := n - 1; k >= 1; k-- {
+		base := chain[k-1]
+		m := e.storedMap(base.ID)
+		if m == nil || !m.Exact() {
+			continue
+		}
+		old2new := map[string]string{}
+		for name, old := range base.Meta.Outputs {
+			if cur := j.drv.Outputs[name]; cur != "" && cur != old {
+				old2new[old] = cur
+			}
+		}
+		state, err := e.loadState(base.ID)
+		if err != nil {
+			return 0, "", start, err
+		}
+		rewritten, next, err := e.rewriteLayer(j, base.ID, state, old2new, res, rewrite.Learned{Map: m})
+		if err != nil {
+			return 0, "", start, err
+		}
+		if !res.Rewrite.Exact {
+			e.layers.Delete(rewritten)
+			continue
+		}
+		return k, rewritten, next, nil
+	}
+	res.Rewrite = nil
+	return 0, "", start, nil
 }
