@@ -266,7 +266,7 @@ func planSummary(p *Plan) string {
 // runPhase runs phase i on a new layer over parent.
 func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
 	ph := plan.Phases[i]
-	meta := layers.Meta{Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.attrs}
+	meta := layers.Meta{Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.KeyInputs}
 	l, err := e.layers.Create(parent, meta)
 	if err != nil {
 		return "", nil, err

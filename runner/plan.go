@@ -57,7 +57,10 @@ type PhasePlan struct {
 	// Attrs are the attributes this phase's key covers.
 	Attrs []string   `json:"attrs"`
 	Layer *LayerInfo `json:"layer,omitempty"`
-	attrs map[string]string
+	// KeyInputs is what went into the key besides the previous phase's key:
+	// a digest per attribute (output paths replaced by placeholders), and for
+	// the first phase the inputs and sandbox configuration.
+	KeyInputs map[string]string `json:"keyInputs"`
 }
 
 // LayerInfo describes a cached layer.
@@ -117,7 +120,7 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 	}
 	prevKey := digest(seed...)
 	for i, name := range phases {
-		pp := PhasePlan{Name: name, Status: StatusRun, attrs: map[string]string{}}
+		pp := PhasePlan{Name: name, Status: StatusRun, KeyInputs: map[string]string{}}
 		names := owned[name]
 		if po.Strict || p.Whole {
 			names = sortedKeys(j.attrs)
@@ -125,10 +128,10 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 		parts := []string{prevKey, "phase:" + name}
 		for _, a := range names {
 			parts = append(parts, a+"="+j.attrs[a])
-			pp.attrs[a] = digest(j.attrs[a])[:16]
+			pp.KeyInputs[a] = digest(j.attrs[a])[:16]
 		}
 		if i == 0 {
-			pp.attrs["(inputs and sandbox)"] = digest(seed...)[:16]
+			pp.KeyInputs["(inputs and sandbox)"] = digest(seed...)[:16]
 		}
 		pp.Attrs = names
 		pp.Key = digest(parts...)
@@ -286,13 +289,13 @@ func explain(ph *PhasePlan, prev *layers.Layer, strict bool) (string, []string) 
 		return "no earlier build of this package", nil
 	}
 	var changed []string
-	for a, d := range ph.attrs {
+	for a, d := range ph.KeyInputs {
 		if prev.Meta.Attrs[a] != d {
 			changed = append(changed, a)
 		}
 	}
 	for a := range prev.Meta.Attrs {
-		if _, ok := ph.attrs[a]; !ok {
+		if _, ok := ph.KeyInputs[a]; !ok {
 			changed = append(changed, a)
 		}
 	}
