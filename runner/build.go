@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/layers"
-	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
@@ -417,137 +416,6 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 	return l.ID, next, nil
 }
 
-// deliver puts the outputs where the user finds them: into the Nix store
-// when every layer matched its key, else into the cache.
-func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptions, progress func(Event)) error {
-	root, err := e.layers.Mount(res.TopLayer)
-	if err != nil {
-		return err
-	}
-	defer e.layers.Unmount(res.TopLayer)
-	trees := map[string]string{}
-	for name, p := range j.drv.Outputs {
-		tree := filepath.Join(root, "store", filepath.Base(p))
-		if _, err := os.Lstat(tree); err != nil {
-			return fmt.Errorf("builder for '%s' failed to produce output path for output '%s' at '%s'", j.drv.Path, name, p)
-		}
-		trees[p] = tree
-	}
-	if err := checkReferences(ctx, j, trees); err != nil {
-		return err
-	}
-	res.Outputs = map[string]string{}
-	if res.Verified && bo.Deliver && os.Geteuid() == 0 {
-		var opts []nixstore.DeliverOption
-		if bo.LocksHeld {
-			opts = append(opts, nixstore.LocksHeldByCaller())
-		}
-		if err := nixstore.Deliver(ctx, trees, j.drv.Path, j.closure, opts...); err != nil {
-			return fmt.Errorf("registering the outputs of %s: %w", j.drv.Name, err)
-		}
-		res.InStore = true
-		fault.Point("after-register")
-		for name, p := range j.drv.Outputs {
-			res.Outputs[name] = p
-			if bo.ResultLink != "" {
-				removeLink(linkName(bo.ResultLink, name))
-				if err := nixstore.AddGCRoot(ctx, p, linkName(bo.ResultLink, name)); err != nil {
-					return err
-				}
-			}
-		}
-		progress(Event{Kind: "deliver", Message: "outputs registered in the Nix store"})
-		return nil
-	}
-	// Outside the store: a copy in the cache, canonical like a store path.
-	dir := filepath.Join(e.opts.CacheDir, "results")
-	for name, p := range j.drv.Outputs {
-		dst := filepath.Join(dir, filepath.Base(p))
-		if err := replaceTree(trees[p], dst); err != nil {
-			return fmt.Errorf("copying output %s of %s into the cache: %w", name, j.drv.Name, err)
-		}
-		res.Outputs[name] = dst
-		if bo.ResultLink != "" {
-			link := linkName(bo.ResultLink, name)
-			removeLink(link)
-			if err := os.Symlink(dst, link); err != nil {
-				return fmt.Errorf("creating %s: %w", link, err)
-			}
-		}
-	}
-	progress(Event{Kind: "deliver", Message: "result kept outside the Nix store (not verified)"})
-	return nil
-}
-
-// linkName follows nix-build: result, result-dev, result-lib, ….
-func linkName(base, output string) string {
-	if output == "out" {
-		return base
-	}
-	return base + "-" + output
-}
-
-func replaceTree(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp := dst + ".tmp"
-	makeWritable(tmp)
-	os.RemoveAll(tmp)
-	if err := copyTree(src, tmp); err != nil {
-		return err
-	}
-	if err := nixstore.Canonicalise(tmp); err != nil {
-		return err
-	}
-	makeWritable(dst)
-	os.RemoveAll(dst)
-	return os.Rename(tmp, dst)
-}
-
-func makeWritable(root string) {
-	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.IsDir() {
-			os.Chmod(p, 0o755)
-		}
-		return nil
-	})
-}
-
-func copyTree(src, dst string) error {
-	return filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
-			l, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(l, target)
-		case fi.IsDir():
-			return os.MkdirAll(target, 0o755)
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(target, data, fi.Mode().Perm()|0o200)
-		}
-	})
-}
-
-// removeLink replaces an earlier result link, as nix-build does; anything
-// that is not a symlink is left alone (and the link creation then fails).
-func removeLink(path string) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		os.Remove(path)
-	}
-}
-
 // lastReused is the top layer of the prefix a plan reuses ("" for none).
 func lastReused(p *Plan) string {
 	top := ""
@@ -571,27 +439,6 @@ func withoutNixLines(log string) string {
 		}
 	}
 	return strings.Join(kept, "\n")
-}
-
-// buildWithNix leaves a fixed-output derivation to Nix, which fetches it and
-// checks its hash; there is nothing to layer in a download.
-func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, progress func(Event), start time.Time) (*Result, error) {
-	progress(Event{Kind: "deliver", Message: "fixed-output derivation: built by Nix, which checks its hash"})
-	if err := nixstore.Realise(nixstore.WithLog(ctx, orDiscard(bo.Log)), j.drv.Path); err != nil {
-		return nil, err
-	}
-	res := &Result{Plan: &Plan{Drv: j.drv.Path, Name: j.drv.Name, Outputs: j.drv.Outputs, Whole: true, WhyWhole: "fixed-output derivation (built by Nix)"}, Outputs: map[string]string{}, InStore: true, Verified: true}
-	for name, p := range j.drv.Outputs {
-		res.Outputs[name] = p
-		if bo.ResultLink != "" {
-			removeLink(linkName(bo.ResultLink, name))
-			if err := nixstore.AddGCRoot(ctx, p, linkName(bo.ResultLink, name)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	res.Duration = time.Since(start)
-	return res, nil
 }
 
 // exactPrefix finds the longest prefix of the reused chain (ending in top,
