@@ -110,7 +110,11 @@ func printProgress(w io.Writer) func(runner.Event) {
 		case "cached":
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s cached (took %s when built)\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
 		case "start":
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s running: %s\n", ev.Index, ev.Total, ev.Phase, ev.Message)
+			why := ""
+			if !strings.HasPrefix(ev.Message, "follows ") { // the first phase to run says why
+				why = ": " + ev.Message
+			}
+			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s running%s\n", ev.Index, ev.Total, ev.Phase, why)
 		case "done":
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s done in %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
 		case "failed":

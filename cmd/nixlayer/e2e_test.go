@@ -125,8 +125,11 @@ func narHash(t *testing.T, path string) string {
 func ranPhases(stderr string) []string {
 	var ran []string
 	for _, l := range strings.Split(stderr, "\n") {
-		if strings.Contains(l, "] ") && strings.Contains(l, " running: ") {
-			f := strings.Fields(l[strings.Index(l, "] ")+2:])
+		if !strings.HasPrefix(l, "nixlayer: [") || !strings.Contains(l, "] ") {
+			continue
+		}
+		f := strings.Fields(l[strings.Index(l, "] ")+2:])
+		if len(f) >= 2 && strings.HasPrefix(f[1], "running") {
 			ran = append(ran, f[0])
 		}
 	}
