@@ -180,6 +180,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	exact := true
 	for i := 0; i < n; i++ {
 		phase := plan.Phases[i].Name
+		progress(Event{Kind: "learn", Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
 		// No phase name: scratch layers never count as an earlier build.
 		l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: pathsB, Note: "learn " + phase})
 		if err != nil {
