@@ -212,6 +212,14 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		progress(Event{Kind: "start", Phase: ph.Name, Index: i + 1, Total: total, Message: ph.Reason})
 		t0 := time.Now()
 		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
+		var early errEndedEarly
+		if errors.As(perr, &early) {
+			// Build it in one step from now on, as Nix runs it.
+			e.markEndsEarly(j, early.phase)
+			progress(Event{Kind: "fallback", Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
+			unlock()
+			return e.Build(ctx, drvPath, bo)
+		}
 		if perr != nil {
 			var pe *PhaseError
 			if errors.As(perr, &pe) {
@@ -303,6 +311,12 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 			e.log.Warn("removing an interrupted layer", zap.Error(derr))
 		}
 		return "", nil, fmt.Errorf("%s of %s: %w", ph.Name, j.drv.Name, err)
+	}
+	if s.mode == "phase" && r.exit == 0 && !strings.Contains(string(r.phases), "returned") {
+		// The phase's code exited the builder: in Nix that ends the build.
+		e.layers.Unmount(l.ID)
+		e.layers.Delete(l.ID)
+		return "", nil, errEndedEarly{ph.Name}
 	}
 	fault.Point("after-phase")
 	meta.Duration = time.Since(t0)
@@ -483,3 +497,8 @@ func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, top string
 	res.Rewrite = nil
 	return 0, "", start, nil
 }
+
+// errEndedEarly: a phase's code exited the builder before the phase ended.
+type errEndedEarly struct{ phase string }
+
+func (e errEndedEarly) Error() string { return e.phase + " exited the builder" }

@@ -84,6 +84,9 @@ phase)
 	else
 		__nl_oldRunPhase "$__nl_phase"
 	fi
+	# Reached only when the phase returned: an exit in its code ends the
+	# whole build in Nix, which the runner must know.
+	printf 'returned\n' >&5
 	if [[ $__nl_last != 1 ]]; then
 		trap - EXIT
 		eval "$__nl_dump"

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -171,7 +172,8 @@ func (e *Engine) lockFile(ctx context.Context, name string, waiting func()) (fun
 			return nil, ctx.Err()
 		}
 	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+	var once sync.Once
+	return func() { once.Do(func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }) }, nil
 }
 
 // checkCacheOwner refuses a cache another user could write: layers in it

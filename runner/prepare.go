@@ -46,6 +46,9 @@ type probe struct {
 	Phases []string          `json:"phases"`
 	Funcs  map[string]string `json:"funcs"` // stdenv functions after setup
 	Start  *shellstate.Delta `json:"start"` // state genericBuild sets up before the first phase
+	// EndsEarly is set when a phase's code exits the builder: Nix then
+	// skips the remaining phases, so the derivation is built in one step.
+	EndsEarly string `json:"endsEarly,omitempty"`
 }
 
 // prepare reads and realises what a build of drvPath needs.
@@ -105,6 +108,9 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 		j.probe, err = e.runProbe(ctx, j, log)
 		if err != nil {
 			return nil, err
+		}
+		if j.probe.EndsEarly != "" {
+			j.splittable, j.whyWhole = false, j.probe.EndsEarly+" exits the builder, ending the build early"
 		}
 	}
 	return j, nil
@@ -186,8 +192,7 @@ func placeholders(v string, outputs map[string]string) string {
 // throwaway sandbox. The answer depends only on the derivation and its
 // inputs, so it is kept per derivation.
 func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, error) {
-	h := sha256.Sum256([]byte(j.drv.Path + "\x00" + strings.Join(j.closure, "\n")))
-	cacheFile := filepath.Join(e.opts.CacheDir, "probes", hex.EncodeToString(h[:16])+".json")
+	cacheFile := e.probeFile(j)
 	if data, err := os.ReadFile(cacheFile); err == nil {
 		var p probe
 		if json.Unmarshal(data, &p) == nil && len(p.Phases) > 0 {
@@ -266,4 +271,19 @@ func packageName(d *drv.Derivation, attrs map[string]string) string {
 		return d.Name
 	}
 	return p
+}
+
+// probeFile is where a derivation's probe is kept: it depends only on the
+// derivation and its inputs.
+func (e *Engine) probeFile(j *job) string {
+	h := sha256.Sum256([]byte(j.drv.Path + "\x00" + strings.Join(j.closure, "\n")))
+	return filepath.Join(e.opts.CacheDir, "probes", hex.EncodeToString(h[:16])+".json")
+}
+
+// markEndsEarly remembers that a phase of this derivation exits the builder.
+func (e *Engine) markEndsEarly(j *job, phase string) {
+	j.probe.EndsEarly = phase
+	if data, err := json.Marshal(j.probe); err == nil {
+		os.WriteFile(e.probeFile(j), data, 0o600)
+	}
 }

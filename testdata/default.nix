@@ -350,4 +350,20 @@ rec {
       echo "${bash}" > $out/uses-bash
     '';
   };
+
+  # A phase whose code exits the builder: Nix skips the remaining phases
+  # (postFixup never runs), so nixlayer must too.
+  earlyexit = mkDerivation {
+    pname = "earlyexit";
+    version = "1";
+    dontUnpack = true;
+    installPhase = ''
+      mkdir -p $out
+      echo installed > $out/installed
+      exit 0
+    '';
+    postFixup = ''
+      echo "fixup ran" > $out/fixup
+    '';
+  };
 }

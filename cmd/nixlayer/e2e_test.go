@@ -153,6 +153,8 @@ func TestFixturesEqualNixBuild(t *testing.T) {
 		// passAsFile, in a phase and as nixpkgs' runCommand does it.
 		{attr: "passfile", args: []string{"--argstr", "salt", salt}},
 		{attr: "runcmd", args: []string{"--argstr", "salt", salt}},
+		// A phase that exits the builder ends the build, as in Nix.
+		{attr: "earlyexit", args: []string{"--argstr", "salt", salt}},
 	} {
 		t.Run(f.attr, func(t *testing.T) {
 			outs, stderr := e.mustBuild(f)
