@@ -17,7 +17,7 @@ import (
 // DumpCommand is bash that writes one capture to fd 4: `declare -p`,
 // `declare -f`, the working directory and the shell options, each section
 // ended by a NUL (which no bash value can contain).
-const DumpCommand = `{ declare -p; printf "\0"; declare -f; printf "\0%s\0" "$PWD"; shopt -p; set +o; printf "\0"; } >&4`
+const DumpCommand = `{ declare -p; printf "\0"; declare -f; printf "\0%s\0" "$PWD"; shopt -p; set +o; umask -p; printf "\0"; } >&4`
 
 // Capture is one parsed dump.
 type Capture struct {
@@ -92,8 +92,11 @@ func parseOne(vars, funcs, cwd, opts []byte) (*Capture, error) {
 	}
 	for _, line := range strings.Split(string(opts), "\n") {
 		fs := strings.Fields(line)
-		if len(fs) == 3 && (fs[0] == "shopt" || fs[0] == "set") {
+		switch {
+		case len(fs) == 3 && (fs[0] == "shopt" || fs[0] == "set"):
 			c.Options[fs[0]+" "+fs[2]] = line
+		case len(fs) == 2 && fs[0] == "umask":
+			c.Options["umask"] = line
 		}
 	}
 	return c, nil

@@ -51,7 +51,7 @@ func TestDeltaRoundTrip(t *testing.T) {
 new=$'two\nlines "q"'; export keep=changed; unset gone; arr+=(c); declare -A m=([k]=v [x y]=z)
 declare -i n=5; declare -n ref=new; sparse=(); sparse[7]=s
 f() { echo changed; }; unset -f g; h() { local x=1; echo "$x"; }
-shopt -s nullglob; set -o pipefail; mkdir -p /tmp/nlst && cd /tmp/nlst
+shopt -s nullglob; set -o pipefail; umask 0027; mkdir -p /tmp/nlst && cd /tmp/nlst
 `+DumpCommand)
 	if len(caps) != 2 {
 		t.Fatalf("got %d captures", len(caps))
@@ -73,6 +73,9 @@ shopt -s nullglob; set -o pipefail; mkdir -p /tmp/nlst && cd /tmp/nlst
 	d2 := Diff(again[0], again[1])
 	if d2.Script() != d.Script() {
 		t.Errorf("replayed state differs:\n%s\n---\n%s", d.Script(), d2.Script())
+	}
+	if again[1].Options["umask"] != "umask 0027" {
+		t.Errorf("umask not carried: %q", again[1].Options["umask"])
 	}
 	if again[1].Cwd != "/tmp/nlst" {
 		t.Errorf("cwd = %q", again[1].Cwd)
