@@ -506,3 +506,40 @@ func TestHookInexactResumeFallsBack(t *testing.T) {
 		t.Fatalf("nix-build --check of the hook's output: %v\n%s", err, msg)
 	}
 }
+
+// Issue 9: the hook and the CLI building at once on one cache both succeed
+// with Nix's outputs.
+func TestHookAndCLIAtOnce(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	s := salt(t)
+	var wg sync.WaitGroup
+	var hookRun nixRun
+	var cliOut []byte
+	var cliErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		hookRun = nixBuild(t, cache, pkgArgs("hello", s+"-hook")...)
+	}()
+	go func() {
+		defer wg.Done()
+		cmd := exec.Command(hookBin, append([]string{"build", "-Q", "--no-out-link", "--cache", cache}, pkgArgs("hello", s+"-cli")...)...)
+		cliOut, cliErr = cmd.CombinedOutput()
+	}()
+	wg.Wait()
+	hookOut := hookRun.mustSucceed(t)
+	if !hookRun.builtByNixlayer() {
+		t.Fatalf("not built by the hook:\n%s", tailLines(hookRun.stderr, 20))
+	}
+	if cliErr != nil {
+		t.Fatalf("CLI build alongside the hook: %v\n%s", cliErr, cliOut)
+	}
+	for _, args := range [][]string{pkgArgs("hello", s+"-hook"), pkgArgs("hello", s+"-cli")} {
+		check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, args...)...)
+		if msg, err := check.CombinedOutput(); err != nil {
+			t.Fatalf("nix-build --check: %v\n%s", err, msg)
+		}
+	}
+	_ = hookOut
+}

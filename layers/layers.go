@@ -87,13 +87,31 @@ func Open(root string) (*Store, error) {
 	if err := checkWritable(root); err != nil {
 		return nil, err
 	}
+	// One process at a time sets the store up: the overlay driver makes its
+	// home a private bind mount, and two doing it at once stack two mounts,
+	// of which shutdown removes one.
+	lock, err := os.OpenFile(filepath.Join(root, "init.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cache directory %s: %w", root, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("locking cache directory %s: %w", root, err)
+	}
 	var lastErr error
 	for _, driver := range driverOrder() {
-		s, err := storage.GetStore(types.StoreOptions{
+		opts := types.StoreOptions{
 			RunRoot:         filepath.Join(root, "run"),
 			GraphRoot:       filepath.Join(root, "storage"),
 			GraphDriverName: driver,
-		})
+		}
+		if driver == "overlay" {
+			// No private bind mount of the driver's home: with several
+			// nixlayer processes on one cache (hook, CLI, language server),
+			// whichever exits last cannot tell whether to remove it.
+			opts.GraphDriverOptions = []string{"overlay.skip_mount_home=true"}
+		}
+		s, err := storage.GetStore(opts)
 		if err != nil {
 			lastErr = err
 			continue
