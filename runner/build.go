@@ -413,11 +413,7 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 	}
 	var next *shellstate.Delta
 	if state != nil {
-		data, _ := json.Marshal(state)
-		next = &shellstate.Delta{}
-		if err := json.Unmarshal([]byte(rewrite.Text(string(data), old2new)), next); err != nil {
-			return "", nil, err
-		}
+		next = rewriteState(state, old2new)
 		if err := e.saveState(l.ID, next); err != nil {
 			return "", nil, err
 		}

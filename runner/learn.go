@@ -278,13 +278,12 @@ func scratchJob(j *job, outputs map[string]string, curTo map[string]string) *job
 	return &sj
 }
 
+// rewriteState gives a shell state the same output-path substitution the
+// tree gets (shell text holds whole paths, never compiler fragments).
 func rewriteState(d *shellstate.Delta, old2new map[string]string) *shellstate.Delta {
 	data, _ := json.Marshal(d)
-	for o, n := range old2new {
-		data = []byte(strings.ReplaceAll(string(data), o, n))
-	}
 	var out shellstate.Delta
-	if json.Unmarshal(data, &out) != nil {
+	if json.Unmarshal([]byte(rewrite.Text(string(data), old2new)), &out) != nil {
 		return d
 	}
 	return &out

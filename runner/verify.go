@@ -45,17 +45,16 @@ func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*Ve
 	v := &Verification{Drv: drvPath, Layered: map[string]string{}, Clean: map[string]string{}, NARHash: map[string]string{}}
 	valid := true
 	for name, p := range d.Outputs {
+		inStore, _ := nixstore.IsValid(ctx, p)
 		cached := filepath.Join(e.opts.CacheDir, "results", filepath.Base(p))
 		if _, err := os.Lstat(cached); err == nil {
 			v.Layered[name] = cached
-		} else if ok, _ := nixstore.IsValid(ctx, p); ok {
+		} else if inStore {
 			v.Layered[name] = p
 		} else {
 			return nil, fmt.Errorf("no layered result of %s for output %s: run nixlayer build first", d.Name, name)
 		}
-		if ok, _ := nixstore.IsValid(ctx, p); !ok {
-			valid = false
-		}
+		valid = valid && inStore
 	}
 	// Nix's own build: if nixlayer is Nix's build hook, it declines when
 	// NIXLAYER_HOOK_DECLINE=1 (hook.DeclineAllEnv); any other hook is Nix's.
