@@ -75,7 +75,7 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	}
 	res, err := s.engine.Build(ctx, req.DrvPath, opts)
 	if err == nil && !res.InStore {
-		err = fmt.Errorf("the outputs of %s were not registered in the store (%s; hook mode must run as root)", req.DrvPath, rewriteWhy(res))
+		err = fmt.Errorf("the outputs of %s were not registered in the store (%s; hook mode must run as root)", req.DrvPath, notRegisteredWhy(res))
 	}
 	if err == nil && len(res.Reused) == 0 && len(res.Ran) > 1 {
 		// Learn the chain's path map now, detached, so the next edit resumes at once.
@@ -121,11 +121,11 @@ func (s *session) build(ctx context.Context, req *Request) int {
 // that Nix runs afterwards does not record them a second time.
 const hookBuiltDir = "hook-built"
 
-func rewriteWhy(res *runner.Result) string {
-	if res.Rewrite != nil && len(res.Rewrite.Why) > 0 {
-		return strings.Join(res.Rewrite.Why, "; ")
+func notRegisteredWhy(res *runner.Result) string {
+	if why := res.WhyNotVerified(); why != "" {
+		return why
 	}
-	return "reused layers were built with other output paths"
+	return "verified, but the store was not writable"
 }
 
 func list(xs []string) string {
@@ -150,7 +150,7 @@ func progress(say func(string, ...any), nl *nixLog) func(runner.Event) {
 			}
 		case "failed":
 			say("%s failed after %s", ev.Phase, ev.Elapsed.Round(time.Millisecond))
-		case "rewrite", "deliver", "learn", "learned", "fallback", "repair", "wait":
+		case "rewrite", "verdict", "deliver", "learn", "learned", "fallback", "repair", "wait":
 			say("%s", ev.Message)
 		}
 	}

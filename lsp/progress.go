@@ -70,7 +70,7 @@ func (p *progress) event(e runner.Event) {
 		msg = fmt.Sprintf("[%d/%d] %s done in %s", e.Index, e.Total, e.Phase, seconds(e.Elapsed))
 	case "failed":
 		msg = fmt.Sprintf("[%d/%d] %s failed", e.Index, e.Total, e.Phase)
-	case "rewrite", "deliver":
+	case "rewrite", "verdict", "deliver":
 		msg, pct = e.Message, 100
 	case "finished":
 		msg, pct = "finished in "+seconds(e.Elapsed), 100

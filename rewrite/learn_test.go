@@ -418,8 +418,8 @@ func TestNeighboursPickTheHashPosition(t *testing.T) {
 	}
 	c := newClassifier(outs)
 	fm, _, why := c.classify("f", []byte("..a-x/lib"), []byte("..b-x/lib"))
-	if why != "" || fm == nil || len(fm.Runs) != 1 || fm.Runs[0].K != 31 || len(fm.Runs[0].Alt) != 0 {
-		t.Fatalf("want one run at k=31, got %+v (%s)", fm, why)
+	if why != nil || fm == nil || len(fm.Runs) != 1 || fm.Runs[0].K != 31 || len(fm.Runs[0].Alt) != 0 {
+		t.Fatalf("want one run at k=31, got %+v (%v)", fm, why)
 	}
 	// Without neighbours both fit: kept as alternatives.
 	fm, _, _ = c.classify("f", []byte("..a.."), []byte("..b.."))

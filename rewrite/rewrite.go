@@ -26,8 +26,16 @@ type Verdict struct {
 	Exact bool `json:"exact"`
 	// Method names the rewriting used.
 	Method string `json:"method"`
-	// Why explains an inexact verdict.
+	// Why explains an inexact verdict, one line per cause: Failed, then
+	// Unexplained.
 	Why []string `json:"why,omitempty"`
+	// Failed says why the rewrite itself could not be done exactly (no
+	// map, a tree that is not the one the map was learned on, ambiguous
+	// fragments): such a tree is never trusted.
+	Failed []string `json:"failed,omitempty"`
+	// Unexplained are the bytes the map could not explain, left as they
+	// are: the build is exact if they reach no output (the runner judges).
+	Unexplained []Unexplained `json:"unexplained,omitempty"`
 	// Files counts the files rewritten.
 	Files int `json:"files"`
 }
@@ -46,7 +54,8 @@ type Substitution struct{}
 
 // Rewrite implements Rewriter.
 func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, error) {
-	v := Verdict{Method: "hash substitution", Why: []string{"whole-hash substitution cannot see hash fragments or recompute build-ids"}}
+	why := "whole-hash substitution cannot see hash fragments or recompute build-ids"
+	v := Verdict{Method: "hash substitution", Why: []string{why}, Failed: []string{why}}
 	type pair struct{ old, new []byte }
 	var pairs []pair
 	for o, n := range old2new {
@@ -59,7 +68,7 @@ func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, er
 		}
 	}
 	if len(pairs) == 0 {
-		v.Exact, v.Why = true, nil
+		v.Exact, v.Why, v.Failed = true, nil, nil
 		return v, nil
 	}
 	replace := func(b []byte) ([]byte, bool) {

@@ -41,7 +41,7 @@ type BuildOptions struct {
 
 // Event is a progress report.
 type Event struct {
-	Kind    string        `json:"kind"` // plan, cached, start, done, failed, rewrite, deliver, finished
+	Kind    string        `json:"kind"` // plan, cached, start, done, failed, rewrite, verdict, deliver, finished
 	Phase   string        `json:"phase,omitempty"`
 	Index   int           `json:"index"` // 1-based phase number
 	Total   int           `json:"total"`
@@ -60,10 +60,17 @@ type Result struct {
 	// inexact rewrite; such results never enter the Nix store.
 	Verified bool             `json:"verified"`
 	Rewrite  *rewrite.Verdict `json:"rewrite,omitempty"`
-	Ran      []string         `json:"ran"`
-	Reused   []string         `json:"reused"`
-	Duration time.Duration    `json:"duration"`
-	TopLayer string           `json:"topLayer"`
+	// Exactness is the verdict on the outputs of a build that reused
+	// layers built for other output paths: which rule decided and, when
+	// inexact, the phase an exact build reruns from.
+	Exactness *Exactness `json:"exactness,omitempty"`
+	// Inexact is the verdict that made an exact build (--exact, the hook)
+	// drop a resume and rerun from Inexact.RebuildFrom.
+	Inexact  *Exactness    `json:"inexact,omitempty"`
+	Ran      []string      `json:"ran"`
+	Reused   []string      `json:"reused"`
+	Duration time.Duration `json:"duration"`
+	TopLayer string        `json:"topLayer"`
 }
 
 // PhaseError is a build that failed in a phase; its layer is kept.
@@ -157,81 +164,43 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	} else if j.splittable {
 		state = j.probe.Start
 	}
+	// Reused layers built with other output paths are rewritten; bytes the
+	// path map cannot explain are judged on the outputs once the later
+	// phases ran (resume.go, exactness.go).
+	var rs *resume
 	if plan.Rewrite != nil {
-		rw := e.opts.Rewriter
-		if rw == nil {
-			m, err := e.pathMap(ctx, j, plan, parent, len(res.Reused), progress)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, err
-				}
-				e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
-				progress(Event{Kind: "learned", Message: "path map not learned: " + err.Error()})
-			}
-			rw = rewrite.Learned{Map: m}
-		}
-		rewritten, next, err := e.rewriteLayer(j, parent, state, plan.Rewrite, res, rw)
-		if err != nil {
+		if rs, parent, state, err = e.rewriteReused(ctx, j, plan, parent, state, res, bo.Exact, progress); err != nil {
 			return nil, err
 		}
-		progress(Event{Kind: "rewrite", Message: fmt.Sprintf("reused layers rewritten for the new output path: %s: %d files (%s)%s", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method, whyText(res.Rewrite))})
-		if !res.Rewrite.Exact && bo.Exact {
-			// Never keep an inexact resume: keep the longest prefix whose
-			// path map is exact and rebuild from the phase after it (the
-			// one that produced what cannot be rewritten) with the real paths.
-			e.layers.Delete(rewritten)
-			keep, kparent, kstate, err := e.exactPrefix(ctx, j, plan, parent, len(res.Reused), res)
-			if err != nil {
-				return nil, err
-			}
-			why := "reused layers could not be rewritten exactly for the new output paths"
-			if keep > 0 {
-				progress(Event{Kind: "fallback", Message: fmt.Sprintf("rewrite not exact; keeping %d phases rewritten exactly and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
-			} else {
-				progress(Event{Kind: "fallback", Message: "rewrite not exact; rebuilding every phase with the real output paths"})
-			}
-			res.Reused, res.Verified = res.Reused[:keep], true
-			for i := keep; i < len(plan.Phases); i++ {
-				plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
-				plan.Phases[i].Reason = "follows " + plan.Phases[keep].Name
-			}
-			plan.Phases[keep].Reason = why
-			if keep == 0 {
-				plan.Rewrite = nil
-			}
-			parent, state = kparent, kstate
-		} else {
-			parent, state = rewritten, next
-		}
 	}
-
-	for i, ph := range plan.Phases {
-		if ph.Status != StatusRun {
-			continue
-		}
-		progress(Event{Kind: "start", Phase: ph.Name, Index: i + 1, Total: total, Message: ph.Reason})
-		t0 := time.Now()
-		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
+	for {
+		top, created, err := e.runPlanned(ctx, j, plan, parent, state, res, logw, progress)
 		var early errEndedEarly
-		if errors.As(perr, &early) {
+		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
 			e.markEndsEarly(j, early.phase)
 			progress(Event{Kind: "fallback", Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
 			unlock()
 			return e.Build(ctx, drvPath, bo)
 		}
-		if perr != nil {
-			var pe *PhaseError
-			if errors.As(perr, &pe) {
-				progress(Event{Kind: "failed", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Message: pe.LogTail})
-			}
-			return nil, perr
+		if err != nil {
+			return nil, err
 		}
-		parent, state = id, next
-		res.Ran = append(res.Ran, ph.Name)
-		progress(Event{Kind: "done", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0)})
+		parent = top
+		if rs == nil {
+			break
+		}
+		if rs, parent, state, err = e.judgeResume(ctx, j, plan, rs, top, created, res, bo.Exact, progress); err != nil {
+			return nil, err
+		}
+		if rs == nil {
+			break
+		}
 	}
 	res.TopLayer = parent
+	if res.Exactness != nil {
+		e.saveExactness(parent, res.Exactness) // for nixlayer verify
+	}
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
 	}
@@ -246,18 +215,31 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	return res, nil
 }
 
-func whyText(v *rewrite.Verdict) string {
-	if v.Exact || len(v.Why) == 0 {
-		return ""
+// runPlanned runs every phase the plan marks to run, over parent, and
+// returns the top layer and the layers it created.
+func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(Event)) (string, []string, error) {
+	total := len(plan.Phases)
+	var created []string
+	for i, ph := range plan.Phases {
+		if ph.Status != StatusRun {
+			continue
+		}
+		progress(Event{Kind: "start", Phase: ph.Name, Index: i + 1, Total: total, Message: ph.Reason})
+		t0 := time.Now()
+		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
+		if perr != nil {
+			var pe *PhaseError
+			if errors.As(perr, &pe) {
+				progress(Event{Kind: "failed", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Message: pe.LogTail})
+			}
+			return "", created, perr
+		}
+		parent, state = id, next
+		created = append(created, id)
+		res.Ran = append(res.Ran, ph.Name)
+		progress(Event{Kind: "done", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0)})
 	}
-	return "; " + strings.Join(v.Why, "; ")
-}
-
-func verdictWord(v *rewrite.Verdict) string {
-	if v.Exact {
-		return "exact"
-	}
-	return "not verified"
+	return parent, created, nil
 }
 
 func planSummary(p *Plan) string {
@@ -449,49 +431,6 @@ func withoutNixLines(log string) string {
 		}
 	}
 	return strings.Join(kept, "\n")
-}
-
-// exactPrefix finds the longest prefix of the reused chain (ending in top,
-// n phases) whose path map is exact and rewrites it on a new layer. It
-// returns how many phases it keeps (0: none, start from scratch), the layer
-// and the shell state to continue from.
-func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, top string, n int, res *Result) (int, string, *shellstate.Delta, error) {
-	var start *shellstate.Delta
-	if j.probe != nil {
-		start = j.probe.Start
-	}
-	chain, err := e.phaseChain(top, n)
-	if err != nil {
-		return 0, "", start, nil
-	}
-	for k := n - 1; k >= 1; k-- {
-		base := chain[k-1]
-		m := e.storedMap(base.ID)
-		if m == nil || !m.Exact() {
-			continue
-		}
-		old2new := map[string]string{}
-		for name, old := range base.Meta.Outputs {
-			if cur := j.drv.Outputs[name]; cur != "" && cur != old {
-				old2new[old] = cur
-			}
-		}
-		state, err := e.loadState(base.ID)
-		if err != nil {
-			return 0, "", start, err
-		}
-		rewritten, next, err := e.rewriteLayer(j, base.ID, state, old2new, res, rewrite.Learned{Map: m})
-		if err != nil {
-			return 0, "", start, err
-		}
-		if !res.Rewrite.Exact {
-			e.layers.Delete(rewritten)
-			continue
-		}
-		return k, rewritten, next, nil
-	}
-	res.Rewrite = nil
-	return 0, "", start, nil
 }
 
 // errEndedEarly: a phase's code exited the builder before the phase ended.

@@ -48,7 +48,8 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 	if err != nil {
 		return nil, err
 	}
-	if err := e.learnChain(ctx, j, plan, chain, progress); err != nil {
+	// In front of the user: no reruns to tell nondeterminism apart.
+	if err := e.learnChain(ctx, j, plan, chain, false, progress); err != nil {
 		return nil, err
 	}
 	if m := e.storedMap(top); m != nil {
@@ -122,12 +123,16 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 	if err != nil {
 		return err
 	}
-	return e.learnChain(ctx, j, plan, chain, progress)
+	return e.learnChain(ctx, j, plan, chain, true, progress)
 }
 
 // learnChain runs the chain's phases again with synthetic output paths and
 // stores, on every layer of the chain, the map of what depends on them.
-func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, progress func(Event)) error {
+// When the chain reaches the outputs, it records how each unexplained file
+// reached them; with classify (the background learner) it also reruns the
+// phases that produced bytes reaching an output with the same paths, to
+// tell the build's own nondeterminism from a path dependence.
+func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, classify bool, progress func(Event)) error {
 	top := chain[len(chain)-1]
 	// The second build must differ from the chain's own build in the output
 	// paths only, so it runs with the environment of the derivation that
@@ -154,83 +159,123 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	n := len(chain)
 	progress(Event{Kind: "learn", Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
+	sc, err := e.newScratch(plan)
+	if err != nil {
+		return err
+	}
+	defer sc.close()
 	sj := scratchJob(base, pathsB, baseToB)
 	state := base.probe.Start
 	if state != nil {
 		state = rewriteState(state, baseToB)
 	}
-	var created []string
-	defer func() {
-		if os.Getenv("NIXLAYER_KEEP_SCRATCH") != "" { // debugging the path map
-			return
-		}
-		for i := len(created) - 1; i >= 0; i-- {
-			e.layers.Unmount(created[i])
-			if err := e.layers.Delete(created[i]); err != nil {
-				e.log.Warn("removing a scratch layer", zap.Error(err))
-			}
-		}
-	}()
-	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(etc)
 	parent := ""
 	exact := true
+	var treesB []string
 	for i := 0; i < n; i++ {
 		phase := plan.Phases[i].Name
 		progress(Event{Kind: "learn", Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
-		// No phase name: scratch layers never count as an earlier build.
-		l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: pathsB, Note: "learn " + phase})
+		id, next, err := sc.run(ctx, sj, i, parent, state, "learn")
 		if err != nil {
-			return err
+			return fmt.Errorf("%w, so the path map cannot be learned", err)
 		}
-		created = append(created, l.ID)
-		root, err := e.layers.Mount(l.ID)
-		if err != nil {
-			return err
-		}
-		if i == 0 {
-			if err := writeAttrsFiles(sj, filepath.Join(root, "build")); err != nil {
-				return err
-			}
-		}
-		var logTail tailWriter
-		s := step{root: root, etc: etc, mode: "phase", phase: phase, last: i == len(plan.Phases)-1, log: &logTail}
-		if plan.Whole {
-			s.mode = "whole"
-		} else if state != nil {
-			s.restore = state.Script()
-		}
-		r, err := e.runStep(ctx, sj, s)
-		if err != nil {
-			e.layers.Unmount(l.ID)
-			return err
-		}
-		if r.exit != 0 {
-			e.layers.Unmount(l.ID)
-			return fmt.Errorf("%s failed (exit %d) when run again with a synthetic output path, so the path map cannot be learned:\n%s", phase, r.exit, logTail.String())
-		}
-		if !plan.Whole {
-			caps, err := shellstate.ParseDumps(r.dumps)
-			if err != nil || len(caps) < 2 {
-				e.layers.Unmount(l.ID)
-				return fmt.Errorf("%s: shell state lost while learning the path map: %v", phase, err)
-			}
-			state = shellstate.Diff(caps[0], caps[1])
-		}
-		parent = l.ID
+		parent, state = id, next
 		fault.Point("in-learn")
+		root, err := e.layers.Mount(id)
+		if err != nil {
+			return err
+		}
 		m, err := e.learnLayer(chain[i], root, pathsB)
-		e.layers.Unmount(l.ID)
+		e.layers.Unmount(id)
 		if err != nil {
 			return err
 		}
 		exact = exact && m.Exact()
+		treesB = append(treesB, id)
+	}
+	if err := e.judgeLearned(ctx, base, plan, chain, treesB, sc, classify, progress); err != nil {
+		// The maps stand; their unexplained bytes stay unjudged (inexact
+		// if they reach an output).
+		e.log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
 	}
 	progress(Event{Kind: "learned", Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
+}
+
+// scratch runs phases on layers that never count as a build (no phase
+// name, no key) and removes them when closed.
+type scratch struct {
+	e       *Engine
+	plan    *Plan
+	etc     string
+	created []string
+}
+
+func (e *Engine) newScratch(plan *Plan) (*scratch, error) {
+	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
+	if err != nil {
+		return nil, err
+	}
+	return &scratch{e: e, plan: plan, etc: etc}, nil
+}
+
+func (sc *scratch) close() {
+	os.RemoveAll(sc.etc)
+	if os.Getenv("NIXLAYER_KEEP_SCRATCH") != "" { // debugging the path map
+		return
+	}
+	for i := len(sc.created) - 1; i >= 0; i-- {
+		sc.e.layers.Unmount(sc.created[i])
+		if err := sc.e.layers.Delete(sc.created[i]); err != nil {
+			sc.e.log.Warn("removing a scratch layer", zap.Error(err))
+		}
+	}
+}
+
+// run runs phase i of the plan for sj on a scratch layer over parent
+// ("" for the first phase) with the shell state before it, and returns
+// the layer and the state after it.
+func (sc *scratch) run(ctx context.Context, sj *job, i int, parent string, state *shellstate.Delta, note string) (string, *shellstate.Delta, error) {
+	e, plan := sc.e, sc.plan
+	phase := plan.Phases[i].Name
+	l, err := e.layers.Create(parent, layers.Meta{DrvPath: sj.drv.Path, DrvName: sj.drv.Name, Outputs: sj.drv.Outputs, Note: note + " " + phase})
+	if err != nil {
+		return "", nil, err
+	}
+	sc.created = append(sc.created, l.ID)
+	root, err := e.layers.Mount(l.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	defer e.layers.Unmount(l.ID)
+	if parent == "" {
+		if err := writeAttrsFiles(sj, filepath.Join(root, "build")); err != nil {
+			return "", nil, err
+		}
+	}
+	var logTail tailWriter
+	s := step{root: root, etc: sc.etc, mode: "phase", phase: phase, last: i == len(plan.Phases)-1, log: &logTail}
+	if plan.Whole {
+		s.mode = "whole"
+	} else if state != nil {
+		s.restore = state.Script()
+	}
+	r, err := e.runStep(ctx, sj, s)
+	if err != nil {
+		return "", nil, err
+	}
+	if r.exit != 0 {
+		return "", nil, fmt.Errorf("%s failed (exit %d) when run again (%s):\n%s", phase, r.exit, note, logTail.String())
+	}
+	next := state
+	if !plan.Whole {
+		caps, err := shellstate.ParseDumps(r.dumps)
+		if err != nil || len(caps) < 2 {
+			return "", nil, fmt.Errorf("%s: shell state lost when run again (%s): %v", phase, note, err)
+		}
+		next = shellstate.Diff(caps[0], caps[1])
+	}
+	return l.ID, next, nil
 }
 
 // learnLayer compares one chain layer with its scratch twin and keeps the

@@ -47,14 +47,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
 	if !res.Verified {
-		why := "it reuses layers that rest on an inexact rewrite of an earlier build; --exact rebuilds them"
-		if res.Plan.From != "" {
-			why = "it reuses layers whose inputs differ (--from)"
-		}
-		if res.Rewrite != nil && !res.Rewrite.Exact {
-			why = "reused layers could not be rewritten exactly for the new output path (" + strings.Join(res.Rewrite.Why, "; ") + "); --exact rebuilds instead"
-		}
-		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", why)
+		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", res.WhyNotVerified())
 	}
 	for _, name := range sortedNames(res.Outputs) {
 		fmt.Println(res.Outputs[name])
@@ -119,7 +112,7 @@ func printProgress(w io.Writer) func(runner.Event) {
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s done in %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
 		case "failed":
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s FAILED after %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "rewrite", "learn", "learned", "fallback", "repair", "wait", "gc":
+		case "rewrite", "verdict", "learn", "learned", "fallback", "repair", "wait", "gc":
 			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
 		case "deliver", "finished":
 			if ev.Kind == "finished" {
@@ -184,7 +177,13 @@ func cmdPlan(ctx context.Context, args []string) error {
 			"exact":       "exactly, with the learned path map",
 			"not learned": "after learning which bytes depend on the path (a second build of the reused phases)",
 		}[p.RewriteMap]
-		if how == "" {
+		switch {
+		case how != "":
+		case p.Exactness != nil && !p.Exactness.Exact:
+			how = "but the result would not be exact (" + p.Exactness.Summary + "); it stays outside the store unless --exact, which rebuilds from " + p.Exactness.RebuildFrom
+		case p.Exactness != nil:
+			how = "with the learned path map; the bytes it cannot explain are judged on the outputs (" + p.Exactness.Summary + ")"
+		default:
 			how = "but not exactly (" + strings.TrimPrefix(p.RewriteMap, "inexact: ") + "); the result stays outside the store unless --exact"
 		}
 		fmt.Printf("  reused layers will be rewritten for the new output path %s: %s\n", how, strings.Join(pairs, ", "))
@@ -224,19 +223,38 @@ func cmdVerify(ctx context.Context, args []string) error {
 		if err := enc.Encode(v); err != nil {
 			return err
 		}
-	} else if v.Identical {
-		for _, name := range sortedNames(v.Layered) {
-			fmt.Printf("%s: identical to Nix's build (%s)\n", name, v.NARHash[name])
-		}
 	} else {
-		for _, d := range v.Differences {
-			fmt.Printf("%s: %s: %s\n", d.Output, d.Path, d.Why)
+		if ex := v.Exactness; ex != nil {
+			word := "exact"
+			if !ex.Exact {
+				word = "NOT exact"
+			}
+			fmt.Printf("nixlayer's verdict on the resumed outputs: %s (rule %s): %s\n", word, ex.Rule, ex.Summary)
+			for _, f := range ex.Findings {
+				fmt.Printf("  %s [%s]: %s%s\n", f.File, f.Rule, f.Why, findingReach(f))
+			}
+		}
+		if v.Identical {
+			for _, name := range sortedNames(v.Layered) {
+				fmt.Printf("%s: identical to Nix's build (%s)\n", name, v.NARHash[name])
+			}
+		} else {
+			for _, d := range v.Differences {
+				fmt.Printf("%s: %s: %s\n", d.Output, d.Path, d.Why)
+			}
 		}
 	}
 	if !v.Identical {
 		return fmt.Errorf("the layered result of %s differs from Nix's build in %d file(s)", drvPath, len(v.Differences))
 	}
 	return nil
+}
+
+func findingReach(f runner.Finding) string {
+	if f.Output == "" {
+		return ""
+	}
+	return " → " + f.Output + " (" + f.Detail + ")"
 }
 
 func cmdLearn(ctx context.Context, args []string) error {
