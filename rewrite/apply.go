@@ -170,7 +170,6 @@ func (v *Verdict) add(r fileResult) {
 	v.Unexplained = append(v.Unexplained, *r.unclear)
 }
 
-
 // applyFile rewrites one file. carry, for a stripped file, gives the new
 // id from the old one instead of recomputing it.
 func applyFile(path string, f FileMap, from, to map[string]string, carry func(old []byte) ([]byte, string)) (res fileResult, err error) {
