@@ -190,10 +190,11 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if rs == nil {
 			break
 		}
-		if rs, parent, state, err = e.judgeResume(ctx, j, plan, rs, top, created, res, bo.Exact, progress); err != nil {
+		var again bool
+		if rs, parent, state, again, err = e.judgeResume(ctx, j, plan, rs, top, created, res, bo.Exact, progress); err != nil {
 			return nil, err
 		}
-		if rs == nil {
+		if !again {
 			break
 		}
 	}

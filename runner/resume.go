@@ -88,12 +88,12 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 // the finished build, created the layers they made), whether the outputs
 // are exact. An exact verdict verifies the new layers; an inexact one with
 // exact set drops them and falls back to the phase that produced the
-// offending bytes, returning the next resume (nil when the build is done)
-// and where to continue.
-func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(Event)) (*resume, string, *shellstate.Delta, error) {
+// offending bytes: again is then true, with the resume of the kept prefix
+// (nil when there is nothing to judge) and where to continue.
+func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
 	ex, err := e.judgeLayers(j, plan, rs, top)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, false, err
 	}
 	res.Exactness = ex
 	progress(Event{Kind: "verdict", Message: verdictMessage(ex)})
@@ -102,16 +102,17 @@ func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume
 		if res.Verified {
 			e.markVerified(append([]string{rs.layer}, created...))
 		}
-		return nil, top, nil, nil
+		return nil, top, nil, false, nil
 	}
 	res.Verified = false
 	if !exact {
-		return nil, top, nil, nil
+		return nil, top, nil, false, nil
 	}
 	e.dropLayers(append([]string{rs.layer}, created...)...)
 	res.Inexact = ex
 	keep := min(ex.RebuildIndex, rs.n-1)
-	return e.fallBack(ctx, j, plan, rs, keep, "the reused "+ex.RebuildFrom+" made bytes that reach the outputs and cannot be rewritten ("+ex.Rule+")", res, progress)
+	next, parent, state, err = e.fallBack(ctx, j, plan, rs, keep, "the reused "+ex.RebuildFrom+" made bytes that reach the outputs and cannot be rewritten ("+ex.Rule+")", res, progress)
+	return next, parent, state, err == nil, err
 }
 
 func (e *Engine) judgeLayers(j *job, plan *Plan, rs *resume, top string) (*Exactness, error) {
