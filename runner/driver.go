@@ -21,5 +21,9 @@ func driverArgs(script, mode, phase string, last bool) []string {
 	if last {
 		l = "1"
 	}
-	return []string{script, mode, phase, l, shellstate.DumpCommand}
+	return append([]string{script, mode, phase, l}, driverData()...)
 }
+
+// driverData is what the driver is given besides the step: the command that
+// captures the shell state.
+func driverData() []string { return []string{shellstate.DumpCommand} }

@@ -12,11 +12,14 @@ import (
 
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/sandbox"
 )
 
-// keyVersion changes whenever what a key covers changes, so old layers are
-// not reused under a new meaning.
-const keyVersion = "nixlayer-key-v1"
+// Names of the first phase's key inputs that are not attributes.
+const (
+	keyInputsSandbox  = "(inputs and sandbox)"
+	keyInputsNixlayer = "(nixlayer driver and sandbox)"
+)
 
 // WholeBuild is the single phase of a derivation built in one step.
 const WholeBuild = "build"
@@ -59,7 +62,8 @@ type PhasePlan struct {
 	Layer *LayerInfo `json:"layer,omitempty"`
 	// KeyInputs is what went into the key besides the previous phase's key:
 	// a digest per attribute (output paths replaced by placeholders), and for
-	// the first phase the inputs and sandbox configuration.
+	// the first phase the inputs and sandbox configuration and what nixlayer
+	// itself runs (recipe).
 	KeyInputs map[string]string `json:"keyInputs"`
 }
 
@@ -111,14 +115,11 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 		p.Whole, p.WhyWhole = true, j.whyWhole
 	}
 	owned := e.placeAttributes(j, phases)
-	seed := []string{keyVersion, j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}
-	for _, b := range j.binds {
-		seed = append(seed, "bind:"+b.Source+"="+b.Target)
-	}
+	seed := append([]string{j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}, bindParts(j.binds)...)
 	for _, in := range j.unreferencedInputs {
 		seed = append(seed, "input:"+in)
 	}
-	prevKey := digest(seed...)
+	prevKey := digest(append([]string{recipe()}, seed...)...)
 	for i, name := range phases {
 		pp := PhasePlan{Name: name, Status: StatusRun, KeyInputs: map[string]string{}}
 		names := owned[name]
@@ -131,7 +132,8 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 			pp.KeyInputs[a] = digest(j.attrs[a])[:16]
 		}
 		if i == 0 {
-			pp.KeyInputs["(inputs and sandbox)"] = digest(seed...)[:16]
+			pp.KeyInputs[keyInputsSandbox] = digest(seed...)[:16]
+			pp.KeyInputs[keyInputsNixlayer] = recipe()[:16]
 		}
 		pp.Attrs = names
 		pp.Key = digest(parts...)
@@ -140,6 +142,15 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 	}
 	e.markCached(j, p, po)
 	return p, nil
+}
+
+// bindParts are the key parts of Nix's sandbox paths.
+func bindParts(binds []sandbox.Bind) []string {
+	var parts []string
+	for _, b := range binds {
+		parts = append(parts, "bind:"+b.Source+"="+b.Target)
+	}
+	return parts
 }
 
 // placeAttributes assigns every attribute to the phase it first matters to.

@@ -59,9 +59,7 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 		args = append(args, "-c", driverScript)
 		args = append(args, driverArgs(script, s.mode, s.phase, s.last)...)
 	}
-	// Nix starts the builder with its base name as argv[0] (bash derives
-	// $BASH from it); bubblewrap cannot, so a bash exec -a does.
-	args = append([]string{j.drv.Builder, "-c", `exec -a "$0" "$@"`, filepath.Base(j.drv.Builder)}, args...)
+	args = append([]string{j.drv.Builder, "-c", argv0Wrapper, filepath.Base(j.drv.Builder)}, args...)
 	restoreR, restoreW, err := os.Pipe()
 	if err != nil {
 		return nil, err
