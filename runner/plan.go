@@ -55,7 +55,10 @@ type PhasePlan struct {
 	Status string `json:"status"`
 	// Reason says why a phase must run: the attribute or input that
 	// invalidated it, or the earlier phase it follows.
-	Reason  string   `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Follows names the earlier phase this one runs because of (Reason
+	// then says so too).
+	Follows string   `json:"follows,omitempty"`
 	Changed []string `json:"changed,omitempty"`
 	// Attrs are the attributes this phase's key covers.
 	Attrs []string   `json:"attrs"`
@@ -65,6 +68,11 @@ type PhasePlan struct {
 	// the first phase the inputs and sandbox configuration and what nixlayer
 	// itself runs (recipe).
 	KeyInputs map[string]string `json:"keyInputs"`
+}
+
+// follow marks a phase that runs because an earlier one does.
+func (ph *PhasePlan) follow(earlier string) {
+	ph.Follows, ph.Reason = earlier, "follows "+earlier
 }
 
 // LayerInfo describes a cached layer.
@@ -236,7 +244,7 @@ func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
 		for i := firstRun; i < len(p.Phases); i++ {
 			p.Phases[i].Status, p.Phases[i].Layer = StatusRun, nil
 			if i > firstRun {
-				p.Phases[i].Reason = "follows " + p.Phases[firstRun].Name
+				p.Phases[i].follow(p.Phases[firstRun].Name)
 			}
 		}
 	}
@@ -275,7 +283,7 @@ func (e *Engine) ancestors(top *layers.Layer, n int) []*layers.Layer {
 		if l == nil || l.Meta.Status == layers.StatusFailed || l.Meta.Status == layers.StatusRunning {
 			return nil
 		}
-		for l.Meta.Phase == "" { // a rewrite layer between phases
+		for l.Meta.KindOf() != layers.KindPhase { // a rewrite layer between phases
 			parent, err := e.layers.Get(l.Parent)
 			if err != nil {
 				return nil
@@ -332,7 +340,7 @@ func (e *Engine) previousChain(pkg string) map[string]*layers.Layer {
 	}
 	prev := map[string]*layers.Layer{}
 	for _, l := range all { // oldest first, so the newest wins
-		if l.Meta.Package == pkg && l.Meta.Status != layers.StatusRunning && l.Meta.Phase != "" {
+		if l.Meta.Package == pkg && l.Meta.Status != layers.StatusRunning && l.Meta.KindOf() == layers.KindPhase {
 			prev[l.Meta.Phase] = l
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
 // A nixlayer whose driver differs (an upgrade) reuses nothing the other one
@@ -36,15 +37,15 @@ func TestDriverChangeRebuildsEverything(t *testing.T) {
 		t.Fatalf("cold build ran %v with %d probes", all, probes())
 	}
 
-	r := e2etest.Run(e.dir, nil, changed, append([]string{"build", "--cache", e.cache, "-Q"}, f.cli()...)...)
+	r := e2etest.Run(e.dir, nil, changed, append([]string{"build", "--cache", e.cache, "-Q", "--progress=json"}, f.cli()...)...)
 	if r.Err != nil {
 		t.Fatalf("build with the changed driver: %v\n%s", r.Err, r.Stderr)
 	}
 	if ran := ranPhases(r.Stderr); !slices.Equal(ran, all) {
 		t.Fatalf("with a changed driver the build ran %v, want every phase %v:\n%s", ran, all, r.Stderr)
 	}
-	if !strings.Contains(r.Stderr, "(nixlayer driver and sandbox) changed") {
-		t.Errorf("the first phase does not say the driver changed:\n%s", r.Stderr)
+	if start := eventOf(buildEvents(r.Stderr), runner.EventStart); start == nil || start.Follows != "" || !strings.Contains(start.Message, "(nixlayer driver and sandbox)") {
+		t.Errorf("the first phase does not say the driver changed: %+v", start)
 	}
 	if probes() != 2 {
 		t.Errorf("the stdenv was not probed again with the changed driver (%d probes)", probes())

@@ -341,10 +341,41 @@ export function logTextFrom(result: unknown): string | undefined {
 // ---------------------------------------------------------------------------
 // Build progress ($/progress work-done reports) → status bar text and log lines.
 
+/** The kinds of build events the server reports (runner.EventKind in the Go code). */
+export type BuildEventKind =
+  | 'wait'
+  | 'repair'
+  | 'plan'
+  | 'cached'
+  | 'learn'
+  | 'learned'
+  | 'rewrite'
+  | 'fallback'
+  | 'start'
+  | 'done'
+  | 'failed'
+  | 'deliver'
+  | 'gc'
+  | 'finished';
+
+/** A build event as the server sends it in a report's `event` field. */
+export interface BuildEvent {
+  kind: BuildEventKind;
+  phase?: string;
+  index?: number;
+  total?: number;
+  message?: string;
+  follows?: string;
+  exact?: boolean;
+}
+
+/** How a build ended, in the end value's `outcome` field. */
+export type BuildOutcomeKind = 'succeeded' | 'failed' | 'cancelled' | 'error';
+
 export type ProgressValue =
   | { kind: 'begin'; title: string; message?: string; percentage?: number; cancellable?: boolean }
-  | { kind: 'report'; message?: string; percentage?: number; cancellable?: boolean }
-  | { kind: 'end'; message?: string };
+  | { kind: 'report'; message?: string; percentage?: number; cancellable?: boolean; event?: BuildEvent }
+  | { kind: 'end'; message?: string; outcome?: BuildOutcomeKind };
 
 export interface BuildStatus {
   /** Status bar text, undefined to hide. */
@@ -358,10 +389,8 @@ interface Run {
   message?: string;
   percentage?: number;
   started: number;
-}
-
-export function looksFailed(message: string | undefined): boolean {
-  return !!message && /\b(fail(ed|ure)?|error|cancel(l)?ed|aborted)\b/i.test(message);
+  /** The phase the server reported failed, if any. */
+  failedPhase?: string;
 }
 
 export function formatDuration(ms: number): string {
@@ -405,6 +434,7 @@ export class ProgressTracker {
         const run = this.runs.get(key) ?? { title: 'nixlayer', started: this.now() };
         if (value.message !== undefined) run.message = value.message;
         if (value.percentage !== undefined) run.percentage = value.percentage;
+        if (value.event?.kind === 'failed') run.failedPhase = value.event.phase;
         this.runs.set(key, run);
         push(value.message);
         break;
@@ -413,12 +443,13 @@ export class ProgressTracker {
         const run = this.runs.get(key);
         this.runs.delete(key);
         const took = run ? formatDuration(this.now() - run.started) : undefined;
-        const failed = looksFailed(value.message);
+        // The server says how the build ended; a failed phase reported on the way counts too.
+        const cancelled = value.outcome === 'cancelled';
+        const failed = value.outcome === 'failed' || value.outcome === 'error' || cancelled || run?.failedPhase !== undefined;
         const title = run?.title ?? 'nixlayer';
-        const msg = value.message ?? (failed ? 'failed' : 'done');
+        const msg = value.message ?? (failed ? (run?.failedPhase ? `failed in ${run.failedPhase}` : 'failed') : 'done');
         push(`${failed ? '✗' : '✓'} ${title}: ${msg}${took ? ` (${took})` : ''}`);
         if (this.runs.size === 0) {
-          const cancelled = /\bcancel(l)?ed\b/i.test(value.message ?? '');
           const outcome = cancelled ? 'build cancelled' : failed ? 'build failed' : 'built';
           this.last = {
             state: failed ? 'failed' : 'succeeded',
