@@ -1,12 +1,20 @@
 # shellcheck shell=bash
 # The program every sandboxed step of a layered build runs, as
 #
-#   bash [builder flags] -c "$(cat driver.bash)" SCRIPT MODE PHASE LAST DUMP
+#   bash [builder flags] -c "$(cat driver.bash)" SCRIPT MODE PHASE LAST DUMP \
+#       ORDER SWITCHES ENTERS
 #
 # SCRIPT is the derivation's builder script ($0, as when Nix runs
 # `bash -e SCRIPT`), MODE is probe, phase or shell, PHASE the phase to run,
 # LAST 1 for the derivation's last phase, and DUMP the bash command that
-# writes one shell-state capture to fd 4 (shellstate.DumpCommand). It sources
+# writes one shell-state capture to fd 4 (shellstate.DumpCommand). ORDER,
+# SWITCHES and ENTERS describe the stdenv's standard phases (Go's
+# phaserules.Standard), which only the oldest setup.sh makes the driver
+# handle itself: ORDER is the default phase list, where @NAME stands for
+# the phases listed in the variable NAME; SWITCHES holds "PHASE VARIABLE
+# if|unless" triples (the phase runs only if VARIABLE is set, or unless it
+# is); ENTERS lists the phases after which the loop changes into
+# $sourceRoot. It sources
 # the structured attributes and the stdenv like the default builder does and
 # then, by MODE:
 #
@@ -24,31 +32,42 @@
 # over from one phase to the next.
 
 __nl_mode=$1 __nl_phase=$2 __nl_last=$3 __nl_dump=$4
+__nl_order=$5 __nl_switches=$6 __nl_enters=$7
 # The stdenv is sourced with no arguments, as by the default builder.
 set --
+
+# Whether the stdenv's switch for phase $1 turns it off.
+__nl_switchedOff() {
+	# shellcheck disable=SC2206 # a list of words
+	local -a t=($__nl_switches)
+	local i v
+	for ((i = 0; i + 2 < ${#t[@]}; i += 3)); do
+		[[ ${t[i]} == "$1" ]] || continue
+		v=${t[i + 1]}
+		if [[ ${t[i + 2]} == if ]]; then
+			[[ -z ${!v:-} ]] && return 0
+		else
+			[[ -n ${!v:-} ]] && return 0
+		fi
+		return 1
+	done
+	return 1
+}
 
 # The body of the oldest setup.sh's genericBuild loop (before runPhase
 # existed, ~2023), for one phase.
 __nl_oldRunPhase() {
 	curPhase=$1
-	case "$curPhase" in
-	unpackPhase) [ -z "${dontUnpack:-}" ] || return 0 ;;
-	patchPhase) [ -z "${dontPatch:-}" ] || return 0 ;;
-	configurePhase) [ -z "${dontConfigure:-}" ] || return 0 ;;
-	buildPhase) [ -z "${dontBuild:-}" ] || return 0 ;;
-	checkPhase) [ -n "${doCheck:-}" ] || return 0 ;;
-	installPhase) [ -z "${dontInstall:-}" ] || return 0 ;;
-	fixupPhase) [ -z "${dontFixup:-}" ] || return 0 ;;
-	installCheckPhase) [ -n "${doInstallCheck:-}" ] || return 0 ;;
-	distPhase) [ -n "${doDist:-}" ] || return 0 ;;
-	esac
+	if __nl_switchedOff "$curPhase"; then
+		return 0
+	fi
 	if [ -n "${NIX_LOG_FD:-}" ]; then
 		echo "@nix { \"action\": \"setPhase\", \"phase\": \"$curPhase\" }" >&"$NIX_LOG_FD"
 	fi
 	if declare -F showPhaseHeader >/dev/null; then showPhaseHeader "$curPhase"; fi
 	if declare -F dumpVars >/dev/null; then dumpVars; fi
 	eval "${!curPhase:-$curPhase}"
-	if [ "$curPhase" = unpackPhase ]; then
+	if [[ " $__nl_enters " == *" $curPhase "* ]]; then
 		# shellcheck disable=SC2164 # as the stdenv's loop: set -e decides
 		cd "${sourceRoot:-.}"
 	fi
@@ -80,7 +99,15 @@ probe)
 		# The oldest setup.sh inlines the loop in genericBuild: compute its
 		# phase list the same way.
 		if [ -z "${phases[*]:-}" ]; then
-			phases="${prePhases[*]:-} unpackPhase patchPhase ${preConfigurePhases[*]:-} configurePhase ${preBuildPhases[*]:-} buildPhase checkPhase ${preInstallPhases[*]:-} installPhase ${preFixupPhases[*]:-} fixupPhase installCheckPhase ${preDistPhases[*]:-} distPhase ${postPhases[*]:-}"
+			phases=
+			for __nl_w in $__nl_order; do
+				if [[ $__nl_w == @* ]]; then
+					__nl_v="${__nl_w#@}[*]"
+					phases+=" ${!__nl_v:-}"
+				else
+					phases+=" $__nl_w"
+				fi
+			done
 		fi
 		# shellcheck disable=SC2048,SC2086 # a string or an array of words
 		printf '%s\n' ${phases[*]} >&5

@@ -2,7 +2,9 @@ package runner
 
 import (
 	_ "embed"
+	"strings"
 
+	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
@@ -25,5 +27,24 @@ func driverArgs(script, mode, phase string, last bool) []string {
 }
 
 // driverData is what the driver is given besides the step: the command that
-// captures the shell state.
-func driverData() []string { return []string{shellstate.DumpCommand} }
+// captures the shell state and the stdenv's standard phases (driver.bash
+// describes the encoding).
+func driverData() []string {
+	var order, switches, enters []string
+	for _, p := range phaserules.Standard {
+		if p.ListBefore != "" {
+			order = append(order, "@"+p.ListBefore)
+		}
+		order = append(order, p.Name)
+		sense := "unless"
+		if p.OptIn {
+			sense = "if"
+		}
+		switches = append(switches, p.Name, p.Switch, sense)
+		if p.EntersSourceRoot {
+			enters = append(enters, p.Name)
+		}
+	}
+	order = append(order, "@"+phaserules.ListAfter)
+	return []string{shellstate.DumpCommand, strings.Join(order, " "), strings.Join(switches, " "), strings.Join(enters, " ")}
+}

@@ -173,17 +173,16 @@ func (e *Engine) placeAttributes(j *job, phases []string) map[string][]string {
 			code[ph] = v
 		}
 	}
-	rules := phaserules.New(phases, nil)
 	hooks := func(phase string) []string {
 		var hs []string
-		for _, pfx := range []string{"pre", "post"} {
-			if name := pfx + strings.ToUpper(phase[:1]) + strings.TrimSuffix(phase[1:], "Phase"); j.drv.Env[name] != "" {
+		for _, name := range phaserules.Hooks(phase) {
+			if j.drv.Env[name] != "" {
 				hs = append(hs, j.drv.Env[name])
 			}
 		}
 		return hs
 	}
-	rules = phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks))
+	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks))
 	for _, a := range sortedKeys(j.attrs) {
 		pl := rules.Place(a)
 		owned[pl.Phase] = append(owned[pl.Phase], a)

@@ -233,18 +233,6 @@ export const BLOCKED_METHODS: ReadonlySet<string> = new Set([
 export const SERVER_COMMANDS = ['nixlayer.build', 'nixlayer.rebuildFrom', 'nixlayer.openShell', 'nixlayer.showLog'] as const;
 export type ServerCommand = (typeof SERVER_COMMANDS)[number];
 
-export const STANDARD_PHASES = [
-  'unpackPhase',
-  'patchPhase',
-  'configurePhase',
-  'buildPhase',
-  'checkPhase',
-  'installPhase',
-  'fixupPhase',
-  'installCheckPhase',
-  'distPhase',
-];
-
 export interface CommandArg {
   uri?: string;
   phase?: string;
@@ -288,17 +276,30 @@ export function phasesFromLenses(lenses: readonly LensLike[] | undefined): strin
   return out;
 }
 
-/** The phase whose attribute is defined on a line like `  installPhase = ''`, if any. */
-export function phaseAtLine(line: string): string | undefined {
-  const m = /^\s*"?([A-Za-z][A-Za-z0-9_'-]*)"?\s*=/.exec(line);
-  if (!m) return undefined;
-  const name = m[1];
-  if (/Phase$/.test(name)) return name;
-  const hook = /^(pre|post)([A-Z][A-Za-z]*)$/.exec(name);
-  if (hook) return hook[2].charAt(0).toLowerCase() + hook[2].slice(1) + 'Phase';
-  const flags = /^([a-z]+)Flags(Array)?$/.exec(name);
-  if (flags) return flags[1] + 'Phase';
-  return undefined;
+/** The server's request for the phases to offer (the extension keeps no phase list of its own). */
+export const PHASES_REQUEST = 'nixlayer/phases';
+
+/** The server's answer to nixlayer/phases: the derivation's phases in order, and the phase of the attribute on the asked line. */
+export interface PhaseChoices {
+  phases: string[];
+  at?: string;
+}
+
+/** Reads a nixlayer/phases answer; undefined when it is not one. */
+export function phaseChoicesFrom(result: unknown): PhaseChoices | undefined {
+  if (!result || typeof result !== 'object' || Array.isArray(result)) return undefined;
+  const o = result as Record<string, unknown>;
+  if (!Array.isArray(o.phases) || !o.phases.every((p) => typeof p === 'string' && p !== '')) return undefined;
+  const out: PhaseChoices = { phases: o.phases as string[] };
+  if (typeof o.at === 'string' && out.phases.includes(o.at)) out.at = o.at;
+  return out;
+}
+
+/** Quick-pick items for the phases, the one at the cursor first. */
+export function phasePickItems(c: PhaseChoices): { label: string; description?: string }[] {
+  const items = c.phases.map((p) => ({ label: p, description: p === c.at ? 'at the cursor' : undefined }));
+  if (c.at) items.sort((a, b) => (a.label === c.at ? -1 : b.label === c.at ? 1 : 0));
+  return items;
 }
 
 export function shellQuote(word: string): string {

@@ -14,7 +14,8 @@ import {
   missingExecutableMessage,
   normalizeCommandArg,
   OnceGate,
-  phaseAtLine,
+  phaseChoicesFrom,
+  phasePickItems,
   phasesFromLenses,
   ProgressTracker,
   resolveExecutable,
@@ -102,7 +103,7 @@ test('normalizeCommandArg accepts lens arguments, URIs and nothing', () => {
   assert.deepEqual(normalizeCommandArg(42), {});
 });
 
-test('phasesFromLenses and phaseAtLine', () => {
+test('phasesFromLenses, phaseChoicesFrom, phasePickItems', () => {
   const lenses = [
     { command: { command: 'nixlayer.build', arguments: [{ uri: 'file:///a.nix' }] } },
     { command: { command: 'nixlayer.rebuildFrom', arguments: [{ uri: 'file:///a.nix', phase: 'configurePhase' }] } },
@@ -112,12 +113,17 @@ test('phasesFromLenses and phaseAtLine', () => {
   ];
   assert.deepEqual(phasesFromLenses(lenses), ['configurePhase', 'installPhase']);
   assert.deepEqual(phasesFromLenses(undefined), []);
-  assert.equal(phaseAtLine('  installPhase = \'\''), 'installPhase');
-  assert.equal(phaseAtLine('  postInstall = "mkdir -p $out/share";'), 'installPhase');
-  assert.equal(phaseAtLine('  preConfigure = "";'), 'configurePhase');
-  assert.equal(phaseAtLine('  configureFlags = "--nfiles=20";'), 'configurePhase');
-  assert.equal(phaseAtLine('  pname = "hello";'), undefined);
-  assert.equal(phaseAtLine('in fx.mkDerivation {'), undefined);
+  // The server's answer to nixlayer/phases.
+  const c = phaseChoicesFrom({ phases: ['unpackPhase', 'buildPhase', 'installPhase'], planned: true, at: 'buildPhase' });
+  assert.deepEqual(c, { phases: ['unpackPhase', 'buildPhase', 'installPhase'], at: 'buildPhase' });
+  assert.deepEqual(phasePickItems(c!), [
+    { label: 'buildPhase', description: 'at the cursor' },
+    { label: 'unpackPhase', description: undefined },
+    { label: 'installPhase', description: undefined },
+  ]);
+  assert.deepEqual(phaseChoicesFrom({ phases: ['unpackPhase'], at: 'makePhase' }), { phases: ['unpackPhase'] });
+  assert.equal(phaseChoicesFrom({ phases: 'unpackPhase' }), undefined);
+  assert.equal(phaseChoicesFrom(null), undefined);
 });
 
 test('shellCommandFrom and shellQuote', () => {
