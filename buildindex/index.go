@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 // Who built: Nix's own builder, or nixlayer's build hook.
@@ -127,11 +128,10 @@ func outputName(d *drv.Derivation, p string) string {
 
 // DrvName is the name part of a .drv path (hash and .drv removed).
 func DrvName(drvPath string) string {
-	base := strings.TrimSuffix(filepath.Base(drvPath), ".drv")
-	if len(base) > 33 && base[32] == '-' {
-		return base[33:]
+	if _, name, ok := nixstore.SplitStorePath(drvPath); ok {
+		return strings.TrimSuffix(name, ".drv")
 	}
-	return base
+	return strings.TrimSuffix(filepath.Base(drvPath), ".drv")
 }
 
 // Records reads the index, oldest first; lines that do not parse (a torn

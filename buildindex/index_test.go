@@ -68,3 +68,14 @@ func TestJoinEndWithoutStart(t *testing.T) {
 		t.Errorf("%+v", bs)
 	}
 }
+
+func TestDrvName(t *testing.T) {
+	for in, want := range map[string]string{
+		"/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-hello-2.12.1.drv": "hello-2.12.1",
+		"/tmp/plain.drv": "plain",
+	} {
+		if got := DrvName(in); got != want {
+			t.Errorf("DrvName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
