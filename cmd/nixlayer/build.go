@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,25 +58,10 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", why)
 	}
-	for _, name := range sortedNames(res.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
 		fmt.Println(res.Outputs[name])
 	}
 	return nil
-}
-
-func sortedNames(m map[string]string) []string {
-	var names []string
-	for k := range m {
-		names = append(names, k)
-	}
-	for i := range names {
-		for j := i + 1; j < len(names); j++ {
-			if names[j] < names[i] {
-				names[i], names[j] = names[j], names[i]
-			}
-		}
-	}
-	return names
 }
 
 // printProgress reports phases on w as they start, are skipped and finish,
@@ -225,7 +212,7 @@ func cmdVerify(ctx context.Context, args []string) error {
 			return err
 		}
 	} else if v.Identical {
-		for _, name := range sortedNames(v.Layered) {
+		for _, name := range slices.Sorted(maps.Keys(v.Layered)) {
 			fmt.Printf("%s: identical to Nix's build (%s)\n", name, v.NARHash[name])
 		}
 	} else {
