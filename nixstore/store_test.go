@@ -1,6 +1,9 @@
 package nixstore
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestSplitStorePath(t *testing.T) {
 	t.Setenv("NIX_STORE_DIR", "")
@@ -31,6 +34,26 @@ func TestSplitStorePath(t *testing.T) {
 		}
 		if got := IsStorePath(c.path); got != c.isStorePath {
 			t.Errorf("IsStorePath(%q) = %v, want %v", c.path, got, c.isStorePath)
+		}
+	}
+}
+
+func TestTargetArgv(t *testing.T) {
+	args := map[string]string{"n": "20", "a": "{}"}
+	strs := map[string]string{"salt": "x"}
+	for _, c := range []struct {
+		t        Target
+		fileFlag string
+		want     string
+	}{
+		{Target{File: "/p/default.nix", Attr: "hello", Args: args, ArgStrs: strs}, "",
+			"/p/default.nix -A hello --arg a {} --arg n 20 --argstr salt x"},
+		{Target{File: "/p/default.nix", Attr: "hello"}, "-f", "-f /p/default.nix -A hello"},
+		{Target{File: "/p/default.nix", Expr: "import ./x.nix"}, "-f", "-E import ./x.nix"},
+		{Target{File: "/p/x.nix", Source: []byte("{}")}, "", "- "},
+	} {
+		if got := strings.Join(c.t.Argv(c.fileFlag), " "); got != strings.TrimSpace(c.want) {
+			t.Errorf("%+v.Argv(%q) = %q, want %q", c.t, c.fileFlag, got, c.want)
 		}
 	}
 }
