@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,22 +26,17 @@ import (
 // one (a .drv, a .nix file, or a directory with default.nix). hasPkg is
 // false when no package was named at all.
 func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string, hasPkg bool, err error) {
-	takes := map[string]int{"-A": 1, "--attr": 1, "-f": 1, "--file": 1, "-E": 1, "--expr": 1, "--cache": 1,
-		"--from": 1, "-o": 1, "--out-link": 1, "--arg": 2, "--argstr": 2}
-	for _, f := range valueFlags {
-		takes[f] = 1
-	}
-	explicit := false
-	for _, a := range args {
-		switch a {
-		case "-f", "--file", "-E", "--expr", "-A", "--attr":
-			explicit = true
+	takes := func(a string) (int, bool) {
+		if f, ok := commonFlags[a]; ok {
+			return f.values, f.values > 0
 		}
+		return 1, slices.Contains(valueFlags, a)
 	}
+	explicit := slices.ContainsFunc(args, func(a string) bool { return commonFlags[a].pkg })
 	var pkgArgs []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if n, ok := takes[a]; ok {
+		if n, ok := takes(a); ok {
 			end := min(i+n+1, len(args))
 			pkgArgs = append(pkgArgs, args[i:end]...)
 			i = end - 1
