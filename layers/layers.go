@@ -218,7 +218,7 @@ func (st *Store) Finish(id string, meta Meta) error {
 	if err := st.s.SetMetadata(id, string(data)); err != nil {
 		return fmt.Errorf("write metadata of layer %s: %w", short(id), err)
 	}
-	fault.Point("before-name")
+	fault.Point(fault.BeforeName)
 	if meta.Status == StatusComplete && meta.Key != "" {
 		if err := st.s.AddNames(id, []string{keyPrefix + meta.Key}); err != nil {
 			return fmt.Errorf("name layer %s: %w", short(id), err)
