@@ -52,8 +52,9 @@ type Record struct {
 const Dir = "index"
 
 const (
-	indexFile = "builds.jsonl"
-	startsDir = "started"
+	indexFile    = "builds.jsonl"
+	startsDir    = "started"
+	hookBuiltDir = "hook-built"
 )
 
 // Path is the index file of a cache directory.
@@ -78,6 +79,23 @@ func Append(cacheDir string, r Record) error {
 		return fmt.Errorf("writing build index: %w", err)
 	}
 	return nil
+}
+
+// MarkHookBuilt notes that nixlayer's build hook built drvPath (and
+// recorded it), so the post-build-hook Nix runs afterwards does not record
+// it a second time.
+func MarkHookBuilt(cacheDir, drvPath string) error {
+	dir := filepath.Join(cacheDir, Dir, hookBuiltDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, filepath.Base(drvPath)), nil, 0o600)
+}
+
+// TakeHookBuilt reports whether MarkHookBuilt marked drvPath, and removes
+// the mark.
+func TakeHookBuilt(cacheDir, drvPath string) bool {
+	return os.Remove(filepath.Join(cacheDir, Dir, hookBuiltDir, filepath.Base(drvPath))) == nil
 }
 
 // RecordStart notes that a build of drvPath began (pre-build-hook).

@@ -79,3 +79,17 @@ func TestDrvName(t *testing.T) {
 		}
 	}
 }
+
+func TestHookBuiltMark(t *testing.T) {
+	cache := t.TempDir()
+	const d = "/nix/store/00000000000000000000000000000000-a-1.drv"
+	if TakeHookBuilt(cache, d) {
+		t.Fatal("unmarked derivation taken")
+	}
+	if err := MarkHookBuilt(cache, d); err != nil {
+		t.Fatal(err)
+	}
+	if !TakeHookBuilt(cache, d) || TakeHookBuilt(cache, d) {
+		t.Fatal("a mark is taken exactly once")
+	}
+}
