@@ -174,17 +174,3 @@ func Records(cacheDir string) ([]Record, error) {
 	}
 	return out, sc.Err()
 }
-
-// LastRecord returns the newest end (or failure) record of drvPath, if any.
-func LastRecord(cacheDir, drvPath string) (*Record, error) {
-	recs, err := Records(cacheDir)
-	if err != nil {
-		return nil, err
-	}
-	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i].Drv == drvPath && recs[i].Event != EventStart {
-			return &recs[i], nil
-		}
-	}
-	return nil, nil
-}

@@ -161,9 +161,6 @@ func probe(s storage.Store) error {
 // Driver is the graph driver in use ("overlay" or "vfs").
 func (st *Store) Driver() string { return st.s.GraphDriverName() }
 
-// Root is the cache directory.
-func (st *Store) Root() string { return st.root }
-
 // Close releases the store.
 func (st *Store) Close() { st.s.Shutdown(false) }
 

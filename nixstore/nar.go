@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/nix-community/go-nix/pkg/nar"
-	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
 
 // NARHash serializes path (a file, directory or symlink on the host; it
@@ -28,12 +27,6 @@ func NARHash(path string) (sum [32]byte, size uint64, err error) {
 // nix-store --register-validity accepts.
 func FormatHash(sum [32]byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// FormatHashBase32 renders a SHA-256 digest as "sha256:<nixbase32>", the
-// form nix-store -q --hash prints.
-func FormatHashBase32(sum [32]byte) string {
-	return "sha256:" + nixbase32.EncodeToString(sum[:])
 }
 
 type countWriter struct {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
 
 func write(t *testing.T, path, content string, mode os.FileMode) {
@@ -170,4 +172,10 @@ func TestNARHashKnownValues(t *testing.T) {
 			t.Errorf("%s: NAR %s (%d bytes), want %s (%d bytes)", name, got, size, want[name].hash, want[name].size)
 		}
 	}
+}
+
+// FormatHashBase32 renders a SHA-256 digest as "sha256:<nixbase32>", the
+// form nix-store -q --hash prints.
+func FormatHashBase32(sum [32]byte) string {
+	return "sha256:" + nixbase32.EncodeToString(sum[:])
 }
