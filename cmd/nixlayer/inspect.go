@@ -354,13 +354,13 @@ func printLayers(rows []runner.LayerRow) {
 		if r.Duration > 0 {
 			took = round(r.Duration)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Package, phase, status, layers.Short(r.ID), key, size(r.Size), size(r.Shared), age(r.Created), took)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Package, phase, status, layers.Short(r.ID), key, layers.FormatSize(r.Size), layers.FormatSize(r.Shared), age(r.Created), took)
 		if r.Size > 0 {
 			total += r.Size
 		}
 	}
 	tw.Flush()
-	fmt.Printf("%d layers, %s\n", len(rows), size(total))
+	fmt.Printf("%d layers, %s\n", len(rows), layers.FormatSize(total))
 }
 
 func age(t time.Time) string {
@@ -456,7 +456,7 @@ func cmdGC(ctx context.Context, args []string) error {
 		if res.DryRun {
 			verb = "would remove"
 		}
-		fmt.Printf("%s %d layers, freed %s (%d bytes); kept %d layers (%s)\n", verb, len(res.Removed), size(res.Freed), res.Freed, res.Kept, size(res.KeptBytes))
+		fmt.Printf("%s %d layers, freed %s (%d bytes); kept %d layers (%s)\n", verb, len(res.Removed), layers.FormatSize(res.Freed), res.Freed, res.Kept, layers.FormatSize(res.KeptBytes))
 		if len(res.InUse) > 0 {
 			fmt.Printf("left %d layers in use by a running build, a shell or a mount\n", len(res.InUse))
 		}
@@ -515,7 +515,7 @@ func cmdExport(ctx context.Context, args []string) error {
 	if c.json {
 		return printJSON(res)
 	}
-	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, size(res.Bytes), res.Dir, res.Ref)
+	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(res.Bytes), res.Dir, res.Ref)
 	return nil
 }
 
