@@ -16,11 +16,7 @@ import (
 )
 
 func cmdBuild(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, []string{"--exact", "--no-learn"}, nil)
-	if err != nil {
-		return err
-	}
-	drvPath, e, err := c.open(ctx)
+	c, drvPath, e, err := openPackage(ctx, args, []string{"--exact", "--no-learn"}, nil)
 	if err != nil {
 		return err
 	}
@@ -127,11 +123,7 @@ func round(d time.Duration) string {
 }
 
 func cmdPlan(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
-	if err != nil {
-		return err
-	}
-	drvPath, e, err := c.open(ctx)
+	c, drvPath, e, err := openPackage(ctx, args, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -179,11 +171,7 @@ func cmdPlan(ctx context.Context, args []string) error {
 }
 
 func cmdVerify(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
-	if err != nil {
-		return err
-	}
-	drvPath, e, err := c.open(ctx)
+	c, drvPath, e, err := openPackage(ctx, args, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -213,11 +201,7 @@ func cmdVerify(ctx context.Context, args []string) error {
 }
 
 func cmdLearn(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
-	if err != nil {
-		return err
-	}
-	drvPath, e, err := c.open(ctx)
+	_, drvPath, e, err := openPackage(ctx, args, nil, nil)
 	if err != nil {
 		return err
 	}
