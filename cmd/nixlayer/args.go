@@ -161,23 +161,18 @@ func (c *common) drvPath(ctx context.Context) (string, error) {
 	return drvs[0], nil
 }
 
-// openPackage parses a package command's arguments, instantiates the
-// package and opens the cache: what every build-like command starts with.
-// The caller closes the engine.
-func openPackage(ctx context.Context, args, boolFlags, valueFlags []string) (*common, string, *runner.Engine, error) {
-	c, err := parseArgs(args, boolFlags, valueFlags)
-	if err != nil {
-		return nil, "", nil, err
-	}
+// open instantiates the package and opens the cache: what every build-like
+// command starts with.
+func (c *common) open(ctx context.Context) (string, *runner.Engine, error) {
 	drvPath, err := c.drvPath(ctx)
 	if err != nil {
-		return nil, "", nil, err
+		return "", nil, err
 	}
 	e, err := c.engine()
 	if err != nil {
-		return nil, "", nil, err
+		return "", nil, err
 	}
-	return c, drvPath, e, nil
+	return drvPath, e, nil
 }
 
 // buildLog is where the builder's output goes: stderr without Nix's

@@ -16,7 +16,11 @@ import (
 )
 
 func cmdBuild(ctx context.Context, args []string) error {
-	c, drvPath, e, err := openPackage(ctx, args, []string{"--exact", "--no-learn"}, nil)
+	c, err := parseArgs(args, []string{"--exact", "--no-learn"}, nil)
+	if err != nil {
+		return err
+	}
+	drvPath, e, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -123,7 +127,11 @@ func round(d time.Duration) string {
 }
 
 func cmdPlan(ctx context.Context, args []string) error {
-	c, drvPath, e, err := openPackage(ctx, args, nil, nil)
+	c, err := parseArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	drvPath, e, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -171,7 +179,11 @@ func cmdPlan(ctx context.Context, args []string) error {
 }
 
 func cmdVerify(ctx context.Context, args []string) error {
-	c, drvPath, e, err := openPackage(ctx, args, nil, nil)
+	c, err := parseArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	drvPath, e, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -201,7 +213,11 @@ func cmdVerify(ctx context.Context, args []string) error {
 }
 
 func cmdLearn(ctx context.Context, args []string) error {
-	_, drvPath, e, err := openPackage(ctx, args, nil, nil)
+	c, err := parseArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	drvPath, e, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
