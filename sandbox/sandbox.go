@@ -10,10 +10,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 )
 
@@ -127,12 +128,7 @@ func bwrapArgs(spec Spec, etcDir string) []string {
 		"--ro-bind", filepath.Join(etcDir, "hosts"), "/etc/hosts",
 		"--chdir", BuildDir,
 	)
-	keys := make([]string, 0, len(spec.Env))
-	for k := range spec.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		a = append(a, "--setenv", k, spec.Env[k])
 	}
 	a = append(a, "--")
@@ -149,24 +145,15 @@ func Fingerprint() string {
 		fmt.Fprintf(h, "arg %q\n", a)
 	}
 	etc := etcFiles()
-	for _, name := range sortedKeys(etc) {
+	for _, name := range slices.Sorted(maps.Keys(etc)) {
 		fmt.Fprintf(h, "etc %s %q\n", name, etc[name])
 	}
 	env := Env(nil, 0)
 	delete(env, "NIX_BUILD_CORES") // the machine's, like Nix's own builds
-	for _, k := range sortedKeys(env) {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		fmt.Fprintf(h, "env %s=%q\n", k, env[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // CleanMountpoints removes the empty files and directories bubblewrap
