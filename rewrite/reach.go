@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -166,7 +168,7 @@ const maxUnpacked = 1 << 30
 func outputBlobs(outputs map[string]string) ([]blob, error) {
 	var blobs []blob
 	// `out` first: among equally strong reasons, the main output names one.
-	names := sortedNames(outputs)
+	names := slices.Sorted(maps.Keys(outputs))
 	sort.SliceStable(names, func(i, j int) bool { return names[i] == "out" && names[j] != "out" })
 	for _, name := range names {
 		root := outputs[name]
@@ -400,13 +402,4 @@ func Nondeterministic(a, b, a2 []byte, fm *FileMap) bool {
 		}
 	}
 	return clusters > 0 && changed
-}
-
-func sortedNames(m map[string]string) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
