@@ -463,6 +463,30 @@ func TestSyntheticPath(t *testing.T) {
 	}
 }
 
+// A chain whose older layers were built for other output paths: the
+// synthetic hash differs at every index from all of them.
+func TestSyntheticPathAvoids(t *testing.T) {
+	for n := 1; n <= 40; n += 3 {
+		var avoid []string
+		for i := range n {
+			h := make([]byte, 32)
+			for k := range h {
+				h[k] = nixBase32[(k*7+i*13+k*k*i)%len(nixBase32)]
+			}
+			avoid = append(avoid, "/nix/store/"+string(h)+"-a")
+		}
+		s := SyntheticPath(pathB, avoid...)
+		for _, a := range append(avoid, pathB) {
+			ha, hs := hashPart(a), hashPart(s)
+			for k := range hs {
+				if ha[k] == hs[k] {
+					t.Fatalf("%d paths to avoid: %s agrees with %s at index %d", n, s, a, k)
+				}
+			}
+		}
+	}
+}
+
 func TestLLDFastChunkHash(t *testing.T) {
 	// Reference values of XXH64 with seed 0 (the hand-written XXH64 that
 	// xxhash.Sum64 replaced gave the same), as LLD stores them.

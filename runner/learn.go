@@ -153,7 +153,13 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		if a == "" {
 			return fmt.Errorf("layer %s does not record the path of output %s", top.ID, name)
 		}
-		pathsB[name] = rewrite.SyntheticPath(a)
+		// Unlike every path the chain's layers were built with: its older
+		// layers may come from a derivation with other output paths.
+		var avoid []string
+		for _, l := range chain {
+			avoid = append(avoid, l.Meta.Outputs[name])
+		}
+		pathsB[name] = rewrite.SyntheticPath(a, append(avoid, p)...)
 		baseToB[p] = pathsB[name]
 	}
 	n := len(chain)
