@@ -64,10 +64,13 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	_ = buildindex.RecordStart(s.cfg.CacheDir, req.DrvPath, buildindex.ByNixlayer)
 	t0 := time.Now()
 
-	// Exact: an inexact resume is never registered; the runner rebuilds
-	// the phases with the real output paths instead.
+	// Exact, and never slower than Nix: an inexact resume is never
+	// registered (the runner rebuilds the phases with the real output
+	// paths instead), and without a path map the runner builds fully when
+	// learning would take longer. What learning the build leaves goes on
+	// in the background (the runner's policy).
 	opts := runner.BuildOptions{
-		Exact:     true,
+		NeverSlowerThanFull: true,
 		Deliver:   true,
 		LocksHeld: true,
 		Log:       logw,
@@ -76,12 +79,6 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	res, err := s.engine.Build(ctx, req.DrvPath, opts)
 	if err == nil && !res.InStore {
 		err = fmt.Errorf("the outputs of %s were not registered in the store (%s; hook mode must run as root)", req.DrvPath, notRegisteredWhy(res))
-	}
-	if err == nil && len(res.Reused) == 0 && len(res.Ran) > 1 {
-		// Learn the chain's path map now, detached, so the next edit resumes at once.
-		if pid, _, lerr := s.engine.StartBackgroundLearn(req.DrvPath); lerr == nil {
-			say("learning the output-path map in the background (pid %d)", pid)
-		}
 	}
 	code := 0
 	switch cause := context.Cause(ctx); {

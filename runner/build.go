@@ -35,8 +35,19 @@ type BuildOptions struct {
 	// ResultLink is the ./result symlink to create ("" for none).
 	ResultLink string
 	// Exact rebuilds with the real output paths when reused layers cannot
-	// be rewritten exactly, instead of keeping an unverified result.
+	// be rewritten exactly, instead of keeping an unverified result, and
+	// waits for (or does) the learning of a path map the reused layers
+	// lack, instead of delivering a provisional result at once.
 	Exact bool
+	// NeverSlowerThanFull (the hook; implies Exact): when the reused layers
+	// have no path map and learning it would end later than a full build,
+	// build every phase with the new output paths, as Nix would (decided
+	// with the stored phase times); the background learner then learns
+	// that chain.
+	NeverSlowerThanFull bool
+	// NoLearn starts no background work after the build (the background
+	// work's own builds; `nixlayer build --no-learn`).
+	NoLearn bool
 }
 
 // Result is what a build produced.
@@ -57,6 +68,11 @@ type Result struct {
 	// Inexact is the verdict that made an exact build (--exact, the hook)
 	// drop a resume and rerun from Inexact.RebuildFrom.
 	Inexact  *Exactness    `json:"inexact,omitempty"`
+	// State is the result's state (verified, provisional, unverified);
+	// `nixlayer status` follows it as background work settles it.
+	State ResultState `json:"state"`
+	// Why says what is provisional or unverified about the result.
+	Why      string        `json:"why,omitempty"`
 	Ran      []string      `json:"ran"`
 	Reused   []string      `json:"reused"`
 	Duration time.Duration `json:"duration"`
@@ -88,12 +104,35 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-// Build builds a derivation phase by phase, reusing cached layers.
+// Build builds a derivation phase by phase, reusing cached layers. A
+// result that rests on what is not yet verified is delivered at once as
+// provisional (unless Exact); after every build, failed ones included,
+// work that learning or verification still owes goes on in the background
+// (policy.go).
 func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*Result, error) {
-	start := time.Now()
+	if bo.NeverSlowerThanFull {
+		bo.Exact = true
+	}
 	if bo.Exact {
 		bo.RequireVerified = true
 	}
+	var o outcome
+	res, err := e.build(ctx, drvPath, bo, &o)
+	e.afterBuild(drvPath, bo, &o, res, err)
+	return res, err
+}
+
+// outcome is what the policy after a build needs to know of it.
+type outcome struct {
+	j    *job
+	plan *Plan
+	// provisional is the resume a provisional result rests on.
+	provisional *resume
+	created     []string
+}
+
+func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *outcome) (*Result, error) {
+	start := time.Now()
 	logw := orDiscard(bo.Log)
 	progress := bo.Progress
 	if progress == nil {
@@ -110,6 +149,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if err != nil {
 		return nil, err
 	}
+	o.j = j
 	if j.drv.IsFixedOutput() {
 		return e.buildWithNix(ctx, j, bo, progress, start)
 	}
@@ -117,6 +157,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if err != nil {
 		return nil, err
 	}
+	o.plan = plan
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
@@ -127,7 +168,11 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 			if plan, err = e.plan(j, bo.PlanOptions); err != nil {
 				return nil, err
 			}
+			o.plan = plan
 		}
+	}
+	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
+		e.fullIfFaster(j, plan, progress)
 	}
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
@@ -162,6 +207,9 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if rs, parent, state, err = e.rewriteReused(ctx, j, plan, parent, state, res, bo.Exact, progress); err != nil {
 			return nil, err
 		}
+		if rs != nil && rs.provisional {
+			o.provisional, rs = rs, nil // settled in the background
+		}
 	}
 	for {
 		top, created, err := e.runPlanned(ctx, j, plan, parent, state, res, logw, progress)
@@ -171,10 +219,13 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 			e.markEndsEarly(j, early.phase)
 			progress(Event{Kind: EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
 			unlock()
-			return e.Build(ctx, drvPath, bo)
+			return e.build(ctx, drvPath, bo, o)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if o.provisional != nil {
+			o.created = created
 		}
 		parent = top
 		if rs == nil {
@@ -192,9 +243,11 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if res.Exactness != nil {
 		e.saveExactness(parent, res.Exactness) // for nixlayer verify
 	}
+	e.resultState(res, o)
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
 	}
+	e.recordResult(j, res, bo, o, progress)
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
 	if gc, err := e.AutoGC(ctx); err != nil {
 		e.log.Warn("automatic gc", zap.Error(err))

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -91,41 +89,6 @@ func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
 	return chain, nil
 }
 
-// Learn learns the path maps of the newest cached chain of a derivation, so
-// that the first resume after an edit needs no second build. `nixlayer
-// build` starts it in the background after a cold build.
-func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)) error {
-	if progress == nil {
-		progress = func(Event) {}
-	}
-	j, err := e.prepare(ctx, drvPath, io.Discard)
-	if err != nil {
-		return err
-	}
-	plan, err := e.plan(j, PlanOptions{RequireVerified: true})
-	if err != nil {
-		return err
-	}
-	top := lastReused(plan)
-	if top == "" {
-		return fmt.Errorf("%s has no cached layers to learn from: build it first", j.drv.Name)
-	}
-	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, nil)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if e.storedMap(top) != nil {
-		progress(Event{Kind: EventLearned, Message: "path maps already learned"})
-		return nil
-	}
-	chain, err := e.phaseChain(top, len(plan.Phases))
-	if err != nil {
-		return err
-	}
-	return e.learnChain(ctx, j, plan, chain, true, progress)
-}
-
 // learnChain runs the chain's phases again with synthetic output paths and
 // stores, on every layer of the chain, the map of what depends on them.
 // When the chain reaches the outputs, it records how each unexplained file
@@ -133,6 +96,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 // phases that produced bytes reaching an output with the same paths, to
 // tell the build's own nondeterminism from a path dependence.
 func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, classify bool, progress func(Event)) error {
+	defer e.announceLearning(j.pkg, chain)()
 	top := chain[len(chain)-1]
 	// The second build must differ from the chain's own build in the output
 	// paths only, so it runs with the environment of the derivation that
@@ -352,33 +316,3 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 }
 
 func (t *tailWriter) String() string { return tail(string(t.buf), 15) }
-
-// StartBackgroundLearn runs `nixlayer learn` for drvPath in a detached
-// process (its output in <cache>/learn.log), so the first resume after an
-// edit does not have to build the chain twice. The running binary must be
-// nixlayer.
-func (e *Engine) StartBackgroundLearn(drvPath string) (pid int, logPath string, err error) {
-	if os.Getenv("NIXLAYER_BACKGROUND_LEARN") == "0" {
-		return 0, "", fmt.Errorf("background learning is off (NIXLAYER_BACKGROUND_LEARN=0)")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return 0, "", err
-	}
-	logPath = filepath.Join(e.opts.CacheDir, "learn.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return 0, "", err
-	}
-	defer logf.Close()
-	cmd := exec.Command(self, "learn", "--cache", e.opts.CacheDir, drvPath)
-	// Detached, with no fd of ours: Nix waits for the hook's pipes to close.
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return 0, "", err
-	}
-	pid = cmd.Process.Pid
-	cmd.Process.Release()
-	return pid, logPath, nil
-}

@@ -153,6 +153,9 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 		prevKey = pp.Key
 		p.Phases = append(p.Phases, pp)
 	}
+	if po.From != "" && phaserules.Resolve(phases, po.From) == "" {
+		return nil, fmt.Errorf("--from %s: %s has no such phase (phases: %s)", po.From, p.Name, strings.Join(phases, " "))
+	}
 	e.markCached(j, p, po)
 	return p, nil
 }

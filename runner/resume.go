@@ -24,6 +24,10 @@ type resume struct {
 	// verified: the reused layers themselves rest on no forced reuse or
 	// inexact rewrite, so the result is verified if its outputs are exact.
 	verified bool
+	// provisional: rewritten without a map (rewrite.Provisional), so that
+	// the result comes at once; the background work settles it.
+	provisional bool
+	old2new     map[string]string
 }
 
 // rewriteReused rewrites the n reused layers under parent for the current
@@ -36,17 +40,30 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	verified := res.Verified
 	rw := e.opts.Rewriter
 	var m *rewrite.Map
+	provisional := false
 	if rw == nil {
-		var err error
-		m, err = e.pathMap(ctx, j, plan, parent, n, progress)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, "", nil, err
+		m = e.storedMap(parent)
+		switch {
+		case m != nil:
+		case !exact:
+			// Nobody waits for learning: rewrite now what a scan can see,
+			// deliver the result as provisional, and let the background
+			// learner confirm the rewrite or replace the result.
+			rw, provisional = rewrite.Provisional{}, true
+		default:
+			var err error
+			m, err = e.pathMap(ctx, j, plan, parent, n, progress)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, "", nil, err
+				}
+				e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
+				progress(Event{Kind: EventLearned, Message: "path map not learned: " + err.Error()})
 			}
-			e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
-			progress(Event{Kind: EventLearned, Message: "path map not learned: " + err.Error()})
 		}
-		rw = rewrite.Learned{Map: m}
+		if rw == nil {
+			rw = rewrite.Learned{Map: m}
+		}
 	}
 	rewritten, next, err := e.rewriteLayer(j, parent, state, plan.Rewrite, res, rw)
 	if err != nil {
@@ -57,7 +74,10 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	if err != nil {
 		chain = nil // producers unknown: an inexact verdict rebuilds everything
 	}
-	rs := &resume{n: n, chain: chain, layer: rewritten, m: m, verdict: res.Rewrite, verified: verified}
+	rs := &resume{n: n, chain: chain, layer: rewritten, m: m, verdict: res.Rewrite, verified: verified, provisional: provisional, old2new: plan.Rewrite}
+	if provisional {
+		return rs, rewritten, next, nil
+	}
 	switch v := res.Rewrite; {
 	case v.Exact:
 		res.Exactness = decide(nil, plan.Phases)
@@ -237,6 +257,8 @@ func (e *Engine) dropLayers(ids ...string) {
 func rewriteMessage(v *rewrite.Verdict) string {
 	head := fmt.Sprintf("reused layers rewritten for the new output path: %%s%d files (%s)", v.Files, v.Method)
 	switch {
+	case v.Method == rewrite.ProvisionalMethod:
+		return fmt.Sprintf(head, "provisionally, without waiting for the path map: ")
 	case v.Exact:
 		return fmt.Sprintf(head, "exact: ")
 	case len(v.Failed) > 0:

@@ -40,19 +40,18 @@ func cmdBuild(ctx context.Context, args []string) error {
 		Deliver:     true,
 		ResultLink:  link,
 		Exact:       c.flags["--exact"],
+		NoLearn:     c.flags["--no-learn"],
 	})
 	if err != nil {
 		return err
 	}
-	if len(res.Reused) == 0 && len(res.Ran) > 1 && !c.flags["--no-learn"] {
-		if pid, logPath, err := e.StartBackgroundLearn(drvPath); err == nil {
-			fmt.Fprintf(os.Stderr, "nixlayer: learning the output-path map in the background (pid %d, log %s)\n", pid, logPath)
-		}
-	}
 	if c.json {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
-	if !res.Verified {
+	switch res.State {
+	case runner.StateProvisional:
+		fmt.Fprintf(os.Stderr, "nixlayer: PROVISIONAL: the result stays in the cache until it is verified in the background (nixlayer status): %s.\n", res.Why)
+	case runner.StateUnverified:
 		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", res.WhyNotVerified())
 	}
 	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {

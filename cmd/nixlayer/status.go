@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// cmdStatus lists the results nixlayer built and where each stands:
+// provisional (delivered at once, verified in the background), verifying,
+// verified, replaced, or unverified; with why.
+func cmdStatus(ctx context.Context, args []string) error {
+	c, pos, hasPkg, err := inspectArgs(args, nil, nil)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return fmt.Errorf("usage: nixlayer status [PACKAGE | NAME] [--json]")
+	}
+	drv := ""
+	if hasPkg {
+		if drv, err = c.drvPath(ctx); err != nil {
+			return err
+		}
+	}
+	cache := c.cacheDir
+	if cache == "" {
+		cache = runner.DefaultCacheDir()
+	}
+	all, err := runner.Results(cache)
+	if err != nil {
+		return err
+	}
+	recs := []*runner.ResultRecord{}
+	for _, r := range all {
+		if (drv == "" || r.Drv == drv) && (len(pos) == 0 || r.Name == pos[0] || r.Package == pos[0]) {
+			recs = append(recs, r)
+		}
+	}
+	if c.json {
+		return printJSON(recs)
+	}
+	if len(recs) == 0 {
+		fmt.Println("no results recorded")
+		return nil
+	}
+	for _, r := range recs {
+		fmt.Printf("%-11s %s (built %s ago)\n", r.State, r.Name, round(time.Since(r.Built)))
+		fmt.Printf("            %s\n", r.Why)
+		for _, name := range slices.Sorted(maps.Keys(r.Outputs)) {
+			fmt.Printf("            %s: %s\n", name, strings.TrimSpace(r.Outputs[name]))
+		}
+	}
+	return nil
+}
