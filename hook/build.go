@@ -71,10 +71,10 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	// in the background (the runner's policy).
 	opts := runner.BuildOptions{
 		NeverSlowerThanFull: true,
-		Deliver:   true,
-		LocksHeld: true,
-		Log:       logw,
-		Progress:  progress(say, nl),
+		Deliver:             true,
+		LocksHeld:           true,
+		Log:                 logw,
+		Progress:            progress(say, nl),
 	}
 	res, err := s.engine.Build(ctx, req.DrvPath, opts)
 	if err == nil && !res.InStore {

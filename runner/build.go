@@ -67,7 +67,7 @@ type Result struct {
 	Exactness *Exactness `json:"exactness,omitempty"`
 	// Inexact is the verdict that made an exact build (--exact, the hook)
 	// drop a resume and rerun from Inexact.RebuildFrom.
-	Inexact  *Exactness    `json:"inexact,omitempty"`
+	Inexact *Exactness `json:"inexact,omitempty"`
 	// State is the result's state (verified, provisional, unverified);
 	// `nixlayer status` follows it as background work settles it.
 	State ResultState `json:"state"`
