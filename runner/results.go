@@ -231,3 +231,37 @@ func (r *ResultRecord) StateLine() string {
 	}
 	return fmt.Sprintf("%-11s %s: %s (%s)", r.State, r.Name, r.Why, strings.Join(outs, " "))
 }
+
+// BackgroundJob is background work running on a cache (`nixlayer learn`).
+type BackgroundJob struct {
+	Package string    `json:"package"`
+	Drv     string    `json:"drv"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+}
+
+// announceBackground records this process as the package's background
+// job; the returned function removes the record.
+func (e *Engine) announceBackground(pkg, drvPath string) func() {
+	p := filepath.Join(e.opts.CacheDir, "locks", fmt.Sprintf("background-%s-%d.json", pkg, os.Getpid()))
+	os.MkdirAll(filepath.Dir(p), 0o700)
+	data, _ := json.Marshal(BackgroundJob{Package: pkg, Drv: drvPath, PID: os.Getpid(), Started: time.Now()})
+	if os.WriteFile(p, data, 0o600) != nil {
+		return func() {}
+	}
+	return func() { os.Remove(p) }
+}
+
+// BackgroundJobs lists the background work running on a cache.
+func BackgroundJobs(cacheDir string) []BackgroundJob {
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "locks", "background-*.json"))
+	var out []BackgroundJob
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		var j BackgroundJob
+		if err == nil && json.Unmarshal(data, &j) == nil && alive(j.PID) {
+			out = append(out, j)
+		}
+	}
+	return out
+}

@@ -32,6 +32,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 	if err != nil {
 		return err
 	}
+	defer e.announceBackground(j.pkg, drvPath)() // waiting counts: it will run
 	unlock, err := e.lockFile(ctx, "background-"+j.pkg, func() {
 		progress(Event{Kind: EventWait, Message: "waiting for the background work on " + j.pkg + " that is running"})
 	})

@@ -11,6 +11,12 @@ import (
 	"github.com/nixlayer/nixlayer/runner"
 )
 
+// statusReport is what `nixlayer status --json` prints.
+type statusReport struct {
+	Results    []*runner.ResultRecord `json:"results"`
+	Background []runner.BackgroundJob `json:"background"`
+}
+
 // cmdStatus lists the results nixlayer built and where each stands:
 // provisional (delivered at once, verified in the background), verifying,
 // verified, replaced, or unverified; with why.
@@ -42,8 +48,15 @@ func cmdStatus(ctx context.Context, args []string) error {
 			recs = append(recs, r)
 		}
 	}
+	jobs := runner.BackgroundJobs(cache)
 	if c.json {
-		return printJSON(recs)
+		if jobs == nil {
+			jobs = []runner.BackgroundJob{}
+		}
+		return printJSON(statusReport{Results: recs, Background: jobs})
+	}
+	for _, j := range jobs {
+		fmt.Printf("background: learning and verifying %s (pid %d, for %s)\n", j.Package, j.PID, round(time.Since(j.Started)))
 	}
 	if len(recs) == 0 {
 		fmt.Println("no results recorded")
