@@ -219,6 +219,7 @@ func TestHookResumesAfterInstallEdit(t *testing.T) {
 	cache := t.TempDir()
 	s := salt(t)
 	nixBuild(t, cache, pkgArgs("hello", s)...).mustSucceed(t)
+	learnNow(t, cache, pkgArgs("hello", s)...) // what the background learner does
 	edited := pkgArgs("hello", s, "--argstr", "installExtra", "echo edited > $out/edited")
 	r := nixBuild(t, cache, edited...)
 	out := r.mustSucceed(t)
@@ -496,6 +497,7 @@ func TestHookInexactResumeFallsBack(t *testing.T) {
 	cache := t.TempDir()
 	s := salt(t)
 	nixBuild(t, cache, testdata, "-A", "gzipped", "--argstr", "salt", s).mustSucceed(t)
+	learnNow(t, cache, testdata, "-A", "gzipped", "--argstr", "salt", s) // what the background learner does
 	edited := []string{testdata, "-A", "gzipped", "--argstr", "salt", s, "--argstr", "postInstallExtra", "echo edited > $out/edited"}
 	r := nixBuild(t, cache, edited...)
 	out := r.mustSucceed(t)
@@ -552,6 +554,16 @@ func gnuhelloArgs(s string, more ...string) []string {
 	return append([]string{testdata, "-A", "gnuhello", "--arg", "nfiles", "8", "--argstr", "salt", s}, more...)
 }
 
+// learnNow runs what the background learner runs after a build (the
+// tests turn it off so none outlives them): the chain's path map.
+func learnNow(t *testing.T, cache string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(hookBin, append([]string{"learn", "--cache", cache}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nixlayer learn: %v\n%s", err, tailLines(string(out), 20))
+	}
+}
+
 // nixCheck rebuilds a derivation with Nix alone and fails on any difference
 // from the registered output.
 func nixCheck(t *testing.T, args []string) {
@@ -571,6 +583,7 @@ func TestHookSeededDebugInfoResumes(t *testing.T) {
 	cache := t.TempDir()
 	s := salt(t)
 	nixBuild(t, cache, gnuhelloArgs(s)...).mustSucceed(t)
+	learnNow(t, cache, gnuhelloArgs(s)...) // what the background learner does
 	edited := gnuhelloArgs(s, "--argstr", "postInstallExtra", "echo edited > $out/edited")
 	r := nixBuild(t, cache, edited...)
 	r.mustSucceed(t)
@@ -594,6 +607,7 @@ func TestHookBuildIDsRebuildFromCompile(t *testing.T) {
 	cache := t.TempDir()
 	s := salt(t)
 	nixBuild(t, cache, gnuhelloArgs(s, "--arg", "separateDebugInfo", "true")...).mustSucceed(t)
+	learnNow(t, cache, gnuhelloArgs(s, "--arg", "separateDebugInfo", "true")...) // what the background learner does
 	edited := gnuhelloArgs(s, "--arg", "separateDebugInfo", "true", "--argstr", "postInstallExtra", "echo edited > $out/edited")
 	r := nixBuild(t, cache, edited...)
 	r.mustSucceed(t)

@@ -44,6 +44,9 @@ type Package struct {
 	// NixBuild is the newest build of this derivation that Nix ran itself
 	// (recorded by nixlayer's post-build-hook), if any.
 	NixBuild *buildindex.Build
+	// Result is the state of nixlayer's newest result of this derivation
+	// (provisional, verifying, verified, replaced), if any.
+	Result *runner.ResultRecord
 }
 
 // Running describes a build in progress, for the summary lens.

@@ -34,7 +34,11 @@ type BuildResult struct {
 	Outputs  map[string]string `json:"outputs,omitempty"`
 	InStore  bool              `json:"inStore"`
 	Verified bool              `json:"verified"`
-	Seconds  float64           `json:"seconds"`
+	// State is the result's state (runner.ResultState): a provisional
+	// result is verified or replaced in the background; the server sends
+	// nixlayer/resultState and refreshes the lenses when it changes.
+	State   runner.ResultState `json:"state,omitempty"`
+	Seconds float64            `json:"seconds"`
 	// FailedPhase and Error describe a build that failed in a phase.
 	FailedPhase string `json:"failedPhase,omitempty"`
 	Error       string `json:"error,omitempty"`
@@ -197,7 +201,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 	switch {
 	case err == nil:
 		out.OK, out.Ran, out.Reused, out.Outputs = true, res.Ran, res.Reused, res.Outputs
-		out.InStore, out.Verified = res.InStore, res.Verified
+		out.InStore, out.Verified, out.State = res.InStore, res.Verified, res.State
 		prog.message, prog.outcome = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused)), OutcomeSucceeded
 		s.mu.Lock()
 		delete(d.failures, pkg.DrvPath)
@@ -260,6 +264,7 @@ func (s *server) replan(d *document) {
 			cp.Plan = plan
 		}
 		cp.Failure = d.failures[p.DrvPath]
+		cp.Result, _ = runner.RecordOf(eng.CacheDir(), p.DrvPath)
 		next.Packages = append(next.Packages, &cp)
 	}
 	d.eval = &next

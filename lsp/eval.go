@@ -185,6 +185,7 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 		if p.NixBuild, err = buildindex.LastNixBuild(eng.CacheDir(), p.DrvPath); err != nil {
 			s.log.Warn("reading the build index", zap.Error(err))
 		}
+		p.Result, _ = runner.RecordOf(eng.CacheDir(), p.DrvPath)
 	}
 	return ev
 }

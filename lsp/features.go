@@ -10,6 +10,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
 // Command names the server executes (workspace/executeCommand).
@@ -78,6 +79,9 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 		summary = fmt.Sprintf("%d/%d phases cached · ▶ build", v.Cached(), len(v.Phases))
 		if nb, noLayers := nixBuilt(v, in.now()); nb != "" && noLayers {
 			summary = nb + " · " + summary
+		}
+		if rs := resultSummary(v.Pkg.Result); rs != "" {
+			summary = rs + " · " + summary
 		}
 	case in.Pending != "":
 		summary = in.Pending
@@ -390,4 +394,25 @@ func tailLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// resultSummary is the state of the package's newest result, for the
+// summary lens ("" when there is nothing to say).
+func resultSummary(r *runner.ResultRecord) string {
+	if r == nil {
+		return ""
+	}
+	switch r.State {
+	case runner.StateProvisional:
+		return "◐ result provisional (verifying in the background)"
+	case runner.StateVerifying:
+		return "◐ result verifying"
+	case runner.StateVerified:
+		return "✓ result verified"
+	case runner.StateReplaced:
+		return "✓ result replaced by an exact rebuild"
+	case runner.StateUnverified:
+		return "⚠ result not verified"
+	}
+	return ""
 }

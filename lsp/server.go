@@ -62,6 +62,7 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, opts Options) error {
 		tokens:   map[string]context.CancelFunc{},
 	}
 	conn.Go(ctx, s.handle)
+	go s.watchResults(ctx, time.Second)
 	select {
 	case <-conn.Done():
 	case <-ctx.Done():

@@ -20,7 +20,7 @@ import (
 // sc); bytes that change again are the build's nondeterminism. Only bytes
 // that reach an output are worth that rerun: elsewhere their cause does
 // not matter. treesB are the synthetic build's layers, one per phase.
-func (e *Engine) judgeLearned(ctx context.Context, base *job, plan *Plan, chain []*layers.Layer, treesB []string, sc *scratch, classify bool, progress func(Event)) error {
+func (e *Engine) judgeLearned(ctx context.Context, jobs []*job, plan *Plan, chain []*layers.Layer, treesB []string, sc *scratch, classify bool, progress func(Event)) error {
 	n := len(chain)
 	top := chain[n-1]
 	pathsA := top.Meta.Outputs
@@ -52,7 +52,7 @@ func (e *Engine) judgeLearned(ctx context.Context, base *job, plan *Plan, chain 
 	}
 	causes := map[string]string{}
 	if classify && sameOutputs(chain, pathsA) {
-		causes, err = e.classify(ctx, base, plan, chain, treesB, topMap, reachByPath, sc, progress)
+		causes, err = e.classify(ctx, jobs, plan, chain, treesB, topMap, reachByPath, sc, progress)
 		if err != nil {
 			return err
 		}
@@ -92,7 +92,7 @@ func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Re
 // classify reruns, with the chain's own paths, each phase that produced
 // unexplained bytes reaching an output, and compares those files with the
 // chain's and the synthetic build's: it returns the cause of each.
-func (e *Engine) classify(ctx context.Context, base *job, plan *Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *scratch, progress func(Event)) (map[string]string, error) {
+func (e *Engine) classify(ctx context.Context, jobs []*job, plan *Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *scratch, progress func(Event)) (map[string]string, error) {
 	producer := e.producers(chain)
 	byPhase := map[int][]string{}
 	for _, u := range topMap.Unexplained {
@@ -106,19 +106,19 @@ func (e *Engine) classify(ctx context.Context, base *job, plan *Plan, chain []*l
 	}
 	sort.Ints(phases)
 	causes := map[string]string{}
-	pathsA := chain[len(chain)-1].Meta.Outputs
 	for _, i := range phases {
 		phase := plan.Phases[i].Name
 		progress(Event{Kind: EventLearn, Phase: phase, Message: fmt.Sprintf("learning: %s again with the same paths, to tell its nondeterminism from path dependence (%d file(s) reach the outputs)", phase, len(byPhase[i]))})
-		parent, state := "", base.probe.Start
-		if i > 0 {
-			parent = chain[i-1].ID
+		// On the layer the chain's phase ran on (a rewrite layer, when it
+		// resumed on layers of another derivation), as that derivation.
+		parent, state := chain[i].Parent, jobs[i].probe.Start
+		if parent != "" {
 			var err error
 			if state, err = e.loadState(parent); err != nil {
 				return nil, err
 			}
 		}
-		id, _, err := sc.run(ctx, base, i, parent, state, "rerun")
+		id, _, err := sc.run(ctx, jobs[i], i, parent, state, "rerun")
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +127,7 @@ func (e *Engine) classify(ctx context.Context, base *job, plan *Plan, chain []*l
 			continue
 		}
 		for _, rel := range byPhase[i] {
-			cause, err := e.compareRerun(chain[i].ID, treesB[i], id, m, rel, pathsA)
+			cause, err := e.compareRerun(chain[i].ID, treesB[i], id, m, rel, chain[i].Meta.Outputs)
 			if err != nil {
 				return nil, err
 			}

@@ -99,19 +99,16 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	defer e.announceLearning(j.pkg, chain)()
 	top := chain[len(chain)-1]
 	// The second build must differ from the chain's own build in the output
-	// paths only, so it runs with the environment of the derivation that
-	// built the chain (later phases' attributes may differ in the current one).
-	base := j
-	if top.Meta.DrvPath != "" && top.Meta.DrvPath != j.drv.Path {
-		if oj, err := e.prepare(ctx, top.Meta.DrvPath, io.Discard); err == nil && oj.splittable == j.splittable {
-			base = oj
-		} else {
-			e.log.Warn("the derivation that built the reused layers is gone; learning with the current one", zap.String("drv", top.Meta.DrvPath), zap.Error(err))
-		}
+	// paths only, so each phase runs with the environment of the derivation
+	// that built its layer (a later derivation may have reused the older
+	// layers, and the current one may differ in later phases' attributes).
+	jobs, err := e.chainJobs(ctx, j, chain)
+	if err != nil {
+		return err
 	}
+	base := jobs[len(jobs)-1]
 	pathsA := top.Meta.Outputs
 	pathsB := map[string]string{}
-	baseToB := map[string]string{}
 	for name, p := range base.drv.Outputs {
 		a := pathsA[name]
 		if a == "" {
@@ -124,7 +121,6 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 			avoid = append(avoid, l.Meta.Outputs[name])
 		}
 		pathsB[name] = rewrite.SyntheticPath(a, append(avoid, p)...)
-		baseToB[p] = pathsB[name]
 	}
 	n := len(chain)
 	progress(Event{Kind: EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
@@ -134,10 +130,21 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		return err
 	}
 	defer sc.close()
-	sj := scratchJob(base, pathsB, baseToB)
-	state := base.probe.Start
+	scratchJobs := make([]*job, n)
+	for i, jb := range jobs {
+		toB := map[string]string{}
+		for name, p := range jb.drv.Outputs {
+			toB[p] = pathsB[name]
+		}
+		scratchJobs[i] = scratchJob(jb, pathsB, toB)
+	}
+	state := jobs[0].probe.Start
 	if state != nil {
-		state = rewriteState(state, baseToB)
+		toB := map[string]string{}
+		for name, p := range jobs[0].drv.Outputs {
+			toB[p] = pathsB[name]
+		}
+		state = rewriteState(state, toB)
 	}
 	parent := ""
 	exact := true
@@ -145,7 +152,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	for i := 0; i < n; i++ {
 		phase := plan.Phases[i].Name
 		progress(Event{Kind: EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
-		id, next, err := sc.run(ctx, sj, i, parent, state, "learn")
+		id, next, err := sc.run(ctx, scratchJobs[i], i, parent, state, "learn")
 		if err != nil {
 			return fmt.Errorf("%w, so the path map cannot be learned", err)
 		}
@@ -163,13 +170,36 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		exact = exact && m.Exact()
 		treesB = append(treesB, id)
 	}
-	if err := e.judgeLearned(ctx, base, plan, chain, treesB, sc, classify, progress); err != nil {
+	if err := e.judgeLearned(ctx, jobs, plan, chain, treesB, sc, classify, progress); err != nil {
 		// The maps stand; their unexplained bytes stay unjudged (inexact
 		// if they reach an output).
 		e.log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
 	}
 	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
+}
+
+// chainJobs are the derivations that built each layer of a chain (j,
+// the current one, where a layer's derivation is gone or is j).
+func (e *Engine) chainJobs(ctx context.Context, j *job, chain []*layers.Layer) ([]*job, error) {
+	byDrv := map[string]*job{j.drv.Path: j}
+	jobs := make([]*job, len(chain))
+	for i, l := range chain {
+		d := l.Meta.DrvPath
+		if byDrv[d] == nil {
+			oj, err := e.prepare(ctx, d, io.Discard)
+			if err != nil || oj.splittable != j.splittable {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				e.log.Warn("the derivation that built a reused layer is gone; learning with the current one", zap.String("drv", d), zap.Error(err))
+				oj = j
+			}
+			byDrv[d] = oj
+		}
+		jobs[i] = byDrv[d]
+	}
+	return jobs, nil
 }
 
 // scratch runs phases on layers that never count as a build (no phase

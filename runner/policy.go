@@ -33,7 +33,7 @@ func (e *Engine) resultState(res *Result, o *outcome) {
 		res.State, res.Why = StateVerified, "resumed with an exact rewrite of the reused layers (learned path map)"
 	case res.Verified:
 		res.State, res.Why = StateVerified, "built with the real output paths"
-	case res.Plan != nil && res.Plan.From != "":
+	case res.Plan != nil && hasForced(res.Plan):
 		res.State, res.Why = StateUnverified, res.WhyNotVerified()
 	case o.provisional != nil:
 		res.State, res.Why = StateProvisional, "the reused layers were rewritten provisionally, without waiting for their path map; the learned map verifies the result in the background (or the later phases rerun on the exact rewrite)"

@@ -120,7 +120,12 @@ func (e *Engine) setState(r *ResultRecord, s ResultState, why string, progress f
 	if err := e.saveRecord(r); err != nil {
 		e.log.Warn("saving a result's state", zap.Error(err))
 	}
-	progress(Event{Kind: stateEvents[s], Message: r.Name + ": " + string(s) + ": " + why, State: s, Drv: r.Drv})
+	progress(StateEvent(r))
+}
+
+// StateEvent is the event that announces a record's state.
+func StateEvent(r *ResultRecord) Event {
+	return Event{Kind: stateEvents[r.State], State: r.State, Drv: r.Drv, Message: r.Name + ": " + string(r.State) + ": " + r.Why}
 }
 
 // stateEvents are the events that announce each state.

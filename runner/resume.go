@@ -297,7 +297,7 @@ func (r *Result) WhyNotVerified() string {
 	switch {
 	case r.Verified:
 		return ""
-	case r.Plan != nil && r.Plan.From != "":
+	case r.Plan != nil && hasForced(r.Plan):
 		return "it reuses layers whose inputs differ (--from)"
 	case r.Exactness != nil && !r.Exactness.Exact:
 		ex := r.Exactness

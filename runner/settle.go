@@ -180,6 +180,15 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Eve
 			return false, "the provisional result's layers are gone", nil
 		}
 	}
+	chain, err := e.phaseChain(r.ReusedTop, r.Reused)
+	if err != nil {
+		return false, "", err
+	}
+	for _, l := range chain {
+		if !verified(l) {
+			return false, "it reuses layers of a result that was not verified (" + l.Meta.Phase + ")", nil
+		}
+	}
 	j, err := e.prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
 		return false, "", err
@@ -214,7 +223,6 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Eve
 		return false, fmt.Sprintf("the provisional rewrite differs from the exact one in %d file(s) (%s)", len(diff), fewLines(diff, 3)), nil
 	}
 	if !v.Exact {
-		chain, _ := e.phaseChain(r.ReusedTop, r.Reused)
 		topRoot, err := e.layers.Mount(r.Top)
 		if err != nil {
 			return false, "", err

@@ -408,7 +408,7 @@ func TestExactRewriteOfSplitPath(t *testing.T) {
 	f := fixture{attr: "embed", args: []string{"--argstr", "salt", e2etest.Salt()}}
 	e.mustBuild(f)
 	edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
-	outs, stderr := e.mustBuild(edited)
+	outs, stderr := e.mustBuild(edited, "--exact") // waits for (here: learns) the map
 	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "installPhase" {
 		t.Fatalf("resume ran %v", ran)
 	}
@@ -439,9 +439,10 @@ func TestInexactRewriteFallsBack(t *testing.T) {
 		t.Run(c.attr, func(t *testing.T) {
 			f := fixture{attr: c.attr, args: []string{"--argstr", "salt", e2etest.Salt()}}
 			e.mustBuild(f)
+			e.learn(f)
 			edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
 			outs, stderr := e.mustBuild(edited)
-			if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "NOT VERIFIED") {
+			if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "PROVISIONAL") {
 				t.Fatalf("inexact resume not reported with %q:\n%s", c.want, stderr)
 			}
 			if strings.HasPrefix(outs[0], nixstore.StoreDir()) {
@@ -509,7 +510,7 @@ func TestOldSetupGeneration(t *testing.T) {
 	outs, _ := e.mustBuild(f)
 	e.sameAsNix(f, outs[0])
 	edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
-	outs, stderr := e.mustBuild(edited)
+	outs, stderr := e.mustBuild(edited, "--exact") // waits for (here: learns) the map
 	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "installPhase" {
 		t.Fatalf("resume ran %v", ran)
 	}
@@ -531,6 +532,10 @@ func TestFromForcesRestart(t *testing.T) {
 	outs, stderr := e.mustBuild(edited, "--from", "install")
 	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "installPhase" {
 		t.Fatalf("--from install ran %v", ran)
+	}
+	// A phase the package does not have is refused, with the phase list.
+	if r := e.nixlayer(append([]string{"build", "--from", "nosuchPhase"}, edited.cli()...)...); r.Err == nil || !strings.Contains(r.Stderr, "no such phase (phases: unpackPhase patchPhase") {
+		t.Fatalf("--from nosuchPhase was not refused with the phase list: %v\n%s", r.Err, r.Stderr)
 	}
 	if !strings.Contains(stderr, "NOT VERIFIED") || strings.HasPrefix(outs[0], nixstore.StoreDir()) {
 		t.Fatalf("a forced result must stay outside the store, marked:\n%s\n%v", stderr, outs)

@@ -1,0 +1,94 @@
+package lsp
+
+import (
+	"context"
+	"time"
+
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// ResultStateMethod is the notification the server sends when the state
+// of a result shown in an open document changes (background work settled
+// a provisional result): its params are the runner.Event announcing the
+// new state (Kind provisional, verifying, verified, replaced or
+// unverified; State, Drv and Message set).
+const ResultStateMethod = "nixlayer/resultState"
+
+// watchResults follows the states of the open documents' results, which
+// background work (another process) changes: on a change it updates the
+// documents' evaluations, tells the client and refreshes the lenses.
+func (s *server) watchResults(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if evs := s.updateResults(); len(evs) > 0 {
+			for _, ev := range evs {
+				s.notify(ResultStateMethod, ev)
+			}
+			s.refreshLenses()
+		}
+	}
+}
+
+// updateResults reads the records of the open documents' packages and
+// installs the changed ones; it returns an event per change.
+func (s *server) updateResults() []runner.Event {
+	cache := s.opts.CacheDir
+	if cache == "" {
+		cache = runner.DefaultCacheDir()
+	}
+	s.mu.Lock()
+	var docs []*document
+	for _, d := range s.docs {
+		if d.eval != nil {
+			docs = append(docs, d)
+		}
+	}
+	s.mu.Unlock()
+	var evs []runner.Event
+	for _, d := range docs {
+		s.mu.Lock()
+		ev := d.eval
+		s.mu.Unlock()
+		var changed []*runner.ResultRecord
+		fresh := map[string]*runner.ResultRecord{}
+		for _, p := range ev.Packages {
+			r, err := runner.RecordOf(cache, p.DrvPath)
+			if err != nil || r == nil || sameRecord(p.Result, r) {
+				continue
+			}
+			fresh[p.DrvPath] = r
+			changed = append(changed, r)
+		}
+		if len(changed) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		if d.eval == ev { // else a newer evaluation read the records itself
+			next := *ev
+			next.Packages = nil
+			for _, p := range ev.Packages {
+				cp := *p
+				if r := fresh[p.DrvPath]; r != nil {
+					cp.Result = r
+				}
+				next.Packages = append(next.Packages, &cp)
+			}
+			d.eval = &next
+		}
+		s.mu.Unlock()
+		for _, r := range changed {
+			evs = append(evs, runner.StateEvent(r))
+		}
+	}
+	return evs
+}
+
+func sameRecord(a, b *runner.ResultRecord) bool {
+	return a != nil && b != nil && a.State == b.State && a.Updated.Equal(b.Updated)
+}
