@@ -199,6 +199,12 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	} else if j.splittable {
 		state = j.probe.Start
 	}
+	// "learn": "concurrent": a cold build's synthetic twin runs beside it.
+	var tw *twin
+	if parent == "" && plan.Rewrite == nil && j.splittable && len(plan.Phases) > 1 && e.opts.Rewriter == nil && e.config().Learn == LearnConcurrent {
+		tw = e.startTwin(ctx, j, plan)
+		defer tw.wait(progress)
+	}
 	// Reused layers built with other output paths are rewritten; bytes the
 	// path map cannot explain are judged on the outputs once the later
 	// phases ran (resume.go, exactness.go).
@@ -212,7 +218,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		}
 	}
 	for {
-		top, created, err := e.runPlanned(ctx, j, plan, parent, state, res, logw, progress)
+		top, created, err := e.runPlanned(ctx, j, plan, parent, state, res, logw, progress, tw)
 		var early errEndedEarly
 		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
@@ -261,7 +267,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 
 // runPlanned runs every phase the plan marks to run, over parent, and
 // returns the top layer and the layers it created.
-func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(Event)) (string, []string, error) {
+func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(Event), tw *twin) (string, []string, error) {
 	total := len(plan.Phases)
 	var created []string
 	for i, ph := range plan.Phases {
@@ -280,6 +286,9 @@ func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent stri
 		}
 		parent, state = id, next
 		created = append(created, id)
+		if tw != nil {
+			tw.phaseDone(e, id)
+		}
 		res.Ran = append(res.Ran, ph.Name)
 		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0)})
 	}

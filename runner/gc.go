@@ -213,6 +213,21 @@ type Config struct {
 		MaxSize  string `json:"maxSize"`
 		KeepLast int    `json:"keepLast"`
 	} `json:"gc"`
+	// Learn is "background" (the default: a chain's path map is learned
+	// after its build, in a detached process) or "concurrent" (a cold
+	// build's synthetic twin runs beside it, so the map exists when it
+	// ends: worth it with cores to spare).
+	Learn string `json:"learn,omitempty"`
+}
+
+// config reads the cache's config.json (zero when there is none or it is
+// unreadable: AutoGC reports that).
+func (e *Engine) config() Config {
+	var c Config
+	if data, err := os.ReadFile(filepath.Join(e.opts.CacheDir, "config.json")); err == nil {
+		_ = json.Unmarshal(data, &c)
+	}
+	return c
 }
 
 // AutoGC applies the size limit of the cache's config.json, if any; builds
