@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -59,9 +59,9 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	}
 
 	nl := &nixLog{stderr: s.reply, build: logw}
-	nl.start(uint64(os.Getpid())<<32|1, "nixlayer: layered build of "+drvName(req.DrvPath))
+	nl.start(uint64(os.Getpid())<<32|1, "nixlayer: layered build of "+buildindex.DrvName(req.DrvPath))
 	defer nl.stop()
-	_ = RecordStart(s.cfg.CacheDir, req.DrvPath, "nixlayer")
+	_ = buildindex.RecordStart(s.cfg.CacheDir, req.DrvPath, buildindex.ByNixlayer)
 	t0 := time.Now()
 
 	// Exact: an inexact resume is never registered; the runner rebuilds
@@ -86,7 +86,7 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	code := 0
 	switch cause := context.Cause(ctx); {
 	case err == nil:
-		say("built %s in %s (ran: %s; reused: %s)", drvName(req.DrvPath), time.Since(t0).Round(time.Millisecond), list(res.Ran), list(res.Reused))
+		say("built %s in %s (ran: %s; reused: %s)", buildindex.DrvName(req.DrvPath), time.Since(t0).Round(time.Millisecond), list(res.Ran), list(res.Reused))
 	case errors.Is(cause, errTimeout):
 		say("building of '%s' timed out after %d seconds", req.DrvPath, seconds(s.settings, "timeout", "build-timeout"))
 		code = exitTimedOut
@@ -104,22 +104,17 @@ func (s *session) build(ctx context.Context, req *Request) int {
 		}
 	}
 	if code == 0 {
-		os.MkdirAll(filepath.Join(s.cfg.CacheDir, indexDir, hookBuiltDir), 0o700)
-		os.WriteFile(filepath.Join(s.cfg.CacheDir, indexDir, hookBuiltDir, filepath.Base(req.DrvPath)), nil, 0o600)
-		_ = RecordEnd(s.cfg.CacheDir, req.DrvPath, "nixlayer", "end", nil, strings.Join(res.Ran, " "))
+		_ = buildindex.MarkHookBuilt(s.cfg.CacheDir, req.DrvPath)
+		_ = buildindex.RecordEnd(s.cfg.CacheDir, req.DrvPath, buildindex.ByNixlayer, buildindex.EventEnd, nil, strings.Join(res.Ran, " "))
 	} else {
 		msg := ""
 		if err != nil {
 			msg = err.Error()
 		}
-		_ = RecordEnd(s.cfg.CacheDir, req.DrvPath, "nixlayer", "failed", nil, msg)
+		_ = buildindex.RecordEnd(s.cfg.CacheDir, req.DrvPath, buildindex.ByNixlayer, buildindex.EventFailed, nil, msg)
 	}
 	return code
 }
-
-// hookBuiltDir marks derivations the hook built, so the post-build-hook
-// that Nix runs afterwards does not record them a second time.
-const hookBuiltDir = "hook-built"
 
 func notRegisteredWhy(res *runner.Result) string {
 	if why := res.WhyNotVerified(); why != "" {
@@ -135,23 +130,15 @@ func list(xs []string) string {
 	return strings.Join(xs, " ")
 }
 
-// progress turns runner events into log lines and phase reports.
+// progress turns runner events into build-log lines (the renderer the CLI
+// uses) and tells Nix which phase runs.
 func progress(say func(string, ...any), nl *nixLog) func(runner.Event) {
 	return func(ev runner.Event) {
-		switch ev.Kind {
-		case "plan":
-			say("%s", ev.Message)
-		case "cached":
-			say("%s: cached (%d/%d)", ev.Phase, ev.Index, ev.Total)
-		case "start":
+		if ev.Kind == runner.EventStart {
 			nl.phase(ev.Phase)
-			if ev.Message != "" && !strings.HasPrefix(ev.Message, "follows ") {
-				say("%s (%d/%d): %s", ev.Phase, ev.Index, ev.Total, ev.Message)
-			}
-		case "failed":
-			say("%s failed after %s", ev.Phase, ev.Elapsed.Round(time.Millisecond))
-		case "rewrite", "verdict", "deliver", "learn", "learned", "fallback", "repair", "wait":
-			say("%s", ev.Message)
+		}
+		if text := ev.Text(); text != "" {
+			say("%s", text)
 		}
 	}
 }

@@ -251,6 +251,16 @@ func (s *server) request(ctx context.Context, method string, raw json.RawMessage
 			return h, nil
 		}
 		return nil, nil
+	case MethodPhases:
+		var p protocol.TextDocumentPositionParams
+		if err := decode(raw, &p); err != nil {
+			return nil, err
+		}
+		in, err := s.lensInput(p.TextDocument.URI)
+		if err != nil {
+			return nil, err
+		}
+		return PhasesAt(in, int(p.Position.Line)), nil
 	case protocol.MethodWorkspaceExecuteCommand:
 		var p executeParams
 		if err := decode(raw, &p); err != nil {
@@ -560,11 +570,6 @@ func uriPath(u protocol.DocumentURI) (string, error) {
 		return "", fmt.Errorf("%q is not a file: URI", u)
 	}
 	return filepath.Clean(pu.Path), nil
-}
-
-// pathURI turns an absolute path into a file: URI.
-func pathURI(path string) protocol.DocumentURI {
-	return protocol.DocumentURI((&url.URL{Scheme: "file", Path: path}).String())
 }
 
 // trusted reports whether path lies inside a workspace folder the client

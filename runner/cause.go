@@ -109,7 +109,7 @@ func (e *Engine) classify(ctx context.Context, base *job, plan *Plan, chain []*l
 	pathsA := chain[len(chain)-1].Meta.Outputs
 	for _, i := range phases {
 		phase := plan.Phases[i].Name
-		progress(Event{Kind: "learn", Phase: phase, Message: fmt.Sprintf("learning: %s again with the same paths, to tell its nondeterminism from path dependence (%d file(s) reach the outputs)", phase, len(byPhase[i]))})
+		progress(Event{Kind: EventLearn, Phase: phase, Message: fmt.Sprintf("learning: %s again with the same paths, to tell its nondeterminism from path dependence (%d file(s) reach the outputs)", phase, len(byPhase[i]))})
 		parent, state := "", base.probe.Start
 		if i > 0 {
 			parent = chain[i-1].ID

@@ -35,7 +35,7 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 		return m, nil
 	}
 	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, func() {
-		progress(Event{Kind: "wait", Message: "waiting for the path map being learned in the background"})
+		progress(Event{Kind: EventWait, Message: "waiting for the path map being learned in the background"})
 	})
 	if err != nil {
 		return nil, err
@@ -80,7 +80,7 @@ func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.Meta.Phase != "" {
+		if l.Meta.KindOf() == layers.KindPhase {
 			chain = append([]*layers.Layer{l}, chain...)
 		}
 		id = l.Parent
@@ -116,7 +116,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 	}
 	defer unlock()
 	if e.storedMap(top) != nil {
-		progress(Event{Kind: "learned", Message: "path maps already learned"})
+		progress(Event{Kind: EventLearned, Message: "path maps already learned"})
 		return nil
 	}
 	chain, err := e.phaseChain(top, len(plan.Phases))
@@ -157,7 +157,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		baseToB[p] = pathsB[name]
 	}
 	n := len(chain)
-	progress(Event{Kind: "learn", Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
+	progress(Event{Kind: EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
 	sc, err := e.newScratch(plan)
 	if err != nil {
@@ -174,13 +174,13 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	var treesB []string
 	for i := 0; i < n; i++ {
 		phase := plan.Phases[i].Name
-		progress(Event{Kind: "learn", Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
+		progress(Event{Kind: EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
 		id, next, err := sc.run(ctx, sj, i, parent, state, "learn")
 		if err != nil {
 			return fmt.Errorf("%w, so the path map cannot be learned", err)
 		}
 		parent, state = id, next
-		fault.Point("in-learn")
+		fault.Point(fault.InLearn)
 		root, err := e.layers.Mount(id)
 		if err != nil {
 			return err
@@ -198,7 +198,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		// if they reach an output).
 		e.log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
 	}
-	progress(Event{Kind: "learned", Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
+	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
 }
 
@@ -238,7 +238,7 @@ func (sc *scratch) close() {
 func (sc *scratch) run(ctx context.Context, sj *job, i int, parent string, state *shellstate.Delta, note string) (string, *shellstate.Delta, error) {
 	e, plan := sc.e, sc.plan
 	phase := plan.Phases[i].Name
-	l, err := e.layers.Create(parent, layers.Meta{DrvPath: sj.drv.Path, DrvName: sj.drv.Name, Outputs: sj.drv.Outputs, Note: note + " " + phase})
+	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindLearnScratch, DrvPath: sj.drv.Path, DrvName: sj.drv.Name, Outputs: sj.drv.Outputs, Note: note + " " + phase})
 	if err != nil {
 		return "", nil, err
 	}

@@ -44,7 +44,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 				return nil, "", nil, err
 			}
 			e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
-			progress(Event{Kind: "learned", Message: "path map not learned: " + err.Error()})
+			progress(Event{Kind: EventLearned, Message: "path map not learned: " + err.Error()})
 		}
 		rw = rewrite.Learned{Map: m}
 	}
@@ -52,7 +52,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	if err != nil {
 		return nil, "", nil, err
 	}
-	progress(Event{Kind: "rewrite", Message: rewriteMessage(res.Rewrite)})
+	progress(Event{Kind: EventRewrite, Exact: res.Rewrite.Exact, Message: rewriteMessage(res.Rewrite)})
 	chain, err := e.phaseChain(parent, n)
 	if err != nil {
 		chain = nil // producers unknown: an inexact verdict rebuilds everything
@@ -66,7 +66,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 		// The last build judged on these layers saw their bytes reach the
 		// outputs: an exact build does not try again, it reruns at once.
 		if ex := e.predictExactness(m, chain, plan.Phases); !ex.Exact {
-			progress(Event{Kind: "verdict", Message: "outputs NOT exact, as in the last build on these layers: " + ex.Summary})
+			progress(Event{Kind: EventVerdict, Message: "outputs NOT exact, as in the last build on these layers: " + ex.Summary})
 			e.dropLayers(rewritten)
 			res.Exactness, res.Inexact = ex, ex
 			return e.fallBack(ctx, j, plan, rs, min(ex.RebuildIndex, n-1), "the reused "+ex.RebuildFrom+" made bytes that reached the outputs of the last build and cannot be rewritten ("+ex.Rule+")", res, progress)
@@ -96,7 +96,7 @@ func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume
 		return nil, "", nil, false, err
 	}
 	res.Exactness = ex
-	progress(Event{Kind: "verdict", Message: verdictMessage(ex)})
+	progress(Event{Kind: EventVerdict, Exact: ex.Exact, Message: verdictMessage(ex)})
 	if ex.Exact {
 		res.Verified = rs.verified
 		if res.Verified {
@@ -140,16 +140,16 @@ func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, m
 		return nil, "", nil, err
 	}
 	if keep > 0 {
-		progress(Event{Kind: "fallback", Message: fmt.Sprintf("outputs would not be exact; keeping %d phases and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
+		progress(Event{Kind: EventFallback, Message: fmt.Sprintf("outputs would not be exact; keeping %d phases and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
 	} else {
-		progress(Event{Kind: "fallback", Message: "outputs would not be exact; rebuilding every phase with the real output paths"})
+		progress(Event{Kind: EventFallback, Message: "outputs would not be exact; rebuilding every phase with the real output paths"})
 	}
 	res.Reused, res.Ran = res.Reused[:keep], nil
 	for i := keep; i < len(plan.Phases); i++ {
 		plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
-		plan.Phases[i].Reason = "follows " + plan.Phases[keep].Name
+		plan.Phases[i].follow(plan.Phases[keep].Name)
 	}
-	plan.Phases[keep].Reason = why
+	plan.Phases[keep].Reason, plan.Phases[keep].Follows = why, ""
 	if keep == 0 {
 		plan.Rewrite = nil
 		res.Rewrite, res.Exactness = nil, nil

@@ -5,16 +5,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
 func cmdBuild(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, []string{"--exact", "--no-learn"}, nil)
+	c, err := parseArgs(args, append([]string{"--exact", "--no-learn"}, progressFlags...), []string{"--progress"})
 	if err != nil {
+		return err
+	}
+	if err := checkProgressFlag(c); err != nil {
 		return err
 	}
 	drvPath, e, err := c.open(ctx)
@@ -30,7 +36,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	res, err := e.Build(ctx, drvPath, runner.BuildOptions{
 		PlanOptions: runner.PlanOptions{Strict: c.strict, From: c.from},
 		Log:         logw,
-		Progress:    printProgress(os.Stderr),
+		Progress:    printProgress(os.Stderr, c),
 		Deliver:     true,
 		ResultLink:  link,
 		Exact:       c.flags["--exact"],
@@ -49,30 +55,21 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if !res.Verified {
 		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", res.WhyNotVerified())
 	}
-	for _, name := range sortedNames(res.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
 		fmt.Println(res.Outputs[name])
 	}
 	return nil
 }
 
-func sortedNames(m map[string]string) []string {
-	var names []string
-	for k := range m {
-		names = append(names, k)
+// printProgress reports a build's events on w: as text, with a heartbeat
+// for long phases (the log may be hidden with -Q), or with --progress=json
+// as JSON lines, one event each, for programs and tests.
+func printProgress(w io.Writer, c *common) func(runner.Event) {
+	if c.progressJSON() {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		return func(ev runner.Event) { enc.Encode(ev) }
 	}
-	for i := range names {
-		for j := i + 1; j < len(names); j++ {
-			if names[j] < names[i] {
-				names[i], names[j] = names[j], names[i]
-			}
-		}
-	}
-	return names
-}
-
-// printProgress reports phases on w as they start, are skipped and finish,
-// with a heartbeat for long phases (the log may be hidden with -Q).
-func printProgress(w io.Writer) func(runner.Event) {
 	var stop chan struct{}
 	heartbeat := func(ev runner.Event) {
 		stop = make(chan struct{})
@@ -84,52 +81,43 @@ func printProgress(w io.Writer) func(runner.Event) {
 				case <-stop:
 					return
 				case <-tick.C:
-					fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s still running (%s)\n", ev.Index, ev.Total, ev.Phase, round(time.Since(t0)))
+					fmt.Fprintf(w, "nixlayer: %s\n", ev.StillRunning(time.Since(t0)))
 				}
 			}
 		}(stop, time.Now())
 	}
 	return func(ev runner.Event) {
-		if stop != nil && ev.Kind != "start" {
+		if stop != nil {
 			close(stop)
 			stop = nil
 		}
-		if ev.Kind == "start" {
+		if ev.Kind == runner.EventStart {
 			heartbeat(ev)
 		}
-		switch ev.Kind {
-		case "plan":
-			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
-		case "cached":
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s cached (took %s when built)\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "start":
-			why := ""
-			if !strings.HasPrefix(ev.Message, "follows ") { // the first phase to run says why
-				why = ": " + ev.Message
-			}
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s running%s\n", ev.Index, ev.Total, ev.Phase, why)
-		case "done":
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s done in %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "failed":
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s FAILED after %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "rewrite", "verdict", "learn", "learned", "fallback", "repair", "wait", "gc":
-			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
-		case "deliver", "finished":
-			if ev.Kind == "finished" {
-				fmt.Fprintf(w, "nixlayer: finished in %s\n", round(ev.Elapsed))
-			} else {
-				fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
-			}
+		if text := ev.Text(); text != "" {
+			fmt.Fprintf(w, "nixlayer: %s\n", text)
 		}
 	}
 }
 
-func round(d time.Duration) string {
-	if d < time.Second {
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	}
-	return d.Round(100 * time.Millisecond).String()
+// progressFlags select how build and learn report progress:
+// --progress=json (or --progress json) for JSON lines, text by default.
+var progressFlags = []string{"--progress=json", "--progress=text"}
+
+func (c *common) progressJSON() bool {
+	return c.flags["--progress=json"] || c.value("--progress") == "json"
 }
+
+func checkProgressFlag(c *common) error {
+	switch v := c.value("--progress"); v {
+	case "", "json", "text":
+		return nil
+	default:
+		return fmt.Errorf("--progress takes json or text, not %q", v)
+	}
+}
+
+func round(d time.Duration) string { return runner.Duration(d) }
 
 func cmdPlan(ctx context.Context, args []string) error {
 	c, err := parseArgs(args, nil, nil)
@@ -147,9 +135,7 @@ func cmdPlan(ctx context.Context, args []string) error {
 	}
 	nixBuilt := builtByNix(e.CacheDir(), p) // builds Nix ran itself (builds.go)
 	if c.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(planWithIndex{p, nixBuilt})
+		return printJSON(planWithIndex{p, nixBuilt})
 	}
 	fmt.Printf("%s  (%s)\n", p.Name, p.Drv)
 	if nixBuilt != nil {
@@ -161,9 +147,9 @@ func cmdPlan(ctx context.Context, args []string) error {
 	for _, ph := range p.Phases {
 		switch ph.Status {
 		case runner.StatusCached:
-			fmt.Printf("  ✓ %-20s cached   layer %s, %s, built in %s\n", ph.Name, ph.Layer.ID[:12], size(ph.Layer.Size), round(ph.Layer.Duration))
+			fmt.Printf("  ✓ %-20s cached   layer %s, %s, built in %s\n", ph.Name, layers.Short(ph.Layer.ID), layers.FormatSize(ph.Layer.Size), round(ph.Layer.Duration))
 		case runner.StatusForced:
-			fmt.Printf("  ! %-20s forced   layer %s: %s\n", ph.Name, ph.Layer.ID[:12], ph.Reason)
+			fmt.Printf("  ! %-20s forced   layer %s: %s\n", ph.Name, layers.Short(ph.Layer.ID), ph.Reason)
 		default:
 			fmt.Printf("  ▶ %-20s run      %s\n", ph.Name, ph.Reason)
 		}
@@ -191,17 +177,6 @@ func cmdPlan(ctx context.Context, args []string) error {
 	return nil
 }
 
-func size(n int64) string {
-	switch {
-	case n < 0:
-		return "size unknown"
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
-	default:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-}
-
 func cmdVerify(ctx context.Context, args []string) error {
 	c, err := parseArgs(args, nil, nil)
 	if err != nil {
@@ -218,9 +193,7 @@ func cmdVerify(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
+		if err := printJSON(v); err != nil {
 			return err
 		}
 	} else {
@@ -235,7 +208,7 @@ func cmdVerify(ctx context.Context, args []string) error {
 			}
 		}
 		if v.Identical {
-			for _, name := range sortedNames(v.Layered) {
+			for _, name := range slices.Sorted(maps.Keys(v.Layered)) {
 				fmt.Printf("%s: identical to Nix's build (%s)\n", name, v.NARHash[name])
 			}
 		} else {
@@ -258,8 +231,11 @@ func findingReach(f runner.Finding) string {
 }
 
 func cmdLearn(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
+	c, err := parseArgs(args, progressFlags, []string{"--progress"})
 	if err != nil {
+		return err
+	}
+	if err := checkProgressFlag(c); err != nil {
 		return err
 	}
 	drvPath, e, err := c.open(ctx)
@@ -267,5 +243,5 @@ func cmdLearn(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	return e.Learn(ctx, drvPath, printProgress(os.Stderr))
+	return e.Learn(ctx, drvPath, printProgress(os.Stderr, c))
 }

@@ -32,6 +32,7 @@ A package is named like nix-build does: [FILE] [-A ATTR] [--arg N V]
 [--argstr N V], -E EXPR, or a .drv path.
 Common flags: --cache DIR (default /var/cache/nixlayer as root,
 ~/.cache/nixlayer otherwise; $NIXLAYER_CACHE), -v (debug log on stderr).
+Environment settings (NIXLAYER_*): docs/environment.md.
 `
 
 func main() {
