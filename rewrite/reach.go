@@ -48,6 +48,8 @@ type Reach struct {
 	// inside it ("out/bin/hello").
 	Output string `json:"output,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// Copy: the output file is a copy of the whole file.
+	Copy bool `json:"copy,omitempty"`
 }
 
 // rulePriority orders the rules when several apply. A build-id comes
@@ -72,7 +74,7 @@ func Reaches(tree string, us []Unexplained, resolve func(string) string, outputs
 	}
 	reach := make([]Reach, len(us))
 	better := func(i int, r Reach) {
-		if rulePriority[r.Rule] > rulePriority[reach[i].Rule] {
+		if rulePriority[r.Rule] > rulePriority[reach[i].Rule] || (r.Rule == reach[i].Rule && r.Copy && !reach[i].Copy) {
 			reach[i] = r
 		}
 	}
@@ -87,7 +89,8 @@ func Reaches(tree string, us []Unexplained, resolve func(string) string, outputs
 			better(i, Reach{Rule: RuleUnsure, Detail: "not a file nixlayer can follow into the outputs (" + u.Why + ")"})
 			continue
 		}
-		whole[sha256.Sum256(x)] = append(whole[sha256.Sum256(x)], i)
+		sum := sha256.Sum256(x)
+		whole[sum] = append(whole[sum], i)
 		for k, off := range u.Offsets {
 			if k == 16 {
 				break
@@ -105,7 +108,7 @@ func Reaches(tree string, us []Unexplained, resolve func(string) string, outputs
 	}
 	for _, b := range blobs {
 		for _, i := range whole[sha256.Sum256(b.data)] {
-			better(i, Reach{Rule: RuleInstalled, Output: b.name, Detail: "a copy of it"})
+			better(i, Reach{Rule: RuleInstalled, Output: b.name, Detail: "a copy of it", Copy: true})
 		}
 		for _, hit := range idx.search(b.data) {
 			better(hit.entry, Reach{Rule: RuleInstalled, Output: b.name, Detail: fmt.Sprintf("holds its bytes at offset %d", hit.at)})

@@ -35,9 +35,10 @@ const (
 	// EventRewrite: reused layers were rewritten for the new output paths;
 	// Exact says whether the rewrite is exact.
 	EventRewrite EventKind = "rewrite"
-	// EventVerdict: the judgement of a resume's outputs (exactness.go):
-	// Exact says whether bytes the path map could not explain stay out of
-	// the outputs; Message names the rule that decided and the files.
+	// EventVerdict: the verdict on the outputs of a build on rewritten
+	// layers whose path map left bytes unexplained (Exact says whether
+	// they are exact; Result.Exactness has the rule and every file), or
+	// its prediction from the last build on the same layers.
 	EventVerdict EventKind = "verdict"
 	// EventFallback: the build changes course (an inexact rewrite is
 	// rebuilt with the real output paths, or a phase that exits the

@@ -73,6 +73,7 @@ type Finding struct {
 	Rule   string `json:"rule"`
 	Output string `json:"output,omitempty"` // the output file the bytes reach
 	Detail string `json:"detail,omitempty"`
+	Copy   bool   `json:"copy,omitempty"` // Output is a copy of the whole file
 
 	index int // of Phase in the plan
 }
@@ -169,6 +170,8 @@ func byRule(fs []Finding, rule string) string {
 			others[f.Rule]++
 		}
 	}
+	// Whole files copied into an output first: the plainest evidence.
+	sort.SliceStable(decided, func(i, j int) bool { return decided[i].Copy && !decided[j].Copy })
 	s := listFew(decided, 3)
 	if len(others) > 0 {
 		var parts []string
@@ -276,7 +279,7 @@ func findings(us []rewrite.Unexplained, reach []*rewrite.Reach, producer map[str
 		case u.Cause == rewrite.CauseNondeterministic:
 			f.Rule, f.Output, f.Detail = RuleNondeterministic, r.Output, r.Detail
 		default:
-			f.Rule, f.Output, f.Detail = r.Rule, r.Output, r.Detail
+			f.Rule, f.Output, f.Detail, f.Copy = r.Rule, r.Output, r.Detail, r.Copy
 		}
 		fs = append(fs, f)
 	}

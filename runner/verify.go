@@ -46,7 +46,7 @@ func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*Ve
 	if err != nil {
 		return nil, err
 	}
-	v := &Verification{Drv: drvPath, Layered: map[string]string{}, Clean: map[string]string{}, NARHash: map[string]string{}, Exactness: e.lastExactness(drvPath)}
+	v := &Verification{Drv: drvPath, Layered: map[string]string{}, Clean: map[string]string{}, NARHash: map[string]string{}, Exactness: e.LastVerdict(drvPath)}
 	valid := true
 	for name, p := range d.Outputs {
 		inStore, _ := nixstore.IsValid(ctx, p)
@@ -197,9 +197,11 @@ func contentHint(data []byte) string {
 	return ""
 }
 
-// lastExactness is the verdict recorded on the newest build of drvPath
-// that reused rewritten layers (nil when there is none).
-func (e *Engine) lastExactness(drvPath string) *Exactness {
+// LastVerdict is the verdict recorded on the newest build of drvPath
+// that reused rewritten layers (nil when there is none): whether its
+// outputs are exact, the rule that decided, and the phase an exact build
+// reruns from.
+func (e *Engine) LastVerdict(drvPath string) *Exactness {
 	all, err := e.layers.List()
 	if err != nil {
 		return nil

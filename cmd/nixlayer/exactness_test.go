@@ -46,6 +46,23 @@ func findingsByFile(ex *runner.Exactness) map[string]runner.Finding {
 
 func inStore(out string) bool { return strings.HasPrefix(out, nixstore.StoreDir()+"/") }
 
+// verdictOf is the build's verdict event on its outputs; it fails the test
+// when there is none, or when a message is not one short line.
+func verdictOf(t *testing.T, stderr string) runner.Event {
+	t.Helper()
+	evs := buildEvents(stderr)
+	for _, ev := range evs {
+		if len(ev.Message) > 600 && ev.Kind != runner.EventFailed {
+			t.Fatalf("a %s event of %d characters: reasons must stay short:\n%s", ev.Kind, len(ev.Message), ev.Message)
+		}
+	}
+	ev := eventOf(evs, runner.EventVerdict)
+	if ev == nil {
+		t.Fatalf("no verdict on the outputs:\n%s", stderr)
+	}
+	return *ev
+}
+
 // Done when 1 (CLI): the debug info that -frandom-seed makes unexplainable
 // is stripped and no build-id covers it, and config.log's random names
 // reach nothing: postInstall edits, one after the other on one cache,
@@ -72,11 +89,8 @@ func TestSeededDebugInfoResumesExactly(t *testing.T) {
 		if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "installPhase" {
 			t.Fatalf("edit %d: resume ran %v\n%s", i, ran, stderr)
 		}
-		if !strings.Contains(stderr, "outputs exact: unreachable") || !strings.Contains(stderr, "outputs registered in the Nix store") {
-			t.Fatalf("edit %d: resume not judged exact and registered:\n%s", i, stderr)
-		}
-		if len(stderr) > 6000 {
-			t.Fatalf("edit %d: %d bytes of progress; the reasons must stay short:\n%s", i, len(stderr), stderr)
+		if v := verdictOf(t, stderr); !v.Exact || !strings.Contains(v.Message, "unreachable") {
+			t.Fatalf("edit %d: resume not judged exact by rule unreachable: %+v", i, v)
 		}
 		for _, o := range outs {
 			if !inStore(o) {
@@ -98,8 +112,11 @@ func TestBuildIDOverSeededDebugInfoRebuildsFromCompile(t *testing.T) {
 	e.mustBuild(f)
 	e.learn(f) // what the background learner does after a cold build
 	outs, stderr := e.mustBuild(postInstall(f, "echo edited > $out/edited"))
-	if !strings.Contains(stderr, "PROVISIONAL") || !strings.Contains(stderr, "(build-id: ") || !strings.Contains(stderr, "build/hello-1/hello → out/bin/hello") {
-		t.Fatalf("the build-id over seeded debug info is not named:\n%s", stderr)
+	if v := verdictOf(t, stderr); v.Exact || !strings.Contains(v.Message, "build-id: ") || !strings.Contains(v.Message, "build/hello-1/hello → out/bin/hello") {
+		t.Fatalf("the build-id over seeded debug info is not named: %+v", v)
+	}
+	if !strings.Contains(stderr, "PROVISIONAL") {
+		t.Fatalf("the inexact result is not marked:\n%s", stderr)
 	}
 	for _, o := range outs {
 		if inStore(o) {
@@ -112,7 +129,7 @@ func TestBuildIDOverSeededDebugInfoRebuildsFromCompile(t *testing.T) {
 		t.Fatalf("the plan does not predict the fallback to the compile: %+v", p.Exactness)
 	}
 	outs, stderr = e.mustBuild(edited, "--exact")
-	if !strings.Contains(stderr, "rebuilding from buildPhase with the real output paths") {
+	if fb := eventOf(buildEvents(stderr), runner.EventFallback); fb == nil || !strings.Contains(fb.Message, "rebuilding from buildPhase") {
 		t.Fatalf("--exact did not fall back to the compile:\n%s", stderr)
 	}
 	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "buildPhase" || slices.Contains(ran, "configurePhase") {
@@ -136,8 +153,11 @@ func TestUnexplainedBytesReachingAnOutputAreNeverRegistered(t *testing.T) {
 	e.learn(f)
 	edited := postInstall(f, "echo edited > $out/edited")
 	outs, stderr := e.mustBuild(edited)
-	if !strings.Contains(stderr, "PROVISIONAL") || !strings.Contains(stderr, "build/hello-1/hello → out/bin/hello") {
-		t.Fatalf("the installed unstripped program is not named:\n%s", stderr)
+	if v := verdictOf(t, stderr); v.Exact || !strings.Contains(v.Message, "installed-as-is: ") || !strings.Contains(v.Message, "build/hello-1/hello → out/bin/hello") {
+		t.Fatalf("the installed unstripped program is not named: %+v", v)
+	}
+	if !strings.Contains(stderr, "PROVISIONAL") {
+		t.Fatalf("the inexact result is not marked:\n%s", stderr)
 	}
 	drv := e2etest.Lines(e2etest.Run(e.dir, nil, "nix-instantiate", edited.cli()[1:]...).Stdout)[0]
 	for _, o := range e2etest.Lines(e2etest.Run(e.dir, nil, "nix-store", "-q", "--outputs", drv).Stdout) {
@@ -183,7 +203,7 @@ func TestNondeterministicBytesAreNotPathDependence(t *testing.T) {
 		t.Fatalf("config.log: %+v, want nondeterministic", cl)
 	}
 	outs, stderr := e.mustBuild(edited)
-	if !strings.Contains(stderr, "outputs exact: nondeterministic") || !inStore(outs[0]) {
-		t.Fatalf("nondeterministic bytes made the resume inexact:\n%s", stderr)
+	if v := verdictOf(t, stderr); !v.Exact || !strings.Contains(v.Message, "nondeterministic") || !inStore(outs[0]) {
+		t.Fatalf("nondeterministic bytes made the resume inexact: %+v\n%v", v, outs)
 	}
 }

@@ -351,6 +351,7 @@ export type BuildEventKind =
   | 'learn'
   | 'learned'
   | 'rewrite'
+  | 'verdict'
   | 'fallback'
   | 'start'
   | 'done'
