@@ -94,7 +94,7 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 	if !pending && !e.lacksMap(res, err) {
 		return
 	}
-	pid, logPath, serr := e.StartBackground(drvPath)
+	pid, logPath, serr := e.startBackground(o.j.pkg, drvPath)
 	if serr != nil {
 		e.log.Debug("no background work", zap.Error(serr))
 		return
@@ -146,11 +146,12 @@ func (e *Engine) topPhase(id string) *layers.Layer {
 	return nil
 }
 
-// StartBackground runs `nixlayer learn` for drvPath in a detached process
+// startBackground runs `nixlayer learn` for drvPath in a detached process
 // (its output in <cache>/learn.log) that outlives the caller: it learns
-// the chain's path map and settles the package's pending results. The
-// running binary must be nixlayer.
-func (e *Engine) StartBackground(drvPath string) (pid int, logPath string, err error) {
+// the chain's path map and settles the package's pending results. It is
+// announced at once (BackgroundJobs), before the process starts its work.
+// The running binary must be nixlayer.
+func (e *Engine) startBackground(pkg, drvPath string) (pid int, logPath string, err error) {
 	if os.Getenv("NIXLAYER_BACKGROUND_LEARN") == "0" {
 		return 0, "", fmt.Errorf("background learning is off (NIXLAYER_BACKGROUND_LEARN=0)")
 	}
@@ -177,7 +178,8 @@ func (e *Engine) StartBackground(drvPath string) (pid int, logPath string, err e
 		return 0, "", err
 	}
 	pid = cmd.Process.Pid
-	cmd.Process.Release()
+	go cmd.Wait() // reaped when it ends before we do (the language server lives long)
+	e.announceBackgroundOf(pkg, drvPath, pid)
 	return pid, logPath, nil
 }
 

@@ -248,13 +248,19 @@ type BackgroundJob struct {
 // announceBackground records this process as the package's background
 // job; the returned function removes the record.
 func (e *Engine) announceBackground(pkg, drvPath string) func() {
-	p := filepath.Join(e.opts.CacheDir, "locks", fmt.Sprintf("background-%s-%d.json", pkg, os.Getpid()))
-	os.MkdirAll(filepath.Dir(p), 0o700)
-	data, _ := json.Marshal(BackgroundJob{Package: pkg, Drv: drvPath, PID: os.Getpid(), Started: time.Now()})
-	if os.WriteFile(p, data, 0o600) != nil {
-		return func() {}
-	}
+	p := e.announceBackgroundOf(pkg, drvPath, os.Getpid())
 	return func() { os.Remove(p) }
+}
+
+// announceBackgroundOf records process pid as background work on pkg (the
+// process that starts it does so, so that the work shows from its start);
+// the record is ignored once the process is gone.
+func (e *Engine) announceBackgroundOf(pkg, drvPath string, pid int) string {
+	p := filepath.Join(e.opts.CacheDir, "locks", fmt.Sprintf("background-%s-%d.json", pkg, pid))
+	os.MkdirAll(filepath.Dir(p), 0o700)
+	data, _ := json.Marshal(BackgroundJob{Package: pkg, Drv: drvPath, PID: pid, Started: time.Now()})
+	_ = os.WriteFile(p, data, 0o600)
+	return p
 }
 
 // BackgroundJobs lists the background work running on a cache.
