@@ -219,8 +219,25 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Eve
 	if err != nil {
 		return false, "", err
 	}
+	// Files the map cannot explain are left as they are by the exact
+	// rewrite (the provisional scan may have rewritten a hash in them): they
+	// may differ, as their bytes are judged on the outputs either way.
+	unexplained := map[string]bool{}
+	for _, u := range v.Unexplained {
+		unexplained[strings.TrimPrefix(m.PathIn(u.Path, j.drv.Outputs), "/")] = true
+	}
+	var differ []string
+	for _, name := range diff {
+		if !unexplained[strings.TrimPrefix(strings.TrimPrefix(name, "./"), "/")] {
+			differ = append(differ, name)
+		}
+	}
+	if len(differ) > 0 {
+		return false, fmt.Sprintf("the provisional rewrite differs from the exact one in %d file(s) (%s)", len(differ), fewLines(differ, 3)), nil
+	}
+	how := "the provisional rewrite was identical to the exact one"
 	if len(diff) > 0 {
-		return false, fmt.Sprintf("the provisional rewrite differs from the exact one in %d file(s) (%s)", len(diff), fewLines(diff, 3)), nil
+		how = fmt.Sprintf("the provisional rewrite equals the exact one but in %d file(s) the path map cannot explain, which reach no output", len(diff))
 	}
 	if !v.Exact {
 		topRoot, err := e.layers.Mount(r.Top)
@@ -249,11 +266,11 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Eve
 		return false, "", err
 	}
 	e.repoint(ctx, r, res.Outputs)
-	how := "registered in the Nix store"
+	where := "registered in the Nix store"
 	if !res.InStore {
-		how = "kept in the cache (only root can register it in the store)"
+		where = "kept in the cache (only root can register it in the store)"
 	}
-	e.setState(r, StateVerified, "the provisional rewrite was identical to the exact one: verified without a rebuild, "+how, progress)
+	e.setState(r, StateVerified, how+": verified without a rebuild, "+where, progress)
 	return true, "", nil
 }
 

@@ -21,7 +21,15 @@ type statusReport struct {
 // provisional (delivered at once, verified in the background), verifying,
 // verified, replaced, or unverified; with why.
 func cmdStatus(ctx context.Context, args []string) error {
-	c, pos, hasPkg, err := inspectArgs(args, nil, nil)
+	var c *common
+	var pos []string
+	hasPkg := slices.ContainsFunc(args, func(a string) bool { return commonFlags[a].pkg })
+	var err error
+	if hasPkg { // FILE -A ATTR …, named as for build
+		c, err = parseArgs(args, nil, nil)
+	} else {
+		c, pos, hasPkg, err = inspectArgs(args, nil, nil)
+	}
 	if err != nil {
 		return err
 	}
