@@ -255,19 +255,26 @@ func (s *server) replan(d *document) {
 	if d.eval != ev { // a newer evaluation already has fresh plans
 		return
 	}
-	// Evaluations are immutable for readers: install a copy.
+	d.eval = ev.withPackages(func(cp *Package) {
+		if plan := plans[cp.DrvPath]; plan != nil {
+			cp.Plan = plan
+		}
+		cp.Failure = d.failures[cp.DrvPath]
+		cp.Result, _ = runner.RecordOf(eng.CacheDir(), cp.DrvPath)
+	})
+}
+
+// withPackages is a copy of the evaluation with each package copied and
+// updated: evaluations are immutable for readers, so changes install one.
+func (ev *Evaluation) withPackages(update func(cp *Package)) *Evaluation {
 	next := *ev
 	next.Packages = nil
 	for _, p := range ev.Packages {
 		cp := *p
-		if plan := plans[p.DrvPath]; plan != nil {
-			cp.Plan = plan
-		}
-		cp.Failure = d.failures[p.DrvPath]
-		cp.Result, _ = runner.RecordOf(eng.CacheDir(), p.DrvPath)
+		update(&cp)
 		next.Packages = append(next.Packages, &cp)
 	}
-	d.eval = &next
+	return &next
 }
 
 // failureDiagnostic puts a failed phase on its attribute; s.mu is held.

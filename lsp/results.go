@@ -70,16 +70,11 @@ func (s *server) updateResults() []runner.Event {
 		}
 		s.mu.Lock()
 		if d.eval == ev { // else a newer evaluation read the records itself
-			next := *ev
-			next.Packages = nil
-			for _, p := range ev.Packages {
-				cp := *p
-				if r := fresh[p.DrvPath]; r != nil {
+			d.eval = ev.withPackages(func(cp *Package) {
+				if r := fresh[cp.DrvPath]; r != nil {
 					cp.Result = r
 				}
-				next.Packages = append(next.Packages, &cp)
-			}
-			d.eval = &next
+			})
 		}
 		s.mu.Unlock()
 		for _, r := range changed {

@@ -3,10 +3,8 @@ package rewrite
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 )
 
 // minRun is the shortest run of an output hash's characters the
@@ -50,73 +48,35 @@ func (Provisional) Rewrite(root string, old2new map[string]string) (Verdict, err
 	}
 	newIDs := map[string][]byte{} // old build-id → the recomputed one
 	var keepIDs []idFile          // files whose id could not be recomputed
-	var renames []string
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	name := func(s string) string { return scanName(pairs, s) }
+	files, err := rewriteTree(root, name, func(path string, data []byte) ([]byte, error) {
+		nd := scanBytes(pairs, data)
+		if !isELF(data) {
+			return nd, nil
 		}
-		if path != root && scanName(pairs, d.Name()) != d.Name() {
-			renames = append(renames, path)
+		im, err := parseELF(data)
+		if err != nil || im.descSize == 0 {
+			return nd, nil
 		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(path)
-			if err != nil {
-				return err
-			}
-			if nt := scanName(pairs, target); nt != target {
-				if err := os.Remove(path); err != nil {
-					return err
-				}
-				if err := os.Symlink(nt, path); err != nil {
-					return err
-				}
-				v.Files++
-			}
-		case d.Type().IsRegular():
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			nd := scanBytes(pairs, data)
-			changed := nd != nil
-			if !changed {
-				nd = data
-			}
-			if isELF(data) {
-				if im, err := parseELF(data); err == nil && im.descSize > 0 {
-					old := string(im.buildID())
-					scheme := ""
-					if changed {
-						scheme = im.detectScheme()
-					}
-					if scheme != "" {
-						if nim, err := parseELF(nd); err == nil {
-							if id, err := nim.computeBuildID(scheme); err == nil {
-								copy(nd[nim.descOff:], id)
-								newIDs[old] = id
-							}
-						}
-					} else {
-						keepIDs = append(keepIDs, idFile{path: path, off: im.descOff, old: old})
-					}
-				}
-			}
-			if changed {
-				info, err := d.Info()
-				if err != nil {
-					return err
-				}
-				if err := writeKeepingMode(path, nd, info); err != nil {
-					return err
-				}
-				v.Files++
+		old, scheme := string(im.buildID()), ""
+		if nd != nil {
+			scheme = im.detectScheme()
+		}
+		if scheme == "" {
+			keepIDs = append(keepIDs, idFile{path: path, off: im.descOff, old: old})
+			return nd, nil
+		}
+		if nim, err := parseELF(nd); err == nil {
+			if id, err := nim.computeBuildID(scheme); err == nil {
+				copy(nd[nim.descOff:], id)
+				newIDs[old] = id
 			}
 		}
-		return nil
+		return nd, nil
 	})
+	v.Files += files
 	if err != nil {
-		return v, fmt.Errorf("provisional rewrite of %s: %w", root, err)
+		return v, fmt.Errorf("provisional rewrite: %w", err)
 	}
 	// Stripped copies keep their linker output's id: carry the new one.
 	for _, f := range keepIDs {
@@ -124,17 +84,11 @@ func (Provisional) Rewrite(root string, old2new map[string]string) (Verdict, err
 		if !ok {
 			continue
 		}
-		if err := patchFile(f.path, int64(f.off), id); err != nil {
+		rel, _ := filepath.Rel(root, f.path) // renamed since, with its hash
+		if err := patchFile(filepath.Join(root, name(rel)), int64(f.off), id); err != nil {
 			return v, fmt.Errorf("provisional rewrite of %s: %w", root, err)
 		}
 		v.Files++
-	}
-	// Deepest first, so parents are renamed after their children.
-	sort.Slice(renames, func(i, j int) bool { return len(renames[i]) > len(renames[j]) })
-	for _, p := range renames {
-		if err := os.Rename(p, filepath.Join(filepath.Dir(p), scanName(pairs, filepath.Base(p)))); err != nil {
-			return v, fmt.Errorf("provisional rewrite: rename %s: %w", p, err)
-		}
 	}
 	return v, nil
 }

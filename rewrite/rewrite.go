@@ -81,12 +81,29 @@ func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, er
 		}
 		return b, changed
 	}
+	name := func(s string) string { b, _ := replace([]byte(s)); return string(b) }
+	files, err := rewriteTree(root, name, func(_ string, data []byte) ([]byte, error) {
+		if nd, changed := replace(data); changed {
+			return nd, nil
+		}
+		return nil, nil
+	})
+	v.Files += files
+	return v, err
+}
+
+// rewriteTree rewrites a tree in place: symlink targets and entry names
+// through name (deepest entries renamed first), regular files through
+// contents (nil: unchanged), keeping modes and times. It returns how many
+// files and links it wrote.
+func rewriteTree(root string, name func(string) string, contents func(path string, data []byte) ([]byte, error)) (int, error) {
+	files := 0
 	var renames []string
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if _, changed := replace([]byte(d.Name())); changed && path != root {
+		if path != root && name(d.Name()) != d.Name() {
 			renames = append(renames, path)
 		}
 		switch {
@@ -95,45 +112,46 @@ func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, er
 			if err != nil {
 				return err
 			}
-			if nt, changed := replace([]byte(target)); changed {
+			if nt := name(target); nt != target {
 				if err := os.Remove(path); err != nil {
 					return err
 				}
-				if err := os.Symlink(string(nt), path); err != nil {
+				if err := os.Symlink(nt, path); err != nil {
 					return err
 				}
-				v.Files++
+				files++
 			}
 		case d.Type().IsRegular():
 			data, err := os.ReadFile(path)
 			if err != nil {
 				return err
 			}
-			if nd, changed := replace(data); changed {
-				info, err := d.Info()
-				if err != nil {
-					return err
-				}
-				if err := writeKeepingMode(path, nd, info); err != nil {
-					return err
-				}
-				v.Files++
+			nd, err := contents(path, data)
+			if err != nil || nd == nil {
+				return err
 			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if err := writeKeepingMode(path, nd, info); err != nil {
+				return err
+			}
+			files++
 		}
 		return nil
 	})
 	if err != nil {
-		return v, fmt.Errorf("rewrite %s: %w", root, err)
+		return files, fmt.Errorf("rewrite %s: %w", root, err)
 	}
 	// Deepest first, so parents are renamed after their children.
 	sort.Slice(renames, func(i, j int) bool { return len(renames[i]) > len(renames[j]) })
 	for _, p := range renames {
-		nb, _ := replace([]byte(filepath.Base(p)))
-		if err := os.Rename(p, filepath.Join(filepath.Dir(p), string(nb))); err != nil {
-			return v, fmt.Errorf("rewrite file name %s: %w", p, err)
+		if err := os.Rename(p, filepath.Join(filepath.Dir(p), name(filepath.Base(p)))); err != nil {
+			return files, fmt.Errorf("rewrite file name %s: %w", p, err)
 		}
 	}
-	return v, nil
+	return files, nil
 }
 
 // Text applies the same substitution to a string (e.g. a shell state).
