@@ -543,3 +543,40 @@ func TestHookAndCLIAtOnce(t *testing.T) {
 	}
 	_ = hookOut
 }
+
+// Issue 15: what the runner reproduces of Nix's builder contract is
+// layered through the hook too: passAsFile and reference checks (legacy
+// attributes and structured outputChecks). An output that breaks its checks
+// fails as under Nix, and nothing is registered.
+func TestHookLayersOutputChecks(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	for _, attr := range []string{"checked", "outputchecked"} {
+		s := salt(t)
+		args := []string{testdata, "-A", attr, "--argstr", "salt", s}
+		r := nixBuild(t, cache, args...)
+		out := r.mustSucceed(t)
+		if !r.builtByNixlayer() {
+			t.Fatalf("%s not layered by the hook:\n%s", attr, tailLines(r.stderr, 30))
+		}
+		check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, args...)...)
+		if msg, err := check.CombinedOutput(); err != nil {
+			t.Fatalf("nix-build --check of %s: %v\n%s", attr, err, msg)
+		}
+		if attr == "checked" {
+			if got := run(t, "cat", out+"/payload"); got != "passed as a file" {
+				t.Fatalf("passAsFile payload: %q", got)
+			}
+		}
+		bad := append(args, "--arg", "violateChecks", "true")
+		drvPath := run(t, "nix-instantiate", bad...)
+		badOut := run(t, "nix-store", "-q", "--outputs", drvPath)
+		r = nixBuild(t, cache, bad...)
+		if r.err == nil || !r.builtByNixlayer() || !strings.Contains(r.stderr, "is not allowed to refer to the following paths") {
+			t.Fatalf("%s violating its checks: err %v, want a layered build failing like Nix's:\n%s", attr, r.err, tailLines(r.stderr, 30))
+		}
+		if exec.Command("nix-store", "--check-validity", badOut).Run() == nil {
+			t.Fatalf("%s is valid although it breaks its reference checks", badOut)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -145,11 +147,28 @@ func TestDecideDrv(t *testing.T) {
 	fod.OutputHashes = map[string]drv.OutputHash{"out": {HashAlgo: "sha256", Hash: "00"}}
 	paf := base()
 	paf.Env["passAsFile"] = "buildCommand"
-	cases := map[string]*drv.Derivation{"fixed-output": fod, "passAsFile": paf, "buildCommand": base()}
+	graph := base()
+	graph.Env["exportReferencesGraph"] = "graph /nix/store/s"
+	cases := map[string]*drv.Derivation{"fixed-output": fod, "runCommand (buildCommand as a file)": paf, "buildCommand": base(), "exportReferencesGraph": graph}
 	for name, d := range cases {
 		if got := decideDrv(d); got.Verdict != Decline || got.Why == "" {
 			t.Errorf("%s: %+v, want a decline with a reason", name, got)
 		}
+	}
+	// What the runner reproduces is layered: passAsFile and output checks.
+	script := filepath.Join(t.TempDir(), "default-builder.sh")
+	if err := os.WriteFile(script, []byte("source $stdenv/setup\ngenericBuild\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checked := base()
+	delete(checked.Env, "buildCommand")
+	checked.Args = []string{"-e", script}
+	for k, v := range map[string]string{"passAsFile": "payload", "payload": "x", "disallowedReferences": "/nix/store/s",
+		"allowedReferences": "out", "allowedRequisites": "", "disallowedRequisites": "/nix/store/s"} {
+		checked.Env[k] = v
+	}
+	if got := decideDrv(checked); got.Verdict != Accept {
+		t.Errorf("passAsFile and reference checks: %+v, want accept", got)
 	}
 }
 

@@ -283,10 +283,11 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		return "", nil, err
 	}
 	defer e.layers.Unmount(l.ID)
-	if parent == "" {
-		if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
-			return "", nil, err
-		}
+	// The files Nix writes into the build directory (passAsFile,
+	// .attrs.json/.attrs.sh) are this derivation's, also over layers an
+	// earlier derivation built: they hold the edited attributes.
+	if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
+		return "", nil, err
 	}
 	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
 	if err != nil {

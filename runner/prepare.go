@@ -57,7 +57,7 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	if err != nil {
 		return nil, err
 	}
-	if a := unsupported(d); a != "" {
+	if a := Unsupported(d); a != "" {
 		return nil, fmt.Errorf("%s uses %s, which nixlayer does not reproduce: build it with nix-build", d.Name, a)
 	}
 	var realise []string

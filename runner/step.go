@@ -169,10 +169,19 @@ func writeAttrsFiles(j *job, buildDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(buildDir, ".attrs.json"), js, 0o644); err != nil {
+	if err := writeFileIfChanged(filepath.Join(buildDir, ".attrs.json"), js, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(buildDir, ".attrs.sh"), []byte(attrsShell(attrs)), 0o644)
+	return writeFileIfChanged(filepath.Join(buildDir, ".attrs.sh"), []byte(attrsShell(attrs)), 0o644)
+}
+
+// writeFileIfChanged leaves a file with the right content alone, so a
+// layer does not copy it up for nothing.
+func writeFileIfChanged(path string, data []byte, mode os.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return os.WriteFile(path, data, mode)
 }
 
 var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
