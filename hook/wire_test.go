@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 func encodeConversation(t testing.TB, settings map[string]string, reqs ...*Request) []byte {
@@ -188,7 +189,7 @@ func TestSettingsHelpers(t *testing.T) {
 	if !haveBuilders(map[string]string{"builders": "ssh://a x86_64-linux; ssh://b"}) {
 		t.Error("an inline builder list has none")
 	}
-	v, err := parseNixVersion("nix (Nix) 2.26.3\n")
+	v, err := nixstore.ParseNixVersion("nix (Nix) 2.26.3\n")
 	if err != nil || !v.AtLeast(2, 26) || v.AtLeast(2, 27) {
 		t.Errorf("parseNixVersion: %+v %v", v, err)
 	}

@@ -19,6 +19,9 @@ import (
 type Bind struct {
 	Source, Target string
 	Optional       bool // skip when Source does not exist (Nix's trailing "?")
+	// Symlink, when set, makes Target a symlink to it instead of a bind
+	// (newer Nix copies a symlink source into the sandbox).
+	Symlink string
 }
 
 // Spec describes one sandboxed process.
@@ -91,7 +94,11 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 	// by a broad bind such as /nix.
 	for _, b := range spec.Binds {
 		op := "--ro-bind"
-		if b.Optional {
+		switch {
+		case b.Symlink != "":
+			a = append(a, "--symlink", b.Symlink, b.Target)
+			continue
+		case b.Optional:
 			op = "--ro-bind-try"
 		}
 		a = append(a, op, b.Source, b.Target)
