@@ -420,7 +420,7 @@ func TestHookBrokenCacheDeclines(t *testing.T) {
 	}
 	r := nixBuild(t, notADir, pkgArgs("custom", salt(t))...)
 	out := r.mustSucceed(t)
-	if r.builtByNixlayer() || !strings.Contains(r.stderr, "unusable") {
+	if r.builtByNixlayer() || !strings.Contains(r.stderr, "nixlayer: declining") || !strings.Contains(r.stderr, "cache directory") {
 		t.Fatalf("expected a decline because of the cache:\n%s", r.stderr)
 	}
 	run(t, "nix-store", "--verify-path", out)
@@ -578,5 +578,44 @@ func TestHookLayersOutputChecks(t *testing.T) {
 		if exec.Command("nix-store", "--check-validity", badOut).Run() == nil {
 			t.Fatalf("%s is valid although it breaks its reference checks", badOut)
 		}
+	}
+}
+
+// Issue 15: where bubblewrap cannot run (namespaces denied, or not
+// installed), the hook declines before accepting: nix-build still builds,
+// and its log says why nixlayer did not.
+func TestHookDeclinesWhenBubblewrapUnusable(t *testing.T) {
+	needE2E(t)
+	denied := t.TempDir()
+	fake := "#!/bin/sh\necho 'bwrap: No permissions to create a new namespace, likely because the kernel does not allow non-privileged user namespaces.' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(denied, "bwrap"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct{ path, want string }{
+		"namespaces denied": {denied + ":" + os.Getenv("PATH"), "No permissions to create a new namespace"},
+		"not installed":     {t.TempDir(), "bubblewrap (bwrap) is not installed"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			nixBuildPath, err := exec.LookPath("nix-build")
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"--no-out-link", "--option", "build-hook", hookBin}, pkgArgs("custom", salt(t))...)
+			cmd := exec.Command(nixBuildPath, args...)
+			cmd.Env = append(os.Environ(), "NIXLAYER_CACHE="+t.TempDir(), "PATH="+c.path)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err = cmd.Run()
+			r := nixRun{stdout: strings.TrimSpace(out.String()), stderr: errb.String(), err: err}
+			built := r.mustSucceed(t)
+			if r.builtByNixlayer() {
+				t.Fatalf("accepted although bubblewrap cannot run:\n%s", r.stderr)
+			}
+			if !strings.Contains(r.stderr, "nixlayer: declining: nixlayer cannot layer builds here") || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("Nix's log does not say why nixlayer declined (want %q):\n%s", c.want, r.stderr)
+			}
+			run(t, "nix-store", "--verify-path", built)
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Bind is a host path made visible inside the sandbox.
@@ -57,9 +58,9 @@ const (
 // Command prepares the bubblewrap command for a spec; etcDir receives the
 // generated /etc files and must outlive the command.
 func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
-	bwrap, err := exec.LookPath("bwrap")
+	bwrap, err := Bwrap()
 	if err != nil {
-		return nil, fmt.Errorf("bubblewrap (bwrap) is not installed: apt-get install bubblewrap: %w", err)
+		return nil, err
 	}
 	for _, d := range []string{"build", "tmp", "store"} {
 		if err := os.MkdirAll(filepath.Join(spec.Root, d), 0o755); err != nil {
@@ -77,16 +78,7 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 	if storeDir == "" {
 		storeDir = "/nix/store"
 	}
-	a := []string{
-		"--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
-		"--uid", strconv.Itoa(BuilderUID), "--gid", strconv.Itoa(BuilderGID),
-		"--hostname", "localhost",
-		"--die-with-parent",
-		"--clearenv",
-	}
-	if !spec.Network {
-		a = append(a, "--unshare-net")
-	}
+	a := namespaceArgs(spec.Network)
 	if !spec.Interactive {
 		a = append(a, "--new-session")
 	}
@@ -136,6 +128,51 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 	cmd.Stderr = spec.Stderr
 	cmd.ExtraFiles = spec.ExtraFiles
 	return cmd, nil
+}
+
+// namespaceArgs are the namespaces and identity of every sandbox.
+func namespaceArgs(network bool) []string {
+	a := []string{
+		"--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
+		"--uid", strconv.Itoa(BuilderUID), "--gid", strconv.Itoa(BuilderGID),
+		"--hostname", "localhost",
+		"--die-with-parent",
+		"--clearenv",
+	}
+	if !network {
+		a = append(a, "--unshare-net")
+	}
+	return a
+}
+
+// Bwrap finds bubblewrap.
+func Bwrap() (string, error) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		return "", fmt.Errorf("bubblewrap (bwrap) is not installed: apt-get install bubblewrap: %w", err)
+	}
+	return bwrap, nil
+}
+
+// Check runs bubblewrap once with the namespaces of a build (a throwaway
+// sandbox that only asks bwrap for its version), so a host where it cannot
+// work (not installed, user namespaces denied, inside a chroot) is found
+// before a build is accepted.
+func Check(ctx context.Context) error {
+	bwrap, err := Bwrap()
+	if err != nil {
+		return err
+	}
+	args := append(namespaceArgs(false), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--", bwrap, "--version")
+	out, err := exec.CommandContext(ctx, bwrap, args...).CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("bubblewrap cannot create the sandbox of a build: %s", msg)
+	}
+	return nil
 }
 
 // CleanMountpoints removes the empty files and directories bubblewrap
