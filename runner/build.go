@@ -37,6 +37,17 @@ type BuildOptions struct {
 	// Exact rebuilds with the real output paths when reused layers cannot
 	// be rewritten exactly, instead of keeping an unverified result.
 	Exact bool
+	// ResultsDir is where results that stay outside the store go (default
+	// <cache>/results); the daemon gives each user a private one.
+	ResultsDir string
+	// ResultOwner, when set, owns those results (the daemon's caller).
+	ResultOwner *Owner
+}
+
+// Owner is a user and group on this machine.
+type Owner struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
 }
 
 // Event is a progress report.

@@ -35,6 +35,7 @@ type step struct {
 	// Interactive steps (shells) are attached to the user's terminal.
 	stdin       io.Reader
 	interactive bool
+	terminal    bool // stdin is the shell's own terminal (sandbox.Spec.Terminal)
 }
 
 type stepResult struct {
@@ -89,6 +90,7 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 		Stdin:       s.stdin,
 		ExtraFiles:  []*os.File{restoreR, dumpW, phasesW},
 		Interactive: s.interactive,
+		Terminal:    s.terminal,
 	}
 	cmd, err := sandbox.Command(ctx, spec, s.etc)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Bind is a host path made visible inside the sandbox.
@@ -44,6 +45,9 @@ type Spec struct {
 	ExtraFiles []*os.File
 	// Interactive keeps the controlling terminal (for shells).
 	Interactive bool
+	// Terminal: Stdin is a terminal that becomes the process's controlling
+	// terminal in a session of its own (a shell on the daemon's pty).
+	Terminal bool
 }
 
 // BuildDir is where the build directory appears inside, as in Nix 2.8.
@@ -127,6 +131,9 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 	cmd.Stdout = spec.Stdout
 	cmd.Stderr = spec.Stderr
 	cmd.ExtraFiles = spec.ExtraFiles
+	if spec.Terminal {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 	return cmd, nil
 }
 
