@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -31,6 +32,12 @@ func (c *fdConn) Read(b []byte) (int, error) {
 	n, oobn, _, _, err := c.UnixConn.ReadMsgUnix(b, oob)
 	if oobn > 0 {
 		c.keep(oob[:oobn])
+	}
+	if n < 0 { // the system call failed: err says why
+		n = 0
+	}
+	if n == 0 && err == nil {
+		err = io.EOF // the peer closed the connection
 	}
 	return n, err
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -17,30 +19,20 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	logw := c.buildLog()
-	link := c.outLink
-	if c.noLink {
-		link = ""
-	}
-	res, err := e.Build(ctx, drvPath, runner.BuildOptions{
-		PlanOptions: runner.PlanOptions{Strict: c.strict, From: c.from},
-		Log:         logw,
-		Progress:    printProgress(os.Stderr),
-		Deliver:     true,
-		ResultLink:  link,
-		Exact:       c.flags["--exact"],
-	})
+	defer svc.Close()
+	res, err := svc.Build(ctx, api.BuildRequest{
+		DrvPath: drvPath, Strict: c.strict, From: c.from, Exact: c.flags["--exact"], Learn: !c.flags["--no-learn"],
+	}, api.Output{Log: c.buildLog(), Progress: printProgress(os.Stderr)})
 	if err != nil {
 		return err
 	}
-	if len(res.Reused) == 0 && len(res.Ran) > 1 && !c.flags["--no-learn"] {
-		if pid, logPath, err := e.StartBackgroundLearn(drvPath); err == nil {
-			fmt.Fprintf(os.Stderr, "nixlayer: learning the output-path map in the background (pid %d, log %s)\n", pid, logPath)
+	if !c.noLink {
+		if err := linkResults(ctx, res, c.outLink); err != nil {
+			return err
 		}
 	}
 	if c.json {
@@ -58,6 +50,31 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	for _, name := range sortedNames(res.Outputs) {
 		fmt.Println(res.Outputs[name])
+	}
+	return nil
+}
+
+// linkResults makes ./result (result-dev, …) point at the outputs, as
+// nix-build does: a store path becomes an indirect GC root (through
+// nix-daemon for users), a result kept outside the store a plain link.
+func linkResults(ctx context.Context, res *runner.Result, base string) error {
+	for name, p := range res.Outputs {
+		link := base
+		if name != "out" {
+			link = base + "-" + name
+		}
+		if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			os.Remove(link)
+		}
+		if res.InStore {
+			if err := nixstore.AddGCRoot(ctx, p, link); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Symlink(p, link); err != nil {
+			return fmt.Errorf("creating %s: %w", link, err)
+		}
 	}
 	return nil
 }
@@ -143,16 +160,17 @@ func cmdPlan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	p, err := e.Plan(ctx, drvPath, runner.PlanOptions{Strict: c.strict, From: c.from, Log: os.Stderr})
+	defer svc.Close()
+	pr, err := svc.Plan(ctx, api.PlanRequest{DrvPath: drvPath, Strict: c.strict, From: c.from}, api.Output{Log: os.Stderr})
 	if err != nil {
 		return err
 	}
-	nixBuilt := builtByNix(e.CacheDir(), p) // builds Nix ran itself (builds.go)
+	p := pr.Plan
+	nixBuilt := builtByNix(pr) // builds Nix ran itself (builds.go)
 	if c.json {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -208,13 +226,12 @@ func cmdVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	logw := c.buildLog()
-	v, err := e.Verify(ctx, drvPath, logw)
+	defer svc.Close()
+	v, err := svc.Verify(ctx, api.VerifyRequest{DrvPath: drvPath}, api.Output{Log: c.buildLog()})
 	if err != nil {
 		return err
 	}
@@ -244,10 +261,10 @@ func cmdLearn(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	return e.Learn(ctx, drvPath, printProgress(os.Stderr))
+	defer svc.Close()
+	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath}, api.Output{Progress: printProgress(os.Stderr)})
 }
