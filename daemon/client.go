@@ -100,7 +100,13 @@ func (c *Client) call(ctx context.Context, method string, req any, out api.Outpu
 		case <-done:
 		}
 	}()
-	_, err = c.conn.Call(ctx, method, call{Token: token, Request: data}, result)
+	var raw json.RawMessage
+	_, err = c.conn.Call(ctx, method, call{Token: token, Request: data}, &raw)
+	if err == nil && result != nil && len(raw) > 0 && string(raw) != "null" {
+		if err := json.Unmarshal(raw, result); err != nil {
+			return fmt.Errorf("the nixlayer daemon's answer to %s: %w", method, err)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -223,7 +223,7 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 			ss.log.Debug("request failed", zap.String("method", req.Method()), zap.Error(err))
 			err = wireError(err)
 		}
-		if rerr := reply(context.Background(), res, err); rerr != nil {
+		if rerr := reply(context.Background(), stdJSON(res), err); rerr != nil {
 			ss.log.Debug("reply failed", zap.Error(rerr))
 		}
 	}()
@@ -234,13 +234,26 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 func (ss *session) output(token string) api.Output {
 	return api.Output{
 		Log: writerFunc(func(p []byte) (int, error) {
-			ss.conn.Notify(context.Background(), notifyOutput, output{Token: token, Log: string(p)})
+			ss.conn.Notify(context.Background(), notifyOutput, stdJSON(output{Token: token, Log: string(p)}))
 			return len(p), nil
 		}),
 		Progress: func(ev runner.Event) {
-			ss.conn.Notify(context.Background(), notifyOutput, output{Token: token, Event: &ev})
+			ss.conn.Notify(context.Background(), notifyOutput, stdJSON(output{Token: token, Event: &ev}))
 		},
 	}
+}
+
+// stdJSON encodes v with encoding/json, as the client decodes it (the
+// library's own encoder writes some types, such as durations, differently).
+func stdJSON(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return data
 }
 
 type writerFunc func(p []byte) (int, error)

@@ -92,7 +92,7 @@ func StartDaemon(t *testing.T, bin string) *Daemon {
 	if err := os.WriteFile(filepath.Join(conf, "nix.conf"), []byte(settings), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(d.Bin, "daemon", "--socket", d.Socket, "--cache", d.Cache, "--results", d.Results, "-v")
+	d.cmd = exec.Command(d.Bin, "daemon", "--socket", d.Socket, "--cache", d.Cache, "--results", d.Results)
 	d.cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+conf)
 	d.cmd.Stdout, d.cmd.Stderr = &d.log, &d.log
 	if err := d.cmd.Start(); err != nil {
