@@ -3,6 +3,7 @@ module github.com/nixlayer/nixlayer
 go 1.26.0
 
 require (
+	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/creack/pty v1.1.24
 	github.com/nix-community/go-nix v0.0.0-20250101154619-4bdde671e0a1

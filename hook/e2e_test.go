@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/nixlayer/nixlayer/buildindex"
 )
 
 // End-to-end tests: the real nix-build (Nix 2.8 on bookworm) with
@@ -455,11 +457,11 @@ func TestPrePostBuildHooksRecord(t *testing.T) {
 		"--option", "post-build-hook", filepath.Join(wrappers, "post-build-hook"))
 	r := nixBuild(t, cache, args...)
 	out := r.mustSucceed(t)
-	recs, err := Builds(cache)
+	recs, err := buildindex.Records(cache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var start, end *Record
+	var start, end *buildindex.Record
 	for i := range recs {
 		if recs[i].Name == "cmd-1" && recs[i].By == "nix" {
 			switch recs[i].Event {

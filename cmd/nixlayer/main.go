@@ -35,6 +35,7 @@ A package is named like nix-build does: [FILE] [-A ATTR] [--arg N V]
 Common flags: --cache DIR (root only; default /var/cache/nixlayer,
 $NIXLAYER_CACHE), -v (debug log on stderr). Other users work through
 nixlayer daemon ($NIXLAYER_DAEMON_SOCKET, default /run/nixlayer/daemon.sock).
+Environment settings (NIXLAYER_*): docs/environment.md.
 `
 
 func main() {
