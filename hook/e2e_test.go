@@ -423,7 +423,7 @@ func TestHookBrokenCacheDeclines(t *testing.T) {
 	}
 	r := nixBuild(t, notADir, pkgArgs("custom", salt(t))...)
 	out := r.mustSucceed(t)
-	if r.builtByNixlayer() || !strings.Contains(r.stderr, "unusable") {
+	if r.builtByNixlayer() || !strings.Contains(r.stderr, "nixlayer: declining") || !strings.Contains(r.stderr, "cache directory") {
 		t.Fatalf("expected a decline because of the cache:\n%s", r.stderr)
 	}
 	run(t, "nix-store", "--verify-path", out)
@@ -627,4 +627,80 @@ func TestHookBuildIDsRebuildFromCompile(t *testing.T) {
 		}
 	}
 	nixCheck(t, edited)
+}
+
+// Issue 15: what the runner reproduces of Nix's builder contract is
+// layered through the hook too: passAsFile and reference checks (legacy
+// attributes and structured outputChecks). An output that breaks its checks
+// fails as under Nix, and nothing is registered.
+func TestHookLayersOutputChecks(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	for _, attr := range []string{"checked", "outputchecked"} {
+		s := salt(t)
+		args := []string{testdata, "-A", attr, "--argstr", "salt", s}
+		r := nixBuild(t, cache, args...)
+		out := r.mustSucceed(t)
+		if !r.builtByNixlayer() {
+			t.Fatalf("%s not layered by the hook:\n%s", attr, tailLines(r.stderr, 30))
+		}
+		check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, args...)...)
+		if msg, err := check.CombinedOutput(); err != nil {
+			t.Fatalf("nix-build --check of %s: %v\n%s", attr, err, msg)
+		}
+		if attr == "checked" {
+			if got := run(t, "cat", out+"/payload"); got != "passed as a file" {
+				t.Fatalf("passAsFile payload: %q", got)
+			}
+		}
+		bad := append(args, "--arg", "violateChecks", "true")
+		drvPath := run(t, "nix-instantiate", bad...)
+		badOut := run(t, "nix-store", "-q", "--outputs", drvPath)
+		r = nixBuild(t, cache, bad...)
+		if r.err == nil || !r.builtByNixlayer() || !strings.Contains(r.stderr, "is not allowed to refer to the following paths") {
+			t.Fatalf("%s violating its checks: err %v, want a layered build failing like Nix's:\n%s", attr, r.err, tailLines(r.stderr, 30))
+		}
+		if exec.Command("nix-store", "--check-validity", badOut).Run() == nil {
+			t.Fatalf("%s is valid although it breaks its reference checks", badOut)
+		}
+	}
+}
+
+// Issue 15: where bubblewrap cannot run (namespaces denied, or not
+// installed), the hook declines before accepting: nix-build still builds,
+// and its log says why nixlayer did not.
+func TestHookDeclinesWhenBubblewrapUnusable(t *testing.T) {
+	needE2E(t)
+	denied := t.TempDir()
+	fake := "#!/bin/sh\necho 'bwrap: No permissions to create a new namespace, likely because the kernel does not allow non-privileged user namespaces.' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(denied, "bwrap"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct{ path, want string }{
+		"namespaces denied": {denied + ":" + os.Getenv("PATH"), "No permissions to create a new namespace"},
+		"not installed":     {t.TempDir(), "bubblewrap (bwrap) is not installed"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			nixBuildPath, err := exec.LookPath("nix-build")
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"--no-out-link", "--option", "build-hook", hookBin}, pkgArgs("custom", salt(t))...)
+			cmd := exec.Command(nixBuildPath, args...)
+			cmd.Env = append(os.Environ(), "NIXLAYER_CACHE="+t.TempDir(), "PATH="+c.path)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err = cmd.Run()
+			r := nixRun{stdout: strings.TrimSpace(out.String()), stderr: errb.String(), err: err}
+			built := r.mustSucceed(t)
+			if r.builtByNixlayer() {
+				t.Fatalf("accepted although bubblewrap cannot run:\n%s", r.stderr)
+			}
+			if !strings.Contains(r.stderr, "nixlayer: declining: nixlayer cannot layer builds here") || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("Nix's log does not say why nixlayer declined (want %q):\n%s", c.want, r.stderr)
+			}
+			run(t, "nix-store", "--verify-path", built)
+		})
+	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -38,18 +41,34 @@ func (s *server) watchResults(ctx context.Context, every time.Duration) {
 // updateResults reads the records of the open documents' packages and
 // installs the changed ones; it returns an event per change.
 func (s *server) updateResults() []runner.Event {
-	cache := s.opts.CacheDir
-	if cache == "" {
-		cache = runner.DefaultCacheDir()
-	}
 	s.mu.Lock()
 	var docs []*document
+	var drvs []string
 	for _, d := range s.docs {
 		if d.eval != nil {
 			docs = append(docs, d)
+			for _, p := range d.eval.Packages {
+				drvs = append(drvs, p.DrvPath)
+			}
 		}
 	}
 	s.mu.Unlock()
+	if len(drvs) == 0 {
+		return nil
+	}
+	eng, err := s.getEngine()
+	if err != nil {
+		return nil
+	}
+	rr, err := eng.Results(s.ctx, api.ResultsRequest{Drvs: drvs})
+	if err != nil {
+		s.log.Debug("reading result states", zap.Error(err))
+		return nil
+	}
+	records := map[string]*runner.ResultRecord{}
+	for _, r := range rr.Results {
+		records[r.Drv] = r
+	}
 	var evs []runner.Event
 	for _, d := range docs {
 		s.mu.Lock()
@@ -58,8 +77,8 @@ func (s *server) updateResults() []runner.Event {
 		var changed []*runner.ResultRecord
 		fresh := map[string]*runner.ResultRecord{}
 		for _, p := range ev.Packages {
-			r, err := runner.RecordOf(cache, p.DrvPath)
-			if err != nil || r == nil || sameRecord(p.Result, r) {
+			r := records[p.DrvPath]
+			if r == nil || sameRecord(p.Result, r) {
 				continue
 			}
 			fresh[p.DrvPath] = r

@@ -34,6 +34,10 @@ type BuildOptions struct {
 	LocksHeld bool
 	// ResultLink is the ./result symlink to create ("" for none).
 	ResultLink string
+	// RecordLink is the result link the caller makes itself (absolute),
+	// recorded with the result so that background verification repoints
+	// it into the store.
+	RecordLink string
 	// Exact rebuilds with the real output paths when reused layers cannot
 	// be rewritten exactly, instead of keeping an unverified result, and
 	// waits for (or does) the learning of a path map the reused layers
@@ -48,6 +52,17 @@ type BuildOptions struct {
 	// NoLearn starts no background work after the build (the background
 	// work's own builds; `nixlayer build --no-learn`).
 	NoLearn bool
+	// ResultsDir is where results that stay outside the store go (default
+	// <cache>/results); the daemon gives each user a private one.
+	ResultsDir string
+	// ResultOwner, when set, owns those results (the daemon's caller).
+	ResultOwner *Owner
+}
+
+// Owner is a user and group on this machine.
+type Owner struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
 }
 
 // Result is what a build produced.
@@ -318,10 +333,11 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		return "", nil, err
 	}
 	defer e.layers.Unmount(l.ID)
-	if parent == "" {
-		if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
-			return "", nil, err
-		}
+	// The files Nix writes into the build directory (passAsFile,
+	// .attrs.json/.attrs.sh) are this derivation's, also over layers an
+	// earlier derivation built: they hold the edited attributes.
+	if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
+		return "", nil, err
 	}
 	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
 	if err != nil {

@@ -78,6 +78,7 @@ func Open(opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	layers.RouteLibraryLogs(opts.Logger)
 	if err := checkCacheOwner(opts.CacheDir); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,9 +50,11 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 		Drv: j.drv.Path, Name: j.drv.Name, Package: j.pkg, State: res.State, Why: res.Why,
 		Outputs: res.Outputs, Built: time.Now(), Top: res.TopLayer,
 	}
-	if bo.ResultLink != "" {
-		r.Links = resultLinks(bo.ResultLink, res.Outputs)
+	if link := cmp.Or(bo.ResultLink, bo.RecordLink); link != "" {
+		r.Links = resultLinks(link, res.Outputs)
 	}
+	r.ResultsDir = e.resultsDir(bo.ResultsDir)
+	r.Owner = bo.ResultOwner
 	if old, _ := e.Record(j.drv.Path); old != nil && old.State.Pending() && old.Top == res.TopLayer && res.State == StateProvisional {
 		// The same provisional result again: it keeps what settles it.
 		for name, l := range r.Links {

@@ -68,9 +68,13 @@ type ResultRecord struct {
 	Outputs map[string]string `json:"outputs"`
 	// Links are the result links the build made (output name → absolute
 	// path); verification repoints those still pointing at the result.
-	Links   map[string]string `json:"links,omitempty"`
-	Built   time.Time         `json:"built"`
-	Updated time.Time         `json:"updated"`
+	Links map[string]string `json:"links,omitempty"`
+	// ResultsDir held the result while it stayed outside the store, for
+	// Owner (the daemon's caller; nil: this engine's user).
+	ResultsDir string    `json:"resultsDir,omitempty"`
+	Owner      *Owner    `json:"owner,omitempty"`
+	Built      time.Time `json:"built"`
+	Updated    time.Time `json:"updated"`
 	// Cause is what the background work must settle (Cause* constants).
 	Cause string `json:"cause,omitempty"`
 	// Settling: the provisional rewrite (CauseNoMap).

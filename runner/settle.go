@@ -2,6 +2,7 @@ package runner
 
 import (
 	"archive/tar"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -155,7 +157,7 @@ func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Even
 		return ctx.Err()
 	}
 	progress(Event{Kind: EventFallback, Message: r.Name + ": " + why + "; rebuilding exactly"})
-	res, err := e.Build(ctx, r.Drv, BuildOptions{Exact: true, Deliver: true, NoLearn: true, Progress: progress})
+	res, err := e.Build(ctx, r.Drv, BuildOptions{Exact: true, Deliver: true, NoLearn: true, Progress: progress, ResultsDir: r.ResultsDir, ResultOwner: r.Owner})
 	if err != nil {
 		if ctx.Err() == nil {
 			e.setState(r, StateUnverified, "the exact rebuild failed: "+firstLine(err.Error())+"; `nixlayer build --exact` retries", progress)
@@ -262,7 +264,7 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Eve
 	}
 	e.markVerified(append([]string{r.RewriteLayer}, r.Created...))
 	res := &Result{TopLayer: r.Top, Verified: true}
-	if err := e.deliver(ctx, j, res, BuildOptions{Deliver: true}, func(Event) {}); err != nil {
+	if err := e.deliver(ctx, j, res, BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, func(Event) {}); err != nil {
 		return false, "", err
 	}
 	e.repoint(ctx, r, res.Outputs)
@@ -284,22 +286,23 @@ func (e *Engine) repoint(ctx context.Context, r *ResultRecord, outputs map[strin
 		if cur == "" || cur == old {
 			continue
 		}
-		if link := r.Links[name]; link != "" {
+		if link := r.Links[name]; link != "" && nixstore.IsStorePath(cur) {
+			var fi os.FileInfo
 			if target, err := os.Readlink(link); err == nil && target == old {
-				if nixstore.IsStorePath(cur) {
-					removeLink(link)
-					if err := nixstore.AddGCRoot(ctx, cur, link); err != nil {
-						e.log.Warn("repointing a result link", zap.String("link", link), zap.Error(err))
-					}
-				} else {
-					e.log.Warn("result not in the store; link left", zap.String("link", link))
+				fi, _ = os.Lstat(link)
+				removeLink(link)
+				if err := nixstore.AddGCRoot(ctx, cur, link); err != nil {
+					e.log.Warn("repointing a result link", zap.String("link", link), zap.Error(err))
+				} else if st, ok := statOf(fi); ok && int(st.Uid) != os.Geteuid() {
+					_ = os.Lchown(link, int(st.Uid), int(st.Gid)) // the daemon's caller keeps their link
 				}
 			}
 		}
-		if nixstore.IsStorePath(cur) && strings.HasPrefix(old, filepath.Join(e.opts.CacheDir, "results")+"/") {
+		dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
+		if nixstore.IsStorePath(cur) && strings.HasPrefix(old, dir+"/") {
 			makeWritable(old)
-			if os.RemoveAll(old) == nil {
-				_ = os.Symlink(cur, old)
+			if os.RemoveAll(old) == nil && os.Symlink(cur, old) == nil && r.Owner != nil {
+				_ = os.Lchown(old, r.Owner.UID, r.Owner.GID)
 			}
 		}
 	}
@@ -362,4 +365,12 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+func statOf(fi os.FileInfo) (*syscall.Stat_t, bool) {
+	if fi == nil {
+		return nil, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return st, ok
 }

@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/daemon"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -145,7 +147,24 @@ func (c *common) logger() *zap.Logger {
 	return l
 }
 
+// service is the engine every request goes to: in this process for root
+// (who owns the shared cache), else `nixlayer daemon`.
+func (c *common) service(ctx context.Context) (api.Service, error) {
+	if os.Geteuid() == 0 {
+		return api.OpenLocal(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
+	}
+	if c.cacheDir != "" {
+		return nil, fmt.Errorf("--cache is for root: other users build through the nixlayer daemon, which owns the shared cache")
+	}
+	return daemon.Dial(ctx, daemon.SocketPath())
+}
+
+// engine is the engine in this process, for what only root does: mounts on
+// the host, exports into the caller's directories.
 func (c *common) engine() (*runner.Engine, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("this command works on the cache directly and needs root (other users: nixlayer build, plan, shell, ls, log, verify, learn, status go through the nixlayer daemon)")
+	}
 	return runner.Open(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
 }
 
@@ -161,18 +180,18 @@ func (c *common) drvPath(ctx context.Context) (string, error) {
 	return drvs[0], nil
 }
 
-// open instantiates the package and opens the cache: what every build-like
-// command starts with.
-func (c *common) open(ctx context.Context) (string, *runner.Engine, error) {
+// open instantiates the package (as the caller: its files, its rights)
+// and connects to the engine: what every build-like command starts with.
+func (c *common) open(ctx context.Context) (string, api.Service, error) {
 	drvPath, err := c.drvPath(ctx)
 	if err != nil {
 		return "", nil, err
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return "", nil, err
 	}
-	return drvPath, e, nil
+	return drvPath, svc, nil
 }
 
 // buildLog is where the builder's output goes: stderr without Nix's

@@ -7,11 +7,14 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -39,23 +42,24 @@ func cmdBuild(ctx context.Context, args []string) error {
 			return printBuilt(c, &runner.Result{Outputs: outs, InStore: true, Verified: true, State: runner.StateVerified, Why: "already built: its outputs are valid in the Nix store"})
 		}
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	logw := c.buildLog()
-	res, err := e.Build(ctx, drvPath, runner.BuildOptions{
-		PlanOptions: runner.PlanOptions{Strict: c.strict, From: c.from},
-		Log:         logw,
-		Progress:    printProgress(os.Stderr, c),
-		Deliver:     true,
-		ResultLink:  link,
-		Exact:       c.flags["--exact"],
-		NoLearn:     c.flags["--no-learn"],
-	})
+	defer svc.Close()
+	if link != "" {
+		link, _ = filepath.Abs(link) // recorded: verification repoints it
+	}
+	res, err := svc.Build(ctx, api.BuildRequest{
+		DrvPath: drvPath, Strict: c.strict, From: c.from, Exact: c.flags["--exact"], NoLearn: c.flags["--no-learn"], ResultLink: link,
+	}, api.Output{Log: c.buildLog(), Progress: printProgress(os.Stderr, c)})
 	if err != nil {
 		return err
+	}
+	if link != "" {
+		if err := linkResults(ctx, res, link); err != nil {
+			return err
+		}
 	}
 	return printBuilt(c, res)
 }
@@ -73,6 +77,31 @@ func printBuilt(c *common, res *runner.Result) error {
 	}
 	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
 		fmt.Println(res.Outputs[name])
+	}
+	return nil
+}
+
+// linkResults makes ./result (result-dev, …) point at the outputs, as
+// nix-build does: a store path becomes an indirect GC root (through
+// nix-daemon for users), a result kept outside the store a plain link.
+func linkResults(ctx context.Context, res *runner.Result, base string) error {
+	for name, p := range res.Outputs {
+		link := base
+		if name != "out" {
+			link = base + "-" + name
+		}
+		if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			os.Remove(link)
+		}
+		if res.InStore {
+			if err := nixstore.AddGCRoot(ctx, p, link); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Symlink(p, link); err != nil {
+			return fmt.Errorf("creating %s: %w", link, err)
+		}
 	}
 	return nil
 }
@@ -140,16 +169,17 @@ func cmdPlan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	p, err := e.Plan(ctx, drvPath, runner.PlanOptions{Strict: c.strict, From: c.from, Log: os.Stderr})
+	defer svc.Close()
+	pr, err := svc.Plan(ctx, api.PlanRequest{DrvPath: drvPath, Strict: c.strict, From: c.from}, api.Output{Log: os.Stderr})
 	if err != nil {
 		return err
 	}
-	nixBuilt := builtByNix(e.CacheDir(), p) // builds Nix ran itself (builds.go)
+	p := pr.Plan
+	nixBuilt := builtByNix(pr) // builds Nix ran itself (builds.go)
 	if c.json {
 		return printJSON(planWithIndex{p, nixBuilt})
 	}
@@ -198,13 +228,12 @@ func cmdVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	logw := c.buildLog()
-	v, err := e.Verify(ctx, drvPath, logw)
+	defer svc.Close()
+	v, err := svc.Verify(ctx, api.VerifyRequest{DrvPath: drvPath}, api.Output{Log: c.buildLog()})
 	if err != nil {
 		return err
 	}
@@ -254,10 +283,10 @@ func cmdLearn(ctx context.Context, args []string) error {
 	if err := checkProgressFlag(c); err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	return e.Learn(ctx, drvPath, printProgress(os.Stderr, c))
+	defer svc.Close()
+	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath}, api.Output{Progress: printProgress(os.Stderr, c)})
 }

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
@@ -132,12 +133,16 @@ func cmdShell(ctx context.Context, args []string) error {
 	if len(pos) > 0 || at == "" {
 		return fmt.Errorf("usage: nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
 	}
-	p, e, err := c.openPkg(ctx)
+	p, err := c.pkg(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	res, err := e.Shell(ctx, p.DrvPath, runner.ShellOptions{At: at, Keep: c.flags["--keep"]})
+	svc, err := c.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	res, err := svc.Shell(ctx, api.ShellRequest{DrvPath: p.DrvPath, At: at, Keep: c.flags["--keep"]}, api.Terminal{In: os.Stdin, Out: os.Stdout, Notice: os.Stderr})
 	if err != nil {
 		return err
 	}
@@ -291,24 +296,21 @@ func cmdLs(ctx context.Context, args []string) error {
 	case len(pos) > 1:
 		return fmt.Errorf("usage: nixlayer ls [PACKAGE | NAME] [--json [--builds]]")
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	rows, err := e.List(p)
+	defer svc.Close()
+	lr, err := svc.List(ctx, api.ListRequest{Package: p, Builds: true})
 	if err != nil {
 		return err
 	}
-	if rows == nil {
-		rows = []runner.LayerRow{}
-	}
+	rows, builds := lr.Layers, lr.Builds
 	if c.json && !c.flags["--builds"] {
 		return printJSON(rows)
 	}
-	builds, err := indexBuilds(e.CacheDir(), p)
-	if err != nil {
-		return err
+	if builds == nil {
+		builds = []buildindex.Build{}
 	}
 	if c.json {
 		return printJSON(struct {
@@ -396,12 +398,12 @@ func cmdLog(ctx context.Context, args []string) error {
 	} else if len(pos) > 1 {
 		return fmt.Errorf("usage: nixlayer log PACKAGE|NAME [PHASE]")
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	logs, err := e.Log(ctx, p, phase)
+	defer svc.Close()
+	logs, err := svc.Log(ctx, api.LogRequest{Package: p, Phase: phase})
 	if err != nil {
 		return err
 	}
@@ -423,7 +425,7 @@ func cmdGC(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("usage: nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]")
 	}
-	o := runner.GCOptions{DryRun: c.flags["--dry-run"], Log: os.Stderr}
+	o := api.GCRequest{DryRun: c.flags["--dry-run"]}
 	if v := c.value("--keep-last"); v != "" {
 		if o.KeepLast, err = strconv.Atoi(v); err != nil || o.KeepLast < 1 {
 			return fmt.Errorf("--keep-last needs a number ≥ 1, not %q", v)
@@ -439,12 +441,12 @@ func cmdGC(ctx context.Context, args []string) error {
 			return fmt.Errorf("--older-than: %w", err)
 		}
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	res, err := e.GC(ctx, o)
+	defer svc.Close()
+	res, err := svc.GC(ctx, o, api.Output{Log: os.Stderr})
 	if res != nil && c.json {
 		if jerr := printJSON(res); jerr != nil {
 			return jerr
@@ -526,12 +528,16 @@ func cmdImport(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return fmt.Errorf("usage: nixlayer import DIR [--tag REF]")
 	}
-	e, err := c.engine()
+	dir, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	res, err := e.Import(pos[0], c.value("--tag"))
+	svc, err := c.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	res, err := svc.Import(ctx, api.ImportRequest{Dir: dir, Ref: c.value("--tag")}, api.Output{Log: os.Stderr})
 	if err != nil {
 		return err
 	}

@@ -20,19 +20,22 @@ Commands:
   verify  build cleanly with Nix and compare with the layered result, file by file
   learn   learn which bytes of a cached chain depend on the output path, then
           verify the results waiting for it (runs in the background after builds)
-  status  each result's state: provisional, verifying, verified, replaced (--json)
   shell   open a shell in the sandbox with the state after a phase (--at PHASE|failed)
   mount   mount a phase's tree on the host; umount undoes it
   ls      list cached derivations and layers; log shows a phase's log
+  status  where the engine runs (this process or nixlayer daemon), its cache, your
+          rights; each result's state: provisional, verifying, verified, replaced
   gc      remove layers by policy; export/import a layer chain as an OCI layout
   hook    Nix build-hook mode (see setup-nix); pre-build-hook, post-build-hook
   lsp     language server for .nix files (stdio)
+  daemon  the root service other users' nixlayer talks to (see README)
   help    show this text
 
 A package is named like nix-build does: [FILE] [-A ATTR] [--arg N V]
 [--argstr N V], -E EXPR, or a .drv path.
-Common flags: --cache DIR (default /var/cache/nixlayer as root,
-~/.cache/nixlayer otherwise; $NIXLAYER_CACHE), -v (debug log on stderr).
+Common flags: --cache DIR (root only; default /var/cache/nixlayer,
+$NIXLAYER_CACHE), -v (debug log on stderr). Other users work through
+nixlayer daemon ($NIXLAYER_DAEMON_SOCKET, default /run/nixlayer/daemon.sock).
 Environment settings (NIXLAYER_*): docs/environment.md.
 `
 
@@ -87,6 +90,8 @@ func run(ctx context.Context, args []string) int {
 		err = cmdSetupNix(ctx, rest)
 	case "lsp":
 		err = cmdLSP(ctx, rest)
+	case "daemon":
+		err = cmdDaemon(ctx, rest)
 	case "shell":
 		err = cmdShell(ctx, rest)
 	case "mount":

@@ -8,18 +8,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
-// statusReport is what `nixlayer status --json` prints.
+// statusReport is what `nixlayer status --json` prints: the engine (where
+// it runs, its cache, what the caller may do) and the results' states.
 type statusReport struct {
+	*api.Status
 	Results    []*runner.ResultRecord `json:"results"`
 	Background []runner.BackgroundJob `json:"background"`
 }
 
-// cmdStatus lists the results nixlayer built and where each stands:
-// provisional (delivered at once, verified in the background), verifying,
-// verified, replaced, or unverified; with why.
+// cmdStatus describes the engine and lists the results nixlayer built and
+// where each stands: provisional (delivered at once, verified in the
+// background), verifying, verified, replaced, or unverified; with why. A
+// package (FILE -A ATTR, a .drv) or a NAME narrows the list.
 func cmdStatus(ctx context.Context, args []string) error {
 	var c *common
 	var pos []string
@@ -36,46 +40,72 @@ func cmdStatus(ctx context.Context, args []string) error {
 	if len(pos) > 1 {
 		return fmt.Errorf("usage: nixlayer status [PACKAGE | NAME] [--json]")
 	}
-	drv := ""
+	var req api.ResultsRequest
 	if hasPkg {
-		if drv, err = c.drvPath(ctx); err != nil {
+		drv, err := c.drvPath(ctx)
+		if err != nil {
 			return err
 		}
+		req.Drvs = []string{drv}
 	}
-	cache := c.cacheDir
-	if cache == "" {
-		cache = runner.DefaultCacheDir()
-	}
-	all, err := runner.Results(cache)
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
-	recs := []*runner.ResultRecord{}
-	for _, r := range all {
-		if (drv == "" || r.Drv == drv) && (len(pos) == 0 || r.Name == pos[0] || r.Package == pos[0]) {
-			recs = append(recs, r)
+	defer svc.Close()
+	st, err := svc.Status(ctx)
+	if err != nil {
+		return err
+	}
+	rr, err := svc.Results(ctx, req)
+	if err != nil {
+		return err
+	}
+	rep := statusReport{Status: st, Results: []*runner.ResultRecord{}, Background: rr.Background}
+	for _, r := range rr.Results {
+		if len(pos) == 0 || r.Name == pos[0] || r.Package == pos[0] {
+			rep.Results = append(rep.Results, r)
 		}
 	}
-	jobs := runner.BackgroundJobs(cache)
 	if c.json {
-		if jobs == nil {
-			jobs = []runner.BackgroundJob{}
-		}
-		return printJSON(statusReport{Results: recs, Background: jobs})
+		return printJSON(rep)
 	}
-	for _, j := range jobs {
+	printEngine(st)
+	for _, j := range rep.Background {
 		fmt.Printf("background: learning and verifying %s (pid %d, for %s)\n", j.Package, j.PID, round(time.Since(j.Started)))
 	}
-	if len(recs) == 0 {
-		fmt.Println("no results recorded")
+	if len(rep.Results) == 0 {
+		fmt.Println("results:  none recorded")
 		return nil
 	}
-	for _, r := range recs {
-		fmt.Printf("%-11s %s (built %s ago)\n", r.State, r.Name, round(time.Since(r.Built)))
-		fmt.Printf("            %s\n", r.Why)
+	fmt.Println("results (newest first):")
+	for _, r := range rep.Results {
+		fmt.Printf("  %-11s %s (built %s ago)\n", r.State, r.Name, round(time.Since(r.Built)))
+		fmt.Printf("              %s\n", r.Why)
 		for _, name := range slices.Sorted(maps.Keys(r.Outputs)) {
-			fmt.Printf("            %s: %s\n", name, strings.TrimSpace(r.Outputs[name]))
+			fmt.Printf("              %s: %s\n", name, strings.TrimSpace(r.Outputs[name]))
 		}
 	}
 	return nil
+}
+
+// printEngine says where the engine runs and what the caller may do.
+func printEngine(st *api.Status) {
+	where := "in this process (root)"
+	if st.Engine == "daemon" {
+		where = "nixlayer daemon at " + st.Socket
+	}
+	fmt.Printf("engine:   %s\n", where)
+	fmt.Printf("cache:    %s (%s, %d layers)\n", st.CacheDir, st.Driver, st.Layers)
+	trust := "may build, plan, learn, verify, inspect and open shells"
+	if st.Trusted {
+		trust += "; trusted: may also gc and import"
+	}
+	fmt.Printf("user:     %s (uid %d): %s\n", st.User, st.UID, trust)
+	fmt.Printf("results:  %s (results that stay outside the Nix store)\n", st.ResultsDir)
+	if st.NotReady != "" {
+		fmt.Printf("builds:   CANNOT RUN HERE: %s\n", st.NotReady)
+	} else {
+		fmt.Printf("builds:   can run here (bubblewrap, cache, disk space)\n")
+	}
 }

@@ -1,0 +1,192 @@
+// Package api is what the faces (CLI, language server) ask of nixlayer's
+// engine, as one interface, Service. Local runs the engine in this process
+// (root, who owns the shared cache); daemon.Client asks `nixlayer daemon`,
+// which serves every other user with a Local of its own. So a face has one
+// code path per kind of request, wherever the engine runs.
+//
+// Adding a request: a method on Service; its request and result types
+// (JSON: they cross the daemon's socket); Local's implementation; one entry
+// in the daemon's method table (daemon/methods.go) and one client method.
+package api
+
+import (
+	"context"
+	"io"
+	"os"
+	"time"
+
+	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// Service is everything a face asks of the engine. Requests name
+// derivations by .drv path: the caller evaluates Nix expressions itself
+// (with its own rights and files), the engine builds.
+type Service interface {
+	// Build builds layer by layer; exact results are registered in the
+	// Nix store, others stay in the caller's results directory.
+	Build(ctx context.Context, req BuildRequest, out Output) (*runner.Result, error)
+	Plan(ctx context.Context, req PlanRequest, out Output) (*PlanResult, error)
+	Learn(ctx context.Context, req LearnRequest, out Output) error
+	Verify(ctx context.Context, req VerifyRequest, out Output) (*runner.Verification, error)
+	// Status describes the engine: where it runs, its cache, whether it
+	// can build here, what the caller may do.
+	Status(ctx context.Context) (*Status, error)
+	// Results are the states of results (provisional, verifying, verified,
+	// replaced, unverified), which background work changes.
+	Results(ctx context.Context, req ResultsRequest) (*ResultsResult, error)
+	List(ctx context.Context, req ListRequest) (*ListResult, error)
+	Log(ctx context.Context, req LogRequest) ([]runner.PhaseLog, error)
+	// Shell runs an interactive shell in a phase's state on term.
+	Shell(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error)
+	// GC and Import change what the shared cache holds: trusted users only.
+	GC(ctx context.Context, req GCRequest, out Output) (*runner.GCResult, error)
+	Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error)
+	Close() error
+}
+
+// Output receives what a request reports while it runs; nil fields
+// discard.
+type Output struct {
+	// Log is the builder's output and Nix's messages.
+	Log io.Writer
+	// Progress gets the engine's events (phase started, cached, done, …).
+	Progress func(runner.Event)
+}
+
+func (o Output) log() io.Writer {
+	if o.Log == nil {
+		return io.Discard
+	}
+	return o.Log
+}
+
+func (o Output) progress() func(runner.Event) {
+	if o.Progress == nil {
+		return func(runner.Event) {}
+	}
+	return o.Progress
+}
+
+// BuildRequest is one build of a derivation.
+type BuildRequest struct {
+	DrvPath string `json:"drvPath"`
+	Strict  bool   `json:"strict,omitempty"`
+	// From forces a restart at this phase; the result stays outside the store.
+	From string `json:"from,omitempty"`
+	// Exact rebuilds rather than keep an inexact resume.
+	Exact bool `json:"exact,omitempty"`
+	// NoLearn starts no background work after the build (learning the
+	// chain's output-path map, verifying a provisional result), which the
+	// runner's policy otherwise starts whenever it is owed.
+	NoLearn bool `json:"noLearn,omitempty"`
+	// ResultLink is the result link the caller makes (absolute): recorded
+	// with the result, so that background verification repoints it into
+	// the store.
+	ResultLink string `json:"resultLink,omitempty"`
+}
+
+// PlanRequest asks what a build would do.
+type PlanRequest struct {
+	DrvPath string `json:"drvPath"`
+	Strict  bool   `json:"strict,omitempty"`
+	From    string `json:"from,omitempty"`
+}
+
+// PlanResult is the runner's plan, the newest build Nix made itself of
+// the derivation (pre-/post-build-hook records) and the state of
+// nixlayer's newest result of it, if any.
+type PlanResult struct {
+	*runner.Plan
+	BuiltByNix *buildindex.Build    `json:"builtByNixRecord,omitempty"`
+	Result     *runner.ResultRecord `json:"resultRecord,omitempty"`
+}
+
+// ResultsRequest asks for the states of results: of Drvs, or all.
+type ResultsRequest struct {
+	Drvs []string `json:"drvs,omitempty"`
+}
+
+// ResultsResult is the results' states (newest first) and the background
+// work running on the cache.
+type ResultsResult struct {
+	Results    []*runner.ResultRecord `json:"results"`
+	Background []runner.BackgroundJob `json:"background"`
+}
+
+// LearnRequest learns a cached chain's output-path map now.
+type LearnRequest struct {
+	DrvPath string `json:"drvPath"`
+}
+
+// VerifyRequest compares the layered result with Nix's own build.
+type VerifyRequest struct {
+	DrvPath string `json:"drvPath"`
+}
+
+// Status describes the engine a face talks to.
+type Status struct {
+	// Engine is "local" (this process) or "daemon".
+	Engine string `json:"engine"`
+	// Socket is the daemon's socket (daemon only).
+	Socket   string `json:"socket,omitempty"`
+	CacheDir string `json:"cacheDir"`
+	Driver   string `json:"driver"` // overlay or vfs
+	Layers   int    `json:"layers"`
+	// User is who the engine serves; Trusted users may also gc and import.
+	User    string `json:"user"`
+	UID     int    `json:"uid"`
+	Trusted bool   `json:"trusted"`
+	// NotReady says why layered builds cannot run here ("" when they can).
+	NotReady string `json:"notReady,omitempty"`
+	// ResultsDir holds the caller's results that stay outside the store.
+	ResultsDir string `json:"resultsDir"`
+}
+
+// ListRequest lists layers (of Package, or all) and with Builds the
+// builds Nix ran itself.
+type ListRequest struct {
+	Package runner.Package `json:"package"`
+	Builds  bool           `json:"builds,omitempty"`
+}
+
+// ListResult answers List.
+type ListResult struct {
+	Layers []runner.LayerRow  `json:"layers"`
+	Builds []buildindex.Build `json:"builds,omitempty"`
+}
+
+// LogRequest asks for stored build logs: of one phase (a phase name,
+// "failed" or a layer id) or of the package's newest chain.
+type LogRequest struct {
+	Package runner.Package `json:"package"`
+	Phase   string         `json:"phase,omitempty"`
+}
+
+// ShellRequest opens a shell in the state after a phase.
+type ShellRequest struct {
+	DrvPath string `json:"drvPath"`
+	At      string `json:"at"`
+	Keep    bool   `json:"keep,omitempty"`
+}
+
+// Terminal is where a shell runs: the caller's terminal (or any files).
+type Terminal struct {
+	In, Out *os.File
+	// Notice gets nixlayer's own messages.
+	Notice io.Writer
+}
+
+// GCRequest is gc's policy (runner.GCOptions).
+type GCRequest struct {
+	KeepLast  int           `json:"keepLast,omitempty"`
+	MaxSize   int64         `json:"maxSize,omitempty"`
+	OlderThan time.Duration `json:"olderThan,omitempty"`
+	DryRun    bool          `json:"dryRun,omitempty"`
+}
+
+// ImportRequest imports the layer chains of an OCI layout directory.
+type ImportRequest struct {
+	Dir string `json:"dir"`
+	Ref string `json:"ref,omitempty"`
+}

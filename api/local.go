@@ -1,0 +1,218 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+
+	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// Local serves requests with an engine in this process.
+type Local struct {
+	e    *runner.Engine
+	opts LocalOptions
+	own  bool // Close closes the engine
+}
+
+// LocalOptions say whom a Local serves.
+type LocalOptions struct {
+	// ResultsDir holds results that stay outside the store ("" for the
+	// cache's results directory).
+	ResultsDir string
+	// Owner owns those results (nil: whoever runs the engine).
+	Owner *runner.Owner
+	// User and UID name the caller in Status (default: this process).
+	User string
+	UID  int
+	// Untrusted callers may not gc or import.
+	Untrusted bool
+	// Engine says where the engine runs ("local" by default).
+	Engine, Socket string
+}
+
+// OpenLocal opens the cache as root does (runner.Open) and serves this
+// process's user.
+func OpenLocal(opts runner.Options) (*Local, error) {
+	e, err := runner.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	l := NewLocal(e, LocalOptions{})
+	l.own = true
+	return l, nil
+}
+
+// NewLocal serves requests with an open engine (shared; Close leaves it
+// open).
+func NewLocal(e *runner.Engine, opts LocalOptions) *Local {
+	if opts.User == "" {
+		opts.UID = os.Getuid()
+		opts.User = strconv.Itoa(opts.UID)
+		if u, err := user.LookupId(opts.User); err == nil {
+			opts.User = u.Username
+		}
+	}
+	if opts.Engine == "" {
+		opts.Engine = "local"
+	}
+	return &Local{e: e, opts: opts}
+}
+
+// Engine is the engine, for what only root does in-process (mount, export).
+func (l *Local) Engine() *runner.Engine { return l.e }
+
+// ErrNotTrusted is the answer to gc and import from users Nix does not trust.
+var ErrNotTrusted = errors.New("only trusted users may do this")
+
+func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runner.Result, error) {
+	progress := out.progress()
+	return l.e.Build(ctx, req.DrvPath, runner.BuildOptions{
+		PlanOptions: runner.PlanOptions{Strict: req.Strict, From: req.From},
+		Log:         out.Log,
+		Progress:    progress,
+		Deliver:     true,
+		Exact:       req.Exact,
+		NoLearn:     req.NoLearn,
+		RecordLink:  req.ResultLink,
+		ResultsDir:  l.opts.ResultsDir,
+		ResultOwner: l.opts.Owner,
+	})
+}
+
+func (l *Local) Results(ctx context.Context, req ResultsRequest) (*ResultsResult, error) {
+	all, err := l.e.Results()
+	if err != nil {
+		return nil, err
+	}
+	res := &ResultsResult{Results: []*runner.ResultRecord{}, Background: runner.BackgroundJobs(l.e.CacheDir())}
+	want := map[string]bool{}
+	for _, d := range req.Drvs {
+		want[d] = true
+	}
+	for _, r := range all {
+		if len(want) == 0 || want[r.Drv] {
+			res.Results = append(res.Results, r)
+		}
+	}
+	if res.Background == nil {
+		res.Background = []runner.BackgroundJob{}
+	}
+	return res, nil
+}
+
+func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanResult, error) {
+	p, err := l.e.Plan(ctx, req.DrvPath, runner.PlanOptions{Strict: req.Strict, From: req.From, Log: out.Log})
+	if err != nil {
+		return nil, err
+	}
+	// Builds Nix ran itself are only a report: a broken index is not an error.
+	b, _ := buildindex.LastNixBuild(l.e.CacheDir(), p.Drv)
+	r, _ := l.e.Record(p.Drv)
+	return &PlanResult{Plan: p, BuiltByNix: b, Result: r}, nil
+}
+
+func (l *Local) Learn(ctx context.Context, req LearnRequest, out Output) error {
+	return l.e.Learn(ctx, req.DrvPath, out.progress())
+}
+
+func (l *Local) Verify(ctx context.Context, req VerifyRequest, out Output) (*runner.Verification, error) {
+	return l.e.VerifyIn(ctx, req.DrvPath, l.opts.ResultsDir, out.Log)
+}
+
+func (l *Local) Status(ctx context.Context) (*Status, error) {
+	st := &Status{Engine: l.opts.Engine, Socket: l.opts.Socket, CacheDir: l.e.CacheDir(), Driver: l.e.Layers().Driver(),
+		User: l.opts.User, UID: l.opts.UID, Trusted: !l.opts.Untrusted, ResultsDir: l.opts.ResultsDir}
+	if st.ResultsDir == "" {
+		st.ResultsDir = l.e.CacheDir() + "/results"
+	}
+	if all, err := l.e.Layers().List(); err == nil {
+		st.Layers = len(all)
+	}
+	if err := runner.Preflight(ctx, l.e.CacheDir()); err != nil {
+		st.NotReady = err.Error()
+	}
+	return st, nil
+}
+
+func (l *Local) List(ctx context.Context, req ListRequest) (*ListResult, error) {
+	rows, err := l.e.List(req.Package)
+	if err != nil {
+		return nil, err
+	}
+	if rows == nil {
+		rows = []runner.LayerRow{}
+	}
+	res := &ListResult{Layers: rows}
+	if req.Builds {
+		if res.Builds, err = indexBuilds(l.e.CacheDir(), req.Package); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// indexBuilds are the index's builds of pkg (all without one), oldest first.
+func indexBuilds(cacheDir string, pkg runner.Package) ([]buildindex.Build, error) {
+	all, err := buildindex.Builds(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	out := []buildindex.Build{}
+	for _, b := range all {
+		switch {
+		case pkg.DrvPath != "" && b.Drv != pkg.DrvPath:
+		case pkg.DrvPath == "" && pkg.Name != "" && b.Name != pkg.Name:
+		default:
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+func (l *Local) Log(ctx context.Context, req LogRequest) ([]runner.PhaseLog, error) {
+	return l.e.Log(ctx, req.Package, req.Phase)
+}
+
+func (l *Local) Shell(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error) {
+	so := runner.ShellOptions{At: req.At, Keep: req.Keep, Notice: term.Notice}
+	if term.In != nil {
+		so.Stdin = term.In
+	}
+	if term.Out != nil {
+		so.Stdout = term.Out
+	}
+	return l.e.Shell(ctx, req.DrvPath, so)
+}
+
+// ShellOn runs a shell on a terminal of its own (the daemon's pty).
+func (l *Local) ShellOn(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error) {
+	return l.e.Shell(ctx, req.DrvPath, runner.ShellOptions{At: req.At, Keep: req.Keep, Stdin: term.In, Stdout: term.Out, Notice: term.Notice, Terminal: true})
+}
+
+func (l *Local) GC(ctx context.Context, req GCRequest, out Output) (*runner.GCResult, error) {
+	if l.opts.Untrusted {
+		return nil, fmt.Errorf("nixlayer gc: %w (Nix's trusted-users); %s is not", ErrNotTrusted, l.opts.User)
+	}
+	return l.e.GC(ctx, runner.GCOptions{KeepLast: req.KeepLast, MaxSize: req.MaxSize, OlderThan: req.OlderThan, DryRun: req.DryRun, Log: out.Log})
+}
+
+func (l *Local) Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error) {
+	if l.opts.Untrusted {
+		return nil, fmt.Errorf("nixlayer import: %w (Nix's trusted-users); %s is not", ErrNotTrusted, l.opts.User)
+	}
+	return l.e.Import(req.Dir, req.Ref)
+}
+
+func (l *Local) Close() error {
+	if l.own {
+		l.e.Close()
+	}
+	return nil
+}
+
+var _ Service = (*Local)(nil)
