@@ -251,7 +251,9 @@ func (s *server) replan(d *document) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d.eval != ev { // a newer evaluation already has fresh plans
+	// A newer evaluation already has fresh plans (a copy of this one, made
+	// when a result's state changed, has the same Done and gets them).
+	if d.eval == nil || !d.eval.Done.Equal(ev.Done) {
 		return
 	}
 	d.eval = ev.withPackages(func(cp *Package) {

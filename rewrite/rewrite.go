@@ -147,7 +147,7 @@ func rewriteTree(root string, name func(string) string, contents func(path strin
 	// Deepest first, so parents are renamed after their children.
 	sort.Slice(renames, func(i, j int) bool { return len(renames[i]) > len(renames[j]) })
 	for _, p := range renames {
-		if err := os.Rename(p, filepath.Join(filepath.Dir(p), name(filepath.Base(p)))); err != nil {
+		if err := rename(p, filepath.Join(filepath.Dir(p), name(filepath.Base(p)))); err != nil {
 			return files, fmt.Errorf("rewrite file name %s: %w", p, err)
 		}
 	}

@@ -38,8 +38,15 @@ func (e *Engine) resultState(res *Result, o *outcome) {
 		res.State, res.Why = StateUnverified, res.WhyNotVerified()
 	case o.provisional != nil:
 		res.State, res.Why = StateProvisional, "the reused layers were rewritten provisionally, without waiting for their path map; the learned map verifies the result in the background (or the later phases rerun on the exact rewrite)"
+	case res.Exactness != nil && !res.Exactness.Exact:
+		ex := res.Exactness
+		res.State, res.Why = StateProvisional, "outputs not exact ("+ex.Summary+"); an exact rebuild"
+		if ex.RebuildFrom != "" {
+			res.Why += " from " + ex.RebuildFrom
+		}
+		res.Why += " replaces it in the background (nixlayer verify lists every file)"
 	default:
-		res.State, res.Why = StateProvisional, res.WhyNotVerified()+"; an exact rebuild replaces it in the background"
+		res.State, res.Why = StateProvisional, "it reuses layers that rest on an inexact rewrite of an earlier build; an exact rebuild replaces it in the background"
 	}
 }
 

@@ -72,6 +72,9 @@ func printBuilt(c *common, res *runner.Result) error {
 	switch res.State {
 	case runner.StateProvisional:
 		fmt.Fprintf(os.Stderr, "nixlayer: PROVISIONAL: the result stays in the cache until it is verified in the background (nixlayer status): %s.\n", res.Why)
+		if res.Exactness != nil && !res.Exactness.Exact {
+			fmt.Fprintf(os.Stderr, "nixlayer: not exact because %s.\n", res.WhyNotVerified())
+		}
 	case runner.StateUnverified:
 		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", res.WhyNotVerified())
 	}

@@ -88,6 +88,17 @@ func (e *env) plan(f fixture, extra ...string) *runner.Plan {
 	return &p
 }
 
+// forget deletes a derivation's registered outputs (and the ./result link
+// rooting them), so that building it again builds instead of giving them
+// back as nix-build would.
+func (e *env) forget(outs ...string) {
+	e.t.Helper()
+	os.Remove(filepath.Join(e.dir, "result"))
+	if r := e2etest.Run(e.dir, nil, "nix-store", append([]string{"--delete"}, outs...)...); r.Err != nil {
+		e.t.Fatalf("nix-store --delete: %v\n%s", r.Err, r.Stderr)
+	}
+}
+
 // nixBuild builds with plain nix-build and returns the output paths.
 func (e *env) nixBuild(f fixture, extra ...string) []string {
 	e.t.Helper()

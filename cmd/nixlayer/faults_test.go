@@ -109,7 +109,8 @@ func TestFullDisk(t *testing.T) {
 func TestDamagedLayerIsRebuilt(t *testing.T) {
 	e := newEnv(t)
 	f := hello(e2etest.Salt())
-	e.mustBuild(f)
+	built, _ := e.mustBuild(f)
+	e.forget(built...)
 	p := e.plan(f)
 	victim := p.Phases[3].Layer.ID // buildPhase
 	if err := os.RemoveAll(e.cache + "/storage/overlay/" + victim); err != nil {
