@@ -200,17 +200,22 @@ func listFew(fs []Finding, n int) string {
 }
 
 // failedExactness is the verdict when the rewrite itself failed: nothing
-// about the outputs can save it.
-func failedExactness(v *rewrite.Verdict) *Exactness {
+// about the outputs can save it. producer and phases name the phase that
+// made each file (nil: unknown, rebuild everything).
+func failedExactness(v *rewrite.Verdict, producer map[string]int, phases []PhasePlan) *Exactness {
 	var fs []Finding
 	for _, why := range v.Failed {
 		file, reason, ok := strings.Cut(why, ": ")
 		if !ok {
 			file, reason = "(map)", why
 		}
-		fs = append(fs, Finding{File: file, Why: reason, Rule: RuleRewriteFailed})
+		f := Finding{File: file, Why: reason, Rule: RuleRewriteFailed}
+		if i, ok := producer[file]; ok && i < len(phases) {
+			f.index, f.Phase = i, phases[i].Name
+		}
+		fs = append(fs, f)
 	}
-	return decide(fs, nil)
+	return decide(fs, phases)
 }
 
 // producers finds, for each unexplained file of the reused chain, the
@@ -238,7 +243,7 @@ func (e *Engine) producers(chain []*layers.Layer) map[string]int {
 // name → directory). Bytes the learner found nondeterministic do not count.
 func (e *Engine) judgeOutputs(v *rewrite.Verdict, m *rewrite.Map, chain []*layers.Layer, phases []PhasePlan, tree string, paths, outputs map[string]string) (*Exactness, error) {
 	if len(v.Failed) > 0 {
-		return failedExactness(v), nil
+		return failedExactness(v, e.producers(chain), phases), nil
 	}
 	resolve := func(rel string) string { return rel }
 	if m != nil {
@@ -291,7 +296,7 @@ func findings(us []rewrite.Unexplained, reach []*rewrite.Reach, producer map[str
 // was learned from, or left to be judged after the build.
 func (e *Engine) predictExactness(m *rewrite.Map, chain []*layers.Layer, phases []PhasePlan) *Exactness {
 	if len(m.Problems) > 0 {
-		return failedExactness(&rewrite.Verdict{Failed: m.Problems})
+		return failedExactness(&rewrite.Verdict{Failed: m.Problems}, nil, phases)
 	}
 	reach := make([]*rewrite.Reach, len(m.Unexplained))
 	for i, u := range m.Unexplained {

@@ -44,8 +44,9 @@ func TestDecideNamesTheRuleAndThePhase(t *testing.T) {
 }
 
 func TestFailedRewriteIsNeverExact(t *testing.T) {
-	ex := failedExactness(&rewrite.Verdict{Failed: []string{"build/x: does not hold the learned hash bytes at offset 3"}})
-	if ex.Exact || ex.Rule != RuleRewriteFailed || ex.Findings[0].File != "build/x" {
+	phases := []PhasePlan{{Name: "configurePhase"}, {Name: "buildPhase"}}
+	ex := failedExactness(&rewrite.Verdict{Failed: []string{"build/x: does not hold the learned hash bytes at offset 3"}}, map[string]int{"build/x": 1}, phases)
+	if ex.Exact || ex.Rule != RuleRewriteFailed || ex.Findings[0].File != "build/x" || ex.RebuildFrom != "buildPhase" {
 		t.Fatalf("got %+v", ex)
 	}
 }

@@ -95,7 +95,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	case len(v.Failed) == 0:
 		return rs, rewritten, next, nil
 	}
-	res.Exactness = failedExactness(res.Rewrite)
+	res.Exactness = failedExactness(res.Rewrite, e.producers(chain), plan.Phases)
 	if !exact {
 		return nil, rewritten, next, nil
 	}
