@@ -240,14 +240,14 @@ func (c *client) waitRefresh(timeout time.Duration) {
 }
 
 // waitState waits (bounded) for a nixlayer/resultState notification of
-// the given state.
-func (c *client) waitState(state runner.ResultState, timeout time.Duration) runner.Event {
+// the given state for the derivation drv.
+func (c *client) waitState(drv string, state runner.ResultState, timeout time.Duration) runner.Event {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		c.mu.Lock()
 		for _, ev := range c.states {
-			if ev.State == state {
+			if ev.State == state && ev.Drv == drv {
 				c.mu.Unlock()
 				return ev
 			}
