@@ -150,6 +150,7 @@ c_conc=$(cpu "$nl" build -Q --cache "$ccache" --no-out-link $(gnu "cc2-$salt"))
 t_cnix=$(secs nix-build --no-out-link $(gnu "ccn-$salt")) || exit 1
 t_cedit=$(secs "$nl" build -Q --cache "$ccache" --no-out-link $(gnu "cc-$salt") "${post[@]}") || exit 1
 grep -q 'outputs registered in the Nix store' "$work/last.log" || echo "(the edit after a concurrent cold build was not registered at once)"
+idle "$ccache" # its edit's chain is learned in the background: not beside what follows
 
 echo
 echo "nobody waits for learning: gnuhello ($NFILES files), CLI, background work on"
