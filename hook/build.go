@@ -150,8 +150,10 @@ func progress(say func(string, ...any), nl *nixLog) func(runner.Event) {
 			}
 		case "failed":
 			say("%s failed after %s", ev.Phase, ev.Elapsed.Round(time.Millisecond))
-		case "rewrite", "deliver", "learn", "learned", "fallback", "repair", "wait":
+		case "rewrite", "deliver", "learn", "learned", "fallback", "repair", "wait", "pull", "pulled", "push", "pushed":
 			say("%s", ev.Message)
+		case "warning":
+			say("warning: %s", ev.Message)
 		}
 	}
 }

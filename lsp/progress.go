@@ -72,6 +72,8 @@ func (p *progress) event(e runner.Event) {
 		msg = fmt.Sprintf("[%d/%d] %s failed", e.Index, e.Total, e.Phase)
 	case "rewrite", "deliver":
 		msg, pct = e.Message, 100
+	case "pull", "pulled":
+		msg = e.Message
 	case "finished":
 		msg, pct = "finished in "+seconds(e.Elapsed), 100
 	default:

@@ -47,6 +47,8 @@ type Event struct {
 	Total   int           `json:"total"`
 	Elapsed time.Duration `json:"elapsed,omitempty"`
 	Message string        `json:"message,omitempty"`
+	// Bytes a pull downloaded or a push sent (pull, pulled, push, pushed).
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // Result is what a build produced.
@@ -120,6 +122,8 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if err != nil {
 		return nil, err
 	}
+	// Phases missing here may be in a layer cache (config.json layerCaches).
+	plan = e.pullMissing(ctx, j, plan, bo.PlanOptions, progress)
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
@@ -234,6 +238,9 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	res.TopLayer = parent
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
+	}
+	if res.Verified && len(res.Ran) > 0 {
+		e.pushBuilt(ctx, res.TopLayer, progress) // config.json pushTo (CI)
 	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
 	if gc, err := e.AutoGC(ctx); err != nil {

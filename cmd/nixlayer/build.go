@@ -119,8 +119,10 @@ func printProgress(w io.Writer) func(runner.Event) {
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s done in %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
 		case "failed":
 			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s FAILED after %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "rewrite", "learn", "learned", "fallback", "repair", "wait", "gc":
+		case "rewrite", "learn", "learned", "fallback", "repair", "wait", "gc", "pull", "pulled", "push", "pushed":
 			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
+		case "warning":
+			fmt.Fprintf(w, "nixlayer: warning: %s\n", ev.Message)
 		case "deliver", "finished":
 			if ev.Kind == "finished" {
 				fmt.Fprintf(w, "nixlayer: finished in %s\n", round(ev.Elapsed))

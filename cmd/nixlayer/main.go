@@ -24,6 +24,8 @@ Commands:
   mount   mount a phase's tree on the host; umount undoes it
   ls      list cached derivations and layers; log shows a phase's log
   gc      remove layers by policy; export/import a layer chain as an OCI layout
+  push    push a package's chain to an OCI registry (REGISTRY/REPO[:TAG]), signed
+  pull    pull the layers a package misses from an OCI registry
   hook    Nix build-hook mode (see setup-nix); pre-build-hook, post-build-hook
   lsp     language server for .nix files (stdio)
   help    show this text
@@ -31,7 +33,11 @@ Commands:
 A package is named like nix-build does: [FILE] [-A ATTR] [--arg N V]
 [--argstr N V], -E EXPR, or a .drv path.
 Common flags: --cache DIR (default /var/cache/nixlayer as root,
-~/.cache/nixlayer otherwise; $NIXLAYER_CACHE), -v (debug log on stderr).
+~/.cache/nixlayer otherwise; $NIXLAYER_CACHE), -v (debug log on stderr),
+--no-check-sigs (use pulled chains no trusted key signed, marked not
+verified), --insecure (plain HTTP to registries).
+Layer caches: <cache>/config.json layerCaches, pushTo, trustedLayerKeys,
+secretKeyFile, insecureRegistries, registryTimeout (see README).
 `
 
 func main() {
@@ -99,6 +105,10 @@ func run(ctx context.Context, args []string) int {
 		err = cmdExport(ctx, rest)
 	case "import":
 		err = cmdImport(ctx, rest)
+	case "push":
+		err = cmdPush(ctx, rest)
+	case "pull":
+		err = cmdPull(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0
