@@ -163,9 +163,18 @@ func download(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor, p
 	}
 	if err != nil {
 		if errors.Is(err, content.ErrMismatchedDigest) {
-			return fmt.Errorf("blob %s does not match its digest (tampered or corrupt)", desc.Digest)
+			return digestError{desc.Digest}
 		}
 		return withCause(wctx, err)
 	}
 	return nil
 }
+
+// digestError is a blob whose content does not match its digest.
+type digestError struct{ d digest.Digest }
+
+func (e digestError) Error() string {
+	return fmt.Sprintf("blob %s does not match its digest (tampered or corrupt)", e.d)
+}
+
+func (e digestError) Is(target error) bool { return target == content.ErrMismatchedDigest }

@@ -2,6 +2,7 @@ package ocichain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
 // DefaultTimeout bounds connecting to a registry, waiting for its answer,
@@ -141,6 +143,21 @@ func HostIn(ref string, hosts []string) bool {
 		}
 	}
 	return false
+}
+
+// Hint adds what the user can do to the common registry errors: missing
+// or refused credentials, a plain-HTTP registry spoken to over HTTPS.
+func Hint(err error) error {
+	var ec *errcode.ErrorResponse
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, auth.ErrBasicCredentialNotFound), errors.As(err, &ec) && (ec.StatusCode == http.StatusUnauthorized || ec.StatusCode == http.StatusForbidden):
+		return fmt.Errorf("%w (registry credentials: docker login or podman login; nixlayer reads ~/.docker/config.json and $XDG_RUNTIME_DIR/containers/auth.json)", err)
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("%w (a plain-HTTP registry: list it in insecureRegistries in config.json, or pass --insecure)", err)
+	}
+	return err
 }
 
 // watchdog cancels a transfer that makes no progress for timeout.

@@ -51,7 +51,7 @@ func (e *Engine) Push(ctx context.Context, top, ref string, o PushOptions) (*Pus
 	}
 	rep, err := e.pushChain(ctx, r.Target(), top, ocichain.PushOptions{KeyTags: true, Tag: r.Tag(), Key: key, Stall: rs.timeout})
 	if err != nil {
-		return nil, fmt.Errorf("pushing to %s: %w", r, err)
+		return nil, fmt.Errorf("pushing to %s: %w", r, ocichain.Hint(err))
 	}
 	rep.Target = r.String()
 	return rep, nil

@@ -189,7 +189,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 			return plan
 		}
 		if err != nil {
-			progress(Event{Kind: eventWarning, Message: fmt.Sprintf("layer cache %s unreachable (%s); building locally", src, oneLine(err))})
+			progress(Event{Kind: eventWarning, Message: fmt.Sprintf("layer cache %s unreachable (%s); building locally", src, oneLine(ocichain.Hint(err)))})
 			continue
 		}
 		if n == 0 {
@@ -200,7 +200,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 			if ctx.Err() != nil {
 				return plan
 			}
-			progress(Event{Kind: eventWarning, Message: fmt.Sprintf("layer cache %s: %s; building locally", src, oneLine(err))})
+			progress(Event{Kind: eventWarning, Message: fmt.Sprintf("layer cache %s: %s; building locally", src, oneLine(ocichain.Hint(err)))})
 			continue
 		}
 		e.log.Debug("pulled", zap.String("from", rep.Source), zap.Int("layers", rep.Layers), zap.Int64("bytes", rep.Bytes))
@@ -252,7 +252,7 @@ func refusal(err error) error {
 	case errors.Is(err, ocichain.ErrUntrusted):
 		return fmt.Errorf("refused: %s", strings.TrimPrefix(err.Error(), ocichain.ErrUntrusted.Error()+": "))
 	case errors.Is(err, content.ErrMismatchedDigest):
-		return fmt.Errorf("refused: %w (tampered or corrupt)", err)
+		return fmt.Errorf("refused: %w", err)
 	}
 	return err
 }
@@ -577,7 +577,7 @@ func (e *Engine) Pull(ctx context.Context, drvPath, ref string, progress func(Ev
 	if tag := r.Tag(); tag != "" {
 		desc, err := r.Target().Resolve(ctx, tag)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%s: %w", src, tag, err)
+			return nil, fmt.Errorf("%s:%s: %w", src, tag, ocichain.Hint(err))
 		}
 		c, err := src.open(ctx, desc)
 		if err != nil {
@@ -601,7 +601,7 @@ func (e *Engine) Pull(ctx context.Context, drvPath, ref string, progress func(Ev
 	n, desc, err := longestPrefix(lctx, src, keys, first)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("looking up %s in %s: %w", j.drv.Name, src, err)
+		return nil, fmt.Errorf("looking up %s in %s: %w", j.drv.Name, src, ocichain.Hint(err))
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("%s has no layers for %s beyond what this cache holds (%s onwards): push them with nixlayer push", src, j.drv.Name, plan.Phases[first].Name)
