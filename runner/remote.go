@@ -221,10 +221,12 @@ type PullReport struct {
 	Reused int      `json:"reused"` // layers the cache had already
 	// Bytes were downloaded; ChainBytes is the compressed size of the
 	// whole pulled chain (what a pull into an empty cache downloads).
-	Bytes      int64         `json:"bytes"`
-	ChainBytes int64         `json:"chainBytes"`
-	Duration   time.Duration `json:"duration"`
-	SignedBy   string        `json:"signedBy,omitempty"`
+	Bytes      int64 `json:"bytes"`
+	ChainBytes int64 `json:"chainBytes"`
+	// TarBytes is what the downloaded layers unpack to (their tars).
+	TarBytes int64         `json:"tarBytes"`
+	Duration time.Duration `json:"duration"`
+	SignedBy string        `json:"signedBy,omitempty"`
 	// Verified is false for a chain accepted without a trusted signature
 	// (--no-check-sigs, an unsigned import): its results stay out of the store.
 	Verified   bool   `json:"verified"`
@@ -377,12 +379,17 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 	}
 	var idx []int
 	var size int64
+	var fetched []string
 	for i := start; i <= top; i++ {
 		idx = append(idx, i)
 		size += c.Layers[i].Size
+		rep.TarBytes += c.Records[i].Size
+		if m := c.Records[i].Meta; m.Phase != "" && m.Key != "" {
+			fetched = append(fetched, m.Phase)
+		}
 	}
 	pkg := c.Records[top].Meta.DrvName
-	progress(Event{Kind: eventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(rep.Phases), pkg, src, len(idx), humanBytes(size))})
+	progress(Event{Kind: eventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(fetched), pkg, src, len(idx), humanBytes(size))})
 	tmp, err := os.MkdirTemp(e.opts.CacheDir, pullTmpPrefix)
 	if err != nil {
 		return nil, err
@@ -424,7 +431,7 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 	if n := screened.Xattrs.Load(); n > 0 {
 		rep.Neutralise = strings.TrimPrefix(rep.Neutralise+fmt.Sprintf("; %d privileged extended attributes dropped", n), "; ")
 	}
-	msg := fmt.Sprintf("pulled %d layers (%s) from %s in %s", rep.Layers, humanBytes(rep.Bytes), src, rep.Duration.Round(time.Millisecond))
+	msg := fmt.Sprintf("pulled %d layers (%s, unpacked %s) from %s in %s", rep.Layers, humanBytes(rep.Bytes), humanBytes(rep.TarBytes), src, rep.Duration.Round(time.Millisecond))
 	if !rep.Verified {
 		msg += "; NOT VERIFIED (" + rep.Untrusted + "): results resting on them stay out of the Nix store"
 	}

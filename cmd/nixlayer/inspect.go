@@ -20,9 +20,10 @@ import (
 // export, import. Each takes the package like nixlayer build does.
 
 // inspectArgs splits a command line into the package (as parseArgs reads
-// it) and the command's positional arguments. The first positional
-// argument is the package only when no -f/-E is given and it looks like
-// one (a .drv, a .nix file, or a directory with default.nix). hasPkg is
+// it) and the command's positional arguments. A positional argument is
+// the package file only when no -f/-E is given and it looks like one (a
+// .drv, a .nix file, or a directory with default.nix); -A may go with it,
+// as in nix-build FILE -A ATTR. hasPkg is
 // false when no package was named at all.
 func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string, hasPkg bool, err error) {
 	takes := map[string]int{"-A": 1, "--attr": 1, "-f": 1, "--file": 1, "-E": 1, "--expr": 1, "--cache": 1,
@@ -30,10 +31,12 @@ func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string,
 	for _, f := range valueFlags {
 		takes[f] = 1
 	}
-	explicit := false
+	explicit, fileGiven := false, false
 	for _, a := range args {
 		switch a {
-		case "-f", "--file", "-E", "--expr", "-A", "--attr":
+		case "-f", "--file", "-E", "--expr":
+			explicit, fileGiven = true, true
+		case "-A", "--attr":
 			explicit = true
 		}
 	}
@@ -50,7 +53,8 @@ func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string,
 			pkgArgs = append(pkgArgs, a)
 			continue
 		}
-		if !explicit && !hasPkg && len(pos) == 0 && looksLikePackage(a) {
+		// FILE -A ATTR as nix-build takes it; a push names the registry first.
+		if !fileGiven && !hasPkg && looksLikePackage(a) {
 			pkgArgs = append(pkgArgs, a)
 			hasPkg = true
 			continue
