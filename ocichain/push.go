@@ -182,8 +182,7 @@ func compress(l *Layer, tmpDir string) (*os.File, *Blob, error) {
 		return nil, nil, err
 	}
 	compressed := digest.Canonical.Digester()
-	out := &countingWriter{w: io.MultiWriter(f, compressed.Hash())}
-	zw, err := archive.CompressStream(out, archive.Zstd)
+	zw, err := archive.CompressStream(io.MultiWriter(f, compressed.Hash()), archive.Zstd)
 	if err != nil {
 		return fail(err)
 	}
@@ -195,10 +194,14 @@ func compress(l *Layer, tmpDir string) (*os.File, *Blob, error) {
 	if err := zw.Close(); err != nil {
 		return fail(err)
 	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fail(err)
+	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fail(err)
 	}
-	desc := ocispec.Descriptor{MediaType: LayerMediaType, Digest: compressed.Digest(), Size: out.n}
+	desc := ocispec.Descriptor{MediaType: LayerMediaType, Digest: compressed.Digest(), Size: size}
 	return f, &Blob{Layer: desc, DiffID: diffID.Digest(), Size: n}, nil
 }
 
@@ -342,17 +345,6 @@ func withCause(ctx context.Context, err error) error {
 		return cause
 	}
 	return err
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // touchReader tells the watchdog about every read and counts bytes.

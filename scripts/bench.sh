@@ -67,8 +67,8 @@ if command -v docker-registry >/dev/null; then
     t_pull=$(secs "$nl" build -Q --cache "$work/laptop" --no-out-link $(pkg "nl-$salt") "${pedit[@]}") || exit 1
     pulled=$(grep -o 'pulled [0-9]* layers ([^)]*)' "$work/last.log" || echo "nothing pulled")
     grep -q 'outputs registered' "$work/last.log" && exact="exact, registered" || exact="NOT registered"
-    printf '%-46s %8.2f s   (%s MiB of layers, %s MiB sent)\n' "first push of the chain (9 layers)" "$t_push" \
-        "$(echo "scale=1; $(field layerBytes "$work/push1.json") / 1048576" | bc)" "$(echo "scale=1; $(field uploaded "$work/push1.json") / 1048576" | bc)"
+    printf '%-46s %8.2f s   (%.1f MiB of compressed layers, %.1f MiB sent)\n' "first push of the chain (9 layers)" "$t_push" \
+        "$(echo "$(field layerBytes "$work/push1.json") / 1048576" | bc -l)" "$(echo "$(field uploaded "$work/push1.json") / 1048576" | bc -l)"
     printf '%-46s %8s     %s bytes sent, %s blobs sent\n' "second push of the same chain" "" "$(field uploaded "$work/push2.json")" "$(field blobsSent "$work/push2.json")"
     printf '%-46s %8.2f s   (%s; %s)\n' "laptop: pull + resume after a postInstall edit" "$t_pull" "$pulled" "$exact"
     printf 'full local build / pull + resume  = %.1f   (nix-build after an edit: %.2f s; cold nixlayer: %.2f s)\n' "$(echo "$t_full / $t_pull" | bc -l)" "$t_full" "$t_cold"
