@@ -11,6 +11,8 @@ import (
 
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
+
+	"github.com/nixlayer/nixlayer/internal/fault"
 )
 
 // MountCount is how many mounts of the layer the store knows of (in any
@@ -64,6 +66,7 @@ func (st *Store) Apply(parent string, meta Meta, diff io.Reader, data map[string
 	if _, err := st.s.ApplyDiff(l.ID, diff); err != nil {
 		return fail(fmt.Errorf("applying layer on %s: %w", short(parent), err))
 	}
+	fault.Point("in-apply")
 	for k, v := range data {
 		if err := st.SetData(l.ID, k, v); err != nil {
 			return fail(err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -393,4 +394,45 @@ func (p *cutProxy) serve(w http.ResponseWriter, r *http.Request) {
 	w.(http.Flusher).Flush()
 	p.stop()
 	panic(http.ErrAbortHandler) // drop the connection mid-body
+}
+
+// kill -9 while pulled layers are applied: the layer being applied stays
+// marked running and is removed by the next run, which pulls what is
+// missing and resumes with an exact, registered result.
+func TestLayerCacheKilledMidApply(t *testing.T) {
+	ci := newEnv(t)
+	reg := e2etest.StartRegistry(t, false)
+	sk, pk := binaryCacheKey(t, "ci-"+e2etest.Salt())
+	repo := reg.Repo("layers")
+	writeConfig(t, ci.cache, runner.Config{PushTo: repo, SecretKeyFile: sk, InsecureRegistries: []string{reg.Addr}})
+	f := smallHello(e2etest.Salt())
+	ci.mustBuild(f, "--no-out-link")
+	if r := ci.nixlayer(append([]string{"learn"}, f.cli()...)...); r.Err != nil {
+		t.Fatalf("learn: %v\n%s", r.Err, r.Stderr)
+	}
+	laptop := &env{t: t, dir: ci.dir, cache: t.TempDir()}
+	writeConfig(t, laptop.cache, runner.Config{LayerCaches: []string{repo}, TrustedLayerKeys: []string{pk}, InsecureRegistries: []string{reg.Addr}})
+	edited := f.with("--argstr", "postInstallExtra", "echo laptop > $out/laptop")
+
+	cmd := exec.Command(nixlayerBin, append([]string{"build", "-Q", "--no-out-link", "--cache", laptop.cache}, edited.cli()...)...)
+	cmd.Env = append(os.Environ(), "NIXLAYER_FAULT=in-apply")
+	out, err := cmd.CombinedOutput()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); err == nil || !ok || !ws.Signaled() {
+		t.Fatalf("the fault was not hit (%v):\n%s", err, out)
+	}
+	res, progress := laptop.buildJSON(edited)
+	if got := strings.Join(res.Reused, " "); got != "unpackPhase patchPhase configurePhase buildPhase checkPhase" || !res.InStore {
+		t.Fatalf("after the kill the laptop reused %q (in store %v):\n%s", got, res.InStore, progress)
+	}
+	var rows []runner.LayerRow
+	r := laptop.nixlayer("ls", "--json")
+	if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		if row.Status == "running" {
+			t.Fatalf("a half-applied layer survived: %+v", row)
+		}
+	}
+	laptop.sameAsNix(edited, res.Outputs["out"])
 }
