@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -388,6 +389,9 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 			fetched = append(fetched, m.Phase)
 		}
 	}
+	if free, ok := freeSpace(e.opts.CacheDir); ok && rep.TarBytes > free {
+		return nil, fmt.Errorf("refused: the layers unpack to %s, the cache's filesystem has %s free", humanBytes(rep.TarBytes), humanBytes(free))
+	}
 	pkg := c.Records[top].Meta.DrvName
 	progress(Event{Kind: eventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(fetched), pkg, src, len(idx), humanBytes(size))})
 	tmp, err := os.MkdirTemp(e.opts.CacheDir, pullTmpPrefix)
@@ -629,4 +633,13 @@ func (e *Engine) removeTransferLeftovers() {
 			os.RemoveAll(p)
 		}
 	}
+}
+
+// freeSpace is what the filesystem of dir has free for this user.
+func freeSpace(dir string) (int64, bool) {
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * st.Bsize, true
 }
