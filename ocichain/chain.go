@@ -77,22 +77,25 @@ func KeyTag(key string) (string, error) {
 
 var keyPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-func decodeConfig(data []byte, man *ocispec.Manifest) (*imageConfig, error) {
+// decodeConfig reads a chain's config; it returns the records of the
+// manifest's layers and those of the layers the whole chain has after them.
+func decodeConfig(data []byte, man *ocispec.Manifest) (*imageConfig, []Record, error) {
 	var cfg imageConfig
 	if err := json.Unmarshal(data, &cfg); err != nil {
-		return nil, fmt.Errorf("image config: %w", err)
+		return nil, nil, fmt.Errorf("image config: %w", err)
 	}
 	// A prefix of a chain shares the whole chain's config: the records
 	// of its own layers come first.
 	n := len(man.Layers)
 	if len(cfg.Records) < n || len(cfg.RootFS.DiffIDs) != len(cfg.Records) {
-		return nil, fmt.Errorf("not a nixlayer image: %d layers but %d records and %d diff_ids", n, len(cfg.Records), len(cfg.RootFS.DiffIDs))
+		return nil, nil, fmt.Errorf("not a nixlayer image: %d layers but %d records and %d diff_ids", n, len(cfg.Records), len(cfg.RootFS.DiffIDs))
 	}
+	later := cfg.Records[n:]
 	cfg.Records, cfg.RootFS.DiffIDs = cfg.Records[:n], cfg.RootFS.DiffIDs[:n]
 	for i, d := range cfg.RootFS.DiffIDs {
 		if err := d.Validate(); err != nil {
-			return nil, fmt.Errorf("diff_id of layer %d: %w", i, err)
+			return nil, nil, fmt.Errorf("diff_id of layer %d: %w", i, err)
 		}
 	}
-	return &cfg, nil
+	return &cfg, later, nil
 }

@@ -100,6 +100,9 @@ func TestPushLookupOpen(t *testing.T) {
 	if len(c.Records) != 2 || c.Records[1].Meta.Phase != "buildPhase" || string(c.Records[1].Data["log"]) != "log of buildPhase" || c.SignedBy != "ci-1" {
 		t.Fatalf("the buildPhase prefix: %d records, signed by %q", len(c.Records), c.SignedBy)
 	}
+	if len(c.Later) != 1 || c.Later[0].Meta.Phase != "installPhase" {
+		t.Fatalf("the records after the buildPhase prefix: %+v", c.Later)
+	}
 	files, err := Download(ctx, store, c, []int{0, 1}, t.TempDir(), time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,9 @@ type Chain struct {
 	Layers  []ocispec.Descriptor // layer blobs, base first
 	DiffIDs []digest.Digest
 	Records []Record
+	// Later are the records of the layers the whole chain has after this
+	// prefix (no blobs): what its later phases were built from.
+	Later []Record
 	// SignedBy is the trusted key that signed the chain; "" when it was
 	// accepted without one, and Untrusted then says why it is not trusted.
 	SignedBy  string
@@ -98,7 +101,7 @@ func Open(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor, trust
 	if err != nil {
 		return nil, fmt.Errorf("fetching the chain's config %s: %w", man.Config.Digest, err)
 	}
-	cfg, err := decodeConfig(cfgData, &man)
+	cfg, later, err := decodeConfig(cfgData, &man)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +115,7 @@ func Open(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor, trust
 			return nil, fmt.Errorf("layer %d: %w", i+1, err)
 		}
 	}
-	c.DiffIDs, c.Records = cfg.RootFS.DiffIDs, cfg.Records
+	c.DiffIDs, c.Records, c.Later = cfg.RootFS.DiffIDs, cfg.Records, later
 	return c, nil
 }
 

@@ -209,6 +209,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 		if err != nil {
 			return plan
 		}
+		explainAgainst(np, rep.later, src.String())
 		return np
 	}
 	return plan
@@ -233,6 +234,26 @@ type PullReport struct {
 	Verified   bool   `json:"verified"`
 	Untrusted  string `json:"untrusted,omitempty"`
 	Neutralise string `json:"neutralised,omitempty"` // what screening changed
+
+	later []layers.Meta // the pulled chain's phases after the prefix
+}
+
+// explainAgainst names what invalidated the first phase to run when this
+// cache never built the package: the pulled chain's own record of that
+// phase says which attribute differs.
+func explainAgainst(p *Plan, later []layers.Meta, src string) {
+	f := firstToRun(p)
+	if f < 0 || !strings.HasPrefix(p.Phases[f].Reason, "no earlier build") {
+		return
+	}
+	for _, m := range later {
+		if m.Phase == p.Phases[f].Name {
+			ph := &p.Phases[f]
+			reason, changed := explain(ph, &layers.Layer{Meta: m}, p.Strict)
+			ph.Reason, ph.Changed = reason+" (against the chain in "+src+")", changed
+			return
+		}
+	}
 }
 
 // pullPrefix pulls the chain desc names, which must cover exactly the
@@ -358,6 +379,9 @@ func storeName(p string) string {
 func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Chain, top int, progress func(Event)) (*PullReport, error) {
 	t0 := time.Now()
 	rep := &PullReport{Source: src.String(), SignedBy: c.SignedBy, Verified: c.Trusted(), Untrusted: c.Untrusted}
+	for _, r := range c.Later {
+		rep.later = append(rep.later, r.Meta)
+	}
 	for i := 0; i <= top; i++ {
 		rep.ChainBytes += c.Layers[i].Size
 		if p := c.Records[i].Meta.Phase; p != "" && c.Records[i].Meta.Key != "" {

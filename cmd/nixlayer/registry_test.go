@@ -116,6 +116,9 @@ func TestLayerCacheCIToLaptop(t *testing.T) {
 	if got := strings.Join(res.Ran, " "); got != "installPhase fixupPhase installCheckPhase distPhase" {
 		t.Fatalf("the laptop ran %q", got)
 	}
+	if len(linesWith(progress, "installPhase       running: postInstall changed (against the chain in "+repo+")")) != 1 {
+		t.Fatalf("the laptop does not say which edit made installPhase run:\n%s", progress)
+	}
 	if len(linesWith(progress, "pulled 5 layers")) != 1 || strings.Contains(progress, "learning") {
 		t.Fatalf("the laptop should pull 5 layers with their path map and learn nothing:\n%s", progress)
 	}
