@@ -196,7 +196,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 		if n == 0 {
 			continue
 		}
-		rep, err := e.pullPrefix(ctx, j, plan, src, desc, n, progress)
+		rep, err := e.pullPrefix(ctx, j, plan, src, desc, n, po.RequireVerified, progress)
 		if err != nil {
 			if ctx.Err() != nil {
 				return plan
@@ -258,10 +258,14 @@ func explainAgainst(p *Plan, later []layers.Meta, src string) {
 
 // pullPrefix pulls the chain desc names, which must cover exactly the
 // first n phases of the plan with the keys this build computes.
-func (e *Engine) pullPrefix(ctx context.Context, j *job, plan *Plan, src layerSource, desc ocispec.Descriptor, n int, progress func(Event)) (*PullReport, error) {
+func (e *Engine) pullPrefix(ctx context.Context, j *job, plan *Plan, src layerSource, desc ocispec.Descriptor, n int, requireVerified bool, progress func(Event)) (*PullReport, error) {
 	c, err := src.open(ctx, desc)
 	if err != nil {
 		return nil, refusal(err)
+	}
+	if requireVerified && !c.Trusted() {
+		// The hook and --exact never reuse unverified layers: do not fetch them.
+		return nil, fmt.Errorf("refused: %s, and this build takes verified layers only", c.Untrusted)
 	}
 	top, err := matchPlan(c, plan, j.drv.Outputs, n)
 	if err != nil {
@@ -641,7 +645,7 @@ func (e *Engine) Pull(ctx context.Context, drvPath, ref string, progress func(Ev
 	if n == 0 {
 		return nil, fmt.Errorf("%s has no layers for %s beyond what this cache holds (%s onwards): push them with nixlayer push", src, j.drv.Name, plan.Phases[first].Name)
 	}
-	return e.pullPrefix(ctx, j, plan, src, desc, n, progress)
+	return e.pullPrefix(ctx, j, plan, src, desc, n, false, progress)
 }
 
 // pullTmpPrefix names the directories pulls download into (removed by the
