@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 // Who built: Nix's own builder, or nixlayer's build hook.
@@ -51,8 +52,9 @@ type Record struct {
 const Dir = "index"
 
 const (
-	indexFile = "builds.jsonl"
-	startsDir = "started"
+	indexFile    = "builds.jsonl"
+	startsDir    = "started"
+	hookBuiltDir = "hook-built"
 )
 
 // Path is the index file of a cache directory.
@@ -77,6 +79,23 @@ func Append(cacheDir string, r Record) error {
 		return fmt.Errorf("writing build index: %w", err)
 	}
 	return nil
+}
+
+// MarkHookBuilt notes that nixlayer's build hook built drvPath (and
+// recorded it), so the post-build-hook Nix runs afterwards does not record
+// it a second time.
+func MarkHookBuilt(cacheDir, drvPath string) error {
+	dir := filepath.Join(cacheDir, Dir, hookBuiltDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, filepath.Base(drvPath)), nil, 0o600)
+}
+
+// TakeHookBuilt reports whether MarkHookBuilt marked drvPath, and removes
+// the mark.
+func TakeHookBuilt(cacheDir, drvPath string) bool {
+	return os.Remove(filepath.Join(cacheDir, Dir, hookBuiltDir, filepath.Base(drvPath))) == nil
 }
 
 // RecordStart notes that a build of drvPath began (pre-build-hook).
@@ -127,11 +146,10 @@ func outputName(d *drv.Derivation, p string) string {
 
 // DrvName is the name part of a .drv path (hash and .drv removed).
 func DrvName(drvPath string) string {
-	base := strings.TrimSuffix(filepath.Base(drvPath), ".drv")
-	if len(base) > 33 && base[32] == '-' {
-		return base[33:]
+	if _, name, ok := nixstore.SplitStorePath(drvPath); ok {
+		return strings.TrimSuffix(name, ".drv")
 	}
-	return base
+	return strings.TrimSuffix(filepath.Base(drvPath), ".drv")
 }
 
 // Records reads the index, oldest first; lines that do not parse (a torn
@@ -155,18 +173,4 @@ func Records(cacheDir string) ([]Record, error) {
 		}
 	}
 	return out, sc.Err()
-}
-
-// LastRecord returns the newest end (or failure) record of drvPath, if any.
-func LastRecord(cacheDir, drvPath string) (*Record, error) {
-	recs, err := Records(cacheDir)
-	if err != nil {
-		return nil, err
-	}
-	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i].Drv == drvPath && recs[i].Event != EventStart {
-			return &recs[i], nil
-		}
-	}
-	return nil, nil
 }

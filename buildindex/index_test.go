@@ -68,3 +68,28 @@ func TestJoinEndWithoutStart(t *testing.T) {
 		t.Errorf("%+v", bs)
 	}
 }
+
+func TestDrvName(t *testing.T) {
+	for in, want := range map[string]string{
+		"/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-hello-2.12.1.drv": "hello-2.12.1",
+		"/tmp/plain.drv": "plain",
+	} {
+		if got := DrvName(in); got != want {
+			t.Errorf("DrvName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestHookBuiltMark(t *testing.T) {
+	cache := t.TempDir()
+	const d = "/nix/store/00000000000000000000000000000000-a-1.drv"
+	if TakeHookBuilt(cache, d) {
+		t.Fatal("unmarked derivation taken")
+	}
+	if err := MarkHookBuilt(cache, d); err != nil {
+		t.Fatal(err)
+	}
+	if !TakeHookBuilt(cache, d) || TakeHookBuilt(cache, d) {
+		t.Fatal("a mark is taken exactly once")
+	}
+}

@@ -44,9 +44,6 @@ type OutputHash struct {
 	Hash     string
 }
 
-// Platform is the derivation's system; an alias for the System field.
-func (d *Derivation) Platform() string { return d.System }
-
 // IsFixedOutput reports whether this is a fixed-output derivation: a
 // single output "out" with a known hash.
 func (d *Derivation) IsFixedOutput() bool {
@@ -75,16 +72,6 @@ func (d *Derivation) OutputPaths() []string {
 	}
 	sort.Strings(paths)
 	return paths
-}
-
-// OutputNames returns the output names, sorted.
-func (d *Derivation) OutputNames() []string {
-	names := make([]string, 0, len(d.Outputs))
-	for n := range d.Outputs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // Read reads and parses the .drv file at path.

@@ -1,9 +1,11 @@
 package drv
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -74,7 +76,7 @@ func TestReadRealDerivations(t *testing.T) {
 			if d.Name != attr {
 				t.Errorf("Name = %q, want %q", d.Name, attr)
 			}
-			if d.System == "" || d.Platform() != d.System {
+			if d.System == "" {
 				t.Errorf("System = %q", d.System)
 			}
 			if !strings.HasPrefix(d.Builder, "/nix/store/") || !strings.HasSuffix(d.Builder, "-bash") {
@@ -135,8 +137,8 @@ func TestDetails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(dep.OutputNames(), []string{"dev", "lib", "out"}) {
-		t.Errorf("dep outputs = %q", dep.OutputNames())
+	if names := slices.Sorted(maps.Keys(dep.Outputs)); !reflect.DeepEqual(names, []string{"dev", "lib", "out"}) {
+		t.Errorf("dep outputs = %q", names)
 	}
 	inputs, err := InputPaths(d)
 	if err != nil {

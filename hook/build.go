@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -59,9 +59,9 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	}
 
 	nl := &nixLog{stderr: s.reply, build: logw}
-	nl.start(uint64(os.Getpid())<<32|1, "nixlayer: layered build of "+drvName(req.DrvPath))
+	nl.start(uint64(os.Getpid())<<32|1, "nixlayer: layered build of "+buildindex.DrvName(req.DrvPath))
 	defer nl.stop()
-	_ = RecordStart(s.cfg.CacheDir, req.DrvPath, "nixlayer")
+	_ = buildindex.RecordStart(s.cfg.CacheDir, req.DrvPath, buildindex.ByNixlayer)
 	t0 := time.Now()
 
 	// Exact: an inexact resume is never registered; the runner rebuilds
@@ -86,7 +86,7 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	code := 0
 	switch cause := context.Cause(ctx); {
 	case err == nil:
-		say("built %s in %s (ran: %s; reused: %s)", drvName(req.DrvPath), time.Since(t0).Round(time.Millisecond), list(res.Ran), list(res.Reused))
+		say("built %s in %s (ran: %s; reused: %s)", buildindex.DrvName(req.DrvPath), time.Since(t0).Round(time.Millisecond), list(res.Ran), list(res.Reused))
 	case errors.Is(cause, errTimeout):
 		say("building of '%s' timed out after %d seconds", req.DrvPath, seconds(s.settings, "timeout", "build-timeout"))
 		code = exitTimedOut
@@ -104,22 +104,17 @@ func (s *session) build(ctx context.Context, req *Request) int {
 		}
 	}
 	if code == 0 {
-		os.MkdirAll(filepath.Join(s.cfg.CacheDir, indexDir, hookBuiltDir), 0o700)
-		os.WriteFile(filepath.Join(s.cfg.CacheDir, indexDir, hookBuiltDir, filepath.Base(req.DrvPath)), nil, 0o600)
-		_ = RecordEnd(s.cfg.CacheDir, req.DrvPath, "nixlayer", "end", nil, strings.Join(res.Ran, " "))
+		_ = buildindex.MarkHookBuilt(s.cfg.CacheDir, req.DrvPath)
+		_ = buildindex.RecordEnd(s.cfg.CacheDir, req.DrvPath, buildindex.ByNixlayer, buildindex.EventEnd, nil, strings.Join(res.Ran, " "))
 	} else {
 		msg := ""
 		if err != nil {
 			msg = err.Error()
 		}
-		_ = RecordEnd(s.cfg.CacheDir, req.DrvPath, "nixlayer", "failed", nil, msg)
+		_ = buildindex.RecordEnd(s.cfg.CacheDir, req.DrvPath, buildindex.ByNixlayer, buildindex.EventFailed, nil, msg)
 	}
 	return code
 }
-
-// hookBuiltDir marks derivations the hook built, so the post-build-hook
-// that Nix runs afterwards does not record them a second time.
-const hookBuiltDir = "hook-built"
 
 func rewriteWhy(res *runner.Result) string {
 	if res.Rewrite != nil && len(res.Rewrite.Why) > 0 {

@@ -23,6 +23,7 @@ import (
 
 	"go.podman.io/storage/pkg/reexec"
 
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 )
 
@@ -458,11 +459,11 @@ func TestPrePostBuildHooksRecord(t *testing.T) {
 		"--option", "post-build-hook", filepath.Join(wrappers, "post-build-hook"))
 	r := nixBuild(t, cache, args...)
 	out := r.mustSucceed(t)
-	recs, err := Builds(cache)
+	recs, err := buildindex.Records(cache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var start, end *Record
+	var start, end *buildindex.Record
 	for i := range recs {
 		if recs[i].Name == "cmd-1" && recs[i].By == "nix" {
 			switch recs[i].Event {

@@ -66,7 +66,7 @@ func (st *Store) Apply(parent string, meta Meta, diff io.Reader, data map[string
 	if _, err := st.s.ApplyDiff(l.ID, diff); err != nil {
 		return fail(fmt.Errorf("applying layer on %s: %w", short(parent), err))
 	}
-	fault.Point("in-apply")
+	fault.Point(fault.InApply)
 	for k, v := range data {
 		if err := st.SetData(l.ID, k, v); err != nil {
 			return fail(err)
@@ -137,6 +137,18 @@ func DiskUsage(paths ...string) int64 {
 
 // Short is the 12-character form of a layer id users see.
 func Short(id string) string { return short(id) }
+
+// FormatSize renders a layer's size for people: KiB below 1 MiB, MiB
+// above, "size unknown" for a negative (unmeasured) size.
+func FormatSize(n int64) string {
+	switch {
+	case n < 0:
+		return "size unknown"
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
 
 // FindID resolves a full layer id or a unique prefix of at least 6 hex
 // digits.

@@ -161,9 +161,6 @@ func probe(s storage.Store) error {
 // Driver is the graph driver in use ("overlay" or "vfs").
 func (st *Store) Driver() string { return st.s.GraphDriverName() }
 
-// Root is the cache directory.
-func (st *Store) Root() string { return st.root }
-
 // Close releases the store.
 func (st *Store) Close() { st.s.Shutdown(false) }
 
@@ -218,7 +215,7 @@ func (st *Store) Finish(id string, meta Meta) error {
 	if err := st.s.SetMetadata(id, string(data)); err != nil {
 		return fmt.Errorf("write metadata of layer %s: %w", short(id), err)
 	}
-	fault.Point("before-name")
+	fault.Point(fault.BeforeName)
 	if meta.Status == StatusComplete && meta.Key != "" {
 		if err := st.s.AddNames(id, []string{keyPrefix + meta.Key}); err != nil {
 			return fmt.Errorf("name layer %s: %w", short(id), err)

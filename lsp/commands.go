@@ -321,20 +321,7 @@ func (s *server) openShell(a CommandArgs) (any, error) {
 	if s.opts.CacheDir != "" {
 		argv = append(argv, "--cache", s.opts.CacheDir)
 	}
-	if t.Expr != "" {
-		argv = append(argv, "-E", t.Expr)
-	} else {
-		argv = append(argv, "-f", t.File)
-	}
-	if t.Attr != "" {
-		argv = append(argv, "-A", t.Attr)
-	}
-	for _, kv := range sortedPairs(t.Args) {
-		argv = append(argv, "--arg", kv[0], kv[1])
-	}
-	for _, kv := range sortedPairs(t.ArgStrs) {
-		argv = append(argv, "--argstr", kv[0], kv[1])
-	}
+	argv = append(argv, t.nix().Argv("-f")...)
 	res := ShellResult{Argv: argv, Command: shellQuote(argv), Cwd: dirOf(d.path)}
 	s.mu.Lock()
 	if disk, err := os.ReadFile(d.path); err != nil || string(disk) != string(d.text) {

@@ -3,6 +3,8 @@ package lsp
 import (
 	"encoding/json"
 	"path/filepath"
+
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 // Settings are the server's settings, from initializationOptions or
@@ -26,6 +28,11 @@ type Target struct {
 	Expr    string            `json:"expr,omitempty"`
 	Args    map[string]string `json:"args,omitempty"`
 	ArgStrs map[string]string `json:"argstrs,omitempty"`
+}
+
+// nix is the target as package nixstore instantiates it.
+func (t Target) nix() nixstore.Target {
+	return nixstore.Target{File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}
 }
 
 // parseSettings reads settings; malformed or empty input keeps old.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -208,22 +207,13 @@ func (s *server) target(path string) Target {
 // buffer's text is evaluated (from stdin, in the file's directory, so
 // relative paths resolve as in the file): builds match what the user sees.
 func (s *server) instantiate(ctx context.Context, t Target, snap snapshot) ([]string, error) {
-	nt := nixstore.Target{File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}
+	nt := t.nix()
 	if t.Expr == "" && t.File == snap.path {
 		if disk, err := os.ReadFile(snap.path); err != nil || !bytes.Equal(disk, snap.text) {
 			nt.Source = snap.text
 		}
 	}
 	return nixstore.Instantiate(ctx, nt)
-}
-
-func sortedPairs(m map[string]string) [][2]string {
-	var res [][2]string
-	for k, v := range m {
-		res = append(res, [2]string{k, v})
-	}
-	sort.Slice(res, func(i, j int) bool { return res[i][0] < res[j][0] })
-	return res
 }
 
 // getEngine opens the layer cache on first use.

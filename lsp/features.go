@@ -8,6 +8,7 @@ import (
 
 	"go.lsp.dev/protocol"
 
+	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixexpr"
 )
 
@@ -219,7 +220,7 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 	}
 	b.WriteString("\n\n")
 	if l := ph.Plan.Layer; l != nil {
-		fmt.Fprintf(&b, "- layer `%s` · built %s ago · took %s · %s\n", short(l.ID), age(now.Sub(l.Created)), seconds(l.Duration), size(l.Size))
+		fmt.Fprintf(&b, "- layer `%s` · built %s ago · took %s · %s\n", short(l.ID), age(now.Sub(l.Created)), seconds(l.Duration), layers.FormatSize(l.Size))
 		if l.Unverified {
 			b.WriteString("- rests on an inexact rewrite (not verified)\n")
 		}
@@ -363,16 +364,6 @@ func age(d time.Duration) string {
 		return fmt.Sprintf("%d h", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days", int(d.Hours()/24))
-}
-
-func size(n int64) string {
-	switch {
-	case n < 0:
-		return "size unknown"
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 func short(id string) string {

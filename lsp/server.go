@@ -562,11 +562,6 @@ func uriPath(u protocol.DocumentURI) (string, error) {
 	return filepath.Clean(pu.Path), nil
 }
 
-// pathURI turns an absolute path into a file: URI.
-func pathURI(path string) protocol.DocumentURI {
-	return protocol.DocumentURI((&url.URL{Scheme: "file", Path: path}).String())
-}
-
 // trusted reports whether path lies inside a workspace folder the client
 // gave; only such files are evaluated (evaluating Nix runs its code and may
 // build import-from-derivation inputs).

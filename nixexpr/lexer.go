@@ -192,9 +192,7 @@ func (l *lexer) lexCode() {
 		l.push(f)
 		return
 	case c == '$' && l.peekAt(start+1) == '{':
-		l.emit(tInterpOpen, start, start+2)
-		l.pos += 2
-		l.push(lexFrame{mode: modeCode, interp: true})
+		l.openInterp(start)
 		return
 	case c == '{':
 		top.braceDepth++
@@ -396,13 +394,18 @@ func (l *lexer) lexPath() {
 	}
 	l.pos = i
 	if l.peekAt(i) == '$' && l.peekAt(i+1) == '{' {
-		l.emit(tInterpOpen, i, i+2)
-		l.pos = i + 2
-		l.push(lexFrame{mode: modeCode, interp: true})
+		l.openInterp(i)
 		return
 	}
 	l.emit(tPathClose, i, i)
 	l.pop()
+}
+
+// openInterp emits the ${ at i and lexes code until its closing }.
+func (l *lexer) openInterp(i int) {
+	l.emit(tInterpOpen, i, i+2)
+	l.pos = i + 2
+	l.push(lexFrame{mode: modeCode, interp: true})
 }
 
 // lexString lexes the body of a "..." string up to its end or next ${.
@@ -439,9 +442,7 @@ func (l *lexer) lexString(f *lexFrame) {
 		l.pos = i + 1
 		l.pop()
 	case i < len(s) && s[i] == '$':
-		l.emit(tInterpOpen, i, i+2)
-		l.pos = i + 2
-		l.push(lexFrame{mode: modeCode, interp: true})
+		l.openInterp(i)
 	case f.lineOnly || i < len(s) || l.rewinds >= maxRewinds:
 		l.errorf(f.start, i, "unterminated string")
 		l.emit(tStringClose, i, i)
@@ -497,9 +498,7 @@ func (l *lexer) lexIndString(f *lexFrame) {
 		}
 		if c == '$' && l.peekAt(i+1) == '{' && !f.lineOnly {
 			flush()
-			l.emit(tInterpOpen, i, i+2)
-			l.pos = i + 2
-			l.push(lexFrame{mode: modeCode, interp: true})
+			l.openInterp(i)
 			return
 		}
 		i++

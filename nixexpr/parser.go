@@ -199,14 +199,26 @@ func (p *parser) startsBinding(i int) bool {
 	}
 }
 
-func (p *parser) parseExpr() Node {
+// enter counts one level of nesting; past maxDepth it reports the error
+// and returns the Bad node to give instead (the parser recurses, so depth
+// bounds its stack). Every successful enter is paired with a leave.
+func (p *parser) enter() Node {
 	if p.depth >= maxDepth {
 		t := p.next()
 		p.errorAt(t.span, "expression nested too deeply")
 		return &Bad{Loc: t.span}
 	}
 	p.depth++
-	defer func() { p.depth-- }()
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
+
+func (p *parser) parseExpr() Node {
+	if bad := p.enter(); bad != nil {
+		return bad
+	}
+	defer p.leave()
 
 	t := p.peek()
 	switch t.kind {
@@ -403,13 +415,10 @@ var binaryOps = map[tokenKind]opInfo{
 }
 
 func (p *parser) parseBinary(minBP int) Node {
-	if p.depth >= maxDepth {
-		t := p.next()
-		p.errorAt(t.span, "expression nested too deeply")
-		return &Bad{Loc: t.span}
+	if bad := p.enter(); bad != nil {
+		return bad
 	}
-	p.depth++
-	defer func() { p.depth-- }()
+	defer p.leave()
 
 	var lhs Node
 	switch t := p.peek(); t.kind {
@@ -507,6 +516,13 @@ func (p *parser) parseAttrName() Node {
 	}
 	p.errorExpected("attribute name")
 	return p.bad()
+}
+
+// parseInterpPart parses ${ expr } inside a string or path.
+func (p *parser) parseInterpPart() StringPart {
+	start := p.next().span.Start
+	e := p.parseInterpBody()
+	return StringPart{Loc: Span{start, p.prevEnd()}, Interp: e}
 }
 
 // parseInterpBody parses the expression and closing } after a ${.
@@ -630,9 +646,7 @@ func (p *parser) parseString() Node {
 			s.Parts = append(s.Parts, StringPart{Loc: t.span, Text: unescapeIndented(p.text(t.span)), Escape: true})
 			continue
 		case tInterpOpen:
-			p.next()
-			e := p.parseInterpBody()
-			s.Parts = append(s.Parts, StringPart{Loc: Span{t.span.Start, p.prevEnd()}, Interp: e})
+			s.Parts = append(s.Parts, p.parseInterpPart())
 			continue
 		case closeKind:
 			p.next()
@@ -656,9 +670,7 @@ func (p *parser) parsePath() Node {
 			continue
 		}
 		if t.kind == tInterpOpen {
-			p.next()
-			e := p.parseInterpBody()
-			path.Parts = append(path.Parts, StringPart{Loc: Span{t.span.Start, p.prevEnd()}, Interp: e})
+			path.Parts = append(path.Parts, p.parseInterpPart())
 			continue
 		}
 		if t.kind == tPathClose {

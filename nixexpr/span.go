@@ -43,9 +43,6 @@ func NewLineIndex(src []byte) *LineIndex {
 	return &LineIndex{src: src, lineStarts: starts}
 }
 
-// LineCount returns the number of lines (an empty source has one line).
-func (x *LineIndex) LineCount() int { return len(x.lineStarts) }
-
 // Position converts a byte offset; offsets outside the source are clamped.
 func (x *LineIndex) Position(offset int) Position {
 	offset = max(0, min(offset, len(x.src)))

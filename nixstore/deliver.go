@@ -96,7 +96,7 @@ func Deliver(ctx context.Context, outputs map[string]string, deriver string, can
 		info.Deriver = deriver
 		infos = append(infos, info)
 	}
-	fault.Point("before-register")
+	fault.Point(fault.BeforeRegister)
 	if err := Register(ctx, infos); err != nil {
 		return fmt.Errorf("delivering outputs of %s: %w", deriver, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
 
 func write(t *testing.T, path, content string, mode os.FileMode) {
@@ -138,4 +140,42 @@ func TestFormatHash(t *testing.T) {
 	if got := FormatHashBase32(sum); got != "sha256:"+want {
 		t.Errorf("FormatHashBase32 = %s, nix-hash --to-base32 = %s", got, want)
 	}
+}
+
+// TestNARHashKnownValues pins the NAR hashes and sizes of the test trees
+// (checked against nix-store --dump by TestNARHashMatchesNix, and equal to
+// what nixlayer's own serializer gave before go-nix's replaced it), so a
+// change of serializer is caught without Nix.
+func TestNARHashKnownValues(t *testing.T) {
+	want := map[string]struct {
+		hash string
+		size uint64
+	}{
+		"file":      {"sha256:1c37d01af40be2e80691de3cc3df44377a699afbb17c68f080964b2fd071fc13", 120},
+		"emptyfile": {"sha256:77ac62e2629d8e45f624589c0c8bf99e24b3a722349bf1e79bc186008534e246", 112},
+		"exec":      {"sha256:265f8940f169d6afad5e271a233040b24ab45a73b173533f2b83c0008f310ebd", 168},
+		"groupexec": {"sha256:2ca0b8ce996f865db37619bfe91023559305aad8158042fc6ddb0ef1d43c5b67", 120},
+		"symlink":   {"sha256:b6ede657ce6ba68fc0c2d4a7755093fc5a3a26292f98dded75d7982750356532", 144},
+		"emptydir":  {"sha256:a50a5ab6d992f5598edd92105059fae9acfc192981e08bd88534c2167e92526a", 96},
+		"tree":      {"sha256:8e8958333970ca3d604891f4e3c4860ab6a97a1ced006e96cf5ab76c0a4a3fe1", 1122800},
+	}
+	trees := narTrees(t)
+	if len(trees) != len(want) {
+		t.Fatalf("%d trees, %d known values", len(trees), len(want))
+	}
+	for name, p := range trees {
+		sum, size, err := NARHash(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := FormatHash(sum); got != want[name].hash || size != want[name].size {
+			t.Errorf("%s: NAR %s (%d bytes), want %s (%d bytes)", name, got, size, want[name].hash, want[name].size)
+		}
+	}
+}
+
+// FormatHashBase32 renders a SHA-256 digest as "sha256:<nixbase32>", the
+// form nix-store -q --hash prints.
+func FormatHashBase32(sum [32]byte) string {
+	return "sha256:" + nixbase32.EncodeToString(sum[:])
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -38,27 +40,10 @@ func Instantiate(ctx context.Context, t Target) ([]string, error) {
 		}
 		return nil, fmt.Errorf("%s is a .drv file outside the Nix store %s: pass the store path printed by nix-instantiate", t.File, StoreDir())
 	}
-	args := []string{"--no-gc-warning"}
-	switch {
-	case t.Expr != "":
-		if t.File != "" {
-			return nil, fmt.Errorf("instantiate: both a file (%s) and an expression were given; pass one", t.File)
-		}
-		args = append(args, "-E", t.Expr)
-	case t.Source != nil:
-		args = append(args, "-")
-	case t.File != "":
-		args = append(args, t.File)
+	if t.Expr != "" && t.File != "" {
+		return nil, fmt.Errorf("instantiate: both a file (%s) and an expression were given; pass one", t.File)
 	}
-	if t.Attr != "" {
-		args = append(args, "-A", t.Attr)
-	}
-	for _, kv := range sortedPairs(t.Args) {
-		args = append(args, "--arg", kv[0], kv[1])
-	}
-	for _, kv := range sortedPairs(t.ArgStrs) {
-		args = append(args, "--argstr", kv[0], kv[1])
-	}
+	args := append([]string{"--no-gc-warning"}, t.Argv("")...)
 	var stdin io.Reader
 	dir := ""
 	if t.Source != nil {
@@ -103,13 +88,33 @@ func (t Target) describe() string {
 	return s
 }
 
-func sortedPairs(m map[string]string) [][2]string {
-	var res [][2]string
-	for k, v := range m {
-		res = append(res, [2]string{k, v})
+// Argv renders t as the command-line arguments nix-instantiate, nix-build
+// and nixlayer share: -E EXPR, "-" (Source, read from stdin) or the file
+// (after fileFlag when one is given: nixlayer takes "-f FILE", Nix's tools
+// the bare file), then -A ATTR, then the --arg and --argstr pairs sorted by
+// name.
+func (t Target) Argv(fileFlag string) []string {
+	var argv []string
+	switch {
+	case t.Expr != "":
+		argv = append(argv, "-E", t.Expr)
+	case t.Source != nil:
+		argv = append(argv, "-")
+	case t.File != "" && fileFlag != "":
+		argv = append(argv, fileFlag, t.File)
+	case t.File != "":
+		argv = append(argv, t.File)
 	}
-	sort.Slice(res, func(i, j int) bool { return res[i][0] < res[j][0] })
-	return res
+	if t.Attr != "" {
+		argv = append(argv, "-A", t.Attr)
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.Args)) {
+		argv = append(argv, "--arg", name, t.Args[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.ArgStrs)) {
+		argv = append(argv, "--argstr", name, t.ArgStrs[name])
+	}
+	return argv
 }
 
 // Realise builds or substitutes paths (store paths or .drv paths) with

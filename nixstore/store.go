@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/nix-community/go-nix/pkg/storepath"
 )
 
 // StoreDir returns the Nix store directory: $NIX_STORE_DIR, or /nix/store.
@@ -31,18 +33,30 @@ func StoreDir() string {
 // IsStorePath reports whether p names a top-level entry of the store
 // directory (not a path below one).
 func IsStorePath(p string) bool {
-	dir, base := filepath.Split(filepath.Clean(p))
-	return filepath.Clean(dir) == StoreDir() && len(base) > 33 && base[32] == '-'
+	dir, _ := filepath.Split(filepath.Clean(p))
+	_, _, ok := SplitStorePath(p)
+	return ok && filepath.Clean(dir) == StoreDir()
 }
 
 // HashPart returns the 32-character hash part of a store path's base
 // name ("" if p is not a store path).
 func HashPart(p string) string {
+	hash, _, _ := SplitStorePath(p)
+	return hash
+}
+
+// SplitStorePath splits the base name of p (a store path, or a path whose
+// last element is a store path's base name, such as a .drv's lock file
+// name) into the hash part and the name, by go-nix's store-path rules:
+// "/nix/store/<32 nixbase32 chars>-hello-2.12.drv" gives the hash and
+// "hello-2.12.drv". ok is false when the base name is not of that form.
+func SplitStorePath(p string) (hash, name string, ok bool) {
 	base := filepath.Base(p)
-	if len(base) < 33 || base[32] != '-' {
-		return ""
+	sp, err := storepath.FromString(base)
+	if err != nil || sp.Name == "" {
+		return "", "", false
 	}
-	return base[:32]
+	return base[:len(base)-len(sp.Name)-1], sp.Name, true
 }
 
 type logKey struct{}

@@ -79,9 +79,6 @@ func New(phases []string, reads map[string]map[string]bool) *Rules {
 	return r
 }
 
-// Phases is the ordered phase list.
-func (r *Rules) Phases() []string { return r.phases }
-
 // Place returns the phase an attribute first matters to. When unsure it
 // answers the first phase: a needless rebuild is better than a wrong reuse.
 func (r *Rules) Place(attr string) Placement {
@@ -115,17 +112,6 @@ func (r *Rules) Place(attr string) Placement {
 		}
 	}
 	return Placement{first, "not read by any phase's code, so it may matter to all"}
-}
-
-// HookPhase maps a hook attribute name to its phase (preInstall →
-// installPhase) when the phase is in the list.
-func (r *Rules) HookPhase(attr string) string {
-	for _, pfx := range []string{"pre", "post"} {
-		if p := hookPhase(attr, pfx); p != "" && r.has(p) {
-			return p
-		}
-	}
-	return ""
 }
 
 func (r *Rules) has(phase string) bool {

@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // An ELF build-id is a hash the linker computes over its own output, so
@@ -263,7 +265,7 @@ func (im *elfImage) computeBuildID(scheme string) ([]byte, error) {
 	case schemeLLDMD5:
 		id = im.lldHash(func(b []byte) []byte { s := md5.Sum(b); return s[:] })
 	case schemeLLDFast:
-		id = im.lldHash(func(b []byte) []byte { return binary.LittleEndian.AppendUint64(nil, xxhash64(b)) })
+		id = im.lldHash(lldFastChunkHash)
 	default:
 		return nil, errors.New("unknown build-id scheme " + scheme)
 	}
@@ -271,6 +273,12 @@ func (im *elfImage) computeBuildID(scheme string) ([]byte, error) {
 		return nil, errors.New("build-id longer than the " + scheme + " hash")
 	}
 	return id[:im.descSize], nil
+}
+
+// lldFastChunkHash is the chunk hash of LLD's default ("fast") build-id:
+// XXH64 with seed 0, stored little-endian.
+func lldFastChunkHash(b []byte) []byte {
+	return binary.LittleEndian.AppendUint64(nil, xxhash.Sum64(b))
 }
 
 // verifies reports whether scheme reproduces the id in the file.

@@ -325,7 +325,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		e.layers.Delete(l.ID)
 		return "", nil, errEndedEarly{ph.Name}
 	}
-	fault.Point("after-phase")
+	fault.Point(fault.AfterPhase)
 	meta.Duration = time.Since(t0)
 	meta.Started = t0
 	next := state
@@ -409,7 +409,7 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 		return "", nil, err
 	}
 	v, err := rw.Rewrite(root, old2new)
-	fault.Point("in-rewrite")
+	fault.Point(fault.InRewrite)
 	e.layers.Unmount(l.ID)
 	if err != nil {
 		return "", nil, err

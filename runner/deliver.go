@@ -40,7 +40,7 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 			return fmt.Errorf("registering the outputs of %s: %w", j.drv.Name, err)
 		}
 		res.InStore = true
-		fault.Point("after-register")
+		fault.Point(fault.AfterRegister)
 		for name, p := range j.drv.Outputs {
 			res.Outputs[name] = p
 			if bo.ResultLink != "" {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 // GCOptions is the removal policy. A chain is a build: a layer nothing
@@ -184,11 +185,10 @@ func (e *Engine) busyPackages() map[string]bool {
 		}
 		if err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			base := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "drv-"), ".lock")
-			name := strings.TrimSuffix(base, ".drv")
-			if len(name) > 33 {
-				name = name[33:]
+			if _, name, ok := nixstore.SplitStorePath(base); ok {
+				base = name
 			}
-			busy[name] = true
+			busy[strings.TrimSuffix(base, ".drv")] = true
 		} else {
 			syscall.Flock(int(fd.Fd()), syscall.LOCK_UN)
 		}

@@ -228,7 +228,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 			state = shellstate.Diff(caps[0], caps[1])
 		}
 		parent = l.ID
-		fault.Point("in-learn")
+		fault.Point(fault.InLearn)
 		m, err := e.learnLayer(chain[i], root, pathsB)
 		e.layers.Unmount(l.ID)
 		if err != nil {

@@ -251,7 +251,8 @@ func builderEnv(d *drv.Derivation, cores int) map[string]string {
 		return env
 	}
 	env := sandbox.Env(nil, cores)
-	hostTop := "/tmp/nix-build-" + strings.TrimSuffix(filepath.Base(d.Path)[33:], ".drv") + ".drv-0"
+	_, drvName, _ := nixstore.SplitStorePath(d.Path)
+	hostTop := "/tmp/nix-build-" + drvName + "-0"
 	env["NIX_ATTRS_JSON_FILE"] = hostTop + "/.attrs.json"
 	env["NIX_ATTRS_SH_FILE"] = hostTop + "/.attrs.sh"
 	return env

@@ -153,7 +153,7 @@ func (e *Engine) pushBuilt(ctx context.Context, top string, progress func(Event)
 	if rep.SignedBy != "" {
 		signed = "signed by " + rep.SignedBy
 	}
-	progress(Event{Kind: eventPushed, Bytes: rep.Uploaded, Elapsed: rep.Duration, Message: fmt.Sprintf("pushed %s to %s: %d layers (%s), %s sent, %s", span(rep.Phases), rep.Target, len(rep.Blobs), humanBytes(rep.LayerBytes), humanBytes(rep.Uploaded), signed)})
+	progress(Event{Kind: eventPushed, Bytes: rep.Uploaded, Elapsed: rep.Duration, Message: fmt.Sprintf("pushed %s to %s: %d layers (%s), %s sent, %s", span(rep.Phases), rep.Target, len(rep.Blobs), layers.FormatSize(rep.LayerBytes), layers.FormatSize(rep.Uploaded), signed)})
 }
 
 // jsonEqual compares two values by their JSON form.

@@ -418,10 +418,10 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 		}
 	}
 	if free, ok := freeSpace(e.opts.CacheDir); ok && rep.TarBytes > free {
-		return nil, fmt.Errorf("refused: the layers unpack to %s, the cache's filesystem has %s free", humanBytes(rep.TarBytes), humanBytes(free))
+		return nil, fmt.Errorf("refused: the layers unpack to %s, the cache's filesystem has %s free", layers.FormatSize(rep.TarBytes), layers.FormatSize(free))
 	}
 	pkg := c.Records[top].Meta.DrvName
-	progress(Event{Kind: eventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(fetched), pkg, src, len(idx), humanBytes(size))})
+	progress(Event{Kind: eventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(fetched), pkg, src, len(idx), layers.FormatSize(size))})
 	tmp, err := os.MkdirTemp(e.opts.CacheDir, pullTmpPrefix)
 	if err != nil {
 		return nil, err
@@ -463,7 +463,7 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 	if n := screened.Xattrs.Load(); n > 0 {
 		rep.Neutralise = strings.TrimPrefix(rep.Neutralise+fmt.Sprintf("; %d privileged extended attributes dropped", n), "; ")
 	}
-	msg := fmt.Sprintf("pulled %d layers (%s, unpacked %s) from %s in %s", rep.Layers, humanBytes(rep.Bytes), humanBytes(rep.TarBytes), src, rep.Duration.Round(time.Millisecond))
+	msg := fmt.Sprintf("pulled %d layers (%s, unpacked %s) from %s in %s", rep.Layers, layers.FormatSize(rep.Bytes), layers.FormatSize(rep.TarBytes), src, rep.Duration.Round(time.Millisecond))
 	if !rep.Verified {
 		msg += "; NOT VERIFIED (" + rep.Untrusted + "): results resting on them stay out of the Nix store"
 	}
@@ -568,18 +568,6 @@ func span(phases []string) string {
 		return phases[0]
 	}
 	return phases[0] + "…" + phases[len(phases)-1]
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n < 1<<10:
-		return fmt.Sprintf("%d B", n)
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	case n < 1<<30:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
 }
 
 func oneLine(err error) string {

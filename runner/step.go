@@ -102,7 +102,7 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	dumpW.Close()
 	phasesW.Close()
 	if s.mode == "phase" {
-		fault.Point("in-phase")
+		fault.Point(fault.InPhase)
 	}
 	var wg sync.WaitGroup
 	res := &stepResult{}

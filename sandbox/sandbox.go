@@ -8,10 +8,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 )
 
@@ -113,12 +114,7 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 		"--ro-bind", filepath.Join(etcDir, "hosts"), "/etc/hosts",
 		"--chdir", BuildDir,
 	)
-	keys := make([]string, 0, len(spec.Env))
-	for k := range spec.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		a = append(a, "--setenv", k, spec.Env[k])
 	}
 	a = append(a, "--")

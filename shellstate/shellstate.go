@@ -8,6 +8,8 @@ package shellstate
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -194,7 +196,7 @@ func (d *Delta) Script() string {
 	for _, n := range d.Unset {
 		fmt.Fprintf(&b, "unset -v %s\n", n)
 	}
-	for _, n := range sortedKeys(d.Vars) {
+	for _, n := range slices.Sorted(maps.Keys(d.Vars)) {
 		decl := d.Vars[n]
 		// Redeclaring with another array kind fails; start from scratch.
 		unset := "-v"
@@ -206,7 +208,7 @@ func (d *Delta) Script() string {
 	for _, n := range d.UnsetFuncs {
 		fmt.Fprintf(&b, "unset -f %s\n", n)
 	}
-	for _, n := range sortedKeys(d.Funcs) {
+	for _, n := range slices.Sorted(maps.Keys(d.Funcs)) {
 		b.WriteString(d.Funcs[n])
 		b.WriteString("\n")
 	}
@@ -234,13 +236,4 @@ func syntaxQuote(s string) string {
 		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 	}
 	return q
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -34,19 +35,49 @@ type common struct {
 	insecure    bool
 }
 
+// commonFlag is one of the flags every package command takes.
+type commonFlag struct {
+	names  []string
+	values int  // how many arguments follow the flag
+	pkg    bool // the flag names the package (file, expression or attribute)
+	set    func(c *common, v []string)
+}
+
+// commonFlags is the one table of the package commands' flags: parseArgs
+// reads them, inspectArgs tells them from positional arguments.
+var commonFlags = indexFlags([]commonFlag{
+	{[]string{"-A", "--attr"}, 1, true, func(c *common, v []string) { c.target.Attr = v[0] }},
+	{[]string{"-f", "--file"}, 1, true, func(c *common, v []string) { c.target.File = v[0] }},
+	{[]string{"-E", "--expr"}, 1, true, func(c *common, v []string) { c.target.Expr = v[0] }},
+	{[]string{"--arg"}, 2, false, func(c *common, v []string) { c.target.Args[v[0]] = v[1] }},
+	{[]string{"--argstr"}, 2, false, func(c *common, v []string) { c.target.ArgStrs[v[0]] = v[1] }},
+	{[]string{"--cache"}, 1, false, func(c *common, v []string) { c.cacheDir = v[0] }},
+	{[]string{"--from"}, 1, false, func(c *common, v []string) { c.from = v[0] }},
+	{[]string{"-o", "--out-link"}, 1, false, func(c *common, v []string) { c.outLink = v[0] }},
+	{[]string{"--no-out-link"}, 0, false, func(c *common, _ []string) { c.noLink = true }},
+	{[]string{"--strict"}, 0, false, func(c *common, _ []string) { c.strict = true }},
+	{[]string{"--json"}, 0, false, func(c *common, _ []string) { c.json = true }},
+	{[]string{"-Q", "--no-build-output"}, 0, false, func(c *common, _ []string) { c.quiet = true }},
+	{[]string{"-v", "--verbose"}, 0, false, func(c *common, _ []string) { c.verbose = true }},
+	{[]string{"--no-check-sigs"}, 0, false, func(c *common, _ []string) { c.noCheckSigs = true }},
+	{[]string{"--insecure"}, 0, false, func(c *common, _ []string) { c.insecure = true }},
+})
+
+func indexFlags(flags []commonFlag) map[string]commonFlag {
+	byName := map[string]commonFlag{}
+	for _, f := range flags {
+		for _, n := range f.names {
+			byName[n] = f
+		}
+	}
+	return byName
+}
+
 // parseArgs reads nix-build-like arguments; boolFlags and valueFlags name
 // the command's own extra flags.
 func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 	c := &common{outLink: "result", flags: map[string]bool{}}
 	c.target.Args, c.target.ArgStrs = map[string]string{}, map[string]string{}
-	isIn := func(f string, list []string) bool {
-		for _, x := range list {
-			if x == f {
-				return true
-			}
-		}
-		return false
-	}
 	need := func(i, n int, flag string) error {
 		if i+n >= len(args) {
 			return fmt.Errorf("%s needs %d argument(s)", flag, n)
@@ -55,70 +86,17 @@ func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 	}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		f, isCommon := commonFlags[a]
 		switch {
-		case a == "-A" || a == "--attr":
-			if err := need(i, 1, a); err != nil {
+		case isCommon:
+			if err := need(i, f.values, a); err != nil {
 				return nil, err
 			}
-			c.target.Attr = args[i+1]
-			i++
-		case a == "-f" || a == "--file":
-			if err := need(i, 1, a); err != nil {
-				return nil, err
-			}
-			c.target.File = args[i+1]
-			i++
-		case a == "-E" || a == "--expr":
-			if err := need(i, 1, a); err != nil {
-				return nil, err
-			}
-			c.target.Expr = args[i+1]
-			i++
-		case a == "--arg" || a == "--argstr":
-			if err := need(i, 2, a); err != nil {
-				return nil, err
-			}
-			if a == "--arg" {
-				c.target.Args[args[i+1]] = args[i+2]
-			} else {
-				c.target.ArgStrs[args[i+1]] = args[i+2]
-			}
-			i += 2
-		case a == "--cache":
-			if err := need(i, 1, a); err != nil {
-				return nil, err
-			}
-			c.cacheDir = args[i+1]
-			i++
-		case a == "--from":
-			if err := need(i, 1, a); err != nil {
-				return nil, err
-			}
-			c.from = args[i+1]
-			i++
-		case a == "-o" || a == "--out-link":
-			if err := need(i, 1, a); err != nil {
-				return nil, err
-			}
-			c.outLink = args[i+1]
-			i++
-		case a == "--no-out-link":
-			c.noLink = true
-		case a == "--strict":
-			c.strict = true
-		case a == "--json":
-			c.json = true
-		case a == "-Q" || a == "--no-build-output":
-			c.quiet = true
-		case a == "-v" || a == "--verbose":
-			c.verbose = true
-		case a == "--no-check-sigs":
-			c.noCheckSigs = true
-		case a == "--insecure":
-			c.insecure = true
-		case isIn(a, boolFlags):
+			f.set(c, args[i+1:i+1+f.values])
+			i += f.values
+		case slices.Contains(boolFlags, a):
 			c.flags[a] = true
-		case isIn(a, valueFlags):
+		case slices.Contains(valueFlags, a):
 			if err := need(i, 1, a); err != nil {
 				return nil, err
 			}

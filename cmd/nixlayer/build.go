@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -56,25 +59,10 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", why)
 	}
-	for _, name := range sortedNames(res.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
 		fmt.Println(res.Outputs[name])
 	}
 	return nil
-}
-
-func sortedNames(m map[string]string) []string {
-	var names []string
-	for k := range m {
-		names = append(names, k)
-	}
-	for i := range names {
-		for j := i + 1; j < len(names); j++ {
-			if names[j] < names[i] {
-				names[i], names[j] = names[j], names[i]
-			}
-		}
-	}
-	return names
 }
 
 // printProgress reports phases on w as they start, are skipped and finish,
@@ -156,9 +144,7 @@ func cmdPlan(ctx context.Context, args []string) error {
 	}
 	nixBuilt := builtByNix(e.CacheDir(), p) // builds Nix ran itself (builds.go)
 	if c.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(planWithIndex{p, nixBuilt})
+		return printJSON(planWithIndex{p, nixBuilt})
 	}
 	fmt.Printf("%s  (%s)\n", p.Name, p.Drv)
 	if nixBuilt != nil {
@@ -170,9 +156,9 @@ func cmdPlan(ctx context.Context, args []string) error {
 	for _, ph := range p.Phases {
 		switch ph.Status {
 		case runner.StatusCached:
-			fmt.Printf("  ✓ %-20s cached   layer %s, %s, built in %s\n", ph.Name, ph.Layer.ID[:12], size(ph.Layer.Size), round(ph.Layer.Duration))
+			fmt.Printf("  ✓ %-20s cached   layer %s, %s, built in %s\n", ph.Name, layers.Short(ph.Layer.ID), layers.FormatSize(ph.Layer.Size), round(ph.Layer.Duration))
 		case runner.StatusForced:
-			fmt.Printf("  ! %-20s forced   layer %s: %s\n", ph.Name, ph.Layer.ID[:12], ph.Reason)
+			fmt.Printf("  ! %-20s forced   layer %s: %s\n", ph.Name, layers.Short(ph.Layer.ID), ph.Reason)
 		default:
 			fmt.Printf("  ▶ %-20s run      %s\n", ph.Name, ph.Reason)
 		}
@@ -194,17 +180,6 @@ func cmdPlan(ctx context.Context, args []string) error {
 	return nil
 }
 
-func size(n int64) string {
-	switch {
-	case n < 0:
-		return "size unknown"
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
-	default:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-}
-
 func cmdVerify(ctx context.Context, args []string) error {
 	c, err := parseArgs(args, nil, nil)
 	if err != nil {
@@ -221,13 +196,11 @@ func cmdVerify(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
+		if err := printJSON(v); err != nil {
 			return err
 		}
 	} else if v.Identical {
-		for _, name := range sortedNames(v.Layered) {
+		for _, name := range slices.Sorted(maps.Keys(v.Layered)) {
 			fmt.Printf("%s: identical to Nix's build (%s)\n", name, v.NARHash[name])
 		}
 	} else {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
@@ -17,35 +18,23 @@ import (
 // output, reuses no half-written layer and leaves the Nix store valid.
 func TestFaultInjection(t *testing.T) {
 	e := newEnv(t)
-	type fcase struct {
-		point string
-		// edit: the fault is injected into a resumed build after an edit.
-		edit bool
-	}
-	cases := []fcase{
-		{"in-phase", false},
-		{"after-phase", false},
-		{"before-name", false},
-		{"before-register", false},
-		{"after-register", false},
-		{"in-learn", true},
-		{"in-rewrite", true},
-	}
+	// These points are reached only by a resumed build after an edit.
+	afterEdit := map[string]bool{fault.InLearn: true, fault.InRewrite: true}
 	survived := 0
-	for _, c := range cases {
-		ok := t.Run(c.point, func(t *testing.T) {
+	for _, point := range fault.Points {
+		ok := t.Run(point, func(t *testing.T) {
 			f := fixture{attr: "embed", args: []string{"--argstr", "salt", e2etest.Salt()}}
-			if c.edit {
+			if afterEdit[point] {
 				e.mustBuild(f)
 				f = f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
 			}
 			cmd := exec.Command(nixlayerBin, append([]string{"build", "-Q", "--cache", e.cache}, f.cli()...)...)
 			cmd.Dir = e.dir
-			cmd.Env = append(os.Environ(), "NIXLAYER_FAULT="+c.point)
+			cmd.Env = append(os.Environ(), "NIXLAYER_FAULT="+point)
 			out, err := cmd.CombinedOutput()
 			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 			if err == nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("fault %s was not hit (err %v):\n%s", c.point, err, out)
+				t.Fatalf("fault %s was not hit (err %v):\n%s", point, err, out)
 			}
 			outs, stderr := e.mustBuild(f)
 			if !strings.HasPrefix(outs[0], nixstore.StoreDir()+"/") {
@@ -71,7 +60,7 @@ func TestFaultInjection(t *testing.T) {
 			survived++
 		}
 	}
-	t.Logf("fault injection: survived %d of %d kill -9 points", survived, len(cases))
+	t.Logf("fault injection: survived %d of %d kill -9 points", survived, len(fault.Points))
 }
 
 // TestFullDisk builds into a cache on a tiny filesystem: the build fails

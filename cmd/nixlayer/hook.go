@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/hook"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -80,7 +81,7 @@ func cmdPreBuildHook(ctx context.Context, args []string) error {
 		fmt.Fprintln(os.Stderr, "nixlayer pre-build-hook: expected the .drv path (set pre-build-hook in nix.conf; see nixlayer setup-nix)")
 		return nil
 	}
-	if err := hook.RecordStart(runner.DefaultCacheDir(), args[0], "nix"); err != nil {
+	if err := buildindex.RecordStart(runner.DefaultCacheDir(), args[0], buildindex.ByNix); err != nil {
 		fmt.Fprintf(os.Stderr, "nixlayer pre-build-hook: %v\n", err)
 	}
 	return nil
@@ -95,11 +96,10 @@ func cmdPostBuildHook(ctx context.Context, args []string) error {
 		return nil
 	}
 	cache := runner.DefaultCacheDir()
-	marker := filepath.Join(cache, "index", "hook-built", filepath.Base(drvPath))
-	if os.Remove(marker) == nil {
+	if buildindex.TakeHookBuilt(cache, drvPath) {
 		return nil
 	}
-	if err := hook.RecordEnd(cache, drvPath, "nix", "end", strings.Fields(os.Getenv("OUT_PATHS")), ""); err != nil {
+	if err := buildindex.RecordEnd(cache, drvPath, buildindex.ByNix, buildindex.EventEnd, strings.Fields(os.Getenv("OUT_PATHS")), ""); err != nil {
 		fmt.Fprintf(os.Stderr, "nixlayer post-build-hook: %v\n", err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -26,24 +27,18 @@ import (
 // as in nix-build FILE -A ATTR. hasPkg is
 // false when no package was named at all.
 func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string, hasPkg bool, err error) {
-	takes := map[string]int{"-A": 1, "--attr": 1, "-f": 1, "--file": 1, "-E": 1, "--expr": 1, "--cache": 1,
-		"--from": 1, "-o": 1, "--out-link": 1, "--arg": 2, "--argstr": 2}
-	for _, f := range valueFlags {
-		takes[f] = 1
-	}
-	explicit, fileGiven := false, false
-	for _, a := range args {
-		switch a {
-		case "-f", "--file", "-E", "--expr":
-			explicit, fileGiven = true, true
-		case "-A", "--attr":
-			explicit = true
+	takes := func(a string) (int, bool) {
+		if f, ok := commonFlags[a]; ok {
+			return f.values, f.values > 0
 		}
+		return 1, slices.Contains(valueFlags, a)
 	}
+	explicit := slices.ContainsFunc(args, func(a string) bool { return commonFlags[a].pkg })
+	fileGiven := slices.ContainsFunc(args, func(a string) bool { return commonFlags[a].pkg && a != "-A" && a != "--attr" })
 	var pkgArgs []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if n, ok := takes[a]; ok {
+		if n, ok := takes(a); ok {
 			end := min(i+n+1, len(args))
 			pkgArgs = append(pkgArgs, args[i:end]...)
 			i = end - 1
@@ -362,13 +357,13 @@ func printLayers(rows []runner.LayerRow) {
 		if r.Duration > 0 {
 			took = round(r.Duration)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Package, phase, status, layers.Short(r.ID), key, size(r.Size), size(r.Shared), age(r.Created), took)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Package, phase, status, layers.Short(r.ID), key, layers.FormatSize(r.Size), layers.FormatSize(r.Shared), age(r.Created), took)
 		if r.Size > 0 {
 			total += r.Size
 		}
 	}
 	tw.Flush()
-	fmt.Printf("%d layers, %s\n", len(rows), size(total))
+	fmt.Printf("%d layers, %s\n", len(rows), layers.FormatSize(total))
 }
 
 func age(t time.Time) string {
@@ -464,7 +459,7 @@ func cmdGC(ctx context.Context, args []string) error {
 		if res.DryRun {
 			verb = "would remove"
 		}
-		fmt.Printf("%s %d layers, freed %s (%d bytes); kept %d layers (%s)\n", verb, len(res.Removed), size(res.Freed), res.Freed, res.Kept, size(res.KeptBytes))
+		fmt.Printf("%s %d layers, freed %s (%d bytes); kept %d layers (%s)\n", verb, len(res.Removed), layers.FormatSize(res.Freed), res.Freed, res.Kept, layers.FormatSize(res.KeptBytes))
 		if len(res.InUse) > 0 {
 			fmt.Printf("left %d layers in use by a running build, a shell or a mount\n", len(res.InUse))
 		}
@@ -517,7 +512,7 @@ func cmdExport(ctx context.Context, args []string) error {
 	if res.SignedBy != "" {
 		signed = "signed by " + res.SignedBy
 	}
-	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s compressed, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, size(res.Bytes), signed, res.Dir, res.Ref)
+	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s compressed, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(res.Bytes), signed, res.Dir, res.Ref)
 	return nil
 }
 

@@ -38,6 +38,7 @@ Common flags: --cache DIR (default /var/cache/nixlayer as root,
 verified), --insecure (plain HTTP to registries).
 Layer caches: <cache>/config.json layerCaches, pushTo, trustedLayerKeys,
 secretKeyFile, insecureRegistries, registryTimeout (see README).
+Environment settings (NIXLAYER_*): docs/environment.md.
 `
 
 func main() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -34,7 +35,7 @@ func cmdPush(ctx context.Context, args []string) error {
 		signed = "signed by " + rep.SignedBy
 	}
 	fmt.Fprintf(os.Stderr, "nixlayer: pushed %d layers of %s (up to %s, %s) to %s: %d blobs sent (%s), %d already there; %s\n",
-		len(rep.Blobs), sel.Layer.Meta.DrvName, sel.Phase, size(rep.LayerBytes), rep.Target, rep.BlobsSent, size(rep.Uploaded), rep.BlobsSkipped, signed)
+		len(rep.Blobs), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(rep.LayerBytes), rep.Target, rep.BlobsSent, layers.FormatSize(rep.Uploaded), rep.BlobsSkipped, signed)
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -417,11 +418,13 @@ func TestLayerCacheKilledMidApply(t *testing.T) {
 	writeConfig(t, laptop.cache, runner.Config{LayerCaches: []string{repo}, TrustedLayerKeys: []string{pk}, InsecureRegistries: []string{reg.Addr}})
 	edited := f.with("--argstr", "postInstallExtra", "echo laptop > $out/laptop")
 
-	cmd := exec.Command(nixlayerBin, append([]string{"build", "-Q", "--no-out-link", "--cache", laptop.cache}, edited.cli()...)...)
-	cmd.Env = append(os.Environ(), "NIXLAYER_FAULT=in-apply")
-	out, err := cmd.CombinedOutput()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); err == nil || !ok || !ws.Signaled() {
-		t.Fatalf("the fault was not hit (%v):\n%s", err, out)
+	for _, point := range fault.PullPoints {
+		cmd := exec.Command(nixlayerBin, append([]string{"build", "-Q", "--no-out-link", "--cache", laptop.cache}, edited.cli()...)...)
+		cmd.Env = append(os.Environ(), "NIXLAYER_FAULT="+point)
+		out, err := cmd.CombinedOutput()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); err == nil || !ok || !ws.Signaled() {
+			t.Fatalf("fault %s was not hit (%v):\n%s", point, err, out)
+		}
 	}
 	res, progress := laptop.buildJSON(edited)
 	if got := strings.Join(res.Reused, " "); got != "unpackPhase patchPhase configurePhase buildPhase checkPhase" || !res.InStore {

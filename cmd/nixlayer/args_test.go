@@ -1,0 +1,57 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func TestParseArgs(t *testing.T) {
+	c, err := parseArgs([]string{"/p/x.nix", "-A", "hello", "--arg", "n", "2", "--argstr", "s", "y", "--cache", "/c",
+		"--from", "installPhase", "-o", "r", "--strict", "--json", "-Q", "-v", "--exact", "--at", "build", "extra"},
+		[]string{"--exact"}, []string{"--at"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := c.target
+	if tg.File != "/p/x.nix" || tg.Attr != "hello" || tg.Args["n"] != "2" || tg.ArgStrs["s"] != "y" || c.cacheDir != "/c" ||
+		c.from != "installPhase" || c.outLink != "r" || !c.strict || !c.json || !c.quiet || !c.verbose || !c.flags["--exact"] ||
+		c.value("--at") != "build" || !reflect.DeepEqual(c.extra, []string{"--at", "build", "extra"}) {
+		t.Errorf("parseArgs: %+v", c)
+	}
+	for _, bad := range [][]string{{"-A"}, {"--arg", "n"}, {"-f", "x.nix", "--bogus"}} {
+		if _, err := parseArgs(bad, nil, nil); err == nil {
+			t.Errorf("parseArgs(%q) accepted", bad)
+		}
+	}
+}
+
+func TestInspectArgs(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "default.nix"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	def := filepath.Join(dir, "default.nix")
+	for _, c := range []struct {
+		args   []string
+		pos    []string
+		hasPkg bool
+		file   string
+	}{
+		{[]string{"/p/x.nix", "installPhase"}, []string{"installPhase"}, true, "/p/x.nix"},
+		{[]string{"installPhase", "/p/x.nix"}, []string{"installPhase", "/p/x.nix"}, false, ""},
+		{[]string{"--json", "-A", "x", "--at", "configure", "/mnt/a"}, []string{"/mnt/a"}, true, def},
+		{[]string{"--keep-last", "2", "--argstr", "-A", "x"}, nil, true, def}, // -A anywhere names the package
+		{[]string{"-f", "/p/x.nix", "/p/y.nix"}, []string{"/p/y.nix"}, true, "/p/x.nix"},
+	} {
+		cm, pos, hasPkg, err := inspectArgs(c.args, []string{"--keep"}, []string{"--at", "--keep-last"})
+		if err != nil {
+			t.Fatalf("inspectArgs(%q): %v", c.args, err)
+		}
+		if !reflect.DeepEqual(pos, c.pos) || hasPkg != c.hasPkg || cm.target.File != c.file {
+			t.Errorf("inspectArgs(%q) = pos %q, hasPkg %v, file %q; want %q, %v, %q", c.args, pos, hasPkg, cm.target.File, c.pos, c.hasPkg, c.file)
+		}
+	}
+}
