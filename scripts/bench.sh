@@ -59,9 +59,9 @@ if command -v docker-registry >/dev/null; then
     nix-store --generate-binary-cache-key bench-ci-1 "$work/sk" "$work/pk"
     printf '{"insecureRegistries":["127.0.0.1:%s"],"secretKeyFile":"%s"}' "$port" "$work/sk" >"$cache/config.json"
     printf '{"layerCaches":["%s"],"trustedLayerKeys":["%s"],"insecureRegistries":["127.0.0.1:%s"]}' "$repo" "$(cat "$work/pk")" "$port" >"$work/laptop/config.json"
-    s=$(date +%s.%N); "$nl" push --json --cache "$cache" "$repo" $(pkg "nl-$salt") >"$work/push1.json" 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }; e=$(date +%s.%N)
+    s=$(date +%s.%N); "$nl" push --json --cache "$cache" "$repo" -f $(pkg "nl-$salt") >"$work/push1.json" 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }; e=$(date +%s.%N)
     t_push=$(echo "$e - $s" | bc)
-    "$nl" push --json --cache "$cache" "$repo" $(pkg "nl-$salt") >"$work/push2.json" 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
+    "$nl" push --json --cache "$cache" "$repo" -f $(pkg "nl-$salt") >"$work/push2.json" 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
     field() { grep -o "\"$1\": *[0-9]*" "$2" | head -n1 | grep -o '[0-9]*$'; }
     pedit=(--argstr postInstallExtra 'echo laptop > $out/laptop')
     t_pull=$(secs "$nl" build -Q --cache "$work/laptop" --no-out-link $(pkg "nl-$salt") "${pedit[@]}") || exit 1

@@ -21,10 +21,9 @@ import (
 // export, import. Each takes the package like nixlayer build does.
 
 // inspectArgs splits a command line into the package (as parseArgs reads
-// it) and the command's positional arguments. A positional argument is
-// the package file only when no -f/-E is given and it looks like one (a
-// .drv, a .nix file, or a directory with default.nix); -A may go with it,
-// as in nix-build FILE -A ATTR. hasPkg is
+// it) and the command's positional arguments. The first positional
+// argument is the package only when no -f/-E is given and it looks like
+// one (a .drv, a .nix file, or a directory with default.nix). hasPkg is
 // false when no package was named at all.
 func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string, hasPkg bool, err error) {
 	takes := func(a string) (int, bool) {
@@ -34,7 +33,6 @@ func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string,
 		return 1, slices.Contains(valueFlags, a)
 	}
 	explicit := slices.ContainsFunc(args, func(a string) bool { return commonFlags[a].pkg })
-	fileGiven := slices.ContainsFunc(args, func(a string) bool { return commonFlags[a].pkg && a != "-A" && a != "--attr" })
 	var pkgArgs []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -48,8 +46,7 @@ func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string,
 			pkgArgs = append(pkgArgs, a)
 			continue
 		}
-		// FILE -A ATTR as nix-build takes it; a push names the registry first.
-		if !fileGiven && !hasPkg && looksLikePackage(a) {
+		if !explicit && !hasPkg && len(pos) == 0 && looksLikePackage(a) {
 			pkgArgs = append(pkgArgs, a)
 			hasPkg = true
 			continue

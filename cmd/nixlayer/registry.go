@@ -4,26 +4,55 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
+// registryRef takes the REF of a push or pull out of its arguments: the
+// first argument that is neither a flag nor a flag's value (the package,
+// if any, follows it).
+func registryRef(args, valueFlags []string, usage string) (string, []string, error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if f, ok := commonFlags[a]; ok {
+			i += f.values
+			continue
+		}
+		if slices.Contains(valueFlags, a) {
+			i++
+			continue
+		}
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		return a, append(slices.Clone(args[:i]), args[i+1:]...), nil
+	}
+	return "", nil, fmt.Errorf("usage: %s", usage)
+}
+
 // nixlayer push REF [PKG] [--at PHASE] [--sign-key FILE]
 func cmdPush(ctx context.Context, args []string) error {
+	const usage = "nixlayer push REGISTRY/REPO[:TAG] [PACKAGE] [--at PHASE] [--sign-key FILE]"
+	ref, args, err := registryRef(args, []string{"--at", "--sign-key"}, usage)
+	if err != nil {
+		return err
+	}
 	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--sign-key"})
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("usage: nixlayer push REGISTRY/REPO[:TAG] [PACKAGE] [--at PHASE] [--sign-key FILE]")
+	if len(pos) != 0 {
+		return fmt.Errorf("usage: %s", usage)
 	}
 	sel, e, err := c.selectChain(ctx)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	rep, err := e.Push(ctx, sel.Layer.ID, pos[0], runner.PushOptions{KeyFile: c.value("--sign-key")})
+	rep, err := e.Push(ctx, sel.Layer.ID, ref, runner.PushOptions{KeyFile: c.value("--sign-key")})
 	if err != nil {
 		return err
 	}
@@ -39,21 +68,26 @@ func cmdPush(ctx context.Context, args []string) error {
 	return nil
 }
 
-// nixlayer pull REF PKG
+// nixlayer pull REF [PKG]
 func cmdPull(ctx context.Context, args []string) error {
+	const usage = "nixlayer pull REGISTRY/REPO[:TAG] [PACKAGE]"
+	ref, args, err := registryRef(args, nil, usage)
+	if err != nil {
+		return err
+	}
 	c, pos, _, err := inspectArgs(args, nil, nil)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("usage: nixlayer pull REGISTRY/REPO[:TAG] PACKAGE")
+	if len(pos) != 0 {
+		return fmt.Errorf("usage: %s", usage)
 	}
 	p, e, err := c.openPkg(ctx)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	rep, err := e.Pull(ctx, p.DrvPath, pos[0], printProgress(os.Stderr))
+	rep, err := e.Pull(ctx, p.DrvPath, ref, printProgress(os.Stderr))
 	if err != nil {
 		return err
 	}
