@@ -141,19 +141,19 @@ func (e *Engine) pushBuilt(ctx context.Context, top string, progress func(Event)
 	if err != nil || rs.cfg.PushTo == "" || top == "" {
 		return
 	}
-	progress(Event{Kind: eventPush, Message: "pushing the chain to " + rs.cfg.PushTo})
+	progress(Event{Kind: EventPush, Message: "pushing the chain to " + rs.cfg.PushTo})
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rep, err := e.Push(pctx, top, rs.cfg.PushTo, PushOptions{})
 	if err != nil {
-		progress(Event{Kind: eventWarning, Message: "push failed: " + oneLine(err)})
+		progress(Event{Kind: EventWarning, Message: "push failed: " + oneLine(err)})
 		return
 	}
 	signed := "unsigned"
 	if rep.SignedBy != "" {
 		signed = "signed by " + rep.SignedBy
 	}
-	progress(Event{Kind: eventPushed, Bytes: rep.Uploaded, Elapsed: rep.Duration, Message: fmt.Sprintf("pushed %s to %s: %d layers (%s), %s sent, %s", span(rep.Phases), rep.Target, len(rep.Blobs), layers.FormatSize(rep.LayerBytes), layers.FormatSize(rep.Uploaded), signed)})
+	progress(Event{Kind: EventPushed, Bytes: rep.Uploaded, Elapsed: rep.Duration, Message: fmt.Sprintf("pushed %s to %s: %d layers (%s), %s sent, %s", span(rep.Phases), rep.Target, len(rep.Blobs), layers.FormatSize(rep.LayerBytes), layers.FormatSize(rep.Uploaded), signed)})
 }
 
 // jsonEqual compares two values by their JSON form.

@@ -26,15 +26,6 @@ import (
 // warning line and the build goes on locally. After a build (and after
 // learning a path map) the new chain is pushed to pushTo.
 
-// Event kinds of layer caches.
-const (
-	eventPull    = "pull"    // a pull starts: what, from where, how big
-	eventPulled  = "pulled"  // a pull ended: Bytes downloaded
-	eventPush    = "push"    // a push starts
-	eventPushed  = "pushed"  // a push ended: Bytes uploaded
-	eventWarning = "warning" // a layer cache failed; the build goes on without it
-)
-
 // ociBlobKey names the layer data recording the layer's blob as last pushed
 // or pulled, so pushing it again compresses and sends nothing.
 const ociBlobKey = "oci-blob"
@@ -167,7 +158,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 	}
 	rs, err := e.remoteSettings()
 	if err != nil {
-		progress(Event{Kind: eventWarning, Message: "layer caches not used: " + err.Error()})
+		progress(Event{Kind: EventWarning, Message: "layer caches not used: " + err.Error()})
 		return plan
 	}
 	if len(rs.cfg.LayerCaches) == 0 {
@@ -180,7 +171,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 	for _, ref := range rs.cfg.LayerCaches {
 		src, _, err := e.registrySource(rs, ref)
 		if err != nil {
-			progress(Event{Kind: eventWarning, Message: fmt.Sprintf("layer cache %s: %v", ref, err)})
+			progress(Event{Kind: EventWarning, Message: fmt.Sprintf("layer cache %s: %v", ref, err)})
 			continue
 		}
 		lctx, cancel := context.WithTimeout(ctx, rs.timeout)
@@ -190,7 +181,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 			return plan
 		}
 		if err != nil {
-			progress(Event{Kind: eventWarning, Message: fmt.Sprintf("layer cache %s unreachable (%s); building locally", src, oneLine(ocichain.Hint(err)))})
+			progress(Event{Kind: EventWarning, Message: fmt.Sprintf("layer cache %s unreachable (%s); building locally", src, oneLine(ocichain.Hint(err)))})
 			continue
 		}
 		if n == 0 {
@@ -201,7 +192,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 			if ctx.Err() != nil {
 				return plan
 			}
-			progress(Event{Kind: eventWarning, Message: fmt.Sprintf("layer cache %s: %s; building locally", src, oneLine(ocichain.Hint(err)))})
+			progress(Event{Kind: EventWarning, Message: fmt.Sprintf("layer cache %s: %s; building locally", src, oneLine(ocichain.Hint(err)))})
 			continue
 		}
 		e.log.Debug("pulled", zap.String("from", rep.Source), zap.Int("layers", rep.Layers), zap.Int64("bytes", rep.Bytes))
@@ -421,7 +412,7 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 		return nil, fmt.Errorf("refused: the layers unpack to %s, the cache's filesystem has %s free", layers.FormatSize(rep.TarBytes), layers.FormatSize(free))
 	}
 	pkg := c.Records[top].Meta.DrvName
-	progress(Event{Kind: eventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(fetched), pkg, src, len(idx), layers.FormatSize(size))})
+	progress(Event{Kind: EventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(fetched), pkg, src, len(idx), layers.FormatSize(size))})
 	tmp, err := os.MkdirTemp(e.opts.CacheDir, pullTmpPrefix)
 	if err != nil {
 		return nil, err
@@ -470,7 +461,7 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 	if rep.Neutralise != "" {
 		msg += "; " + rep.Neutralise
 	}
-	progress(Event{Kind: eventPulled, Bytes: rep.Bytes, Elapsed: rep.Duration, Message: msg})
+	progress(Event{Kind: EventPulled, Bytes: rep.Bytes, Elapsed: rep.Duration, Message: msg})
 	return rep, nil
 }
 

@@ -87,7 +87,7 @@ func cmdPull(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	rep, err := e.Pull(ctx, p.DrvPath, ref, printProgress(os.Stderr))
+	rep, err := e.Pull(ctx, p.DrvPath, ref, printProgress(os.Stderr, c))
 	if err != nil {
 		return err
 	}
