@@ -128,7 +128,7 @@ func what(m layers.Meta) string {
 	if m.Phase != "" {
 		return m.Phase
 	}
-	return m.Note
+	return string(m.KindOf())
 }
 
 // pushLayer makes sure the target has the layer's blob; it reports

@@ -288,7 +288,7 @@ func matchPlan(c *ocichain.Chain, plan *Plan, outputs map[string]string, n int) 
 		m := r.Meta
 		if m.Key == "" {
 			// A rewrite layer between phases (a resumed build's chain).
-			if m.Phase != "" || m.Status != layers.StatusDerived || (m.Verified != nil && !*m.Verified) {
+			if m.KindOf() != layers.KindRewrite || m.Status != layers.StatusDerived || (m.Verified != nil && !*m.Verified) {
 				return 0, fmt.Errorf("layer %d of the chain (%s) has no cache key and is not an exact rewrite", i+1, what(m))
 			}
 		} else {
@@ -305,7 +305,7 @@ func matchPlan(c *ocichain.Chain, plan *Plan, outputs map[string]string, n int) 
 				}
 				return 0, fmt.Errorf("the layer for %s records key %s, this build computes %s", orPhase(m.Phase, ph.Name), shortKey(m.Key), shortKey(ph.Key))
 			}
-			if m.Status != layers.StatusComplete || (m.Verified != nil && !*m.Verified) {
+			if m.KindOf() != layers.KindPhase || m.Status != layers.StatusComplete || (m.Verified != nil && !*m.Verified) {
 				return 0, fmt.Errorf("the layer for %s is %s and not verified", ph.Name, m.Status)
 			}
 			next++
@@ -332,7 +332,7 @@ func what(m layers.Meta) string {
 	if m.Phase != "" {
 		return m.Phase
 	}
-	return m.Note
+	return string(m.KindOf())
 }
 
 func shortKey(key string) string {

@@ -116,7 +116,7 @@ func TestMatchPlan(t *testing.T) {
 	// A resumed build's chain has a rewrite layer between phases.
 	c := testChain(keys, 4)
 	yes := true
-	rw := ocichain.Record{Meta: layers.Meta{Status: layers.StatusDerived, Note: "rewrite: learned", Verified: &yes, Outputs: map[string]string{"out": curOut}}}
+	rw := ocichain.Record{Meta: layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived, Note: "rewrite: learned", Verified: &yes, Outputs: map[string]string{"out": curOut}}}
 	c.Records = append(c.Records[:2], append([]ocichain.Record{rw}, c.Records[2:]...)...)
 	if top, err := matchPlan(c, plan, outs, 4); err != nil || top != 4 {
 		t.Fatalf("a chain with a rewrite layer: top %d, %v", top, err)
