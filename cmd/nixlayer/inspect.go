@@ -503,11 +503,7 @@ func cmdExport(ctx context.Context, args []string) error {
 	if c.json {
 		return printJSON(res)
 	}
-	signed := "unsigned"
-	if res.SignedBy != "" {
-		signed = "signed by " + res.SignedBy
-	}
-	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s compressed, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(res.Bytes), signed, res.Dir, res.Ref)
+	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s compressed, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(res.Bytes), signedBy(res.SignedBy), res.Dir, res.Ref)
 	return nil
 }
 

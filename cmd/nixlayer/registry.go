@@ -59,12 +59,8 @@ func cmdPush(ctx context.Context, args []string) error {
 	if c.json {
 		return printJSON(rep)
 	}
-	signed := "UNSIGNED (pulls refuse it without --no-check-sigs; set secretKeyFile or --sign-key)"
-	if rep.SignedBy != "" {
-		signed = "signed by " + rep.SignedBy
-	}
 	fmt.Fprintf(os.Stderr, "nixlayer: pushed %d layers of %s (up to %s, %s) to %s: %d blobs sent (%s), %d already there; %s\n",
-		len(rep.Blobs), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(rep.LayerBytes), rep.Target, rep.BlobsSent, layers.FormatSize(rep.Uploaded), rep.BlobsSkipped, signed)
+		len(rep.Blobs), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(rep.LayerBytes), rep.Target, rep.BlobsSent, layers.FormatSize(rep.Uploaded), rep.BlobsSkipped, signedBy(rep.SignedBy))
 	return nil
 }
 
@@ -105,4 +101,12 @@ func orAll(phases []string) string {
 		return "every phase"
 	}
 	return phases[0] + "…" + phases[len(phases)-1]
+}
+
+// signedBy says who signed a pushed or exported chain.
+func signedBy(key string) string {
+	if key == "" {
+		return "UNSIGNED (pulls refuse it without --no-check-sigs; set secretKeyFile in config.json or --sign-key)"
+	}
+	return "signed by " + key
 }

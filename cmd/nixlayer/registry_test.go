@@ -81,6 +81,45 @@ func linesWith(s, sub string) []string {
 
 const allPhases = "unpackPhase patchPhase configurePhase buildPhase checkPhase installPhase fixupPhase installCheckPhase distPhase"
 
+// team is a registry and a CI cache that pushes to it, signing with a key
+// made by Nix.
+type team struct {
+	t    *testing.T
+	ci   *env
+	reg  *e2etest.Registry
+	repo string
+	pk   string // CI's public key
+}
+
+// newTeam starts the registry (with basic auth: the credentials go into a
+// docker config that $DOCKER_CONFIG names) and configures CI to push there.
+func newTeam(t *testing.T, auth bool) *team {
+	tm := &team{t: t, ci: newEnv(t), reg: e2etest.StartRegistry(t, auth)}
+	if auth {
+		dir := t.TempDir()
+		tm.reg.Login(dir)
+		t.Setenv("DOCKER_CONFIG", dir)
+	}
+	sk, pk := binaryCacheKey(t, "ci-"+e2etest.Salt())
+	tm.repo, tm.pk = tm.reg.Repo("team/layers"), pk
+	writeConfig(t, tm.ci.cache, runner.Config{PushTo: tm.repo, SecretKeyFile: sk, InsecureRegistries: []string{tm.reg.Addr}})
+	return tm
+}
+
+// laptop is an empty cache that pulls from the registry at addr (the
+// registry itself when ""), trusting the key trusted.
+func (tm *team) laptop(addr, trusted string) *env {
+	e := &env{t: tm.t, dir: tm.ci.dir, cache: tm.t.TempDir()}
+	repo := tm.repo
+	if addr == "" {
+		addr = tm.reg.Addr
+	} else {
+		repo = addr + "/team/layers"
+	}
+	writeConfig(tm.t, e.cache, runner.Config{LayerCaches: []string{repo}, TrustedLayerKeys: []string{trusted}, InsecureRegistries: []string{addr}, RegistryTimeout: "3s"})
+	return e
+}
+
 // Done when 1: CI builds cold and pushes (the path map after learning);
 // the laptop, with an empty cache, edits postInstall: it pulls
 // unpack…check, resumes from installPhase, and its result is exact,
@@ -88,16 +127,9 @@ const allPhases = "unpackPhase patchPhase configurePhase buildPhase checkPhase i
 // auth, read from the standard docker config. Pushing the same chain again
 // sends nothing.
 func TestLayerCacheCIToLaptop(t *testing.T) {
-	ci := newEnv(t)
-	reg := e2etest.StartRegistry(t, true)
-	auth := t.TempDir()
-	reg.Login(auth)
-	t.Setenv("DOCKER_CONFIG", auth)
-	sk, pk := binaryCacheKey(t, "ci-"+e2etest.Salt())
-	repo := reg.Repo("team/layers")
-	writeConfig(t, ci.cache, runner.Config{PushTo: repo, SecretKeyFile: sk, InsecureRegistries: []string{reg.Addr}})
-	laptop := &env{t: t, dir: ci.dir, cache: t.TempDir()}
-	writeConfig(t, laptop.cache, runner.Config{LayerCaches: []string{repo}, TrustedLayerKeys: []string{pk}, InsecureRegistries: []string{reg.Addr}})
+	tm := newTeam(t, true)
+	ci, repo := tm.ci, tm.repo
+	laptop := tm.laptop("", tm.pk)
 
 	f := smallHello(e2etest.Salt())
 	_, stderr := ci.mustBuild(f, "--no-out-link")
@@ -154,21 +186,13 @@ func TestLayerCacheCIToLaptop(t *testing.T) {
 // layer whose key differs from the one computed here are each refused with
 // a one-line reason; the build runs locally and its result is Nix's.
 func TestLayerCacheRefusals(t *testing.T) {
-	ci := newEnv(t)
-	reg := e2etest.StartRegistry(t, false)
-	sk, pk := binaryCacheKey(t, "ci-"+e2etest.Salt())
+	tm := newTeam(t, false)
+	ci, reg, pk := tm.ci, tm.reg, tm.pk
 	_, otherPK := binaryCacheKey(t, "someone-"+e2etest.Salt())
-	repo := reg.Repo("layers")
-	writeConfig(t, ci.cache, runner.Config{PushTo: repo, SecretKeyFile: sk, InsecureRegistries: []string{reg.Addr}})
 	f := smallHello(e2etest.Salt())
 	ci.mustBuild(f, "--no-out-link")
 	edited := f.with("--argstr", "postInstallExtra", "echo laptop > $out/laptop")
-
-	laptop := func(trusted string) *env {
-		e := &env{t: t, dir: ci.dir, cache: t.TempDir()}
-		writeConfig(t, e.cache, runner.Config{LayerCaches: []string{repo}, TrustedLayerKeys: []string{trusted}, InsecureRegistries: []string{reg.Addr}})
-		return e
-	}
+	laptop := func(trusted string) *env { return tm.laptop("", trusted) }
 	refused := func(e *env, g fixture, reason string) *runner.Result {
 		t.Helper()
 		res, progress := e.buildJSON(g)
@@ -192,12 +216,12 @@ func TestLayerCacheRefusals(t *testing.T) {
 	lap := laptop(pk)
 	plan := lap.plan(g)
 	ciPlan := ci.plan(f)
-	retag(t, reg, "layers", "nl-"+ciPlan.Phases[4].Key, "nl-"+plan.Phases[0].Key)
+	retag(t, reg, "team/layers", "nl-"+ciPlan.Phases[4].Key, "nl-"+plan.Phases[0].Key)
 	refused(lap, g, "the layer for unpackPhase records key "+ciPlan.Phases[0].Key[:12]+", this build computes "+plan.Phases[0].Key[:12])
 
 	// A blob changed in the registry's storage.
 	var desc struct{ Layers []struct{ Digest string } }
-	manifest(t, reg, "layers", "nl-"+ciPlan.Phases[4].Key, &desc)
+	manifest(t, reg, "team/layers", "nl-"+ciPlan.Phases[4].Key, &desc)
 	blob := reg.Blob(desc.Layers[3].Digest) // buildPhase
 	data, err := os.ReadFile(blob)
 	if err != nil {
@@ -252,20 +276,14 @@ func manifest(t *testing.T, reg *e2etest.Registry, repo, tag string, v any) {
 // build completes locally with Nix's result, and nothing half-pulled stays
 // in the cache to be reused.
 func TestLayerCacheStoppedMidPull(t *testing.T) {
-	ci := newEnv(t)
-	reg := e2etest.StartRegistry(t, false)
-	sk, pk := binaryCacheKey(t, "ci-"+e2etest.Salt())
-	repo := reg.Repo("layers")
-	writeConfig(t, ci.cache, runner.Config{PushTo: repo, SecretKeyFile: sk, InsecureRegistries: []string{reg.Addr}})
+	tm := newTeam(t, false)
 	f := smallHello(e2etest.Salt())
-	ci.mustBuild(f, "--no-out-link")
+	tm.ci.mustBuild(f, "--no-out-link")
 
 	// The laptop reaches the registry through a proxy that stops it in
-	// the middle of the first sizeable blob.
-	proxy := &cutProxy{target: reg.Addr, stop: reg.Stop, after: 4096}
-	addr := proxy.start(t)
-	laptop := &env{t: t, dir: ci.dir, cache: t.TempDir()}
-	writeConfig(t, laptop.cache, runner.Config{LayerCaches: []string{addr + "/layers"}, TrustedLayerKeys: []string{pk}, InsecureRegistries: []string{addr}, RegistryTimeout: "3s"})
+	// the middle of the first sizeable layer blob.
+	proxy := &cutProxy{target: tm.reg.Addr, stop: tm.reg.Stop, after: 4096}
+	laptop := tm.laptop(proxy.start(t), tm.pk)
 	edited := f.with("--argstr", "postInstallExtra", "echo laptop > $out/laptop")
 	res, progress := laptop.buildJSON(edited)
 	if !proxy.cut() {
@@ -404,18 +422,13 @@ func (p *cutProxy) serve(w http.ResponseWriter, r *http.Request) {
 // marked running and is removed by the next run, which pulls what is
 // missing and resumes with an exact, registered result.
 func TestLayerCacheKilledMidApply(t *testing.T) {
-	ci := newEnv(t)
-	reg := e2etest.StartRegistry(t, false)
-	sk, pk := binaryCacheKey(t, "ci-"+e2etest.Salt())
-	repo := reg.Repo("layers")
-	writeConfig(t, ci.cache, runner.Config{PushTo: repo, SecretKeyFile: sk, InsecureRegistries: []string{reg.Addr}})
+	tm := newTeam(t, false)
 	f := smallHello(e2etest.Salt())
-	ci.mustBuild(f, "--no-out-link")
-	if r := ci.nixlayer(append([]string{"learn"}, f.cli()...)...); r.Err != nil {
+	tm.ci.mustBuild(f, "--no-out-link")
+	if r := tm.ci.nixlayer(append([]string{"learn"}, f.cli()...)...); r.Err != nil {
 		t.Fatalf("learn: %v\n%s", r.Err, r.Stderr)
 	}
-	laptop := &env{t: t, dir: ci.dir, cache: t.TempDir()}
-	writeConfig(t, laptop.cache, runner.Config{LayerCaches: []string{repo}, TrustedLayerKeys: []string{pk}, InsecureRegistries: []string{reg.Addr}})
+	laptop := tm.laptop("", tm.pk)
 	edited := f.with("--argstr", "postInstallExtra", "echo laptop > $out/laptop")
 
 	for _, point := range fault.PullPoints {
