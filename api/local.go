@@ -190,7 +190,7 @@ func (l *Local) Import(ctx context.Context, req ImportRequest, out Output) ([]ru
 	if l.opts.Untrusted {
 		return nil, fmt.Errorf("nixlayer import: %w (Nix's trusted-users); %s is not", ErrNotTrusted, l.opts.User)
 	}
-	return l.e.Import(req.Dir, req.Ref)
+	return l.e.Import(ctx, req.Dir, req.Ref)
 }
 
 func (l *Local) Close() error {

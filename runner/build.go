@@ -121,6 +121,8 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if err != nil {
 		return nil, err
 	}
+	// Phases missing here may be in a layer cache (config.json layerCaches).
+	plan = e.pullMissing(ctx, j, plan, bo.PlanOptions, progress)
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
@@ -235,6 +237,9 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	res.TopLayer = parent
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
+	}
+	if res.Verified && len(res.Ran) > 0 {
+		e.pushBuilt(ctx, res.TopLayer, progress) // config.json pushTo (CI)
 	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
 	if gc, err := e.AutoGC(ctx); err != nil {

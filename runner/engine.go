@@ -31,6 +31,12 @@ type Options struct {
 	// runner learns each chain's path-dependency map and rewrites exactly.
 	Rewriter rewrite.Rewriter
 	Logger   *zap.Logger
+	// NoCheckSigs accepts pulled chains no trusted key signed; their layers
+	// are marked not verified (results stay out of the Nix store).
+	NoCheckSigs bool
+	// Insecure talks plain HTTP to every registry (else only to the
+	// config's insecureRegistries).
+	Insecure bool
 }
 
 // Engine runs plans and builds against one cache.
@@ -115,6 +121,7 @@ func (e *Engine) claimCache() error {
 	e.inUse = f
 	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 		e.releaseOrphanMounts()
+		e.removeTransferLeftovers()
 	}
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
 }

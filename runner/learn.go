@@ -116,13 +116,20 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 	defer unlock()
 	if e.storedMap(top) != nil {
 		progress(Event{Kind: EventLearned, Message: "path maps already learned"})
+		e.pushBuilt(ctx, top, progress)
 		return nil
 	}
 	chain, err := e.phaseChain(top, len(plan.Phases))
 	if err != nil {
 		return err
 	}
-	return e.learnChain(ctx, j, plan, chain, progress)
+	if err := e.learnChain(ctx, j, plan, chain, progress); err != nil {
+		return err
+	}
+	// The path maps travel with the chain: push it again (the blobs are
+	// there already; only the records change).
+	e.pushBuilt(ctx, top, progress)
+	return nil
 }
 
 // learnChain runs the chain's phases again with synthetic output paths and

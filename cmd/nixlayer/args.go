@@ -31,6 +31,10 @@ type common struct {
 	outLink  string
 	extra    []string // flags this command handles itself
 	flags    map[string]bool
+	// Layer caches: accept chains without a trusted signature (marked not
+	// verified); plain HTTP to every registry.
+	noCheckSigs bool
+	insecure    bool
 }
 
 // commonFlag is one of the flags every package command takes.
@@ -57,6 +61,8 @@ var commonFlags = indexFlags([]commonFlag{
 	{[]string{"--json"}, 0, false, func(c *common, _ []string) { c.json = true }},
 	{[]string{"-Q", "--no-build-output"}, 0, false, func(c *common, _ []string) { c.quiet = true }},
 	{[]string{"-v", "--verbose"}, 0, false, func(c *common, _ []string) { c.verbose = true }},
+	{[]string{"--no-check-sigs"}, 0, false, func(c *common, _ []string) { c.noCheckSigs = true }},
+	{[]string{"--insecure"}, 0, false, func(c *common, _ []string) { c.insecure = true }},
 })
 
 func indexFlags(flags []commonFlag) map[string]commonFlag {
@@ -151,7 +157,7 @@ func (c *common) logger() *zap.Logger {
 // (who owns the shared cache), else `nixlayer daemon`.
 func (c *common) service(ctx context.Context) (api.Service, error) {
 	if os.Geteuid() == 0 {
-		return api.OpenLocal(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
+		return api.OpenLocal(runner.Options{CacheDir: c.cacheDir, Logger: c.logger(), NoCheckSigs: c.noCheckSigs, Insecure: c.insecure})
 	}
 	if c.cacheDir != "" {
 		return nil, fmt.Errorf("--cache is for root: other users build through the nixlayer daemon, which owns the shared cache")
@@ -165,7 +171,7 @@ func (c *common) engine() (*runner.Engine, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("this command works on the cache directly and needs root (other users: nixlayer build, plan, shell, ls, log, verify, learn, status go through the nixlayer daemon)")
 	}
-	return runner.Open(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
+	return runner.Open(runner.Options{CacheDir: c.cacheDir, Logger: c.logger(), NoCheckSigs: c.noCheckSigs, Insecure: c.insecure})
 }
 
 // drvPath instantiates the target to exactly one derivation.

@@ -480,20 +480,42 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// nixlayer export PKG DIR [--at PHASE] [--tag REF]
+// nixlayer export PKG DIR [--at PHASE] [--tag REF] [--sign-key FILE]
 func cmdExport(ctx context.Context, args []string) error {
-	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--tag"})
+	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--tag", "--sign-key"})
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF]")
+		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF] [--sign-key FILE]")
 	}
-	p, e, err := c.openPkg(ctx)
+	sel, e, err := c.selectChain(ctx)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
+	ref := c.value("--tag")
+	if ref == "" {
+		ref = sel.Layer.Meta.DrvName
+	}
+	res, err := e.Export(ctx, sel.Layer.ID, pos[0], ref, c.value("--sign-key"))
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(res)
+	}
+	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s compressed, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(res.Bytes), signedBy(res.SignedBy), res.Dir, res.Ref)
+	return nil
+}
+
+// selectChain opens the cache and selects the top of the chain a command
+// works on: the layer after --at PHASE, or the package's top.
+func (c *common) selectChain(ctx context.Context) (*runner.Selected, *runner.Engine, error) {
+	p, e, err := c.openPkg(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	var sel *runner.Selected
 	if at := c.value("--at"); at != "" {
 		sel, err = e.Select(ctx, p, at, os.Stderr)
@@ -501,22 +523,11 @@ func cmdExport(ctx context.Context, args []string) error {
 		sel, err = e.Top(ctx, p, os.Stderr)
 	}
 	if err != nil {
-		return err
+		e.Close()
+		return nil, nil, err
 	}
 	note(sel)
-	ref := c.value("--tag")
-	if ref == "" {
-		ref = sel.Layer.Meta.DrvName
-	}
-	res, err := e.Export(sel.Layer.ID, pos[0], ref)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(res)
-	}
-	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(res.Bytes), res.Dir, res.Ref)
-	return nil
+	return sel, e, nil
 }
 
 // nixlayer import DIR [--tag REF]
@@ -545,7 +556,11 @@ func cmdImport(ctx context.Context, args []string) error {
 		return printJSON(res)
 	}
 	for _, r := range res {
-		fmt.Fprintf(os.Stderr, "nixlayer: imported %s: %d layers new, %d already cached\n", r.Ref, r.Created, r.Reused)
+		trust := "signed by " + r.SignedBy
+		if !r.Verified {
+			trust = "NOT VERIFIED (" + r.Untrusted + "): results resting on them stay out of the Nix store"
+		}
+		fmt.Fprintf(os.Stderr, "nixlayer: imported %s: %d layers new, %d already cached; %s\n", r.Ref, r.Created, r.Reused, trust)
 	}
 	return nil
 }
