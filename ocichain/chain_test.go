@@ -148,3 +148,62 @@ func TestPushLookupOpen(t *testing.T) {
 		t.Fatalf("tampered blob: %v", err)
 	}
 }
+
+// An exported layout travels as an archive (how nixlayer daemon hands a
+// user an export) and is added to the user's layout: the images already
+// there stay, the signed chain opens as it was.
+func TestLayoutArchiveIntoLayout(t *testing.T) {
+	ctx := context.Background()
+	sk, pk := keys(t, "ci-1")
+	stageDir := t.TempDir()
+	stage, err := OpenLayout(ctx, stageDir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(ctx, stage, testChain(t), PushOptions{Tag: "hello", Key: sk, TmpDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	archivePath := filepath.Join(t.TempDir(), "layout.tar")
+	f, err := os.Create(archivePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteLayoutTar(stageDir, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	mine := t.TempDir()
+	have, err := OpenLayout(ctx, mine, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(ctx, have, testChain(t)[:1], PushOptions{Tag: "older", TmpDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyFromLayoutTar(ctx, archivePath, mine, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenLayout(ctx, mine, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := LayoutTags(ctx, got)
+	if err != nil || strings.Join(tags, " ") != "hello older" {
+		t.Fatalf("tags after adding the archive: %v %v", tags, err)
+	}
+	desc, err := got.Resolve(ctx, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(ctx, got, desc, Trust{Keys: []signature.PublicKey{pk}}, false)
+	if err != nil || c.SignedBy != "ci-1" || len(c.Records) != 3 {
+		t.Fatalf("the chain from the archive: %v", err)
+	}
+	if _, err := Download(ctx, got, c, []int{0, 1, 2}, t.TempDir(), time.Minute, nil); err != nil {
+		t.Fatalf("its blobs: %v", err)
+	}
+	if err := CopyFromLayoutTar(ctx, archivePath, mine, "nope"); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("a tag the archive lacks: %v", err)
+	}
+}

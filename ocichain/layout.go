@@ -3,8 +3,11 @@ package ocichain
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
+	"go.podman.io/storage/pkg/archive"
+	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content/oci"
 )
 
@@ -31,4 +34,34 @@ func LayoutTags(ctx context.Context, s *oci.Store) ([]string, error) {
 		return nil
 	})
 	return tags, err
+}
+
+// WriteLayoutTar writes the layout directory dir to w as a tar (an OCI
+// layout archive, as `skopeo … oci-archive:` reads).
+func WriteLayoutTar(dir string, w io.Writer) error {
+	rc, err := archive.TarWithOptions(dir, &archive.TarOptions{Compression: archive.Uncompressed})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(w, rc)
+	return err
+}
+
+// CopyFromLayoutTar copies the image tagged tag from a layout archive
+// (WriteLayoutTar) into the layout at dir, created if need be; its other
+// images stay, blobs it has are not copied again.
+func CopyFromLayoutTar(ctx context.Context, archivePath, dir, tag string) error {
+	src, err := oci.NewFromTar(ctx, archivePath)
+	if err != nil {
+		return fmt.Errorf("the exported layout: %w", err)
+	}
+	dst, err := OpenLayout(ctx, dir, true)
+	if err != nil {
+		return err
+	}
+	if _, err := oras.Copy(ctx, src, tag, dst, tag, oras.DefaultCopyOptions); err != nil {
+		return fmt.Errorf("adding %s to the OCI image layout %s: %w", tag, dir, err)
+	}
+	return nil
 }

@@ -130,6 +130,20 @@ func authFiles() []string {
 	return files
 }
 
+// SameRepository reports whether two references (registry/repo[:tag])
+// name the same repository of the same registry.
+func SameRepository(a, b string) bool {
+	ra, err := registry.ParseReference(a)
+	if err != nil {
+		return false
+	}
+	rb, err := registry.ParseReference(b)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(ra.Registry, rb.Registry) && ra.Repository == rb.Repository
+}
+
 // HostIn reports whether the registry of ref is one of hosts (host or
 // host:port), for the config's list of plain-HTTP registries.
 func HostIn(ref string, hosts []string) bool {

@@ -19,9 +19,19 @@ func LoadSecretKey(path string) (*signature.SecretKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	k, err := signature.LoadSecretKey(strings.TrimSpace(string(data)))
+	k, err := ParseSecretKey(string(data))
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ParseSecretKey reads a secret key in Nix's format (a key file's
+// contents).
+func ParseSecretKey(s string) (*signature.SecretKey, error) {
+	k, err := signature.LoadSecretKey(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
 	}
 	return &k, nil
 }

@@ -35,6 +35,32 @@ type Config struct {
 	RegistryTimeout string `json:"registryTimeout,omitempty"`
 }
 
+// RegistryOptions are a request's switches for layer caches (the CLI's
+// --no-check-sigs and --insecure); the rest is the cache's config.json.
+type RegistryOptions struct {
+	// NoCheckSigs accepts pulled chains no trusted key signed; their layers
+	// are marked not verified (results stay out of the Nix store).
+	NoCheckSigs bool `json:"noCheckSigs,omitempty"`
+	// Insecure talks plain HTTP to every registry (else only to the
+	// config's insecureRegistries).
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// LayerCache reports whether ref (registry/repo[:tag]) names one of the
+// repositories the config's layerCaches lists, and lists them.
+func (e *Engine) LayerCache(ref string) (bool, []string, error) {
+	cfg, err := e.config()
+	if err != nil {
+		return false, nil, err
+	}
+	for _, c := range cfg.LayerCaches {
+		if ocichain.SameRepository(ref, c) {
+			return true, cfg.LayerCaches, nil
+		}
+	}
+	return false, cfg.LayerCaches, nil
+}
+
 // config reads <cache>/config.json; a missing file is an empty config.
 func (e *Engine) config() (*Config, error) {
 	path := filepath.Join(e.opts.CacheDir, "config.json")

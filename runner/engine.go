@@ -31,12 +31,6 @@ type Options struct {
 	// runner learns each chain's path-dependency map and rewrites exactly.
 	Rewriter rewrite.Rewriter
 	Logger   *zap.Logger
-	// NoCheckSigs accepts pulled chains no trusted key signed; their layers
-	// are marked not verified (results stay out of the Nix store).
-	NoCheckSigs bool
-	// Insecure talks plain HTTP to every registry (else only to the
-	// config's insecureRegistries).
-	Insecure bool
 }
 
 // Engine runs plans and builds against one cache.

@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/nixlayer/nixlayer/ocichain"
 )
@@ -20,14 +22,15 @@ type ExportResult struct {
 
 // Export writes the chain under top as an OCI image layout in dir (one
 // zstd-compressed blob per layer, its diff against the parent; the records
-// in the image config), tagged ref and signed with the key in keyFile (or
-// the config's secretKeyFile). Other images already in the layout stay.
-func (e *Engine) Export(ctx context.Context, top, dir, ref, keyFile string) (*ExportResult, error) {
-	rs, err := e.remoteSettings()
+// in the image config), tagged ref and signed with secretKey (the key's
+// text; default the config's secretKeyFile). Other images already in the
+// layout stay.
+func (e *Engine) Export(ctx context.Context, top, dir, ref, secretKey string) (*ExportResult, error) {
+	rs, err := e.remoteSettings(RegistryOptions{})
 	if err != nil {
 		return nil, err
 	}
-	key, err := e.signingKey(rs, keyFile)
+	key, err := e.signingKey(rs, secretKey)
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +54,29 @@ func (e *Engine) Export(ctx context.Context, top, dir, ref, keyFile string) (*Ex
 	return res, nil
 }
 
+// exportTmpPrefix names the layouts ExportTar stages in the cache.
+const exportTmpPrefix = ".export-"
+
+// ExportTar exports as Export does into a new layout and writes that
+// layout to w as a tar (what `nixlayer daemon` sends a user, who adds it to
+// a layout of their own: the daemon writes nothing where a user chooses).
+func (e *Engine) ExportTar(ctx context.Context, top string, w io.Writer, ref, secretKey string) (*ExportResult, error) {
+	stage, err := os.MkdirTemp(e.opts.CacheDir, exportTmpPrefix)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(stage)
+	res, err := e.Export(ctx, top, stage, ref, secretKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := ocichain.WriteLayoutTar(stage, w); err != nil {
+		return nil, fmt.Errorf("sending the exported layout: %w", err)
+	}
+	res.Dir = ""
+	return res, nil
+}
+
 // ImportResult describes an imported chain.
 type ImportResult struct {
 	Ref     string   `json:"ref"`
@@ -71,7 +97,7 @@ type ImportResult struct {
 // logs and path maps, so the next build resumes from them. Layers are
 // digest-checked and screened like pulled ones.
 func (e *Engine) Import(ctx context.Context, dir, ref string) ([]ImportResult, error) {
-	rs, err := e.remoteSettings()
+	rs, err := e.remoteSettings(RegistryOptions{})
 	if err != nil {
 		return nil, err
 	}

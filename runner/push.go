@@ -18,10 +18,12 @@ import (
 
 // PushOptions for Engine.Push.
 type PushOptions struct {
-	// KeyFile signs the chain (Nix's secret-key format); default: the
+	// SecretKey signs the chain: the key itself, in Nix's secret-key format
+	// (the caller reads its file with its own rights); default: the
 	// config's secretKeyFile. Without either the chain goes unsigned, and
 	// pulls refuse it unless --no-check-sigs.
-	KeyFile string
+	SecretKey string
+	Registry  RegistryOptions
 }
 
 // PushReport says what a push sent.
@@ -37,7 +39,7 @@ type PushReport struct {
 // every layer blob once, and a signed manifest for every phase prefix,
 // tagged by its key (plus ref's tag for the whole chain).
 func (e *Engine) Push(ctx context.Context, top, ref string, o PushOptions) (*PushReport, error) {
-	rs, err := e.remoteSettings()
+	rs, err := e.remoteSettings(o.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +47,7 @@ func (e *Engine) Push(ctx context.Context, top, ref string, o PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	key, err := e.signingKey(rs, o.KeyFile)
+	key, err := e.signingKey(rs, o.SecretKey)
 	if err != nil {
 		return nil, err
 	}
@@ -57,14 +59,16 @@ func (e *Engine) Push(ctx context.Context, top, ref string, o PushOptions) (*Pus
 	return rep, nil
 }
 
-func (e *Engine) signingKey(rs *remoteSettings, file string) (*signature.SecretKey, error) {
-	if file == "" {
-		file = rs.cfg.SecretKeyFile
+// signingKey is the given key (its text), else the config's secretKeyFile,
+// else none.
+func (e *Engine) signingKey(rs *remoteSettings, secretKey string) (*signature.SecretKey, error) {
+	if secretKey != "" {
+		return ocichain.ParseSecretKey(secretKey)
 	}
-	if file == "" {
+	if rs.cfg.SecretKeyFile == "" {
 		return nil, nil
 	}
-	return ocichain.LoadSecretKey(file)
+	return ocichain.LoadSecretKey(rs.cfg.SecretKeyFile)
 }
 
 // pushChain pushes the chain under top to a target and records each
@@ -138,15 +142,15 @@ func pushable(l *layers.Layer) error {
 
 // pushBuilt pushes a chain a build or a learner just made to the config's
 // pushTo; a failure is a warning.
-func (e *Engine) pushBuilt(ctx context.Context, top string, progress func(Event)) {
-	rs, err := e.remoteSettings()
+func (e *Engine) pushBuilt(ctx context.Context, top string, ro RegistryOptions, progress func(Event)) {
+	rs, err := e.remoteSettings(ro)
 	if err != nil || rs.cfg.PushTo == "" || top == "" {
 		return
 	}
 	progress(Event{Kind: EventPush, Message: "pushing the chain to " + rs.cfg.PushTo})
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rep, err := e.Push(pctx, top, rs.cfg.PushTo, PushOptions{})
+	rep, err := e.Push(pctx, top, rs.cfg.PushTo, PushOptions{Registry: ro})
 	if err != nil {
 		progress(Event{Kind: EventWarning, Message: "push failed: " + oneLine(err)})
 		return

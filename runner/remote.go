@@ -73,17 +73,18 @@ func (s *ociSource) download(ctx context.Context, c *ocichain.Chain, idx []int, 
 
 // remoteSettings is the config resolved for pulls and pushes.
 type remoteSettings struct {
-	cfg     *Config
-	trust   ocichain.Trust
-	timeout time.Duration
+	cfg      *Config
+	trust    ocichain.Trust
+	timeout  time.Duration
+	insecure bool // plain HTTP to every registry
 }
 
-func (e *Engine) remoteSettings() (*remoteSettings, error) {
+func (e *Engine) remoteSettings(ro RegistryOptions) (*remoteSettings, error) {
 	cfg, err := e.config()
 	if err != nil {
 		return nil, err
 	}
-	trust, err := ocichain.ParseTrust(cfg.TrustedLayerKeys, e.opts.NoCheckSigs)
+	trust, err := ocichain.ParseTrust(cfg.TrustedLayerKeys, ro.NoCheckSigs)
 	if err != nil {
 		return nil, fmt.Errorf("config.json: %w", err)
 	}
@@ -91,11 +92,11 @@ func (e *Engine) remoteSettings() (*remoteSettings, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &remoteSettings{cfg: cfg, trust: trust, timeout: timeout}, nil
+	return &remoteSettings{cfg: cfg, trust: trust, timeout: timeout, insecure: ro.Insecure}, nil
 }
 
 func (e *Engine) openRegistry(rs *remoteSettings, ref string) (*ocichain.Remote, error) {
-	insecure := e.opts.Insecure || ocichain.HostIn(ref, rs.cfg.InsecureRegistries)
+	insecure := rs.insecure || ocichain.HostIn(ref, rs.cfg.InsecureRegistries)
 	return ocichain.OpenRegistry(ref, ocichain.RegistryOptions{Insecure: insecure, Timeout: rs.timeout})
 }
 
@@ -150,12 +151,12 @@ func firstToRun(p *Plan) int {
 // caches and pulls the longest chain found; it returns the plan to build,
 // replanned when something was pulled. Failures are warnings: the build
 // goes on locally.
-func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOptions, progress func(Event)) *Plan {
+func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOptions, ro RegistryOptions, progress func(Event)) *Plan {
 	first := firstToRun(plan)
 	if first < 0 || plan.From != "" {
 		return plan
 	}
-	rs, err := e.remoteSettings()
+	rs, err := e.remoteSettings(ro)
 	if err != nil {
 		progress(Event{Kind: EventWarning, Message: "layer caches not used: " + err.Error()})
 		return plan
@@ -571,7 +572,7 @@ func oneLine(err error) string {
 // Pull pulls the longest chain ref's repository holds for the phases of
 // drvPath this cache misses (looked up by key); with a tag in ref, the
 // longest prefix of that chain whose keys this build computes.
-func (e *Engine) Pull(ctx context.Context, drvPath, ref string, progress func(Event)) (*PullReport, error) {
+func (e *Engine) Pull(ctx context.Context, drvPath, ref string, ro RegistryOptions, progress func(Event)) (*PullReport, error) {
 	if progress == nil {
 		progress = func(Event) {}
 	}
@@ -583,7 +584,7 @@ func (e *Engine) Pull(ctx context.Context, drvPath, ref string, progress func(Ev
 	if err != nil {
 		return nil, err
 	}
-	rs, err := e.remoteSettings()
+	rs, err := e.remoteSettings(ro)
 	if err != nil {
 		return nil, err
 	}
@@ -633,7 +634,7 @@ const pullTmpPrefix = "pull-"
 // removeTransferLeftovers deletes downloads and compressed blobs a killed
 // pull or push left; only called when no other process uses the cache.
 func (e *Engine) removeTransferLeftovers() {
-	for _, pat := range []string{pullTmpPrefix + "*", ".push-*"} {
+	for _, pat := range []string{pullTmpPrefix + "*", ".push-*", exportTmpPrefix + "*"} {
 		m, _ := filepath.Glob(filepath.Join(e.opts.CacheDir, pat))
 		for _, p := range m {
 			os.RemoveAll(p)

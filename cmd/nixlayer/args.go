@@ -157,7 +157,7 @@ func (c *common) logger() *zap.Logger {
 // (who owns the shared cache), else `nixlayer daemon`.
 func (c *common) service(ctx context.Context) (api.Service, error) {
 	if os.Geteuid() == 0 {
-		return api.OpenLocal(runner.Options{CacheDir: c.cacheDir, Logger: c.logger(), NoCheckSigs: c.noCheckSigs, Insecure: c.insecure})
+		return api.OpenLocal(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
 	}
 	if c.cacheDir != "" {
 		return nil, fmt.Errorf("--cache is for root: other users build through the nixlayer daemon, which owns the shared cache")
@@ -166,12 +166,31 @@ func (c *common) service(ctx context.Context) (api.Service, error) {
 }
 
 // engine is the engine in this process, for what only root does: mounts on
-// the host, exports into the caller's directories.
+// the host.
 func (c *common) engine() (*runner.Engine, error) {
 	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("this command works on the cache directly and needs root (other users: nixlayer build, plan, shell, ls, log, verify, learn, status go through the nixlayer daemon)")
+		return nil, fmt.Errorf("this command works on the cache directly and needs root (other users: nixlayer build, plan, shell, ls, log, verify, learn, status, export, pull go through the nixlayer daemon)")
 	}
-	return runner.Open(runner.Options{CacheDir: c.cacheDir, Logger: c.logger(), NoCheckSigs: c.noCheckSigs, Insecure: c.insecure})
+	return runner.Open(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
+}
+
+// registry is the request's layer-cache switches.
+func (c *common) registry() runner.RegistryOptions {
+	return runner.RegistryOptions{NoCheckSigs: c.noCheckSigs, Insecure: c.insecure}
+}
+
+// secretKey is the key --sign-key names, read with the caller's rights
+// ("" without the flag: the engine's secretKeyFile signs).
+func (c *common) secretKey() (string, error) {
+	file := c.value("--sign-key")
+	if file == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--sign-key: %w", err)
+	}
+	return string(data), nil
 }
 
 // drvPath instantiates the target to exactly one derivation.

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/layers"
-	"github.com/nixlayer/nixlayer/runner"
 )
 
 // registryRef takes the REF of a push or pull out of its arguments: the
@@ -47,20 +47,29 @@ func cmdPush(ctx context.Context, args []string) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("usage: %s", usage)
 	}
-	sel, e, err := c.selectChain(ctx)
+	key, err := c.secretKey()
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	rep, err := e.Push(ctx, sel.Layer.ID, ref, runner.PushOptions{KeyFile: c.value("--sign-key")})
+	p, err := c.pkg(ctx)
 	if err != nil {
 		return err
 	}
+	svc, err := c.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	res, err := svc.Push(ctx, api.PushRequest{DrvPath: p.DrvPath, At: c.value("--at"), Ref: ref, SecretKey: key, Registry: c.registry()}, api.Output{Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	note(res.Selection.Note)
 	if c.json {
-		return printJSON(rep)
+		return printJSON(res.PushReport)
 	}
 	fmt.Fprintf(os.Stderr, "nixlayer: pushed %d layers of %s (up to %s, %s) to %s: %d blobs sent (%s), %d already there; %s\n",
-		len(rep.Blobs), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(rep.LayerBytes), rep.Target, rep.BlobsSent, layers.FormatSize(rep.Uploaded), rep.BlobsSkipped, signedBy(rep.SignedBy))
+		len(res.Blobs), res.Selection.Name, res.Selection.Phase, layers.FormatSize(res.LayerBytes), res.Target, res.BlobsSent, layers.FormatSize(res.Uploaded), res.BlobsSkipped, signedBy(res.SignedBy))
 	return nil
 }
 
@@ -78,12 +87,16 @@ func cmdPull(ctx context.Context, args []string) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("usage: %s", usage)
 	}
-	p, e, err := c.openPkg(ctx)
+	p, err := c.pkg(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	rep, err := e.Pull(ctx, p.DrvPath, ref, printProgress(os.Stderr, c))
+	svc, err := c.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	rep, err := svc.Pull(ctx, api.PullRequest{DrvPath: p.DrvPath, Ref: ref, Registry: c.registry()}, api.Output{Log: os.Stderr, Progress: printProgress(os.Stderr, c)})
 	if err != nil {
 		return err
 	}
