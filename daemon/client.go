@@ -197,6 +197,22 @@ func (c *Client) Import(ctx context.Context, req api.ImportRequest, out api.Outp
 	return res, nil
 }
 
+func (c *Client) Pull(ctx context.Context, req api.PullRequest, out api.Output) (*runner.PullReport, error) {
+	var res runner.PullReport
+	if err := c.call(ctx, methodPull, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Push(ctx context.Context, req api.PushRequest, out api.Output) (*api.PushResult, error) {
+	var res api.PushResult
+	if err := c.call(ctx, methodPush, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 // Close ends the connection; the daemon cancels what is still running.
 func (c *Client) Close() error { return c.conn.Close() }
 

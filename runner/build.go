@@ -57,6 +57,8 @@ type BuildOptions struct {
 	ResultsDir string
 	// ResultOwner, when set, owns those results (the daemon's caller).
 	ResultOwner *Owner
+	// Registry: the layer caches' switches for this build.
+	Registry RegistryOptions
 }
 
 // Owner is a user and group on this machine.
@@ -173,6 +175,8 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		return nil, err
 	}
 	o.plan = plan
+	// Phases missing here may be in a layer cache (config.json layerCaches).
+	plan = e.pullMissing(ctx, j, plan, bo.PlanOptions, bo.Registry, progress)
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
@@ -216,7 +220,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	// "learn": "concurrent": a cold build's synthetic twin runs beside it.
 	var tw *twin
-	if parent == "" && plan.Rewrite == nil && j.splittable && len(plan.Phases) > 1 && e.opts.Rewriter == nil && e.config().Learn == LearnConcurrent {
+	if parent == "" && plan.Rewrite == nil && j.splittable && len(plan.Phases) > 1 && e.opts.Rewriter == nil && e.learnsConcurrently() {
 		tw = e.startTwin(ctx, j, plan)
 		defer tw.wait(progress)
 	}
@@ -269,6 +273,9 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		return nil, err
 	}
 	e.recordResult(j, res, bo, o, progress)
+	if res.Verified && len(res.Ran) > 0 {
+		e.pushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
+	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
 	if gc, err := e.AutoGC(ctx); err != nil {
 		e.log.Warn("automatic gc", zap.Error(err))

@@ -89,12 +89,27 @@ const (
 	// EventUnverified: the result will not be verified (a forced --from
 	// reuse, or the background verification failed: Message says why).
 	EventUnverified EventKind = "unverified"
+	// EventPull: a pull from a layer cache starts; Bytes is what it will
+	// download, Message what and from where.
+	EventPull EventKind = "pull"
+	// EventPulled: a pull is done: Bytes downloaded in Elapsed; Message
+	// says how many layers, from where, and whether they are verified.
+	EventPulled EventKind = "pulled"
+	// EventPush: the chain is being pushed to the config's pushTo.
+	EventPush EventKind = "push"
+	// EventPushed: a push is done: Bytes sent in Elapsed (0 when the
+	// registry had everything).
+	EventPushed EventKind = "pushed"
+	// EventWarning: a layer cache could not be used (down, slow, refused
+	// chain) or a push failed; the build goes on without it. One line.
+	EventWarning EventKind = "warning"
 )
 
 // EventKinds lists every kind, for consumers that must handle them all.
 var EventKinds = []EventKind{EventWait, EventRepair, EventPlan, EventCached, EventLearn, EventLearned,
 	EventRewrite, EventVerdict, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished,
-	EventBackground, EventProvisional, EventVerifying, EventVerified, EventReplaced, EventUnverified}
+	EventBackground, EventProvisional, EventVerifying, EventVerified, EventReplaced, EventUnverified,
+	EventPull, EventPulled, EventPush, EventPushed, EventWarning}
 
 // Event is a progress report of a build.
 type Event struct {
@@ -114,6 +129,8 @@ type Event struct {
 	// Drv is the derivation a result-state event is about.
 	Drv     string `json:"drv,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Bytes is set on EventPull, EventPulled and EventPushed.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // phaseColumn is the width phase names are padded to in terminal text, so
@@ -145,6 +162,8 @@ func (ev Event) render(width int) string {
 		return fmt.Sprintf("%s FAILED after %s", step, Duration(ev.Elapsed))
 	case EventFinished:
 		return "finished in " + Duration(ev.Elapsed)
+	case EventWarning:
+		return "warning: " + ev.Message
 	}
 	return ev.Message
 }

@@ -26,7 +26,8 @@ import (
 // newest chain of drvPath and of each settled result when they lack one.
 // It looks again until nothing is left, so results of builds made while
 // it worked are settled too. One runs per package at a time.
-func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)) error {
+// ro applies to pushing the learned maps to the config's pushTo.
+func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, progress func(Event)) error {
 	if progress == nil {
 		progress = func(Event) {}
 	}
@@ -62,7 +63,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 				continue
 			}
 			tried[d] = true
-			learned, err := e.learnNewest(ctx, d, progress)
+			learned, err := e.learnNewest(ctx, d, ro, progress)
 			if err != nil {
 				if ctx.Err() != nil {
 					return err
@@ -85,7 +86,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 
 // learnNewest learns the path maps of the newest verified chain of a
 // derivation, if it lacks them; learned says whether it ran.
-func (e *Engine) learnNewest(ctx context.Context, drvPath string, progress func(Event)) (learned bool, err error) {
+func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOptions, progress func(Event)) (learned bool, err error) {
 	j, err := e.prepare(ctx, drvPath, io.Discard)
 	if err != nil {
 		return false, err
@@ -108,6 +109,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, progress func(
 	defer unlock()
 	if e.storedMap(top) != nil {
 		progress(Event{Kind: EventLearned, Message: j.drv.Name + ": path maps already learned"})
+		e.pushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
 		return false, nil
 	}
 	n := 0
@@ -121,7 +123,11 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, progress func(
 	if err != nil {
 		return false, err
 	}
-	return true, e.learnChain(ctx, j, plan, chain, true, progress)
+	if err := e.learnChain(ctx, j, plan, chain, true, progress); err != nil {
+		return true, err
+	}
+	e.pushBuilt(ctx, top, ro, progress) // the chain with its maps
+	return true, nil
 }
 
 // settle verifies or replaces one pending result. A provisional rewrite

@@ -15,6 +15,12 @@ import (
 // ends: it costs the cores of a second build at the same time.
 const LearnConcurrent = "concurrent"
 
+// learnsConcurrently: config.json says "learn": "concurrent".
+func (e *Engine) learnsConcurrently() bool {
+	cfg, err := e.config()
+	return err == nil && cfg.Learn == LearnConcurrent
+}
+
 // twin runs the synthetic twin of a cold build: the same phases with a
 // synthetic output path, each compared with the real phase's layer as soon
 // as both are done (learnChain does the same after the build).

@@ -52,6 +52,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	res, err := svc.Build(ctx, api.BuildRequest{
 		DrvPath: drvPath, Strict: c.strict, From: c.from, Exact: c.flags["--exact"], NoLearn: c.flags["--no-learn"], ResultLink: link,
+		Registry: c.registry(),
 	}, api.Output{Log: c.buildLog(), Progress: printProgress(os.Stderr, c)})
 	if err != nil {
 		return err
@@ -291,5 +292,5 @@ func cmdLearn(ctx context.Context, args []string) error {
 		return err
 	}
 	defer svc.Close()
-	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath}, api.Output{Progress: printProgress(os.Stderr, c)})
+	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath, Registry: c.registry()}, api.Output{Progress: printProgress(os.Stderr, c)})
 }
