@@ -31,16 +31,6 @@ type Decision struct {
 // special sandboxes (kvm, nixos-test, recursive-nix, …) are left to Nix.
 var supportedFeatures = map[string]bool{"big-parallel": true, "benchmark": true}
 
-// unsupportedAttrs are derivation attributes whose meaning Nix itself
-// implements when it builds (reference checks, extra files in the build
-// directory) and that the runner does not reproduce: such derivations are
-// left to Nix so nothing it would reject reaches the store.
-var unsupportedAttrs = []string{
-	"allowedReferences", "allowedRequisites", "disallowedReferences", "disallowedRequisites",
-	"outputChecks", "exportReferencesGraph", "passAsFile", "__noChroot", "__impure",
-	"__contentAddressed", "unsafeDiscardReferences",
-}
-
 // DeclineAllEnv, set to 1 in the environment of a Nix command, makes the
 // hook decline everything: `nixlayer verify` needs Nix's own build.
 const DeclineAllEnv = "NIXLAYER_HOOK_DECLINE"
@@ -76,25 +66,11 @@ func Decide(req *Request, settings map[string]string) Decision {
 }
 
 func decideDrv(d *drv.Derivation) Decision {
-	if len(d.OutputHashes) > 0 {
-		return Decision{Decline, "fixed-output or content-addressed derivation"}
+	if d.IsFixedOutput() {
+		return Decision{Decline, "fixed-output derivation: Nix fetches it and checks its hash"}
 	}
-	for name, p := range d.Outputs {
-		if p == "" {
-			return Decision{Decline, "output " + name + " has no known path"}
-		}
-	}
-	for _, a := range unsupportedAttrs {
-		if _, ok := d.Env[a]; ok {
-			return Decision{Decline, "uses " + a}
-		}
-	}
-	if d.StructuredAttrs() {
-		for _, a := range []string{"outputChecks", "exportReferencesGraph", "allowedReferences", "disallowedReferences", "allowedRequisites", "disallowedRequisites", "unsafeDiscardReferences"} {
-			if strings.Contains(d.Env["__json"], `"`+a+`"`) {
-				return Decision{Decline, "uses " + a}
-			}
-		}
+	if what := runner.Unsupported(d); what != "" {
+		return Decision{Decline, "uses " + what + ", which nixlayer does not reproduce"}
 	}
 	if ok, why := runner.Splittable(d); !ok {
 		return Decision{Decline, "not layered: " + why}

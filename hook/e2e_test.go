@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/internal/e2etest"
 )
 
 // End-to-end tests: the real nix-build (Nix 2.8 on bookworm) with
@@ -422,7 +424,7 @@ func TestHookBrokenCacheDeclines(t *testing.T) {
 	}
 	r := nixBuild(t, notADir, pkgArgs("custom", salt(t))...)
 	out := r.mustSucceed(t)
-	if r.builtByNixlayer() || !strings.Contains(r.stderr, "unusable") {
+	if r.builtByNixlayer() || !strings.Contains(r.stderr, "nixlayer: declining") || !strings.Contains(r.stderr, "cache directory") {
 		t.Fatalf("expected a decline because of the cache:\n%s", r.stderr)
 	}
 	run(t, "nix-store", "--verify-path", out)
@@ -613,4 +615,148 @@ func TestHookBuildIDsRebuildFromCompile(t *testing.T) {
 		}
 	}
 	nixCheck(t, edited)
+}
+
+// Issue 15: what the runner reproduces of Nix's builder contract is
+// layered through the hook too: passAsFile and reference checks (legacy
+// attributes and structured outputChecks). An output that breaks its checks
+// fails as under Nix, and nothing is registered.
+func TestHookLayersOutputChecks(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	for _, attr := range []string{"checked", "outputchecked"} {
+		s := salt(t)
+		args := []string{testdata, "-A", attr, "--argstr", "salt", s}
+		r := nixBuild(t, cache, args...)
+		out := r.mustSucceed(t)
+		if !r.builtByNixlayer() {
+			t.Fatalf("%s not layered by the hook:\n%s", attr, tailLines(r.stderr, 30))
+		}
+		check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, args...)...)
+		if msg, err := check.CombinedOutput(); err != nil {
+			t.Fatalf("nix-build --check of %s: %v\n%s", attr, err, msg)
+		}
+		if attr == "checked" {
+			if got := run(t, "cat", out+"/payload"); got != "passed as a file" {
+				t.Fatalf("passAsFile payload: %q", got)
+			}
+		}
+		bad := append(args, "--arg", "violateChecks", "true")
+		drvPath := run(t, "nix-instantiate", bad...)
+		badOut := run(t, "nix-store", "-q", "--outputs", drvPath)
+		r = nixBuild(t, cache, bad...)
+		if r.err == nil || !r.builtByNixlayer() || !strings.Contains(r.stderr, "is not allowed to refer to the following paths") {
+			t.Fatalf("%s violating its checks: err %v, want a layered build failing like Nix's:\n%s", attr, r.err, tailLines(r.stderr, 30))
+		}
+		if exec.Command("nix-store", "--check-validity", badOut).Run() == nil {
+			t.Fatalf("%s is valid although it breaks its reference checks", badOut)
+		}
+	}
+}
+
+// Issue 15: where bubblewrap cannot run (namespaces denied, or not
+// installed), the hook declines before accepting: nix-build still builds,
+// and its log says why nixlayer did not.
+func TestHookDeclinesWhenBubblewrapUnusable(t *testing.T) {
+	needE2E(t)
+	denied := t.TempDir()
+	fake := "#!/bin/sh\necho 'bwrap: No permissions to create a new namespace, likely because the kernel does not allow non-privileged user namespaces.' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(denied, "bwrap"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct{ path, want string }{
+		"namespaces denied": {denied + ":" + os.Getenv("PATH"), "No permissions to create a new namespace"},
+		"not installed":     {t.TempDir(), "bubblewrap (bwrap) is not installed"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			nixBuildPath, err := exec.LookPath("nix-build")
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"--no-out-link", "--option", "build-hook", hookBin}, pkgArgs("custom", salt(t))...)
+			cmd := exec.Command(nixBuildPath, args...)
+			cmd.Env = append(os.Environ(), "NIXLAYER_CACHE="+t.TempDir(), "PATH="+c.path)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err = cmd.Run()
+			r := nixRun{stdout: strings.TrimSpace(out.String()), stderr: errb.String(), err: err}
+			built := r.mustSucceed(t)
+			if r.builtByNixlayer() {
+				t.Fatalf("accepted although bubblewrap cannot run:\n%s", r.stderr)
+			}
+			if !strings.Contains(r.stderr, "nixlayer: declining: nixlayer cannot layer builds here") || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("Nix's log does not say why nixlayer declined (want %q):\n%s", c.want, r.stderr)
+			}
+			run(t, "nix-store", "--verify-path", built)
+		})
+	}
+}
+
+// Layers through an OCI registry, through the hook: CI's nix-build (hook,
+// pushTo) pushes its chain and, after learning, its path map; the laptop's
+// nix-build of an edited postInstall (hook, layerCaches) pulls
+// unpack…check, resumes from installPhase, and Nix registers an output
+// equal to its own build.
+func TestHookPullsFromLayerCache(t *testing.T) {
+	needE2E(t)
+	reg := e2etest.StartRegistry(t, false)
+	keys := t.TempDir()
+	sk, pkFile := filepath.Join(keys, "sk"), filepath.Join(keys, "pk")
+	run(t, "nix-store", "--generate-binary-cache-key", "ci-hook-1", sk, pkFile)
+	pk := run(t, "cat", pkFile)
+	repo := reg.Repo("hook/layers")
+	ci, laptop := t.TempDir(), t.TempDir()
+	writeJSON(t, filepath.Join(ci, "config.json"), map[string]any{"pushTo": repo, "secretKeyFile": sk, "insecureRegistries": []string{reg.Addr}})
+	writeJSON(t, filepath.Join(laptop, "config.json"), map[string]any{"layerCaches": []string{repo}, "trustedLayerKeys": []string{pk}, "insecureRegistries": []string{reg.Addr}})
+
+	s := salt(t)
+	r := nixBuild(t, ci, pkgArgs("hello", s)...)
+	r.mustSucceed(t)
+	if !strings.Contains(r.stderr, "pushed unpackPhase…distPhase to "+repo) {
+		t.Fatalf("CI's hook build did not push:\n%s", tailLines(r.stderr, 30))
+	}
+	learn := exec.Command(hookBin, append([]string{"learn", "--cache", ci}, pkgArgs("hello", s)...)...)
+	if b, err := learn.CombinedOutput(); err != nil || !strings.Contains(string(b), "pushed") {
+		t.Fatalf("nixlayer learn did not push the path map: %v\n%s", err, b)
+	}
+
+	edited := pkgArgs("hello", s, "--argstr", "postInstallExtra", "echo laptop > $out/laptop")
+	r = nixBuild(t, laptop, edited...)
+	out := r.mustSucceed(t)
+	if !r.builtByNixlayer() {
+		t.Fatalf("not built by nixlayer:\n%s", tailLines(r.stderr, 30))
+	}
+	for _, want := range []string{
+		"pulled 5 layers",
+		"rewritten for the new output path: exact",
+		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
+		"ran: installPhase fixupPhase installCheckPhase distPhase",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("the laptop's hook build did not resume from the registry's layers (no %q):\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "learning") {
+		t.Fatalf("the laptop learned a path map the registry should have brought:\n%s", r.stderr)
+	}
+	if got := run(t, "cat", out+"/laptop"); got != "laptop" {
+		t.Fatalf("edited file: %q", got)
+	}
+	run(t, "nix-store", "--verify-path", out)
+	check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, edited...)...)
+	if msg, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("nix-build --check of the laptop's output: %v\n%s", err, msg)
+	}
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -46,6 +47,7 @@ type session struct {
 	engine   *runner.Engine
 	slot     *os.File
 	cacheErr error // set once the cache turned out unusable
+	notReady error // set once the machine turned out unable to layer builds
 	log      *zap.Logger
 }
 
@@ -133,6 +135,9 @@ func (s *session) decide(req *Request) Decision {
 	if !req.AmWilling {
 		return Decision{Postpone, "no free build slot (max-jobs)"}
 	}
+	if err := s.preflight(); err != nil {
+		return Decision{Decline, err.Error()}
+	}
 	if err := s.openCache(); err != nil {
 		return Decision{Decline, err.Error()}
 	}
@@ -147,6 +152,22 @@ func (s *session) decide(req *Request) Decision {
 		s.slot = f
 	}
 	return d
+}
+
+// preflight checks once per hook process that layered builds can run
+// here (runner.Preflight); if not, the hook declines everything and says
+// why in Nix's log, once.
+func (s *session) preflight() error {
+	if s.notReady != nil || s.engine != nil {
+		return s.notReady
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := runner.Preflight(ctx, s.cfg.CacheDir); err != nil {
+		s.notReady = fmt.Errorf("nixlayer cannot layer builds here: %v", err)
+		s.say("nixlayer: declining: %v; Nix builds them itself", s.notReady)
+	}
+	return s.notReady
 }
 
 // openCache opens the runner's cache once; a cache that cannot be opened

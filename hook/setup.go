@@ -5,48 +5,17 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
+
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
-// NixVersion is an installed Nix release.
-type NixVersion struct {
-	Major, Minor, Patch int
-	Text                string
-}
-
-func (v NixVersion) String() string { return v.Text }
-
-// AtLeast compares with major.minor.
-func (v NixVersion) AtLeast(major, minor int) bool {
-	return v.Major > major || v.Major == major && v.Minor >= minor
-}
-
-var versionRE = regexp.MustCompile(`(\d+)\.(\d+)(?:\.(\d+))?`)
+// NixVersion is an installed Nix release (nixstore.NixVersion).
+type NixVersion = nixstore.NixVersion
 
 // InstalledNix runs `nix --version`.
-func InstalledNix(ctx context.Context) (NixVersion, error) {
-	out, err := exec.CommandContext(ctx, "nix", "--version").Output()
-	if err != nil {
-		return NixVersion{}, fmt.Errorf("running nix --version: %w (is Nix installed and on PATH?)", err)
-	}
-	return parseNixVersion(string(out))
-}
-
-func parseNixVersion(s string) (NixVersion, error) {
-	m := versionRE.FindStringSubmatch(s)
-	if m == nil {
-		return NixVersion{}, fmt.Errorf("cannot read a version from %q", strings.TrimSpace(s))
-	}
-	v := NixVersion{Text: strings.TrimSpace(s)}
-	v.Major, _ = strconv.Atoi(m[1])
-	v.Minor, _ = strconv.Atoi(m[2])
-	v.Patch, _ = strconv.Atoi(m[3])
-	return v, nil
-}
+func InstalledNix(ctx context.Context) (NixVersion, error) { return nixstore.InstalledNix(ctx) }
 
 // Setup describes the Nix configuration that enables hook mode.
 type Setup struct {

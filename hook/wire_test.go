@@ -6,12 +6,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 func encodeConversation(t testing.TB, settings map[string]string, reqs ...*Request) []byte {
@@ -145,11 +148,28 @@ func TestDecideDrv(t *testing.T) {
 	fod.OutputHashes = map[string]drv.OutputHash{"out": {HashAlgo: "sha256", Hash: "00"}}
 	paf := base()
 	paf.Env["passAsFile"] = "buildCommand"
-	cases := map[string]*drv.Derivation{"fixed-output": fod, "passAsFile": paf, "buildCommand": base()}
+	graph := base()
+	graph.Env["exportReferencesGraph"] = "graph /nix/store/s"
+	cases := map[string]*drv.Derivation{"fixed-output": fod, "runCommand (buildCommand as a file)": paf, "buildCommand": base(), "exportReferencesGraph": graph}
 	for name, d := range cases {
 		if got := decideDrv(d); got.Verdict != Decline || got.Why == "" {
 			t.Errorf("%s: %+v, want a decline with a reason", name, got)
 		}
+	}
+	// What the runner reproduces is layered: passAsFile and output checks.
+	script := filepath.Join(t.TempDir(), "default-builder.sh")
+	if err := os.WriteFile(script, []byte("source $stdenv/setup\ngenericBuild\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checked := base()
+	delete(checked.Env, "buildCommand")
+	checked.Args = []string{"-e", script}
+	for k, v := range map[string]string{"passAsFile": "payload", "payload": "x", "disallowedReferences": "/nix/store/s",
+		"allowedReferences": "out", "allowedRequisites": "", "disallowedRequisites": "/nix/store/s"} {
+		checked.Env[k] = v
+	}
+	if got := decideDrv(checked); got.Verdict != Accept {
+		t.Errorf("passAsFile and reference checks: %+v, want accept", got)
 	}
 }
 
@@ -169,7 +189,7 @@ func TestSettingsHelpers(t *testing.T) {
 	if !haveBuilders(map[string]string{"builders": "ssh://a x86_64-linux; ssh://b"}) {
 		t.Error("an inline builder list has none")
 	}
-	v, err := parseNixVersion("nix (Nix) 2.26.3\n")
+	v, err := nixstore.ParseNixVersion("nix (Nix) 2.26.3\n")
 	if err != nil || !v.AtLeast(2, 26) || v.AtLeast(2, 27) {
 		t.Errorf("parseNixVersion: %+v %v", v, err)
 	}

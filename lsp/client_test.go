@@ -81,6 +81,12 @@ func startClient(t *testing.T, cache string, extraArgs ...string) *client {
 	t.Helper()
 	cmd := exec.Command(serverBinary(t), append([]string{"lsp", "--debounce", "50ms", "-v"}, extraArgs...)...)
 	cmd.Env = append(os.Environ(), "NIXLAYER_CACHE="+cache)
+	return startClientCmd(t, cmd)
+}
+
+// startClientCmd drives a language server started by cmd.
+func startClientCmd(t *testing.T, cmd *exec.Cmd) *client {
+	t.Helper()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

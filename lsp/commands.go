@@ -13,6 +13,7 @@ import (
 	"go.lsp.dev/protocol"
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -177,10 +178,8 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 	}
 	var logBuf strings.Builder
 	t0 := time.Now()
-	res, err := eng.Build(ctx, pkg.DrvPath, runner.BuildOptions{
-		PlanOptions: runner.PlanOptions{From: from},
-		Log:         &logWriter{b: &logBuf},
-		Deliver:     true,
+	res, err := eng.Build(ctx, api.BuildRequest{DrvPath: pkg.DrvPath, From: from}, api.Output{
+		Log: &logWriter{b: &logBuf},
 		Progress: func(e runner.Event) {
 			if e.Phase != "" {
 				s.mu.Lock()
@@ -239,12 +238,12 @@ func (s *server) replan(d *document) {
 	}
 	plans := map[string]*runner.Plan{}
 	for _, p := range ev.Packages {
-		plan, err := eng.Plan(s.ctx, p.DrvPath, runner.PlanOptions{})
+		pr, err := eng.Plan(s.ctx, api.PlanRequest{DrvPath: p.DrvPath}, api.Output{})
 		if err != nil {
 			s.log.Warn("planning after a build", zap.String("drv", p.DrvPath), zap.Error(err))
 			continue
 		}
-		plans[p.DrvPath] = plan
+		plans[p.DrvPath] = pr.Plan
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -364,11 +363,11 @@ func (s *server) showLog(a CommandArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := eng.Layers().Data(layer, "log")
-	if err != nil {
+	logs, err := eng.Log(s.ctx, api.LogRequest{Phase: layer})
+	if err != nil || len(logs) == 0 {
 		return nil, lspError(jsonrpc2.InvalidRequest, "the log of %s (layer %s): %v", phase, short(layer), err)
 	}
-	return LogResult{Phase: phase, Layer: layer, Log: string(data)}, nil
+	return LogResult{Phase: phase, Layer: layer, Log: logs[0].Log}, nil
 }
 
 func shellQuote(argv []string) string {

@@ -19,6 +19,11 @@ import (
 // fixturePkg is a package file as a user writes it: it imports the
 // project's fixture set (no nixpkgs here) and builds hello with 20 files.
 func fixturePkg(salt, postInstallExtra string) string {
+	return fixturePkgFrom(e2etest.Testdata(), salt, postInstallExtra)
+}
+
+// fixturePkgFrom is fixturePkg importing the fixtures at testdata.
+func fixturePkgFrom(testdata, salt, postInstallExtra string) string {
 	return fmt.Sprintf(`let
   fx = import %s { nfiles = 20; salt = "%s"; };
 in
@@ -34,7 +39,7 @@ fx.mkDerivation {
   '';
   preFixup = "echo fixing";
 }
-`, e2etest.Testdata(), salt, postInstallExtra)
+`, testdata, salt, postInstallExtra)
 }
 
 // TestServerEndToEnd drives the real server binary over stdio: lenses

@@ -14,7 +14,7 @@ import (
 	"go.lsp.dev/protocol"
 	"go.uber.org/zap"
 
-	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/nixstore"
@@ -175,16 +175,12 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 		return ev
 	}
 	for _, p := range ev.Packages {
-		plan, err := eng.Plan(ctx, p.DrvPath, runner.PlanOptions{})
+		pr, err := eng.Plan(ctx, api.PlanRequest{DrvPath: p.DrvPath}, api.Output{})
 		if err != nil {
 			ev.Err = fmt.Sprintf("planning %s: %v", p.Name, err)
 			continue
 		}
-		p.Plan = plan
-		// Builds Nix ran itself: only a report, so a broken index is logged.
-		if p.NixBuild, err = buildindex.LastNixBuild(eng.CacheDir(), p.DrvPath); err != nil {
-			s.log.Warn("reading the build index", zap.Error(err))
-		}
+		p.Plan, p.NixBuild = pr.Plan, pr.BuiltByNix
 	}
 	return ev
 }
@@ -216,12 +212,18 @@ func (s *server) instantiate(ctx context.Context, t Target, snap snapshot) ([]st
 	return nixstore.Instantiate(ctx, nt)
 }
 
-// getEngine opens the layer cache on first use.
-func (s *server) getEngine() (*runner.Engine, error) {
+// getEngine connects to the engine on first use.
+func (s *server) getEngine() (api.Service, error) {
 	s.engineMu.Lock()
 	defer s.engineMu.Unlock()
 	if s.engine == nil {
-		e, err := runner.Open(runner.Options{CacheDir: s.opts.CacheDir, Logger: s.log})
+		connect := s.opts.Connect
+		if connect == nil {
+			connect = func() (api.Service, error) {
+				return api.OpenLocal(runner.Options{CacheDir: s.opts.CacheDir, Logger: s.log})
+			}
+		}
+		e, err := connect()
 		if err != nil {
 			return nil, fmt.Errorf("opening the layer cache: %w", err)
 		}

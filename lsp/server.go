@@ -26,14 +26,20 @@ import (
 	"go.lsp.dev/protocol"
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
 // Options configure a server.
 type Options struct {
-	// CacheDir is the layer cache (default runner.DefaultCacheDir()).
+	// CacheDir is the layer cache (default runner.DefaultCacheDir()), used
+	// when Connect is nil.
 	CacheDir string
+	// Connect reaches the engine on first use: nixlayer daemon for users,
+	// the engine in this process for root (default: api.OpenLocal with
+	// CacheDir). A failed connection is tried again on the next request.
+	Connect func() (api.Service, error)
 	// Debounce delays evaluation after open and save (default 200 ms).
 	Debounce time.Duration
 	Logger   *zap.Logger
@@ -99,7 +105,7 @@ type server struct {
 	tokenSeq    int
 
 	engineMu sync.Mutex
-	engine   *runner.Engine
+	engine   api.Service
 }
 
 // clientCaps are the client capabilities the server uses.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -183,3 +184,23 @@ func AddGCRoot(ctx context.Context, storePath, link string) error {
 }
 
 var _ io.Writer = (*tailBuffer)(nil)
+
+// NARSizes returns the NAR size Nix recorded for each of paths (all valid).
+func NARSizes(ctx context.Context, paths []string) ([]uint64, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	out, err := run(ctx, nil, "nix-store", append([]string{"-q", "--size"}, paths...)...)
+	if err != nil {
+		return nil, fmt.Errorf("querying the sizes of %s: %w", strings.Join(paths, " "), err)
+	}
+	var sizes []uint64
+	for _, l := range lines(out) {
+		n, err := strconv.ParseUint(l, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("nix-store -q --size printed %q", l)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
+}

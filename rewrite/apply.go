@@ -2,11 +2,14 @@ package rewrite
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Apply turns, in place, a tree that holds the paths pathsB (the reference
@@ -110,7 +113,7 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 	for _, rel := range renames {
 		p := inTree(rel)
 		if nb := replace(filepath.Base(p)); nb != filepath.Base(p) {
-			if err := os.Rename(p, filepath.Join(filepath.Dir(p), nb)); err != nil {
+			if err := rename(p, filepath.Join(filepath.Dir(p), nb)); err != nil {
 				return v, fmt.Errorf("apply path map: rename: %w", err)
 			}
 			v.Files++
@@ -320,4 +323,19 @@ func fallback(root string, old2new map[string]string, why string) (Verdict, erro
 	v.Why = append([]string{"(map): " + why}, v.Why...)
 	v.Failed = append([]string{"(map): " + why}, v.Failed...)
 	return v, err
+}
+
+// rename moves a tree. Overlayfs without redirect_dir refuses to rename a
+// directory that comes from a lower layer (EXDEV): it is copied instead,
+// with modes, times and symlinks, and the original removed.
+func rename(from, to string) error {
+	err := os.Rename(from, to)
+	if !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	if out, err := exec.Command("cp", "-a", "--", from, to).CombinedOutput(); err != nil {
+		os.RemoveAll(to)
+		return fmt.Errorf("copying %s to %s: %v: %s", from, to, err, out)
+	}
+	return os.RemoveAll(from)
 }

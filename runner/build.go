@@ -37,6 +37,19 @@ type BuildOptions struct {
 	// Exact rebuilds with the real output paths when reused layers cannot
 	// be rewritten exactly, instead of keeping an unverified result.
 	Exact bool
+	// ResultsDir is where results that stay outside the store go (default
+	// <cache>/results); the daemon gives each user a private one.
+	ResultsDir string
+	// ResultOwner, when set, owns those results (the daemon's caller).
+	ResultOwner *Owner
+	// Registry: the layer caches' switches for this build.
+	Registry RegistryOptions
+}
+
+// Owner is a user and group on this machine.
+type Owner struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
 }
 
 // Result is what a build produced.
@@ -117,6 +130,8 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if err != nil {
 		return nil, err
 	}
+	// Phases missing here may be in a layer cache (config.json layerCaches).
+	plan = e.pullMissing(ctx, j, plan, bo.PlanOptions, bo.Registry, progress)
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
@@ -195,6 +210,9 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
 	}
+	if res.Verified && len(res.Ran) > 0 {
+		e.pushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
+	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
 	if gc, err := e.AutoGC(ctx); err != nil {
 		e.log.Warn("automatic gc", zap.Error(err))
@@ -256,10 +274,11 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		return "", nil, err
 	}
 	defer e.layers.Unmount(l.ID)
-	if parent == "" {
-		if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
-			return "", nil, err
-		}
+	// The files Nix writes into the build directory (passAsFile,
+	// .attrs.json/.attrs.sh) are this derivation's, also over layers an
+	// earlier derivation built: they hold the edited attributes.
+	if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
+		return "", nil, err
 	}
 	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
 	if err != nil {

@@ -51,7 +51,7 @@ func (e *Engine) judgeLearned(ctx context.Context, base *job, plan *Plan, chain 
 		reachByPath[u.Path] = reach[i]
 	}
 	causes := map[string]string{}
-	if classify && sameOutputs(chain, pathsA) {
+	if classify && chainBuiltWith(chain, pathsA) {
 		causes, err = e.classify(ctx, base, plan, chain, treesB, topMap, reachByPath, sc, progress)
 		if err != nil {
 			return err
@@ -173,17 +173,12 @@ func (e *Engine) compareRerun(layerA, layerB, layerA2 string, m *rewrite.Map, re
 	return rewrite.CausePath, nil
 }
 
-// sameOutputs reports whether every layer of the chain was built with the
-// given output paths (a rerun with them reproduces each phase's world).
-func sameOutputs(chain []*layers.Layer, paths map[string]string) bool {
+// chainBuiltWith reports whether every layer of the chain was built with
+// the given output paths (a rerun with them reproduces each phase's world).
+func chainBuiltWith(chain []*layers.Layer, paths map[string]string) bool {
 	for _, l := range chain {
-		if len(l.Meta.Outputs) != len(paths) {
+		if !sameOutputs(l.Meta.Outputs, paths) {
 			return false
-		}
-		for name, p := range paths {
-			if l.Meta.Outputs[name] != p {
-				return false
-			}
 		}
 	}
 	return true

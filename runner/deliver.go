@@ -54,11 +54,16 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 		return nil
 	}
 	// Outside the store: a copy in the cache, canonical like a store path.
-	dir := filepath.Join(e.opts.CacheDir, "results")
+	dir := e.resultsDir(bo.ResultsDir)
 	for name, p := range j.drv.Outputs {
 		dst := filepath.Join(dir, filepath.Base(p))
 		if err := replaceTree(trees[p], dst); err != nil {
 			return fmt.Errorf("copying output %s of %s into the cache: %w", name, j.drv.Name, err)
+		}
+		if o := bo.ResultOwner; o != nil {
+			if err := chownTree(dst, o.UID, o.GID); err != nil {
+				return fmt.Errorf("handing output %s of %s to uid %d: %w", name, j.drv.Name, o.UID, err)
+			}
 		}
 		res.Outputs[name] = dst
 		if bo.ResultLink != "" {
@@ -161,4 +166,22 @@ func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, prog
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// resultsDir is where results outside the store go: dir, or the cache's.
+func (e *Engine) resultsDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	return filepath.Join(e.opts.CacheDir, "results")
+}
+
+// chownTree gives a result tree to its user (symlinks themselves too).
+func chownTree(root string, uid, gid int) error {
+	return filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
 }

@@ -75,6 +75,7 @@ func Open(opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	layers.RouteLibraryLogs(opts.Logger)
 	if err := checkCacheOwner(opts.CacheDir); err != nil {
 		return nil, err
 	}
@@ -114,6 +115,7 @@ func (e *Engine) claimCache() error {
 	e.inUse = f
 	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 		e.releaseOrphanMounts()
+		e.removeTransferLeftovers()
 	}
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
 }

@@ -58,11 +58,26 @@ const (
 	EventGC EventKind = "gc"
 	// EventFinished: the build is over, in Elapsed.
 	EventFinished EventKind = "finished"
+	// EventPull: a pull from a layer cache starts; Bytes is what it will
+	// download, Message what and from where.
+	EventPull EventKind = "pull"
+	// EventPulled: a pull is done: Bytes downloaded in Elapsed; Message
+	// says how many layers, from where, and whether they are verified.
+	EventPulled EventKind = "pulled"
+	// EventPush: the chain is being pushed to the config's pushTo.
+	EventPush EventKind = "push"
+	// EventPushed: a push is done: Bytes sent in Elapsed (0 when the
+	// registry had everything).
+	EventPushed EventKind = "pushed"
+	// EventWarning: a layer cache could not be used (down, slow, refused
+	// chain) or a push failed; the build goes on without it. One line.
+	EventWarning EventKind = "warning"
 )
 
 // EventKinds lists every kind, for consumers that must handle them all.
 var EventKinds = []EventKind{EventWait, EventRepair, EventPlan, EventCached, EventLearn, EventLearned,
-	EventRewrite, EventVerdict, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished}
+	EventRewrite, EventVerdict, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished,
+	EventPull, EventPulled, EventPush, EventPushed, EventWarning}
 
 // Event is a progress report of a build.
 type Event struct {
@@ -78,6 +93,8 @@ type Event struct {
 	// EventVerdict when the outputs are.
 	Exact   bool   `json:"exact,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Bytes is set on EventPull, EventPulled and EventPushed.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // phaseColumn is the width phase names are padded to in terminal text, so
@@ -109,6 +126,8 @@ func (ev Event) render(width int) string {
 		return fmt.Sprintf("%s FAILED after %s", step, Duration(ev.Elapsed))
 	case EventFinished:
 		return "finished in " + Duration(ev.Elapsed)
+	case EventWarning:
+		return "warning: " + ev.Message
 	}
 	return ev.Message
 }

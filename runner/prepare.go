@@ -55,7 +55,7 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	if err != nil {
 		return nil, err
 	}
-	if a := unsupported(d); a != "" {
+	if a := Unsupported(d); a != "" {
 		return nil, fmt.Errorf("%s uses %s, which nixlayer does not reproduce: build it with nix-build", d.Name, a)
 	}
 	var realise []string
@@ -80,9 +80,18 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	if err != nil {
 		return nil, err
 	}
-	j := &job{drv: d, closure: closure, env: builderEnv(d, e.opts.Cores)}
+	j := &job{drv: d, env: builderEnv(d, e.opts.Cores)}
+	var storeSources []string
 	for _, b := range bps {
-		j.binds = append(j.binds, sandbox.Bind{Source: b.Source, Target: b.Target, Optional: b.Optional})
+		j.binds = append(j.binds, sandbox.Bind{Source: b.Source, Target: b.Target, Optional: b.Optional, Symlink: b.Symlink})
+		if b.StorePath != "" {
+			storeSources = append(storeSources, b.StorePath)
+		}
+	}
+	// Nix adds the closure of sandbox paths in the store (e.g. the default
+	// /bin/sh of a Nix built with a sandbox shell) to what the builder sees.
+	if j.closure, err = withSandboxClosure(ctx, closure, storeSources); err != nil {
+		return nil, err
 	}
 	j.attrs, err = attributes(d)
 	if err != nil {
@@ -285,4 +294,32 @@ func (e *Engine) markEndsEarly(j *job, phase string) {
 	if data, err := json.Marshal(j.probe); err == nil {
 		os.WriteFile(e.probeFile(j), data, 0o600)
 	}
+}
+
+// withSandboxClosure adds the closure of the valid store paths among
+// sources to closure (invalid ones are ignored, as Nix does).
+func withSandboxClosure(ctx context.Context, closure, sources []string) ([]string, error) {
+	var valid []string
+	for _, p := range sources {
+		if ok, err := nixstore.IsValid(ctx, p); err == nil && ok {
+			valid = append(valid, p)
+		}
+	}
+	if len(valid) == 0 {
+		return closure, nil
+	}
+	extra, err := nixstore.Closure(ctx, valid)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox paths in the store: %w", err)
+	}
+	seen := map[string]bool{}
+	var all []string
+	for _, p := range append(append([]string{}, closure...), extra...) {
+		if !seen[p] {
+			seen[p] = true
+			all = append(all, p)
+		}
+	}
+	sort.Strings(all)
+	return all, nil
 }

@@ -19,6 +19,9 @@ type ShellOptions struct {
 	Stdout io.Writer // default os.Stdout (the shell's stdout and stderr)
 	// Notice receives nixlayer's own messages (default os.Stderr).
 	Notice io.Writer
+	// Terminal: Stdin is a terminal of the shell's own (the daemon's pty),
+	// which becomes its controlling terminal in a new session.
+	Terminal bool
 }
 
 // ShellResult says what a shell worked on.
@@ -91,7 +94,7 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 		return nil, err
 	}
 	defer os.RemoveAll(etc)
-	s := step{root: root, etc: etc, mode: "shell", phase: label, log: so.Stdout, stdin: so.Stdin, interactive: true}
+	s := step{root: root, etc: etc, mode: "shell", phase: label, log: so.Stdout, stdin: so.Stdin, interactive: true, terminal: so.Terminal}
 	if state != nil {
 		s.restore = state.Script()
 	}

@@ -35,6 +35,7 @@ type step struct {
 	// Interactive steps (shells) are attached to the user's terminal.
 	stdin       io.Reader
 	interactive bool
+	terminal    bool // stdin is the shell's own terminal (sandbox.Spec.Terminal)
 }
 
 type stepResult struct {
@@ -85,6 +86,7 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 		Stdin:       s.stdin,
 		ExtraFiles:  []*os.File{restoreR, dumpW, phasesW},
 		Interactive: s.interactive,
+		Terminal:    s.terminal,
 	}
 	cmd, err := sandbox.Command(ctx, spec, s.etc)
 	if err != nil {
@@ -153,10 +155,19 @@ func writeAttrsFiles(j *job, buildDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(buildDir, ".attrs.json"), js, 0o644); err != nil {
+	if err := writeFileIfChanged(filepath.Join(buildDir, ".attrs.json"), js, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(buildDir, ".attrs.sh"), []byte(attrsShell(attrs)), 0o644)
+	return writeFileIfChanged(filepath.Join(buildDir, ".attrs.sh"), []byte(attrsShell(attrs)), 0o644)
+}
+
+// writeFileIfChanged leaves a file with the right content alone, so a
+// layer does not copy it up for nothing.
+func writeFileIfChanged(path string, data []byte, mode os.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return os.WriteFile(path, data, mode)
 }
 
 var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -42,6 +42,11 @@ type Verification struct {
 // build hook, or nix-build --check when the output is already valid) and
 // compares it file by file with the layered result.
 func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*Verification, error) {
+	return e.VerifyIn(ctx, drvPath, "", log)
+}
+
+// VerifyIn is Verify for results kept in resultsDir ("" for the cache's).
+func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log io.Writer) (*Verification, error) {
 	d, err := drv.Read(drvPath)
 	if err != nil {
 		return nil, err
@@ -50,7 +55,7 @@ func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*Ve
 	valid := true
 	for name, p := range d.Outputs {
 		inStore, _ := nixstore.IsValid(ctx, p)
-		cached := filepath.Join(e.opts.CacheDir, "results", filepath.Base(p))
+		cached := filepath.Join(e.resultsDir(resultsDir), filepath.Base(p))
 		if _, err := os.Lstat(cached); err == nil {
 			v.Layered[name] = cached
 		} else if inStore {

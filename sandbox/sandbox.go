@@ -16,12 +16,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 )
 
 // Bind is a host path made visible inside the sandbox.
 type Bind struct {
 	Source, Target string
 	Optional       bool // skip when Source does not exist (Nix's trailing "?")
+	// Symlink, when set, makes Target a symlink to it instead of a bind
+	// (newer Nix copies a symlink source into the sandbox).
+	Symlink string
 }
 
 // Spec describes one sandboxed process.
@@ -43,6 +48,9 @@ type Spec struct {
 	ExtraFiles []*os.File
 	// Interactive keeps the controlling terminal (for shells).
 	Interactive bool
+	// Terminal: Stdin is a terminal that becomes the process's controlling
+	// terminal in a session of its own (a shell on the daemon's pty).
+	Terminal bool
 }
 
 // BuildDir is where the build directory appears inside, as in Nix 2.8.
@@ -57,9 +65,9 @@ const (
 // Command prepares the bubblewrap command for a spec; etcDir receives the
 // generated /etc files and must outlive the command.
 func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
-	bwrap, err := exec.LookPath("bwrap")
+	bwrap, err := Bwrap()
 	if err != nil {
-		return nil, fmt.Errorf("bubblewrap (bwrap) is not installed: apt-get install bubblewrap: %w", err)
+		return nil, err
 	}
 	for _, d := range []string{"build", "tmp", "store"} {
 		if err := os.MkdirAll(filepath.Join(spec.Root, d), 0o755); err != nil {
@@ -79,6 +87,9 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 	cmd.Stdout = spec.Stdout
 	cmd.Stderr = spec.Stderr
 	cmd.ExtraFiles = spec.ExtraFiles
+	if spec.Terminal {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 	return cmd, nil
 }
 
@@ -89,16 +100,7 @@ func bwrapArgs(spec Spec, etcDir string) []string {
 	if storeDir == "" {
 		storeDir = "/nix/store"
 	}
-	a := []string{
-		"--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
-		"--uid", strconv.Itoa(BuilderUID), "--gid", strconv.Itoa(BuilderGID),
-		"--hostname", "localhost",
-		"--die-with-parent",
-		"--clearenv",
-	}
-	if !spec.Network {
-		a = append(a, "--unshare-net")
-	}
+	a := namespaceArgs(spec.Network)
 	if !spec.Interactive {
 		a = append(a, "--new-session")
 	}
@@ -106,7 +108,11 @@ func bwrapArgs(spec Spec, etcDir string) []string {
 	// by a broad bind such as /nix.
 	for _, b := range spec.Binds {
 		op := "--ro-bind"
-		if b.Optional {
+		switch {
+		case b.Symlink != "":
+			a = append(a, "--symlink", b.Symlink, b.Target)
+			continue
+		case b.Optional:
 			op = "--ro-bind-try"
 		}
 		a = append(a, op, b.Source, b.Target)
@@ -154,6 +160,51 @@ func Fingerprint() string {
 		fmt.Fprintf(h, "env %s=%q\n", k, env[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// namespaceArgs are the namespaces and identity of every sandbox.
+func namespaceArgs(network bool) []string {
+	a := []string{
+		"--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
+		"--uid", strconv.Itoa(BuilderUID), "--gid", strconv.Itoa(BuilderGID),
+		"--hostname", "localhost",
+		"--die-with-parent",
+		"--clearenv",
+	}
+	if !network {
+		a = append(a, "--unshare-net")
+	}
+	return a
+}
+
+// Bwrap finds bubblewrap.
+func Bwrap() (string, error) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		return "", fmt.Errorf("bubblewrap (bwrap) is not installed: apt-get install bubblewrap: %w", err)
+	}
+	return bwrap, nil
+}
+
+// Check runs bubblewrap once with the namespaces of a build (a throwaway
+// sandbox that only asks bwrap for its version), so a host where it cannot
+// work (not installed, user namespaces denied, inside a chroot) is found
+// before a build is accepted.
+func Check(ctx context.Context) error {
+	bwrap, err := Bwrap()
+	if err != nil {
+		return err
+	}
+	args := append(namespaceArgs(false), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--", bwrap, "--version")
+	out, err := exec.CommandContext(ctx, bwrap, args...).CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("bubblewrap cannot create the sandbox of a build: %s", msg)
+	}
+	return nil
 }
 
 // CleanMountpoints removes the empty files and directories bubblewrap

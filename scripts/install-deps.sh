@@ -13,7 +13,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(nix-bin bubblewrap bash-static gcc make tmux neovim skopeo patch tar gzip xz-utils libbtrfs-dev bc lld-14 shellcheck)
+packages=(nix-bin bubblewrap bash-static gcc make tmux neovim skopeo patch tar gzip xz-utils libbtrfs-dev bc lld-14 shellcheck docker-registry apache2-utils)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -93,6 +93,32 @@ if pid=$(pgrep -x nix-daemon | head -n1) && [[ -n $pid ]]; then
         systemctl restart nix-daemon || true
     fi
 fi
+
+# --- multi-user Nix: nix-daemon, and unprivileged users for the tests -------
+# Most Nix users run nix-daemon and edit as a normal user; the tests do the
+# same (nixlayer daemon serves them). Start nix-daemon as a multi-user
+# install does: systemd where it runs, else detached.
+if ! nix --extra-experimental-features nix-command store ping --store daemon >/dev/null 2>&1; then
+    if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1 &&
+        systemctl list-unit-files nix-daemon.socket >/dev/null 2>&1; then
+        systemctl enable --now nix-daemon.socket
+    else
+        setsid nix-daemon >/var/log/nix-daemon.log 2>&1 </dev/null &
+        for _ in $(seq 50); do
+            nix --extra-experimental-features nix-command store ping --store daemon >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+    fi
+    echo "install-deps: nix-daemon started"
+fi
+# nixlayer-test builds through nixlayer daemon; nixlayer-test2 is another
+# allowed user; nixlayer-denied is outside the tests' allowed-users.
+for u in nixlayer-test nixlayer-test2 nixlayer-denied; do
+    if ! getent passwd "$u" >/dev/null; then
+        useradd --create-home --shell /bin/bash --comment "nixlayer test user" "$u"
+        echo "install-deps: created user $u"
+    fi
+done
 
 # --- verify --------------------------------------------------------------------
 if [[ -z ${NIXLAYER_SKIP_VERIFY:-} ]]; then

@@ -43,6 +43,8 @@
 , separateDebugInfo ? false
   # gnuhello: nixpkgs' dontStrip (the installed binary keeps its debug info).
 , dontStrip ? false
+  # checked, outputchecked: make the output refer to bash, which their checks forbid.
+, violateChecks ? false
   # free-form salt added to every package (forces new derivations without other changes).
 , salt ? ""
 }:
@@ -402,6 +404,43 @@ rec {
       mkdir -p $out
       echo "${bash}" > $out/uses-bash
     '';
+  };
+
+  # passAsFile and a reference check together, both honoured by a layered
+  # build (the hook layers it): the output must not refer to bash, and
+  # does not unless violateChecks.
+  checked = mkDerivation {
+    pname = "checked";
+    version = "1";
+    dontUnpack = true;
+    payload = "passed as a file\n";
+    passAsFile = [ "payload" ];
+    disallowedReferences = [ bash ];
+    installPhase = ''
+      mkdir -p $out
+      cp "$payloadPath" $out/payload
+    '' + (if violateChecks then ''
+      echo "${bash}" > $out/uses-bash
+    '' else "");
+  };
+
+  # The same checks with structured attributes: outputChecks per output,
+  # with a size limit.
+  outputchecked = mkDerivation {
+    pname = "outputchecked";
+    version = "1";
+    __structuredAttrs = true;
+    dontUnpack = true;
+    outputChecks.out = {
+      disallowedReferences = [ bash ];
+      maxSize = 65536;
+    };
+    installPhase = ''
+      mkdir -p $out
+      echo checked > $out/checked
+    '' + (if violateChecks then ''
+      echo "${bash}" > $out/uses-bash
+    '' else "");
   };
 
   # A phase whose code exits the builder: Nix skips the remaining phases

@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/daemon"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -29,6 +31,10 @@ type common struct {
 	outLink  string
 	extra    []string // flags this command handles itself
 	flags    map[string]bool
+	// Layer caches: accept chains without a trusted signature (marked not
+	// verified); plain HTTP to every registry.
+	noCheckSigs bool
+	insecure    bool
 }
 
 // commonFlag is one of the flags every package command takes.
@@ -55,6 +61,8 @@ var commonFlags = indexFlags([]commonFlag{
 	{[]string{"--json"}, 0, false, func(c *common, _ []string) { c.json = true }},
 	{[]string{"-Q", "--no-build-output"}, 0, false, func(c *common, _ []string) { c.quiet = true }},
 	{[]string{"-v", "--verbose"}, 0, false, func(c *common, _ []string) { c.verbose = true }},
+	{[]string{"--no-check-sigs"}, 0, false, func(c *common, _ []string) { c.noCheckSigs = true }},
+	{[]string{"--insecure"}, 0, false, func(c *common, _ []string) { c.insecure = true }},
 })
 
 func indexFlags(flags []commonFlag) map[string]commonFlag {
@@ -145,8 +153,44 @@ func (c *common) logger() *zap.Logger {
 	return l
 }
 
+// service is the engine every request goes to: in this process for root
+// (who owns the shared cache), else `nixlayer daemon`.
+func (c *common) service(ctx context.Context) (api.Service, error) {
+	if os.Geteuid() == 0 {
+		return api.OpenLocal(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
+	}
+	if c.cacheDir != "" {
+		return nil, fmt.Errorf("--cache is for root: other users build through the nixlayer daemon, which owns the shared cache")
+	}
+	return daemon.Dial(ctx, daemon.SocketPath())
+}
+
+// engine is the engine in this process, for what only root does: mounts on
+// the host.
 func (c *common) engine() (*runner.Engine, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("this command works on the cache directly and needs root (other users: nixlayer build, plan, shell, ls, log, verify, learn, status, export, pull go through the nixlayer daemon)")
+	}
 	return runner.Open(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
+}
+
+// registry is the request's layer-cache switches.
+func (c *common) registry() runner.RegistryOptions {
+	return runner.RegistryOptions{NoCheckSigs: c.noCheckSigs, Insecure: c.insecure}
+}
+
+// secretKey is the key --sign-key names, read with the caller's rights
+// ("" without the flag: the engine's secretKeyFile signs).
+func (c *common) secretKey() (string, error) {
+	file := c.value("--sign-key")
+	if file == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--sign-key: %w", err)
+	}
+	return string(data), nil
 }
 
 // drvPath instantiates the target to exactly one derivation.
@@ -161,18 +205,18 @@ func (c *common) drvPath(ctx context.Context) (string, error) {
 	return drvs[0], nil
 }
 
-// open instantiates the package and opens the cache: what every build-like
-// command starts with.
-func (c *common) open(ctx context.Context) (string, *runner.Engine, error) {
+// open instantiates the package (as the caller: its files, its rights)
+// and connects to the engine: what every build-like command starts with.
+func (c *common) open(ctx context.Context) (string, api.Service, error) {
 	drvPath, err := c.drvPath(ctx)
 	if err != nil {
 		return "", nil, err
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return "", nil, err
 	}
-	return drvPath, e, nil
+	return drvPath, svc, nil
 }
 
 // buildLog is where the builder's output goes: stderr without Nix's

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -23,30 +25,21 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err := checkProgressFlag(c); err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	logw := c.buildLog()
-	link := c.outLink
-	if c.noLink {
-		link = ""
-	}
-	res, err := e.Build(ctx, drvPath, runner.BuildOptions{
-		PlanOptions: runner.PlanOptions{Strict: c.strict, From: c.from},
-		Log:         logw,
-		Progress:    printProgress(os.Stderr, c),
-		Deliver:     true,
-		ResultLink:  link,
-		Exact:       c.flags["--exact"],
-	})
+	defer svc.Close()
+	res, err := svc.Build(ctx, api.BuildRequest{
+		DrvPath: drvPath, Strict: c.strict, From: c.from, Exact: c.flags["--exact"], Learn: !c.flags["--no-learn"],
+		Registry: c.registry(),
+	}, api.Output{Log: c.buildLog(), Progress: printProgress(os.Stderr, c)})
 	if err != nil {
 		return err
 	}
-	if len(res.Reused) == 0 && len(res.Ran) > 1 && !c.flags["--no-learn"] {
-		if pid, logPath, err := e.StartBackgroundLearn(drvPath); err == nil {
-			fmt.Fprintf(os.Stderr, "nixlayer: learning the output-path map in the background (pid %d, log %s)\n", pid, logPath)
+	if !c.noLink {
+		if err := linkResults(ctx, res, c.outLink); err != nil {
+			return err
 		}
 	}
 	if c.json {
@@ -57,6 +50,31 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
 		fmt.Println(res.Outputs[name])
+	}
+	return nil
+}
+
+// linkResults makes ./result (result-dev, …) point at the outputs, as
+// nix-build does: a store path becomes an indirect GC root (through
+// nix-daemon for users), a result kept outside the store a plain link.
+func linkResults(ctx context.Context, res *runner.Result, base string) error {
+	for name, p := range res.Outputs {
+		link := base
+		if name != "out" {
+			link = base + "-" + name
+		}
+		if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			os.Remove(link)
+		}
+		if res.InStore {
+			if err := nixstore.AddGCRoot(ctx, p, link); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Symlink(p, link); err != nil {
+			return fmt.Errorf("creating %s: %w", link, err)
+		}
 	}
 	return nil
 }
@@ -124,16 +142,17 @@ func cmdPlan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	p, err := e.Plan(ctx, drvPath, runner.PlanOptions{Strict: c.strict, From: c.from, Log: os.Stderr})
+	defer svc.Close()
+	pr, err := svc.Plan(ctx, api.PlanRequest{DrvPath: drvPath, Strict: c.strict, From: c.from}, api.Output{Log: os.Stderr})
 	if err != nil {
 		return err
 	}
-	nixBuilt := builtByNix(e.CacheDir(), p) // builds Nix ran itself (builds.go)
+	p := pr.Plan
+	nixBuilt := builtByNix(pr) // builds Nix ran itself (builds.go)
 	if c.json {
 		return printJSON(planWithIndex{p, nixBuilt})
 	}
@@ -182,13 +201,12 @@ func cmdVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	logw := c.buildLog()
-	v, err := e.Verify(ctx, drvPath, logw)
+	defer svc.Close()
+	v, err := svc.Verify(ctx, api.VerifyRequest{DrvPath: drvPath}, api.Output{Log: c.buildLog()})
 	if err != nil {
 		return err
 	}
@@ -238,10 +256,10 @@ func cmdLearn(ctx context.Context, args []string) error {
 	if err := checkProgressFlag(c); err != nil {
 		return err
 	}
-	drvPath, e, err := c.open(ctx)
+	drvPath, svc, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	return e.Learn(ctx, drvPath, printProgress(os.Stderr, c))
+	defer svc.Close()
+	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath, Registry: c.registry()}, api.Output{Progress: printProgress(os.Stderr, c)})
 }

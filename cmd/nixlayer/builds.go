@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -31,18 +31,14 @@ type planWithIndex struct {
 	BuiltByNix *nixBuildNote `json:"builtByNix,omitempty"`
 }
 
-// builtByNix looks up the newest build of the plan's derivation that Nix
-// made itself. The index is only a report: a broken one is a warning.
-func builtByNix(cacheDir string, p *runner.Plan) *nixBuildNote {
-	b, err := buildindex.LastNixBuild(cacheDir, p.Drv)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "nixlayer: warning: %v\n", err)
-	}
-	if b == nil {
+// builtByNix is the newest build of the plan's derivation that Nix made
+// itself, as the engine found it in the build index.
+func builtByNix(pr *api.PlanResult) *nixBuildNote {
+	if pr.BuiltByNix == nil {
 		return nil
 	}
-	n := &nixBuildNote{Build: b, NoLayers: true}
-	for _, ph := range p.Phases {
+	n := &nixBuildNote{Build: pr.BuiltByNix, NoLayers: true}
+	for _, ph := range pr.Phases {
 		if ph.Layer != nil {
 			n.NoLayers = false
 		}
@@ -61,24 +57,6 @@ func (n *nixBuildNote) text() string {
 		s += " (no layers: next build is cold)"
 	}
 	return s
-}
-
-// indexBuilds are the index's builds of pkg (all without one), oldest first.
-func indexBuilds(cacheDir string, pkg runner.Package) ([]buildindex.Build, error) {
-	all, err := buildindex.Builds(cacheDir)
-	if err != nil {
-		return nil, err
-	}
-	out := []buildindex.Build{}
-	for _, b := range all {
-		switch {
-		case pkg.DrvPath != "" && b.Drv != pkg.DrvPath:
-		case pkg.DrvPath == "" && pkg.Name != "" && b.Name != pkg.Name:
-		default:
-			out = append(out, b)
-		}
-	}
-	return out, nil
 }
 
 // printBuilds is ls's section for the build index.

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
@@ -113,9 +114,11 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func note(sel *runner.Selected) {
-	if sel.Note != "" {
-		fmt.Fprintf(os.Stderr, "nixlayer: note: %s\n", sel.Note)
+// note tells the user when the chain taken is not the current
+// derivation's (runner.Selected.Note).
+func note(text string) {
+	if text != "" {
+		fmt.Fprintf(os.Stderr, "nixlayer: note: %s\n", text)
 	}
 }
 
@@ -132,12 +135,16 @@ func cmdShell(ctx context.Context, args []string) error {
 	if len(pos) > 0 || at == "" {
 		return fmt.Errorf("usage: nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
 	}
-	p, e, err := c.openPkg(ctx)
+	p, err := c.pkg(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	res, err := e.Shell(ctx, p.DrvPath, runner.ShellOptions{At: at, Keep: c.flags["--keep"]})
+	svc, err := c.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	res, err := svc.Shell(ctx, api.ShellRequest{DrvPath: p.DrvPath, At: at, Keep: c.flags["--keep"]}, api.Terminal{In: os.Stdin, Out: os.Stdout, Notice: os.Stderr})
 	if err != nil {
 		return err
 	}
@@ -186,7 +193,7 @@ func cmdMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	note(sel)
+	note(sel.Note)
 	dir := e.DefaultMountDir(sel)
 	if len(pos) == 1 {
 		dir = pos[0]
@@ -291,24 +298,21 @@ func cmdLs(ctx context.Context, args []string) error {
 	case len(pos) > 1:
 		return fmt.Errorf("usage: nixlayer ls [PACKAGE | NAME] [--json [--builds]]")
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	rows, err := e.List(p)
+	defer svc.Close()
+	lr, err := svc.List(ctx, api.ListRequest{Package: p, Builds: true})
 	if err != nil {
 		return err
 	}
-	if rows == nil {
-		rows = []runner.LayerRow{}
-	}
+	rows, builds := lr.Layers, lr.Builds
 	if c.json && !c.flags["--builds"] {
 		return printJSON(rows)
 	}
-	builds, err := indexBuilds(e.CacheDir(), p)
-	if err != nil {
-		return err
+	if builds == nil {
+		builds = []buildindex.Build{}
 	}
 	if c.json {
 		return printJSON(struct {
@@ -396,12 +400,12 @@ func cmdLog(ctx context.Context, args []string) error {
 	} else if len(pos) > 1 {
 		return fmt.Errorf("usage: nixlayer log PACKAGE|NAME [PHASE]")
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	logs, err := e.Log(ctx, p, phase)
+	defer svc.Close()
+	logs, err := svc.Log(ctx, api.LogRequest{Package: p, Phase: phase})
 	if err != nil {
 		return err
 	}
@@ -423,7 +427,7 @@ func cmdGC(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("usage: nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]")
 	}
-	o := runner.GCOptions{DryRun: c.flags["--dry-run"], Log: os.Stderr}
+	o := api.GCRequest{DryRun: c.flags["--dry-run"]}
 	if v := c.value("--keep-last"); v != "" {
 		if o.KeepLast, err = strconv.Atoi(v); err != nil || o.KeepLast < 1 {
 			return fmt.Errorf("--keep-last needs a number ≥ 1, not %q", v)
@@ -439,12 +443,12 @@ func cmdGC(ctx context.Context, args []string) error {
 			return fmt.Errorf("--older-than: %w", err)
 		}
 	}
-	e, err := c.engine()
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	res, err := e.GC(ctx, o)
+	defer svc.Close()
+	res, err := svc.GC(ctx, o, api.Output{Log: os.Stderr})
 	if res != nil && c.json {
 		if jerr := printJSON(res); jerr != nil {
 			return jerr
@@ -478,42 +482,41 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// nixlayer export PKG DIR [--at PHASE] [--tag REF]
+// nixlayer export PKG DIR [--at PHASE] [--tag REF] [--sign-key FILE]
 func cmdExport(ctx context.Context, args []string) error {
-	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--tag"})
+	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--tag", "--sign-key"})
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF]")
+		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF] [--sign-key FILE]")
 	}
-	p, e, err := c.openPkg(ctx)
+	dir, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	var sel *runner.Selected
-	if at := c.value("--at"); at != "" {
-		sel, err = e.Select(ctx, p, at, os.Stderr)
-	} else {
-		sel, err = e.Top(ctx, p, os.Stderr)
-	}
+	key, err := c.secretKey()
 	if err != nil {
 		return err
 	}
-	note(sel)
-	ref := c.value("--tag")
-	if ref == "" {
-		ref = sel.Layer.Meta.DrvName
-	}
-	res, err := e.Export(sel.Layer.ID, pos[0], ref)
+	p, err := c.pkg(ctx)
 	if err != nil {
 		return err
 	}
+	svc, err := c.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	res, err := svc.Export(ctx, api.ExportRequest{DrvPath: p.DrvPath, At: c.value("--at"), Dir: dir, Ref: c.value("--tag"), SecretKey: key}, api.Output{Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	note(res.Selection.Note)
 	if c.json {
-		return printJSON(res)
+		return printJSON(res.ExportResult)
 	}
-	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(res.Bytes), res.Dir, res.Ref)
+	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s compressed, %s) as oci:%s:%s\n", len(res.Layers), res.Selection.Name, res.Selection.Phase, layers.FormatSize(res.Bytes), signedBy(res.SignedBy), res.Dir, res.Ref)
 	return nil
 }
 
@@ -526,12 +529,16 @@ func cmdImport(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return fmt.Errorf("usage: nixlayer import DIR [--tag REF]")
 	}
-	e, err := c.engine()
+	dir, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	res, err := e.Import(pos[0], c.value("--tag"))
+	svc, err := c.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	res, err := svc.Import(ctx, api.ImportRequest{Dir: dir, Ref: c.value("--tag")}, api.Output{Log: os.Stderr})
 	if err != nil {
 		return err
 	}
@@ -539,7 +546,11 @@ func cmdImport(ctx context.Context, args []string) error {
 		return printJSON(res)
 	}
 	for _, r := range res {
-		fmt.Fprintf(os.Stderr, "nixlayer: imported %s: %d layers new, %d already cached\n", r.Ref, r.Created, r.Reused)
+		trust := "signed by " + r.SignedBy
+		if !r.Verified {
+			trust = "NOT VERIFIED (" + r.Untrusted + "): results resting on them stay out of the Nix store"
+		}
+		fmt.Fprintf(os.Stderr, "nixlayer: imported %s: %d layers new, %d already cached; %s\n", r.Ref, r.Created, r.Reused, trust)
 	}
 	return nil
 }

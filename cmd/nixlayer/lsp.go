@@ -10,7 +10,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/daemon"
 	"github.com/nixlayer/nixlayer/lsp"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
 const lspUsage = `usage: nixlayer lsp [--stdio] [--cache DIR] [--debounce DURATION] [-v]
@@ -63,6 +66,13 @@ func cmdLSP(ctx context.Context, args []string) error {
 	}
 	defer log.Sync()
 	opts.Logger = log
+	// The engine: in this process for root, nixlayer daemon for others.
+	opts.Connect = func() (api.Service, error) {
+		if os.Geteuid() == 0 {
+			return api.OpenLocal(runner.Options{CacheDir: opts.CacheDir, Logger: log})
+		}
+		return daemon.Dial(ctx, daemon.SocketPath())
+	}
 	return lsp.Serve(ctx, stdio{}, opts)
 }
 

@@ -358,7 +358,12 @@ export type BuildEventKind =
   | 'failed'
   | 'deliver'
   | 'gc'
-  | 'finished';
+  | 'finished'
+  | 'pull'
+  | 'pulled'
+  | 'push'
+  | 'pushed'
+  | 'warning';
 
 /** A build event as the server sends it in a report's `event` field. */
 export interface BuildEvent {
@@ -369,6 +374,8 @@ export interface BuildEvent {
   message?: string;
   follows?: string;
   exact?: boolean;
+  /** Bytes downloaded or sent (pull, pulled, pushed). */
+  bytes?: number;
 }
 
 /** How a build ended, in the end value's `outcome` field. */

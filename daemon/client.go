@@ -1,0 +1,211 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"go.lsp.dev/jsonrpc2"
+
+	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// Client is api.Service served by `nixlayer daemon`.
+type Client struct {
+	socket string
+	fc     *fdConn
+	conn   jsonrpc2.Conn
+	seq    atomic.Int64
+
+	mu      sync.Mutex
+	outputs map[string]api.Output
+}
+
+// ErrNoDaemon: nothing answers on the socket.
+var ErrNoDaemon = errors.New("no nixlayer daemon")
+
+// Dial connects to the daemon at socket.
+func Dial(ctx context.Context, socket string) (*Client, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w at %s: nixlayer needs it when not run as root; as root, start it with `systemctl enable --now nixlayer-daemon.socket` or `nixlayer daemon &`", ErrNoDaemon, socket)
+		}
+		return nil, fmt.Errorf("connecting to the nixlayer daemon at %s: %w", socket, err)
+	}
+	cl := &Client{socket: socket, fc: newFDConn(c.(*net.UnixConn)), outputs: map[string]api.Output{}}
+	cl.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(cl.fc))
+	cl.conn.Go(context.Background(), cl.handle)
+	return cl, nil
+}
+
+// handle delivers output notifications, in order, to their request.
+func (c *Client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
+	if req.Method() != notifyOutput {
+		if _, isCall := req.(*jsonrpc2.Call); isCall {
+			return reply(ctx, nil, jsonrpc2.ErrMethodNotFound)
+		}
+		return nil
+	}
+	var o output
+	if json.Unmarshal(req.Params(), &o) != nil {
+		return nil
+	}
+	c.mu.Lock()
+	out, ok := c.outputs[o.Token]
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if o.Log != "" && out.Log != nil {
+		out.Log.Write([]byte(o.Log))
+	}
+	if o.Event != nil && out.Progress != nil {
+		out.Progress(*o.Event)
+	}
+	return nil
+}
+
+// call sends one request, routes its output, and cancels it on the daemon
+// when ctx ends.
+func (c *Client) call(ctx context.Context, method string, req any, out api.Output, result any) error {
+	token := strconv.FormatInt(c.seq.Add(1), 10)
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.outputs[token] = out
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.outputs, token)
+		c.mu.Unlock()
+	}()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.conn.Notify(context.Background(), notifyCancel, cancel{Token: token})
+		case <-done:
+		}
+	}()
+	var raw json.RawMessage
+	_, err = c.conn.Call(ctx, method, call{Token: token, Request: data}, &raw)
+	if err == nil && result != nil && len(raw) > 0 && string(raw) != "null" {
+		if err := json.Unmarshal(raw, result); err != nil {
+			return fmt.Errorf("the nixlayer daemon's answer to %s: %w", method, err)
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		select {
+		case <-c.conn.Done():
+			return fmt.Errorf("the nixlayer daemon closed the connection: %w", err)
+		default:
+		}
+		return clientError(err)
+	}
+	return nil
+}
+
+func (c *Client) Build(ctx context.Context, req api.BuildRequest, out api.Output) (*runner.Result, error) {
+	var res runner.Result
+	if err := c.call(ctx, methodBuild, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Plan(ctx context.Context, req api.PlanRequest, out api.Output) (*api.PlanResult, error) {
+	var res api.PlanResult
+	if err := c.call(ctx, methodPlan, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Learn(ctx context.Context, req api.LearnRequest, out api.Output) error {
+	return c.call(ctx, methodLearn, req, out, nil)
+}
+
+func (c *Client) Verify(ctx context.Context, req api.VerifyRequest, out api.Output) (*runner.Verification, error) {
+	var res runner.Verification
+	if err := c.call(ctx, methodVerify, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Status(ctx context.Context) (*api.Status, error) {
+	var res api.Status
+	if err := c.call(ctx, methodStatus, struct{}{}, api.Output{}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) List(ctx context.Context, req api.ListRequest) (*api.ListResult, error) {
+	var res api.ListResult
+	if err := c.call(ctx, methodList, req, api.Output{}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Log(ctx context.Context, req api.LogRequest) ([]runner.PhaseLog, error) {
+	var res []runner.PhaseLog
+	if err := c.call(ctx, methodLog, req, api.Output{}, &res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (c *Client) GC(ctx context.Context, req api.GCRequest, out api.Output) (*runner.GCResult, error) {
+	var res runner.GCResult
+	if err := c.call(ctx, methodGC, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Import(ctx context.Context, req api.ImportRequest, out api.Output) ([]runner.ImportResult, error) {
+	var res []runner.ImportResult
+	if err := c.call(ctx, methodImport, req, out, &res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (c *Client) Pull(ctx context.Context, req api.PullRequest, out api.Output) (*runner.PullReport, error) {
+	var res runner.PullReport
+	if err := c.call(ctx, methodPull, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Push(ctx context.Context, req api.PushRequest, out api.Output) (*api.PushResult, error) {
+	var res api.PushResult
+	if err := c.call(ctx, methodPush, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Close ends the connection; the daemon cancels what is still running.
+func (c *Client) Close() error { return c.conn.Close() }
+
+var _ api.Service = (*Client)(nil)

@@ -1,0 +1,200 @@
+package e2etest
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Unprivileged users the daemon tests act as (scripts/install-deps.sh
+// creates them): two that Nix's allowed-users lets in, one it does not.
+const (
+	TestUser   = "nixlayer-test"
+	OtherUser  = "nixlayer-test2"
+	DeniedUser = "nixlayer-denied"
+)
+
+// Daemon is a `nixlayer daemon` started for a test, with its own socket,
+// cache and nix.conf (allowed-users = root and the two test users), and
+// copies of the binary and the fixtures that the test users can read.
+type Daemon struct {
+	Dir      string // shared, world-readable
+	Socket   string
+	Cache    string
+	Results  string // per-user results: Results/<uid>
+	Bin      string
+	Testdata string
+	cmd      *exec.Cmd
+	log      lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// StartDaemon starts nixlayer daemon from bin; it stops with the test.
+func StartDaemon(t *testing.T, bin string) *Daemon {
+	t.Helper()
+	for _, u := range []string{TestUser, OtherUser, DeniedUser} {
+		if _, err := user.Lookup(u); err != nil {
+			t.Fatalf("user %s is missing: run scripts/install-deps.sh (it creates the test users)", u)
+		}
+	}
+	if out, err := exec.Command("nix", "--extra-experimental-features", "nix-command", "store", "ping", "--store", "daemon").CombinedOutput(); err != nil {
+		t.Fatalf("nix-daemon does not answer (scripts/install-deps.sh starts it): %v\n%s", err, out)
+	}
+	dir, err := os.MkdirTemp("", "nixlayer-daemon-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "daemon.sock"), Cache: filepath.Join(dir, "cache"),
+		Results: filepath.Join(dir, "results"), Bin: filepath.Join(dir, "nixlayer"), Testdata: filepath.Join(dir, "testdata")}
+	t.Cleanup(func() {
+		// Results are read-only trees owned by the users.
+		exec.Command("chmod", "-R", "u+w", dir).Run()
+		os.RemoveAll(dir)
+	})
+	if out, err := exec.Command("cp", bin, d.Bin).CombinedOutput(); err != nil {
+		t.Fatalf("copying the binary: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("cp", "-r", Testdata(), d.Testdata).CombinedOutput(); err != nil {
+		t.Fatalf("copying the fixtures: %v\n%s", err, out)
+	}
+	exec.Command("chmod", "-R", "a+rX", d.Testdata, d.Bin).Run()
+	conf := filepath.Join(dir, "nixconf")
+	os.Mkdir(conf, 0o755)
+	base, _ := os.ReadFile("/etc/nix/nix.conf")
+	settings := string(base) + "\nallowed-users = root " + TestUser + " " + OtherUser + "\ntrusted-users = root\n"
+	if err := os.WriteFile(filepath.Join(conf, "nix.conf"), []byte(settings), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(d.Bin, "daemon", "--socket", d.Socket, "--cache", d.Cache, "--results", d.Results)
+	d.cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+conf)
+	d.cmd.Stdout, d.cmd.Stderr = &d.log, &d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			d.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("daemon log (tail):\n%s", tail(d.log.String(), 40))
+		}
+	})
+	for i := 0; ; i++ {
+		if c, err := net.Dial("unix", d.Socket); err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("nixlayer daemon did not start:\n%s", d.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return d
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Account is a user of this machine.
+type Account struct {
+	Name     string
+	UID, GID int
+	Home     string
+}
+
+// LookupAccount finds a user.
+func LookupAccount(t *testing.T, name string) Account {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return Account{Name: name, UID: uid, GID: gid, Home: u.HomeDir}
+}
+
+// WorkDir is a directory of the user's own in the test's directory.
+func (d *Daemon) WorkDir(t *testing.T, name string) string {
+	t.Helper()
+	a := LookupAccount(t, name)
+	dir := filepath.Join(d.Dir, "work-"+name)
+	os.MkdirAll(dir, 0o700)
+	if err := os.Chown(dir, a.UID, a.GID); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Env is the environment of a user's process that talks to this daemon.
+func (d *Daemon) Env(a Account) []string {
+	return []string{
+		"HOME=" + a.Home, "USER=" + a.Name, "LOGNAME=" + a.Name,
+		"PATH=/usr/local/bin:/usr/bin:/bin", "TERM=xterm-256color", "LANG=C.UTF-8",
+		"NIXLAYER_DAEMON_SOCKET=" + d.Socket, "NIX_REMOTE=daemon", "NIXLAYER_BACKGROUND_LEARN=0",
+	}
+}
+
+// Command runs name as the user, in dir.
+func (d *Daemon) Command(ctx context.Context, t *testing.T, userName, dir, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	a := LookupAccount(t, userName)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = d.Env(a)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(a.UID), Gid: uint32(a.GID)}}
+	return cmd
+}
+
+// RunAs runs name as the user in dir and collects its output.
+func (d *Daemon) RunAs(t *testing.T, userName, dir, name string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := d.Command(ctx, t, userName, dir, name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
+}
+
+// Log is the daemon's log so far.
+func (d *Daemon) Log() string { return d.log.String() }
