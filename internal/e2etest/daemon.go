@@ -3,6 +3,7 @@ package e2etest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -58,72 +59,104 @@ func (l *lockedBuffer) String() string {
 // StartDaemon starts nixlayer daemon from bin; it stops with the test.
 func StartDaemon(t *testing.T, bin string) *Daemon {
 	t.Helper()
+	d, err := LaunchDaemon(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.Stop()
+		if t.Failed() {
+			t.Logf("daemon log (tail):\n%s", tail(d.log.String(), 40))
+		}
+		d.Remove()
+	})
+	return d
+}
+
+// LaunchDaemon starts nixlayer daemon from bin in a new directory; the
+// caller stops it (Stop) and removes the directory (Remove).
+func LaunchDaemon(bin string) (*Daemon, error) {
 	for _, u := range []string{TestUser, OtherUser, DeniedUser} {
 		if _, err := user.Lookup(u); err != nil {
-			t.Fatalf("user %s is missing: run scripts/install-deps.sh (it creates the test users)", u)
+			return nil, fmt.Errorf("user %s is missing: run scripts/install-deps.sh (it creates the test users)", u)
 		}
 	}
 	if out, err := exec.Command("nix", "--extra-experimental-features", "nix-command", "store", "ping", "--store", "daemon").CombinedOutput(); err != nil {
-		t.Fatalf("nix-daemon does not answer (scripts/install-deps.sh starts it): %v\n%s", err, out)
+		return nil, fmt.Errorf("nix-daemon does not answer (scripts/install-deps.sh starts it): %v\n%s", err, out)
 	}
 	dir, err := os.MkdirTemp("", "nixlayer-daemon-test-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	os.Chmod(dir, 0o755)
 	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "daemon.sock"), Cache: filepath.Join(dir, "cache"),
 		Results: filepath.Join(dir, "results"), Bin: filepath.Join(dir, "nixlayer"), Testdata: filepath.Join(dir, "testdata")}
-	t.Cleanup(func() {
-		// Results are read-only trees owned by the users.
-		exec.Command("chmod", "-R", "u+w", dir).Run()
-		os.RemoveAll(dir)
-	})
+	if err := d.start(bin); err != nil {
+		d.Stop()
+		d.Remove()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) start(bin string) error {
 	if out, err := exec.Command("cp", bin, d.Bin).CombinedOutput(); err != nil {
-		t.Fatalf("copying the binary: %v\n%s", err, out)
+		return fmt.Errorf("copying the binary: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("cp", "-r", Testdata(), d.Testdata).CombinedOutput(); err != nil {
-		t.Fatalf("copying the fixtures: %v\n%s", err, out)
+		return fmt.Errorf("copying the fixtures: %v\n%s", err, out)
 	}
 	exec.Command("chmod", "-R", "a+rX", d.Testdata, d.Bin).Run()
-	conf := filepath.Join(dir, "nixconf")
+	conf := filepath.Join(d.Dir, "nixconf")
 	os.Mkdir(conf, 0o755)
 	base, _ := os.ReadFile("/etc/nix/nix.conf")
 	settings := string(base) + "\nallowed-users = root " + TestUser + " " + OtherUser + "\ntrusted-users = root\n"
 	if err := os.WriteFile(filepath.Join(conf, "nix.conf"), []byte(settings), 0o644); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	d.cmd = exec.Command(d.Bin, "daemon", "--socket", d.Socket, "--cache", d.Cache, "--results", d.Results)
 	d.cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+conf)
 	d.cmd.Stdout, d.cmd.Stderr = &d.log, &d.log
 	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { d.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			d.cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("daemon log (tail):\n%s", tail(d.log.String(), 40))
-		}
-	})
 	for i := 0; ; i++ {
 		if c, err := net.Dial("unix", d.Socket); err == nil {
 			c.Close()
-			break
+			return nil
 		}
 		if i == 100 {
-			t.Fatalf("nixlayer daemon did not start:\n%s", d.log.String())
+			return fmt.Errorf("nixlayer daemon did not start:\n%s", d.log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return d
 }
+
+// Stop stops the daemon (SIGTERM, SIGKILL after 20 s).
+func (d *Daemon) Stop() {
+	if d.cmd == nil || d.cmd.Process == nil || d.cmd.ProcessState != nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Remove deletes the daemon's directory (results are read-only trees
+// owned by the users).
+func (d *Daemon) Remove() {
+	exec.Command("chmod", "-R", "u+w", d.Dir).Run()
+	os.RemoveAll(d.Dir)
+}
+
+// LogTail is the end of the daemon's log.
+func (d *Daemon) LogTail() string { return tail(d.log.String(), 40) }
 
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
@@ -143,25 +176,44 @@ type Account struct {
 // LookupAccount finds a user.
 func LookupAccount(t *testing.T, name string) Account {
 	t.Helper()
-	u, err := user.Lookup(name)
+	a, err := FindAccount(name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+// FindAccount finds a user.
+func FindAccount(name string) (Account, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return Account{}, err
+	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return Account{Name: name, UID: uid, GID: gid, Home: u.HomeDir}
+	return Account{Name: name, UID: uid, GID: gid, Home: u.HomeDir}, nil
 }
 
 // WorkDir is a directory of the user's own in the test's directory.
 func (d *Daemon) WorkDir(t *testing.T, name string) string {
 	t.Helper()
-	a := LookupAccount(t, name)
-	dir := filepath.Join(d.Dir, "work-"+name)
-	os.MkdirAll(dir, 0o700)
-	if err := os.Chown(dir, a.UID, a.GID); err != nil {
+	dir, err := d.UserDir(name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// UserDir is (makes) a directory of the user's own in the daemon's
+// directory.
+func (d *Daemon) UserDir(name string) (string, error) {
+	a, err := FindAccount(name)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(d.Dir, "work-"+name)
+	os.MkdirAll(dir, 0o700)
+	return dir, os.Chown(dir, a.UID, a.GID)
 }
 
 // Env is the environment of a user's process that talks to this daemon.
@@ -176,7 +228,11 @@ func (d *Daemon) Env(a Account) []string {
 // Command runs name as the user, in dir.
 func (d *Daemon) Command(ctx context.Context, t *testing.T, userName, dir, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	a := LookupAccount(t, userName)
+	return d.CommandAs(ctx, LookupAccount(t, userName), dir, name, args...)
+}
+
+// CommandAs runs name as the account, in dir.
+func (d *Daemon) CommandAs(ctx context.Context, a Account, dir, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = d.Env(a)

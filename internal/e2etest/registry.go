@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,7 +23,7 @@ type Registry struct {
 	Root    string // its storage directory
 	User    string // basic-auth user ("" without auth)
 	Pass    string
-	t       testing.TB
+	bin     string
 	cmd     *exec.Cmd
 	config  string
 	logPath string
@@ -32,26 +33,42 @@ type Registry struct {
 // auth it requires basic auth (htpasswd, bcrypt) as User/Pass.
 func StartRegistry(t testing.TB, auth bool) *Registry {
 	t.Helper()
+	r, err := LaunchRegistry(t.TempDir(), auth)
+	if errors.Is(err, errNoRegistry) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+var errNoRegistry = errors.New("docker-registry is not installed (scripts/install-deps.sh installs it)")
+
+// LaunchRegistry starts a registry storing into dir; the caller stops it.
+func LaunchRegistry(dir string, auth bool) (*Registry, error) {
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
-		t.Skip("docker-registry is not installed (scripts/install-deps.sh installs it)")
+		return nil, errNoRegistry
 	}
-	dir := t.TempDir()
-	r := &Registry{Root: filepath.Join(dir, "storage"), t: t, config: filepath.Join(dir, "config.yml"), logPath: filepath.Join(dir, "registry.log")}
+	r := &Registry{Root: filepath.Join(dir, "storage"), bin: bin, config: filepath.Join(dir, "config.yml"), logPath: filepath.Join(dir, "registry.log")}
 	authCfg := ""
 	if auth {
 		r.User, r.Pass = "ci", "s3cret-"+Salt()
 		out, err := exec.Command("htpasswd", "-Bbn", r.User, r.Pass).Output()
 		if err != nil {
-			t.Fatalf("htpasswd (apache2-utils): %v", err)
+			return nil, fmt.Errorf("htpasswd (apache2-utils): %w", err)
 		}
 		htpasswd := filepath.Join(dir, "htpasswd")
 		if err := os.WriteFile(htpasswd, out, 0o600); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		authCfg = fmt.Sprintf("auth:\n  htpasswd:\n    realm: nixlayer-test\n    path: %s\n", htpasswd)
 	}
-	r.Addr = freeAddr(t)
+	if r.Addr, err = FreeAddr(); err != nil {
+		return nil, err
+	}
 	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -64,26 +81,23 @@ http:
   addr: %s
 %s`, r.Root, r.Addr, authCfg)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	r.cmd = exec.Command(bin, "serve", r.config)
-	r.start()
-	t.Cleanup(r.Stop)
-	return r
+	return r, r.Restart()
 }
 
-func (r *Registry) start() {
-	r.t.Helper()
+// Restart starts the (stopped) registry on its address.
+func (r *Registry) Restart() error {
 	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		r.t.Fatal(err)
+		return err
 	}
 	defer logf.Close()
-	r.cmd = exec.Command(r.cmd.Path, r.cmd.Args[1:]...)
+	r.cmd = exec.Command(r.bin, "serve", r.config)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("starting docker-registry: %v", err)
+		return fmt.Errorf("starting docker-registry: %w", err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -91,13 +105,13 @@ func (r *Registry) start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return
+				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(r.logPath)
-	r.t.Fatalf("docker-registry did not come up on %s:\n%s", r.Addr, log)
+	return fmt.Errorf("docker-registry did not come up on %s:\n%s", r.Addr, log)
 }
 
 // Stop kills the registry (as a crash would); its storage stays.
@@ -108,21 +122,15 @@ func (r *Registry) Stop() {
 	}
 }
 
-// Restart starts the stopped registry again on the same address.
-func (r *Registry) Restart() { r.start() }
-
 // Repo is a repository reference on this registry.
 func (r *Registry) Repo(name string) string { return r.Addr + "/" + name }
 
 // Login writes a docker config.json with the registry's credentials into
 // dir (point $DOCKER_CONFIG at it).
-func (r *Registry) Login(dir string) {
-	r.t.Helper()
+func (r *Registry) Login(dir string) error {
 	enc := base64.StdEncoding.EncodeToString([]byte(r.User + ":" + r.Pass))
 	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, r.Addr, enc)
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
-		r.t.Fatal(err)
-	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600)
 }
 
 // Blob is the path of a blob in the registry's storage (to tamper with it).
@@ -131,12 +139,12 @@ func (r *Registry) Blob(digest string) string {
 	return filepath.Join(r.Root, "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex, "data")
 }
 
-// freeAddr picks a free port on 127.0.0.1.
-func freeAddr(t testing.TB) string {
+// FreeAddr picks a free port on 127.0.0.1.
+func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }

@@ -27,7 +27,7 @@ const (
 var Points = []string{InPhase, AfterPhase, BeforeName, BeforeRegister, AfterRegister, InLearn, InRewrite}
 
 // PullPoints are the kill points of a pull from a layer cache, walked by
-// the registry fault test (TestLayerCacheKilledMidApply).
+// the registry fault script (cmd/nixlayer/testdata/script/layer_cache_killed_mid_apply.txtar).
 var PullPoints = []string{InApply}
 
 // Point kills the process with SIGKILL when NIXLAYER_FAULT equals name.
