@@ -52,6 +52,9 @@ func LaunchRegistry(dir string, auth bool) (*Registry, error) {
 	if err != nil {
 		return nil, errNoRegistry
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	r := &Registry{Root: filepath.Join(dir, "storage"), bin: bin, config: filepath.Join(dir, "config.yml"), logPath: filepath.Join(dir, "registry.log")}
 	authCfg := ""
 	if auth {
