@@ -122,4 +122,4 @@ func (f *fakeT) FailNow() {
 	runtime.Goexit()
 }
 func (f *fakeT) Run(name string, fn func(testscript.T)) { f.run(func() { fn(f) }) }
-func (f *fakeT) Verbose() bool                         { return false }
+func (f *fakeT) Verbose() bool                          { return false }
