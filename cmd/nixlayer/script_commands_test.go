@@ -52,6 +52,12 @@ json '(.b | join(" ")) == $B'
 ! json '.a == 2'
 edit f.txt 'one' 'two'
 grep '^two$' f.txt
+mkdir a b
+cp f.txt a/f.txt
+cp f.txt b/f.txt
+nar-equal a b
+cp build.jsonl b/f.txt
+! nar-equal a b
 `, true},
 	{"ran", "exec sh -c 'cat build.jsonl >&2'\nran installPhase\n", false},
 	{"ran-none", "exec sh -c 'cat build.jsonl >&2'\nran\n", false},
@@ -66,6 +72,7 @@ grep '^two$' f.txt
 	{"json", "exec echo '{\"a\": 1}'\njson '.a == 2'\n", false},
 	{"json-null", "exec echo '{\"a\": 1}'\njson '.b'\n", false},
 	{"edit", "edit f.txt 'three' 'four'\n", false},
+	{"nar-equal", "mkdir a b\ncp f.txt a/f\ncp build.jsonl b/f\nnar-equal a b\n", false},
 }
 
 func TestScriptChecksCanFail(t *testing.T) {
