@@ -231,9 +231,12 @@ func TestLayerCacheRefusals(t *testing.T) {
 	if err := os.WriteFile(blob, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Another edit: the first one's outputs are valid now and would come
+	// back without a look at any cache.
+	edited2 := f.with("--argstr", "postInstallExtra", "echo laptop2 > $out/laptop")
 	lap2 := laptop(pk)
-	res := refused(lap2, edited, "does not match its digest")
-	lap2.sameAsNix(edited, res.Outputs["out"])
+	res := refused(lap2, edited2, "does not match its digest")
+	lap2.sameAsNix(edited2, res.Outputs["out"])
 }
 
 // retag makes the registry serve the manifest of one tag under another too
