@@ -14,6 +14,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) mod tidy -diff
+	shellcheck $$(git ls-files '*.bash')
 
 # Everything, with real Nix, bubblewrap and overlay layers (root).
 test: lint build

@@ -130,23 +130,15 @@ func list(xs []string) string {
 	return strings.Join(xs, " ")
 }
 
-// progress turns runner events into log lines and phase reports.
+// progress turns runner events into build-log lines (the renderer the CLI
+// uses) and tells Nix which phase runs.
 func progress(say func(string, ...any), nl *nixLog) func(runner.Event) {
 	return func(ev runner.Event) {
-		switch ev.Kind {
-		case "plan":
-			say("%s", ev.Message)
-		case "cached":
-			say("%s: cached (%d/%d)", ev.Phase, ev.Index, ev.Total)
-		case "start":
+		if ev.Kind == runner.EventStart {
 			nl.phase(ev.Phase)
-			if ev.Message != "" && !strings.HasPrefix(ev.Message, "follows ") {
-				say("%s (%d/%d): %s", ev.Phase, ev.Index, ev.Total, ev.Message)
-			}
-		case "failed":
-			say("%s failed after %s", ev.Phase, ev.Elapsed.Round(time.Millisecond))
-		case "rewrite", "deliver", "learn", "learned", "fallback", "repair", "wait":
-			say("%s", ev.Message)
+		}
+		if text := ev.Text(); text != "" {
+			say("%s", text)
 		}
 	}
 }

@@ -40,6 +40,22 @@ const (
 // keyPrefix marks the layer name that makes a layer a cache hit.
 const keyPrefix = "key-"
 
+// Kind is what made a layer.
+type Kind string
+
+const (
+	// KindPhase is a phase of a build (or a whole build in one layer); only
+	// these are cache hits and earlier builds.
+	KindPhase Kind = "phase"
+	// KindRewrite adapts the reused layers below it to new output paths.
+	KindRewrite Kind = "rewrite"
+	// KindLearnScratch is a phase run again with a synthetic output path
+	// to learn the path map; removed when learning ends.
+	KindLearnScratch Kind = "learn-scratch"
+	// KindShell is the tree of a shell in a phase's state (kept with --keep).
+	KindShell Kind = "shell"
+)
+
 // Meta is what nixlayer records about a layer, kept in the layer's
 // metadata so the store's own index is the only database.
 type Meta struct {
@@ -60,7 +76,26 @@ type Meta struct {
 	// can name the attribute that changed.
 	Attrs    map[string]string `json:"attrs,omitempty"`
 	Verified *bool             `json:"verified,omitempty"`
-	Note     string            `json:"note,omitempty"`
+	Kind     Kind              `json:"kind,omitempty"`
+	// Note describes the layer for people (e.g. the rewrite's method).
+	Note string `json:"note,omitempty"`
+}
+
+// KindOf is the layer's kind; layers written before kinds were recorded
+// get theirs from what they do record.
+func (m Meta) KindOf() Kind {
+	switch {
+	case m.Kind != "":
+		return m.Kind
+	case m.Phase != "":
+		return KindPhase
+	case strings.HasPrefix(m.Note, "rewrite"):
+		return KindRewrite
+	case strings.HasPrefix(m.Note, "learn"):
+		return KindLearnScratch
+	default:
+		return KindShell
+	}
 }
 
 // Layer is a stored layer with its metadata.

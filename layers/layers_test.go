@@ -77,3 +77,22 @@ func TestChainAndLookup(t *testing.T) {
 		t.Fatal("complete layer removed")
 	}
 }
+
+// Layers written before kinds were recorded get theirs from their phase
+// and note.
+func TestKindOfOldLayers(t *testing.T) {
+	for _, c := range []struct {
+		m    Meta
+		want Kind
+	}{
+		{Meta{Kind: KindRewrite, Note: "anything"}, KindRewrite},
+		{Meta{Phase: "buildPhase"}, KindPhase},
+		{Meta{Note: "rewrite: learned path map"}, KindRewrite},
+		{Meta{Note: "learn buildPhase"}, KindLearnScratch},
+		{Meta{Note: "shell after buildPhase (kept)"}, KindShell},
+	} {
+		if got := c.m.KindOf(); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.m, got, c.want)
+		}
+	}
+}

@@ -148,6 +148,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 
 	ev := s.evaluate(ctx, snap)
 	if ctx.Err() != nil {
+		prog.message, prog.outcome = "cancelled", OutcomeCancelled
 		return nil, protocol.ErrRequestCancelled
 	}
 	s.mu.Lock()
@@ -159,7 +160,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 		if msg == "" {
 			msg = "no evaluated derivation matches " + a.Name
 		}
-		prog.message = "evaluation failed"
+		prog.message, prog.outcome = "evaluation failed", OutcomeFailed
 		return nil, lspError(jsonrpc2.InvalidRequest, "cannot build %s: %s", d.path, msg)
 	}
 	if from != "" {
@@ -196,24 +197,24 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 	case err == nil:
 		out.OK, out.Ran, out.Reused, out.Outputs = true, res.Ran, res.Reused, res.Outputs
 		out.InStore, out.Verified = res.InStore, res.Verified
-		prog.message = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused))
+		prog.message, prog.outcome = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused)), OutcomeSucceeded
 		s.mu.Lock()
 		delete(d.failures, pkg.DrvPath)
 		s.mu.Unlock()
 	case errors.As(err, &pe):
 		out.FailedPhase, out.Error = pe.Phase, err.Error()
-		prog.message = fmt.Sprintf("%s failed in %s", pkg.Name, pe.Phase)
+		prog.message, prog.outcome = fmt.Sprintf("%s failed in %s", pkg.Name, pe.Phase), OutcomeFailed
 		s.mu.Lock()
 		d.failures[pkg.DrvPath] = pe
 		pkg.Failure = pe
 		d.buildDiag = []protocol.Diagnostic{s.failureDiagnostic(d, pkg, pe)}
 		s.mu.Unlock()
 	case ctx.Err() != nil:
-		prog.message = "cancelled"
+		prog.message, prog.outcome = "cancelled", OutcomeCancelled
 		s.replan(d)
 		return nil, protocol.ErrRequestCancelled
 	default:
-		prog.message = "build error"
+		prog.message, prog.outcome = "build error", OutcomeError
 		s.replan(d)
 		return nil, lspError(jsonrpc2.InternalError, "building %s: %v", pkg.Name, err)
 	}

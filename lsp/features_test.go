@@ -48,7 +48,7 @@ func planFor(cached int) *runner.Plan {
 		} else if i == cached {
 			pp.Reason, pp.Changed = "postInstall changed", []string{"postInstall"}
 		} else {
-			pp.Reason = "follows " + phases[cached]
+			pp.Reason, pp.Follows = "follows "+phases[cached], phases[cached]
 		}
 		p.Phases = append(p.Phases, pp)
 	}

@@ -14,8 +14,20 @@ import (
 type progress struct {
 	s       *server
 	token   json.RawMessage
-	message string // the end message
+	message string  // the end message
+	outcome Outcome // how the build ended, sent with the end
 }
+
+// Outcome is how a build reported by $/progress ended, sent as "outcome" in
+// the end value so that clients need not read the message.
+type Outcome string
+
+const (
+	OutcomeSucceeded Outcome = "succeeded"
+	OutcomeFailed    Outcome = "failed"    // a phase failed, or the evaluation did
+	OutcomeCancelled Outcome = "cancelled" // by the client
+	OutcomeError     Outcome = "error"     // nixlayer could not build (not the package's fault)
+)
 
 // beginProgress uses the client's token or creates one
 // (window/workDoneProgress/create); cancelling it from the client
@@ -51,44 +63,42 @@ func (p *progress) send(value map[string]any) {
 	p.s.notify("$/progress", map[string]any{"token": p.token, "value": value})
 }
 
-// event turns a runner event into a report.
-func (p *progress) event(e runner.Event) {
-	pct := 0
+// event turns a runner event into a report. Every kind is reported: the
+// message is the event's short text, "event" the event itself (its kind
+// tells what happened), and the percentage counts phases where the event
+// moves through them.
+func (p *progress) event(e runner.Event) { p.send(progressReport(e)) }
+
+func progressReport(e runner.Event) map[string]any {
+	v := map[string]any{"kind": "report", "message": e.Short(), "cancellable": true, "event": e}
 	if e.Total > 0 {
-		pct = e.Index * 100 / e.Total
+		switch e.Kind {
+		case runner.EventPlan:
+			v["percentage"] = 0
+		case runner.EventStart:
+			v["percentage"] = (e.Index - 1) * 100 / e.Total
+		case runner.EventCached, runner.EventDone, runner.EventFailed:
+			v["percentage"] = e.Index * 100 / e.Total
+		}
 	}
-	var msg string
 	switch e.Kind {
-	case "plan":
-		msg = e.Message
-	case "cached":
-		msg = fmt.Sprintf("[%d/%d] %s cached", e.Index, e.Total, e.Phase)
-	case "start":
-		pct = (e.Index - 1) * 100 / max(e.Total, 1)
-		msg = fmt.Sprintf("[%d/%d] %s", e.Index, e.Total, e.Phase)
-	case "done":
-		msg = fmt.Sprintf("[%d/%d] %s done in %s", e.Index, e.Total, e.Phase, seconds(e.Elapsed))
-	case "failed":
-		msg = fmt.Sprintf("[%d/%d] %s failed", e.Index, e.Total, e.Phase)
-	case "rewrite", "deliver":
-		msg, pct = e.Message, 100
-	case "finished":
-		msg, pct = "finished in "+seconds(e.Elapsed), 100
-	default:
-		return
+	case runner.EventRewrite, runner.EventDeliver, runner.EventFinished:
+		v["percentage"] = 100
 	}
-	v := map[string]any{"kind": "report", "message": msg, "percentage": pct, "cancellable": true}
 	if e.Phase != "" {
 		v["phase"] = e.Phase // an extension clients may ignore
 	}
-	p.send(v)
+	return v
 }
 
 func (p *progress) end() {
 	if p.token == nil {
 		return
 	}
-	p.send(map[string]any{"kind": "end", "message": p.message})
+	if p.outcome == "" { // ended before it could build
+		p.outcome = OutcomeError
+	}
+	p.send(map[string]any{"kind": "end", "message": p.message, "outcome": p.outcome})
 	p.s.mu.Lock()
 	delete(p.s.tokens, string(p.token))
 	p.s.mu.Unlock()

@@ -257,6 +257,16 @@ func (s *server) request(ctx context.Context, method string, raw json.RawMessage
 			return h, nil
 		}
 		return nil, nil
+	case MethodPhases:
+		var p protocol.TextDocumentPositionParams
+		if err := decode(raw, &p); err != nil {
+			return nil, err
+		}
+		in, err := s.lensInput(p.TextDocument.URI)
+		if err != nil {
+			return nil, err
+		}
+		return PhasesAt(in, int(p.Position.Line)), nil
 	case protocol.MethodWorkspaceExecuteCommand:
 		var p executeParams
 		if err := decode(raw, &p); err != nil {

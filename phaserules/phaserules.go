@@ -31,14 +31,20 @@ func init() {
 		depsBuildBuild depsBuildTarget depsHostHost depsTargetTarget depsBuildBuildPropagated
 		depsBuildTargetPropagated depsHostHostPropagated depsTargetTargetPropagated
 		checkInputs nativeCheckInputs installCheckInputs nativeInstallCheckInputs
-		__structuredAttrs __json passAsFile strictDeps phases prePhases preConfigurePhases
-		preBuildPhases preInstallPhases preFixupPhases preDistPhases postPhases
+		__structuredAttrs __json passAsFile strictDeps phases
 		outputDev outputBin outputLib outputDoc outputMan outputInfo outputInclude
 		setupHook setupHooks shell SHELL PATH HOME NIX_DEBUG noDumpEnvVars
 		impureEnvVars allowSubstitutes preferLocalBuild requiredSystemFeatures
 		__impureHostDeps __propagatedImpureHostDeps __sandboxProfile __darwinAllowLocalNetworking
 		outputHash outputHashAlgo outputHashMode`) {
 		global[a] = true
+	}
+	// The lists of extra phases decide the phase list itself.
+	global[ListAfter] = true
+	for _, p := range Standard {
+		if p.ListBefore != "" {
+			global[p.ListBefore] = true
+		}
 	}
 	place := func(phase, attrs string) {
 		for _, a := range strings.Fields(attrs) {
@@ -132,24 +138,29 @@ func hookPhase(attr, prefix string) string {
 	return lowerFirst(rest) + "Phase"
 }
 
+// Hooks names a phase's hook attributes: installPhase → preInstall,
+// postInstall (the inverse of hookPhase).
+func Hooks(phase string) []string {
+	stem := strings.TrimSuffix(phase, "Phase")
+	if stem == "" {
+		return nil
+	}
+	stem = strings.ToUpper(stem[:1]) + stem[1:]
+	return []string{"pre" + stem, "post" + stem}
+}
+
 // toggledPhase: dontBuild → buildPhase, doCheck → checkPhase.
 func toggledPhase(attr string) string {
 	for _, pfx := range []string{"dont", "do"} {
 		rest, ok := strings.CutPrefix(attr, pfx)
 		if ok && rest != "" && unicode.IsUpper(rune(rest[0])) {
 			p := lowerFirst(rest) + "Phase"
-			if standardPhase[p] {
+			if isStandard(p) {
 				return p
 			}
 		}
 	}
 	return ""
-}
-
-var standardPhase = map[string]bool{
-	"unpackPhase": true, "patchPhase": true, "configurePhase": true, "buildPhase": true,
-	"checkPhase": true, "installPhase": true, "fixupPhase": true, "installCheckPhase": true,
-	"distPhase": true,
 }
 
 func lowerFirst(s string) string { return strings.ToLower(s[:1]) + s[1:] }

@@ -63,3 +63,14 @@ func FuzzCodeReads(f *testing.F) {
 	f.Add(`echo ${a:-$b} $((c+1)); [[ -v d ]]; runHook postX`)
 	f.Fuzz(func(t *testing.T, code string) { CodeReads(code) })
 }
+
+func TestHooks(t *testing.T) {
+	if got := Hooks("installPhase"); len(got) != 2 || got[0] != "preInstall" || got[1] != "postInstall" {
+		t.Errorf("Hooks(installPhase) = %v", got)
+	}
+	for _, h := range Hooks("installCheckPhase") {
+		if hookPhase(h, h[:len(h)-len("InstallCheck")]) != "installCheckPhase" {
+			t.Errorf("%s does not map back to installCheckPhase", h)
+		}
+	}
+}

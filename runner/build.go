@@ -50,16 +50,6 @@ type Owner struct {
 	GID int `json:"gid"`
 }
 
-// Event is a progress report.
-type Event struct {
-	Kind    string        `json:"kind"` // plan, cached, start, done, failed, rewrite, deliver, finished
-	Phase   string        `json:"phase,omitempty"`
-	Index   int           `json:"index"` // 1-based phase number
-	Total   int           `json:"total"`
-	Elapsed time.Duration `json:"elapsed,omitempty"`
-	Message string        `json:"message,omitempty"`
-}
-
 // Result is what a build produced.
 type Result struct {
 	Plan *Plan `json:"plan"`
@@ -114,7 +104,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		progress = func(Event) {}
 	}
 	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(drvPath), func() {
-		progress(Event{Kind: "wait", Message: "waiting for another build of the same derivation to finish"})
+		progress(Event{Kind: EventWait, Message: "waiting for another build of the same derivation to finish"})
 	})
 	if err != nil {
 		return nil, err
@@ -134,7 +124,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
-			progress(Event{Kind: "repair", Message: fmt.Sprintf("a cached layer is damaged (%v); rebuilding from it", err)})
+			progress(Event{Kind: EventRepair, Message: fmt.Sprintf("a cached layer is damaged (%v); rebuilding from it", err)})
 			if err := e.dropBroken(top); err != nil {
 				return nil, err
 			}
@@ -145,7 +135,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	}
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
-	progress(Event{Kind: "plan", Total: total, Message: planSummary(plan)})
+	progress(Event{Kind: EventPlan, Total: total, Message: planSummary(plan)})
 
 	// Reuse the cached (or forced) prefix.
 	parent := ""
@@ -159,7 +149,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if ph.Status == StatusForced || ph.Layer.Unverified {
 			res.Verified = false
 		}
-		progress(Event{Kind: "cached", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration})
+		progress(Event{Kind: EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration})
 	}
 	if parent != "" {
 		if state, err = e.loadState(parent); err != nil {
@@ -177,7 +167,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 					return nil, err
 				}
 				e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
-				progress(Event{Kind: "learned", Message: "path map not learned: " + err.Error()})
+				progress(Event{Kind: EventLearned, Message: "path map not learned: " + err.Error()})
 			}
 			rw = rewrite.Learned{Map: m}
 		}
@@ -185,7 +175,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if err != nil {
 			return nil, err
 		}
-		progress(Event{Kind: "rewrite", Message: fmt.Sprintf("reused layers rewritten for the new output path: %s: %d files (%s)%s", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method, whyText(res.Rewrite))})
+		progress(Event{Kind: EventRewrite, Exact: res.Rewrite.Exact, Message: fmt.Sprintf("reused layers rewritten for the new output path: %s: %d files (%s)%s", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method, whyText(res.Rewrite))})
 		if !res.Rewrite.Exact && bo.Exact {
 			// Never keep an inexact resume: keep the longest prefix whose
 			// path map is exact and rebuild from the phase after it (the
@@ -197,16 +187,16 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 			}
 			why := "reused layers could not be rewritten exactly for the new output paths"
 			if keep > 0 {
-				progress(Event{Kind: "fallback", Message: fmt.Sprintf("rewrite not exact; keeping %d phases rewritten exactly and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
+				progress(Event{Kind: EventFallback, Message: fmt.Sprintf("rewrite not exact; keeping %d phases rewritten exactly and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
 			} else {
-				progress(Event{Kind: "fallback", Message: "rewrite not exact; rebuilding every phase with the real output paths"})
+				progress(Event{Kind: EventFallback, Message: "rewrite not exact; rebuilding every phase with the real output paths"})
 			}
 			res.Reused, res.Verified = res.Reused[:keep], true
 			for i := keep; i < len(plan.Phases); i++ {
 				plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
-				plan.Phases[i].Reason = "follows " + plan.Phases[keep].Name
+				plan.Phases[i].follow(plan.Phases[keep].Name)
 			}
-			plan.Phases[keep].Reason = why
+			plan.Phases[keep].Reason, plan.Phases[keep].Follows = why, ""
 			if keep == 0 {
 				plan.Rewrite = nil
 			}
@@ -220,27 +210,27 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if ph.Status != StatusRun {
 			continue
 		}
-		progress(Event{Kind: "start", Phase: ph.Name, Index: i + 1, Total: total, Message: ph.Reason})
+		progress(Event{Kind: EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Message: ph.Reason})
 		t0 := time.Now()
 		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
 		var early errEndedEarly
 		if errors.As(perr, &early) {
 			// Build it in one step from now on, as Nix runs it.
 			e.markEndsEarly(j, early.phase)
-			progress(Event{Kind: "fallback", Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
+			progress(Event{Kind: EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
 			unlock()
 			return e.Build(ctx, drvPath, bo)
 		}
 		if perr != nil {
 			var pe *PhaseError
 			if errors.As(perr, &pe) {
-				progress(Event{Kind: "failed", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Message: pe.LogTail})
+				progress(Event{Kind: EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Message: pe.LogTail})
 			}
 			return nil, perr
 		}
 		parent, state = id, next
 		res.Ran = append(res.Ran, ph.Name)
-		progress(Event{Kind: "done", Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0)})
+		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0)})
 	}
 	res.TopLayer = parent
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
@@ -250,10 +240,10 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if gc, err := e.AutoGC(ctx); err != nil {
 		e.log.Warn("automatic gc", zap.Error(err))
 	} else if gc != nil && len(gc.Removed) > 0 {
-		progress(Event{Kind: "gc", Message: fmt.Sprintf("cache over its size limit: removed %d layers", len(gc.Removed))})
+		progress(Event{Kind: EventGC, Message: fmt.Sprintf("cache over its size limit: removed %d layers", len(gc.Removed))})
 	}
 	res.Duration = time.Since(start)
-	progress(Event{Kind: "finished", Total: total, Elapsed: res.Duration})
+	progress(Event{Kind: EventFinished, Total: total, Elapsed: res.Duration})
 	return res, nil
 }
 
@@ -284,7 +274,7 @@ func planSummary(p *Plan) string {
 // runPhase runs phase i on a new layer over parent.
 func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
 	ph := plan.Phases[i]
-	meta := layers.Meta{Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.KeyInputs}
+	meta := layers.Meta{Kind: layers.KindPhase, Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.KeyInputs}
 	l, err := e.layers.Create(parent, meta)
 	if err != nil {
 		return "", nil, err
@@ -405,7 +395,7 @@ func (e *Engine) loadState(id string) (*shellstate.Delta, error) {
 // rewriteLayer adapts reused layers to the current output paths on a new
 // layer over them; the shell state gets the same rewrite.
 func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result, rw rewrite.Rewriter) (string, *shellstate.Delta, error) {
-	l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite"})
+	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindRewrite, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite"})
 	if err != nil {
 		return "", nil, err
 	}
@@ -431,7 +421,7 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 		}
 	}
 	f := v.Exact
-	meta := layers.Meta{Status: layers.StatusDerived, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
+	meta := layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
 	if err := e.layers.Finish(l.ID, meta); err != nil {
 		return "", nil, err
 	}

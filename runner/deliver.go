@@ -50,7 +50,7 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 				}
 			}
 		}
-		progress(Event{Kind: "deliver", Message: "outputs registered in the Nix store"})
+		progress(Event{Kind: EventDeliver, Message: "outputs registered in the Nix store"})
 		return nil
 	}
 	// Outside the store: a copy in the cache, canonical like a store path.
@@ -74,7 +74,7 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 			}
 		}
 	}
-	progress(Event{Kind: "deliver", Message: "result kept outside the Nix store (not verified)"})
+	progress(Event{Kind: EventDeliver, Message: "result kept outside the Nix store (not verified)"})
 	return nil
 }
 
@@ -150,7 +150,7 @@ func removeLink(path string) {
 // buildWithNix leaves a fixed-output derivation to Nix, which fetches it and
 // checks its hash; there is nothing to layer in a download.
 func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, progress func(Event), start time.Time) (*Result, error) {
-	progress(Event{Kind: "deliver", Message: "fixed-output derivation: built by Nix, which checks its hash"})
+	progress(Event{Kind: EventDeliver, Message: "fixed-output derivation: built by Nix, which checks its hash"})
 	if err := nixstore.Realise(nixstore.WithLog(ctx, orDiscard(bo.Log)), j.drv.Path); err != nil {
 		return nil, err
 	}

@@ -128,7 +128,7 @@ func (e *Engine) selectLayer(pkg Package, p *Plan, at string) (*Selected, error)
 	} else {
 		seen := map[string]bool{}
 		for _, l := range all {
-			if (pkg.matches(l) || l.Meta.DrvName == pkg.Name) && l.Meta.Phase != "" && !seen[l.Meta.Phase] {
+			if (pkg.matches(l) || l.Meta.DrvName == pkg.Name) && l.Meta.KindOf() == layers.KindPhase && !seen[l.Meta.Phase] {
 				seen[l.Meta.Phase] = true
 				phases = append(phases, l.Meta.Phase)
 			}
@@ -167,7 +167,7 @@ func (e *Engine) selectLayer(pkg Package, p *Plan, at string) (*Selected, error)
 
 // phaseOf names the phase a layer ends, looking through rewrite layers.
 func phaseOf(e *Engine, l *layers.Layer) string {
-	for l != nil && l.Meta.Phase == "" && l.Parent != "" {
+	for l != nil && l.Meta.KindOf() != layers.KindPhase && l.Parent != "" {
 		parent, err := e.layers.Get(l.Parent)
 		if err != nil {
 			return ""
@@ -199,6 +199,7 @@ type LayerRow struct {
 	Outputs  map[string]string `json:"outputs,omitempty"`
 	Mounted  int               `json:"mounted,omitempty"`
 	Children int               `json:"children"`
+	Kind     layers.Kind       `json:"kind"`
 	Note     string            `json:"note,omitempty"`
 	Verified bool              `json:"verified"`
 }
@@ -208,10 +209,10 @@ func rowStatus(l *layers.Layer) string {
 	case layers.StatusComplete:
 		return "cached"
 	case layers.StatusDerived:
-		switch {
-		case strings.HasPrefix(l.Meta.Note, "rewrite"):
+		switch l.Meta.KindOf() {
+		case layers.KindRewrite:
 			return "rewrite"
-		case strings.HasPrefix(l.Meta.Note, "shell"):
+		case layers.KindShell:
 			return "kept"
 		}
 		return "forced"
@@ -249,7 +250,7 @@ func (e *Engine) List(pkg Package) ([]LayerRow, error) {
 				ID: l.ID, Parent: l.Parent, Package: l.Meta.DrvName, Drv: l.Meta.DrvPath, Phase: l.Meta.Phase,
 				Status: rowStatus(l), Key: l.Meta.Key, Size: size, Shared: below, Created: l.Created,
 				Duration: l.Meta.Duration, Outputs: l.Meta.Outputs, Mounted: e.layers.MountCount(l.ID),
-				Children: len(children[l.ID]), Note: l.Meta.Note, Verified: verified(l),
+				Children: len(children[l.ID]), Kind: l.Meta.KindOf(), Note: l.Meta.Note, Verified: verified(l),
 			})
 		}
 		if size < 0 {
@@ -281,7 +282,7 @@ func (e *Engine) Log(ctx context.Context, pkg Package, phase string) ([]PhaseLog
 	}
 	var top *layers.Layer
 	for _, l := range all {
-		if l.Meta.Phase != "" && l.Meta.Status != layers.StatusRunning && (pkg.matches(l) || (pkg.DrvPath == "" && l.Meta.DrvName == pkg.Name)) {
+		if l.Meta.KindOf() == layers.KindPhase && l.Meta.Status != layers.StatusRunning && (pkg.matches(l) || (pkg.DrvPath == "" && l.Meta.DrvName == pkg.Name)) {
 			top = l
 		}
 	}
@@ -306,7 +307,7 @@ type PhaseLog struct {
 func (e *Engine) chainLogs(chain []*layers.Layer) ([]PhaseLog, error) {
 	var out []PhaseLog
 	for _, l := range chain {
-		if l.Meta.Phase == "" {
+		if l.Meta.KindOf() != layers.KindPhase {
 			continue
 		}
 		data, err := e.layers.Data(l.ID, "log")

@@ -35,7 +35,7 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 		return m, nil
 	}
 	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, func() {
-		progress(Event{Kind: "wait", Message: "waiting for the path map being learned in the background"})
+		progress(Event{Kind: EventWait, Message: "waiting for the path map being learned in the background"})
 	})
 	if err != nil {
 		return nil, err
@@ -79,7 +79,7 @@ func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.Meta.Phase != "" {
+		if l.Meta.KindOf() == layers.KindPhase {
 			chain = append([]*layers.Layer{l}, chain...)
 		}
 		id = l.Parent
@@ -115,7 +115,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 	}
 	defer unlock()
 	if e.storedMap(top) != nil {
-		progress(Event{Kind: "learned", Message: "path maps already learned"})
+		progress(Event{Kind: EventLearned, Message: "path maps already learned"})
 		return nil
 	}
 	chain, err := e.phaseChain(top, len(plan.Phases))
@@ -152,7 +152,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		baseToB[p] = pathsB[name]
 	}
 	n := len(chain)
-	progress(Event{Kind: "learn", Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
+	progress(Event{Kind: EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
 	sj := scratchJob(base, pathsB, baseToB)
 	state := base.probe.Start
@@ -180,9 +180,9 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	exact := true
 	for i := 0; i < n; i++ {
 		phase := plan.Phases[i].Name
-		progress(Event{Kind: "learn", Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
+		progress(Event{Kind: EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
 		// No phase name: scratch layers never count as an earlier build.
-		l, err := e.layers.Create(parent, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: pathsB, Note: "learn " + phase})
+		l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindLearnScratch, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: pathsB, Note: "learn " + phase})
 		if err != nil {
 			return err
 		}
@@ -229,7 +229,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		}
 		exact = exact && m.Exact()
 	}
-	progress(Event{Kind: "learned", Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
+	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
 }
 

@@ -12,11 +12,14 @@ import (
 
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/sandbox"
 )
 
-// keyVersion changes whenever what a key covers changes, so old layers are
-// not reused under a new meaning.
-const keyVersion = "nixlayer-key-v1"
+// Names of the first phase's key inputs that are not attributes.
+const (
+	keyInputsSandbox  = "(inputs and sandbox)"
+	keyInputsNixlayer = "(nixlayer driver and sandbox)"
+)
 
 // WholeBuild is the single phase of a derivation built in one step.
 const WholeBuild = "build"
@@ -52,15 +55,24 @@ type PhasePlan struct {
 	Status string `json:"status"`
 	// Reason says why a phase must run: the attribute or input that
 	// invalidated it, or the earlier phase it follows.
-	Reason  string   `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Follows names the earlier phase this one runs because of (Reason
+	// then says so too).
+	Follows string   `json:"follows,omitempty"`
 	Changed []string `json:"changed,omitempty"`
 	// Attrs are the attributes this phase's key covers.
 	Attrs []string   `json:"attrs"`
 	Layer *LayerInfo `json:"layer,omitempty"`
 	// KeyInputs is what went into the key besides the previous phase's key:
 	// a digest per attribute (output paths replaced by placeholders), and for
-	// the first phase the inputs and sandbox configuration.
+	// the first phase the inputs and sandbox configuration and what nixlayer
+	// itself runs (recipe).
 	KeyInputs map[string]string `json:"keyInputs"`
+}
+
+// follow marks a phase that runs because an earlier one does.
+func (ph *PhasePlan) follow(earlier string) {
+	ph.Follows, ph.Reason = earlier, "follows "+earlier
 }
 
 // LayerInfo describes a cached layer.
@@ -111,14 +123,11 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 		p.Whole, p.WhyWhole = true, j.whyWhole
 	}
 	owned := e.placeAttributes(j, phases)
-	seed := []string{keyVersion, j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}
-	for _, b := range j.binds {
-		seed = append(seed, "bind:"+b.Source+"="+b.Target)
-	}
+	seed := append([]string{j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}, bindParts(j.binds)...)
 	for _, in := range j.unreferencedInputs {
 		seed = append(seed, "input:"+in)
 	}
-	prevKey := digest(seed...)
+	prevKey := digest(append([]string{recipe()}, seed...)...)
 	for i, name := range phases {
 		pp := PhasePlan{Name: name, Status: StatusRun, KeyInputs: map[string]string{}}
 		names := owned[name]
@@ -131,7 +140,8 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 			pp.KeyInputs[a] = digest(j.attrs[a])[:16]
 		}
 		if i == 0 {
-			pp.KeyInputs["(inputs and sandbox)"] = digest(seed...)[:16]
+			pp.KeyInputs[keyInputsSandbox] = digest(seed...)[:16]
+			pp.KeyInputs[keyInputsNixlayer] = recipe()[:16]
 		}
 		pp.Attrs = names
 		pp.Key = digest(parts...)
@@ -140,6 +150,15 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 	}
 	e.markCached(j, p, po)
 	return p, nil
+}
+
+// bindParts are the key parts of Nix's sandbox paths.
+func bindParts(binds []sandbox.Bind) []string {
+	var parts []string
+	for _, b := range binds {
+		parts = append(parts, "bind:"+b.Source+"="+b.Target)
+	}
+	return parts
 }
 
 // placeAttributes assigns every attribute to the phase it first matters to.
@@ -154,17 +173,16 @@ func (e *Engine) placeAttributes(j *job, phases []string) map[string][]string {
 			code[ph] = v
 		}
 	}
-	rules := phaserules.New(phases, nil)
 	hooks := func(phase string) []string {
 		var hs []string
-		for _, pfx := range []string{"pre", "post"} {
-			if name := pfx + strings.ToUpper(phase[:1]) + strings.TrimSuffix(phase[1:], "Phase"); j.drv.Env[name] != "" {
+		for _, name := range phaserules.Hooks(phase) {
+			if j.drv.Env[name] != "" {
 				hs = append(hs, j.drv.Env[name])
 			}
 		}
 		return hs
 	}
-	rules = phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks))
+	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks))
 	for _, a := range sortedKeys(j.attrs) {
 		pl := rules.Place(a)
 		owned[pl.Phase] = append(owned[pl.Phase], a)
@@ -225,7 +243,7 @@ func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
 		for i := firstRun; i < len(p.Phases); i++ {
 			p.Phases[i].Status, p.Phases[i].Layer = StatusRun, nil
 			if i > firstRun {
-				p.Phases[i].Reason = "follows " + p.Phases[firstRun].Name
+				p.Phases[i].follow(p.Phases[firstRun].Name)
 			}
 		}
 	}
@@ -264,7 +282,7 @@ func (e *Engine) ancestors(top *layers.Layer, n int) []*layers.Layer {
 		if l == nil || l.Meta.Status == layers.StatusFailed || l.Meta.Status == layers.StatusRunning {
 			return nil
 		}
-		for l.Meta.Phase == "" { // a rewrite layer between phases
+		for l.Meta.KindOf() != layers.KindPhase { // a rewrite layer between phases
 			parent, err := e.layers.Get(l.Parent)
 			if err != nil {
 				return nil
@@ -321,7 +339,7 @@ func (e *Engine) previousChain(pkg string) map[string]*layers.Layer {
 	}
 	prev := map[string]*layers.Layer{}
 	for _, l := range all { // oldest first, so the newest wins
-		if l.Meta.Package == pkg && l.Meta.Status != layers.StatusRunning && l.Meta.Phase != "" {
+		if l.Meta.Package == pkg && l.Meta.Status != layers.StatusRunning && l.Meta.KindOf() == layers.KindPhase {
 			prev[l.Meta.Phase] = l
 		}
 	}

@@ -3,8 +3,6 @@ package runner
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -284,10 +282,10 @@ func packageName(d *drv.Derivation, attrs map[string]string) string {
 }
 
 // probeFile is where a derivation's probe is kept: it depends only on the
-// derivation and its inputs.
+// derivation, its inputs, the sandbox paths and what nixlayer runs.
 func (e *Engine) probeFile(j *job) string {
-	h := sha256.Sum256([]byte(j.drv.Path + "\x00" + strings.Join(j.closure, "\n")))
-	return filepath.Join(e.opts.CacheDir, "probes", hex.EncodeToString(h[:16])+".json")
+	parts := append([]string{recipe(), j.drv.Path, strings.Join(j.closure, "\n")}, bindParts(j.binds)...)
+	return filepath.Join(e.opts.CacheDir, "probes", digest(parts...)[:32]+".json")
 }
 
 // markEndsEarly remembers that a phase of this derivation exits the builder.

@@ -73,7 +73,7 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 	}
 	fmt.Fprintf(so.Notice, "nixlayer: shell in the state after %s of %s (layer %s)\n", label, j.drv.Name, layers.Short(base.ID))
 
-	l, err := e.layers.Create(base.ID, layers.Meta{DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: base.Meta.Outputs, Note: "shell after " + label})
+	l, err := e.layers.Create(base.ID, layers.Meta{Kind: layers.KindShell, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: base.Meta.Outputs, Note: "shell after " + label})
 	if err != nil {
 		return nil, err
 	}

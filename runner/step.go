@@ -50,21 +50,17 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	if s.mode == "whole" {
 		args = append([]string{j.drv.Builder}, j.drv.Args...)
 	} else {
-		last := "0"
-		if s.last {
-			last = "1"
-		}
 		// $0 is the builder script, as when Nix runs `bash -e script`.
 		script := j.drv.Args[len(j.drv.Args)-1]
-		args = append([]string{j.drv.Builder}, j.shellFlags...)
-		args = append(args, "-c", driver, script, s.mode, s.phase, last)
+		flags := j.shellFlags
 		if s.mode == "shell" {
-			args = append([]string{j.drv.Builder}, "-c", driver+shellTail, script, s.mode, s.phase, last)
+			flags = nil // an interactive shell does not stop at the first error
 		}
+		args = append([]string{j.drv.Builder}, flags...)
+		args = append(args, "-c", driverScript)
+		args = append(args, driverArgs(script, s.mode, s.phase, s.last)...)
 	}
-	// Nix starts the builder with its base name as argv[0] (bash derives
-	// $BASH from it); bubblewrap cannot, so a bash exec -a does.
-	args = append([]string{j.drv.Builder, "-c", `exec -a "$0" "$@"`, filepath.Base(j.drv.Builder)}, args...)
+	args = append([]string{j.drv.Builder, "-c", argv0Wrapper, filepath.Base(j.drv.Builder)}, args...)
 	restoreR, restoreW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -130,18 +126,6 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	}
 	return res, cleanErr
 }
-
-// shellTail makes the shell mode end in an interactive bash that keeps the
-// restored state (a child bash would lose the functions).
-const shellTail = `
-PS1='[nixlayer ${__nl_phase}] \w\$ '
-set +e +u +o pipefail
-exec 4>&- 5>&-
-echo "nixlayer: shell after ${__nl_phase}; the tree is a throwaway copy. Leave with 'exit'." >&2
-__nl_rc=/tmp/.nixlayer-shellrc
-{ declare -p | grep -v -e '^declare -[a-zA-Z-]*r' ; declare -f; echo "cd \"$PWD\""; echo "PS1='$PS1'"; } > "$__nl_rc" 2>/dev/null
-exec -a bash /proc/self/exe --noprofile --rcfile "$__nl_rc" -i
-`
 
 // writeAttrsFiles writes .attrs.json and .attrs.sh into the build
 // directory for a structured-attrs derivation, as Nix does before it starts

@@ -6,6 +6,8 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
@@ -79,6 +81,21 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 	if err := writeEtc(etcDir); err != nil {
 		return nil, err
 	}
+	a := bwrapArgs(spec, etcDir)
+	cmd := exec.CommandContext(ctx, bwrap, a...)
+	cmd.Stdin = spec.Stdin
+	cmd.Stdout = spec.Stdout
+	cmd.Stderr = spec.Stderr
+	cmd.ExtraFiles = spec.ExtraFiles
+	if spec.Terminal {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
+	return cmd, nil
+}
+
+// bwrapArgs are bubblewrap's arguments for a spec: the whole builder world
+// but for the files in etcDir.
+func bwrapArgs(spec Spec, etcDir string) []string {
 	storeDir := spec.StoreDir
 	if storeDir == "" {
 		storeDir = "/nix/store"
@@ -121,16 +138,28 @@ func Command(ctx context.Context, spec Spec, etcDir string) (*exec.Cmd, error) {
 		a = append(a, "--setenv", k, spec.Env[k])
 	}
 	a = append(a, "--")
-	a = append(a, spec.Args...)
-	cmd := exec.CommandContext(ctx, bwrap, a...)
-	cmd.Stdin = spec.Stdin
-	cmd.Stdout = spec.Stdout
-	cmd.Stderr = spec.Stderr
-	cmd.ExtraFiles = spec.ExtraFiles
-	if spec.Terminal {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	return append(a, spec.Args...)
+}
+
+// Fingerprint digests what this package adds to every builder's world (the
+// namespaces, identity, mounts, /etc files and default environment), so
+// that cache keys change when it does. The inputs, binds and derivation
+// environment are the caller's to key.
+func Fingerprint() string {
+	h := sha256.New()
+	for _, a := range bwrapArgs(Spec{Root: "/ROOT", StoreDir: "/nix/store"}, "/ETC") {
+		fmt.Fprintf(h, "arg %q\n", a)
 	}
-	return cmd, nil
+	etc := etcFiles()
+	for _, name := range slices.Sorted(maps.Keys(etc)) {
+		fmt.Fprintf(h, "etc %s %q\n", name, etc[name])
+	}
+	env := Env(nil, 0)
+	delete(env, "NIX_BUILD_CORES") // the machine's, like Nix's own builds
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		fmt.Fprintf(h, "env %s=%q\n", k, env[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // namespaceArgs are the namespaces and identity of every sandbox.
@@ -197,14 +226,19 @@ func CleanMountpoints(root string, inputs []string) error {
 	return nil
 }
 
-func writeEtc(dir string) error {
-	files := map[string]string{
+// etcFiles are the /etc files Nix generates for a builder.
+func etcFiles() map[string]string {
+	return map[string]string{
 		"passwd": "root:x:0:0:Nix build user:/build:/noshell\n" +
 			"nixbld:x:1000:100:Nix build user:/build:/noshell\n" +
 			"nobody:x:65534:65534:Nobody:/:/noshell\n",
 		"group": "root:x:0:\nnixbld:!:100:\nnogroup:x:65534:\n",
 		"hosts": "127.0.0.1 localhost\n::1 localhost\n",
 	}
+}
+
+func writeEtc(dir string) error {
+	files := etcFiles()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("prepare sandbox /etc: %w", err)
 	}

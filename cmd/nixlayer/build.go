@@ -18,8 +18,11 @@ import (
 )
 
 func cmdBuild(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, []string{"--exact", "--no-learn"}, nil)
+	c, err := parseArgs(args, append([]string{"--exact", "--no-learn"}, progressFlags...), []string{"--progress"})
 	if err != nil {
+		return err
+	}
+	if err := checkProgressFlag(c); err != nil {
 		return err
 	}
 	drvPath, svc, err := c.open(ctx)
@@ -29,7 +32,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	defer svc.Close()
 	res, err := svc.Build(ctx, api.BuildRequest{
 		DrvPath: drvPath, Strict: c.strict, From: c.from, Exact: c.flags["--exact"], Learn: !c.flags["--no-learn"],
-	}, api.Output{Log: c.buildLog(), Progress: printProgress(os.Stderr)})
+	}, api.Output{Log: c.buildLog(), Progress: printProgress(os.Stderr, c)})
 	if err != nil {
 		return err
 	}
@@ -82,9 +85,15 @@ func linkResults(ctx context.Context, res *runner.Result, base string) error {
 	return nil
 }
 
-// printProgress reports phases on w as they start, are skipped and finish,
-// with a heartbeat for long phases (the log may be hidden with -Q).
-func printProgress(w io.Writer) func(runner.Event) {
+// printProgress reports a build's events on w: as text, with a heartbeat
+// for long phases (the log may be hidden with -Q), or with --progress=json
+// as JSON lines, one event each, for programs and tests.
+func printProgress(w io.Writer, c *common) func(runner.Event) {
+	if c.progressJSON() {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		return func(ev runner.Event) { enc.Encode(ev) }
+	}
 	var stop chan struct{}
 	heartbeat := func(ev runner.Event) {
 		stop = make(chan struct{})
@@ -96,52 +105,43 @@ func printProgress(w io.Writer) func(runner.Event) {
 				case <-stop:
 					return
 				case <-tick.C:
-					fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s still running (%s)\n", ev.Index, ev.Total, ev.Phase, round(time.Since(t0)))
+					fmt.Fprintf(w, "nixlayer: %s\n", ev.StillRunning(time.Since(t0)))
 				}
 			}
 		}(stop, time.Now())
 	}
 	return func(ev runner.Event) {
-		if stop != nil && ev.Kind != "start" {
+		if stop != nil {
 			close(stop)
 			stop = nil
 		}
-		if ev.Kind == "start" {
+		if ev.Kind == runner.EventStart {
 			heartbeat(ev)
 		}
-		switch ev.Kind {
-		case "plan":
-			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
-		case "cached":
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s cached (took %s when built)\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "start":
-			why := ""
-			if !strings.HasPrefix(ev.Message, "follows ") { // the first phase to run says why
-				why = ": " + ev.Message
-			}
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s running%s\n", ev.Index, ev.Total, ev.Phase, why)
-		case "done":
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s done in %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "failed":
-			fmt.Fprintf(w, "nixlayer: [%d/%d] %-18s FAILED after %s\n", ev.Index, ev.Total, ev.Phase, round(ev.Elapsed))
-		case "rewrite", "learn", "learned", "fallback", "repair", "wait", "gc":
-			fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
-		case "deliver", "finished":
-			if ev.Kind == "finished" {
-				fmt.Fprintf(w, "nixlayer: finished in %s\n", round(ev.Elapsed))
-			} else {
-				fmt.Fprintf(w, "nixlayer: %s\n", ev.Message)
-			}
+		if text := ev.Text(); text != "" {
+			fmt.Fprintf(w, "nixlayer: %s\n", text)
 		}
 	}
 }
 
-func round(d time.Duration) string {
-	if d < time.Second {
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	}
-	return d.Round(100 * time.Millisecond).String()
+// progressFlags select how build and learn report progress:
+// --progress=json (or --progress json) for JSON lines, text by default.
+var progressFlags = []string{"--progress=json", "--progress=text"}
+
+func (c *common) progressJSON() bool {
+	return c.flags["--progress=json"] || c.value("--progress") == "json"
 }
+
+func checkProgressFlag(c *common) error {
+	switch v := c.value("--progress"); v {
+	case "", "json", "text":
+		return nil
+	default:
+		return fmt.Errorf("--progress takes json or text, not %q", v)
+	}
+}
+
+func round(d time.Duration) string { return runner.Duration(d) }
 
 func cmdPlan(ctx context.Context, args []string) error {
 	c, err := parseArgs(args, nil, nil)
@@ -230,8 +230,11 @@ func cmdVerify(ctx context.Context, args []string) error {
 }
 
 func cmdLearn(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
+	c, err := parseArgs(args, progressFlags, []string{"--progress"})
 	if err != nil {
+		return err
+	}
+	if err := checkProgressFlag(c); err != nil {
 		return err
 	}
 	drvPath, svc, err := c.open(ctx)
@@ -239,5 +242,5 @@ func cmdLearn(ctx context.Context, args []string) error {
 		return err
 	}
 	defer svc.Close()
-	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath}, api.Output{Progress: printProgress(os.Stderr)})
+	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath}, api.Output{Progress: printProgress(os.Stderr, c)})
 }

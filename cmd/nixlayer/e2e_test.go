@@ -64,9 +64,11 @@ func (e *env) nixlayer(args ...string) e2etest.Result {
 	return e2etest.Run(e.dir, nil, nixlayerBin, append([]string{args[0], "--cache", e.cache}, args[1:]...)...)
 }
 
+// mustBuild builds f; stderr holds the progress events as JSON lines
+// (buildEvents decodes them).
 func (e *env) mustBuild(f fixture, extra ...string) (outs []string, stderr string) {
 	e.t.Helper()
-	r := e.nixlayer(append(append([]string{"build", "-Q"}, extra...), f.cli()...)...)
+	r := e.nixlayer(append(append([]string{"build", "-Q", "--progress=json"}, extra...), f.cli()...)...)
 	if r.Err != nil {
 		e.t.Fatalf("nixlayer build %v: %v\n%s", f.cli(), r.Err, r.Stderr)
 	}
@@ -121,16 +123,35 @@ func narHash(t *testing.T, path string) string {
 	return nixstore.FormatHash(sum)
 }
 
-// ranPhases lists the phases a build's progress says it ran.
+// buildEvents decodes the progress events a build printed with
+// --progress=json (other lines are skipped).
+func buildEvents(stderr string) []runner.Event {
+	var evs []runner.Event
+	for _, l := range strings.Split(stderr, "\n") {
+		var ev runner.Event
+		if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &ev) == nil && ev.Kind != "" {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
+
+// eventOf is the first event of a kind, nil when there is none.
+func eventOf(evs []runner.Event, kind runner.EventKind) *runner.Event {
+	for i := range evs {
+		if evs[i].Kind == kind {
+			return &evs[i]
+		}
+	}
+	return nil
+}
+
+// ranPhases lists the phases a build's progress events say it ran.
 func ranPhases(stderr string) []string {
 	var ran []string
-	for _, l := range strings.Split(stderr, "\n") {
-		if !strings.HasPrefix(l, "nixlayer: [") || !strings.Contains(l, "] ") {
-			continue
-		}
-		f := strings.Fields(l[strings.Index(l, "] ")+2:])
-		if len(f) >= 2 && strings.HasPrefix(f[1], "running") {
-			ran = append(ran, f[0])
+	for _, ev := range buildEvents(stderr) {
+		if ev.Kind == runner.EventStart {
+			ran = append(ran, ev.Phase)
 		}
 	}
 	return ran
@@ -429,7 +450,7 @@ func TestInexactRewriteFallsBack(t *testing.T) {
 			outs, stderr = e.mustBuild(edited, "--exact")
 			// The file that cannot be rewritten is made in buildPhase: the
 			// phases before it are kept, rewritten exactly.
-			if !strings.Contains(stderr, "rebuilding from buildPhase with the real output paths") {
+			if eventOf(buildEvents(stderr), runner.EventFallback) == nil {
 				t.Fatalf("--exact did not fall back to the producing phase:\n%s", stderr)
 			}
 			if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != "buildPhase" {
@@ -466,7 +487,8 @@ func TestBackgroundLearn(t *testing.T) {
 	}
 	edited := f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
 	outs, stderr := e.mustBuild(edited)
-	if strings.Contains(stderr, "learning which bytes") || !strings.Contains(stderr, "output path: exact") {
+	evs := buildEvents(stderr)
+	if rw := eventOf(evs, runner.EventRewrite); eventOf(evs, runner.EventLearn) != nil || rw == nil || !rw.Exact {
 		t.Fatalf("the resume did not use the learned map:\n%s", stderr)
 	}
 	if !strings.HasPrefix(outs[0], nixstore.StoreDir()) {
@@ -577,12 +599,12 @@ func TestVFSDriver(t *testing.T) {
 	e := newEnv(t)
 	vfs := []string{"NIXLAYER_STORAGE_DRIVER=vfs"}
 	f := hello(e2etest.Salt())
-	r := e2etest.Run(e.dir, vfs, nixlayerBin, append([]string{"build", "-Q", "--cache", e.cache}, f.cli()...)...)
+	r := e2etest.Run(e.dir, vfs, nixlayerBin, append([]string{"build", "-Q", "--progress=json", "--cache", e.cache}, f.cli()...)...)
 	if r.Err != nil {
 		t.Fatalf("vfs cold build: %v\n%s", r.Err, r.Stderr)
 	}
 	edited := f.with("--argstr", "postInstallExtra", "echo vfs > $out/vfs")
-	r = e2etest.Run(e.dir, vfs, nixlayerBin, append([]string{"build", "-Q", "--cache", e.cache}, edited.cli()...)...)
+	r = e2etest.Run(e.dir, vfs, nixlayerBin, append([]string{"build", "-Q", "--progress=json", "--cache", e.cache}, edited.cli()...)...)
 	if r.Err != nil {
 		t.Fatalf("vfs resumed build: %v\n%s", r.Err, r.Stderr)
 	}

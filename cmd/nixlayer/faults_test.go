@@ -11,6 +11,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
 // TestFaultInjection kills nixlayer with SIGKILL at every step that writes
@@ -113,7 +114,7 @@ func TestDamagedLayerIsRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	outs, stderr := e.mustBuild(f)
-	if !strings.Contains(stderr, "damaged") {
+	if eventOf(buildEvents(stderr), runner.EventRepair) == nil {
 		t.Fatalf("damage not reported:\n%s", stderr)
 	}
 	if ran := ranPhases(stderr); len(ran) == 0 || ran[0] != p.Phases[3].Name {

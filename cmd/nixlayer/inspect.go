@@ -338,10 +338,8 @@ func printLayers(rows []runner.LayerRow) {
 	var total int64
 	for _, r := range rows {
 		phase, key, status := r.Phase, "-", r.Status
-		if phase == "" {
-			// e.g. "rewrite: learned path map (…)": the kind is enough here.
-			kind, _, _ := strings.Cut(r.Note, ":")
-			phase = "(" + kind + ")"
+		if r.Kind != layers.KindPhase {
+			phase = "(" + string(r.Kind) + ")"
 		}
 		if len(r.Key) >= 12 {
 			key = r.Key[:12]

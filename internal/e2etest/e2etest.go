@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,9 +47,31 @@ func RepoRoot() string {
 func Testdata() string { return filepath.Join(RepoRoot(), "testdata") }
 
 // BuildBinary compiles nixlayer into dir and returns its path.
-func BuildBinary(dir string) (string, error) {
+func BuildBinary(dir string) (string, error) { return BuildBinaryWith(dir, nil) }
+
+// BuildBinaryWith compiles nixlayer into dir with some of its source files
+// (paths relative to the repository) replaced, as another version of
+// nixlayer would be.
+func BuildBinaryWith(dir string, replace map[string]string) (string, error) {
 	bin := filepath.Join(dir, "nixlayer")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/nixlayer")
+	args := []string{"build", "-o", bin}
+	if len(replace) > 0 {
+		overlay := map[string]map[string]string{"Replace": {}}
+		for rel, content := range replace {
+			f := filepath.Join(dir, "overlay-"+strings.ReplaceAll(rel, "/", "_"))
+			if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+				return "", err
+			}
+			overlay["Replace"][filepath.Join(RepoRoot(), rel)] = f
+		}
+		js, _ := json.Marshal(overlay)
+		of := filepath.Join(dir, "overlay.json")
+		if err := os.WriteFile(of, js, 0o644); err != nil {
+			return "", err
+		}
+		args = append(args, "-overlay", of)
+	}
+	cmd := exec.Command("go", append(args, "./cmd/nixlayer")...)
 	cmd.Dir = RepoRoot()
 	cmd.Stderr = os.Stderr
 	return bin, cmd.Run()

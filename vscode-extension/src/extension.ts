@@ -33,7 +33,10 @@ import {
   needsPhase,
   normalizeCommandArg,
   OnceGate,
-  phaseAtLine,
+  phaseChoicesFrom,
+  type PhaseChoices,
+  phasePickItems,
+  PHASES_REQUEST,
   phasesFromLenses,
   ProgressTracker,
   type ProgressValue,
@@ -44,7 +47,6 @@ import {
   type ServerSettings,
   shellCommandFrom,
   shellCwdFrom,
-  STANDARD_PHASES,
   startFailedMessage,
 } from './logic';
 
@@ -442,22 +444,38 @@ class Extension implements vscode.Disposable {
   }
 
   private async pickPhase(uri: vscode.Uri, command: string): Promise<string | undefined> {
-    let phases: string[] = [];
-    try {
-      const lenses = await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', uri);
-      phases = phasesFromLenses(lenses);
-    } catch {
-      // no lenses yet
-    }
-    if (phases.length === 0) phases = STANDARD_PHASES;
     const editor = vscode.window.activeTextEditor;
-    const here =
-      editor && editor.document.uri.toString() === uri.toString()
-        ? phaseAtLine(editor.document.lineAt(editor.selection.active.line).text)
-        : undefined;
-    const items = phases.map((p) => ({ label: p, description: p === here ? 'at the cursor' : undefined }));
-    if (here) items.sort((a, b) => (a.label === here ? -1 : b.label === here ? 1 : 0));
-    const pick = await vscode.window.showQuickPick(items, { placeHolder: `${commandTitle(command)}: choose a phase` });
+    const here = editor && editor.document.uri.toString() === uri.toString() ? editor.selection.active.line : undefined;
+    // The server knows the phases (the plan's, or the stdenv's) and where the attribute at the cursor belongs.
+    let choices: PhaseChoices | undefined;
+    const client = await this.start();
+    if (client) {
+      try {
+        choices = phaseChoicesFrom(
+          await client.sendRequest(PHASES_REQUEST, {
+            textDocument: { uri: uri.toString() },
+            position: { line: here ?? 0, character: 0 },
+          }),
+        );
+      } catch (e) {
+        this.serverChannel.appendLine(`${PHASES_REQUEST}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    if (!choices) {
+      // An older server: the phases its lenses name.
+      try {
+        const lenses = await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', uri);
+        choices = { phases: phasesFromLenses(lenses) };
+      } catch {
+        // no lenses yet
+      }
+    }
+    if (!choices || choices.phases.length === 0) {
+      void vscode.window.showWarningMessage(`nixlayer: ${commandTitle(command)}: the server knows no phases of this file yet.`);
+      return undefined;
+    }
+    if (here === undefined) choices.at = undefined;
+    const pick = await vscode.window.showQuickPick(phasePickItems(choices), { placeHolder: `${commandTitle(command)}: choose a phase` });
     return pick?.label;
   }
 

@@ -233,18 +233,6 @@ export const BLOCKED_METHODS: ReadonlySet<string> = new Set([
 export const SERVER_COMMANDS = ['nixlayer.build', 'nixlayer.rebuildFrom', 'nixlayer.openShell', 'nixlayer.showLog'] as const;
 export type ServerCommand = (typeof SERVER_COMMANDS)[number];
 
-export const STANDARD_PHASES = [
-  'unpackPhase',
-  'patchPhase',
-  'configurePhase',
-  'buildPhase',
-  'checkPhase',
-  'installPhase',
-  'fixupPhase',
-  'installCheckPhase',
-  'distPhase',
-];
-
 export interface CommandArg {
   uri?: string;
   phase?: string;
@@ -288,17 +276,30 @@ export function phasesFromLenses(lenses: readonly LensLike[] | undefined): strin
   return out;
 }
 
-/** The phase whose attribute is defined on a line like `  installPhase = ''`, if any. */
-export function phaseAtLine(line: string): string | undefined {
-  const m = /^\s*"?([A-Za-z][A-Za-z0-9_'-]*)"?\s*=/.exec(line);
-  if (!m) return undefined;
-  const name = m[1];
-  if (/Phase$/.test(name)) return name;
-  const hook = /^(pre|post)([A-Z][A-Za-z]*)$/.exec(name);
-  if (hook) return hook[2].charAt(0).toLowerCase() + hook[2].slice(1) + 'Phase';
-  const flags = /^([a-z]+)Flags(Array)?$/.exec(name);
-  if (flags) return flags[1] + 'Phase';
-  return undefined;
+/** The server's request for the phases to offer (the extension keeps no phase list of its own). */
+export const PHASES_REQUEST = 'nixlayer/phases';
+
+/** The server's answer to nixlayer/phases: the derivation's phases in order, and the phase of the attribute on the asked line. */
+export interface PhaseChoices {
+  phases: string[];
+  at?: string;
+}
+
+/** Reads a nixlayer/phases answer; undefined when it is not one. */
+export function phaseChoicesFrom(result: unknown): PhaseChoices | undefined {
+  if (!result || typeof result !== 'object' || Array.isArray(result)) return undefined;
+  const o = result as Record<string, unknown>;
+  if (!Array.isArray(o.phases) || !o.phases.every((p) => typeof p === 'string' && p !== '')) return undefined;
+  const out: PhaseChoices = { phases: o.phases as string[] };
+  if (typeof o.at === 'string' && out.phases.includes(o.at)) out.at = o.at;
+  return out;
+}
+
+/** Quick-pick items for the phases, the one at the cursor first. */
+export function phasePickItems(c: PhaseChoices): { label: string; description?: string }[] {
+  const items = c.phases.map((p) => ({ label: p, description: p === c.at ? 'at the cursor' : undefined }));
+  if (c.at) items.sort((a, b) => (a.label === c.at ? -1 : b.label === c.at ? 1 : 0));
+  return items;
 }
 
 export function shellQuote(word: string): string {
@@ -341,10 +342,41 @@ export function logTextFrom(result: unknown): string | undefined {
 // ---------------------------------------------------------------------------
 // Build progress ($/progress work-done reports) → status bar text and log lines.
 
+/** The kinds of build events the server reports (runner.EventKind in the Go code). */
+export type BuildEventKind =
+  | 'wait'
+  | 'repair'
+  | 'plan'
+  | 'cached'
+  | 'learn'
+  | 'learned'
+  | 'rewrite'
+  | 'fallback'
+  | 'start'
+  | 'done'
+  | 'failed'
+  | 'deliver'
+  | 'gc'
+  | 'finished';
+
+/** A build event as the server sends it in a report's `event` field. */
+export interface BuildEvent {
+  kind: BuildEventKind;
+  phase?: string;
+  index?: number;
+  total?: number;
+  message?: string;
+  follows?: string;
+  exact?: boolean;
+}
+
+/** How a build ended, in the end value's `outcome` field. */
+export type BuildOutcomeKind = 'succeeded' | 'failed' | 'cancelled' | 'error';
+
 export type ProgressValue =
   | { kind: 'begin'; title: string; message?: string; percentage?: number; cancellable?: boolean }
-  | { kind: 'report'; message?: string; percentage?: number; cancellable?: boolean }
-  | { kind: 'end'; message?: string };
+  | { kind: 'report'; message?: string; percentage?: number; cancellable?: boolean; event?: BuildEvent }
+  | { kind: 'end'; message?: string; outcome?: BuildOutcomeKind };
 
 export interface BuildStatus {
   /** Status bar text, undefined to hide. */
@@ -358,10 +390,8 @@ interface Run {
   message?: string;
   percentage?: number;
   started: number;
-}
-
-export function looksFailed(message: string | undefined): boolean {
-  return !!message && /\b(fail(ed|ure)?|error|cancel(l)?ed|aborted)\b/i.test(message);
+  /** The phase the server reported failed, if any. */
+  failedPhase?: string;
 }
 
 export function formatDuration(ms: number): string {
@@ -405,6 +435,7 @@ export class ProgressTracker {
         const run = this.runs.get(key) ?? { title: 'nixlayer', started: this.now() };
         if (value.message !== undefined) run.message = value.message;
         if (value.percentage !== undefined) run.percentage = value.percentage;
+        if (value.event?.kind === 'failed') run.failedPhase = value.event.phase;
         this.runs.set(key, run);
         push(value.message);
         break;
@@ -413,12 +444,13 @@ export class ProgressTracker {
         const run = this.runs.get(key);
         this.runs.delete(key);
         const took = run ? formatDuration(this.now() - run.started) : undefined;
-        const failed = looksFailed(value.message);
+        // The server says how the build ended; a failed phase reported on the way counts too.
+        const cancelled = value.outcome === 'cancelled';
+        const failed = value.outcome === 'failed' || value.outcome === 'error' || cancelled || run?.failedPhase !== undefined;
         const title = run?.title ?? 'nixlayer';
-        const msg = value.message ?? (failed ? 'failed' : 'done');
+        const msg = value.message ?? (failed ? (run?.failedPhase ? `failed in ${run.failedPhase}` : 'failed') : 'done');
         push(`${failed ? '✗' : '✓'} ${title}: ${msg}${took ? ` (${took})` : ''}`);
         if (this.runs.size === 0) {
-          const cancelled = /\bcancel(l)?ed\b/i.test(value.message ?? '');
           const outcome = cancelled ? 'build cancelled' : failed ? 'build failed' : 'built';
           this.last = {
             state: failed ? 'failed' : 'succeeded',

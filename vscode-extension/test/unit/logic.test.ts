@@ -11,11 +11,11 @@ import {
   formatDuration,
   formatLogMessage,
   logTextFrom,
-  looksFailed,
   missingExecutableMessage,
   normalizeCommandArg,
   OnceGate,
-  phaseAtLine,
+  phaseChoicesFrom,
+  phasePickItems,
   phasesFromLenses,
   ProgressTracker,
   resolveExecutable,
@@ -103,7 +103,7 @@ test('normalizeCommandArg accepts lens arguments, URIs and nothing', () => {
   assert.deepEqual(normalizeCommandArg(42), {});
 });
 
-test('phasesFromLenses and phaseAtLine', () => {
+test('phasesFromLenses, phaseChoicesFrom, phasePickItems', () => {
   const lenses = [
     { command: { command: 'nixlayer.build', arguments: [{ uri: 'file:///a.nix' }] } },
     { command: { command: 'nixlayer.rebuildFrom', arguments: [{ uri: 'file:///a.nix', phase: 'configurePhase' }] } },
@@ -113,12 +113,17 @@ test('phasesFromLenses and phaseAtLine', () => {
   ];
   assert.deepEqual(phasesFromLenses(lenses), ['configurePhase', 'installPhase']);
   assert.deepEqual(phasesFromLenses(undefined), []);
-  assert.equal(phaseAtLine('  installPhase = \'\''), 'installPhase');
-  assert.equal(phaseAtLine('  postInstall = "mkdir -p $out/share";'), 'installPhase');
-  assert.equal(phaseAtLine('  preConfigure = "";'), 'configurePhase');
-  assert.equal(phaseAtLine('  configureFlags = "--nfiles=20";'), 'configurePhase');
-  assert.equal(phaseAtLine('  pname = "hello";'), undefined);
-  assert.equal(phaseAtLine('in fx.mkDerivation {'), undefined);
+  // The server's answer to nixlayer/phases.
+  const c = phaseChoicesFrom({ phases: ['unpackPhase', 'buildPhase', 'installPhase'], planned: true, at: 'buildPhase' });
+  assert.deepEqual(c, { phases: ['unpackPhase', 'buildPhase', 'installPhase'], at: 'buildPhase' });
+  assert.deepEqual(phasePickItems(c!), [
+    { label: 'buildPhase', description: 'at the cursor' },
+    { label: 'unpackPhase', description: undefined },
+    { label: 'installPhase', description: undefined },
+  ]);
+  assert.deepEqual(phaseChoicesFrom({ phases: ['unpackPhase'], at: 'makePhase' }), { phases: ['unpackPhase'] });
+  assert.equal(phaseChoicesFrom({ phases: 'unpackPhase' }), undefined);
+  assert.equal(phaseChoicesFrom(null), undefined);
 });
 
 test('shellCommandFrom and shellQuote', () => {
@@ -156,7 +161,7 @@ test('ProgressTracker: begin, reports, end drive the status bar and the log', ()
   assert.deepEqual(t.update('tok', { kind: 'report', message: 'configurePhase' }), []);
   assert.deepEqual(t.update('tok', { kind: 'report', message: 'line a\nline b\n' }), ['line a', 'line b']);
   now += 12_345;
-  assert.deepEqual(t.update('tok', { kind: 'end', message: '7 phases, 5 cached' }), ['✓ nixlayer build hello: 7 phases, 5 cached (12 s)']);
+  assert.deepEqual(t.update('tok', { kind: 'end', message: '7 phases, 5 cached', outcome: 'succeeded' }), ['✓ nixlayer build hello: 7 phases, 5 cached (12 s)']);
   assert.equal(t.running, false);
   assert.equal(t.status().state, 'succeeded');
   assert.equal(t.status().text, '$(check) nixlayer: built in 12 s');
@@ -175,24 +180,28 @@ test('ProgressTracker: failures and concurrent builds', () => {
   t.update('2', { kind: 'end' });
   assert.equal(t.status().state, 'running');
   assert.equal(t.status().text, '$(sync~spin) nixlayer: build a');
-  const lines = t.update(1, { kind: 'end', message: 'installPhase failed (exit 1)' });
-  assert.deepEqual(lines, ['✗ build a: installPhase failed (exit 1) (0.5 s)']);
+  const lines = t.update(1, { kind: 'end', message: 'hello failed in installPhase', outcome: 'failed' });
+  assert.deepEqual(lines, ['✗ build a: hello failed in installPhase (0.5 s)']);
   assert.equal(t.status().state, 'failed');
   assert.match(t.status().text ?? '', /^\$\(error\) nixlayer: build failed/);
   t.update('c', { kind: 'begin', title: 'build c' });
-  t.update('c', { kind: 'end', message: 'cancelled' });
+  t.update('c', { kind: 'end', message: 'cancelled', outcome: 'cancelled' });
   assert.match(t.status().text ?? '', /^\$\(error\) nixlayer: build cancelled in /);
+  // The outcome decides, not the words: a message that mentions failures is not a failure.
+  t.update('d', { kind: 'begin', title: 'build d' });
+  t.update('d', { kind: 'end', message: 'built failing-1: 2 phases ran, 0 cached', outcome: 'succeeded' });
+  assert.equal(t.status().state, 'succeeded');
+  // A failed-phase event counts even when the end comes without an outcome.
+  t.update('e', { kind: 'begin', title: 'build e' });
+  t.update('e', { kind: 'report', message: '[6/9] installPhase FAILED after 1s', event: { kind: 'failed', phase: 'installPhase', index: 6, total: 9 } });
+  assert.deepEqual(t.update('e', { kind: 'end' }), ['✗ build e: failed in installPhase (0.0 s)']);
+  assert.equal(t.status().state, 'failed');
   // a report for an unknown token (no begin seen) still shows as running
   t.update('x', { kind: 'report', message: 'buildPhase' });
   assert.equal(t.status().state, 'running');
 });
 
-test('looksFailed, formatDuration, formatLogMessage', () => {
-  assert.equal(looksFailed('build failed'), true);
-  assert.equal(looksFailed('error: builder exited'), true);
-  assert.equal(looksFailed('cancelled'), true);
-  assert.equal(looksFailed('5/7 phases cached'), false);
-  assert.equal(looksFailed(undefined), false);
+test('formatDuration, formatLogMessage', () => {
   assert.equal(formatDuration(400), '0.4 s');
   assert.equal(formatDuration(42_000), '42 s');
   assert.equal(formatDuration(125_000), '2 min 5 s');

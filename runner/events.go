@@ -1,0 +1,123 @@
+package runner
+
+import (
+	"fmt"
+	"time"
+)
+
+// EventKind says what a build Event reports. Consumers switch on it (and on
+// the event's other fields), never on Message, which is for people.
+type EventKind string
+
+// The kinds of events Build and Learn send, roughly in the order a build
+// sends them.
+const (
+	// EventWait: the build waits for a lock: another build of the same
+	// derivation, or a path map being learned in the background.
+	EventWait EventKind = "wait"
+	// EventRepair: a reused layer is damaged; it is dropped and the build
+	// is planned again without it.
+	EventRepair EventKind = "repair"
+	// EventPlan: the plan is made; Total is the number of phases and
+	// Message sums it up.
+	EventPlan EventKind = "plan"
+	// EventCached: Phase is reused from the cache; Elapsed is how long it
+	// took when it was built.
+	EventCached EventKind = "cached"
+	// EventLearn: learning the chain's output-path map, by running its
+	// phases again with a synthetic output path: first an announcement
+	// (no Phase), then one event per phase (Phase, Index, Total).
+	EventLearn EventKind = "learn"
+	// EventLearned: the path map is known (Elapsed is the time learning
+	// took, zero when it was already learned) or could not be learned
+	// (Message says why; the rewrite falls back to hash substitution).
+	EventLearned EventKind = "learned"
+	// EventRewrite: reused layers were rewritten for the new output paths;
+	// Exact says whether the rewrite is exact.
+	EventRewrite EventKind = "rewrite"
+	// EventFallback: the build changes course (an inexact rewrite is
+	// rebuilt with the real output paths, or a phase that exits the
+	// builder makes the derivation build in one step).
+	EventFallback EventKind = "fallback"
+	// EventStart: Phase starts. Follows names the earlier phase it runs
+	// because of; otherwise Message says why it must run.
+	EventStart EventKind = "start"
+	// EventDone: Phase succeeded in Elapsed.
+	EventDone EventKind = "done"
+	// EventFailed: Phase failed after Elapsed; Message is the log tail.
+	EventFailed EventKind = "failed"
+	// EventDeliver: where the result went (the Nix store, or the cache
+	// when it is not verified); Message says which.
+	EventDeliver EventKind = "deliver"
+	// EventGC: the cache went over its size limit and layers were removed.
+	EventGC EventKind = "gc"
+	// EventFinished: the build is over, in Elapsed.
+	EventFinished EventKind = "finished"
+)
+
+// EventKinds lists every kind, for consumers that must handle them all.
+var EventKinds = []EventKind{EventWait, EventRepair, EventPlan, EventCached, EventLearn, EventLearned,
+	EventRewrite, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished}
+
+// Event is a progress report of a build.
+type Event struct {
+	Kind    EventKind     `json:"kind"`
+	Phase   string        `json:"phase,omitempty"`
+	Index   int           `json:"index"` // 1-based phase number
+	Total   int           `json:"total"`
+	Elapsed time.Duration `json:"elapsed,omitempty"`
+	// Follows is set on EventStart when the phase runs only because an
+	// earlier one (this one) runs.
+	Follows string `json:"follows,omitempty"`
+	// Exact is set on EventRewrite when the rewrite is exact.
+	Exact   bool   `json:"exact,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// phaseColumn is the width phase names are padded to in terminal text, so
+// that the states line up.
+const phaseColumn = 18
+
+// Text renders an event as one line for a terminal or a build log (the
+// caller adds its "nixlayer: " prefix); "" for an event that says nothing
+// on its own. The CLI and the hook print it.
+func (ev Event) Text() string { return ev.render(phaseColumn) }
+
+// Short renders an event like Text without aligning phase names, for a
+// status line (the language server's progress reports).
+func (ev Event) Short() string { return ev.render(0) }
+
+func (ev Event) render(width int) string {
+	step := fmt.Sprintf("[%d/%d] %-*s", ev.Index, ev.Total, width, ev.Phase)
+	switch ev.Kind {
+	case EventCached:
+		return fmt.Sprintf("%s cached (took %s when built)", step, Duration(ev.Elapsed))
+	case EventStart:
+		if ev.Follows != "" || ev.Message == "" {
+			return step + " running"
+		}
+		return step + " running: " + ev.Message
+	case EventDone:
+		return fmt.Sprintf("%s done in %s", step, Duration(ev.Elapsed))
+	case EventFailed:
+		return fmt.Sprintf("%s FAILED after %s", step, Duration(ev.Elapsed))
+	case EventFinished:
+		return "finished in " + Duration(ev.Elapsed)
+	}
+	return ev.Message
+}
+
+// Duration is how events show a duration: two decimals under a second,
+// tenths above.
+func Duration(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// StillRunning is the heartbeat line for a phase that started with ev and
+// has run for d, for a terminal that may hide the build log.
+func (ev Event) StillRunning(d time.Duration) string {
+	return fmt.Sprintf("[%d/%d] %-*s still running (%s)", ev.Index, ev.Total, phaseColumn, ev.Phase, Duration(d))
+}
