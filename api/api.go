@@ -39,6 +39,12 @@ type Service interface {
 	// GC and Import change what the shared cache holds: trusted users only.
 	GC(ctx context.Context, req GCRequest, out Output) (*runner.GCResult, error)
 	Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error)
+	// LayerFiles, ReadLayerFile and LayerDiff look into a layer's tree (the
+	// build directory and the outputs as a phase left them), read-only:
+	// the engine mounts the layer, the caller needs no rights on the cache.
+	LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error)
+	ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*runner.LayerData, error)
+	LayerDiff(ctx context.Context, req LayerDiffRequest) (*runner.LayerDiff, error)
 	Close() error
 }
 
@@ -85,12 +91,17 @@ type PlanRequest struct {
 	From    string `json:"from,omitempty"`
 }
 
-// PlanResult is the runner's plan and the newest build Nix made itself of
-// the derivation (pre-/post-build-hook records), if any.
+// PlanResult is the runner's plan, the newest build Nix made itself of
+// the derivation (pre-/post-build-hook records), if any, and the phase
+// history: the package's last layered builds and the derivation's failure.
 type PlanResult struct {
 	*runner.Plan
-	BuiltByNix *buildindex.Build `json:"builtByNixRecord,omitempty"`
+	BuiltByNix *buildindex.Build        `json:"builtByNixRecord,omitempty"`
+	History    *buildindex.PhaseHistory `json:"history,omitempty"`
 }
+
+// HistoryBuilds is how many of a package's last builds a plan carries.
+const HistoryBuilds = 5
 
 // LearnRequest learns a cached chain's output-path map now.
 type LearnRequest struct {
@@ -153,6 +164,28 @@ type Terminal struct {
 	In, Out *os.File
 	// Notice gets nixlayer's own messages.
 	Notice io.Writer
+}
+
+// LayerFilesRequest describes a path of a layer's tree (as the builder saw
+// it: /build/…, /nix/store/…) and lists it when it is a directory.
+type LayerFilesRequest struct {
+	Layer string `json:"layer"`
+	Path  string `json:"path"`
+}
+
+// ReadLayerFileRequest reads Length bytes (0: up to runner.MaxReadChunk)
+// from Offset of a file of a layer's tree.
+type ReadLayerFileRequest struct {
+	Layer  string `json:"layer"`
+	Path   string `json:"path"`
+	Offset int64  `json:"offset,omitempty"`
+	Length int64  `json:"length,omitempty"`
+}
+
+// LayerDiffRequest asks what a phase's layer changed against the phase
+// before it.
+type LayerDiffRequest struct {
+	Layer string `json:"layer"`
 }
 
 // GCRequest is gc's policy (runner.GCOptions).

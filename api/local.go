@@ -96,9 +96,11 @@ func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanRes
 	if err != nil {
 		return nil, err
 	}
-	// Builds Nix ran itself are only a report: a broken index is not an error.
+	// Builds Nix ran itself and the history are reports: a broken index
+	// is not an error.
 	b, _ := buildindex.LastNixBuild(l.e.CacheDir(), p.Drv)
-	return &PlanResult{Plan: p, BuiltByNix: b}, nil
+	h, _ := buildindex.HistoryOf(l.e.CacheDir(), p.Drv, p.Package, HistoryBuilds)
+	return &PlanResult{Plan: p, BuiltByNix: b, History: h}, nil
 }
 
 func (l *Local) Learn(ctx context.Context, req LearnRequest, out Output) error {
@@ -191,6 +193,18 @@ func (l *Local) Import(ctx context.Context, req ImportRequest, out Output) ([]ru
 		return nil, fmt.Errorf("nixlayer import: %w (Nix's trusted-users); %s is not", ErrNotTrusted, l.opts.User)
 	}
 	return l.e.Import(req.Dir, req.Ref)
+}
+
+func (l *Local) LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error) {
+	return l.e.LayerFiles(req.Layer, req.Path)
+}
+
+func (l *Local) ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*runner.LayerData, error) {
+	return l.e.ReadLayerFile(req.Layer, req.Path, req.Offset, req.Length)
+}
+
+func (l *Local) LayerDiff(ctx context.Context, req LayerDiffRequest) (*runner.LayerDiff, error) {
+	return l.e.LayerDiff(req.Layer)
 }
 
 func (l *Local) Close() error {

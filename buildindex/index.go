@@ -1,6 +1,8 @@
 // Package buildindex is the index of builds nixlayer sees through Nix: the
 // ones Nix runs itself (recorded by pre-/post-build-hook) and the ones the
-// build hook makes layered, so `plan`, `ls` and the editor can report them.
+// build hook makes layered, so `plan`, `ls` and the editor can report them;
+// and the phase history of every layered build (phases.go), which the
+// editor's hover and its failure diagnostics read.
 //
 // It is an append-only JSON lines file under the cache directory: one
 // O_APPEND write per record, no Nix calls, so the hooks add about a

@@ -43,6 +43,15 @@ var methods = map[string]method{
 		return l.Import(ctx, r, out)
 	}),
 	methodShell: shell,
+	methodLayerFiles: serve(func(ctx context.Context, l *api.Local, r api.LayerFilesRequest, _ api.Output) (any, error) {
+		return l.LayerFiles(ctx, r)
+	}),
+	methodReadLayerFile: serve(func(ctx context.Context, l *api.Local, r api.ReadLayerFileRequest, _ api.Output) (any, error) {
+		return l.ReadLayerFile(ctx, r)
+	}),
+	methodLayerDiff: serve(func(ctx context.Context, l *api.Local, r api.LayerDiffRequest, _ api.Output) (any, error) {
+		return l.LayerDiff(ctx, r)
+	}),
 }
 
 // serve decodes a request of type R and calls f with the session's engine.

@@ -93,7 +93,7 @@ func indent(s string) string {
 }
 
 // Build builds a derivation phase by phase, reusing cached layers.
-func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*Result, error) {
+func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ *Result, err error) {
 	start := time.Now()
 	if bo.Exact {
 		bo.RequireVerified = true
@@ -114,6 +114,9 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 	if err != nil {
 		return nil, err
 	}
+	hist := e.newHistory(j, start)
+	progress = hist.observe(progress)
+	defer func() { hist.end(err) }()
 	if j.drv.IsFixedOutput() {
 		return e.buildWithNix(ctx, j, bo, progress, start)
 	}
@@ -149,7 +152,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if ph.Status == StatusForced || ph.Layer.Unverified {
 			res.Verified = false
 		}
-		progress(Event{Kind: EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration})
+		progress(Event{Kind: EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration, Layer: ph.Layer.ID})
 	}
 	if parent != "" {
 		if state, err = e.loadState(parent); err != nil {
@@ -193,6 +196,9 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 			}
 			res.Reused, res.Verified = res.Reused[:keep], true
 			for i := keep; i < len(plan.Phases); i++ {
+				if l := plan.Phases[i].Layer; l != nil {
+					plan.Phases[i].Estimate = l.Duration
+				}
 				plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
 				plan.Phases[i].follow(plan.Phases[keep].Name)
 			}
@@ -210,7 +216,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if ph.Status != StatusRun {
 			continue
 		}
-		progress(Event{Kind: EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Message: ph.Reason})
+		progress(Event{Kind: EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Estimate: ph.Estimate, Message: ph.Reason})
 		t0 := time.Now()
 		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
 		var early errEndedEarly
@@ -224,13 +230,13 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 		if perr != nil {
 			var pe *PhaseError
 			if errors.As(perr, &pe) {
-				progress(Event{Kind: EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Message: pe.LogTail})
+				progress(Event{Kind: EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Exit: pe.Exit, Layer: pe.Layer, Message: pe.LogTail})
 			}
 			return nil, perr
 		}
 		parent, state = id, next
 		res.Ran = append(res.Ran, ph.Name)
-		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0)})
+		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Layer: id})
 	}
 	res.TopLayer = parent
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
