@@ -44,12 +44,11 @@ type Package struct {
 	// NixBuild is the newest build of this derivation that Nix ran itself
 	// (recorded by nixlayer's post-build-hook), if any.
 	NixBuild *buildindex.Build
-}
-
-// Running describes a build in progress, for the summary lens.
-type Running struct {
-	Phase        string
-	Index, Total int
+	// History are the phases of the package's last layered builds.
+	History []buildindex.PhaseRun
+	// State is what the engine last reported about this derivation after
+	// its build's phases (learning, provisional, verified, …), if anything.
+	State *EngineState
 }
 
 // Phase states, as shown by lenses and hovers.
@@ -70,6 +69,7 @@ type PhaseView struct {
 	// Cause names what invalidated the phase: the edited or changed
 	// attributes, or the reason of the plan.
 	Cause string
+	Exit  int               // of a failed phase
 	Plan  *runner.PhasePlan // nil without a plan
 }
 
@@ -212,7 +212,7 @@ func analyzeDeriv(v *DerivView, broken bool) {
 				pv.Cause = runCause(plan.Phases[firstRun])
 			}
 			if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name && ph.Status != runner.StatusCached {
-				pv.State, pv.Cause = StateFailed, f.LogTail
+				pv.State, pv.Cause, pv.Exit = StateFailed, f.LogTail, f.Exit
 			}
 			if firstEdit >= 0 && i >= firstEdit {
 				pv.State, pv.Cause = StateInvalidated, cause

@@ -221,7 +221,7 @@ func TestHover(t *testing.T) {
 	ev = evalOf(pkgSrc, plan)
 	ev.Packages[0].Failure = &runner.PhaseError{Phase: "installPhase", Exit: 2, LogTail: "make: *** no rule\nerror here", Layer: "abcdef1234567890"}
 	h = Hover(LensInput{File: f, Eval: ev}, off, time.Now())
-	for _, want := range []string{"✗ failed in the last build", "exit code 2", "error here", "`abcdef123456`"} {
+	for _, want := range []string{"✗ failed · exit 2", "exit code 2", "error here", "`abcdef123456`"} {
 		if !strings.Contains(h.Contents.Value, want) {
 			t.Errorf("failed hover lacks %q:\n%s", want, h.Contents.Value)
 		}
