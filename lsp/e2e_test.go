@@ -602,7 +602,9 @@ func TestLiveLenses(t *testing.T) {
 	if !slices.ContainsFunc(seen["install"], func(s string) bool { return s == "◌ queued" }) {
 		t.Errorf("installPhase was not shown queued: %q", seen["install"])
 	}
-	if !slices.ContainsFunc(seen["summary"], func(s string) bool { return regexp.MustCompile(`^⟳ [3-5]/9 phases done · buildPhase \d+ s$`).MatchString(s) }) {
+	if !slices.ContainsFunc(seen["summary"], func(s string) bool {
+		return regexp.MustCompile(`^⟳ [3-5]/9 phases done · buildPhase \d+ s$`).MatchString(s)
+	}) {
 		t.Errorf("the summary did not say how far the build is: %q", seen["summary"])
 	}
 	if last := seen["summary"][len(seen["summary"])-1]; last != "9/9 phases cached · ▶ build" {
