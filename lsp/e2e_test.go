@@ -16,6 +16,7 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
 // fixturePkg is a package file as a user writes it: it imports the
@@ -170,6 +171,9 @@ func TestServerEndToEnd(t *testing.T) {
 			t.Errorf("after the rebuild, %s: %q", attr, got)
 		}
 	}
+
+	// The tree installPhase left, through the layer requests.
+	checkBrowse(t, c, uri, "/build")
 
 	// showLog and openShell.
 	var lr LogResult
@@ -503,7 +507,10 @@ func TestNeovim(t *testing.T) {
 
 // slowPkg is a package whose buildPhase takes a few seconds (preBuild
 // sleeps), so that a client sees it run.
-func slowPkg(salt, sleep string) string {
+func slowPkg(salt, sleep string) string { return slowPkgFrom(e2etest.Testdata(), salt, sleep) }
+
+// slowPkgFrom is slowPkg importing the fixtures at testdata.
+func slowPkgFrom(testdata, salt, sleep string) string {
 	return fmt.Sprintf(`let
   fx = import %s { nfiles = 20; salt = "%s"; };
 in
@@ -517,7 +524,7 @@ fx.mkDerivation {
     mkdir -p $out/share
   '';
 }
-`, e2etest.Testdata(), salt, sleep)
+`, testdata, salt, sleep)
 }
 
 // TestLiveLenses follows a build from the client: the running phase's
@@ -635,4 +642,59 @@ func TestLiveLenses(t *testing.T) {
 		}
 	}
 	c.shutdown()
+}
+
+// checkBrowse opens the tree installPhase left (nixlayer.browse, the layer
+// requests), checks what the phase installed and what it changed against
+// the phase before it (nixlayer.diff), and that a missing file and an
+// unknown layer get their error codes. It returns the layer.
+func checkBrowse(t *testing.T, c *client, uri protocol.DocumentURI, buildDir string) string {
+	t.Helper()
+	var b BrowseResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBrowse, "arguments": []any{map[string]any{"uri": uri, "phase": "install"}}}, &b)
+	if b.Layer == "" || b.Phase != "installPhase" || b.State != "cached" || len(b.Roots) != 2 || b.Roots[0] != buildDir {
+		t.Fatalf("browse installPhase: %+v", b)
+	}
+	out := b.Roots[1]
+	var root runner.LayerFiles
+	c.mustCall(MethodLayerFiles, map[string]any{"layer": b.Layer, "path": "/"}, &root)
+	if names := fileNames(root.Entries); names != "build nix" {
+		t.Errorf("the tree's root: %s", names)
+	}
+	var outDir runner.LayerFiles
+	c.mustCall(MethodLayerFiles, map[string]any{"layer": b.Layer, "path": out}, &outDir)
+	if outDir.Info.Type != runner.FileDir || fileNames(outDir.Entries) != "bin share" {
+		t.Errorf("%s in the tree: %+v", out, outDir)
+	}
+	var data runner.LayerData
+	c.mustCall(MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": out + "/share/hello/output.txt"}, &data)
+	if !data.EOF || len(data.Data) == 0 || int64(len(data.Data)) != data.Size {
+		t.Errorf("output.txt: %+v", data)
+	}
+	var diff DiffResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdDiff, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &diff)
+	added := map[string]bool{}
+	for _, ch := range diff.Changes {
+		if ch.Kind == "added" {
+			added[ch.Path] = true
+		}
+	}
+	if diff.Layer != b.Layer || diff.BasePhase != "checkPhase" || !added[out+"/bin/hello"] || !added[out+"/share/hello/output.txt"] {
+		t.Errorf("diff of installPhase: base %s, %d changes, added %v", diff.BasePhase, len(diff.Changes), added)
+	}
+	if err := c.call(MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": buildDir + "/no-such-file"}, nil); errCode(err) != CodeFileNotFound {
+		t.Errorf("a missing file: %v", err)
+	}
+	if err := c.call(MethodLayerFiles, map[string]any{"layer": strings.Repeat("ab", 32), "path": "/"}, nil); errCode(err) != CodeLayerGone || !strings.Contains(err.Error(), "no longer in the layer cache") {
+		t.Errorf("an unknown layer: %v", err)
+	}
+	return b.Layer
+}
+
+func fileNames(fis []runner.FileInfo) string {
+	var names []string
+	for _, fi := range fis {
+		names = append(names, fi.Name)
+	}
+	return strings.Join(names, " ")
 }
