@@ -436,7 +436,7 @@ func TestNeovim(t *testing.T) {
 	}
 	dir, cache := t.TempDir(), t.TempDir()
 	path := filepath.Join(dir, "pkg.nix")
-	text := fixturePkg(e2etest.Salt(), "")
+	text := slowPkg(e2etest.Salt(), "1")
 	writeFile(t, path, text)
 	bin := serverBinary(t)
 	if r := e2etest.Run(dir, nil, bin, "build", "--cache", cache, "-Q", "--no-out-link", path); r.Err != nil {
@@ -461,7 +461,7 @@ func TestNeovim(t *testing.T) {
 		if err != nil {
 			t.Fatalf("nvim: %v\n%s", err, stderr.String())
 		}
-	case <-time.After(90 * time.Second):
+	case <-time.After(6 * time.Minute):
 		cmd.Process.Kill()
 		t.Fatalf("nvim did not finish\n%s", stderr.String())
 	}
@@ -477,6 +477,8 @@ func TestNeovim(t *testing.T) {
 		Shell     string              `json:"shell"`
 		Errors    []string            `json:"errors"`
 		WaitMS    float64             `json:"wait_ms"`
+		Live      []string            `json:"live"`
+		Built     BuildResult         `json:"built"`
 	}
 	if err := json.Unmarshal(data, &res); err != nil {
 		t.Fatalf("results %s: %v", data, err)
@@ -502,6 +504,18 @@ func TestNeovim(t *testing.T) {
 	}
 	if !strings.Contains(res.Shell, "shell --at installPhase -f "+path) {
 		t.Errorf("openShell in nvim: %q", res.Shell)
+	}
+	// The running phase's lens changed while the build ran.
+	t.Logf("preBuild's lens during the build in nvim: %q", res.Live)
+	running := regexp.MustCompile(`^⟳ building · \d+ s of ~\d+ s$`)
+	var counts []string
+	for _, title := range res.Live {
+		if running.MatchString(title) {
+			counts = append(counts, title)
+		}
+	}
+	if !res.Built.OK || len(counts) < 2 || !strings.HasPrefix(res.Live[len(res.Live)-1], "✓ ") {
+		t.Errorf("nvim did not see the running phase's lens change: build %+v, titles %q", res.Built, res.Live)
 	}
 }
 
