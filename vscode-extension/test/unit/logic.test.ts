@@ -274,7 +274,7 @@ test('ProgressTracker: engine states show in the status bar, and after the build
   now = 3000;
   t.update('b', { kind: 'report', message: 'learning the output-path map in the background (pid 42, log /x)', event: { kind: 'learn' } });
   t.update('b', { kind: 'end', message: 'built', outcome: 'succeeded' });
-  assert.equal(t.status().text, '$(check) nixlayer: built in 3.0 s · $(mortar-board) learning the output-path map in the backg…');
+  assert.equal(t.status().text, '$(check) nixlayer: built in 3.0 s · $(mortar-board) learning the output-path map in the bac…');
   assert.equal(isEngineState('start'), false);
   assert.equal(isEngineState('verified'), true);
 });
