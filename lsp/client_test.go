@@ -192,10 +192,13 @@ func (c *client) notify(method string, params any) {
 	}
 }
 
-func (c *client) initialize(root string) {
+func (c *client) initialize(root string) { c.initializeWith(root, nil) }
+
+// initializeWith initializes with initializationOptions (settings).
+func (c *client) initializeWith(root string, settings map[string]any) {
 	c.t.Helper()
 	var res map[string]any
-	c.mustCall("initialize", map[string]any{
+	params := map[string]any{
 		"processId": os.Getpid(),
 		"rootUri":   pathURI(root),
 		"capabilities": map[string]any{
@@ -203,7 +206,11 @@ func (c *client) initialize(root string) {
 			"workspace": map[string]any{"codeLens": map[string]any{"refreshSupport": true}},
 		},
 		"workspaceFolders": []map[string]any{{"uri": pathURI(root), "name": "ws"}},
-	}, &res)
+	}
+	if settings != nil {
+		params["initializationOptions"] = settings
+	}
+	c.mustCall("initialize", params, &res)
 	c.notify("initialized", map[string]any{})
 }
 

@@ -79,7 +79,7 @@ func (s *server) executeCommand(ctx context.Context, p executeParams) (any, erro
 	case CmdShowLog:
 		return s.showLog(a)
 	case CmdBrowse:
-		return s.browse(a)
+		return s.browse(ctx, a)
 	case CmdDiff:
 		return s.diff(ctx, a)
 	case CmdCancel:

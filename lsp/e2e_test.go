@@ -712,3 +712,49 @@ func fileNames(fis []runner.FileInfo) string {
 	}
 	return strings.Join(names, " ")
 }
+
+// TestRestrictedMode: a client that does not trust the workspace (VS
+// Code's Restricted Mode sends trusted: false) gets lenses from the parser
+// and nothing evaluated or built, until it trusts the workspace.
+func TestRestrictedMode(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "pkg.nix")
+	text := fixturePkg(e2etest.Salt(), "")
+	writeFile(t, path, text)
+	c := startClient(t, cache)
+	c.initializeWith(dir, map[string]any{"nixlayer": map[string]any{"trusted": false}})
+	uri := c.open(path, text)
+	c.waitRefresh(time.Minute)
+	summary := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]
+	if !strings.Contains(summary, "not trusted (Restricted Mode)") {
+		t.Errorf("summary lens in Restricted Mode: %q", summary)
+	}
+	err := c.call("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "not trusted") {
+		t.Errorf("a build in Restricted Mode: %v", err)
+	}
+	// Settings without "trusted" (a client resending its target) keep it.
+	c.notify("workspace/didChangeConfiguration", map[string]any{"settings": map[string]any{"nixlayer": map[string]any{}}})
+	c.waitRefresh(time.Minute)
+	if s := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]; !strings.Contains(s, "not trusted") {
+		t.Errorf("settings without trusted made the workspace trusted: %q", s)
+	}
+	if !e2etest.Enabled() {
+		c.shutdown()
+		return
+	}
+	// Trusted now: evaluated, with a plan.
+	c.notify("workspace/didChangeConfiguration", map[string]any{"settings": map[string]any{"nixlayer": map[string]any{"trusted": true}}})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]
+		if s == "0/9 phases cached · ▶ build" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not evaluated once trusted: %q", s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.shutdown()
+}

@@ -58,7 +58,8 @@ type BrowseResult struct {
 	State string `json:"state"`
 	// Label names the tree for people: "hello-1 · installPhase (failed)".
 	Label string `json:"label"`
-	// Roots are the directories worth opening: /build and the outputs.
+	// Roots are the directories worth opening: /build and the outputs the
+	// phase's tree holds.
 	Roots []string `json:"roots"`
 	Note  string   `json:"note,omitempty"`
 }
@@ -69,8 +70,9 @@ type DiffResult struct {
 	Label string `json:"label"`
 }
 
-// browse finds the layer of a phase of the document's derivation.
-func (s *server) browse(a CommandArgs) (*BrowseResult, error) {
+// browse finds the layer of a phase of the document's derivation, with
+// the roots of its tree that exist (/build, and the outputs made so far).
+func (s *server) browse(ctx context.Context, a CommandArgs) (*BrowseResult, error) {
 	_, pkg, err := s.pick(a)
 	if err != nil {
 		return nil, err
@@ -86,6 +88,22 @@ func (s *server) browse(a CommandArgs) (*BrowseResult, error) {
 	if res == nil {
 		return nil, lspError(jsonrpc2.InvalidRequest, "%s of %s has no layer in the cache yet: build it first", phase, pkg.Name)
 	}
+	// Outputs appear in the phase that creates them (installPhase, mostly).
+	eng, err := s.getEngine()
+	if err != nil {
+		return nil, err
+	}
+	roots := res.Roots[:1]
+	for _, r := range res.Roots[1:] {
+		_, err := eng.LayerFiles(ctx, api.LayerFilesRequest{Layer: res.Layer, Path: r})
+		switch {
+		case err == nil:
+			roots = append(roots, r)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, layerError(err)
+		}
+	}
+	res.Roots = roots
 	return res, nil
 }
 
@@ -125,7 +143,7 @@ func LayerOf(pkg *Package, phase string) *BrowseResult {
 }
 
 func (s *server) diff(ctx context.Context, a CommandArgs) (*DiffResult, error) {
-	b, err := s.browse(a)
+	b, err := s.browse(ctx, a)
 	if err != nil {
 		return nil, err
 	}
