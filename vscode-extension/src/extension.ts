@@ -102,6 +102,8 @@ class Extension implements vscode.Disposable {
   private readonly layerFs = new LayerFileSystem(() => this.start());
   private readonly phaseTree = new PhaseTreeView(this.layerFs);
   private readonly phaseChanges = new PhaseChangesView();
+  /** The last .nix document in an editor: what commands run from a layer's file are about. */
+  private lastNix: string | undefined;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.statusItem.name = 'nixlayer build';
@@ -114,7 +116,12 @@ class Extension implements vscode.Disposable {
       }),
       // Restricted Mode: the server evaluates nothing until the workspace is trusted.
       vscode.workspace.onDidGrantWorkspaceTrust(() => this.sendSettings()),
+      vscode.window.onDidChangeActiveTextEditor((e) => {
+        if (e && isNixDocument(e.document)) this.lastNix = e.document.uri.toString();
+      }),
     );
+    const active = vscode.window.activeTextEditor;
+    if (active && isNixDocument(active.document)) this.lastNix = active.document.uri.toString();
 
     for (const command of SERVER_COMMANDS) {
       this.disposables.push(vscode.commands.registerCommand(command, (arg?: unknown) => this.runServerCommand(command, arg)));
@@ -399,7 +406,8 @@ class Extension implements vscode.Disposable {
 
   private async runServerCommand(command: string, rawArg: unknown): Promise<unknown> {
     const editor = vscode.window.activeTextEditor;
-    const activeNix = editor && isNixDocument(editor.document) ? editor.document.uri.toString() : undefined;
+    // From a layer's file (the Phase Tree), commands are about the .nix file last edited.
+    const activeNix = editor && isNixDocument(editor.document) ? editor.document.uri.toString() : this.lastNix;
     const arg = normalizeCommandArg(rawArg instanceof vscode.Uri ? rawArg.toString() : rawArg, activeNix);
     if (!arg.uri) {
       void vscode.window.showWarningMessage(`nixlayer: open a .nix file first (${command} works on the file's derivation).`);

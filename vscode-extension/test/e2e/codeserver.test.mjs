@@ -382,13 +382,36 @@ test('a missing nixlayer is reported once, with what to do', { timeout: 180_000 
   }
 });
 
-test('a failed build: status, notification, phase log in an output channel', { timeout: 2 * BUILD_TIMEOUT }, async () => {
+/** Waits until the lenses satisfy ok(texts); returns the texts. */
+async function waitForLenses(page, what, ok, timeout) {
+  const deadline = Date.now() + timeout;
+  let last = [];
+  while (Date.now() < deadline) {
+    last = await lensTexts(page);
+    if (ok(last)) return last;
+    await page.waitForTimeout(250);
+  }
+  throw new Error(`lenses never showed ${what} within ${timeout} ms; lenses: ${JSON.stringify(last)}`);
+}
+
+/** The view pane (in the explorer) whose title matches. */
+function pane(page, title) {
+  return page.locator('.pane', { has: page.locator('.pane-header', { hasText: title }) }).first();
+}
+
+/** A row of a view pane whose text matches. */
+function row(scope, text) {
+  return scope.locator('.monaco-list-row', { hasText: text }).first();
+}
+
+test('a build watched live, the failed phase, its tree and a phase diff', { timeout: 2 * BUILD_TIMEOUT }, async () => {
   const salt = `vscode-e2e-fail-${process.pid}-${Date.now()}`;
-  const nix = fixtureNix(salt).replace(
-    "postInstall = ''\n    mkdir -p $out/share\n  '';",
-    "postInstall = ''\n    echo 'e2e: postInstall breaks here' >&2\n    exit 3\n  '';",
-  );
+  // buildPhase sleeps (preBuild) so that the build can be watched; installPhase fails.
+  const nix = fixtureNix(salt)
+    .replace('configureFlags = "--nfiles=20";', 'configureFlags = "--nfiles=20";\n  preBuild = "sleep 6";')
+    .replace("postInstall = ''\n    mkdir -p $out/share\n  '';", "postInstall = ''\n    echo 'e2e: postInstall breaks here' >&2\n    exit 3\n  '';");
   assert.match(nix, /exit 3/);
+  assert.match(nix, /sleep 6/);
   const ws = makeWorkspace(
     'ws-failing',
     {
@@ -402,18 +425,81 @@ test('a failed build: status, notification, phase log in an output channel', { t
     await openFile(page, 'default.nix');
     await waitForLens(page, /phases cached · ▶ build/, 180_000);
     await lensLink(page, '▶ build').click();
+
+    // Mid-build: the running phase counts seconds, the phases before it are ✓, the summary says how far.
+    const running = /⟳ building · (\d+) s/;
+    const inBuildPhase = (ls) => ls.some((t) => /⟳ \d\/9 phases done · buildPhase \d+ s/.test(t));
+    const mid = await waitForLenses(page, 'buildPhase running after ✓ phases', (ls) => inBuildPhase(ls) && ls.some((t) => running.test(t)) && ls.filter((t) => /✓ done · /.test(t)).length >= 2, BUILD_TIMEOUT);
+    const first = Number(mid.find((t) => running.test(t)).match(running)[1]);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'live-build.png') });
+    const later = await waitForLenses(page, 'the running phase counting on', (ls) => ls.some((t) => running.test(t) && Number(t.match(running)[1]) > first), 20_000);
+    assert.ok(later.some((t) => /✓ done · /.test(t)), `earlier phases ✓ later in the build: ${JSON.stringify(later)}`);
+
+    // The failure: the status bar, a notification, the failed phase with its actions, earlier phases cached.
     const result = await waitForBuildEnd(page);
     assert.match(result, /nixlayer: build failed/);
     const toast = page.locator('.notification-toast', { hasText: 'the build failed in installPhase' });
     await toast.first().waitFor({ state: 'visible', timeout: 30_000 });
-    await toast.locator('a.monaco-button, .monaco-button', { hasText: 'Show Log' }).first().click();
+    await toast.locator('.codicon-notifications-clear, .codicon-close, a.action-label[aria-label*="Clear"]').first().click().catch(() => {});
+    const failed = await waitForLenses(page, 'the failed installPhase', (ls) => ls.some((t) => /✗ failed · exit 3/.test(t)), 60_000);
+    const failedLine = failed.find((t) => /✗ failed · exit 3/.test(t));
+    assert.match(failedLine, /open shell here/, `actions on the failed phase: ${failedLine}`);
+    assert.match(failedLine, /show log/, `actions on the failed phase: ${failedLine}`);
+    assert.ok(failed.filter((t) => /✓ cached · /.test(t)).length >= 3, `phases before the failure cached: ${JSON.stringify(failed)}`);
+    assert.ok(failed.some((t) => /^5\/9 phases cached · ▶ build/.test(t)), `summary after the failure: ${JSON.stringify(failed)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'failed-phase.png') });
+
+    // "show log" on the failed phase.
+    await lensLink(page, 'show log').click();
     await page.waitForFunction(
       () => [...document.querySelectorAll('.panel .monaco-editor .view-lines')].some((e) => /postInstall breaks here/.test((e.textContent ?? '').replace(/\u00a0/g, ' '))),
       undefined,
       { timeout: 30_000 },
     );
     await page.screenshot({ path: path.join(ARTIFACTS, 'failed-build.png') });
+    await runCommand(page, 'View: Close Panel'); // room for the explorer's views
+
+    // The tree unpackPhase left, in the explorer: click its ✓ lens, open a source file read-only.
+    await lensLink(page, '✓ cached').click();
+    const tree = pane(page, /hello-1 · unpackPhase/i);
+    await tree.waitFor({ state: 'visible', timeout: 30_000 });
+    await row(tree, '/build').waitFor({ state: 'visible', timeout: 30_000 });
+    await row(tree, 'hello-1').click();
+    await row(tree, 'main.c').click();
+    await page.locator('.tab', { hasText: 'main.c' }).first().waitFor({ state: 'visible', timeout: 30_000 });
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.editor-instance .monaco-editor .view-lines')].some((e) => /int main\(int argc/.test((e.textContent ?? '').replace(/\u00a0/g, ' '))),
+      undefined,
+      { timeout: 30_000 },
+    );
+    await page.screenshot({ path: path.join(ARTIFACTS, 'phase-tree.png') });
+    // Read-only: typing changes nothing (VS Code says the editor cannot be edited).
+    const explorerRows = await tree.locator('.monaco-list-row').allInnerTexts();
+    assert.ok(explorerRows.some((t) => /main\.c/.test(t)) && explorerRows.some((t) => /configure/.test(t)), `phase tree rows: ${JSON.stringify(explorerRows)}`);
+
+    // What configurePhase changed: a list of files, a click opens a diff editor.
+    await runCommand(page, 'nixlayer: Show Phase Changes');
+    await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="configurePhase"]', { timeout: 20_000 });
+    await page.keyboard.type('configurePhase');
+    await page.keyboard.press('Enter');
+    const changes = pane(page, /configurePhase: changes/i);
+    await changes.waitFor({ state: 'visible', timeout: 30_000 });
+    const makefile = row(changes, /^Makefile\s*\/build/);
+    await makefile.waitFor({ state: 'visible', timeout: 30_000 }).catch(async (e) => {
+      throw new Error(`${e.message}\nrows: ${JSON.stringify(await changes.locator('.monaco-list-row').allInnerTexts())}`);
+    });
+    assert.match(await makefile.innerText(), /added/);
+    await makefile.click();
+    await page.locator('.monaco-diff-editor').first().waitFor({ state: 'visible', timeout: 30_000 });
+    await page.locator('.tab', { hasText: /Makefile \(patchPhase ↔ configurePhase\)/ }).first().waitFor({ state: 'visible', timeout: 30_000 });
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.monaco-diff-editor .modified .view-lines, .monaco-diff-editor .editor.modified .view-lines')].some((e) => /bindir = /.test((e.textContent ?? '').replace(/\u00a0/g, ' '))),
+      undefined,
+      { timeout: 30_000 },
+    );
+    await page.screenshot({ path: path.join(ARTIFACTS, 'phase-diff.png') });
   } finally {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'failing-final.png') }).catch(() => {});
     page.saveConsole();
     await page.close();
   }
