@@ -457,7 +457,7 @@ test('a build watched live, the failed phase, its tree and a phase diff', { time
       { timeout: 30_000 },
     );
     await page.screenshot({ path: path.join(ARTIFACTS, 'failed-build.png') });
-    await runCommand(page, 'View: Close Panel'); // room for the explorer's views
+    await runCommand(page, 'View: Toggle Panel Visibility'); // room for the explorer's views
 
     // The tree unpackPhase left, in the explorer: click its ✓ lens, open a source file read-only.
     await lensLink(page, '✓ cached').click();
