@@ -586,3 +586,93 @@ test('a nixlayer that fails to start is reported once', { timeout: 180_000 }, as
     await page.close();
   }
 });
+
+// ---------------------------------------------------------------------------
+// Benchmark (NIXLAYER_BENCH=1, scripts/bench-editor.sh; not part of npm test):
+// what the live lenses cost the editor during a build of the medium fixture
+// (hello with 300 generated C files). CPU time of the extension host (the
+// editor host: the extension and its language client), of the browser's
+// renderers (drawing) and of `nixlayer lsp`, over the build, once with the
+// lenses refreshed every second and once refreshed only as phases end.
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** Every process: pid, parent, cumulated CPU seconds (user + system), command line. */
+function processes() {
+  const out = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      out.push({ pid: Number(d), ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, cmd });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function descendants(all, root) {
+  const set = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of all) {
+      if (!set.has(p.pid) && set.has(p.ppid)) {
+        set.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  return all.filter((p) => set.has(p.pid));
+}
+
+test('editor host CPU of live lenses during a build of the medium fixture', { skip: !process.env.NIXLAYER_BENCH, timeout: 4 * BUILD_TIMEOUT }, async () => {
+  const nfiles = Number(process.env.NFILES || 300);
+  const rows = [];
+  for (const mode of [
+    { name: 'lenses refreshed every 1 s', args: [] },
+    { name: 'refreshed only as phases end', args: ['--lens-refresh', '0'] },
+  ]) {
+    const cache = path.join(tmp, `nixlayer-cache-bench-${rows.length}`);
+    const ws = makeWorkspace(
+      `ws-bench-${rows.length}`,
+      { 'nixlayer.path': NIXLAYER_BIN, 'nixlayer.serverArgs': ['--cache', cache, ...mode.args] },
+      { 'default.nix': fixtureNix(`bench-${process.pid}-${Date.now()}`).replace(/nfiles = 20/g, `nfiles = ${nfiles}`).replace('--nfiles=20', `--nfiles=${nfiles}`) },
+    );
+    const page = await openWorkbench(ws, `bench-${rows.length}`);
+    try {
+      await openFile(page, 'default.nix');
+      await waitForLens(page, /phases cached · ▶ build/, 180_000);
+      const all = processes();
+      const lsp = all.find((p) => p.cmd.includes(' lsp ') && p.cmd.includes(cache));
+      assert.ok(lsp, 'the nixlayer lsp of this window');
+      const extHost = all.find((p) => p.pid === lsp.ppid);
+      assert.match(extHost.cmd, /extensionHost|bootstrap-fork|server-main/, `the extension host: ${extHost.cmd}`);
+      const renderers = () => descendants(processes(), process.pid).filter((p) => p.cmd.includes('--type=renderer'));
+      const cpuOf = (pids) => processes().filter((p) => pids.includes(p.pid)).reduce((a, p) => a + p.cpu, 0);
+      const rendererPids = renderers().map((p) => p.pid);
+      const before = { ext: cpuOf([extHost.pid]), lsp: cpuOf([lsp.pid]), ui: cpuOf(rendererPids), t: Date.now() };
+      await lensLink(page, '▶ build').click();
+      const result = await waitForBuildEnd(page);
+      assert.match(result, /nixlayer: built/);
+      const after = { ext: cpuOf([extHost.pid]), lsp: cpuOf([lsp.pid]), ui: cpuOf(rendererPids), t: Date.now() };
+      const wall = (after.t - before.t) / 1000;
+      const pct = (s) => (100 * s) / wall;
+      rows.push({ mode: mode.name, wall, extHostCpu: after.ext - before.ext, extHostPct: pct(after.ext - before.ext), rendererCpu: after.ui - before.ui, rendererPct: pct(after.ui - before.ui), lspCpu: after.lsp - before.lsp, lspPct: pct(after.lsp - before.lsp) });
+      await page.screenshot({ path: path.join(ARTIFACTS, `bench-${rows.length}.png`) });
+    } finally {
+      page.saveConsole();
+      await page.close();
+    }
+  }
+  const fmt = (r) => `${r.mode.padEnd(30)} build ${r.wall.toFixed(1).padStart(6)} s   extension host ${r.extHostCpu.toFixed(2)} s CPU (${r.extHostPct.toFixed(2)} % of a core)   renderer ${r.rendererCpu.toFixed(2)} s (${r.rendererPct.toFixed(2)} %)   nixlayer lsp ${r.lspCpu.toFixed(2)} s (${r.lspPct.toFixed(2)} %)`;
+  console.log(`\neditor CPU during a cold build of hello with ${nfiles} files (${os.cpus().length} cores):`);
+  for (const r of rows) console.log(fmt(r));
+  const live = rows[0];
+  const base = rows[1];
+  console.log(`live lens refreshes cost the extension host ${(live.extHostPct - base.extHostPct).toFixed(2)} % of a core (target < 1 %)`);
+  fs.writeFileSync(path.join(ARTIFACTS, 'bench-editor.json'), JSON.stringify(rows, null, 2));
+  assert.ok(live.extHostPct < 1, `the extension host used ${live.extHostPct.toFixed(2)} % of a core during the build`);
+});
