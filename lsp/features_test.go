@@ -275,3 +275,63 @@ func TestEvalDiagnosticPosition(t *testing.T) {
 		t.Errorf("position %+v", d.Range.Start)
 	}
 }
+
+// The lenses of a running build, as its events arrive: the summary says
+// how far it is and what the engine does, the running phase counts its
+// time against the estimate, finished phases are ✓, the rest queued.
+func TestLiveLensTitles(t *testing.T) {
+	plan := planFor(2) // unpack, patch cached; configure… must run
+	plan.Phases[3].Estimate = 23 * time.Second
+	ev := evalOf(pkgSrc, plan)
+	t0 := time.Unix(5000, 0)
+	r := NewRunning(t0)
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	in := func(now time.Time) LensInput { return LensInput{Eval: ev, Running: r, Now: now} }
+
+	got := titles(t, pkgSrc, in(at(2)))
+	if got["stdenv.mkDerivation"] != "⟳ evaluating · 2 s" || got["postInstall"] != "◌ queued" || got["src"] != "✓ cached · 0.4 s" {
+		t.Errorf("while evaluating: %v", got)
+	}
+	r = r.with(plan.Drv)
+	r = r.Apply(runner.Event{Kind: runner.EventWait, Message: "waiting for another build of the same derivation to finish"}, at(3))
+	if s := titles(t, pkgSrc, in(at(4)))["stdenv.mkDerivation"]; s != "⟳ planning · 4 s · ⏸ waiting for another build of the same derivation to finish" {
+		t.Errorf("waiting: %q", s)
+	}
+	for i, ph := range phases[:2] {
+		r = r.Apply(runner.Event{Kind: runner.EventCached, Phase: ph, Index: i + 1, Total: 7, Elapsed: 400 * time.Millisecond}, at(5))
+	}
+	r = r.Apply(runner.Event{Kind: runner.EventStart, Phase: "configurePhase", Index: 3, Total: 7}, at(5))
+	r = r.Apply(runner.Event{Kind: runner.EventDone, Phase: "configurePhase", Index: 3, Total: 7, Elapsed: 1100 * time.Millisecond}, at(6))
+	r = r.Apply(runner.Event{Kind: runner.EventStart, Phase: "buildPhase", Index: 4, Total: 7, Estimate: 23 * time.Second}, at(6))
+	got = titles(t, pkgSrc, in(at(18)))
+	want := map[string]string{
+		"stdenv.mkDerivation": "⟳ 3/7 phases done · buildPhase 12 s of ~23 s",
+		"src":                 "✓ cached · 0.4 s",
+		"configureFlags":      "✓ done · 1.1 s",
+		"postInstall":         "◌ queued",
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("mid-build %s: %q, want %q (all %v)", k, got[k], w, got)
+		}
+	}
+	// No rebuild lenses while it runs; the summary cancels.
+	for _, l := range CodeLenses(LensInput{File: nixexpr.Parse([]byte(pkgSrc)), Eval: ev, Running: r, Now: at(18)}) {
+		if strings.HasPrefix(l.Command.Title, "▶ rebuild") {
+			t.Errorf("a rebuild lens during the build: %q", l.Command.Title)
+		}
+		if strings.HasPrefix(l.Command.Title, "⟳") && l.Command.Command != CmdCancel {
+			t.Errorf("the summary runs %q", l.Command.Command)
+		}
+	}
+	r = r.Apply(runner.Event{Kind: runner.EventFailed, Phase: "buildPhase", Index: 4, Total: 7, Exit: 2}, at(20))
+	if s := titles(t, pkgSrc, in(at(20)))["doCheck"]; s != "◌ queued" {
+		t.Errorf("after the failure event, a later phase: %q", s)
+	}
+	// A state after the phases (learning in the background) stays on the summary.
+	ev.Packages[0].State = stateOf(runner.Event{Kind: runner.EventLearn, Message: "learning the output-path map in the background (pid 7, log /x)"}, at(30))
+	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
+	if s := got["stdenv.mkDerivation"]; s != "2/7 phases cached · ◔ learning the output-path map in the background · 1 min ago · ▶ build" {
+		t.Errorf("state after the build: %q", s)
+	}
+}
