@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -55,32 +54,9 @@ const phasesFile = "phases.jsonl"
 // historyLimit is the size at which the history drops its older half.
 const historyLimit = 2 << 20
 
-// AppendRun adds one phase record to the history (under an exclusive lock,
-// which the rare trim of the file's older half also takes).
+// AppendRun adds one phase record to the history.
 func AppendRun(cacheDir string, r PhaseRun) error {
-	dir := filepath.Join(cacheDir, Dir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating build index directory: %w", err)
-	}
-	line, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, phasesFile), os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("opening the phase history: %w", err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("locking the phase history: %w", err)
-	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("writing the phase history: %w", err)
-	}
-	if fi, err := f.Stat(); err == nil && fi.Size() > historyLimit {
-		return trimHalf(f)
-	}
-	return nil
+	return appendLine(cacheDir, phasesFile, r, historyLimit)
 }
 
 // trimHalf keeps the newer half of the (locked) history file in place.
