@@ -85,7 +85,7 @@ func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runne
 	}
 	if req.Learn && len(res.Reused) == 0 && len(res.Ran) > 1 {
 		if pid, logPath, err := l.e.StartBackgroundLearn(req.DrvPath); err == nil {
-			progress(runner.Event{Kind: "learn", Message: fmt.Sprintf("learning the output-path map in the background (pid %d, log %s)", pid, logPath)})
+			progress(runner.Event{Kind: runner.EventLearn, Message: fmt.Sprintf("learning the output-path map in the background (pid %d, log %s)", pid, logPath)})
 		}
 	}
 	return res, nil
