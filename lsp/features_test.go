@@ -335,3 +335,20 @@ func TestLiveLensTitles(t *testing.T) {
 		t.Errorf("state after the build: %q", s)
 	}
 }
+
+func TestLiveInterval(t *testing.T) {
+	now := time.Unix(10000, 0)
+	for d, want := range map[time.Duration]string{0: "0 s", 59 * time.Second: "59 s", 77 * time.Second: "1 min 15 s", 10*time.Minute + 4*time.Second: "10 min 0 s"} {
+		if got := elapsed(d); got != want {
+			t.Errorf("elapsed(%s) = %q, want %q", d, got, want)
+		}
+	}
+	fresh := &Running{Started: now.Add(-time.Hour), Phase: "buildPhase", PhaseStarted: now.Add(-10 * time.Second)}
+	long := &Running{Started: now.Add(-time.Hour), Phase: "buildPhase", PhaseStarted: now.Add(-2 * time.Minute)}
+	if got := liveInterval([]*Running{long}, now, time.Second); got != 5*time.Second {
+		t.Errorf("a phase running for minutes: every %s", got)
+	}
+	if got := liveInterval([]*Running{long, fresh}, now, time.Second); got != time.Second {
+		t.Errorf("a phase that just started: every %s", got)
+	}
+}

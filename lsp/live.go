@@ -185,14 +185,35 @@ func elapsedOf(d, estimate time.Duration) string {
 	return elapsed(d) + " of ~" + elapsed(estimate)
 }
 
-// elapsed is a running time in whole seconds (minutes above an hour's
-// worth of them): what a lens refreshed every second can show.
+// elapsed is a running time in whole seconds, in steps of five seconds
+// past the first minute: what a lens refreshed every second (every five
+// past the first minute, liveInterval) can show.
 func elapsed(d time.Duration) string {
 	if d < 0 {
 		d = 0
 	}
-	if d < 100*time.Second {
+	if d < time.Minute {
 		return fmt.Sprintf("%d s", int(d.Seconds()))
 	}
-	return fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60)
+	return fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60/5*5)
+}
+
+// slowLens is how long a running time shows before its lens changes only
+// every five seconds.
+const slowLens = time.Minute
+
+// liveInterval is how often the lenses of the running builds change: every
+// base interval while some running time is under a minute, five times less
+// often after.
+func liveInterval(runs []*Running, now time.Time, base time.Duration) time.Duration {
+	for _, r := range runs {
+		since := r.Started
+		if r.Phase != "" {
+			since = r.PhaseStarted
+		}
+		if now.Sub(since) < slowLens {
+			return base
+		}
+	}
+	return 5 * base
 }

@@ -563,8 +563,9 @@ func (s *server) lensesChanged() {
 
 // refreshLoop asks the client to request lenses again, when it can: at
 // once after a change, then at most once per LensRefresh (a build's phases
-// may end in quick succession), and every LensRefresh while a build runs,
-// so the running phase's time moves.
+// may end in quick succession), and while a build runs as often as its
+// running time's lens changes (every LensRefresh, every five past a
+// minute: liveInterval).
 func (s *server) refreshLoop(ctx context.Context) {
 	every := s.opts.LensRefresh
 	var tick <-chan time.Time
@@ -573,16 +574,19 @@ func (s *server) refreshLoop(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.refreshCh:
-		case <-tick:
-			if !s.building() {
+		case now := <-tick:
+			runs := s.runningBuilds()
+			if len(runs) == 0 || now.Sub(last) < liveInterval(runs, now, every)-every/2 {
 				continue
 			}
 		}
+		last = time.Now()
 		s.mu.Lock()
 		ok := s.caps.Workspace.CodeLens.RefreshSupport
 		s.mu.Unlock()
@@ -601,16 +605,17 @@ func (s *server) refreshLoop(ctx context.Context) {
 	}
 }
 
-// building tells whether a build runs in some document.
-func (s *server) building() bool {
+// runningBuilds are the builds running in the documents.
+func (s *server) runningBuilds() []*Running {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var runs []*Running
 	for _, d := range s.docs {
 		if d.running != nil {
-			return true
+			runs = append(runs, d.running)
 		}
 	}
-	return false
+	return runs
 }
 
 func (s *server) publishDiagnostics(d *document) {
