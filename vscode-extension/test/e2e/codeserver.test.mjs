@@ -633,15 +633,20 @@ test('editor host CPU of live lenses during a build of the medium fixture', { sk
   const nfiles = Number(process.env.NFILES || 300);
   const rows = [];
   let idle;
+  const medium = () => fixtureNix(`bench-${process.pid}-${Date.now()}`).replace(/nfiles = 20/g, `nfiles = ${nfiles}`).replace('--nfiles=20', `--nfiles=${nfiles}`);
+  // A phase that runs long on no CPU: the refreshes alone, without a build's noise.
+  const sleepy = () => fixtureNix(`bench-sleep-${process.pid}-${Date.now()}`).replace('configureFlags = "--nfiles=20";', 'configureFlags = "--nfiles=20";\n  preBuild = "sleep 120";');
   for (const mode of [
-    { name: 'live lenses (default)', args: [] },
-    { name: 'refreshed only as phases end', args: ['--lens-refresh', '0'] },
+    { name: `hello (${nfiles} files), live lenses`, args: [], nix: medium },
+    { name: `hello (${nfiles} files), phase ends only`, args: ['--lens-refresh', '0'], nix: medium },
+    { name: 'a 120 s sleep phase, live lenses', args: [], nix: sleepy },
+    { name: 'a 120 s sleep phase, phase ends only', args: ['--lens-refresh', '0'], nix: sleepy },
   ]) {
     const cache = path.join(tmp, `nixlayer-cache-bench-${rows.length}`);
     const ws = makeWorkspace(
       `ws-bench-${rows.length}`,
       { 'nixlayer.path': NIXLAYER_BIN, 'nixlayer.serverArgs': ['--cache', cache, ...mode.args] },
-      { 'default.nix': fixtureNix(`bench-${process.pid}-${Date.now()}`).replace(/nfiles = 20/g, `nfiles = ${nfiles}`).replace('--nfiles=20', `--nfiles=${nfiles}`) },
+      { 'default.nix': mode.nix() },
     );
     const page = await openWorkbench(ws, `bench-${rows.length}`);
     try {
@@ -677,13 +682,15 @@ test('editor host CPU of live lenses during a build of the medium fixture', { sk
       await page.close();
     }
   }
-  const fmt = (r) => `${r.mode.padEnd(30)} build ${r.wall.toFixed(1).padStart(6)} s   extension host ${r.extHostCpu.toFixed(2)} s CPU (${r.extHostPct.toFixed(2)} % of a core)   renderer ${r.rendererCpu.toFixed(2)} s (${r.rendererPct.toFixed(2)} %)   nixlayer lsp ${r.lspCpu.toFixed(2)} s (${r.lspPct.toFixed(2)} %)`;
+  const fmt = (r) => `${r.mode.padEnd(40)} build ${r.wall.toFixed(1).padStart(6)} s   extension host ${r.extHostCpu.toFixed(2)} s CPU (${r.extHostPct.toFixed(2)} % of a core)   renderer ${r.rendererCpu.toFixed(2)} s (${r.rendererPct.toFixed(2)} %)   nixlayer lsp ${r.lspCpu.toFixed(2)} s (${r.lspPct.toFixed(2)} %)`;
   console.log(`\neditor CPU during a cold build of hello with ${nfiles} files (${os.cpus().length} cores):`);
   for (const r of [...rows, idle]) console.log(fmt(r));
-  const live = rows[0];
-  const base = rows[1];
-  const cost = live.extHostPct - base.extHostPct;
-  console.log(`live lens refreshes cost the extension host ${cost.toFixed(2)} % of a core (target < 1 %); the browser's renderer ${(live.rendererPct - base.rendererPct).toFixed(2)} %`);
+  const costs = [];
+  for (const [live, base] of [[rows[0], rows[1]], [rows[2], rows[3]]]) {
+    const cost = live.extHostPct - base.extHostPct;
+    costs.push(cost);
+    console.log(`${live.mode}: live lens refreshes cost the extension host ${cost.toFixed(2)} % of a core (target < 1 %), the browser's renderer ${(live.rendererPct - base.rendererPct).toFixed(2)} %`);
+  }
   fs.writeFileSync(path.join(ARTIFACTS, 'bench-editor.json'), JSON.stringify([...rows, idle], null, 2));
-  assert.ok(cost < 1, `live lens refreshes cost the extension host ${cost.toFixed(2)} % of a core`);
+  assert.ok(costs.every((c) => c < 1), `live lens refreshes cost the extension host ${costs.map((c) => c.toFixed(2)).join(', ')} % of a core`);
 });
