@@ -45,6 +45,14 @@ type Service interface {
 	LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error)
 	ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*runner.LayerData, error)
 	LayerDiff(ctx context.Context, req LayerDiffRequest) (*runner.LayerDiff, error)
+	// Export writes a package's chain into an OCI image layout of the
+	// caller's (written with the caller's rights).
+	Export(ctx context.Context, req ExportRequest, out Output) (*ExportResult, error)
+	// Pull brings a package's missing phases from an OCI registry; users
+	// Nix does not trust may pull only from the engine's layerCaches.
+	Pull(ctx context.Context, req PullRequest, out Output) (*runner.PullReport, error)
+	// Push sends a package's chain to an OCI registry: trusted users only.
+	Push(ctx context.Context, req PushRequest, out Output) (*PushResult, error)
 	Close() error
 }
 
@@ -82,6 +90,9 @@ type BuildRequest struct {
 	// Learn starts learning the chain's output-path map in the background
 	// after a cold build (reported as a "learn" event).
 	Learn bool `json:"learn,omitempty"`
+	// Registry switches apply to pulls from layerCaches and the push to
+	// pushTo (trusted users only).
+	Registry runner.RegistryOptions `json:"registry,omitzero"`
 }
 
 // PlanRequest asks what a build would do.
@@ -105,7 +116,8 @@ const HistoryBuilds = 5
 
 // LearnRequest learns a cached chain's output-path map now.
 type LearnRequest struct {
-	DrvPath string `json:"drvPath"`
+	DrvPath  string                 `json:"drvPath"`
+	Registry runner.RegistryOptions `json:"registry,omitzero"`
 }
 
 // VerifyRequest compares the layered result with Nix's own build.
@@ -122,7 +134,8 @@ type Status struct {
 	CacheDir string `json:"cacheDir"`
 	Driver   string `json:"driver"` // overlay or vfs
 	Layers   int    `json:"layers"`
-	// User is who the engine serves; Trusted users may also gc and import.
+	// User is who the engine serves; Trusted users may also gc, import and
+	// push (and pull from any registry).
 	User    string `json:"user"`
 	UID     int    `json:"uid"`
 	Trusted bool   `json:"trusted"`
@@ -200,4 +213,56 @@ type GCRequest struct {
 type ImportRequest struct {
 	Dir string `json:"dir"`
 	Ref string `json:"ref,omitempty"`
+}
+
+// ExportRequest exports the chain of a derivation, up to the layer after
+// At (default: the newest cached phase), into the OCI layout Dir, tagged
+// Ref (default: the derivation's name).
+type ExportRequest struct {
+	DrvPath string `json:"drvPath"`
+	At      string `json:"at,omitempty"`
+	Dir     string `json:"dir"`
+	Ref     string `json:"ref,omitempty"`
+	// SecretKey signs the chain (the key in Nix's secret-key format; the
+	// caller reads its file); default: the engine's secretKeyFile.
+	SecretKey string `json:"secretKey,omitempty"`
+}
+
+// Selection is the chain a push or an export took.
+type Selection struct {
+	Name  string `json:"name"`  // the derivation's
+	Phase string `json:"phase"` // the chain's last phase
+	// Note: the chain is not the current derivation's (an earlier build).
+	Note string `json:"note,omitempty"`
+}
+
+// ExportResult answers Export.
+type ExportResult struct {
+	*runner.ExportResult
+	Selection Selection `json:"selection"`
+}
+
+// PullRequest pulls what the derivation misses from Ref
+// (registry/repo[:tag]).
+type PullRequest struct {
+	DrvPath  string                 `json:"drvPath"`
+	Ref      string                 `json:"ref"`
+	Registry runner.RegistryOptions `json:"registry,omitzero"`
+}
+
+// PushRequest pushes the chain of a derivation, up to the layer after At
+// (default: the newest cached phase), to Ref (registry/repo[:tag]).
+type PushRequest struct {
+	DrvPath string `json:"drvPath"`
+	At      string `json:"at,omitempty"`
+	Ref     string `json:"ref"`
+	// SecretKey: as ExportRequest's.
+	SecretKey string                 `json:"secretKey,omitempty"`
+	Registry  runner.RegistryOptions `json:"registry,omitzero"`
+}
+
+// PushResult answers Push.
+type PushResult struct {
+	*runner.PushReport
+	Selection Selection `json:"selection"`
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/runner"
@@ -29,7 +31,8 @@ type LocalOptions struct {
 	// User and UID name the caller in Status (default: this process).
 	User string
 	UID  int
-	// Untrusted callers may not gc or import.
+	// Untrusted callers may not gc, import or push, pull only from the
+	// engine's layerCaches, and may not turn off signature checks or TLS.
 	Untrusted bool
 	// Engine says where the engine runs ("local" by default).
 	Engine, Socket string
@@ -63,13 +66,14 @@ func NewLocal(e *runner.Engine, opts LocalOptions) *Local {
 	return &Local{e: e, opts: opts}
 }
 
-// Engine is the engine, for what only root does in-process (mount, export).
-func (l *Local) Engine() *runner.Engine { return l.e }
-
-// ErrNotTrusted is the answer to gc and import from users Nix does not trust.
+// ErrNotTrusted is the answer to what needs Nix's trusted-users (gc, import,
+// push, registry switches, pulls from outside layerCaches) from other users.
 var ErrNotTrusted = errors.New("only trusted users may do this")
 
 func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runner.Result, error) {
+	if err := l.mayUse(req.Registry); err != nil {
+		return nil, err
+	}
 	progress := out.progress()
 	res, err := l.e.Build(ctx, req.DrvPath, runner.BuildOptions{
 		PlanOptions: runner.PlanOptions{Strict: req.Strict, From: req.From},
@@ -79,6 +83,7 @@ func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runne
 		Exact:       req.Exact,
 		ResultsDir:  l.opts.ResultsDir,
 		ResultOwner: l.opts.Owner,
+		Registry:    req.Registry,
 	})
 	if err != nil {
 		return nil, err
@@ -104,7 +109,10 @@ func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanRes
 }
 
 func (l *Local) Learn(ctx context.Context, req LearnRequest, out Output) error {
-	return l.e.Learn(ctx, req.DrvPath, out.progress())
+	if err := l.mayUse(req.Registry); err != nil {
+		return err
+	}
+	return l.e.Learn(ctx, req.DrvPath, req.Registry, out.progress())
 }
 
 func (l *Local) Verify(ctx context.Context, req VerifyRequest, out Output) (*runner.Verification, error) {
@@ -183,16 +191,133 @@ func (l *Local) ShellOn(ctx context.Context, req ShellRequest, term Terminal) (*
 
 func (l *Local) GC(ctx context.Context, req GCRequest, out Output) (*runner.GCResult, error) {
 	if l.opts.Untrusted {
-		return nil, fmt.Errorf("nixlayer gc: %w (Nix's trusted-users); %s is not", ErrNotTrusted, l.opts.User)
+		return nil, l.notTrusted("nixlayer gc")
 	}
 	return l.e.GC(ctx, runner.GCOptions{KeepLast: req.KeepLast, MaxSize: req.MaxSize, OlderThan: req.OlderThan, DryRun: req.DryRun, Log: out.Log})
 }
 
 func (l *Local) Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error) {
 	if l.opts.Untrusted {
-		return nil, fmt.Errorf("nixlayer import: %w (Nix's trusted-users); %s is not", ErrNotTrusted, l.opts.User)
+		return nil, l.notTrusted("nixlayer import")
 	}
-	return l.e.Import(req.Dir, req.Ref)
+	return l.e.Import(ctx, req.Dir, req.Ref)
+}
+
+// Export writes into req.Dir with this process's rights: root's CLI. The
+// daemon uses ExportTar.
+func (l *Local) Export(ctx context.Context, req ExportRequest, out Output) (*ExportResult, error) {
+	sel, s, err := l.selectChain(ctx, req.DrvPath, req.At, out)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.e.Export(ctx, sel.Layer.ID, req.Dir, orName(req.Ref, s), req.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	return &ExportResult{ExportResult: res, Selection: s}, nil
+}
+
+// ExportTar exports into a layout of the engine's and writes it to w as a
+// tar, which the daemon's client adds to the caller's layout with the
+// caller's rights (the daemon writes nowhere a user chooses).
+func (l *Local) ExportTar(ctx context.Context, req ExportRequest, w io.Writer, out Output) (*ExportResult, error) {
+	sel, s, err := l.selectChain(ctx, req.DrvPath, req.At, out)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.e.ExportTar(ctx, sel.Layer.ID, w, orName(req.Ref, s), req.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	return &ExportResult{ExportResult: res, Selection: s}, nil
+}
+
+func orName(ref string, s Selection) string {
+	if ref == "" {
+		return s.Name
+	}
+	return ref
+}
+
+// Pull is open to every allowed user, as substitution is in Nix: a pulled
+// chain is used only when a trusted key signed it and its keys are the
+// ones this build computes. But the engine fetches with its own network
+// and registry credentials, so, like Nix's trusted-substituters, users Nix
+// does not trust pull only from the repositories of the engine's
+// layerCaches.
+func (l *Local) Pull(ctx context.Context, req PullRequest, out Output) (*runner.PullReport, error) {
+	if err := l.mayUse(req.Registry); err != nil {
+		return nil, err
+	}
+	if l.opts.Untrusted {
+		ok, caches, err := l.e.LayerCache(req.Ref)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			listed := "none"
+			if len(caches) > 0 {
+				listed = strings.Join(caches, ", ")
+			}
+			return nil, fmt.Errorf("nixlayer pull %s: %w (Nix's trusted-users); other users pull only from the daemon's layerCaches (%s), and %s is not trusted", req.Ref, ErrNotTrusted, listed, l.opts.User)
+		}
+	}
+	return l.e.Pull(ctx, req.DrvPath, req.Ref, req.Registry, out.progress())
+}
+
+// Push is for trusted users: it sends what the shared cache holds to a
+// registry of the caller's choice, with the engine's credentials and
+// (by default) its signing key.
+func (l *Local) Push(ctx context.Context, req PushRequest, out Output) (*PushResult, error) {
+	if l.opts.Untrusted {
+		return nil, l.notTrusted("nixlayer push")
+	}
+	sel, s, err := l.selectChain(ctx, req.DrvPath, req.At, out)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := l.e.Push(ctx, sel.Layer.ID, req.Ref, runner.PushOptions{SecretKey: req.SecretKey, Registry: req.Registry})
+	if err != nil {
+		return nil, err
+	}
+	return &PushResult{PushReport: rep, Selection: s}, nil
+}
+
+// selectChain finds the top of the chain a push or an export takes: the
+// layer after phase at, or the newest cached phase of the derivation.
+func (l *Local) selectChain(ctx context.Context, drvPath, at string, out Output) (*runner.Selected, Selection, error) {
+	pkg := runner.Package{DrvPath: drvPath}
+	var sel *runner.Selected
+	var err error
+	if at != "" {
+		sel, err = l.e.Select(ctx, pkg, at, out.Log)
+	} else {
+		sel, err = l.e.Top(ctx, pkg, out.Log)
+	}
+	if err != nil {
+		return nil, Selection{}, err
+	}
+	return sel, Selection{Name: sel.Layer.Meta.DrvName, Phase: sel.Phase, Note: sel.Note}, nil
+}
+
+// mayUse refuses the registry switches to users Nix does not trust (as
+// Nix restricts require-sigs): --no-check-sigs would let unsigned content
+// into the shared cache, --insecure would send the engine's registry
+// credentials in the clear.
+func (l *Local) mayUse(ro runner.RegistryOptions) error {
+	switch {
+	case !l.opts.Untrusted:
+		return nil
+	case ro.NoCheckSigs:
+		return l.notTrusted("--no-check-sigs")
+	case ro.Insecure:
+		return l.notTrusted("--insecure")
+	}
+	return nil
+}
+
+func (l *Local) notTrusted(what string) error {
+	return fmt.Errorf("%s: %w (Nix's trusted-users); %s is not", what, ErrNotTrusted, l.opts.User)
 }
 
 func (l *Local) LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error) {

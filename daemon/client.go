@@ -189,6 +189,22 @@ func (c *Client) Import(ctx context.Context, req api.ImportRequest, out api.Outp
 	return res, nil
 }
 
+func (c *Client) Pull(ctx context.Context, req api.PullRequest, out api.Output) (*runner.PullReport, error) {
+	var res runner.PullReport
+	if err := c.call(ctx, methodPull, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Push(ctx context.Context, req api.PushRequest, out api.Output) (*api.PushResult, error) {
+	var res api.PushResult
+	if err := c.call(ctx, methodPush, req, out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 func (c *Client) LayerFiles(ctx context.Context, req api.LayerFilesRequest) (*runner.LayerFiles, error) {
 	var res runner.LayerFiles
 	if err := c.call(ctx, methodLayerFiles, req, api.Output{}, &res); err != nil {

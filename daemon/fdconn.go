@@ -66,7 +66,7 @@ func (c *fdConn) takeFile() (*os.File, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.received) == 0 {
-		return nil, fmt.Errorf("the request needs a terminal passed with it (SCM_RIGHTS), and none came")
+		return nil, fmt.Errorf("the request needs a file passed with it (SCM_RIGHTS: a shell's terminal, an export's pipe), and none came")
 	}
 	f := c.received[0]
 	c.received = c.received[1:]

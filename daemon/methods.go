@@ -3,7 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"os"
 
 	"go.lsp.dev/jsonrpc2"
 
@@ -42,7 +42,12 @@ var methods = map[string]method{
 	methodImport: serve(func(ctx context.Context, l *api.Local, r api.ImportRequest, out api.Output) (any, error) {
 		return l.Import(ctx, r, out)
 	}),
-	methodShell: shell,
+	methodPull: serve(func(ctx context.Context, l *api.Local, r api.PullRequest, out api.Output) (any, error) {
+		return l.Pull(ctx, r, out)
+	}),
+	methodPush: serve(func(ctx context.Context, l *api.Local, r api.PushRequest, out api.Output) (any, error) {
+		return l.Push(ctx, r, out)
+	}),
 	methodLayerFiles: serve(func(ctx context.Context, l *api.Local, r api.LayerFilesRequest, _ api.Output) (any, error) {
 		return l.LayerFiles(ctx, r)
 	}),
@@ -51,6 +56,16 @@ var methods = map[string]method{
 	}),
 	methodLayerDiff: serve(func(ctx context.Context, l *api.Local, r api.LayerDiffRequest, _ api.Output) (any, error) {
 		return l.LayerDiff(ctx, r)
+	}),
+	// The shell runs on the terminal the client passed (the slave side of
+	// its pty), which becomes its controlling terminal.
+	methodShell: serveWithFile(func(ctx context.Context, l *api.Local, r api.ShellRequest, tty *os.File, out api.Output) (any, error) {
+		return l.ShellOn(ctx, r, api.Terminal{In: tty, Out: tty, Notice: out.Log})
+	}),
+	// The export's layout goes, as a tar, into the pipe the client passed;
+	// the client adds it to its own layout.
+	methodExport: serveWithFile(func(ctx context.Context, l *api.Local, r api.ExportRequest, pipe *os.File, out api.Output) (any, error) {
+		return l.ExportTar(ctx, r, pipe, out)
 	}),
 }
 
@@ -67,21 +82,19 @@ func serve[R any](f func(context.Context, *api.Local, R, api.Output) (any, error
 	}
 }
 
-// shell runs on the terminal the client passed with the request (the
-// slave side of its pty), which becomes the shell's controlling terminal.
-func shell(ctx context.Context, ss *session, c call, out api.Output) (any, error) {
-	var r api.ShellRequest
-	if err := json.Unmarshal(c.Request, &r); err != nil {
-		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "shell: %v", err)
+// serveWithFile is serve for a request that comes with a file (SCM_RIGHTS)
+// the daemon uses for its output: a shell's terminal, an export's pipe.
+func serveWithFile[R any](f func(context.Context, *api.Local, R, *os.File, api.Output) (any, error)) method {
+	return func(ctx context.Context, ss *session, c call, out api.Output) (any, error) {
+		var r R
+		if err := json.Unmarshal(c.Request, &r); err != nil {
+			return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%T: %v", r, err)
+		}
+		file, err := ss.fc.takeFile()
+		if err != nil {
+			return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%T: %v", r, err)
+		}
+		defer file.Close()
+		return f(ctx, ss.svc, r, file, out)
 	}
-	tty, err := ss.fc.takeFile()
-	if err != nil {
-		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "shell: %v", err)
-	}
-	defer tty.Close()
-	res, err := ss.svc.ShellOn(ctx, r, api.Terminal{In: tty, Out: tty, Notice: out.Log})
-	if err != nil {
-		return nil, fmt.Errorf("%w", err)
-	}
-	return res, nil
 }

@@ -10,7 +10,7 @@
 // framing): one method per api.Service request, notifications carrying a
 // request's output (log, progress events) and its cancellation, and the
 // shell's terminal passed as a file descriptor (SCM_RIGHTS) with the
-// shell request.
+// shell request, and an export's pipe with the export request.
 package daemon
 
 import (
@@ -53,6 +53,9 @@ const (
 	methodShell  = "nixlayer/shell"
 	methodGC     = "nixlayer/gc"
 	methodImport = "nixlayer/import"
+	methodExport = "nixlayer/export"
+	methodPull   = "nixlayer/pull"
+	methodPush   = "nixlayer/push"
 
 	methodLayerFiles    = "nixlayer/layerFiles"
 	methodReadLayerFile = "nixlayer/readLayerFile"

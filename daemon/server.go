@@ -153,7 +153,8 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 }
 
 // localFor is the engine as one user sees it: results outside the store go
-// to the user's private directory, gc and import need trust.
+// to the user's private directory; what needs trust (api.Local) is refused
+// to the untrusted.
 func (s *Server) localFor(p peer, a access) (*api.Local, error) {
 	dir := filepath.Join(s.opts.ResultsDir, strconv.Itoa(p.UID))
 	if err := os.MkdirAll(dir, 0o700); err != nil {

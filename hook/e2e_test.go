@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/internal/e2etest"
 )
 
 // End-to-end tests: the real nix-build (Nix 2.8 on bookworm) with
@@ -619,5 +621,73 @@ func TestHookDeclinesWhenBubblewrapUnusable(t *testing.T) {
 			}
 			run(t, "nix-store", "--verify-path", built)
 		})
+	}
+}
+
+// Layers through an OCI registry, through the hook: CI's nix-build (hook,
+// pushTo) pushes its chain and, after learning, its path map; the laptop's
+// nix-build of an edited postInstall (hook, layerCaches) pulls
+// unpack…check, resumes from installPhase, and Nix registers an output
+// equal to its own build.
+func TestHookPullsFromLayerCache(t *testing.T) {
+	needE2E(t)
+	reg := e2etest.StartRegistry(t, false)
+	keys := t.TempDir()
+	sk, pkFile := filepath.Join(keys, "sk"), filepath.Join(keys, "pk")
+	run(t, "nix-store", "--generate-binary-cache-key", "ci-hook-1", sk, pkFile)
+	pk := run(t, "cat", pkFile)
+	repo := reg.Repo("hook/layers")
+	ci, laptop := t.TempDir(), t.TempDir()
+	writeJSON(t, filepath.Join(ci, "config.json"), map[string]any{"pushTo": repo, "secretKeyFile": sk, "insecureRegistries": []string{reg.Addr}})
+	writeJSON(t, filepath.Join(laptop, "config.json"), map[string]any{"layerCaches": []string{repo}, "trustedLayerKeys": []string{pk}, "insecureRegistries": []string{reg.Addr}})
+
+	s := salt(t)
+	r := nixBuild(t, ci, pkgArgs("hello", s)...)
+	r.mustSucceed(t)
+	if !strings.Contains(r.stderr, "pushed unpackPhase…distPhase to "+repo) {
+		t.Fatalf("CI's hook build did not push:\n%s", tailLines(r.stderr, 30))
+	}
+	learn := exec.Command(hookBin, append([]string{"learn", "--cache", ci}, pkgArgs("hello", s)...)...)
+	if b, err := learn.CombinedOutput(); err != nil || !strings.Contains(string(b), "pushed") {
+		t.Fatalf("nixlayer learn did not push the path map: %v\n%s", err, b)
+	}
+
+	edited := pkgArgs("hello", s, "--argstr", "postInstallExtra", "echo laptop > $out/laptop")
+	r = nixBuild(t, laptop, edited...)
+	out := r.mustSucceed(t)
+	if !r.builtByNixlayer() {
+		t.Fatalf("not built by nixlayer:\n%s", tailLines(r.stderr, 30))
+	}
+	for _, want := range []string{
+		"pulled 5 layers",
+		"rewritten for the new output path: exact",
+		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
+		"ran: installPhase fixupPhase installCheckPhase distPhase",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("the laptop's hook build did not resume from the registry's layers (no %q):\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "learning") {
+		t.Fatalf("the laptop learned a path map the registry should have brought:\n%s", r.stderr)
+	}
+	if got := run(t, "cat", out+"/laptop"); got != "laptop" {
+		t.Fatalf("edited file: %q", got)
+	}
+	run(t, "nix-store", "--verify-path", out)
+	check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, edited...)...)
+	if msg, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("nix-build --check of the laptop's output: %v\n%s", err, msg)
+	}
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

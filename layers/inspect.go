@@ -1,7 +1,6 @@
 package layers
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +11,8 @@ import (
 
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
+
+	"github.com/nixlayer/nixlayer/internal/fault"
 )
 
 // MountCount is how many mounts of the layer the store knows of (in any
@@ -48,32 +49,31 @@ func (st *Store) Diff(id string) (io.ReadCloser, error) {
 	return rc, nil
 }
 
-// Import creates a layer on parent from a tar stream and records its
-// metadata and named blobs. The key name is added last (by Finish), so a
-// layer interrupted mid-import is never a cache hit.
-func (st *Store) Import(parent string, meta Meta, diff io.Reader, data map[string][]byte) (*Layer, error) {
-	running := meta
-	running.Status = StatusRunning
-	running.Owner = os.Getpid()
-	js, err := json.Marshal(running)
+// Apply creates a layer on parent from a tar stream through the store's
+// own ApplyDiff, then records its metadata and named blobs. The layer is
+// marked running (owned by this process) until it is complete and gets its
+// key name last (Finish), so a layer interrupted mid-apply — a broken
+// stream, a kill -9 — is never a cache hit and the next run removes it.
+func (st *Store) Apply(parent string, meta Meta, diff io.Reader, data map[string][]byte) (*Layer, error) {
+	l, err := st.Create(parent, meta)
 	if err != nil {
 		return nil, err
 	}
-	l, _, err := st.s.PutLayer("", parent, nil, "", true, nil, diff)
-	if err != nil {
-		return nil, fmt.Errorf("import layer on %s: %w", short(parent), err)
-	}
-	if err := st.s.SetMetadata(l.ID, string(js)); err != nil {
+	fail := func(err error) (*Layer, error) {
 		st.s.DeleteLayer(l.ID)
-		return nil, fmt.Errorf("write metadata of layer %s: %w", short(l.ID), err)
+		return nil, err
 	}
+	if _, err := st.s.ApplyDiff(l.ID, diff); err != nil {
+		return fail(fmt.Errorf("applying layer on %s: %w", short(parent), err))
+	}
+	fault.Point(fault.InApply)
 	for k, v := range data {
 		if err := st.SetData(l.ID, k, v); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	if err := st.Finish(l.ID, meta); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	return st.Get(l.ID)
 }

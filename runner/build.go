@@ -42,6 +42,8 @@ type BuildOptions struct {
 	ResultsDir string
 	// ResultOwner, when set, owns those results (the daemon's caller).
 	ResultOwner *Owner
+	// Registry: the layer caches' switches for this build.
+	Registry RegistryOptions
 }
 
 // Owner is a user and group on this machine.
@@ -124,6 +126,8 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ 
 	if err != nil {
 		return nil, err
 	}
+	// Phases missing here may be in a layer cache (config.json layerCaches).
+	plan = e.pullMissing(ctx, j, plan, bo.PlanOptions, bo.Registry, progress)
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
@@ -241,6 +245,9 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ 
 	res.TopLayer = parent
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
+	}
+	if res.Verified && len(res.Ran) > 0 {
+		e.pushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
 	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
 	if gc, err := e.AutoGC(ctx); err != nil {

@@ -55,11 +55,26 @@ const (
 	EventGC EventKind = "gc"
 	// EventFinished: the build is over, in Elapsed.
 	EventFinished EventKind = "finished"
+	// EventPull: a pull from a layer cache starts; Bytes is what it will
+	// download, Message what and from where.
+	EventPull EventKind = "pull"
+	// EventPulled: a pull is done: Bytes downloaded in Elapsed; Message
+	// says how many layers, from where, and whether they are verified.
+	EventPulled EventKind = "pulled"
+	// EventPush: the chain is being pushed to the config's pushTo.
+	EventPush EventKind = "push"
+	// EventPushed: a push is done: Bytes sent in Elapsed (0 when the
+	// registry had everything).
+	EventPushed EventKind = "pushed"
+	// EventWarning: a layer cache could not be used (down, slow, refused
+	// chain) or a push failed; the build goes on without it. One line.
+	EventWarning EventKind = "warning"
 )
 
 // EventKinds lists every kind, for consumers that must handle them all.
 var EventKinds = []EventKind{EventWait, EventRepair, EventPlan, EventCached, EventLearn, EventLearned,
-	EventRewrite, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished}
+	EventRewrite, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished,
+	EventPull, EventPulled, EventPush, EventPushed, EventWarning}
 
 // Event is a progress report of a build.
 type Event struct {
@@ -81,6 +96,8 @@ type Event struct {
 	// Exact is set on EventRewrite when the rewrite is exact.
 	Exact   bool   `json:"exact,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Bytes is set on EventPull, EventPulled and EventPushed.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // phaseColumn is the width phase names are padded to in terminal text, so
@@ -112,6 +129,8 @@ func (ev Event) render(width int) string {
 		return fmt.Sprintf("%s FAILED after %s", step, Duration(ev.Elapsed))
 	case EventFinished:
 		return "finished in " + Duration(ev.Elapsed)
+	case EventWarning:
+		return "warning: " + ev.Message
 	}
 	return ev.Message
 }

@@ -28,6 +28,8 @@ func TestEventText(t *testing.T) {
 		{Event{Kind: EventFinished, Total: 9, Elapsed: 3 * time.Second}, "finished in 3s"},
 		{Event{Kind: EventPlan, Total: 9, Message: "hello-1: 9 phases, 5 cached"}, "hello-1: 9 phases, 5 cached"},
 		{Event{Kind: EventWait, Message: "waiting"}, "waiting"},
+		{Event{Kind: EventWarning, Message: "layer cache r unreachable; building locally"}, "warning: layer cache r unreachable; building locally"},
+		{Event{Kind: EventPulled, Bytes: 1 << 20, Message: "pulled 5 layers (1.0 MiB)"}, "pulled 5 layers (1.0 MiB)"},
 	} {
 		if got := c.ev.Text(); got != c.want {
 			t.Errorf("%s: %q, want %q", c.ev.Kind, got, c.want)

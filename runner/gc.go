@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -206,25 +205,12 @@ func alive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// Config is the cache's optional config.json.
-type Config struct {
-	GC struct {
-		// MaxSize (e.g. "20G") turns on an automatic gc after each build.
-		MaxSize  string `json:"maxSize"`
-		KeepLast int    `json:"keepLast"`
-	} `json:"gc"`
-}
-
 // AutoGC applies the size limit of the cache's config.json, if any; builds
 // call it when they end. It returns nil, nil when no limit is configured.
 func (e *Engine) AutoGC(ctx context.Context) (*GCResult, error) {
-	data, err := os.ReadFile(filepath.Join(e.opts.CacheDir, "config.json"))
+	c, err := e.config()
 	if err != nil {
-		return nil, nil
-	}
-	var c Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(e.opts.CacheDir, "config.json"), err)
+		return nil, err
 	}
 	if c.GC.MaxSize == "" {
 		return nil, nil

@@ -465,8 +465,11 @@ func sharedWithNewest(rows []runner.LayerRow, id string, newest map[string]bool)
 	return false
 }
 
-// TestExportImport: skopeo reads an exported chain; imported into a clean
-// cache it makes the next build resume after the exported phase.
+// TestExportImport: skopeo reads an exported chain (zstd layers, records
+// in the config). Imported unsigned into a clean cache, it makes the next
+// build resume after the exported phase with a result marked not verified
+// (kept out of the store); signed by a trusted key, the resumed result is
+// registered.
 func TestExportImport(t *testing.T) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
 		t.Skip("skopeo is not installed")
@@ -493,36 +496,62 @@ func TestExportImport(t *testing.T) {
 		t.Errorf("skopeo sees %d layers, labels %v; exported %d", len(img.Layers), img.Labels, len(ex.Layers))
 	}
 
+	resume := func(cache *cli, inStore bool) {
+		t.Helper()
+		var plan runner.Plan
+		cache.mustJSON(&plan, append([]string{"plan"}, p...)...)
+		var cached, run []string
+		for _, ph := range plan.Phases {
+			if ph.Status == runner.StatusCached {
+				cached = append(cached, ph.Name)
+			} else {
+				run = append(run, ph.Name)
+			}
+		}
+		if len(cached) == 0 || cached[len(cached)-1] != "buildPhase" || len(run) == 0 {
+			t.Fatalf("after import: cached %v, run %v; want cached up to buildPhase", cached, run)
+		}
+		var res runner.Result
+		cache.mustJSON(&res, append([]string{"build", "-Q", "--no-out-link"}, p...)...)
+		if strings.Join(res.Reused, " ") != strings.Join(cached, " ") || strings.Join(res.Ran, " ") != strings.Join(run, " ") {
+			t.Errorf("build after import reused %v and ran %v", res.Reused, res.Ran)
+		}
+		if res.InStore != inStore || res.Verified != inStore || (inStore && res.Outputs["out"] != out) {
+			t.Errorf("build after import: %s in store %v, verified %v; want in store %v (%s)", res.Outputs["out"], res.InStore, res.Verified, inStore, out)
+		}
+		if b, err := os.ReadFile(filepath.Join(res.Outputs["out"], "built.txt")); err != nil || string(b) != "built\n" {
+			t.Errorf("built.txt from the imported build layer: %q %v", b, err)
+		}
+	}
+
+	// Unsigned: imported (root may), marked not verified.
 	clean := &cli{t: t, cache: t.TempDir(), dir: c.dir}
 	var imp []runner.ImportResult
 	clean.mustJSON(&imp, "import", oci)
-	if len(imp) != 1 || imp[0].Created != len(ex.Layers) {
-		t.Fatalf("import: %+v", imp)
+	if len(imp) != 1 || imp[0].Created != len(ex.Layers) || imp[0].Verified || !strings.Contains(imp[0].Untrusted, "not signed") {
+		t.Fatalf("unsigned import: %+v", imp)
 	}
-	var plan runner.Plan
-	clean.mustJSON(&plan, append([]string{"plan"}, p...)...)
-	var cached, run []string
-	for _, ph := range plan.Phases {
-		if ph.Status == runner.StatusCached {
-			cached = append(cached, ph.Name)
-		} else {
-			run = append(run, ph.Name)
-		}
+	resume(clean, false)
+
+	// Signed with a key in Nix's format and trusted by the importing cache.
+	dir := t.TempDir()
+	secret, public := filepath.Join(dir, "sk"), filepath.Join(dir, "pk")
+	if b, err := exec.Command("nix-store", "--generate-binary-cache-key", "export-test-1", secret, public).CombinedOutput(); err != nil {
+		t.Fatalf("nix-store --generate-binary-cache-key: %v\n%s", err, b)
 	}
-	if len(cached) == 0 || cached[len(cached)-1] != "buildPhase" || len(run) == 0 {
-		t.Fatalf("after import: cached %v, run %v; want cached up to buildPhase", cached, run)
+	pk, _ := os.ReadFile(public)
+	c.mustJSON(&ex, append([]string{"export"}, append(p, "--at", "build", "--tag", "signed", "--sign-key", secret, oci)...)...)
+	if ex.SignedBy != "export-test-1" {
+		t.Fatalf("export --sign-key: signed by %q", ex.SignedBy)
 	}
-	var res runner.Result
-	clean.mustJSON(&res, append([]string{"build", "-Q", "--no-out-link"}, p...)...)
-	if strings.Join(res.Reused, " ") != strings.Join(cached, " ") || strings.Join(res.Ran, " ") != strings.Join(run, " ") {
-		t.Errorf("build after import reused %v and ran %v", res.Reused, res.Ran)
+	trusted := &cli{t: t, cache: t.TempDir(), dir: c.dir}
+	cfg, _ := json.Marshal(runner.Config{TrustedLayerKeys: []string{strings.TrimSpace(string(pk))}})
+	os.WriteFile(filepath.Join(trusted.cache, "config.json"), cfg, 0o600)
+	trusted.mustJSON(&imp, "import", oci, "--tag", "signed")
+	if len(imp) != 1 || !imp[0].Verified || imp[0].SignedBy != "export-test-1" {
+		t.Fatalf("signed import: %+v", imp)
 	}
-	if res.Outputs["out"] != out {
-		t.Errorf("build after import gave %s, want %s", res.Outputs["out"], out)
-	}
-	if b, err := os.ReadFile(filepath.Join(res.Outputs["out"], "built.txt")); err != nil || string(b) != "built\n" {
-		t.Errorf("built.txt from the imported build layer: %q %v", b, err)
-	}
+	resume(trusted, true)
 }
 
 func TestParseSize(t *testing.T) {

@@ -93,7 +93,8 @@ func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
 // Learn learns the path maps of the newest cached chain of a derivation, so
 // that the first resume after an edit needs no second build. `nixlayer
 // build` starts it in the background after a cold build.
-func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)) error {
+// ro applies to pushing the learned maps to the config's pushTo.
+func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, progress func(Event)) error {
 	if progress == nil {
 		progress = func(Event) {}
 	}
@@ -116,13 +117,20 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, progress func(Event)
 	defer unlock()
 	if e.storedMap(top) != nil {
 		progress(Event{Kind: EventLearned, Message: "path maps already learned"})
+		e.pushBuilt(ctx, top, ro, progress)
 		return nil
 	}
 	chain, err := e.phaseChain(top, len(plan.Phases))
 	if err != nil {
 		return err
 	}
-	return e.learnChain(ctx, j, plan, chain, progress)
+	if err := e.learnChain(ctx, j, plan, chain, progress); err != nil {
+		return err
+	}
+	// The path maps travel with the chain: push it again (the blobs are
+	// there already; only the records change).
+	e.pushBuilt(ctx, top, ro, progress)
+	return nil
 }
 
 // learnChain runs the chain's phases again with synthetic output paths and

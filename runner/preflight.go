@@ -85,6 +85,7 @@ func bwrapStamp(bwrap string) string {
 	return fmt.Sprintf("%s %d %d %s", bwrap, fi.Size(), fi.ModTime().UnixNano(), release)
 }
 
+// freeSpace is what the filesystem of dir has free for this user.
 func freeSpace(dir string) (uint64, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {

@@ -31,6 +31,10 @@ type common struct {
 	outLink  string
 	extra    []string // flags this command handles itself
 	flags    map[string]bool
+	// Layer caches: accept chains without a trusted signature (marked not
+	// verified); plain HTTP to every registry.
+	noCheckSigs bool
+	insecure    bool
 }
 
 // commonFlag is one of the flags every package command takes.
@@ -57,6 +61,8 @@ var commonFlags = indexFlags([]commonFlag{
 	{[]string{"--json"}, 0, false, func(c *common, _ []string) { c.json = true }},
 	{[]string{"-Q", "--no-build-output"}, 0, false, func(c *common, _ []string) { c.quiet = true }},
 	{[]string{"-v", "--verbose"}, 0, false, func(c *common, _ []string) { c.verbose = true }},
+	{[]string{"--no-check-sigs"}, 0, false, func(c *common, _ []string) { c.noCheckSigs = true }},
+	{[]string{"--insecure"}, 0, false, func(c *common, _ []string) { c.insecure = true }},
 })
 
 func indexFlags(flags []commonFlag) map[string]commonFlag {
@@ -160,12 +166,31 @@ func (c *common) service(ctx context.Context) (api.Service, error) {
 }
 
 // engine is the engine in this process, for what only root does: mounts on
-// the host, exports into the caller's directories.
+// the host.
 func (c *common) engine() (*runner.Engine, error) {
 	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("this command works on the cache directly and needs root (other users: nixlayer build, plan, shell, ls, log, verify, learn, status go through the nixlayer daemon)")
+		return nil, fmt.Errorf("this command works on the cache directly and needs root (other users: nixlayer build, plan, shell, ls, log, verify, learn, status, export, pull go through the nixlayer daemon)")
 	}
 	return runner.Open(runner.Options{CacheDir: c.cacheDir, Logger: c.logger()})
+}
+
+// registry is the request's layer-cache switches.
+func (c *common) registry() runner.RegistryOptions {
+	return runner.RegistryOptions{NoCheckSigs: c.noCheckSigs, Insecure: c.insecure}
+}
+
+// secretKey is the key --sign-key names, read with the caller's rights
+// ("" without the flag: the engine's secretKeyFile signs).
+func (c *common) secretKey() (string, error) {
+	file := c.value("--sign-key")
+	if file == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--sign-key: %w", err)
+	}
+	return string(data), nil
 }
 
 // drvPath instantiates the target to exactly one derivation.

@@ -55,3 +55,25 @@ func TestInspectArgs(t *testing.T) {
 		}
 	}
 }
+
+// push and pull take the registry first, the package (as nix-build names
+// it) after it, flags anywhere.
+func TestRegistryRef(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		ref  string
+		rest []string
+	}{
+		{[]string{"reg:5000/r", "/p/x.nix", "-A", "hello"}, "reg:5000/r", []string{"/p/x.nix", "-A", "hello"}},
+		{[]string{"--cache", "/c", "--json", "reg/r:tag", "-A", "x"}, "reg/r:tag", []string{"--cache", "/c", "--json", "-A", "x"}},
+		{[]string{"--at", "build", "--arg", "n", "2", "reg/r", "/p"}, "reg/r", []string{"--at", "build", "--arg", "n", "2", "/p"}},
+	} {
+		ref, rest, err := registryRef(c.args, []string{"--at"}, "usage")
+		if err != nil || ref != c.ref || !reflect.DeepEqual(rest, c.rest) {
+			t.Errorf("registryRef(%q) = %q %q %v; want %q %q", c.args, ref, rest, err, c.ref, c.rest)
+		}
+	}
+	if _, _, err := registryRef([]string{"--cache", "/c"}, nil, "usage"); err == nil {
+		t.Error("no REF accepted")
+	}
+}

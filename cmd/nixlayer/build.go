@@ -32,6 +32,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	defer svc.Close()
 	res, err := svc.Build(ctx, api.BuildRequest{
 		DrvPath: drvPath, Strict: c.strict, From: c.from, Exact: c.flags["--exact"], Learn: !c.flags["--no-learn"],
+		Registry: c.registry(),
 	}, api.Output{Log: c.buildLog(), Progress: printProgress(os.Stderr, c)})
 	if err != nil {
 		return err
@@ -242,5 +243,5 @@ func cmdLearn(ctx context.Context, args []string) error {
 		return err
 	}
 	defer svc.Close()
-	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath}, api.Output{Progress: printProgress(os.Stderr, c)})
+	return svc.Learn(ctx, api.LearnRequest{DrvPath: drvPath, Registry: c.registry()}, api.Output{Progress: printProgress(os.Stderr, c)})
 }

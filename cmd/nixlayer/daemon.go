@@ -77,9 +77,9 @@ func cmdStatus(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("engine:   %s\n", where)
 	fmt.Printf("cache:    %s (%s, %d layers)\n", st.CacheDir, st.Driver, st.Layers)
-	trust := "may build, plan, learn, verify, inspect and open shells"
+	trust := "may build, plan, learn, verify, inspect, open shells, export, and pull from the layer caches"
 	if st.Trusted {
-		trust += "; trusted: may also gc and import"
+		trust += "; trusted: may also gc, import, push, pull from any registry, --no-check-sigs, --insecure"
 	}
 	fmt.Printf("user:     %s (uid %d): %s\n", st.User, st.UID, trust)
 	fmt.Printf("results:  %s (results that stay outside the Nix store)\n", st.ResultsDir)

@@ -114,9 +114,11 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func note(sel *runner.Selected) {
-	if sel.Note != "" {
-		fmt.Fprintf(os.Stderr, "nixlayer: note: %s\n", sel.Note)
+// note tells the user when the chain taken is not the current
+// derivation's (runner.Selected.Note).
+func note(text string) {
+	if text != "" {
+		fmt.Fprintf(os.Stderr, "nixlayer: note: %s\n", text)
 	}
 }
 
@@ -191,7 +193,7 @@ func cmdMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	note(sel)
+	note(sel.Note)
 	dir := e.DefaultMountDir(sel)
 	if len(pos) == 1 {
 		dir = pos[0]
@@ -480,42 +482,41 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// nixlayer export PKG DIR [--at PHASE] [--tag REF]
+// nixlayer export PKG DIR [--at PHASE] [--tag REF] [--sign-key FILE]
 func cmdExport(ctx context.Context, args []string) error {
-	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--tag"})
+	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--tag", "--sign-key"})
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF]")
+		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF] [--sign-key FILE]")
 	}
-	p, e, err := c.openPkg(ctx)
+	dir, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	var sel *runner.Selected
-	if at := c.value("--at"); at != "" {
-		sel, err = e.Select(ctx, p, at, os.Stderr)
-	} else {
-		sel, err = e.Top(ctx, p, os.Stderr)
-	}
+	key, err := c.secretKey()
 	if err != nil {
 		return err
 	}
-	note(sel)
-	ref := c.value("--tag")
-	if ref == "" {
-		ref = sel.Layer.Meta.DrvName
-	}
-	res, err := e.Export(sel.Layer.ID, pos[0], ref)
+	p, err := c.pkg(ctx)
 	if err != nil {
 		return err
 	}
+	svc, err := c.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	res, err := svc.Export(ctx, api.ExportRequest{DrvPath: p.DrvPath, At: c.value("--at"), Dir: dir, Ref: c.value("--tag"), SecretKey: key}, api.Output{Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	note(res.Selection.Note)
 	if c.json {
-		return printJSON(res)
+		return printJSON(res.ExportResult)
 	}
-	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s) as oci:%s:%s\n", len(res.Layers), sel.Layer.Meta.DrvName, sel.Phase, layers.FormatSize(res.Bytes), res.Dir, res.Ref)
+	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s compressed, %s) as oci:%s:%s\n", len(res.Layers), res.Selection.Name, res.Selection.Phase, layers.FormatSize(res.Bytes), signedBy(res.SignedBy), res.Dir, res.Ref)
 	return nil
 }
 
@@ -545,7 +546,11 @@ func cmdImport(ctx context.Context, args []string) error {
 		return printJSON(res)
 	}
 	for _, r := range res {
-		fmt.Fprintf(os.Stderr, "nixlayer: imported %s: %d layers new, %d already cached\n", r.Ref, r.Created, r.Reused)
+		trust := "signed by " + r.SignedBy
+		if !r.Verified {
+			trust = "NOT VERIFIED (" + r.Untrusted + "): results resting on them stay out of the Nix store"
+		}
+		fmt.Fprintf(os.Stderr, "nixlayer: imported %s: %d layers new, %d already cached; %s\n", r.Ref, r.Created, r.Reused, trust)
 	}
 	return nil
 }

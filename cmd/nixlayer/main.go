@@ -25,6 +25,8 @@ Commands:
   ls      list cached derivations and layers; log shows a phase's log
   status  where the engine runs (this process or nixlayer daemon), its cache, your rights
   gc      remove layers by policy; export/import a layer chain as an OCI layout
+  push    push a package's chain to an OCI registry (REGISTRY/REPO[:TAG]), signed
+  pull    pull the layers a package misses from an OCI registry
   hook    Nix build-hook mode (see setup-nix); pre-build-hook, post-build-hook
   lsp     language server for .nix files (stdio)
   daemon  the root service other users' nixlayer talks to (see README)
@@ -33,8 +35,12 @@ Commands:
 A package is named like nix-build does: [FILE] [-A ATTR] [--arg N V]
 [--argstr N V], -E EXPR, or a .drv path.
 Common flags: --cache DIR (root only; default /var/cache/nixlayer,
-$NIXLAYER_CACHE), -v (debug log on stderr). Other users work through
-nixlayer daemon ($NIXLAYER_DAEMON_SOCKET, default /run/nixlayer/daemon.sock).
+$NIXLAYER_CACHE), -v (debug log on stderr), --no-check-sigs (use pulled
+chains no trusted key signed, marked not verified), --insecure (plain HTTP
+to registries). Other users work through nixlayer daemon
+($NIXLAYER_DAEMON_SOCKET, default /run/nixlayer/daemon.sock).
+Layer caches: <cache>/config.json layerCaches, pushTo, trustedLayerKeys,
+secretKeyFile, insecureRegistries, registryTimeout (see README).
 Environment settings (NIXLAYER_*): docs/environment.md.
 `
 
@@ -107,6 +113,10 @@ func run(ctx context.Context, args []string) int {
 		err = cmdExport(ctx, rest)
 	case "import":
 		err = cmdImport(ctx, rest)
+	case "push":
+		err = cmdPush(ctx, rest)
+	case "pull":
+		err = cmdPull(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0

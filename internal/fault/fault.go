@@ -19,10 +19,16 @@ const (
 	AfterRegister  = "after-register"  // runner: outputs are registered, ./result is not made yet
 	InLearn        = "in-learn"        // runner: the path-map learner ran a scratch phase, its map is not stored
 	InRewrite      = "in-rewrite"      // runner: a rewrite layer for new output paths is written, not committed
+	InApply        = "in-apply"        // layers: a pulled layer's tar is applied, its metadata and key name are not
 )
 
-// Points lists every kill point; the fault-injection test walks them all.
+// Points lists every kill point of a local build; the fault-injection test
+// walks them all.
 var Points = []string{InPhase, AfterPhase, BeforeName, BeforeRegister, AfterRegister, InLearn, InRewrite}
+
+// PullPoints are the kill points of a pull from a layer cache, walked by
+// the registry fault test (TestLayerCacheKilledMidApply).
+var PullPoints = []string{InApply}
 
 // Point kills the process with SIGKILL when NIXLAYER_FAULT equals name.
 func Point(name string) {

@@ -378,6 +378,11 @@ export type BuildEventKind =
   | 'deliver'
   | 'gc'
   | 'finished'
+  | 'pull'
+  | 'pulled'
+  | 'push'
+  | 'pushed'
+  | 'warning'
   | (string & {});
 
 /** The event kinds about a build's phases; every other kind is an engine state. */
@@ -412,6 +417,8 @@ export interface BuildEvent {
   message?: string;
   follows?: string;
   exact?: boolean;
+  /** Bytes downloaded or sent (pull, pulled, pushed). */
+  bytes?: number;
 }
 
 /** How a build ended, in the end value's `outcome` field. */

@@ -1,0 +1,91 @@
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nixlayer/nixlayer/ocichain"
+)
+
+// Config is the cache's optional config.json.
+type Config struct {
+	GC struct {
+		// MaxSize (e.g. "20G") turns on an automatic gc after each build.
+		MaxSize  string `json:"maxSize"`
+		KeepLast int    `json:"keepLast"`
+	} `json:"gc"`
+
+	// LayerCaches are OCI repositories (registry/repository) searched, in
+	// order, for the phases a build misses, like Nix's substituters.
+	LayerCaches []string `json:"layerCaches,omitempty"`
+	// PushTo is the repository a build pushes its new chain to (CI sets it).
+	PushTo string `json:"pushTo,omitempty"`
+	// TrustedLayerKeys are the public keys ("name:base64", Nix's format)
+	// whose signature makes a pulled chain usable.
+	TrustedLayerKeys []string `json:"trustedLayerKeys,omitempty"`
+	// SecretKeyFile signs pushed chains (`nix-store --generate-binary-cache-key`).
+	SecretKeyFile string `json:"secretKeyFile,omitempty"`
+	// InsecureRegistries are registries (host[:port]) spoken to over plain HTTP.
+	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
+	// RegistryTimeout bounds connecting, each answer and any stall of a
+	// transfer (default 10s): a registry that is down costs no more.
+	RegistryTimeout string `json:"registryTimeout,omitempty"`
+}
+
+// RegistryOptions are a request's switches for layer caches (the CLI's
+// --no-check-sigs and --insecure); the rest is the cache's config.json.
+type RegistryOptions struct {
+	// NoCheckSigs accepts pulled chains no trusted key signed; their layers
+	// are marked not verified (results stay out of the Nix store).
+	NoCheckSigs bool `json:"noCheckSigs,omitempty"`
+	// Insecure talks plain HTTP to every registry (else only to the
+	// config's insecureRegistries).
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// LayerCache reports whether ref (registry/repo[:tag]) names one of the
+// repositories the config's layerCaches lists, and lists them.
+func (e *Engine) LayerCache(ref string) (bool, []string, error) {
+	cfg, err := e.config()
+	if err != nil {
+		return false, nil, err
+	}
+	for _, c := range cfg.LayerCaches {
+		if ocichain.SameRepository(ref, c) {
+			return true, cfg.LayerCaches, nil
+		}
+	}
+	return false, cfg.LayerCaches, nil
+}
+
+// config reads <cache>/config.json; a missing file is an empty config.
+func (e *Engine) config() (*Config, error) {
+	path := filepath.Join(e.opts.CacheDir, "config.json")
+	var c Config
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return &c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// registryTimeout is the configured timeout, or the default.
+func (c *Config) registryTimeout() (time.Duration, error) {
+	if c.RegistryTimeout == "" {
+		return ocichain.DefaultTimeout, nil
+	}
+	d, err := time.ParseDuration(c.RegistryTimeout)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("config.json registryTimeout %q: use e.g. 10s", c.RegistryTimeout)
+	}
+	return d, nil
+}
