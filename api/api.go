@@ -32,6 +32,9 @@ type Service interface {
 	// Status describes the engine: where it runs, its cache, whether it
 	// can build here, what the caller may do.
 	Status(ctx context.Context) (*Status, error)
+	// Results are the states of results (provisional, verifying, verified,
+	// replaced, unverified), which background work changes.
+	Results(ctx context.Context, req ResultsRequest) (*ResultsResult, error)
 	List(ctx context.Context, req ListRequest) (*ListResult, error)
 	Log(ctx context.Context, req LogRequest) ([]runner.PhaseLog, error)
 	// Shell runs an interactive shell in a phase's state on term.
@@ -87,9 +90,14 @@ type BuildRequest struct {
 	From string `json:"from,omitempty"`
 	// Exact rebuilds rather than keep an inexact resume.
 	Exact bool `json:"exact,omitempty"`
-	// Learn starts learning the chain's output-path map in the background
-	// after a cold build (reported as a "learn" event).
-	Learn bool `json:"learn,omitempty"`
+	// NoLearn starts no background work after the build (learning the
+	// chain's output-path map, verifying a provisional result), which the
+	// runner's policy otherwise starts whenever it is owed.
+	NoLearn bool `json:"noLearn,omitempty"`
+	// ResultLink is the result link the caller makes (absolute): recorded
+	// with the result, so that background verification repoints it into
+	// the store.
+	ResultLink string `json:"resultLink,omitempty"`
 	// Registry switches apply to pulls from layerCaches and the push to
 	// pushTo (trusted users only).
 	Registry runner.RegistryOptions `json:"registry,omitzero"`
@@ -103,12 +111,26 @@ type PlanRequest struct {
 }
 
 // PlanResult is the runner's plan, the newest build Nix made itself of
-// the derivation (pre-/post-build-hook records), if any, and the phase
-// history: the package's last layered builds and the derivation's failure.
+// the derivation (pre-/post-build-hook records), the state of nixlayer's
+// newest result of it, if any, and the phase history: the package's last
+// layered builds and the derivation's failure.
 type PlanResult struct {
 	*runner.Plan
 	BuiltByNix *buildindex.Build        `json:"builtByNixRecord,omitempty"`
+	Result     *runner.ResultRecord     `json:"resultRecord,omitempty"`
 	History    *buildindex.PhaseHistory `json:"history,omitempty"`
+}
+
+// ResultsRequest asks for the states of results: of Drvs, or all.
+type ResultsRequest struct {
+	Drvs []string `json:"drvs,omitempty"`
+}
+
+// ResultsResult is the results' states (newest first) and the background
+// work running on the cache.
+type ResultsResult struct {
+	Results    []*runner.ResultRecord `json:"results"`
+	Background []runner.BackgroundJob `json:"background"`
 }
 
 // HistoryBuilds is how many of a package's last builds a plan carries.

@@ -75,23 +75,37 @@ func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runne
 		return nil, err
 	}
 	progress := out.progress()
-	res, err := l.e.Build(ctx, req.DrvPath, runner.BuildOptions{
+	return l.e.Build(ctx, req.DrvPath, runner.BuildOptions{
 		PlanOptions: runner.PlanOptions{Strict: req.Strict, From: req.From},
 		Log:         out.Log,
 		Progress:    progress,
 		Deliver:     true,
 		Exact:       req.Exact,
+		NoLearn:     req.NoLearn,
+		RecordLink:  req.ResultLink,
 		ResultsDir:  l.opts.ResultsDir,
 		ResultOwner: l.opts.Owner,
 		Registry:    req.Registry,
 	})
+}
+
+func (l *Local) Results(ctx context.Context, req ResultsRequest) (*ResultsResult, error) {
+	all, err := l.e.Results()
 	if err != nil {
 		return nil, err
 	}
-	if req.Learn && len(res.Reused) == 0 && len(res.Ran) > 1 {
-		if pid, logPath, err := l.e.StartBackgroundLearn(req.DrvPath); err == nil {
-			progress(runner.Event{Kind: runner.EventLearn, Message: fmt.Sprintf("learning the output-path map in the background (pid %d, log %s)", pid, logPath)})
+	res := &ResultsResult{Results: []*runner.ResultRecord{}, Background: runner.BackgroundJobs(l.e.CacheDir())}
+	want := map[string]bool{}
+	for _, d := range req.Drvs {
+		want[d] = true
+	}
+	for _, r := range all {
+		if len(want) == 0 || want[r.Drv] {
+			res.Results = append(res.Results, r)
 		}
+	}
+	if res.Background == nil {
+		res.Background = []runner.BackgroundJob{}
 	}
 	return res, nil
 }
@@ -105,7 +119,8 @@ func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanRes
 	// is not an error.
 	b, _ := buildindex.LastNixBuild(l.e.CacheDir(), p.Drv)
 	h, _ := buildindex.HistoryOf(l.e.CacheDir(), p.Drv, p.Package, HistoryBuilds)
-	return &PlanResult{Plan: p, BuiltByNix: b, History: h}, nil
+	r, _ := l.e.Record(p.Drv)
+	return &PlanResult{Plan: p, BuiltByNix: b, Result: r, History: h}, nil
 }
 
 func (l *Local) Learn(ctx context.Context, req LearnRequest, out Output) error {

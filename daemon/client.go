@@ -157,6 +157,14 @@ func (c *Client) Status(ctx context.Context) (*api.Status, error) {
 	return &res, nil
 }
 
+func (c *Client) Results(ctx context.Context, req api.ResultsRequest) (*api.ResultsResult, error) {
+	var res api.ResultsResult
+	if err := c.call(ctx, methodResults, req, api.Output{}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 func (c *Client) List(ctx context.Context, req api.ListRequest) (*api.ListResult, error) {
 	var res api.ListResult
 	if err := c.call(ctx, methodList, req, api.Output{}, &res); err != nil {

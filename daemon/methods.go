@@ -30,6 +30,9 @@ var methods = map[string]method{
 	methodStatus: serve(func(ctx context.Context, l *api.Local, _ struct{}, _ api.Output) (any, error) {
 		return l.Status(ctx)
 	}),
+	methodResults: serve(func(ctx context.Context, l *api.Local, r api.ResultsRequest, _ api.Output) (any, error) {
+		return l.Results(ctx, r)
+	}),
 	methodList: serve(func(ctx context.Context, l *api.Local, r api.ListRequest, _ api.Output) (any, error) {
 		return l.List(ctx, r)
 	}),

@@ -64,24 +64,21 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	_ = buildindex.RecordStart(s.cfg.CacheDir, req.DrvPath, buildindex.ByNixlayer)
 	t0 := time.Now()
 
-	// Exact: an inexact resume is never registered; the runner rebuilds
-	// the phases with the real output paths instead.
+	// Exact, and never slower than Nix: an inexact resume is never
+	// registered (the runner rebuilds the phases with the real output
+	// paths instead), and without a path map the runner builds fully when
+	// learning would take longer. What learning the build leaves goes on
+	// in the background (the runner's policy).
 	opts := runner.BuildOptions{
-		Exact:     true,
-		Deliver:   true,
-		LocksHeld: true,
-		Log:       logw,
-		Progress:  progress(say, nl),
+		NeverSlowerThanFull: true,
+		Deliver:             true,
+		LocksHeld:           true,
+		Log:                 logw,
+		Progress:            progress(say, nl),
 	}
 	res, err := s.engine.Build(ctx, req.DrvPath, opts)
 	if err == nil && !res.InStore {
-		err = fmt.Errorf("the outputs of %s were not registered in the store (%s; hook mode must run as root)", req.DrvPath, rewriteWhy(res))
-	}
-	if err == nil && len(res.Reused) == 0 && len(res.Ran) > 1 {
-		// Learn the chain's path map now, detached, so the next edit resumes at once.
-		if pid, _, lerr := s.engine.StartBackgroundLearn(req.DrvPath); lerr == nil {
-			say("learning the output-path map in the background (pid %d)", pid)
-		}
+		err = fmt.Errorf("the outputs of %s were not registered in the store (%s; hook mode must run as root)", req.DrvPath, notRegisteredWhy(res))
 	}
 	code := 0
 	switch cause := context.Cause(ctx); {
@@ -116,11 +113,11 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	return code
 }
 
-func rewriteWhy(res *runner.Result) string {
-	if res.Rewrite != nil && len(res.Rewrite.Why) > 0 {
-		return strings.Join(res.Rewrite.Why, "; ")
+func notRegisteredWhy(res *runner.Result) string {
+	if why := res.WhyNotVerified(); why != "" {
+		return why
 	}
-	return "reused layers were built with other output paths"
+	return "verified, but the store was not writable"
 }
 
 func list(xs []string) string {

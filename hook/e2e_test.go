@@ -221,6 +221,7 @@ func TestHookResumesAfterInstallEdit(t *testing.T) {
 	cache := t.TempDir()
 	s := salt(t)
 	nixBuild(t, cache, pkgArgs("hello", s)...).mustSucceed(t)
+	learnNow(t, cache, pkgArgs("hello", s)...) // what the background learner does
 	edited := pkgArgs("hello", s, "--argstr", "installExtra", "echo edited > $out/edited")
 	r := nixBuild(t, cache, edited...)
 	out := r.mustSucceed(t)
@@ -498,6 +499,7 @@ func TestHookInexactResumeFallsBack(t *testing.T) {
 	cache := t.TempDir()
 	s := salt(t)
 	nixBuild(t, cache, testdata, "-A", "gzipped", "--argstr", "salt", s).mustSucceed(t)
+	learnNow(t, cache, testdata, "-A", "gzipped", "--argstr", "salt", s) // what the background learner does
 	edited := []string{testdata, "-A", "gzipped", "--argstr", "salt", s, "--argstr", "postInstallExtra", "echo edited > $out/edited"}
 	r := nixBuild(t, cache, edited...)
 	out := r.mustSucceed(t)
@@ -546,6 +548,87 @@ func TestHookAndCLIAtOnce(t *testing.T) {
 		}
 	}
 	_ = hookOut
+}
+
+// gnuhelloArgs is the issue 12 fixture (nixpkgs' Linux stdenv behaviours:
+// -g -O2 with -frandom-seed from $out, strip, man output, config.log noise).
+func gnuhelloArgs(s string, more ...string) []string {
+	return append([]string{testdata, "-A", "gnuhello", "--arg", "nfiles", "8", "--argstr", "salt", s}, more...)
+}
+
+// learnNow runs what the background learner runs after a build (the
+// tests turn it off so none outlives them): the chain's path map.
+func learnNow(t *testing.T, cache string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(hookBin, append([]string{"learn", "--cache", cache}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nixlayer learn: %v\n%s", err, tailLines(string(out), 20))
+	}
+}
+
+// nixCheck rebuilds a derivation with Nix alone and fails on any difference
+// from the registered output.
+func nixCheck(t *testing.T, args []string) {
+	t.Helper()
+	check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, args...)...)
+	if msg, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("nix-build --check of the hook's output: %v\n%s", err, tailLines(string(msg), 20))
+	}
+}
+
+// Issue 12, done when 1 through the hook: the seeded debug info the path
+// map cannot explain is stripped and carries no build-id, config.log's
+// random names reach nothing: the postInstall edit resumes at installPhase
+// and is registered, equal to Nix's own build.
+func TestHookSeededDebugInfoResumes(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	s := salt(t)
+	nixBuild(t, cache, gnuhelloArgs(s)...).mustSucceed(t)
+	learnNow(t, cache, gnuhelloArgs(s)...) // what the background learner does
+	edited := gnuhelloArgs(s, "--argstr", "postInstallExtra", "echo edited > $out/edited")
+	r := nixBuild(t, cache, edited...)
+	r.mustSucceed(t)
+	for _, want := range []string{
+		"outputs exact: unreachable",
+		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
+		"ran: installPhase fixupPhase",
+	} {
+		if !r.builtByNixlayer() || !strings.Contains(r.stderr, want) {
+			t.Fatalf("the edit did not resume exactly at installPhase (no %q):\n%s", want, r.stderr)
+		}
+	}
+	nixCheck(t, edited)
+}
+
+// Issue 12, done when 2 through the hook: with build-ids over the seeded
+// debug info the hook falls back to the compile (configure reused), never
+// registers the inexact resume, and its output equals Nix's build.
+func TestHookBuildIDsRebuildFromCompile(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	s := salt(t)
+	nixBuild(t, cache, gnuhelloArgs(s, "--arg", "separateDebugInfo", "true")...).mustSucceed(t)
+	learnNow(t, cache, gnuhelloArgs(s, "--arg", "separateDebugInfo", "true")...) // what the background learner does
+	edited := gnuhelloArgs(s, "--arg", "separateDebugInfo", "true", "--argstr", "postInstallExtra", "echo edited > $out/edited")
+	r := nixBuild(t, cache, edited...)
+	r.mustSucceed(t)
+	for _, want := range []string{
+		"build-id: 1 file(s): build/hello-1/hello → out/bin/hello", // judged now, or predicted from the learned chain
+		"rebuilding from buildPhase with the real output paths",
+		"reused: unpackPhase patchPhase configurePhase)",
+		"ran: buildPhase checkPhase installPhase fixupPhase",
+	} {
+		if !r.builtByNixlayer() || !strings.Contains(r.stderr, want) {
+			t.Fatalf("the hook did not fall back to the compile (no %q):\n%s", want, r.stderr)
+		}
+	}
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if len(l) > 1500 {
+			t.Fatalf("a log line of %d characters: reasons must stay short:\n%s", len(l), l)
+		}
+	}
+	nixCheck(t, edited)
 }
 
 // Issue 15: what the runner reproduces of Nix's builder contract is

@@ -44,10 +44,14 @@ type Package struct {
 	// NixBuild is the newest build of this derivation that Nix ran itself
 	// (recorded by nixlayer's post-build-hook), if any.
 	NixBuild *buildindex.Build
+	// Result is the state of nixlayer's newest result of this derivation
+	// (provisional, verifying, verified, replaced), if any.
+	Result *runner.ResultRecord
 	// History are the phases of the package's last layered builds.
 	History []buildindex.PhaseRun
 	// State is what the engine last reported about this derivation after
-	// its build's phases (learning, provisional, verified, …), if anything.
+	// its build's phases besides the result's state (learning in the
+	// background, a fallback, …), if anything, while the server runs.
 	State *EngineState
 }
 

@@ -21,6 +21,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
 func TestMain(m *testing.M) {
@@ -71,6 +72,7 @@ type client struct {
 	creates      int
 	diags        map[protocol.DocumentURI][]protocol.Diagnostic
 	refreshCh    chan struct{}
+	states       []runner.Event // nixlayer/resultState notifications
 }
 
 type pipeRWC struct {
@@ -153,6 +155,11 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 			p.Value["_token"] = p.Token
 			c.progress = append(c.progress, p.Value)
 		}
+		return nil
+	case ResultStateMethod:
+		var ev runner.Event
+		json.Unmarshal(req.Params(), &ev)
+		c.states = append(c.states, ev)
 		return nil
 	case "textDocument/publishDiagnostics":
 		var p protocol.PublishDiagnosticsParams
@@ -241,6 +248,39 @@ func (c *client) waitRefresh(timeout time.Duration) {
 	case <-c.refreshCh:
 	case <-time.After(timeout):
 		c.t.Fatalf("no workspace/codeLens/refresh within %s", timeout)
+	}
+}
+
+// waitState waits (bounded) for a nixlayer/resultState notification of
+// the given state for the derivation drv.
+func (c *client) waitState(drv string, state runner.ResultState, timeout time.Duration) runner.Event {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c.mu.Lock()
+		for _, ev := range c.states {
+			if ev.State == state && ev.Drv == drv {
+				c.mu.Unlock()
+				return ev
+			}
+		}
+		seen := append([]runner.Event(nil), c.states...)
+		c.mu.Unlock()
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no %s result within %s (states seen: %+v)", state, timeout, seen)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitBackground waits (bounded) until no background work runs on cache:
+// none may outlive its test.
+func waitBackground(t *testing.T, cache string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); len(runner.BackgroundJobs(cache)) > 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("background work still running after %s", timeout)
+		}
 	}
 }
 

@@ -35,7 +35,11 @@ type BuildResult struct {
 	Outputs  map[string]string `json:"outputs,omitempty"`
 	InStore  bool              `json:"inStore"`
 	Verified bool              `json:"verified"`
-	Seconds  float64           `json:"seconds"`
+	// State is the result's state (runner.ResultState): a provisional
+	// result is verified or replaced in the background; the server sends
+	// nixlayer/resultState and refreshes the lenses when it changes.
+	State   runner.ResultState `json:"state,omitempty"`
+	Seconds float64            `json:"seconds"`
 	// FailedPhase and Error describe a build that failed in a phase.
 	FailedPhase string `json:"failedPhase,omitempty"`
 	Exit        int    `json:"exit,omitempty"`
@@ -218,7 +222,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 	switch {
 	case err == nil:
 		out.OK, out.Ran, out.Reused, out.Outputs = true, res.Ran, res.Reused, res.Outputs
-		out.InStore, out.Verified = res.InStore, res.Verified
+		out.InStore, out.Verified, out.State = res.InStore, res.Verified, res.State
 		prog.message, prog.outcome = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused)), OutcomeSucceeded
 	case errors.As(err, &pe):
 		out.FailedPhase, out.Exit, out.Error = pe.Phase, pe.Exit, err.Error()
@@ -248,7 +252,9 @@ func (s *server) buildEvent(d *document, drvPath string, e runner.Event) {
 		d.running = d.running.Apply(e, now)
 	}
 	if st := stateOf(e, now); st != nil {
-		d.states[drvPath] = st
+		if e.State == "" { // a result's state is in its record (Package.Result)
+			d.states[drvPath] = st
+		}
 	} else if e.Kind == runner.EventStart || e.Kind == runner.EventCached {
 		delete(d.states, drvPath) // a state before a phase was about the build's way there
 	}
@@ -290,26 +296,35 @@ func (s *server) replan(d *document) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d.eval != ev { // a newer evaluation already has fresh plans
+	// A newer evaluation already has fresh plans (a copy of this one, made
+	// when a result's state changed, has the same Done and gets them).
+	if d.eval == nil || !d.eval.Done.Equal(ev.Done) {
 		return
 	}
-	// Evaluations are immutable for readers: install a copy.
-	next := *ev
-	next.Packages = nil
-	for _, p := range ev.Packages {
-		cp := *p
-		if pr := plans[p.DrvPath]; pr != nil {
-			cp.Plan = pr.Plan
+	d.eval = ev.withPackages(func(cp *Package) {
+		if pr := plans[cp.DrvPath]; pr != nil {
+			cp.Plan, cp.Result = pr.Plan, pr.Result
 			if h := pr.History; h != nil {
 				cp.History, cp.Failure = h.Runs, failureOf(h.Failure)
 			} else {
 				cp.History, cp.Failure = nil, nil
 			}
 		}
-		cp.State = d.states[p.DrvPath]
+		cp.State = d.states[cp.DrvPath]
+	})
+}
+
+// withPackages is a copy of the evaluation with each package copied and
+// updated: evaluations are immutable for readers, so changes install one.
+func (ev *Evaluation) withPackages(update func(cp *Package)) *Evaluation {
+	next := *ev
+	next.Packages = nil
+	for _, p := range ev.Packages {
+		cp := *p
+		update(&cp)
 		next.Packages = append(next.Packages, &cp)
 	}
-	d.eval = &next
+	return &next
 }
 
 // failureDiagnostics put each failed phase of the document's derivations

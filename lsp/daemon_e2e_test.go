@@ -62,7 +62,7 @@ func TestServerThroughDaemon(t *testing.T) {
 		t.Fatalf("nix-build --check of the editor's build: %v\n%s", err, msg)
 	}
 	c.waitRefresh(10 * time.Second)
-	if got := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]; got != "9/9 phases cached · ▶ build" {
+	if got := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]; got != "✓ result verified · 9/9 phases cached · ▶ build" {
 		t.Errorf("summary lens after the build %q", got)
 	}
 

@@ -191,6 +191,7 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 			continue
 		}
 		p.Plan, p.NixBuild = pr.Plan, pr.BuiltByNix
+		p.Result = pr.Result
 		if h := pr.History; h != nil {
 			p.History, p.Failure = h.Runs, failureOf(h.Failure)
 		}

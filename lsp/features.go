@@ -11,6 +11,7 @@ import (
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
 // Command names the server executes (workspace/executeCommand).
@@ -84,11 +85,14 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 		summary = run.summary(in.now())
 	case v.Pkg != nil && v.Pkg.Plan != nil:
 		summary = fmt.Sprintf("%d/%d phases cached · ▶ build", v.Cached(), len(v.Phases))
-		if st := v.Pkg.State; st != nil && len(v.Edited) == 0 {
+		if st := stateAfterBuild(v.Pkg); st != nil && len(v.Edited) == 0 {
 			summary = fmt.Sprintf("%d/%d phases cached · %s · %s ago · ▶ build", v.Cached(), len(v.Phases), stateText(st), age(in.now().Sub(st.At)))
 		}
 		if nb, noLayers := nixBuilt(v, in.now()); nb != "" && noLayers {
 			summary = nb + " · " + summary
+		}
+		if rs := resultSummary(v.Pkg.Result); rs != "" {
+			summary = rs + " · " + summary
 		}
 	case in.Pending != "":
 		summary = in.Pending
@@ -492,4 +496,43 @@ func tailLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// stateAfterBuild is the engine state the summary lens shows beside the
+// result's state once a build is over: none when the result's state is
+// newer (the cache's record outlives the server's memory and follows the
+// background work), or when it says the same (a pending result is what
+// the background work settles).
+func stateAfterBuild(p *Package) *EngineState {
+	st, r := p.State, p.Result
+	switch {
+	case st == nil:
+		return nil
+	case r != nil && r.Updated.After(st.At):
+		return nil
+	case r != nil && r.State.Pending() && st.Kind == runner.EventBackground:
+		return nil
+	}
+	return st
+}
+
+// resultSummary is the state of the package's newest result, for the
+// summary lens ("" when there is nothing to say).
+func resultSummary(r *runner.ResultRecord) string {
+	if r == nil {
+		return ""
+	}
+	switch r.State {
+	case runner.StateProvisional:
+		return "◐ result provisional (verifying in the background)"
+	case runner.StateVerifying:
+		return "◐ result verifying"
+	case runner.StateVerified:
+		return "✓ result verified"
+	case runner.StateReplaced:
+		return "✓ result replaced by an exact rebuild"
+	case runner.StateUnverified:
+		return "⚠ result not verified"
+	}
+	return ""
 }

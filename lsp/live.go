@@ -171,7 +171,7 @@ func stateText(st *EngineState) string {
 	switch st.Kind {
 	case runner.EventWait:
 		return "⏸ " + text
-	case runner.EventLearn:
+	case runner.EventLearn, runner.EventBackground:
 		return "◔ " + text
 	}
 	return text

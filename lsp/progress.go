@@ -82,7 +82,7 @@ func progressReport(e runner.Event) map[string]any {
 		}
 	}
 	switch e.Kind {
-	case runner.EventRewrite, runner.EventDeliver, runner.EventFinished:
+	case runner.EventRewrite, runner.EventVerdict, runner.EventDeliver, runner.EventFinished:
 		v["percentage"] = 100
 	}
 	if e.Phase != "" {

@@ -76,6 +76,7 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, opts Options) error {
 	}
 	conn.Go(ctx, s.handle)
 	go s.refreshLoop(ctx)
+	go s.watchResults(ctx, time.Second)
 	select {
 	case <-conn.Done():
 	case <-ctx.Done():

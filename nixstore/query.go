@@ -156,6 +156,15 @@ func IsValid(ctx context.Context, path string) (bool, error) {
 	return len(invalid) == 0, nil
 }
 
+// AllValid reports whether every one of paths is valid, in one query.
+func AllValid(ctx context.Context, paths []string) (bool, error) {
+	invalid, err := invalidPaths(ctx, paths)
+	if err != nil {
+		return false, err
+	}
+	return len(invalid) == 0, nil
+}
+
 // invalidPaths returns those of paths that are not valid.
 func invalidPaths(ctx context.Context, paths []string) ([]string, error) {
 	for _, p := range paths {
@@ -179,6 +188,30 @@ func AddGCRoot(ctx context.Context, storePath, link string) error {
 	}
 	if _, err := run(ctx, nil, "nix-store", "--add-root", abs, "--indirect", "--realise", storePath); err != nil {
 		return fmt.Errorf("adding GC root %s -> %s: %w", abs, storePath, err)
+	}
+	return nil
+}
+
+// AddValidGCRoot is AddGCRoot for a path that must already be valid: it
+// fails, substituting and building nothing, when it is not. A link that
+// already points at the path only has the path's validity checked.
+func AddValidGCRoot(ctx context.Context, storePath, link string) error {
+	abs, err := filepath.Abs(link)
+	if err != nil {
+		return fmt.Errorf("adding GC root %s: %w", link, err)
+	}
+	if target, err := os.Readlink(abs); err == nil && target == storePath {
+		if valid, err := IsValid(ctx, storePath); err != nil || !valid {
+			return fmt.Errorf("%s is not valid", storePath)
+		}
+		return nil
+	}
+	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("%s exists and is not a symlink", abs)
+	}
+	os.Remove(abs)
+	if _, err := run(ctx, nil, "nix-store", "--option", "substitute", "false", "--add-root", abs, "--indirect", "--realise", storePath); err != nil {
+		return fmt.Errorf("%s is not valid: %w", storePath, err)
 	}
 	return nil
 }

@@ -28,12 +28,19 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 			return v, fmt.Errorf("apply path map to %s: no path for output %s", root, name)
 		}
 		if !sameOutput(b, ref) || !sameOutput(c, ref) {
-			v.Why = append(v.Why, fmt.Sprintf("(map): output %s: %s or %s is not %s with another hash of the same length", name, b, c, ref))
+			v.fail(fmt.Sprintf("(map): output %s: %s or %s is not %s with another hash of the same length", name, b, c, ref))
 			return v, nil
 		}
 		from[name], to[name] = hashPart(b), hashPart(c)
 	}
-	v.Why = append(v.Why, m.Unexplained...)
+	for _, why := range m.Problems {
+		v.fail(why)
+	}
+	v.Unexplained = append(v.Unexplained, m.Unexplained...)
+	for i := range v.Unexplained { // the verdict's own copies: add may extend them
+		u := &v.Unexplained[i]
+		u.Offsets, u.Sections = append([]int64(nil), u.Offsets...), append([]string(nil), u.Sections...)
+	}
 	inTree := func(rel string) string {
 		for name, ref := range m.Paths {
 			rel = strings.ReplaceAll(rel, hashPart(ref), from[name])
@@ -50,22 +57,19 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 			carried = append(carried, f)
 			continue
 		}
-		old, id, why, written, err := applyFile(inTree(f.Path), f, from, to, nil)
+		r, err := applyFile(inTree(f.Path), f, from, to, nil)
 		if err != nil {
 			return v, fmt.Errorf("apply path map to %s: %w", root, err)
 		}
-		v.Why = append(v.Why, why...)
-		if id != nil {
-			newIDs[f.Path] = ids{old, id}
-		}
-		if written {
-			v.Files++
+		v.add(r)
+		if r.newID != nil {
+			newIDs[f.Path] = ids{r.oldID, r.newID}
 		}
 	}
 	for _, f := range carried {
 		src, ok := newIDs[f.BuildID.From]
 		if !ok {
-			v.Why = append(v.Why, fmt.Sprintf("%s: its build-id comes from %s, which got no new id", f.Path, f.BuildID.From))
+			v.fail(fmt.Sprintf("%s: its build-id comes from %s, which got no new id", f.Path, f.BuildID.From))
 			continue
 		}
 		carry := func(old []byte) ([]byte, string) {
@@ -74,14 +78,11 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 			}
 			return src.new, ""
 		}
-		_, _, why, written, err := applyFile(inTree(f.Path), f, from, to, carry)
+		r, err := applyFile(inTree(f.Path), f, from, to, carry)
 		if err != nil {
 			return v, fmt.Errorf("apply path map to %s: %w", root, err)
 		}
-		v.Why = append(v.Why, why...)
-		if written {
-			v.Files++
-		}
+		v.add(r)
 	}
 
 	replace := func(s string) string {
@@ -118,84 +119,155 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 			v.Files++
 		}
 	}
+	for _, u := range v.Unexplained {
+		v.Why = append(v.Why, u.String())
+	}
 	v.Exact = len(v.Why) == 0
 	return v, nil
 }
 
-// applyFile rewrites one file. It returns the build-id before and after
-// (nil without one) and why the result is not exact. carry, for a stripped
-// file, gives the new id from the old one instead of recomputing it.
-func applyFile(path string, f FileMap, from, to map[string]string, carry func(old []byte) ([]byte, string)) (oldID, newID []byte, why []string, written bool, err error) {
+// fail records why the rewrite itself is not exact.
+func (v *Verdict) fail(why ...string) {
+	v.Failed = append(v.Failed, why...)
+	v.Why = append(v.Why, why...)
+}
+
+// fileResult is what rewriting one file gave.
+type fileResult struct {
+	oldID, newID []byte // the build-id before and after (nil without one)
+	why          []string
+	// unclear is a file's bytes whose new value the map cannot name: a
+	// fragment that fits several hash positions giving different bytes
+	// (in compressed data such "fragments" are chance matches).
+	unclear *Unexplained
+	written bool
+}
+
+// add records what rewriting one file gave.
+func (v *Verdict) add(r fileResult) {
+	v.fail(r.why...)
+	if r.written {
+		v.Files++
+	}
+	if r.unclear == nil {
+		return
+	}
+	for i := range v.Unexplained {
+		if u := &v.Unexplained[i]; u.Path == r.unclear.Path {
+			u.Bytes += r.unclear.Bytes
+			u.IDCovers = u.IDCovers || r.unclear.IDCovers
+			u.Why += "; " + r.unclear.Why
+			for _, off := range r.unclear.Offsets {
+				if len(u.Offsets) < maxOffsets {
+					u.Offsets = append(u.Offsets, off)
+				}
+			}
+			for _, sec := range r.unclear.Sections {
+				if !slicesContains(u.Sections, sec) {
+					u.Sections = append(u.Sections, sec)
+				}
+			}
+			return
+		}
+	}
+	v.Unexplained = append(v.Unexplained, *r.unclear)
+}
+
+// applyFile rewrites one file. carry, for a stripped file, gives the new
+// id from the old one instead of recomputing it.
+func applyFile(path string, f FileMap, from, to map[string]string, carry func(old []byte) ([]byte, string)) (res fileResult, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, nil, false, err
+		return res, err
 	}
 	inexact := func(format string, args ...any) {
-		why = append(why, f.Path+": "+fmt.Sprintf(format, args...))
+		res.why = append(res.why, f.Path+": "+fmt.Sprintf(format, args...))
 	}
 	orig := bytes.Clone(data)
+	var unclear []int64
 	for _, r := range f.Runs {
 		hf, ht := from[r.Output], to[r.Output]
 		if r.K < 0 || r.K+r.Len > len(hf) || r.Off < 0 || r.Off+int64(r.Len) > int64(len(data)) {
 			inexact("map run at offset %d does not fit the file or hash", r.Off)
-			return nil, nil, why, false, nil
+			return res, nil
 		}
 		if !bytes.Equal(data[r.Off:r.Off+int64(r.Len)], []byte(hf[r.K:r.K+r.Len])) {
 			inexact("does not hold the learned hash bytes at offset %d (the tree is not the one the map was learned on)", r.Off)
-			return nil, nil, why, false, nil
+			return res, nil
 		}
 		copy(data[r.Off:], ht[r.K:r.K+r.Len])
 		for _, alt := range r.Alt {
 			if to[alt.Output][alt.K:alt.K+r.Len] != ht[r.K:r.K+r.Len] {
-				inexact("the fragment at offset %d fits several hash positions that give different new bytes", r.Off)
+				unclear = append(unclear, r.Off)
 				break
 			}
 		}
+	}
+	if len(unclear) > 0 {
+		res.unclear = unclearBytes(f.Path, orig, unclear)
 	}
 	if bid := f.BuildID; bid != nil {
 		oldIm, err := parseELF(orig)
 		if err != nil || int64(oldIm.descOff) != bid.Off || oldIm.descSize != bid.Size {
 			inexact("build-id note is not where the map says")
-			return nil, nil, why, false, nil
+			return res, nil
 		}
-		oldID = bytes.Clone(oldIm.buildID())
+		res.oldID = bytes.Clone(oldIm.buildID())
 		switch {
 		case carry != nil:
-			id, reason := carry(oldID)
+			id, reason := carry(res.oldID)
 			if reason != "" {
 				inexact("%s", reason)
 			}
-			newID = id
+			res.newID = id
 		case bid.Scheme == "":
 			// Learn found no scheme and said so in the map.
 		case !oldIm.verifies(bid.Scheme):
 			// Never trust an algorithm that does not reproduce the id
 			// the linker wrote.
-			inexact("build-id %x is not reproduced by %s", oldID, bid.Scheme)
+			inexact("build-id %x is not reproduced by %s", res.oldID, bid.Scheme)
 		default:
 			im, err := parseELF(data)
 			if err == nil {
-				newID, err = im.computeBuildID(bid.Scheme)
+				res.newID, err = im.computeBuildID(bid.Scheme)
 			}
 			if err != nil {
-				return nil, nil, nil, false, fmt.Errorf("%s: %w", path, err)
+				return res, fmt.Errorf("%s: %w", path, err)
 			}
 		}
-		if newID != nil {
-			copy(data[bid.Off:], newID)
+		if res.newID != nil {
+			copy(data[bid.Off:], res.newID)
 		}
 	}
 	if !bytes.Equal(data, orig) {
 		info, err := os.Lstat(path)
 		if err != nil {
-			return nil, nil, nil, false, err
+			return res, err
 		}
 		if err := writeKeepingMode(path, data, info); err != nil {
-			return nil, nil, nil, false, err
+			return res, err
 		}
-		written = true
+		res.written = true
 	}
-	return oldID, newID, why, written, nil
+	return res, nil
+}
+
+// unclearBytes describes bytes of a file whose new value is unknown.
+func unclearBytes(rel string, data []byte, offs []int64) *Unexplained {
+	u := &Unexplained{Path: rel, Why: fmt.Sprintf("%d fragment(s) fit several hash positions that give different new bytes, first at offset %d", len(offs), offs[0]), Bytes: len(offs)}
+	if len(offs) > maxOffsets {
+		offs = offs[:maxOffsets]
+	}
+	u.Offsets = offs
+	if im, err := parseELF(data); err == nil {
+		u.IDCovers = im.descSize > 0
+		for _, off := range offs {
+			if sec := im.sectionAt(off); !slicesContains(u.Sections, sec) {
+				u.Sections = append(u.Sections, sec)
+			}
+		}
+	}
+	return u
 }
 
 func (m *Map) method() string {
@@ -249,6 +321,7 @@ func fallback(root string, old2new map[string]string, why string) (Verdict, erro
 	v, err := Substitution{}.Rewrite(root, old2new)
 	v.Exact = false
 	v.Why = append([]string{"(map): " + why}, v.Why...)
+	v.Failed = append([]string{"(map): " + why}, v.Failed...)
 	return v, err
 }
 

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,11 +25,61 @@ type Map struct {
 	Links []string `json:"links,omitempty"`
 	// Renames are entries whose names hold an output hash.
 	Renames []string `json:"renames,omitempty"`
-	// Unexplained lists what a byte rewrite cannot reproduce ("file:
-	// reason"); any entry makes every rewrite with this map inexact.
-	Unexplained []string `json:"unexplained,omitempty"`
-	Stats       Stats    `json:"stats"`
+	// Unexplained lists the files whose differences no output hash
+	// explains: a byte rewrite leaves them as they are. Whether that makes
+	// a resume inexact depends on whether they can reach an output
+	// (Reaches) and on their cause.
+	Unexplained []Unexplained `json:"unexplained,omitempty"`
+	// Problems make the map unusable for an exact rewrite whatever the
+	// outputs hold (e.g. the two builds' hashes agree at an index).
+	Problems []string `json:"problems,omitempty"`
+	Stats    Stats    `json:"stats"`
 }
+
+// Causes of unexplained bytes, found by running the producing phase again
+// with the same output paths.
+const (
+	// CauseNondeterministic: the bytes change in a rerun with the same
+	// paths too. They are the build's own nondeterminism: the reused layer
+	// is one valid outcome of its phase, so they make nothing inexact.
+	CauseNondeterministic = "nondeterministic"
+	// CausePath: a rerun with the same paths reproduces them: they depend
+	// on the output paths in a way no byte map follows.
+	CausePath = "path"
+)
+
+// Unexplained is one file whose differences between the two builds no
+// output hash explains.
+type Unexplained struct {
+	// Path is named as in Map.Files.
+	Path string `json:"path"`
+	Why  string `json:"why"`
+	// Offsets are the first differing bytes (at most maxOffsets); empty
+	// when the file cannot be compared byte by byte (sizes or types differ,
+	// present in one build only).
+	Offsets []int64 `json:"offsets,omitempty"`
+	// Bytes counts the differing bytes when they could be counted.
+	Bytes int `json:"bytes,omitempty"`
+	// Sections are the ELF sections holding them ("" for bytes outside
+	// every section, e.g. in headers).
+	Sections []string `json:"sections,omitempty"`
+	// IDCovers: the file's own build-id is computed over them, so the id
+	// is wrong too, in this file and in every copy that carries it.
+	IDCovers bool `json:"idCovers,omitempty"`
+	// Cause is CauseNondeterministic, CausePath, or "" when not checked.
+	Cause string `json:"cause,omitempty"`
+	// Learned is how the bytes reached the outputs of the last build
+	// judged on them (the learned chain's own, or a resume's; nil when
+	// none was): a prediction for the next resume, which is judged on its
+	// own outputs.
+	Learned *Reach `json:"learned,omitempty"`
+}
+
+func (u Unexplained) String() string { return u.Path + ": " + u.Why }
+
+// maxOffsets bounds the offsets kept per file: enough to find the bytes
+// again in the outputs, small enough for maps of thousands of objects.
+const maxOffsets = 32
 
 // FileMap is the path-dependent bytes of one file.
 type FileMap struct {
@@ -79,7 +130,29 @@ type Stats struct {
 }
 
 // Exact reports whether rewrites with this map can be byte-identical.
-func (m *Map) Exact() bool { return len(m.Unexplained) == 0 }
+func (m *Map) Exact() bool { return len(m.Unexplained) == 0 && len(m.Problems) == 0 }
+
+// PathIn names a path of the map (reference tree names) in a tree built
+// with paths (output name → store path): the output hashes in file names
+// are the tree's.
+func (m *Map) PathIn(rel string, paths map[string]string) string {
+	for name, ref := range m.Paths {
+		if p := paths[name]; p != "" {
+			rel = strings.ReplaceAll(rel, hashPart(ref), hashPart(p))
+		}
+	}
+	return rel
+}
+
+// Reasons lists, one line per file, what makes a rewrite with this map
+// inexact before any output is looked at.
+func (m *Map) Reasons() []string {
+	why := append([]string(nil), m.Problems...)
+	for _, u := range m.Unexplained {
+		why = append(why, u.String())
+	}
+	return why
+}
 
 // outputHash is what the classifier knows about one output: its full paths
 // in both builds (neighbours around a fragment are matched against them)
@@ -126,7 +199,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 			if o.hashA[k] == o.hashB[k] {
 				// A fragment holding this character would not differ
 				// between the builds, so it would stay unseen.
-				m.Unexplained = append(m.Unexplained, fmt.Sprintf("(map): hashes of output %s agree at index %d; use SyntheticPath for the second build", o.name, k))
+				m.Problems = append(m.Problems, fmt.Sprintf("(map): hashes of output %s agree at index %d; use SyntheticPath for the second build", o.name, k))
 				break
 			}
 		}
@@ -147,7 +220,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 		return false
 	}
 	seenA := map[string]bool{}
-	unexplained := func(rel, why string) { m.Unexplained = append(m.Unexplained, rel+": "+why) }
+	unexplained := func(rel, why string) { m.Unexplained = append(m.Unexplained, Unexplained{Path: rel, Why: why}) }
 	var elfs []*learnedELF // for pairing stripped files with their linker output
 	err = filepath.WalkDir(treeB, func(pathB string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -201,6 +274,10 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 				return err
 			}
 			if len(a) != len(b) {
+				if u := resizedELF(rel, a, b); u != nil {
+					m.Unexplained = append(m.Unexplained, *u)
+					return nil
+				}
 				unexplained(rel, fmt.Sprintf("%ssize differs (%d vs %d bytes): path-dependent lengths or orderings", payloadKind(b), len(a), len(b)))
 				return nil
 			}
@@ -209,9 +286,9 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 			if bytes.Equal(a, b) {
 				return nil
 			}
-			fm, le, why := c.classify(rel, a, b)
-			if why != "" {
-				unexplained(rel, why)
+			fm, le, u := c.classify(rel, a, b)
+			if u != nil {
+				m.Unexplained = append(m.Unexplained, *u)
 			}
 			if le != nil {
 				elfs = append(elfs, le)
@@ -272,7 +349,9 @@ type learnedELF struct {
 	scheme    string // "" when no known algorithm reproduces the id
 	changed   bool   // path-dependent bytes were found
 	idChanged bool   // the id differs between the builds
-	fileIndex int    // index into Map.Files, -1 when not there
+	descOff   int    // where the id sits in the file
+	descSize  int
+	fileIndex int // index into Map.Files, -1 when not there
 }
 
 // resolveBuildIDs gives each changed ELF file a way to get its new id, or
@@ -309,7 +388,17 @@ func (m *Map) resolveBuildIDs(elfs []*learnedELF) {
 		if !e.idChanged {
 			hint = "the same in both builds: a fixed --build-id=0x…?"
 		}
-		m.Unexplained = append(m.Unexplained, fmt.Sprintf("%s: unknown build-id scheme: neither GNU ld nor LLD algorithms reproduce id %x, and no unstripped file has it (%s)", e.rel, e.id, hint))
+		var offs []int64
+		for i := 0; i < e.descSize && i < maxOffsets; i++ {
+			offs = append(offs, int64(e.descOff+i))
+		}
+		m.Unexplained = append(m.Unexplained, Unexplained{
+			Path:     e.rel,
+			Why:      fmt.Sprintf("unknown build-id scheme: neither GNU ld nor LLD algorithms reproduce id %x, and no unstripped file has it (%s)", e.id, hint),
+			Offsets:  offs,
+			Bytes:    e.descSize,
+			Sections: []string{".note.gnu.build-id"},
+		})
 	}
 }
 
@@ -336,8 +425,8 @@ func newClassifier(outs []outputHash) *classifier {
 
 // classify maps the differing bytes of one file. It returns the file's
 // map (nil when nothing is path-dependent), the build-id facts of an ELF
-// file, and why the file cannot be rewritten exactly ("" when it can).
-func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, string) {
+// file, and what cannot be rewritten exactly (nil when everything can).
+func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *Unexplained) {
 	fm := &FileMap{Path: rel}
 	var im *elfImage
 	var le *learnedELF
@@ -347,7 +436,7 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, s
 		}
 	}
 	if im != nil && im.descSize > 0 {
-		le = &learnedELF{rel: rel, id: bytes.Clone(im.buildID())}
+		le = &learnedELF{rel: rel, id: bytes.Clone(im.buildID()), descOff: im.descOff, descSize: im.descSize}
 	}
 	inDesc := func(i int) bool {
 		return le != nil && i >= im.descOff && i < im.descOff+im.descSize
@@ -373,7 +462,7 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, s
 		i += r.Len
 	}
 	if len(fm.Runs) == 0 && len(strays) == 0 && (le == nil || !le.idChanged) {
-		return nil, le, ""
+		return nil, le, nil
 	}
 	if le != nil {
 		le.changed = true
@@ -381,9 +470,120 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, s
 		fm.BuildID = &BuildID{Off: int64(im.descOff), Size: im.descSize}
 	}
 	if len(strays) == 0 {
-		return fm, le, ""
+		return fm, le, nil
 	}
-	return fm, le, explainStrays(a, b, im, strays)
+	u := &Unexplained{Path: rel, Bytes: len(strays), IDCovers: le != nil}
+	if secs, _, ok := sectionDiff(a, b, fm.explained(len(b))); ok && im != nil {
+		// By each build's own layout: bytes a moved section shifted are
+		// not blamed on the sections after it.
+		u.Sections = secs
+		for _, off := range strays {
+			if len(u.Offsets) < maxOffsets && slicesContains(secs, im.sectionAt(int64(off))) {
+				u.Offsets = append(u.Offsets, int64(off))
+			}
+		}
+		if len(secs) == 0 {
+			u.Sections = []string{""} // only bytes outside every section
+		}
+	} else {
+		for _, off := range strays {
+			if len(u.Offsets) < maxOffsets {
+				u.Offsets = append(u.Offsets, int64(off))
+			}
+			if im != nil {
+				if sec := im.sectionAt(int64(off)); !slicesContains(u.Sections, sec) {
+					u.Sections = append(u.Sections, sec)
+				}
+			}
+		}
+	}
+	u.Why = explainStrays(b, im, strays, u.Sections)
+	return fm, le, u
+}
+
+// resizedELF describes an ELF file whose size differs between the builds
+// (compressed debug sections, say) by the sections that differ; nil when
+// it is no ELF file or the builds' sections do not pair up.
+func resizedELF(rel string, a, b []byte) *Unexplained {
+	secs, offs, ok := sectionDiff(a, b, nil)
+	if !ok || len(secs) == 0 {
+		return nil
+	}
+	im, err := parseELF(b)
+	if err != nil {
+		return nil
+	}
+	return &Unexplained{
+		Path:     rel,
+		Why:      fmt.Sprintf("ELF file: size differs (%d vs %d bytes), in section %s%s", len(a), len(b), strings.Join(secs, ", "), sectionsHint(im, secs)),
+		Offsets:  offs[:min(len(offs), maxOffsets)],
+		Sections: secs,
+		IDCovers: im.descSize > 0,
+	}
+}
+
+// explained marks the bytes of a file (n long) that the map accounts for:
+// its runs and its build-id.
+func (fm *FileMap) explained(n int) func(off int64) bool {
+	mask := make([]bool, n)
+	for _, r := range fm.Runs {
+		for k := r.Off; k < r.Off+int64(r.Len) && k < int64(n); k++ {
+			mask[k] = true
+		}
+	}
+	if fm.BuildID != nil {
+		for k := fm.BuildID.Off; k < fm.BuildID.Off+int64(fm.BuildID.Size) && k < int64(n); k++ {
+			mask[k] = true
+		}
+	}
+	return func(off int64) bool { return off >= 0 && off < int64(n) && mask[off] }
+}
+
+// sectionDiff compares two builds of an ELF file section by section, each
+// by its own layout (a section that grows moves the ones after it, which a
+// byte-by-byte comparison would blame). It returns the sections whose
+// contents differ beyond the bytes explained holds (B's offsets; nil for
+// none) and the first differing offset in B of each; ok is false unless
+// both are ELF files with the same sections.
+func sectionDiff(a, b []byte, explained func(off int64) bool) (names []string, offs []int64, ok bool) {
+	ia, errA := parseELF(a)
+	ib, errB := parseELF(b)
+	if errA != nil || errB != nil || len(ia.sections) != len(ib.sections) || len(ib.sections) == 0 {
+		return nil, nil, false
+	}
+	for i, sb := range ib.sections {
+		sa := ia.sections[i]
+		if sa.name != sb.name {
+			return nil, nil, false
+		}
+		if sb.typ == elf.SHT_NOBITS || (sa.size == 0 && sb.size == 0) {
+			continue
+		}
+		ca, cb := ia.contents(sa), ib.contents(sb)
+		first := -1
+		for k := 0; k < min(len(ca), len(cb)) && first < 0; k++ {
+			if ca[k] != cb[k] && (explained == nil || !explained(int64(sb.offset)+int64(k))) {
+				first = k
+			}
+		}
+		if first < 0 && len(ca) != len(cb) {
+			first = min(len(ca), len(cb))
+		}
+		if first >= 0 {
+			names = append(names, sb.name)
+			offs = append(offs, int64(sb.offset)+int64(min(first, max(len(cb)-1, 0))))
+		}
+	}
+	return names, offs, true
+}
+
+func slicesContains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }
 
 // bestRun explains the differing byte at i as a run of hash characters.
@@ -416,34 +616,47 @@ func (c *classifier) bestRun(a, b []byte, i int) (Run, bool) {
 }
 
 // explainStrays says why bytes no hash explains differ, naming the likely
-// cause so the user knows what to change.
-func explainStrays(a, b []byte, im *elfImage, strays []int) string {
-	first := strays[0]
-	where := fmt.Sprintf("%d bytes differ beyond the output paths, first at offset %d", len(strays), first)
+// cause so the user knows what to change. secs are the ELF sections that
+// hold them.
+func explainStrays(b []byte, im *elfImage, strays []int, secs []string) string {
+	where := fmt.Sprintf("%d bytes differ beyond the output paths, first at offset %d", len(strays), strays[0])
 	if kind := payloadKind(b); kind != "" {
 		return kind + where
 	}
-	if im != nil {
-		sec := im.sectionAt(int64(first))
-		if sec == "" {
-			return "ELF file: " + where
-		}
-		hint := ""
-		switch {
-		case strings.HasPrefix(sec, ".debug_str"), strings.HasPrefix(sec, ".debug_macro"), strings.HasPrefix(sec, ".debug_line_str"):
-			hint = " (gcc -g3 debug strings ordered by content?)"
-		case im.hasSection(".debug_macro") && strings.HasPrefix(sec, ".debug"):
-			hint = " (gcc -g3: macro info and debug strings ordered by content)"
-		case strings.HasPrefix(sec, ".zdebug"), strings.HasPrefix(sec, ".debug"):
-			hint = " (compressed or content-ordered debug info?)"
-		case sec == ".gnu_debuglink":
-			hint = " (CRC of a separate debug file)"
-		case sec == ".gnu.hash" || sec == ".hash" || sec == ".dynsym" || sec == ".symtab":
-			hint = " (paths in symbol names?)"
-		}
-		return fmt.Sprintf("%s in section %s%s", where, sec, hint)
+	if im == nil {
+		return where + " (checksum, compression or ordering?)"
 	}
-	return where + " (checksum, compression or ordering?)"
+	if len(secs) == 0 || secs[0] == "" {
+		return "ELF file: " + where
+	}
+	return fmt.Sprintf("%s, in section %s%s", where, strings.Join(secs, ", "), sectionsHint(im, secs))
+}
+
+// sectionsHint is the hint of the first section that has one.
+func sectionsHint(im *elfImage, secs []string) string {
+	for _, sec := range secs {
+		if h := sectionHint(im, sec); h != "" {
+			return h
+		}
+	}
+	return ""
+}
+
+// sectionHint names the likely cause of unexplained bytes in a section.
+func sectionHint(im *elfImage, sec string) string {
+	switch {
+	case strings.HasPrefix(sec, ".debug_str"), strings.HasPrefix(sec, ".debug_macro"), strings.HasPrefix(sec, ".debug_line_str"):
+		return " (debug strings that moved: -frandom-seed from the output path, or gcc -g3's strings ordered by content?)"
+	case im.hasSection(".debug_macro") && strings.HasPrefix(sec, ".debug"):
+		return " (gcc -g3: macro info and debug strings ordered by content)"
+	case strings.HasPrefix(sec, ".zdebug"), strings.HasPrefix(sec, ".debug"):
+		return " (debug info: compressed, content-ordered, or recording -frandom-seed?)"
+	case sec == ".gnu_debuglink":
+		return " (CRC of a separate debug file)"
+	case sec == ".gnu.hash" || sec == ".hash" || sec == ".dynsym" || sec == ".symtab":
+		return " (paths in symbol names?)"
+	}
+	return ""
 }
 
 // payloadKind names compressed or archived contents by their magic bytes:

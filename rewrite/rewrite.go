@@ -26,8 +26,16 @@ type Verdict struct {
 	Exact bool `json:"exact"`
 	// Method names the rewriting used.
 	Method string `json:"method"`
-	// Why explains an inexact verdict.
+	// Why explains an inexact verdict, one line per cause: Failed, then
+	// Unexplained.
 	Why []string `json:"why,omitempty"`
+	// Failed says why the rewrite itself could not be done exactly (no
+	// map, a tree that is not the one the map was learned on, ambiguous
+	// fragments): such a tree is never trusted.
+	Failed []string `json:"failed,omitempty"`
+	// Unexplained are the bytes the map could not explain, left as they
+	// are: the build is exact if they reach no output (the runner judges).
+	Unexplained []Unexplained `json:"unexplained,omitempty"`
 	// Files counts the files rewritten.
 	Files int `json:"files"`
 }
@@ -46,7 +54,8 @@ type Substitution struct{}
 
 // Rewrite implements Rewriter.
 func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, error) {
-	v := Verdict{Method: "hash substitution", Why: []string{"whole-hash substitution cannot see hash fragments or recompute build-ids"}}
+	why := "whole-hash substitution cannot see hash fragments or recompute build-ids"
+	v := Verdict{Method: "hash substitution", Why: []string{why}, Failed: []string{why}}
 	type pair struct{ old, new []byte }
 	var pairs []pair
 	for o, n := range old2new {
@@ -59,7 +68,7 @@ func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, er
 		}
 	}
 	if len(pairs) == 0 {
-		v.Exact, v.Why = true, nil
+		v.Exact, v.Why, v.Failed = true, nil, nil
 		return v, nil
 	}
 	replace := func(b []byte) ([]byte, bool) {
@@ -72,12 +81,29 @@ func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, er
 		}
 		return b, changed
 	}
+	name := func(s string) string { b, _ := replace([]byte(s)); return string(b) }
+	files, err := rewriteTree(root, name, func(_ string, data []byte) ([]byte, error) {
+		if nd, changed := replace(data); changed {
+			return nd, nil
+		}
+		return nil, nil
+	})
+	v.Files += files
+	return v, err
+}
+
+// rewriteTree rewrites a tree in place: symlink targets and entry names
+// through name (deepest entries renamed first), regular files through
+// contents (nil: unchanged), keeping modes and times. It returns how many
+// files and links it wrote.
+func rewriteTree(root string, name func(string) string, contents func(path string, data []byte) ([]byte, error)) (int, error) {
+	files := 0
 	var renames []string
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if _, changed := replace([]byte(d.Name())); changed && path != root {
+		if path != root && name(d.Name()) != d.Name() {
 			renames = append(renames, path)
 		}
 		switch {
@@ -86,45 +112,46 @@ func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, er
 			if err != nil {
 				return err
 			}
-			if nt, changed := replace([]byte(target)); changed {
+			if nt := name(target); nt != target {
 				if err := os.Remove(path); err != nil {
 					return err
 				}
-				if err := os.Symlink(string(nt), path); err != nil {
+				if err := os.Symlink(nt, path); err != nil {
 					return err
 				}
-				v.Files++
+				files++
 			}
 		case d.Type().IsRegular():
 			data, err := os.ReadFile(path)
 			if err != nil {
 				return err
 			}
-			if nd, changed := replace(data); changed {
-				info, err := d.Info()
-				if err != nil {
-					return err
-				}
-				if err := writeKeepingMode(path, nd, info); err != nil {
-					return err
-				}
-				v.Files++
+			nd, err := contents(path, data)
+			if err != nil || nd == nil {
+				return err
 			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if err := writeKeepingMode(path, nd, info); err != nil {
+				return err
+			}
+			files++
 		}
 		return nil
 	})
 	if err != nil {
-		return v, fmt.Errorf("rewrite %s: %w", root, err)
+		return files, fmt.Errorf("rewrite %s: %w", root, err)
 	}
 	// Deepest first, so parents are renamed after their children.
 	sort.Slice(renames, func(i, j int) bool { return len(renames[i]) > len(renames[j]) })
 	for _, p := range renames {
-		nb, _ := replace([]byte(filepath.Base(p)))
-		if err := os.Rename(p, filepath.Join(filepath.Dir(p), string(nb))); err != nil {
-			return v, fmt.Errorf("rewrite file name %s: %w", p, err)
+		if err := rename(p, filepath.Join(filepath.Dir(p), name(filepath.Base(p)))); err != nil {
+			return files, fmt.Errorf("rewrite file name %s: %w", p, err)
 		}
 	}
-	return v, nil
+	return files, nil
 }
 
 // Text applies the same substitution to a string (e.g. a shell state).

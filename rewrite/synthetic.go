@@ -9,24 +9,41 @@ import (
 const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
 
 // SyntheticPath returns a store path of the same length and name as p for
-// the second build Learn compares with. Its hash differs from p's at every
-// index, so every hash character, fragments included, shows up as a
-// differing byte; and it uses each character at most once, so a single
-// differing byte names its hash position without ambiguity.
-func SyntheticPath(p string) string {
+// the second build Learn compares with. Its hash differs at every index from
+// p's and from the hash of every path in avoid (the other output paths a
+// chain's layers were built with, e.g. older layers of another derivation
+// that a later one reused), so every hash character, fragments included,
+// shows up as a differing byte whichever layer is compared; and it uses
+// each character at most once where it can, so a single differing byte
+// names its hash position without ambiguity.
+func SyntheticPath(p string, avoid ...string) string {
 	h := hashPart(p)
 	at := len(p) - len(filepath.Base(p))
 	if len(h) == 0 || len(h) > len(nixBase32) {
 		return p
 	}
-	// Odd strides make permutations of the alphabet; each index rules
-	// out one rotation per stride, so one survives for real hashes.
+	hashes := []string{h}
+	for _, a := range avoid {
+		if ha := hashPart(a); len(ha) == len(h) {
+			hashes = append(hashes, ha)
+		}
+	}
+	taken := func(k int, c byte) bool {
+		for _, x := range hashes {
+			if x[k] == c {
+				return true
+			}
+		}
+		return false
+	}
+	// Odd strides make permutations of the alphabet; each hash rules out
+	// one rotation per stride and index, so one survives for real hashes.
 	for stride := 1; stride < len(nixBase32); stride += 2 {
 		for rot := 0; rot < len(nixBase32); rot++ {
 			var b strings.Builder
 			for k := range h {
 				c := nixBase32[(stride*k+rot)%len(nixBase32)]
-				if c == h[k] {
+				if taken(k, c) {
 					break
 				}
 				b.WriteByte(c)
@@ -36,15 +53,29 @@ func SyntheticPath(p string) string {
 			}
 		}
 	}
-	// A hash like 000…0 defeats every permutation: differ at each index
-	// and repeat as few characters as possible.
+	// Hashes like 000…0, or many to avoid, defeat every permutation:
+	// differ at each index and repeat as few characters as possible.
+	used := map[byte]bool{}
 	var b strings.Builder
 	for k := range h {
-		c := nixBase32[k%len(nixBase32)]
-		if c == h[k] {
-			c = nixBase32[(k+len(nixBase32)/2)%len(nixBase32)]
+		pick := byte(0)
+		for i := range len(nixBase32) {
+			c := nixBase32[(k+i)%len(nixBase32)]
+			if taken(k, c) {
+				continue
+			}
+			if pick == 0 || !used[c] && used[pick] {
+				pick = c
+			}
+			if !used[c] {
+				break
+			}
 		}
-		b.WriteByte(c)
+		if pick == 0 { // every character is taken at k: nothing can differ
+			pick = nixBase32[k%len(nixBase32)]
+		}
+		used[pick] = true
+		b.WriteByte(pick)
 	}
 	return p[:at] + b.String() + p[at+len(h):]
 }

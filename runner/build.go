@@ -34,9 +34,24 @@ type BuildOptions struct {
 	LocksHeld bool
 	// ResultLink is the ./result symlink to create ("" for none).
 	ResultLink string
+	// RecordLink is the result link the caller makes itself (absolute),
+	// recorded with the result so that background verification repoints
+	// it into the store.
+	RecordLink string
 	// Exact rebuilds with the real output paths when reused layers cannot
-	// be rewritten exactly, instead of keeping an unverified result.
+	// be rewritten exactly, instead of keeping an unverified result, and
+	// waits for (or does) the learning of a path map the reused layers
+	// lack, instead of delivering a provisional result at once.
 	Exact bool
+	// NeverSlowerThanFull (the hook; implies Exact): when the reused layers
+	// have no path map and learning it would end later than a full build,
+	// build every phase with the new output paths, as Nix would (decided
+	// with the stored phase times); the background learner then learns
+	// that chain.
+	NeverSlowerThanFull bool
+	// NoLearn starts no background work after the build (the background
+	// work's own builds; `nixlayer build --no-learn`).
+	NoLearn bool
 	// ResultsDir is where results that stay outside the store go (default
 	// <cache>/results); the daemon gives each user a private one.
 	ResultsDir string
@@ -63,10 +78,22 @@ type Result struct {
 	// inexact rewrite; such results never enter the Nix store.
 	Verified bool             `json:"verified"`
 	Rewrite  *rewrite.Verdict `json:"rewrite,omitempty"`
-	Ran      []string         `json:"ran"`
-	Reused   []string         `json:"reused"`
-	Duration time.Duration    `json:"duration"`
-	TopLayer string           `json:"topLayer"`
+	// Exactness is the verdict on the outputs of a build that reused
+	// layers built for other output paths: which rule decided and, when
+	// inexact, the phase an exact build reruns from.
+	Exactness *Exactness `json:"exactness,omitempty"`
+	// Inexact is the verdict that made an exact build (--exact, the hook)
+	// drop a resume and rerun from Inexact.RebuildFrom.
+	Inexact *Exactness `json:"inexact,omitempty"`
+	// State is the result's state (verified, provisional, unverified);
+	// `nixlayer status` follows it as background work settles it.
+	State ResultState `json:"state"`
+	// Why says what is provisional or unverified about the result.
+	Why      string        `json:"why,omitempty"`
+	Ran      []string      `json:"ran"`
+	Reused   []string      `json:"reused"`
+	Duration time.Duration `json:"duration"`
+	TopLayer string        `json:"topLayer"`
 }
 
 // PhaseError is a build that failed in a phase; its layer is kept.
@@ -94,12 +121,35 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-// Build builds a derivation phase by phase, reusing cached layers.
-func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ *Result, err error) {
-	start := time.Now()
+// Build builds a derivation phase by phase, reusing cached layers. A
+// result that rests on what is not yet verified is delivered at once as
+// provisional (unless Exact); after every build, failed ones included,
+// work that learning or verification still owes goes on in the background
+// (policy.go).
+func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*Result, error) {
+	if bo.NeverSlowerThanFull {
+		bo.Exact = true
+	}
 	if bo.Exact {
 		bo.RequireVerified = true
 	}
+	var o outcome
+	res, err := e.build(ctx, drvPath, bo, &o)
+	e.afterBuild(drvPath, bo, &o, res, err)
+	return res, err
+}
+
+// outcome is what the policy after a build needs to know of it.
+type outcome struct {
+	j    *job
+	plan *Plan
+	// provisional is the resume a provisional result rests on.
+	provisional *resume
+	created     []string
+}
+
+func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *outcome) (_ *Result, err error) {
+	start := time.Now()
 	logw := orDiscard(bo.Log)
 	progress := bo.Progress
 	if progress == nil {
@@ -116,6 +166,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ 
 	if err != nil {
 		return nil, err
 	}
+	o.j = j
 	hist := e.newHistory(j, start)
 	progress = hist.observe(progress)
 	defer func() { hist.end(err) }()
@@ -126,6 +177,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ 
 	if err != nil {
 		return nil, err
 	}
+	o.plan = plan
 	// Phases missing here may be in a layer cache (config.json layerCaches).
 	plan = e.pullMissing(ctx, j, plan, bo.PlanOptions, bo.Registry, progress)
 	// A reused layer whose directory was deleted is dropped and rebuilt.
@@ -138,7 +190,11 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ 
 			if plan, err = e.plan(j, bo.PlanOptions); err != nil {
 				return nil, err
 			}
+			o.plan = plan
 		}
+	}
+	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
+		e.fullIfFaster(j, plan, progress)
 	}
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
@@ -165,87 +221,61 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ 
 	} else if j.splittable {
 		state = j.probe.Start
 	}
+	// "learn": "concurrent": a cold build's synthetic twin runs beside it.
+	var tw *twin
+	if parent == "" && plan.Rewrite == nil && j.splittable && len(plan.Phases) > 1 && e.opts.Rewriter == nil && e.learnsConcurrently() {
+		tw = e.startTwin(ctx, j, plan)
+		defer tw.wait(progress)
+	}
+	// Reused layers built with other output paths are rewritten; bytes the
+	// path map cannot explain are judged on the outputs once the later
+	// phases ran (resume.go, exactness.go).
+	var rs *resume
 	if plan.Rewrite != nil {
-		rw := e.opts.Rewriter
-		if rw == nil {
-			m, err := e.pathMap(ctx, j, plan, parent, len(res.Reused), progress)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, err
-				}
-				e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
-				progress(Event{Kind: EventLearned, Message: "path map not learned: " + err.Error()})
-			}
-			rw = rewrite.Learned{Map: m}
-		}
-		rewritten, next, err := e.rewriteLayer(j, parent, state, plan.Rewrite, res, rw)
-		if err != nil {
+		if rs, parent, state, err = e.rewriteReused(ctx, j, plan, parent, state, res, bo.Exact, progress); err != nil {
 			return nil, err
 		}
-		progress(Event{Kind: EventRewrite, Exact: res.Rewrite.Exact, Message: fmt.Sprintf("reused layers rewritten for the new output path: %s: %d files (%s)%s", verdictWord(res.Rewrite), res.Rewrite.Files, res.Rewrite.Method, whyText(res.Rewrite))})
-		if !res.Rewrite.Exact && bo.Exact {
-			// Never keep an inexact resume: keep the longest prefix whose
-			// path map is exact and rebuild from the phase after it (the
-			// one that produced what cannot be rewritten) with the real paths.
-			e.layers.Delete(rewritten)
-			keep, kparent, kstate, err := e.exactPrefix(ctx, j, plan, parent, len(res.Reused), res)
-			if err != nil {
-				return nil, err
-			}
-			why := "reused layers could not be rewritten exactly for the new output paths"
-			if keep > 0 {
-				progress(Event{Kind: EventFallback, Message: fmt.Sprintf("rewrite not exact; keeping %d phases rewritten exactly and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
-			} else {
-				progress(Event{Kind: EventFallback, Message: "rewrite not exact; rebuilding every phase with the real output paths"})
-			}
-			res.Reused, res.Verified = res.Reused[:keep], true
-			for i := keep; i < len(plan.Phases); i++ {
-				if l := plan.Phases[i].Layer; l != nil {
-					plan.Phases[i].Estimate = l.Duration
-				}
-				plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
-				plan.Phases[i].follow(plan.Phases[keep].Name)
-			}
-			plan.Phases[keep].Reason, plan.Phases[keep].Follows = why, ""
-			if keep == 0 {
-				plan.Rewrite = nil
-			}
-			parent, state = kparent, kstate
-		} else {
-			parent, state = rewritten, next
+		if rs != nil && rs.provisional {
+			o.provisional, rs = rs, nil // settled in the background
 		}
 	}
-
-	for i, ph := range plan.Phases {
-		if ph.Status != StatusRun {
-			continue
-		}
-		progress(Event{Kind: EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Estimate: ph.Estimate, Message: ph.Reason})
-		t0 := time.Now()
-		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
+	for {
+		top, created, err := e.runPlanned(ctx, j, plan, parent, state, res, logw, progress, tw)
 		var early errEndedEarly
-		if errors.As(perr, &early) {
+		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
 			e.markEndsEarly(j, early.phase)
 			progress(Event{Kind: EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
 			unlock()
-			return e.Build(ctx, drvPath, bo)
+			return e.build(ctx, drvPath, bo, o)
 		}
-		if perr != nil {
-			var pe *PhaseError
-			if errors.As(perr, &pe) {
-				progress(Event{Kind: EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Exit: pe.Exit, Layer: pe.Layer, Message: pe.LogTail})
-			}
-			return nil, perr
+		if err != nil {
+			return nil, err
 		}
-		parent, state = id, next
-		res.Ran = append(res.Ran, ph.Name)
-		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Layer: id})
+		if o.provisional != nil {
+			o.created = created
+		}
+		parent = top
+		if rs == nil {
+			break
+		}
+		var again bool
+		if rs, parent, state, again, err = e.judgeResume(ctx, j, plan, rs, top, created, res, bo.Exact, progress); err != nil {
+			return nil, err
+		}
+		if !again {
+			break
+		}
 	}
 	res.TopLayer = parent
+	if res.Exactness != nil {
+		e.saveExactness(parent, res.Exactness) // for nixlayer verify
+	}
+	e.resultState(res, o)
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
 	}
+	e.recordResult(j, res, bo, o, progress)
 	if res.Verified && len(res.Ran) > 0 {
 		e.pushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
 	}
@@ -260,18 +290,34 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (_ 
 	return res, nil
 }
 
-func whyText(v *rewrite.Verdict) string {
-	if v.Exact || len(v.Why) == 0 {
-		return ""
+// runPlanned runs every phase the plan marks to run, over parent, and
+// returns the top layer and the layers it created.
+func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(Event), tw *twin) (string, []string, error) {
+	total := len(plan.Phases)
+	var created []string
+	for i, ph := range plan.Phases {
+		if ph.Status != StatusRun {
+			continue
+		}
+		progress(Event{Kind: EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Estimate: ph.Estimate, Message: ph.Reason})
+		t0 := time.Now()
+		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
+		if perr != nil {
+			var pe *PhaseError
+			if errors.As(perr, &pe) {
+				progress(Event{Kind: EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Exit: pe.Exit, Layer: pe.Layer, Message: pe.LogTail})
+			}
+			return "", created, perr
+		}
+		parent, state = id, next
+		created = append(created, id)
+		if tw != nil {
+			tw.phaseDone(e, id)
+		}
+		res.Ran = append(res.Ran, ph.Name)
+		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Layer: id})
 	}
-	return "; " + strings.Join(v.Why, "; ")
-}
-
-func verdictWord(v *rewrite.Verdict) string {
-	if v.Exact {
-		return "exact"
-	}
-	return "not verified"
+	return parent, created, nil
 }
 
 func planSummary(p *Plan) string {
@@ -464,49 +510,6 @@ func withoutNixLines(log string) string {
 		}
 	}
 	return strings.Join(kept, "\n")
-}
-
-// exactPrefix finds the longest prefix of the reused chain (ending in top,
-// n phases) whose path map is exact and rewrites it on a new layer. It
-// returns how many phases it keeps (0: none, start from scratch), the layer
-// and the shell state to continue from.
-func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, top string, n int, res *Result) (int, string, *shellstate.Delta, error) {
-	var start *shellstate.Delta
-	if j.probe != nil {
-		start = j.probe.Start
-	}
-	chain, err := e.phaseChain(top, n)
-	if err != nil {
-		return 0, "", start, nil
-	}
-	for k := n - 1; k >= 1; k-- {
-		base := chain[k-1]
-		m := e.storedMap(base.ID)
-		if m == nil || !m.Exact() {
-			continue
-		}
-		old2new := map[string]string{}
-		for name, old := range base.Meta.Outputs {
-			if cur := j.drv.Outputs[name]; cur != "" && cur != old {
-				old2new[old] = cur
-			}
-		}
-		state, err := e.loadState(base.ID)
-		if err != nil {
-			return 0, "", start, err
-		}
-		rewritten, next, err := e.rewriteLayer(j, base.ID, state, old2new, res, rewrite.Learned{Map: m})
-		if err != nil {
-			return 0, "", start, err
-		}
-		if !res.Rewrite.Exact {
-			e.layers.Delete(rewritten)
-			continue
-		}
-		return k, rewritten, next, nil
-	}
-	res.Rewrite = nil
-	return 0, "", start, nil
 }
 
 // errEndedEarly: a phase's code exited the builder before the phase ended.

@@ -33,6 +33,11 @@ type Config struct {
 	// RegistryTimeout bounds connecting, each answer and any stall of a
 	// transfer (default 10s): a registry that is down costs no more.
 	RegistryTimeout string `json:"registryTimeout,omitempty"`
+	// Learn is "background" (the default: a chain's path map is learned
+	// after its build, in a detached process) or "concurrent" (a cold
+	// build's synthetic twin runs beside it, so the map exists when it
+	// ends: worth it with cores to spare).
+	Learn string `json:"learn,omitempty"`
 }
 
 // RegistryOptions are a request's switches for layer caches (the CLI's

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
@@ -166,6 +167,36 @@ func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, prog
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// AlreadyBuilt returns the outputs of a derivation whose outputs are all
+// valid in the Nix store (ok false otherwise), with the result links made
+// as nix-build makes them: a built version comes back without preparing a
+// sandbox or opening the layer store.
+func AlreadyBuilt(ctx context.Context, drvPath, resultLink string) (outputs map[string]string, ok bool, err error) {
+	d, err := drv.Read(drvPath)
+	if err != nil {
+		return nil, false, err
+	}
+	var paths []string
+	for _, p := range d.Outputs {
+		if _, err := os.Lstat(p); err != nil {
+			return nil, false, nil // not built: no query at all
+		}
+		paths = append(paths, p)
+	}
+	if resultLink == "" {
+		valid, err := nixstore.AllValid(ctx, paths)
+		return d.Outputs, valid, err
+	}
+	// Linking valid paths is the validity check: one query per output.
+	for name, p := range d.Outputs {
+		link := linkName(resultLink, name)
+		if err := nixstore.AddValidGCRoot(ctx, p, link); err != nil {
+			return nil, false, nil
+		}
+	}
+	return d.Outputs, true, nil
 }
 
 // resultsDir is where results outside the store go: dir, or the cache's.

@@ -31,6 +31,9 @@ type Options struct {
 	// runner learns each chain's path-dependency map and rewrites exactly.
 	Rewriter rewrite.Rewriter
 	Logger   *zap.Logger
+	// Executable is the nixlayer binary that background work runs (`learn`);
+	// the running one by default.
+	Executable string
 }
 
 // Engine runs plans and builds against one cache.

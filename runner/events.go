@@ -35,6 +35,11 @@ const (
 	// EventRewrite: reused layers were rewritten for the new output paths;
 	// Exact says whether the rewrite is exact.
 	EventRewrite EventKind = "rewrite"
+	// EventVerdict: the verdict on the outputs of a build on rewritten
+	// layers whose path map left bytes unexplained (Exact says whether
+	// they are exact; Result.Exactness has the rule and every file), or
+	// its prediction from the last build on the same layers.
+	EventVerdict EventKind = "verdict"
 	// EventFallback: the build changes course (an inexact rewrite is
 	// rebuilt with the real output paths, or a phase that exits the
 	// builder makes the derivation build in one step).
@@ -55,6 +60,37 @@ const (
 	EventGC EventKind = "gc"
 	// EventFinished: the build is over, in Elapsed.
 	EventFinished EventKind = "finished"
+	// EventBackground: work goes on in a detached process after the build
+	// returned (learning the chain's path map, then verifying results that
+	// wait for it); Message names the process and its log. It outlives the
+	// CLI, and the results' states (below) change when it ends.
+	EventBackground EventKind = "background"
+
+	// Result states (ResultState, in State; Drv names the derivation,
+	// which background work may settle long after its build returned).
+	// Build sends EventProvisional (or EventUnverified for --from) after
+	// EventDeliver; the background work (Learn) sends the others as it
+	// settles a result, and records each in <cache>/status, which
+	// `nixlayer status` lists and the language server watches (it
+	// refreshes its lenses and forwards the event when a state changes).
+
+	// EventProvisional: the result was delivered at once into the cache
+	// without waiting for learning (Message says what is provisional);
+	// it is verified or replaced in the background.
+	EventProvisional EventKind = "provisional"
+	// EventVerifying: the path map is learned; the provisional result is
+	// being compared with the exact rewrite (or rebuilt on it).
+	EventVerifying EventKind = "verifying"
+	// EventVerified: the result is exact and registered in the Nix store
+	// (without a rebuild when the provisional rewrite was identical to the
+	// exact one); ./result points into the store.
+	EventVerified EventKind = "verified"
+	// EventReplaced: the provisional result was not exact; an exact
+	// rebuild replaced it (Message says why and what was rerun).
+	EventReplaced EventKind = "replaced"
+	// EventUnverified: the result will not be verified (a forced --from
+	// reuse, or the background verification failed: Message says why).
+	EventUnverified EventKind = "unverified"
 	// EventPull: a pull from a layer cache starts; Bytes is what it will
 	// download, Message what and from where.
 	EventPull EventKind = "pull"
@@ -73,7 +109,8 @@ const (
 
 // EventKinds lists every kind, for consumers that must handle them all.
 var EventKinds = []EventKind{EventWait, EventRepair, EventPlan, EventCached, EventLearn, EventLearned,
-	EventRewrite, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished,
+	EventRewrite, EventVerdict, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished,
+	EventBackground, EventProvisional, EventVerifying, EventVerified, EventReplaced, EventUnverified,
 	EventPull, EventPulled, EventPush, EventPushed, EventWarning}
 
 // Event is a progress report of a build.
@@ -93,8 +130,13 @@ type Event struct {
 	Layer string `json:"layer,omitempty"`
 	// Exit is the failed phase's exit code on EventFailed.
 	Exit int `json:"exit,omitempty"`
-	// Exact is set on EventRewrite when the rewrite is exact.
-	Exact   bool   `json:"exact,omitempty"`
+	// Exact is set on EventRewrite when the rewrite is exact, and on
+	// EventVerdict when the outputs are.
+	Exact bool `json:"exact,omitempty"`
+	// State is the result's state on the result-state events.
+	State ResultState `json:"state,omitempty"`
+	// Drv is the derivation a result-state event is about.
+	Drv     string `json:"drv,omitempty"`
 	Message string `json:"message,omitempty"`
 	// Bytes is set on EventPull, EventPulled and EventPushed.
 	Bytes int64 `json:"bytes,omitempty"`

@@ -90,6 +90,16 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 			withAncestors(pinned, l)
 		}
 	}
+	// A provisional result's layers wait for the background work to settle it.
+	if recs, err := e.Results(); err == nil {
+		for _, r := range recs {
+			if r.State.Pending() {
+				for _, id := range append([]string{r.Top, r.RewriteLayer}, r.Created...) {
+					withAncestors(pinned, byID[id])
+				}
+			}
+		}
+	}
 
 	// Chains per package, newest top first.
 	tops := map[string][]*layers.Layer{}

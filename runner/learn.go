@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -48,7 +46,8 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 	if err != nil {
 		return nil, err
 	}
-	if err := e.learnChain(ctx, j, plan, chain, progress); err != nil {
+	// In front of the user: no reruns to tell nondeterminism apart.
+	if err := e.learnChain(ctx, j, plan, chain, false, progress); err != nil {
 		return nil, err
 	}
 	if m := e.storedMap(top); m != nil {
@@ -90,155 +89,193 @@ func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
 	return chain, nil
 }
 
-// Learn learns the path maps of the newest cached chain of a derivation, so
-// that the first resume after an edit needs no second build. `nixlayer
-// build` starts it in the background after a cold build.
-// ro applies to pushing the learned maps to the config's pushTo.
-func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, progress func(Event)) error {
-	if progress == nil {
-		progress = func(Event) {}
-	}
-	j, err := e.prepare(ctx, drvPath, io.Discard)
-	if err != nil {
-		return err
-	}
-	plan, err := e.plan(j, PlanOptions{RequireVerified: true})
-	if err != nil {
-		return err
-	}
-	top := lastReused(plan)
-	if top == "" {
-		return fmt.Errorf("%s has no cached layers to learn from: build it first", j.drv.Name)
-	}
-	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, nil)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if e.storedMap(top) != nil {
-		progress(Event{Kind: EventLearned, Message: "path maps already learned"})
-		e.pushBuilt(ctx, top, ro, progress)
-		return nil
-	}
-	chain, err := e.phaseChain(top, len(plan.Phases))
-	if err != nil {
-		return err
-	}
-	if err := e.learnChain(ctx, j, plan, chain, progress); err != nil {
-		return err
-	}
-	// The path maps travel with the chain: push it again (the blobs are
-	// there already; only the records change).
-	e.pushBuilt(ctx, top, ro, progress)
-	return nil
-}
-
 // learnChain runs the chain's phases again with synthetic output paths and
 // stores, on every layer of the chain, the map of what depends on them.
-func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, progress func(Event)) error {
+// When the chain reaches the outputs, it records how each unexplained file
+// reached them; with classify (the background learner) it also reruns the
+// phases that produced bytes reaching an output with the same paths, to
+// tell the build's own nondeterminism from a path dependence.
+func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, classify bool, progress func(Event)) error {
+	defer e.announceLearning(j.pkg, chain)()
 	top := chain[len(chain)-1]
 	// The second build must differ from the chain's own build in the output
-	// paths only, so it runs with the environment of the derivation that
-	// built the chain (later phases' attributes may differ in the current one).
-	base := j
-	if top.Meta.DrvPath != "" && top.Meta.DrvPath != j.drv.Path {
-		if oj, err := e.prepare(ctx, top.Meta.DrvPath, io.Discard); err == nil && oj.splittable == j.splittable {
-			base = oj
-		} else {
-			e.log.Warn("the derivation that built the reused layers is gone; learning with the current one", zap.String("drv", top.Meta.DrvPath), zap.Error(err))
-		}
+	// paths only, so each phase runs with the environment of the derivation
+	// that built its layer (a later derivation may have reused the older
+	// layers, and the current one may differ in later phases' attributes).
+	jobs, err := e.chainJobs(ctx, j, chain)
+	if err != nil {
+		return err
 	}
+	base := jobs[len(jobs)-1]
 	pathsA := top.Meta.Outputs
 	pathsB := map[string]string{}
-	baseToB := map[string]string{}
 	for name, p := range base.drv.Outputs {
 		a := pathsA[name]
 		if a == "" {
 			return fmt.Errorf("layer %s does not record the path of output %s", top.ID, name)
 		}
-		pathsB[name] = rewrite.SyntheticPath(a)
-		baseToB[p] = pathsB[name]
+		// Unlike every path the chain's layers were built with: its older
+		// layers may come from a derivation with other output paths.
+		var avoid []string
+		for _, l := range chain {
+			avoid = append(avoid, l.Meta.Outputs[name])
+		}
+		pathsB[name] = rewrite.SyntheticPath(a, append(avoid, p)...)
 	}
 	n := len(chain)
 	progress(Event{Kind: EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
-	sj := scratchJob(base, pathsB, baseToB)
-	state := base.probe.Start
-	if state != nil {
-		state = rewriteState(state, baseToB)
-	}
-	var created []string
-	defer func() {
-		if os.Getenv("NIXLAYER_KEEP_SCRATCH") != "" { // debugging the path map
-			return
-		}
-		for i := len(created) - 1; i >= 0; i-- {
-			e.layers.Unmount(created[i])
-			if err := e.layers.Delete(created[i]); err != nil {
-				e.log.Warn("removing a scratch layer", zap.Error(err))
-			}
-		}
-	}()
-	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
+	sc, err := e.newScratch(plan)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(etc)
+	defer sc.close()
+	scratchJobs := make([]*job, n)
+	for i, jb := range jobs {
+		toB := map[string]string{}
+		for name, p := range jb.drv.Outputs {
+			toB[p] = pathsB[name]
+		}
+		scratchJobs[i] = scratchJob(jb, pathsB, toB)
+	}
+	state := jobs[0].probe.Start
+	if state != nil {
+		toB := map[string]string{}
+		for name, p := range jobs[0].drv.Outputs {
+			toB[p] = pathsB[name]
+		}
+		state = rewriteState(state, toB)
+	}
 	parent := ""
 	exact := true
+	var treesB []string
 	for i := 0; i < n; i++ {
 		phase := plan.Phases[i].Name
 		progress(Event{Kind: EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
-		// No phase name: scratch layers never count as an earlier build.
-		l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindLearnScratch, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: pathsB, Note: "learn " + phase})
+		id, next, err := sc.run(ctx, scratchJobs[i], i, parent, state, "learn")
 		if err != nil {
-			return err
+			return fmt.Errorf("%w, so the path map cannot be learned", err)
 		}
-		created = append(created, l.ID)
-		root, err := e.layers.Mount(l.ID)
-		if err != nil {
-			return err
-		}
-		if i == 0 {
-			if err := writeAttrsFiles(sj, filepath.Join(root, "build")); err != nil {
-				return err
-			}
-		}
-		var logTail tailWriter
-		s := step{root: root, etc: etc, mode: "phase", phase: phase, last: i == len(plan.Phases)-1, log: &logTail}
-		if plan.Whole {
-			s.mode = "whole"
-		} else if state != nil {
-			s.restore = state.Script()
-		}
-		r, err := e.runStep(ctx, sj, s)
-		if err != nil {
-			e.layers.Unmount(l.ID)
-			return err
-		}
-		if r.exit != 0 {
-			e.layers.Unmount(l.ID)
-			return fmt.Errorf("%s failed (exit %d) when run again with a synthetic output path, so the path map cannot be learned:\n%s", phase, r.exit, logTail.String())
-		}
-		if !plan.Whole {
-			caps, err := shellstate.ParseDumps(r.dumps)
-			if err != nil || len(caps) < 2 {
-				e.layers.Unmount(l.ID)
-				return fmt.Errorf("%s: shell state lost while learning the path map: %v", phase, err)
-			}
-			state = shellstate.Diff(caps[0], caps[1])
-		}
-		parent = l.ID
+		parent, state = id, next
 		fault.Point(fault.InLearn)
+		root, err := e.layers.Mount(id)
+		if err != nil {
+			return err
+		}
 		m, err := e.learnLayer(chain[i], root, pathsB)
-		e.layers.Unmount(l.ID)
+		e.layers.Unmount(id)
 		if err != nil {
 			return err
 		}
 		exact = exact && m.Exact()
+		treesB = append(treesB, id)
+	}
+	if err := e.judgeLearned(ctx, jobs, plan, chain, treesB, sc, classify, progress); err != nil {
+		// The maps stand; their unexplained bytes stay unjudged (inexact
+		// if they reach an output).
+		e.log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
 	}
 	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
+}
+
+// chainJobs are the derivations that built each layer of a chain (j,
+// the current one, where a layer's derivation is gone or is j).
+func (e *Engine) chainJobs(ctx context.Context, j *job, chain []*layers.Layer) ([]*job, error) {
+	byDrv := map[string]*job{j.drv.Path: j}
+	jobs := make([]*job, len(chain))
+	for i, l := range chain {
+		d := l.Meta.DrvPath
+		if byDrv[d] == nil {
+			oj, err := e.prepare(ctx, d, io.Discard)
+			if err != nil || oj.splittable != j.splittable {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				e.log.Warn("the derivation that built a reused layer is gone; learning with the current one", zap.String("drv", d), zap.Error(err))
+				oj = j
+			}
+			byDrv[d] = oj
+		}
+		jobs[i] = byDrv[d]
+	}
+	return jobs, nil
+}
+
+// scratch runs phases on layers that never count as a build (no phase
+// name, no key) and removes them when closed.
+type scratch struct {
+	e       *Engine
+	plan    *Plan
+	etc     string
+	created []string
+}
+
+func (e *Engine) newScratch(plan *Plan) (*scratch, error) {
+	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
+	if err != nil {
+		return nil, err
+	}
+	return &scratch{e: e, plan: plan, etc: etc}, nil
+}
+
+func (sc *scratch) close() {
+	os.RemoveAll(sc.etc)
+	if os.Getenv("NIXLAYER_KEEP_SCRATCH") != "" { // debugging the path map
+		return
+	}
+	for i := len(sc.created) - 1; i >= 0; i-- {
+		sc.e.layers.Unmount(sc.created[i])
+		if err := sc.e.layers.Delete(sc.created[i]); err != nil {
+			sc.e.log.Warn("removing a scratch layer", zap.Error(err))
+		}
+	}
+}
+
+// run runs phase i of the plan for sj on a scratch layer over parent
+// ("" for the first phase) with the shell state before it, and returns
+// the layer and the state after it.
+func (sc *scratch) run(ctx context.Context, sj *job, i int, parent string, state *shellstate.Delta, note string) (string, *shellstate.Delta, error) {
+	e, plan := sc.e, sc.plan
+	phase := plan.Phases[i].Name
+	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindLearnScratch, DrvPath: sj.drv.Path, DrvName: sj.drv.Name, Outputs: sj.drv.Outputs, Note: note + " " + phase})
+	if err != nil {
+		return "", nil, err
+	}
+	sc.created = append(sc.created, l.ID)
+	root, err := e.layers.Mount(l.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	defer e.layers.Unmount(l.ID)
+	if parent == "" {
+		if err := writeAttrsFiles(sj, filepath.Join(root, "build")); err != nil {
+			return "", nil, err
+		}
+	}
+	var logTail tailWriter
+	s := step{root: root, etc: sc.etc, mode: "phase", phase: phase, last: i == len(plan.Phases)-1, log: &logTail}
+	if plan.Whole {
+		s.mode = "whole"
+	} else if state != nil {
+		s.restore = state.Script()
+	}
+	r, err := e.runStep(ctx, sj, s)
+	if err != nil {
+		return "", nil, err
+	}
+	if r.exit != 0 {
+		return "", nil, fmt.Errorf("%s failed (exit %d) when run again (%s):\n%s", phase, r.exit, note, logTail.String())
+	}
+	next := state
+	if !plan.Whole {
+		caps, err := shellstate.ParseDumps(r.dumps)
+		if err != nil || len(caps) < 2 {
+			return "", nil, fmt.Errorf("%s: shell state lost when run again (%s): %v", phase, note, err)
+		}
+		next = shellstate.Diff(caps[0], caps[1])
+	}
+	return l.ID, next, nil
 }
 
 // learnLayer compares one chain layer with its scratch twin and keeps the
@@ -309,33 +346,3 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 }
 
 func (t *tailWriter) String() string { return tail(string(t.buf), 15) }
-
-// StartBackgroundLearn runs `nixlayer learn` for drvPath in a detached
-// process (its output in <cache>/learn.log), so the first resume after an
-// edit does not have to build the chain twice. The running binary must be
-// nixlayer.
-func (e *Engine) StartBackgroundLearn(drvPath string) (pid int, logPath string, err error) {
-	if os.Getenv("NIXLAYER_BACKGROUND_LEARN") == "0" {
-		return 0, "", fmt.Errorf("background learning is off (NIXLAYER_BACKGROUND_LEARN=0)")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return 0, "", err
-	}
-	logPath = filepath.Join(e.opts.CacheDir, "learn.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return 0, "", err
-	}
-	defer logf.Close()
-	cmd := exec.Command(self, "learn", "--cache", e.opts.CacheDir, drvPath)
-	// Detached, with no fd of ours: Nix waits for the hook's pipes to close.
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return 0, "", err
-	}
-	pid = cmd.Process.Pid
-	cmd.Process.Release()
-	return pid, logPath, nil
-}

@@ -47,8 +47,13 @@ type Plan struct {
 	// Rewrite is set when reused layers were built with other output paths.
 	Rewrite map[string]string `json:"rewrite,omitempty"`
 	// RewriteMap says whether the reused chain's path map is known:
-	// "exact", "inexact: …", or "not learned" (the build learns it first).
+	// "exact", "inexact: …" (it cannot be applied exactly), "judged on the
+	// outputs: …" (it leaves bytes unexplained), or "not learned" (the
+	// build learns it first).
 	RewriteMap string `json:"rewriteMap,omitempty"`
+	// Exactness predicts the verdict on the outputs from the build the map
+	// was learned from: which rule would decide, every unexplained file.
+	Exactness *Exactness `json:"exactness,omitempty"`
 }
 
 // PhasePlan is one phase of a plan.
@@ -79,6 +84,15 @@ type PhasePlan struct {
 // follow marks a phase that runs because an earlier one does.
 func (ph *PhasePlan) follow(earlier string) {
 	ph.Follows, ph.Reason = earlier, "follows "+earlier
+}
+
+// rerun makes a phase the plan reused run after all; the layer it drops
+// tells how long the phase takes.
+func (ph *PhasePlan) rerun() {
+	if ph.Layer != nil {
+		ph.Estimate = ph.Layer.Duration
+	}
+	ph.Status, ph.Layer = StatusRun, nil
 }
 
 // LayerInfo describes a cached layer.
@@ -153,6 +167,9 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 		pp.Key = digest(parts...)
 		prevKey = pp.Key
 		p.Phases = append(p.Phases, pp)
+	}
+	if po.From != "" && phaserules.Resolve(phases, po.From) == "" {
+		return nil, fmt.Errorf("--from %s: %s has no such phase (phases: %s)", po.From, p.Name, strings.Join(phases, " "))
 	}
 	e.markCached(j, p, po)
 	return p, nil
@@ -268,13 +285,20 @@ func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
 		}
 		if len(rw) > 0 {
 			p.Rewrite = rw
-			switch m := e.storedMap(p.Phases[last].Layer.ID); {
+			m := e.storedMap(p.Phases[last].Layer.ID)
+			if m != nil {
+				chain, _ := e.phaseChain(p.Phases[last].Layer.ID, last+1)
+				p.Exactness = e.predictExactness(m, chain, p.Phases)
+			}
+			switch {
 			case m == nil:
 				p.RewriteMap = "not learned"
 			case m.Exact():
 				p.RewriteMap = "exact"
+			case len(m.Problems) > 0:
+				p.RewriteMap = "inexact: " + fewLines(m.Problems, 3)
 			default:
-				p.RewriteMap = "inexact: " + strings.Join(m.Unexplained, "; ")
+				p.RewriteMap = "judged on the outputs: " + p.Exactness.Summary
 			}
 		}
 	}

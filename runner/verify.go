@@ -32,6 +32,10 @@ type Verification struct {
 	Clean       map[string]string `json:"clean"`   // output → Nix's build
 	NARHash     map[string]string `json:"narHash"` // of the layered result
 	Differences []Difference      `json:"differences,omitempty"`
+	// Exactness is nixlayer's own verdict on the layered result when it
+	// reused layers built for other output paths: the rule that decided
+	// and every file whose bytes the path map could not explain.
+	Exactness *Exactness `json:"exactness,omitempty"`
 }
 
 // Verify builds drvPath the way Nix does (nix-store --realise without any
@@ -47,7 +51,7 @@ func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log i
 	if err != nil {
 		return nil, err
 	}
-	v := &Verification{Drv: drvPath, Layered: map[string]string{}, Clean: map[string]string{}, NARHash: map[string]string{}}
+	v := &Verification{Drv: drvPath, Layered: map[string]string{}, Clean: map[string]string{}, NARHash: map[string]string{}, Exactness: e.LastVerdict(drvPath)}
 	valid := true
 	for name, p := range d.Outputs {
 		inStore, _ := nixstore.IsValid(ctx, p)
@@ -196,4 +200,23 @@ func contentHint(data []byte) string {
 		return " (zip archive: compressed, with checksums)"
 	}
 	return ""
+}
+
+// LastVerdict is the verdict recorded on the newest build of drvPath
+// that reused rewritten layers (nil when there is none): whether its
+// outputs are exact, the rule that decided, and the phase an exact build
+// reruns from.
+func (e *Engine) LastVerdict(drvPath string) *Exactness {
+	all, err := e.layers.List()
+	if err != nil {
+		return nil
+	}
+	for i := len(all) - 1; i >= 0; i-- { // newest first
+		if all[i].Meta.DrvPath == drvPath {
+			if ex := e.loadExactness(all[i].ID); ex != nil {
+				return ex
+			}
+		}
+	}
+	return nil
 }

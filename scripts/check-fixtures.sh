@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 nfiles=${1:-20}
-for p in hello multi cmd structured custom; do
+for p in hello gnuhello multi cmd structured custom; do
     start=$(date +%s)
     out=$(nix-build --no-out-link testdata -A "$p" --arg nfiles "$nfiles" 2>/dev/null)
     nix-build --no-out-link --check testdata -A "$p" --arg nfiles "$nfiles" >/dev/null 2>&1 ||

@@ -39,6 +39,10 @@
 , stamp ? "stamp-1"
   # structured: a list attribute (an array under __structuredAttrs).
 , structuredWords ? [ "alpha" "beta" "gamma" ]
+  # gnuhello: nixpkgs' separateDebugInfo (GNU build-ids, a `debug` output).
+, separateDebugInfo ? false
+  # gnuhello: nixpkgs' dontStrip (the installed binary keeps its debug info).
+, dontStrip ? false
   # checked, outputchecked: make the output refer to bash, which their checks forbid.
 , violateChecks ? false
   # free-form salt added to every package (forces new derivations without other changes).
@@ -89,9 +93,31 @@ let
     // lib.optionalAttrs (attrs ? version) { inherit (attrs) version; });
 
   optional = cond: x: if cond then x else { };
+
+  # The setup hooks a nixpkgs Linux stdenv loads (./linux-hooks: compiler
+  # wrapper, random seed, strip, separate debug info, man pages, shebangs).
+  linuxHooks = builtins.path { path = ./linux-hooks; name = "fixture-linux-hooks"; };
+
+  # The shell that patch-shebangs points scripts at: bash in a bin directory.
+  shells = derivation {
+    name = "fixture-shells";
+    system = builtins.currentSystem;
+    builder = "${bash}";
+    args = [ "-c" "/bin/mkdir -p $out/bin && /bin/ln -s ${bash} $out/bin/bash" ];
+  };
+
+  # Like mkDerivation in a nixpkgs Linux stdenv: the setup hooks come in as
+  # build inputs, and separateDebugInfo adds a `debug` output.
+  mkLinuxDerivation = attrs:
+    let debugOutput = attrs.separateDebugInfo or false;
+    in mkDerivation (attrs // {
+      nativeBuildInputs = [ linuxHooks shells ] ++ (attrs.nativeBuildInputs or [ ]);
+    } // lib.optionalAttrs debugOutput {
+      outputs = (attrs.outputs or [ "out" ]) ++ [ "debug" ];
+    });
 in
 rec {
-  inherit bash stdenv oldStdenv mkDerivation;
+  inherit bash stdenv oldStdenv mkDerivation linuxHooks shells mkLinuxDerivation;
 
   # The source tree of hello, with VERSION = srcVersion (a one-step buildCommand
   # derivation, so changing srcVersion changes $src).
@@ -129,6 +155,33 @@ rec {
     installPhase = ''
       runHook preInstall
       make install
+      ${installExtra}
+      runHook postInstall
+    '';
+  });
+
+  # hello as nixpkgs' Linux stdenv builds a GNU package (the medium fixture of
+  # issue 12): autoconf's `-g -O2` and a config.log with gcc's random
+  # temporary names, -frandom-seed from $out, debug info stripped in fixup,
+  # the man page moved to `man` and gzipped, the helper script's shebang
+  # patched. separateDebugInfo adds GNU build-ids and a `debug` output.
+  gnuhello = mkLinuxDerivation ({
+    pname = "gnuhello";
+    version = srcVersion;
+    src = helloSrc;
+    outputs = [ "out" "man" ];
+    configureFlags = "--autoconf-defaults --nfiles=${toString nfiles} --funcs-per-file=${toString funcsPerFile}"
+      + (if configureExtraFlags != "" then " ${configureExtraFlags}" else "");
+    installTargets = "install install-extra";
+    inherit doCheck enableParallelBuilding;
+    postInstall = postInstallExtra;
+  }
+  // optional separateDebugInfo { separateDebugInfo = true; }
+  // optional dontStrip { dontStrip = true; }
+  // optional (installExtra != "") {
+    installPhase = ''
+      runHook preInstall
+      make install install-extra
       ${installExtra}
       runHook postInstall
     '';

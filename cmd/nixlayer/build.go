@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -25,35 +26,58 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err := checkProgressFlag(c); err != nil {
 		return err
 	}
-	drvPath, svc, err := c.open(ctx)
+	drvPath, err := c.drvPath(ctx)
+	if err != nil {
+		return err
+	}
+	link := c.outLink
+	if c.noLink {
+		link = ""
+	}
+	if c.from == "" {
+		// A built version comes back as nix-build gives it: no sandbox, no layers.
+		if outs, ok, err := runner.AlreadyBuilt(ctx, drvPath, link); err != nil {
+			return err
+		} else if ok {
+			return printBuilt(c, &runner.Result{Outputs: outs, InStore: true, Verified: true, State: runner.StateVerified, Why: "already built: its outputs are valid in the Nix store"})
+		}
+	}
+	svc, err := c.service(ctx)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	if link != "" {
+		link, _ = filepath.Abs(link) // recorded: verification repoints it
+	}
 	res, err := svc.Build(ctx, api.BuildRequest{
-		DrvPath: drvPath, Strict: c.strict, From: c.from, Exact: c.flags["--exact"], Learn: !c.flags["--no-learn"],
+		DrvPath: drvPath, Strict: c.strict, From: c.from, Exact: c.flags["--exact"], NoLearn: c.flags["--no-learn"], ResultLink: link,
 		Registry: c.registry(),
 	}, api.Output{Log: c.buildLog(), Progress: printProgress(os.Stderr, c)})
 	if err != nil {
 		return err
 	}
-	if !c.noLink {
-		if err := linkResults(ctx, res, c.outLink); err != nil {
+	if link != "" {
+		if err := linkResults(ctx, res, link); err != nil {
 			return err
 		}
 	}
+	return printBuilt(c, res)
+}
+
+// printBuilt says where a build's result is, and how far it is verified.
+func printBuilt(c *common, res *runner.Result) error {
 	if c.json {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
-	if !res.Verified {
-		why := "it reuses layers that rest on an inexact rewrite of an earlier build; --exact rebuilds them"
-		if res.Plan.From != "" {
-			why = "it reuses layers whose inputs differ (--from)"
+	switch res.State {
+	case runner.StateProvisional:
+		fmt.Fprintf(os.Stderr, "nixlayer: PROVISIONAL: the result stays in the cache until it is verified in the background (nixlayer status): %s.\n", res.Why)
+		if res.Exactness != nil && !res.Exactness.Exact {
+			fmt.Fprintf(os.Stderr, "nixlayer: not exact because %s.\n", res.WhyNotVerified())
 		}
-		if res.Rewrite != nil && !res.Rewrite.Exact {
-			why = "reused layers could not be rewritten exactly for the new output path (" + strings.Join(res.Rewrite.Why, "; ") + "); --exact rebuilds instead"
-		}
-		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", why)
+	case runner.StateUnverified:
+		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", res.WhyNotVerified())
 	}
 	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
 		fmt.Println(res.Outputs[name])
@@ -189,7 +213,13 @@ func cmdPlan(ctx context.Context, args []string) error {
 			"exact":       "exactly, with the learned path map",
 			"not learned": "after learning which bytes depend on the path (a second build of the reused phases)",
 		}[p.RewriteMap]
-		if how == "" {
+		switch {
+		case how != "":
+		case p.Exactness != nil && !p.Exactness.Exact:
+			how = "but the result would not be exact (" + p.Exactness.Summary + "); it stays outside the store unless --exact, which rebuilds from " + p.Exactness.RebuildFrom
+		case p.Exactness != nil:
+			how = "with the learned path map; the bytes it cannot explain are judged on the outputs (" + p.Exactness.Summary + ")"
+		default:
 			how = "but not exactly (" + strings.TrimPrefix(p.RewriteMap, "inexact: ") + "); the result stays outside the store unless --exact"
 		}
 		fmt.Printf("  reused layers will be rewritten for the new output path %s: %s\n", how, strings.Join(pairs, ", "))
@@ -215,19 +245,38 @@ func cmdVerify(ctx context.Context, args []string) error {
 		if err := printJSON(v); err != nil {
 			return err
 		}
-	} else if v.Identical {
-		for _, name := range slices.Sorted(maps.Keys(v.Layered)) {
-			fmt.Printf("%s: identical to Nix's build (%s)\n", name, v.NARHash[name])
-		}
 	} else {
-		for _, d := range v.Differences {
-			fmt.Printf("%s: %s: %s\n", d.Output, d.Path, d.Why)
+		if ex := v.Exactness; ex != nil {
+			word := "exact"
+			if !ex.Exact {
+				word = "NOT exact"
+			}
+			fmt.Printf("nixlayer's verdict on the resumed outputs: %s (rule %s): %s\n", word, ex.Rule, ex.Summary)
+			for _, f := range ex.Findings {
+				fmt.Printf("  %s [%s]: %s%s\n", f.File, f.Rule, f.Why, findingReach(f))
+			}
+		}
+		if v.Identical {
+			for _, name := range slices.Sorted(maps.Keys(v.Layered)) {
+				fmt.Printf("%s: identical to Nix's build (%s)\n", name, v.NARHash[name])
+			}
+		} else {
+			for _, d := range v.Differences {
+				fmt.Printf("%s: %s: %s\n", d.Output, d.Path, d.Why)
+			}
 		}
 	}
 	if !v.Identical {
 		return fmt.Errorf("the layered result of %s differs from Nix's build in %d file(s)", drvPath, len(v.Differences))
 	}
 	return nil
+}
+
+func findingReach(f runner.Finding) string {
+	if f.Output == "" {
+		return ""
+	}
+	return " → " + f.Output + " (" + f.Detail + ")"
 }
 
 func cmdLearn(ctx context.Context, args []string) error {

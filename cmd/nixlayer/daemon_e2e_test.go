@@ -62,7 +62,7 @@ func TestDaemonServesUnprivilegedUsers(t *testing.T) {
 
 	// Resume after a postInstall edit: configure and build are reused.
 	edited := pkg("--argstr", "postInstallExtra", "echo edited > $out/edited")
-	r = nixlayer(me, append([]string{"build", "-Q"}, edited...)...)
+	r = nixlayer(me, append([]string{"build", "-Q", "--exact"}, edited...)...) // waits for the map: registered at once
 	if r.Err != nil {
 		t.Fatalf("resume: %v\n%s", r.Err, r.Stderr)
 	}

@@ -25,11 +25,13 @@ func TestFaultInjection(t *testing.T) {
 	for _, point := range fault.Points {
 		ok := t.Run(point, func(t *testing.T) {
 			f := fixture{attr: "embed", args: []string{"--argstr", "salt", e2etest.Salt()}}
+			var exact []string
 			if afterEdit[point] {
 				e.mustBuild(f)
 				f = f.with("--argstr", "postInstallExtra", "echo edited > $out/edited")
+				exact = []string{"--exact"} // learns the map in the foreground
 			}
-			cmd := exec.Command(nixlayerBin, append([]string{"build", "-Q", "--cache", e.cache}, f.cli()...)...)
+			cmd := exec.Command(nixlayerBin, append(append([]string{"build", "-Q", "--cache", e.cache}, exact...), f.cli()...)...)
 			cmd.Dir = e.dir
 			cmd.Env = append(os.Environ(), "NIXLAYER_FAULT="+point)
 			out, err := cmd.CombinedOutput()
@@ -37,7 +39,7 @@ func TestFaultInjection(t *testing.T) {
 			if err == nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 				t.Fatalf("fault %s was not hit (err %v):\n%s", point, err, out)
 			}
-			outs, stderr := e.mustBuild(f)
+			outs, stderr := e.mustBuild(f, exact...)
 			if !strings.HasPrefix(outs[0], nixstore.StoreDir()+"/") {
 				t.Fatalf("after the fault the result is not in the store:\n%s", stderr)
 			}
@@ -107,7 +109,8 @@ func TestFullDisk(t *testing.T) {
 func TestDamagedLayerIsRebuilt(t *testing.T) {
 	e := newEnv(t)
 	f := hello(e2etest.Salt())
-	e.mustBuild(f)
+	built, _ := e.mustBuild(f)
+	e.forget(built...)
 	p := e.plan(f)
 	victim := p.Phases[3].Layer.ID // buildPhase
 	if err := os.RemoveAll(e.cache + "/storage/overlay/" + victim); err != nil {

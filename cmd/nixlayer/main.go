@@ -18,12 +18,13 @@ Commands:
   build   build a derivation layer by layer (like nix-build)
   plan    show which phases are cached and why the others must run
   verify  build cleanly with Nix and compare with the layered result, file by file
-  learn   learn which bytes of a cached chain depend on the output path (runs in
-          the background after a cold build; the first resume learns otherwise)
+  learn   learn which bytes of a cached chain depend on the output path, then
+          verify the results waiting for it (runs in the background after builds)
   shell   open a shell in the sandbox with the state after a phase (--at PHASE|failed)
   mount   mount a phase's tree on the host; umount undoes it
   ls      list cached derivations and layers; log shows a phase's log
-  status  where the engine runs (this process or nixlayer daemon), its cache, your rights
+  status  where the engine runs (this process or nixlayer daemon), its cache, your
+          rights; each result's state: provisional, verifying, verified, replaced
   gc      remove layers by policy; export/import a layer chain as an OCI layout
   push    push a package's chain to an OCI registry (REGISTRY/REPO[:TAG]), signed
   pull    pull the layers a package misses from an OCI registry
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string) int {
 		err = cmdLearn(ctx, rest)
 	case "verify":
 		err = cmdVerify(ctx, rest)
+	case "status":
+		err = cmdStatus(ctx, rest)
 	case "hook":
 		return cmdHook(ctx, rest)
 	case "pre-build-hook":
@@ -95,8 +98,6 @@ func run(ctx context.Context, args []string) int {
 		err = cmdLSP(ctx, rest)
 	case "daemon":
 		err = cmdDaemon(ctx, rest)
-	case "status":
-		err = cmdStatus(ctx, rest)
 	case "shell":
 		err = cmdShell(ctx, rest)
 	case "mount":

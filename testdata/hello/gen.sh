@@ -1,12 +1,15 @@
 #!/bin/sh
-# gen.sh NFILES FUNCS DIR: write NFILES deterministic C files (FUNCS functions
-# each) into DIR, plus DIR/table.c that lists their entry points.
+# gen.sh NFILES FUNCS DIR [HELPER]: write NFILES deterministic C files (FUNCS
+# functions each) into DIR, plus DIR/table.c that lists their entry points.
+# HELPER prefixes the helper functions' names (default "g"); long names
+# land in the debug strings of objects compiled with -g.
 set -eu
 n=$1
 funcs=$2
 dir=$3
+helper=${4:-g}
 
-awk -v n="$n" -v funcs="$funcs" -v dir="$dir" '
+awk -v n="$n" -v funcs="$funcs" -v dir="$dir" -v helper="$helper" '
 BEGIN {
     for (f = 0; f < n; f++) {
         file = sprintf("%s/f%04d.c", dir, f)
@@ -14,7 +17,7 @@ BEGIN {
         for (k = 0; k < funcs; k++) {
             m1 = (f * 7 + k * 13) % 29 + 3
             m2 = (f * 11 + k * 5) % 31 + 2
-            printf "static unsigned g%d_%d(unsigned x, const unsigned char *s, unsigned len)\n{\n", f, k > file
+            printf "static unsigned %s%d_%d(unsigned x, const unsigned char *s, unsigned len)\n{\n", helper, f, k > file
             printf "    unsigned a = x ^ %uu, b = %uu, i, j;\n", (f * 2654435761 + k) % 4294967296, (k * 40503 + f) % 65536 > file
             printf "    unsigned t[16];\n" > file
             printf "    for (i = 0; i < 16; i++) t[i] = a * (i + %d) + b;\n", m1 > file
@@ -30,7 +33,7 @@ BEGIN {
         printf "unsigned entry%04d(unsigned x)\n{\n", f > file
         printf "    static const unsigned char s[] = \"file%04d-seed\";\n    unsigned a = x;\n", f > file
         for (k = 0; k < funcs; k++)
-            printf "    a = g%d_%d(a, s, sizeof s - 1);\n", f, k > file
+            printf "    a = %s%d_%d(a, s, sizeof s - 1);\n", helper, f, k > file
         printf "    return a;\n}\n" > file
         close(file)
     }

@@ -371,6 +371,7 @@ export type BuildEventKind =
   | 'learn'
   | 'learned'
   | 'rewrite'
+  | 'verdict'
   | 'fallback'
   | 'start'
   | 'done'
@@ -378,6 +379,12 @@ export type BuildEventKind =
   | 'deliver'
   | 'gc'
   | 'finished'
+  | 'background'
+  | 'provisional'
+  | 'verifying'
+  | 'verified'
+  | 'replaced'
+  | 'unverified'
   | 'pull'
   | 'pulled'
   | 'push'
@@ -400,9 +407,16 @@ export function stateIcon(kind: string): string {
       return '$(watch)';
     case 'learn':
     case 'learned':
+    case 'background':
       return '$(mortar-board)';
+    case 'provisional':
+    case 'verifying':
+      return '$(clock)';
     case 'verified':
+    case 'replaced':
       return '$(verified)';
+    case 'unverified':
+      return '$(warning)';
     default:
       return '$(info)';
   }

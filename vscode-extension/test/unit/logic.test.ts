@@ -268,9 +268,11 @@ test('ProgressTracker: engine states show in the status bar, and after the build
   assert.equal(t.status().text, '$(watch) nixlayer: waiting for another build of the same derivatio…');
   t.update('b', { kind: 'report', message: '[1/9] unpackPhase running', event: { kind: 'start', phase: 'unpackPhase' } });
   assert.equal(t.status().text, '$(sync~spin) nixlayer: [1/9] unpackPhase running');
-  // A kind this extension has never heard of is a state too (a newer engine's).
   t.update('b', { kind: 'report', message: 'provisional result: verifying in the background', event: { kind: 'provisional' } });
-  assert.match(t.status().text ?? '', /^\$\(info\) nixlayer: provisional result/);
+  assert.match(t.status().text ?? '', /^\$\(clock\) nixlayer: provisional result/);
+  // A kind this extension has never heard of is a state too (a newer engine's).
+  t.update('b', { kind: 'report', message: 'compacting the cache', event: { kind: 'compact' } });
+  assert.match(t.status().text ?? '', /^\$\(info\) nixlayer: compacting the cache/);
   now = 3000;
   t.update('b', { kind: 'report', message: 'learning the output-path map in the background (pid 42, log /x)', event: { kind: 'learn' } });
   t.update('b', { kind: 'end', message: 'built', outcome: 'succeeded' });

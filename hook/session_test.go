@@ -1,0 +1,114 @@
+package hook
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nixBuildLearning is nixBuild with the hook's background work on, as
+// users have it.
+func nixBuildLearning(t *testing.T, cache string, args ...string) nixRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nix-build", append([]string{"--no-out-link", "--option", "build-hook", hookBin}, args...)...)
+	cmd.Env = append(os.Environ(), "NIXLAYER_CACHE="+cache, "NIXLAYER_BACKGROUND_LEARN=1")
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	t0 := time.Now()
+	err := cmd.Run()
+	r := nixRun{stdout: strings.TrimSpace(out.String()), stderr: errb.String(), err: err, took: time.Since(t0)}
+	t.Logf("nix-build %s: %v in %s", strings.Join(args[3:], " "), err, r.took.Round(time.Millisecond))
+	return r
+}
+
+// waitBackground waits (bounded) until the cache's background work is
+// done and no result is pending.
+func waitBackground(t *testing.T, cache string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		out, err := exec.Command(hookBin, "status", "--json", "--cache", cache).Output()
+		if err != nil {
+			t.Fatalf("nixlayer status: %v", err)
+		}
+		var st struct {
+			Results []struct {
+				State string `json:"state"`
+			} `json:"results"`
+			Background []any `json:"background"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		pending := len(st.Background) > 0
+		for _, r := range st.Results {
+			pending = pending || r.State == "provisional" || r.State == "verifying"
+		}
+		if !pending {
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(cache, "learn.log"))
+			t.Fatalf("background work not done after %s: %s\nlearn.log:\n%s", limit, out, log)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// Done when 2 (hook): the editing session through nix-build on one cache.
+// The edit made the moment the cold build ends does not wait for the
+// learner (a full build with the new paths, as Nix's); once the
+// background learner is done, edits resume; every result is registered
+// and equals nix-build --check.
+func TestHookEditingSession(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	s := salt(t)
+	base := []string{testdata, "-A", "hello", "--arg", "nfiles", "6", "--arg", "funcsPerFile", "4", "--argstr", "salt", s}
+	with := func(args []string, more ...string) []string { return append(append([]string{}, args...), more...) }
+	post1 := with(base, "--argstr", "postInstallExtra", "echo one > $out/one")
+	flags := with(post1, "--argstr", "configureExtraFlags", "--with-greeting=Hi")
+	post2 := with(flags, "--argstr", "postInstallExtra", "echo two > $out/two")
+	source := with(post2, "--argstr", "srcVersion", "2")
+	steps := []struct {
+		name string
+		args []string
+		want string // in the hook's log
+		wait bool   // let the background work finish first
+	}{
+		{"cold", base, "ran: unpackPhase", false},
+		{"postInstall at once", post1, "building every phase with the new output paths", false},
+		{"configureFlags", flags, "ran: configurePhase", true},
+		{"postInstall", post2, "ran: installPhase", true},
+		{"source", source, "ran: unpackPhase", false},
+	}
+	for _, st := range steps {
+		if st.wait {
+			waitBackground(t, cache, 5*time.Minute)
+		}
+		r := nixBuildLearning(t, cache, st.args...)
+		out := r.mustSucceed(t)
+		if !r.builtByNixlayer() || !strings.Contains(r.stderr, st.want) {
+			t.Fatalf("%s: not built by nixlayer as expected (no %q):\n%s", st.name, st.want, tailLines(r.stderr, 40))
+		}
+		if strings.Contains(r.stderr, "learning: [") {
+			t.Fatalf("%s: the hook learned in the foreground:\n%s", st.name, tailLines(r.stderr, 40))
+		}
+		run(t, "nix-store", "--verify-path", out)
+	}
+	waitBackground(t, cache, 5*time.Minute)
+	for _, st := range steps {
+		nixCheck(t, st.args)
+	}
+	// The first version again: its outputs are valid; Nix builds nothing.
+	if r := nixBuildLearning(t, cache, base...); r.err != nil || r.builtByNixlayer() {
+		t.Fatalf("going back to the first version built again: %v\n%s", r.err, tailLines(r.stderr, 20))
+	}
+}

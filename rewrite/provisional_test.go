@@ -1,0 +1,78 @@
+package rewrite
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The provisional scan, without a map, gives what a clean build with the
+// new path gives where the fragments are anchored: gcc's split-off last
+// hash character before "-x", build-ids recomputed and carried into a
+// stripped copy, symlinks; never claiming exactness.
+func TestProvisionalRewriteMatchesACleanBuild(t *testing.T) {
+	needTools(t, "gcc", "strip", "cmp")
+	for _, fx := range []fixture{{}, {strip: true}, {cflags: []string{"-Wl,--build-id=md5"}}} {
+		src := newSrc(t, fx)
+		treeB := buildTree(t, src, fx, pathB)
+		treeC := buildTree(t, src, fx, pathC)
+		tree := copyTree(t, treeB)
+		v, err := Provisional{}.Rewrite(tree, map[string]string{pathB: pathC})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Exact || len(v.Failed) == 0 || v.Method != ProvisionalMethod {
+			t.Errorf("%+v: a provisional rewrite must not claim exactness: %+v", fx, v)
+		}
+		if d := treeDiff(t, tree, treeC); len(d) > 0 {
+			t.Errorf("%+v: provisional rewrite differs from a clean build with C:\n%s", fx, strings.Join(d, "\n"))
+		}
+	}
+}
+
+// Fragments the scan finds and leaves, in plain bytes.
+func TestProvisionalScan(t *testing.T) {
+	hb, hc := hashPart(pathB), hashPart(pathC)
+	other := "/nix/store/" + hb[:1] + strings.Repeat("0", 31) + "-dep" // shares the first character only
+	in := strings.Join([]string{
+		"whole " + pathB + "/bin",
+		"prefix /nix/store/" + hb[:5] + "\x00",
+		"suffix \x00" + hb[29:] + "-x/lib",
+		"seed -frandom-seed=" + hb[:10] + " ",
+		"short " + hb[12:15] + " stays",
+		"other " + other,
+	}, "\n")
+	want := strings.Join([]string{
+		"whole " + pathC + "/bin",
+		"prefix /nix/store/" + hc[:5] + "\x00",
+		"suffix \x00" + hc[29:] + "-x/lib",
+		"seed -frandom-seed=" + hc[:10] + " ",
+		"short " + hb[12:15] + " stays",
+		"other " + other,
+	}, "\n")
+	root := t.TempDir()
+	f := filepath.Join(root, "file")
+	if err := os.WriteFile(f, []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (Provisional{}).Rewrite(root, map[string]string{pathB: pathC}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(f)
+	if string(got) != want {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+func BenchmarkProvisionalScan(b *testing.B) {
+	data := make([]byte, 64<<20)
+	for i := range data {
+		data[i] = nixBase32[(i*7+i/13)%len(nixBase32)]
+	}
+	pairs := []scanPair{newScanPair(pathB, pathC)}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		scanBytes(pairs, data)
+	}
+}

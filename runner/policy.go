@@ -1,0 +1,307 @@
+package runner
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/layers"
+)
+
+// This file is the one policy of what a build leaves to the background,
+// for the CLI, the hook and the language server alike: a result that
+// rests on what is not verified yet is delivered at once as provisional
+// and recorded; whenever a build's chain lacks a path map (failed builds
+// and partial reuses included) or a result waits to be settled, a
+// detached `nixlayer learn` learns the map and settles the results
+// (settle.go). The hook never waits for learning longer than a full build
+// would take (fullIfFaster).
+
+// resultState says where a finished build's result stands.
+func (e *Engine) resultState(res *Result, o *outcome) {
+	switch {
+	case res.Verified && res.Rewrite != nil:
+		res.State, res.Why = StateVerified, "resumed with an exact rewrite of the reused layers (learned path map)"
+	case res.Verified:
+		res.State, res.Why = StateVerified, "built with the real output paths"
+	case res.Plan != nil && hasForced(res.Plan):
+		res.State, res.Why = StateUnverified, res.WhyNotVerified()
+	case o.provisional != nil:
+		res.State, res.Why = StateProvisional, "the reused layers were rewritten provisionally, without waiting for their path map; the learned map verifies the result in the background (or the later phases rerun on the exact rewrite)"
+	case res.Exactness != nil && !res.Exactness.Exact:
+		ex := res.Exactness
+		res.State, res.Why = StateProvisional, "outputs not exact ("+ex.Summary+"); an exact rebuild"
+		if ex.RebuildFrom != "" {
+			res.Why += " from " + ex.RebuildFrom
+		}
+		res.Why += " replaces it in the background (nixlayer verify lists every file)"
+	default:
+		res.State, res.Why = StateProvisional, "it reuses layers that rest on an inexact rewrite of an earlier build; an exact rebuild replaces it in the background"
+	}
+}
+
+// recordResult keeps the result's state for `nixlayer status`, the editor
+// and the background work.
+func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, progress func(Event)) {
+	r := &ResultRecord{
+		Drv: j.drv.Path, Name: j.drv.Name, Package: j.pkg, State: res.State, Why: res.Why,
+		Outputs: res.Outputs, Built: time.Now(), Top: res.TopLayer,
+	}
+	if link := cmp.Or(bo.ResultLink, bo.RecordLink); link != "" {
+		r.Links = resultLinks(link, res.Outputs)
+	}
+	r.ResultsDir = e.resultsDir(bo.ResultsDir)
+	r.Owner = bo.ResultOwner
+	if old, _ := e.Record(j.drv.Path); old != nil && old.State.Pending() && old.Top == res.TopLayer && res.State == StateProvisional {
+		// The same provisional result again: it keeps what settles it.
+		for name, l := range r.Links {
+			if old.Links == nil {
+				old.Links = map[string]string{}
+			}
+			old.Links[name] = l
+		}
+		old.Outputs = res.Outputs
+		res.Why = old.Why
+		r = old
+	} else if res.State == StateProvisional {
+		r.Cause = CauseUnverifiedLayers
+		switch rs := o.provisional; {
+		case rs != nil:
+			r.Cause, r.Reused, r.RewriteLayer, r.Created, r.Old2New = CauseNoMap, rs.n, rs.layer, o.created, rs.old2new
+			if len(rs.chain) > 0 {
+				r.ReusedTop = rs.chain[len(rs.chain)-1].ID
+			}
+		case res.Exactness != nil && !res.Exactness.Exact:
+			r.Cause = CauseInexact
+		}
+	}
+	if err := e.saveRecord(r); err != nil {
+		e.log.Warn("recording the result's state", zap.Error(err))
+	}
+	if res.State != StateVerified {
+		progress(Event{Kind: stateEvents[res.State], State: res.State, Drv: r.Drv, Message: string(res.State) + " result: " + res.Why})
+	}
+}
+
+// afterBuild starts the background work the build leaves: learning its
+// chain's path map when it lacks one, and settling the package's pending
+// results. It runs after every build, failed ones included.
+func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Result, err error) {
+	if bo.NoLearn || o.j == nil || o.plan == nil || o.plan.Whole {
+		return
+	}
+	pending := len(e.pendingRecords(o.j.pkg)) > 0
+	if !pending && !e.lacksMap(res, err) {
+		return
+	}
+	pid, logPath, serr := e.startBackground(o.j.pkg, drvPath)
+	if serr != nil {
+		e.log.Debug("no background work", zap.Error(serr))
+		return
+	}
+	what := "learning the output-path map"
+	if pending {
+		what = "verifying the provisional result (learning the output-path map first)"
+	}
+	if bo.Progress != nil {
+		bo.Progress(Event{Kind: EventBackground, Message: fmt.Sprintf("%s in the background (pid %d, log %s)", what, pid, logPath)})
+	}
+}
+
+// lacksMap reports whether the verified chain a build leaves has no path
+// map: the layers of a successful build, or those before the phase that
+// failed.
+func (e *Engine) lacksMap(res *Result, err error) bool {
+	top := ""
+	switch {
+	case err == nil && res != nil && res.State == StateVerified:
+		top = res.TopLayer
+	case err != nil:
+		var pe *PhaseError
+		if !errors.As(err, &pe) || pe.Layer == "" {
+			return false
+		}
+		l, gerr := e.layers.Get(pe.Layer)
+		if gerr != nil {
+			return false
+		}
+		top = l.Parent
+	}
+	l := e.topPhase(top)
+	return l != nil && verified(l) && e.storedMap(l.ID) == nil
+}
+
+// topPhase is the newest phase layer at or under id (nil for none).
+func (e *Engine) topPhase(id string) *layers.Layer {
+	for id != "" {
+		l, err := e.layers.Get(id)
+		if err != nil {
+			return nil
+		}
+		if l.Meta.KindOf() == layers.KindPhase {
+			return l
+		}
+		id = l.Parent
+	}
+	return nil
+}
+
+// startBackground runs `nixlayer learn` for drvPath in a detached process
+// (its output in <cache>/learn.log) that outlives the caller: it learns
+// the chain's path map and settles the package's pending results. It is
+// announced at once (BackgroundJobs), before the process starts its work.
+// The running binary must be nixlayer.
+func (e *Engine) startBackground(pkg, drvPath string) (pid int, logPath string, err error) {
+	if os.Getenv("NIXLAYER_BACKGROUND_LEARN") == "0" {
+		return 0, "", fmt.Errorf("background learning is off (NIXLAYER_BACKGROUND_LEARN=0)")
+	}
+	self := e.opts.Executable
+	if self == "" {
+		if self, err = os.Executable(); err != nil {
+			return 0, "", err
+		}
+		if strings.HasSuffix(self, ".test") {
+			return 0, "", fmt.Errorf("%s is a test binary, not nixlayer: set Options.Executable", self)
+		}
+	}
+	logPath = filepath.Join(e.opts.CacheDir, "learn.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, "", err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "learn", "--cache", e.opts.CacheDir, drvPath)
+	// Detached, with no fd of ours: Nix waits for the hook's pipes to close.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, "", err
+	}
+	pid = cmd.Process.Pid
+	go cmd.Wait() // reaped when it ends before we do (the language server lives long)
+	e.announceBackgroundOf(pkg, drvPath, pid)
+	return pid, logPath, nil
+}
+
+// learnerInfo is what a running learner tells other processes (the hook
+// deciding whether to wait for it): which chain it learns and how long it
+// should take.
+type learnerInfo struct {
+	PID      int           `json:"pid"`
+	Started  time.Time     `json:"started"`
+	Estimate time.Duration `json:"estimate"` // the chain's phase times
+	Layers   []string      `json:"layers"`
+}
+
+func (e *Engine) learnerInfoPath(pkg string) string {
+	return filepath.Join(e.opts.CacheDir, "locks", "learn-"+pkg+".json")
+}
+
+// announceLearning records the chain this process learns; the returned
+// function removes the record.
+func (e *Engine) announceLearning(pkg string, chain []*layers.Layer) func() {
+	info := learnerInfo{PID: os.Getpid(), Started: time.Now()}
+	for _, l := range chain {
+		info.Layers = append(info.Layers, l.ID)
+		info.Estimate += l.Meta.Duration
+	}
+	data, _ := json.Marshal(info)
+	p := e.learnerInfoPath(pkg)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		return func() {}
+	}
+	return func() { os.Remove(p) }
+}
+
+// runningLearner is the learner at work on the package's chain, if any.
+func (e *Engine) runningLearner(pkg string) *learnerInfo {
+	data, err := os.ReadFile(e.learnerInfoPath(pkg))
+	if err != nil {
+		return nil
+	}
+	var info learnerInfo
+	if json.Unmarshal(data, &info) != nil || !alive(info.PID) {
+		return nil
+	}
+	return &info
+}
+
+func (info *learnerInfo) covers(id string) bool {
+	for _, l := range info.Layers {
+		if l == id {
+			return true
+		}
+	}
+	return false
+}
+
+// stopLearner ends a learner whose chain is about to be superseded (its
+// layers lose their key names to a full build with new output paths): it
+// would only take cores from that build. Its scratch layers go as it ends.
+func (e *Engine) stopLearner(info *learnerInfo) {
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(info.PID) + "/cmdline")
+	if err != nil || !strings.Contains(string(cmdline), "learn") {
+		return // not our learner (any more)
+	}
+	if err := syscall.Kill(info.PID, syscall.SIGTERM); err != nil {
+		e.log.Warn("stopping a superseded learner", zap.Int("pid", info.PID), zap.Error(err))
+	}
+}
+
+// fullIfFaster, for the hook (exact, never slower than Nix): when the
+// reused layers have no path map and learning it first would end later
+// than building every phase, plan a full build with the new output paths.
+// The stored phase times decide: learning reruns the reused phases (what
+// remains of them when a learner is already at work on this chain), and
+// the resume then runs the later ones.
+func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) {
+	top := lastReused(plan)
+	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
+		return
+	}
+	_, took := e.previousChain(j.pkg)
+	var reused, later time.Duration
+	for _, ph := range plan.Phases {
+		d := took[ph.Name]
+		if ph.Layer != nil {
+			d = ph.Layer.Duration
+		}
+		if ph.Status == StatusRun {
+			later += d
+		} else {
+			reused += d
+		}
+	}
+	learnLeft := reused
+	learner := e.runningLearner(j.pkg)
+	if learner != nil && learner.covers(top) {
+		learnLeft = max(0, time.Until(learner.Started.Add(learner.Estimate)))
+	}
+	full := reused + later
+	if learnLeft+later < full {
+		return // the resume waits for the map (pathMap) and still wins
+	}
+	if learner != nil && learner.covers(top) {
+		e.stopLearner(learner)
+	}
+	for i := range plan.Phases {
+		plan.Phases[i].rerun()
+		if i > 0 {
+			plan.Phases[i].follow(plan.Phases[0].Name)
+		}
+	}
+	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s) is faster than learning the map first (about %s)", Duration(full), Duration(learnLeft+later))
+	plan.Phases[0].Reason, plan.Phases[0].Follows = why, ""
+	plan.Rewrite, plan.RewriteMap, plan.Exactness = nil, "", nil
+	progress(Event{Kind: EventFallback, Message: why})
+}

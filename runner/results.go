@@ -1,0 +1,282 @@
+package runner
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ResultState is where a build's result stands: `nixlayer status` lists
+// them, the language server shows them in its summary lens.
+type ResultState string
+
+const (
+	// StateProvisional: delivered at once into the cache (./result points
+	// there), resting on a rewrite or on layers not yet confirmed; the
+	// background learner verifies or replaces it. Never in the Nix store.
+	StateProvisional ResultState = "provisional"
+	// StateVerifying: the path map is learned; the background work is
+	// comparing the provisional rewrite with the exact one, or rebuilding
+	// the later phases on the exact rewrite.
+	StateVerifying ResultState = "verifying"
+	// StateVerified: exact, registered in the Nix store (kept in the cache
+	// when this user cannot register).
+	StateVerified ResultState = "verified"
+	// StateReplaced: the provisional result was not exact; an exact
+	// rebuild (of the phases that needed it) replaced it.
+	StateReplaced ResultState = "replaced"
+	// StateUnverified: never verified: a forced reuse (--from), or the
+	// background verification failed (Why says why; `nixlayer build
+	// --exact` rebuilds it).
+	StateUnverified ResultState = "unverified"
+)
+
+// Pending reports whether background work will still change the state.
+func (s ResultState) Pending() bool { return s == StateProvisional || s == StateVerifying }
+
+// Causes of a provisional result: what the background work must settle.
+const (
+	// CauseNoMap: the reused layers were rewritten provisionally because
+	// their path map was not learned yet; the learned map confirms the
+	// rewrite (no rebuild) or the later phases rerun on the exact one.
+	CauseNoMap = "no-map"
+	// CauseInexact: the outputs were judged inexact (bytes the map cannot
+	// explain reach them): an exact rebuild from the offending phase.
+	CauseInexact = "inexact"
+	// CauseUnverifiedLayers: the build reused layers that rest on an
+	// inexact rewrite of an earlier build: an exact rebuild repairs them.
+	CauseUnverifiedLayers = "unverified-layers"
+)
+
+// ResultRecord is the state of the newest result of one derivation.
+type ResultRecord struct {
+	Drv     string      `json:"drv"`
+	Name    string      `json:"name"`
+	Package string      `json:"package"`
+	State   ResultState `json:"state"`
+	// Why says, in one line, why the result is in its state: what is
+	// provisional about it, how it was verified, why it was replaced.
+	Why string `json:"why"`
+	// Outputs are where the result is now (output name → path).
+	Outputs map[string]string `json:"outputs"`
+	// Links are the result links the build made (output name → absolute
+	// path); verification repoints those still pointing at the result.
+	Links map[string]string `json:"links,omitempty"`
+	// ResultsDir held the result while it stayed outside the store, for
+	// Owner (the daemon's caller; nil: this engine's user).
+	ResultsDir string    `json:"resultsDir,omitempty"`
+	Owner      *Owner    `json:"owner,omitempty"`
+	Built      time.Time `json:"built"`
+	Updated    time.Time `json:"updated"`
+	// Cause is what the background work must settle (Cause* constants).
+	Cause string `json:"cause,omitempty"`
+	// Settling: the provisional rewrite (CauseNoMap).
+	Top          string            `json:"top,omitempty"`          // the result's top layer
+	ReusedTop    string            `json:"reusedTop,omitempty"`    // the reused layer the rewrite sits on
+	Reused       int               `json:"reused,omitempty"`       // how many phases were reused
+	RewriteLayer string            `json:"rewriteLayer,omitempty"` // the provisional rewrite
+	Created      []string          `json:"created,omitempty"`      // the layers the build made over it
+	Old2New      map[string]string `json:"old2new,omitempty"`
+}
+
+// statusDir holds one record per derivation.
+func (e *Engine) statusDir() string { return filepath.Join(e.opts.CacheDir, "status") }
+
+func (e *Engine) recordPath(drvPath string) string {
+	return filepath.Join(e.statusDir(), filepath.Base(drvPath)+".json")
+}
+
+// maxRecords bounds the status directory: the oldest settled records go.
+const maxRecords = 200
+
+// saveRecord writes a record atomically.
+func (e *Engine) saveRecord(r *ResultRecord) error {
+	r.Updated = time.Now()
+	if err := os.MkdirAll(e.statusDir(), 0o700); err != nil {
+		return fmt.Errorf("result status: %w", err)
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := e.recordPath(r.Drv)
+	tmp := fmt.Sprintf("%s.%d.tmp", p, os.Getpid())
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("result status: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("result status: %w", err)
+	}
+	e.pruneRecords()
+	return nil
+}
+
+// setState moves a record to a new state and saves it, telling progress.
+func (e *Engine) setState(r *ResultRecord, s ResultState, why string, progress func(Event)) {
+	r.State, r.Why = s, why
+	if err := e.saveRecord(r); err != nil {
+		e.log.Warn("saving a result's state", zap.Error(err))
+	}
+	progress(StateEvent(r))
+}
+
+// StateEvent is the event that announces a record's state.
+func StateEvent(r *ResultRecord) Event {
+	return Event{Kind: stateEvents[r.State], State: r.State, Drv: r.Drv, Message: r.Name + ": " + string(r.State) + ": " + r.Why}
+}
+
+// stateEvents are the events that announce each state.
+var stateEvents = map[ResultState]EventKind{
+	StateProvisional: EventProvisional,
+	StateVerifying:   EventVerifying,
+	StateVerified:    EventVerified,
+	StateReplaced:    EventReplaced,
+	StateUnverified:  EventUnverified,
+}
+
+// Record is the state of the newest result of a derivation (nil, nil when
+// nixlayer never built it).
+func (e *Engine) Record(drvPath string) (*ResultRecord, error) {
+	return readRecord(e.recordPath(drvPath))
+}
+
+func readRecord(p string) (*ResultRecord, error) {
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("result status: %w", err)
+	}
+	var r ResultRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("result status %s: %w", p, err)
+	}
+	return &r, nil
+}
+
+// Results lists the recorded results, newest first.
+func (e *Engine) Results() ([]*ResultRecord, error) { return Results(e.opts.CacheDir) }
+
+// Results lists the results recorded in a cache, newest first, without
+// opening its layer store (status, the editor's polling). Unreadable
+// records are skipped.
+func Results(cacheDir string) ([]*ResultRecord, error) {
+	files, err := filepath.Glob(filepath.Join(cacheDir, "status", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []*ResultRecord
+	for _, f := range files {
+		if r, err := readRecord(f); err == nil && r != nil {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Built.After(out[j].Built) })
+	return out, nil
+}
+
+// RecordOf is the state of the newest result of a derivation in a cache
+// (nil, nil when nixlayer never built it there).
+func RecordOf(cacheDir, drvPath string) (*ResultRecord, error) {
+	return readRecord(filepath.Join(cacheDir, "status", filepath.Base(drvPath)+".json"))
+}
+
+// pendingRecords are the results of a package that background work must
+// still settle, oldest first.
+func (e *Engine) pendingRecords(pkg string) []*ResultRecord {
+	all, _ := e.Results()
+	var out []*ResultRecord
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].State.Pending() && all[i].Package == pkg {
+			out = append(out, all[i])
+		}
+	}
+	return out
+}
+
+// pruneRecords keeps the newest maxRecords records; pending ones stay.
+func (e *Engine) pruneRecords() {
+	files, _ := filepath.Glob(filepath.Join(e.statusDir(), "*.json"))
+	if len(files) <= maxRecords {
+		return
+	}
+	all, _ := e.Results()
+	for _, r := range all[min(maxRecords, len(all)):] {
+		if !r.State.Pending() {
+			os.Remove(e.recordPath(r.Drv))
+		}
+	}
+}
+
+// resultLinks are the absolute result links a build makes.
+func resultLinks(base string, outputs map[string]string) map[string]string {
+	if base == "" {
+		return nil
+	}
+	links := map[string]string{}
+	for name := range outputs {
+		l := linkName(base, name)
+		if abs, err := filepath.Abs(l); err == nil {
+			l = abs
+		}
+		links[name] = l
+	}
+	return links
+}
+
+// StateLine is a record in one line, as status and the editor show it.
+func (r *ResultRecord) StateLine() string {
+	var outs []string
+	for _, name := range sortedKeys(r.Outputs) {
+		outs = append(outs, r.Outputs[name])
+	}
+	return fmt.Sprintf("%-11s %s: %s (%s)", r.State, r.Name, r.Why, strings.Join(outs, " "))
+}
+
+// BackgroundJob is background work running on a cache (`nixlayer learn`).
+type BackgroundJob struct {
+	Package string    `json:"package"`
+	Drv     string    `json:"drv"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+}
+
+// announceBackground records this process as the package's background
+// job; the returned function removes the record.
+func (e *Engine) announceBackground(pkg, drvPath string) func() {
+	p := e.announceBackgroundOf(pkg, drvPath, os.Getpid())
+	return func() { os.Remove(p) }
+}
+
+// announceBackgroundOf records process pid as background work on pkg (the
+// process that starts it does so, so that the work shows from its start);
+// the record is ignored once the process is gone.
+func (e *Engine) announceBackgroundOf(pkg, drvPath string, pid int) string {
+	p := filepath.Join(e.opts.CacheDir, "locks", fmt.Sprintf("background-%s-%d.json", pkg, pid))
+	os.MkdirAll(filepath.Dir(p), 0o700)
+	data, _ := json.Marshal(BackgroundJob{Package: pkg, Drv: drvPath, PID: pid, Started: time.Now()})
+	_ = os.WriteFile(p, data, 0o600)
+	return p
+}
+
+// BackgroundJobs lists the background work running on a cache.
+func BackgroundJobs(cacheDir string) []BackgroundJob {
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "locks", "background-*.json"))
+	var out []BackgroundJob
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		var j BackgroundJob
+		if err == nil && json.Unmarshal(data, &j) == nil && alive(j.PID) {
+			out = append(out, j)
+		}
+	}
+	return out
+}

@@ -1,0 +1,382 @@
+package runner
+
+import (
+	"archive/tar"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/rewrite"
+)
+
+// Learn is the background work a build leaves (`nixlayer learn`, started
+// detached by afterBuild): it settles the package's pending results —
+// learning the path maps they wait for — and learns the path map of the
+// newest chain of drvPath and of each settled result when they lack one.
+// It looks again until nothing is left, so results of builds made while
+// it worked are settled too. One runs per package at a time.
+// ro applies to pushing the learned maps to the config's pushTo.
+func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, progress func(Event)) error {
+	if progress == nil {
+		progress = func(Event) {}
+	}
+	j, err := e.prepare(ctx, drvPath, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer e.announceBackground(j.pkg, drvPath)() // waiting counts: it will run
+	unlock, err := e.lockFile(ctx, "background-"+j.pkg, func() {
+		progress(Event{Kind: EventWait, Message: "waiting for the background work on " + j.pkg + " that is running"})
+	})
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	toLearn := []string{drvPath}
+	learnedAny, tried := false, map[string]bool{}
+	var errs []error
+	for round := 0; round < 20; round++ {
+		busy := false
+		for _, r := range e.pendingRecords(j.pkg) {
+			busy = true
+			if err := e.settle(ctx, r, progress); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				errs = append(errs, err)
+			}
+			toLearn = append(toLearn, r.Drv)
+		}
+		for _, d := range toLearn {
+			if tried[d] {
+				continue
+			}
+			tried[d] = true
+			learned, err := e.learnNewest(ctx, d, ro, progress)
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				if d == drvPath && !learnedAny && !busy {
+					errs = append(errs, err)
+				}
+				e.log.Warn("learning a chain in the background", zap.String("drv", d), zap.Error(err))
+			}
+			learnedAny = learnedAny || learned
+			busy = busy || learned
+		}
+		toLearn = nil
+		if !busy {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// learnNewest learns the path maps of the newest verified chain of a
+// derivation, if it lacks them; learned says whether it ran.
+func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOptions, progress func(Event)) (learned bool, err error) {
+	j, err := e.prepare(ctx, drvPath, io.Discard)
+	if err != nil {
+		return false, err
+	}
+	plan, err := e.plan(j, PlanOptions{RequireVerified: true})
+	if err != nil {
+		return false, err
+	}
+	if plan.Whole {
+		return false, nil
+	}
+	top := lastReused(plan)
+	if top == "" {
+		return false, fmt.Errorf("%s has no cached layers to learn from: build it first", j.drv.Name)
+	}
+	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, nil)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if e.storedMap(top) != nil {
+		progress(Event{Kind: EventLearned, Message: j.drv.Name + ": path maps already learned"})
+		e.pushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
+		return false, nil
+	}
+	n := 0
+	for _, ph := range plan.Phases {
+		if ph.Status == StatusRun {
+			break
+		}
+		n++
+	}
+	chain, err := e.phaseChain(top, n)
+	if err != nil {
+		return false, err
+	}
+	if err := e.learnChain(ctx, j, plan, chain, true, progress); err != nil {
+		return true, err
+	}
+	e.pushBuilt(ctx, top, ro, progress) // the chain with its maps
+	return true, nil
+}
+
+// settle verifies or replaces one pending result. A provisional rewrite
+// (CauseNoMap) is compared with the exact rewrite the learned map gives:
+// identical, and the outputs judged exact, the result is registered as it
+// is; otherwise, and for the other causes, an exact build reruns what it
+// must and its result replaces the provisional one.
+func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Event)) error {
+	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(r.Drv), nil)
+	if err != nil {
+		return err
+	}
+	if cur, err := e.Record(r.Drv); err != nil || cur == nil || !cur.State.Pending() || !cur.Built.Equal(r.Built) {
+		unlock()
+		return err // settled meanwhile, or rebuilt by a newer build that recorded its own state
+	}
+	e.setState(r, StateVerifying, "the path map is learned: checking the provisional result against it", progress)
+	why := r.Why
+	if r.Cause == CauseNoMap {
+		ok, reason, err := e.confirm(ctx, r, progress)
+		if err != nil {
+			e.log.Warn("confirming a provisional rewrite", zap.String("drv", r.Drv), zap.Error(err))
+			reason = "it could not be compared with the exact rewrite: " + err.Error()
+		}
+		if ok {
+			unlock()
+			return nil
+		}
+		why = reason
+	}
+	unlock()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	progress(Event{Kind: EventFallback, Message: r.Name + ": " + why + "; rebuilding exactly"})
+	res, err := e.Build(ctx, r.Drv, BuildOptions{Exact: true, Deliver: true, NoLearn: true, Progress: progress, ResultsDir: r.ResultsDir, ResultOwner: r.Owner})
+	if err != nil {
+		if ctx.Err() == nil {
+			e.setState(r, StateUnverified, "the exact rebuild failed: "+firstLine(err.Error())+"; `nixlayer build --exact` retries", progress)
+		}
+		return fmt.Errorf("settling the result of %s: %w", r.Name, err)
+	}
+	e.repoint(ctx, r, res.Outputs)
+	ran := "ran: " + strings.Join(res.Ran, " ")
+	if len(res.Ran) == 0 {
+		ran = "nothing to rerun"
+	}
+	e.setState(r, StateReplaced, why+"; replaced by an exact rebuild ("+ran+")", progress)
+	return nil
+}
+
+// confirm compares a provisional rewrite with the exact one; when they are
+// identical and the outputs are exact, it verifies the result's layers,
+// registers the outputs and repoints the result links. reason says why not.
+func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Event)) (ok bool, reason string, err error) {
+	for _, id := range append([]string{r.ReusedTop, r.RewriteLayer, r.Top}, r.Created...) {
+		if _, err := e.layers.Get(id); err != nil {
+			return false, "the provisional result's layers are gone", nil
+		}
+	}
+	chain, err := e.phaseChain(r.ReusedTop, r.Reused)
+	if err != nil {
+		return false, "", err
+	}
+	for _, l := range chain {
+		if !verified(l) {
+			return false, "it reuses layers of a result that was not verified (" + l.Meta.Phase + ")", nil
+		}
+	}
+	j, err := e.prepare(ctx, r.Drv, io.Discard)
+	if err != nil {
+		return false, "", err
+	}
+	plan, err := e.plan(j, PlanOptions{})
+	if err != nil {
+		return false, "", err
+	}
+	m, err := e.pathMap(ctx, j, plan, r.ReusedTop, r.Reused, progress)
+	if err != nil {
+		return false, "its path map could not be learned: " + firstLine(err.Error()), nil
+	}
+	state, err := e.loadState(r.ReusedTop)
+	if err != nil {
+		return false, "", err
+	}
+	scratch := &Result{}
+	exact, _, err := e.rewriteLayer(j, r.ReusedTop, state, r.Old2New, scratch, rewrite.Learned{Map: m})
+	if err != nil {
+		return false, "", err
+	}
+	defer e.dropLayers(exact)
+	v := scratch.Rewrite
+	if len(v.Failed) > 0 {
+		return false, "the reused layers cannot be rewritten exactly (" + fewLines(v.Failed, 2) + ")", nil
+	}
+	diff, err := e.compareLayers(r.RewriteLayer, exact)
+	if err != nil {
+		return false, "", err
+	}
+	// Files the map cannot explain are left as they are by the exact
+	// rewrite (the provisional scan may have rewritten a hash in them): they
+	// may differ, as their bytes are judged on the outputs either way.
+	unexplained := map[string]bool{}
+	for _, u := range v.Unexplained {
+		unexplained[strings.TrimPrefix(m.PathIn(u.Path, j.drv.Outputs), "/")] = true
+	}
+	var differ []string
+	for _, name := range diff {
+		if !unexplained[strings.TrimPrefix(strings.TrimPrefix(name, "./"), "/")] {
+			differ = append(differ, name)
+		}
+	}
+	if len(differ) > 0 {
+		return false, fmt.Sprintf("the provisional rewrite differs from the exact one in %d file(s) (%s)", len(differ), fewLines(differ, 3)), nil
+	}
+	how := "the provisional rewrite was identical to the exact one"
+	if len(diff) > 0 {
+		how = fmt.Sprintf("the provisional rewrite equals the exact one but in %d file(s) the path map cannot explain, which reach no output", len(diff))
+	}
+	if !v.Exact {
+		topRoot, err := e.layers.Mount(r.Top)
+		if err != nil {
+			return false, "", err
+		}
+		tree, err := e.layers.Mount(r.RewriteLayer)
+		if err != nil {
+			e.layers.Unmount(r.Top)
+			return false, "", err
+		}
+		ex, err := e.judgeOutputs(v, m, chain, plan.Phases, tree, j.drv.Outputs, outputDirs(topRoot, j.drv.Outputs))
+		e.layers.Unmount(r.RewriteLayer)
+		e.layers.Unmount(r.Top)
+		if err != nil {
+			return false, "", err
+		}
+		if !ex.Exact {
+			return false, "the provisional rewrite equals the exact one, but the outputs are NOT exact (" + ex.Summary + ")", nil
+		}
+		e.saveExactness(r.Top, ex)
+	}
+	e.markVerified(append([]string{r.RewriteLayer}, r.Created...))
+	res := &Result{TopLayer: r.Top, Verified: true}
+	if err := e.deliver(ctx, j, res, BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, func(Event) {}); err != nil {
+		return false, "", err
+	}
+	e.repoint(ctx, r, res.Outputs)
+	where := "registered in the Nix store"
+	if !res.InStore {
+		where = "kept in the cache (only root can register it in the store)"
+	}
+	e.setState(r, StateVerified, how+": verified without a rebuild, "+where, progress)
+	return true, "", nil
+}
+
+// repoint moves the record's result links that still point at its
+// provisional outputs to the new ones, and leaves, where a provisional
+// copy in the cache was, a link to the store path (paths printed earlier
+// keep working without a second copy).
+func (e *Engine) repoint(ctx context.Context, r *ResultRecord, outputs map[string]string) {
+	for name, old := range r.Outputs {
+		cur := outputs[name]
+		if cur == "" || cur == old {
+			continue
+		}
+		if link := r.Links[name]; link != "" && nixstore.IsStorePath(cur) {
+			var fi os.FileInfo
+			if target, err := os.Readlink(link); err == nil && target == old {
+				fi, _ = os.Lstat(link)
+				removeLink(link)
+				if err := nixstore.AddGCRoot(ctx, cur, link); err != nil {
+					e.log.Warn("repointing a result link", zap.String("link", link), zap.Error(err))
+				} else if st, ok := statOf(fi); ok && int(st.Uid) != os.Geteuid() {
+					_ = os.Lchown(link, int(st.Uid), int(st.Gid)) // the daemon's caller keeps their link
+				}
+			}
+		}
+		dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
+		if nixstore.IsStorePath(cur) && strings.HasPrefix(old, dir+"/") {
+			makeWritable(old)
+			if os.RemoveAll(old) == nil && os.Symlink(cur, old) == nil && r.Owner != nil {
+				_ = os.Lchown(old, r.Owner.UID, r.Owner.GID)
+			}
+		}
+	}
+	r.Outputs = outputs
+}
+
+// compareLayers lists the entries in which two layers over the same parent
+// differ (contents, type, mode, link target; not times).
+func (e *Engine) compareLayers(a, b string) ([]string, error) {
+	ea, err := e.layerEntries(a)
+	if err != nil {
+		return nil, err
+	}
+	eb, err := e.layerEntries(b)
+	if err != nil {
+		return nil, err
+	}
+	var diff []string
+	for name, x := range ea {
+		if y, ok := eb[name]; !ok || x != y {
+			diff = append(diff, name)
+		}
+	}
+	for name := range eb {
+		if _, ok := ea[name]; !ok {
+			diff = append(diff, name)
+		}
+	}
+	sort.Strings(diff)
+	return diff, nil
+}
+
+// layerEntries digests each entry of a layer's diff.
+func (e *Engine) layerEntries(id string) (map[string]string, error) {
+	rc, err := e.layers.Diff(id)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	entries := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return entries, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the diff of layer %s: %w", id, err)
+		}
+		sum := sha256.New()
+		if _, err := io.Copy(sum, tr); err != nil {
+			return nil, fmt.Errorf("reading the diff of layer %s: %w", id, err)
+		}
+		entries[h.Name] = fmt.Sprintf("%c %o %s %x", h.Typeflag, h.Mode, h.Linkname, sum.Sum(nil))
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func statOf(fi os.FileInfo) (*syscall.Stat_t, bool) {
+	if fi == nil {
+		return nil, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return st, ok
+}
