@@ -47,6 +47,9 @@ type Package struct {
 	// Result is the state of nixlayer's newest result of this derivation
 	// (provisional, verifying, verified, replaced), if any.
 	Result *runner.ResultRecord
+	// Background is the background work running on the package's chain
+	// (learning its path map, verifying a provisional result), if any.
+	Background *runner.BackgroundJob
 	// History are the phases of the package's last layered builds.
 	History []buildindex.PhaseRun
 	// State is what the engine last reported about this derivation after

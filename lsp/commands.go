@@ -252,7 +252,9 @@ func (s *server) buildEvent(d *document, drvPath string, e runner.Event) {
 		d.running = d.running.Apply(e, now)
 	}
 	if st := stateOf(e, now); st != nil {
-		if e.State == "" { // a result's state is in its record (Package.Result)
+		// A result's state is in its record (Package.Result), background
+		// work is followed while it runs (Package.Background).
+		if e.State == "" && e.Kind != runner.EventBackground {
 			d.states[drvPath] = st
 		}
 	} else if e.Kind == runner.EventStart || e.Kind == runner.EventCached {
@@ -286,13 +288,20 @@ func (s *server) replan(d *document) {
 		return
 	}
 	plans := map[string]*api.PlanResult{}
+	var drvs []string
 	for _, p := range ev.Packages {
+		drvs = append(drvs, p.DrvPath)
 		pr, err := eng.Plan(s.ctx, api.PlanRequest{DrvPath: p.DrvPath}, api.Output{})
 		if err != nil {
 			s.log.Warn("planning after a build", zap.String("drv", p.DrvPath), zap.Error(err))
 			continue
 		}
 		plans[p.DrvPath] = pr
+	}
+	// The build may have left work to the background (learning).
+	var jobs []runner.BackgroundJob
+	if rr, err := eng.Results(s.ctx, api.ResultsRequest{Drvs: drvs}); err == nil {
+		jobs = rr.Background
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -311,6 +320,7 @@ func (s *server) replan(d *document) {
 			}
 		}
 		cp.State = d.states[cp.DrvPath]
+		cp.Background = backgroundOf(cp, jobs)
 	})
 }
 

@@ -84,10 +84,14 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 	case run != nil:
 		summary = run.summary(in.now())
 	case v.Pkg != nil && v.Pkg.Plan != nil:
-		summary = fmt.Sprintf("%d/%d phases cached · ▶ build", v.Cached(), len(v.Phases))
-		if st := stateAfterBuild(v.Pkg); st != nil && len(v.Edited) == 0 {
-			summary = fmt.Sprintf("%d/%d phases cached · %s · %s ago · ▶ build", v.Cached(), len(v.Phases), stateText(st), age(in.now().Sub(st.At)))
+		summary = fmt.Sprintf("%d/%d phases cached", v.Cached(), len(v.Phases))
+		if bg := backgroundText(v.Pkg); bg != "" {
+			summary += " · " + bg
 		}
+		if st := stateAfterBuild(v.Pkg); st != nil && len(v.Edited) == 0 {
+			summary += fmt.Sprintf(" · %s · %s ago", stateText(st), age(in.now().Sub(st.At)))
+		}
+		summary += " · ▶ build"
 		if nb, noLayers := nixBuilt(v, in.now()); nb != "" && noLayers {
 			summary = nb + " · " + summary
 		}
@@ -499,21 +503,25 @@ func tailLines(s string, n int) string {
 }
 
 // stateAfterBuild is the engine state the summary lens shows beside the
-// result's state once a build is over: none when the result's state is
-// newer (the cache's record outlives the server's memory and follows the
-// background work), or when it says the same (a pending result is what
-// the background work settles).
+// result's state once a build is over (a fallback, a rewrite, a warning):
+// none when the result's state is newer (the cache's record outlives the
+// server's memory and follows the background work).
 func stateAfterBuild(p *Package) *EngineState {
 	st, r := p.State, p.Result
-	switch {
-	case st == nil:
-		return nil
-	case r != nil && r.Updated.After(st.At):
-		return nil
-	case r != nil && r.State.Pending() && st.Kind == runner.EventBackground:
+	if st == nil || (r != nil && r.Updated.After(st.At)) {
 		return nil
 	}
 	return st
+}
+
+// backgroundText says that background work runs on the package's chain
+// while it does ("" when none does, or when the pending result's state
+// says so already).
+func backgroundText(p *Package) string {
+	if p.Background == nil || (p.Result != nil && p.Result.State.Pending()) {
+		return ""
+	}
+	return "◔ learning the output-path map in the background"
 }
 
 // resultSummary is the state of the package's newest result, for the
