@@ -52,6 +52,8 @@ import {
   shellCommandFrom,
   shellCwdFrom,
   startFailedMessage,
+  RESULT_STATE_NOTIFICATION,
+  type BuildEvent,
 } from './logic';
 
 const SECTION = 'nixlayer';
@@ -276,6 +278,11 @@ class Extension implements vscode.Disposable {
     client.onNotification(LogMessageNotification.type, (m) => {
       this.buildChannel.appendLine(formatLogMessage(m.type, m.message));
       this.serverChannel.trace(`logMessage(${m.type}): ${m.message}`);
+    });
+    // A provisional result verified or replaced in the background: the status bar says so (the lenses refresh themselves).
+    client.onNotification(RESULT_STATE_NOTIFICATION, (ev: BuildEvent) => {
+      this.buildChannel.appendLine(this.tracker.resultState(ev));
+      this.renderStatus();
     });
     this.clientDisposables.push(
       client.onDidChangeState((e) => {

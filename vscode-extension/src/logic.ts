@@ -433,7 +433,13 @@ export interface BuildEvent {
   exact?: boolean;
   /** Bytes downloaded or sent (pull, pulled, pushed). */
   bytes?: number;
+  /** The result's state and its derivation, on the result-state kinds. */
+  state?: string;
+  drv?: string;
 }
+
+/** The notification the server sends when background work changes a result's state; its params are a BuildEvent. */
+export const RESULT_STATE_NOTIFICATION = 'nixlayer/resultState';
 
 /** How a build ended, in the end value's `outcome` field. */
 export type BuildOutcomeKind = 'succeeded' | 'failed' | 'cancelled' | 'error';
@@ -560,6 +566,24 @@ export class ProgressTracker {
       text: `${icon} nixlayer: ${truncate(what, 48)}${pct}${more}`,
       tooltip: `${run.title}${run.message ? `\n${run.message}` : ''}\nClick to show the build output; "nixlayer: Cancel Build" stops it.`,
     };
+  }
+
+  /**
+   * A result's new state, which background work settled after its build
+   * (the server's nixlayer/resultState notification, whose params are the
+   * event): shown like a build's result unless a build runs. Returns the
+   * build log line.
+   */
+  resultState(ev: BuildEvent): string {
+    const text = ev.message ?? ev.kind;
+    if (this.runs.size === 0) {
+      this.last = {
+        state: 'succeeded',
+        text: `${stateIcon(ev.kind)} nixlayer: ${truncate(firstClause(text), 60)}`,
+        tooltip: `${text}\nClick to show the build output.`,
+      };
+    }
+    return `${ev.kind === 'unverified' ? '⚠' : '✓'} ${text}`;
   }
 
   /** Forgets the last result (the status bar item hides). */

@@ -279,6 +279,14 @@ test('ProgressTracker: engine states show in the status bar, and after the build
   assert.equal(t.status().text, '$(check) nixlayer: built in 3.0 s · $(mortar-board) learning the output-path map in the bac…');
   assert.equal(isEngineState('start'), false);
   assert.equal(isEngineState('verified'), true);
+  // Later, the background work verifies the result (nixlayer/resultState).
+  const line = t.resultState({ kind: 'verified', state: 'verified', drv: '/nix/store/x-hello-1.drv', message: 'hello-1: verified: identical to the exact rewrite (without a rebuild)' });
+  assert.equal(line, '✓ hello-1: verified: identical to the exact rewrite (without a rebuild)');
+  assert.equal(t.status().text, '$(verified) nixlayer: hello-1: verified: identical to the exact rewrite');
+  // While a build runs, the running build keeps the status bar.
+  t.update('c', { kind: 'begin', title: 'build hello' });
+  t.resultState({ kind: 'replaced', message: 'hello-1: replaced: not exact' });
+  assert.equal(t.status().state, 'running');
 });
 
 test('layer files: types, errors, browse and diff answers', () => {
