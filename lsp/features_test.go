@@ -328,11 +328,27 @@ func TestLiveLensTitles(t *testing.T) {
 	if s := titles(t, pkgSrc, in(at(20)))["doCheck"]; s != "◌ queued" {
 		t.Errorf("after the failure event, a later phase: %q", s)
 	}
-	// A state after the phases (learning in the background) stays on the summary.
-	ev.Packages[0].State = stateOf(runner.Event{Kind: runner.EventLearn, Message: "learning the output-path map in the background (pid 7, log /x)"}, at(30))
+	// After the build, one summary: the result's state first, background
+	// work while it runs, then an engine state newer than the result's record.
+	pkg := ev.Packages[0]
+	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: runner.StateVerified, Updated: at(25)}
+	pkg.Background = &runner.BackgroundJob{Drv: plan.Drv, PID: 7}
+	pkg.State = stateOf(runner.Event{Kind: runner.EventWarning, Message: "pushing to the layer cache failed (registry down)"}, at(30))
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
-	if s := got["stdenv.mkDerivation"]; s != "2/7 phases cached · ◔ learning the output-path map in the background · 1 min ago · ▶ build" {
-		t.Errorf("state after the build: %q", s)
+	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ◔ learning the output-path map in the background · warning: pushing to the layer cache failed · 1 min ago · ▶ build" {
+		t.Errorf("states after the build: %q", s)
+	}
+	// A provisional result says itself that the background verifies it;
+	// an engine state older than the record is gone.
+	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: runner.StateProvisional, Updated: at(40)}
+	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
+	if s := got["stdenv.mkDerivation"]; s != "◐ result provisional (verifying in the background) · 2/7 phases cached · ▶ build" {
+		t.Errorf("a provisional result being verified: %q", s)
+	}
+	pkg.Background, pkg.Result = nil, &runner.ResultRecord{Drv: plan.Drv, State: runner.StateVerified, Updated: at(80)}
+	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
+	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ▶ build" {
+		t.Errorf("once verified: %q", s)
 	}
 }
 
