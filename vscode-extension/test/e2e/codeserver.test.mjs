@@ -404,6 +404,15 @@ function pane(page, title) {
   return page.locator('.pane', { has: page.locator('.pane-header', { hasText: title }) }).first();
 }
 
+/**
+ * Collapses the explorer's view pane whose title matches, if it is open: a view's list
+ * only renders the rows it has room for, so the view under test needs the height.
+ */
+async function collapsePane(page, title) {
+  const header = page.locator('.pane-header', { hasText: title }).first();
+  if ((await header.getAttribute('aria-expanded')) === 'true') await header.click();
+}
+
 /** A row of a view pane whose text matches. */
 function row(scope, text) {
   return scope.locator('.monaco-list-row', { hasText: text }).first();
@@ -465,6 +474,7 @@ test('a build watched live, the failed phase, its tree and a phase diff', { time
     await runCommand(page, 'View: Toggle Panel Visibility'); // room for the explorer's views
 
     // The tree unpackPhase left, in the explorer: click its ✓ lens, open a source file read-only.
+    await collapsePane(page, /ws-failing/i);
     await lensLink(page, '✓ cached').click();
     const tree = pane(page, /hello-1 · unpackPhase/i);
     await tree.waitFor({ state: 'visible', timeout: 30_000 });
@@ -483,6 +493,7 @@ test('a build watched live, the failed phase, its tree and a phase diff', { time
     assert.ok(explorerRows.some((t) => /main\.c/.test(t)) && explorerRows.some((t) => /configure/.test(t)), `phase tree rows: ${JSON.stringify(explorerRows)}`);
 
     // What configurePhase changed: a list of files, a click opens a diff editor.
+    await collapsePane(page, /hello-1 · unpackPhase/i);
     await runCommand(page, 'nixlayer: Show Phase Changes');
     await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="configurePhase"]', { timeout: 20_000 });
     await page.keyboard.type('configurePhase');
