@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/nixlayer
 PKGS     := ./...
 
-.PHONY: all build test unit e2e lint bench fuzz demo clean
+.PHONY: all build test unit e2e lint bench bench-editor fuzz demo clean
 
 all: build
 
@@ -27,6 +27,11 @@ unit:
 # Benchmarks of the engine: cold layered build vs nix-build, full vs resumed rebuild.
 bench: build
 	bash scripts/bench.sh
+
+# What the editor's live lenses cost during a build of the medium fixture
+# (code-server's extension host; installs code-server like npm test).
+bench-editor: build
+	bash scripts/bench-editor.sh
 
 # Each fuzz target for FUZZTIME (default 60s).
 FUZZTIME ?= 60s

@@ -42,6 +42,12 @@ type Service interface {
 	// GC and Import change what the shared cache holds: trusted users only.
 	GC(ctx context.Context, req GCRequest, out Output) (*runner.GCResult, error)
 	Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error)
+	// LayerFiles, ReadLayerFile and LayerDiff look into a layer's tree (the
+	// build directory and the outputs as a phase left them), read-only:
+	// the engine mounts the layer, the caller needs no rights on the cache.
+	LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error)
+	ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*runner.LayerData, error)
+	LayerDiff(ctx context.Context, req LayerDiffRequest) (*runner.LayerDiff, error)
 	// Export writes a package's chain into an OCI image layout of the
 	// caller's (written with the caller's rights).
 	Export(ctx context.Context, req ExportRequest, out Output) (*ExportResult, error)
@@ -105,12 +111,14 @@ type PlanRequest struct {
 }
 
 // PlanResult is the runner's plan, the newest build Nix made itself of
-// the derivation (pre-/post-build-hook records) and the state of
-// nixlayer's newest result of it, if any.
+// the derivation (pre-/post-build-hook records), the state of nixlayer's
+// newest result of it, if any, and the phase history: the package's last
+// layered builds and the derivation's failure.
 type PlanResult struct {
 	*runner.Plan
-	BuiltByNix *buildindex.Build    `json:"builtByNixRecord,omitempty"`
-	Result     *runner.ResultRecord `json:"resultRecord,omitempty"`
+	BuiltByNix *buildindex.Build        `json:"builtByNixRecord,omitempty"`
+	Result     *runner.ResultRecord     `json:"resultRecord,omitempty"`
+	History    *buildindex.PhaseHistory `json:"history,omitempty"`
 }
 
 // ResultsRequest asks for the states of results: of Drvs, or all.
@@ -124,6 +132,9 @@ type ResultsResult struct {
 	Results    []*runner.ResultRecord `json:"results"`
 	Background []runner.BackgroundJob `json:"background"`
 }
+
+// HistoryBuilds is how many of a package's last builds a plan carries.
+const HistoryBuilds = 5
 
 // LearnRequest learns a cached chain's output-path map now.
 type LearnRequest struct {
@@ -188,6 +199,28 @@ type Terminal struct {
 	In, Out *os.File
 	// Notice gets nixlayer's own messages.
 	Notice io.Writer
+}
+
+// LayerFilesRequest describes a path of a layer's tree (as the builder saw
+// it: /build/…, /nix/store/…) and lists it when it is a directory.
+type LayerFilesRequest struct {
+	Layer string `json:"layer"`
+	Path  string `json:"path"`
+}
+
+// ReadLayerFileRequest reads Length bytes (0: up to runner.MaxReadChunk)
+// from Offset of a file of a layer's tree.
+type ReadLayerFileRequest struct {
+	Layer  string `json:"layer"`
+	Path   string `json:"path"`
+	Offset int64  `json:"offset,omitempty"`
+	Length int64  `json:"length,omitempty"`
+}
+
+// LayerDiffRequest asks what a phase's layer changed against the phase
+// before it.
+type LayerDiffRequest struct {
+	Layer string `json:"layer"`
 }
 
 // GCRequest is gc's policy (runner.GCOptions).

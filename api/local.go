@@ -115,10 +115,12 @@ func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanRes
 	if err != nil {
 		return nil, err
 	}
-	// Builds Nix ran itself are only a report: a broken index is not an error.
+	// Builds Nix ran itself and the history are reports: a broken index
+	// is not an error.
 	b, _ := buildindex.LastNixBuild(l.e.CacheDir(), p.Drv)
+	h, _ := buildindex.HistoryOf(l.e.CacheDir(), p.Drv, p.Package, HistoryBuilds)
 	r, _ := l.e.Record(p.Drv)
-	return &PlanResult{Plan: p, BuiltByNix: b, Result: r}, nil
+	return &PlanResult{Plan: p, BuiltByNix: b, Result: r, History: h}, nil
 }
 
 func (l *Local) Learn(ctx context.Context, req LearnRequest, out Output) error {
@@ -331,6 +333,18 @@ func (l *Local) mayUse(ro runner.RegistryOptions) error {
 
 func (l *Local) notTrusted(what string) error {
 	return fmt.Errorf("%s: %w (Nix's trusted-users); %s is not", what, ErrNotTrusted, l.opts.User)
+}
+
+func (l *Local) LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error) {
+	return l.e.LayerFiles(req.Layer, req.Path)
+}
+
+func (l *Local) ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*runner.LayerData, error) {
+	return l.e.ReadLayerFile(req.Layer, req.Path, req.Offset, req.Length)
+}
+
+func (l *Local) LayerDiff(ctx context.Context, req LayerDiffRequest) (*runner.LayerDiff, error) {
+	return l.e.LayerDiff(req.Layer)
 }
 
 func (l *Local) Close() error {

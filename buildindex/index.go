@@ -1,6 +1,8 @@
 // Package buildindex is the index of builds nixlayer sees through Nix: the
 // ones Nix runs itself (recorded by pre-/post-build-hook) and the ones the
-// build hook makes layered, so `plan`, `ls` and the editor can report them.
+// build hook makes layered, so `plan`, `ls` and the editor can report them;
+// and the phase history of every layered build (phases.go), which the
+// editor's hover and its failure diagnostics read.
 //
 // It is an append-only JSON lines file under the cache directory: one
 // O_APPEND write per record, no Nix calls, so the hooks add about a
@@ -16,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
@@ -61,22 +64,32 @@ const (
 func Path(cacheDir string) string { return filepath.Join(cacheDir, Dir, indexFile) }
 
 // Append adds one record to the index.
-func Append(cacheDir string, r Record) error {
+func Append(cacheDir string, r Record) error { return appendLine(cacheDir, indexFile, r, 0) }
+
+// appendLine adds v as a JSON line to file of the index directory, under an
+// exclusive lock; past limit bytes (0: no limit) the file keeps its newer half.
+func appendLine(cacheDir, file string, v any, limit int64) error {
 	dir := filepath.Join(cacheDir, Dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating build index directory: %w", err)
 	}
-	line, err := json.Marshal(r)
+	line, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, indexFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, file), os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("opening build index: %w", err)
+		return fmt.Errorf("opening %s: %w", file, err)
 	}
 	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking %s: %w", file, err)
+	}
 	if _, err := f.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("writing build index: %w", err)
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	if fi, err := f.Stat(); err == nil && limit > 0 && fi.Size() > limit {
+		return trimHalf(f)
 	}
 	return nil
 }

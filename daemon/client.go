@@ -213,6 +213,30 @@ func (c *Client) Push(ctx context.Context, req api.PushRequest, out api.Output) 
 	return &res, nil
 }
 
+func (c *Client) LayerFiles(ctx context.Context, req api.LayerFilesRequest) (*runner.LayerFiles, error) {
+	var res runner.LayerFiles
+	if err := c.call(ctx, methodLayerFiles, req, api.Output{}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) ReadLayerFile(ctx context.Context, req api.ReadLayerFileRequest) (*runner.LayerData, error) {
+	var res runner.LayerData
+	if err := c.call(ctx, methodReadLayerFile, req, api.Output{}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) LayerDiff(ctx context.Context, req api.LayerDiffRequest) (*runner.LayerDiff, error) {
+	var res runner.LayerDiff
+	if err := c.call(ctx, methodLayerDiff, req, api.Output{}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 // Close ends the connection; the daemon cancels what is still running.
 func (c *Client) Close() error { return c.conn.Close() }
 

@@ -51,6 +51,15 @@ var methods = map[string]method{
 	methodPush: serve(func(ctx context.Context, l *api.Local, r api.PushRequest, out api.Output) (any, error) {
 		return l.Push(ctx, r, out)
 	}),
+	methodLayerFiles: serve(func(ctx context.Context, l *api.Local, r api.LayerFilesRequest, _ api.Output) (any, error) {
+		return l.LayerFiles(ctx, r)
+	}),
+	methodReadLayerFile: serve(func(ctx context.Context, l *api.Local, r api.ReadLayerFileRequest, _ api.Output) (any, error) {
+		return l.ReadLayerFile(ctx, r)
+	}),
+	methodLayerDiff: serve(func(ctx context.Context, l *api.Local, r api.LayerDiffRequest, _ api.Output) (any, error) {
+		return l.LayerDiff(ctx, r)
+	}),
 	// The shell runs on the terminal the client passed (the slave side of
 	// its pty), which becomes its controlling terminal.
 	methodShell: serveWithFile(func(ctx context.Context, l *api.Local, r api.ShellRequest, tty *os.File, out api.Output) (any, error) {

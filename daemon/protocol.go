@@ -17,7 +17,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"strings"
 
 	"go.lsp.dev/jsonrpc2"
 
@@ -55,6 +58,10 @@ const (
 	methodPull    = "nixlayer/pull"
 	methodPush    = "nixlayer/push"
 
+	methodLayerFiles    = "nixlayer/layerFiles"
+	methodReadLayerFile = "nixlayer/readLayerFile"
+	methodLayerDiff     = "nixlayer/layerDiff"
+
 	// notifyOutput (daemon → client) carries a request's output.
 	notifyOutput = "nixlayer/output"
 	// notifyCancel (client → daemon) cancels a request.
@@ -84,6 +91,8 @@ const (
 	codePhaseFailed jsonrpc2.Code = -32001 // data: runner.PhaseError
 	codeNotAllowed  jsonrpc2.Code = -32002 // not in allowed-users
 	codeNotTrusted  jsonrpc2.Code = -32003 // not in trusted-users
+	codeLayerGone   jsonrpc2.Code = -32004 // data: the layer id (runner.LayerGoneError)
+	codeNotFound    jsonrpc2.Code = -32005 // a path of a layer's tree does not exist
 	codeCancelled   jsonrpc2.Code = -32800 // as LSP's RequestCancelled
 )
 
@@ -92,7 +101,14 @@ const (
 func wireError(err error) error {
 	var pe *runner.PhaseError
 	var we *jsonrpc2.Error
+	var gone *runner.LayerGoneError
 	switch {
+	case errors.As(err, &gone):
+		data, _ := json.Marshal(gone.Layer)
+		raw := json.RawMessage(data)
+		return &jsonrpc2.Error{Code: codeLayerGone, Message: err.Error(), Data: &raw}
+	case errors.Is(err, fs.ErrNotExist):
+		return jsonrpc2.NewError(codeNotFound, err.Error())
 	case errors.As(err, &we):
 		return we
 	case errors.As(err, &pe):
@@ -120,6 +136,13 @@ func clientError(err error) error {
 			pe.CacheDir = runner.DefaultCacheDir()
 			return &pe
 		}
+	case codeLayerGone:
+		var id string
+		if we.Data != nil && json.Unmarshal(*we.Data, &id) == nil {
+			return &runner.LayerGoneError{Layer: id}
+		}
+	case codeNotFound:
+		return fmt.Errorf("%s: %w", strings.TrimSuffix(we.Message, ": "+fs.ErrNotExist.Error()), fs.ErrNotExist)
 	case codeCancelled:
 		return context.Canceled
 	}

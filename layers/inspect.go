@@ -171,3 +171,44 @@ func (st *Store) FindID(prefix string) (string, bool) {
 	}
 	return found, found != ""
 }
+
+// Change is one path a layer changed against another, as containers
+// storage reports it (Path is relative to the layer's root, "/"-led).
+type Change struct {
+	Path string
+	Kind ChangeKind
+}
+
+// ChangeKind says how a path changed.
+type ChangeKind string
+
+const (
+	ChangeAdded   ChangeKind = "added"
+	ChangeChanged ChangeKind = "changed"
+	ChangeRemoved ChangeKind = "removed"
+)
+
+// Changes lists what layer to changed against layer from ("" for its
+// parent): the driver's own diff when from is the parent, else a walk of
+// both trees (containers storage's naive diff).
+func (st *Store) Changes(from, to string) ([]Change, error) {
+	cs, err := st.s.Changes(from, to)
+	if err != nil {
+		return nil, fmt.Errorf("changes of layer %s against %s: %w", short(to), short(from), err)
+	}
+	out := make([]Change, 0, len(cs))
+	for _, c := range cs {
+		k := ChangeChanged
+		switch c.Kind {
+		case archive.ChangeAdd:
+			k = ChangeAdded
+		case archive.ChangeDelete:
+			k = ChangeRemoved
+		}
+		out = append(out, Change{Path: c.Path, Kind: k})
+	}
+	return out, nil
+}
+
+// Exists reports whether the store still holds the layer.
+func (st *Store) Exists(id string) bool { return st.s.Exists(id) }

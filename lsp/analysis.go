@@ -47,12 +47,15 @@ type Package struct {
 	// Result is the state of nixlayer's newest result of this derivation
 	// (provisional, verifying, verified, replaced), if any.
 	Result *runner.ResultRecord
-}
-
-// Running describes a build in progress, for the summary lens.
-type Running struct {
-	Phase        string
-	Index, Total int
+	// Background is the background work running on the package's chain
+	// (learning its path map, verifying a provisional result), if any.
+	Background *runner.BackgroundJob
+	// History are the phases of the package's last layered builds.
+	History []buildindex.PhaseRun
+	// State is what the engine last reported about this derivation after
+	// its build's phases besides the result's state (learning in the
+	// background, a fallback, …), if anything, while the server runs.
+	State *EngineState
 }
 
 // Phase states, as shown by lenses and hovers.
@@ -73,6 +76,7 @@ type PhaseView struct {
 	// Cause names what invalidated the phase: the edited or changed
 	// attributes, or the reason of the plan.
 	Cause string
+	Exit  int               // of a failed phase
 	Plan  *runner.PhasePlan // nil without a plan
 }
 
@@ -215,7 +219,7 @@ func analyzeDeriv(v *DerivView, broken bool) {
 				pv.Cause = runCause(plan.Phases[firstRun])
 			}
 			if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name && ph.Status != runner.StatusCached {
-				pv.State, pv.Cause = StateFailed, f.LogTail
+				pv.State, pv.Cause, pv.Exit = StateFailed, f.LogTail, f.Exit
 			}
 			if firstEdit >= 0 && i >= firstEdit {
 				pv.State, pv.Cause = StateInvalidated, cause

@@ -42,6 +42,7 @@ type BuildResult struct {
 	Seconds float64            `json:"seconds"`
 	// FailedPhase and Error describe a build that failed in a phase.
 	FailedPhase string `json:"failedPhase,omitempty"`
+	Exit        int    `json:"exit,omitempty"`
 	Error       string `json:"error,omitempty"`
 }
 
@@ -81,8 +82,30 @@ func (s *server) executeCommand(ctx context.Context, p executeParams) (any, erro
 		return s.openShell(a)
 	case CmdShowLog:
 		return s.showLog(a)
+	case CmdBrowse:
+		return s.browse(ctx, a)
+	case CmdDiff:
+		return s.diff(ctx, a)
+	case CmdCancel:
+		return s.cancel(a)
 	}
 	return nil, lspError(jsonrpc2.InvalidParams, "unknown command %q (known: %s)", p.Command, strings.Join(Commands, ", "))
+}
+
+// cancel stops the document's running build (its request then answers
+// RequestCancelled); true when one was running.
+func (s *server) cancel(a CommandArgs) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.docs[a.URI]
+	if d == nil {
+		return nil, lspError(jsonrpc2.InvalidParams, "document %s is not open", a.URI)
+	}
+	if d.cancelBuild == nil {
+		return false, nil
+	}
+	d.cancelBuild()
+	return true, nil
 }
 
 // pick finds the document and the evaluated package a command is about.
@@ -120,9 +143,12 @@ func pickPackage(ev *Evaluation, name string) *Package {
 }
 
 // build evaluates the buffer (unsaved edits included), builds the chosen
-// derivation with the runner and reports $/progress; a failed phase
-// becomes a diagnostic; lenses refresh when it ends.
+// derivation with the runner and reports $/progress; the lenses follow the
+// build live (refreshed as phases end, and while one runs); a failed phase
+// becomes a diagnostic, kept in the cache's history until the next build.
 func (s *server) build(ctx context.Context, a CommandArgs, from string, token json.RawMessage) (any, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	s.mu.Lock()
 	d := s.docs[a.URI]
 	if d == nil {
@@ -133,20 +159,21 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 		s.mu.Unlock()
 		return nil, lspError(jsonrpc2.InvalidRequest, "a build of %s is already running", d.path)
 	}
-	d.running = &Running{Phase: "evaluation"}
+	d.running, d.cancelBuild = NewRunning(time.Now()), cancel
 	d.buildDiag = nil
 	snap := snapshot{uri: d.uri, path: d.path, text: d.text}
 	s.mu.Unlock()
+	s.publishDiagnostics(d)
+	s.lensesChanged()
 	defer func() {
 		s.mu.Lock()
-		d.running = nil
+		d.running, d.cancelBuild = nil, nil
+		d.buildDiag = failureDiagnostics(d)
 		s.mu.Unlock()
 		s.publishDiagnostics(d)
-		s.refreshLenses()
+		s.lensesChanged()
 	}()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	prog := s.beginProgress(ctx, token, "nixlayer: build "+d.path, cancel)
 	defer prog.end()
 
@@ -168,30 +195,25 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 		return nil, lspError(jsonrpc2.InvalidRequest, "cannot build %s: %s", d.path, msg)
 	}
 	if from != "" {
-		var names []string
-		for _, ph := range pkg.Plan.Phases {
-			names = append(names, ph.Name)
-		}
-		if from = phaserules.Resolve(names, from); from == "" {
-			return nil, lspError(jsonrpc2.InvalidParams, "%s has no phase %q (phases: %s)", pkg.Name, a.Phase, strings.Join(names, " "))
+		if from = phaserules.Resolve(phaseNames(pkg), from); from == "" {
+			return nil, lspError(jsonrpc2.InvalidParams, "%s has no phase %q (phases: %s)", pkg.Name, a.Phase, strings.Join(phaseNames(pkg), " "))
 		}
 	}
 	eng, err := s.getEngine()
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	d.running = d.running.with(pkg.DrvPath)
+	delete(d.states, pkg.DrvPath)
+	s.mu.Unlock()
+	s.lensesChanged()
 	var logBuf strings.Builder
 	t0 := time.Now()
 	res, err := eng.Build(ctx, api.BuildRequest{DrvPath: pkg.DrvPath, From: from}, api.Output{
 		Log: &logWriter{b: &logBuf},
 		Progress: func(e runner.Event) {
-			if e.Phase != "" {
-				s.mu.Lock()
-				if d.running != nil {
-					d.running.Phase, d.running.Index, d.running.Total = e.Phase, e.Index, e.Total
-				}
-				s.mu.Unlock()
-			}
+			s.buildEvent(d, pkg.DrvPath, e)
 			prog.event(e)
 		},
 	})
@@ -202,17 +224,9 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 		out.OK, out.Ran, out.Reused, out.Outputs = true, res.Ran, res.Reused, res.Outputs
 		out.InStore, out.Verified, out.State = res.InStore, res.Verified, res.State
 		prog.message, prog.outcome = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused)), OutcomeSucceeded
-		s.mu.Lock()
-		delete(d.failures, pkg.DrvPath)
-		s.mu.Unlock()
 	case errors.As(err, &pe):
-		out.FailedPhase, out.Error = pe.Phase, err.Error()
+		out.FailedPhase, out.Exit, out.Error = pe.Phase, pe.Exit, err.Error()
 		prog.message, prog.outcome = fmt.Sprintf("%s failed in %s", pkg.Name, pe.Phase), OutcomeFailed
-		s.mu.Lock()
-		d.failures[pkg.DrvPath] = pe
-		pkg.Failure = pe
-		d.buildDiag = []protocol.Diagnostic{s.failureDiagnostic(d, pkg, pe)}
-		s.mu.Unlock()
 	case ctx.Err() != nil:
 		prog.message, prog.outcome = "cancelled", OutcomeCancelled
 		s.replan(d)
@@ -222,13 +236,46 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 		s.replan(d)
 		return nil, lspError(jsonrpc2.InternalError, "building %s: %v", pkg.Name, err)
 	}
+	// The new plans say what is cached now, the history which phase failed.
 	s.replan(d)
 	return out, nil
 }
 
+// buildEvent moves a document's running build on by one event. The
+// lenses change when a phase starts or ends or the engine's state does;
+// what the engine reports after the phases (learning, a provisional
+// result, …) stays with the derivation after the build.
+func (s *server) buildEvent(d *document, drvPath string, e runner.Event) {
+	now := time.Now()
+	s.mu.Lock()
+	if d.running != nil {
+		d.running = d.running.Apply(e, now)
+	}
+	if st := stateOf(e, now); st != nil {
+		// A result's state is in its record (Package.Result), background
+		// work is followed while it runs (Package.Background).
+		if e.State == "" && e.Kind != runner.EventBackground {
+			d.states[drvPath] = st
+		}
+	} else if e.Kind == runner.EventStart || e.Kind == runner.EventCached {
+		delete(d.states, drvPath) // a state before a phase was about the build's way there
+	}
+	s.mu.Unlock()
+	s.lensesChanged()
+}
+
+func phaseNames(pkg *Package) []string {
+	var names []string
+	for _, ph := range pkg.Plan.Phases {
+		names = append(names, ph.Name)
+	}
+	return names
+}
+
 // replan asks the runner again after a build, so lenses show the new
 // cache: for every derivation of the document, since the build (possibly
-// of the unsaved buffer, a different .drv) may have filled layers they share.
+// of the unsaved buffer, a different .drv) may have filled layers they
+// share. The plans carry the history, so a failure shows from there.
 func (s *server) replan(d *document) {
 	eng, err := s.getEngine()
 	if err != nil {
@@ -241,13 +288,20 @@ func (s *server) replan(d *document) {
 		return
 	}
 	plans := map[string]*api.PlanResult{}
+	var drvs []string
 	for _, p := range ev.Packages {
+		drvs = append(drvs, p.DrvPath)
 		pr, err := eng.Plan(s.ctx, api.PlanRequest{DrvPath: p.DrvPath}, api.Output{})
 		if err != nil {
 			s.log.Warn("planning after a build", zap.String("drv", p.DrvPath), zap.Error(err))
 			continue
 		}
 		plans[p.DrvPath] = pr
+	}
+	// The build may have left work to the background (learning).
+	var jobs []runner.BackgroundJob
+	if rr, err := eng.Results(s.ctx, api.ResultsRequest{Drvs: drvs}); err == nil {
+		jobs = rr.Background
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,8 +313,14 @@ func (s *server) replan(d *document) {
 	d.eval = ev.withPackages(func(cp *Package) {
 		if pr := plans[cp.DrvPath]; pr != nil {
 			cp.Plan, cp.Result = pr.Plan, pr.Result
+			if h := pr.History; h != nil {
+				cp.History, cp.Failure = h.Runs, failureOf(h.Failure)
+			} else {
+				cp.History, cp.Failure = nil, nil
+			}
 		}
-		cp.Failure = d.failures[cp.DrvPath]
+		cp.State = d.states[cp.DrvPath]
+		cp.Background = backgroundOf(cp, jobs)
 	})
 }
 
@@ -277,22 +337,25 @@ func (ev *Evaluation) withPackages(update func(cp *Package)) *Evaluation {
 	return &next
 }
 
-// failureDiagnostic puts a failed phase on its attribute; s.mu is held.
-func (s *server) failureDiagnostic(d *document, pkg *Package, pe *runner.PhaseError) protocol.Diagnostic {
-	span := d.file.Root.Span()
-	span.End = span.Start
+// failureDiagnostics put each failed phase of the document's derivations
+// on its attribute; s.mu is held.
+func failureDiagnostics(d *document) []protocol.Diagnostic {
+	var out []protocol.Diagnostic
 	for _, v := range Analyze(d.file, d.eval) {
-		if v.Pkg != nil && v.Pkg.DrvPath == pkg.DrvPath {
-			span = FailureTarget(v, pe.Phase)
+		if v.Pkg == nil || v.Pkg.Failure == nil {
+			continue
 		}
+		pe := v.Pkg.Failure
+		span := FailureTarget(v, pe.Phase)
+		start, end := position(d.file, span.Start), position(d.file, span.End)
+		out = append(out, protocol.Diagnostic{
+			Range:    protocol.Range{Start: start, End: end},
+			Severity: protocol.DiagnosticSeverityError,
+			Source:   "nixlayer",
+			Message:  fmt.Sprintf("%s failed in %s with exit code %d; last log lines:\n%s", v.Pkg.Name, pe.Phase, pe.Exit, tailLines(pe.LogTail, 15)),
+		})
 	}
-	start, end := position(d.file, span.Start), position(d.file, span.End)
-	return protocol.Diagnostic{
-		Range:    protocol.Range{Start: start, End: end},
-		Severity: protocol.DiagnosticSeverityError,
-		Source:   "nixlayer",
-		Message:  fmt.Sprintf("%s failed in %s with exit code %d; last log lines:\n%s", pkg.Name, pe.Phase, pe.Exit, tailLines(pe.LogTail, 15)),
-	}
+	return out
 }
 
 // logWriter collects the builder's output, bounded.

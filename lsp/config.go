@@ -18,7 +18,15 @@ import (
 // derivations whose pnames name the calls in the file.
 type Settings struct {
 	Target *Target `json:"target,omitempty"`
+	// Trusted false (VS Code's Restricted Mode) stops every evaluation and
+	// build: evaluating a .nix file runs its code and can build (import
+	// from derivation). Unset means trusted; once set, only an explicit
+	// value changes it.
+	Trusted *bool `json:"trusted,omitempty"`
 }
+
+// trusted tells whether the client trusts the workspace.
+func (st Settings) trusted() bool { return st.Trusted == nil || *st.Trusted }
 
 // Target says what to evaluate for a buffer.
 type Target struct {
@@ -43,12 +51,15 @@ func parseSettings(raw json.RawMessage, old Settings) Settings {
 	var nested struct {
 		Nixlayer *Settings `json:"nixlayer"`
 	}
-	if json.Unmarshal(raw, &nested) == nil && nested.Nixlayer != nil {
-		return *nested.Nixlayer
-	}
 	var s Settings
-	if json.Unmarshal(raw, &s) != nil {
+	switch {
+	case json.Unmarshal(raw, &nested) == nil && nested.Nixlayer != nil:
+		s = *nested.Nixlayer
+	case json.Unmarshal(raw, &s) != nil:
 		return old
+	}
+	if s.Trusted == nil {
+		s.Trusted = old.Trusted
 	}
 	return s
 }

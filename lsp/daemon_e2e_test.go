@@ -1,14 +1,20 @@
 package lsp
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/runner"
 )
 
 // Issue 15: the language server of an unprivileged user (the editor runs
@@ -21,7 +27,8 @@ func TestServerThroughDaemon(t *testing.T) {
 	user := e2etest.TestUser
 	dir := d.WorkDir(t, user)
 	path := filepath.Join(dir, "pkg.nix")
-	text := fixturePkgFrom(d.Testdata, e2etest.Salt(), "")
+	salt := e2etest.Salt()
+	text := fixturePkgFrom(d.Testdata, salt, "")
 	writeFile(t, path, text)
 	a := e2etest.LookupAccount(t, user)
 	os.Chown(path, a.UID, a.GID)
@@ -58,5 +65,89 @@ func TestServerThroughDaemon(t *testing.T) {
 	if got := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]; got != "✓ result verified · 9/9 phases cached · ▶ build" {
 		t.Errorf("summary lens after the build %q", got)
 	}
+
+	// Issue 16: the user's editor reads the tree a phase left, through the
+	// daemon (no mount, no rights on the cache).
+	layer := checkBrowse(t, c, uri, "/build")
+
+	// Reading works while another user's build runs.
+	other := d.WorkDir(t, e2etest.OtherUser)
+	otherPath := filepath.Join(other, "slow.nix")
+	writeFile(t, otherPath, slowPkgFrom(d.Testdata, e2etest.Salt(), "8"))
+	o := e2etest.LookupAccount(t, e2etest.OtherUser)
+	os.Chown(otherPath, o.UID, o.GID)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ob := d.Command(ctx, t, e2etest.OtherUser, other, d.Bin, "build", "-Q", "--progress=json", "--no-out-link", otherPath)
+	progress, err := ob.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Start(); err != nil {
+		t.Fatal(err)
+	}
+	inBuildPhase := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(progress)
+		for sc.Scan() {
+			var ev runner.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Kind == runner.EventStart && ev.Phase == "buildPhase" {
+				close(inBuildPhase)
+				break
+			}
+		}
+		io.Copy(io.Discard, progress)
+	}()
+	select {
+	case <-inBuildPhase:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the other user's build never reached buildPhase")
+	}
+	for i := 0; i < 5; i++ {
+		var data runner.LayerData
+		c.mustCall(MethodReadLayerFile, map[string]any{"layer": layer, "path": res.Outputs["out"] + "/share/hello/output.txt"}, &data)
+		if len(data.Data) == 0 {
+			t.Fatalf("read %d during another build: %+v", i, data)
+		}
+	}
+	if ob.ProcessState != nil {
+		t.Error("the other build ended before the reads: the test proves nothing")
+	}
+	if err := ob.Wait(); err != nil {
+		t.Fatalf("the other user's build: %v", err)
+	}
+
+	// A newer build of the package, then gc: the layer browsed before is
+	// gone, and reading it says so.
+	c.change(uri, 2, fixturePkgFrom(d.Testdata, salt, "\n    echo v2 > $out/share/v2"))
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	if !res.OK {
+		t.Fatalf("the second build: %+v", res)
+	}
+	// The daemon keeps a layer it read mounted for a few seconds (in use:
+	// gc keeps it); gc once that has passed.
+	waitFor(t, time.Minute, func() bool {
+		r := e2etest.Run(dir, nil, d.Bin, "gc", "--json", "--cache", d.Cache)
+		var gc runner.GCResult
+		if r.Err != nil || json.Unmarshal([]byte(r.Stdout), &gc) != nil {
+			t.Fatalf("gc: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
+		}
+		return slices.ContainsFunc(gc.Removed, func(l runner.GCLayer) bool { return l.ID == layer })
+	})
+	err = c.call(MethodReadLayerFile, map[string]any{"layer": layer, "path": "/build"}, nil)
+	if errCode(err) != CodeLayerGone || !strings.Contains(err.Error(), "no longer in the layer cache (removed by nixlayer gc") {
+		t.Errorf("reading a layer gc removed: %v", err)
+	}
 	c.shutdown()
+}
+
+func waitFor(t *testing.T, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after %s", timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

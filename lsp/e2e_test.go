@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,7 +121,10 @@ func TestServerEndToEnd(t *testing.T) {
 			t.Errorf("after the build, %s: lens %q, want ✓ cached\n%s", attr, got, lensLines(ls))
 		}
 	}
-	if got := st[lineOf(t, text, "fx.mkDerivation")]; got != "✓ result verified · 9/9 phases cached · ▶ build" {
+	// The cold build left learning its path map to the background: the
+	// summary says so while it runs.
+	if got := st[lineOf(t, text, "fx.mkDerivation")]; got != "✓ result verified · 9/9 phases cached · ◔ learning the output-path map in the background · ▶ build" &&
+		got != "✓ result verified · 9/9 phases cached · ▶ build" { // the learner was quicker
 		t.Errorf("summary after build %q", got)
 	}
 
@@ -151,7 +156,8 @@ func TestServerEndToEnd(t *testing.T) {
 			t.Errorf("after the edit, %s (%s): %q, want still cached", attr, phase, got)
 		}
 	}
-	if got := st[lineOf(t, edited, "fx.mkDerivation")]; !strings.HasSuffix(got, "5/9 phases cached · ▶ build") {
+	// (Background learning, when it still runs, shows between the two.)
+	if got := st[lineOf(t, edited, "fx.mkDerivation")]; !strings.Contains(got, "5/9 phases cached · ") || !strings.HasSuffix(got, " · ▶ build") {
 		t.Errorf("summary after the edit %q", got)
 	}
 
@@ -175,16 +181,26 @@ func TestServerEndToEnd(t *testing.T) {
 			t.Errorf("after the rebuild, %s: %q", attr, got)
 		}
 	}
-	if got := st[lineOf(t, edited, "fx.mkDerivation")]; !strings.HasPrefix(got, "◐ result provisional") && !strings.HasPrefix(got, "◐ result verifying") {
+	if got := st[lineOf(t, edited, "fx.mkDerivation")]; !strings.HasPrefix(got, "◐ result provisional") && !strings.HasPrefix(got, "◐ result verifying") || strings.Count(got, "background") > 1 {
 		t.Errorf("summary of a provisional result %q", got)
 	}
 	if ev := c.waitState(res.Drv, runner.StateVerified, 4*time.Minute); ev.Kind != runner.EventVerified || !strings.Contains(ev.Message, "without a rebuild") {
 		t.Fatalf("verified notification %+v, want one without a rebuild", ev)
 	}
 	c.waitRefresh(10 * time.Second)
-	if got := statusByLine(c.lenses(uri))[lineOf(t, edited, "fx.mkDerivation")]; !strings.HasPrefix(got, "✓ result verified") {
-		t.Errorf("summary once verified %q", got)
+	waitBackground(t, cache, time.Minute) // the learner's record goes as it exits
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if got = statusByLine(c.lenses(uri))[lineOf(t, edited, "fx.mkDerivation")]; got == "✓ result verified · 9/9 phases cached · ▶ build" {
+			break
+		}
 	}
+	if got != "✓ result verified · 9/9 phases cached · ▶ build" {
+		t.Errorf("summary once verified and the background work ended %q", got)
+	}
+
+	// The tree installPhase left, through the layer requests.
+	checkBrowse(t, c, uri, "/build")
 
 	// showLog and openShell.
 	var lr LogResult
@@ -272,19 +288,80 @@ fx.mkDerivation {
 	if len(diags) != 1 || diags[0].Range.Start.Line != lineOf(t, text, "  installPhase =") || !strings.Contains(diags[0].Message, "this install fails on purpose") {
 		t.Fatalf("diagnostics %+v", diags)
 	}
-	st := statusByLine(c.lenses(uri))
-	if got := st[lineOf(t, text, "  installPhase =")]; got != "✗ failed in the last build" {
-		t.Errorf("installPhase lens %q", got)
+	checkFailed := func(c *client, when string) {
+		t.Helper()
+		ls := c.lenses(uri)
+		st := statusByLine(ls)
+		if got := st[lineOf(t, text, "  installPhase =")]; got != "✗ failed · exit 3" {
+			t.Errorf("%s: installPhase lens %q\n%s", when, got, lensLines(ls))
+		}
+		if got := st[lineOf(t, text, "  buildPhase =")]; !strings.HasPrefix(got, "✓ cached · ") {
+			t.Errorf("%s: buildPhase (before the failure) lens %q", when, got)
+		}
+		actions := map[string]string{}
+		for _, l := range ls {
+			if l.Range.Start.Line == lineOf(t, text, "  installPhase =") {
+				actions[l.Command.Title] = l.Command.Command
+			}
+		}
+		if actions["open shell here"] != CmdOpenShell || actions["show log"] != CmdShowLog || actions["✗ failed · exit 3"] != CmdBrowse {
+			t.Errorf("%s: the failed phase's actions: %v", when, actions)
+		}
+		if got := st[lineOf(t, text, "fx.mkDerivation")]; !strings.HasPrefix(got, "5/9 phases cached") {
+			t.Errorf("%s: summary %q", when, got)
+		}
+		var hov protocol.Hover
+		c.mustCall("textDocument/hover", map[string]any{"textDocument": map[string]any{"uri": uri}, "position": protocol.Position{Line: lineOf(t, text, "  installPhase ="), Character: 3}}, &hov)
+		for _, want := range []string{"exit code 3", "this install fails on purpose", "Last builds:", "failed after"} {
+			if !strings.Contains(hov.Contents.Value, want) {
+				t.Errorf("%s: hover lacks %q:\n%s", when, want, hov.Contents.Value)
+			}
+		}
+		var lr LogResult
+		c.mustCall("workspace/executeCommand", map[string]any{"command": CmdShowLog, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &lr)
+		if !strings.Contains(lr.Log, "this install fails on purpose") {
+			t.Errorf("%s: log of the failed phase: %q", when, lr.Log)
+		}
 	}
-	var hov protocol.Hover
-	c.mustCall("textDocument/hover", map[string]any{"textDocument": map[string]any{"uri": uri}, "position": protocol.Position{Line: lineOf(t, text, "  installPhase ="), Character: 3}}, &hov)
-	if !strings.Contains(hov.Contents.Value, "exit code 3") || !strings.Contains(hov.Contents.Value, "this install fails on purpose") {
-		t.Errorf("hover:\n%s", hov.Contents.Value)
+	checkFailed(c, "after the build")
+	c.shutdown()
+
+	// A new server (the editor restarted) knows the failure from the cache.
+	c = startClient(t, cache)
+	c.initialize(dir)
+	uri = c.open(path, text)
+	c.waitRefresh(time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		diags = c.diags[uri]
+		c.mu.Unlock()
+		if len(diags) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	var lr LogResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdShowLog, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &lr)
-	if !strings.Contains(lr.Log, "this install fails on purpose") {
-		t.Errorf("log of the failed phase: %q", lr.Log)
+	if len(diags) != 1 || diags[0].Range.Start.Line != lineOf(t, text, "  installPhase =") || !strings.Contains(diags[0].Message, "exit code 3") {
+		t.Fatalf("diagnostics after a restart %+v", diags)
+	}
+	checkFailed(c, "after a restart")
+
+	// The fix: the next build clears the failure.
+	fixed := strings.Replace(text, "exit 3", "mkdir -p $out", 1)
+	c.change(uri, 2, fixed)
+	res = BuildResult{}
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	if !res.OK || len(res.Reused) != 5 {
+		t.Fatalf("the fixed build: %+v", res)
+	}
+	c.mu.Lock()
+	diags = c.diags[uri]
+	c.mu.Unlock()
+	if len(diags) != 0 {
+		t.Errorf("diagnostics after the fix: %+v", diags)
+	}
+	if got := statusByLine(c.lenses(uri))[lineOf(t, fixed, "  installPhase =")]; !strings.HasPrefix(got, "✓ cached") {
+		t.Errorf("installPhase after the fix: %q", got)
 	}
 	c.shutdown()
 }
@@ -386,7 +463,7 @@ func TestNeovim(t *testing.T) {
 	}
 	dir, cache := t.TempDir(), t.TempDir()
 	path := filepath.Join(dir, "pkg.nix")
-	text := fixturePkg(e2etest.Salt(), "")
+	text := slowPkg(e2etest.Salt(), "1")
 	writeFile(t, path, text)
 	bin := serverBinary(t)
 	if r := e2etest.Run(dir, nil, bin, "build", "--cache", cache, "-Q", "--no-out-link", path); r.Err != nil {
@@ -411,7 +488,7 @@ func TestNeovim(t *testing.T) {
 		if err != nil {
 			t.Fatalf("nvim: %v\n%s", err, stderr.String())
 		}
-	case <-time.After(90 * time.Second):
+	case <-time.After(6 * time.Minute):
 		cmd.Process.Kill()
 		t.Fatalf("nvim did not finish\n%s", stderr.String())
 	}
@@ -427,6 +504,8 @@ func TestNeovim(t *testing.T) {
 		Shell     string              `json:"shell"`
 		Errors    []string            `json:"errors"`
 		WaitMS    float64             `json:"wait_ms"`
+		Live      []string            `json:"live"`
+		Built     BuildResult         `json:"built"`
 	}
 	if err := json.Unmarshal(data, &res); err != nil {
 		t.Fatalf("results %s: %v", data, err)
@@ -453,4 +532,256 @@ func TestNeovim(t *testing.T) {
 	if !strings.Contains(res.Shell, "shell --at installPhase -f "+path) {
 		t.Errorf("openShell in nvim: %q", res.Shell)
 	}
+	// The running phase's lens changed while the build ran.
+	t.Logf("preBuild's lens during the build in nvim: %q", res.Live)
+	running := regexp.MustCompile(`^⟳ building · \d+ s of ~\d+ s$`)
+	var counts []string
+	for _, title := range res.Live {
+		if running.MatchString(title) {
+			counts = append(counts, title)
+		}
+	}
+	if !res.Built.OK || len(counts) < 2 || !strings.HasPrefix(res.Live[len(res.Live)-1], "✓ ") {
+		t.Errorf("nvim did not see the running phase's lens change: build %+v, titles %q", res.Built, res.Live)
+	}
+}
+
+// slowPkg is a package whose buildPhase takes a few seconds (preBuild
+// sleeps), so that a client sees it run.
+func slowPkg(salt, sleep string) string { return slowPkgFrom(e2etest.Testdata(), salt, sleep) }
+
+// slowPkgFrom is slowPkg importing the fixtures at testdata.
+func slowPkgFrom(testdata, salt, sleep string) string {
+	return fmt.Sprintf(`let
+  fx = import %s { nfiles = 20; salt = "%s"; };
+in
+fx.mkDerivation {
+  pname = "lsplive";
+  version = "1";
+  src = fx.helloSrc;
+  configureFlags = "--nfiles=20";
+  preBuild = "sleep %s";
+  postInstall = ''
+    mkdir -p $out/share
+  '';
+}
+`, testdata, salt, sleep)
+}
+
+// TestLiveLenses follows a build from the client: the running phase's
+// lens counts seconds (with an estimate from the last build of the phase
+// on the second build), the phases before it turn ✓ one by one, the
+// summary says how far the build is, and refreshes are rate-limited.
+func TestLiveLenses(t *testing.T) {
+	e2etest.Require(t)
+	dir, cache := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "live.nix")
+	salt := e2etest.Salt()
+	text := slowPkg(salt, "3")
+	writeFile(t, path, text)
+	c := startClient(t, cache)
+	c.initialize(dir)
+	uri := c.open(path, text)
+	c.waitRefresh(2 * time.Minute)
+
+	watch := func(text string) (seen map[string][]string, refreshes int, took time.Duration) {
+		t.Helper()
+		c.mu.Lock()
+		before := c.refreshes
+		c.mu.Unlock()
+		done := make(chan error, 1)
+		t0 := time.Now()
+		go func() {
+			var res BuildResult
+			err := c.call("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+			if err == nil && !res.OK {
+				err = fmt.Errorf("build failed: %+v", res)
+			}
+			done <- err
+		}()
+		seen = map[string][]string{} // attribute → the distinct lens titles it had
+		note := func(key, title string) {
+			if l := seen[key]; len(l) == 0 || l[len(l)-1] != title {
+				seen[key] = append(seen[key], title)
+			}
+		}
+		lines := map[uint32]string{lineOf(t, text, "fx.mkDerivation"): "summary", lineOf(t, text, "  configureFlags"): "configure",
+			lineOf(t, text, "  preBuild"): "build", lineOf(t, text, "  postInstall"): "install"}
+		for {
+			var err error
+			finished := false
+			select {
+			case err = <-done:
+				finished = true
+			case <-time.After(150 * time.Millisecond):
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for line, title := range statusByLine(c.lenses(uri)) {
+				if key := lines[line]; key != "" {
+					note(key, title)
+				}
+			}
+			if finished {
+				c.mu.Lock()
+				refreshes = c.refreshes - before
+				c.mu.Unlock()
+				return seen, refreshes, time.Since(t0)
+			}
+		}
+	}
+
+	seen, refreshes, took := watch(text)
+	t.Logf("cold build, %s: %d refreshes; lenses seen: %q", took, refreshes, seen)
+	running := regexp.MustCompile(`^⟳ building · \d+ s$`)
+	var counts []string
+	for _, title := range seen["build"] {
+		if running.MatchString(title) {
+			counts = append(counts, title)
+		}
+	}
+	if len(counts) < 2 {
+		t.Errorf("the running buildPhase lens did not count seconds: %q", seen["build"])
+	}
+	if !slices.ContainsFunc(seen["configure"], func(s string) bool { return strings.HasPrefix(s, "✓ done · ") }) {
+		t.Errorf("configurePhase never turned ✓ during the build: %q", seen["configure"])
+	}
+	if !slices.ContainsFunc(seen["install"], func(s string) bool { return s == "◌ queued" }) {
+		t.Errorf("installPhase was not shown queued: %q", seen["install"])
+	}
+	if !slices.ContainsFunc(seen["summary"], func(s string) bool {
+		return regexp.MustCompile(`^⟳ [3-5]/9 phases done · buildPhase \d+ s$`).MatchString(s)
+	}) {
+		t.Errorf("the summary did not say how far the build is: %q", seen["summary"])
+	}
+	if last := seen["summary"][len(seen["summary"])-1]; last != "✓ result verified · 9/9 phases cached · ▶ build" {
+		t.Errorf("summary after the build: %q", last)
+	}
+	// Rate-limited: about one refresh per second, not one per event.
+	if max := int(took.Seconds()) + 3; refreshes > max || refreshes < 3 {
+		t.Errorf("%d refreshes in %s (want 3..%d)", refreshes, took, max)
+	}
+
+	// The next build of the phase shows the last one's time as the estimate.
+	edited := slowPkg(salt, "3.5")
+	c.change(uri, 2, edited)
+	seen, _, _ = watch(edited)
+	if !slices.ContainsFunc(seen["build"], func(s string) bool { return regexp.MustCompile(`^⟳ building · \d+ s of ~\d+ s$`).MatchString(s) }) {
+		t.Errorf("no estimate on the second build: %q", seen["build"])
+	}
+	if !slices.ContainsFunc(seen["configure"], func(s string) bool { return strings.HasPrefix(s, "✓ cached · ") }) {
+		t.Errorf("configurePhase (reused) not ✓ cached during the rebuild: %q", seen["configure"])
+	}
+
+	// Hover on preBuild lists the phase's last builds.
+	var hov protocol.Hover
+	c.mustCall("textDocument/hover", map[string]any{"textDocument": map[string]any{"uri": uri}, "position": protocol.Position{Line: lineOf(t, edited, "  preBuild"), Character: 4}}, &hov)
+	for _, want := range []string{"Last builds:", "ago · ran ", "· preBuild changed", "· after unpackPhase"} {
+		if !strings.Contains(hov.Contents.Value, want) {
+			t.Errorf("hover lacks %q:\n%s", want, hov.Contents.Value)
+		}
+	}
+	c.shutdown()
+}
+
+// checkBrowse opens the tree installPhase left (nixlayer.browse, the layer
+// requests), checks what the phase installed and what it changed against
+// the phase before it (nixlayer.diff), and that a missing file and an
+// unknown layer get their error codes. It returns the layer.
+func checkBrowse(t *testing.T, c *client, uri protocol.DocumentURI, buildDir string) string {
+	t.Helper()
+	var b BrowseResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBrowse, "arguments": []any{map[string]any{"uri": uri, "phase": "install"}}}, &b)
+	if b.Layer == "" || b.Phase != "installPhase" || b.State != "cached" || len(b.Roots) != 2 || b.Roots[0] != buildDir {
+		t.Fatalf("browse installPhase: %+v", b)
+	}
+	out := b.Roots[1]
+	var root runner.LayerFiles
+	c.mustCall(MethodLayerFiles, map[string]any{"layer": b.Layer, "path": "/"}, &root)
+	if names := fileNames(root.Entries); names != "build nix" {
+		t.Errorf("the tree's root: %s", names)
+	}
+	var outDir runner.LayerFiles
+	c.mustCall(MethodLayerFiles, map[string]any{"layer": b.Layer, "path": out}, &outDir)
+	if outDir.Info.Type != runner.FileDir || fileNames(outDir.Entries) != "bin share" {
+		t.Errorf("%s in the tree: %+v", out, outDir)
+	}
+	var data runner.LayerData
+	c.mustCall(MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": out + "/share/hello/output.txt"}, &data)
+	if !data.EOF || len(data.Data) == 0 || int64(len(data.Data)) != data.Size {
+		t.Errorf("output.txt: %+v", data)
+	}
+	var diff DiffResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdDiff, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &diff)
+	added := map[string]bool{}
+	for _, ch := range diff.Changes {
+		if ch.Kind == "added" {
+			added[ch.Path] = true
+		}
+	}
+	if diff.Layer != b.Layer || diff.BasePhase != "checkPhase" || !added[out+"/bin/hello"] || !added[out+"/share/hello/output.txt"] {
+		t.Errorf("diff of installPhase: base %s, %d changes, added %v", diff.BasePhase, len(diff.Changes), added)
+	}
+	if err := c.call(MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": buildDir + "/no-such-file"}, nil); errCode(err) != CodeFileNotFound {
+		t.Errorf("a missing file: %v", err)
+	}
+	if err := c.call(MethodLayerFiles, map[string]any{"layer": strings.Repeat("ab", 32), "path": "/"}, nil); errCode(err) != CodeLayerGone || !strings.Contains(err.Error(), "no longer in the layer cache") {
+		t.Errorf("an unknown layer: %v", err)
+	}
+	return b.Layer
+}
+
+func fileNames(fis []runner.FileInfo) string {
+	var names []string
+	for _, fi := range fis {
+		names = append(names, fi.Name)
+	}
+	return strings.Join(names, " ")
+}
+
+// TestRestrictedMode: a client that does not trust the workspace (VS
+// Code's Restricted Mode sends trusted: false) gets lenses from the parser
+// and nothing evaluated or built, until it trusts the workspace.
+func TestRestrictedMode(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "pkg.nix")
+	text := fixturePkg(e2etest.Salt(), "")
+	writeFile(t, path, text)
+	c := startClient(t, cache)
+	c.initializeWith(dir, map[string]any{"nixlayer": map[string]any{"trusted": false}})
+	uri := c.open(path, text)
+	c.waitRefresh(time.Minute)
+	summary := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]
+	if !strings.Contains(summary, "not trusted (Restricted Mode)") {
+		t.Errorf("summary lens in Restricted Mode: %q", summary)
+	}
+	err := c.call("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "not trusted") {
+		t.Errorf("a build in Restricted Mode: %v", err)
+	}
+	// Settings without "trusted" (a client resending its target) keep it.
+	c.notify("workspace/didChangeConfiguration", map[string]any{"settings": map[string]any{"nixlayer": map[string]any{}}})
+	c.waitRefresh(time.Minute)
+	if s := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]; !strings.Contains(s, "not trusted") {
+		t.Errorf("settings without trusted made the workspace trusted: %q", s)
+	}
+	if !e2etest.Enabled() {
+		c.shutdown()
+		return
+	}
+	// Trusted now: evaluated, with a plan.
+	c.notify("workspace/didChangeConfiguration", map[string]any{"settings": map[string]any{"nixlayer": map[string]any{"trusted": true}}})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s := statusByLine(c.lenses(uri))[lineOf(t, text, "fx.mkDerivation")]
+		if s == "0/9 phases cached · ▶ build" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not evaluated once trusted: %q", s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.shutdown()
 }

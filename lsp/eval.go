@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/nixstore"
@@ -82,20 +83,22 @@ func (s *server) runEval(ctx context.Context, d *document, gen int) {
 	s.mu.Unlock()
 	s.log.Debug("evaluated", zap.String("uri", string(snap.uri)), zap.Duration("took", time.Since(t0)), zap.String("err", ev.Err))
 	s.publishDiagnostics(d)
-	s.refreshLenses()
+	s.lensesChanged()
 }
 
-// setEval installs an evaluation; s.mu is held.
+// setEval installs an evaluation; s.mu is held. The failures the cache
+// remembers become diagnostics (until the derivation is built again).
 func (s *server) setEval(d *document, ev *Evaluation, snap snapshot) {
 	for _, p := range ev.Packages {
-		if f := d.failures[p.DrvPath]; f != nil {
-			p.Failure = f
-		}
+		p.State = d.states[p.DrvPath]
 	}
 	d.eval, d.pending = ev, ""
 	d.evalDiags = nil
 	if ev.Err != "" {
 		d.evalDiags = []protocol.Diagnostic{evalDiagnostic(ev.Err, snap)}
+	}
+	if d.running == nil {
+		d.buildDiag = failureDiagnostics(d)
 	}
 }
 
@@ -125,6 +128,13 @@ func evalDiagnostic(msg string, snap snapshot) protocol.Diagnostic {
 func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 	ev := &Evaluation{}
 	defer func() { ev.Done = time.Now() }()
+	s.mu.Lock()
+	restricted := !s.settings.trusted()
+	s.mu.Unlock()
+	if restricted {
+		ev.Err = "the workspace is not trusted (Restricted Mode): nixlayer evaluates and builds nothing in it, since evaluating Nix runs its code and can build"
+		return ev
+	}
 	if !s.trusted(snap.path) {
 		ev.Err = fmt.Sprintf("%s is outside the workspace folders, so nixlayer does not evaluate it", snap.path)
 		return ev
@@ -182,8 +192,20 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 		}
 		p.Plan, p.NixBuild = pr.Plan, pr.BuiltByNix
 		p.Result = pr.Result
+		if h := pr.History; h != nil {
+			p.History, p.Failure = h.Runs, failureOf(h.Failure)
+		}
 	}
 	return ev
+}
+
+// failureOf is a failed phase the history remembers, as the build
+// reported it.
+func failureOf(r *buildindex.PhaseRun) *runner.PhaseError {
+	if r == nil {
+		return nil
+	}
+	return &runner.PhaseError{Drv: r.Drv, Phase: r.Phase, Exit: r.Exit, LogTail: r.LogTail, Layer: r.Layer}
 }
 
 func (s *server) target(path string) Target {

@@ -8,6 +8,7 @@ import (
 
 	"go.lsp.dev/protocol"
 
+	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/runner"
@@ -19,10 +20,16 @@ const (
 	CmdRebuildFrom = "nixlayer.rebuildFrom"
 	CmdOpenShell   = "nixlayer.openShell"
 	CmdShowLog     = "nixlayer.showLog"
+	// CmdBrowse names the layer holding a phase's tree (to read with the
+	// layer requests of layerfiles.go); CmdDiff lists what it changed.
+	CmdBrowse = "nixlayer.browse"
+	CmdDiff   = "nixlayer.diff"
+	// CmdCancel cancels the running build of the document.
+	CmdCancel = "nixlayer.cancel"
 )
 
 // Commands lists every command, for the server capabilities.
-var Commands = []string{CmdBuild, CmdRebuildFrom, CmdOpenShell, CmdShowLog}
+var Commands = []string{CmdBuild, CmdRebuildFrom, CmdOpenShell, CmdShowLog, CmdBrowse, CmdDiff, CmdCancel}
 
 // CommandArgs is the single argument object of every command.
 type CommandArgs struct {
@@ -72,11 +79,19 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 	}
 	// Summary lens on the call.
 	var summary string
+	run := in.runningOf(v)
 	switch {
-	case in.Running != nil && (v.Pkg != nil || len(in.Eval.packages()) <= 1):
-		summary = fmt.Sprintf("⟳ building %s (%d/%d)", in.Running.Phase, in.Running.Index, in.Running.Total)
+	case run != nil:
+		summary = run.summary(in.now())
 	case v.Pkg != nil && v.Pkg.Plan != nil:
-		summary = fmt.Sprintf("%d/%d phases cached · ▶ build", v.Cached(), len(v.Phases))
+		summary = fmt.Sprintf("%d/%d phases cached", v.Cached(), len(v.Phases))
+		if bg := backgroundText(v.Pkg); bg != "" {
+			summary += " · " + bg
+		}
+		if st := stateAfterBuild(v.Pkg); st != nil && len(v.Edited) == 0 {
+			summary += fmt.Sprintf(" · %s · %s ago", stateText(st), age(in.now().Sub(st.At)))
+		}
+		summary += " · ▶ build"
 		if nb, noLayers := nixBuilt(v, in.now()); nb != "" && noLayers {
 			summary = nb + " · " + summary
 		}
@@ -93,21 +108,62 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 		summary = "no evaluated derivation matches this call (set nixlayer's target)"
 	}
 	cmd := ""
-	if v.Pkg != nil && in.Running == nil {
+	switch {
+	case run != nil:
+		cmd = CmdCancel
+	case v.Pkg != nil && in.Running == nil:
 		cmd = CmdBuild
 	}
 	out = append(out, protocol.CodeLens{Range: at(v.Deriv.Func), Command: &protocol.Command{Title: summary, Command: cmd, Arguments: args("")}})
+	if run != nil {
+		out = append(out, protocol.CodeLens{Range: at(v.Deriv.Func), Command: &protocol.Command{Title: "■ cancel", Command: CmdCancel, Arguments: args("")}})
+	}
 
 	for _, a := range v.Attrs {
 		title, cmd := attrStatus(in, v, a)
 		r := at(a.Attr.Key)
 		out = append(out, protocol.CodeLens{Range: r, Command: &protocol.Command{Title: title, Command: cmd, Arguments: args(a.Phase)}})
-		if v.Pkg != nil && v.Pkg.Plan != nil && a.Phase != "" && in.Running == nil {
-			out = append(out, protocol.CodeLens{Range: r, Command: &protocol.Command{
-				Title: "▶ rebuild from " + a.Phase, Command: CmdRebuildFrom, Arguments: args(a.Phase)}})
+		if in.Running != nil || v.Pkg == nil || v.Pkg.Plan == nil || a.Phase == "" {
+			continue
 		}
+		if ph := v.PhaseOf(a.Phase); ph != nil && ph.State == StateFailed && firstOfPhase(v, a) {
+			// What the author does next: look at the broken state.
+			out = append(out,
+				protocol.CodeLens{Range: r, Command: &protocol.Command{Title: "open shell here", Command: CmdOpenShell, Arguments: args(a.Phase)}},
+				protocol.CodeLens{Range: r, Command: &protocol.Command{Title: "show log", Command: CmdShowLog, Arguments: args(a.Phase)}})
+		}
+		out = append(out, protocol.CodeLens{Range: r, Command: &protocol.Command{
+			Title: "▶ rebuild from " + a.Phase, Command: CmdRebuildFrom, Arguments: args(a.Phase)}})
 	}
 	return out
+}
+
+// firstOfPhase tells whether a is the first attribute of its phase in the
+// buffer (the failed phase's actions go there once).
+func firstOfPhase(v DerivView, a AttrView) bool {
+	for _, b := range v.Attrs {
+		if b.Phase == a.Phase {
+			return b.Attr.Key == a.Attr.Key
+		}
+	}
+	return false
+}
+
+// runningOf is the running build a derivation call shows, or nil.
+func (in LensInput) runningOf(v DerivView) *Running {
+	r := in.Running
+	switch {
+	case r == nil:
+		return nil
+	case r.Drv != "" && v.Pkg != nil:
+		if r.Drv == v.Pkg.DrvPath {
+			return r
+		}
+		return nil
+	case v.Pkg != nil || len(in.Eval.packages()) <= 1:
+		return r // still evaluating: every call may be the one
+	}
+	return nil
 }
 
 func (e *Evaluation) packages() []*Package {
@@ -133,8 +189,16 @@ func attrStatus(in LensInput, v DerivView, a AttrView) (string, string) {
 			return "? not in the plan", ""
 		}
 	}
-	if in.Running != nil && in.Running.Phase == ph.Name {
-		return "⟳ running", ""
+	if run := in.runningOf(v); run != nil {
+		if title, ok := run.phaseTitle(ph.Name, in.now()); ok {
+			return title, ""
+		}
+		if ph.State != StateCached {
+			if ph.Plan.Estimate > 0 {
+				return "◌ queued · ~" + elapsed(ph.Plan.Estimate), ""
+			}
+			return "◌ queued", ""
+		}
 	}
 	return phaseTitle(*ph), phaseCommand(*ph)
 }
@@ -146,7 +210,7 @@ func phaseTitle(ph PhaseView) string {
 	case StateInvalidated:
 		return "✗ invalidated by " + ph.Cause
 	case StateFailed:
-		return "✗ failed in the last build"
+		return fmt.Sprintf("✗ failed · exit %d", ph.Exit)
 	case StateForced:
 		return "! reused although its inputs differ"
 	case StateRun:
@@ -163,9 +227,11 @@ func phaseTitle(ph PhaseView) string {
 	return "?"
 }
 
+// phaseCommand is what clicking a phase's status does: open the tree the
+// phase left (cached, or the failed state).
 func phaseCommand(ph PhaseView) string {
 	if ph.State == StateCached || ph.State == StateFailed {
-		return CmdShowLog
+		return CmdBrowse
 	}
 	return ""
 }
@@ -256,7 +322,47 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 	if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name {
 		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), tailLines(f.LogTail, 15))
 	}
+	if runs := lastRuns(v.Pkg.History, ph.Name, 5); len(runs) > 0 {
+		b.WriteString("\nLast builds:\n")
+		for _, r := range runs {
+			b.WriteString("- " + runText(r, now) + "\n")
+		}
+	}
 	return b.String()
+}
+
+// lastRuns are the newest n runs of a phase in the history, newest first.
+func lastRuns(history []buildindex.PhaseRun, phase string, n int) []buildindex.PhaseRun {
+	var out []buildindex.PhaseRun
+	for i := len(history) - 1; i >= 0 && len(out) < n; i-- {
+		if history[i].Phase == phase {
+			out = append(out, history[i])
+		}
+	}
+	return out
+}
+
+// runText says when a phase was built, how long it took, cached or run,
+// and why: "3 min ago · ran 12.3 s · postInstall changed".
+func runText(r buildindex.PhaseRun, now time.Time) string {
+	s := age(now.Sub(r.Time)) + " ago · "
+	switch r.Status {
+	case buildindex.RunCached:
+		return s + "cached (built in " + seconds(r.Duration) + ")"
+	case buildindex.RunRan:
+		s += "ran " + seconds(r.Duration)
+	case buildindex.RunFailed:
+		s += fmt.Sprintf("failed after %s (exit %d)", seconds(r.Duration), r.Exit)
+	default:
+		s += "interrupted after " + seconds(r.Duration)
+	}
+	switch {
+	case r.Follows != "":
+		s += " · after " + r.Follows
+	case r.Reason != "":
+		s += " · " + r.Reason
+	}
+	return s
 }
 
 // nixBuilt says when Nix itself last built the evaluated derivation, as
@@ -394,6 +500,28 @@ func tailLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// stateAfterBuild is the engine state the summary lens shows beside the
+// result's state once a build is over (a fallback, a rewrite, a warning):
+// none when the result's state is newer (the cache's record outlives the
+// server's memory and follows the background work).
+func stateAfterBuild(p *Package) *EngineState {
+	st, r := p.State, p.Result
+	if st == nil || (r != nil && r.Updated.After(st.At)) {
+		return nil
+	}
+	return st
+}
+
+// backgroundText says that background work runs on the package's chain
+// while it does ("" when none does, or when the pending result's state
+// says so already).
+func backgroundText(p *Package) string {
+	if p.Background == nil || (p.Result != nil && p.Result.State.Pending()) {
+		return ""
+	}
+	return "◔ learning the output-path map in the background"
 }
 
 // resultSummary is the state of the package's newest result, for the

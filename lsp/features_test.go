@@ -221,7 +221,7 @@ func TestHover(t *testing.T) {
 	ev = evalOf(pkgSrc, plan)
 	ev.Packages[0].Failure = &runner.PhaseError{Phase: "installPhase", Exit: 2, LogTail: "make: *** no rule\nerror here", Layer: "abcdef1234567890"}
 	h = Hover(LensInput{File: f, Eval: ev}, off, time.Now())
-	for _, want := range []string{"✗ failed in the last build", "exit code 2", "error here", "`abcdef123456`"} {
+	for _, want := range []string{"✗ failed · exit 2", "exit code 2", "error here", "`abcdef123456`"} {
 		if !strings.Contains(h.Contents.Value, want) {
 			t.Errorf("failed hover lacks %q:\n%s", want, h.Contents.Value)
 		}
@@ -273,5 +273,98 @@ func TestEvalDiagnosticPosition(t *testing.T) {
 	d = evalDiagnostic("error: x\n at /w/x.nix:10:1:", snapshot{path: "/w/x.nix"})
 	if d.Range.Start.Line != 9 {
 		t.Errorf("position %+v", d.Range.Start)
+	}
+}
+
+// The lenses of a running build, as its events arrive: the summary says
+// how far it is and what the engine does, the running phase counts its
+// time against the estimate, finished phases are ✓, the rest queued.
+func TestLiveLensTitles(t *testing.T) {
+	plan := planFor(2) // unpack, patch cached; configure… must run
+	plan.Phases[3].Estimate = 23 * time.Second
+	ev := evalOf(pkgSrc, plan)
+	t0 := time.Unix(5000, 0)
+	r := NewRunning(t0)
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	in := func(now time.Time) LensInput { return LensInput{Eval: ev, Running: r, Now: now} }
+
+	got := titles(t, pkgSrc, in(at(2)))
+	if got["stdenv.mkDerivation"] != "⟳ evaluating · 2 s" || got["postInstall"] != "◌ queued" || got["src"] != "✓ cached · 0.4 s" {
+		t.Errorf("while evaluating: %v", got)
+	}
+	r = r.with(plan.Drv)
+	r = r.Apply(runner.Event{Kind: runner.EventWait, Message: "waiting for another build of the same derivation to finish"}, at(3))
+	if s := titles(t, pkgSrc, in(at(4)))["stdenv.mkDerivation"]; s != "⟳ planning · 4 s · ⏸ waiting for another build of the same derivation to finish" {
+		t.Errorf("waiting: %q", s)
+	}
+	for i, ph := range phases[:2] {
+		r = r.Apply(runner.Event{Kind: runner.EventCached, Phase: ph, Index: i + 1, Total: 7, Elapsed: 400 * time.Millisecond}, at(5))
+	}
+	r = r.Apply(runner.Event{Kind: runner.EventStart, Phase: "configurePhase", Index: 3, Total: 7}, at(5))
+	r = r.Apply(runner.Event{Kind: runner.EventDone, Phase: "configurePhase", Index: 3, Total: 7, Elapsed: 1100 * time.Millisecond}, at(6))
+	r = r.Apply(runner.Event{Kind: runner.EventStart, Phase: "buildPhase", Index: 4, Total: 7, Estimate: 23 * time.Second}, at(6))
+	got = titles(t, pkgSrc, in(at(18)))
+	want := map[string]string{
+		"stdenv.mkDerivation": "⟳ 3/7 phases done · buildPhase 12 s of ~23 s",
+		"src":                 "✓ cached · 0.4 s",
+		"configureFlags":      "✓ done · 1.1 s",
+		"postInstall":         "◌ queued",
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("mid-build %s: %q, want %q (all %v)", k, got[k], w, got)
+		}
+	}
+	// No rebuild lenses while it runs; the summary cancels.
+	for _, l := range CodeLenses(LensInput{File: nixexpr.Parse([]byte(pkgSrc)), Eval: ev, Running: r, Now: at(18)}) {
+		if strings.HasPrefix(l.Command.Title, "▶ rebuild") {
+			t.Errorf("a rebuild lens during the build: %q", l.Command.Title)
+		}
+		if strings.HasPrefix(l.Command.Title, "⟳") && l.Command.Command != CmdCancel {
+			t.Errorf("the summary runs %q", l.Command.Command)
+		}
+	}
+	r = r.Apply(runner.Event{Kind: runner.EventFailed, Phase: "buildPhase", Index: 4, Total: 7, Exit: 2}, at(20))
+	if s := titles(t, pkgSrc, in(at(20)))["doCheck"]; s != "◌ queued" {
+		t.Errorf("after the failure event, a later phase: %q", s)
+	}
+	// After the build, one summary: the result's state first, background
+	// work while it runs, then an engine state newer than the result's record.
+	pkg := ev.Packages[0]
+	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: runner.StateVerified, Updated: at(25)}
+	pkg.Background = &runner.BackgroundJob{Drv: plan.Drv, PID: 7}
+	pkg.State = stateOf(runner.Event{Kind: runner.EventWarning, Message: "pushing to the layer cache failed (registry down)"}, at(30))
+	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
+	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ◔ learning the output-path map in the background · warning: pushing to the layer cache failed · 1 min ago · ▶ build" {
+		t.Errorf("states after the build: %q", s)
+	}
+	// A provisional result says itself that the background verifies it;
+	// an engine state older than the record is gone.
+	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: runner.StateProvisional, Updated: at(40)}
+	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
+	if s := got["stdenv.mkDerivation"]; s != "◐ result provisional (verifying in the background) · 2/7 phases cached · ▶ build" {
+		t.Errorf("a provisional result being verified: %q", s)
+	}
+	pkg.Background, pkg.Result = nil, &runner.ResultRecord{Drv: plan.Drv, State: runner.StateVerified, Updated: at(80)}
+	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
+	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ▶ build" {
+		t.Errorf("once verified: %q", s)
+	}
+}
+
+func TestLiveInterval(t *testing.T) {
+	now := time.Unix(10000, 0)
+	for d, want := range map[time.Duration]string{0: "0 s", 59 * time.Second: "59 s", 77 * time.Second: "1 min 15 s", 10*time.Minute + 4*time.Second: "10 min 0 s"} {
+		if got := elapsed(d); got != want {
+			t.Errorf("elapsed(%s) = %q, want %q", d, got, want)
+		}
+	}
+	fresh := &Running{Started: now.Add(-time.Hour), Phase: "buildPhase", PhaseStarted: now.Add(-10 * time.Second)}
+	long := &Running{Started: now.Add(-time.Hour), Phase: "buildPhase", PhaseStarted: now.Add(-2 * time.Minute)}
+	if got := liveInterval([]*Running{long}, now, time.Second); got != 5*time.Second {
+		t.Errorf("a phase running for minutes: every %s", got)
+	}
+	if got := liveInterval([]*Running{long, fresh}, now, time.Second); got != time.Second {
+		t.Errorf("a phase that just started: every %s", got)
 	}
 }

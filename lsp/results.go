@@ -17,9 +17,10 @@ import (
 // unverified; State, Drv and Message set).
 const ResultStateMethod = "nixlayer/resultState"
 
-// watchResults follows the states of the open documents' results, which
-// background work (another process) changes: on a change it updates the
-// documents' evaluations, tells the client and refreshes the lenses.
+// watchResults follows the states of the open documents' results and the
+// background work on their packages, which other processes change: on a
+// change it updates the documents' evaluations, tells the client of a
+// result's new state and refreshes the lenses.
 func (s *server) watchResults(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -29,18 +30,20 @@ func (s *server) watchResults(ctx context.Context, every time.Duration) {
 			return
 		case <-tick.C:
 		}
-		if evs := s.updateResults(); len(evs) > 0 {
-			for _, ev := range evs {
-				s.notify(ResultStateMethod, ev)
-			}
-			s.refreshLenses()
+		evs, changed := s.updateResults()
+		for _, ev := range evs {
+			s.notify(ResultStateMethod, ev)
+		}
+		if changed {
+			s.lensesChanged()
 		}
 	}
 }
 
-// updateResults reads the records of the open documents' packages and
-// installs the changed ones; it returns an event per change.
-func (s *server) updateResults() []runner.Event {
+// updateResults reads the records of the open documents' packages and the
+// background jobs on the cache, and installs what changed; it returns an
+// event per changed result, and whether anything changed.
+func (s *server) updateResults() ([]runner.Event, bool) {
 	s.mu.Lock()
 	var docs []*document
 	var drvs []string
@@ -54,45 +57,52 @@ func (s *server) updateResults() []runner.Event {
 	}
 	s.mu.Unlock()
 	if len(drvs) == 0 {
-		return nil
+		return nil, false
 	}
 	eng, err := s.getEngine()
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	rr, err := eng.Results(s.ctx, api.ResultsRequest{Drvs: drvs})
 	if err != nil {
 		s.log.Debug("reading result states", zap.Error(err))
-		return nil
+		return nil, false
 	}
 	records := map[string]*runner.ResultRecord{}
 	for _, r := range rr.Results {
 		records[r.Drv] = r
 	}
 	var evs []runner.Event
+	anyChange := false
 	for _, d := range docs {
 		s.mu.Lock()
 		ev := d.eval
 		s.mu.Unlock()
 		var changed []*runner.ResultRecord
 		fresh := map[string]*runner.ResultRecord{}
+		jobs := map[string]*runner.BackgroundJob{}
+		jobsChanged := false
 		for _, p := range ev.Packages {
-			r := records[p.DrvPath]
-			if r == nil || sameRecord(p.Result, r) {
-				continue
+			if r := records[p.DrvPath]; r != nil && !sameRecord(p.Result, r) {
+				fresh[p.DrvPath] = r
+				changed = append(changed, r)
 			}
-			fresh[p.DrvPath] = r
-			changed = append(changed, r)
+			jobs[p.DrvPath] = backgroundOf(p, rr.Background)
+			if !sameJob(p.Background, jobs[p.DrvPath]) {
+				jobsChanged = true
+			}
 		}
-		if len(changed) == 0 {
+		if len(changed) == 0 && !jobsChanged {
 			continue
 		}
+		anyChange = true
 		s.mu.Lock()
 		if d.eval == ev { // else a newer evaluation read the records itself
 			d.eval = ev.withPackages(func(cp *Package) {
 				if r := fresh[cp.DrvPath]; r != nil {
 					cp.Result = r
 				}
+				cp.Background = jobs[cp.DrvPath]
 			})
 		}
 		s.mu.Unlock()
@@ -100,7 +110,22 @@ func (s *server) updateResults() []runner.Event {
 			evs = append(evs, runner.StateEvent(r))
 		}
 	}
-	return evs
+	return evs, anyChange
+}
+
+// backgroundOf is the background work running on a package's chain, if
+// any: for its derivation, or another derivation of the same package.
+func backgroundOf(p *Package, jobs []runner.BackgroundJob) *runner.BackgroundJob {
+	for i, j := range jobs {
+		if j.Drv == p.DrvPath || (p.Plan != nil && j.Package != "" && j.Package == p.Plan.Package) {
+			return &jobs[i]
+		}
+	}
+	return nil
+}
+
+func sameJob(a, b *runner.BackgroundJob) bool {
+	return (a == nil) == (b == nil) && (a == nil || a.PID == b.PID)
 }
 
 func sameRecord(a, b *runner.ResultRecord) bool {

@@ -28,7 +28,6 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/nixexpr"
-	"github.com/nixlayer/nixlayer/runner"
 )
 
 // Options configure a server.
@@ -42,7 +41,11 @@ type Options struct {
 	Connect func() (api.Service, error)
 	// Debounce delays evaluation after open and save (default 200 ms).
 	Debounce time.Duration
-	Logger   *zap.Logger
+	// LensRefresh is how often lenses are refreshed while a build runs (the
+	// running phase's time), and the least time between two refreshes
+	// (default 1 s; negative: only when a phase starts or ends).
+	LensRefresh time.Duration
+	Logger      *zap.Logger
 }
 
 // Serve speaks LSP on rwc until the client sends exit or closes the stream.
@@ -54,6 +57,9 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, opts Options) error {
 	if opts.Debounce <= 0 {
 		opts.Debounce = 200 * time.Millisecond
 	}
+	if opts.LensRefresh == 0 {
+		opts.LensRefresh = time.Second
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st := newStream(rwc)
@@ -63,11 +69,13 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, opts Options) error {
 	conn := jsonrpc2.NewConn(st)
 	s := &server{
 		opts: opts, log: opts.Logger, conn: conn, ctx: ctx,
-		docs:     map[protocol.DocumentURI]*document{},
-		inflight: map[string]context.CancelFunc{},
-		tokens:   map[string]context.CancelFunc{},
+		docs:      map[protocol.DocumentURI]*document{},
+		inflight:  map[string]context.CancelFunc{},
+		tokens:    map[string]context.CancelFunc{},
+		refreshCh: make(chan struct{}, 1),
 	}
 	conn.Go(ctx, s.handle)
+	go s.refreshLoop(ctx)
 	go s.watchResults(ctx, time.Second)
 	select {
 	case <-conn.Done():
@@ -104,6 +112,7 @@ type server struct {
 	inflight    map[string]context.CancelFunc // request id → cancel
 	tokens      map[string]context.CancelFunc // progress token → cancel build
 	tokenSeq    int
+	refreshCh   chan struct{} // lensesChanged → refreshLoop
 
 	engineMu sync.Mutex
 	engine   api.Service
@@ -135,10 +144,11 @@ type document struct {
 	evalTimer  *time.Timer
 	evalCancel context.CancelFunc
 
-	running   *Running
-	failures  map[string]*runner.PhaseError // drv path → last failure
-	evalDiags []protocol.Diagnostic
-	buildDiag []protocol.Diagnostic
+	running     *Running
+	cancelBuild context.CancelFunc      // of the running build
+	states      map[string]*EngineState // drv path → the engine's state after its last build
+	evalDiags   []protocol.Diagnostic
+	buildDiag   []protocol.Diagnostic
 }
 
 // lspError builds a response error with an LSP code.
@@ -268,6 +278,8 @@ func (s *server) request(ctx context.Context, method string, raw json.RawMessage
 			return nil, err
 		}
 		return PhasesAt(in, int(p.Position.Line)), nil
+	case MethodLayerFiles, MethodReadLayerFile, MethodLayerDiff:
+		return s.layerRequest(ctx, method, raw)
 	case protocol.MethodWorkspaceExecuteCommand:
 		var p executeParams
 		if err := decode(raw, &p); err != nil {
@@ -451,7 +463,7 @@ func (s *server) didOpen(p protocol.DidOpenTextDocumentParams) {
 		return
 	}
 	text := []byte(p.TextDocument.Text)
-	d := &document{uri: p.TextDocument.URI, path: path, version: p.TextDocument.Version, text: text, file: nixexpr.Parse(text), failures: map[string]*runner.PhaseError{}}
+	d := &document{uri: p.TextDocument.URI, path: path, version: p.TextDocument.Version, text: text, file: nixexpr.Parse(text), states: map[string]*EngineState{}}
 	s.mu.Lock()
 	if old := s.docs[d.uri]; old != nil {
 		s.stopEval(old)
@@ -542,17 +554,69 @@ func (s *server) callClient(ctx context.Context, method string, params any) erro
 	return err
 }
 
-// refreshLenses asks the client to request lenses again, when it can.
-func (s *server) refreshLenses() {
+// lensesChanged asks for a lens refresh soon; refreshLoop sends it.
+func (s *server) lensesChanged() {
+	select {
+	case s.refreshCh <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// refreshLoop asks the client to request lenses again, when it can: at
+// once after a change, then at most once per LensRefresh (a build's phases
+// may end in quick succession), and while a build runs as often as its
+// running time's lens changes (every LensRefresh, every five past a
+// minute: liveInterval).
+func (s *server) refreshLoop(ctx context.Context) {
+	every := s.opts.LensRefresh
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.refreshCh:
+		case now := <-tick:
+			runs := s.runningBuilds()
+			if len(runs) == 0 || now.Sub(last) < liveInterval(runs, now, every)-every/2 {
+				continue
+			}
+		}
+		last = time.Now()
+		s.mu.Lock()
+		ok := s.caps.Workspace.CodeLens.RefreshSupport
+		s.mu.Unlock()
+		if ok {
+			if err := s.callClient(ctx, "workspace/codeLens/refresh", nil); err != nil {
+				s.log.Debug("codeLens refresh failed", zap.Error(err))
+			}
+		}
+		if every > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+		}
+	}
+}
+
+// runningBuilds are the builds running in the documents.
+func (s *server) runningBuilds() []*Running {
 	s.mu.Lock()
-	ok := s.caps.Workspace.CodeLens.RefreshSupport
-	s.mu.Unlock()
-	if !ok {
-		return
+	defer s.mu.Unlock()
+	var runs []*Running
+	for _, d := range s.docs {
+		if d.running != nil {
+			runs = append(runs, d.running)
+		}
 	}
-	if err := s.callClient(s.ctx, "workspace/codeLens/refresh", nil); err != nil {
-		s.log.Debug("codeLens refresh failed", zap.Error(err))
-	}
+	return runs
 }
 
 func (s *server) publishDiagnostics(d *document) {

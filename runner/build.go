@@ -148,7 +148,7 @@ type outcome struct {
 	created     []string
 }
 
-func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *outcome) (*Result, error) {
+func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *outcome) (_ *Result, err error) {
 	start := time.Now()
 	logw := orDiscard(bo.Log)
 	progress := bo.Progress
@@ -167,6 +167,9 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		return nil, err
 	}
 	o.j = j
+	hist := e.newHistory(j, start)
+	progress = hist.observe(progress)
+	defer func() { hist.end(err) }()
 	if j.drv.IsFixedOutput() {
 		return e.buildWithNix(ctx, j, bo, progress, start)
 	}
@@ -209,7 +212,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		if ph.Status == StatusForced || ph.Layer.Unverified {
 			res.Verified = false
 		}
-		progress(Event{Kind: EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration})
+		progress(Event{Kind: EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration, Layer: ph.Layer.ID})
 	}
 	if parent != "" {
 		if state, err = e.loadState(parent); err != nil {
@@ -296,13 +299,13 @@ func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent stri
 		if ph.Status != StatusRun {
 			continue
 		}
-		progress(Event{Kind: EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Message: ph.Reason})
+		progress(Event{Kind: EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Estimate: ph.Estimate, Message: ph.Reason})
 		t0 := time.Now()
 		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
 		if perr != nil {
 			var pe *PhaseError
 			if errors.As(perr, &pe) {
-				progress(Event{Kind: EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Message: pe.LogTail})
+				progress(Event{Kind: EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Exit: pe.Exit, Layer: pe.Layer, Message: pe.LogTail})
 			}
 			return "", created, perr
 		}
@@ -312,7 +315,7 @@ func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent stri
 			tw.phaseDone(e, id)
 		}
 		res.Ran = append(res.Ran, ph.Name)
-		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0)})
+		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Layer: id})
 	}
 	return parent, created, nil
 }

@@ -51,6 +51,10 @@ type RegistryOptions struct {
 	Insecure bool `json:"insecure,omitempty"`
 }
 
+// Restricted reports whether the options use a switch only users Nix
+// trusts may give.
+func (ro RegistryOptions) Restricted() bool { return ro.NoCheckSigs || ro.Insecure }
+
 // LayerCache reports whether ref (registry/repo[:tag]) names one of the
 // repositories the config's layerCaches lists, and lists them.
 func (e *Engine) LayerCache(ref string) (bool, []string, error) {

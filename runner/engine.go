@@ -44,6 +44,8 @@ type Engine struct {
 	// inUse is held shared while the engine is open, so a process that gets
 	// it exclusively knows it is alone with the cache.
 	inUse *os.File
+	// views are layers mounted for reading their files (files.go).
+	views layerViews
 }
 
 // DefaultCacheDir is /var/cache/nixlayer for root and
@@ -101,6 +103,7 @@ func Open(opts Options) (*Engine, error) {
 
 // Close releases the cache.
 func (e *Engine) Close() {
+	e.closeViews()
 	e.layers.Close()
 	if e.inUse != nil {
 		e.inUse.Close()

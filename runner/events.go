@@ -45,11 +45,13 @@ const (
 	// builder makes the derivation build in one step).
 	EventFallback EventKind = "fallback"
 	// EventStart: Phase starts. Follows names the earlier phase it runs
-	// because of; otherwise Message says why it must run.
+	// because of; otherwise Message says why it must run. Estimate is how
+	// long it took the last time it was built.
 	EventStart EventKind = "start"
 	// EventDone: Phase succeeded in Elapsed.
 	EventDone EventKind = "done"
-	// EventFailed: Phase failed after Elapsed; Message is the log tail.
+	// EventFailed: Phase failed after Elapsed with Exit; Message is the
+	// log tail.
 	EventFailed EventKind = "failed"
 	// EventDeliver: where the result went (the Nix store, or the cache
 	// when it is not verified); Message says which.
@@ -121,6 +123,13 @@ type Event struct {
 	// Follows is set on EventStart when the phase runs only because an
 	// earlier one (this one) runs.
 	Follows string `json:"follows,omitempty"`
+	// Estimate is set on EventStart: how long the phase took the last time
+	// it was built for this package (0: never).
+	Estimate time.Duration `json:"estimate,omitempty"`
+	// Layer is the phase's layer on EventCached, EventDone and EventFailed.
+	Layer string `json:"layer,omitempty"`
+	// Exit is the failed phase's exit code on EventFailed.
+	Exit int `json:"exit,omitempty"`
 	// Exact is set on EventRewrite when the rewrite is exact, and on
 	// EventVerdict when the outputs are.
 	Exact bool `json:"exact,omitempty"`

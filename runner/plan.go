@@ -33,8 +33,11 @@ const (
 
 // Plan says what a build would do.
 type Plan struct {
-	Drv      string            `json:"drv"`
-	Name     string            `json:"name"`
+	Drv  string `json:"drv"`
+	Name string `json:"name"`
+	// Package groups the builds of one package across versions and edits
+	// (its pname, or the name), as the cache and the history do.
+	Package  string            `json:"package"`
 	Outputs  map[string]string `json:"outputs"`
 	Whole    bool              `json:"whole,omitempty"` // built as one layer
 	WhyWhole string            `json:"whyWhole,omitempty"`
@@ -68,6 +71,9 @@ type PhasePlan struct {
 	// Attrs are the attributes this phase's key covers.
 	Attrs []string   `json:"attrs"`
 	Layer *LayerInfo `json:"layer,omitempty"`
+	// Estimate is how long the phase took the last time it was built for
+	// this package (0 when it never was), for a phase that must run.
+	Estimate time.Duration `json:"estimate,omitempty"`
 	// KeyInputs is what went into the key besides the previous phase's key:
 	// a digest per attribute (output paths replaced by placeholders), and for
 	// the first phase the inputs and sandbox configuration and what nixlayer
@@ -78,6 +84,15 @@ type PhasePlan struct {
 // follow marks a phase that runs because an earlier one does.
 func (ph *PhasePlan) follow(earlier string) {
 	ph.Follows, ph.Reason = earlier, "follows "+earlier
+}
+
+// rerun makes a phase the plan reused run after all; the layer it drops
+// tells how long the phase takes.
+func (ph *PhasePlan) rerun() {
+	if ph.Layer != nil {
+		ph.Estimate = ph.Layer.Duration
+	}
+	ph.Status, ph.Layer = StatusRun, nil
 }
 
 // LayerInfo describes a cached layer.
@@ -120,7 +135,7 @@ func orDiscard(w io.Writer) io.Writer {
 }
 
 func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
-	p := &Plan{Drv: j.drv.Path, Name: j.drv.Name, Outputs: j.drv.Outputs, Strict: po.Strict}
+	p := &Plan{Drv: j.drv.Path, Name: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Strict: po.Strict}
 	phases := []string{WholeBuild}
 	if j.splittable {
 		phases = j.probe.Phases
@@ -200,7 +215,7 @@ func (e *Engine) placeAttributes(j *job, phases []string) map[string][]string {
 
 // markCached looks the keys up and explains every phase that must run.
 func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
-	prev := e.previousChain(j.pkg)
+	prev, took := e.previousChain(j.pkg)
 	fromIdx := -1
 	if po.From != "" {
 		for i, ph := range p.Phases {
@@ -250,6 +265,7 @@ func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
 	if firstRun >= 0 {
 		for i := firstRun; i < len(p.Phases); i++ {
 			p.Phases[i].Status, p.Phases[i].Layer = StatusRun, nil
+			p.Phases[i].Estimate = took[p.Phases[i].Name]
 			if i > firstRun {
 				p.Phases[i].follow(p.Phases[firstRun].Name)
 			}
@@ -346,19 +362,24 @@ func explain(ph *PhasePlan, prev *layers.Layer, strict bool) (string, []string) 
 }
 
 // previousChain returns, per phase, the newest layer of an earlier build
-// of the same package.
-func (e *Engine) previousChain(pkg string) map[string]*layers.Layer {
+// of the same package, and how long the newest successful run of each
+// phase took.
+func (e *Engine) previousChain(pkg string) (map[string]*layers.Layer, map[string]time.Duration) {
 	all, err := e.layers.List()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	prev := map[string]*layers.Layer{}
+	took := map[string]time.Duration{}
 	for _, l := range all { // oldest first, so the newest wins
 		if l.Meta.Package == pkg && l.Meta.Status != layers.StatusRunning && l.Meta.KindOf() == layers.KindPhase {
 			prev[l.Meta.Phase] = l
+			if l.Meta.Status == layers.StatusComplete && l.Meta.Duration > 0 {
+				took[l.Meta.Phase] = l.Meta.Duration
+			}
 		}
 	}
-	return prev
+	return prev, took
 }
 
 func (e *Engine) info(l *layers.Layer) *LayerInfo {

@@ -269,15 +269,12 @@ func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) {
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
 		return
 	}
-	prev := e.previousChain(j.pkg)
+	_, took := e.previousChain(j.pkg)
 	var reused, later time.Duration
 	for _, ph := range plan.Phases {
-		var d time.Duration
-		switch {
-		case ph.Layer != nil:
+		d := took[ph.Name]
+		if ph.Layer != nil {
 			d = ph.Layer.Duration
-		case prev[ph.Name] != nil:
-			d = prev[ph.Name].Meta.Duration
 		}
 		if ph.Status == StatusRun {
 			later += d
@@ -298,7 +295,7 @@ func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) {
 		e.stopLearner(learner)
 	}
 	for i := range plan.Phases {
-		plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
+		plan.Phases[i].rerun()
 		if i > 0 {
 			plan.Phases[i].follow(plan.Phases[0].Name)
 		}

@@ -166,7 +166,7 @@ func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, m
 	}
 	res.Reused, res.Ran = res.Reused[:keep], nil
 	for i := keep; i < len(plan.Phases); i++ {
-		plan.Phases[i].Status, plan.Phases[i].Layer = StatusRun, nil
+		plan.Phases[i].rerun()
 		plan.Phases[i].follow(plan.Phases[keep].Name)
 	}
 	plan.Phases[keep].Reason, plan.Phases[keep].Follows = why, ""

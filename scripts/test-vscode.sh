@@ -94,4 +94,5 @@ VSIX=$root/vscode-extension/nixlayer.vsix
 mkdir -p test-artifacts/vscode
 export CHROMIUM CODE_SERVER_ENTRY NODE24 NIXLAYER_BIN VSIX
 export NIXLAYER_E2E_ARTIFACTS=$root/test-artifacts/vscode
-exec node --test --test-concurrency=1 vscode-extension/test/e2e/*.test.mjs
+# Arguments go to node --test (e.g. --test-name-pattern="live" for one test).
+exec node --test --test-concurrency=1 "$@" vscode-extension/test/e2e/*.test.mjs

@@ -16,11 +16,14 @@ import (
 	"github.com/nixlayer/nixlayer/runner"
 )
 
-const lspUsage = `usage: nixlayer lsp [--stdio] [--cache DIR] [--debounce DURATION] [-v]
+const lspUsage = `usage: nixlayer lsp [--stdio] [--cache DIR] [--debounce DURATION] [--lens-refresh DURATION] [-v]
 
 Speaks the Language Server Protocol on stdin/stdout for .nix files: code
-lenses and hovers with each phase's cache status, and the commands
-nixlayer.build, nixlayer.rebuildFrom, nixlayer.openShell, nixlayer.showLog.
+lenses and hovers with each phase's cache status (live while a build runs),
+the commands nixlayer.build, nixlayer.rebuildFrom, nixlayer.openShell,
+nixlayer.showLog, nixlayer.browse, nixlayer.diff, nixlayer.cancel, and
+requests that read a phase's tree. --lens-refresh is how often lenses are
+refreshed while a build runs (default 1s; 0 or less: only as phases end).
 Logs go to stderr. See docs/editors.md.
 `
 
@@ -33,19 +36,23 @@ func cmdLSP(ctx context.Context, args []string) error {
 		case "--stdio":
 		case "-v", "--verbose":
 			verbose = true
-		case "--cache", "--debounce":
+		case "--cache", "--debounce", "--lens-refresh":
 			if i+1 >= len(args) {
 				return fmt.Errorf("%s needs a value\n%s", a, lspUsage)
 			}
 			i++
 			if a == "--cache" {
 				opts.CacheDir = args[i]
-			} else {
-				d, err := time.ParseDuration(args[i])
-				if err != nil {
-					return fmt.Errorf("--debounce: %w", err)
-				}
+				continue
+			}
+			d, err := time.ParseDuration(args[i])
+			if err != nil {
+				return fmt.Errorf("%s: %w", a, err)
+			}
+			if a == "--debounce" {
 				opts.Debounce = d
+			} else if opts.LensRefresh = d; d <= 0 {
+				opts.LensRefresh = -1
 			}
 		case "-h", "--help":
 			fmt.Fprint(os.Stderr, lspUsage)

@@ -64,6 +64,32 @@ local ok, err = pcall(function()
     if r.result then results.shell = r.result.command end
     if r.err then table.insert(results.errors, r.err.message) end
   end
+
+  -- Live lenses: edit preBuild (a longer sleep), build, and watch the
+  -- lens of preBuild while the build runs, as a user refreshing lenses.
+  local pre = vim.fn.search("preBuild =", "n") - 1
+  local text = vim.api.nvim_buf_get_lines(buf, pre, pre + 1, false)[1]
+  vim.api.nvim_buf_set_lines(buf, pre, pre + 1, false, { (text:gsub('sleep [0-9.]+', 'sleep 4')) })
+  local built = nil
+  vim.lsp.buf_request(buf, "workspace/executeCommand",
+    { command = "nixlayer.build", arguments = { { uri = doc.uri } } },
+    function(err, result)
+      built = result or { error = err and err.message or "no result" }
+    end)
+  results.live = {}
+  vim.wait(300000, function()
+    local r = vim.lsp.buf_request_sync(buf, "textDocument/codeLens", { textDocument = doc }, 2000)
+    for _, x in pairs(r or {}) do
+      for _, lens in ipairs(x.result or {}) do
+        local title = lens.command and lens.command.title or ""
+        if lens.range.start.line == pre and not title:find("rebuild") and results.live[#results.live] ~= title then
+          table.insert(results.live, title)
+        end
+      end
+    end
+    return built ~= nil
+  end, 200)
+  results.built = built
 end)
 if not ok then table.insert(results.errors, tostring(err)) end
 finish()

@@ -23,11 +23,15 @@ import {
   WorkDoneProgressCancelNotification,
   WorkDoneProgressCreateRequest,
 } from 'vscode-languageclient/node';
+import { LayerFileSystem, PhaseChangesView, PhaseTreeView } from './layers';
 import {
   BLOCKED_METHODS,
+  browseFrom,
   buildOutcome,
+  changesFrom,
   crashedMessage,
   formatLogMessage,
+  LAYER_SCHEME,
   logTextFrom,
   missingExecutableMessage,
   needsPhase,
@@ -48,6 +52,8 @@ import {
   shellCommandFrom,
   shellCwdFrom,
   startFailedMessage,
+  RESULT_STATE_NOTIFICATION,
+  type BuildEvent,
 } from './logic';
 
 const SECTION = 'nixlayer';
@@ -95,11 +101,29 @@ class Extension implements vscode.Disposable {
   private hideTimer: NodeJS.Timeout | undefined;
   /** Why the server is not running, for commands run meanwhile. */
   private unavailable: string | undefined;
+  private readonly layerFs = new LayerFileSystem(() => this.start());
+  private readonly phaseTree = new PhaseTreeView(this.layerFs);
+  private readonly phaseChanges = new PhaseChangesView();
+  /** The last .nix document in an editor: what commands run from a layer's file are about. */
+  private lastNix: string | undefined;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.statusItem.name = 'nixlayer build';
     this.statusItem.command = 'nixlayer.showBuildOutput';
-    this.disposables.push(this.serverChannel, this.buildChannel, this.phaseLogChannel, this.statusItem);
+    this.disposables.push(this.serverChannel, this.buildChannel, this.phaseLogChannel, this.statusItem, this.phaseTree, this.phaseChanges);
+    this.disposables.push(
+      vscode.workspace.registerFileSystemProvider(LAYER_SCHEME, this.layerFs, {
+        isCaseSensitive: true,
+        isReadonly: new vscode.MarkdownString('A layer of the nixlayer cache: the tree a build phase left. It cannot be changed.'),
+      }),
+      // Restricted Mode: the server evaluates nothing until the workspace is trusted.
+      vscode.workspace.onDidGrantWorkspaceTrust(() => this.sendSettings()),
+      vscode.window.onDidChangeActiveTextEditor((e) => {
+        if (e && isNixDocument(e.document)) this.lastNix = e.document.uri.toString();
+      }),
+    );
+    const active = vscode.window.activeTextEditor;
+    if (active && isNixDocument(active.document)) this.lastNix = active.document.uri.toString();
 
     for (const command of SERVER_COMMANDS) {
       this.disposables.push(vscode.commands.registerCommand(command, (arg?: unknown) => this.runServerCommand(command, arg)));
@@ -132,7 +156,9 @@ class Extension implements vscode.Disposable {
         if (c) void vscode.commands.executeCommand('workbench.action.openSettings', 'nixlayer.target');
       });
     }
-    return r.target ? { target: r.target } : {};
+    // In Restricted Mode the server evaluates and builds nothing (evaluating Nix runs its code).
+    const trusted = vscode.workspace.isTrusted;
+    return r.target ? { target: r.target, trusted } : { trusted };
   }
 
   private onConfigurationChanged(e: vscode.ConfigurationChangeEvent): void {
@@ -141,12 +167,17 @@ class Extension implements vscode.Disposable {
       void this.restart(false);
       return;
     }
-    if (e.affectsConfiguration('nixlayer.target') && this.client?.state === State.Running) {
+    if (e.affectsConfiguration('nixlayer.target')) {
       this.once.reset();
-      void this.client.sendNotification(DidChangeConfigurationNotification.type, {
-        settings: { [SECTION]: this.serverSettings() },
-      });
+      this.sendSettings();
     }
+  }
+
+  private sendSettings(): void {
+    if (this.client?.state !== State.Running) return;
+    void this.client.sendNotification(DidChangeConfigurationNotification.type, {
+      settings: { [SECTION]: this.serverSettings() },
+    });
   }
 
   /** Starts the server if it is not running; resolves to the client, or undefined if it cannot run. */
@@ -247,6 +278,11 @@ class Extension implements vscode.Disposable {
     client.onNotification(LogMessageNotification.type, (m) => {
       this.buildChannel.appendLine(formatLogMessage(m.type, m.message));
       this.serverChannel.trace(`logMessage(${m.type}): ${m.message}`);
+    });
+    // A provisional result verified or replaced in the background: the status bar says so (the lenses refresh themselves).
+    client.onNotification(RESULT_STATE_NOTIFICATION, (ev: BuildEvent) => {
+      this.buildChannel.appendLine(this.tracker.resultState(ev));
+      this.renderStatus();
     });
     this.clientDisposables.push(
       client.onDidChangeState((e) => {
@@ -377,7 +413,8 @@ class Extension implements vscode.Disposable {
 
   private async runServerCommand(command: string, rawArg: unknown): Promise<unknown> {
     const editor = vscode.window.activeTextEditor;
-    const activeNix = editor && isNixDocument(editor.document) ? editor.document.uri.toString() : undefined;
+    // From a layer's file (the Phase Tree), commands are about the .nix file last edited.
+    const activeNix = editor && isNixDocument(editor.document) ? editor.document.uri.toString() : this.lastNix;
     const arg = normalizeCommandArg(rawArg instanceof vscode.Uri ? rawArg.toString() : rawArg, activeNix);
     if (!arg.uri) {
       void vscode.window.showWarningMessage(`nixlayer: open a .nix file first (${command} works on the file's derivation).`);
@@ -420,6 +457,16 @@ class Extension implements vscode.Disposable {
     if (isBuild) this.reportBuild(arg.uri, result, !this.progressSeen.delete(token));
     if (command === 'nixlayer.openShell') this.openShell(arg.phase ?? '', result);
     if (command === 'nixlayer.showLog') this.showLog(arg.phase ?? '', result);
+    if (command === 'nixlayer.browse') {
+      const t = browseFrom(result);
+      if (t) await this.phaseTree.show(t);
+      else void vscode.window.showErrorMessage('nixlayer: the server did not name a layer for this phase.');
+    }
+    if (command === 'nixlayer.diff') {
+      const c = changesFrom(result);
+      if (c) await this.phaseChanges.show(c);
+      else void vscode.window.showErrorMessage('nixlayer: the server did not list the changes of this phase.');
+    }
     return result;
   }
 
@@ -515,6 +562,12 @@ function commandTitle(command: string): string {
       return 'open shell at phase';
     case 'nixlayer.showLog':
       return 'show phase log';
+    case 'nixlayer.browse':
+      return 'browse phase tree';
+    case 'nixlayer.diff':
+      return 'phase changes';
+    case 'nixlayer.cancel':
+      return 'cancel build';
     default:
       return command;
   }

@@ -154,6 +154,8 @@ export interface Target {
 
 export interface ServerSettings {
   target?: Target;
+  /** false in Restricted Mode: the server then evaluates and builds nothing. */
+  trusted?: boolean;
 }
 
 function stringMap(v: unknown): Record<string, string> | undefined | 'invalid' {
@@ -230,7 +232,15 @@ export const BLOCKED_METHODS: ReadonlySet<string> = new Set([
 // ---------------------------------------------------------------------------
 // Commands.
 
-export const SERVER_COMMANDS = ['nixlayer.build', 'nixlayer.rebuildFrom', 'nixlayer.openShell', 'nixlayer.showLog'] as const;
+export const SERVER_COMMANDS = [
+  'nixlayer.build',
+  'nixlayer.rebuildFrom',
+  'nixlayer.openShell',
+  'nixlayer.showLog',
+  'nixlayer.browse',
+  'nixlayer.diff',
+  'nixlayer.cancel',
+] as const;
 export type ServerCommand = (typeof SERVER_COMMANDS)[number];
 
 export interface CommandArg {
@@ -257,7 +267,13 @@ export function normalizeCommandArg(arg: unknown, fallbackUri?: string): Command
 }
 
 export function needsPhase(command: string): boolean {
-  return command === 'nixlayer.rebuildFrom' || command === 'nixlayer.openShell' || command === 'nixlayer.showLog';
+  return (
+    command === 'nixlayer.rebuildFrom' ||
+    command === 'nixlayer.openShell' ||
+    command === 'nixlayer.showLog' ||
+    command === 'nixlayer.browse' ||
+    command === 'nixlayer.diff'
+  );
 }
 
 interface LensLike {
@@ -342,7 +358,11 @@ export function logTextFrom(result: unknown): string | undefined {
 // ---------------------------------------------------------------------------
 // Build progress ($/progress work-done reports) → status bar text and log lines.
 
-/** The kinds of build events the server reports (runner.EventKind in the Go code). */
+/**
+ * The kinds of build events the server reports (runner.EventKind in the Go code):
+ * the phase kinds, and engine states (wait, learn, rewrite, …, and whatever a
+ * newer engine adds: provisional, verified, …), which are shown by their text.
+ */
 export type BuildEventKind =
   | 'wait'
   | 'repair'
@@ -359,11 +379,48 @@ export type BuildEventKind =
   | 'deliver'
   | 'gc'
   | 'finished'
+  | 'background'
+  | 'provisional'
+  | 'verifying'
+  | 'verified'
+  | 'replaced'
+  | 'unverified'
   | 'pull'
   | 'pulled'
   | 'push'
   | 'pushed'
-  | 'warning';
+  | 'warning'
+  | (string & {});
+
+/** The event kinds about a build's phases; every other kind is an engine state. */
+const PHASE_EVENT_KINDS: ReadonlySet<string> = new Set(['plan', 'cached', 'start', 'done', 'failed', 'deliver', 'finished']);
+
+/** Whether an event reports the engine's state (waiting for a lock, learning, a provisional result, …). */
+export function isEngineState(kind: string | undefined): boolean {
+  return kind !== undefined && !PHASE_EVENT_KINDS.has(kind);
+}
+
+/** A status-bar icon for an engine state. */
+export function stateIcon(kind: string): string {
+  switch (kind) {
+    case 'wait':
+      return '$(watch)';
+    case 'learn':
+    case 'learned':
+    case 'background':
+      return '$(mortar-board)';
+    case 'provisional':
+    case 'verifying':
+      return '$(clock)';
+    case 'verified':
+    case 'replaced':
+      return '$(verified)';
+    case 'unverified':
+      return '$(warning)';
+    default:
+      return '$(info)';
+  }
+}
 
 /** A build event as the server sends it in a report's `event` field. */
 export interface BuildEvent {
@@ -376,7 +433,13 @@ export interface BuildEvent {
   exact?: boolean;
   /** Bytes downloaded or sent (pull, pulled, pushed). */
   bytes?: number;
+  /** The result's state and its derivation, on the result-state kinds. */
+  state?: string;
+  drv?: string;
 }
+
+/** The notification the server sends when background work changes a result's state; its params are a BuildEvent. */
+export const RESULT_STATE_NOTIFICATION = 'nixlayer/resultState';
 
 /** How a build ended, in the end value's `outcome` field. */
 export type BuildOutcomeKind = 'succeeded' | 'failed' | 'cancelled' | 'error';
@@ -400,6 +463,8 @@ interface Run {
   started: number;
   /** The phase the server reported failed, if any. */
   failedPhase?: string;
+  /** The engine's state (an event that is not a phase's progress), until the next phase event. */
+  state?: { kind: string; text: string };
 }
 
 export function formatDuration(ms: number): string {
@@ -443,7 +508,10 @@ export class ProgressTracker {
         const run = this.runs.get(key) ?? { title: 'nixlayer', started: this.now() };
         if (value.message !== undefined) run.message = value.message;
         if (value.percentage !== undefined) run.percentage = value.percentage;
-        if (value.event?.kind === 'failed') run.failedPhase = value.event.phase;
+        const ev = value.event;
+        if (ev?.kind === 'failed') run.failedPhase = ev.phase;
+        if (ev && isEngineState(ev.kind)) run.state = { kind: ev.kind, text: value.message ?? ev.message ?? ev.kind };
+        else if (ev && (ev.kind === 'start' || ev.kind === 'cached')) run.state = undefined;
         this.runs.set(key, run);
         push(value.message);
         break;
@@ -460,10 +528,12 @@ export class ProgressTracker {
         push(`${failed ? '✗' : '✓'} ${title}: ${msg}${took ? ` (${took})` : ''}`);
         if (this.runs.size === 0) {
           const outcome = cancelled ? 'build cancelled' : failed ? 'build failed' : 'built';
+          // A state the engine reported after the phases (learning, a provisional result, …) stays in view.
+          const after = run?.state && !failed ? ` · ${stateIcon(run.state.kind)} ${truncate(firstClause(run.state.text), 40)}` : '';
           this.last = {
             state: failed ? 'failed' : 'succeeded',
-            text: `${failed ? '$(error)' : '$(check)'} nixlayer: ${outcome}${took ? ` in ${took}` : ''}`,
-            tooltip: `${title}: ${msg}\nClick to show the build output.`,
+            text: `${failed ? '$(error)' : '$(check)'} nixlayer: ${outcome}${took ? ` in ${took}` : ''}${after}`,
+            tooltip: `${title}: ${msg}${run?.state ? `\n${run.state.text}` : ''}\nClick to show the build output.`,
           };
         }
         break;
@@ -490,17 +560,43 @@ export class ProgressTracker {
     const pct = run.percentage !== undefined ? ` ${Math.round(run.percentage)}%` : '';
     const what = run.message ? firstLine(run.message) : run.title;
     const more = runs.length > 1 ? ` (+${runs.length - 1})` : '';
+    const icon = run.state ? stateIcon(run.state.kind) : '$(sync~spin)';
     return {
       state: 'running',
-      text: `$(sync~spin) nixlayer: ${truncate(what, 48)}${pct}${more}`,
+      text: `${icon} nixlayer: ${truncate(what, 48)}${pct}${more}`,
       tooltip: `${run.title}${run.message ? `\n${run.message}` : ''}\nClick to show the build output; "nixlayer: Cancel Build" stops it.`,
     };
+  }
+
+  /**
+   * A result's new state, which background work settled after its build
+   * (the server's nixlayer/resultState notification, whose params are the
+   * event): shown like a build's result unless a build runs. Returns the
+   * build log line.
+   */
+  resultState(ev: BuildEvent): string {
+    const text = ev.message ?? ev.kind;
+    if (this.runs.size === 0) {
+      this.last = {
+        state: 'succeeded',
+        text: `${stateIcon(ev.kind)} nixlayer: ${truncate(firstClause(text), 60)}`,
+        tooltip: `${text}\nClick to show the build output.`,
+      };
+    }
+    return `${ev.kind === 'unverified' ? '⚠' : '✓'} ${text}`;
   }
 
   /** Forgets the last result (the status bar item hides). */
   clearResult(): void {
     this.last = { state: 'idle' };
   }
+}
+
+/** The text before the first parenthesis (details such as a pid or a log path). */
+function firstClause(s: string): string {
+  const line = firstLine(s);
+  const i = line.indexOf(' (');
+  return i > 0 ? line.slice(0, i) : line;
 }
 
 function firstLine(s: string): string {
@@ -553,4 +649,136 @@ export function shellCwdFrom(result: unknown): string | undefined {
     if (typeof cwd === 'string' && cwd !== '') return cwd;
   }
   return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// A phase's tree and what a phase changed (nixlayer.browse, nixlayer.diff),
+// read through the server's layer requests.
+
+/** The URI scheme of files in a layer's tree: nixlayer-layer://LAYER/build/…, as the builder saw the path. */
+export const LAYER_SCHEME = 'nixlayer-layer';
+/** The authority standing for a tree without the file (the other side of an added or removed file's diff). */
+export const NO_LAYER = 'none';
+
+/** The server's requests that read a layer's tree (docs/editors.md). */
+export const LAYER_FILES_REQUEST = 'nixlayer/layerFiles';
+export const READ_LAYER_FILE_REQUEST = 'nixlayer/readLayerFile';
+/** Error codes of the layer requests. */
+export const CODE_LAYER_GONE = -32004;
+export const CODE_FILE_NOT_FOUND = -32005;
+
+/** A file of a layer's tree as the server describes it (runner.FileInfo). */
+export interface LayerFileInfo {
+  name: string;
+  path: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  mode: number;
+  mtime: string;
+  target?: string;
+  targetType?: 'file' | 'dir' | 'symlink' | 'other';
+}
+
+/** VS Code's FileType bits, without the vscode module. */
+export const FILE_TYPE = { Unknown: 0, File: 1, Directory: 2, SymbolicLink: 64 } as const;
+
+/** The FileType of a file of a layer's tree (a symlink with what it points to inside the tree). */
+export function fileTypeOf(fi: Pick<LayerFileInfo, 'type' | 'targetType'>): number {
+  const base = (t: string | undefined) => (t === 'file' ? FILE_TYPE.File : t === 'dir' ? FILE_TYPE.Directory : FILE_TYPE.Unknown);
+  if (fi.type === 'symlink') return FILE_TYPE.SymbolicLink | base(fi.targetType);
+  return base(fi.type);
+}
+
+/** A layer request failed because the layer is gone, the file is missing, or otherwise. */
+export function layerErrorKind(e: unknown): 'gone' | 'notFound' | 'other' {
+  const code = (e as { code?: unknown })?.code;
+  if (code === CODE_LAYER_GONE) return 'gone';
+  if (code === CODE_FILE_NOT_FOUND) return 'notFound';
+  return 'other';
+}
+
+/** What nixlayer.browse answers: the layer holding the tree a phase left. */
+export interface BrowseTarget {
+  layer: string;
+  phase: string;
+  label: string;
+  state: string;
+  roots: string[];
+  note?: string;
+}
+
+export function browseFrom(result: unknown): BrowseTarget | undefined {
+  if (!result || typeof result !== 'object') return undefined;
+  const o = result as Record<string, unknown>;
+  if (typeof o.layer !== 'string' || !/^[0-9a-f]{12,}$/.test(o.layer) || typeof o.phase !== 'string') return undefined;
+  const roots = Array.isArray(o.roots) ? o.roots.filter((r): r is string => typeof r === 'string' && r.startsWith('/')) : [];
+  return {
+    layer: o.layer,
+    phase: o.phase,
+    label: typeof o.label === 'string' ? o.label : o.phase,
+    state: typeof o.state === 'string' ? o.state : '',
+    roots: roots.length ? roots : ['/'],
+    note: typeof o.note === 'string' && o.note ? o.note : undefined,
+  };
+}
+
+/** One changed file of nixlayer.diff's answer, ready for a list: its two sides as layer URIs. */
+export interface ChangeItem {
+  path: string;
+  kind: 'added' | 'changed' | 'removed';
+  type: string;
+  label: string;
+  description: string;
+  /** The file before the phase (the base layer), or in NO_LAYER for an added file. */
+  left: string;
+  /** The file after the phase, or in NO_LAYER for a removed one. */
+  right: string;
+}
+
+export interface PhaseChanges {
+  layer: string;
+  phase: string;
+  base?: string;
+  basePhase?: string;
+  label: string;
+  truncated: boolean;
+  items: ChangeItem[];
+}
+
+export function layerUriString(layer: string, p: string): string {
+  return `${LAYER_SCHEME}://${layer}${p.startsWith('/') ? p : `/${p}`}`;
+}
+
+/** Reads nixlayer.diff's answer into list items. */
+export function changesFrom(result: unknown): PhaseChanges | undefined {
+  if (!result || typeof result !== 'object') return undefined;
+  const o = result as Record<string, unknown>;
+  if (typeof o.layer !== 'string' || typeof o.phase !== 'string' || !Array.isArray(o.changes)) return undefined;
+  const base = typeof o.base === 'string' && o.base ? o.base : undefined;
+  const items: ChangeItem[] = [];
+  for (const c of o.changes) {
+    if (!c || typeof c !== 'object') continue;
+    const x = c as Record<string, unknown>;
+    const kind = x.kind;
+    if (typeof x.path !== 'string' || (kind !== 'added' && kind !== 'changed' && kind !== 'removed')) continue;
+    const slash = x.path.lastIndexOf('/');
+    items.push({
+      path: x.path,
+      kind,
+      type: typeof x.type === 'string' ? x.type : 'file',
+      label: x.path.slice(slash + 1),
+      description: `${x.path.slice(0, slash) || '/'} · ${kind}`,
+      left: layerUriString(kind === 'added' || !base ? NO_LAYER : base, x.path),
+      right: layerUriString(kind === 'removed' ? NO_LAYER : o.layer, x.path),
+    });
+  }
+  return {
+    layer: o.layer,
+    phase: o.phase,
+    base,
+    basePhase: typeof o.basePhase === 'string' && o.basePhase ? o.basePhase : undefined,
+    label: typeof o.label === 'string' ? o.label : o.phase,
+    truncated: o.truncated === true,
+    items,
+  };
 }

@@ -5,7 +5,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   BLOCKED_METHODS,
+  browseFrom,
   buildOutcome,
+  changesFrom,
+  CODE_FILE_NOT_FOUND,
+  CODE_LAYER_GONE,
+  fileTypeOf,
+  isEngineState,
+  layerErrorKind,
   shellCwdFrom,
   expandVariables,
   formatDuration,
@@ -251,4 +258,83 @@ test('buildOutcome reads the server build result', () => {
   assert.equal(shellCwdFrom({ command: 'x', cwd: '/tmp/w' }), '/tmp/w');
   assert.equal(shellCwdFrom('x'), undefined);
   assert.equal(shellCommandFrom({ command: 'nixlayer shell --at installPhase', argv: ['nixlayer'], cwd: '/w' }), 'nixlayer shell --at installPhase');
+});
+
+test('ProgressTracker: engine states show in the status bar, and after the build', () => {
+  let now = 0;
+  const t = new ProgressTracker(() => now);
+  t.update('b', { kind: 'begin', title: 'build hello' });
+  t.update('b', { kind: 'report', message: 'waiting for another build of the same derivation to finish', event: { kind: 'wait' } });
+  assert.equal(t.status().text, '$(watch) nixlayer: waiting for another build of the same derivatio…');
+  t.update('b', { kind: 'report', message: '[1/9] unpackPhase running', event: { kind: 'start', phase: 'unpackPhase' } });
+  assert.equal(t.status().text, '$(sync~spin) nixlayer: [1/9] unpackPhase running');
+  t.update('b', { kind: 'report', message: 'provisional result: verifying in the background', event: { kind: 'provisional' } });
+  assert.match(t.status().text ?? '', /^\$\(clock\) nixlayer: provisional result/);
+  // A kind this extension has never heard of is a state too (a newer engine's).
+  t.update('b', { kind: 'report', message: 'compacting the cache', event: { kind: 'compact' } });
+  assert.match(t.status().text ?? '', /^\$\(info\) nixlayer: compacting the cache/);
+  now = 3000;
+  t.update('b', { kind: 'report', message: 'learning the output-path map in the background (pid 42, log /x)', event: { kind: 'learn' } });
+  t.update('b', { kind: 'end', message: 'built', outcome: 'succeeded' });
+  assert.equal(t.status().text, '$(check) nixlayer: built in 3.0 s · $(mortar-board) learning the output-path map in the bac…');
+  assert.equal(isEngineState('start'), false);
+  assert.equal(isEngineState('verified'), true);
+  // Later, the background work verifies the result (nixlayer/resultState).
+  const line = t.resultState({ kind: 'verified', state: 'verified', drv: '/nix/store/x-hello-1.drv', message: 'hello-1: verified: identical to the exact rewrite (without a rebuild)' });
+  assert.equal(line, '✓ hello-1: verified: identical to the exact rewrite (without a rebuild)');
+  assert.equal(t.status().text, '$(verified) nixlayer: hello-1: verified: identical to the exact rewrite');
+  // While a build runs, the running build keeps the status bar.
+  t.update('c', { kind: 'begin', title: 'build hello' });
+  t.resultState({ kind: 'replaced', message: 'hello-1: replaced: not exact' });
+  assert.equal(t.status().state, 'running');
+});
+
+test('layer files: types, errors, browse and diff answers', () => {
+  assert.equal(fileTypeOf({ type: 'file' }), 1);
+  assert.equal(fileTypeOf({ type: 'dir' }), 2);
+  assert.equal(fileTypeOf({ type: 'symlink', targetType: 'file' }), 65);
+  assert.equal(fileTypeOf({ type: 'symlink' }), 64);
+  assert.equal(layerErrorKind({ code: CODE_LAYER_GONE }), 'gone');
+  assert.equal(layerErrorKind({ code: CODE_FILE_NOT_FOUND }), 'notFound');
+  assert.equal(layerErrorKind(new Error('x')), 'other');
+
+  const layer = 'ab'.repeat(32);
+  assert.deepEqual(browseFrom({ layer, phase: 'installPhase', label: 'hello-1 · installPhase', state: 'cached', roots: ['/build', '/nix/store/x-hello-1', 5] }), {
+    layer,
+    phase: 'installPhase',
+    label: 'hello-1 · installPhase',
+    state: 'cached',
+    roots: ['/build', '/nix/store/x-hello-1'],
+    note: undefined,
+  });
+  assert.equal(browseFrom({ layer: '../etc', phase: 'x' }), undefined);
+  assert.equal(browseFrom(null), undefined);
+
+  const base = 'cd'.repeat(32);
+  const c = changesFrom({
+    layer,
+    phase: 'installPhase',
+    base,
+    basePhase: 'checkPhase',
+    label: 'hello-1 · installPhase',
+    changes: [
+      { path: '/nix/store/x-hello-1/bin/hello', kind: 'added', type: 'file' },
+      { path: '/build/src/a.c', kind: 'changed', type: 'file' },
+      { path: '/build/old', kind: 'removed', type: 'file' },
+      { path: '/x', kind: 'renamed' },
+    ],
+  });
+  assert.ok(c);
+  assert.equal(c.items.length, 3);
+  assert.deepEqual(c.items[0], {
+    path: '/nix/store/x-hello-1/bin/hello',
+    kind: 'added',
+    type: 'file',
+    label: 'hello',
+    description: '/nix/store/x-hello-1/bin · added',
+    left: 'nixlayer-layer://none/nix/store/x-hello-1/bin/hello',
+    right: `nixlayer-layer://${layer}/nix/store/x-hello-1/bin/hello`,
+  });
+  assert.equal(c.items[1].left, `nixlayer-layer://${base}/build/src/a.c`);
+  assert.equal(c.items[2].right, 'nixlayer-layer://none/build/old');
 });

@@ -1,0 +1,68 @@
+package runner
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/buildindex"
+)
+
+// history records the phases of one build in the cache's phase history
+// (buildindex) as its events report them: reused, ran, failed, and the
+// phase a build was broken off in.
+type history struct {
+	e       *Engine
+	base    buildindex.PhaseRun
+	started *Event    // the phase running now
+	t0      time.Time // when it started
+}
+
+func (e *Engine) newHistory(j *job, start time.Time) *history {
+	return &history{e: e, base: buildindex.PhaseRun{Build: start, Drv: j.drv.Path, Package: j.pkg}}
+}
+
+// observe wraps a build's progress function.
+func (h *history) observe(next func(Event)) func(Event) {
+	return func(ev Event) {
+		switch ev.Kind {
+		case EventCached:
+			h.add(ev, buildindex.RunCached, ev.Elapsed, nil)
+		case EventStart:
+			s := ev
+			h.started, h.t0 = &s, time.Now()
+		case EventDone:
+			h.add(ev, buildindex.RunRan, ev.Elapsed, h.started)
+			h.started = nil
+		case EventFailed:
+			h.add(ev, buildindex.RunFailed, ev.Elapsed, h.started)
+			h.started = nil
+		case EventFallback:
+			h.started = nil // the build starts over (in one step)
+		}
+		next(ev)
+	}
+}
+
+// end records the phase a build that returned err was broken off in.
+func (h *history) end(err error) {
+	if err == nil || h.started == nil {
+		return
+	}
+	h.add(*h.started, buildindex.RunInterrupted, time.Since(h.t0), h.started)
+	h.started = nil
+}
+
+func (h *history) add(ev Event, status string, took time.Duration, start *Event) {
+	r := h.base
+	r.Time, r.Phase, r.Index, r.Total, r.Status, r.Duration, r.Layer = time.Now(), ev.Phase, ev.Index, ev.Total, status, took, ev.Layer
+	if start != nil {
+		r.Reason, r.Follows = start.Message, start.Follows
+	}
+	if status == buildindex.RunFailed {
+		r.Exit, r.LogTail = ev.Exit, ev.Message
+	}
+	if err := buildindex.AppendRun(h.e.opts.CacheDir, r); err != nil {
+		h.e.log.Warn("recording the phase history", zap.Error(err))
+	}
+}
