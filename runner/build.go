@@ -191,8 +191,9 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		}
 	}
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
-		e.fullIfFaster(j, plan, progress)
+		plan = e.fullIfFaster(j, plan, progress)
 	}
+	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
 	progress(Event{Kind: EventPlan, Total: total, Message: planSummary(plan)})
@@ -237,7 +238,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		}
 	}
 	for {
-		top, created, err := e.runPlanned(ctx, j, plan, parent, state, res, logw, progress, tw)
+		top, created, err := e.runPlanned(ctx, j, res.Plan, parent, state, res, logw, progress, tw)
 		var early errEndedEarly
 		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
@@ -257,7 +258,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			break
 		}
 		var again bool
-		if rs, parent, state, again, err = e.judgeResume(ctx, j, plan, rs, top, created, res, bo.Exact, progress); err != nil {
+		if rs, parent, state, again, err = e.judgeResume(ctx, j, res.Plan, rs, top, created, res, bo.Exact, progress); err != nil {
 			return nil, err
 		}
 		if !again {
