@@ -169,11 +169,7 @@ func checkProgressFlag(c *common) error {
 func round(d time.Duration) string { return runner.Duration(d) }
 
 func cmdPlan(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
-	if err != nil {
-		return err
-	}
-	drvPath, svc, err := c.open(ctx)
+	c, drvPath, svc, err := parseAndOpen(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -228,11 +224,7 @@ func cmdPlan(ctx context.Context, args []string) error {
 }
 
 func cmdVerify(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
-	if err != nil {
-		return err
-	}
-	drvPath, svc, err := c.open(ctx)
+	c, drvPath, svc, err := parseAndOpen(ctx, args)
 	if err != nil {
 		return err
 	}
