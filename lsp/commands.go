@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -291,7 +292,7 @@ func (s *server) failureDiagnostic(d *document, pkg *Package, pe *runner.PhaseEr
 		Range:    protocol.Range{Start: start, End: end},
 		Severity: protocol.DiagnosticSeverityError,
 		Source:   "nixlayer",
-		Message:  fmt.Sprintf("%s failed in %s with exit code %d; last log lines:\n%s", pkg.Name, pe.Phase, pe.Exit, tailLines(pe.LogTail, 15)),
+		Message:  fmt.Sprintf("%s failed in %s with exit code %d; last log lines:\n%s", pkg.Name, pe.Phase, pe.Exit, logtail.Lines(pe.LogTail, 15)),
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"go.lsp.dev/protocol"
 
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/runner"
@@ -214,7 +215,7 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 		title, _ := attrStatus(in, v, a)
 		b.WriteString(title + "\n")
 		if in.Eval != nil && in.Eval.Err != "" {
-			fmt.Fprintf(&b, "\n```\n%s\n```\n", tailLines(in.Eval.Err, 10))
+			fmt.Fprintf(&b, "\n```\n%s\n```\n", logtail.Lines(in.Eval.Err, 10))
 		}
 		return b.String()
 	}
@@ -254,7 +255,7 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 		fmt.Fprintf(&b, "- unsaved edits: %s\n", strings.Join(v.Edited, ", "))
 	}
 	if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name {
-		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), tailLines(f.LogTail, 15))
+		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), logtail.Lines(f.LogTail, 15))
 	}
 	return b.String()
 }
@@ -386,14 +387,6 @@ func firstLine(s string) string {
 		s = s[:120] + "…"
 	}
 	return s
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // resultSummary is the state of the package's newest result, for the

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -411,7 +412,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		return "", nil, err
 	}
 	if r.exit != 0 {
-		return "", nil, &PhaseError{Drv: j.drv.Path, Name: j.drv.Name, Phase: ph.Name, Exit: r.exit, LogTail: tail(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: e.opts.CacheDir}
+		return "", nil, &PhaseError{Drv: j.drv.Path, Name: j.drv.Name, Phase: ph.Name, Exit: r.exit, LogTail: logtail.Lines(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: e.opts.CacheDir}
 	}
 	e.log.Debug("phase done", zap.String("phase", ph.Name), zap.Duration("took", meta.Duration))
 	return l.ID, next, nil
