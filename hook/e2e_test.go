@@ -121,6 +121,24 @@ func (r nixRun) mustSucceed(t *testing.T) string {
 	return lines[len(lines)-1]
 }
 
+// resumedExactlyAtInstall is what a hook build of hello says when it
+// reused every phase before installPhase, rewritten exactly.
+var resumedExactlyAtInstall = []string{
+	"rewritten for the new output path: exact",
+	"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
+	"ran: installPhase fixupPhase installCheckPhase distPhase",
+}
+
+// mustSay fails with what unless the build's log holds every line of want.
+func (r nixRun) mustSay(t *testing.T, what string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			t.Fatalf("%s (no %q):\n%s", what, w, r.stderr)
+		}
+	}
+}
+
 func (r nixRun) builtByNixlayer() bool { return strings.Contains(r.stderr, "' on '"+Machine+"'") }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -224,16 +242,7 @@ func TestHookResumesAfterInstallEdit(t *testing.T) {
 	if got := run(t, "cat", out+"/edited"); got != "edited" {
 		t.Fatalf("edited file: %q", got)
 	}
-	for _, want := range []string{
-		"installPhase changed",
-		"rewritten for the new output path: exact",
-		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
-		"ran: installPhase fixupPhase installCheckPhase distPhase",
-	} {
-		if !strings.Contains(r.stderr, want) {
-			t.Fatalf("the rebuild did not resume exactly at installPhase (no %q):\n%s", want, r.stderr)
-		}
-	}
+	r.mustSay(t, "the rebuild did not resume exactly at installPhase", append([]string{"installPhase changed"}, resumedExactlyAtInstall...)...)
 	run(t, "nix-store", "--verify-path", out)
 	// Nix rebuilds the edited derivation itself, without the hook, and
 	// fails if its output differs from the registered one.
@@ -734,16 +743,7 @@ func TestHookPullsFromLayerCache(t *testing.T) {
 	if !r.builtByNixlayer() {
 		t.Fatalf("not built by nixlayer:\n%s", logtail.Lines(r.stderr, 30))
 	}
-	for _, want := range []string{
-		"pulled 5 layers",
-		"rewritten for the new output path: exact",
-		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
-		"ran: installPhase fixupPhase installCheckPhase distPhase",
-	} {
-		if !strings.Contains(r.stderr, want) {
-			t.Fatalf("the laptop's hook build did not resume from the registry's layers (no %q):\n%s", want, r.stderr)
-		}
-	}
+	r.mustSay(t, "the laptop's hook build did not resume from the registry's layers", append([]string{"pulled 5 layers"}, resumedExactlyAtInstall...)...)
 	if strings.Contains(r.stderr, "learning") {
 		t.Fatalf("the laptop learned a path map the registry should have brought:\n%s", r.stderr)
 	}
