@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -21,21 +22,15 @@ const ResultStateMethod = "nixlayer/resultState"
 // background work (another process) changes: on a change it updates the
 // documents' evaluations, tells the client and refreshes the lenses.
 func (s *server) watchResults(ctx context.Context, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	poll.Every(ctx, every, func() bool {
 		if evs := s.updateResults(); len(evs) > 0 {
 			for _, ev := range evs {
 				s.notify(ResultStateMethod, ev)
 			}
 			s.refreshLenses()
 		}
-	}
+		return false
+	})
 }
 
 // updateResults reads the records of the open documents' packages and
