@@ -9,11 +9,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nixlayer/nixlayer/internal/logtail"
 )
 
 // Unprivileged users the daemon tests act as (scripts/install-deps.sh
@@ -109,7 +110,7 @@ func StartDaemon(t *testing.T, bin string) *Daemon {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("daemon log (tail):\n%s", tail(d.log.String(), 40))
+			t.Logf("daemon log (tail):\n%s", logtail.Lines(d.log.String(), 40))
 		}
 	})
 	for i := 0; ; i++ {
@@ -123,14 +124,6 @@ func StartDaemon(t *testing.T, bin string) *Daemon {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return d
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Account is a user of this machine.
