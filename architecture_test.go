@@ -62,7 +62,7 @@ func TestArchitectureDiagram(t *testing.T) {
 	}
 }
 
-var pkgName = regexp.MustCompile(`^[a-z][a-z/]*$`)
+var pkgName = regexp.MustCompile(`^[a-z][a-z0-9/]*$`)
 
 func names(seg string) []string {
 	var res []string

@@ -223,6 +223,21 @@ type LayerDiffRequest struct {
 	Layer string `json:"layer"`
 }
 
+// OrStd is t with this process's own stdin, stdout and stderr where t
+// names none.
+func (t Terminal) OrStd() Terminal {
+	if t.In == nil {
+		t.In = os.Stdin
+	}
+	if t.Out == nil {
+		t.Out = os.Stdout
+	}
+	if t.Notice == nil {
+		t.Notice = os.Stderr
+	}
+	return t
+}
+
 // GCRequest is gc's policy (runner.GCOptions).
 type GCRequest struct {
 	KeepLast  int           `json:"keepLast,omitempty"`

@@ -189,18 +189,13 @@ func (l *Local) Log(ctx context.Context, req LogRequest) ([]runner.PhaseLog, err
 }
 
 func (l *Local) Shell(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error) {
-	so := runner.ShellOptions{At: req.At, Keep: req.Keep, Notice: term.Notice}
-	if term.In != nil {
-		so.Stdin = term.In
-	}
-	if term.Out != nil {
-		so.Stdout = term.Out
-	}
-	return l.e.Shell(ctx, req.DrvPath, so)
+	term = term.OrStd()
+	return l.e.Shell(ctx, req.DrvPath, runner.ShellOptions{At: req.At, Keep: req.Keep, Stdin: term.In, Stdout: term.Out, Notice: term.Notice})
 }
 
 // ShellOn runs a shell on a terminal of its own (the daemon's pty).
 func (l *Local) ShellOn(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error) {
+	term = term.OrStd()
 	return l.e.Shell(ctx, req.DrvPath, runner.ShellOptions{At: req.At, Keep: req.Keep, Stdin: term.In, Stdout: term.Out, Notice: term.Notice, Terminal: true})
 }
 

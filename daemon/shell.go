@@ -23,15 +23,7 @@ import (
 // mode meanwhile (keys such as ^C and ^Z reach the shell), and window size
 // changes follow.
 func (c *Client) Shell(ctx context.Context, req api.ShellRequest, t api.Terminal) (*runner.ShellResult, error) {
-	if t.In == nil {
-		t.In = os.Stdin
-	}
-	if t.Out == nil {
-		t.Out = os.Stdout
-	}
-	if t.Notice == nil {
-		t.Notice = os.Stderr
-	}
+	t = t.OrStd()
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -170,17 +171,11 @@ func (a *activityWriter) idle() time.Duration {
 // watchSilence cancels the build when the log stays silent too long, as
 // Nix does for its own builds (it does not for hook builds).
 func watchSilence(ctx context.Context, a *activityWriter, limit time.Duration, cancel context.CancelCauseFunc) {
-	tick := time.NewTicker(min(limit/4+time.Millisecond, time.Second))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			if a.idle() > limit {
-				cancel(errSilent)
-				return
-			}
+	poll.Every(ctx, min(limit/4+time.Millisecond, time.Second), func() bool {
+		if a.idle() > limit {
+			cancel(errSilent)
+			return true
 		}
-	}
+		return false
+	})
 }

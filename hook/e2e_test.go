@@ -25,6 +25,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 )
 
 // End-to-end tests: the real nix-build (Nix 2.8 on bookworm) with
@@ -111,24 +112,34 @@ func nixBuild(t *testing.T, cache string, args ...string) nixRun {
 func (r nixRun) mustSucceed(t *testing.T) string {
 	t.Helper()
 	if r.err != nil {
-		t.Fatalf("nix-build failed: %v\n%s", r.err, tailLines(r.stderr, 40))
+		t.Fatalf("nix-build failed: %v\n%s", r.err, logtail.Lines(r.stderr, 40))
 	}
 	lines := strings.Fields(r.stdout)
 	if len(lines) == 0 {
-		t.Fatalf("nix-build printed no output path\n%s", tailLines(r.stderr, 40))
+		t.Fatalf("nix-build printed no output path\n%s", logtail.Lines(r.stderr, 40))
 	}
 	return lines[len(lines)-1]
 }
 
-func (r nixRun) builtByNixlayer() bool { return strings.Contains(r.stderr, "' on '"+Machine+"'") }
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+// resumedExactlyAtInstall is what a hook build of hello says when it
+// reused every phase before installPhase, rewritten exactly.
+var resumedExactlyAtInstall = []string{
+	"rewritten for the new output path: exact",
+	"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
+	"ran: installPhase fixupPhase installCheckPhase distPhase",
 }
+
+// mustSay fails with what unless the build's log holds every line of want.
+func (r nixRun) mustSay(t *testing.T, what string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			t.Fatalf("%s (no %q):\n%s", what, w, r.stderr)
+		}
+	}
+}
+
+func (r nixRun) builtByNixlayer() bool { return strings.Contains(r.stderr, "' on '"+Machine+"'") }
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -175,7 +186,7 @@ func TestHookBuildsHelloLikeNix(t *testing.T) {
 	r := nixBuild(t, cache, pkgArgs("hello", s)...)
 	out := r.mustSucceed(t)
 	if !r.builtByNixlayer() {
-		t.Fatalf("not built by nixlayer:\n%s", tailLines(r.stderr, 30))
+		t.Fatalf("not built by nixlayer:\n%s", logtail.Lines(r.stderr, 30))
 	}
 	run(t, "nix-store", "--verify-path", out)
 	if got := run(t, "nix-store", "-q", "--deriver", out); !strings.HasSuffix(got, ".drv") {
@@ -184,7 +195,7 @@ func TestHookBuildsHelloLikeNix(t *testing.T) {
 	// Nix's own build of the same derivation, compared by Nix.
 	check := exec.Command("nix-build", append([]string{"--check", "--no-out-link"}, pkgArgs("hello", s)...)...)
 	if b, err := check.CombinedOutput(); err != nil {
-		t.Fatalf("nix-build --check (Nix's own build) differs from the hook's: %v\n%s", err, tailLines(string(b), 20))
+		t.Fatalf("nix-build --check (Nix's own build) differs from the hook's: %v\n%s", err, logtail.Lines(string(b), 20))
 	}
 	if b, err := exec.Command("nix-store", "--verify", "--check-contents").CombinedOutput(); err != nil || strings.Contains(string(b), "modified") {
 		t.Fatalf("nix-store --verify --check-contents: %v\n%s", err, b)
@@ -196,7 +207,7 @@ func TestHookBuildsHelloLikeNix(t *testing.T) {
 	rm := nixBuild(t, cache, pkgArgs("multi", ms, "--attr", "multi.dev")...)
 	devOut := rm.mustSucceed(t)
 	if !rm.builtByNixlayer() {
-		t.Fatalf("multi not built by nixlayer:\n%s", tailLines(rm.stderr, 30))
+		t.Fatalf("multi not built by nixlayer:\n%s", logtail.Lines(rm.stderr, 30))
 	}
 	own := exec.Command("nix-build", append([]string{"--no-out-link", "-A", "multi.dev"}, testdata, "--argstr", "salt", ms+"-nix")...)
 	b, err := own.Output()
@@ -226,21 +237,12 @@ func TestHookResumesAfterInstallEdit(t *testing.T) {
 	r := nixBuild(t, cache, edited...)
 	out := r.mustSucceed(t)
 	if !r.builtByNixlayer() {
-		t.Fatalf("not built by nixlayer:\n%s", tailLines(r.stderr, 30))
+		t.Fatalf("not built by nixlayer:\n%s", logtail.Lines(r.stderr, 30))
 	}
 	if got := run(t, "cat", out+"/edited"); got != "edited" {
 		t.Fatalf("edited file: %q", got)
 	}
-	for _, want := range []string{
-		"installPhase changed",
-		"rewritten for the new output path: exact",
-		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
-		"ran: installPhase fixupPhase installCheckPhase distPhase",
-	} {
-		if !strings.Contains(r.stderr, want) {
-			t.Fatalf("the rebuild did not resume exactly at installPhase (no %q):\n%s", want, r.stderr)
-		}
-	}
+	r.mustSay(t, "the rebuild did not resume exactly at installPhase", append([]string{"installPhase changed"}, resumedExactlyAtInstall...)...)
 	run(t, "nix-store", "--verify-path", out)
 	// Nix rebuilds the edited derivation itself, without the hook, and
 	// fails if its output differs from the registered one.
@@ -300,7 +302,7 @@ func TestHookTwoBuildsAtOnce(t *testing.T) {
 	for _, r := range runs {
 		out := r.mustSucceed(t)
 		if !r.builtByNixlayer() {
-			t.Fatalf("not built by nixlayer:\n%s", tailLines(r.stderr, 30))
+			t.Fatalf("not built by nixlayer:\n%s", logtail.Lines(r.stderr, 30))
 		}
 		run(t, "nix-store", "--verify-path", out)
 	}
@@ -358,7 +360,7 @@ func TestHookKilledMidBuild(t *testing.T) {
 		t.Fatalf("output %s, want %s", got, out)
 	}
 	if !r.builtByNixlayer() {
-		t.Fatalf("rebuild not by nixlayer:\n%s", tailLines(r.stderr, 30))
+		t.Fatalf("rebuild not by nixlayer:\n%s", logtail.Lines(r.stderr, 30))
 	}
 	run(t, "nix-store", "--verify-path", out)
 }
@@ -536,7 +538,7 @@ func TestHookAndCLIAtOnce(t *testing.T) {
 	wg.Wait()
 	hookOut := hookRun.mustSucceed(t)
 	if !hookRun.builtByNixlayer() {
-		t.Fatalf("not built by the hook:\n%s", tailLines(hookRun.stderr, 20))
+		t.Fatalf("not built by the hook:\n%s", logtail.Lines(hookRun.stderr, 20))
 	}
 	if cliErr != nil {
 		t.Fatalf("CLI build alongside the hook: %v\n%s", cliErr, cliOut)
@@ -562,7 +564,7 @@ func learnNow(t *testing.T, cache string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(hookBin, append([]string{"learn", "--cache", cache}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nixlayer learn: %v\n%s", err, tailLines(string(out), 20))
+		t.Fatalf("nixlayer learn: %v\n%s", err, logtail.Lines(string(out), 20))
 	}
 }
 
@@ -572,7 +574,7 @@ func nixCheck(t *testing.T, args []string) {
 	t.Helper()
 	check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, args...)...)
 	if msg, err := check.CombinedOutput(); err != nil {
-		t.Fatalf("nix-build --check of the hook's output: %v\n%s", err, tailLines(string(msg), 20))
+		t.Fatalf("nix-build --check of the hook's output: %v\n%s", err, logtail.Lines(string(msg), 20))
 	}
 }
 
@@ -644,7 +646,7 @@ func TestHookLayersOutputChecks(t *testing.T) {
 		r := nixBuild(t, cache, args...)
 		out := r.mustSucceed(t)
 		if !r.builtByNixlayer() {
-			t.Fatalf("%s not layered by the hook:\n%s", attr, tailLines(r.stderr, 30))
+			t.Fatalf("%s not layered by the hook:\n%s", attr, logtail.Lines(r.stderr, 30))
 		}
 		check := exec.Command("nix-build", append([]string{"--no-out-link", "--check", "--option", "build-hook", ""}, args...)...)
 		if msg, err := check.CombinedOutput(); err != nil {
@@ -660,7 +662,7 @@ func TestHookLayersOutputChecks(t *testing.T) {
 		badOut := run(t, "nix-store", "-q", "--outputs", drvPath)
 		r = nixBuild(t, cache, bad...)
 		if r.err == nil || !r.builtByNixlayer() || !strings.Contains(r.stderr, "is not allowed to refer to the following paths") {
-			t.Fatalf("%s violating its checks: err %v, want a layered build failing like Nix's:\n%s", attr, r.err, tailLines(r.stderr, 30))
+			t.Fatalf("%s violating its checks: err %v, want a layered build failing like Nix's:\n%s", attr, r.err, logtail.Lines(r.stderr, 30))
 		}
 		if exec.Command("nix-store", "--check-validity", badOut).Run() == nil {
 			t.Fatalf("%s is valid although it breaks its reference checks", badOut)
@@ -728,7 +730,7 @@ func TestHookPullsFromLayerCache(t *testing.T) {
 	r := nixBuild(t, ci, pkgArgs("hello", s)...)
 	r.mustSucceed(t)
 	if !strings.Contains(r.stderr, "pushed unpackPhase…distPhase to "+repo) {
-		t.Fatalf("CI's hook build did not push:\n%s", tailLines(r.stderr, 30))
+		t.Fatalf("CI's hook build did not push:\n%s", logtail.Lines(r.stderr, 30))
 	}
 	learn := exec.Command(hookBin, append([]string{"learn", "--cache", ci}, pkgArgs("hello", s)...)...)
 	if b, err := learn.CombinedOutput(); err != nil || !strings.Contains(string(b), "pushed") {
@@ -739,18 +741,9 @@ func TestHookPullsFromLayerCache(t *testing.T) {
 	r = nixBuild(t, laptop, edited...)
 	out := r.mustSucceed(t)
 	if !r.builtByNixlayer() {
-		t.Fatalf("not built by nixlayer:\n%s", tailLines(r.stderr, 30))
+		t.Fatalf("not built by nixlayer:\n%s", logtail.Lines(r.stderr, 30))
 	}
-	for _, want := range []string{
-		"pulled 5 layers",
-		"rewritten for the new output path: exact",
-		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
-		"ran: installPhase fixupPhase installCheckPhase distPhase",
-	} {
-		if !strings.Contains(r.stderr, want) {
-			t.Fatalf("the laptop's hook build did not resume from the registry's layers (no %q):\n%s", want, r.stderr)
-		}
-	}
+	r.mustSay(t, "the laptop's hook build did not resume from the registry's layers", append([]string{"pulled 5 layers"}, resumedExactlyAtInstall...)...)
 	if strings.Contains(r.stderr, "learning") {
 		t.Fatalf("the laptop learned a path map the registry should have brought:\n%s", r.stderr)
 	}

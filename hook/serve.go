@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -41,7 +41,7 @@ type Config struct {
 type session struct {
 	cfg      Config
 	in       *bufio.Reader
-	reply    *lockedWriter
+	reply    io.Writer // serialised: progress and answers come from several goroutines
 	settings map[string]string
 	fwd      *forwarder
 	engine   *runner.Engine
@@ -68,7 +68,7 @@ func Serve(ctx context.Context, cfg Config) int {
 	if cfg.NixPID == 0 {
 		cfg.NixPID = os.Getppid()
 	}
-	s := &session{cfg: cfg, in: bufio.NewReaderSize(cfg.Stdin, 64<<10), reply: &lockedWriter{w: cfg.Reply}, log: cfg.Logger}
+	s := &session{cfg: cfg, in: bufio.NewReaderSize(cfg.Stdin, 64<<10), reply: zapcore.Lock(zapcore.AddSync(cfg.Reply)), log: cfg.Logger}
 	defer s.close()
 	var err error
 	s.settings, err = ReadSettings(s.in)
@@ -235,16 +235,4 @@ func (s *session) close() {
 	if s.slot != nil {
 		s.slot.Close()
 	}
-}
-
-// lockedWriter serialises writers of one stream.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

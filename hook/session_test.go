@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixlayer/nixlayer/internal/logtail"
 )
 
 // nixBuildLearning is nixBuild with the hook's background work on, as
@@ -96,10 +98,10 @@ func TestHookEditingSession(t *testing.T) {
 		r := nixBuildLearning(t, cache, st.args...)
 		out := r.mustSucceed(t)
 		if !r.builtByNixlayer() || !strings.Contains(r.stderr, st.want) {
-			t.Fatalf("%s: not built by nixlayer as expected (no %q):\n%s", st.name, st.want, tailLines(r.stderr, 40))
+			t.Fatalf("%s: not built by nixlayer as expected (no %q):\n%s", st.name, st.want, logtail.Lines(r.stderr, 40))
 		}
 		if strings.Contains(r.stderr, "learning: [") {
-			t.Fatalf("%s: the hook learned in the foreground:\n%s", st.name, tailLines(r.stderr, 40))
+			t.Fatalf("%s: the hook learned in the foreground:\n%s", st.name, logtail.Lines(r.stderr, 40))
 		}
 		run(t, "nix-store", "--verify-path", out)
 	}
@@ -109,6 +111,6 @@ func TestHookEditingSession(t *testing.T) {
 	}
 	// The first version again: its outputs are valid; Nix builds nothing.
 	if r := nixBuildLearning(t, cache, base...); r.err != nil || r.builtByNixlayer() {
-		t.Fatalf("going back to the first version built again: %v\n%s", r.err, tailLines(r.stderr, 20))
+		t.Fatalf("going back to the first version built again: %v\n%s", r.err, logtail.Lines(r.stderr, 20))
 	}
 }

@@ -19,8 +19,10 @@ import (
 	"go.lsp.dev/jsonrpc2"
 	"go.lsp.dev/protocol"
 	"go.podman.io/storage/pkg/reexec"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -99,7 +101,7 @@ func startClientCmd(t *testing.T, cmd *exec.Cmd) *client {
 		t.Fatal(err)
 	}
 	c := &client{t: t, cmd: cmd, stdin: stdin, stderr: &bytes.Buffer{}, diags: map[protocol.DocumentURI][]protocol.Diagnostic{}, refreshCh: make(chan struct{}, 100)}
-	cmd.Stderr = &lockedWriter{w: c.stderr}
+	cmd.Stderr = zapcore.Lock(zapcore.AddSync(c.stderr))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,21 +114,10 @@ func startClientCmd(t *testing.T, cmd *exec.Cmd) *client {
 			c.cmd.Wait()
 		}
 		if t.Failed() {
-			t.Logf("server stderr:\n%s", tailLines(c.stderr.String(), 60))
+			t.Logf("server stderr:\n%s", logtail.Lines(c.stderr.String(), 60))
 		}
 	})
 	return c
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // handle answers the server's requests and records its notifications.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -352,7 +353,7 @@ func failureDiagnostics(d *document) []protocol.Diagnostic {
 			Range:    protocol.Range{Start: start, End: end},
 			Severity: protocol.DiagnosticSeverityError,
 			Source:   "nixlayer",
-			Message:  fmt.Sprintf("%s failed in %s with exit code %d; last log lines:\n%s", v.Pkg.Name, pe.Phase, pe.Exit, tailLines(pe.LogTail, 15)),
+			Message:  fmt.Sprintf("%s failed in %s with exit code %d; last log lines:\n%s", v.Pkg.Name, pe.Phase, pe.Exit, logtail.Lines(pe.LogTail, 15)),
 		})
 	}
 	return out

@@ -16,6 +16,7 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -206,7 +207,7 @@ func TestServerEndToEnd(t *testing.T) {
 	var lr LogResult
 	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdShowLog, "arguments": []any{map[string]any{"uri": uri, "phase": "build"}}}, &lr)
 	if lr.Phase != "buildPhase" || !strings.Contains(lr.Log, "gcc") {
-		t.Errorf("showLog buildPhase: phase %q, log %q", lr.Phase, tailLines(lr.Log, 5))
+		t.Errorf("showLog buildPhase: phase %q, log %q", lr.Phase, logtail.Lines(lr.Log, 5))
 	}
 	var sh ShellResult
 	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdOpenShell, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &sh)

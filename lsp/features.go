@@ -9,6 +9,7 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/runner"
@@ -280,7 +281,7 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 		title, _ := attrStatus(in, v, a)
 		b.WriteString(title + "\n")
 		if in.Eval != nil && in.Eval.Err != "" {
-			fmt.Fprintf(&b, "\n```\n%s\n```\n", tailLines(in.Eval.Err, 10))
+			fmt.Fprintf(&b, "\n```\n%s\n```\n", logtail.Lines(in.Eval.Err, 10))
 		}
 		return b.String()
 	}
@@ -320,7 +321,7 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 		fmt.Fprintf(&b, "- unsaved edits: %s\n", strings.Join(v.Edited, ", "))
 	}
 	if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name {
-		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), tailLines(f.LogTail, 15))
+		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), logtail.Lines(f.LogTail, 15))
 	}
 	if runs := lastRuns(v.Pkg.History, ph.Name, 5); len(runs) > 0 {
 		b.WriteString("\nLast builds:\n")
@@ -492,14 +493,6 @@ func firstLine(s string) string {
 		s = s[:120] + "…"
 	}
 	return s
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // stateAfterBuild is the engine state the summary lens shows beside the

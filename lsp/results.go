@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -22,14 +23,7 @@ const ResultStateMethod = "nixlayer/resultState"
 // change it updates the documents' evaluations, tells the client of a
 // result's new state and refreshes the lenses.
 func (s *server) watchResults(ctx context.Context, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	poll.Every(ctx, every, func() bool {
 		evs, changed := s.updateResults()
 		for _, ev := range evs {
 			s.notify(ResultStateMethod, ev)
@@ -37,7 +31,8 @@ func (s *server) watchResults(ctx context.Context, every time.Duration) {
 		if changed {
 			s.lensesChanged()
 		}
-	}
+		return false
+	})
 }
 
 // updateResults reads the records of the open documents' packages and the

@@ -34,14 +34,8 @@ func (Provisional) Rewrite(root string, old2new map[string]string) (Verdict, err
 	why := "no path map learned yet: rewritten provisionally (whole hashes, scanned fragments, build-ids)"
 	v := Verdict{Method: ProvisionalMethod, Why: []string{why}, Failed: []string{why}}
 	var pairs []scanPair
-	for o, n := range old2new {
-		ho, hn := hashPart(o), hashPart(n)
-		if len(ho) != len(hn) {
-			return v, fmt.Errorf("cannot rewrite %s to %s: hash parts differ in length", o, n)
-		}
-		if ho != hn {
-			pairs = append(pairs, newScanPair(o, n))
-		}
+	if err := eachChangedHash(old2new, func(o, n string) { pairs = append(pairs, newScanPair(o, n)) }); err != nil {
+		return v, err
 	}
 	if len(pairs) == 0 {
 		return v, nil

@@ -52,20 +52,29 @@ type Rewriter interface {
 // claims an exact result.
 type Substitution struct{}
 
+// eachChangedHash calls f with every old and new store path whose hash
+// parts differ; a rewrite that keeps lengths needs hash parts of one length.
+func eachChangedHash(old2new map[string]string, f func(old, new string)) error {
+	for o, n := range old2new {
+		ho, hn := hashPart(o), hashPart(n)
+		if len(ho) != len(hn) {
+			return fmt.Errorf("cannot rewrite %s to %s: hash parts differ in length", o, n)
+		}
+		if ho != hn {
+			f(o, n)
+		}
+	}
+	return nil
+}
+
 // Rewrite implements Rewriter.
 func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, error) {
 	why := "whole-hash substitution cannot see hash fragments or recompute build-ids"
 	v := Verdict{Method: "hash substitution", Why: []string{why}, Failed: []string{why}}
 	type pair struct{ old, new []byte }
 	var pairs []pair
-	for o, n := range old2new {
-		ho, hn := hashPart(o), hashPart(n)
-		if len(ho) != len(hn) {
-			return v, fmt.Errorf("cannot rewrite %s to %s: hash parts differ in length", o, n)
-		}
-		if ho != hn {
-			pairs = append(pairs, pair{[]byte(ho), []byte(hn)})
-		}
+	if err := eachChangedHash(old2new, func(o, n string) { pairs = append(pairs, pair{[]byte(hashPart(o)), []byte(hashPart(n))}) }); err != nil {
+		return v, err
 	}
 	if len(pairs) == 0 {
 		v.Exact, v.Why, v.Failed = true, nil, nil

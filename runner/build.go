@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -194,8 +195,9 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		}
 	}
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
-		e.fullIfFaster(j, plan, progress)
+		plan = e.fullIfFaster(j, plan, progress)
 	}
+	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
 	progress(Event{Kind: EventPlan, Total: total, Message: planSummary(plan)})
@@ -240,7 +242,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		}
 	}
 	for {
-		top, created, err := e.runPlanned(ctx, j, plan, parent, state, res, logw, progress, tw)
+		top, created, err := e.runPlanned(ctx, j, res.Plan, parent, state, res, logw, progress, tw)
 		var early errEndedEarly
 		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
@@ -260,7 +262,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			break
 		}
 		var again bool
-		if rs, parent, state, again, err = e.judgeResume(ctx, j, plan, rs, top, created, res, bo.Exact, progress); err != nil {
+		if rs, parent, state, again, err = e.judgeResume(ctx, j, res.Plan, rs, top, created, res, bo.Exact, progress); err != nil {
 			return nil, err
 		}
 		if !again {
@@ -413,7 +415,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		return "", nil, err
 	}
 	if r.exit != 0 {
-		return "", nil, &PhaseError{Drv: j.drv.Path, Name: j.drv.Name, Phase: ph.Name, Exit: r.exit, LogTail: tail(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: e.opts.CacheDir}
+		return "", nil, &PhaseError{Drv: j.drv.Path, Name: j.drv.Name, Phase: ph.Name, Exit: r.exit, LogTail: logtail.Lines(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: e.opts.CacheDir}
 	}
 	e.log.Debug("phase done", zap.String("phase", ph.Name), zap.Duration("took", meta.Duration))
 	return l.ID, next, nil

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -345,4 +346,4 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailWriter) String() string { return tail(string(t.buf), 15) }
+func (t *tailWriter) String() string { return logtail.Lines(string(t.buf), 15) }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -134,45 +135,97 @@ func orDiscard(w io.Writer) io.Writer {
 	return w
 }
 
+// plan computes the plan of a prepared job: the inputs come from the
+// derivation and the probe, the planning itself (planPhases) reads the
+// cache through layerLookup only, and the reused layers' path map predicts
+// the verdict on the outputs.
 func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
-	p := &Plan{Drv: j.drv.Path, Name: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Strict: po.Strict}
-	phases := []string{WholeBuild}
+	in := planInputs{drv: j.drv.Path, name: j.drv.Name, pkg: j.pkg, outputs: j.drv.Outputs, attrs: j.attrs, recipe: recipe()}
+	in.phases = []string{WholeBuild}
 	if j.splittable {
-		phases = j.probe.Phases
+		in.phases = j.probe.Phases
 	} else {
-		p.Whole, p.WhyWhole = true, j.whyWhole
+		in.whole, in.whyWhole = true, j.whyWhole
 	}
-	owned := e.placeAttributes(j, phases)
-	seed := append([]string{j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}, bindParts(j.binds)...)
-	for _, in := range j.unreferencedInputs {
-		seed = append(seed, "input:"+in)
+	in.owned = e.placeAttributes(j, in.phases)
+	in.seed = append([]string{j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}, bindParts(j.binds)...)
+	for _, input := range j.unreferencedInputs {
+		in.seed = append(in.seed, "input:"+input)
 	}
-	prevKey := digest(append([]string{recipe()}, seed...)...)
-	for i, name := range phases {
+	p, firstRun, err := planPhases(in, e.layers, po)
+	if err != nil {
+		return nil, err
+	}
+	e.predictRewrite(p, firstRun)
+	return p, nil
+}
+
+// layerLookup is what planning reads of the layer cache: *layers.Store,
+// or a table in the unit tests.
+type layerLookup interface {
+	Lookup(key string) (*layers.Layer, bool)
+	Get(id string) (*layers.Layer, error)
+	List() ([]*layers.Layer, error)
+	Size(id string) int64
+}
+
+// planInputs are what a plan is computed from.
+type planInputs struct {
+	drv, name, pkg string
+	outputs        map[string]string
+	phases         []string // the probed phases, or WholeBuild
+	whole          bool     // built as one layer
+	whyWhole       string
+	// owned are the attributes each phase's key covers (phaserules), attrs
+	// their values with output paths replaced by placeholders.
+	owned map[string][]string
+	attrs map[string]string
+	// seed keys the first phase besides its attributes: system, builder,
+	// arguments, sandbox paths and the inputs no attribute names.
+	seed []string
+	// recipe digests what nixlayer itself runs in the build.
+	recipe string
+}
+
+// planPhases keys every phase, looks the keys up and says why each phase
+// that must run does. It returns the plan and the first phase to run (-1
+// when every phase is reused).
+func planPhases(in planInputs, look layerLookup, po PlanOptions) (*Plan, int, error) {
+	p := &Plan{Drv: in.drv, Name: in.name, Package: in.pkg, Outputs: in.outputs, Strict: po.Strict, Whole: in.whole, WhyWhole: in.whyWhole}
+	p.Phases = phaseKeys(in, po.Strict || in.whole)
+	if po.From != "" && phaserules.Resolve(in.phases, po.From) == "" {
+		return nil, -1, fmt.Errorf("--from %s: %s has no such phase (phases: %s)", po.From, p.Name, strings.Join(in.phases, " "))
+	}
+	return p, markCached(look, in.pkg, p, po), nil
+}
+
+// phaseKeys chains the phases' keys: each covers the previous phase's key,
+// the phase's name and the attributes it owns (every attribute with
+// allAttrs); the first also covers the seed and the recipe.
+func phaseKeys(in planInputs, allAttrs bool) []PhasePlan {
+	prevKey := digest(append([]string{in.recipe}, in.seed...)...)
+	var out []PhasePlan
+	for i, name := range in.phases {
 		pp := PhasePlan{Name: name, Status: StatusRun, KeyInputs: map[string]string{}}
-		names := owned[name]
-		if po.Strict || p.Whole {
-			names = sortedKeys(j.attrs)
+		names := in.owned[name]
+		if allAttrs {
+			names = sortedKeys(in.attrs)
 		}
 		parts := []string{prevKey, "phase:" + name}
 		for _, a := range names {
-			parts = append(parts, a+"="+j.attrs[a])
-			pp.KeyInputs[a] = digest(j.attrs[a])[:16]
+			parts = append(parts, a+"="+in.attrs[a])
+			pp.KeyInputs[a] = digest(in.attrs[a])[:16]
 		}
 		if i == 0 {
-			pp.KeyInputs[keyInputsSandbox] = digest(seed...)[:16]
-			pp.KeyInputs[keyInputsNixlayer] = recipe()[:16]
+			pp.KeyInputs[keyInputsSandbox] = digest(in.seed...)[:16]
+			pp.KeyInputs[keyInputsNixlayer] = in.recipe[:16]
 		}
 		pp.Attrs = names
 		pp.Key = digest(parts...)
 		prevKey = pp.Key
-		p.Phases = append(p.Phases, pp)
+		out = append(out, pp)
 	}
-	if po.From != "" && phaserules.Resolve(phases, po.From) == "" {
-		return nil, fmt.Errorf("--from %s: %s has no such phase (phases: %s)", po.From, p.Name, strings.Join(phases, " "))
-	}
-	e.markCached(j, p, po)
-	return p, nil
+	return out
 }
 
 // bindParts are the key parts of Nix's sandbox paths.
@@ -213,9 +266,10 @@ func (e *Engine) placeAttributes(j *job, phases []string) map[string][]string {
 	return owned
 }
 
-// markCached looks the keys up and explains every phase that must run.
-func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
-	prev, took := e.previousChain(j.pkg)
+// markCached looks the keys up and explains every phase that must run; it
+// returns the first phase to run (-1: none).
+func markCached(look layerLookup, pkg string, p *Plan, po PlanOptions) int {
+	prev, took := previousChain(look, pkg)
 	fromIdx := -1
 	if po.From != "" {
 		for i, ph := range p.Phases {
@@ -229,11 +283,11 @@ func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
 		// --from reuses the newest chain that reached the phase before it.
 		var chain []*layers.Layer
 		if fromIdx > 0 {
-			chain = e.ancestors(prev[p.Phases[fromIdx-1].Name], fromIdx)
+			chain = ancestors(look, prev[p.Phases[fromIdx-1].Name], fromIdx)
 		}
 		for i := 0; i < fromIdx && chain != nil; i++ {
 			ph := &p.Phases[i]
-			ph.Layer = e.info(chain[i])
+			ph.Layer = info(look, chain[i])
 			if chain[i].Meta.Key == ph.Key && chain[i].Meta.Status == layers.StatusComplete {
 				ph.Status = StatusCached
 			} else {
@@ -250,7 +304,7 @@ func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
 	} else {
 		for i := range p.Phases {
 			ph := &p.Phases[i]
-			l, ok := e.layers.Lookup(ph.Key)
+			l, ok := look.Lookup(ph.Key)
 			if ok && po.RequireVerified && !verified(l) {
 				ok = false
 			}
@@ -259,54 +313,92 @@ func (e *Engine) markCached(j *job, p *Plan, po PlanOptions) {
 				ph.Reason, ph.Changed = explain(ph, prev[ph.Name], p.Strict)
 				break
 			}
-			ph.Status, ph.Layer = StatusCached, e.info(l)
+			ph.Status, ph.Layer = StatusCached, info(look, l)
 		}
 	}
 	if firstRun >= 0 {
+		runFrom(p.Phases, firstRun)
 		for i := firstRun; i < len(p.Phases); i++ {
-			p.Phases[i].Status, p.Phases[i].Layer = StatusRun, nil
-			p.Phases[i].Estimate = took[p.Phases[i].Name]
-			if i > firstRun {
-				p.Phases[i].follow(p.Phases[firstRun].Name)
+			if d, ok := took[p.Phases[i].Name]; ok {
+				p.Phases[i].Estimate = d
 			}
 		}
 	}
-	// Reused layers built with other output paths need a rewrite.
-	if firstRun != 0 {
-		last := len(p.Phases) - 1
-		if firstRun > 0 {
-			last = firstRun - 1
+	return firstRun
+}
+
+// runFrom marks phase i and every later one to run, the later ones
+// following i.
+func runFrom(phases []PhasePlan, i int) {
+	for k := i; k < len(phases); k++ {
+		phases[k].rerun()
+		if k > i {
+			phases[k].follow(phases[i].Name)
 		}
-		rw := map[string]string{}
-		for name, old := range p.Phases[last].Layer.Outputs {
-			if cur := j.drv.Outputs[name]; cur != "" && cur != old {
-				rw[old] = cur
-			}
+	}
+}
+
+// rerunFrom is p with phase i and every later one to run again, i because
+// of why; p itself stays as it was.
+func rerunFrom(p *Plan, i int, why string) *Plan {
+	np := *p
+	np.Phases = slices.Clone(p.Phases)
+	runFrom(np.Phases, i)
+	np.Phases[i].Reason, np.Phases[i].Follows = why, ""
+	return &np
+}
+
+// reusedRewrite is the rewrite the reused prefix of p needs (old output
+// path → current one; nil when none), given the first phase to run, and
+// the index of the prefix's last phase.
+func reusedRewrite(p *Plan, firstRun int) (map[string]string, int) {
+	if firstRun == 0 || len(p.Phases) == 0 {
+		return nil, -1
+	}
+	last := len(p.Phases) - 1
+	if firstRun > 0 {
+		last = firstRun - 1
+	}
+	rw := map[string]string{}
+	for name, old := range p.Phases[last].Layer.Outputs {
+		if cur := p.Outputs[name]; cur != "" && cur != old {
+			rw[old] = cur
 		}
-		if len(rw) > 0 {
-			p.Rewrite = rw
-			m := e.storedMap(p.Phases[last].Layer.ID)
-			if m != nil {
-				chain, _ := e.phaseChain(p.Phases[last].Layer.ID, last+1)
-				p.Exactness = e.predictExactness(m, chain, p.Phases)
-			}
-			switch {
-			case m == nil:
-				p.RewriteMap = "not learned"
-			case m.Exact():
-				p.RewriteMap = "exact"
-			case len(m.Problems) > 0:
-				p.RewriteMap = "inexact: " + fewLines(m.Problems, 3)
-			default:
-				p.RewriteMap = "judged on the outputs: " + p.Exactness.Summary
-			}
-		}
+	}
+	if len(rw) == 0 {
+		return nil, last
+	}
+	return rw, last
+}
+
+// predictRewrite sets the rewrite the reused layers need and what their
+// path map predicts of it.
+func (e *Engine) predictRewrite(p *Plan, firstRun int) {
+	rw, last := reusedRewrite(p, firstRun)
+	if rw == nil {
+		return
+	}
+	p.Rewrite = rw
+	m := e.storedMap(p.Phases[last].Layer.ID)
+	if m != nil {
+		chain, _ := e.phaseChain(p.Phases[last].Layer.ID, last+1)
+		p.Exactness = e.predictExactness(m, chain, p.Phases)
+	}
+	switch {
+	case m == nil:
+		p.RewriteMap = "not learned"
+	case m.Exact():
+		p.RewriteMap = "exact"
+	case len(m.Problems) > 0:
+		p.RewriteMap = "inexact: " + fewLines(m.Problems, 3)
+	default:
+		p.RewriteMap = "judged on the outputs: " + p.Exactness.Summary
 	}
 }
 
 // ancestors returns the chain of n layers ending in top, oldest first, or
 // nil when it is shorter (a layer was removed).
-func (e *Engine) ancestors(top *layers.Layer, n int) []*layers.Layer {
+func ancestors(look layerLookup, top *layers.Layer, n int) []*layers.Layer {
 	chain := make([]*layers.Layer, n)
 	l := top
 	for i := n - 1; i >= 0; i-- {
@@ -314,7 +406,7 @@ func (e *Engine) ancestors(top *layers.Layer, n int) []*layers.Layer {
 			return nil
 		}
 		for l.Meta.KindOf() != layers.KindPhase { // a rewrite layer between phases
-			parent, err := e.layers.Get(l.Parent)
+			parent, err := look.Get(l.Parent)
 			if err != nil {
 				return nil
 			}
@@ -322,7 +414,7 @@ func (e *Engine) ancestors(top *layers.Layer, n int) []*layers.Layer {
 		}
 		chain[i] = l
 		if i > 0 {
-			parent, err := e.layers.Get(l.Parent)
+			parent, err := look.Get(l.Parent)
 			if err != nil {
 				return nil
 			}
@@ -364,8 +456,8 @@ func explain(ph *PhasePlan, prev *layers.Layer, strict bool) (string, []string) 
 // previousChain returns, per phase, the newest layer of an earlier build
 // of the same package, and how long the newest successful run of each
 // phase took.
-func (e *Engine) previousChain(pkg string) (map[string]*layers.Layer, map[string]time.Duration) {
-	all, err := e.layers.List()
+func previousChain(look layerLookup, pkg string) (map[string]*layers.Layer, map[string]time.Duration) {
+	all, err := look.List()
 	if err != nil {
 		return nil, nil
 	}
@@ -382,8 +474,8 @@ func (e *Engine) previousChain(pkg string) (map[string]*layers.Layer, map[string
 	return prev, took
 }
 
-func (e *Engine) info(l *layers.Layer) *LayerInfo {
-	return &LayerInfo{ID: l.ID, Created: l.Created, Duration: l.Meta.Duration, Size: e.layers.Size(l.ID), Outputs: l.Meta.Outputs, Unverified: !verified(l)}
+func info(look layerLookup, l *layers.Layer) *LayerInfo {
+	return &LayerInfo{ID: l.ID, Created: l.Created, Duration: l.Meta.Duration, Size: look.Size(l.ID), Outputs: l.Meta.Outputs, Unverified: !verified(l)}
 }
 
 func digest(parts ...string) string {

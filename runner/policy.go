@@ -263,13 +263,13 @@ func (e *Engine) stopLearner(info *learnerInfo) {
 // than building every phase, plan a full build with the new output paths.
 // The stored phase times decide: learning reruns the reused phases (what
 // remains of them when a learner is already at work on this chain), and
-// the resume then runs the later ones.
-func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) {
+// the resume then runs the later ones. It returns the plan to build.
+func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) *Plan {
 	top := lastReused(plan)
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
-		return
+		return plan
 	}
-	_, took := e.previousChain(j.pkg)
+	_, took := previousChain(e.layers, j.pkg)
 	var reused, later time.Duration
 	for _, ph := range plan.Phases {
 		d := took[ph.Name]
@@ -289,19 +289,14 @@ func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) {
 	}
 	full := reused + later
 	if learnLeft+later < full {
-		return // the resume waits for the map (pathMap) and still wins
+		return plan // the resume waits for the map (pathMap) and still wins
 	}
 	if learner != nil && learner.covers(top) {
 		e.stopLearner(learner)
 	}
-	for i := range plan.Phases {
-		plan.Phases[i].rerun()
-		if i > 0 {
-			plan.Phases[i].follow(plan.Phases[0].Name)
-		}
-	}
 	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s) is faster than learning the map first (about %s)", Duration(full), Duration(learnLeft+later))
-	plan.Phases[0].Reason, plan.Phases[0].Follows = why, ""
-	plan.Rewrite, plan.RewriteMap, plan.Exactness = nil, "", nil
+	rebuild := rerunFrom(plan, 0, why)
+	rebuild.Rewrite, rebuild.RewriteMap, rebuild.Exactness = nil, "", nil
 	progress(Event{Kind: EventFallback, Message: why})
+	return rebuild
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/sandbox"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -221,11 +222,11 @@ func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, e
 		return nil, err
 	}
 	if res.exit != 0 {
-		return nil, fmt.Errorf("asking the stdenv of %s for its phases failed (exit %d):\n%s", j.drv.Name, res.exit, tail(out.String(), 20))
+		return nil, fmt.Errorf("asking the stdenv of %s for its phases failed (exit %d):\n%s", j.drv.Name, res.exit, logtail.Lines(out.String(), 20))
 	}
 	caps, err := shellstate.ParseDumps(res.dumps)
 	if err != nil || len(caps) != 2 {
-		return nil, fmt.Errorf("asking the stdenv of %s for its phases: bad state capture: %v\n%s", j.drv.Name, err, tail(out.String(), 20))
+		return nil, fmt.Errorf("asking the stdenv of %s for its phases: bad state capture: %v\n%s", j.drv.Name, err, logtail.Lines(out.String(), 20))
 	}
 	p := &probe{Funcs: caps[0].Funcs, Start: shellstate.Diff(caps[0], caps[1])}
 	p.Phases = strings.Fields(string(res.phases))
@@ -237,14 +238,6 @@ func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, e
 		os.WriteFile(cacheFile, data, 0o600)
 	}
 	return p, nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // builderEnv is the environment Nix gives the builder. With structured

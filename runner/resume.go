@@ -151,8 +151,9 @@ func (e *Engine) judgeLayers(j *job, plan *Plan, rs *resume, top string) (*Exact
 
 // fallBack keeps at most maxKeep reused phases, the longest prefix whose
 // rewrite does not fail, and marks the phases after it to run with the
-// real output paths. It returns the resume of the kept prefix (nil when
-// its rewrite is exact or nothing is kept) and where to continue.
+// real output paths in res.Plan (a new plan: plan stays as it was). It
+// returns the resume of the kept prefix (nil when its rewrite is exact or
+// nothing is kept) and where to continue.
 func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, maxKeep int, why string, res *Result, progress func(Event)) (*resume, string, *shellstate.Delta, error) {
 	res.Verified = rs.verified
 	keep, parent, state, next, err := e.exactPrefix(ctx, j, plan, rs, maxKeep, res)
@@ -165,13 +166,9 @@ func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, m
 		progress(Event{Kind: EventFallback, Message: "outputs would not be exact; rebuilding every phase with the real output paths"})
 	}
 	res.Reused, res.Ran = res.Reused[:keep], nil
-	for i := keep; i < len(plan.Phases); i++ {
-		plan.Phases[i].rerun()
-		plan.Phases[i].follow(plan.Phases[keep].Name)
-	}
-	plan.Phases[keep].Reason, plan.Phases[keep].Follows = why, ""
+	res.Plan = rerunFrom(plan, keep, why)
 	if keep == 0 {
-		plan.Rewrite = nil
+		res.Plan.Rewrite = nil
 		res.Rewrite, res.Exactness = nil, nil
 		res.Verified = true
 	}

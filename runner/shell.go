@@ -14,10 +14,11 @@ type ShellOptions struct {
 	At string // phase, "failed" or a layer id
 	// Keep turns the shell's changes into a layer (status derived, never a
 	// cache hit) instead of discarding them.
-	Keep   bool
-	Stdin  io.Reader // default os.Stdin
-	Stdout io.Writer // default os.Stdout (the shell's stdout and stderr)
-	// Notice receives nixlayer's own messages (default os.Stderr).
+	Keep bool
+	// Stdin, Stdout (the shell's stdout and stderr) and Notice (nixlayer's
+	// own messages) are the caller's terminal (api.Terminal.OrStd).
+	Stdin  io.Reader
+	Stdout io.Writer
 	Notice io.Writer
 	// Terminal: Stdin is a terminal of the shell's own (the daemon's pty),
 	// which becomes its controlling terminal in a new session.
@@ -36,15 +37,6 @@ type ShellResult struct {
 // layer of the selected phase's layer, with the builder's shell state
 // (variables, functions, working directory) restored.
 func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*ShellResult, error) {
-	if so.Stdin == nil {
-		so.Stdin = os.Stdin
-	}
-	if so.Stdout == nil {
-		so.Stdout = os.Stdout
-	}
-	if so.Notice == nil {
-		so.Notice = os.Stderr
-	}
 	sel, err := e.Select(ctx, Package{DrvPath: drvPath}, so.At, so.Notice)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
@@ -91,7 +92,7 @@ func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log i
 			}
 		}
 		if checkErr != nil && !strings.Contains(stderr.String(), "may not be deterministic") {
-			return nil, fmt.Errorf("rebuilding %s with Nix: %w\n%s", d.Name, checkErr, tail(stderr.String(), 10))
+			return nil, fmt.Errorf("rebuilding %s with Nix: %w\n%s", d.Name, checkErr, logtail.Lines(stderr.String(), 10))
 		}
 	}
 	for _, name := range sortedKeys(d.Outputs) {

@@ -219,6 +219,16 @@ func (c *common) open(ctx context.Context) (string, api.Service, error) {
 	return drvPath, svc, nil
 }
 
+// parseAndOpen is open for a command that takes only the common flags.
+func parseAndOpen(ctx context.Context, args []string) (*common, string, api.Service, error) {
+	c, err := parseArgs(args, nil, nil)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	drvPath, svc, err := c.open(ctx)
+	return c, drvPath, svc, err
+}
+
 // buildLog is where the builder's output goes: stderr without Nix's
 // structured lines, or nowhere with -Q.
 func (c *common) buildLog() io.Writer {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/runner"
@@ -121,25 +122,19 @@ func printProgress(w io.Writer, c *common) func(runner.Event) {
 		enc.SetEscapeHTML(false)
 		return func(ev runner.Event) { enc.Encode(ev) }
 	}
-	var stop chan struct{}
+	var stop context.CancelFunc
 	heartbeat := func(ev runner.Event) {
-		stop = make(chan struct{})
-		go func(stop chan struct{}, t0 time.Time) {
-			tick := time.NewTicker(30 * time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					fmt.Fprintf(w, "nixlayer: %s\n", ev.StillRunning(time.Since(t0)))
-				}
-			}
-		}(stop, time.Now())
+		var ctx context.Context
+		ctx, stop = context.WithCancel(context.Background())
+		t0 := time.Now()
+		go poll.Every(ctx, 30*time.Second, func() bool {
+			fmt.Fprintf(w, "nixlayer: %s\n", ev.StillRunning(time.Since(t0)))
+			return false
+		})
 	}
 	return func(ev runner.Event) {
 		if stop != nil {
-			close(stop)
+			stop()
 			stop = nil
 		}
 		if ev.Kind == runner.EventStart {
@@ -171,11 +166,7 @@ func checkProgressFlag(c *common) error {
 func round(d time.Duration) string { return runner.Duration(d) }
 
 func cmdPlan(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
-	if err != nil {
-		return err
-	}
-	drvPath, svc, err := c.open(ctx)
+	c, drvPath, svc, err := parseAndOpen(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -230,11 +221,7 @@ func cmdPlan(ctx context.Context, args []string) error {
 }
 
 func cmdVerify(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, nil, nil)
-	if err != nil {
-		return err
-	}
-	drvPath, svc, err := c.open(ctx)
+	c, drvPath, svc, err := parseAndOpen(ctx, args)
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,31 @@ func (c *common) openPkg(ctx context.Context) (runner.Package, *runner.Engine, e
 	return p, e, nil
 }
 
+// pkgService resolves the package (default.nix when none is named) and
+// connects to the engine; the caller closes the service.
+func (c *common) pkgService(ctx context.Context) (runner.Package, api.Service, error) {
+	p, err := c.pkg(ctx)
+	if err != nil {
+		return runner.Package{}, nil, err
+	}
+	svc, err := c.service(ctx)
+	if err != nil {
+		return runner.Package{}, nil, err
+	}
+	return p, svc, nil
+}
+
+// signedPkgService is what export and push start with: the --sign-key,
+// the package and the engine.
+func (c *common) signedPkgService(ctx context.Context) (string, runner.Package, api.Service, error) {
+	key, err := c.secretKey()
+	if err != nil {
+		return "", runner.Package{}, nil, err
+	}
+	p, svc, err := c.pkgService(ctx)
+	return key, p, svc, err
+}
+
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -135,11 +160,7 @@ func cmdShell(ctx context.Context, args []string) error {
 	if len(pos) > 0 || at == "" {
 		return fmt.Errorf("usage: nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
 	}
-	p, err := c.pkg(ctx)
-	if err != nil {
-		return err
-	}
-	svc, err := c.service(ctx)
+	p, svc, err := c.pkgService(ctx)
 	if err != nil {
 		return err
 	}
@@ -495,15 +516,7 @@ func cmdExport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	key, err := c.secretKey()
-	if err != nil {
-		return err
-	}
-	p, err := c.pkg(ctx)
-	if err != nil {
-		return err
-	}
-	svc, err := c.service(ctx)
+	key, p, svc, err := c.signedPkgService(ctx)
 	if err != nil {
 		return err
 	}

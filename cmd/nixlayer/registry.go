@@ -47,15 +47,7 @@ func cmdPush(ctx context.Context, args []string) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("usage: %s", usage)
 	}
-	key, err := c.secretKey()
-	if err != nil {
-		return err
-	}
-	p, err := c.pkg(ctx)
-	if err != nil {
-		return err
-	}
-	svc, err := c.service(ctx)
+	key, p, svc, err := c.signedPkgService(ctx)
 	if err != nil {
 		return err
 	}
@@ -87,11 +79,7 @@ func cmdPull(ctx context.Context, args []string) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("usage: %s", usage)
 	}
-	p, err := c.pkg(ctx)
-	if err != nil {
-		return err
-	}
-	svc, err := c.service(ctx)
+	p, svc, err := c.pkgService(ctx)
 	if err != nil {
 		return err
 	}

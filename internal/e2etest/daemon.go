@@ -10,11 +10,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nixlayer/nixlayer/internal/logtail"
 )
 
 // Unprivileged users the daemon tests act as (scripts/install-deps.sh
@@ -66,7 +67,7 @@ func StartDaemon(t *testing.T, bin string) *Daemon {
 	t.Cleanup(func() {
 		d.Stop()
 		if t.Failed() {
-			t.Logf("daemon log (tail):\n%s", tail(d.log.String(), 40))
+			t.Logf("daemon log (tail):\n%s", logtail.Lines(d.log.String(), 40))
 		}
 		d.Remove()
 	})
@@ -156,15 +157,7 @@ func (d *Daemon) Remove() {
 }
 
 // LogTail is the end of the daemon's log.
-func (d *Daemon) LogTail() string { return tail(d.log.String(), 40) }
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (d *Daemon) LogTail() string { return logtail.Lines(d.log.String(), 40) }
 
 // Account is a user of this machine.
 type Account struct {

@@ -1,0 +1,279 @@
+package runner
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nixlayer/nixlayer/layers"
+)
+
+// layerTable is a layer cache for planning without containers-storage:
+// layers in the order they were made.
+type layerTable struct{ all []*layers.Layer }
+
+func (t *layerTable) Lookup(key string) (*layers.Layer, bool) {
+	for _, l := range t.all {
+		if l.Meta.Key == key && l.Meta.Status == layers.StatusComplete {
+			return l, true
+		}
+	}
+	return nil, false
+}
+
+func (t *layerTable) Get(id string) (*layers.Layer, error) {
+	for _, l := range t.all {
+		if l.ID == id {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("layer %s: not found", id)
+}
+
+func (t *layerTable) List() ([]*layers.Layer, error) { return t.all, nil }
+func (t *layerTable) Size(string) int64              { return 1 }
+
+// build records the layers a build of in's first n phases leaves: complete
+// ones, and with failed the last one failed.
+func (t *layerTable) build(in planInputs, n int, failed bool) {
+	p, _, err := planPhases(in, &layerTable{}, PlanOptions{})
+	if err != nil {
+		panic(err)
+	}
+	parent := ""
+	for i, ph := range p.Phases[:n] {
+		id := fmt.Sprintf("L%d", len(t.all))
+		status := layers.StatusComplete
+		if failed && i == n-1 {
+			status = layers.StatusFailed
+		}
+		t.all = append(t.all, &layers.Layer{ID: id, Parent: parent, Created: time.Unix(int64(len(t.all)), 0), Meta: layers.Meta{
+			Kind: layers.KindPhase, Status: status, Key: ph.Key, Phase: ph.Name, Index: i, Package: in.pkg, Outputs: in.outputs, Attrs: ph.KeyInputs,
+		}})
+		parent = id
+	}
+}
+
+var testPhases = []string{"unpackPhase", "patchPhase", "configurePhase", "buildPhase", "installPhase", "fixupPhase"}
+
+// helloInputs are the planning inputs of a small stdenv package; edit
+// changes them before planning.
+func helloInputs(edit func(*planInputs)) planInputs {
+	in := planInputs{
+		drv: "/nix/store/aaaa-hello.drv", name: "hello-1.0", pkg: "hello",
+		outputs: map[string]string{"out": "/nix/store/1111-hello-1.0"},
+		phases:  testPhases,
+		owned: map[string][]string{
+			"unpackPhase":    {"src"},
+			"configurePhase": {"configureFlags"},
+			"buildPhase":     {"makeFlags"},
+			"installPhase":   {"postInstall"},
+		},
+		attrs:  map[string]string{"src": "/nix/store/2222-hello.tar.gz", "configureFlags": "--with-x", "makeFlags": "V=1", "postInstall": "echo hi"},
+		seed:   []string{"x86_64-linux", "/bin/bash", "-e\x00builder.sh", "bind:/bin/sh=/bin/sh"},
+		recipe: digest("driver v1"),
+	}
+	if edit != nil {
+		in.attrs = maps.Clone(in.attrs)
+		in.outputs = maps.Clone(in.outputs)
+		edit(&in)
+	}
+	return in
+}
+
+type wantPhase struct {
+	status, reason, follows string
+	changed                 []string
+}
+
+func TestPlanPhases(t *testing.T) {
+	cached := wantPhase{status: StatusCached}
+	follows := func(p string) wantPhase { return wantPhase{status: StatusRun, reason: "follows " + p, follows: p} }
+	run := func(reason string, changed ...string) wantPhase {
+		return wantPhase{status: StatusRun, reason: reason, changed: changed}
+	}
+	noBuild := run("no earlier build of this package")
+	otherOutput := func(in *planInputs) { in.outputs["out"] = "/nix/store/3333-hello-1.0" }
+	for _, tc := range []struct {
+		name     string
+		cache    func(*layerTable) // earlier builds (of helloInputs(nil) unless they say)
+		edit     func(*planInputs) // this build's inputs
+		po       PlanOptions
+		want     []wantPhase
+		firstRun int
+		rewrite  map[string]string
+	}{
+		{name: "cold cache", firstRun: 0,
+			want: []wantPhase{noBuild, follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
+		{name: "no change", firstRun: -1,
+			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
+			want:  []wantPhase{cached, cached, cached, cached, cached, cached}},
+		{name: "an installPhase edit reuses the phases before it", firstRun: 4,
+			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
+			edit:  func(in *planInputs) { in.attrs["postInstall"] = "echo bye" },
+			want:  []wantPhase{cached, cached, cached, cached, run("postInstall changed", "postInstall"), follows("installPhase")}},
+		{name: "--strict keys every phase on every attribute", firstRun: 0,
+			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
+			edit:  func(in *planInputs) { in.attrs["postInstall"] = "echo bye" },
+			po:    PlanOptions{Strict: true},
+			// The earlier build was not strict: its layer records the
+			// attributes unpackPhase owned then.
+			want: []wantPhase{run("--strict: configureFlags, makeFlags, postInstall changed", "configureFlags", "makeFlags", "postInstall"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
+		{name: "a new attribute of configurePhase", firstRun: 2,
+			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
+			edit: func(in *planInputs) {
+				in.attrs["cmakeFlags"] = "-G Ninja"
+				in.owned = maps.Clone(in.owned)
+				in.owned["configurePhase"] = []string{"cmakeFlags", "configureFlags"}
+			},
+			want: []wantPhase{cached, cached, run("cmakeFlags changed", "cmakeFlags"), follows("configurePhase"), follows("configurePhase"), follows("configurePhase")}},
+		{name: "a changed driver reruns every phase", firstRun: 0,
+			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
+			edit:  func(in *planInputs) { in.recipe = digest("driver v2") },
+			want:  []wantPhase{run("(nixlayer driver and sandbox) changed", keyInputsNixlayer), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
+		{name: "changed sandbox paths rerun every phase", firstRun: 0,
+			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
+			edit:  func(in *planInputs) { in.seed = append(slices.Clone(in.seed), "bind:/etc/hosts=/etc/hosts") },
+			want:  []wantPhase{run("(inputs and sandbox) changed", keyInputsSandbox), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
+		{name: "a phase that failed last time", firstRun: 3,
+			cache: func(c *layerTable) { c.build(helloInputs(nil), 4, true) },
+			want:  []wantPhase{cached, cached, cached, run("failed last time"), follows("buildPhase"), follows("buildPhase")}},
+		{name: "a removed layer", firstRun: 3,
+			cache: func(c *layerTable) {
+				c.build(helloInputs(nil), 6, false)
+				c.all[3].Meta.Key = "gone"
+			},
+			want: []wantPhase{cached, cached, cached, run("not cached (its layer was removed or an earlier phase changed)"), follows("buildPhase"), follows("buildPhase")}},
+		{name: "verified layers only", firstRun: 2, po: PlanOptions{RequireVerified: true},
+			cache: func(c *layerTable) {
+				c.build(helloInputs(nil), 6, false)
+				f := false
+				c.all[2].Meta.Verified = &f
+			},
+			want: []wantPhase{cached, cached, run("not cached (its layer was removed or an earlier phase changed)"), follows("configurePhase"), follows("configurePhase"), follows("configurePhase")}},
+		{name: "--from reuses the newest chain before the phase", firstRun: 3, po: PlanOptions{From: "build"},
+			cache: func(c *layerTable) {
+				c.build(helloInputs(func(in *planInputs) { in.attrs["configureFlags"] = "--old" }), 6, false)
+			},
+			want: []wantPhase{cached, cached, {status: StatusForced, reason: "reused by --from buildPhase although its inputs differ"}, run("--from buildPhase"), follows("buildPhase"), follows("buildPhase")}},
+		{name: "--from with no earlier build", firstRun: 0, po: PlanOptions{From: "installPhase"},
+			want: []wantPhase{run("--from installPhase: no earlier build reached it"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
+		{name: "reused layers built for other output paths", firstRun: 4,
+			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
+			edit: func(in *planInputs) {
+				otherOutput(in)
+				in.attrs["postInstall"] = "echo bye"
+			},
+			want:    []wantPhase{cached, cached, cached, cached, run("postInstall changed", "postInstall"), follows("installPhase")},
+			rewrite: map[string]string{"/nix/store/1111-hello-1.0": "/nix/store/3333-hello-1.0"}},
+		{name: "a whole chain built for another output path", firstRun: -1,
+			cache:   func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
+			edit:    otherOutput,
+			want:    []wantPhase{cached, cached, cached, cached, cached, cached},
+			rewrite: map[string]string{"/nix/store/1111-hello-1.0": "/nix/store/3333-hello-1.0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := &layerTable{}
+			if tc.cache != nil {
+				tc.cache(cache)
+			}
+			p, firstRun, err := planPhases(helloInputs(tc.edit), cache, tc.po)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if firstRun != tc.firstRun {
+				t.Errorf("first phase to run %d, want %d", firstRun, tc.firstRun)
+			}
+			for i, ph := range p.Phases {
+				got := wantPhase{status: ph.Status, reason: ph.Reason, follows: ph.Follows, changed: ph.Changed}
+				if w := tc.want[i]; got.status != w.status || got.reason != w.reason || got.follows != w.follows || !slices.Equal(got.changed, w.changed) {
+					t.Errorf("%s: %+v, want %+v", ph.Name, got, w)
+				}
+				if (ph.Status == StatusRun) != (ph.Layer == nil) {
+					t.Errorf("%s is %s with layer %+v", ph.Name, ph.Status, ph.Layer)
+				}
+			}
+			if rw, _ := reusedRewrite(p, firstRun); !maps.Equal(rw, tc.rewrite) {
+				t.Errorf("rewrite %v, want %v", rw, tc.rewrite)
+			}
+		})
+	}
+}
+
+// A phase's key covers the phases before it and its own attributes, never
+// a later phase's.
+func TestPhaseKeysChain(t *testing.T) {
+	base := phaseKeys(helloInputs(nil), false)
+	edited := phaseKeys(helloInputs(func(in *planInputs) { in.attrs["makeFlags"] = "V=0" }), false)
+	for i, name := range testPhases {
+		if same := base[i].Key == edited[i].Key; same != (i < 3) {
+			t.Errorf("%s: key unchanged %v after a makeFlags edit", name, same)
+		}
+	}
+	if got := base[3].Attrs; !slices.Equal(got, []string{"makeFlags"}) {
+		t.Errorf("buildPhase covers %v", got)
+	}
+	if _, ok := base[0].KeyInputs[keyInputsNixlayer]; !ok {
+		t.Errorf("the first phase's key inputs do not name nixlayer's own: %v", base[0].KeyInputs)
+	}
+	if _, ok := base[1].KeyInputs[keyInputsNixlayer]; ok {
+		t.Errorf("a later phase names nixlayer's own key input: %v", base[1].KeyInputs)
+	}
+	all := phaseKeys(helloInputs(nil), true)
+	if got := all[1].Attrs; !slices.Equal(got, []string{"configureFlags", "makeFlags", "postInstall", "src"}) {
+		t.Errorf("with every attribute patchPhase covers %v", got)
+	}
+}
+
+func TestPlanWholeBuild(t *testing.T) {
+	in := helloInputs(func(in *planInputs) {
+		in.phases, in.owned, in.whole, in.whyWhole = []string{WholeBuild}, nil, true, "the builder is not a stdenv"
+	})
+	p, firstRun, err := planPhases(in, &layerTable{}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Whole || p.WhyWhole != in.whyWhole || len(p.Phases) != 1 || firstRun != 0 {
+		t.Fatalf("whole build planned as %+v (first to run %d)", p, firstRun)
+	}
+	if got := p.Phases[0].Attrs; len(got) != len(in.attrs) {
+		t.Errorf("the one phase covers %v, want every attribute", got)
+	}
+}
+
+func TestPlanFromUnknownPhase(t *testing.T) {
+	_, _, err := planPhases(helloInputs(nil), &layerTable{}, PlanOptions{From: "testPhase"})
+	if err == nil || !strings.Contains(err.Error(), "--from testPhase: hello-1.0 has no such phase (phases: unpackPhase patchPhase") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// A fallback plans a new run and leaves the plan it started from as it was
+// (Result.Plan is the plan carried out, plan's answer stays true).
+func TestRerunFromLeavesThePlan(t *testing.T) {
+	cache := &layerTable{}
+	cache.build(helloInputs(nil), 6, false)
+	p, _, err := planPhases(helloInputs(nil), cache, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fmt.Sprintf("%+v", p.Phases)
+	np := rerunFrom(p, 2, "outputs would not be exact")
+	if after := fmt.Sprintf("%+v", p.Phases); after != before {
+		t.Fatalf("rerunFrom changed the plan:\n%s\n%s", before, after)
+	}
+	var got []string
+	for _, ph := range np.Phases {
+		got = append(got, ph.Status+":"+ph.Reason)
+	}
+	want := []string{"cached:", "cached:", "run:outputs would not be exact", "run:follows configurePhase", "run:follows configurePhase", "run:follows configurePhase"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rerun plan %v, want %v", got, want)
+	}
+	if lastReused(np) != cache.all[1].ID || firstToRun(np) != 2 {
+		t.Errorf("rerun plan reuses up to %s, first runs %d", lastReused(np), firstToRun(np))
+	}
+}
