@@ -172,6 +172,9 @@ func invalidPaths(ctx context.Context, paths []string) ([]string, error) {
 			return nil, fmt.Errorf("%s is not a store path (expected %s/<hash>-<name>)", p, StoreDir())
 		}
 	}
+	if invalid, ok := invalidInDB(ctx, paths); ok {
+		return invalid, nil
+	}
 	out, err := run(ctx, nil, "nix-store", append([]string{"--check-validity", "--print-invalid"}, paths...)...)
 	if err != nil {
 		return nil, fmt.Errorf("checking validity of %s: %w", strings.Join(paths, " "), err)

@@ -1,0 +1,73 @@
+package nixstore
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// The store's index must give nix-store's answer for every kind of path:
+// valid, never registered, present on disk but not registered (a build
+// that died, a path being collected), and deleted.
+func TestValidityFromTheIndexIsNixStores(t *testing.T) {
+	needNix(t)
+	needRoot(t)
+	offline(t)
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "v-"+salt())
+	write(t, file, "valid\n", 0o644)
+	valid := nixOut(t, "nix-store", "--add", file)
+	write(t, file+"-gone", "deleted\n", 0o644)
+	deleted := nixOut(t, "nix-store", "--add", file+"-gone")
+	nixOut(t, "nix-store", "--delete", deleted)
+	unregistered := filepath.Join(StoreDir(), strings.Repeat("0", 31)+"1-unregistered-"+salt())
+	if err := os.Mkdir(unregistered, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(unregistered)
+	never := filepath.Join(StoreDir(), strings.Repeat("0", 32)+"-never")
+	paths := []string{valid, deleted, unregistered, never}
+
+	fromIndex, ok := invalidInDB(ctx, paths)
+	if !ok {
+		t.Fatal("root could not read the local store's index")
+	}
+	out := nixOut(t, "nix-store", append([]string{"--check-validity", "--print-invalid"}, paths...)...)
+	if want := strings.Fields(out); !reflect.DeepEqual(fromIndex, want) {
+		t.Fatalf("invalid from the index = %q, nix-store says %q", fromIndex, want)
+	}
+	if ok, err := AllValid(ctx, []string{valid}); err != nil || !ok {
+		t.Fatalf("AllValid(%s) = %v, %v", valid, ok, err)
+	}
+}
+
+// A store other than the default local one has another index: validity
+// is then asked of nix-store.
+func TestValidityOfAnotherStoreAsksNixStore(t *testing.T) {
+	for _, env := range [][2]string{
+		{"NIX_REMOTE", "ssh://builder"},
+		{"NIX_REMOTE", "/tmp/chroot-store"},
+		{"NIX_CONFIG", "substituters =\nstore = /tmp/chroot-store"},
+	} {
+		t.Run(env[0]+"="+env[1], func(t *testing.T) {
+			t.Setenv(env[0], env[1])
+			if db := storeDBPath(); db != "" {
+				t.Fatalf("storeDBPath = %q, want none", db)
+			}
+		})
+	}
+	for text, want := range map[string]bool{
+		"store = daemon\n":                      false,
+		"store=auto":                            false,
+		"# store = /x\nsubstituters =":          false,
+		"sandbox = true\nstore = local?root=/x": true,
+		"store = /tmp/chroot":                   true,
+	} {
+		if got := setsStore(strings.NewReader(text)); got != want {
+			t.Errorf("setsStore(%q) = %v, want %v", text, got, want)
+		}
+	}
+}
