@@ -3,6 +3,7 @@ package nixstore
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -13,7 +14,9 @@ import (
 // valid, never registered, present on disk but not registered (a build
 // that died, a path being collected), and deleted.
 func TestValidityFromTheIndexIsNixStores(t *testing.T) {
-	needNix(t)
+	if _, err := exec.LookPath("nix-store"); err != nil {
+		t.Skip("nix-store not installed (apt-get install nix-bin)")
+	}
 	needRoot(t)
 	offline(t)
 	ctx := context.Background()
