@@ -212,6 +212,9 @@ func AddValidGCRoot(ctx context.Context, storePath, link string) error {
 	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&os.ModeSymlink == 0 {
 		return fmt.Errorf("%s exists and is not a symlink", abs)
 	}
+	if done, err := addValidRootLocally(ctx, storePath, abs); done {
+		return err
+	}
 	os.Remove(abs)
 	if _, err := run(ctx, nil, "nix-store", "--option", "substitute", "false", "--add-root", abs, "--indirect", "--realise", storePath); err != nil {
 		return fmt.Errorf("%s is not valid: %w", storePath, err)

@@ -3,13 +3,17 @@ package nixstore
 import (
 	"bufio"
 	"context"
+	"crypto/sha1"
 	"database/sql"
+	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+	"github.com/nix-community/go-nix/pkg/sqlite/nix_v10"
 	"golang.org/x/sys/unix"
 	_ "modernc.org/sqlite" // the store's own index, read as Nix reads it
 )
@@ -106,9 +110,9 @@ func invalidInDB(ctx context.Context, paths []string) (invalid []string, ok bool
 		return nil, false
 	}
 	defer db.Close()
+	index := nix_v10.New(db) // Nix's schema and queries, as go-nix keeps them
 	for _, p := range paths {
-		var id int64
-		switch err := db.QueryRowContext(ctx, "SELECT id FROM ValidPaths WHERE path = ?", p).Scan(&id); err {
+		switch _, err := index.QueryPathInfo(ctx, p); err {
 		case nil:
 		case sql.ErrNoRows:
 			invalid = append(invalid, p)
@@ -117,4 +121,57 @@ func invalidInDB(ctx context.Context, paths []string) (invalid []string, ok bool
 		}
 	}
 	return invalid, true
+}
+
+// addValidRootLocally makes link a symlink to path and an indirect GC root
+// of it, as nix-store --add-root --indirect does, when path is valid; done
+// is false when nix-store must do it (no direct access to the store, or a
+// garbage collection running). A shared lock on gc.lock, the lock Nix's
+// collector holds exclusively while it runs, keeps path from being
+// collected between the validity check and the root that protects it.
+func addValidRootLocally(ctx context.Context, path, link string) (done bool, err error) {
+	dbPath := storeDBPath()
+	if dbPath == "" {
+		return false, nil
+	}
+	stateDir := filepath.Dir(filepath.Dir(dbPath))
+	lock, err := os.OpenFile(filepath.Join(stateDir, "gc.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return false, nil
+	}
+	defer lock.Close() // closing releases the lock
+	if unix.Flock(int(lock.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil {
+		return false, nil // a collection runs: nix-store hands the root to it
+	}
+	invalid, ok := invalidInDB(ctx, []string{path})
+	if !ok {
+		return false, nil
+	}
+	if len(invalid) > 0 {
+		return true, fmt.Errorf("%s is not valid", path)
+	}
+	if err := replaceSymlink(path, link); err != nil {
+		return true, err
+	}
+	sum := sha1.Sum([]byte(link))
+	auto := filepath.Join(stateDir, "gcroots", "auto", nixbase32.EncodeToString(sum[:]))
+	if err := replaceSymlink(link, auto); err != nil {
+		return true, fmt.Errorf("registering %s as a GC root: %w", link, err)
+	}
+	return true, nil
+}
+
+// replaceSymlink makes name a symlink to target in one step (a rename), so
+// no reader sees it missing.
+func replaceSymlink(target, name string) error {
+	tmp := fmt.Sprintf("%s.tmp-%d", name, os.Getpid())
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("creating %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("creating %s: %w", name, err)
+	}
+	return nil
 }

@@ -129,7 +129,7 @@ substituters =
 CONF
 nix --version
 # Validity read from this Nix's own database must be its nix-store's answer.
-(cd /opt/nixlayer/nixstore && ./nixstore.test -test.v -test.count=1 -test.run 'TestValidity')
+(cd /opt/nixlayer/nixstore && ./nixstore.test -test.v -test.count=1 -test.run 'TestValidity|TestRootMade')
 cd /opt/nixlayer/hook
 NIXLAYER_E2E=1 NIXLAYER_HOOK_BIN=/opt/nixlayer/bin/nixlayer \
     ./hook.test -test.v -test.count=1 -test.timeout=20m -test.run "$2"
