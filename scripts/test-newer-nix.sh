@@ -128,7 +128,8 @@ build-users-group = nixbld
 substituters =
 CONF
 nix --version
-# Validity read from this Nix's own database must be its nix-store's answer.
+# Validity read from this Nix's own database, and result links made in-process,
+# must be what its nix-store gives.
 (cd /opt/nixlayer/nixstore && ./nixstore.test -test.v -test.count=1 -test.run 'TestValidity|TestRootMade')
 cd /opt/nixlayer/hook
 NIXLAYER_E2E=1 NIXLAYER_HOOK_BIN=/opt/nixlayer/bin/nixlayer \
