@@ -17,12 +17,14 @@ import (
 // known from it — across restarts of the language server — until the
 // derivation is built again.
 
-// Statuses of a PhaseRun.
+// RunStatus is how a phase of a layered build ended.
+type RunStatus string
+
 const (
-	RunCached      = "cached"      // reused from the cache
-	RunRan         = "ran"         // ran and succeeded
-	RunFailed      = "failed"      // ran and failed (its layer is kept)
-	RunInterrupted = "interrupted" // cancelled or broken off while it ran
+	RunCached      RunStatus = "cached"      // reused from the cache
+	RunRan         RunStatus = "ran"         // ran and succeeded
+	RunFailed      RunStatus = "failed"      // ran and failed (its layer is kept)
+	RunInterrupted RunStatus = "interrupted" // cancelled or broken off while it ran
 )
 
 // PhaseRun is one phase of one layered build.
@@ -36,7 +38,7 @@ type PhaseRun struct {
 	Phase   string    `json:"phase"`
 	Index   int       `json:"index"` // 1-based
 	Total   int       `json:"total"`
-	Status  string    `json:"status"`
+	Status  RunStatus `json:"status"`
 	// Duration is how long the phase ran; for a reused phase, how long it
 	// took when it was built.
 	Duration time.Duration `json:"duration"`

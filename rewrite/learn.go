@@ -36,16 +36,18 @@ type Map struct {
 	Stats    Stats    `json:"stats"`
 }
 
-// Causes of unexplained bytes, found by running the producing phase again
-// with the same output paths.
+// Cause is why a file's bytes are unexplained, found by running the
+// producing phase again with the same output paths.
+type Cause string
+
 const (
 	// CauseNondeterministic: the bytes change in a rerun with the same
 	// paths too. They are the build's own nondeterminism: the reused layer
 	// is one valid outcome of its phase, so they make nothing inexact.
-	CauseNondeterministic = "nondeterministic"
+	CauseNondeterministic Cause = "nondeterministic"
 	// CausePath: a rerun with the same paths reproduces them: they depend
 	// on the output paths in a way no byte map follows.
-	CausePath = "path"
+	CausePath Cause = "path"
 )
 
 // Unexplained is one file whose differences between the two builds no
@@ -67,7 +69,7 @@ type Unexplained struct {
 	// is wrong too, in this file and in every copy that carries it.
 	IDCovers bool `json:"idCovers,omitempty"`
 	// Cause is CauseNondeterministic, CausePath, or "" when not checked.
-	Cause string `json:"cause,omitempty"`
+	Cause Cause `json:"cause,omitempty"`
 	// Learned is how the bytes reached the outputs of the last build
 	// judged on them (the learned chain's own, or a resume's; nil when
 	// none was): a prediction for the next resume, which is judged on its
