@@ -1,13 +1,9 @@
 package buildindex
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -81,24 +77,7 @@ func trimHalf(f *os.File) error {
 // Runs reads the phase history, oldest first, keeping the records keep
 // accepts (nil: all). Lines that do not parse are skipped.
 func Runs(cacheDir string, keep func(*PhaseRun) bool) ([]PhaseRun, error) {
-	f, err := os.Open(filepath.Join(cacheDir, Dir, phasesFile))
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the phase history: %w", err)
-	}
-	defer f.Close()
-	var out []PhaseRun
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var r PhaseRun
-		if json.Unmarshal(sc.Bytes(), &r) == nil && (keep == nil || keep(&r)) {
-			out = append(out, r)
-		}
-	}
-	return out, sc.Err()
+	return readLines(cacheDir, phasesFile, "the phase history", keep)
 }
 
 // PhaseHistory is what the history says about one derivation: the last
