@@ -664,16 +664,10 @@ func sectionHint(im *elfImage, sec string) string {
 // payloadKind names compressed or archived contents by their magic bytes:
 // their bytes depend on the paths in ways no byte map can follow.
 func payloadKind(b []byte) string {
-	switch {
-	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
-		return "gzip payload: "
-	case bytes.HasPrefix(b, []byte("BZh")):
-		return "bzip2 payload: "
-	case bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return "xz payload: "
-	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return "zstd payload: "
-	case bytes.HasPrefix(b, []byte("PK\x03\x04")):
+	switch f := FormatOf(b); f {
+	case FormatGzip, FormatBzip2, FormatXZ, FormatZstd:
+		return string(f) + " payload: "
+	case FormatZip:
 		return "zip archive (compressed members or CRCs): "
 	}
 	return ""

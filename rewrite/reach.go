@@ -235,13 +235,13 @@ func appendBlob(blobs []blob, name string, data []byte, depth int) []blob {
 		}
 		return appendBlob(blobs, name+" ("+kind+" contents)", inner, depth+1)
 	}
-	switch {
-	case bytes.HasPrefix(data, []byte{0x1f, 0x8b}):
+	switch format := FormatOf(data); format {
+	case FormatGzip:
 		r, err := gzip.NewReader(bytes.NewReader(data))
-		return unpacked("gzip", r, err)
-	case bytes.HasPrefix(data, []byte("BZh")):
-		return unpacked("bzip2", bzip2.NewReader(bytes.NewReader(data)), nil)
-	case bytes.HasPrefix(data, []byte("PK\x03\x04")):
+		return unpacked(string(format), r, err)
+	case FormatBzip2:
+		return unpacked(string(format), bzip2.NewReader(bytes.NewReader(data)), nil)
+	case FormatZip:
 		zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			blobs[len(blobs)-1].opaque = "zip (unreadable)"
@@ -254,14 +254,12 @@ func appendBlob(blobs []blob, name string, data []byte, depth int) []blob {
 				rc.Close()
 			}
 		}
-	case bytes.HasPrefix(data, []byte("!<arch>\n")):
+	case FormatAr:
 		for _, m := range arMembers(data) {
 			blobs = appendBlob(blobs, name+" (member "+m.name+")", m.data, depth+1)
 		}
-	case bytes.HasPrefix(data, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		blobs[len(blobs)-1].opaque = "xz"
-	case bytes.HasPrefix(data, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		blobs[len(blobs)-1].opaque = "zstd"
+	case FormatXZ, FormatZstd:
+		blobs[len(blobs)-1].opaque = string(format)
 	}
 	return blobs
 }
