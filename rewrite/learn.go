@@ -224,15 +224,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 	seenA := map[string]bool{}
 	unexplained := func(rel, why string) { m.Unexplained = append(m.Unexplained, Unexplained{Path: rel, Why: why}) }
 	var elfs []*learnedELF // for pairing stripped files with their linker output
-	err = filepath.WalkDir(treeB, func(pathB string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(treeB, pathB)
-		if err != nil || rel == "." {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
+	err = walkBelow(treeB, func(pathB, rel string, d fs.DirEntry) error {
 		relA := toA(rel)
 		seenA[relA] = true
 		if hasHashB(d.Name()) {
@@ -253,11 +245,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 		}
 		switch {
 		case d.Type()&fs.ModeSymlink != 0:
-			ta, err := os.Readlink(pathA)
-			if err != nil {
-				return err
-			}
-			tb, err := os.Readlink(pathB)
+			ta, tb, err := readBoth(os.Readlink, pathA, pathB)
 			if err != nil {
 				return err
 			}
@@ -267,11 +255,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 				m.Links = append(m.Links, rel)
 			}
 		case d.Type().IsRegular():
-			a, err := os.ReadFile(pathA)
-			if err != nil {
-				return err
-			}
-			b, err := os.ReadFile(pathB)
+			a, b, err := readBoth(os.ReadFile, pathA, pathB)
 			if err != nil {
 				return err
 			}
@@ -304,15 +288,8 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 	if err != nil {
 		return nil, fmt.Errorf("learn path map of %s: %w", treeB, err)
 	}
-	err = filepath.WalkDir(treeA, func(pathA string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(treeA, pathA)
-		if err != nil || rel == "." {
-			return err
-		}
-		if rel = filepath.ToSlash(rel); !seenA[rel] {
+	err = walkBelow(treeA, func(_, rel string, d fs.DirEntry) error {
+		if !seenA[rel] {
 			unexplained(rel, "only in tree A")
 			if d.IsDir() {
 				return filepath.SkipDir
@@ -341,6 +318,31 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 		}
 	}
 	return m, nil
+}
+
+// walkBelow calls fn for every entry below root (root itself excluded)
+// with its path and its slash-separated path relative to root; fn may
+// return filepath.SkipDir for a directory.
+func walkBelow(root string, fn func(path, rel string, d fs.DirEntry) error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil || rel == "." {
+			return err
+		}
+		return fn(path, filepath.ToSlash(rel), d)
+	})
+}
+
+// readBoth reads the same entry of both builds' trees with read.
+func readBoth[T any](read func(string) (T, error), pathA, pathB string) (a, b T, err error) {
+	if a, err = read(pathA); err != nil {
+		return a, b, err
+	}
+	b, err = read(pathB)
+	return a, b, err
 }
 
 // learnedELF is an ELF file of tree B with a build-id, remembered until
