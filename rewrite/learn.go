@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -56,6 +57,21 @@ type Unexplained struct {
 	// Path is named as in Map.Files.
 	Path string `json:"path"`
 	Why  string `json:"why"`
+	Strays
+	// Cause is CauseNondeterministic, CausePath, or "" when not checked.
+	Cause Cause `json:"cause,omitempty"`
+	// Learned is how the bytes reached the outputs of the last build
+	// judged on them (the learned chain's own, or a resume's; nil when
+	// none was): a prediction for the next resume, which is judged on its
+	// own outputs.
+	Learned *Reach `json:"learned,omitempty"`
+}
+
+func (u Unexplained) String() string { return u.Path + ": " + u.Why }
+
+// Strays are where a file's unexplained bytes lie, as far as they could
+// be located.
+type Strays struct {
 	// Offsets are the first differing bytes (at most maxOffsets); empty
 	// when the file cannot be compared byte by byte (sizes or types differ,
 	// present in one build only).
@@ -68,16 +84,39 @@ type Unexplained struct {
 	// IDCovers: the file's own build-id is computed over them, so the id
 	// is wrong too, in this file and in every copy that carries it.
 	IDCovers bool `json:"idCovers,omitempty"`
-	// Cause is CauseNondeterministic, CausePath, or "" when not checked.
-	Cause Cause `json:"cause,omitempty"`
-	// Learned is how the bytes reached the outputs of the last build
-	// judged on them (the learned chain's own, or a resume's; nil when
-	// none was): a prediction for the next resume, which is judged on its
-	// own outputs.
-	Learned *Reach `json:"learned,omitempty"`
 }
 
-func (u Unexplained) String() string { return u.Path + ": " + u.Why }
+// addOffset records a differing byte, while fewer than maxOffsets are.
+func (s *Strays) addOffset(off int64) {
+	if len(s.Offsets) < maxOffsets {
+		s.Offsets = append(s.Offsets, off)
+	}
+}
+
+// addSection records a section holding differing bytes, once.
+func (s *Strays) addSection(sec string) {
+	if !slices.Contains(s.Sections, sec) {
+		s.Sections = append(s.Sections, sec)
+	}
+}
+
+// merge adds what another look at the same file found.
+func (s *Strays) merge(o Strays) {
+	s.Bytes += o.Bytes
+	s.IDCovers = s.IDCovers || o.IDCovers
+	for _, off := range o.Offsets {
+		s.addOffset(off)
+	}
+	for _, sec := range o.Sections {
+		s.addSection(sec)
+	}
+}
+
+// clone is a copy of s that adding to leaves s as it is.
+func (s Strays) clone() Strays {
+	s.Offsets, s.Sections = slices.Clone(s.Offsets), slices.Clone(s.Sections)
+	return s
+}
 
 // maxOffsets bounds the offsets kept per file: enough to find the bytes
 // again in the outputs, small enough for maps of thousands of objects.
@@ -397,11 +436,9 @@ func (m *Map) resolveBuildIDs(elfs []*learnedELF) {
 			offs = append(offs, int64(e.descOff+i))
 		}
 		m.Unexplained = append(m.Unexplained, Unexplained{
-			Path:     e.rel,
-			Why:      fmt.Sprintf("unknown build-id scheme: neither GNU ld nor LLD algorithms reproduce id %x, and no unstripped file has it (%s)", e.id, hint),
-			Offsets:  offs,
-			Bytes:    e.descSize,
-			Sections: []string{".note.gnu.build-id"},
+			Path:   e.rel,
+			Why:    fmt.Sprintf("unknown build-id scheme: neither GNU ld nor LLD algorithms reproduce id %x, and no unstripped file has it (%s)", e.id, hint),
+			Strays: Strays{Offsets: offs, Bytes: e.descSize, Sections: []string{".note.gnu.build-id"}},
 		})
 	}
 }
@@ -476,14 +513,17 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *
 	if len(strays) == 0 {
 		return fm, le, nil
 	}
-	u := &Unexplained{Path: rel, Bytes: len(strays), IDCovers: le != nil}
+	u := &Unexplained{Path: rel, Strays: Strays{Bytes: len(strays), IDCovers: le != nil}}
 	if secs, _, ok := sectionDiff(a, b, fm.explained(len(b))); ok && im != nil {
 		// By each build's own layout: bytes a moved section shifted are
 		// not blamed on the sections after it.
 		u.Sections = secs
 		for _, off := range strays {
-			if len(u.Offsets) < maxOffsets && slicesContains(secs, im.sectionAt(int64(off))) {
-				u.Offsets = append(u.Offsets, int64(off))
+			if len(u.Offsets) == maxOffsets {
+				break
+			}
+			if slices.Contains(secs, im.sectionAt(int64(off))) {
+				u.addOffset(int64(off))
 			}
 		}
 		if len(secs) == 0 {
@@ -491,13 +531,9 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *
 		}
 	} else {
 		for _, off := range strays {
-			if len(u.Offsets) < maxOffsets {
-				u.Offsets = append(u.Offsets, int64(off))
-			}
+			u.addOffset(int64(off))
 			if im != nil {
-				if sec := im.sectionAt(int64(off)); !slicesContains(u.Sections, sec) {
-					u.Sections = append(u.Sections, sec)
-				}
+				u.addSection(im.sectionAt(int64(off)))
 			}
 		}
 	}
@@ -518,11 +554,9 @@ func resizedELF(rel string, a, b []byte) *Unexplained {
 		return nil
 	}
 	return &Unexplained{
-		Path:     rel,
-		Why:      fmt.Sprintf("ELF file: size differs (%d vs %d bytes), in section %s%s", len(a), len(b), strings.Join(secs, ", "), sectionsHint(im, secs)),
-		Offsets:  offs[:min(len(offs), maxOffsets)],
-		Sections: secs,
-		IDCovers: im.descSize > 0,
+		Path:   rel,
+		Why:    fmt.Sprintf("ELF file: size differs (%d vs %d bytes), in section %s%s", len(a), len(b), strings.Join(secs, ", "), sectionsHint(im, secs)),
+		Strays: Strays{Offsets: offs[:min(len(offs), maxOffsets)], Sections: secs, IDCovers: im.descSize > 0},
 	}
 }
 
@@ -579,15 +613,6 @@ func sectionDiff(a, b []byte, explained func(off int64) bool) (names []string, o
 		}
 	}
 	return names, offs, true
-}
-
-func slicesContains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // bestRun explains the differing byte at i as a run of hash characters.
