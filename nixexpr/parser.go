@@ -151,6 +151,16 @@ func (p *parser) bad() *Bad {
 	return &Bad{Loc: Span{p.prevEnd(), p.prevEnd()}}
 }
 
+// exprAfter parses the expression that follows kind (a keyword such as
+// `in` or `then`, or the `;` or `:` before a body); where kind is missing
+// it reports so and gives a Bad node instead.
+func (p *parser) exprAfter(kind tokenKind) Node {
+	if !p.expect(kind) {
+		return p.bad()
+	}
+	return p.parseExpr()
+}
+
 func (p *parser) text(s Span) string { return string(p.src[s.Start:s.End]) }
 
 // skipAttrName returns the index after the attribute name starting at i, or -1.
@@ -249,24 +259,14 @@ func (p *parser) parseLet() Node {
 	p.pushOpen(tIn)
 	bindings := p.parseBindings(tIn)
 	p.popOpen()
-	var body Node
-	if p.expect(tIn) {
-		body = p.parseExpr()
-	} else {
-		body = p.bad()
-	}
+	body := p.exprAfter(tIn)
 	return &Let{Loc: Span{start, p.prevEnd()}, Bindings: bindings, Body: body}
 }
 
 func (p *parser) parseWithOrAssert() Node {
 	kw := p.next()
 	first := p.parseExpr()
-	var body Node
-	if p.expect(tSemi) {
-		body = p.parseExpr()
-	} else {
-		body = p.bad()
-	}
+	body := p.exprAfter(tSemi)
 	loc := Span{kw.span.Start, p.prevEnd()}
 	if kw.kind == tWith {
 		return &With{Loc: loc, Env: first, Body: body}
@@ -277,16 +277,8 @@ func (p *parser) parseWithOrAssert() Node {
 func (p *parser) parseIf() Node {
 	start := p.next().span.Start
 	n := &If{Cond: p.parseExpr()}
-	if p.expect(tThen) {
-		n.Then = p.parseExpr()
-	} else {
-		n.Then = p.bad()
-	}
-	if p.expect(tElse) {
-		n.Else = p.parseExpr()
-	} else {
-		n.Else = p.bad()
-	}
+	n.Then = p.exprAfter(tThen)
+	n.Else = p.exprAfter(tElse)
 	n.Loc = Span{start, p.prevEnd()}
 	return n
 }
@@ -335,11 +327,7 @@ func (p *parser) parseLambda() Node {
 			}
 		}
 	}
-	if p.expect(tColon) {
-		n.Body = p.parseExpr()
-	} else {
-		n.Body = p.bad()
-	}
+	n.Body = p.exprAfter(tColon)
 	n.Loc = Span{start, p.prevEnd()}
 	return n
 }
