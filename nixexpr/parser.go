@@ -308,28 +308,33 @@ func (p *parser) parseLambda() Node {
 	n := &Lambda{}
 	if p.peek().kind == tIdent {
 		n.Param = p.parseIdent()
-		if p.peek().kind == tAt {
-			p.next()
-			if p.peek().kind == tLBrace {
-				n.Formals = p.parseFormals()
-			} else {
-				p.errorExpected("{")
-			}
+		if p.atThen(tLBrace) {
+			n.Formals = p.parseFormals()
 		}
 	} else {
 		n.Formals = p.parseFormals()
-		if p.peek().kind == tAt {
-			p.next()
-			if p.peek().kind == tIdent {
-				n.Param = p.parseIdent()
-			} else {
-				p.errorExpected("identifier")
-			}
+		if p.atThen(tIdent) {
+			n.Param = p.parseIdent()
 		}
 	}
 	n.Body = p.exprAfter(tColon)
 	n.Loc = Span{start, p.prevEnd()}
 	return n
+}
+
+// atThen consumes the `@` of a lambda pattern (`x @ { … }`, `{ … } @ x`)
+// and reports whether the other half, a token of kind want, comes next;
+// where it does not, it reports what was expected.
+func (p *parser) atThen(want tokenKind) bool {
+	if p.peek().kind != tAt {
+		return false
+	}
+	p.next()
+	if p.peek().kind != want {
+		p.errorExpected(want.String())
+		return false
+	}
+	return true
 }
 
 func (p *parser) parseIdent() *Ident {
