@@ -385,24 +385,21 @@ const (
 	bpNegate = 14
 )
 
+// binaryOps holds each binary operator's binding power (higher binds
+// tighter) and whether it groups to the right: one line a level, loosest
+// first.
 var binaryOps = map[tokenKind]opInfo{
 	tPipeLeft:  {1, true},
 	tPipeRight: {2, false},
 	tImpl:      {3, true},
 	tOr:        {4, false},
 	tAnd:       {5, false},
-	tEq:        {6, false},
-	tNeq:       {6, false},
-	tLt:        {7, false},
-	tLe:        {7, false},
-	tGt:        {7, false},
-	tGe:        {7, false},
-	tUpdate:    {8, true},
+	tEq:        {6, false}, tNeq: {6, false},
+	tLt: {7, false}, tLe: {7, false}, tGt: {7, false}, tGe: {7, false},
+	tUpdate: {8, true},
 	// ! sits at 9: looser than + but tighter than //.
-	tPlus:     {bpAdd, false},
-	tMinus:    {bpAdd, false},
-	tStar:     {11, false},
-	tSlash:    {11, false},
+	tPlus: {bpAdd, false}, tMinus: {bpAdd, false},
+	tStar: {11, false}, tSlash: {11, false},
 	tConcat:   {12, true},
 	tQuestion: {13, false},
 }
