@@ -386,17 +386,9 @@ func printLayers(rows []runner.LayerRow) {
 	fmt.Printf("%d layers, %s\n", len(rows), layers.FormatSize(total))
 }
 
+// age is how long ago t was, as ls shows it (3s, 5m, 2h, 4d).
 func age(t time.Time) string {
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return runner.Age(time.Since(t), runner.AgeUnits{"s", "m", "h", "d"})
 }
 
 // nixlayer log PKG|NAME [PHASE] [--json]
