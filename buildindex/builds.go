@@ -2,22 +2,32 @@ package buildindex
 
 import "time"
 
-// Build statuses.
+// BuildStatus is how a build of the index ended.
+type BuildStatus string
+
 const (
-	StatusBuilt  = "built"
-	StatusFailed = "failed"
+	StatusBuilt  BuildStatus = "built"
+	StatusFailed BuildStatus = "failed"
 	// StatusUnfinished is a start without an end: still running, or a
 	// build Nix ran itself that failed (Nix runs post-build-hook only
 	// after a success).
-	StatusUnfinished = "unfinished"
+	StatusUnfinished BuildStatus = "unfinished"
 )
+
+// endStatus is the status an end record's event gives its build.
+func endStatus(event string) BuildStatus {
+	if event == EventFailed {
+		return StatusFailed
+	}
+	return StatusBuilt
+}
 
 // Build is one build of the index: a start joined with its end.
 type Build struct {
 	Drv      string            `json:"drv"`
 	Name     string            `json:"name"`
-	By       string            `json:"by"`     // nix or nixlayer
-	Status   string            `json:"status"` // built, failed, unfinished
+	By       string            `json:"by"` // nix or nixlayer
+	Status   BuildStatus       `json:"status"`
 	Outputs  map[string]string `json:"outputs,omitempty"`
 	Start    time.Time         `json:"start,omitzero"`
 	End      time.Time         `json:"end,omitzero"`
@@ -38,10 +48,6 @@ func Join(recs []Record) []Build {
 			out = append(out, Build{Drv: r.Drv, Name: r.Name, By: r.By, Status: StatusUnfinished, Start: r.Time})
 			continue
 		}
-		status := StatusBuilt
-		if r.Event == EventFailed {
-			status = StatusFailed
-		}
 		i, ok := open[key]
 		if ok {
 			delete(open, key)
@@ -53,7 +59,7 @@ func Join(recs []Record) []Build {
 			}
 		}
 		b := &out[i]
-		b.Status, b.End, b.Outputs, b.Message = status, r.Time, r.Outputs, r.Message
+		b.Status, b.End, b.Outputs, b.Message = endStatus(r.Event), r.Time, r.Outputs, r.Message
 		b.Duration = r.Duration
 		if b.Duration <= 0 && !b.Start.IsZero() {
 			b.Duration = b.End.Sub(b.Start)

@@ -168,21 +168,29 @@ func DrvName(drvPath string) string {
 // Records reads the index, oldest first; lines that do not parse (a torn
 // write) are skipped. A cache without an index has no records.
 func Records(cacheDir string) ([]Record, error) {
-	f, err := os.Open(Path(cacheDir))
+	return readLines[Record](cacheDir, indexFile, "build index", nil)
+}
+
+// readLines reads the JSON lines of file of the index directory (what
+// names it in errors), oldest first, keeping those keep accepts (nil: all).
+// Lines that do not parse (a torn write) are skipped; a missing file has
+// no lines.
+func readLines[T any](cacheDir, file, what string, keep func(*T) bool) ([]T, error) {
+	f, err := os.Open(filepath.Join(cacheDir, Dir, file))
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading build index: %w", err)
+		return nil, fmt.Errorf("reading %s: %w", what, err)
 	}
 	defer f.Close()
-	var out []Record
+	var out []T
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		var r Record
-		if json.Unmarshal(sc.Bytes(), &r) == nil {
-			out = append(out, r)
+		var v T
+		if json.Unmarshal(sc.Bytes(), &v) == nil && (keep == nil || keep(&v)) {
+			out = append(out, v)
 		}
 	}
 	return out, sc.Err()

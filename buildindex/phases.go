@@ -1,13 +1,9 @@
 package buildindex
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -17,12 +13,14 @@ import (
 // known from it — across restarts of the language server — until the
 // derivation is built again.
 
-// Statuses of a PhaseRun.
+// RunStatus is how a phase of a layered build ended.
+type RunStatus string
+
 const (
-	RunCached      = "cached"      // reused from the cache
-	RunRan         = "ran"         // ran and succeeded
-	RunFailed      = "failed"      // ran and failed (its layer is kept)
-	RunInterrupted = "interrupted" // cancelled or broken off while it ran
+	RunCached      RunStatus = "cached"      // reused from the cache
+	RunRan         RunStatus = "ran"         // ran and succeeded
+	RunFailed      RunStatus = "failed"      // ran and failed (its layer is kept)
+	RunInterrupted RunStatus = "interrupted" // cancelled or broken off while it ran
 )
 
 // PhaseRun is one phase of one layered build.
@@ -36,7 +34,7 @@ type PhaseRun struct {
 	Phase   string    `json:"phase"`
 	Index   int       `json:"index"` // 1-based
 	Total   int       `json:"total"`
-	Status  string    `json:"status"`
+	Status  RunStatus `json:"status"`
 	// Duration is how long the phase ran; for a reused phase, how long it
 	// took when it was built.
 	Duration time.Duration `json:"duration"`
@@ -79,24 +77,7 @@ func trimHalf(f *os.File) error {
 // Runs reads the phase history, oldest first, keeping the records keep
 // accepts (nil: all). Lines that do not parse are skipped.
 func Runs(cacheDir string, keep func(*PhaseRun) bool) ([]PhaseRun, error) {
-	f, err := os.Open(filepath.Join(cacheDir, Dir, phasesFile))
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the phase history: %w", err)
-	}
-	defer f.Close()
-	var out []PhaseRun
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var r PhaseRun
-		if json.Unmarshal(sc.Bytes(), &r) == nil && (keep == nil || keep(&r)) {
-			out = append(out, r)
-		}
-	}
-	return out, sc.Err()
+	return readLines(cacheDir, phasesFile, "the phase history", keep)
 }
 
 // PhaseHistory is what the history says about one derivation: the last

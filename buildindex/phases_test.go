@@ -14,7 +14,7 @@ import (
 func TestPhaseHistory(t *testing.T) {
 	cache := t.TempDir()
 	t0 := time.Now().Add(-time.Hour)
-	add := func(build time.Time, drv, phase, status string) {
+	add := func(build time.Time, drv, phase string, status RunStatus) {
 		t.Helper()
 		r := PhaseRun{Time: time.Now(), Build: build, Drv: drv, Package: "hello", Phase: phase, Status: status, Duration: time.Second}
 		if status == RunFailed {

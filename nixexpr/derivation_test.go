@@ -31,16 +31,43 @@ func attrSummary(a Attribute) string {
 	return s
 }
 
+// derivationCase is a source holding one derivation call and what
+// FindDerivations should say of it.
+type derivationCase struct {
+	name     string
+	src      string
+	kind     DerivationKind
+	drvName  string
+	function string
+	attrs    []string // attrSummary of each attribute
+	diags    bool     // whether diagnostics are expected
+}
+
+func (tt derivationCase) check(t *testing.T) {
+	t.Helper()
+	f := Parse([]byte(tt.src))
+	if got := len(f.Diagnostics) > 0; got != tt.diags {
+		t.Errorf("diagnostics = %v, want any: %v", f.Diagnostics, tt.diags)
+	}
+	drvs := FindDerivations(f)
+	if len(drvs) != 1 {
+		t.Fatalf("found %d derivations, want 1", len(drvs))
+	}
+	d := drvs[0]
+	if d.Kind != tt.kind || d.Name != tt.drvName || f.Text(d.Func) != tt.function {
+		t.Errorf("got kind %v name %q func %q, want %v %q %q", d.Kind, d.Name, f.Text(d.Func), tt.kind, tt.drvName, tt.function)
+	}
+	var got []string
+	for _, a := range d.Attributes {
+		got = append(got, attrSummary(a))
+	}
+	if strings.Join(got, "|") != strings.Join(tt.attrs, "|") {
+		t.Errorf("attributes\n got %q\nwant %q", got, tt.attrs)
+	}
+}
+
 func TestFindDerivations(t *testing.T) {
-	tests := []struct {
-		name     string
-		src      string
-		kind     DerivationKind
-		drvName  string
-		function string
-		attrs    []string // attrSummary of each attribute
-		diags    bool     // whether diagnostics are expected
-	}{
+	for _, tt := range []derivationCase{
 		{
 			name: "hello package", src: helloPackage, kind: KindMkDerivation, drvName: "hello",
 			function: "stdenv.mkDerivation",
@@ -69,69 +96,67 @@ func TestFindDerivations(t *testing.T) {
 			name: "overrideAttrs two args", src: `overrideAttrs (finalAttrs: prev: prev // { buildPhase = ''make''; })`,
 			kind: KindOverrideAttrs, function: "overrideAttrs", attrs: []string{"buildPhase!=make"},
 		},
-		{
-			name: "unclosed brace at end", src: "stdenv.mkDerivation {\n  pname = \"x\";\n  installPhase = \"make install\";\n",
-			kind: KindMkDerivation, drvName: "x", function: "stdenv.mkDerivation",
-			attrs: []string{"pname!=x", "installPhase!=make install"}, diags: true,
-		},
-		{
-			name: "unclosed nested brace", src: "mkDerivation {\n  env = {\n    A = \"1\";\n  installPhase = \"i\";\n  postInstall = \"p\";\n}\n",
-			kind: KindMkDerivation, function: "mkDerivation",
-			attrs: []string{"env", "installPhase!=i", "postInstall!=p"}, diags: true,
-		},
-		{
-			name: "half-typed string", src: "mkDerivation {\n  pname = \"hel\n  version = \"1\";\n  installPhase = \"i\";\n}\n",
-			kind: KindMkDerivation, drvName: "hel", function: "mkDerivation",
-			attrs: []string{"pname!=hel", "version!=1", "installPhase!=i"}, diags: true,
-		},
-		{
-			name: "unterminated string at end", src: "mkDerivation {\n  pname = \"p\";\n  installPhase = \"make\n}\n",
-			kind: KindMkDerivation, drvName: "p", function: "mkDerivation",
-			attrs: []string{"pname!=p", "installPhase!=make"}, diags: true,
-		},
-		{
-			name: "unterminated indented string mid-file", src: "mkDerivation {\n  postInstall = ''\n    mkdir $out\n  installPhase = \"i\";\n}\n",
-			kind: KindMkDerivation, function: "mkDerivation",
-			attrs: []string{"postInstall!=mkdir $out", "installPhase!=i"}, diags: true,
-		},
-		{
-			name: "missing semicolon", src: "mkDerivation {\n  pname = \"p\"\n  buildInputs = [ a b\n  installPhase = \"i\"\n}\n",
-			kind: KindMkDerivation, drvName: "p", function: "mkDerivation",
-			attrs: []string{"pname!=p", "buildInputs", "installPhase!=i"}, diags: true,
-		},
-		{
-			name: "garbage line", src: "mkDerivation {\n  pname = \"p\";\n  ) ] = ;\n  installPhase = \"i\";\n}\n",
-			kind: KindMkDerivation, drvName: "p", function: "mkDerivation",
-			attrs: []string{"pname!=p", "installPhase!=i"}, diags: true,
-		},
-		{
-			name: "half-typed name", src: "mkDerivation {\n  pname = \"p\";\n  instal\n  installPhase = \"i\";\n}\n",
-			kind: KindMkDerivation, drvName: "p", function: "mkDerivation",
-			attrs: []string{"pname!=p", "installPhase!=i"}, diags: true,
-		},
+	} {
+		t.Run(tt.name, tt.check)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := Parse([]byte(tt.src))
-			if got := len(f.Diagnostics) > 0; got != tt.diags {
-				t.Errorf("diagnostics = %v, want any: %v", f.Diagnostics, tt.diags)
-			}
-			drvs := FindDerivations(f)
-			if len(drvs) != 1 {
-				t.Fatalf("found %d derivations, want 1", len(drvs))
-			}
-			d := drvs[0]
-			if d.Kind != tt.kind || d.Name != tt.drvName || f.Text(d.Func) != tt.function {
-				t.Errorf("got kind %v name %q func %q, want %v %q %q", d.Kind, d.Name, f.Text(d.Func), tt.kind, tt.drvName, tt.function)
-			}
-			var got []string
-			for _, a := range d.Attributes {
-				got = append(got, attrSummary(a))
-			}
-			if strings.Join(got, "|") != strings.Join(tt.attrs, "|") {
-				t.Errorf("attributes\n got %q\nwant %q", got, tt.attrs)
-			}
-		})
+}
+
+// A buffer being typed into still shows its mkDerivation call with every
+// attribute the parser can recover, and diagnostics for what is broken.
+func TestFindDerivationsInBrokenBuffers(t *testing.T) {
+	for _, tt := range []derivationCase{
+		{name: "unclosed brace at end", function: "stdenv.mkDerivation", drvName: "x", src: `stdenv.mkDerivation {
+  pname = "x";
+  installPhase = "make install";
+`, attrs: []string{"pname!=x", "installPhase!=make install"}},
+		{name: "unclosed nested brace", src: `mkDerivation {
+  env = {
+    A = "1";
+  installPhase = "i";
+  postInstall = "p";
+}
+`, attrs: []string{"env", "installPhase!=i", "postInstall!=p"}},
+		{name: "half-typed string", drvName: "hel", src: `mkDerivation {
+  pname = "hel
+  version = "1";
+  installPhase = "i";
+}
+`, attrs: []string{"pname!=hel", "version!=1", "installPhase!=i"}},
+		{name: "unterminated string at end", drvName: "p", src: `mkDerivation {
+  pname = "p";
+  installPhase = "make
+}
+`, attrs: []string{"pname!=p", "installPhase!=make"}},
+		{name: "unterminated indented string mid-file", src: `mkDerivation {
+  postInstall = ''
+    mkdir $out
+  installPhase = "i";
+}
+`, attrs: []string{"postInstall!=mkdir $out", "installPhase!=i"}},
+		{name: "missing semicolon", drvName: "p", src: `mkDerivation {
+  pname = "p"
+  buildInputs = [ a b
+  installPhase = "i"
+}
+`, attrs: []string{"pname!=p", "buildInputs", "installPhase!=i"}},
+		{name: "garbage line", drvName: "p", src: `mkDerivation {
+  pname = "p";
+  ) ] = ;
+  installPhase = "i";
+}
+`, attrs: []string{"pname!=p", "installPhase!=i"}},
+		{name: "half-typed name", drvName: "p", src: `mkDerivation {
+  pname = "p";
+  instal
+  installPhase = "i";
+}
+`, attrs: []string{"pname!=p", "installPhase!=i"}},
+	} {
+		tt.kind, tt.diags = KindMkDerivation, true
+		if tt.function == "" {
+			tt.function = "mkDerivation"
+		}
+		t.Run(tt.name, tt.check)
 	}
 }
 

@@ -151,6 +151,16 @@ func (p *parser) bad() *Bad {
 	return &Bad{Loc: Span{p.prevEnd(), p.prevEnd()}}
 }
 
+// exprAfter parses the expression that follows kind (a keyword such as
+// `in` or `then`, or the `;` or `:` before a body); where kind is missing
+// it reports so and gives a Bad node instead.
+func (p *parser) exprAfter(kind tokenKind) Node {
+	if !p.expect(kind) {
+		return p.bad()
+	}
+	return p.parseExpr()
+}
+
 func (p *parser) text(s Span) string { return string(p.src[s.Start:s.End]) }
 
 // skipAttrName returns the index after the attribute name starting at i, or -1.
@@ -249,24 +259,14 @@ func (p *parser) parseLet() Node {
 	p.pushOpen(tIn)
 	bindings := p.parseBindings(tIn)
 	p.popOpen()
-	var body Node
-	if p.expect(tIn) {
-		body = p.parseExpr()
-	} else {
-		body = p.bad()
-	}
+	body := p.exprAfter(tIn)
 	return &Let{Loc: Span{start, p.prevEnd()}, Bindings: bindings, Body: body}
 }
 
 func (p *parser) parseWithOrAssert() Node {
 	kw := p.next()
 	first := p.parseExpr()
-	var body Node
-	if p.expect(tSemi) {
-		body = p.parseExpr()
-	} else {
-		body = p.bad()
-	}
+	body := p.exprAfter(tSemi)
 	loc := Span{kw.span.Start, p.prevEnd()}
 	if kw.kind == tWith {
 		return &With{Loc: loc, Env: first, Body: body}
@@ -277,16 +277,8 @@ func (p *parser) parseWithOrAssert() Node {
 func (p *parser) parseIf() Node {
 	start := p.next().span.Start
 	n := &If{Cond: p.parseExpr()}
-	if p.expect(tThen) {
-		n.Then = p.parseExpr()
-	} else {
-		n.Then = p.bad()
-	}
-	if p.expect(tElse) {
-		n.Else = p.parseExpr()
-	} else {
-		n.Else = p.bad()
-	}
+	n.Then = p.exprAfter(tThen)
+	n.Else = p.exprAfter(tElse)
 	n.Loc = Span{start, p.prevEnd()}
 	return n
 }
@@ -316,32 +308,33 @@ func (p *parser) parseLambda() Node {
 	n := &Lambda{}
 	if p.peek().kind == tIdent {
 		n.Param = p.parseIdent()
-		if p.peek().kind == tAt {
-			p.next()
-			if p.peek().kind == tLBrace {
-				n.Formals = p.parseFormals()
-			} else {
-				p.errorExpected("{")
-			}
+		if p.atThen(tLBrace) {
+			n.Formals = p.parseFormals()
 		}
 	} else {
 		n.Formals = p.parseFormals()
-		if p.peek().kind == tAt {
-			p.next()
-			if p.peek().kind == tIdent {
-				n.Param = p.parseIdent()
-			} else {
-				p.errorExpected("identifier")
-			}
+		if p.atThen(tIdent) {
+			n.Param = p.parseIdent()
 		}
 	}
-	if p.expect(tColon) {
-		n.Body = p.parseExpr()
-	} else {
-		n.Body = p.bad()
-	}
+	n.Body = p.exprAfter(tColon)
 	n.Loc = Span{start, p.prevEnd()}
 	return n
+}
+
+// atThen consumes the `@` of a lambda pattern (`x @ { … }`, `{ … } @ x`)
+// and reports whether the other half, a token of kind want, comes next;
+// where it does not, it reports what was expected.
+func (p *parser) atThen(want tokenKind) bool {
+	if p.peek().kind != tAt {
+		return false
+	}
+	p.next()
+	if p.peek().kind != want {
+		p.errorExpected(want.String())
+		return false
+	}
+	return true
 }
 
 func (p *parser) parseIdent() *Ident {
@@ -392,24 +385,21 @@ const (
 	bpNegate = 14
 )
 
+// binaryOps holds each binary operator's binding power (higher binds
+// tighter) and whether it groups to the right: one line a level, loosest
+// first.
 var binaryOps = map[tokenKind]opInfo{
 	tPipeLeft:  {1, true},
 	tPipeRight: {2, false},
 	tImpl:      {3, true},
 	tOr:        {4, false},
 	tAnd:       {5, false},
-	tEq:        {6, false},
-	tNeq:       {6, false},
-	tLt:        {7, false},
-	tLe:        {7, false},
-	tGt:        {7, false},
-	tGe:        {7, false},
-	tUpdate:    {8, true},
+	tEq:        {6, false}, tNeq: {6, false},
+	tLt: {7, false}, tLe: {7, false}, tGt: {7, false}, tGe: {7, false},
+	tUpdate: {8, true},
 	// ! sits at 9: looser than + but tighter than //.
-	tPlus:     {bpAdd, false},
-	tMinus:    {bpAdd, false},
-	tStar:     {11, false},
-	tSlash:    {11, false},
+	tPlus: {bpAdd, false}, tMinus: {bpAdd, false},
+	tStar: {11, false}, tSlash: {11, false},
 	tConcat:   {12, true},
 	tQuestion: {13, false},
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"go.podman.io/storage/pkg/ioutils"
+
+	"github.com/nixlayer/nixlayer/internal/fault"
 )
 
 // DeliverOption changes how Deliver works.
@@ -111,11 +114,11 @@ func hashAndScan(p string, candidates []string) (PathInfo, error) {
 		return PathInfo{}, err
 	}
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(h, scanner)}
+	cw := ioutils.NewWriteCounter(io.MultiWriter(h, scanner))
 	if err := DumpNAR(cw, p); err != nil {
 		return PathInfo{}, err
 	}
-	info := PathInfo{Path: p, NARSize: cw.n, References: scanner.found()}
+	info := PathInfo{Path: p, NARSize: uint64(cw.Count), References: scanner.found()}
 	copy(info.NARHash[:], h.Sum(nil))
 	return info, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/nix-community/go-nix/pkg/nar"
+	"go.podman.io/storage/pkg/ioutils"
 )
 
 // NARHash serializes path (a file, directory or symlink on the host; it
@@ -15,29 +16,18 @@ import (
 // `nix-hash --type sha256 PATH` give and that Nix registers.
 func NARHash(path string) (sum [32]byte, size uint64, err error) {
 	h := sha256.New()
-	cw := &countWriter{w: h}
+	cw := ioutils.NewWriteCounter(h)
 	if err := DumpNAR(cw, path); err != nil {
 		return sum, 0, err
 	}
 	copy(sum[:], h.Sum(nil))
-	return sum, cw.n, nil
+	return sum, uint64(cw.Count), nil
 }
 
 // FormatHash renders a SHA-256 digest as "sha256:<hex>", the form
 // nix-store --register-validity accepts.
 func FormatHash(sum [32]byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-type countWriter struct {
-	w io.Writer
-	n uint64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += uint64(n)
-	return n, err
 }
 
 // DumpNAR writes the NAR serialization of path to w, like

@@ -11,6 +11,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/ioutils"
+
+	"github.com/nixlayer/nixlayer/layers"
 )
 
 // Screening policy for layer tars that come from elsewhere. Refused (the
@@ -55,36 +58,34 @@ func screen(blob io.Reader, out io.Writer, diffID digest.Digest, maxSize int64, 
 	}
 	defer dec.Close()
 	h := diffID.Algorithm().Digester()
-	in := &countingReader{r: io.TeeReader(dec, h.Hash())}
-	tr := tar.NewReader(in)
+	// Every byte of the tar goes through the digest and the count.
+	read := ioutils.NewWriteCounter(h.Hash())
+	in := io.TeeReader(dec, read)
 	tw := tar.NewWriter(out)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("reading layer tar: %w", err)
-		}
+	err = layers.EachTarEntry(in, func(hdr *tar.Header, content io.Reader) error {
 		if err := checkEntry(hdr); err != nil {
 			return err
 		}
-		if hdr.Size > maxSize-in.n {
+		if hdr.Size > maxSize-read.Count {
 			return fmt.Errorf("%w: %s (%d bytes) would make the layer larger than its record says (%d bytes)", ErrHostile, hdr.Name, hdr.Size, maxSize)
 		}
 		neutralise(hdr, report)
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("layer tar entry %s: %w", hdr.Name, err)
 		}
-		if _, err := io.Copy(tw, tr); err != nil {
+		if _, err := io.Copy(tw, content); err != nil {
 			return fmt.Errorf("layer tar entry %s: %w", hdr.Name, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	// The end-of-archive padding belongs to the digest too.
-	if _, err := io.Copy(io.Discard, io.LimitReader(in, maxSize-in.n+1)); err != nil {
+	if _, err := io.Copy(io.Discard, io.LimitReader(in, maxSize-read.Count+1)); err != nil {
 		return fmt.Errorf("reading layer tar: %w", err)
 	}
-	if in.n > maxSize {
+	if read.Count > maxSize {
 		return fmt.Errorf("%w: the layer unpacks to more than the %d bytes its record says", ErrHostile, maxSize)
 	}
 	if got := h.Digest(); got != diffID {
@@ -152,15 +153,4 @@ func neutralise(hdr *tar.Header, report *Screened) {
 
 func privilegedXattr(name string) bool {
 	return strings.HasPrefix(name, "security.") || strings.HasPrefix(name, "trusted.")
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

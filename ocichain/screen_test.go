@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/nixlayer/nixlayer/layers"
 )
 
 type entry struct {
@@ -103,17 +105,12 @@ func TestScreenNeutralises(t *testing.T) {
 	if rep.SetID.Load() != 1 || rep.Xattrs.Load() != 1 {
 		t.Fatalf("neutralised %d set-id bits, %d xattrs; want 1, 1", rep.SetID.Load(), rep.Xattrs.Load())
 	}
-	tr := tar.NewReader(bytes.NewReader(out))
 	seen := map[string]*tar.Header{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := layers.EachTarEntry(bytes.NewReader(out), func(h *tar.Header, _ io.Reader) error {
 		seen[h.Name] = h
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if len(seen) != 5 {
 		t.Fatalf("entries after screening: %v", seen)

@@ -38,8 +38,7 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 	}
 	v.Unexplained = append(v.Unexplained, m.Unexplained...)
 	for i := range v.Unexplained { // the verdict's own copies: add may extend them
-		u := &v.Unexplained[i]
-		u.Offsets, u.Sections = append([]int64(nil), u.Offsets...), append([]string(nil), u.Sections...)
+		v.Unexplained[i].Strays = v.Unexplained[i].Strays.clone()
 	}
 	inTree := func(rel string) string {
 		for name, ref := range m.Paths {
@@ -154,19 +153,8 @@ func (v *Verdict) add(r fileResult) {
 	}
 	for i := range v.Unexplained {
 		if u := &v.Unexplained[i]; u.Path == r.unclear.Path {
-			u.Bytes += r.unclear.Bytes
-			u.IDCovers = u.IDCovers || r.unclear.IDCovers
 			u.Why += "; " + r.unclear.Why
-			for _, off := range r.unclear.Offsets {
-				if len(u.Offsets) < maxOffsets {
-					u.Offsets = append(u.Offsets, off)
-				}
-			}
-			for _, sec := range r.unclear.Sections {
-				if !slicesContains(u.Sections, sec) {
-					u.Sections = append(u.Sections, sec)
-				}
-			}
+			u.merge(r.unclear.Strays)
 			return
 		}
 	}
@@ -254,17 +242,12 @@ func applyFile(path string, f FileMap, from, to map[string]string, carry func(ol
 
 // unclearBytes describes bytes of a file whose new value is unknown.
 func unclearBytes(rel string, data []byte, offs []int64) *Unexplained {
-	u := &Unexplained{Path: rel, Why: fmt.Sprintf("%d fragment(s) fit several hash positions that give different new bytes, first at offset %d", len(offs), offs[0]), Bytes: len(offs)}
-	if len(offs) > maxOffsets {
-		offs = offs[:maxOffsets]
-	}
-	u.Offsets = offs
+	u := &Unexplained{Path: rel, Why: fmt.Sprintf("%d fragment(s) fit several hash positions that give different new bytes, first at offset %d", len(offs), offs[0])}
+	u.Bytes, u.Offsets = len(offs), offs[:min(len(offs), maxOffsets)]
 	if im, err := parseELF(data); err == nil {
 		u.IDCovers = im.descSize > 0
-		for _, off := range offs {
-			if sec := im.sectionAt(off); !slicesContains(u.Sections, sec) {
-				u.Sections = append(u.Sections, sec)
-			}
+		for _, off := range u.Offsets {
+			u.addSection(im.sectionAt(off))
 		}
 	}
 	return u

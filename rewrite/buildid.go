@@ -60,7 +60,7 @@ type elfSection struct {
 	hashedByGNU bool
 }
 
-func isELF(data []byte) bool { return len(data) > 16 && bytes.HasPrefix(data, []byte(elf.ELFMAG)) }
+func isELF(data []byte) bool { return len(data) > 16 && FormatOf(data) == FormatELF }
 
 // parseELF reads the headers straight from the bytes: the GNU algorithm
 // hashes them in their on-disk form.

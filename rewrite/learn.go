@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -36,16 +37,18 @@ type Map struct {
 	Stats    Stats    `json:"stats"`
 }
 
-// Causes of unexplained bytes, found by running the producing phase again
-// with the same output paths.
+// Cause is why a file's bytes are unexplained, found by running the
+// producing phase again with the same output paths.
+type Cause string
+
 const (
 	// CauseNondeterministic: the bytes change in a rerun with the same
 	// paths too. They are the build's own nondeterminism: the reused layer
 	// is one valid outcome of its phase, so they make nothing inexact.
-	CauseNondeterministic = "nondeterministic"
+	CauseNondeterministic Cause = "nondeterministic"
 	// CausePath: a rerun with the same paths reproduces them: they depend
 	// on the output paths in a way no byte map follows.
-	CausePath = "path"
+	CausePath Cause = "path"
 )
 
 // Unexplained is one file whose differences between the two builds no
@@ -54,6 +57,21 @@ type Unexplained struct {
 	// Path is named as in Map.Files.
 	Path string `json:"path"`
 	Why  string `json:"why"`
+	Strays
+	// Cause is CauseNondeterministic, CausePath, or "" when not checked.
+	Cause Cause `json:"cause,omitempty"`
+	// Learned is how the bytes reached the outputs of the last build
+	// judged on them (the learned chain's own, or a resume's; nil when
+	// none was): a prediction for the next resume, which is judged on its
+	// own outputs.
+	Learned *Reach `json:"learned,omitempty"`
+}
+
+func (u Unexplained) String() string { return u.Path + ": " + u.Why }
+
+// Strays are where a file's unexplained bytes lie, as far as they could
+// be located.
+type Strays struct {
 	// Offsets are the first differing bytes (at most maxOffsets); empty
 	// when the file cannot be compared byte by byte (sizes or types differ,
 	// present in one build only).
@@ -66,16 +84,39 @@ type Unexplained struct {
 	// IDCovers: the file's own build-id is computed over them, so the id
 	// is wrong too, in this file and in every copy that carries it.
 	IDCovers bool `json:"idCovers,omitempty"`
-	// Cause is CauseNondeterministic, CausePath, or "" when not checked.
-	Cause string `json:"cause,omitempty"`
-	// Learned is how the bytes reached the outputs of the last build
-	// judged on them (the learned chain's own, or a resume's; nil when
-	// none was): a prediction for the next resume, which is judged on its
-	// own outputs.
-	Learned *Reach `json:"learned,omitempty"`
 }
 
-func (u Unexplained) String() string { return u.Path + ": " + u.Why }
+// addOffset records a differing byte, while fewer than maxOffsets are.
+func (s *Strays) addOffset(off int64) {
+	if len(s.Offsets) < maxOffsets {
+		s.Offsets = append(s.Offsets, off)
+	}
+}
+
+// addSection records a section holding differing bytes, once.
+func (s *Strays) addSection(sec string) {
+	if !slices.Contains(s.Sections, sec) {
+		s.Sections = append(s.Sections, sec)
+	}
+}
+
+// merge adds what another look at the same file found.
+func (s *Strays) merge(o Strays) {
+	s.Bytes += o.Bytes
+	s.IDCovers = s.IDCovers || o.IDCovers
+	for _, off := range o.Offsets {
+		s.addOffset(off)
+	}
+	for _, sec := range o.Sections {
+		s.addSection(sec)
+	}
+}
+
+// clone is a copy of s that adding to leaves s as it is.
+func (s Strays) clone() Strays {
+	s.Offsets, s.Sections = slices.Clone(s.Offsets), slices.Clone(s.Sections)
+	return s
+}
 
 // maxOffsets bounds the offsets kept per file: enough to find the bytes
 // again in the outputs, small enough for maps of thousands of objects.
@@ -222,15 +263,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 	seenA := map[string]bool{}
 	unexplained := func(rel, why string) { m.Unexplained = append(m.Unexplained, Unexplained{Path: rel, Why: why}) }
 	var elfs []*learnedELF // for pairing stripped files with their linker output
-	err = filepath.WalkDir(treeB, func(pathB string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(treeB, pathB)
-		if err != nil || rel == "." {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
+	err = walkBelow(treeB, func(pathB, rel string, d fs.DirEntry) error {
 		relA := toA(rel)
 		seenA[relA] = true
 		if hasHashB(d.Name()) {
@@ -251,11 +284,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 		}
 		switch {
 		case d.Type()&fs.ModeSymlink != 0:
-			ta, err := os.Readlink(pathA)
-			if err != nil {
-				return err
-			}
-			tb, err := os.Readlink(pathB)
+			ta, tb, err := readBoth(os.Readlink, pathA, pathB)
 			if err != nil {
 				return err
 			}
@@ -265,11 +294,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 				m.Links = append(m.Links, rel)
 			}
 		case d.Type().IsRegular():
-			a, err := os.ReadFile(pathA)
-			if err != nil {
-				return err
-			}
-			b, err := os.ReadFile(pathB)
+			a, b, err := readBoth(os.ReadFile, pathA, pathB)
 			if err != nil {
 				return err
 			}
@@ -302,15 +327,8 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 	if err != nil {
 		return nil, fmt.Errorf("learn path map of %s: %w", treeB, err)
 	}
-	err = filepath.WalkDir(treeA, func(pathA string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(treeA, pathA)
-		if err != nil || rel == "." {
-			return err
-		}
-		if rel = filepath.ToSlash(rel); !seenA[rel] {
+	err = walkBelow(treeA, func(_, rel string, d fs.DirEntry) error {
+		if !seenA[rel] {
 			unexplained(rel, "only in tree A")
 			if d.IsDir() {
 				return filepath.SkipDir
@@ -339,6 +357,31 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 		}
 	}
 	return m, nil
+}
+
+// walkBelow calls fn for every entry below root (root itself excluded)
+// with its path and its slash-separated path relative to root; fn may
+// return filepath.SkipDir for a directory.
+func walkBelow(root string, fn func(path, rel string, d fs.DirEntry) error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil || rel == "." {
+			return err
+		}
+		return fn(path, filepath.ToSlash(rel), d)
+	})
+}
+
+// readBoth reads the same entry of both builds' trees with read.
+func readBoth[T any](read func(string) (T, error), pathA, pathB string) (a, b T, err error) {
+	if a, err = read(pathA); err != nil {
+		return a, b, err
+	}
+	b, err = read(pathB)
+	return a, b, err
 }
 
 // learnedELF is an ELF file of tree B with a build-id, remembered until
@@ -393,11 +436,9 @@ func (m *Map) resolveBuildIDs(elfs []*learnedELF) {
 			offs = append(offs, int64(e.descOff+i))
 		}
 		m.Unexplained = append(m.Unexplained, Unexplained{
-			Path:     e.rel,
-			Why:      fmt.Sprintf("unknown build-id scheme: neither GNU ld nor LLD algorithms reproduce id %x, and no unstripped file has it (%s)", e.id, hint),
-			Offsets:  offs,
-			Bytes:    e.descSize,
-			Sections: []string{".note.gnu.build-id"},
+			Path:   e.rel,
+			Why:    fmt.Sprintf("unknown build-id scheme: neither GNU ld nor LLD algorithms reproduce id %x, and no unstripped file has it (%s)", e.id, hint),
+			Strays: Strays{Offsets: offs, Bytes: e.descSize, Sections: []string{".note.gnu.build-id"}},
 		})
 	}
 }
@@ -472,14 +513,17 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *
 	if len(strays) == 0 {
 		return fm, le, nil
 	}
-	u := &Unexplained{Path: rel, Bytes: len(strays), IDCovers: le != nil}
+	u := &Unexplained{Path: rel, Strays: Strays{Bytes: len(strays), IDCovers: le != nil}}
 	if secs, _, ok := sectionDiff(a, b, fm.explained(len(b))); ok && im != nil {
 		// By each build's own layout: bytes a moved section shifted are
 		// not blamed on the sections after it.
 		u.Sections = secs
 		for _, off := range strays {
-			if len(u.Offsets) < maxOffsets && slicesContains(secs, im.sectionAt(int64(off))) {
-				u.Offsets = append(u.Offsets, int64(off))
+			if len(u.Offsets) == maxOffsets {
+				break
+			}
+			if slices.Contains(secs, im.sectionAt(int64(off))) {
+				u.addOffset(int64(off))
 			}
 		}
 		if len(secs) == 0 {
@@ -487,13 +531,9 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *
 		}
 	} else {
 		for _, off := range strays {
-			if len(u.Offsets) < maxOffsets {
-				u.Offsets = append(u.Offsets, int64(off))
-			}
+			u.addOffset(int64(off))
 			if im != nil {
-				if sec := im.sectionAt(int64(off)); !slicesContains(u.Sections, sec) {
-					u.Sections = append(u.Sections, sec)
-				}
+				u.addSection(im.sectionAt(int64(off)))
 			}
 		}
 	}
@@ -514,11 +554,9 @@ func resizedELF(rel string, a, b []byte) *Unexplained {
 		return nil
 	}
 	return &Unexplained{
-		Path:     rel,
-		Why:      fmt.Sprintf("ELF file: size differs (%d vs %d bytes), in section %s%s", len(a), len(b), strings.Join(secs, ", "), sectionsHint(im, secs)),
-		Offsets:  offs[:min(len(offs), maxOffsets)],
-		Sections: secs,
-		IDCovers: im.descSize > 0,
+		Path:   rel,
+		Why:    fmt.Sprintf("ELF file: size differs (%d vs %d bytes), in section %s%s", len(a), len(b), strings.Join(secs, ", "), sectionsHint(im, secs)),
+		Strays: Strays{Offsets: offs[:min(len(offs), maxOffsets)], Sections: secs, IDCovers: im.descSize > 0},
 	}
 }
 
@@ -575,15 +613,6 @@ func sectionDiff(a, b []byte, explained func(off int64) bool) (names []string, o
 		}
 	}
 	return names, offs, true
-}
-
-func slicesContains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // bestRun explains the differing byte at i as a run of hash characters.
@@ -662,16 +691,10 @@ func sectionHint(im *elfImage, sec string) string {
 // payloadKind names compressed or archived contents by their magic bytes:
 // their bytes depend on the paths in ways no byte map can follow.
 func payloadKind(b []byte) string {
-	switch {
-	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
-		return "gzip payload: "
-	case bytes.HasPrefix(b, []byte("BZh")):
-		return "bzip2 payload: "
-	case bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return "xz payload: "
-	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return "zstd payload: "
-	case bytes.HasPrefix(b, []byte("PK\x03\x04")):
+	switch f := FormatOf(b); f {
+	case FormatGzip, FormatBzip2, FormatXZ, FormatZstd:
+		return string(f) + " payload: "
+	case FormatZip:
 		return "zip archive (compressed members or CRCs): "
 	}
 	return ""

@@ -35,22 +35,20 @@ func TestProvisionalRewriteMatchesACleanBuild(t *testing.T) {
 func TestProvisionalScan(t *testing.T) {
 	hb, hc := hashPart(pathB), hashPart(pathC)
 	other := "/nix/store/" + hb[:1] + strings.Repeat("0", 31) + "-dep" // shares the first character only
-	in := strings.Join([]string{
-		"whole " + pathB + "/bin",
-		"prefix /nix/store/" + hb[:5] + "\x00",
-		"suffix \x00" + hb[29:] + "-x/lib",
-		"seed -frandom-seed=" + hb[:10] + " ",
-		"short " + hb[12:15] + " stays",
-		"other " + other,
-	}, "\n")
-	want := strings.Join([]string{
-		"whole " + pathC + "/bin",
-		"prefix /nix/store/" + hc[:5] + "\x00",
-		"suffix \x00" + hc[29:] + "-x/lib",
-		"seed -frandom-seed=" + hc[:10] + " ",
-		"short " + hb[12:15] + " stays",
-		"other " + other,
-	}, "\n")
+	// Each line as it is before the scan and as the scan must leave it.
+	lines := []struct{ in, want string }{
+		{"whole " + pathB + "/bin", "whole " + pathC + "/bin"},
+		{"prefix /nix/store/" + hb[:5] + "\x00", "prefix /nix/store/" + hc[:5] + "\x00"},
+		{"suffix \x00" + hb[29:] + "-x/lib", "suffix \x00" + hc[29:] + "-x/lib"},
+		{"seed -frandom-seed=" + hb[:10] + " ", "seed -frandom-seed=" + hc[:10] + " "},
+		{"short " + hb[12:15] + " stays", "short " + hb[12:15] + " stays"},
+		{"other " + other, "other " + other},
+	}
+	var ins, wants []string
+	for _, l := range lines {
+		ins, wants = append(ins, l.in), append(wants, l.want)
+	}
+	in, want := strings.Join(ins, "\n"), strings.Join(wants, "\n")
 	root := t.TempDir()
 	f := filepath.Join(root, "file")
 	if err := os.WriteFile(f, []byte(in), 0o644); err != nil {

@@ -20,30 +20,53 @@ import (
 	"strings"
 )
 
-// The rules that decide whether unexplained bytes reach an output. A resume
-// whose unexplained bytes reach no output is exact: its outputs are what a
-// clean build with the new paths gives.
+// Rule names what decided whether a file's unexplained bytes reach an
+// output. A resume whose unexplained bytes reach no output is exact: its
+// outputs are what a clean build with the new paths gives. The rules here
+// say how bytes reach; runner adds those of its verdict on a whole build.
+type Rule string
+
+// The rules by which unexplained bytes reach an output.
 const (
 	// RuleInstalled: the file, or a piece of it holding the bytes, is in
 	// an output (copied, or inside a gzip, bzip2, zip or ar container).
-	RuleInstalled = "installed-as-is"
+	RuleInstalled Rule = "installed-as-is"
 	// RuleSection: an ELF section holding the bytes survives in an
 	// installed ELF file (e.g. debug info that was not stripped).
-	RuleSection = "section-survives"
+	RuleSection Rule = "section-survives"
 	// RuleBuildID: the file's build-id is computed over the bytes, and an
 	// output file carries that id or is named after it.
-	RuleBuildID = "build-id"
+	RuleBuildID Rule = "build-id"
 	// RuleUnsure: nothing tells where the bytes go (no byte positions, an
 	// output that cannot be looked into, bytes outside every ELF section):
 	// counted as reaching.
-	RuleUnsure = "unsure"
+	RuleUnsure Rule = "unsure"
 )
+
+// Strength orders the rules when several apply: the higher, the more
+// direct the evidence that the bytes reach an output; 0 for a rule that
+// is not one of these. A build-id comes first: it makes even the stripped
+// main program wrong, which a copy of the debug info in a `debug` output
+// does not say.
+func (r Rule) Strength() int {
+	switch r {
+	case RuleBuildID:
+		return 4
+	case RuleInstalled:
+		return 3
+	case RuleSection:
+		return 2
+	case RuleUnsure:
+		return 1
+	}
+	return 0
+}
 
 // Reach says whether, and how, one file's unexplained bytes reach the
 // outputs.
 type Reach struct {
 	// Rule is one of the Rule… constants, "" when nothing reaches.
-	Rule string `json:"rule,omitempty"`
+	Rule Rule `json:"rule,omitempty"`
 	// Output is the output file that carries them: output name and path
 	// inside it ("out/bin/hello").
 	Output string `json:"output,omitempty"`
@@ -51,11 +74,6 @@ type Reach struct {
 	// Copy: the output file is a copy of the whole file.
 	Copy bool `json:"copy,omitempty"`
 }
-
-// rulePriority orders the rules when several apply. A build-id comes
-// first: it makes even the stripped main program wrong, which a copy of
-// the debug info in a `debug` output does not say.
-var rulePriority = map[string]int{RuleBuildID: 4, RuleInstalled: 3, RuleSection: 2, RuleUnsure: 1}
 
 // needleLen is the length of the byte windows searched for in the
 // outputs: long enough that a window around unexplained bytes appears by
@@ -74,7 +92,7 @@ func Reaches(tree string, us []Unexplained, resolve func(string) string, outputs
 	}
 	reach := make([]Reach, len(us))
 	better := func(i int, r Reach) {
-		if rulePriority[r.Rule] > rulePriority[reach[i].Rule] || (r.Rule == reach[i].Rule && r.Copy && !reach[i].Copy) {
+		if r.Rule.Strength() > reach[i].Rule.Strength() || (r.Rule == reach[i].Rule && r.Copy && !reach[i].Copy) {
 			reach[i] = r
 		}
 	}
@@ -217,13 +235,13 @@ func appendBlob(blobs []blob, name string, data []byte, depth int) []blob {
 		}
 		return appendBlob(blobs, name+" ("+kind+" contents)", inner, depth+1)
 	}
-	switch {
-	case bytes.HasPrefix(data, []byte{0x1f, 0x8b}):
+	switch format := FormatOf(data); format {
+	case FormatGzip:
 		r, err := gzip.NewReader(bytes.NewReader(data))
-		return unpacked("gzip", r, err)
-	case bytes.HasPrefix(data, []byte("BZh")):
-		return unpacked("bzip2", bzip2.NewReader(bytes.NewReader(data)), nil)
-	case bytes.HasPrefix(data, []byte("PK\x03\x04")):
+		return unpacked(string(format), r, err)
+	case FormatBzip2:
+		return unpacked(string(format), bzip2.NewReader(bytes.NewReader(data)), nil)
+	case FormatZip:
 		zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			blobs[len(blobs)-1].opaque = "zip (unreadable)"
@@ -236,14 +254,12 @@ func appendBlob(blobs []blob, name string, data []byte, depth int) []blob {
 				rc.Close()
 			}
 		}
-	case bytes.HasPrefix(data, []byte("!<arch>\n")):
+	case FormatAr:
 		for _, m := range arMembers(data) {
 			blobs = appendBlob(blobs, name+" (member "+m.name+")", m.data, depth+1)
 		}
-	case bytes.HasPrefix(data, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		blobs[len(blobs)-1].opaque = "xz"
-	case bytes.HasPrefix(data, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		blobs[len(blobs)-1].opaque = "zstd"
+	case FormatXZ, FormatZstd:
+		blobs[len(blobs)-1].opaque = string(format)
 	}
 	return blobs
 }

@@ -50,7 +50,7 @@ func (e *Engine) judgeLearned(ctx context.Context, jobs []*job, plan *Plan, chai
 	for i, u := range topMap.Unexplained {
 		reachByPath[u.Path] = reach[i]
 	}
-	causes := map[string]string{}
+	causes := map[string]rewrite.Cause{}
 	if classify && chainBuiltWith(chain, pathsA) {
 		causes, err = e.classify(ctx, jobs, plan, chain, treesB, topMap, reachByPath, sc, progress)
 		if err != nil {
@@ -63,7 +63,7 @@ func (e *Engine) judgeLearned(ctx context.Context, jobs []*job, plan *Plan, chai
 // annotateMaps records on the maps of a chain's layers how each
 // unexplained file reached the outputs of the last build judged on them
 // (the plan's prediction for the next resume) and, when known, its cause.
-func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Reach, causes map[string]string) error {
+func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Reach, causes map[string]rewrite.Cause) error {
 	for _, l := range chain {
 		m := e.storedMap(l.ID)
 		if m == nil {
@@ -92,7 +92,7 @@ func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Re
 // classify reruns, with the chain's own paths, each phase that produced
 // unexplained bytes reaching an output, and compares those files with the
 // chain's and the synthetic build's: it returns the cause of each.
-func (e *Engine) classify(ctx context.Context, jobs []*job, plan *Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *scratch, progress func(Event)) (map[string]string, error) {
+func (e *Engine) classify(ctx context.Context, jobs []*job, plan *Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *scratch, progress func(Event)) (map[string]rewrite.Cause, error) {
 	producer := e.producers(chain)
 	byPhase := map[int][]string{}
 	for _, u := range topMap.Unexplained {
@@ -105,7 +105,7 @@ func (e *Engine) classify(ctx context.Context, jobs []*job, plan *Plan, chain []
 		phases = append(phases, i)
 	}
 	sort.Ints(phases)
-	causes := map[string]string{}
+	causes := map[string]rewrite.Cause{}
 	for _, i := range phases {
 		phase := plan.Phases[i].Name
 		progress(Event{Kind: EventLearn, Phase: phase, Message: fmt.Sprintf("learning: %s again with the same paths, to tell its nondeterminism from path dependence (%d file(s) reach the outputs)", phase, len(byPhase[i]))})
@@ -139,7 +139,7 @@ func (e *Engine) classify(ctx context.Context, jobs []*job, plan *Plan, chain []
 
 // compareRerun reads one file from the chain layer, the synthetic layer
 // and the rerun layer, and says what caused its unexplained bytes.
-func (e *Engine) compareRerun(layerA, layerB, layerA2 string, m *rewrite.Map, rel string, pathsA map[string]string) (string, error) {
+func (e *Engine) compareRerun(layerA, layerB, layerA2 string, m *rewrite.Map, rel string, pathsA map[string]string) (rewrite.Cause, error) {
 	read := func(id, name string) ([]byte, error) {
 		root, err := e.layers.Mount(id)
 		if err != nil {

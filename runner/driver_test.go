@@ -48,6 +48,13 @@ func fixtureStdenvs(t *testing.T) map[string]string {
 	return map[string]string{"runPhase": filepath.Join(testdata, "stdenv"), "oldest": old}
 }
 
+// forEachStdenv runs test as a subtest for each fixture stdenv.
+func forEachStdenv(t *testing.T, test func(t *testing.T, stdenv string)) {
+	for gen, stdenv := range fixtureStdenvs(t) {
+		t.Run(gen, func(t *testing.T) { test(t, stdenv) })
+	}
+}
+
 func newDriverWorld(t *testing.T, stdenv string, attrs map[string]string) *driverWorld {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
@@ -72,6 +79,18 @@ func newDriverWorld(t *testing.T, stdenv string, attrs map[string]string) *drive
 		w.env[k] = v
 	}
 	return w
+}
+
+// newHookWorld is a build of buildPhase (its code given) then installPhase
+// whose exitHook and failureHook write "exit" and "failure" lines to
+// w.read("hooks").
+func newHookWorld(t *testing.T, stdenv, buildPhase string) *driverWorld {
+	return newDriverWorld(t, stdenv, map[string]string{
+		"exitHook":    "echo exit >> $NIX_BUILD_TOP/hooks",
+		"failureHook": "echo failure >> $NIX_BUILD_TOP/hooks",
+		"phases":      "buildPhase installPhase",
+		"buildPhase":  buildPhase,
+	})
 }
 
 // driverRun is what one driver process reported.
@@ -153,122 +172,100 @@ func (w *driverWorld) read(rel string) string {
 var standardOrder = []string{"unpackPhase", "patchPhase", "configurePhase", "buildPhase", "checkPhase", "installPhase", "fixupPhase", "installCheckPhase", "distPhase"}
 
 func TestDriverProbe(t *testing.T) {
-	for gen, stdenv := range fixtureStdenvs(t) {
-		t.Run(gen, func(t *testing.T) {
-			phases, start := newDriverWorld(t, stdenv, nil).probe()
-			if !slices.Equal(phases, standardOrder) {
-				t.Errorf("phases %v, want %v", phases, standardOrder)
-			}
-			if start == nil {
-				t.Fatal("no start state")
-			}
-			custom, _ := newDriverWorld(t, stdenv, map[string]string{"preInstallPhases": "stampPhase", "postPhases": "lastPhase"}).probe()
-			want := slices.Insert(slices.Clone(standardOrder), 5, "stampPhase")
-			if want = append(want, "lastPhase"); !slices.Equal(custom, want) {
-				t.Errorf("phases with preInstallPhases and postPhases: %v, want %v", custom, want)
-			}
-			fixed, _ := newDriverWorld(t, stdenv, map[string]string{"phases": "buildPhase installPhase"}).probe()
-			if !slices.Equal(fixed, []string{"buildPhase", "installPhase"}) {
-				t.Errorf("phases from the phases attribute: %v", fixed)
-			}
-		})
-	}
+	forEachStdenv(t, func(t *testing.T, stdenv string) {
+		phases, start := newDriverWorld(t, stdenv, nil).probe()
+		if !slices.Equal(phases, standardOrder) {
+			t.Errorf("phases %v, want %v", phases, standardOrder)
+		}
+		if start == nil {
+			t.Fatal("no start state")
+		}
+		custom, _ := newDriverWorld(t, stdenv, map[string]string{"preInstallPhases": "stampPhase", "postPhases": "lastPhase"}).probe()
+		want := slices.Insert(slices.Clone(standardOrder), 5, "stampPhase")
+		if want = append(want, "lastPhase"); !slices.Equal(custom, want) {
+			t.Errorf("phases with preInstallPhases and postPhases: %v, want %v", custom, want)
+		}
+		fixed, _ := newDriverWorld(t, stdenv, map[string]string{"phases": "buildPhase installPhase"}).probe()
+		if !slices.Equal(fixed, []string{"buildPhase", "installPhase"}) {
+			t.Errorf("phases from the phases attribute: %v", fixed)
+		}
+	})
 }
 
 // A whole build, one process per phase, gives the output; the stdenv's
 // switches skip phases (checkPhase is off without doCheck).
 func TestDriverRunsEveryPhase(t *testing.T) {
-	for gen, stdenv := range fixtureStdenvs(t) {
-		t.Run(gen, func(t *testing.T) {
-			w := newDriverWorld(t, stdenv, map[string]string{"dontPatch": "1", "postInstall": "echo $PWD > $out/cwd"})
-			phases, state := w.probe()
-			var log strings.Builder
-			for i, ph := range phases {
-				var r driverRun
-				r, state = w.phase(ph, i == len(phases)-1, state)
-				if r.exit != 0 || !slices.Equal(r.phases, []string{"returned"}) {
-					t.Fatalf("%s: exit %d, fd 5 %q\n%s", ph, r.exit, r.phases, r.log)
-				}
-				log.WriteString(r.log)
+	forEachStdenv(t, func(t *testing.T, stdenv string) {
+		w := newDriverWorld(t, stdenv, map[string]string{"dontPatch": "1", "postInstall": "echo $PWD > $out/cwd"})
+		phases, state := w.probe()
+		var log strings.Builder
+		for i, ph := range phases {
+			var r driverRun
+			r, state = w.phase(ph, i == len(phases)-1, state)
+			if r.exit != 0 || !slices.Equal(r.phases, []string{"returned"}) {
+				t.Fatalf("%s: exit %d, fd 5 %q\n%s", ph, r.exit, r.phases, r.log)
 			}
-			if got, _ := os.ReadFile(filepath.Join(w.out, "built.txt")); string(got) != "built\n" {
-				t.Errorf("output built.txt = %q\n%s", got, log.String())
+			log.WriteString(r.log)
+		}
+		if got, _ := os.ReadFile(filepath.Join(w.out, "built.txt")); string(got) != "built\n" {
+			t.Errorf("output built.txt = %q\n%s", got, log.String())
+		}
+		// The working directory carried over from unpackPhase.
+		if got, _ := os.ReadFile(filepath.Join(w.out, "cwd")); strings.TrimSpace(string(got)) != filepath.Join(w.build, "pkg-1") {
+			t.Errorf("postInstall ran in %q", got)
+		}
+		for ph, ran := range map[string]bool{"unpackPhase": true, "patchPhase": false, "checkPhase": false, "installPhase": true, "installCheckPhase": false} {
+			if strings.Contains(log.String(), "Running phase: "+ph) != ran {
+				t.Errorf("%s ran: %v, want %v\n%s", ph, !ran, ran, log.String())
 			}
-			// The working directory carried over from unpackPhase.
-			if got, _ := os.ReadFile(filepath.Join(w.out, "cwd")); strings.TrimSpace(string(got)) != filepath.Join(w.build, "pkg-1") {
-				t.Errorf("postInstall ran in %q", got)
-			}
-			for ph, ran := range map[string]bool{"unpackPhase": true, "patchPhase": false, "checkPhase": false, "installPhase": true, "installCheckPhase": false} {
-				if strings.Contains(log.String(), "Running phase: "+ph) != ran {
-					t.Errorf("%s ran: %v, want %v\n%s", ph, !ran, ran, log.String())
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // The stdenv's EXIT trap (exitHook) runs after the last phase only, as in a
 // single-process build; on failure it runs failureHook and the state is
 // still captured (for a shell in the failed state).
 func TestDriverExitTrap(t *testing.T) {
-	for gen, stdenv := range fixtureStdenvs(t) {
-		t.Run(gen, func(t *testing.T) {
-			w := newDriverWorld(t, stdenv, map[string]string{
-				"exitHook":    "echo exit >> $NIX_BUILD_TOP/hooks",
-				"failureHook": "echo failure >> $NIX_BUILD_TOP/hooks",
-				"phases":      "buildPhase installPhase",
-				"buildPhase":  "echo building; marker=set-in-build",
-			})
-			_, state := w.probe()
-			r, state := w.phase("buildPhase", false, state)
-			if r.exit != 0 || w.read("hooks") != "" {
-				t.Fatalf("buildPhase (not last): exit %d, hooks %q\n%s", r.exit, w.read("hooks"), r.log)
-			}
-			if !strings.Contains(state.Vars["marker"], "set-in-build") {
-				t.Errorf("state after buildPhase lacks its variable: %v", state.Vars["marker"])
-			}
-			r, _ = w.phase("installPhase", true, state)
-			if r.exit != 0 || w.read("hooks") != "exit\n" {
-				t.Fatalf("installPhase (last): exit %d, hooks %q\n%s", r.exit, w.read("hooks"), r.log)
-			}
+	forEachStdenv(t, func(t *testing.T, stdenv string) {
+		w := newHookWorld(t, stdenv, "echo building; marker=set-in-build")
+		_, state := w.probe()
+		r, state := w.phase("buildPhase", false, state)
+		if r.exit != 0 || w.read("hooks") != "" {
+			t.Fatalf("buildPhase (not last): exit %d, hooks %q\n%s", r.exit, w.read("hooks"), r.log)
+		}
+		if !strings.Contains(state.Vars["marker"], "set-in-build") {
+			t.Errorf("state after buildPhase lacks its variable: %v", state.Vars["marker"])
+		}
+		r, _ = w.phase("installPhase", true, state)
+		if r.exit != 0 || w.read("hooks") != "exit\n" {
+			t.Fatalf("installPhase (last): exit %d, hooks %q\n%s", r.exit, w.read("hooks"), r.log)
+		}
 
-			w = newDriverWorld(t, stdenv, map[string]string{
-				"exitHook":    "echo exit >> $NIX_BUILD_TOP/hooks",
-				"failureHook": "echo failure >> $NIX_BUILD_TOP/hooks",
-				"phases":      "buildPhase installPhase",
-				"buildPhase":  "marker=before-failure; false",
-			})
-			_, state = w.probe()
-			r, after := w.phase("buildPhase", false, state)
-			if r.exit == 0 || len(r.phases) != 0 || w.read("hooks") != "failure\n" {
-				t.Fatalf("failing buildPhase: exit %d, fd 5 %q, hooks %q\n%s", r.exit, r.phases, w.read("hooks"), r.log)
-			}
-			if !strings.Contains(after.Vars["marker"], "before-failure") {
-				t.Errorf("the failed state lacks the phase's variable: %v", after.Vars["marker"])
-			}
-		})
-	}
+		w = newHookWorld(t, stdenv, "marker=before-failure; false")
+		_, state = w.probe()
+		r, after := w.phase("buildPhase", false, state)
+		if r.exit == 0 || len(r.phases) != 0 || w.read("hooks") != "failure\n" {
+			t.Fatalf("failing buildPhase: exit %d, fd 5 %q, hooks %q\n%s", r.exit, r.phases, w.read("hooks"), r.log)
+		}
+		if !strings.Contains(after.Vars["marker"], "before-failure") {
+			t.Errorf("the failed state lacks the phase's variable: %v", after.Vars["marker"])
+		}
+	})
 }
 
 // A phase whose code exits the builder ends the build (Nix skips the other
 // phases): the driver does not report that it returned, and the stdenv's
 // exit handling runs as it would in Nix.
 func TestDriverPhaseExitsEarly(t *testing.T) {
-	for gen, stdenv := range fixtureStdenvs(t) {
-		t.Run(gen, func(t *testing.T) {
-			w := newDriverWorld(t, stdenv, map[string]string{
-				"exitHook":   "echo exit >> $NIX_BUILD_TOP/hooks",
-				"phases":     "buildPhase installPhase",
-				"buildPhase": "mkdir -p $out; echo early > $out/early; exit 0",
-			})
-			_, state := w.probe()
-			r, _ := w.phase("buildPhase", false, state)
-			if r.exit != 0 || len(r.phases) != 0 {
-				t.Fatalf("early exit: exit %d, fd 5 %q (want no \"returned\")\n%s", r.exit, r.phases, r.log)
-			}
-			if w.read("hooks") != "exit\n" {
-				t.Errorf("exitHook after an early exit: %q", w.read("hooks"))
-			}
-		})
-	}
+	forEachStdenv(t, func(t *testing.T, stdenv string) {
+		w := newHookWorld(t, stdenv, "mkdir -p $out; echo early > $out/early; exit 0")
+		_, state := w.probe()
+		r, _ := w.phase("buildPhase", false, state)
+		if r.exit != 0 || len(r.phases) != 0 {
+			t.Fatalf("early exit: exit %d, fd 5 %q (want no \"returned\")\n%s", r.exit, r.phases, r.log)
+		}
+		if w.read("hooks") != "exit\n" {
+			t.Errorf("exitHook after an early exit: %q", w.read("hooks"))
+		}
+	})
 }

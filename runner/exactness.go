@@ -15,24 +15,24 @@ import (
 
 // Rules that decide a resume exact, besides rewrite's reaching rules
 // (rewrite.RuleInstalled, RuleSection, RuleBuildID, RuleUnsure), which
-// decide it inexact.
+// decide it inexact: a verdict names one rule of either set.
 const (
 	// RuleMapExplainsAll: the path map explains every byte of the reused
 	// layers; the rewrite alone is exact.
-	RuleMapExplainsAll = "map-explains-all"
+	RuleMapExplainsAll rewrite.Rule = "map-explains-all"
 	// RuleUnreachable: the bytes the map cannot explain reach no output
 	// (e.g. debug info stripped from a binary that carries no build-id).
-	RuleUnreachable = "unreachable"
+	RuleUnreachable rewrite.Rule = "unreachable"
 	// RuleNondeterministic: the unexplained bytes that reach an output
 	// change in a rerun with the same paths too: the build's own
 	// nondeterminism, one valid outcome as any cached layer is.
-	RuleNondeterministic = "nondeterministic"
+	RuleNondeterministic rewrite.Rule = "nondeterministic"
 	// RuleRewriteFailed: the map could not be applied (no map, a tree
 	// that is not the one the map was learned on, ambiguous fragments).
-	RuleRewriteFailed = "rewrite-failed"
+	RuleRewriteFailed rewrite.Rule = "rewrite-failed"
 	// RuleNotJudged (plans only): the outputs the bytes could reach are
 	// known only after the build.
-	RuleNotJudged = "judged-after-build"
+	RuleNotJudged rewrite.Rule = "judged-after-build"
 )
 
 // Exactness is the engine's verdict on a build that reused layers built
@@ -43,7 +43,7 @@ const (
 type Exactness struct {
 	Exact bool `json:"exact"`
 	// Rule is the rule that decided (Rule… here and in rewrite).
-	Rule string `json:"rule"`
+	Rule rewrite.Rule `json:"rule"`
 	// Summary is one short line for logs: the rule, the first few files
 	// and a count.
 	Summary string `json:"summary"`
@@ -69,11 +69,11 @@ type Finding struct {
 	Why   string `json:"why"`
 	// Cause: rewrite.CauseNondeterministic, rewrite.CausePath, or ""
 	// when the learner did not need to tell (the bytes reached nothing).
-	Cause  string `json:"cause,omitempty"`
-	Rule   string `json:"rule"`
-	Output string `json:"output,omitempty"` // the output file the bytes reach
-	Detail string `json:"detail,omitempty"`
-	Copy   bool   `json:"copy,omitempty"` // Output is a copy of the whole file
+	Cause  rewrite.Cause `json:"cause,omitempty"`
+	Rule   rewrite.Rule  `json:"rule"`
+	Output string        `json:"output,omitempty"` // the output file the bytes reach
+	Detail string        `json:"detail,omitempty"`
+	Copy   bool          `json:"copy,omitempty"` // Output is a copy of the whole file
 
 	index int // of Phase in the plan
 }
@@ -137,7 +137,7 @@ func decide(findings []Finding, phases []PhasePlan) *Exactness {
 		ex.Summary = fmt.Sprintf("%s: the unexplained bytes reach no output (%s)", ex.Rule, listFew(findings, 3))
 	default:
 		ex.Rule = RuleMapExplainsAll
-		ex.Summary = RuleMapExplainsAll + ": the path map explains every byte"
+		ex.Summary = string(RuleMapExplainsAll) + ": the path map explains every byte"
 	}
 	if ex.RebuildIndex < 0 {
 		ex.RebuildIndex = 0
@@ -145,24 +145,26 @@ func decide(findings []Finding, phases []PhasePlan) *Exactness {
 	return ex
 }
 
-// strongestRule names the most direct evidence among offending findings.
-func strongestRule(fs []Finding) string {
-	order := []string{RuleRewriteFailed, rewrite.RuleBuildID, rewrite.RuleInstalled, rewrite.RuleSection, rewrite.RuleUnsure}
-	for _, r := range order {
-		for _, f := range fs {
-			if f.Rule == r {
-				return r
-			}
+// strongestRule names the most direct evidence among offending findings:
+// a failed rewrite, else the strongest of rewrite's reaching rules.
+func strongestRule(fs []Finding) rewrite.Rule {
+	best := fs[0].Rule
+	for _, f := range fs {
+		if f.Rule == RuleRewriteFailed {
+			return f.Rule
+		}
+		if f.Rule.Strength() > best.Strength() {
+			best = f.Rule
 		}
 	}
-	return fs[0].Rule
+	return best
 }
 
 // byRule names the first findings the deciding rule judged and counts
 // the others by their rule.
-func byRule(fs []Finding, rule string) string {
+func byRule(fs []Finding, rule rewrite.Rule) string {
 	var decided []Finding
-	others := map[string]int{}
+	others := map[rewrite.Rule]int{}
 	for _, f := range fs {
 		if f.Rule == rule {
 			decided = append(decided, f)

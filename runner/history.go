@@ -53,7 +53,7 @@ func (h *history) end(err error) {
 	h.started = nil
 }
 
-func (h *history) add(ev Event, status string, took time.Duration, start *Event) {
+func (h *history) add(ev Event, status buildindex.RunStatus, took time.Duration, start *Event) {
 	r := h.base
 	r.Time, r.Phase, r.Index, r.Total, r.Status, r.Duration, r.Layer = time.Now(), ev.Phase, ev.Index, ev.Total, status, took, ev.Layer
 	if start != nil {

@@ -301,18 +301,13 @@ func TestMountDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 	inLayer := map[string]bool{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := layers.EachTarEntry(rc, func(h *tar.Header, _ io.Reader) error {
 		if h.Typeflag != tar.TypeDir {
 			inLayer[filepath.Clean(strings.TrimPrefix(h.Name, "./"))] = true
 		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	rc.Close()
 	st.Close()

@@ -74,15 +74,12 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 		res.Why = old.Why
 		r = old
 	} else if res.State == StateProvisional {
-		r.Cause = CauseUnverifiedLayers
-		switch rs := o.provisional; {
-		case rs != nil:
-			r.Cause, r.Reused, r.RewriteLayer, r.Created, r.Old2New = CauseNoMap, rs.n, rs.layer, o.created, rs.old2new
+		r.Cause = provisionalCause(o.provisional, res.Exactness)
+		if rs := o.provisional; rs != nil {
+			r.Reused, r.RewriteLayer, r.Created, r.Old2New = rs.n, rs.layer, o.created, rs.old2new
 			if len(rs.chain) > 0 {
 				r.ReusedTop = rs.chain[len(rs.chain)-1].ID
 			}
-		case res.Exactness != nil && !res.Exactness.Exact:
-			r.Cause = CauseInexact
 		}
 	}
 	if err := e.saveRecord(r); err != nil {

@@ -41,19 +41,35 @@ const (
 // Pending reports whether background work will still change the state.
 func (s ResultState) Pending() bool { return s == StateProvisional || s == StateVerifying }
 
-// Causes of a provisional result: what the background work must settle.
+// ResultCause is why a result is provisional: what the background work
+// must settle.
+type ResultCause string
+
 const (
 	// CauseNoMap: the reused layers were rewritten provisionally because
 	// their path map was not learned yet; the learned map confirms the
 	// rewrite (no rebuild) or the later phases rerun on the exact one.
-	CauseNoMap = "no-map"
+	CauseNoMap ResultCause = "no-map"
 	// CauseInexact: the outputs were judged inexact (bytes the map cannot
 	// explain reach them): an exact rebuild from the offending phase.
-	CauseInexact = "inexact"
+	CauseInexact ResultCause = "inexact"
 	// CauseUnverifiedLayers: the build reused layers that rest on an
 	// inexact rewrite of an earlier build: an exact rebuild repairs them.
-	CauseUnverifiedLayers = "unverified-layers"
+	CauseUnverifiedLayers ResultCause = "unverified-layers"
 )
+
+// provisionalCause is the cause of a provisional result that rests on rs
+// (nil: no provisional rewrite) and whose outputs were judged ex (nil: not
+// judged).
+func provisionalCause(rs *resume, ex *Exactness) ResultCause {
+	switch {
+	case rs != nil:
+		return CauseNoMap
+	case ex != nil && !ex.Exact:
+		return CauseInexact
+	}
+	return CauseUnverifiedLayers
+}
 
 // ResultRecord is the state of the newest result of one derivation.
 type ResultRecord struct {
@@ -75,8 +91,8 @@ type ResultRecord struct {
 	Owner      *Owner    `json:"owner,omitempty"`
 	Built      time.Time `json:"built"`
 	Updated    time.Time `json:"updated"`
-	// Cause is what the background work must settle (Cause* constants).
-	Cause string `json:"cause,omitempty"`
+	// Cause is what the background work must settle.
+	Cause ResultCause `json:"cause,omitempty"`
 	// Settling: the provisional rewrite (CauseNoMap).
 	Top          string            `json:"top,omitempty"`          // the result's top layer
 	ReusedTop    string            `json:"reusedTop,omitempty"`    // the reused layer the rewrite sits on

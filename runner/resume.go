@@ -89,7 +89,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 			progress(Event{Kind: EventVerdict, Message: "outputs NOT exact, as in the last build on these layers: " + ex.Summary})
 			e.dropLayers(rewritten)
 			res.Exactness, res.Inexact = ex, ex
-			return e.fallBack(ctx, j, plan, rs, min(ex.RebuildIndex, n-1), "the reused "+ex.RebuildFrom+" made bytes that reached the outputs of the last build and cannot be rewritten ("+ex.Rule+")", res, progress)
+			return e.fallBack(ctx, j, plan, rs, min(ex.RebuildIndex, n-1), "the reused "+ex.RebuildFrom+" made bytes that reached the outputs of the last build and cannot be rewritten ("+string(ex.Rule)+")", res, progress)
 		}
 		return rs, rewritten, next, nil
 	case len(v.Failed) == 0:
@@ -131,7 +131,7 @@ func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume
 	e.dropLayers(append([]string{rs.layer}, created...)...)
 	res.Inexact = ex
 	keep := min(ex.RebuildIndex, rs.n-1)
-	next, parent, state, err = e.fallBack(ctx, j, plan, rs, keep, "the reused "+ex.RebuildFrom+" made bytes that reach the outputs and cannot be rewritten ("+ex.Rule+")", res, progress)
+	next, parent, state, err = e.fallBack(ctx, j, plan, rs, keep, "the reused "+ex.RebuildFrom+" made bytes that reach the outputs and cannot be rewritten ("+string(ex.Rule)+")", res, progress)
 	return next, parent, state, err == nil, err
 }
 

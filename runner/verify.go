@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/rewrite"
 )
 
 // Difference is one file that differs between a layered result and Nix's
@@ -192,12 +193,12 @@ func fileDifference(a, b string) string {
 
 // contentHint names formats whose bytes cannot be rewritten in place.
 func contentHint(data []byte) string {
-	switch {
-	case bytes.HasPrefix(data, []byte{0x1f, 0x8b}):
+	switch rewrite.FormatOf(data) {
+	case rewrite.FormatGzip:
 		return " (gzip payload: compressed bytes depend on the path)"
-	case bytes.HasPrefix(data, []byte("\x7fELF")):
+	case rewrite.FormatELF:
 		return " (ELF: a build-id or a split path string?)"
-	case bytes.HasPrefix(data, []byte("PK\x03\x04")):
+	case rewrite.FormatZip:
 		return " (zip archive: compressed, with checksums)"
 	}
 	return ""

@@ -94,6 +94,12 @@ let
 
   optional = cond: x: if cond then x else { };
 
+  # checked, outputchecked: the end of installPhase, which makes the output
+  # refer to bash (their checks forbid it) when violateChecks.
+  violation = if violateChecks then ''
+    echo "${bash}" > $out/uses-bash
+  '' else "";
+
   # The setup hooks a nixpkgs Linux stdenv loads (./linux-hooks: compiler
   # wrapper, random seed, strip, separate debug info, man pages, shebangs).
   linuxHooks = builtins.path { path = ./linux-hooks; name = "fixture-linux-hooks"; };
@@ -115,6 +121,17 @@ let
     } // lib.optionalAttrs debugOutput {
       outputs = (attrs.outputs or [ "out" ]) ++ [ "debug" ];
     });
+
+  # The ./embed program (a binary holding its own $out) built with
+  # prefix=$out; attrs add to or replace these attributes.
+  mkEmbed = pname: attrs: mkDerivation ({
+    inherit pname;
+    version = "1";
+    src = ./embed;
+    dontConfigure = true;
+    preInstall = ''makeFlagsArray+=("prefix=$out")'';
+    postInstall = postInstallExtra;
+  } // attrs);
 in
 rec {
   inherit bash stdenv oldStdenv mkDerivation linuxHooks shells mkLinuxDerivation;
@@ -281,47 +298,31 @@ rec {
     postInstall = postInstallExtra;
   };
 
-  # Exact rewriting fixtures (issue 4). `embed` compiles $out into the binary
-  # as a string gcc splits into pieces, linked with Debian gcc's default
-  # build-id; the edit tests change postInstall.
-  embed = mkDerivation {
-    pname = "embed";
-    version = "1";
-    src = ./embed;
-    dontConfigure = true;
+  # Exact rewriting fixtures (issue 4), each the ./embed program (mkEmbed).
+  # `embed` compiles $out into the binary as a string gcc splits into pieces,
+  # linked with Debian gcc's default build-id; the edit tests change
+  # postInstall.
+  embed = mkEmbed "embed" {
     makeFlags = [ "prefix=$(out)" ];
     preBuild = ''makeFlagsArray+=("prefix=$out")'';
-    preInstall = ''makeFlagsArray+=("prefix=$out")'';
-    postInstall = postInstallExtra;
   };
 
   # Like embed, plus a gzip'd file holding $out: compressed bytes cannot be
   # rewritten in place, so a resume is inexact.
-  gzipped = mkDerivation {
-    pname = "gzipped";
-    version = "1";
-    src = ./embed;
-    dontConfigure = true;
+  gzipped = mkEmbed "gzipped" {
     preBuild = ''
       makeFlagsArray+=("prefix=$out")
       echo "installed in $out" > note.txt
       gzip -n -9 note.txt
     '';
-    preInstall = ''makeFlagsArray+=("prefix=$out")'';
     postInstall = ''
       cp note.txt.gz $out/share/embed/
     '' + postInstallExtra;
   };
 
   # A fixed build-id (--build-id=0x…) is no algorithm nixlayer can recompute.
-  fixedid = mkDerivation {
-    pname = "fixedid";
-    version = "1";
-    src = ./embed;
-    dontConfigure = true;
+  fixedid = mkEmbed "fixedid" {
     preBuild = ''makeFlagsArray+=("prefix=$out" "LDFLAGS=-Wl,--build-id=0x0123456789abcdef0123456789abcdef01234567")'';
-    preInstall = ''makeFlagsArray+=("prefix=$out")'';
-    postInstall = postInstallExtra;
   };
 
   # Records the builder's world (identity, environment, files, network) in
@@ -419,9 +420,7 @@ rec {
     installPhase = ''
       mkdir -p $out
       cp "$payloadPath" $out/payload
-    '' + (if violateChecks then ''
-      echo "${bash}" > $out/uses-bash
-    '' else "");
+    '' + violation;
   };
 
   # The same checks with structured attributes: outputChecks per output,
@@ -438,9 +437,7 @@ rec {
     installPhase = ''
       mkdir -p $out
       echo checked > $out/checked
-    '' + (if violateChecks then ''
-      echo "${bash}" > $out/uses-bash
-    '' else "");
+    '' + violation;
   };
 
   # A phase whose code exits the builder: Nix skips the remaining phases
