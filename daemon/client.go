@@ -121,20 +121,32 @@ func (c *Client) call(ctx context.Context, method string, req any, out api.Outpu
 	return nil
 }
 
-func (c *Client) Build(ctx context.Context, req api.BuildRequest, out api.Output) (*runner.Result, error) {
-	var res runner.Result
-	if err := c.call(ctx, methodBuild, req, out, &res); err != nil {
+// ask makes one request and decodes its answer as a T.
+func ask[T any](ctx context.Context, c *Client, method string, req any, out api.Output) (T, error) {
+	var res T
+	if err := c.call(ctx, method, req, out, &res); err != nil {
+		var none T
+		return none, err
+	}
+	return res, nil
+}
+
+// askFor is ask for an answer the caller gets as a pointer (never nil
+// without an error).
+func askFor[T any](ctx context.Context, c *Client, method string, req any, out api.Output) (*T, error) {
+	res, err := ask[T](ctx, c, method, req, out)
+	if err != nil {
 		return nil, err
 	}
 	return &res, nil
 }
 
+func (c *Client) Build(ctx context.Context, req api.BuildRequest, out api.Output) (*runner.Result, error) {
+	return askFor[runner.Result](ctx, c, methodBuild, req, out)
+}
+
 func (c *Client) Plan(ctx context.Context, req api.PlanRequest, out api.Output) (*api.PlanResult, error) {
-	var res api.PlanResult
-	if err := c.call(ctx, methodPlan, req, out, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[api.PlanResult](ctx, c, methodPlan, req, out)
 }
 
 func (c *Client) Learn(ctx context.Context, req api.LearnRequest, out api.Output) error {
@@ -142,99 +154,51 @@ func (c *Client) Learn(ctx context.Context, req api.LearnRequest, out api.Output
 }
 
 func (c *Client) Verify(ctx context.Context, req api.VerifyRequest, out api.Output) (*runner.Verification, error) {
-	var res runner.Verification
-	if err := c.call(ctx, methodVerify, req, out, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[runner.Verification](ctx, c, methodVerify, req, out)
 }
 
 func (c *Client) Status(ctx context.Context) (*api.Status, error) {
-	var res api.Status
-	if err := c.call(ctx, methodStatus, struct{}{}, api.Output{}, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[api.Status](ctx, c, methodStatus, struct{}{}, api.Output{})
 }
 
 func (c *Client) Results(ctx context.Context, req api.ResultsRequest) (*api.ResultsResult, error) {
-	var res api.ResultsResult
-	if err := c.call(ctx, methodResults, req, api.Output{}, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[api.ResultsResult](ctx, c, methodResults, req, api.Output{})
 }
 
 func (c *Client) List(ctx context.Context, req api.ListRequest) (*api.ListResult, error) {
-	var res api.ListResult
-	if err := c.call(ctx, methodList, req, api.Output{}, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[api.ListResult](ctx, c, methodList, req, api.Output{})
 }
 
 func (c *Client) Log(ctx context.Context, req api.LogRequest) ([]runner.PhaseLog, error) {
-	var res []runner.PhaseLog
-	if err := c.call(ctx, methodLog, req, api.Output{}, &res); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return ask[[]runner.PhaseLog](ctx, c, methodLog, req, api.Output{})
 }
 
 func (c *Client) GC(ctx context.Context, req api.GCRequest, out api.Output) (*runner.GCResult, error) {
-	var res runner.GCResult
-	if err := c.call(ctx, methodGC, req, out, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[runner.GCResult](ctx, c, methodGC, req, out)
 }
 
 func (c *Client) Import(ctx context.Context, req api.ImportRequest, out api.Output) ([]runner.ImportResult, error) {
-	var res []runner.ImportResult
-	if err := c.call(ctx, methodImport, req, out, &res); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return ask[[]runner.ImportResult](ctx, c, methodImport, req, out)
 }
 
 func (c *Client) Pull(ctx context.Context, req api.PullRequest, out api.Output) (*runner.PullReport, error) {
-	var res runner.PullReport
-	if err := c.call(ctx, methodPull, req, out, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[runner.PullReport](ctx, c, methodPull, req, out)
 }
 
 func (c *Client) Push(ctx context.Context, req api.PushRequest, out api.Output) (*api.PushResult, error) {
-	var res api.PushResult
-	if err := c.call(ctx, methodPush, req, out, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[api.PushResult](ctx, c, methodPush, req, out)
 }
 
 func (c *Client) LayerFiles(ctx context.Context, req api.LayerFilesRequest) (*runner.LayerFiles, error) {
-	var res runner.LayerFiles
-	if err := c.call(ctx, methodLayerFiles, req, api.Output{}, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[runner.LayerFiles](ctx, c, methodLayerFiles, req, api.Output{})
 }
 
 func (c *Client) ReadLayerFile(ctx context.Context, req api.ReadLayerFileRequest) (*runner.LayerData, error) {
-	var res runner.LayerData
-	if err := c.call(ctx, methodReadLayerFile, req, api.Output{}, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[runner.LayerData](ctx, c, methodReadLayerFile, req, api.Output{})
 }
 
 func (c *Client) LayerDiff(ctx context.Context, req api.LayerDiffRequest) (*runner.LayerDiff, error) {
-	var res runner.LayerDiff
-	if err := c.call(ctx, methodLayerDiff, req, api.Output{}, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return askFor[runner.LayerDiff](ctx, c, methodLayerDiff, req, api.Output{})
 }
 
 // Close ends the connection; the daemon cancels what is still running.

@@ -13,53 +13,28 @@ import (
 // method answers one kind of request for a session.
 type method func(ctx context.Context, ss *session, c call, out api.Output) (any, error)
 
-// methods is the daemon's table: one entry per api.Service request.
+// methods is the daemon's table: one entry per api.Service request, most
+// of them an api.Local method as it is.
 var methods = map[string]method{
-	methodBuild: serve(func(ctx context.Context, l *api.Local, r api.BuildRequest, out api.Output) (any, error) {
-		return l.Build(ctx, r, out)
-	}),
-	methodPlan: serve(func(ctx context.Context, l *api.Local, r api.PlanRequest, out api.Output) (any, error) {
-		return l.Plan(ctx, r, out)
-	}),
+	methodBuild: streaming((*api.Local).Build),
+	methodPlan:  streaming((*api.Local).Plan),
 	methodLearn: serve(func(ctx context.Context, l *api.Local, r api.LearnRequest, out api.Output) (any, error) {
 		return nil, l.Learn(ctx, r, out)
 	}),
-	methodVerify: serve(func(ctx context.Context, l *api.Local, r api.VerifyRequest, out api.Output) (any, error) {
-		return l.Verify(ctx, r, out)
-	}),
+	methodVerify: streaming((*api.Local).Verify),
 	methodStatus: serve(func(ctx context.Context, l *api.Local, _ struct{}, _ api.Output) (any, error) {
 		return l.Status(ctx)
 	}),
-	methodResults: serve(func(ctx context.Context, l *api.Local, r api.ResultsRequest, _ api.Output) (any, error) {
-		return l.Results(ctx, r)
-	}),
-	methodList: serve(func(ctx context.Context, l *api.Local, r api.ListRequest, _ api.Output) (any, error) {
-		return l.List(ctx, r)
-	}),
-	methodLog: serve(func(ctx context.Context, l *api.Local, r api.LogRequest, _ api.Output) (any, error) {
-		return l.Log(ctx, r)
-	}),
-	methodGC: serve(func(ctx context.Context, l *api.Local, r api.GCRequest, out api.Output) (any, error) {
-		return l.GC(ctx, r, out)
-	}),
-	methodImport: serve(func(ctx context.Context, l *api.Local, r api.ImportRequest, out api.Output) (any, error) {
-		return l.Import(ctx, r, out)
-	}),
-	methodPull: serve(func(ctx context.Context, l *api.Local, r api.PullRequest, out api.Output) (any, error) {
-		return l.Pull(ctx, r, out)
-	}),
-	methodPush: serve(func(ctx context.Context, l *api.Local, r api.PushRequest, out api.Output) (any, error) {
-		return l.Push(ctx, r, out)
-	}),
-	methodLayerFiles: serve(func(ctx context.Context, l *api.Local, r api.LayerFilesRequest, _ api.Output) (any, error) {
-		return l.LayerFiles(ctx, r)
-	}),
-	methodReadLayerFile: serve(func(ctx context.Context, l *api.Local, r api.ReadLayerFileRequest, _ api.Output) (any, error) {
-		return l.ReadLayerFile(ctx, r)
-	}),
-	methodLayerDiff: serve(func(ctx context.Context, l *api.Local, r api.LayerDiffRequest, _ api.Output) (any, error) {
-		return l.LayerDiff(ctx, r)
-	}),
+	methodResults:       query((*api.Local).Results),
+	methodList:          query((*api.Local).List),
+	methodLog:           query((*api.Local).Log),
+	methodGC:            streaming((*api.Local).GC),
+	methodImport:        streaming((*api.Local).Import),
+	methodPull:          streaming((*api.Local).Pull),
+	methodPush:          streaming((*api.Local).Push),
+	methodLayerFiles:    query((*api.Local).LayerFiles),
+	methodReadLayerFile: query((*api.Local).ReadLayerFile),
+	methodLayerDiff:     query((*api.Local).LayerDiff),
 	// The shell runs on the terminal the client passed (the slave side of
 	// its pty), which becomes its controlling terminal.
 	methodShell: serveWithFile(func(ctx context.Context, l *api.Local, r api.ShellRequest, tty *os.File, out api.Output) (any, error) {
@@ -70,6 +45,20 @@ var methods = map[string]method{
 	methodExport: serveWithFile(func(ctx context.Context, l *api.Local, r api.ExportRequest, pipe *os.File, out api.Output) (any, error) {
 		return l.ExportTar(ctx, r, pipe, out)
 	}),
+}
+
+// streaming serves an api.Local method that reports output while it runs.
+func streaming[R, T any](m func(*api.Local, context.Context, R, api.Output) (T, error)) method {
+	return serve(func(ctx context.Context, l *api.Local, r R, out api.Output) (any, error) {
+		return m(l, ctx, r, out)
+	})
+}
+
+// query serves an api.Local method that only answers.
+func query[R, T any](m func(*api.Local, context.Context, R) (T, error)) method {
+	return serve(func(ctx context.Context, l *api.Local, r R, _ api.Output) (any, error) {
+		return m(l, ctx, r)
+	})
 }
 
 // serve decodes a request of type R and calls f with the session's engine.

@@ -343,6 +343,16 @@ func errCode(err error) jsonrpc2.Code {
 	return 0
 }
 
+// packageFile is a test's workspace holding one package file (text, as
+// name) and its own cache.
+func packageFile(t *testing.T, name, text string) (dir, cache, path string) {
+	t.Helper()
+	dir, cache = t.TempDir(), t.TempDir()
+	path = filepath.Join(dir, name)
+	writeFile(t, path, text)
+	return dir, cache, path
+}
+
 func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

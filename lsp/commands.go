@@ -29,8 +29,20 @@ type executeParams struct {
 
 // BuildResult answers nixlayer.build and nixlayer.rebuildFrom.
 type BuildResult struct {
-	OK       bool              `json:"ok"`
-	Drv      string            `json:"drv"`
+	OK  bool   `json:"ok"`
+	Drv string `json:"drv"`
+	// Built is empty when the build failed.
+	Built
+	Seconds float64 `json:"seconds"`
+	// FailedPhase and Error describe a build that failed in a phase.
+	FailedPhase string `json:"failedPhase,omitempty"`
+	Exit        int    `json:"exit,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// Built is what a BuildResult tells of a successful build: the phases, the
+// outputs and the state of its runner.Result.
+type Built struct {
 	Ran      []string          `json:"ran"`
 	Reused   []string          `json:"reused"`
 	Outputs  map[string]string `json:"outputs,omitempty"`
@@ -39,12 +51,11 @@ type BuildResult struct {
 	// State is the result's state (runner.ResultState): a provisional
 	// result is verified or replaced in the background; the server sends
 	// nixlayer/resultState and refreshes the lenses when it changes.
-	State   runner.ResultState `json:"state,omitempty"`
-	Seconds float64            `json:"seconds"`
-	// FailedPhase and Error describe a build that failed in a phase.
-	FailedPhase string `json:"failedPhase,omitempty"`
-	Exit        int    `json:"exit,omitempty"`
-	Error       string `json:"error,omitempty"`
+	State runner.ResultState `json:"state,omitempty"`
+}
+
+func builtOf(res *runner.Result) Built {
+	return Built{Ran: res.Ran, Reused: res.Reused, Outputs: res.Outputs, InStore: res.InStore, Verified: res.Verified, State: res.State}
 }
 
 // ShellResult answers nixlayer.openShell: the command for the client to
@@ -222,8 +233,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 	var pe *runner.PhaseError
 	switch {
 	case err == nil:
-		out.OK, out.Ran, out.Reused, out.Outputs = true, res.Ran, res.Reused, res.Outputs
-		out.InStore, out.Verified, out.State = res.InStore, res.Verified, res.State
+		out.OK, out.Built = true, builtOf(res)
 		prog.message, prog.outcome = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused)), OutcomeSucceeded
 	case errors.As(err, &pe):
 		out.FailedPhase, out.Exit, out.Error = pe.Phase, pe.Exit, err.Error()

@@ -1,6 +1,7 @@
 package lsp
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -20,30 +21,37 @@ import (
 	"github.com/nixlayer/nixlayer/runner"
 )
 
-// fixturePkg is a package file as a user writes it: it imports the
-// project's fixture set (no nixpkgs here) and builds hello with 20 files.
+// fixturePkg is a package file as a user writes it: hello with 20 files
+// and a postInstall (postInstallExtra ends its last line).
 func fixturePkg(salt, postInstallExtra string) string {
 	return fixturePkgFrom(e2etest.Testdata(), salt, postInstallExtra)
 }
 
 // fixturePkgFrom is fixturePkg importing the fixtures at testdata.
 func fixturePkgFrom(testdata, salt, postInstallExtra string) string {
+	return helloPkg(testdata, salt, "lsphello", `  configureFlags = "--nfiles=20 --funcs-per-file=4";
+  enableParallelBuilding = true;
+  postInstall = ''
+    mkdir -p "$out/share/hello"
+    "$out/bin/hello" > "$out/share/hello/output.txt"`+postInstallExtra+`
+  '';
+  preFixup = "echo fixing";
+`)
+}
+
+// helloPkg is a package file as a user writes it on the project's fixture
+// set at testdata (no nixpkgs here): hello's source with 20 files, named
+// pname, with the attributes attrs (lines of Nix).
+func helloPkg(testdata, salt, pname, attrs string) string {
 	return fmt.Sprintf(`let
   fx = import %s { nfiles = 20; salt = "%s"; };
 in
 fx.mkDerivation {
-  pname = "lsphello";
+  pname = "%s";
   version = "1";
   src = fx.helloSrc;
-  configureFlags = "--nfiles=20 --funcs-per-file=4";
-  enableParallelBuilding = true;
-  postInstall = ''
-    mkdir -p "$out/share/hello"
-    "$out/bin/hello" > "$out/share/hello/output.txt"%s
-  '';
-  preFixup = "echo fixing";
-}
-`, testdata, salt, postInstallExtra)
+%s}
+`, testdata, salt, pname, attrs)
 }
 
 // TestServerEndToEnd drives the real server binary over stdio: lenses
@@ -53,11 +61,9 @@ fx.mkDerivation {
 // those run), showLog, openShell, and a cancelled build.
 func TestServerEndToEnd(t *testing.T) {
 	e2etest.Require(t)
-	dir, cache := t.TempDir(), t.TempDir()
-	path := filepath.Join(dir, "pkg.nix")
 	salt := e2etest.Salt()
 	text := fixturePkg(salt, "")
-	writeFile(t, path, text)
+	dir, cache, path := packageFile(t, "pkg.nix", text)
 
 	// The server's builds leave work to the background, as for users.
 	t.Setenv("NIXLAYER_BACKGROUND_LEARN", "1")
@@ -258,8 +264,6 @@ func TestServerEndToEnd(t *testing.T) {
 // diagnostic on installPhase with the log tail, and the hover shows it.
 func TestFailureDiagnostic(t *testing.T) {
 	e2etest.Require(t)
-	dir, cache := t.TempDir(), t.TempDir()
-	path := filepath.Join(dir, "failing.nix")
 	text := fmt.Sprintf(`let fx = import %s { salt = "%s"; }; in
 fx.mkDerivation {
   pname = "lspfail";
@@ -272,7 +276,7 @@ fx.mkDerivation {
   '';
 }
 `, e2etest.Testdata(), e2etest.Salt())
-	writeFile(t, path, text)
+	dir, cache, path := packageFile(t, "failing.nix", text)
 	c := startClient(t, cache)
 	c.initialize(dir)
 	uri := c.open(path, text)
@@ -462,10 +466,8 @@ func TestNeovim(t *testing.T) {
 	if err != nil {
 		t.Skip("nvim not installed")
 	}
-	dir, cache := t.TempDir(), t.TempDir()
-	path := filepath.Join(dir, "pkg.nix")
 	text := slowPkg(e2etest.Salt(), "1")
-	writeFile(t, path, text)
+	dir, cache, path := packageFile(t, "pkg.nix", text)
 	bin := serverBinary(t)
 	if r := e2etest.Run(dir, nil, bin, "build", "--cache", cache, "-Q", "--no-out-link", path); r.Err != nil {
 		t.Fatalf("nixlayer build: %v\n%s", r.Err, r.Stderr)
@@ -473,25 +475,21 @@ func TestNeovim(t *testing.T) {
 	lua, _ := filepath.Abs("testdata/nvim-test.lua")
 	outFile := filepath.Join(t.TempDir(), "out.json")
 	t0 := time.Now()
-	cmd := exec.Command(nvim, "--headless", "-u", lua, path)
+	// The session quits by itself; a hung one is killed after 6 minutes
+	// (and its language server's hold on stderr given up 10 s later).
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nvim, "--headless", "-u", lua, path)
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "NIXLAYER_BIN="+bin, "NIXLAYER_ROOT="+dir, "NIXLAYER_OUT="+outFile,
 		"NIXLAYER_CACHE="+cache, "XDG_STATE_HOME="+t.TempDir(), "XDG_CACHE_HOME="+t.TempDir())
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("nvim: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(6 * time.Minute):
-		cmd.Process.Kill()
+	if err := cmd.Run(); ctx.Err() != nil {
 		t.Fatalf("nvim did not finish\n%s", stderr.String())
+	} else if err != nil {
+		t.Fatalf("nvim: %v\n%s", err, stderr.String())
 	}
 	t.Logf("neovim session: %s", time.Since(t0))
 	data, err := os.ReadFile(outFile)
@@ -553,20 +551,12 @@ func slowPkg(salt, sleep string) string { return slowPkgFrom(e2etest.Testdata(),
 
 // slowPkgFrom is slowPkg importing the fixtures at testdata.
 func slowPkgFrom(testdata, salt, sleep string) string {
-	return fmt.Sprintf(`let
-  fx = import %s { nfiles = 20; salt = "%s"; };
-in
-fx.mkDerivation {
-  pname = "lsplive";
-  version = "1";
-  src = fx.helloSrc;
-  configureFlags = "--nfiles=20";
-  preBuild = "sleep %s";
+	return helloPkg(testdata, salt, "lsplive", `  configureFlags = "--nfiles=20";
+  preBuild = "sleep `+sleep+`";
   postInstall = ''
     mkdir -p $out/share
   '';
-}
-`, testdata, salt, sleep)
+`)
 }
 
 // TestLiveLenses follows a build from the client: the running phase's
@@ -575,11 +565,9 @@ fx.mkDerivation {
 // summary says how far the build is, and refreshes are rate-limited.
 func TestLiveLenses(t *testing.T) {
 	e2etest.Require(t)
-	dir, cache := t.TempDir(), t.TempDir()
-	path := filepath.Join(dir, "live.nix")
 	salt := e2etest.Salt()
 	text := slowPkg(salt, "3")
-	writeFile(t, path, text)
+	dir, cache, path := packageFile(t, "live.nix", text)
 	c := startClient(t, cache)
 	c.initialize(dir)
 	uri := c.open(path, text)
@@ -745,10 +733,8 @@ func fileNames(fis []runner.FileInfo) string {
 // Code's Restricted Mode sends trusted: false) gets lenses from the parser
 // and nothing evaluated or built, until it trusts the workspace.
 func TestRestrictedMode(t *testing.T) {
-	dir, cache := t.TempDir(), t.TempDir()
-	path := filepath.Join(dir, "pkg.nix")
 	text := fixturePkg(e2etest.Salt(), "")
-	writeFile(t, path, text)
+	dir, cache, path := packageFile(t, "pkg.nix", text)
 	c := startClient(t, cache)
 	c.initializeWith(dir, map[string]any{"nixlayer": map[string]any{"trusted": false}})
 	uri := c.open(path, text)

@@ -465,16 +465,9 @@ func seconds(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
+// age is how long ago, as lenses and hovers say it (3 s, 5 min, 2 h, 4 days).
 func age(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%d s", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%d min", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d h", int(d.Hours()))
-	}
-	return fmt.Sprintf("%d days", int(d.Hours()/24))
+	return runner.Age(d, runner.AgeUnits{" s", " min", " h", " days"})
 }
 
 func short(id string) string {

@@ -17,10 +17,8 @@ import (
 // summary lens and in the hover of its derivation call.
 func TestServerShowsNixBuild(t *testing.T) {
 	e2etest.Require(t)
-	dir, cache := t.TempDir(), t.TempDir()
-	path := filepath.Join(dir, "pkg.nix")
 	text := fixturePkg(e2etest.Salt(), "")
-	writeFile(t, path, text)
+	dir, cache, path := packageFile(t, "pkg.nix", text)
 
 	hooks := t.TempDir()
 	post := filepath.Join(hooks, "post-build-hook")

@@ -245,39 +245,21 @@ func (s *server) request(ctx context.Context, method string, raw json.RawMessage
 		s.mu.Unlock()
 		return nil, nil
 	case protocol.MethodTextDocumentCodeLens:
-		var p protocol.CodeLensParams
-		if err := decode(raw, &p); err != nil {
-			return nil, err
-		}
-		in, err := s.lensInput(p.TextDocument.URI)
-		if err != nil {
-			return nil, err
-		}
-		return CodeLenses(in), nil
+		return aboutDocument(s, raw, func(_ protocol.CodeLensParams, in LensInput) any {
+			return CodeLenses(in)
+		})
 	case protocol.MethodTextDocumentHover:
-		var p protocol.HoverParams
-		if err := decode(raw, &p); err != nil {
-			return nil, err
-		}
-		in, err := s.lensInput(p.TextDocument.URI)
-		if err != nil {
-			return nil, err
-		}
-		off := in.File.Lines.Offset(int(p.Position.Line), int(p.Position.Character))
-		if h := Hover(in, off, time.Now()); h != nil {
-			return h, nil
-		}
-		return nil, nil
+		return aboutDocument(s, raw, func(p protocol.HoverParams, in LensInput) any {
+			off := in.File.Lines.Offset(int(p.Position.Line), int(p.Position.Character))
+			if h := Hover(in, off, time.Now()); h != nil {
+				return h
+			}
+			return nil
+		})
 	case MethodPhases:
-		var p protocol.TextDocumentPositionParams
-		if err := decode(raw, &p); err != nil {
-			return nil, err
-		}
-		in, err := s.lensInput(p.TextDocument.URI)
-		if err != nil {
-			return nil, err
-		}
-		return PhasesAt(in, int(p.Position.Line)), nil
+		return aboutDocument(s, raw, func(p protocol.TextDocumentPositionParams, in LensInput) any {
+			return PhasesAt(in, int(p.Position.Line))
+		})
 	case MethodLayerFiles, MethodReadLayerFile, MethodLayerDiff:
 		return s.layerRequest(ctx, method, raw)
 	case protocol.MethodWorkspaceExecuteCommand:
@@ -288,6 +270,27 @@ func (s *server) request(ctx context.Context, method string, raw json.RawMessage
 		return s.executeCommand(ctx, p)
 	}
 	return nil, lspError(jsonrpc2.MethodNotFound, "method %q is not supported by nixlayer", method)
+}
+
+// aboutDocument answers a request about one document: it decodes the
+// params as P (with the document as textDocument, as LSP's requests name
+// it) and answers with them and the document's lens input.
+func aboutDocument[P any](s *server, raw json.RawMessage, answer func(P, LensInput) any) (any, error) {
+	var p P
+	if err := decode(raw, &p); err != nil {
+		return nil, err
+	}
+	var doc struct {
+		TextDocument protocol.TextDocumentIdentifier `json:"textDocument"`
+	}
+	if err := decode(raw, &doc); err != nil {
+		return nil, err
+	}
+	in, err := s.lensInput(doc.TextDocument.URI)
+	if err != nil {
+		return nil, err
+	}
+	return answer(p, in), nil
 }
 
 func (s *server) notification(method string, raw json.RawMessage) {

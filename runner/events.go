@@ -186,6 +186,24 @@ func Duration(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
+// AgeUnits name the units of an age, each face in its own words: seconds,
+// minutes, hours, days.
+type AgeUnits [4]string
+
+// Age is how the faces show how long ago something was: whole seconds
+// under a minute, minutes under an hour, hours under two days, then days.
+func Age(d time.Duration, units AgeUnits) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d%s", int(d.Seconds()), units[0])
+	case d < time.Hour:
+		return fmt.Sprintf("%d%s", int(d.Minutes()), units[1])
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d%s", int(d.Hours()), units[2])
+	}
+	return fmt.Sprintf("%d%s", int(d.Hours()/24), units[3])
+}
+
 // StillRunning is the heartbeat line for a phase that started with ev and
 // has run for d, for a terminal that may hide the build log.
 func (ev Event) StillRunning(d time.Duration) string {

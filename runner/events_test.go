@@ -45,3 +45,24 @@ func TestEventText(t *testing.T) {
 		}
 	}
 }
+
+// An age is shown in its coarsest readable unit, in the face's words.
+func TestAge(t *testing.T) {
+	short := AgeUnits{"s", "m", "h", "d"}
+	for d, want := range map[time.Duration]string{
+		59 * time.Second:             "59s",
+		time.Minute:                  "1m",
+		59*time.Minute + time.Second: "59m",
+		time.Hour:                    "1h",
+		47 * time.Hour:               "47h",
+		48 * time.Hour:               "2d",
+		10*24*time.Hour + time.Hour:  "10d",
+	} {
+		if got := Age(d, short); got != want {
+			t.Errorf("Age(%s) = %q, want %q", d, got, want)
+		}
+	}
+	if got := Age(90*time.Minute, AgeUnits{" s", " min", " h", " days"}); got != "1 h" {
+		t.Errorf("Age in the language server's words: %q", got)
+	}
+}

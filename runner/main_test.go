@@ -1,10 +1,7 @@
 package runner_test
 
 import (
-	"os"
 	"testing"
-
-	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 )
@@ -13,9 +10,4 @@ import (
 // package (they drive it like a user: in tmux, with mount, skopeo).
 var nixlayerBin string
 
-func TestMain(m *testing.M) {
-	if reexec.Init() {
-		return
-	}
-	os.Exit(e2etest.Main(m, &nixlayerBin))
-}
+func TestMain(m *testing.M) { e2etest.Main(m, &nixlayerBin) }

@@ -165,6 +165,25 @@ func (c *common) service(ctx context.Context) (api.Service, error) {
 	return daemon.Dial(ctx, daemon.SocketPath())
 }
 
+// request connects to the engine for one request: m is the api.Service
+// method, given req and out.
+func request[R, T any](ctx context.Context, c *common, m func(api.Service, context.Context, R, api.Output) (T, error), req R, out api.Output) (T, error) {
+	svc, err := c.service(ctx)
+	if err != nil {
+		var none T
+		return none, err
+	}
+	defer svc.Close()
+	return m(svc, ctx, req, out)
+}
+
+// query is request for a method that reports nothing while it runs.
+func query[R, T any](ctx context.Context, c *common, m func(api.Service, context.Context, R) (T, error), req R) (T, error) {
+	return request(ctx, c, func(svc api.Service, ctx context.Context, req R, _ api.Output) (T, error) {
+		return m(svc, ctx, req)
+	}, req, api.Output{})
+}
+
 // engine is the engine in this process, for what only root does: mounts on
 // the host.
 func (c *common) engine() (*runner.Engine, error) {

@@ -319,12 +319,7 @@ func cmdLs(ctx context.Context, args []string) error {
 	case len(pos) > 1:
 		return fmt.Errorf("usage: nixlayer ls [PACKAGE | NAME] [--json [--builds]]")
 	}
-	svc, err := c.service(ctx)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	lr, err := svc.List(ctx, api.ListRequest{Package: p, Builds: true})
+	lr, err := query(ctx, c, api.Service.List, api.ListRequest{Package: p, Builds: true})
 	if err != nil {
 		return err
 	}
@@ -386,17 +381,9 @@ func printLayers(rows []runner.LayerRow) {
 	fmt.Printf("%d layers, %s\n", len(rows), layers.FormatSize(total))
 }
 
+// age is how long ago t was, as ls shows it (3s, 5m, 2h, 4d).
 func age(t time.Time) string {
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return runner.Age(time.Since(t), runner.AgeUnits{"s", "m", "h", "d"})
 }
 
 // nixlayer log PKG|NAME [PHASE] [--json]
@@ -421,12 +408,7 @@ func cmdLog(ctx context.Context, args []string) error {
 	} else if len(pos) > 1 {
 		return fmt.Errorf("usage: nixlayer log PACKAGE|NAME [PHASE]")
 	}
-	svc, err := c.service(ctx)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	logs, err := svc.Log(ctx, api.LogRequest{Package: p, Phase: phase})
+	logs, err := query(ctx, c, api.Service.Log, api.LogRequest{Package: p, Phase: phase})
 	if err != nil {
 		return err
 	}
@@ -464,12 +446,7 @@ func cmdGC(ctx context.Context, args []string) error {
 			return fmt.Errorf("--older-than: %w", err)
 		}
 	}
-	svc, err := c.service(ctx)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	res, err := svc.GC(ctx, o, api.Output{Log: os.Stderr})
+	res, err := request(ctx, c, api.Service.GC, o, api.Output{Log: os.Stderr})
 	if res != nil && c.json {
 		if jerr := printJSON(res); jerr != nil {
 			return jerr
@@ -503,16 +480,23 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// nixlayer export PKG DIR [--at PHASE] [--tag REF] [--sign-key FILE]
-func cmdExport(ctx context.Context, args []string) error {
-	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--tag", "--sign-key"})
+// dirCommandArgs reads the command line of export and import, which name
+// one directory (made absolute) besides the package and their flags.
+func dirCommandArgs(args, valueFlags []string, usage string) (*common, string, error) {
+	c, pos, _, err := inspectArgs(args, nil, valueFlags)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("usage: nixlayer export PACKAGE DIR [--at PHASE] [--tag REF] [--sign-key FILE]")
+		return nil, "", fmt.Errorf("usage: %s", usage)
 	}
 	dir, err := filepath.Abs(pos[0])
+	return c, dir, err
+}
+
+// nixlayer export PKG DIR [--at PHASE] [--tag REF] [--sign-key FILE]
+func cmdExport(ctx context.Context, args []string) error {
+	c, dir, err := dirCommandArgs(args, []string{"--at", "--tag", "--sign-key"}, "nixlayer export PACKAGE DIR [--at PHASE] [--tag REF] [--sign-key FILE]")
 	if err != nil {
 		return err
 	}
@@ -535,23 +519,11 @@ func cmdExport(ctx context.Context, args []string) error {
 
 // nixlayer import DIR [--tag REF]
 func cmdImport(ctx context.Context, args []string) error {
-	c, pos, _, err := inspectArgs(args, nil, []string{"--tag"})
+	c, dir, err := dirCommandArgs(args, []string{"--tag"}, "nixlayer import DIR [--tag REF]")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("usage: nixlayer import DIR [--tag REF]")
-	}
-	dir, err := filepath.Abs(pos[0])
-	if err != nil {
-		return err
-	}
-	svc, err := c.service(ctx)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	res, err := svc.Import(ctx, api.ImportRequest{Dir: dir, Ref: c.value("--tag")}, api.Output{Log: os.Stderr})
+	res, err := request(ctx, c, api.Service.Import, api.ImportRequest{Dir: dir, Ref: c.value("--tag")}, api.Output{Log: os.Stderr})
 	if err != nil {
 		return err
 	}

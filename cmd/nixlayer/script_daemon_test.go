@@ -17,15 +17,8 @@ import (
 
 // The scripts' commands for `nixlayer daemon` and its unprivileged users
 // (scripts/install-deps.sh creates them: nixlayer-test and nixlayer-test2,
-// which Nix's allowed-users lets in, and nixlayer-denied).
-
-func init() {
-	scriptCmds["daemon"] = cmdStartDaemon
-	scriptCmds["as"] = cmdAs
-	scriptCmds["tmux-wait"] = cmdTmuxWait
-	scriptCmds["owned-by"] = cmdOwnedBy
-	scriptCmds["has-prefix"] = cmdHasPrefix
-}
+// which Nix's allowed-users lets in, and nixlayer-denied); scriptCmds
+// names them.
 
 type scriptDaemon struct{ d *e2etest.Daemon }
 

@@ -19,14 +19,8 @@ import (
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 )
 
-// The scripts' commands for layer caches through a real registry.
-
-func init() {
-	scriptCmds["registry"] = cmdRegistry
-	scriptCmds["key"] = cmdKey
-	scriptCmds["hang-server"] = cmdHangServer
-	scriptCmds["free-addr"] = cmdFreeAddr
-}
+// The scripts' commands for layer caches through a real registry;
+// scriptCmds names them.
 
 // scriptRegistry is the registry a script started, and its cutting proxy.
 type scriptRegistry struct {

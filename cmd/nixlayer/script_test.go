@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/nixlayer/nixlayer/hook"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
@@ -29,12 +28,7 @@ import (
 
 var nixlayerBin string
 
-func TestMain(m *testing.M) {
-	if reexec.Init() {
-		return
-	}
-	os.Exit(e2etest.Main(m, &nixlayerBin))
-}
+func TestMain(m *testing.M) { e2etest.Main(m, &nixlayerBin) }
 
 // TestScripts runs the CLI's end-to-end scenarios, testdata/script/*.txtar:
 // the real nixlayer binary (on PATH) against real Nix, each script in its
@@ -84,6 +78,7 @@ func setupScript(env *testscript.Env) error {
 }
 
 var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	// Builds, their results and the cache (this file).
 	"nix-check":      cmdNixCheck,
 	"forget":         cmdForget,
 	"same-as-nix":    cmdSameAsNix,
@@ -109,6 +104,17 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"nixlayer-with":  cmdNixlayerWith,
 	"wait-gone":      cmdWaitGone,
 	"mount-tmpfs":    cmdMountTmpfs,
+	// A real registry (script_registry_test.go).
+	"registry":    cmdRegistry,
+	"key":         cmdKey,
+	"hang-server": cmdHangServer,
+	"free-addr":   cmdFreeAddr,
+	// The daemon and its users (script_daemon_test.go).
+	"daemon":     cmdStartDaemon,
+	"as":         cmdAs,
+	"tmux-wait":  cmdTmuxWait,
+	"owned-by":   cmdOwnedBy,
+	"has-prefix": cmdHasPrefix,
 }
 
 // nixArgs turns nixlayer's package arguments (-f FILE, -A, --arg…) into

@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"go.podman.io/storage/pkg/reexec"
 )
 
 func init() {
@@ -113,10 +115,18 @@ func Lines(s string) []string {
 	return out
 }
 
-// Main runs a package's tests; with end-to-end tests enabled it first
-// builds the nixlayer binary into *bin (removed afterwards). Call it from
-// TestMain after reexec.Init.
-func Main(m *testing.M, bin *string) int {
+// Main is TestMain for a package whose end-to-end tests run the nixlayer
+// binary: in a child containers-storage re-executes it runs that child's
+// work; otherwise it runs the tests, with end-to-end tests enabled after
+// building the binary into *bin (removed afterwards), and exits.
+func Main(m *testing.M, bin *string) {
+	if reexec.Init() {
+		return
+	}
+	os.Exit(runWithBinary(m, bin))
+}
+
+func runWithBinary(m *testing.M, bin *string) int {
 	if !Enabled() {
 		return m.Run()
 	}
