@@ -172,6 +172,9 @@ func invalidPaths(ctx context.Context, paths []string) ([]string, error) {
 			return nil, fmt.Errorf("%s is not a store path (expected %s/<hash>-<name>)", p, StoreDir())
 		}
 	}
+	if invalid, ok := invalidInDB(ctx, paths); ok {
+		return invalid, nil
+	}
 	out, err := run(ctx, nil, "nix-store", append([]string{"--check-validity", "--print-invalid"}, paths...)...)
 	if err != nil {
 		return nil, fmt.Errorf("checking validity of %s: %w", strings.Join(paths, " "), err)
@@ -208,6 +211,9 @@ func AddValidGCRoot(ctx context.Context, storePath, link string) error {
 	}
 	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&os.ModeSymlink == 0 {
 		return fmt.Errorf("%s exists and is not a symlink", abs)
+	}
+	if done, err := addValidRootLocally(ctx, storePath, abs); done {
+		return err
 	}
 	os.Remove(abs)
 	if _, err := run(ctx, nil, "nix-store", "--option", "substitute", "false", "--add-root", abs, "--indirect", "--realise", storePath); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -349,21 +350,18 @@ func (e *Engine) layerEntries(id string) (map[string]string, error) {
 	}
 	defer rc.Close()
 	entries := map[string]string{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return entries, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading the diff of layer %s: %w", id, err)
-		}
+	err = layers.EachTarEntry(rc, func(h *tar.Header, content io.Reader) error {
 		sum := sha256.New()
-		if _, err := io.Copy(sum, tr); err != nil {
-			return nil, fmt.Errorf("reading the diff of layer %s: %w", id, err)
+		if _, err := io.Copy(sum, content); err != nil {
+			return err
 		}
 		entries[h.Name] = fmt.Sprintf("%c %o %s %x", h.Typeflag, h.Mode, h.Linkname, sum.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the diff of layer %s: %w", id, err)
 	}
+	return entries, nil
 }
 
 func firstLine(s string) string {

@@ -83,8 +83,9 @@ fi'
 echo "test-newer-nix: building nixlayer and the hook tests on the host"
 work=$root/opt/nixlayer
 rm -rf "$work"
-mkdir -p "$work/bin" "$work/hook"
-(cd "$repo" && go build -o "$work/bin/nixlayer" ./cmd/nixlayer && go test -c -o "$work/hook/hook.test" ./hook)
+mkdir -p "$work/bin" "$work/hook" "$work/nixstore"
+(cd "$repo" && go build -o "$work/bin/nixlayer" ./cmd/nixlayer && go test -c -o "$work/hook/hook.test" ./hook &&
+    go test -c -o "$work/nixstore/nixstore.test" ./nixstore)
 cp -r "$repo/testdata" "$work/testdata"
 
 # Inside the chroot: build users and nix.conf as scripts/install-deps.sh
@@ -127,6 +128,9 @@ build-users-group = nixbld
 substituters =
 CONF
 nix --version
+# Validity read from this Nix's own database, and result links made in-process,
+# must be what its nix-store gives.
+(cd /opt/nixlayer/nixstore && ./nixstore.test -test.v -test.count=1 -test.run 'TestValidity|TestRootMade')
 cd /opt/nixlayer/hook
 NIXLAYER_E2E=1 NIXLAYER_HOOK_BIN=/opt/nixlayer/bin/nixlayer \
     ./hook.test -test.v -test.count=1 -test.timeout=20m -test.run "$2"
