@@ -18,11 +18,7 @@ import (
 // valid, never registered, present on disk but not registered (a build
 // that died, a path being collected), and deleted.
 func TestValidityFromTheIndexIsNixStores(t *testing.T) {
-	if _, err := exec.LookPath("nix-store"); err != nil {
-		t.Skip("nix-store not installed (apt-get install nix-bin)")
-	}
-	needRoot(t)
-	offline(t)
+	needLocalStore(t)
 	ctx := context.Background()
 	file := filepath.Join(t.TempDir(), "v-"+salt())
 	write(t, file, "valid\n", 0o644)
@@ -49,6 +45,17 @@ func TestValidityFromTheIndexIsNixStores(t *testing.T) {
 	if ok, err := AllValid(ctx, []string{valid}); err != nil || !ok {
 		t.Fatalf("AllValid(%s) = %v, %v", valid, ok, err)
 	}
+}
+
+// needLocalStore skips unless nix-store runs here and this process may use
+// the local store directly (root); it keeps Nix off binary caches.
+func needLocalStore(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("nix-store"); err != nil {
+		t.Skip("nix-store not installed (apt-get install nix-bin)")
+	}
+	needRoot(t)
+	offline(t)
 }
 
 // A store other than the default local one has another index: validity
@@ -82,11 +89,7 @@ func TestValidityOfAnotherStoreAsksNixStore(t *testing.T) {
 // A result link made in-process is a root Nix's collector sees, named as
 // nix-store names it, and is refused for a path that is not valid.
 func TestRootMadeLocallyIsNixs(t *testing.T) {
-	if _, err := exec.LookPath("nix-store"); err != nil {
-		t.Skip("nix-store not installed (apt-get install nix-bin)")
-	}
-	needRoot(t)
-	offline(t)
+	needLocalStore(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "f"), "rooted "+salt()+"\n", 0o644)
