@@ -172,8 +172,10 @@ func invalidPaths(ctx context.Context, paths []string) ([]string, error) {
 			return nil, fmt.Errorf("%s is not a store path (expected %s/<hash>-<name>)", p, StoreDir())
 		}
 	}
-	if invalid, ok := invalidInDB(ctx, paths); ok {
-		return invalid, nil
+	if db := storeDBPath(); db != "" {
+		if invalid, ok := invalidInDB(ctx, db, paths); ok {
+			return invalid, nil
+		}
 	}
 	out, err := run(ctx, nil, "nix-store", append([]string{"--check-validity", "--print-invalid"}, paths...)...)
 	if err != nil {

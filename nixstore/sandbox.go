@@ -188,32 +188,52 @@ func storePathOf(p string) string {
 // sandboxPathsFromConfig reads the sandbox paths from the system
 // nix.conf (following includes) and then $NIX_CONFIG.
 func sandboxPathsFromConfig() ([]string, error) {
+	var paths []string
+	err := eachNixConfSetting([]string{systemNixConf()}, func(name string, values []string) {
+		switch name {
+		case "sandbox-paths", "build-sandbox-paths", "build-chroot-dirs":
+			paths = append([]string(nil), values...)
+		case "extra-sandbox-paths", "extra-build-sandbox-paths", "extra-build-chroot-dirs":
+			paths = append(paths, values...)
+		}
+	})
+	return paths, err
+}
+
+// systemNixConf is the system nix.conf ($NIX_CONF_DIR or /etc/nix).
+func systemNixConf() string {
 	dir := os.Getenv("NIX_CONF_DIR")
 	if dir == "" {
 		dir = "/etc/nix"
 	}
-	var paths []string
-	var set bool
-	if err := applyConfigFile(filepath.Join(dir, "nix.conf"), &paths, &set, 0); err != nil && !os.IsNotExist(err) {
-		return nil, err
-	}
-	if c := os.Getenv("NIX_CONFIG"); c != "" {
-		if err := applyConfig(c, "$NIX_CONFIG", &paths, &set, 0); err != nil {
-			return nil, err
-		}
-	}
-	return paths, nil
+	return filepath.Join(dir, "nix.conf")
 }
 
-func applyConfigFile(path string, paths *[]string, set *bool, depth int) error {
+// eachNixConfSetting calls fn with every `name = values…` line of files
+// (following includes; a file that does not exist is skipped) and then of
+// $NIX_CONFIG, in the order Nix applies them, so a later call overrides an
+// earlier one as Nix's does.
+func eachNixConfSetting(files []string, fn func(name string, values []string)) error {
+	for _, f := range files {
+		if err := applyConfigFile(f, fn, 0); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	if c := os.Getenv("NIX_CONFIG"); c != "" {
+		return applyConfig(c, "$NIX_CONFIG", fn, 0)
+	}
+	return nil
+}
+
+func applyConfigFile(path string, fn func(name string, values []string), depth int) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	return applyConfig(string(data), path, paths, set, depth)
+	return applyConfig(string(data), path, fn, depth)
 }
 
-func applyConfig(text, origin string, paths *[]string, set *bool, depth int) error {
+func applyConfig(text, origin string, fn func(name string, values []string), depth int) error {
 	if depth > 10 {
 		return fmt.Errorf("%s: includes nested too deeply; check for an include loop", origin)
 	}
@@ -235,7 +255,7 @@ func applyConfig(text, origin string, paths *[]string, set *bool, depth int) err
 			if !filepath.IsAbs(inc) {
 				inc = filepath.Join(filepath.Dir(origin), inc)
 			}
-			err := applyConfigFile(inc, paths, set, depth+1)
+			err := applyConfigFile(inc, fn, depth+1)
 			if err != nil && !(f[0] == "!include" && os.IsNotExist(err)) {
 				return fmt.Errorf("%s: include %s: %w", origin, inc, err)
 			}
@@ -244,13 +264,7 @@ func applyConfig(text, origin string, paths *[]string, set *bool, depth int) err
 		if len(f) < 2 || f[1] != "=" {
 			continue // not a setting we understand; Nix would complain
 		}
-		switch f[0] {
-		case "sandbox-paths", "build-sandbox-paths", "build-chroot-dirs":
-			*paths = append([]string(nil), f[2:]...)
-			*set = true
-		case "extra-sandbox-paths", "extra-build-sandbox-paths", "extra-build-chroot-dirs":
-			*paths = append(*paths, f[2:]...)
-		}
+		fn(f[0], f[2:])
 	}
 	return sc.Err()
 }

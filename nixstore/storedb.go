@@ -1,16 +1,14 @@
 package nixstore
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha1"
 	"database/sql"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"github.com/nix-community/go-nix/pkg/sqlite/nix_v10"
@@ -47,61 +45,29 @@ func storeDBPath() string {
 	return db
 }
 
-// storeIsConfigured reports whether a Nix configuration this process
-// reads names a store (a chroot store has another database).
+// storeIsConfigured reports whether the Nix configuration this process
+// reads (system and user nix.conf with their includes, $NIX_CONFIG) names
+// a store other than the default local one (a chroot store has another
+// database). A configuration that cannot be read counts as naming one.
 func storeIsConfigured() bool {
-	if setsStore(strings.NewReader(os.Getenv("NIX_CONFIG"))) {
-		return true
-	}
-	confDir := os.Getenv("NIX_CONF_DIR")
-	if confDir == "" {
-		confDir = "/etc/nix"
-	}
-	files := []string{filepath.Join(confDir, "nix.conf")}
+	files := []string{systemNixConf()}
 	if user := os.Getenv("NIX_USER_CONF_FILES"); user != "" {
 		files = append(files, filepath.SplitList(user)...)
 	} else if cfg, err := os.UserConfigDir(); err == nil {
 		files = append(files, filepath.Join(cfg, "nix", "nix.conf"))
 	}
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			continue
+	other := false
+	err := eachNixConfSetting(files, func(name string, values []string) {
+		if name == "store" {
+			other = len(values) != 1 || !slices.Contains([]string{"auto", "local", "daemon"}, values[0])
 		}
-		set := setsStore(f)
-		f.Close()
-		if set {
-			return true
-		}
-	}
-	return false
-}
-
-// setsStore reports whether a nix.conf text sets `store` to anything but
-// the default local store.
-func setsStore(r io.Reader) bool {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), "=")
-		if !ok || strings.TrimSpace(key) != "store" {
-			continue
-		}
-		switch strings.TrimSpace(value) {
-		case "auto", "local", "daemon":
-		default:
-			return true
-		}
-	}
-	return false
+	})
+	return other || err != nil
 }
 
 // invalidInDB returns those of paths the store's index does not hold;
 // ok is false when the index cannot be read (ask nix-store then).
-func invalidInDB(ctx context.Context, paths []string) (invalid []string, ok bool) {
-	dbPath := storeDBPath()
-	if dbPath == "" {
-		return nil, false
-	}
+func invalidInDB(ctx context.Context, dbPath string, paths []string) (invalid []string, ok bool) {
 	// Read-only: nixlayer never writes Nix's database. The busy timeout
 	// rides out a checkpoint of a Nix process writing at the same time.
 	dsn := (&url.URL{Scheme: "file", Path: dbPath, RawQuery: "mode=ro&_pragma=busy_timeout(3000)"}).String()
@@ -143,7 +109,7 @@ func addValidRootLocally(ctx context.Context, path, link string) (done bool, err
 	if unix.Flock(int(lock.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil {
 		return false, nil // a collection runs: nix-store hands the root to it
 	}
-	invalid, ok := invalidInDB(ctx, []string{path})
+	invalid, ok := invalidInDB(ctx, dbPath, []string{path})
 	if !ok {
 		return false, nil
 	}

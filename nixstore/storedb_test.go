@@ -34,7 +34,11 @@ func TestValidityFromTheIndexIsNixStores(t *testing.T) {
 	never := filepath.Join(StoreDir(), strings.Repeat("0", 32)+"-never")
 	paths := []string{valid, deleted, unregistered, never}
 
-	fromIndex, ok := invalidInDB(ctx, paths)
+	db := storeDBPath()
+	if db == "" {
+		t.Fatal("root may not use the local store's index")
+	}
+	fromIndex, ok := invalidInDB(ctx, db, paths)
 	if !ok {
 		t.Fatal("root could not read the local store's index")
 	}
@@ -80,9 +84,25 @@ func TestValidityOfAnotherStoreAsksNixStore(t *testing.T) {
 		"sandbox = true\nstore = local?root=/x": true,
 		"store = /tmp/chroot":                   true,
 	} {
-		if got := setsStore(strings.NewReader(text)); got != want {
-			t.Errorf("setsStore(%q) = %v, want %v", text, got, want)
+		t.Setenv("NIX_CONF_DIR", t.TempDir())
+		t.Setenv("NIX_USER_CONF_FILES", filepath.Join(t.TempDir(), "none.conf"))
+		t.Setenv("NIX_CONFIG", text)
+		if got := storeIsConfigured(); got != want {
+			t.Errorf("storeIsConfigured with NIX_CONFIG %q = %v, want %v", text, got, want)
 		}
+	}
+}
+
+// A store set in a file nix.conf includes is found as Nix finds it.
+func TestStoreSetThroughAnInclude(t *testing.T) {
+	conf := t.TempDir()
+	write(t, filepath.Join(conf, "nix.conf"), "sandbox = true\ninclude extra.conf\n", 0o644)
+	write(t, filepath.Join(conf, "extra.conf"), "store = /tmp/chroot-store\n", 0o644)
+	t.Setenv("NIX_CONF_DIR", conf)
+	t.Setenv("NIX_USER_CONF_FILES", filepath.Join(t.TempDir(), "none.conf"))
+	t.Setenv("NIX_CONFIG", "")
+	if db := storeDBPath(); db != "" {
+		t.Fatalf("storeDBPath = %q with a store set through an include, want none", db)
 	}
 }
 
