@@ -1,14 +1,11 @@
 package hook
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
@@ -19,20 +16,9 @@ import (
 // ./result is made as nix build makes it.
 func nixFlakeBuild(t *testing.T, cache, dir string, args ...string) nixRun {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	full := append([]string{"build", "--extra-experimental-features", "nix-command flakes", "--option", "build-hook", hookBin}, args...)
-	cmd := exec.CommandContext(ctx, "nix", full...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NIXLAYER_CACHE="+cache)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	t0 := time.Now()
-	err := cmd.Run()
-	r := nixRun{stdout: strings.TrimSpace(out.String()), stderr: errb.String(), err: err, took: time.Since(t0)}
-	t.Logf("nix build %s: %v in %s", strings.Join(args, " "), err, r.took.Round(time.Millisecond))
-	if err != nil {
-		t.Fatalf("nix build %s: %v\n%s", strings.Join(args, " "), err, logtail.Lines(r.stderr, 40))
+	r := runNix(t, cache, dir, "nix", append([]string{"build", "--extra-experimental-features", "nix-command flakes", "--option", "build-hook", hookBin}, args...)...)
+	if r.err != nil {
+		t.Fatalf("nix build %s: %v\n%s", strings.Join(args, " "), r.err, logtail.Lines(r.stderr, 40))
 	}
 	return r
 }

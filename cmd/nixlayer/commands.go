@@ -56,6 +56,8 @@ var (
 	atFlag      = flagSpec{names: []string{"--at"}, arg: "PHASE", help: "the phase whose layer to use (a phase name, its short name, failed, or a layer id)", complete: completePhase}
 	signKeyFlag = flagSpec{names: []string{"--sign-key"}, arg: "FILE", help: "sign with this secret key (default: secretKeyFile in the cache's config.json)", complete: completeFile}
 	tagFlag     = flagSpec{names: []string{"--tag"}, arg: "REF", help: "the image's tag in the layout"}
+	cacheFlag   = flagSpec{names: []string{"--cache"}, arg: "DIR", help: "the layer cache (root only)", complete: completeDir}
+	jsonFlag    = flagSpec{names: []string{"--json"}, help: "print the result as JSON"}
 	progressArg = flagSpec{names: []string{"--progress"}, arg: "FORMAT", help: "progress as text (default) or json (one event per line, for programs)", choices: []string{"text", "json"}}
 )
 
@@ -135,8 +137,7 @@ func init() {
 				{names: []string{"--max-size"}, arg: "SIZE", help: "remove the oldest layers until the cache is under SIZE (10G, 500M)"},
 				{names: []string{"--older-than"}, arg: "AGE", help: "remove layers unused for AGE (30d, 12h)"},
 				{names: []string{"--dry-run"}, help: "only say what would be removed"},
-				{names: []string{"--cache"}, arg: "DIR", help: "the layer cache (root only)", complete: completeDir},
-				{names: []string{"--json"}, help: "print the result as JSON"},
+				cacheFlag, jsonFlag,
 			},
 			examples: []string{"nixlayer gc --keep-last 2 --dry-run"}},
 		{name: "export", args: "PACKAGE DIR [FLAGS]", pkg: true, run: cmdExport,
@@ -145,10 +146,8 @@ func init() {
 			examples: []string{"nixlayer export .#hello ./oci --at buildPhase"}},
 		{name: "import", args: "DIR [FLAGS]", run: cmdImport,
 			summary: "import a layer chain from an OCI layout",
-			flags: []flagSpec{tagFlag,
-				{names: []string{"--cache"}, arg: "DIR", help: "the layer cache (root only)", complete: completeDir},
+			flags: []flagSpec{tagFlag, cacheFlag, jsonFlag,
 				{names: []string{"--no-check-sigs"}, help: "accept chains no trusted key signed (marked not verified)"},
-				{names: []string{"--json"}, help: "print the result as JSON"},
 			},
 			examples: []string{"nixlayer import ./oci --tag hello"}},
 		{name: "push", args: "REGISTRY/REPO[:TAG] [PACKAGE] [FLAGS]", pkg: true, run: cmdPush,
@@ -180,7 +179,7 @@ func init() {
 			about:   lspAbout,
 			flags: []flagSpec{
 				{names: []string{"--stdio"}, help: "talk on stdin/stdout (the only transport; accepted for editors that pass it)"},
-				{names: []string{"--cache"}, arg: "DIR", help: "the layer cache (root only)", complete: completeDir},
+				cacheFlag,
 				{names: []string{"--debounce"}, arg: "DURATION", help: "wait this long after an edit before evaluating"},
 				{names: []string{"--lens-refresh"}, arg: "DURATION", help: "how often lenses are refreshed while a build runs (default 1s; 0 or less: only as phases end)"},
 				{names: []string{"-v", "--verbose"}, help: "debug log on stderr"},
