@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -450,4 +451,50 @@ func parseCommand(name string, args []string) (*common, error) {
 func inspectCommand(name string, args []string) (*common, []string, bool, error) {
 	switches, valued := ownFlags(name)
 	return inspectArgs(args, switches, valued)
+}
+
+// parseFlags reads the command line of a command whose flags are all its
+// own (daemon, setup-nix) with Go's flag rules (-x, --x, --x=V), from the
+// table: the values by flag name ("true" for a switch given), defaults
+// for those not given.
+func parseFlags(name string, args []string, defaults map[string]string) (map[string]string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	values := map[string]*string{}
+	switches := map[string]*bool{}
+	for _, f := range findCommand(name).flags {
+		key := f.names[0]
+		for _, n := range f.names {
+			n = strings.TrimLeft(n, "-")
+			if f.values() == 0 {
+				if switches[key] == nil {
+					switches[key] = fs.Bool(n, false, f.help)
+				} else {
+					fs.BoolVar(switches[key], n, false, f.help)
+				}
+				continue
+			}
+			if values[key] == nil {
+				values[key] = fs.String(n, defaults[key], f.help)
+			} else {
+				fs.StringVar(values[key], n, defaults[key], f.help)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, usageError{fmt.Sprintf("%v (nixlayer %s --help lists the flags)", err, name)}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Sprintf("unexpected argument %q (nixlayer %s --help)", fs.Arg(0), name)}
+	}
+	got := map[string]string{}
+	for k, v := range values {
+		got[k] = *v
+	}
+	for k, v := range switches {
+		if *v {
+			got[k] = "true"
+		}
+	}
+	return got, nil
 }
