@@ -13,10 +13,11 @@ import (
 
 // nixFlakeBuild runs `nix build` (flakes on for the call, as a user's
 // nix.conf would have them) in dir with the hook and the given cache;
-// ./result is made as nix build makes it.
+// ./result is made as nix build makes it; the build log is printed
+// (--print-build-logs) for the hook's messages.
 func nixFlakeBuild(t *testing.T, cache, dir string, args ...string) nixRun {
 	t.Helper()
-	r := runNix(t, cache, dir, "nix", append([]string{"build", "--extra-experimental-features", "nix-command flakes", "--option", "build-hook", hookBin}, args...)...)
+	r := runNix(t, cache, dir, "nix", append([]string{"build", "--print-build-logs", "--extra-experimental-features", "nix-command flakes", "--option", "build-hook", hookBin}, args...)...)
 	if r.err != nil {
 		t.Fatalf("nix build %s: %v\n%s", strings.Join(args, " "), r.err, logtail.Lines(r.stderr, 40))
 	}
