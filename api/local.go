@@ -102,7 +102,7 @@ func (l *Local) Results(ctx context.Context, req ResultsRequest) (*ResultsResult
 	seen := map[string]bool{}
 	v := l.viewer()
 	for _, r := range all {
-		if !v.SeesResult(r) {
+		if r = v.ResultFor(r); r == nil {
 			continue
 		}
 		seen[r.Drv] = true
@@ -128,9 +128,7 @@ func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanRes
 	b, _ := buildindex.LastNixBuild(l.e.CacheDir(), p.Drv)
 	h, _ := buildindex.HistoryOf(l.e.CacheDir(), p.Drv, p.Package, HistoryBuilds)
 	r, _ := l.e.Record(p.Drv)
-	if r != nil && !l.viewer().SeesResult(r) {
-		r = nil // another user's result outside the store
-	}
+	r = l.viewer().ResultFor(r)
 	return &PlanResult{Plan: p, BuiltByNix: b, Result: r, History: h}, nil
 }
 

@@ -179,8 +179,17 @@ func (r *ResultRecord) InStore() bool {
 	return len(r.Outputs) > 0
 }
 
-// SeesResult reports whether v may see a result: its own, or one in the
-// Nix store.
-func (v *Viewer) SeesResult(r *ResultRecord) bool {
-	return v == nil || r.InStore() || (r.Owner != nil && r.Owner.UID == v.UID)
+// ResultFor is r as v may see it: its own in full; another user's when in
+// the Nix store, without whose it is (owner, result links, results
+// directory); nil for another user's result outside the store.
+func (v *Viewer) ResultFor(r *ResultRecord) *ResultRecord {
+	switch {
+	case v == nil || r == nil || (r.Owner != nil && r.Owner.UID == v.UID):
+		return r
+	case !r.InStore():
+		return nil
+	}
+	c := *r
+	c.Owner, c.Links, c.ResultsDir = nil, nil, ""
+	return &c
 }
