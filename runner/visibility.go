@@ -113,14 +113,18 @@ func (e *PrivateLayerError) Error() string {
 }
 
 // CheckVisible refuses a layer id (or a name or prefix the layer store
-// resolves) that names a layer v may not see. An id naming nothing passes:
-// reading it then says the layer is gone.
+// resolves) that names a layer v may not see, or one whose metadata cannot
+// be read (a layer being created). An id naming nothing passes: reading it
+// then says the layer is gone.
 func (e *Engine) CheckVisible(id string, v *Viewer) error {
 	if v == nil {
 		return nil
 	}
 	l, err := e.layers.Get(id)
 	if err != nil {
+		if e.layers.Exists(id) {
+			return &PrivateLayerError{Layer: id}
+		}
 		return nil
 	}
 	all, err := e.layers.List()
