@@ -79,3 +79,33 @@ func TestFromSkipsOthersPrivateChain(t *testing.T) {
 		t.Errorf("alice's --from reuses layer %s, want her own %s", got, c.all[8].ID)
 	}
 }
+
+// A kept shell layer is never reused: not by a key (even one its metadata
+// claimed), not by --from, not even by the user who kept it.
+func TestKeptShellNeverReused(t *testing.T) {
+	alice := 1001
+	c := &layerTable{}
+	c.build(helloInputs(nil), 6, false)
+	p, _, err := planPhases(helloInputs(nil), c, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A shell kept over configurePhase, newer than the chain, claiming
+	// buildPhase's key.
+	shell := &layers.Layer{ID: "kept", Parent: c.all[2].ID, Created: time.Unix(100, 0), Meta: layers.Meta{
+		Kind: layers.KindShell, Status: layers.StatusDerived, Key: p.Phases[3].Key, Phase: "buildPhase", Package: "hello", PrivateTo: &alice,
+	}}
+	c.all = append(c.all, shell)
+	v := &Viewer{UID: alice}
+	for _, po := range []PlanOptions{{Viewer: v}, {From: "install", Viewer: v}} {
+		p, _, err := planPhases(helloInputs(nil), visibleLookup{layerLookup: c, vis: newVisibility(v, c.all)}, po)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ph := range p.Phases {
+			if ph.Layer != nil && ph.Layer.ID == "kept" {
+				t.Errorf("%+v: %s reuses the kept shell", po, ph.Name)
+			}
+		}
+	}
+}
