@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"go.uber.org/zap"
 )
 
 // A message over the limit is refused from its header, before anything
@@ -130,4 +133,31 @@ func FuzzReadRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// failingListener fails Accept with EMFILE a few times, then is closed.
+type failingListener struct {
+	net.Listener
+	fails, calls int
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.calls++
+	if l.calls <= l.fails {
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return nil, net.ErrClosed
+}
+
+func (l *failingListener) Close() error   { return nil }
+func (l *failingListener) Addr() net.Addr { return &net.UnixAddr{Name: "test", Net: "unix"} }
+
+// Running out of descriptors does not stop the daemon: Accept is retried.
+func TestAcceptErrorsRetried(t *testing.T) {
+	s := &Server{log: zap.NewNop(), conns: map[int]int{}}
+	ln := &failingListener{fails: 3}
+	err := s.Serve(context.Background(), ln)
+	if ln.calls != 4 || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Serve returned %v after %d calls to Accept, want the closed listener's error after 4", err, ln.calls)
+	}
 }

@@ -50,9 +50,12 @@ func daemonOf(ts *testscript.TestScript) *e2etest.Daemon {
 // (a descriptor flood then reaches it unless descriptors are refused).
 //
 // daemon fds-below N: the daemon holds fewer than N descriptors open.
+//
+// daemon hup: sends the daemon SIGHUP and waits (60 s) until its log shows
+// that it read Nix's users again.
 func cmdStartDaemon(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 1 {
-		ts.Fatalf("usage: daemon start|log|raw-client|nofile N|fds-below N")
+		ts.Fatalf("usage: daemon start|log|raw-client|nofile N|fds-below N|hup")
 	}
 	switch args[0] {
 	case "log":
@@ -80,9 +83,20 @@ func cmdStartDaemon(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("the daemon holds %d descriptors open, want fewer than %d", len(fds), n)
 		}
 		return
+	case "hup":
+		d := daemonOf(ts)
+		reads := func() int { return strings.Count(d.Log(), `"msg":"users"`) }
+		before := reads()
+		ts.Check(syscall.Kill(d.PID(), syscall.SIGHUP))
+		for deadline := time.Now().Add(time.Minute); reads() == before; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				ts.Fatalf("the daemon did not read Nix's users again after SIGHUP:\n%s", d.LogTail())
+			}
+		}
+		return
 	case "start":
 	default:
-		ts.Fatalf("usage: daemon start|log|raw-client|nofile N|fds-below N")
+		ts.Fatalf("usage: daemon start|log|raw-client|nofile N|fds-below N|hup")
 	}
 	d, err := e2etest.LaunchDaemon(nixlayerBin)
 	ts.Check(err)
