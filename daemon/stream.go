@@ -7,17 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"sync"
 
 	"go.lsp.dev/jsonrpc2"
+
+	"github.com/nixlayer/nixlayer/internal/rpcframe"
 )
 
-// The daemon's own framing (Content-Length headers, as jsonrpc2's
-// NewStream) with the bounds a root service needs against any local user:
-// a request is at most maxRequest bytes (the library would allocate what
-// the header says, up to 2 GiB) and its header lines are short.
+// The daemon's messages are framed as jsonrpc2's NewStream frames them,
+// read with the bounds a root service needs against any local user
+// (rpcframe): a request is at most maxRequest bytes, its header lines are
+// short.
 const (
 	// maxRequest bounds one message to the daemon: requests name .drv
 	// paths and layer ids, far below it.
@@ -25,16 +25,7 @@ const (
 	// maxAnswer bounds one message from the daemon (a chunk of a layer's
 	// file, base64, or a package's logs).
 	maxAnswer = 256 << 20
-	// maxHeaderLine bounds a header line.
-	maxHeaderLine = 1024
 )
-
-// errTooLarge: a message's Content-Length is over the limit.
-type errTooLarge struct{ size, limit int64 }
-
-func (e *errTooLarge) Error() string {
-	return fmt.Sprintf("a message of %d bytes is over the nixlayer daemon's limit of %d bytes (1 MiB): requests name .drv paths and layer ids", e.size, e.limit)
-}
 
 // boundedStream is a jsonrpc2.Stream reading messages of at most limit
 // bytes. A message over it is answered (when refuse is set: the daemon's
@@ -57,10 +48,11 @@ func (s *boundedStream) Read(ctx context.Context) (jsonrpc2.Message, int64, erro
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	data, err := readFrame(s.in, s.limit)
+	data, err := rpcframe.Read(s.in, s.limit)
 	if err != nil {
-		var big *errTooLarge
+		var big *rpcframe.TooLargeError
 		if errors.As(err, &big) && s.refuse {
+			err = fmt.Errorf("%w (1 MiB) for the nixlayer daemon: requests name .drv paths and layer ids", err)
 			s.writeRaw(refusalFrame(err))
 		}
 		return nil, 0, err
@@ -75,64 +67,6 @@ func (s *boundedStream) Read(ctx context.Context) (jsonrpc2.Message, int64, erro
 	return msg, int64(len(data)), nil
 }
 
-// readFrame reads one Content-Length framed message of at most limit bytes.
-func readFrame(in *bufio.Reader, limit int64) ([]byte, error) {
-	length := int64(-1)
-	for lines := 0; ; lines++ {
-		if lines > 16 {
-			return nil, errors.New("too many header lines")
-		}
-		line, err := readLine(in)
-		if err != nil {
-			return nil, err
-		}
-		if line == "" {
-			break
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok {
-			return nil, fmt.Errorf("invalid header line %q", line)
-		}
-		if strings.TrimSpace(name) != jsonrpc2.HdrContentLength {
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("invalid %s %q", jsonrpc2.HdrContentLength, value)
-		}
-		length = n
-	}
-	if length < 0 {
-		return nil, fmt.Errorf("missing %s header", jsonrpc2.HdrContentLength)
-	}
-	if length > limit {
-		return nil, &errTooLarge{size: length, limit: limit}
-	}
-	data := make([]byte, length)
-	if _, err := io.ReadFull(in, data); err != nil {
-		return nil, fmt.Errorf("reading a message of %d bytes: %w", length, err)
-	}
-	return data, nil
-}
-
-// readLine reads a header line of at most maxHeaderLine bytes.
-func readLine(in *bufio.Reader) (string, error) {
-	var line []byte
-	for {
-		part, more, err := in.ReadLine()
-		if err != nil {
-			return "", err
-		}
-		line = append(line, part...)
-		if len(line) > maxHeaderLine {
-			return "", fmt.Errorf("a header line longer than %d bytes", maxHeaderLine)
-		}
-		if !more {
-			return strings.TrimSpace(string(line)), nil
-		}
-	}
-}
-
 // refusalFrame is a JSON-RPC error answer with a null id: the answer to a
 // message the daemon could not read.
 func refusalFrame(err error) []byte {
@@ -140,11 +74,7 @@ func refusalFrame(err error) []byte {
 		"jsonrpc": "2.0", "id": nil,
 		"error": map[string]any{"code": jsonrpc2.InvalidRequest, "message": err.Error()},
 	})
-	return frame(body)
-}
-
-func frame(body []byte) []byte {
-	return append([]byte(fmt.Sprintf("%s: %d%s", jsonrpc2.HdrContentLength, len(body), jsonrpc2.HdrContentSeparator)), body...)
+	return rpcframe.Frame(body)
 }
 
 func (s *boundedStream) writeRaw(b []byte) error {
@@ -164,7 +94,7 @@ func (s *boundedStream) Write(ctx context.Context, msg jsonrpc2.Message) (int64,
 	}
 	// One write: a descriptor passed with the message (fdConn) travels
 	// with its first byte.
-	b := frame(body)
+	b := rpcframe.Frame(body)
 	if err := s.writeRaw(b); err != nil {
 		return 0, fmt.Errorf("writing a message: %w", err)
 	}
@@ -178,7 +108,7 @@ func (s *boundedStream) Close() error { return s.conn.Close() }
 // message, for a call its params and its method's request. The fuzz target
 // drives it.
 func decodeRequest(in *bufio.Reader) (any, error) {
-	data, err := readFrame(in, maxRequest)
+	data, err := rpcframe.Read(in, maxRequest)
 	if err != nil {
 		return nil, err
 	}

@@ -5,41 +5,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 
 	"go.uber.org/zap"
-)
 
-// A message over the limit is refused from its header, before anything
-// is allocated for it; so are endless header lines.
-func TestReadFrameBounds(t *testing.T) {
-	ok := frame([]byte(`{"jsonrpc":"2.0","method":"nixlayer/cancel","params":{"token":"1"}}`))
-	if _, err := readFrame(bufio.NewReader(bytes.NewReader(ok)), maxRequest); err != nil {
-		t.Fatalf("a small message: %v", err)
-	}
-	var big *errTooLarge
-	huge := fmt.Sprintf("Content-Length: %d\r\n\r\n{", int64(2)<<30)
-	if _, err := readFrame(bufio.NewReader(strings.NewReader(huge)), maxRequest); !errors.As(err, &big) || !strings.Contains(err.Error(), "1 MiB") {
-		t.Errorf("a 2 GiB message: %v", err)
-	}
-	long := "X-Junk: " + strings.Repeat("a", 10<<20)
-	if _, err := readFrame(bufio.NewReader(strings.NewReader(long)), maxRequest); err == nil || !strings.Contains(err.Error(), "header line") {
-		t.Errorf("a 10 MiB header line: %v", err)
-	}
-	if _, err := readFrame(bufio.NewReader(strings.NewReader(strings.Repeat("A: b\r\n", 100))), maxRequest); err == nil {
-		t.Error("endless headers accepted")
-	}
-	for _, bad := range []string{"Content-Length: -5\r\n\r\n", "Content-Length: x\r\n\r\n", "\r\n"} {
-		if _, err := readFrame(bufio.NewReader(strings.NewReader(bad)), maxRequest); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
+	"github.com/nixlayer/nixlayer/internal/rpcframe"
+)
 
 // sendFDs writes one byte with n descriptors (of /dev/null) on c.
 func sendFDs(t *testing.T, c *net.UnixConn, n int) {
@@ -115,14 +89,14 @@ func TestDescriptorsNotHeld(t *testing.T) {
 // answer or an error, within its bounds.
 func FuzzReadRequest(f *testing.F) {
 	call := func(method, request string) []byte {
-		return frame([]byte(`{"jsonrpc":"2.0","id":1,"method":"` + method + `","params":{"token":"1","request":` + request + `}}`))
+		return rpcframe.Frame([]byte(`{"jsonrpc":"2.0","id":1,"method":"` + method + `","params":{"token":"1","request":` + request + `}}`))
 	}
 	f.Add(call(methodBuild, `{"drvPath":"/nix/store/aaaa-x.drv","from":"build"}`))
 	f.Add(call(methodReadLayerFile, `{"layer":"0123456789ab","path":"/build/x","offset":-1,"length":99999999999}`))
 	f.Add(call(methodShell, `{"drvPath":"","at":"failed","keep":true}`))
 	f.Add(call(methodResults, `{"drvs":null}`))
 	f.Add(call(methodStatus, `null`))
-	f.Add(frame([]byte(`{"jsonrpc":"2.0","method":"nixlayer/cancel","params":{"token":"1"}}`)))
+	f.Add(rpcframe.Frame([]byte(`{"jsonrpc":"2.0","method":"nixlayer/cancel","params":{"token":"1"}}`)))
 	f.Add([]byte("Content-Length: 99999999999\r\n\r\n"))
 	f.Add([]byte("Content-Length: 5\r\nContent-Length: 2\r\n\r\n{}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
