@@ -41,6 +41,13 @@ func privateTo(m layers.Meta) (int, bool) {
 	return 0, false
 }
 
+// barredFrom reports whether a layer is private to another user than v
+// (v is not nil).
+func (v *Viewer) barredFrom(m layers.Meta) bool {
+	uid, private := privateTo(m)
+	return private && uid != v.UID
+}
+
 // visibility answers, for the layers of one listing, whether v sees each.
 type visibility struct {
 	v     *Viewer
@@ -70,7 +77,7 @@ func (vis *visibility) sees(l *layers.Layer) bool {
 			break
 		}
 		path = append(path, cur.ID)
-		if uid, private := privateTo(cur.Meta); private && uid != vis.v.UID {
+		if vis.v.barredFrom(cur.Meta) {
 			ok = false
 			break
 		}
@@ -127,12 +134,17 @@ func (e *Engine) CheckVisible(id string, v *Viewer) error {
 		}
 		return nil
 	}
-	all, err := e.layers.List()
-	if err != nil {
-		return err
-	}
-	if !newVisibility(v, all).sees(l) {
-		return &PrivateLayerError{Layer: l.ID}
+	// Down its chain only: an editor reads a layer in bursts of requests.
+	for cur := l; cur != nil; {
+		if v.barredFrom(cur.Meta) {
+			return &PrivateLayerError{Layer: l.ID}
+		}
+		if cur.Parent == "" {
+			break
+		}
+		if cur, err = e.layers.Get(cur.Parent); err != nil {
+			return &LayerGoneError{Layer: l.ID} // its chain is incomplete
+		}
 	}
 	return nil
 }
