@@ -46,13 +46,46 @@ type Server struct {
 	// daemon starts and again on SIGHUP (Reload), never per connection.
 	users atomic.Pointer[nixUsers]
 
-	connsMu sync.Mutex
-	conns   map[int]int // open connections per uid
+	conns    perUser // open connections
+	requests perUser // requests running
 }
 
-// maxConnsPerUser bounds a user's open connections (a CLI uses one per
-// command, two for a shell or an export; a language server one).
-const maxConnsPerUser = 64
+// A user's open connections (a CLI uses one per command, two for a shell
+// or an export; a language server one) and requests running at once (an
+// editor reads a layer's tree in bursts) are bounded.
+const (
+	maxConnsPerUser    = 64
+	maxRequestsPerUser = 256
+)
+
+// perUser counts what each uid holds against a limit.
+type perUser struct {
+	mu    sync.Mutex
+	held  map[int]int
+	limit int
+}
+
+// take counts one more for uid; false when uid holds its limit.
+func (p *perUser) take(uid int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = map[int]int{}
+	}
+	if p.held[uid] >= p.limit {
+		return false
+	}
+	p.held[uid]++
+	return true
+}
+
+func (p *perUser) give(uid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held[uid]--; p.held[uid] <= 0 {
+		delete(p.held, uid)
+	}
+}
 
 // New opens the shared cache.
 func New(opts Options) (*Server, error) {
@@ -79,7 +112,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, engine: e, log: opts.Logger, conns: map[int]int{}}
+	s := &Server{opts: opts, engine: e, log: opts.Logger, conns: perUser{limit: maxConnsPerUser}, requests: perUser{limit: maxRequestsPerUser}}
 	s.Reload(context.Background())
 	return s, nil
 }
@@ -151,25 +184,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// admit counts a connection of uid; false when the user has too many.
-func (s *Server) admit(uid int) bool {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	if s.conns[uid] >= maxConnsPerUser {
-		return false
-	}
-	s.conns[uid]++
-	return true
-}
-
-func (s *Server) leave(uid int) {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	if s.conns[uid]--; s.conns[uid] <= 0 {
-		delete(s.conns, uid)
-	}
-}
-
 // Close releases the cache.
 func (s *Server) Close() { s.engine.Close() }
 
@@ -195,12 +209,12 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 		uc.Close()
 		return
 	}
-	if !s.admit(p.UID) {
+	if !s.conns.take(p.UID) {
 		s.log.Warn("refusing a connection: too many from this user", zap.Int("uid", p.UID), zap.Int("pid", p.PID), zap.Int("limit", maxConnsPerUser))
 		refuseConn(uc, fmt.Errorf("uid %d has %d connections to the nixlayer daemon open, its limit", p.UID, maxConnsPerUser))
 		return
 	}
-	defer s.leave(p.UID)
+	defer s.conns.give(p.UID)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	users := *s.users.Load()
@@ -316,6 +330,9 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 	if err == nil && ss.svc == nil {
 		err = jsonrpc2.Errorf(jsonrpc2.InternalError, "the daemon could not prepare a results directory for %s (see its log)", ss.access.User)
 	}
+	if err == nil && !ss.s.requests.take(ss.peer.UID) {
+		err = jsonrpc2.Errorf(codeTooMany, "%s has %d requests running in the nixlayer daemon, its limit", ss.access.User, maxRequestsPerUser)
+	}
 	if err != nil {
 		if file != nil {
 			file.Close()
@@ -334,6 +351,7 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 			delete(ss.inflight, c.Token)
 			ss.mu.Unlock()
 			cancel()
+			ss.s.requests.give(ss.peer.UID)
 		}()
 		if file != nil {
 			defer file.Close()

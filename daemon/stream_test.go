@@ -128,10 +128,22 @@ func (l *failingListener) Addr() net.Addr { return &net.UnixAddr{Name: "test", N
 
 // Running out of descriptors does not stop the daemon: Accept is retried.
 func TestAcceptErrorsRetried(t *testing.T) {
-	s := &Server{log: zap.NewNop(), conns: map[int]int{}}
+	s := &Server{log: zap.NewNop()}
 	ln := &failingListener{fails: 3}
 	err := s.Serve(context.Background(), ln)
 	if ln.calls != 4 || !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Serve returned %v after %d calls to Accept, want the closed listener's error after 4", err, ln.calls)
+	}
+}
+
+// A user's count stops at the limit and is per user.
+func TestPerUserLimit(t *testing.T) {
+	p := perUser{limit: 2}
+	if !p.take(1) || !p.take(1) || p.take(1) || !p.take(2) {
+		t.Fatal("the limit is not per user")
+	}
+	p.give(1)
+	if !p.take(1) {
+		t.Error("a count given back is not free again")
 	}
 }
