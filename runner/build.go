@@ -336,6 +336,11 @@ func planSummary(p *Plan) string {
 func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
 	ph := plan.Phases[i]
 	meta := layers.Meta{Kind: layers.KindPhase, Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.KeyInputs}
+	if plan.From != "" && hasForced(plan) {
+		// Not what its key says: the requesting user's alone.
+		uid := plan.viewer.uid()
+		meta.PrivateTo = &uid
+	}
 	l, err := e.layers.Create(parent, meta)
 	if err != nil {
 		return "", nil, err

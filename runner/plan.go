@@ -57,6 +57,9 @@ type Plan struct {
 	// Exactness predicts the verdict on the outputs from the build the map
 	// was learned from: which rule would decide, every unexplained file.
 	Exactness *Exactness `json:"exactness,omitempty"`
+	// viewer is whom the plan serves: what it reuses, and whom the layers
+	// of a forced (--from) build are private to.
+	viewer *Viewer
 }
 
 // PhasePlan is one phase of a plan.
@@ -118,6 +121,8 @@ type PlanOptions struct {
 	// RequireVerified ignores layers that rest on an inexact rewrite.
 	RequireVerified bool
 	Log             io.Writer
+	// Viewer is whom the plan serves (nil: the engine's own user).
+	Viewer *Viewer
 }
 
 // Plan computes the plan for a derivation without building anything but
@@ -154,10 +159,15 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 	for _, input := range j.unreferencedInputs {
 		in.seed = append(in.seed, "input:"+input)
 	}
-	p, firstRun, err := planPhases(in, e.layers, po)
+	look, err := e.lookupFor(po.Viewer)
 	if err != nil {
 		return nil, err
 	}
+	p, firstRun, err := planPhases(in, look, po)
+	if err != nil {
+		return nil, err
+	}
+	p.viewer = po.Viewer
 	e.predictRewrite(p, firstRun)
 	return p, nil
 }

@@ -473,7 +473,7 @@ func (e *Engine) applyLayer(parent string, c *ocichain.Chain, i int, file string
 	defer f.Close()
 	rec := c.Records[i]
 	meta := rec.Meta
-	meta.Owner = 0
+	meta.Owner, meta.PrivateTo = 0, nil
 	if !c.Trusted() {
 		no := false
 		meta.Verified = &no

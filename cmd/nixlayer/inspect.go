@@ -210,7 +210,7 @@ func cmdMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sel, err := e.Select(ctx, p, at, os.Stderr)
+	sel, err := e.Select(ctx, p, at, os.Stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -269,7 +269,7 @@ func cmdUmount(ctx context.Context, args []string) error {
 			if err != nil {
 				return fmt.Errorf("%s is not a nixlayer mount, and as a phase: %w", pos[0], err)
 			}
-			sel, err := e.Select(ctx, p, pos[0], os.Stderr)
+			sel, err := e.Select(ctx, p, pos[0], os.Stderr, nil)
 			if err != nil {
 				return err
 			}
