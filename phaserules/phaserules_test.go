@@ -14,6 +14,7 @@ var fakeStdenv = map[string]string{
 	    for hook in "_callImplicitHook 0 $hookName" ${!hooksSlice+"${!hooksSlice}"}; do _eval "$hook" "$@"; done; }`,
 	"concatTo":       `concatTo () { local -n targetref="$1"; shift; local arg name; for arg in "$@"; do local -n nameref="$arg"; targetref+=("${nameref[@]}"); done; }`,
 	"unpackPhase":    `unpackPhase () { runHook preUnpack; for i in ${srcs:-$src}; do cp -r "$i" .; done; runHook postUnpack; }`,
+	"patchPhase":     `patchPhase () { runHook prePatch; local -a patchesArray; concatTo patchesArray patches; local -a flagsArray; concatTo flagsArray patchFlags=-p1; for i in "${patchesArray[@]}"; do patch "${flagsArray[@]}" < "$i"; done; runHook postPatch; }`,
 	"configurePhase": `configurePhase () { runHook preConfigure; local -a flagsArray; concatTo flagsArray configureFlags configureFlagsArray; CC=${CC:-cc} ./configure "${flagsArray[@]}"; runHook postConfigure; }`,
 	"buildPhase":     `buildPhase () { runHook preBuild; local -a flagsArray; concatTo flagsArray makeFlags buildFlags; make "${flagsArray[@]}"; runHook postBuild; }`,
 	"installPhase":   `installPhase () { runHook preInstall; local -a flagsArray; concatTo flagsArray makeFlags installFlags; make install "${flagsArray[@]}"; runHook postInstall; }`,
@@ -65,6 +66,12 @@ func TestPlace(t *testing.T) {
 		{"a control read by a setup hook's function in a hook array", "dontStrip", "fixupPhase", RuleControl},
 		{"a control named by the package's own code of an earlier phase", "buildFlags", "configurePhase", RulePackageCode},
 		{"a control the package's own later code names stays", "installFlags", "installPhase", RuleControl},
+		// The edits of an iteration keep their resume points (nixpkgs' shape).
+		{"iteration: patches", "patches", "patchPhase", RuleControl},
+		{"iteration: patchFlags, read as patchFlags=-p1", "patchFlags", "patchPhase", RuleControl},
+		{"iteration: preConfigure", "preConfigure", "configurePhase", RuleHook},
+		{"iteration: makeFlags", "makeFlags", "buildPhase", RuleControl},
+		{"iteration: postFixup", "postFixup", "fixupPhase", RuleHook},
 	} {
 		got := r.Place(tc.attr)
 		if got.Phase != tc.phase || got.Rule != tc.rule || got.Why == "" {

@@ -93,7 +93,8 @@ func analyze(code string) bashFacts {
 			}
 			f.calls[name] = true
 			for _, w := range n.Args[1:] {
-				if lit := w.Lit(); isName(lit) {
+				// NAME or NAME=default (concatTo flagsArray patchFlags=-p1)
+				if lit, _, _ := strings.Cut(w.Lit(), "="); isName(lit) {
 					f.args[name] = append(f.args[name], lit)
 				}
 			}
