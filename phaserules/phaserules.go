@@ -97,6 +97,17 @@ type Rules struct {
 	// stdenv[i] and own[i] hold the variables phase i's code reads: the
 	// stdenv's code, and the package's own phase and hook text.
 	stdenv, own []map[string]bool
+	outputs     map[string]bool
+}
+
+// WithOutputs names the derivation's outputs ($out, $dev): the stdenv sets
+// them up, and programs read them from the first phase on.
+func (r *Rules) WithOutputs(names ...string) *Rules {
+	r.outputs = map[string]bool{}
+	for _, n := range names {
+		r.outputs[n] = true
+	}
+	return r
 }
 
 // New returns rules for the ordered phases; reads gives, per phase, the
@@ -135,7 +146,7 @@ func (r *Rules) Place(attr string) Placement {
 		return Placement{Phase: first, Rule: rule, Why: FromFirstPhase + why}
 	}
 	switch {
-	case global[attr]:
+	case global[attr] || r.outputs[attr]:
 		return fromFirst(RuleSetup, "the stdenv reads it when it is set up")
 	case strings.HasPrefix(attr, "env."):
 		return fromFirst(RuleEnv, "env.* is the environment programs read")

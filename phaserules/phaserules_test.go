@@ -32,6 +32,7 @@ func TestPlace(t *testing.T) {
 	own := map[string]string{
 		"preConfigure": `echo "$buildFlags" > build-flags`,
 		"postInstall":  `echo "$GREETING" > $out/share/greeting; echo "$installFlags"`,
+		"postFixup":    `echo fixed > "$out/fixed"`,
 		"stampPhase":   `echo "$stamp" > stamp.txt`,
 	}
 	reads := PhaseReads(stdPhases, map[string]string{"stampPhase": own["stampPhase"]}, fakeStdenv,
@@ -44,12 +45,13 @@ func TestPlace(t *testing.T) {
 			}
 			return hs
 		}, fakeHookArrays)
-	r := New(stdPhases, reads)
+	r := New(stdPhases, reads).WithOutputs("out", "dev")
 	for _, tc := range []struct {
 		family, attr, phase string
 		rule                Rule
 	}{
 		{"read when the stdenv is set up", "buildInputs", "unpackPhase", RuleSetup},
+		{"an output the stdenv sets up", "out", "unpackPhase", RuleSetup},
 		{"env.*", "env.GREETING", "unpackPhase", RuleEnv},
 		{"what programs are known to read, though the stdenv reads it later", "CC", "unpackPhase", RuleProgram},
 		{"what the cc-wrapper reads", "NIX_CFLAGS_COMPILE", "unpackPhase", RuleProgram},

@@ -290,7 +290,8 @@ func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, 
 		}
 		return hs
 	}
-	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks, j.probe.HookArrays))
+	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks, j.probe.HookArrays)).
+		WithOutputs(slices.Collect(maps.Keys(j.drv.Outputs))...)
 	for _, a := range sortedKeys(j.attrs) {
 		pl := rules.Place(a)
 		owned[pl.Phase] = append(owned[pl.Phase], a)
