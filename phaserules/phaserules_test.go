@@ -99,6 +99,12 @@ func TestPlaceWithoutReads(t *testing.T) {
 	}
 }
 
+func TestDeclaredFuncs(t *testing.T) {
+	if got := DeclaredFuncs("helper() { echo \"$GREETING\"; }\nfunction other { :; }"); len(got) != 2 || got[0] != "helper" || got[1] != "other" {
+		t.Errorf("DeclaredFuncs = %v", got)
+	}
+}
+
 func TestResolve(t *testing.T) {
 	for in, want := range map[string]string{"build": "buildPhase", "buildPhase": "buildPhase", "Install": "installPhase", "stamp": "stampPhase", "nope": ""} {
 		if got := Resolve(stdPhases, in); got != want {

@@ -118,6 +118,24 @@ func analyze(code string) bashFacts {
 	return f
 }
 
+// DeclaredFuncs names the functions bash code declares. The runner leaves
+// out of the stdenv's functions those the package's own code declares
+// (a preHook defining a helper): what they read is not the stdenv's.
+func DeclaredFuncs(code string) []string {
+	file, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(code), "")
+	if err != nil {
+		return nil
+	}
+	var names []string
+	syntax.Walk(file, func(n syntax.Node) bool {
+		if fd, ok := n.(*syntax.FuncDecl); ok && fd.Name != nil {
+			names = append(names, fd.Name.Value)
+		}
+		return true
+	})
+	return names
+}
+
 // hookArray is the array runHook runs besides NAME itself.
 func hookArray(hook string) string { return strings.TrimSuffix(hook, "Hook") + "Hooks" }
 

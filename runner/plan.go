@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -275,22 +276,23 @@ func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, 
 	if !j.splittable {
 		return owned, placed
 	}
+	texts := attrTexts(j)
 	code := map[string]string{}
 	for _, ph := range phases {
-		if v, ok := j.drv.Env[ph]; ok {
+		if v, ok := texts[ph]; ok {
 			code[ph] = v
 		}
 	}
 	hooks := func(phase string) []string {
 		var hs []string
 		for _, name := range phaserules.Hooks(phase) {
-			if j.drv.Env[name] != "" {
-				hs = append(hs, j.drv.Env[name])
+			if texts[name] != "" {
+				hs = append(hs, texts[name])
 			}
 		}
 		return hs
 	}
-	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks, j.probe.HookArrays)).
+	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, stdenvFuncs(j.probe.Funcs, texts), hooks, j.probe.HookArrays)).
 		WithOutputs(slices.Collect(maps.Keys(j.drv.Outputs))...)
 	for _, a := range sortedKeys(j.attrs) {
 		pl := rules.Place(a)
@@ -298,6 +300,40 @@ func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, 
 		placed[a] = pl
 	}
 	return owned, placed
+}
+
+// attrTexts are the derivation's attributes as the builder's bash sees
+// them: the environment, or with structured attributes the strings of
+// __json (where a package's own phases and hooks are).
+func attrTexts(j *job) map[string]string {
+	texts := maps.Clone(j.drv.Env)
+	if j.drv.StructuredAttrs() {
+		var m map[string]json.RawMessage
+		if json.Unmarshal([]byte(j.drv.Env["__json"]), &m) == nil {
+			for k, raw := range m {
+				var v string
+				if json.Unmarshal(raw, &v) == nil {
+					texts[k] = v
+				}
+			}
+		}
+	}
+	return texts
+}
+
+// stdenvFuncs are the functions the stdenv (setup.sh and its setup hooks)
+// defined in the probe, without those the package's own attributes declare
+// (a preHook's helper): only the stdenv's reads may key an attribute late.
+func stdenvFuncs(probed, texts map[string]string) map[string]string {
+	funcs := maps.Clone(probed)
+	for _, v := range texts {
+		if strings.Contains(v, "()") || strings.Contains(v, "function ") {
+			for _, name := range phaserules.DeclaredFuncs(v) {
+				delete(funcs, name)
+			}
+		}
+	}
+	return funcs
 }
 
 // markCached looks the keys up and explains every phase that must run; it
