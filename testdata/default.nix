@@ -101,6 +101,17 @@ let
 
   optional = cond: x: if cond then x else { };
 
+  # hello, greet: installExtra replaces the default installPhase with
+  # `make install` followed by it.
+  installEdited = optional (installExtra != "") {
+    installPhase = ''
+      runHook preInstall
+      make install
+      ${installExtra}
+      runHook postInstall
+    '';
+  };
+
   # checked, outputchecked: the end of installPhase, which makes the output
   # refer to bash (their checks forbid it) when violateChecks.
   violation = if violateChecks then ''
@@ -175,14 +186,7 @@ rec {
   // optional (preConfigureExtra != "") { preConfigure = preConfigureExtra; }
   // optional (preBuildExtra != "") { preBuild = preBuildExtra; }
   // optional (postFixupExtra != "") { postFixup = postFixupExtra; }
-  // optional (installExtra != "") {
-    installPhase = ''
-      runHook preInstall
-      make install
-      ${installExtra}
-      runHook postInstall
-    '';
-  });
+  // installEdited);
 
   # hello as nixpkgs' Linux stdenv builds a GNU package (the medium fixture of
   # issue 12): autoconf's `-g -O2` and a config.log with gcc's random
@@ -235,14 +239,7 @@ rec {
     '' + postInstallExtra;
   }
   // optional (makeExtraFlags != "") { makeFlags = makeExtraFlags; }
-  // optional (installExtra != "") {
-    installPhase = ''
-      runHook preInstall
-      make install
-      ${installExtra}
-      runHook postInstall
-    '';
-  });
+  // installEdited);
 
   # Multiple outputs: out (a program), dev (a header + pkg-config-like file),
   # lib (a shared library). Each output path is also an environment variable.
