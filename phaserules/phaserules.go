@@ -171,7 +171,7 @@ func (r *Rules) Place(attr string) Placement {
 	}
 	// The package's own code of an earlier phase reads it there.
 	if i := r.firstOwn(attr); i >= 0 && i < indexOf(r.phases, pl.Phase) {
-		return Placement{Phase: r.phases[i], Rule: RulePackageCode, Why: "the package's own code of " + r.phases[i] + " reads it (" + pl.Why + " later)"}
+		return Placement{Phase: r.phases[i], Rule: RulePackageCode, Why: "the package's own code of " + r.phases[i] + " reads it, before the stdenv's code of " + pl.Phase}
 	}
 	return pl
 }
