@@ -774,3 +774,41 @@ func writeJSON(t *testing.T, path string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// Issue 22 through the hook: attributes that postInstall's text names and
+// programs read earlier — make's imported environment (GREETING), the
+// configure script (motto), a generator make runs (banner) — rebuild from
+// the first phase, so the registered result is what Nix builds; an edit of
+// postInstall itself still resumes at installPhase.
+func TestHookSoundKeys(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	s := salt(t)
+	args := []string{testdata, "-A", "greet", "--argstr", "salt", s}
+	nixBuild(t, cache, args...).mustSucceed(t)
+	learnNow(t, cache, args...) // what the background learner does
+	for _, edit := range []struct{ arg, attr, value, line string }{
+		{"greeting", "GREETING", "Howdy", "greeting: Howdy"},
+		{"motto", "motto", "festina lente", "motto: festina lente"},
+		{"banner", "banner", "greet-2", "banner: greet-2"},
+	} {
+		args = append(args, "--argstr", edit.arg, edit.value)
+		r := nixBuild(t, cache, args...)
+		out := r.mustSucceed(t)
+		r.mustSay(t, edit.attr+": the hook did not rebuild from the first phase", edit.attr+" changed", "ran: unpackPhase patchPhase configurePhase buildPhase")
+		if !r.builtByNixlayer() || strings.Contains(r.stderr, "reused: unpackPhase") {
+			t.Fatalf("%s: not rebuilt by nixlayer from the first phase:\n%s", edit.attr, logtail.Lines(r.stderr, 30))
+		}
+		if got := run(t, "cat", out+"/share/greet/output"); !strings.Contains(got, edit.line) {
+			t.Fatalf("%s: the program says %q, want %q", edit.attr, got, edit.line)
+		}
+		nixCheck(t, args)
+		learnNow(t, cache, args...)
+	}
+	args = append(args, "--argstr", "postInstallExtra", "echo edited > $out/edited")
+	r := nixBuild(t, cache, args...)
+	r.mustSucceed(t)
+	r.mustSay(t, "the postInstall edit did not resume at installPhase", "postInstall changed",
+		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase", "ran: installPhase")
+	nixCheck(t, args)
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -47,6 +48,10 @@ type Plan struct {
 	Strict   bool              `json:"strict,omitempty"`
 	From     string            `json:"from,omitempty"`
 	Phases   []PhasePlan       `json:"phases"`
+	// Placements say, per attribute, the rule that placed it in the phase
+	// whose key covers it (phaserules.Place); empty when every phase's key
+	// covers every attribute (--strict, one layer).
+	Placements map[string]phaserules.Placement `json:"placements,omitempty"`
 	// Rewrite is set when reused layers were built with other output paths.
 	Rewrite map[string]string `json:"rewrite,omitempty"`
 	// RewriteMap says whether the reused chain's path map is known:
@@ -154,7 +159,7 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 	} else {
 		in.whole, in.whyWhole = true, j.whyWhole
 	}
-	in.owned = e.placeAttributes(j, in.phases)
+	in.owned, in.placed = e.placeAttributes(j, in.phases)
 	in.seed = append([]string{j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}, bindParts(j.binds)...)
 	for _, input := range j.unreferencedInputs {
 		in.seed = append(in.seed, "input:"+input)
@@ -192,6 +197,8 @@ type planInputs struct {
 	// their values with output paths replaced by placeholders.
 	owned map[string][]string
 	attrs map[string]string
+	// placed says by which rule each attribute is where it is.
+	placed map[string]phaserules.Placement
 	// seed keys the first phase besides its attributes: system, builder,
 	// arguments, sandbox paths and the inputs no attribute names.
 	seed []string
@@ -205,10 +212,33 @@ type planInputs struct {
 func planPhases(in planInputs, look layerLookup, po PlanOptions) (*Plan, int, error) {
 	p := &Plan{Drv: in.drv, Name: in.name, Package: in.pkg, Outputs: in.outputs, Strict: po.Strict, Whole: in.whole, WhyWhole: in.whyWhole}
 	p.Phases = phaseKeys(in, po.Strict || in.whole)
+	if !po.Strict && !in.whole {
+		p.Placements = in.placed
+	}
 	if po.From != "" && phaserules.Resolve(in.phases, po.From) == "" {
 		return nil, -1, fmt.Errorf("--from %s: %s has no such phase (phases: %s)", po.From, p.Name, strings.Join(in.phases, " "))
 	}
 	return p, markCached(look, in.pkg, p, po), nil
+}
+
+// placementReasons adds to a phase's reason the rules that placed the
+// attributes whose change invalidated it ("GREETING changed (GREETING:
+// read from the first phase on: programs may read any attribute)"): a
+// resume point that moved is explained where it shows.
+func placementReasons(reason string, changed []string, placed map[string]phaserules.Placement) string {
+	var rules []string
+	for _, a := range changed {
+		if pl, ok := placed[a]; ok {
+			rules = append(rules, a+": "+pl.Why)
+		}
+	}
+	if len(rules) > 3 {
+		rules = append(rules[:3], "…")
+	}
+	if len(rules) == 0 {
+		return reason
+	}
+	return reason + " (" + strings.Join(rules, "; ") + ")"
 }
 
 // phaseKeys chains the phases' keys: each covers the previous phase's key,
@@ -249,33 +279,71 @@ func bindParts(binds []sandbox.Bind) []string {
 	return parts
 }
 
-// placeAttributes assigns every attribute to the phase it first matters to.
-func (e *Engine) placeAttributes(j *job, phases []string) map[string][]string {
-	owned := map[string][]string{}
+// placeAttributes assigns every attribute to the first phase whose key
+// covers it, and says by which rule (phaserules.Place).
+func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, map[string]phaserules.Placement) {
+	owned, placed := map[string][]string{}, map[string]phaserules.Placement{}
 	if !j.splittable {
-		return owned
+		return owned, placed
 	}
+	texts := attrTexts(j)
 	code := map[string]string{}
 	for _, ph := range phases {
-		if v, ok := j.drv.Env[ph]; ok {
+		if v, ok := texts[ph]; ok {
 			code[ph] = v
 		}
 	}
 	hooks := func(phase string) []string {
 		var hs []string
 		for _, name := range phaserules.Hooks(phase) {
-			if j.drv.Env[name] != "" {
-				hs = append(hs, j.drv.Env[name])
+			if texts[name] != "" {
+				hs = append(hs, texts[name])
 			}
 		}
 		return hs
 	}
-	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks))
+	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, stdenvFuncs(j.probe.Funcs, texts), hooks, j.probe.HookArrays)).
+		WithOutputs(slices.Collect(maps.Keys(j.drv.Outputs))...)
 	for _, a := range sortedKeys(j.attrs) {
 		pl := rules.Place(a)
 		owned[pl.Phase] = append(owned[pl.Phase], a)
+		placed[a] = pl
 	}
-	return owned
+	return owned, placed
+}
+
+// attrTexts are the derivation's attributes as the builder's bash sees
+// them: the environment, or with structured attributes the strings of
+// __json (where a package's own phases and hooks are).
+func attrTexts(j *job) map[string]string {
+	texts := maps.Clone(j.drv.Env)
+	if j.drv.StructuredAttrs() {
+		var m map[string]json.RawMessage
+		if json.Unmarshal([]byte(j.drv.Env["__json"]), &m) == nil {
+			for k, raw := range m {
+				var v string
+				if json.Unmarshal(raw, &v) == nil {
+					texts[k] = v
+				}
+			}
+		}
+	}
+	return texts
+}
+
+// stdenvFuncs are the functions the stdenv (setup.sh and its setup hooks)
+// defined in the probe, without those the package's own attributes declare
+// (a preHook's helper): only the stdenv's reads may key an attribute late.
+func stdenvFuncs(probed, texts map[string]string) map[string]string {
+	funcs := maps.Clone(probed)
+	for _, v := range texts {
+		if strings.Contains(v, "()") || strings.Contains(v, "function ") {
+			for _, name := range phaserules.DeclaredFuncs(v) {
+				delete(funcs, name)
+			}
+		}
+	}
+	return funcs
 }
 
 // markCached looks the keys up and explains every phase that must run; it
@@ -323,6 +391,7 @@ func markCached(look layerLookup, pkg string, p *Plan, po PlanOptions) int {
 			if !ok {
 				firstRun = i
 				ph.Reason, ph.Changed = explain(ph, prev[ph.Name], p.Strict)
+				ph.Reason = placementReasons(ph.Reason, ph.Changed, p.Placements)
 				break
 			}
 			ph.Status, ph.Layer = StatusCached, info(look, l)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserules"
 )
 
 // layerTable is a layer cache for planning without containers-storage:
@@ -275,5 +276,33 @@ func TestRerunFromLeavesThePlan(t *testing.T) {
 	}
 	if lastReused(np) != cache.all[1].ID || firstToRun(np) != 2 {
 		t.Errorf("rerun plan reuses up to %s, first runs %d", lastReused(np), firstToRun(np))
+	}
+}
+
+// The phase an edit invalidates says the rule that placed the attribute
+// there, in the plan's reason and placements.
+func TestPlanSaysThePlacementRule(t *testing.T) {
+	placed := func(in *planInputs) {
+		in.owned = maps.Clone(in.owned)
+		in.owned["unpackPhase"] = []string{"GREETING", "src"}
+		in.attrs["GREETING"] = "hello"
+		in.placed = map[string]phaserules.Placement{
+			"GREETING":    {Phase: "unpackPhase", Rule: phaserules.RuleAny, Why: phaserules.FromFirstPhase + "programs may read any attribute"},
+			"postInstall": {Phase: "installPhase", Rule: phaserules.RuleHook, Why: "a hook of installPhase"},
+		}
+	}
+	look := &layerTable{}
+	look.build(helloInputs(placed), 6, false)
+	p, firstRun, err := planPhases(helloInputs(func(in *planInputs) { placed(in); in.attrs["GREETING"] = "howdy" }), look, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "GREETING changed (GREETING: read from the first phase on: programs may read any attribute)"
+	if firstRun != 0 || p.Phases[0].Reason != want || p.Placements["GREETING"].Rule != phaserules.RuleAny {
+		t.Errorf("first run %d, reason %q, placements %v; want 0, %q", firstRun, p.Phases[0].Reason, p.Placements, want)
+	}
+	p, _, _ = planPhases(helloInputs(func(in *planInputs) { placed(in); in.attrs["postInstall"] = "echo bye" }), look, PlanOptions{Strict: true})
+	if p.Placements != nil {
+		t.Errorf("--strict keys every phase on every attribute: no placements, got %v", p.Placements)
 	}
 }

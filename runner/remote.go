@@ -241,7 +241,7 @@ func explainAgainst(p *Plan, later []layers.Meta, src string) {
 		if m.Phase == p.Phases[f].Name {
 			ph := &p.Phases[f]
 			reason, changed := explain(ph, &layers.Layer{Meta: m}, p.Strict)
-			ph.Reason, ph.Changed = reason+" (against the chain in "+src+")", changed
+			ph.Reason, ph.Changed = placementReasons(reason, changed, p.Placements)+" (against the chain in "+src+")", changed
 			return
 		}
 	}
