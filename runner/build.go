@@ -156,13 +156,25 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	if progress == nil {
 		progress = func(Event) {}
 	}
+	waited := false
 	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(drvPath), func() {
+		waited = true
 		progress(Event{Kind: EventWait, Message: "waiting for another build of the same derivation to finish"})
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if waited && bo.From == "" {
+		// The build waited for may have registered the outputs: they come
+		// back as at the start of a build, whatever it left in the cache.
+		if outs, ok, err := AlreadyBuilt(ctx, drvPath, bo.ResultLink); err != nil {
+			return nil, err
+		} else if ok {
+			progress(Event{Kind: EventDeliver, Message: "the build waited for registered the outputs in the Nix store"})
+			return BuiltResult(outs), nil
+		}
+	}
 	j, err := e.prepare(ctx, drvPath, logw)
 	if err != nil {
 		return nil, err
@@ -381,7 +393,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		e.layers.Delete(l.ID)
 		return "", nil, errEndedEarly{ph.Name}
 	}
-	fault.Point(fault.AfterPhase)
+	fault.PointAt(fault.AfterPhase, ph.Name)
 	meta.Duration = time.Since(t0)
 	meta.Started = t0
 	next := state

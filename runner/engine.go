@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -167,6 +169,8 @@ func (e *Engine) lockFile(ctx context.Context, name string, waiting func()) (fun
 		if waiting != nil {
 			waiting()
 		}
+		kind, _, _ := strings.Cut(name, "-")
+		fault.PointAt(fault.WaitLock, kind) // tests see the wait begin
 		done := make(chan error, 1)
 		go func() { done <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
 		select {
