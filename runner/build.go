@@ -186,6 +186,15 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	if j.drv.IsFixedOutput() {
 		return e.buildWithNix(ctx, j, bo, progress, start)
 	}
+	// The chain is chosen and pinned beside other builds, never beside a
+	// removal (removalLock).
+	release, err := e.lockShared(ctx, removalLock, func() {
+		progress(Event{Kind: EventWait, Message: "waiting for a gc of the layer cache to finish"})
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	plan, err := e.plan(j, bo.PlanOptions)
 	if err != nil {
 		return nil, err
@@ -206,6 +215,8 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			o.plan = plan
 		}
 	}
+	defer e.pinChain(lastReused(plan))()
+	release()
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
 		plan = e.fullIfFaster(j, plan, progress)
 	}

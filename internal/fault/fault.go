@@ -27,6 +27,7 @@ const (
 	InRewrite      = "in-rewrite"      // runner: a rewrite layer for new output paths is written, not committed
 	InApply        = "in-apply"        // layers: a pulled layer's tar is applied, its metadata and key name are not
 	WaitLock       = "wait-lock"       // runner: the lock is held by another process; about to wait for it (a pause point)
+	GCDecided      = "gc-decided"      // runner: gc chose the layers it removes, none is removed yet
 )
 
 // Points lists every kill point of a local build; the fault-injection test
