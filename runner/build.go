@@ -217,6 +217,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	defer e.pinChain(lastReused(plan))()
 	release()
+	fault.Point(fault.Planned)
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
 		plan = e.fullIfFaster(j, plan, progress)
 	}

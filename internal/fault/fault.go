@@ -26,8 +26,14 @@ const (
 	InLearn        = "in-learn"        // runner: the path-map learner ran a scratch phase, its map is not stored
 	InRewrite      = "in-rewrite"      // runner: a rewrite layer for new output paths is written, not committed
 	InApply        = "in-apply"        // layers: a pulled layer's tar is applied, its metadata and key name are not
-	WaitLock       = "wait-lock"       // runner: the lock is held by another process; about to wait for it (a pause point)
-	GCDecided      = "gc-decided"      // runner: gc chose the layers it removes, none is removed yet
+)
+
+// Points where the tests of concurrent work pause a process (any kill
+// point above is one too).
+const (
+	WaitLock  = "wait-lock"  // runner: another process holds the lock (detail: its kind, e.g. drv, gc); about to wait for it
+	GCDecided = "gc-decided" // runner: gc chose the layers it removes, none is removed yet
+	Planned   = "planned"    // runner: a build chose (and pinned) the chain it reuses, nothing is rewritten or run yet
 )
 
 // Points lists every kill point of a local build; the fault-injection test
