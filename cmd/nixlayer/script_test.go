@@ -531,7 +531,7 @@ func cmdSignalWhen(ts *testscript.TestScript, neg bool, args []string) {
 	fmt.Fprint(ts.Stderr(), seen.String())
 }
 
-// paused DIR/ENTRY [TIMEOUT]: waits (default 20m) until a process started
+// paused DIR/ENTRY [TIMEOUT]: waits (default 10m) until a process started
 // with NIXLAYER_PAUSE listing ENTRY (a pause point, or point:detail, as
 // internal/fault says) and NIXLAYER_PAUSE_DIR=DIR reached that point,
 // where it holds until let-go. Scripts force the order of concurrent
@@ -540,7 +540,7 @@ func cmdPaused(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 1 || len(args) > 2 {
 		ts.Fatalf("usage: paused DIR/ENTRY [TIMEOUT]")
 	}
-	limit := 20 * time.Minute
+	limit := 10 * time.Minute
 	if len(args) == 2 {
 		d, err := time.ParseDuration(args[1])
 		ts.Check(err)
