@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/sandbox"
@@ -65,6 +67,9 @@ type Plan struct {
 	// viewer is whom the plan serves: what it reuses, and whom the layers
 	// of a forced (--from) build are private to.
 	viewer *Viewer
+	// reuseNote says which layer the plan took among several with the same
+	// key (logged with -v).
+	reuseNote string
 }
 
 // PhasePlan is one phase of a plan.
@@ -173,6 +178,9 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 		return nil, err
 	}
 	p.viewer = po.Viewer
+	if p.reuseNote != "" {
+		e.log.Debug("choosing among layers with the same key", zap.String("drv", p.Drv), zap.String("choice", p.reuseNote))
+	}
 	e.predictRewrite(p, firstRun)
 	return p, nil
 }
@@ -381,21 +389,10 @@ func markCached(look layerLookup, pkg string, p *Plan, po PlanOptions) int {
 		} else {
 			p.Phases[0].Reason = "--from " + p.From + ": no earlier build reached it"
 		}
-	} else {
-		for i := range p.Phases {
-			ph := &p.Phases[i]
-			l, ok := look.Lookup(ph.Key)
-			if ok && po.RequireVerified && !verified(l) {
-				ok = false
-			}
-			if !ok {
-				firstRun = i
-				ph.Reason, ph.Changed = explain(ph, prev[ph.Name], p.Strict)
-				ph.Reason = placementReasons(ph.Reason, ph.Changed, p.Placements)
-				break
-			}
-			ph.Status, ph.Layer = StatusCached, info(look, l)
-		}
+	} else if firstRun = reuseBest(look, p, po); firstRun >= 0 {
+		ph := &p.Phases[firstRun]
+		ph.Reason, ph.Changed = explain(ph, prev[ph.Name], p.Strict)
+		ph.Reason = placementReasons(ph.Reason, ph.Changed, p.Placements)
 	}
 	if firstRun >= 0 {
 		runFrom(p.Phases, firstRun)
@@ -406,6 +403,115 @@ func markCached(look layerLookup, pkg string, p *Plan, po PlanOptions) int {
 		}
 	}
 	return firstRun
+}
+
+// reuseBest marks the longest prefix of phases that have layers as cached,
+// with the chain under the best layer of the prefix's last key (chains
+// that meet at one key are as good as each other before it, and the top
+// decides what the build continues from): one resting on nothing
+// unverified (a provisional or inexact rewrite, a forced reuse) before one
+// that does, then the one holding the key's name (committed last), then
+// the newest. With RequireVerified only verified chains count. It returns
+// the first phase to run (-1: none).
+func reuseBest(look layerLookup, p *Plan, po PlanOptions) int {
+	byKey := keyedLayers(look, po)
+	n := 0
+	for n < len(p.Phases) && len(byKey[p.Phases[n].Key]) > 0 {
+		n++
+	}
+	for ; n > 0; n-- {
+		key := p.Phases[n-1].Key
+		cands := byKey[key]
+		named := ""
+		if l, ok := look.Lookup(key); ok {
+			named = l.ID
+		}
+		slices.SortStableFunc(cands, func(a, b *layers.Layer) int {
+			switch {
+			case verified(a) != verified(b):
+				return boolOrder(verified(a))
+			case (a.ID == named) != (b.ID == named):
+				return boolOrder(a.ID == named)
+			}
+			return b.Created.Compare(a.Created)
+		})
+		for _, top := range cands {
+			chain := ancestors(look, top, n)
+			if !consistent(chain, p.Phases, po) {
+				continue
+			}
+			for i, l := range chain {
+				p.Phases[i].Status, p.Phases[i].Layer = StatusCached, info(look, l)
+			}
+			p.reuseNote = reuseNote(chain, p.Phases, byKey)
+			if n == len(p.Phases) {
+				return -1
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// keyedLayers are the layers a plan may reuse, by key: complete phases
+// (verified ones only, with RequireVerified).
+func keyedLayers(look layerLookup, po PlanOptions) map[string][]*layers.Layer {
+	all, err := look.List()
+	if err != nil {
+		return nil
+	}
+	byKey := map[string][]*layers.Layer{}
+	for _, l := range all {
+		if l.Meta.Key != "" && l.Meta.Status == layers.StatusComplete && l.Meta.KindOf() == layers.KindPhase && (!po.RequireVerified || verified(l)) {
+			byKey[l.Meta.Key] = append(byKey[l.Meta.Key], l)
+		}
+	}
+	return byKey
+}
+
+// consistent: the chain under a candidate holds the planned keys (it does
+// unless a layer under it was damaged), all verified with RequireVerified.
+func consistent(chain []*layers.Layer, phases []PhasePlan, po PlanOptions) bool {
+	if chain == nil {
+		return false
+	}
+	for i, l := range chain {
+		if l.Meta.Key != phases[i].Key || (po.RequireVerified && !verified(l)) {
+			return false
+		}
+	}
+	return true
+}
+
+// boolOrder sorts true first.
+func boolOrder(first bool) int {
+	if first {
+		return -1
+	}
+	return 1
+}
+
+// reuseNote says which chain a plan reused when other layers had the keys
+// of its phases ("" when none had).
+func reuseNote(chain []*layers.Layer, phases []PhasePlan, byKey map[string][]*layers.Layer) string {
+	what := func(l *layers.Layer) string {
+		if verified(l) {
+			return shortKey(l.ID) + " (verified)"
+		}
+		return shortKey(l.ID) + " (rests on a provisional or inexact rewrite)"
+	}
+	var others []string
+	for i, l := range chain {
+		for _, o := range byKey[phases[i].Key] {
+			if o.ID != l.ID {
+				others = append(others, phases[i].Name+" "+what(o))
+			}
+		}
+	}
+	if len(others) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("reusing the chain under %s %s, not %s", phases[len(chain)-1].Name, what(chain[len(chain)-1]), strings.Join(others, ", "))
 }
 
 // runFrom marks phase i and every later one to run, the later ones

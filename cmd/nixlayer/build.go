@@ -42,7 +42,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		if outs, ok, err := runner.AlreadyBuilt(ctx, drvPath, link); err != nil {
 			return err
 		} else if ok {
-			return printBuilt(c, &runner.Result{Outputs: outs, InStore: true, Verified: true, State: runner.StateVerified, Why: "already built: its outputs are valid in the Nix store"})
+			return printBuilt(c, runner.BuiltResult(outs))
 		}
 	}
 	svc, err := c.service(ctx)
