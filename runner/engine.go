@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -46,6 +47,8 @@ type Engine struct {
 	inUse *os.File
 	// views are layers mounted for reading their files (files.go).
 	views layerViews
+	// derivations recomputes the store paths a .drv claims.
+	derivations *drv.Checker
 }
 
 // DefaultCacheDir is /var/cache/nixlayer for root and
@@ -88,7 +91,7 @@ func Open(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, layers: st, log: opts.Logger}
+	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: drv.NewChecker()}
 	if err := e.claimCache(); err != nil {
 		st.Close()
 		return nil, err

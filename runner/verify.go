@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -49,7 +48,7 @@ func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*Ve
 
 // VerifyIn is Verify for results kept in resultsDir ("" for the cache's).
 func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log io.Writer) (*Verification, error) {
-	d, err := drv.Read(drvPath)
+	d, err := e.readDerivation(ctx, drvPath)
 	if err != nil {
 		return nil, err
 	}
