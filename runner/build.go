@@ -21,6 +21,9 @@ import (
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
+// lockDrv is the kind of lock a derivation's builds are serialised by.
+const lockDrv = "drv"
+
 // BuildOptions control one build.
 type BuildOptions struct {
 	PlanOptions
@@ -156,7 +159,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	if progress == nil {
 		progress = func(Event) {}
 	}
-	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(drvPath), func() {
+	unlock, err := e.lockFile(ctx, lockDrv, drvPath, func() {
 		progress(Event{Kind: EventWait, Message: "waiting for another build of the same derivation to finish"})
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -156,15 +157,24 @@ func (e *Engine) CacheDir() string { return e.opts.CacheDir }
 func (e *Engine) Layers() *layers.Store { return e.layers }
 
 // lockFile takes an exclusive flock on a file under the cache, telling the
-// user when it has to wait for another build.
-func (e *Engine) lockFile(ctx context.Context, name string, waiting func()) (func(), error) {
+// user when it has to wait for another build. The file is named from a
+// digest of kind and subject (a derivation path, a package name: strings a
+// derivation chooses), which it holds once locked.
+func (e *Engine) lockFile(ctx context.Context, kind, subject string, waiting func()) (func(), error) {
 	dir := filepath.Join(e.opts.CacheDir, "locks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lock directory: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, fsname.For(kind, subject)+".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	// What it locks, for gc (busyPackages), written before the lock is
+	// taken, so that a held lock always names its subject: every process
+	// that opens this file writes the same bytes.
+	if _, err := f.WriteAt([]byte(subject), 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		if waiting != nil {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -37,7 +36,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		return err
 	}
 	defer e.announceBackground(j.pkg, drvPath)() // waiting counts: it will run
-	unlock, err := e.lockFile(ctx, "background-"+j.pkg, func() {
+	unlock, err := e.lockFile(ctx, "background", j.pkg, func() {
 		progress(Event{Kind: EventWait, Message: "waiting for the background work on " + j.pkg + " that is running"})
 	})
 	if err != nil {
@@ -103,7 +102,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	if top == "" {
 		return false, fmt.Errorf("%s has no cached layers to learn from: build it first", j.drv.Name)
 	}
-	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, nil)
+	unlock, err := e.lockFile(ctx, "learn", j.pkg, nil)
 	if err != nil {
 		return false, err
 	}
@@ -137,7 +136,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 // is; otherwise, and for the other causes, an exact build reruns what it
 // must and its result replaces the provisional one.
 func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Event)) error {
-	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(r.Drv), nil)
+	unlock, err := e.lockFile(ctx, lockDrv, r.Drv, nil)
 	if err != nil {
 		return err
 	}
