@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
@@ -94,12 +95,9 @@ const stagingDir = ".staging"
 // the tree beneath stays root's: what the user can read, nothing root
 // later touches is theirs to swap.
 func replaceTree(src, dst string, owner *Owner) error {
-	staging := filepath.Join(filepath.Dir(dst), stagingDir)
-	if err := os.MkdirAll(staging, 0o700); err != nil {
+	staging, err := privateDir(filepath.Join(filepath.Dir(dst), stagingDir))
+	if err != nil {
 		return err
-	}
-	if fi, err := os.Lstat(staging); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
-		return fmt.Errorf("%s is not a private directory (0700)", staging)
 	}
 	tmp := filepath.Join(staging, filepath.Base(dst))
 	if err := nixstore.RemoveTree(tmp); err != nil {
@@ -120,6 +118,29 @@ func replaceTree(src, dst string, owner *Owner) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
+}
+
+// privateDir makes dir a directory of this process's user, 0700. Whatever
+// else is there (a symlink an earlier user-owned results directory held)
+// is removed, never followed.
+func privateDir(dir string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	fi, err := os.Lstat(dir)
+	if err == nil {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if fi.IsDir() && fi.Mode().Perm() == 0o700 && ok && int(st.Uid) == os.Geteuid() {
+			return dir, nil
+		}
+		if err := nixstore.RemoveTree(dir); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
 
 // handOver gives the top of a canonical result to its user, private:
