@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 
 	"go.lsp.dev/jsonrpc2"
 	"go.uber.org/zap"
@@ -54,7 +53,7 @@ func New(opts Options) (*Server, error) {
 		opts.ResultsDir = filepath.Clean(opts.CacheDir) + "-results"
 	}
 	// Traversable by all, listable by none; so is each user's directory in it.
-	if err := rootOwnedDir(opts.ResultsDir); err != nil {
+	if err := resultsRoot(opts.ResultsDir); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
 	e, err := runner.Open(runner.Options{CacheDir: opts.CacheDir, Logger: opts.Logger})
@@ -163,35 +162,6 @@ func (s *Server) localFor(p peer, a access) (*api.Local, error) {
 		User: a.User, UID: p.UID, Untrusted: !a.Trusted,
 		Engine: "daemon", Socket: s.opts.Socket,
 	}), nil
-}
-
-// rootOwnedDir makes dir a directory of root's, 0711: others may enter it
-// but neither list nor change it. The daemon writes results into it (the
-// engine copies them in a private staging directory, then hands each
-// result's top to its user, 0500), so no user may own it or anything on
-// the way to it: a user's directory would let them swap a path root is
-// about to write or follow. An earlier daemon's user-owned directory is
-// taken back (its parent is root's, so the entry cannot be swapped).
-func rootOwnedDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid != 0 || st.Gid != 0) {
-		if err := os.Lchown(dir, 0, 0); err != nil {
-			return err
-		}
-	}
-	if fi.Mode().Perm() != 0o711 {
-		return os.Chmod(dir, 0o711)
-	}
-	return nil
 }
 
 func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
