@@ -35,6 +35,17 @@ func (c *Checker) Check(path string) error {
 	if err != nil {
 		return err
 	}
+	return c.check(gd, path)
+}
+
+// check refuses gd, read from path, unless path and its output paths are
+// the ones its contents give.
+func (c *Checker) check(gd *derivation.Derivation, path string) (err error) {
+	defer func() {
+		if r := recover(); r != nil { // go-nix panics on what its parser let through
+			err = fmt.Errorf("derivation %s: malformed (%v); regenerate it with nix-instantiate", path, r)
+		}
+	}()
 	if err := checkDrvPath(gd, path); err != nil {
 		return err
 	}

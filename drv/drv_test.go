@@ -1,6 +1,7 @@
 package drv
 
 import (
+	"bytes"
 	"maps"
 	"os"
 	"os/exec"
@@ -238,6 +239,13 @@ func FuzzParse(f *testing.F) {
 			_ = d.OutputPaths()
 			_ = d.IsFixedOutput()
 			_ = d.StructuredAttrs()
+		}
+		// The checker's hashing never panics on what parses (inputs it
+		// cannot read are an error).
+		if err == nil {
+			if gd, err := derivation.ReadDerivation(bytes.NewReader(data)); err == nil {
+				_ = NewChecker().check(gd, "/nix/store/00000000000000000000000000000000-fuzz.drv")
+			}
 		}
 	})
 }
