@@ -199,9 +199,21 @@ func Results(cacheDir string) ([]*ResultRecord, error) {
 	}
 	var out []*ResultRecord
 	for _, f := range files {
-		if r, err := readRecord(f); err == nil && r != nil {
-			out = append(out, r)
+		r, err := readRecord(f)
+		if err != nil || r == nil {
+			continue
 		}
+		// An earlier nixlayer named records after the .drv's file name:
+		// such a record takes its digest name once (or goes, when a newer
+		// one has it).
+		if want := recordFile(cacheDir, r.Drv); f != want {
+			if _, err := os.Lstat(want); err == nil {
+				os.Remove(f)
+				continue
+			}
+			_ = os.Rename(f, want)
+		}
+		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Built.After(out[j].Built) })
 	return out, nil
