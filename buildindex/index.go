@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
@@ -102,13 +103,13 @@ func MarkHookBuilt(cacheDir, drvPath string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, filepath.Base(drvPath)), nil, 0o600)
+	return os.WriteFile(filepath.Join(dir, fsname.For("drv", drvPath)), nil, 0o600)
 }
 
 // TakeHookBuilt reports whether MarkHookBuilt marked drvPath, and removes
 // the mark.
 func TakeHookBuilt(cacheDir, drvPath string) bool {
-	return os.Remove(filepath.Join(cacheDir, Dir, hookBuiltDir, filepath.Base(drvPath))) == nil
+	return os.Remove(filepath.Join(cacheDir, Dir, hookBuiltDir, fsname.For("drv", drvPath))) == nil
 }
 
 // RecordStart notes that a build of drvPath began (pre-build-hook).
@@ -116,7 +117,7 @@ func RecordStart(cacheDir, drvPath, by string) error {
 	now := time.Now()
 	dir := filepath.Join(cacheDir, Dir, startsDir)
 	if err := os.MkdirAll(dir, 0o700); err == nil {
-		os.WriteFile(filepath.Join(dir, filepath.Base(drvPath)), []byte(strconv.FormatInt(now.UnixNano(), 10)), 0o600)
+		os.WriteFile(filepath.Join(dir, fsname.For("drv", drvPath)), []byte(strconv.FormatInt(now.UnixNano(), 10)), 0o600)
 	}
 	return Append(cacheDir, Record{Time: now, Event: EventStart, By: by, Drv: drvPath, Name: DrvName(drvPath)})
 }
@@ -136,7 +137,7 @@ func RecordEnd(cacheDir, drvPath, by, event string, outPaths []string, msg strin
 	if len(outPaths) == 0 && derr == nil {
 		r.Outputs = d.Outputs
 	}
-	start := filepath.Join(cacheDir, Dir, startsDir, filepath.Base(drvPath))
+	start := filepath.Join(cacheDir, Dir, startsDir, fsname.For("drv", drvPath))
 	if data, err := os.ReadFile(start); err == nil {
 		if ns, err := strconv.ParseInt(string(data), 10, 64); err == nil {
 			r.Duration = now.Sub(time.Unix(0, ns))

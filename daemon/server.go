@@ -101,11 +101,8 @@ func New(opts Options) (*Server, error) {
 	if opts.ResultsDir == "" {
 		opts.ResultsDir = filepath.Clean(opts.CacheDir) + "-results"
 	}
-	// Traversable by all, listable by none: each user's directory is 0700.
-	if err := os.MkdirAll(opts.ResultsDir, 0o711); err != nil {
-		return nil, fmt.Errorf("results directory: %w", err)
-	}
-	if err := os.Chmod(opts.ResultsDir, 0o711); err != nil {
+	// Traversable by all, listable by none; so is each user's directory in it.
+	if err := resultsRoot(opts.ResultsDir); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
 	e, err := runner.Open(runner.Options{CacheDir: opts.CacheDir, Logger: opts.Logger})
@@ -266,13 +263,7 @@ func refuseConn(uc *net.UnixConn, err error) {
 // to the untrusted.
 func (s *Server) localFor(p peer, a access) (*api.Local, error) {
 	dir := filepath.Join(s.opts.ResultsDir, strconv.Itoa(p.UID))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Chown(dir, p.UID, p.GID); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := rootOwnedDir(dir); err != nil {
 		return nil, err
 	}
 	return api.NewLocal(s.engine, api.LocalOptions{

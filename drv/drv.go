@@ -5,8 +5,10 @@ package drv
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"sort"
+	"syscall"
 
 	"github.com/nix-community/go-nix/pkg/derivation"
 )
@@ -74,13 +76,45 @@ func (d *Derivation) OutputPaths() []string {
 	return paths
 }
 
-// Read reads and parses the .drv file at path.
+// MaxSize bounds a .drv file: the largest derivations of nixpkgs are a few
+// MiB (long environment variables); anything bigger is refused unread, so a
+// device or a huge file cannot grow the reader without limit.
+const MaxSize = 64 << 20
+
+// Read reads and parses the .drv file at path (a regular file of at most
+// MaxSize bytes; a symlink is not followed).
 func Read(path string) (*Derivation, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parse(data, path)
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading derivation %s: %w (is it a .drv in the Nix store? create it with nix-instantiate)", path, err)
 	}
-	return parse(data, path)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading derivation %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading derivation %s: not a regular file (a .drv in the Nix store is one; create it with nix-instantiate)", path)
+	}
+	if fi.Size() > MaxSize {
+		return nil, fmt.Errorf("reading derivation %s: %d bytes, more than a derivation may have (%d)", path, fi.Size(), MaxSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading derivation %s: %w", path, err)
+	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("reading derivation %s: more than a derivation may have (%d bytes)", path, MaxSize)
+	}
+	return data, nil
 }
 
 // Parse parses a derivation in ATerm format; path is used in error

@@ -1,6 +1,7 @@
 package drv
 
 import (
+	"bytes"
 	"maps"
 	"os"
 	"os/exec"
@@ -8,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nix-community/go-nix/pkg/derivation"
 )
 
 // bashBuilder makes the static bash available as a store path, so the
@@ -237,6 +240,13 @@ func FuzzParse(f *testing.F) {
 			_ = d.IsFixedOutput()
 			_ = d.StructuredAttrs()
 		}
+		// The checker's hashing never panics on what parses (inputs it
+		// cannot read are an error).
+		if err == nil {
+			if gd, err := derivation.ReadDerivation(bytes.NewReader(data)); err == nil {
+				_ = NewChecker().check(gd, "/nix/store/00000000000000000000000000000000-fuzz.drv")
+			}
+		}
 	})
 }
 
@@ -248,4 +258,54 @@ func sortedCopy(s []string) []string {
 		}
 	}
 	return c
+}
+
+// The checker accepts what Nix wrote and refuses a .drv whose output path
+// was edited, or whose contents are not what its store path says.
+func TestChecker(t *testing.T) {
+	paths := instantiate(t, `with (`+exprs+`); [ top fixed sa ]`)
+	c := NewChecker()
+	for _, p := range paths {
+		if err := c.Check(p); err != nil {
+			t.Fatalf("Check(%s): %v", p, err)
+		}
+	}
+	top := paths[0]
+	d, err := Read(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := "/nix/store/00000000000000000000000000000000-victim"
+	forged := strings.ReplaceAll(string(data), d.Outputs["out"], victim)
+	gd, err := derivation.ReadDerivation(strings.NewReader(forged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NewChecker().checkOutputs(gd, top); err == nil || !strings.Contains(err.Error(), "contents give "+d.Outputs["out"]) {
+		t.Errorf("forged output path: got %v, want a refusal naming the real path", err)
+	}
+	if err := checkDrvPath(gd, top); err == nil || !strings.Contains(err.Error(), "not added to the store as a derivation") {
+		t.Errorf("forged contents under the real name: got %v", err)
+	}
+}
+
+// A device or an oversized file is refused before it is read whole.
+func TestReadRefusesDevicesAndHugeFiles(t *testing.T) {
+	if _, err := Read("/dev/urandom"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/urandom: %v", err)
+	}
+	big := t.TempDir() + "/big.drv"
+	if err := os.WriteFile(big, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, MaxSize+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(big); err == nil || !strings.Contains(err.Error(), "more than a derivation may have") {
+		t.Errorf("oversized: %v", err)
+	}
 }

@@ -812,3 +812,54 @@ func TestHookSoundKeys(t *testing.T) {
 		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase", "ran: installPhase")
 	nixCheck(t, args)
 }
+
+// Issue 23, done-when 2: Nix runs the hook as root for every user's
+// nix-build, with names a derivation chooses. A pname that walks out of
+// the cache (`x/../../…/outside/victim`) makes no file outside it: lock,
+// record and background files are named from digests, through a build,
+// the learning of its path map and an edited build that resumes.
+func TestHookPnameStaysInCache(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	outside := t.TempDir()
+	s := salt(t)
+	expr := func(install string) []string {
+		return []string{"-E", fmt.Sprintf(`(import %s { salt = %q; }).mkDerivation {
+		  name = "pnamewalk-1";
+		  pname = "x%s%s/victim";
+		  dontUnpack = true;
+		  dontConfigure = true;
+		  buildPhase = "echo built > built";
+		  installPhase = "mkdir -p $out && cp built $out/ && %s";
+		}`, testdata, s, strings.Repeat("/..", 40), outside, install)}
+	}
+	r := nixBuild(t, cache, expr("echo one > $out/one")...)
+	r.mustSucceed(t)
+	if !r.builtByNixlayer() {
+		t.Fatalf("not built by nixlayer:\n%s", logtail.Lines(r.stderr, 30))
+	}
+	learnNow(t, cache, expr("echo one > $out/one")...)
+	r = nixBuild(t, cache, expr("echo two > $out/two")...)
+	out := r.mustSucceed(t)
+	if !r.builtByNixlayer() {
+		t.Fatalf("the edited build was not built by nixlayer:\n%s", logtail.Lines(r.stderr, 30))
+	}
+	r.mustSay(t, "the edited build did not resume", "reused: ")
+	if got := run(t, "cat", out+"/two"); got != "two" {
+		t.Fatalf("edited output: %q", got)
+	}
+	entries, err := os.ReadDir(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("%s was created outside the cache", filepath.Join(outside, e.Name()))
+	}
+	// Nor anywhere under a name holding the pname.
+	filepath.WalkDir(cache, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), "victim") {
+			t.Errorf("%s is named after the pname", p)
+		}
+		return nil
+	})
+}

@@ -77,16 +77,16 @@ func Deliver(ctx context.Context, outputs map[string]string, deriver string, can
 		if !ok {
 			return fmt.Errorf("delivering outputs of %s: nix-store reported an unexpected invalid path %s", deriver, p)
 		}
-		if err := removeStale(p); err != nil {
+		if err := RemoveTree(p); err != nil {
 			return fmt.Errorf("delivering %s: %w", p, err)
 		}
 		// On failure, leave no half-delivered tree behind.
 		defer func(p string) {
 			if err != nil {
-				_ = removeStale(p)
+				_ = RemoveTree(p)
 			}
 		}(p)
-		if err := copyTree(src, p); err != nil {
+		if err := CopyTree(src, p); err != nil {
 			return fmt.Errorf("delivering %s from %s: %w", p, src, err)
 		}
 		if err := Canonicalise(p); err != nil {
@@ -123,27 +123,33 @@ func hashAndScan(p string, candidates []string) (PathInfo, error) {
 	return info, nil
 }
 
-// removeStale deletes whatever is at path, making read-only directories
-// writable first.
-func removeStale(path string) error {
+// RemoveTree deletes whatever is at path without following a symlink in
+// it (os.RemoveAll works beneath directory descriptors). Other users make
+// read-only directories writable first; root needs no permission and
+// changes none, since the tree may be one another user can swap parts of.
+func RemoveTree(path string) error {
 	if _, err := os.Lstat(path); os.IsNotExist(err) {
 		return nil
 	}
-	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o755)
-		}
-		return nil
-	})
+	if os.Geteuid() != 0 {
+		_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	}
 	if err := os.RemoveAll(path); err != nil {
-		return fmt.Errorf("removing stale leftover %s: %w", path, err)
+		return fmt.Errorf("removing %s: %w", path, err)
 	}
 	return nil
 }
 
-// copyTree copies the file, symlink or directory tree at src to dst
-// (which must not exist), keeping file types and permission bits.
-func copyTree(src, dst string) error {
+// CopyTree copies the file, symlink or directory tree at src to dst
+// (which must not exist), keeping file types and permission bits; file
+// contents are streamed (copy_file_range where possible), never held in
+// memory whole.
+func CopyTree(src, dst string) error {
 	fi, err := os.Lstat(src)
 	if err != nil {
 		return err
@@ -164,7 +170,7 @@ func copyTree(src, dst string) error {
 			return err
 		}
 		for _, e := range entries {
-			if err := copyTree(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			if err := CopyTree(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
 				return err
 			}
 		}

@@ -50,7 +50,7 @@ func TestScannerWriteBoundaries(t *testing.T) {
 func TestCanonicalise(t *testing.T) {
 	root := t.TempDir()
 	tree := filepath.Join(root, "t")
-	t.Cleanup(func() { _ = removeStale(tree) }) // read-only dirs, for non-root runs
+	t.Cleanup(func() { _ = RemoveTree(tree) }) // read-only dirs, for non-root runs
 	write(t, filepath.Join(tree, "exe"), "x", 0o4751)
 	write(t, filepath.Join(tree, "groupexe"), "x", 0o2670)
 	write(t, filepath.Join(tree, "plain"), "x", 0o600)

@@ -21,6 +21,9 @@ import (
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
+// lockDrv is the kind of lock a derivation's builds are serialised by.
+const lockDrv = "drv"
+
 // BuildOptions control one build.
 type BuildOptions struct {
 	PlanOptions
@@ -157,7 +160,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		progress = func(Event) {}
 	}
 	waited := false
-	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(drvPath), func() {
+	unlock, err := e.lockFile(ctx, lockDrv, drvPath, func() {
 		waited = true
 		progress(Event{Kind: EventWait, Message: "waiting for another build of the same derivation to finish"})
 	})
@@ -188,7 +191,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	// The chain is chosen and pinned beside other builds, never beside a
 	// removal (removalLock).
-	release, err := e.lockShared(ctx, removalLock, func() {
+	release, err := e.lockShared(ctx, removalLock, "", func() {
 		progress(Event{Kind: EventWait, Message: "waiting for a gc of the layer cache to finish"})
 	})
 	if err != nil {

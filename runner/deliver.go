@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
@@ -58,13 +59,8 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 	dir := e.resultsDir(bo.ResultsDir)
 	for name, p := range j.drv.Outputs {
 		dst := filepath.Join(dir, filepath.Base(p))
-		if err := replaceTree(trees[p], dst); err != nil {
+		if err := replaceTree(trees[p], dst, bo.ResultOwner); err != nil {
 			return fmt.Errorf("copying output %s of %s into the cache: %w", name, j.drv.Name, err)
-		}
-		if o := bo.ResultOwner; o != nil {
-			if err := chownTree(dst, o.UID, o.GID); err != nil {
-				return fmt.Errorf("handing output %s of %s to uid %d: %w", name, j.drv.Name, o.UID, err)
-			}
 		}
 		res.Outputs[name] = dst
 		if bo.ResultLink != "" {
@@ -87,57 +83,81 @@ func linkName(base, output string) string {
 	return base + "-" + output
 }
 
-func replaceTree(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+// stagingDir is where a results directory's copies are made before they
+// take their place: private to the engine's user, so nobody else sees or
+// changes a half-made copy.
+const stagingDir = ".staging"
+
+// replaceTree puts a canonical copy of src at dst, a results directory's
+// entry. The copy is made in the directory's staging directory and renamed
+// into place; for an owner (the daemon's caller) only its top is handed
+// over, readable by that user alone (0500, or 0400/0500 for a file), and
+// the tree beneath stays root's: what the user can read, nothing root
+// later touches is theirs to swap.
+func replaceTree(src, dst string, owner *Owner) error {
+	staging, err := privateDir(filepath.Join(filepath.Dir(dst), stagingDir))
+	if err != nil {
 		return err
 	}
-	tmp := dst + ".tmp"
-	makeWritable(tmp)
-	os.RemoveAll(tmp)
-	if err := copyTree(src, tmp); err != nil {
+	tmp := filepath.Join(staging, filepath.Base(dst))
+	if err := nixstore.RemoveTree(tmp); err != nil {
+		return err
+	}
+	if err := nixstore.CopyTree(src, tmp); err != nil {
 		return err
 	}
 	if err := nixstore.Canonicalise(tmp); err != nil {
 		return err
 	}
-	makeWritable(dst)
-	os.RemoveAll(dst)
+	if owner != nil {
+		if err := handOver(tmp, owner); err != nil {
+			return err
+		}
+	}
+	if err := nixstore.RemoveTree(dst); err != nil {
+		return err
+	}
 	return os.Rename(tmp, dst)
 }
 
-func makeWritable(root string) {
-	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.IsDir() {
-			os.Chmod(p, 0o755)
+// privateDir makes dir a directory of this process's user, 0700. Whatever
+// else is there (a symlink an earlier user-owned results directory held)
+// is removed, never followed.
+func privateDir(dir string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	fi, err := os.Lstat(dir)
+	if err == nil {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if fi.IsDir() && fi.Mode().Perm() == 0o700 && ok && int(st.Uid) == os.Geteuid() {
+			return dir, nil
 		}
-		return nil
-	})
+		if err := nixstore.RemoveTree(dir); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
 
-func copyTree(src, dst string) error {
-	return filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
-			l, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(l, target)
-		case fi.IsDir():
-			return os.MkdirAll(target, 0o755)
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(target, data, fi.Mode().Perm()|0o200)
-		}
-	})
+// handOver gives the top of a canonical result to its user, private:
+// nobody else may enter or read it.
+func handOver(top string, o *Owner) error {
+	fi, err := os.Lstat(top)
+	if err != nil {
+		return err
+	}
+	if err := os.Lchown(top, o.UID, o.GID); err != nil {
+		return fmt.Errorf("handing %s to uid %d: %w", top, o.UID, err)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return nil
+	}
+	// Not a symlink, in a directory only root may enter: chmod cannot be led elsewhere.
+	return os.Chmod(top, fi.Mode().Perm()&0o500)
 }
 
 // removeLink replaces an earlier result link, as nix-build does; anything
@@ -211,14 +231,4 @@ func (e *Engine) resultsDir(dir string) string {
 		return dir
 	}
 	return filepath.Join(e.opts.CacheDir, "results")
-}
-
-// chownTree gives a result tree to its user (symlinks themselves too).
-func chownTree(root string, uid, gid int) error {
-	return filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
 }

@@ -10,13 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -48,6 +49,8 @@ type Engine struct {
 	inUse *os.File
 	// views are layers mounted for reading their files (files.go).
 	views layerViews
+	// derivations recomputes the store paths a .drv claims.
+	derivations *drv.Checker
 }
 
 // DefaultCacheDir is /var/cache/nixlayer for root and
@@ -90,7 +93,7 @@ func Open(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, layers: st, log: opts.Logger}
+	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: drv.NewChecker()}
 	if err := e.claimCache(); err != nil {
 		st.Close()
 		return nil, err
@@ -155,31 +158,39 @@ func (e *Engine) CacheDir() string { return e.opts.CacheDir }
 func (e *Engine) Layers() *layers.Store { return e.layers }
 
 // lockFile takes an exclusive flock on a file under the cache, telling the
-// user when it has to wait for another build.
-func (e *Engine) lockFile(ctx context.Context, name string, waiting func()) (func(), error) {
-	return e.flockFile(ctx, name, syscall.LOCK_EX, waiting)
+// user when it has to wait for another build. The file is named from a
+// digest of kind and subject (a derivation path, a package name: strings a
+// derivation chooses), which it holds once locked.
+func (e *Engine) lockFile(ctx context.Context, kind, subject string, waiting func()) (func(), error) {
+	return e.flockFile(ctx, kind, subject, syscall.LOCK_EX, waiting)
 }
 
 // lockShared takes the lock beside other shared holders, apart from an
 // exclusive one.
-func (e *Engine) lockShared(ctx context.Context, name string, waiting func()) (func(), error) {
-	return e.flockFile(ctx, name, syscall.LOCK_SH, waiting)
+func (e *Engine) lockShared(ctx context.Context, kind, subject string, waiting func()) (func(), error) {
+	return e.flockFile(ctx, kind, subject, syscall.LOCK_SH, waiting)
 }
 
-func (e *Engine) flockFile(ctx context.Context, name string, how int, waiting func()) (func(), error) {
+func (e *Engine) flockFile(ctx context.Context, kind, subject string, how int, waiting func()) (func(), error) {
 	dir := filepath.Join(e.opts.CacheDir, "locks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lock directory: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, fsname.For(kind, subject)+".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	// What it locks, for gc (busyPackages), written before the lock is
+	// taken, so that a held lock always names its subject: every process
+	// that opens this file writes the same bytes.
+	if _, err := f.WriteAt([]byte(subject), 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 		if waiting != nil {
 			waiting()
 		}
-		kind, _, _ := strings.Cut(name, "-")
 		fault.PointAt(fault.WaitLock, kind) // tests see the wait begin
 		done := make(chan error, 1)
 		go func() { done <- syscall.Flock(int(f.Fd()), how) }()

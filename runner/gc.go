@@ -62,7 +62,7 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	if o.KeepLast <= 0 {
 		o.KeepLast = 1
 	}
-	unlock, err := e.lockFile(ctx, removalLock, func() {
+	unlock, err := e.lockFile(ctx, removalLock, "", func() {
 		fmt.Fprintln(orDiscard(o.Log), "nixlayer: waiting for another gc, or builds choosing the layers they reuse, to finish")
 	})
 	if err != nil {
@@ -213,18 +213,19 @@ func (e *Engine) pinChain(top string) func() {
 // may be about to reuse any of them.
 func (e *Engine) busyPackages() map[string]bool {
 	busy := map[string]bool{}
-	files, _ := filepath.Glob(filepath.Join(e.opts.CacheDir, "locks", "drv-*.lock"))
+	files, _ := filepath.Glob(filepath.Join(e.opts.CacheDir, "locks", lockDrv+"-*.lock"))
 	for _, f := range files {
-		fd, err := os.OpenFile(f, os.O_RDWR, 0)
+		fd, err := os.OpenFile(f, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			continue
 		}
 		if err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			base := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "drv-"), ".lock")
-			if _, name, ok := nixstore.SplitStorePath(base); ok {
-				base = name
+			// The holder wrote its derivation's path into the lock.
+			drvPath := make([]byte, 4096)
+			n, _ := fd.ReadAt(drvPath, 0)
+			if _, name, ok := nixstore.SplitStorePath(string(drvPath[:n])); ok {
+				busy[strings.TrimSuffix(name, ".drv")] = true
 			}
-			busy[strings.TrimSuffix(base, ".drv")] = true
 		} else {
 			syscall.Flock(int(fd.Fd()), syscall.LOCK_UN)
 		}

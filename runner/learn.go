@@ -33,7 +33,7 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 	if m := e.storedMap(top); m != nil {
 		return m, nil
 	}
-	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, func() {
+	unlock, err := e.lockFile(ctx, "learn", j.pkg, func() {
 		progress(Event{Kind: EventWait, Message: "waiting for the path map being learned in the background"})
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,7 +36,9 @@ func (e *Engine) mountFile(dir string) string {
 // DefaultMountDir is where `nixlayer mount` puts a layer without a DIR.
 func (e *Engine) DefaultMountDir(sel *Selected) string {
 	name := sel.Layer.Meta.DrvName + "-" + sel.Phase
-	if sel.Phase == "" {
+	// A phase's name is the derivation's to choose: one that is not a
+	// plain path element gives way to the layer's id.
+	if sel.Phase == "" || strings.ContainsAny(sel.Phase, "/\x00") {
 		name = layers.Short(sel.Layer.ID)
 	}
 	return filepath.Join(e.opts.CacheDir, "mnt", name)

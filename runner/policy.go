@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/layers"
 )
 
@@ -201,7 +202,7 @@ type learnerInfo struct {
 }
 
 func (e *Engine) learnerInfoPath(pkg string) string {
-	return filepath.Join(e.opts.CacheDir, "locks", "learn-"+pkg+".json")
+	return filepath.Join(e.opts.CacheDir, "locks", fsname.For("learn", pkg)+".json")
 }
 
 // announceLearning records the chain this process learns; the returned

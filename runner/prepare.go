@@ -54,9 +54,32 @@ type probe struct {
 	EndsEarly string `json:"endsEarly,omitempty"`
 }
 
+// readDerivation reads the derivation at drvPath only when it is one Nix
+// would build: a valid store path ending in .drv (nothing outside the
+// store is opened, so every other path gets the same refusal), whose store
+// path and output paths are the ones its contents give. Root builds
+// whatever a user names here, and registers its outputs.
+func (e *Engine) readDerivation(ctx context.Context, drvPath string) (*drv.Derivation, error) {
+	notDrv := fmt.Errorf("%q is not a derivation in the Nix store: nixlayer builds only a valid store path ending in .drv (as nix-instantiate prints)", drvPath)
+	if drvPath != filepath.Clean(drvPath) || !nixstore.IsStorePath(drvPath) || !strings.HasSuffix(drvPath, ".drv") {
+		return nil, notDrv
+	}
+	valid, err := nixstore.IsValid(ctx, drvPath)
+	if err != nil {
+		return nil, fmt.Errorf("checking derivation %s: %w", drvPath, err)
+	}
+	if !valid {
+		return nil, notDrv
+	}
+	if err := e.derivations.Check(drvPath); err != nil {
+		return nil, err
+	}
+	return drv.Read(drvPath)
+}
+
 // prepare reads and realises what a build of drvPath needs.
 func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*job, error) {
-	d, err := drv.Read(drvPath)
+	d, err := e.readDerivation(ctx, drvPath)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/internal/fsname"
 )
 
 // ResultState is where a build's result stands: `nixlayer status` lists
@@ -106,7 +108,13 @@ type ResultRecord struct {
 func (e *Engine) statusDir() string { return filepath.Join(e.opts.CacheDir, "status") }
 
 func (e *Engine) recordPath(drvPath string) string {
-	return filepath.Join(e.statusDir(), filepath.Base(drvPath)+".json")
+	return recordFile(e.opts.CacheDir, drvPath)
+}
+
+// recordFile is where a cache keeps the record of drvPath (named from a
+// digest of the path; the path itself is inside).
+func recordFile(cacheDir, drvPath string) string {
+	return filepath.Join(cacheDir, "status", fsname.For(lockDrv, drvPath)+".json")
 }
 
 // maxRecords bounds the status directory: the oldest settled records go.
@@ -191,9 +199,21 @@ func Results(cacheDir string) ([]*ResultRecord, error) {
 	}
 	var out []*ResultRecord
 	for _, f := range files {
-		if r, err := readRecord(f); err == nil && r != nil {
-			out = append(out, r)
+		r, err := readRecord(f)
+		if err != nil || r == nil {
+			continue
 		}
+		// An earlier nixlayer named records after the .drv's file name:
+		// such a record takes its digest name once (or goes, when a newer
+		// one has it).
+		if want := recordFile(cacheDir, r.Drv); f != want {
+			if _, err := os.Lstat(want); err == nil {
+				os.Remove(f)
+				continue
+			}
+			_ = os.Rename(f, want)
+		}
+		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Built.After(out[j].Built) })
 	return out, nil
@@ -202,7 +222,7 @@ func Results(cacheDir string) ([]*ResultRecord, error) {
 // RecordOf is the state of the newest result of a derivation in a cache
 // (nil, nil when nixlayer never built it there).
 func RecordOf(cacheDir, drvPath string) (*ResultRecord, error) {
-	return readRecord(filepath.Join(cacheDir, "status", filepath.Base(drvPath)+".json"))
+	return readRecord(recordFile(cacheDir, drvPath))
 }
 
 // pendingRecords are the results of a package that background work must
@@ -276,7 +296,7 @@ func (e *Engine) announceBackground(pkg, drvPath string) func() {
 // process that starts it does so, so that the work shows from its start);
 // the record is ignored once the process is gone.
 func (e *Engine) announceBackgroundOf(pkg, drvPath string, pid int) string {
-	p := filepath.Join(e.opts.CacheDir, "locks", fmt.Sprintf("background-%s-%d.json", pkg, pid))
+	p := filepath.Join(e.opts.CacheDir, "locks", fmt.Sprintf("%s-%d.json", fsname.For("background", pkg), pid))
 	os.MkdirAll(filepath.Dir(p), 0o700)
 	data, _ := json.Marshal(BackgroundJob{Package: pkg, Drv: drvPath, PID: pid, Started: time.Now()})
 	_ = os.WriteFile(p, data, 0o600)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"go.uber.org/zap"
 
@@ -37,7 +36,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		return err
 	}
 	defer e.announceBackground(j.pkg, drvPath)() // waiting counts: it will run
-	unlock, err := e.lockFile(ctx, "background-"+j.pkg, func() {
+	unlock, err := e.lockFile(ctx, "background", j.pkg, func() {
 		progress(Event{Kind: EventWait, Message: "waiting for the background work on " + j.pkg + " that is running"})
 	})
 	if err != nil {
@@ -103,7 +102,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	if top == "" {
 		return false, fmt.Errorf("%s has no cached layers to learn from: build it first", j.drv.Name)
 	}
-	unlock, err := e.lockFile(ctx, "learn-"+j.pkg, nil)
+	unlock, err := e.lockFile(ctx, "learn", j.pkg, nil)
 	if err != nil {
 		return false, err
 	}
@@ -137,7 +136,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 // is; otherwise, and for the other causes, an exact build reruns what it
 // must and its result replaces the provisional one.
 func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Event)) error {
-	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(r.Drv), nil)
+	unlock, err := e.lockFile(ctx, lockDrv, r.Drv, nil)
 	if err != nil {
 		return err
 	}
@@ -286,30 +285,38 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Eve
 // repoint moves the record's result links that still point at its
 // provisional outputs to the new ones, and leaves, where a provisional
 // copy in the cache was, a link to the store path (paths printed earlier
-// keep working without a second copy).
+// keep working without a second copy). The links of another user's result
+// (the daemon's caller, who made them) are left alone: root never replaces
+// a path a user chose. Theirs point at the copy, which becomes a link to
+// the store path, rooted for the garbage collector.
 func (e *Engine) repoint(ctx context.Context, r *ResultRecord, outputs map[string]string) {
 	for name, old := range r.Outputs {
 		cur := outputs[name]
-		if cur == "" || cur == old {
+		if cur == "" || cur == old || !nixstore.IsStorePath(cur) {
 			continue
 		}
-		if link := r.Links[name]; link != "" && nixstore.IsStorePath(cur) {
-			var fi os.FileInfo
+		if link := r.Links[name]; link != "" && r.Owner == nil {
 			if target, err := os.Readlink(link); err == nil && target == old {
-				fi, _ = os.Lstat(link)
 				removeLink(link)
 				if err := nixstore.AddGCRoot(ctx, cur, link); err != nil {
 					e.log.Warn("repointing a result link", zap.String("link", link), zap.Error(err))
-				} else if st, ok := statOf(fi); ok && int(st.Uid) != os.Geteuid() {
-					_ = os.Lchown(link, int(st.Uid), int(st.Gid)) // the daemon's caller keeps their link
 				}
 			}
 		}
 		dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
-		if nixstore.IsStorePath(cur) && strings.HasPrefix(old, dir+"/") {
-			makeWritable(old)
-			if os.RemoveAll(old) == nil && os.Symlink(cur, old) == nil && r.Owner != nil {
-				_ = os.Lchown(old, r.Owner.UID, r.Owner.GID)
+		if filepath.Dir(old) == filepath.Clean(dir) {
+			if err := nixstore.RemoveTree(old); err != nil {
+				e.log.Warn("replacing a provisional copy", zap.String("path", old), zap.Error(err))
+				continue
+			}
+			var err error
+			if r.Owner != nil {
+				err = nixstore.AddGCRoot(ctx, cur, old) // the only root the user's links have
+			} else {
+				err = os.Symlink(cur, old)
+			}
+			if err != nil {
+				e.log.Warn("linking a provisional copy to the store", zap.String("path", old), zap.Error(err))
 			}
 		}
 	}
@@ -369,12 +376,4 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-func statOf(fi os.FileInfo) (*syscall.Stat_t, bool) {
-	if fi == nil {
-		return nil, false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return st, ok
 }

@@ -2,17 +2,18 @@ package runner
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -49,7 +50,7 @@ func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*Ve
 
 // VerifyIn is Verify for results kept in resultsDir ("" for the cache's).
 func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log io.Writer) (*Verification, error) {
-	d, err := drv.Read(drvPath)
+	d, err := e.readDerivation(ctx, drvPath)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +100,14 @@ func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log i
 		}
 	}
 	for _, name := range sortedKeys(d.Outputs) {
-		sum, _, err := nixstore.NARHash(v.Layered[name])
+		// A result in a user's results directory is that user's to
+		// change: it is read through an os.Root of its directory.
+		layered, err := openIn(v.Layered[name])
+		if err != nil {
+			return nil, err
+		}
+		defer layered.Close()
+		sum, _, err := nixstore.NARHashIn(layered.dir, layered.name)
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +115,12 @@ func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log i
 		if v.Layered[name] == v.Clean[name] {
 			continue // the layered output is the one Nix just checked
 		}
-		diffs, err := compareTrees(v.Layered[name], v.Clean[name])
+		clean, err := openIn(v.Clean[name])
+		if err != nil {
+			return nil, err
+		}
+		defer clean.Close()
+		diffs, err := compareTrees(layered, clean)
 		if err != nil {
 			return nil, err
 		}
@@ -120,52 +133,71 @@ func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log i
 	return v, nil
 }
 
-// compareTrees lists the files that differ, with a reason for each.
-func compareTrees(a, b string) ([]Difference, error) {
-	seen := map[string]bool{}
-	var diffs []Difference
-	walk := func(root string) error {
-		return filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(root, p)
-			seen[rel] = true
-			return nil
-		})
+// treeIn is a tree read through an os.Root of its directory.
+type treeIn struct {
+	dir  *os.Root
+	name string // the tree's name in dir
+}
+
+func openIn(p string) (treeIn, error) {
+	dir, err := os.OpenRoot(filepath.Dir(p))
+	if err != nil {
+		return treeIn{}, err
 	}
-	if err := walk(a); err != nil {
+	return treeIn{dir: dir, name: filepath.Base(p)}, nil
+}
+
+func (t treeIn) Close() error { return t.dir.Close() }
+
+func (t treeIn) String() string { return filepath.Join(t.dir.Name(), t.name) }
+
+// compareTrees lists the files that differ, with a reason for each.
+func compareTrees(a, b treeIn) ([]Difference, error) {
+	type entry struct{ a, b fs.FileInfo }
+	entries := map[string]*entry{}
+	if err := nixstore.WalkIn(a.dir, a.name, func(rel string, fi fs.FileInfo) error {
+		entries[rel] = &entry{a: fi}
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("compare %s: %w", a, err)
 	}
-	if err := walk(b); err != nil {
+	if err := nixstore.WalkIn(b.dir, b.name, func(rel string, fi fs.FileInfo) error {
+		if e := entries[rel]; e != nil {
+			e.b = fi
+		} else {
+			entries[rel] = &entry{b: fi}
+		}
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("compare %s: %w", b, err)
 	}
-	var rels []string
-	for r := range seen {
+	rels := make([]string, 0, len(entries))
+	for r := range entries {
 		rels = append(rels, r)
 	}
 	sort.Strings(rels)
+	var diffs []Difference
 	for _, rel := range rels {
-		if why := fileDifference(filepath.Join(a, rel), filepath.Join(b, rel)); why != "" {
-			diffs = append(diffs, Difference{Path: rel, Why: why})
+		e := entries[rel]
+		if why := fileDifference(a, b, rel, e.a, e.b); why != "" {
+			diffs = append(diffs, Difference{Path: cmp.Or(rel, "."), Why: why})
 		}
 	}
 	return diffs, nil
 }
 
-func fileDifference(a, b string) string {
-	fa, ea := os.Lstat(a)
-	fb, eb := os.Lstat(b)
+func fileDifference(a, b treeIn, rel string, fa, fb fs.FileInfo) string {
+	pa, pb := path.Join(a.name, rel), path.Join(b.name, rel)
 	switch {
-	case ea != nil:
+	case fa == nil:
 		return "only in Nix's build"
-	case eb != nil:
+	case fb == nil:
 		return "only in the layered build"
 	case fa.Mode().Type() != fb.Mode().Type():
 		return "file type differs"
 	case fa.Mode()&fs.ModeSymlink != 0:
-		ta, _ := os.Readlink(a)
-		tb, _ := os.Readlink(b)
+		ta, _ := a.dir.Readlink(pa)
+		tb, _ := b.dir.Readlink(pb)
 		if ta != tb {
 			return fmt.Sprintf("symlink target differs: %s vs %s", ta, tb)
 		}
@@ -175,22 +207,61 @@ func fileDifference(a, b string) string {
 	case fa.Mode()&0o100 != fb.Mode()&0o100:
 		return "executable bit differs"
 	}
-	da, err1 := os.ReadFile(a)
-	db, err2 := os.ReadFile(b)
-	if err1 != nil || err2 != nil {
+	ra, sa, err1 := nixstore.OpenFileIn(a.dir, pa)
+	if err1 != nil {
 		return "unreadable"
 	}
-	if bytes.Equal(da, db) {
+	defer ra.Close()
+	rb, sb, err2 := nixstore.OpenFileIn(b.dir, pb)
+	if err2 != nil {
+		return "unreadable"
+	}
+	defer rb.Close()
+	// Streamed: outputs may hold files larger than memory.
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(ra, head)
+	head = head[:n]
+	at, err := firstDifference(io.MultiReader(bytes.NewReader(head), ra), rb)
+	if err != nil {
+		return "unreadable"
+	}
+	switch {
+	case at < 0:
 		return ""
+	case sa.Size() != sb.Size():
+		return fmt.Sprintf("size differs (%d vs %d bytes)%s", sa.Size(), sb.Size(), contentHint(head))
 	}
-	if len(da) != len(db) {
-		return fmt.Sprintf("size differs (%d vs %d bytes)%s", len(da), len(db), contentHint(da))
+	return fmt.Sprintf("content differs from byte %d%s", at, contentHint(head))
+}
+
+// firstDifference is the offset of the first byte in which a and b differ
+// (-1: identical, same length).
+func firstDifference(a, b io.Reader) (int64, error) {
+	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
+	var off int64
+	for {
+		na, ea := io.ReadFull(a, ba)
+		nb, eb := io.ReadFull(b, bb)
+		for i := 0; i < min(na, nb); i++ {
+			if ba[i] != bb[i] {
+				return off + int64(i), nil
+			}
+		}
+		if na != nb {
+			return off + int64(min(na, nb)), nil
+		}
+		off += int64(na)
+		aEnd := ea == io.EOF || ea == io.ErrUnexpectedEOF
+		bEnd := eb == io.EOF || eb == io.ErrUnexpectedEOF
+		switch {
+		case ea != nil && !aEnd:
+			return 0, ea
+		case eb != nil && !bEnd:
+			return 0, eb
+		case aEnd || bEnd:
+			return -1, nil
+		}
 	}
-	i := 0
-	for i < len(da) && da[i] == db[i] {
-		i++
-	}
-	return fmt.Sprintf("content differs from byte %d%s", i, contentHint(da))
 }
 
 // contentHint names formats whose bytes cannot be rewritten in place.

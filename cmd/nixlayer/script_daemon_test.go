@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"go.lsp.dev/jsonrpc2"
 	"golang.org/x/sys/unix"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
@@ -206,5 +208,43 @@ func cmdHasPrefix(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if strings.HasPrefix(args[0], args[1]) == neg {
 		ts.Fatalf("%q: prefix %q %v, want %v", args[0], args[1], !neg, neg)
+	}
+}
+
+// raw USER METHOD REQUEST: sends one request as USER straight to the
+// daemon, as a client the user wrote would (e.g. a path nixlayer's own
+// client would never send): METHOD is a daemon method (nixlayer/build,
+// nixlayer/plan, …) and REQUEST its JSON request. The result goes to
+// stdout, the error to stderr (with !: the request must fail). Waits up
+// to 5 minutes.
+func cmdRaw(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: raw USER METHOD REQUEST")
+	}
+	d := daemonOf(ts)
+	a, err := e2etest.FindAccount(args[0])
+	ts.Check(err)
+	c, err := d.DialAs(a)
+	ts.Check(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	conn := jsonrpc2.NewConn(jsonrpc2.NewStream(c))
+	conn.Go(ctx, func(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
+		return nil // output notifications
+	})
+	defer conn.Close()
+	params := map[string]any{"token": "raw", "request": json.RawMessage(args[2])}
+	var result json.RawMessage
+	_, err = conn.Call(ctx, args[1], params, &result)
+	if err != nil {
+		fmt.Fprintln(ts.Stderr(), err)
+		if !neg {
+			ts.Fatalf("%s: %v\ndaemon log (tail):\n%s", args[1], err, d.LogTail())
+		}
+		return
+	}
+	fmt.Fprintln(ts.Stdout(), string(result))
+	if neg {
+		ts.Fatalf("unexpected success")
 	}
 }

@@ -117,6 +117,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"tmux-wait":  cmdTmuxWait,
 	"owned-by":   cmdOwnedBy,
 	"has-prefix": cmdHasPrefix,
+	"raw":        cmdRaw,
 }
 
 // nixArgs turns nixlayer's package arguments (-f FILE, -A, --arg…) into

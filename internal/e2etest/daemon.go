@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -262,4 +263,32 @@ func (d *Daemon) RawClient() (string, error) {
 		return "", fmt.Errorf("building rawclient: %v\n%s", err, out)
 	}
 	return bin, os.Chmod(bin, 0o755)
+}
+
+// DialAs connects to the daemon's socket with the user's credentials, as
+// a client the user wrote would (the requests nixlayer itself never
+// sends): the connecting thread takes the user's effective ids (Linux
+// credentials are per thread) and, locked to its goroutine, ends with it.
+func (d *Daemon) DialAs(a Account) (net.Conn, error) {
+	type dialed struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with its borrowed ids
+		keep := ^uintptr(0)    // -1: unchanged
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, keep, uintptr(a.GID), keep); e != 0 {
+			done <- dialed{err: fmt.Errorf("taking gid %d: %w", a.GID, e)}
+			return
+		}
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, keep, uintptr(a.UID), keep); e != 0 {
+			done <- dialed{err: fmt.Errorf("taking uid %d: %w", a.UID, e)}
+			return
+		}
+		c, err := net.Dial("unix", d.Socket)
+		done <- dialed{c, err}
+	}()
+	r := <-done
+	return r.c, r.err
 }
