@@ -100,6 +100,8 @@ func (s *server) executeCommand(ctx context.Context, p executeParams) (any, erro
 		return s.diff(ctx, a)
 	case CmdCancel:
 		return s.cancel(a)
+	case CmdChooseTarget:
+		return s.chooseTarget(ctx, a)
 	}
 	return nil, lspError(jsonrpc2.InvalidParams, "unknown command %q (known: %s)", p.Command, strings.Join(Commands, ", "))
 }
@@ -403,7 +405,7 @@ func (s *server) openShell(a CommandArgs) (any, error) {
 	if err != nil {
 		self = "nixlayer"
 	}
-	t := s.target(d.path)
+	t := s.findTarget(d.path).Target
 	argv := []string{self, "shell", "--at", phase}
 	if s.opts.CacheDir != "" {
 		argv = append(argv, "--cache", s.opts.CacheDir)

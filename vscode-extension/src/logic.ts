@@ -240,12 +240,15 @@ export const SERVER_COMMANDS = [
   'nixlayer.browse',
   'nixlayer.diff',
   'nixlayer.cancel',
+  'nixlayer.chooseTarget',
 ] as const;
 export type ServerCommand = (typeof SERVER_COMMANDS)[number];
 
 export interface CommandArg {
   uri?: string;
   phase?: string;
+  /** The target nixlayer.chooseTarget picks (a name from nixlayer/targets). */
+  target?: string;
 }
 
 /**
@@ -261,6 +264,7 @@ export function normalizeCommandArg(arg: unknown, fallbackUri?: string): Command
     const o = arg as Record<string, unknown>;
     if (typeof o.uri === 'string') out.uri = o.uri;
     if (typeof o.phase === 'string' && o.phase !== '') out.phase = o.phase;
+    if (typeof o.target === 'string' && o.target !== '') out.target = o.target;
   }
   if (!out.uri && fallbackUri) out.uri = fallbackUri;
   return out;
@@ -309,6 +313,44 @@ export function phaseChoicesFrom(result: unknown): PhaseChoices | undefined {
   const out: PhaseChoices = { phases: o.phases as string[] };
   if (typeof o.at === 'string' && out.phases.includes(o.at)) out.at = o.at;
   return out;
+}
+
+/** The server's request for the targets that match a document (a flake's outputs, a nixpkgs checkout's attributes). */
+export const TARGETS_REQUEST = 'nixlayer/targets';
+
+/** One target the server found for a document: `name` picks it, `how` says what it is. */
+export interface TargetChoice {
+  name: string;
+  how: string;
+}
+
+/** The server's answer to nixlayer/targets. */
+export interface TargetChoices {
+  how?: string;
+  chosen?: string;
+  choices: TargetChoice[];
+}
+
+/** Reads a nixlayer/targets answer; undefined when it is not one. */
+export function targetChoicesFrom(result: unknown): TargetChoices | undefined {
+  if (!result || typeof result !== 'object' || Array.isArray(result)) return undefined;
+  const o = result as Record<string, unknown>;
+  if (!Array.isArray(o.choices)) return undefined;
+  const choices: TargetChoice[] = [];
+  for (const c of o.choices) {
+    const r = c && typeof c === 'object' ? (c as Record<string, unknown>) : {};
+    if (typeof r.name !== 'string' || r.name === '') return undefined;
+    choices.push({ name: r.name, how: typeof r.how === 'string' ? r.how : r.name });
+  }
+  const out: TargetChoices = { choices };
+  if (typeof o.how === 'string' && o.how !== '') out.how = o.how;
+  if (typeof o.chosen === 'string' && o.chosen !== '') out.chosen = o.chosen;
+  return out;
+}
+
+/** Quick-pick items for the targets, the chosen one marked. */
+export function targetPickItems(t: TargetChoices): { label: string; description?: string; name: string }[] {
+  return t.choices.map((c) => ({ label: c.how, description: c.name === t.chosen ? 'chosen now' : undefined, name: c.name }));
 }
 
 /** Quick-pick items for the phases, the one at the cursor first. */

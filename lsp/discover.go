@@ -1,0 +1,227 @@
+package lsp
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixstore"
+)
+
+// This file finds what to evaluate for a buffer when the settings name no
+// target, in the layouts Nix users have: a nixpkgs checkout (its by-name
+// packages by their directory, others through the callPackage of
+// all-packages.nix that names the file), a flake (flake.go), or else the
+// file itself (it evaluates to derivations).
+
+// Found is the target the server evaluates for a buffer, and how it was
+// found.
+type Found struct {
+	Target Target
+	// How says which target was chosen and how, on the summary lens:
+	// "nixpkgs attribute hello (by-name)". "" for the buffer's own file.
+	How string
+	// Choices are the targets that match the buffer when several do (the
+	// chosen one among them), for the editor to offer.
+	Choices []Choice
+	Chosen  string
+	// buffer is the target that evaluates an unsaved buffer's text in
+	// place of the file; nil when the layout evaluates files from disk
+	// only (unsaved says why).
+	buffer  func(text []byte) nixstore.Target
+	unsaved string
+}
+
+// Choice is one target that matches a buffer.
+type Choice struct {
+	// Name picks it (nixlayer.chooseTarget): an attribute path.
+	Name string `json:"name"`
+	How  string `json:"how"`
+}
+
+// nixTarget is what nixstore instantiates for a buffer: its text when it
+// differs from the file on disk and the layout can evaluate it, else the
+// found target.
+func (f Found) nixTarget(snap snapshot) nixstore.Target {
+	if f.buffer != nil && !f.onDisk(snap) {
+		return f.buffer(snap.text)
+	}
+	return f.Target.nix()
+}
+
+// onDisk tells whether the buffer is the file on disk.
+func (f Found) onDisk(snap snapshot) bool {
+	disk, err := os.ReadFile(snap.path)
+	return err == nil && string(disk) == string(snap.text)
+}
+
+// fileItself is the buffer's own file as the target (nix-instantiate FILE,
+// the settings' attr and args applied).
+func fileItself(t Target, path string) Found {
+	return Found{Target: t, buffer: func(text []byte) nixstore.Target {
+		nt := t.nix()
+		nt.Source = text
+		return nt
+	}}
+}
+
+// findTarget decides what to evaluate for the buffer at path: the target
+// of the settings wins, then a nixpkgs checkout, a flake, the file itself.
+func (s *server) findTarget(path string) Found {
+	s.mu.Lock()
+	folder := filepath.Dir(path)
+	for _, f := range s.folders {
+		if rel, err := filepath.Rel(f, path); err == nil && !strings.HasPrefix(rel, "..") {
+			folder = f
+			break
+		}
+	}
+	st := s.settings
+	chosen := s.chosen[path]
+	s.mu.Unlock()
+	t := st.targetFor(path, folder)
+	if st.Target != nil && (st.Target.File != "" || st.Target.Expr != "") {
+		f := Found{Target: t, How: "target from settings"}
+		if t.File == path {
+			f = fileItself(t, path)
+			f.How = "target from settings"
+		}
+		return f
+	}
+	if st.Target == nil || st.Target.Attr == "" {
+		if root := nixpkgsRoot(path, folder); root != "" {
+			if f, ok := s.nixpkgsTarget(root, path, chosen); ok {
+				return f
+			}
+		}
+	}
+	return fileItself(t, path)
+}
+
+// allPackagesFile is the file that recognises a nixpkgs checkout.
+const allPackagesFile = "pkgs/top-level/all-packages.nix"
+
+// nixpkgsRoot is the nixpkgs checkout holding path inside folder: the
+// nearest directory above path with pkgs/top-level/all-packages.nix, or "".
+func nixpkgsRoot(path, folder string) string {
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		if rel, err := filepath.Rel(folder, dir); err != nil || strings.HasPrefix(rel, "..") {
+			return ""
+		}
+		if fi, err := os.Stat(filepath.Join(dir, allPackagesFile)); err == nil && fi.Mode().IsRegular() {
+			return dir
+		}
+		if dir == folder || dir == filepath.Dir(dir) {
+			return ""
+		}
+	}
+}
+
+// nixpkgsTarget finds the attributes of the checkout at root that build
+// the file at path: a by-name package by its directory
+// (pkgs/by-name/he/hello/package.nix is hello), any file through the
+// callPackage calls of all-packages.nix that name it (or its directory).
+// Built as `import <root> {}` with -A attr.
+func (s *server) nixpkgsTarget(root, path, chosen string) (Found, bool) {
+	type candidate struct {
+		Choice
+		args string // the callPackage's argument set
+	}
+	var cands []candidate
+	rel, _ := filepath.Rel(root, path)
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	if len(parts) == 5 && parts[0] == "pkgs" && parts[1] == "by-name" && parts[4] == "package.nix" && strings.HasPrefix(strings.ToLower(parts[3]), strings.ToLower(parts[2])) {
+		cands = append(cands, candidate{Choice{Name: parts[3], How: fmt.Sprintf("nixpkgs attribute %s (by-name)", parts[3])}, "{ }"})
+	}
+	calls, err := s.callPackages(filepath.Join(root, allPackagesFile))
+	if err != nil {
+		s.log.Warn("finding the attribute of a nixpkgs file", zap.String("file", path), zap.Error(err))
+	}
+	for _, cp := range calls {
+		target := cp.Path
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(root, filepath.Dir(allPackagesFile), target)
+		}
+		target = filepath.Clean(target)
+		if fi, err := os.Stat(target); err == nil && fi.IsDir() {
+			target = filepath.Join(target, "default.nix")
+		}
+		if target != path {
+			continue
+		}
+		dup := false
+		for i := range cands {
+			if cands[i].Name == cp.Attr {
+				cands[i].args, dup = cp.Args, true // all-packages.nix overrides a by-name package
+			}
+		}
+		if !dup {
+			cands = append(cands, candidate{Choice{Name: cp.Attr, How: fmt.Sprintf("nixpkgs attribute %s (callPackage in all-packages.nix)", cp.Attr)}, cp.Args})
+		}
+	}
+	if len(cands) == 0 {
+		return Found{}, false
+	}
+	pick := cands[0]
+	for _, c := range cands {
+		if c.Name == chosen {
+			pick = c
+		}
+	}
+	f := Found{Target: Target{File: root, Attr: pick.Name}, How: pick.How, Chosen: pick.Name}
+	if len(cands) > 1 {
+		for _, c := range cands {
+			f.Choices = append(f.Choices, c.Choice)
+		}
+	}
+	// An unsaved buffer: called as its attribute calls the file, in the
+	// package set of the checkout (the buffer's lines stay where they are).
+	f.buffer = func(text []byte) nixstore.Target {
+		src := "with import " + nixexpr.Quote(root) + " { }; callPackage (" + string(text) + "\n) " + pick.args + "\n"
+		return nixstore.Target{File: path, Source: []byte(src)}
+	}
+	return f, true
+}
+
+// callPackagesCache keeps the callPackage calls of the all-packages.nix
+// files read, until they change: nixpkgs' is large, and it is read on
+// every evaluation of a buffer in the checkout.
+type callPackagesCache struct {
+	mu    sync.Mutex
+	files map[string]cachedCalls
+}
+
+type cachedCalls struct {
+	mtime time.Time
+	size  int64
+	calls []nixexpr.CallPackage
+}
+
+func (s *server) callPackages(file string) ([]nixexpr.CallPackage, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading the package set: %w", err)
+	}
+	c := &s.calls
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if got, ok := c.files[file]; ok && got.mtime.Equal(fi.ModTime()) && got.size == fi.Size() {
+		return got.calls, nil
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading the package set: %w", err)
+	}
+	calls := nixexpr.FindCallPackages(nixexpr.Parse(src))
+	if c.files == nil {
+		c.files = map[string]cachedCalls{}
+	}
+	c.files[file] = cachedCalls{mtime: fi.ModTime(), size: fi.Size(), calls: calls}
+	return calls, nil
+}

@@ -1,0 +1,158 @@
+package lsp
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.lsp.dev/protocol"
+
+	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/nixexpr"
+)
+
+// nixpkgsCheckout copies the miniature nixpkgs of testdata/nixpkgs into a
+// new workspace, its fixture set salted for this run; it returns the
+// checkout's root.
+func nixpkgsCheckout(t *testing.T, salt string) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "nixpkgs")
+	if err := os.CopyFS(root, os.DirFS(filepath.Join(e2etest.Testdata(), "nixpkgs"))); err != nil {
+		t.Fatal(err)
+	}
+	fixture := "import " + nixexpr.Quote(e2etest.Testdata()) + " { salt = " + nixexpr.Quote(salt) + "; }\n"
+	writeFile(t, filepath.Join(root, "pkgs/top-level/fixture.nix"), fixture)
+	return root
+}
+
+// waitLenses asks for the lenses at every refresh until ok accepts them.
+func (c *client) waitLenses(uri protocol.DocumentURI, what string, ok func(map[uint32]string) bool, timeout time.Duration) []protocol.CodeLens {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ls := c.lenses(uri)
+		if ok(statusByLine(ls)) {
+			return ls
+		}
+		select {
+		case <-c.refreshCh:
+		case <-time.After(time.Until(deadline)):
+			c.t.Fatalf("lenses never showed %s within %s:\n%s", what, timeout, lensLines(ls))
+		}
+	}
+}
+
+// TestNixpkgsCheckout opens files of a nixpkgs-shaped checkout with no
+// settings: a by-name package.nix is evaluated as its attribute (import
+// <root> {}, -A hello) and builds, an unsaved postInstall edit invalidates
+// installPhase on, and "rebuild from installPhase" builds the buffer; a
+// file two attributes of all-packages.nix callPackage offers both, and
+// nixlayer.chooseTarget switches.
+func TestNixpkgsCheckout(t *testing.T) {
+	e2etest.Require(t)
+	root := nixpkgsCheckout(t, e2etest.Salt())
+	cache := t.TempDir()
+	c := startClient(t, cache)
+	c.initialize(root)
+
+	path := filepath.Join(root, "pkgs/by-name/he/hello/package.nix")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	uri := c.open(path, text)
+	callLine := lineOf(t, text, "stdenv.mkDerivation")
+	ls := c.waitLenses(uri, "an evaluated summary", func(st map[uint32]string) bool {
+		return strings.Contains(st[callLine], "phases cached")
+	}, 3*time.Minute)
+	st := statusByLine(ls)
+	if got, want := st[callLine], "nixpkgs attribute hello (by-name) · 0/9 phases cached · ▶ build"; got != want {
+		t.Errorf("summary lens %q, want %q", got, want)
+	}
+	if got := st[lineOf(t, text, "  postInstall =")]; got != "○ not built yet" {
+		t.Errorf("postInstall lens %q\n%s", got, lensLines(ls))
+	}
+	var targets Targets
+	c.mustCall(MethodTargets, map[string]any{"textDocument": map[string]any{"uri": uri}}, &targets)
+	if targets.Chosen != "hello" || len(targets.Choices) != 0 {
+		t.Errorf("targets of package.nix: %+v", targets)
+	}
+
+	// The build is the checkout's attribute.
+	want := e2etest.Run(root, nil, "nix-instantiate", root, "-A", "hello")
+	var res BuildResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	if !res.OK || len(res.Ran) != 9 || res.Drv != strings.TrimSpace(want.Stdout) {
+		t.Fatalf("build: %+v, want the 9 phases of %s", res, want.Stdout)
+	}
+	c.waitLenses(uri, "cached phases", func(st map[uint32]string) bool {
+		return strings.HasPrefix(st[lineOf(t, text, "  postInstall =")], "✓ cached")
+	}, time.Minute)
+
+	// An unsaved edit of postInstall, then a rebuild from installPhase of the buffer.
+	edited := strings.Replace(text, `output.txt"`, `output.txt"`+"\n    echo edited > \"$out/share/hello/edited\"", 1)
+	c.change(uri, 2, edited)
+	st = statusByLine(c.lenses(uri))
+	if got := st[lineOf(t, edited, "  postInstall =")]; got != "✗ invalidated by postInstall" {
+		t.Errorf("after the edit, postInstall: %q", got)
+	}
+	if got := st[lineOf(t, edited, "stdenv.mkDerivation")]; !strings.HasPrefix(got, "nixpkgs attribute hello (by-name) · ") || !strings.Contains(got, "5/9 phases cached") {
+		t.Errorf("summary after the edit %q", got)
+	}
+	res = BuildResult{}
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &res)
+	if !res.OK || strings.Join(res.Ran, " ") != "installPhase fixupPhase installCheckPhase distPhase" || len(res.Reused) != 5 {
+		t.Fatalf("rebuild from installPhase: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(res.Outputs["out"], "share/hello/edited")); err != nil {
+		t.Errorf("the rebuild did not build the unsaved buffer: %v", err)
+	}
+
+	// A file all-packages.nix calls twice: both are offered, the first is built.
+	gpath := filepath.Join(root, "pkgs/tools/greeter/default.nix")
+	gsrc, err := os.ReadFile(gpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gtext := string(gsrc)
+	guri := c.open(gpath, gtext)
+	gline := lineOf(t, gtext, "stdenv.mkDerivation")
+	ls = c.waitLenses(guri, "greeter's summary", func(st map[uint32]string) bool {
+		return strings.Contains(st[gline], "phases cached")
+	}, 3*time.Minute)
+	if got := statusByLine(ls)[gline]; !strings.HasPrefix(got, "nixpkgs attribute greeter (callPackage in all-packages.nix) · ") {
+		t.Errorf("greeter's summary %q", got)
+	}
+	var choose *protocol.CodeLens
+	for i, l := range ls {
+		if l.Command.Command == CmdChooseTarget {
+			choose = &ls[i]
+		}
+	}
+	if choose == nil || choose.Command.Title != "⇄ 2 targets match: choose" || choose.Range.Start.Line != gline {
+		t.Fatalf("no lens to choose the target:\n%s", lensLines(ls))
+	}
+	c.mustCall(MethodTargets, map[string]any{"textDocument": map[string]any{"uri": guri}}, &targets)
+	if targets.Chosen != "greeter" || len(targets.Choices) != 2 || targets.Choices[1].Name != "greeter-loud" {
+		t.Errorf("targets of greeter: %+v", targets)
+	}
+	c.drainRefresh()
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": guri, "target": "greeter-loud"}}}, nil)
+	c.waitLenses(guri, "the chosen target", func(st map[uint32]string) bool {
+		return strings.HasPrefix(st[gline], "nixpkgs attribute greeter-loud (callPackage in all-packages.nix) · ")
+	}, 3*time.Minute)
+	var hov protocol.Hover
+	c.mustCall("textDocument/hover", map[string]any{"textDocument": map[string]any{"uri": guri}, "position": protocol.Position{Line: gline, Character: 2}}, &hov)
+	loud := strings.TrimSpace(e2etest.Run(root, nil, "nix-instantiate", root, "-A", "greeter-loud").Stdout)
+	if !strings.Contains(hov.Contents.Value, loud) {
+		t.Errorf("the summary hover names another derivation than greeter-loud's %s:\n%s", loud, hov.Contents.Value)
+	}
+	err = c.call("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": guri, "target": "nope"}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "nope is not a target of") {
+		t.Errorf("choosing an unknown target: %v", err)
+	}
+	c.shutdown()
+}
