@@ -47,6 +47,10 @@
 , violateChecks ? false
   # free-form salt added to every package (forces new derivations without other changes).
 , salt ? ""
+  # The platform and the static bash: a flake (pure evaluation, no
+  # currentSystem, no paths outside the store) passes them in (testdata/flake).
+, system ? builtins.currentSystem
+, bashStatic ? /bin/bash-static
 }:
 
 let
@@ -55,7 +59,7 @@ let
   };
 
   # Debian's statically linked bash: the only store input besides the stdenv.
-  bash = builtins.path { path = /bin/bash-static; name = "bash"; };
+  bash = builtins.path { path = bashStatic; name = "bash"; };
 
   # The fixture stdenv as a store path: $stdenv/setup and $stdenv/default-builder.sh.
   stdenv = builtins.path { path = ./stdenv; name = "fixture-stdenv"; };
@@ -64,7 +68,7 @@ let
   # genericBuild inlines the phase loop): ./stdenv-old/setup over the fixture's.
   oldStdenv = derivation {
     name = "fixture-stdenv-old";
-    system = builtins.currentSystem;
+    inherit system;
     builder = "${bash}";
     args = [ "-c" ''
       /bin/mkdir -p $out
@@ -84,7 +88,7 @@ let
       inherit stdenv;
       builder = "${bash}";
       args = [ "-e" "${stdenv}/default-builder.sh" ];
-      system = builtins.currentSystem;
+      inherit system;
     }
     // lib.optionalAttrs (salt != "") { nixlayerSalt = salt; }
     // removeAttrs attrs [ "pname" "version" "name" ]
@@ -107,7 +111,7 @@ let
   # The shell that patch-shebangs points scripts at: bash in a bin directory.
   shells = derivation {
     name = "fixture-shells";
-    system = builtins.currentSystem;
+    inherit system;
     builder = "${bash}";
     args = [ "-c" "/bin/mkdir -p $out/bin && /bin/ln -s ${bash} $out/bin/bash" ];
   };

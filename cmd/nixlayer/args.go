@@ -53,6 +53,8 @@ var commonFlags = indexFlags([]commonFlag{
 	{[]string{"-E", "--expr"}, 1, true, func(c *common, v []string) { c.target.Expr = v[0] }},
 	{[]string{"--arg"}, 2, false, func(c *common, v []string) { c.target.Args[v[0]] = v[1] }},
 	{[]string{"--argstr"}, 2, false, func(c *common, v []string) { c.target.ArgStrs[v[0]] = v[1] }},
+	{[]string{"--override-input"}, 2, false, func(c *common, v []string) { c.target.OverrideInputs[v[0]] = v[1] }},
+	{[]string{"--impure"}, 0, false, func(c *common, _ []string) { c.target.Impure = true }},
 	{[]string{"--cache"}, 1, false, func(c *common, v []string) { c.cacheDir = v[0] }},
 	{[]string{"--from"}, 1, false, func(c *common, v []string) { c.from = v[0] }},
 	{[]string{"-o", "--out-link"}, 1, false, func(c *common, v []string) { c.outLink = v[0] }},
@@ -79,7 +81,7 @@ func indexFlags(flags []commonFlag) map[string]commonFlag {
 // the command's own extra flags.
 func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 	c := &common{outLink: "result", flags: map[string]bool{}}
-	c.target.Args, c.target.ArgStrs = map[string]string{}, map[string]string{}
+	c.target.Args, c.target.ArgStrs, c.target.OverrideInputs = map[string]string{}, map[string]string{}, map[string]string{}
 	need := func(i, n int, flag string) error {
 		if i+n >= len(args) {
 			return fmt.Errorf("%s needs %d argument(s)", flag, n)
@@ -107,17 +109,24 @@ func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 		case strings.HasPrefix(a, "-"):
 			return nil, fmt.Errorf("unknown flag %s (see nixlayer help)", a)
 		default:
-			if c.target.File != "" {
+			switch {
+			case c.target.File != "" || c.target.Flake != "":
 				c.extra = append(c.extra, a)
-				continue
+			case isFlakeArg(a):
+				c.target.Flake = nixstore.AbsFlakeRef(a)
+			default:
+				c.target.File = a
 			}
-			c.target.File = a
 		}
 	}
-	if c.target.File == "" && c.target.Expr == "" {
+	if c.target.File == "" && c.target.Expr == "" && c.target.Flake == "" {
+		// As nix-build does, then as nix build does.
 		c.target.File = "./default.nix"
 		if _, err := os.Stat(c.target.File); err != nil {
-			return nil, fmt.Errorf("no package given and no default.nix here: use FILE -A ATTR, -E EXPR or a .drv path")
+			if !nixstore.HasFlake(".") {
+				return nil, fmt.Errorf("no package given and no default.nix or flake.nix here: use FILE -A ATTR, -E EXPR, a flake reference (.#hello) or a .drv path")
+			}
+			c.target.File, c.target.Flake = "", nixstore.AbsFlakeRef(".")
 		}
 	}
 	if c.target.File != "" && !strings.HasSuffix(c.target.File, ".drv") {
@@ -126,6 +135,20 @@ func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 		}
 	}
 	return c, nil
+}
+
+// isFlakeArg tells a positional package argument that names a flake: a
+// flake reference (.#hello, path:…, github:…), or a directory with a
+// flake.nix and no default.nix (nix-build's reading wins when both exist).
+func isFlakeArg(a string) bool {
+	if nixstore.IsFlakeRef(a) {
+		return true
+	}
+	if fi, err := os.Stat(a); err != nil || !fi.IsDir() {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(a, "default.nix"))
+	return err != nil && nixstore.HasFlake(a)
 }
 
 // value returns the value of one of the command's own value flags.

@@ -70,7 +70,7 @@ func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string,
 }
 
 func looksLikePackage(a string) bool {
-	if strings.HasSuffix(a, ".drv") || strings.HasSuffix(a, ".nix") {
+	if strings.HasSuffix(a, ".drv") || strings.HasSuffix(a, ".nix") || isFlakeArg(a) {
 		return true
 	}
 	fi, err := os.Stat(filepath.Join(a, "default.nix"))
@@ -80,12 +80,12 @@ func looksLikePackage(a string) bool {
 // pkg resolves the named package to its derivation; without one, the
 // default.nix of the current directory, as nix-build does.
 func (c *common) pkg(ctx context.Context) (runner.Package, error) {
-	if c.target.File == "" && c.target.Expr == "" {
+	if c.target.File == "" && c.target.Expr == "" && c.target.Flake == "" {
 		d, err := parseArgs(nil, nil, nil)
 		if err != nil {
 			return runner.Package{}, err
 		}
-		c.target.File = d.target.File
+		c.target.File, c.target.Flake = d.target.File, d.target.Flake
 	}
 	d, err := c.drvPath(ctx)
 	if err != nil {
