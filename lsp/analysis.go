@@ -31,6 +31,9 @@ type Evaluation struct {
 	How     string
 	Choices []Choice
 	Chosen  string
+	// Unsaved says why the buffer's unsaved edits are not in the
+	// evaluation (a flake is evaluated from the files on disk).
+	Unsaved string
 }
 
 // Package is one evaluated derivation with its plan.

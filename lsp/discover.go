@@ -1,9 +1,11 @@
 package lsp
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,18 +49,17 @@ type Choice struct {
 
 // nixTarget is what nixstore instantiates for a buffer: its text when it
 // differs from the file on disk and the layout can evaluate it, else the
-// found target.
-func (f Found) nixTarget(snap snapshot) nixstore.Target {
-	if f.buffer != nil && !f.onDisk(snap) {
-		return f.buffer(snap.text)
-	}
-	return f.Target.nix()
-}
-
-// onDisk tells whether the buffer is the file on disk.
-func (f Found) onDisk(snap snapshot) bool {
+// found target. It returns the text of the file that evaluation sees, and
+// why unsaved edits are not in it ("" when they are, or there are none).
+func (f Found) nixTarget(snap snapshot) (nixstore.Target, []byte, string) {
 	disk, err := os.ReadFile(snap.path)
-	return err == nil && string(disk) == string(snap.text)
+	if err == nil && string(disk) == string(snap.text) {
+		return f.Target.nix(), snap.text, ""
+	}
+	if f.buffer != nil {
+		return f.buffer(snap.text), snap.text, ""
+	}
+	return f.Target.nix(), disk, f.unsaved
 }
 
 // fileItself is the buffer's own file as the target (nix-instantiate FILE,
@@ -73,7 +74,7 @@ func fileItself(t Target, path string) Found {
 
 // findTarget decides what to evaluate for the buffer at path: the target
 // of the settings wins, then a nixpkgs checkout, a flake, the file itself.
-func (s *server) findTarget(path string) Found {
+func (s *server) findTarget(ctx context.Context, path string) Found {
 	s.mu.Lock()
 	folder := filepath.Dir(path)
 	for _, f := range s.folders {
@@ -86,7 +87,7 @@ func (s *server) findTarget(path string) Found {
 	chosen := s.chosen[path]
 	s.mu.Unlock()
 	t := st.targetFor(path, folder)
-	if st.Target != nil && (st.Target.File != "" || st.Target.Expr != "") {
+	if st.Target != nil && (st.Target.File != "" || st.Target.Expr != "" || st.Target.Flake != "") {
 		f := Found{Target: t, How: "target from settings"}
 		if t.File == path {
 			f = fileItself(t, path)
@@ -97,6 +98,11 @@ func (s *server) findTarget(path string) Found {
 	if st.Target == nil || st.Target.Attr == "" {
 		if root := nixpkgsRoot(path, folder); root != "" {
 			if f, ok := s.nixpkgsTarget(root, path, chosen); ok {
+				return f
+			}
+		}
+		if dir := flakeDir(path, folder); dir != "" {
+			if f, ok := s.flakeTarget(ctx, dir, path, chosen); ok {
 				return f
 			}
 		}
@@ -224,4 +230,138 @@ func (s *server) callPackages(file string) ([]nixexpr.CallPackage, error) {
 	}
 	c.files[file] = cachedCalls{mtime: fi.ModTime(), size: fi.Size(), calls: calls}
 	return calls, nil
+}
+
+// flakeDir is the flake holding path inside folder: the nearest directory
+// above path with a flake.nix, or "".
+func flakeDir(path, folder string) string {
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		if rel, err := filepath.Rel(folder, dir); err != nil || strings.HasPrefix(rel, "..") {
+			return ""
+		}
+		if nixstore.HasFlake(dir) {
+			return dir
+		}
+		if dir == folder || dir == filepath.Dir(dir) {
+			return ""
+		}
+	}
+}
+
+// flakeTarget finds the packages of the flake in dir whose derivation is
+// written in the file at path (by the positions Nix keeps, not by names),
+// one per derivation (packages.<system>.default is another name of one of
+// the others, mostly). Built as `DIR#packages.<system>.NAME`, from the
+// files on disk: a flake is copied to the store as it is saved.
+func (s *server) flakeTarget(ctx context.Context, dir, path, chosen string) (Found, bool) {
+	pkgs, err := s.flakes.packages(ctx, dir, path)
+	if err != nil {
+		s.log.Warn("finding the flake outputs of a file", zap.String("file", path), zap.Error(err))
+		return Found{}, false
+	}
+	var cands []Choice
+	byDrv := map[string]int{}
+	for _, p := range pkgs {
+		if !slices.Contains(p.Files, path) {
+			continue
+		}
+		c := Choice{Name: p.Attr, How: "flake output " + p.Attr}
+		if i, seen := byDrv[p.DrvPath]; seen {
+			if strings.HasSuffix(cands[i].Name, ".default") {
+				cands[i] = c // the package's own name says more than default
+			}
+			continue
+		}
+		byDrv[p.DrvPath] = len(cands)
+		cands = append(cands, c)
+	}
+	if len(cands) == 0 {
+		return Found{}, false
+	}
+	pick := cands[0]
+	for _, c := range cands {
+		if c.Name == chosen {
+			pick = c
+		}
+	}
+	f := Found{Target: Target{Flake: dir + "#" + pick.Name}, How: pick.How, Chosen: pick.Name,
+		unsaved: "a flake is evaluated from the files on disk: save " + filepath.Base(path) + " to build this edit"}
+	if len(cands) > 1 {
+		f.Choices = cands
+	}
+	return f, true
+}
+
+// flakeCache keeps the packages of the flakes looked at: evaluating every
+// package of a flake is slow, and which file defines which package
+// changes with flake.nix or flake.lock mostly. A file that defines none is
+// looked for again once it changed (a package may have moved in).
+type flakeCache struct {
+	mu    sync.Mutex
+	dirs  map[string]cachedFlake
+	group map[string]*sync.Mutex // one evaluation of a flake at a time
+}
+
+type cachedFlake struct {
+	stamp string
+	at    time.Time
+	pkgs  []nixstore.FlakePackage
+}
+
+// flakeStamp changes when the flake's definition does.
+func flakeStamp(dir string) string {
+	var b strings.Builder
+	for _, name := range []string{"flake.nix", "flake.lock"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", name, fi.ModTime().UnixNano(), fi.Size())
+		}
+	}
+	return b.String()
+}
+
+func (c *flakeCache) packages(ctx context.Context, dir, path string) ([]nixstore.FlakePackage, error) {
+	c.mu.Lock()
+	if c.group == nil {
+		c.group, c.dirs = map[string]*sync.Mutex{}, map[string]cachedFlake{}
+	}
+	g := c.group[dir]
+	if g == nil {
+		g = &sync.Mutex{}
+		c.group[dir] = g
+	}
+	c.mu.Unlock()
+	g.Lock()
+	defer g.Unlock()
+	stamp := flakeStamp(dir)
+	c.mu.Lock()
+	got, ok := c.dirs[dir]
+	c.mu.Unlock()
+	if ok && got.stamp == stamp && (definesAny(got.pkgs, path) || !changedSince(path, got.at)) {
+		return got.pkgs, nil
+	}
+	at := time.Now()
+	pkgs, err := nixstore.FlakePackages(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.dirs[dir] = cachedFlake{stamp: stamp, at: at, pkgs: pkgs}
+	c.mu.Unlock()
+	return pkgs, nil
+}
+
+// definesAny tells whether path defines one of the packages.
+func definesAny(pkgs []nixstore.FlakePackage, path string) bool {
+	for _, p := range pkgs {
+		if slices.Contains(p.Files, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// changedSince tells whether the file at path was written at or after t.
+func changedSince(path string, t time.Time) bool {
+	fi, err := os.Stat(path)
+	return err != nil || !fi.ModTime().Before(t)
 }

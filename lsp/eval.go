@@ -136,18 +136,20 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 		ev.Err = fmt.Sprintf("%s is outside the workspace folders, so nixlayer does not evaluate it", snap.path)
 		return ev
 	}
-	found := s.findTarget(snap.path)
+	found := s.findTarget(ctx, snap.path)
 	ev.How, ev.Choices, ev.Chosen = found.How, found.Choices, found.Chosen
 	if t := found.Target; t.File != "" && !s.trusted(t.File) {
 		ev.Err = fmt.Sprintf("the target file %s is outside the workspace folders, so nixlayer does not evaluate it", t.File)
 		return ev
 	}
-	drvs, err := nixstore.Instantiate(ctx, found.nixTarget(snap))
+	nt, evaluated, unsaved := found.nixTarget(snap)
+	ev.Unsaved = unsaved
+	drvs, err := nixstore.Instantiate(ctx, nt)
 	if err != nil {
 		ev.Err = err.Error()
 		return ev
 	}
-	derivs := nixexpr.FindDerivations(nixexpr.Parse(snap.text))
+	derivs := nixexpr.FindDerivations(nixexpr.Parse(evaluated))
 	var all []*Package
 	for _, p := range drvs {
 		d, err := drv.Read(p)

@@ -156,3 +156,98 @@ func TestNixpkgsCheckout(t *testing.T) {
 	}
 	c.shutdown()
 }
+
+// localFlake copies testdata/flake-local (a flake whose packages are
+// written in its hello.nix) into a new workspace, with this repository's
+// fixtures and a salt; it returns the flake's directory.
+func localFlake(t *testing.T, salt string) string {
+	t.Helper()
+	src := filepath.Join(e2etest.Testdata(), "flake-local")
+	dir := filepath.Join(t.TempDir(), "flake")
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := os.ReadFile(filepath.Join(src, "flake.nix.in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"TESTDATA": e2etest.Testdata(), "SALT": salt}
+	writeFile(t, filepath.Join(dir, "flake.nix"), os.Expand(string(tmpl), func(k string) string { return vars[k] }))
+	return dir
+}
+
+// TestFlakeOutputs opens a file of a flake with no settings: the packages
+// whose derivation it defines are found by position (hello and
+// hello-loud, not multi; default is hello again), the first is evaluated
+// and builds as DIR#packages.<system>.hello; an unsaved edit invalidates
+// its phases but is not built (a flake is evaluated from disk) until it is
+// saved; nixlayer.chooseTarget switches to hello-loud.
+func TestFlakeOutputs(t *testing.T) {
+	e2etest.Require(t)
+	dir := localFlake(t, e2etest.Salt())
+	cache := t.TempDir()
+	c := startClient(t, cache)
+	c.initialize(dir)
+
+	path := filepath.Join(dir, "hello.nix")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	uri := c.open(path, text)
+	callLine := lineOf(t, text, "fx.mkDerivation")
+	const sys = "packages.x86_64-linux."
+	ls := c.waitLenses(uri, "an evaluated summary", func(st map[uint32]string) bool {
+		return strings.Contains(st[callLine], "phases cached")
+	}, 3*time.Minute)
+	st := statusByLine(ls)
+	if got, want := st[callLine], "flake output "+sys+"hello · 0/9 phases cached · ▶ build"; got != want {
+		t.Errorf("summary lens %q, want %q\n%s", got, want, lensLines(ls))
+	}
+	var targets Targets
+	c.mustCall(MethodTargets, map[string]any{"textDocument": map[string]any{"uri": uri}}, &targets)
+	if targets.Chosen != sys+"hello" || len(targets.Choices) != 2 || targets.Choices[1].Name != sys+"hello-loud" {
+		t.Errorf("targets of hello.nix: %+v", targets)
+	}
+
+	var res BuildResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	want := e2etest.Run(dir, nil, "nix", "--extra-experimental-features", "nix-command flakes", "eval", "--raw", dir+"#"+sys+"hello.drvPath")
+	if !res.OK || len(res.Ran) != 9 || res.Drv != strings.TrimSpace(want.Stdout) {
+		t.Fatalf("build: %+v, want the 9 phases of %s (%v %s)", res, want.Stdout, want.Err, want.Stderr)
+	}
+	c.waitLenses(uri, "cached phases", func(st map[uint32]string) bool {
+		return strings.HasPrefix(st[lineOf(t, text, "  postInstall =")], "✓ cached")
+	}, time.Minute)
+
+	// Unsaved: the lenses say what the edit invalidates; building it needs a save.
+	edited := strings.Replace(text, `output.txt"`, `output.txt"`+"\n    echo edited > \"$out/share/hello/edited\"", 1)
+	c.change(uri, 2, edited)
+	if got := statusByLine(c.lenses(uri))[lineOf(t, edited, "  postInstall =")]; got != "✗ invalidated by postInstall" {
+		t.Errorf("after the edit, postInstall: %q", got)
+	}
+	err = c.call("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "save hello.nix to build this edit") {
+		t.Errorf("building an unsaved edit of a flake: %v", err)
+	}
+	writeFile(t, path, edited)
+	c.drainRefresh()
+	c.notify("textDocument/didSave", map[string]any{"textDocument": map[string]any{"uri": uri}})
+	c.waitRefresh(3 * time.Minute)
+	res = BuildResult{}
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &res)
+	if !res.OK || strings.Join(res.Ran, " ") != "installPhase fixupPhase installCheckPhase distPhase" || len(res.Reused) != 5 {
+		t.Fatalf("rebuild from installPhase after the save: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(res.Outputs["out"], "share/hello/edited")); err != nil {
+		t.Errorf("the rebuild did not build the saved edit: %v", err)
+	}
+
+	c.drainRefresh()
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": uri, "target": sys + "hello-loud"}}}, nil)
+	c.waitLenses(uri, "the chosen target", func(st map[uint32]string) bool {
+		return strings.HasPrefix(st[callLine], "flake output "+sys+"hello-loud · ")
+	}, 3*time.Minute)
+	c.shutdown()
+}

@@ -116,6 +116,7 @@ type server struct {
 	refreshCh   chan struct{}     // lensesChanged → refreshLoop
 	chosen      map[string]string // file → the target picked among several (nixlayer.chooseTarget)
 	calls       callPackagesCache
+	flakes      flakeCache
 
 	engineMu sync.Mutex
 	engine   api.Service

@@ -140,6 +140,8 @@ export class RestartPolicy {
 // section "nixlayer").
 
 export interface Target {
+  /** A flake reference (`.#hello`, `path:/src#hello`; a relative path: to the workspace folder). */
+  flake?: string;
   /** A .nix file (relative: to the workspace folder). */
   file?: string;
   /** An attribute path in it (like -A); alone, it selects in the edited file. */
@@ -181,7 +183,7 @@ export function resolveTarget(
   }
   const o = raw as Record<string, unknown>;
   const t: Target = {};
-  for (const k of ['file', 'attr', 'expr'] as const) {
+  for (const k of ['flake', 'file', 'attr', 'expr'] as const) {
     if (o[k] === undefined || o[k] === null || o[k] === '') continue;
     if (typeof o[k] !== 'string') return { error: `nixlayer.target.${k} must be a string` };
     t[k] = o[k] as string;
@@ -191,9 +193,12 @@ export function resolveTarget(
     if (m === 'invalid') return { error: `nixlayer.target.${k} must map argument names to strings` };
     if (m) t[k] = m;
   }
-  const unknown = Object.keys(o).filter((k) => !['file', 'attr', 'expr', 'args', 'argstrs'].includes(k));
+  const unknown = Object.keys(o).filter((k) => !['flake', 'file', 'attr', 'expr', 'args', 'argstrs'].includes(k));
   if (unknown.length) return { error: `nixlayer.target has unknown keys: ${unknown.join(', ')}` };
   if (t.file && t.expr) return { error: 'nixlayer.target: give either "file" (with "attr") or "expr", not both' };
+  if (t.flake && (t.file || t.expr || t.attr || t.args || t.argstrs)) {
+    return { error: 'nixlayer.target: a "flake" reference names its package after # (".#hello"); give it alone' };
+  }
   if (t.file) {
     let file = expandVariables(t.file, ctx);
     if (!path.isAbsolute(file) && ctx.workspaceFolder) file = path.resolve(ctx.workspaceFolder, file);

@@ -135,6 +135,11 @@ test('phasesFromLenses, phaseChoicesFrom, phasePickItems', () => {
   assert.equal(phaseChoicesFrom(null), undefined);
 });
 
+test('resolveTarget takes a flake reference alone', () => {
+  assert.deepEqual(resolveTarget({ flake: '.#hello' }, { workspaceFolder: '/w' }), { target: { flake: '.#hello' } });
+  assert.match(resolveTarget({ flake: '.#hello', attr: 'x' }, {}).error ?? '', /give it alone/);
+});
+
 test('targetChoicesFrom and targetPickItems: the targets the server found', () => {
   const t = targetChoicesFrom({
     how: 'nixpkgs attribute greeter (callPackage in all-packages.nix)',
