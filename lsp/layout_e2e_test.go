@@ -244,8 +244,19 @@ func TestFlakeOutputs(t *testing.T) {
 		t.Errorf("the rebuild did not build the saved edit: %v", err)
 	}
 
+	// The lens's command without a target: the server asks the user.
 	c.drainRefresh()
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": uri, "target": sys + "hello-loud"}}}, nil)
+	c.mu.Lock()
+	c.pick = "hello-loud"
+	c.mu.Unlock()
+	var chosen Choice
+	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": uri}}}, &chosen)
+	c.mu.Lock()
+	asked := c.asked
+	c.mu.Unlock()
+	if chosen.Name != sys+"hello-loud" || len(asked) != 1 || !strings.Contains(asked[0], "which target builds") {
+		t.Errorf("choosing by asking: %+v, asked %q", chosen, asked)
+	}
 	c.waitLenses(uri, "the chosen target", func(st map[uint32]string) bool {
 		return strings.HasPrefix(st[callLine], "flake output "+sys+"hello-loud · ")
 	}, 3*time.Minute)
