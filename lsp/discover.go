@@ -38,6 +38,9 @@ type Found struct {
 	// only (unsaved says why).
 	buffer  func(text []byte) nixstore.Target
 	unsaved string
+	// err is why the layout's targets could not be found (a flake that
+	// does not evaluate): the evaluation's error.
+	err error
 }
 
 // Choice is one target that matches a buffer.
@@ -256,8 +259,8 @@ func flakeDir(path, folder string) string {
 func (s *server) flakeTarget(ctx context.Context, dir, path, chosen string) (Found, bool) {
 	pkgs, err := s.flakes.packages(ctx, dir, path)
 	if err != nil {
-		s.log.Warn("finding the flake outputs of a file", zap.String("file", path), zap.Error(err))
-		return Found{}, false
+		// Not the file itself: its error would hide the flake's.
+		return Found{How: "flake " + dir, err: fmt.Errorf("finding the outputs of the flake that build %s: %w", filepath.Base(path), err)}, true
 	}
 	var cands []Choice
 	byDrv := map[string]int{}
@@ -342,6 +345,11 @@ func (c *flakeCache) packages(ctx context.Context, dir, path string) ([]nixstore
 	at := time.Now()
 	pkgs, err := nixstore.FlakePackages(ctx, dir)
 	if err != nil {
+		if ok {
+			// A flake broken by an edit: the last packages are likely
+			// still right, and evaluating the chosen one shows the error.
+			return got.pkgs, nil
+		}
 		return nil, err
 	}
 	c.mu.Lock()

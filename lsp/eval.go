@@ -138,6 +138,10 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 	}
 	found := s.findTarget(ctx, snap.path)
 	ev.How, ev.Choices, ev.Chosen = found.How, found.Choices, found.Chosen
+	if found.err != nil {
+		ev.Err = found.err.Error()
+		return ev
+	}
 	if t := found.Target; t.File != "" && !s.trusted(t.File) {
 		ev.Err = fmt.Sprintf("the target file %s is outside the workspace folders, so nixlayer does not evaluate it", t.File)
 		return ev

@@ -262,3 +262,34 @@ func TestFlakeOutputs(t *testing.T) {
 	}, 3*time.Minute)
 	c.shutdown()
 }
+
+// TestBrokenFlake opens a file of a flake that does not evaluate: the
+// lenses say so with Nix's error, not the error of the file evaluated
+// alone.
+func TestBrokenFlake(t *testing.T) {
+	e2etest.Require(t)
+	dir := localFlake(t, e2etest.Salt())
+	writeFile(t, filepath.Join(dir, "flake.nix"), "{ outputs = { self }: { packages.x86_64-linux.hello = import ./hello.nix; } ")
+	c := startClient(t, t.TempDir())
+	c.initialize(dir)
+	path := filepath.Join(dir, "hello.nix")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := c.open(path, string(src))
+	line := lineOf(t, string(src), "fx.mkDerivation")
+	ls := c.waitLenses(uri, "the flake's error", func(st map[uint32]string) bool {
+		return strings.Contains(st[line], "not evaluated")
+	}, 3*time.Minute)
+	if got := statusByLine(ls)[line]; !strings.HasPrefix(got, "flake "+dir+" · ⚠ not evaluated: finding the outputs of the flake that build hello.nix: ") {
+		t.Errorf("summary of a file in a broken flake: %q", got)
+	}
+	c.mu.Lock()
+	diags := c.diags[uri]
+	c.mu.Unlock()
+	if len(diags) != 1 || !strings.Contains(diags[0].Message, "syntax error") {
+		t.Errorf("diagnostics %+v, want Nix's syntax error", diags)
+	}
+	c.shutdown()
+}
