@@ -290,6 +290,13 @@ func waitBackground(t *testing.T, cache string, timeout time.Duration) {
 	}
 }
 
+// diagnostics are the diagnostics last published for uri.
+func (c *client) diagnostics(uri protocol.DocumentURI) []protocol.Diagnostic {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.diags[uri]
+}
+
 func (c *client) drainRefresh() {
 	for {
 		select {

@@ -65,6 +65,20 @@ func (f Found) nixTarget(snap snapshot) (nixstore.Target, []byte, string) {
 	return f.Target.nix(), disk, f.unsaved
 }
 
+// choose picks among the targets that match a buffer: the one the user
+// chose, else the first. The editor is offered them when there are several.
+func choose(choices []Choice, chosen string) (pick int, offered []Choice) {
+	for i, c := range choices {
+		if c.Name == chosen {
+			pick = i
+		}
+	}
+	if len(choices) > 1 {
+		offered = choices
+	}
+	return pick, offered
+}
+
 // fileItself is the buffer's own file as the target (nix-instantiate FILE,
 // the settings' attr and args applied).
 func fileItself(t Target, path string) Found {
@@ -119,11 +133,20 @@ const allPackagesFile = "pkgs/top-level/all-packages.nix"
 // nixpkgsRoot is the nixpkgs checkout holding path inside folder: the
 // nearest directory above path with pkgs/top-level/all-packages.nix, or "".
 func nixpkgsRoot(path, folder string) string {
+	return nearestAbove(path, folder, func(dir string) bool {
+		fi, err := os.Stat(filepath.Join(dir, allPackagesFile))
+		return err == nil && fi.Mode().IsRegular()
+	})
+}
+
+// nearestAbove is the nearest directory above path, up to folder, that is
+// what it looks for, or "".
+func nearestAbove(path, folder string, is func(dir string) bool) string {
 	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
 		if rel, err := filepath.Rel(folder, dir); err != nil || strings.HasPrefix(rel, "..") {
 			return ""
 		}
-		if fi, err := os.Stat(filepath.Join(dir, allPackagesFile)); err == nil && fi.Mode().IsRegular() {
+		if is(dir) {
 			return dir
 		}
 		if dir == folder || dir == filepath.Dir(dir) {
@@ -177,18 +200,13 @@ func (s *server) nixpkgsTarget(root, path, chosen string) (Found, bool) {
 	if len(cands) == 0 {
 		return Found{}, false
 	}
-	pick := cands[0]
+	var choices []Choice
 	for _, c := range cands {
-		if c.Name == chosen {
-			pick = c
-		}
+		choices = append(choices, c.Choice)
 	}
-	f := Found{Target: Target{File: root, Attr: pick.Name}, How: pick.How, Chosen: pick.Name}
-	if len(cands) > 1 {
-		for _, c := range cands {
-			f.Choices = append(f.Choices, c.Choice)
-		}
-	}
+	i, offered := choose(choices, chosen)
+	pick := cands[i]
+	f := Found{Target: Target{File: root, Attr: pick.Name}, How: pick.How, Chosen: pick.Name, Choices: offered}
 	// An unsaved buffer: called as its attribute calls the file, in the
 	// package set of the checkout (the buffer's lines stay where they are).
 	f.buffer = func(text []byte) nixstore.Target {
@@ -237,19 +255,7 @@ func (s *server) callPackages(file string) ([]nixexpr.CallPackage, error) {
 
 // flakeDir is the flake holding path inside folder: the nearest directory
 // above path with a flake.nix, or "".
-func flakeDir(path, folder string) string {
-	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
-		if rel, err := filepath.Rel(folder, dir); err != nil || strings.HasPrefix(rel, "..") {
-			return ""
-		}
-		if nixstore.HasFlake(dir) {
-			return dir
-		}
-		if dir == folder || dir == filepath.Dir(dir) {
-			return ""
-		}
-	}
-}
+func flakeDir(path, folder string) string { return nearestAbove(path, folder, nixstore.HasFlake) }
 
 // flakeTarget finds the packages of the flake in dir whose derivation is
 // written in the file at path (by the positions Nix keeps, not by names),
@@ -281,18 +287,10 @@ func (s *server) flakeTarget(ctx context.Context, dir, path, chosen string) (Fou
 	if len(cands) == 0 {
 		return Found{}, false
 	}
-	pick := cands[0]
-	for _, c := range cands {
-		if c.Name == chosen {
-			pick = c
-		}
-	}
-	f := Found{Target: Target{Flake: dir + "#" + pick.Name}, How: pick.How, Chosen: pick.Name,
-		unsaved: "a flake is evaluated from the files on disk: save " + filepath.Base(path) + " to build this edit"}
-	if len(cands) > 1 {
-		f.Choices = cands
-	}
-	return f, true
+	i, offered := choose(cands, chosen)
+	pick := cands[i]
+	return Found{Target: Target{Flake: dir + "#" + pick.Name}, How: pick.How, Chosen: pick.Name, Choices: offered,
+		unsaved: "a flake is evaluated from the files on disk: save " + filepath.Base(path) + " to build this edit"}, true
 }
 
 // flakeCache keeps the packages of the flakes looked at: evaluating every

@@ -27,6 +27,16 @@ func nixpkgsCheckout(t *testing.T, salt string) string {
 	return root
 }
 
+// openFromDisk opens the file at path with its text on disk.
+func (c *client) openFromDisk(path string) (protocol.DocumentURI, string) {
+	c.t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.open(path, string(src)), string(src)
+}
+
 // waitLenses asks for the lenses at every refresh until ok accepts them.
 func (c *client) waitLenses(uri protocol.DocumentURI, what string, ok func(map[uint32]string) bool, timeout time.Duration) []protocol.CodeLens {
 	c.t.Helper()
@@ -53,17 +63,9 @@ func (c *client) waitLenses(uri protocol.DocumentURI, what string, ok func(map[u
 func TestNixpkgsCheckout(t *testing.T) {
 	e2etest.Require(t)
 	root := nixpkgsCheckout(t, e2etest.Salt())
-	cache := t.TempDir()
-	c := startClient(t, cache)
+	c := startClient(t, t.TempDir())
 	c.initialize(root)
-
-	path := filepath.Join(root, "pkgs/by-name/he/hello/package.nix")
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(src)
-	uri := c.open(path, text)
+	uri, text := c.openFromDisk(filepath.Join(root, "pkgs/by-name/he/hello/package.nix"))
 	callLine := lineOf(t, text, "stdenv.mkDerivation")
 	ls := c.waitLenses(uri, "an evaluated summary", func(st map[uint32]string) bool {
 		return strings.Contains(st[callLine], "phases cached")
@@ -112,13 +114,7 @@ func TestNixpkgsCheckout(t *testing.T) {
 	}
 
 	// A file all-packages.nix calls twice: both are offered, the first is built.
-	gpath := filepath.Join(root, "pkgs/tools/greeter/default.nix")
-	gsrc, err := os.ReadFile(gpath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gtext := string(gsrc)
-	guri := c.open(gpath, gtext)
+	guri, gtext := c.openFromDisk(filepath.Join(root, "pkgs/tools/greeter/default.nix"))
 	gline := lineOf(t, gtext, "stdenv.mkDerivation")
 	ls = c.waitLenses(guri, "greeter's summary", func(st map[uint32]string) bool {
 		return strings.Contains(st[gline], "phases cached")
@@ -150,7 +146,7 @@ func TestNixpkgsCheckout(t *testing.T) {
 	if !strings.Contains(hov.Contents.Value, loud) {
 		t.Errorf("the summary hover names another derivation than greeter-loud's %s:\n%s", loud, hov.Contents.Value)
 	}
-	err = c.call("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": guri, "target": "nope"}}}, nil)
+	err := c.call("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": guri, "target": "nope"}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "nope is not a target of") {
 		t.Errorf("choosing an unknown target: %v", err)
 	}
@@ -185,17 +181,10 @@ func localFlake(t *testing.T, salt string) string {
 func TestFlakeOutputs(t *testing.T) {
 	e2etest.Require(t)
 	dir := localFlake(t, e2etest.Salt())
-	cache := t.TempDir()
-	c := startClient(t, cache)
+	c := startClient(t, t.TempDir())
 	c.initialize(dir)
-
 	path := filepath.Join(dir, "hello.nix")
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(src)
-	uri := c.open(path, text)
+	uri, text := c.openFromDisk(path)
 	callLine := lineOf(t, text, "fx.mkDerivation")
 	const sys = "packages.x86_64-linux."
 	ls := c.waitLenses(uri, "an evaluated summary", func(st map[uint32]string) bool {
@@ -227,7 +216,7 @@ func TestFlakeOutputs(t *testing.T) {
 	if got := statusByLine(c.lenses(uri))[lineOf(t, edited, "  postInstall =")]; got != "✗ invalidated by postInstall" {
 		t.Errorf("after the edit, postInstall: %q", got)
 	}
-	err = c.call("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, nil)
+	err := c.call("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "save hello.nix to build this edit") {
 		t.Errorf("building an unsaved edit of a flake: %v", err)
 	}
@@ -272,23 +261,15 @@ func TestBrokenFlake(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "flake.nix"), "{ outputs = { self }: { packages.x86_64-linux.hello = import ./hello.nix; } ")
 	c := startClient(t, t.TempDir())
 	c.initialize(dir)
-	path := filepath.Join(dir, "hello.nix")
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uri := c.open(path, string(src))
-	line := lineOf(t, string(src), "fx.mkDerivation")
+	uri, text := c.openFromDisk(filepath.Join(dir, "hello.nix"))
+	line := lineOf(t, text, "fx.mkDerivation")
 	ls := c.waitLenses(uri, "the flake's error", func(st map[uint32]string) bool {
 		return strings.Contains(st[line], "not evaluated")
 	}, 3*time.Minute)
 	if got := statusByLine(ls)[line]; !strings.HasPrefix(got, "flake "+dir+" · ⚠ not evaluated: finding the outputs of the flake that build hello.nix: ") {
 		t.Errorf("summary of a file in a broken flake: %q", got)
 	}
-	c.mu.Lock()
-	diags := c.diags[uri]
-	c.mu.Unlock()
-	if len(diags) != 1 || !strings.Contains(diags[0].Message, "syntax error") {
+	if diags := c.diagnostics(uri); len(diags) != 1 || !strings.Contains(diags[0].Message, "syntax error") {
 		t.Errorf("diagnostics %+v, want Nix's syntax error", diags)
 	}
 	c.shutdown()

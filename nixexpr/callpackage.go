@@ -20,7 +20,8 @@ type CallPackage struct {
 }
 
 // FindCallPackages returns the bindings of f's package set (the attribute
-// set its body returns, through lambdas, let, with and parentheses) whose
+// set it returns, found as a derivation call's: through lambdas, let, with,
+// assert, parentheses and //) whose
 // value is `callPackage PATH ARGS` (or `X.callPackage`), in source order,
 // descending into nested attribute sets. Calls whose path is not a literal
 // are skipped.
@@ -49,32 +50,10 @@ func FindCallPackages(f *File) []CallPackage {
 			}
 		}
 	}
-	if set := packageSet(f.Root, 0); set != nil {
+	if set := argumentSet(f.Root, 0); set != nil {
 		walk(set, "")
 	}
 	return out
-}
-
-// packageSet is the attribute set a package-set file returns.
-func packageSet(n Node, depth int) *AttrSet {
-	if depth > 16 {
-		return nil
-	}
-	switch n := n.(type) {
-	case *AttrSet:
-		return n
-	case *Paren:
-		return packageSet(n.Expr, depth+1)
-	case *Lambda:
-		return packageSet(n.Body, depth+1)
-	case *Let:
-		return packageSet(n.Body, depth+1)
-	case *With:
-		return packageSet(n.Body, depth+1)
-	case *Assert:
-		return packageSet(n.Body, depth+1)
-	}
-	return nil
 }
 
 func unparen(n Node) Node {

@@ -275,6 +275,20 @@ async function waitForBuildEnd(page, timeout = BUILD_TIMEOUT) {
   return (await item.first().innerText()).trim();
 }
 
+/** Clicks the "rebuild from PHASE" lens after a successful build and waits until the rebuild has built. */
+async function rebuildFrom(page, phase) {
+  await page.waitForTimeout(500);
+  const item = page.locator('.statusbar-item', { hasText: /nixlayer: built/ }).first();
+  await lensLink(page, `rebuild from ${phase}`).click();
+  // The status bar shows the running build, then the new result.
+  await page
+    .locator('.statusbar-item', { hasText: /nixlayer: (?!built)/ })
+    .first()
+    .waitFor({ state: 'visible', timeout: 30_000 })
+    .catch(() => {}); // a fast rebuild may end before it is seen
+  await item.waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+}
+
 test('phase lenses, build and rebuild from installPhase in code-server', { timeout: 3 * BUILD_TIMEOUT }, async () => {
   const salt = `vscode-e2e-${process.pid}-${Date.now()}`;
   const ws = makeWorkspace(
@@ -317,16 +331,7 @@ test('phase lenses, build and rebuild from installPhase in code-server', { timeo
     assert.equal((summaries[0].match(/phases cached/g) ?? []).length, 1, `the summary is not repeated: ${summaries[0]}`);
 
     // Rebuild from installPhase: the earlier layers are reused, lenses stay cached.
-    await page.waitForTimeout(500);
-    const item = page.locator('.statusbar-item', { hasText: /nixlayer: built/ }).first();
-    await lensLink(page, 'rebuild from installPhase').click();
-    // The status bar shows the running build, then the new result.
-    await page
-      .locator('.statusbar-item', { hasText: /nixlayer: (?!built)/ })
-      .first()
-      .waitFor({ state: 'visible', timeout: 30_000 })
-      .catch(() => {}); // a fast rebuild may end before it is seen
-    await item.waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+    await rebuildFrom(page, 'installPhase');
     const lenses = await waitForLens(page, /(?:^|· )(\d+)\/\1 phases cached/, 60_000);
     const postInstall = lenses.find((t) => /✓ cached/.test(t));
     assert.ok(postInstall, `cached lenses after rebuild: ${JSON.stringify(lenses)}`);
@@ -391,15 +396,7 @@ test('a nixpkgs checkout with no settings: by-name lenses, rebuild from installP
     await waitForLens(page, /^nixpkgs attribute hello \(by-name\) · (.* · )?9\/9 phases cached/, 60_000);
 
     // Rebuild from installPhase: the phases before it are reused.
-    await page.waitForTimeout(500);
-    const item = page.locator('.statusbar-item', { hasText: /nixlayer: built/ }).first();
-    await lensLink(page, 'rebuild from installPhase').click();
-    await page
-      .locator('.statusbar-item', { hasText: /nixlayer: (?!built)/ })
-      .first()
-      .waitFor({ state: 'visible', timeout: 30_000 })
-      .catch(() => {}); // a fast rebuild may end before it is seen
-    await item.waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+    await rebuildFrom(page, 'installPhase');
     await runCommand(page, 'nixlayer: Show Build Output');
     await page.waitForFunction(
       () => [...document.querySelectorAll('.panel .monaco-editor .view-lines')].some((e) => /4 phases ran, 5 cached/.test((e.textContent ?? '').replace(/\u00a0/g, ' '))),
