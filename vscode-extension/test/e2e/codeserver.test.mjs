@@ -424,6 +424,39 @@ test('a nixpkgs checkout with no settings: by-name lenses, rebuild from installP
   }
 });
 
+test('a flake with no settings: the outputs a file defines, one chosen', { timeout: BUILD_TIMEOUT }, async () => {
+  // testdata/flake-local: hello.nix's call builds packages.x86_64-linux.hello and hello-loud.
+  const salt = `vscode-e2e-flake-${process.pid}-${Date.now()}`;
+  const ws = makeWorkspace(
+    'ws-flake',
+    {
+      'nixlayer.path': NIXLAYER_BIN,
+      'nixlayer.serverArgs': ['--cache', path.join(tmp, 'nixlayer-cache-flake')],
+    },
+    {},
+  );
+  const src = path.join(repo, 'testdata', 'flake-local');
+  fs.copyFileSync(path.join(src, 'hello.nix'), path.join(ws, 'hello.nix'));
+  const vars = { TESTDATA: path.join(repo, 'testdata'), SALT: salt };
+  fs.writeFileSync(path.join(ws, 'flake.nix'), fs.readFileSync(path.join(src, 'flake.nix.in'), 'utf8').replace(/\$(TESTDATA|SALT)/g, (_, k) => vars[k]));
+  const page = await openWorkbench(ws, 'flake');
+  try {
+    await openFile(page, 'hello.nix');
+    const first = await waitForLens(page, /^flake output packages\.x86_64-linux\.hello · 0\/9 phases cached · ▶ build/, 180_000);
+    assert.ok(first.some((t) => /2 targets match: choose/.test(t)), `lenses: ${JSON.stringify(first)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'flake-outputs.png') });
+    await runCommand(page, 'nixlayer: Choose Target');
+    await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="hello-loud"]', { timeout: 20_000 });
+    await page.keyboard.type('hello-loud');
+    await page.keyboard.press('Enter');
+    await waitForLens(page, /^flake output packages\.x86_64-linux\.hello-loud · 0\/9 phases cached/, 180_000);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'flake-target-chosen.png') });
+  } finally {
+    page.saveConsole();
+    await page.close();
+  }
+});
+
 test('a missing nixlayer is reported once, with what to do', { timeout: 180_000 }, async () => {
   const ws = makeWorkspace(
     'ws-missing',
