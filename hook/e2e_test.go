@@ -95,17 +95,24 @@ type nixRun struct {
 // arguments follow. Output paths are on stdout.
 func nixBuild(t *testing.T, cache string, args ...string) nixRun {
 	t.Helper()
+	return runNix(t, cache, "", "nix-build", append([]string{"--no-out-link", "--option", "build-hook", hookBin}, args...)...)
+}
+
+// runNix runs a Nix command in dir ("" for the test's) with the layer
+// cache the hook uses.
+func runNix(t *testing.T, cache, dir, name string, args ...string) nixRun {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	full := append([]string{"--no-out-link", "--option", "build-hook", hookBin}, args...)
-	cmd := exec.CommandContext(ctx, "nix-build", full...)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "NIXLAYER_CACHE="+cache)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	t0 := time.Now()
 	err := cmd.Run()
 	r := nixRun{stdout: strings.TrimSpace(out.String()), stderr: errb.String(), err: err, took: time.Since(t0)}
-	t.Logf("nix-build %s: %v in %s", strings.Join(args, " "), err, r.took.Round(time.Millisecond))
+	t.Logf("%s %s: %v in %s", name, strings.Join(args, " "), err, r.took.Round(time.Millisecond))
 	return r
 }
 

@@ -341,7 +341,7 @@ func (c *flakeCache) packages(ctx context.Context, dir, path string) ([]nixstore
 		return got.pkgs, nil
 	}
 	at := time.Now()
-	pkgs, err := nixstore.FlakePackages(ctx, dir)
+	pkgs, err := nixstore.FlakePackageFiles(ctx, dir)
 	if err != nil {
 		if ok {
 			// A flake broken by an edit: the last packages are likely

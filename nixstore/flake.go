@@ -2,6 +2,7 @@ package nixstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -121,4 +122,28 @@ func flakeHint(ctx context.Context) string {
 		return ""
 	}
 	return fmt.Sprintf(" (flake references need Nix 2.4 or newer; this is %s)", v)
+}
+
+// FlakePackages lists the packages a flake reference (without fragment)
+// offers for this system: packages.<system>, or legacyPackages.<system>
+// when it has no packages (nixpkgs). For shell completion: it writes no
+// lock file.
+func FlakePackages(ctx context.Context, flake string) ([]string, error) {
+	sys, err := run(ctx, nil, "nix", append(slices.Clone(flakeFeatures), "eval", "--impure", "--raw", "--expr", "builtins.currentSystem")...)
+	if err != nil {
+		return nil, fmt.Errorf("asking Nix for the system: %w", err)
+	}
+	for _, output := range []string{"packages", "legacyPackages"} {
+		ref := flake + "#" + output + "." + strings.TrimSpace(string(sys))
+		out, err := run(ctx, nil, "nix", append(slices.Clone(flakeFeatures), "eval", "--json", "--no-write-lock-file", ref, "--apply", "builtins.attrNames")...)
+		if err != nil {
+			continue // the flake has no such output
+		}
+		var names []string
+		if err := json.Unmarshal(out, &names); err != nil {
+			return nil, fmt.Errorf("listing the packages of %s: %w", flake, err)
+		}
+		return names, nil
+	}
+	return nil, fmt.Errorf("%s has neither packages nor legacyPackages for this system", flake)
 }

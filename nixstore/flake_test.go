@@ -87,6 +87,28 @@ func TestInstantiateFlake(t *testing.T) {
 	}
 }
 
+// Completion lists packages.<system>, or legacyPackages.<system> without
+// it, and writes no lock file.
+func TestFlakePackages(t *testing.T) {
+	needNix(t)
+	offline(t)
+	ctx := context.Background()
+	flake, _ := writeFixtureFlake(t, salt())
+	names, err := FlakePackages(ctx, flake)
+	if want := []string{"default", "failing", "hello", "multi"}; err != nil || !reflect.DeepEqual(names, want) {
+		t.Errorf("FlakePackages = %q, %v; want %q", names, err, want)
+	}
+	if _, err := os.Stat(filepath.Join(flake, "flake.lock")); err == nil {
+		t.Error("FlakePackages wrote flake.lock")
+	}
+	text := nixOut(t, "cat", filepath.Join(flake, "flake.nix"))
+	write(t, filepath.Join(flake, "flake.nix"), strings.Replace(text, "packages.x86_64-linux = {", "unused = {", 1), 0o644)
+	names, err = FlakePackages(ctx, flake)
+	if want := []string{"custom", "impure"}; err != nil || !reflect.DeepEqual(names, want) {
+		t.Errorf("FlakePackages without packages = %q, %v; want %q", names, err, want)
+	}
+}
+
 func TestFlakeRefs(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)

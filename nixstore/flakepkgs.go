@@ -52,10 +52,10 @@ func HasURLScheme(ref string) bool { return flakeScheme.MatchString(ref) }
 // metaPosition is nixpkgs' meta.position: FILE:LINE.
 var metaPosition = regexp.MustCompile(`^(.*):[0-9]+$`)
 
-// FlakePackages evaluates the packages.<system> outputs of the flake in dir
+// FlakePackageFiles evaluates the packages.<system> outputs of the flake in dir
 // (as `nix build DIR#…` would find it) and says which files of dir define
 // each one's derivation. Packages that fail to evaluate are left out.
-func FlakePackages(ctx context.Context, dir string) ([]FlakePackage, error) {
+func FlakePackageFiles(ctx context.Context, dir string) ([]FlakePackage, error) {
 	// Neither call writes the lock file: the editor only looks (nix build
 	// writes it, as always).
 	meta, err := run(ctx, nil, "nix", append(slices.Clone(flakeFeatures), "flake", "metadata", "--json", "--no-write-lock-file", dir)...)

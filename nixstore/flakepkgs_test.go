@@ -12,7 +12,7 @@ import (
 // The packages of a flake, with the files of the flake that define them:
 // hello.nix's call builds hello and hello-loud (and default, hello
 // again); multi comes from an input, no file of the flake.
-func TestFlakePackages(t *testing.T) {
+func TestFlakePackageFiles(t *testing.T) {
 	needNix(t)
 	offline(t)
 	testdata, err := filepath.Abs("../testdata")
@@ -29,7 +29,7 @@ func TestFlakePackages(t *testing.T) {
 	write(t, filepath.Join(dir, "flake.nix"), os.Expand(string(tmpl), func(k string) string { return vars[k] }), 0o644)
 	write(t, filepath.Join(dir, "hello.nix"), nixOut(t, "cat", filepath.Join(src, "hello.nix")), 0o644)
 
-	pkgs, err := FlakePackages(context.Background(), dir)
+	pkgs, err := FlakePackageFiles(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestFlakePackages(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "flake.lock")); err == nil {
 		t.Errorf("looking at the flake wrote its lock file")
 	}
-	if _, err := FlakePackages(context.Background(), t.TempDir()); err == nil || !strings.Contains(err.Error(), "reading the flake") {
+	if _, err := FlakePackageFiles(context.Background(), t.TempDir()); err == nil || !strings.Contains(err.Error(), "reading the flake") {
 		t.Errorf("a directory without flake.nix: %v", err)
 	}
 }

@@ -114,3 +114,35 @@ func TestParseFlakeArgs(t *testing.T) {
 		t.Errorf("parseArgs(.) beside default.nix and flake.nix = %+v, %v; want the file", c.target, err)
 	}
 }
+
+// Every command answers --help and -h from the table, without running;
+// a flag's value that reads --help is a value.
+func TestEveryCommandAnswersHelp(t *testing.T) {
+	for _, c := range commands {
+		for _, h := range []string{"--help", "-h"} {
+			var b strings.Builder
+			cmd := findCommand(c.name)
+			if !wantsHelp(cmd, []string{"-v", h}) {
+				t.Errorf("%s %s: not taken as help", c.name, h)
+			}
+			printCommandHelp(&b, cmd)
+			if !strings.HasPrefix(b.String(), "usage: nixlayer "+c.name) || !strings.Contains(b.String(), "Exit codes:") {
+				t.Errorf("%s --help:\n%s", c.name, b.String())
+			}
+			for _, f := range c.flags {
+				if !strings.Contains(b.String(), f.names[0]) {
+					t.Errorf("%s --help does not list %s", c.name, f.names[0])
+				}
+			}
+		}
+	}
+	if wantsHelp(findCommand("build"), []string{"--argstr", "x", "--help"}) {
+		t.Error("the value of --argstr taken as --help")
+	}
+	if c, err := parseCommand("build", []string{"-E", "x", "--progress=json", "--exact"}); err != nil || !c.progressJSON() || !c.flags["--exact"] {
+		t.Errorf("build's own flags from the table: %+v, %v", c, err)
+	}
+	if _, err := parseCommand("plan", []string{"-E", "x", "--exact"}); codeOf(err) != exitUsage {
+		t.Errorf("plan --exact: %v (exit %d), want a usage error", err, codeOf(err))
+	}
+}
