@@ -45,6 +45,11 @@ type Target struct {
 	ArgStrs map[string]string `json:"argstrs,omitempty"`
 }
 
+// empty tells whether the target sets nothing (as if there were none).
+func (t Target) empty() bool {
+	return t.Flake == "" && t.File == "" && t.Attr == "" && t.Expr == "" && len(t.Args) == 0 && len(t.ArgStrs) == 0
+}
+
 // nix is the target as package nixstore instantiates it.
 func (t Target) nix() nixstore.Target {
 	return nixstore.Target{Flake: t.Flake, File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}

@@ -19,8 +19,9 @@ import (
 // This file finds what to evaluate for a buffer when the settings name no
 // target, in the layouts Nix users have: a nixpkgs checkout (its by-name
 // packages by their directory, others through the callPackage of
-// all-packages.nix that names the file), a flake (flake.go), or else the
-// file itself (it evaluates to derivations).
+// all-packages.nix that names the file), a flake (the packages whose
+// derivation the file defines), or else the file itself (it evaluates to
+// derivations).
 
 // Found is the target the server evaluates for a buffer, and how it was
 // found.
@@ -104,24 +105,24 @@ func (s *server) findTarget(ctx context.Context, path string) Found {
 	chosen := s.chosen[path]
 	s.mu.Unlock()
 	t := st.targetFor(path, folder)
-	if st.Target != nil && (st.Target.File != "" || st.Target.Expr != "" || st.Target.Flake != "") {
-		f := Found{Target: t, How: "target from settings"}
+	if st.Target != nil && !st.Target.empty() {
+		// The settings' target wins; with no file, expression or flake
+		// its attr and arguments apply to the buffer's own file.
+		f := Found{Target: t}
 		if t.File == path {
 			f = fileItself(t, path)
-			f.How = "target from settings"
 		}
+		f.How = "target from settings"
 		return f
 	}
-	if st.Target == nil || st.Target.Attr == "" {
-		if root := nixpkgsRoot(path, folder); root != "" {
-			if f, ok := s.nixpkgsTarget(root, path, chosen); ok {
-				return f
-			}
+	if root := nixpkgsRoot(path, folder); root != "" {
+		if f, ok := s.nixpkgsTarget(root, path, chosen); ok {
+			return f
 		}
-		if dir := flakeDir(path, folder); dir != "" {
-			if f, ok := s.flakeTarget(ctx, dir, path, chosen); ok {
-				return f
-			}
+	}
+	if dir := flakeDir(path, folder); dir != "" {
+		if f, ok := s.flakeTarget(ctx, dir, path, chosen); ok {
+			return f
 		}
 	}
 	return fileItself(t, path)
