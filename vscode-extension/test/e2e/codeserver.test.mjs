@@ -207,17 +207,20 @@ async function openWorkbench(folder, name) {
 /** Opens a file by quick open; `dir` picks among files of the same name (a word of its directory). */
 async function openFile(page, file, dir) {
   await page.locator('.monaco-workbench').click({ position: { x: 700, y: 400 } }).catch(() => {});
-  for (let attempt = 0; attempt < 5; attempt++) {
+  const row = `.quick-input-list .monaco-list-row[aria-label*="${file}"]${dir ? `[aria-label*="${dir}"]` : ''}`;
+  // A fresh window on a busy machine may not have its file search ready yet: ask again.
+  for (let attempt = 1; ; attempt++) {
     await page.keyboard.press('Control+P');
     try {
       await page.waitForSelector('.quick-input-widget input', { state: 'visible', timeout: 5000 });
+      await page.keyboard.type(dir ? `${dir}/${file}` : file);
+      await page.waitForSelector(row, { timeout: 20_000 });
       break;
-    } catch {
+    } catch (e) {
       await page.keyboard.press('Escape');
+      if (attempt === 4) throw e;
     }
   }
-  await page.keyboard.type(dir ? `${dir}/${file}` : file);
-  await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${file}"]${dir ? `[aria-label*="${dir}"]` : ''}`, { timeout: 20_000 });
   await page.keyboard.press('Enter');
   await page.waitForSelector(`.tab[aria-label*="${file}"], .tab[data-resource-name="${file}"]`, { timeout: 20_000 });
 }
