@@ -52,7 +52,8 @@ func (t Target) empty() bool {
 
 // nix is the target as package nixstore instantiates it.
 func (t Target) nix() nixstore.Target {
-	return nixstore.Target{Flake: t.Flake, File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}
+	// The editor looks at a flake: it does not write the flake's lock file.
+	return nixstore.Target{Flake: t.Flake, KeepLockFile: t.Flake != "", File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}
 }
 
 // parseSettings reads settings; malformed or empty input keeps old.

@@ -208,7 +208,7 @@ func TestFlakeOutputs(t *testing.T) {
 
 	var res BuildResult
 	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
-	want := e2etest.Run(dir, nil, "nix", "--extra-experimental-features", "nix-command flakes", "eval", "--raw", dir+"#"+sys+"hello.drvPath")
+	want := e2etest.Run(dir, nil, "nix", "--extra-experimental-features", "nix-command flakes", "eval", "--no-write-lock-file", "--raw", dir+"#"+sys+"hello.drvPath")
 	if !res.OK || len(res.Ran) != 9 || res.Drv != strings.TrimSpace(want.Stdout) {
 		t.Fatalf("build: %+v, want the 9 phases of %s (%v %s)", res, want.Stdout, want.Err, want.Stderr)
 	}
@@ -255,6 +255,10 @@ func TestFlakeOutputs(t *testing.T) {
 	c.waitLenses(uri, "the chosen target", func(st map[uint32]string) bool {
 		return strings.HasPrefix(st[callLine], "flake output "+sys+"hello-loud · ")
 	}, 3*time.Minute)
+	// The editor looked and built; nix build writes the lock file, not it.
+	if _, err := os.Stat(filepath.Join(dir, "flake.lock")); err == nil {
+		t.Errorf("the language server wrote the flake's lock file")
+	}
 	c.shutdown()
 }
 

@@ -11,7 +11,8 @@ import (
 
 // The packages of a flake, with the files of the flake that define them:
 // hello.nix's call builds hello and hello-loud (and default, hello
-// again); multi comes from an input, no file of the flake.
+// again); multi comes from an input, no file of the flake. Neither looking
+// nor instantiating with KeepLockFile writes flake.lock.
 func TestFlakePackageFiles(t *testing.T) {
 	needNix(t)
 	offline(t)
@@ -55,6 +56,11 @@ func TestFlakePackageFiles(t *testing.T) {
 	}
 	if drvs[sys+"default"] != drvs[sys+"hello"] || drvs[sys+"hello"] == drvs[sys+"hello-loud"] || !strings.HasSuffix(drvs[sys+"hello"], ".drv") {
 		t.Errorf("derivations %v", drvs)
+	}
+	// An editor instantiates a package without writing the lock file either.
+	got, err := Instantiate(context.Background(), Target{Flake: dir + "#hello", KeepLockFile: true})
+	if err != nil || len(got) != 1 || got[0] != drvs[sys+"hello"] {
+		t.Errorf("Instantiate(%s#hello) = %q, %v; want %s", dir, got, err, drvs[sys+"hello"])
 	}
 	if _, err := os.Stat(filepath.Join(dir, "flake.lock")); err == nil {
 		t.Errorf("looking at the flake wrote its lock file")
