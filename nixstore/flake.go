@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -149,4 +150,29 @@ func FlakePackages(ctx context.Context, flake string) ([]string, error) {
 		return names, nil
 	}
 	return nil, fmt.Errorf("%s has neither packages nor legacyPackages for this system", flake)
+}
+
+// FileAttrs lists the attribute names under path (dotted, "" for the top)
+// of what a Nix file gives (called with no arguments when it is a
+// function, as nix-build calls it): the -A values for shell completion.
+func FileAttrs(ctx context.Context, file, path string) ([]string, error) {
+	names := []string{}
+	if path != "" {
+		names = strings.Split(path, ".")
+	}
+	sel, err := json.Marshal(names)
+	if err != nil {
+		return nil, err
+	}
+	expr := fmt.Sprintf(`let f = import %s; v = if builtins.isFunction f then f { } else f; at = builtins.foldl' (s: n: s.${n}) v (builtins.fromJSON %s); in if builtins.isAttrs at then builtins.attrNames at else [ ]`,
+		strconv.Quote(file), strconv.Quote(string(sel)))
+	out, err := run(ctx, nil, "nix-instantiate", "--eval", "--json", "-E", expr)
+	if err != nil {
+		return nil, fmt.Errorf("listing the attributes of %s: %w", file, err)
+	}
+	var attrs []string
+	if err := json.Unmarshal(out, &attrs); err != nil {
+		return nil, fmt.Errorf("listing the attributes of %s: %w", file, err)
+	}
+	return attrs, nil
 }

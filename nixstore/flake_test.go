@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -106,6 +107,28 @@ func TestFlakePackages(t *testing.T) {
 	names, err = FlakePackages(ctx, flake)
 	if want := []string{"custom", "impure"}; err != nil || !reflect.DeepEqual(names, want) {
 		t.Errorf("FlakePackages without packages = %q, %v; want %q", names, err, want)
+	}
+}
+
+// -A completion: the names of the file's attribute set (its function
+// called with no arguments), and below a dotted path.
+func TestFileAttrs(t *testing.T) {
+	needNix(t)
+	ctx := context.Background()
+	testdata, err := filepath.Abs("../testdata/default.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := FileAttrs(ctx, testdata, "")
+	if err != nil || !slices.Contains(top, "hello") || !slices.Contains(top, "multi") {
+		t.Errorf("FileAttrs(testdata) = %q, %v", top, err)
+	}
+	below, err := FileAttrs(ctx, testdata, "multi")
+	if err != nil || !slices.Contains(below, "dev") || slices.Contains(below, "hello") {
+		t.Errorf("FileAttrs(testdata, multi) = %q, %v", below, err)
+	}
+	if _, err := FileAttrs(ctx, testdata, "nosuch"); err == nil {
+		t.Error("FileAttrs below a missing attribute succeeded")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -15,8 +16,8 @@ import (
 
 // Shell completion: the scripts are generated from the command and flag
 // tables (commands.go, args.go). Phase names are the standard phases; a
-// flake's packages come from `nixlayer complete-packages`, which asks Nix
-// when the word being completed has a #.
+// flake's packages (a word with #) and a Nix file's attributes (after -A)
+// come from `nixlayer complete-packages`, which asks Nix.
 
 // completePackagesCommand is the hidden command the scripts run for
 // FLAKE#PREFIX words.
@@ -41,11 +42,33 @@ func cmdCompletion(_ context.Context, args []string) error {
 	return nil
 }
 
-// cmdCompletePackages prints the packages of the flake in WORD
-// (FLAKE#PREFIX), one FLAKE#NAME a line; nothing when Nix cannot say.
+// cmdCompletePackages prints the packages a word being completed may
+// name, one a line; nothing when Nix cannot say:
+//
+//	complete-packages FLAKE#PREFIX           the flake's packages (FLAKE#NAME)
+//	complete-packages --attr PREFIX WORD...  the -A values of the Nix file the
+//	                                         command line WORD... names
+//	                                         (default ./default.nix)
 func cmdCompletePackages(ctx context.Context, args []string) error {
+	if len(args) >= 2 && args[0] == "--attr" {
+		file := completionFile(args[2:])
+		parent, prefix := "", args[1]
+		if i := strings.LastIndexByte(prefix, '.'); i >= 0 {
+			parent, prefix = prefix[:i], prefix[i+1:]
+		}
+		names, err := nixstore.FileAttrs(ctx, file, parent)
+		if err != nil {
+			return nil // completion stays quiet
+		}
+		for _, n := range names {
+			if strings.HasPrefix(n, prefix) {
+				fmt.Println(strings.TrimPrefix(parent+"."+n, "."))
+			}
+		}
+		return nil
+	}
 	if len(args) != 1 {
-		return usagef("nixlayer %s FLAKE#PREFIX", completePackagesCommand)
+		return usagef("nixlayer %s FLAKE#PREFIX | --attr PREFIX [WORD...]", completePackagesCommand)
 	}
 	flake, prefix, ok := strings.Cut(args[0], "#")
 	if !ok {
@@ -61,6 +84,41 @@ func cmdCompletePackages(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// completionFile is the Nix file a command line being completed names
+// (-f FILE, or a positional .nix file or directory), absolute; else
+// ./default.nix.
+func completionFile(words []string) string {
+	file := "default.nix"
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if (w == "-f" || w == "--file") && i+1 < len(words) {
+			file = words[i+1]
+			break
+		}
+		if f, ok := commonFlags[w]; ok {
+			i += f.values()
+			continue
+		}
+		if !strings.HasPrefix(w, "-") && !isFlakeArg(w) && (strings.HasSuffix(w, ".nix") || isDir(w)) {
+			file = w
+			break
+		}
+	}
+	if isDir(file) {
+		file = filepath.Join(file, "default.nix")
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return file
+	}
+	return abs
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // completionCommand is what the scripts know of one command.
@@ -182,6 +240,8 @@ _nixlayer() {
         %s)
             mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
         %s)
+            mapfile -t COMPREPLY < <(nixlayer %s --attr "$cur" "${COMP_WORDS[@]:1:COMP_CWORD-1}" 2>/dev/null); return ;;
+        %s)
             return ;;
     esac
     if [[ $cur == -* ]]; then
@@ -198,7 +258,7 @@ _nixlayer() {
 }
 complete -o filenames -o bashdefault -F _nixlayer nixlayer
 `, strings.Join(d.flagsWith(completeDir), "|"), strings.Join(d.flagsWith(completeFile), "|"),
-		strings.Join(append(d.valueFlags(), d.flagsWith(completePackage)...), "|"),
+		strings.Join(d.flagsWith(completePackage), "|"), completePackagesCommand, strings.Join(d.valueFlags(), "|"),
 		strings.Join(d.pkgCommands(), " "), completePackagesCommand, strings.Join(d.commandNames(), " "))
 }
 
@@ -227,12 +287,17 @@ _nixlayer() {
 	}
 	fmt.Fprintf(w, `        %s) _files -/; return ;;
         %s) _files; return ;;
+        %s)
+            local -a attrs
+            attrs=(${(f)"$(nixlayer %s --attr "$cur" "${(@)words[2,CURRENT-1]}" 2>/dev/null)"})
+            compadd -U -- $attrs
+            return ;;
         %s) return ;;
     esac
     local -a flags
     case $cmd in
 `, strings.Join(d.flagsWith(completeDir), "|"), strings.Join(d.flagsWith(completeFile), "|"),
-		strings.Join(append(d.valueFlags(), d.flagsWith(completePackage)...), "|"))
+		strings.Join(d.flagsWith(completePackage), "|"), completePackagesCommand, strings.Join(d.valueFlags(), "|"))
 	for _, c := range d.commands {
 		var specs []string
 		for _, f := range c.flags {
@@ -288,6 +353,8 @@ func (d completionData) fish(w io.Writer) {
 				opts = append(opts, "-x", "-a", fishQuote(strings.Join(f.choices, " ")))
 			case f.complete == completePhase:
 				opts = append(opts, "-x", "-a", fishQuote(strings.Join(d.phases, " ")))
+			case f.complete == completePackage:
+				opts = append(opts, "-x", "-a", fishQuote("(nixlayer "+completePackagesCommand+" --attr (commandline -ct) (commandline -opc)[2..-1] 2>/dev/null)"))
 			case f.complete == completeFile || f.complete == completeDir:
 				opts = append(opts, "-r", "-F")
 			case f.values() > 0:
