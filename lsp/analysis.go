@@ -25,6 +25,15 @@ type Evaluation struct {
 	Packages []*Package
 	// Done is when the evaluation finished.
 	Done time.Time
+	// How says which target was evaluated and how it was found (see
+	// Found); Choices are the targets that match the buffer when several
+	// do, Chosen the one evaluated.
+	How     string
+	Choices []Choice
+	Chosen  string
+	// Unsaved says why the buffer's unsaved edits are not in the
+	// evaluation (a flake is evaluated from the files on disk).
+	Unsaved string
 }
 
 // Package is one evaluated derivation with its plan.

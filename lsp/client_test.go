@@ -71,10 +71,14 @@ type client struct {
 	progress     []map[string]any
 	refreshes    int
 	refreshTimes []time.Time
-	creates      int
-	diags        map[protocol.DocumentURI][]protocol.Diagnostic
-	refreshCh    chan struct{}
-	states       []runner.Event // nixlayer/resultState notifications
+	// pick answers window/showMessageRequest: the action whose title holds
+	// it (none when ""); asked records the messages.
+	pick      string
+	asked     []string
+	creates   int
+	diags     map[protocol.DocumentURI][]protocol.Diagnostic
+	refreshCh chan struct{}
+	states    []runner.Event // nixlayer/resultState notifications
 }
 
 type pipeRWC struct {
@@ -127,6 +131,17 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 	switch req.Method() {
 	case "window/workDoneProgress/create":
 		c.creates++
+		return reply(ctx, nil, nil)
+	case protocol.MethodWindowShowMessageRequest:
+		// The user picks the action whose title holds c.pick.
+		var p protocol.ShowMessageRequestParams
+		json.Unmarshal(req.Params(), &p)
+		c.asked = append(c.asked, p.Message)
+		for _, a := range p.Actions {
+			if c.pick != "" && strings.Contains(a.Title, c.pick) {
+				return reply(ctx, a, nil)
+			}
+		}
 		return reply(ctx, nil, nil)
 	case "workspace/codeLens/refresh":
 		c.refreshes++
@@ -273,6 +288,13 @@ func waitBackground(t *testing.T, cache string, timeout time.Duration) {
 			t.Fatalf("background work still running after %s", timeout)
 		}
 	}
+}
+
+// diagnostics are the diagnostics last published for uri.
+func (c *client) diagnostics(uri protocol.DocumentURI) []protocol.Diagnostic {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.diags[uri]
 }
 
 func (c *client) drainRefresh() {

@@ -100,6 +100,8 @@ func (s *server) executeCommand(ctx context.Context, p executeParams) (any, erro
 		return s.diff(ctx, a)
 	case CmdCancel:
 		return s.cancel(a)
+	case CmdChooseTarget:
+		return s.chooseTarget(ctx, a)
 	}
 	return nil, lspError(jsonrpc2.InvalidParams, "unknown command %q (known: %s)", p.Command, strings.Join(Commands, ", "))
 }
@@ -197,6 +199,10 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 	s.mu.Lock()
 	s.setEval(d, ev, snap)
 	s.mu.Unlock()
+	if ev.Unsaved != "" {
+		prog.message, prog.outcome = "unsaved edits", OutcomeFailed
+		return nil, lspError(jsonrpc2.InvalidRequest, "cannot build the unsaved edits of %s: %s", d.path, ev.Unsaved)
+	}
 	pkg := pickPackage(ev, a.Name)
 	if pkg == nil || pkg.Plan == nil {
 		msg := ev.Err
@@ -403,7 +409,7 @@ func (s *server) openShell(a CommandArgs) (any, error) {
 	if err != nil {
 		self = "nixlayer"
 	}
-	t := s.target(d.path)
+	t := s.findTarget(s.ctx, d.path).Target
 	argv := []string{self, "shell", "--at", phase}
 	if s.opts.CacheDir != "" {
 		argv = append(argv, "--cache", s.opts.CacheDir)

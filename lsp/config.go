@@ -3,6 +3,7 @@ package lsp
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 
 	"github.com/nixlayer/nixlayer/nixstore"
 )
@@ -12,10 +13,13 @@ import (
 //
 //	{"target": {"file": "default.nix", "attr": "hello", "args": {"n": "20"}, "argstrs": {"salt": "x"}}}
 //	{"target": {"expr": "(import ./. {}).hello"}}
+//	{"target": {"flake": ".#hello"}}
 //
-// Without a target, a buffer's own file is evaluated (nix-instantiate
-// FILE): it fits a file that evaluates to a derivation, or to a set of
-// derivations whose pnames name the calls in the file.
+// Without a target the server finds one (discover.go): in a nixpkgs
+// checkout or a flake the attribute that builds the buffer's file, else
+// the file itself (nix-instantiate FILE): it fits a file that evaluates to
+// a derivation, or to a set of derivations whose pnames name the calls in
+// the file.
 type Settings struct {
 	Target *Target `json:"target,omitempty"`
 	// Trusted false (VS Code's Restricted Mode) stops every evaluation and
@@ -31,6 +35,9 @@ func (st Settings) trusted() bool { return st.Trusted == nil || *st.Trusted }
 // Target says what to evaluate for a buffer.
 type Target struct {
 	// File is relative to the workspace folder holding the buffer.
+	// Flake is a flake reference (.#hello, path:/src#hello); a path-like
+	// one is relative to the workspace folder.
+	Flake   string            `json:"flake,omitempty"`
 	File    string            `json:"file,omitempty"`
 	Attr    string            `json:"attr,omitempty"`
 	Expr    string            `json:"expr,omitempty"`
@@ -38,9 +45,15 @@ type Target struct {
 	ArgStrs map[string]string `json:"argstrs,omitempty"`
 }
 
+// empty tells whether the target sets nothing (as if there were none).
+func (t Target) empty() bool {
+	return t.Flake == "" && t.File == "" && t.Attr == "" && t.Expr == "" && len(t.Args) == 0 && len(t.ArgStrs) == 0
+}
+
 // nix is the target as package nixstore instantiates it.
 func (t Target) nix() nixstore.Target {
-	return nixstore.Target{File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}
+	// The editor looks at a flake: it does not write the flake's lock file.
+	return nixstore.Target{Flake: t.Flake, KeepLockFile: t.Flake != "", File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}
 }
 
 // parseSettings reads settings; malformed or empty input keeps old.
@@ -66,7 +79,7 @@ func parseSettings(raw json.RawMessage, old Settings) Settings {
 
 // targetFor resolves the target of a buffer at path in folder.
 func (st Settings) targetFor(path, folder string) Target {
-	if st.Target == nil || (st.Target.File == "" && st.Target.Expr == "") {
+	if st.Target == nil || (st.Target.File == "" && st.Target.Expr == "" && st.Target.Flake == "") {
 		t := Target{File: path}
 		if st.Target != nil {
 			t.Attr, t.Args, t.ArgStrs = st.Target.Attr, st.Target.Args, st.Target.ArgStrs
@@ -76,6 +89,13 @@ func (st Settings) targetFor(path, folder string) Target {
 	t := *st.Target
 	if t.File != "" && !filepath.IsAbs(t.File) {
 		t.File = filepath.Join(folder, t.File)
+	}
+	if t.Flake != "" && !nixstore.HasURLScheme(t.Flake) && !filepath.IsAbs(t.Flake) {
+		dir, frag, hasFrag := strings.Cut(t.Flake, "#") // .#hello: the folder's flake
+		t.Flake = filepath.Join(folder, dir)
+		if hasFrag {
+			t.Flake += "#" + frag
+		}
 	}
 	return t
 }

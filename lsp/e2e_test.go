@@ -444,10 +444,7 @@ stdenv.mkDerivation {
 	if s := lensLines(c.lenses(uri)); !strings.Contains(s, "outside the workspace") && !strings.Contains(s, "not evaluated") {
 		t.Errorf("lenses of a file outside the workspace:\n%s", s)
 	}
-	c.mu.Lock()
-	d := c.diags[uri]
-	c.mu.Unlock()
-	if len(d) != 1 || !strings.Contains(d[0].Message, "outside the workspace") {
+	if d := c.diagnostics(uri); len(d) != 1 || !strings.Contains(d[0].Message, "outside the workspace") {
 		t.Errorf("diagnostics of a file outside the workspace: %+v", d)
 	}
 	var res json.RawMessage

@@ -1,11 +1,8 @@
 package lsp
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -139,17 +136,24 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 		ev.Err = fmt.Sprintf("%s is outside the workspace folders, so nixlayer does not evaluate it", snap.path)
 		return ev
 	}
-	t := s.target(snap.path)
-	if t.File != "" && !s.trusted(t.File) {
+	found := s.findTarget(ctx, snap.path)
+	ev.How, ev.Choices, ev.Chosen = found.How, found.Choices, found.Chosen
+	if found.err != nil {
+		ev.Err = found.err.Error()
+		return ev
+	}
+	if t := found.Target; t.File != "" && !s.trusted(t.File) {
 		ev.Err = fmt.Sprintf("the target file %s is outside the workspace folders, so nixlayer does not evaluate it", t.File)
 		return ev
 	}
-	drvs, err := s.instantiate(ctx, t, snap)
+	nt, evaluated, unsaved := found.nixTarget(snap)
+	ev.Unsaved = unsaved
+	drvs, err := nixstore.Instantiate(ctx, nt)
 	if err != nil {
 		ev.Err = err.Error()
 		return ev
 	}
-	derivs := nixexpr.FindDerivations(nixexpr.Parse(snap.text))
+	derivs := nixexpr.FindDerivations(nixexpr.Parse(evaluated))
 	var all []*Package
 	for _, p := range drvs {
 		d, err := drv.Read(p)
@@ -206,33 +210,6 @@ func failureOf(r *buildindex.PhaseRun) *runner.PhaseError {
 		return nil
 	}
 	return &runner.PhaseError{Drv: r.Drv, Phase: r.Phase, Exit: r.Exit, LogTail: r.LogTail, Layer: r.Layer}
-}
-
-func (s *server) target(path string) Target {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	folder := filepath.Dir(path)
-	for _, f := range s.folders {
-		if rel, err := filepath.Rel(f, path); err == nil && !strings.HasPrefix(rel, "..") {
-			folder = f
-			break
-		}
-	}
-	return s.settings.targetFor(path, folder)
-}
-
-// instantiate evaluates a target to .drv paths. When the target is the
-// buffer's own file and the buffer differs from the file on disk, the
-// buffer's text is evaluated (from stdin, in the file's directory, so
-// relative paths resolve as in the file): builds match what the user sees.
-func (s *server) instantiate(ctx context.Context, t Target, snap snapshot) ([]string, error) {
-	nt := t.nix()
-	if t.Expr == "" && t.File == snap.path {
-		if disk, err := os.ReadFile(snap.path); err != nil || !bytes.Equal(disk, snap.text) {
-			nt.Source = snap.text
-		}
-	}
-	return nixstore.Instantiate(ctx, nt)
 }
 
 // getEngine connects to the engine on first use.

@@ -27,10 +27,13 @@ const (
 	CmdDiff   = "nixlayer.diff"
 	// CmdCancel cancels the running build of the document.
 	CmdCancel = "nixlayer.cancel"
+	// CmdChooseTarget picks the target of the document among the several
+	// that match it (CommandArgs.Target; without one the server asks).
+	CmdChooseTarget = "nixlayer.chooseTarget"
 )
 
 // Commands lists every command, for the server capabilities.
-var Commands = []string{CmdBuild, CmdRebuildFrom, CmdOpenShell, CmdShowLog, CmdBrowse, CmdDiff, CmdCancel}
+var Commands = []string{CmdBuild, CmdRebuildFrom, CmdOpenShell, CmdShowLog, CmdBrowse, CmdDiff, CmdCancel, CmdChooseTarget}
 
 // CommandArgs is the single argument object of every command.
 type CommandArgs struct {
@@ -39,6 +42,8 @@ type CommandArgs struct {
 	// Name picks one derivation call of the buffer by pname or name when
 	// it has several (default: the first one that was evaluated).
 	Name string `json:"name,omitempty"`
+	// Target is the Choice.Name nixlayer.chooseTarget picks.
+	Target string `json:"target,omitempty"`
 }
 
 // LensInput is everything a lens computation looks at.
@@ -66,8 +71,16 @@ func (in LensInput) now() time.Time {
 // lens. A pure function of the buffer and the last evaluation.
 func CodeLenses(in LensInput) []protocol.CodeLens {
 	lenses := []protocol.CodeLens{}
-	for _, v := range Analyze(in.File, in.Eval) {
+	for i, v := range Analyze(in.File, in.Eval) {
 		lenses = append(lenses, derivLenses(in, v)...)
+		if i == 0 && in.Eval != nil && len(in.Eval.Choices) > 1 {
+			// Several targets build this file: the first call offers them.
+			lenses = append(lenses, protocol.CodeLens{Range: lineRange(in.File, v.Deriv.Func), Command: &protocol.Command{
+				Title:     fmt.Sprintf("⇄ %d targets match: choose", len(in.Eval.Choices)),
+				Command:   CmdChooseTarget,
+				Arguments: []interface{}{CommandArgs{URI: in.URI}},
+			}})
+		}
 	}
 	return lenses
 }
@@ -107,6 +120,9 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 		summary = "… evaluating"
 	default:
 		summary = "no evaluated derivation matches this call (set nixlayer's target)"
+	}
+	if run == nil && in.Eval != nil && in.Eval.How != "" && in.Pending == "" {
+		summary = in.Eval.How + " · " + summary
 	}
 	cmd := ""
 	switch {

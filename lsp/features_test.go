@@ -284,6 +284,12 @@ func TestSettings(t *testing.T) {
 	if tg := (Settings{}).targetFor("/w/x.nix", "/w"); tg.File != "/w/x.nix" {
 		t.Errorf("default target %+v", tg)
 	}
+	for ref, want := range map[string]string{".#hello": "/w#hello", "sub#x": "/w/sub#x", ".": "/w", "path:/src#y": "path:/src#y", "/abs#z": "/abs#z"} {
+		s = parseSettings([]byte(`{"target": {"flake": "`+ref+`"}}`), Settings{})
+		if tg := s.targetFor("/w/x.nix", "/w"); tg.Flake != want || tg.File != "" {
+			t.Errorf("flake target %q: %+v, want %s", ref, tg, want)
+		}
+	}
 	if s := parseSettings([]byte(`[1,2]`), Settings{Target: &Target{Attr: "keep"}}); s.Target == nil || s.Target.Attr != "keep" {
 		t.Errorf("malformed settings replaced the old ones: %+v", s)
 	}

@@ -73,6 +73,7 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, opts Options) error {
 		inflight:  map[string]context.CancelFunc{},
 		tokens:    map[string]context.CancelFunc{},
 		refreshCh: make(chan struct{}, 1),
+		chosen:    map[string]string{},
 	}
 	conn.Go(ctx, s.handle)
 	go s.refreshLoop(ctx)
@@ -112,7 +113,10 @@ type server struct {
 	inflight    map[string]context.CancelFunc // request id → cancel
 	tokens      map[string]context.CancelFunc // progress token → cancel build
 	tokenSeq    int
-	refreshCh   chan struct{} // lensesChanged → refreshLoop
+	refreshCh   chan struct{}     // lensesChanged → refreshLoop
+	chosen      map[string]string // file → the target picked among several (nixlayer.chooseTarget)
+	calls       callPackagesCache
+	flakes      flakeCache
 
 	engineMu sync.Mutex
 	engine   api.Service
@@ -259,6 +263,10 @@ func (s *server) request(ctx context.Context, method string, raw json.RawMessage
 	case MethodPhases:
 		return aboutDocument(s, raw, func(p protocol.TextDocumentPositionParams, in LensInput) any {
 			return PhasesAt(in, int(p.Position.Line))
+		})
+	case MethodTargets:
+		return aboutDocument(s, raw, func(_ protocol.TextDocumentPositionParams, in LensInput) any {
+			return TargetsOf(in.Eval)
 		})
 	case MethodLayerFiles, MethodReadLayerFile, MethodLayerDiff:
 		return s.layerRequest(ctx, method, raw)

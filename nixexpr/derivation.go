@@ -137,7 +137,8 @@ func derivationKind(fn Node) (DerivationKind, bool) {
 
 // argumentSet finds the attribute set a derivation call is given: directly,
 // as a rec set, or returned by `finalAttrs: { }` / `final: prev: { }`,
-// possibly through let, with, parentheses or `prev // { }`.
+// possibly through let, with, assert, parentheses or `prev // { }`. (A
+// package set's file returns its set the same way: FindCallPackages.)
 func argumentSet(n Node, depth int) *AttrSet {
 	if depth > 16 {
 		return nil
@@ -152,6 +153,8 @@ func argumentSet(n Node, depth int) *AttrSet {
 	case *Let:
 		return argumentSet(n.Body, depth+1)
 	case *With:
+		return argumentSet(n.Body, depth+1)
+	case *Assert:
 		return argumentSet(n.Body, depth+1)
 	case *Binary:
 		if n.Op == "//" {

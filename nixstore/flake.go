@@ -105,6 +105,9 @@ func instantiateFlake(ctx context.Context, t Target) ([]string, error) {
 	}
 	args := append(slices.Clone(flakeFeatures), "path-info", "--derivation", t.Flake)
 	args = append(args, t.flakeArgs()...)
+	if t.KeepLockFile {
+		args = append(args, "--no-write-lock-file")
+	}
 	out, err := run(ctx, nil, "nix", args...)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating the flake reference %s: %w%s", t.Flake, err, flakeHint(ctx))

@@ -33,6 +33,10 @@ type Target struct {
 	// directory so relative paths resolve as in the file): an editor's
 	// unsaved buffer.
 	Source []byte
+
+	// KeepLockFile evaluates a flake without writing its lock file (an
+	// editor looks at a flake; nix build writes the lock).
+	KeepLockFile bool
 }
 
 // Instantiate evaluates t with nix-instantiate (a flake reference: with

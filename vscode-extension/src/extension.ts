@@ -49,6 +49,9 @@ import {
   RestartPolicy,
   SERVER_COMMANDS,
   type ServerSettings,
+  targetChoicesFrom,
+  targetPickItems,
+  TARGETS_REQUEST,
   shellCommandFrom,
   shellCwdFrom,
   startFailedMessage,
@@ -424,6 +427,10 @@ class Extension implements vscode.Disposable {
       arg.phase = await this.pickPhase(vscode.Uri.parse(arg.uri), command);
       if (!arg.phase) return undefined;
     }
+    if (command === 'nixlayer.chooseTarget' && !arg.target) {
+      arg.target = await this.pickTarget(arg.uri);
+      if (!arg.target) return undefined;
+    }
     const client = await this.start();
     if (!client) {
       if (this.unavailable) {
@@ -526,6 +533,25 @@ class Extension implements vscode.Disposable {
     return pick?.label;
   }
 
+  /** Asks the user which of the targets the server found for the file to evaluate and build. */
+  private async pickTarget(uri: string): Promise<string | undefined> {
+    const client = await this.start();
+    if (!client) return undefined;
+    let t;
+    try {
+      t = targetChoicesFrom(await client.sendRequest(TARGETS_REQUEST, { textDocument: { uri } }));
+    } catch (e) {
+      this.serverChannel.appendLine(`${TARGETS_REQUEST}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (!t || t.choices.length < 2) {
+      const what = t?.how ? `its target is ${t.how}` : 'it has no other target';
+      void vscode.window.showInformationMessage(`nixlayer: nothing to choose for this file: ${what}.`);
+      return undefined;
+    }
+    const pick = await vscode.window.showQuickPick(targetPickItems(t), { placeHolder: 'nixlayer: which target builds this file?' });
+    return pick?.name;
+  }
+
   private openShell(phase: string, result: unknown): void {
     const cmdline = shellCommandFrom(result);
     if (!cmdline) {
@@ -568,6 +594,8 @@ function commandTitle(command: string): string {
       return 'phase changes';
     case 'nixlayer.cancel':
       return 'cancel build';
+    case 'nixlayer.chooseTarget':
+      return 'choose target';
     default:
       return command;
   }

@@ -140,6 +140,8 @@ export class RestartPolicy {
 // section "nixlayer").
 
 export interface Target {
+  /** A flake reference (`.#hello`, `path:/src#hello`; a relative path: to the workspace folder). */
+  flake?: string;
   /** A .nix file (relative: to the workspace folder). */
   file?: string;
   /** An attribute path in it (like -A); alone, it selects in the edited file. */
@@ -181,7 +183,7 @@ export function resolveTarget(
   }
   const o = raw as Record<string, unknown>;
   const t: Target = {};
-  for (const k of ['file', 'attr', 'expr'] as const) {
+  for (const k of ['flake', 'file', 'attr', 'expr'] as const) {
     if (o[k] === undefined || o[k] === null || o[k] === '') continue;
     if (typeof o[k] !== 'string') return { error: `nixlayer.target.${k} must be a string` };
     t[k] = o[k] as string;
@@ -191,9 +193,12 @@ export function resolveTarget(
     if (m === 'invalid') return { error: `nixlayer.target.${k} must map argument names to strings` };
     if (m) t[k] = m;
   }
-  const unknown = Object.keys(o).filter((k) => !['file', 'attr', 'expr', 'args', 'argstrs'].includes(k));
+  const unknown = Object.keys(o).filter((k) => !['flake', 'file', 'attr', 'expr', 'args', 'argstrs'].includes(k));
   if (unknown.length) return { error: `nixlayer.target has unknown keys: ${unknown.join(', ')}` };
   if (t.file && t.expr) return { error: 'nixlayer.target: give either "file" (with "attr") or "expr", not both' };
+  if (t.flake && (t.file || t.expr || t.attr || t.args || t.argstrs)) {
+    return { error: 'nixlayer.target: a "flake" reference names its package after # (".#hello"); give it alone' };
+  }
   if (t.file) {
     let file = expandVariables(t.file, ctx);
     if (!path.isAbsolute(file) && ctx.workspaceFolder) file = path.resolve(ctx.workspaceFolder, file);
@@ -240,12 +245,15 @@ export const SERVER_COMMANDS = [
   'nixlayer.browse',
   'nixlayer.diff',
   'nixlayer.cancel',
+  'nixlayer.chooseTarget',
 ] as const;
 export type ServerCommand = (typeof SERVER_COMMANDS)[number];
 
 export interface CommandArg {
   uri?: string;
   phase?: string;
+  /** The target nixlayer.chooseTarget picks (a name from nixlayer/targets). */
+  target?: string;
 }
 
 /**
@@ -261,6 +269,7 @@ export function normalizeCommandArg(arg: unknown, fallbackUri?: string): Command
     const o = arg as Record<string, unknown>;
     if (typeof o.uri === 'string') out.uri = o.uri;
     if (typeof o.phase === 'string' && o.phase !== '') out.phase = o.phase;
+    if (typeof o.target === 'string' && o.target !== '') out.target = o.target;
   }
   if (!out.uri && fallbackUri) out.uri = fallbackUri;
   return out;
@@ -309,6 +318,44 @@ export function phaseChoicesFrom(result: unknown): PhaseChoices | undefined {
   const out: PhaseChoices = { phases: o.phases as string[] };
   if (typeof o.at === 'string' && out.phases.includes(o.at)) out.at = o.at;
   return out;
+}
+
+/** The server's request for the targets that match a document (a flake's outputs, a nixpkgs checkout's attributes). */
+export const TARGETS_REQUEST = 'nixlayer/targets';
+
+/** One target the server found for a document: `name` picks it, `how` says what it is. */
+export interface TargetChoice {
+  name: string;
+  how: string;
+}
+
+/** The server's answer to nixlayer/targets. */
+export interface TargetChoices {
+  how?: string;
+  chosen?: string;
+  choices: TargetChoice[];
+}
+
+/** Reads a nixlayer/targets answer; undefined when it is not one. */
+export function targetChoicesFrom(result: unknown): TargetChoices | undefined {
+  if (!result || typeof result !== 'object' || Array.isArray(result)) return undefined;
+  const o = result as Record<string, unknown>;
+  if (!Array.isArray(o.choices)) return undefined;
+  const choices: TargetChoice[] = [];
+  for (const c of o.choices) {
+    const r = c && typeof c === 'object' ? (c as Record<string, unknown>) : {};
+    if (typeof r.name !== 'string' || r.name === '') return undefined;
+    choices.push({ name: r.name, how: typeof r.how === 'string' ? r.how : r.name });
+  }
+  const out: TargetChoices = { choices };
+  if (typeof o.how === 'string' && o.how !== '') out.how = o.how;
+  if (typeof o.chosen === 'string' && o.chosen !== '') out.chosen = o.chosen;
+  return out;
+}
+
+/** Quick-pick items for the targets, the chosen one marked. */
+export function targetPickItems(t: TargetChoices): { label: string; description?: string; name: string }[] {
+  return t.choices.map((c) => ({ label: c.how, description: c.name === t.chosen ? 'chosen now' : undefined, name: c.name }));
 }
 
 /** Quick-pick items for the phases, the one at the cursor first. */

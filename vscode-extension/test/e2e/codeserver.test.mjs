@@ -204,19 +204,23 @@ async function openWorkbench(folder, name) {
   return page;
 }
 
-async function openFile(page, file) {
+/** Opens a file by quick open; `dir` picks among files of the same name (a word of its directory). */
+async function openFile(page, file, dir) {
   await page.locator('.monaco-workbench').click({ position: { x: 700, y: 400 } }).catch(() => {});
-  for (let attempt = 0; attempt < 5; attempt++) {
+  const row = `.quick-input-list .monaco-list-row[aria-label*="${file}"]${dir ? `[aria-label*="${dir}"]` : ''}`;
+  // A fresh window on a busy machine may not have its file search ready yet: ask again.
+  for (let attempt = 1; ; attempt++) {
     await page.keyboard.press('Control+P');
     try {
       await page.waitForSelector('.quick-input-widget input', { state: 'visible', timeout: 5000 });
+      await page.keyboard.type(dir ? `${dir}/${file}` : file);
+      await page.waitForSelector(row, { timeout: 20_000 });
       break;
-    } catch {
+    } catch (e) {
       await page.keyboard.press('Escape');
+      if (attempt === 4) throw e;
     }
   }
-  await page.keyboard.type(file);
-  await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${file}"]`, { timeout: 20_000 });
   await page.keyboard.press('Enter');
   await page.waitForSelector(`.tab[aria-label*="${file}"], .tab[data-resource-name="${file}"]`, { timeout: 20_000 });
 }
@@ -274,6 +278,20 @@ async function waitForBuildEnd(page, timeout = BUILD_TIMEOUT) {
   return (await item.first().innerText()).trim();
 }
 
+/** Clicks the "rebuild from PHASE" lens after a successful build and waits until the rebuild has built. */
+async function rebuildFrom(page, phase) {
+  await page.waitForTimeout(500);
+  const item = page.locator('.statusbar-item', { hasText: /nixlayer: built/ }).first();
+  await lensLink(page, `rebuild from ${phase}`).click();
+  // The status bar shows the running build, then the new result.
+  await page
+    .locator('.statusbar-item', { hasText: /nixlayer: (?!built)/ })
+    .first()
+    .waitFor({ state: 'visible', timeout: 30_000 })
+    .catch(() => {}); // a fast rebuild may end before it is seen
+  await item.waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+}
+
 test('phase lenses, build and rebuild from installPhase in code-server', { timeout: 3 * BUILD_TIMEOUT }, async () => {
   const salt = `vscode-e2e-${process.pid}-${Date.now()}`;
   const ws = makeWorkspace(
@@ -316,16 +334,7 @@ test('phase lenses, build and rebuild from installPhase in code-server', { timeo
     assert.equal((summaries[0].match(/phases cached/g) ?? []).length, 1, `the summary is not repeated: ${summaries[0]}`);
 
     // Rebuild from installPhase: the earlier layers are reused, lenses stay cached.
-    await page.waitForTimeout(500);
-    const item = page.locator('.statusbar-item', { hasText: /nixlayer: built/ }).first();
-    await lensLink(page, 'rebuild from installPhase').click();
-    // The status bar shows the running build, then the new result.
-    await page
-      .locator('.statusbar-item', { hasText: /nixlayer: (?!built)/ })
-      .first()
-      .waitFor({ state: 'visible', timeout: 30_000 })
-      .catch(() => {}); // a fast rebuild may end before it is seen
-    await item.waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+    await rebuildFrom(page, 'installPhase');
     const lenses = await waitForLens(page, /(?:^|· )(\d+)\/\1 phases cached/, 60_000);
     const postInstall = lenses.find((t) => /✓ cached/.test(t));
     assert.ok(postInstall, `cached lenses after rebuild: ${JSON.stringify(lenses)}`);
@@ -358,6 +367,94 @@ test('phase lenses, build and rebuild from installPhase in code-server', { timeo
     await page.keyboard.press('Enter');
   } finally {
     await page.screenshot({ path: path.join(ARTIFACTS, 'hello-final.png') }).catch(() => {});
+    page.saveConsole();
+    await page.close();
+  }
+});
+
+test('a nixpkgs checkout with no settings: by-name lenses, rebuild from installPhase, choosing a target', { timeout: 3 * BUILD_TIMEOUT }, async () => {
+  // The miniature nixpkgs of testdata, its fixture set salted for this run.
+  const salt = `vscode-e2e-nixpkgs-${process.pid}-${Date.now()}`;
+  const ws = makeWorkspace(
+    'ws-nixpkgs',
+    {
+      'nixlayer.path': NIXLAYER_BIN,
+      'nixlayer.serverArgs': ['--cache', path.join(tmp, 'nixlayer-cache-nixpkgs')],
+    },
+    {},
+  );
+  fs.cpSync(path.join(repo, 'testdata', 'nixpkgs'), ws, { recursive: true });
+  fs.writeFileSync(path.join(ws, 'pkgs', 'top-level', 'fixture.nix'), `import ${path.join(repo, 'testdata')} { salt = "${salt}"; }\n`);
+  const page = await openWorkbench(ws, 'nixpkgs');
+  try {
+    await openFile(page, 'package.nix');
+    // The server found the attribute by the file's directory and says so on the summary.
+    const first = await waitForLens(page, /^nixpkgs attribute hello \(by-name\) · 0\/9 phases cached · ▶ build/, 180_000);
+    assert.ok(first.some((t) => /rebuild from installPhase/.test(t)), `lenses: ${JSON.stringify(first)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'nixpkgs-by-name.png') });
+
+    await lensLink(page, '▶ build').click();
+    const built = await waitForBuildEnd(page);
+    assert.match(built, /nixlayer: built/, `status bar after the build: ${built}`);
+    await waitForLens(page, /^nixpkgs attribute hello \(by-name\) · (.* · )?9\/9 phases cached/, 60_000);
+
+    // Rebuild from installPhase: the phases before it are reused.
+    await rebuildFrom(page, 'installPhase');
+    await runCommand(page, 'nixlayer: Show Build Output');
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.panel .monaco-editor .view-lines')].some((e) => /4 phases ran, 5 cached/.test((e.textContent ?? '').replace(/\u00a0/g, ' '))),
+      undefined,
+      { timeout: 60_000 },
+    );
+    const after = await waitForLens(page, /^nixpkgs attribute hello \(by-name\) · (.* · )?9\/9 phases cached/, 60_000);
+    assert.ok(after.some((t) => /✓ cached/.test(t)), `lenses after the rebuild: ${JSON.stringify(after)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'nixpkgs-rebuilt.png') });
+    await runCommand(page, 'View: Toggle Panel Visibility');
+
+    // A file two attributes of all-packages.nix call: the lens offers both, the quick pick switches.
+    await openFile(page, 'default.nix', 'greeter');
+    await waitForLens(page, /^nixpkgs attribute greeter \(callPackage in all-packages\.nix\) · /, 180_000);
+    await lensLink(page, '2 targets match: choose').click();
+    await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="greeter-loud"]', { timeout: 20_000 });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'nixpkgs-choose-target.png') });
+    await page.keyboard.type('greeter-loud');
+    await page.keyboard.press('Enter');
+    await waitForLens(page, /^nixpkgs attribute greeter-loud \(callPackage in all-packages\.nix\) · /, 180_000);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'nixpkgs-target-chosen.png') });
+  } finally {
+    page.saveConsole();
+    await page.close();
+  }
+});
+
+test('a flake with no settings: the outputs a file defines, one chosen', { timeout: BUILD_TIMEOUT }, async () => {
+  // testdata/flake-local: hello.nix's call builds packages.x86_64-linux.hello and hello-loud.
+  const salt = `vscode-e2e-flake-${process.pid}-${Date.now()}`;
+  const ws = makeWorkspace(
+    'ws-flake',
+    {
+      'nixlayer.path': NIXLAYER_BIN,
+      'nixlayer.serverArgs': ['--cache', path.join(tmp, 'nixlayer-cache-flake')],
+    },
+    {},
+  );
+  const src = path.join(repo, 'testdata', 'flake-local');
+  fs.copyFileSync(path.join(src, 'hello.nix'), path.join(ws, 'hello.nix'));
+  const vars = { TESTDATA: path.join(repo, 'testdata'), SALT: salt };
+  fs.writeFileSync(path.join(ws, 'flake.nix'), fs.readFileSync(path.join(src, 'flake.nix.in'), 'utf8').replace(/\$(TESTDATA|SALT)/g, (_, k) => vars[k]));
+  const page = await openWorkbench(ws, 'flake');
+  try {
+    await openFile(page, 'hello.nix');
+    const first = await waitForLens(page, /^flake output packages\.x86_64-linux\.hello · 0\/9 phases cached · ▶ build/, 180_000);
+    assert.ok(first.some((t) => /2 targets match: choose/.test(t)), `lenses: ${JSON.stringify(first)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'flake-outputs.png') });
+    await runCommand(page, 'nixlayer: Choose Target');
+    await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="hello-loud"]', { timeout: 20_000 });
+    await page.keyboard.type('hello-loud');
+    await page.keyboard.press('Enter');
+    await waitForLens(page, /^flake output packages\.x86_64-linux\.hello-loud · 0\/9 phases cached/, 180_000);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'flake-target-chosen.png') });
+  } finally {
     page.saveConsole();
     await page.close();
   }

@@ -31,6 +31,8 @@ import {
   shellCommandFrom,
   shellQuote,
   startFailedMessage,
+  targetChoicesFrom,
+  targetPickItems,
 } from '../../src/logic';
 
 test('resolveExecutable finds a bare name on PATH', () => {
@@ -131,6 +133,32 @@ test('phasesFromLenses, phaseChoicesFrom, phasePickItems', () => {
   assert.deepEqual(phaseChoicesFrom({ phases: ['unpackPhase'], at: 'makePhase' }), { phases: ['unpackPhase'] });
   assert.equal(phaseChoicesFrom({ phases: 'unpackPhase' }), undefined);
   assert.equal(phaseChoicesFrom(null), undefined);
+});
+
+test('resolveTarget takes a flake reference alone', () => {
+  assert.deepEqual(resolveTarget({ flake: '.#hello' }, { workspaceFolder: '/w' }), { target: { flake: '.#hello' } });
+  assert.match(resolveTarget({ flake: '.#hello', attr: 'x' }, {}).error ?? '', /give it alone/);
+});
+
+test('targetChoicesFrom and targetPickItems: the targets the server found', () => {
+  const t = targetChoicesFrom({
+    how: 'nixpkgs attribute greeter (callPackage in all-packages.nix)',
+    chosen: 'greeter',
+    choices: [
+      { name: 'greeter', how: 'nixpkgs attribute greeter (callPackage in all-packages.nix)' },
+      { name: 'greeter-loud', how: 'nixpkgs attribute greeter-loud (callPackage in all-packages.nix)' },
+    ],
+  });
+  assert.equal(t?.chosen, 'greeter');
+  assert.deepEqual(targetPickItems(t!), [
+    { label: 'nixpkgs attribute greeter (callPackage in all-packages.nix)', description: 'chosen now', name: 'greeter' },
+    { label: 'nixpkgs attribute greeter-loud (callPackage in all-packages.nix)', description: undefined, name: 'greeter-loud' },
+  ]);
+  assert.deepEqual(targetChoicesFrom({ choices: [] }), { choices: [] });
+  assert.equal(targetChoicesFrom({ choices: [{ how: 'no name' }] }), undefined);
+  assert.equal(targetChoicesFrom({ how: 'x' }), undefined);
+  assert.equal(targetChoicesFrom(null), undefined);
+  assert.deepEqual(normalizeCommandArg({ uri: 'file:///a.nix', target: 'greeter-loud' }), { uri: 'file:///a.nix', target: 'greeter-loud' });
 });
 
 test('shellCommandFrom and shellQuote', () => {

@@ -1,0 +1,13 @@
+{ stdenv, helloSrc }:
+stdenv.mkDerivation {
+  pname = "hello";
+  version = "1";
+  src = helloSrc;
+  configureFlags = "--nfiles=20 --funcs-per-file=4";
+  enableParallelBuilding = true;
+  postInstall = ''
+    mkdir -p "$out/share/hello"
+    "$out/bin/hello" > "$out/share/hello/output.txt"
+  '';
+  preFixup = "echo fixing";
+}
