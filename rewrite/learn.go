@@ -3,6 +3,7 @@ package rewrite
 import (
 	"bytes"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -226,6 +227,38 @@ func outputHashes(pathsA, pathsB map[string]string) ([]outputHash, error) {
 	return outs, nil
 }
 
+// agreements names the outputs whose two hashes agree at an index: a
+// fragment holding that character would not differ between the builds, so
+// it would stay unseen.
+func agreements(outs []outputHash) []string {
+	var problems []string
+	for _, o := range outs {
+		for k := range o.hashA {
+			if o.hashA[k] == o.hashB[k] {
+				problems = append(problems, fmt.Sprintf("(map): hashes of output %s agree at index %d; use SyntheticPath for the second build", o.name, k))
+				break
+			}
+		}
+	}
+	return problems
+}
+
+// Pairable says why two builds made with pathsA and pathsB cannot teach an
+// exact map (nil when they can): Learn needs paths of the same shape whose
+// hashes differ at every index, as SyntheticPath makes them. Two real
+// builds of a chain (a rebuild with new output paths) qualify when Nix's
+// hashes happen to.
+func Pairable(pathsA, pathsB map[string]string) error {
+	outs, err := outputHashes(pathsA, pathsB)
+	if err != nil {
+		return err
+	}
+	if problems := agreements(outs); len(problems) > 0 {
+		return errors.New(strings.TrimPrefix(problems[0], "(map): "))
+	}
+	return nil
+}
+
 // Learn compares trees A and B, built with pathsA and pathsB (output name
 // → store path, same lengths), and maps every byte of B that depends on
 // the paths. Entries whose names hold a hash are paired by substituting it.
@@ -234,17 +267,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 	if err != nil {
 		return nil, fmt.Errorf("learn path map: %w", err)
 	}
-	m := &Map{Paths: pathsB}
-	for _, o := range outs {
-		for k := range o.hashA {
-			if o.hashA[k] == o.hashB[k] {
-				// A fragment holding this character would not differ
-				// between the builds, so it would stay unseen.
-				m.Problems = append(m.Problems, fmt.Sprintf("(map): hashes of output %s agree at index %d; use SyntheticPath for the second build", o.name, k))
-				break
-			}
-		}
-	}
+	m := &Map{Paths: pathsB, Problems: agreements(outs)}
 	c := newClassifier(outs)
 	toA := func(rel string) string {
 		for _, o := range outs {
