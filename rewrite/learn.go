@@ -326,6 +326,10 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 					m.Unexplained = append(m.Unexplained, *u)
 					return nil
 				}
+				if payloadKind(b) == "" && !isELF(b) {
+					m.Unexplained = append(m.Unexplained, resizedText(rel, a, b, outs))
+					return nil
+				}
 				unexplained(rel, fmt.Sprintf("%ssize differs (%d vs %d bytes): path-dependent lengths or orderings", payloadKind(b), len(a), len(b)))
 				return nil
 			}
@@ -581,6 +585,41 @@ func resizedELF(rel string, a, b []byte) *Unexplained {
 		Why:    fmt.Sprintf("ELF file: size differs (%d vs %d bytes), in section %s%s", len(a), len(b), strings.Join(secs, ", "), sectionsHint(im, secs)),
 		Strays: Strays{Offsets: offs[:min(len(offs), maxOffsets)], Sections: secs, IDCovers: im.descSize > 0},
 	}
+}
+
+// resizedText describes a file whose size differs between the builds and
+// that is neither ELF nor a compressed payload: a line one build's
+// environment holds and the other's lacks (the stdenv's env-vars of two
+// derivations), or path-dependent lengths. The bytes lie between the two
+// builds' common beginning and end (output hashes aside); when that region
+// is short enough, its offsets are sampled densely enough for the judge to
+// follow every byte of it into the outputs (Reaches' windows overlap);
+// otherwise it has none, and counts as reaching.
+func resizedText(rel string, a, b []byte, outs []outputHash) Unexplained {
+	bAsA := bytes.Clone(b)
+	for _, o := range outs {
+		bAsA = bytes.ReplaceAll(bAsA, []byte(o.hashB), []byte(o.hashA))
+	}
+	p := 0
+	for p < len(a) && p < len(bAsA) && a[p] == bAsA[p] {
+		p++
+	}
+	s := 0
+	for s < len(a)-p && s < len(bAsA)-p && a[len(a)-1-s] == bAsA[len(bAsA)-1-s] {
+		s++
+	}
+	end := len(b) - s
+	u := Unexplained{Path: rel, Why: fmt.Sprintf("size differs (%d vs %d bytes): path-dependent lengths or orderings, or a line one build's environment holds", len(a), len(b))}
+	u.Bytes = max(end-p, 0)
+	step := needleLen / 2
+	if len(b) == 0 || end-p > maxOffsets*step {
+		return u
+	}
+	for off := p; off < end && len(u.Offsets) < maxOffsets; off += step {
+		u.addOffset(int64(off))
+	}
+	u.addOffset(int64(min(max(end-1, p), len(b)-1)))
+	return u
 }
 
 // explained marks the bytes of a file (n long) that the map accounts for:
