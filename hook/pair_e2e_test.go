@@ -21,11 +21,13 @@ import (
 func TestHookRebuildLearnsMapFromPair(t *testing.T) {
 	needE2E(t)
 	cache := t.TempDir()
-	edit := func(n string) []string { return []string{"--argstr", "installExtra", "echo edited " + n + " > $out/edited"} }
+	edit := func(n string) []string {
+		return []string{"--argstr", "installExtra", "echo edited " + n + " > $out/edited"}
+	}
 	args := func(s string, more ...string) []string {
 		return append([]string{testdata, "-A", "hello", "--arg", "nfiles", "20", "--argstr", "salt", s}, more...)
 	}
-	s, err := e2etest.PairableSalt("", func(s string) []string { return args(t.Name()+s) }, func(s string) []string { return args(t.Name()+s, edit("1")...) })
+	s, err := e2etest.PairableSalt("", func(s string) []string { return args(t.Name() + s) }, func(s string) []string { return args(t.Name()+s, edit("1")...) })
 	if err != nil {
 		t.Fatal(err)
 	}
