@@ -97,7 +97,7 @@ func (e *Engine) yieldLearner(pkg string, plan *Plan, progress func(Event)) {
 				e.log.Warn("asking the background learner to yield")
 				return
 			}
-			progress(Event{Kind: EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns and learns the map from the pair", learner.PID)})
+			progress(Event{Kind: EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
 			return
 		}
 	}
