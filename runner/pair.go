@@ -51,7 +51,7 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string
 		return false
 	}
 	if err := rewrite.Pairable(oldTop.Meta.Outputs, newTop.Meta.Outputs); err != nil {
-		progress(Event{Kind: EventLearn, Message: "this rebuild cannot teach the path map of its reruns (" + err.Error() + "): learning it in the background"})
+		e.log.Debug("this rebuild cannot teach the path map of its reruns; the background learner will", zap.Error(err))
 		return false
 	}
 	t0 := time.Now()
