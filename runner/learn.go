@@ -184,7 +184,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		// if they reach an output).
 		e.log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
 	}
-	e.recordLearning(chain, time.Since(t0))
+	e.recordLearning(chain[from:], time.Since(t0))
 	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
 }
