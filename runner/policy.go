@@ -110,7 +110,7 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 		return
 	}
 	if bo.Progress != nil {
-		bo.Progress(Event{Kind: EventBackground, Message: fmt.Sprintf("%s in the background, at idle priority (pid %d, log %s)", what, pid, logPath)})
+		bo.Progress(Event{Kind: EventBackground, Message: fmt.Sprintf("%s in the background (pid %d, at idle priority; log %s)", what, pid, logPath)})
 	}
 }
 
