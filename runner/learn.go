@@ -336,11 +336,16 @@ func (e *Engine) learnLayer(l *layers.Layer, treeB string, pathsB map[string]str
 	if err != nil {
 		return nil, fmt.Errorf("learning the path map of %s: %w", l.Meta.Phase, err)
 	}
+	return m, e.storeMap(l.ID, m)
+}
+
+// storeMap keeps m as the path map of the chain that ends in layer id.
+func (e *Engine) storeMap(id string, m *rewrite.Map) error {
 	data, err := json.Marshal(m)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return m, e.layers.SetData(l.ID, pathMapKey, data)
+	return e.layers.SetData(id, pathMapKey, data)
 }
 
 // scratchJob is j with other output paths: the derivation's outputs and

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"time"
@@ -106,9 +105,5 @@ func (e *Engine) learnPair(o, l *layers.Layer) (*rewrite.Map, error) {
 	if err != nil {
 		return nil, fmt.Errorf("learning the path map of %s from its rebuild: %w", l.Meta.Phase, err)
 	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	return m, e.layers.SetData(l.ID, pathMapKey, data)
+	return m, e.storeMap(l.ID, m)
 }
