@@ -68,7 +68,11 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string
 	if err != nil {
 		e.log.Warn("judging the unexplained bytes of a map learned from a rebuild", zap.Error(err))
 	}
-	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path map learned from this rebuild and the chain it replaces, up to %s, in %s (exact: %v); no twin build needed", newTop.Meta.Phase, Duration(time.Since(t0)), m.Exact())})
+	how := "exact"
+	if !m.Exact() {
+		how = fmt.Sprintf("%d file(s) it cannot explain are judged on the outputs of each resume", len(m.Unexplained)+len(m.Problems))
+	}
+	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path map learned from this rebuild and the chain it replaces, up to %s, in %s (%s); no twin build needed", newTop.Meta.Phase, Duration(time.Since(t0)), how)})
 	return true
 }
 
