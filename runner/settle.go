@@ -127,7 +127,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	lctx, stop := e.yieldable(ctx, j.pkg)
 	defer stop()
 	if err := e.learnChain(lctx, j, plan, chain, true, progress); err != nil {
-		if context.Cause(lctx) == errYielded && ctx.Err() == nil {
+		if errors.Is(context.Cause(lctx), errYielded) && ctx.Err() == nil {
 			progress(Event{Kind: EventLearned, Message: j.drv.Name + ": " + errYielded.Error()})
 			return false, nil
 		}
