@@ -327,7 +327,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 					return nil
 				}
 				if payloadKind(b) == "" && !isELF(b) {
-					m.Unexplained = append(m.Unexplained, resizedText(rel, a, b, outs))
+					m.Unexplained = append(m.Unexplained, c.resizedText(rel, a, b))
 					return nil
 				}
 				unexplained(rel, fmt.Sprintf("%ssize differs (%d vs %d bytes): path-dependent lengths or orderings", payloadKind(b), len(a), len(b)))
@@ -591,23 +591,28 @@ func resizedELF(rel string, a, b []byte) *Unexplained {
 // that is neither ELF nor a compressed payload: a line one build's
 // environment holds and the other's lacks (the stdenv's env-vars of two
 // derivations), or path-dependent lengths. The bytes lie between the two
-// builds' common beginning and end (output hashes aside); when that region
-// is short enough, its offsets are sampled densely enough for the judge to
-// follow every byte of it into the outputs (Reaches' windows overlap);
-// otherwise it has none, and counts as reaching.
-func resizedText(rel string, a, b []byte, outs []outputHash) Unexplained {
-	bAsA := bytes.Clone(b)
-	for _, o := range outs {
-		bAsA = bytes.ReplaceAll(bAsA, []byte(o.hashB), []byte(o.hashA))
+// builds' common beginning and end (output hashes and their fragments
+// aside); when that region is short enough, its offsets are sampled densely
+// enough for the judge to follow every byte of it into the outputs
+// (Reaches' windows overlap); otherwise it has none, and counts as reaching.
+func (c *classifier) resizedText(rel string, a, b []byte) Unexplained {
+	n := min(len(a), len(b))
+	p := c.firstStray(a[:n], b[:n])
+	// Aligned at their ends: the last byte no hash explains.
+	last := -1
+	a2, b2 := a[len(a)-n:], b[len(b)-n:]
+	for i := 0; i < n; {
+		if a2[i] == b2[i] {
+			i++
+		} else if r, ok := c.bestRun(a2, b2, i); ok {
+			i += r.Len
+		} else {
+			last = i
+			i++
+		}
 	}
-	p := 0
-	for p < len(a) && p < len(bAsA) && a[p] == bAsA[p] {
-		p++
-	}
-	s := 0
-	for s < len(a)-p && s < len(bAsA)-p && a[len(a)-1-s] == bAsA[len(bAsA)-1-s] {
-		s++
-	}
+	s := n - 1 - last
+	p = min(p, n-s)
 	end := len(b) - s
 	u := Unexplained{Path: rel, Why: fmt.Sprintf("size differs (%d vs %d bytes): path-dependent lengths or orderings, or a line one build's environment holds", len(a), len(b))}
 	u.Bytes = max(end-p, 0)
@@ -620,6 +625,21 @@ func resizedText(rel string, a, b []byte, outs []outputHash) Unexplained {
 	}
 	u.addOffset(int64(min(max(end-1, p), len(b)-1)))
 	return u
+}
+
+// firstStray is the first index where a and b (as long) differ in a way
+// no output hash explains (len(a) when none does).
+func (c *classifier) firstStray(a, b []byte) int {
+	for i := 0; i < len(a); {
+		if a[i] == b[i] {
+			i++
+		} else if r, ok := c.bestRun(a, b, i); ok {
+			i += r.Len
+		} else {
+			return i
+		}
+	}
+	return len(a)
 }
 
 // explained marks the bytes of a file (n long) that the map accounts for:
