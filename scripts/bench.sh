@@ -19,7 +19,8 @@
 #      the CPU of a cold build with its learning, the CLI's edit right after
 #      a cold build until verified and registered.
 # BENCH_ONLY="SECTION…" runs only those sections: core registry hook nowait
-# learning lsp (e.g. BENCH_ONLY=learning for issue 24's figures).
+# learning lsp (e.g. BENCH_ONLY=learning for issue 24's figures;
+# learning-hook for its hook figures alone).
 # Every build gets fresh output paths (a unique salt), so nothing is reused by accident.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -223,7 +224,7 @@ printf '%-52s %8.3f s vs nix-build %.3f s: %+.0f ms (target <= +20 ms)\n' "no-op
 printf '%-52s %8.2f s vs nix-build %.2f s: %.2f; CPU %.1f s; the edit after it %.2f s, registered at once\n' "learn: concurrent: cold build with its twin" "$t_conc" "$t_cnix" "$(echo "$t_conc / $t_cnix" | bc -l)" "$c_conc" "$t_cedit"
 fi
 
-if [ "$(id -u)" = 0 ] && { section nowait || section learning; }; then
+if [ "$(id -u)" = 0 ] && { section nowait || section learning || section learning-hook; }; then
     # The hook's first edit, the moment its cold build ends (the learner
     # just started): a full build, as Nix's, that learns the path map from
     # the pair it makes with the cold build; the edit after it, at once (no
