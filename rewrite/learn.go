@@ -3,6 +3,7 @@ package rewrite
 import (
 	"bytes"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -226,6 +227,38 @@ func outputHashes(pathsA, pathsB map[string]string) ([]outputHash, error) {
 	return outs, nil
 }
 
+// agreements names the outputs whose two hashes agree at an index: a
+// fragment holding that character would not differ between the builds, so
+// it would stay unseen.
+func agreements(outs []outputHash) []string {
+	var problems []string
+	for _, o := range outs {
+		for k := range o.hashA {
+			if o.hashA[k] == o.hashB[k] {
+				problems = append(problems, fmt.Sprintf("(map): hashes of output %s agree at index %d; use SyntheticPath for the second build", o.name, k))
+				break
+			}
+		}
+	}
+	return problems
+}
+
+// Pairable says why two builds made with pathsA and pathsB cannot teach an
+// exact map (nil when they can): Learn needs paths of the same shape whose
+// hashes differ at every index, as SyntheticPath makes them. Two real
+// builds of a chain (a rebuild with new output paths) qualify when Nix's
+// hashes happen to.
+func Pairable(pathsA, pathsB map[string]string) error {
+	outs, err := outputHashes(pathsA, pathsB)
+	if err != nil {
+		return err
+	}
+	if problems := agreements(outs); len(problems) > 0 {
+		return errors.New(strings.TrimPrefix(problems[0], "(map): "))
+	}
+	return nil
+}
+
 // Learn compares trees A and B, built with pathsA and pathsB (output name
 // → store path, same lengths), and maps every byte of B that depends on
 // the paths. Entries whose names hold a hash are paired by substituting it.
@@ -234,17 +267,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 	if err != nil {
 		return nil, fmt.Errorf("learn path map: %w", err)
 	}
-	m := &Map{Paths: pathsB}
-	for _, o := range outs {
-		for k := range o.hashA {
-			if o.hashA[k] == o.hashB[k] {
-				// A fragment holding this character would not differ
-				// between the builds, so it would stay unseen.
-				m.Problems = append(m.Problems, fmt.Sprintf("(map): hashes of output %s agree at index %d; use SyntheticPath for the second build", o.name, k))
-				break
-			}
-		}
-	}
+	m := &Map{Paths: pathsB, Problems: agreements(outs)}
 	c := newClassifier(outs)
 	toA := func(rel string) string {
 		for _, o := range outs {
@@ -301,6 +324,10 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 			if len(a) != len(b) {
 				if u := resizedELF(rel, a, b); u != nil {
 					m.Unexplained = append(m.Unexplained, *u)
+					return nil
+				}
+				if payloadKind(b) == "" && !isELF(b) {
+					m.Unexplained = append(m.Unexplained, c.resizedText(rel, a, b))
 					return nil
 				}
 				unexplained(rel, fmt.Sprintf("%ssize differs (%d vs %d bytes): path-dependent lengths or orderings", payloadKind(b), len(a), len(b)))
@@ -558,6 +585,61 @@ func resizedELF(rel string, a, b []byte) *Unexplained {
 		Why:    fmt.Sprintf("ELF file: size differs (%d vs %d bytes), in section %s%s", len(a), len(b), strings.Join(secs, ", "), sectionsHint(im, secs)),
 		Strays: Strays{Offsets: offs[:min(len(offs), maxOffsets)], Sections: secs, IDCovers: im.descSize > 0},
 	}
+}
+
+// resizedText describes a file whose size differs between the builds and
+// that is neither ELF nor a compressed payload: a line one build's
+// environment holds and the other's lacks (the stdenv's env-vars of two
+// derivations), or path-dependent lengths. The bytes lie between the two
+// builds' common beginning and end (output hashes and their fragments
+// aside); when that region is short enough, its offsets are sampled densely
+// enough for the judge to follow every byte of it into the outputs
+// (Reaches' windows overlap); otherwise it has none, and counts as reaching.
+func (c *classifier) resizedText(rel string, a, b []byte) Unexplained {
+	n := min(len(a), len(b))
+	p := c.firstStray(a[:n], b[:n])
+	// Aligned at their ends: the last byte no hash explains.
+	last := -1
+	a2, b2 := a[len(a)-n:], b[len(b)-n:]
+	for i := 0; i < n; {
+		if a2[i] == b2[i] {
+			i++
+		} else if r, ok := c.bestRun(a2, b2, i); ok {
+			i += r.Len
+		} else {
+			last = i
+			i++
+		}
+	}
+	s := n - 1 - last
+	p = min(p, n-s)
+	end := len(b) - s
+	u := Unexplained{Path: rel, Why: fmt.Sprintf("size differs (%d vs %d bytes): path-dependent lengths or orderings, or a line one build's environment holds", len(a), len(b))}
+	u.Bytes = max(end-p, 0)
+	step := needleLen / 2
+	if len(b) == 0 || end-p > maxOffsets*step {
+		return u
+	}
+	for off := p; off < end && len(u.Offsets) < maxOffsets; off += step {
+		u.addOffset(int64(off))
+	}
+	u.addOffset(int64(min(max(end-1, p), len(b)-1)))
+	return u
+}
+
+// firstStray is the first index where a and b (as long) differ in a way
+// no output hash explains (len(a) when none does).
+func (c *classifier) firstStray(a, b []byte) int {
+	for i := 0; i < len(a); {
+		if a[i] == b[i] {
+			i++
+		} else if r, ok := c.bestRun(a, b, i); ok {
+			i += r.Len
+		} else {
+			return i
+		}
+	}
+	return len(a)
 }
 
 // explained marks the bytes of a file (n long) that the map accounts for:

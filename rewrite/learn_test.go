@@ -521,3 +521,61 @@ func TestUnexplainedJSON(t *testing.T) {
 		t.Fatalf("read back %+v (%v), want %+v", back, err, u)
 	}
 }
+
+func TestPairableNeedsHashesThatDifferEverywhere(t *testing.T) {
+	a := "/nix/store/" + strings.Repeat("0", 32) + "-x"
+	if err := Pairable(map[string]string{"out": a}, map[string]string{"out": SyntheticPath(a)}); err != nil {
+		t.Fatal(err)
+	}
+	b := "/nix/store/0" + strings.Repeat("1", 31) + "-x"
+	if err := Pairable(map[string]string{"out": a}, map[string]string{"out": b}); err == nil {
+		t.Fatal("hashes that agree at index 0 cannot teach an exact map")
+	}
+}
+
+func TestResizedTextIsLocated(t *testing.T) {
+	// Two builds of different derivations: the env dump of B holds a line
+	// A's lacks. Its bytes are located, and followed: they reach an output
+	// holding them, and no other.
+	pathA := SyntheticPath(pathB)
+	mk := func(p, extra string) string {
+		root := t.TempDir()
+		// A hash fragment far from the line (cc-wrapper's -frandom-seed)
+		// is explained: it does not widen the region.
+		seed := "declare -x NIX_CFLAGS_COMPILE=\"-frandom-seed=" + hashPart(p)[:10] + "\"\n"
+		text := seed + "declare -x a=\"1\"\n" + extra + "declare -x out=\"" + p + "\"\ndeclare -x z=\"2\"\n"
+		if err := os.WriteFile(filepath.Join(root, "env-vars"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	extra := "declare -x installPhase=\"make install; echo edited > $out/edited\"\n"
+	treeA, treeB := mk(pathA, ""), mk(pathB, extra)
+	m, err := Learn(treeA, treeB, map[string]string{"out": pathA}, map[string]string{"out": pathB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Unexplained) != 1 || len(m.Unexplained[0].Offsets) == 0 || m.Unexplained[0].Bytes < len(extra) || m.Unexplained[0].Bytes > len(extra)+20 {
+		t.Fatalf("want env-vars located, got %+v", m.Unexplained)
+	}
+	start := int64(len("declare -x NIX_CFLAGS_COMPILE=\"-frandom-seed=0123456789\"\n") + len("declare -x a=\"1\"\n"))
+	if off := m.Unexplained[0].Offsets; off[0] > start+int64(len("declare -x ")) || off[len(off)-1] < start+int64(len(extra))-needleLen/2 {
+		t.Fatalf("offsets %v do not cover the line at %d (%d bytes)", off, start, len(extra))
+	}
+	resolve := func(rel string) string { return rel }
+	clean, holding := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(clean, "bin"), []byte("nothing of it"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(holding, "doc"), []byte("x"+extra+"y"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reach, err := Reaches(treeB, m.Unexplained, resolve, map[string]string{"out": clean})
+	if err != nil || reach[0].Rule != "" {
+		t.Fatalf("reaches a clean output: %+v %v", reach, err)
+	}
+	reach, err = Reaches(treeB, m.Unexplained, resolve, map[string]string{"out": holding})
+	if err != nil || reach[0].Rule != RuleInstalled {
+		t.Fatalf("does not reach the output holding the line: %+v %v", reach, err)
+	}
+}

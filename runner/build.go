@@ -150,6 +150,9 @@ type outcome struct {
 	// provisional is the resume a provisional result rests on.
 	provisional *resume
 	created     []string
+	// pairLearned: the build rebuilt phases of a chain with other output
+	// paths and learned their map from the pair (no learner needed).
+	pairLearned bool
 }
 
 func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *outcome) (_ *Result, err error) {
@@ -224,6 +227,8 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
 		plan = e.fullIfFaster(j, plan, progress)
 	}
+	// A learner at work on phases this build reruns leaves them to it.
+	e.yieldLearner(j.pkg, plan, progress)
 	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
@@ -268,8 +273,10 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			o.provisional, rs = rs, nil // settled in the background
 		}
 	}
+	var ran []string // the layers this build made and kept
 	for {
 		top, created, err := e.runPlanned(ctx, j, res.Plan, parent, state, res, logw, progress, tw)
+		ran = created
 		var early errEndedEarly
 		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
@@ -305,6 +312,9 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		return nil, err
 	}
 	e.recordResult(j, res, bo, o, progress)
+	if res.Verified && tw == nil {
+		o.pairLearned = e.learnFromPair(ctx, res.Plan, ran, progress)
+	}
 	if res.Verified && len(res.Ran) > 0 {
 		e.pushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
 	}

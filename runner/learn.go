@@ -150,7 +150,15 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	parent := ""
 	exact := true
 	var treesB []string
-	for i := 0; i < n; i++ {
+	// Learn less: the phases up to an exactly learned map (a rebuild's
+	// pair) are not run again; their twin tree is that map's rewrite.
+	from := 0
+	if k, id, next := e.learnedPrefix(j, chain, pathsB, sc); k > 0 {
+		from, parent, state = k, id, next
+		classify = false // no twin layers of the skipped phases to rerun against
+		progress(Event{Kind: EventLearn, Message: fmt.Sprintf("the first %d phases' map is learned exactly: their twin is its rewrite, %d phases run again", k, n-k)})
+	}
+	for i := from; i < n; i++ {
 		phase := plan.Phases[i].Name
 		progress(Event{Kind: EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
 		id, next, err := sc.run(ctx, scratchJobs[i], i, parent, state, "learn")
@@ -176,8 +184,45 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		// if they reach an output).
 		e.log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
 	}
+	e.recordLearning(chain[from:], time.Since(t0))
 	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
+}
+
+// learnedPrefix finds the longest prefix of chain, short of the whole,
+// whose top layer has an exact path map, and rewrites it for pathsB on a
+// layer of sc: the tree a twin of those phases would have made. It returns
+// how many phases that spares (0: none) and the layer and shell state the
+// twin continues from.
+func (e *Engine) learnedPrefix(j *job, chain []*layers.Layer, pathsB map[string]string, sc *scratch) (int, string, *shellstate.Delta) {
+	for k := len(chain) - 1; k >= 1; k-- {
+		base := chain[k-1]
+		m := e.storedMap(base.ID)
+		if m == nil || !m.Exact() {
+			continue
+		}
+		old2new := map[string]string{}
+		for name, p := range base.Meta.Outputs {
+			if b := pathsB[name]; b != "" {
+				old2new[p] = b
+			}
+		}
+		state, err := e.loadState(base.ID)
+		if err != nil {
+			return 0, "", nil
+		}
+		var res Result
+		id, next, err := e.rewriteLayer(j, base.ID, state, old2new, &res, rewrite.Learned{Map: m})
+		if err != nil {
+			e.log.Warn("rewriting a learned prefix for the twin", zap.Error(err))
+			return 0, "", nil
+		}
+		sc.created = append(sc.created, id)
+		if res.Rewrite.Exact {
+			return k, id, next
+		}
+	}
+	return 0, "", nil
 }
 
 // chainJobs are the derivations that built each layer of a chain (j,
@@ -255,7 +300,7 @@ func (sc *scratch) run(ctx context.Context, sj *job, i int, parent string, state
 		}
 	}
 	var logTail tailWriter
-	s := step{root: root, etc: sc.etc, mode: "phase", phase: phase, last: i == len(plan.Phases)-1, log: &logTail}
+	s := step{root: root, etc: sc.etc, mode: "phase", phase: phase, last: i == len(plan.Phases)-1, log: &logTail, scratch: true}
 	if plan.Whole {
 		s.mode = "whole"
 	} else if state != nil {
@@ -291,11 +336,16 @@ func (e *Engine) learnLayer(l *layers.Layer, treeB string, pathsB map[string]str
 	if err != nil {
 		return nil, fmt.Errorf("learning the path map of %s: %w", l.Meta.Phase, err)
 	}
+	return m, e.storeMap(l.ID, m)
+}
+
+// storeMap keeps m as the path map of the chain that ends in layer id.
+func (e *Engine) storeMap(id string, m *rewrite.Map) error {
 	data, err := json.Marshal(m)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return m, e.layers.SetData(l.ID, pathMapKey, data)
+	return e.layers.SetData(id, pathMapKey, data)
 }
 
 // scratchJob is j with other output paths: the derivation's outputs and

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,8 +24,11 @@ import (
 // and recorded; whenever a build's chain lacks a path map (failed builds
 // and partial reuses included) or a result waits to be settled, a
 // detached `nixlayer learn` learns the map and settles the results
-// (settle.go). The hook never waits for learning longer than a full build
-// would take (fullIfFaster).
+// (settle.go); it runs at idle priority and yields to a foreground build
+// of its chain (yield.go). A rebuild with new output paths learns the map
+// from the pair instead (pair.go). The hook waits for a learner only when
+// the last learning measured says it ends before a full build would
+// (fullIfFaster).
 
 // resultState says where a finished build's result stands.
 func (e *Engine) resultState(res *Result, o *outcome) {
@@ -99,21 +101,26 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 		return
 	}
 	pending := len(e.pendingRecords(o.j.pkg)) > 0
-	if !pending && !e.lacksMap(res, err) {
+	if !pending && (o.pairLearned || !e.lacksMap(res, err)) {
 		return
 	}
-	pid, logPath, serr := e.startBackground(o.j.pkg, drvPath)
+	what := backgroundWhy(pending)
+	pid, logPath, serr := e.startBackground(o.j.pkg, drvPath, what)
 	if serr != nil {
 		e.log.Debug("no background work", zap.Error(serr))
 		return
 	}
-	what := "learning the output-path map"
-	if pending {
-		what = "verifying the provisional result (learning the output-path map first)"
-	}
 	if bo.Progress != nil {
-		bo.Progress(Event{Kind: EventBackground, Message: fmt.Sprintf("%s in the background (pid %d, log %s)", what, pid, logPath)})
+		bo.Progress(Event{Kind: EventBackground, Message: fmt.Sprintf("%s in the background (pid %d, at idle priority; log %s)", what, pid, logPath)})
 	}
+}
+
+// backgroundWhy says what the background work does and why.
+func backgroundWhy(pending bool) string {
+	if pending {
+		return "verifying the provisional result (learning the output-path map first)"
+	}
+	return "learning the output-path map (the chain has none; the next edit resumes with it)"
 }
 
 // lacksMap reports whether the verified chain a build leaves has no path
@@ -159,7 +166,7 @@ func (e *Engine) topPhase(id string) *layers.Layer {
 // the chain's path map and settles the package's pending results. It is
 // announced at once (BackgroundJobs), before the process starts its work.
 // The running binary must be nixlayer.
-func (e *Engine) startBackground(pkg, drvPath string) (pid int, logPath string, err error) {
+func (e *Engine) startBackground(pkg, drvPath, why string) (pid int, logPath string, err error) {
 	if os.Getenv("NIXLAYER_BACKGROUND_LEARN") == "0" {
 		return 0, "", fmt.Errorf("background learning is off (NIXLAYER_BACKGROUND_LEARN=0)")
 	}
@@ -187,31 +194,41 @@ func (e *Engine) startBackground(pkg, drvPath string) (pid int, logPath string, 
 	}
 	pid = cmd.Process.Pid
 	go cmd.Wait() // reaped when it ends before we do (the language server lives long)
-	e.announceBackgroundOf(pkg, drvPath, pid)
+	// Never competing with what a user waits for (the learner's sandboxed
+	// phases inherit it).
+	if err := idlePriority(pid); err != nil {
+		e.log.Warn("background work at idle priority", zap.Error(err))
+	}
+	e.announceBackgroundOf(pkg, drvPath, pid, why+"; at idle priority, it yields to a build of the same chain")
 	return pid, logPath, nil
 }
 
 // learnerInfo is what a running learner tells other processes (the hook
-// deciding whether to wait for it): which chain it learns and how long it
-// should take.
+// deciding whether to wait for it, a build about to rebuild its chain):
+// which chain it learns and how long it should take.
 type learnerInfo struct {
-	PID      int           `json:"pid"`
-	Started  time.Time     `json:"started"`
-	Estimate time.Duration `json:"estimate"` // the chain's phase times
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Estimate is scaled from the last learning measured (0: none was).
+	Estimate time.Duration `json:"estimate"`
 	Layers   []string      `json:"layers"`
+	Keys     []string      `json:"keys"`
 }
 
-func (e *Engine) learnerInfoPath(pkg string) string {
-	return filepath.Join(e.opts.CacheDir, "locks", fsname.For("learn", pkg)+".json")
+func (e *Engine) learnerInfoPath(pkg string) string { return learnerInfoFile(e.opts.CacheDir, pkg) }
+
+// learnerInfoFile is where the learner of pkg keeps its learnerInfo.
+func learnerInfoFile(cacheDir, pkg string) string {
+	return filepath.Join(cacheDir, "locks", fsname.For("learn", pkg)+".json")
 }
 
 // announceLearning records the chain this process learns; the returned
 // function removes the record.
 func (e *Engine) announceLearning(pkg string, chain []*layers.Layer) func() {
-	info := learnerInfo{PID: os.Getpid(), Started: time.Now()}
+	info := learnerInfo{PID: os.Getpid(), Started: time.Now(), Estimate: e.learningEstimate(chain)}
 	for _, l := range chain {
 		info.Layers = append(info.Layers, l.ID)
-		info.Estimate += l.Meta.Duration
+		info.Keys = append(info.Keys, l.Meta.Key)
 	}
 	data, _ := json.Marshal(info)
 	p := e.learnerInfoPath(pkg)
@@ -243,25 +260,13 @@ func (info *learnerInfo) covers(id string) bool {
 	return false
 }
 
-// stopLearner ends a learner whose chain is about to be superseded (its
-// layers lose their key names to a full build with new output paths): it
-// would only take cores from that build. Its scratch layers go as it ends.
-func (e *Engine) stopLearner(info *learnerInfo) {
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(info.PID) + "/cmdline")
-	if err != nil || !strings.Contains(string(cmdline), "learn") {
-		return // not our learner (any more)
-	}
-	if err := syscall.Kill(info.PID, syscall.SIGTERM); err != nil {
-		e.log.Warn("stopping a superseded learner", zap.Int("pid", info.PID), zap.Error(err))
-	}
-}
-
 // fullIfFaster, for the hook (exact, never slower than Nix): when the
-// reused layers have no path map and learning it first would end later
-// than building every phase, plan a full build with the new output paths.
-// The stored phase times decide: learning reruns the reused phases (what
-// remains of them when a learner is already at work on this chain), and
-// the resume then runs the later ones. It returns the plan to build.
+// reused layers have no path map, plan a full build with the new output
+// paths, which learns the map from the pair (pair.go), unless a learner
+// already at work on this chain ends, by the last learning measured, before
+// that build would: then the resume waits for its map. No estimate of
+// background work stands in for a measurement. It returns the plan to
+// build.
 func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) *Plan {
 	top := lastReused(plan)
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
@@ -280,19 +285,20 @@ func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) *Plan {
 			reused += d
 		}
 	}
-	learnLeft := reused
-	learner := e.runningLearner(j.pkg)
-	if learner != nil && learner.covers(top) {
-		learnLeft = max(0, time.Until(learner.Started.Add(learner.Estimate)))
-	}
 	full := reused + later
-	if learnLeft+later < full {
-		return plan // the resume waits for the map (pathMap) and still wins
+	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s), which learns the map from this build", Duration(full))
+	if learner := e.runningLearner(j.pkg); learner != nil && learner.covers(top) {
+		if learner.Estimate == 0 {
+			why += "; the background learner has no measured estimate to wait for"
+		} else {
+			learnLeft := max(0, time.Until(learner.Started.Add(learner.Estimate)))
+			if learnLeft+later < full {
+				progress(Event{Kind: EventWait, Message: fmt.Sprintf("the background learner ends in about %s by the last learning measured: resuming with its map (about %s) is faster than building every phase (about %s)", Duration(learnLeft), Duration(learnLeft+later), Duration(full))})
+				return plan // the resume waits for the map (pathMap) and still wins
+			}
+			why += fmt.Sprintf(", is faster than waiting for the background learner (about %s by the last learning measured)", Duration(learnLeft+later))
+		}
 	}
-	if learner != nil && learner.covers(top) {
-		e.stopLearner(learner)
-	}
-	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s) is faster than learning the map first (about %s)", Duration(full), Duration(learnLeft+later))
 	rebuild := rerunFrom(plan, 0, why)
 	rebuild.Rewrite, rebuild.RewriteMap, rebuild.Exactness = nil, "", nil
 	progress(Event{Kind: EventFallback, Message: why})

@@ -283,22 +283,32 @@ type BackgroundJob struct {
 	Drv     string    `json:"drv"`
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
+	// Why says what the work does and why it runs (at idle priority).
+	Why string `json:"why,omitempty"`
+	// Doing is the chain its learner is at work on, when it is.
+	Doing string `json:"doing,omitempty"`
 }
 
 // announceBackground records this process as the package's background
 // job; the returned function removes the record.
 func (e *Engine) announceBackground(pkg, drvPath string) func() {
-	p := e.announceBackgroundOf(pkg, drvPath, os.Getpid())
+	p := e.announceBackgroundOf(pkg, drvPath, os.Getpid(), "")
 	return func() { os.Remove(p) }
 }
 
 // announceBackgroundOf records process pid as background work on pkg (the
 // process that starts it does so, so that the work shows from its start);
 // the record is ignored once the process is gone.
-func (e *Engine) announceBackgroundOf(pkg, drvPath string, pid int) string {
+func (e *Engine) announceBackgroundOf(pkg, drvPath string, pid int, why string) string {
 	p := filepath.Join(e.opts.CacheDir, "locks", fmt.Sprintf("%s-%d.json", fsname.For("background", pkg), pid))
 	os.MkdirAll(filepath.Dir(p), 0o700)
-	data, _ := json.Marshal(BackgroundJob{Package: pkg, Drv: drvPath, PID: pid, Started: time.Now()})
+	if old, err := os.ReadFile(p); err == nil && why == "" {
+		var j BackgroundJob
+		if json.Unmarshal(old, &j) == nil {
+			why = j.Why // the process that started it said why
+		}
+	}
+	data, _ := json.Marshal(BackgroundJob{Package: pkg, Drv: drvPath, PID: pid, Started: time.Now(), Why: why})
 	_ = os.WriteFile(p, data, 0o600)
 	return p
 }
@@ -311,6 +321,7 @@ func BackgroundJobs(cacheDir string) []BackgroundJob {
 		data, err := os.ReadFile(f)
 		var j BackgroundJob
 		if err == nil && json.Unmarshal(data, &j) == nil && alive(j.PID) {
+			j.Doing = learnerDoing(cacheDir, j)
 			out = append(out, j)
 		}
 	}

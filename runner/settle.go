@@ -123,7 +123,13 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	if err != nil {
 		return false, err
 	}
-	if err := e.learnChain(ctx, j, plan, chain, true, progress); err != nil {
+	lctx, stop := e.yieldable(ctx, j.pkg)
+	defer stop()
+	if err := e.learnChain(lctx, j, plan, chain, true, progress); err != nil {
+		if errors.Is(context.Cause(lctx), errYielded) && ctx.Err() == nil {
+			progress(Event{Kind: EventLearned, Message: j.drv.Name + ": " + errYielded.Error()})
+			return false, nil
+		}
 		return true, err
 	}
 	e.pushBuilt(ctx, top, ro, progress) // the chain with its maps

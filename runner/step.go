@@ -36,6 +36,8 @@ type step struct {
 	stdin       io.Reader
 	interactive bool
 	terminal    bool // stdin is the shell's own terminal (sandbox.Spec.Terminal)
+	// scratch: a learner's phase (learn.go), which may be held for tests.
+	scratch bool
 }
 
 type stepResult struct {
@@ -101,6 +103,9 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	phasesW.Close()
 	if s.mode == "phase" {
 		fault.Point(fault.InPhase)
+	}
+	if s.scratch {
+		fault.Hold(fault.InLearnPhase, ctx.Done())
 	}
 	var wg sync.WaitGroup
 	res := &stepResult{}

@@ -106,6 +106,8 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"nixlayer-with":  cmdNixlayerWith,
 	"wait-gone":      cmdWaitGone,
 	"mount-tmpfs":    cmdMountTmpfs,
+	"pairable-salt":  cmdPairableSalt,
+	"wait-file":      cmdWaitFile,
 	// A real registry (script_registry_test.go).
 	"registry":    cmdRegistry,
 	"key":         cmdKey,

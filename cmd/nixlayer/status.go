@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -72,7 +73,10 @@ func cmdStatus(ctx context.Context, args []string) error {
 	}
 	printEngine(st)
 	for _, j := range rep.Background {
-		fmt.Printf("background: learning and verifying %s (pid %d, for %s)\n", j.Package, j.PID, round(time.Since(j.Started)))
+		fmt.Printf("background: %s (pid %d, for %s): %s\n", j.Package, j.PID, round(time.Since(j.Started)), cmp.Or(j.Why, "learning and verifying"))
+		if j.Doing != "" {
+			fmt.Printf("            now %s\n", j.Doing)
+		}
 	}
 	if len(rep.Results) == 0 {
 		fmt.Println("results:  none recorded")

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 
@@ -104,6 +105,71 @@ func Salt() string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// PairableSalt is a fresh salt under which every pair of the
+// expressions' builds teaches an exact path map: their output paths'
+// hashes differ at every index (runner's learning from a rebuild, which
+// Nix's hashes allow about one time in three per output). expr gives the
+// nix-instantiate arguments of each expression for a salt; dir is where
+// they run.
+func PairableSalt(dir string, exprs ...func(salt string) []string) (string, error) {
+	for range 60 {
+		salt := Salt()
+		var outs [][]string
+		for _, expr := range exprs {
+			o, err := outputsOf(dir, expr(salt))
+			if err != nil {
+				return "", err
+			}
+			outs = append(outs, o)
+		}
+		if allDiffer(outs) {
+			return salt, nil
+		}
+	}
+	return "", fmt.Errorf("no salt out of 60 gives output hashes that differ at every index")
+}
+
+// outputsOf instantiates an expression and lists its output paths.
+func outputsOf(dir string, args []string) ([]string, error) {
+	r := Run(dir, nil, "nix-instantiate", args...)
+	if r.Err != nil {
+		return nil, fmt.Errorf("nix-instantiate %s: %w\n%s", strings.Join(args, " "), r.Err, r.Stderr)
+	}
+	drvs := Lines(r.Stdout)
+	if len(drvs) == 0 {
+		return nil, fmt.Errorf("nix-instantiate %s printed no derivation", strings.Join(args, " "))
+	}
+	r = Run(dir, nil, "nix-store", "-q", "--outputs", drvs[len(drvs)-1])
+	if r.Err != nil {
+		return nil, fmt.Errorf("nix-store -q --outputs: %w\n%s", r.Err, r.Stderr)
+	}
+	outs := Lines(r.Stdout)
+	name := func(p string) string { return strings.TrimLeft(filepath.Base(p), "0123456789abcdfghijklmnpqrsvwxyz") }
+	sort.Slice(outs, func(i, j int) bool { return name(outs[i]) < name(outs[j]) })
+	return outs, nil
+}
+
+// allDiffer: for every two lists of output paths (sorted by name), the
+// hashes of the same output differ at every index.
+func allDiffer(outs [][]string) bool {
+	for a := range outs {
+		for b := a + 1; b < len(outs); b++ {
+			if len(outs[a]) != len(outs[b]) {
+				return false
+			}
+			for i, pa := range outs[a] {
+				ha, hb := filepath.Base(pa), filepath.Base(outs[b][i])
+				for k := 0; k < 32 && k < len(ha) && k < len(hb); k++ {
+					if ha[k] == hb[k] {
+						return false
+					}
+				}
+			}
+		}
+	}
+	return true
 }
 
 // Result of a command.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -88,5 +89,30 @@ func hold(entry string) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond) // a test holds the process: nothing announces the go
+	}
+}
+
+// Hold points stop a process at a step, for as long as a test needs, so
+// that it can order events without sleeping.
+const (
+	InLearnPhase = "in-learn-phase" // runner: a learner's scratch phase is running
+)
+
+// holdLimit bounds a hold a test forgot to release.
+const holdLimit = 10 * time.Minute
+
+// Hold blocks at point name while NIXLAYER_HOLD equals name: it creates
+// the file NIXLAYER_HOLD_REACHED (which the test waits on) and returns when
+// release is closed (the held work is cancelled) or after holdLimit.
+func Hold(name string, release <-chan struct{}) {
+	if os.Getenv("NIXLAYER_HOLD") != name {
+		return
+	}
+	if f := os.Getenv("NIXLAYER_HOLD_REACHED"); f != "" {
+		_ = os.WriteFile(f, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	}
+	select {
+	case <-release:
+	case <-time.After(holdLimit):
 	}
 }

@@ -1,0 +1,74 @@
+package hook
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/internal/logtail"
+	"github.com/nixlayer/nixlayer/runner"
+)
+
+// Issue 24, done when 3 (a), through the hook: the edit right after a cold
+// build, with no path map yet, builds every phase with the new output
+// paths and learns the map from that pair of builds, starting no learner;
+// the next edit resumes exactly from it and is registered, equal to Nix's
+// own build. The salt is one whose output hashes differ at every index
+// (what learning from two real builds needs; other pairs leave the map to
+// the background learner).
+func TestHookRebuildLearnsMapFromPair(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	edit := func(n string) []string {
+		return []string{"--argstr", "installExtra", "echo edited " + n + " > $out/edited"}
+	}
+	args := func(s string, more ...string) []string {
+		return append([]string{testdata, "-A", "hello", "--arg", "nfiles", "20", "--argstr", "salt", s}, more...)
+	}
+	s, err := e2etest.PairableSalt("", func(s string) []string { return args(t.Name() + s) }, func(s string) []string { return args(t.Name()+s, edit("1")...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = t.Name() + s
+	nixBuild(t, cache, args(s)...).mustSucceed(t)
+
+	// The background learner may start: it must not be needed.
+	os.Setenv("NIXLAYER_BACKGROUND_LEARN", "1")
+	defer os.Setenv("NIXLAYER_BACKGROUND_LEARN", "0")
+	t.Cleanup(func() { stopBackground(t, cache) })
+	r := nixBuild(t, cache, args(s, edit("1")...)...)
+	out := r.mustSucceed(t)
+	r.mustSay(t, "the rebuild did not learn the map from the pair", "building every phase with the new output paths", "path map learned from this rebuild and the chain it replaces, up to checkPhase")
+	if strings.Contains(r.stderr, "in the background") || len(runner.BackgroundJobs(cache)) > 0 {
+		t.Fatalf("a background learner was started after the rebuild:\n%s", r.stderr)
+	}
+	run(t, "nix-store", "--verify-path", out)
+	os.Setenv("NIXLAYER_BACKGROUND_LEARN", "0")
+
+	// The env-vars the stdenv dumps differ between the two derivations
+	// (installPhase): the map leaves them unexplained, the outputs decide.
+	r = nixBuild(t, cache, args(s, edit("2")...)...)
+	out = r.mustSucceed(t)
+	r.mustSay(t, "the edit after the rebuild did not resume exactly at installPhase",
+		"reused layers rewritten for the new output path", "learned path map", "outputs exact",
+		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
+		"ran: installPhase fixupPhase installCheckPhase distPhase")
+	if got := run(t, "cat", out+"/edited"); got != "edited 2" {
+		t.Fatalf("edited file: %q", got)
+	}
+	run(t, "nix-store", "--verify-path", out)
+	nixCheck(t, args(s, edit("2")...))
+}
+
+// stopBackground ends the background work a failed test leaves on cache.
+func stopBackground(t *testing.T, cache string) {
+	for _, j := range runner.BackgroundJobs(cache) {
+		t.Logf("stopping background work %d", j.PID)
+		syscall.Kill(j.PID, syscall.SIGTERM)
+	}
+	if log, err := os.ReadFile(cache + "/learn.log"); err == nil && len(log) > 0 {
+		t.Logf("learn.log:\n%s", logtail.Lines(string(log), 30))
+	}
+}

@@ -1,0 +1,168 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nixlayer/nixlayer/internal/fsname"
+	"github.com/nixlayer/nixlayer/internal/poll"
+	"github.com/nixlayer/nixlayer/layers"
+)
+
+// Background work never competes with what a user waits for: the
+// detached learner runs at idle priority (CPU and I/O), and a learner
+// whose chain a foreground build is about to build stops at once and
+// leaves it to that build, which learns the map from the pair of builds
+// (pair.go).
+
+// idlePriority puts every thread of process pid in the idle classes: CPU
+// SCHED_IDLE (nice 19 where that is refused) and I/O idle. Threads and
+// processes it starts later inherit them. Threads are listed twice, for
+// those the process starts meanwhile.
+func idlePriority(pid int) error {
+	var errs []error
+	for range 2 {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return fmt.Errorf("listing the threads of %d: %w", pid, err)
+		}
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0); err != nil {
+				if perr := unix.Setpriority(unix.PRIO_PROCESS, tid, 19); perr != nil {
+					errs = append(errs, fmt.Errorf("idle CPU priority for thread %d: %w", tid, err))
+				}
+			}
+			if _, _, e := unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), ioprioIdle); e != 0 {
+				errs = append(errs, fmt.Errorf("idle I/O priority for thread %d: %w", tid, e))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ioprio_set(2): IOPRIO_WHO_PROCESS, and IOPRIO_CLASS_IDLE in the class bits.
+const (
+	ioprioWhoProcess = 1
+	ioprioIdle       = 3 << 13
+)
+
+// errYielded ends a learner's work on a chain a foreground build builds.
+var errYielded = errors.New("a foreground build builds this chain: learning left to it")
+
+func (e *Engine) yieldPath(pkg string) string {
+	return filepath.Join(e.opts.CacheDir, "locks", fsname.For("yield", pkg)+".yield")
+}
+
+// yieldable is ctx for a background learner of pkg's chain: it ends with
+// errYielded as soon as a foreground build asks this process to yield
+// (yieldLearner), so that the phase it runs ends early.
+func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	me := strconv.Itoa(os.Getpid())
+	go poll.Every(ctx, 200*time.Millisecond, func() bool {
+		data, err := os.ReadFile(e.yieldPath(pkg))
+		if err != nil || strings.TrimSpace(string(data)) != me {
+			return false
+		}
+		os.Remove(e.yieldPath(pkg))
+		cancel(errYielded)
+		return true
+	})
+	return ctx, func() { cancel(nil) }
+}
+
+// yieldLearner asks the learner at work on pkg's chain to stop when this
+// build is about to rebuild phases of that chain (the same keys): it would
+// only take cores from this build, which learns the map from the pair.
+func (e *Engine) yieldLearner(pkg string, plan *Plan, progress func(Event)) {
+	learner := e.runningLearner(pkg)
+	if learner == nil || learner.PID == os.Getpid() {
+		return
+	}
+	for _, ph := range plan.Phases {
+		if ph.Status == StatusRun && learner.hasKey(ph.Key) {
+			if err := os.WriteFile(e.yieldPath(pkg), []byte(strconv.Itoa(learner.PID)), 0o600); err != nil {
+				e.log.Warn("asking the background learner to yield")
+				return
+			}
+			progress(Event{Kind: EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
+			return
+		}
+	}
+}
+
+func (info *learnerInfo) hasKey(key string) bool {
+	for _, k := range info.Keys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// learnTiming is the last learning measured on this cache: how long the
+// chain's phases took to build and how long learning them took.
+type learnTiming struct {
+	Built time.Duration `json:"built"`
+	Took  time.Duration `json:"took"`
+}
+
+func (e *Engine) learnTimingPath() string {
+	return filepath.Join(e.opts.CacheDir, "learn-timing.json")
+}
+
+// recordLearning keeps how long learning chain took, for the estimate of
+// the next learner (learningEstimate).
+func (e *Engine) recordLearning(chain []*layers.Layer, took time.Duration) {
+	t := learnTiming{Built: chainBuildTime(chain), Took: took}
+	data, _ := json.Marshal(t)
+	_ = os.WriteFile(e.learnTimingPath(), data, 0o600)
+}
+
+// learningEstimate is how long learning chain should take, scaled from the
+// last learning measured (0 when none was): never the phases' build time,
+// which learning (a twin build and a tree comparison per phase) exceeds.
+func (e *Engine) learningEstimate(chain []*layers.Layer) time.Duration {
+	data, err := os.ReadFile(e.learnTimingPath())
+	var t learnTiming
+	if err != nil || json.Unmarshal(data, &t) != nil || t.Built <= 0 || t.Took <= 0 {
+		return 0
+	}
+	return time.Duration(float64(t.Took) * float64(chainBuildTime(chain)) / float64(t.Built))
+}
+
+func chainBuildTime(chain []*layers.Layer) time.Duration {
+	var d time.Duration
+	for _, l := range chain {
+		d += l.Meta.Duration
+	}
+	return d
+}
+
+// learnerDoing says which chain background job j learns, read from the
+// record its learner keeps ("" when it learns none right now).
+func learnerDoing(cacheDir string, j BackgroundJob) string {
+	data, err := os.ReadFile(learnerInfoFile(cacheDir, j.Package))
+	var info learnerInfo
+	if err != nil || json.Unmarshal(data, &info) != nil || info.PID != j.PID {
+		return ""
+	}
+	doing := fmt.Sprintf("learning the path map of %d phases (a twin build with a synthetic output path) for %s", len(info.Layers), Duration(time.Since(info.Started)))
+	if info.Estimate > 0 {
+		doing += fmt.Sprintf(", about %s by the last learning measured", Duration(info.Estimate))
+	}
+	return doing
+}
