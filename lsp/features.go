@@ -516,6 +516,9 @@ func resultSummary(r *runner.ResultRecord) string {
 	if r == nil {
 		return ""
 	}
+	if r.Audit != nil && r.Audit.State == runner.AuditFailed {
+		return "⚠ AUDIT: stale layers found (" + strings.Join(r.Audit.Phases, ", ") + "); result replaced by a clean build"
+	}
 	switch r.State {
 	case runner.StateProvisional:
 		return "◐ result provisional (verifying in the background)"

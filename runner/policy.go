@@ -24,7 +24,8 @@ import (
 // and recorded; whenever a build's chain lacks a path map (failed builds
 // and partial reuses included) or a result waits to be settled, a
 // detached `nixlayer learn` learns the map and settles the results
-// (settle.go). The hook never waits for learning longer than a full build
+// (settle.go); a resumed result chosen for an audit (config.json audit)
+// is built again from scratch there and compared (audit.go). The hook never waits for learning longer than a full build
 // would take (fullIfFaster).
 
 // resultState says where a finished build's result stands.
@@ -82,6 +83,16 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 			}
 		}
 	}
+	if len(res.Reused) > 0 && r.Audit == nil && res.State != StateUnverified {
+		// A resumed result: the audit's rate decides whether a clean build
+		// checks it in the background (audit.go).
+		chosen, err := e.auditChosen()
+		if err != nil {
+			progress(Event{Kind: EventWarning, Message: "no audit: " + err.Error()})
+		} else if chosen {
+			r.Audit = &Audit{State: AuditDue}
+		}
+	}
 	if err := e.saveRecord(r); err != nil {
 		e.log.Warn("recording the result's state", zap.Error(err))
 	}
@@ -98,7 +109,11 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 		return
 	}
 	pending := len(e.pendingRecords(o.j.pkg)) > 0
-	if !pending && !e.lacksMap(res, err) {
+	audit := false
+	if r, _ := e.Record(drvPath); err == nil && r != nil {
+		audit = r.Audit.Due()
+	}
+	if !pending && !audit && !e.lacksMap(res, err) {
 		return
 	}
 	pid, logPath, serr := e.startBackground(o.j.pkg, drvPath)
@@ -107,8 +122,11 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 		return
 	}
 	what := "learning the output-path map"
-	if pending {
+	switch {
+	case pending:
 		what = "verifying the provisional result (learning the output-path map first)"
+	case audit:
+		what = "auditing the resumed result (a clean build from scratch compared with it)"
 	}
 	if bo.Progress != nil {
 		bo.Progress(Event{Kind: EventBackground, Message: fmt.Sprintf("%s in the background (pid %d, log %s)", what, pid, logPath)})

@@ -25,6 +25,7 @@ import (
 // detached by afterBuild): it settles the package's pending results —
 // learning the path maps they wait for — and learns the path map of the
 // newest chain of drvPath and of each settled result when they lack one.
+// Then it audits the resumed results chosen for an audit (audit.go).
 // It looks again until nothing is left, so results of builds made while
 // it worked are settled too. One runs per package at a time.
 // ro applies to pushing the learned maps to the config's pushTo.
@@ -78,6 +79,15 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 			busy = busy || learned
 		}
 		toLearn = nil
+		for _, r := range e.auditsDue(j.pkg) {
+			busy = true
+			if err := e.audit(ctx, r, progress); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				errs = append(errs, err)
+			}
+		}
 		if !busy {
 			break
 		}
@@ -319,14 +329,20 @@ func (e *Engine) repoint(ctx context.Context, r *ResultRecord, outputs map[strin
 // compareLayers lists the entries in which two layers over the same parent
 // differ (contents, type, mode, link target; not times).
 func (e *Engine) compareLayers(a, b string) ([]string, error) {
-	ea, err := e.layerEntries(a)
+	ea, err := e.layerEntries(a, nil)
 	if err != nil {
 		return nil, err
 	}
-	eb, err := e.layerEntries(b)
+	eb, err := e.layerEntries(b, nil)
 	if err != nil {
 		return nil, err
 	}
+	return differingEntries(ea, eb), nil
+}
+
+// differingEntries lists the names whose digests differ between two
+// layers' entries (layerEntries), or that only one has.
+func differingEntries(ea, eb map[string]string) []string {
 	var diff []string
 	for name, x := range ea {
 		if y, ok := eb[name]; !ok || x != y {
@@ -339,11 +355,13 @@ func (e *Engine) compareLayers(a, b string) ([]string, error) {
 		}
 	}
 	sort.Strings(diff)
-	return diff, nil
+	return diff
 }
 
-// layerEntries digests each entry of a layer's diff.
-func (e *Engine) layerEntries(id string) (map[string]string, error) {
+// layerEntries digests each entry of a layer's diff; subst, when set,
+// first rewrites names, link targets and contents (the audit reads a
+// layer built with other output paths as built with the current ones).
+func (e *Engine) layerEntries(id string, subst *strings.Replacer) (map[string]string, error) {
 	rc, err := e.layers.Diff(id)
 	if err != nil {
 		return nil, err
@@ -352,10 +370,18 @@ func (e *Engine) layerEntries(id string) (map[string]string, error) {
 	entries := map[string]string{}
 	err = layers.EachTarEntry(rc, func(h *tar.Header, content io.Reader) error {
 		sum := sha256.New()
-		if _, err := io.Copy(sum, content); err != nil {
+		name, link := h.Name, h.Linkname
+		if subst != nil {
+			data, err := io.ReadAll(content)
+			if err != nil {
+				return err
+			}
+			name, link = subst.Replace(name), subst.Replace(link)
+			io.WriteString(sum, subst.Replace(string(data)))
+		} else if _, err := io.Copy(sum, content); err != nil {
 			return err
 		}
-		entries[h.Name] = fmt.Sprintf("%c %o %s %x", h.Typeflag, h.Mode, h.Linkname, sum.Sum(nil))
+		entries[name] = fmt.Sprintf("%c %o %s %x", h.Typeflag, h.Mode, link, sum.Sum(nil))
 		return nil
 	})
 	if err != nil {
