@@ -254,8 +254,21 @@ func (e *Engine) phaseDiffers(l *layers.Layer, cleanID string, outputs map[strin
 	if err != nil {
 		return false, err
 	}
-	return len(differingEntries(a, b)) > 0, nil
+	// The stdenv dumps the environment there as every step sources setup
+	// (dumpVars): a reused layer holds the dump of the derivation that
+	// built it, which the next step overwrites before anything reads it.
+	delete(a, envDump)
+	delete(b, envDump)
+	diff := differingEntries(a, b)
+	if len(diff) > 0 {
+		e.log.Warn("audit: a phase's layer differs from the clean build's", zap.String("phase", l.Meta.Phase), zap.Strings("files", diff[:min(len(diff), 10)]))
+	}
+	return len(diff) > 0, nil
 }
+
+// envDump is the stdenv's dump of the environment in the build directory,
+// as a layer's entries name it.
+const envDump = "build/env-vars"
 
 // changedAttributes are the attributes in which the derivation that built
 // a layer differs from cur, output paths aside (nil for the same one).
