@@ -12,7 +12,10 @@
 #      work on: an edit right after the cold build and a fix after a failed
 #      build (provisional result, then verified), the no-op rebuild vs
 #      nix-build, the CPU of a cold build with its learning vs nix-build's,
-#      and the hook's edit right after its cold build vs nix-build.
+#      and the hook's edit right after its cold build vs nix-build;
+#   5. the audit (issue 22): the CPU of one audit (a clean build of a resumed
+#      result, in the background) and what it adds per resumed build at the
+#      default rate (one in 20). Alone: BENCH_ONLY=audit bash scripts/bench.sh
 # Every build gets fresh output paths (a unique salt), so nothing is reused by accident.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +30,61 @@ salt=$(date +%s%N)
 
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }; e=$(date +%s.%N); echo "$e - $s" | bc; }
 pkg() { echo testdata -A hello --arg nfiles "$NFILES" --argstr salt "$1"; }
+# cpu COMMAND...: the CPU seconds of everything the command starts, detached
+# background work and sandboxed builders included, counted by a cpuacct
+# cgroup (else the command's waited-for children only).
+cg=/sys/fs/cgroup/cpuacct/nixlayer-bench-$$
+trap 'rm -rf "$work"; rmdir "$cg" 2>/dev/null' EXIT
+cpu() {
+    if mkdir -p "$cg" 2>/dev/null && echo 0 > "$cg/cpuacct.usage" 2>/dev/null; then
+        ( echo "$BASHPID" > "$cg/cgroup.procs" && "$@" ) >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
+        echo "$(cat "$cg/cpuacct.usage") / 1000000000" | bc -l
+    else
+        /usr/bin/time -f '%U %S' -o "$work/cpu" "$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
+        awk '{print $1 + $2}' "$work/cpu"
+    fi
+}
+
+# Issue 22: the audit. A resumed result (all phases cached after its
+# outputs left the store) is audited by the background work: one clean
+# build from scratch, compared with it. Its CPU is measured against the
+# resume's and nix-build's; at the default rate one resumed build in 20
+# pays it.
+bench_audit() {
+    local acache=$work/acache asalt="audit-$salt"
+    local aedit=(--argstr postInstallExtra 'echo audited > $out/audited')
+    mkdir -p "$acache" && echo '{"audit": "never"}' >"$acache/config.json"
+    NIXLAYER_BACKGROUND_LEARN=0 "$nl" build -Q --cache "$acache" --no-out-link $(pkg "$asalt") >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
+    "$nl" learn --cache "$acache" $(pkg "$asalt") >/dev/null 2>&1 || exit 1
+    NIXLAYER_BACKGROUND_LEARN=0 "$nl" build -Q --cache "$acache" --no-out-link $(pkg "$asalt") "${aedit[@]}" >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
+    "$nl" learn --cache "$acache" $(pkg "$asalt") "${aedit[@]}" >/dev/null 2>&1 || exit 1 # the audit below learns nothing
+    nix-store --delete $(nix-store -q --outputs "$(nix-instantiate $(pkg "$asalt") "${aedit[@]}" 2>/dev/null)") >/dev/null 2>&1 || { echo "could not delete the edit's outputs"; exit 1; }
+    echo '{}' >"$acache/config.json" # the default rate
+    local c_resume c_audit c_anix t_audit s
+    for _ in $(seq 20); do # the counter reaches the one audited result
+        c_resume=$(NIXLAYER_BACKGROUND_LEARN=0 cpu "$nl" build -Q --cache "$acache" --no-out-link $(pkg "$asalt") "${aedit[@]}")
+        "$nl" status --json --cache "$acache" $(pkg "$asalt") "${aedit[@]}" | grep -q '"state": "due"' && break
+        nix-store --delete $(nix-store -q --outputs "$(nix-instantiate $(pkg "$asalt") "${aedit[@]}" 2>/dev/null)") >/dev/null 2>&1 || exit 1
+    done
+    s=$(date +%s.%N)
+    c_audit=$(cpu "$nl" learn --cache "$acache" $(pkg "$asalt") "${aedit[@]}")
+    t_audit=$(echo "$(date +%s.%N) - $s" | bc)
+    "$nl" status --json --cache "$acache" $(pkg "$asalt") "${aedit[@]}" | grep -q '"state": "passed"' || { echo "the audit did not pass:"; "$nl" status --cache "$acache"; }
+    c_anix=$(cpu nix-build --no-out-link $(pkg "nix-audit-$salt"))
+    echo
+    echo "audit (issue 22): hello ($NFILES files), a resumed result audited in the background"
+    printf '%-52s %8.1f s CPU (%.2f s wall; nix-build cold: %.1f s CPU)
+' "one audit (clean build + compare)" "$c_audit" "$t_audit" "$c_anix"
+    printf '%-52s %8.1f s CPU
+' "the resumed build it audits" "$c_resume"
+    printf 'at the default rate (1 resumed result in %d): +%.2f s CPU per resumed build on average (+%.0f%% of a resume)
+' 20 "$(echo "$c_audit / 20" | bc -l)" "$(echo "100 * $c_audit / 20 / $c_resume" | bc -l)"
+}
+if [ "${BENCH_ONLY:-}" = audit ]; then
+    echo "benchmark (audit only): hello with $NFILES generated C files, $(nproc) cores, $(nix --version)"
+    bench_audit
+    exit 0
+fi
 
 echo "benchmark: hello with $NFILES generated C files, $(nproc) cores, $(nix --version)"
 export NIXLAYER_BACKGROUND_LEARN=0 # the learner is timed on its own below
@@ -62,7 +120,7 @@ if command -v docker-registry >/dev/null; then
     printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/reg/data" "$port" >"$work/reg/config.yml"
     docker-registry serve "$work/reg/config.yml" >"$work/reg/log" 2>&1 &
     regpid=$!
-    trap 'kill $regpid 2>/dev/null; rm -rf "$work"' EXIT
+    trap 'kill $regpid 2>/dev/null; rm -rf "$work"; rmdir "$cg" 2>/dev/null' EXIT
     for _ in $(seq 100); do listening "$port" && break; sleep 0.1; done
     repo="127.0.0.1:$port/bench/layers"
     nix-store --generate-binary-cache-key bench-ci-1 "$work/sk" "$work/pk"
@@ -159,20 +217,7 @@ best() { local b=999 t; for _ in 1 2 3 4 5; do t=$(secs "$@"); b=$(echo "if ($t 
 t_noop_nix=$(best nix-build -o "$work/r-nix" $(gnu "p-$salt") "${post[@]}")
 t_noop_nl=$(best "$nl" build -Q --cache "$pcache" -o "$work/r-nl" $(gnu "p-$salt") "${post[@]}")
 # CPU time of a cold build and of the learning it leaves, against
-# nix-build's: everything the command starts, detached background work and
-# sandboxed builders included, counted by a cpuacct cgroup (else the
-# command's waited-for children only).
-cg=/sys/fs/cgroup/cpuacct/nixlayer-bench-$$
-trap 'rm -rf "$work"; rmdir "$cg" 2>/dev/null' EXIT
-cpu() {
-    if mkdir -p "$cg" 2>/dev/null && echo 0 > "$cg/cpuacct.usage" 2>/dev/null; then
-        ( echo "$BASHPID" > "$cg/cgroup.procs" && "$@" ) >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
-        echo "$(cat "$cg/cpuacct.usage") / 1000000000" | bc -l
-    else
-        /usr/bin/time -f '%U %S' -o "$work/cpu" "$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
-        awk '{print $1 + $2}' "$work/cpu"
-    fi
-}
+# nix-build's (cpu, above).
 cold_then_learned() { "$nl" build -Q --cache "$pcache" --no-out-link $(gnu "cl-$salt") && idle "$pcache"; }
 c_nix=$(cpu nix-build --no-out-link $(gnu "cn-$salt"))
 c_cold=$(NIXLAYER_BACKGROUND_LEARN=0 cpu "$nl" build -Q --cache "$pcache" --no-out-link $(gnu "cl0-$salt"))
@@ -209,6 +254,8 @@ if [ "$(id -u)" = 0 ]; then
     printf '%-52s %8.2f s vs nix-build %.2f s: %.3f (target <= 1.05)\n' "hook: edit right after the cold build" "$t_hfirst" "$t_hnix" "$(echo "$t_hfirst / $t_hnix" | bc -l)"
 fi
 export NIXLAYER_BACKGROUND_LEARN=0
+
+bench_audit
 
 echo
 echo "language server latency on a 3,000-line .nix file (targets: codeLens p99 <= 20 ms, didChange -> lenses <= 50 ms):"
