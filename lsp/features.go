@@ -320,6 +320,19 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 	if len(v.Edited) > 0 {
 		fmt.Fprintf(&b, "- unsaved edits: %s\n", strings.Join(v.Edited, ", "))
 	}
+	if r := v.Pkg.Result; r != nil && r.Audit != nil && r.Audit.State == runner.AuditFailed {
+		a := r.Audit
+		b.WriteString("- **AUDIT FAILED**: a clean build differs from the layered result, which it replaced; the stale layers are never reused\n")
+		for _, f := range a.Files[:min(len(a.Files), 5)] {
+			fmt.Fprintf(&b, "  - `%s/%s`: %s\n", f.Output, f.Path, f.Why)
+		}
+		if len(a.Phases) > 0 {
+			fmt.Fprintf(&b, "  - phases whose layer differs: %s\n", strings.Join(a.Phases, " "))
+		}
+		if len(a.Attrs) > 0 {
+			fmt.Fprintf(&b, "  - attributes changed between the chains: %s\n", strings.Join(a.Attrs, " "))
+		}
+	}
 	if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name {
 		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), logtail.Lines(f.LogTail, 15))
 	}
@@ -405,6 +418,19 @@ func summaryHover(v DerivView, now time.Time) string {
 	}
 	if len(v.Edited) > 0 {
 		fmt.Fprintf(&b, "- unsaved edits: %s\n", strings.Join(v.Edited, ", "))
+	}
+	if r := v.Pkg.Result; r != nil && r.Audit != nil && r.Audit.State == runner.AuditFailed {
+		a := r.Audit
+		b.WriteString("- **AUDIT FAILED**: a clean build differs from the layered result, which it replaced; the stale layers are never reused\n")
+		for _, f := range a.Files[:min(len(a.Files), 5)] {
+			fmt.Fprintf(&b, "  - `%s/%s`: %s\n", f.Output, f.Path, f.Why)
+		}
+		if len(a.Phases) > 0 {
+			fmt.Fprintf(&b, "  - phases whose layer differs: %s\n", strings.Join(a.Phases, " "))
+		}
+		if len(a.Attrs) > 0 {
+			fmt.Fprintf(&b, "  - attributes changed between the chains: %s\n", strings.Join(a.Attrs, " "))
+		}
 	}
 	if nb, noLayers := nixBuilt(v, now); nb != "" {
 		nbd := v.Pkg.NixBuild
