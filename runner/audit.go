@@ -319,6 +319,18 @@ func auditFinding(a *Audit, nfiles int, stalePhase string, sameDrv bool) string 
 	return why + "; the layers from " + stalePhase + " on are dropped"
 }
 
+// staleKeys are the keys of the layers an audit made stale.
+func (e *Engine) staleKeys() map[string]bool {
+	all, _ := e.layers.List()
+	keys := map[string]bool{}
+	for _, l := range all {
+		if l.Meta.Status == layers.StatusStale && l.Meta.Key != "" {
+			keys[l.Meta.Key] = true
+		}
+	}
+	return keys
+}
+
 // retireFrom makes a layer and every layer built on it stale; it returns
 // them.
 func (e *Engine) retireFrom(id, why string) ([]string, error) {
