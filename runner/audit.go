@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -285,19 +284,7 @@ func changedAttributes(builtBy string, cur *drv.Derivation) []string {
 	if err1 != nil || err2 != nil {
 		return []string{"(unknown: unreadable attributes)"}
 	}
-	var out []string
-	for k, v := range now {
-		if w, ok := was[k]; !ok || w != v {
-			out = append(out, k)
-		}
-	}
-	for k := range was {
-		if _, ok := now[k]; !ok {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return differingEntries(was, now)
 }
 
 // auditFinding is the one line that says what a failed audit found.
@@ -334,18 +321,9 @@ func (e *Engine) staleKeys() map[string]bool {
 // retireFrom makes a layer and every layer built on it stale; it returns
 // them.
 func (e *Engine) retireFrom(id, why string) ([]string, error) {
-	all, err := e.layers.List()
+	all, doomed, err := e.withDescendants(id)
 	if err != nil {
 		return nil, err
-	}
-	doomed := map[string]bool{id: true}
-	for changed := true; changed; {
-		changed = false
-		for _, l := range all {
-			if !doomed[l.ID] && doomed[l.Parent] {
-				doomed[l.ID], changed = true, true
-			}
-		}
 	}
 	var out []string
 	var errs []string
@@ -371,16 +349,12 @@ func (e *Engine) retireFrom(id, why string) ([]string, error) {
 // else uses them), else into the cache with the result links repointed
 // there, and says which.
 func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a *Audit, cleanTop string, t0 time.Time, progress func(Event)) error {
-	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(r.Drv), nil)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	cur, err := e.Record(r.Drv)
-	if err != nil || cur == nil || !cur.Built.Equal(r.Built) {
+	cur, unlock, err := e.lockedRecord(ctx, r)
+	if err != nil || cur == nil {
 		e.log.Warn("audit: a newer build replaced the audited result; it reuses no stale layer now", zap.String("drv", r.Drv))
 		return err
 	}
+	defer unlock()
 	r = cur
 	var stuck []string // valid stale outputs Nix would not delete
 	var inStore []string
@@ -442,16 +416,27 @@ func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a 
 
 // auditEnded records what an audit found (taking the derivation's lock).
 func (e *Engine) auditEnded(ctx context.Context, r *ResultRecord, a *Audit, t0 time.Time, progress func(Event)) error {
-	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(r.Drv), nil)
-	if err != nil {
+	cur, unlock, err := e.lockedRecord(ctx, r)
+	if err != nil || cur == nil {
 		return err
 	}
 	defer unlock()
+	return e.auditEndedLocked(cur, a, t0, progress)
+}
+
+// lockedRecord takes the derivation's build lock and reads its record:
+// nil (and no lock held) when a newer build has recorded another result.
+func (e *Engine) lockedRecord(ctx context.Context, r *ResultRecord) (*ResultRecord, func(), error) {
+	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(r.Drv), nil)
+	if err != nil {
+		return nil, nil, err
+	}
 	cur, err := e.Record(r.Drv)
 	if err != nil || cur == nil || !cur.Built.Equal(r.Built) {
-		return err
+		unlock()
+		return nil, nil, err
 	}
-	return e.auditEndedLocked(cur, a, t0, progress)
+	return cur, unlock, nil
 }
 
 func (e *Engine) auditEndedLocked(r *ResultRecord, a *Audit, t0 time.Time, progress func(Event)) error {

@@ -21,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="/usr/local/go/bin:$PATH"
 NFILES=${NFILES:-300}
+unset CI # the audit at its default rate, as users have it (CI=true audits every resume)
 go build -o bin/nixlayer ./cmd/nixlayer
 nl=$PWD/bin/nixlayer
 work=$(mktemp -d /tmp/nixlayer-bench.XXXXXX)
