@@ -402,6 +402,11 @@ func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a 
 			_ = os.Lchown(link, int(st.Uid), int(st.Gid))
 		}
 	}
+	for name, old := range r.Outputs {
+		if cur := res.Outputs[name]; cur != old {
+			e.replaceCacheCopy(r, old, cur) // the stale copy in the cache goes
+		}
+	}
 	r.Outputs = res.Outputs
 	switch {
 	case len(stuck) > 0:

@@ -315,15 +315,22 @@ func (e *Engine) repoint(ctx context.Context, r *ResultRecord, outputs map[strin
 				}
 			}
 		}
-		dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
-		if nixstore.IsStorePath(cur) && strings.HasPrefix(old, dir+"/") {
-			makeWritable(old)
-			if os.RemoveAll(old) == nil && os.Symlink(cur, old) == nil && r.Owner != nil {
-				_ = os.Lchown(old, r.Owner.UID, r.Owner.GID)
-			}
-		}
+		e.replaceCacheCopy(r, old, cur)
 	}
 	r.Outputs = outputs
+}
+
+// replaceCacheCopy leaves, where a result's copy in the cache (old) was,
+// a link to its store path cur: paths printed earlier keep working
+// without a second copy.
+func (e *Engine) replaceCacheCopy(r *ResultRecord, old, cur string) {
+	dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
+	if nixstore.IsStorePath(cur) && strings.HasPrefix(old, dir+"/") {
+		makeWritable(old)
+		if os.RemoveAll(old) == nil && os.Symlink(cur, old) == nil && r.Owner != nil {
+			_ = os.Lchown(old, r.Owner.UID, r.Owner.GID)
+		}
+	}
 }
 
 // compareLayers lists the entries in which two layers over the same parent
@@ -358,6 +365,11 @@ func differingEntries(ea, eb map[string]string) []string {
 	return diff
 }
 
+// maxSubstSize bounds the files layerEntries rewrites in memory; a bigger
+// one is digested as it is (the audit then counts it as differing if it
+// holds an output path: it drops more, never less).
+const maxSubstSize = 256 << 20
+
 // layerEntries digests each entry of a layer's diff; subst, when set,
 // first rewrites names, link targets and contents (the audit reads a
 // layer built with other output paths as built with the current ones).
@@ -371,7 +383,7 @@ func (e *Engine) layerEntries(id string, subst *strings.Replacer) (map[string]st
 	err = layers.EachTarEntry(rc, func(h *tar.Header, content io.Reader) error {
 		sum := sha256.New()
 		name, link := h.Name, h.Linkname
-		if subst != nil {
+		if subst != nil && h.Size <= maxSubstSize {
 			data, err := io.ReadAll(content)
 			if err != nil {
 				return err
