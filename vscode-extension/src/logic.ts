@@ -389,6 +389,7 @@ export type BuildEventKind =
   | 'pulled'
   | 'push'
   | 'pushed'
+  | 'audit'
   | 'warning'
   | (string & {});
 
@@ -417,6 +418,8 @@ export function stateIcon(kind: string): string {
       return '$(verified)';
     case 'unverified':
       return '$(warning)';
+    case 'audit':
+      return '$(search)';
     default:
       return '$(info)';
   }
