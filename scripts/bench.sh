@@ -74,12 +74,9 @@ bench_audit() {
     c_anix=$(cpu nix-build --no-out-link $(pkg "nix-audit-$salt"))
     echo
     echo "audit (issue 22): hello ($NFILES files), a resumed result audited in the background"
-    printf '%-52s %8.1f s CPU (%.2f s wall; nix-build cold: %.1f s CPU)
-' "one audit (clean build + compare)" "$c_audit" "$t_audit" "$c_anix"
-    printf '%-52s %8.1f s CPU
-' "the resumed build it audits" "$c_resume"
-    printf 'at the default rate (1 resumed result in %d): +%.2f s CPU per resumed build on average (+%.0f%% of a resume)
-' 20 "$(echo "$c_audit / 20" | bc -l)" "$(echo "100 * $c_audit / 20 / $c_resume" | bc -l)"
+    printf '%-52s %8.1f s CPU (%.2f s wall; nix-build cold: %.1f s CPU)\n' "one audit (clean build + compare)" "$c_audit" "$t_audit" "$c_anix"
+    printf '%-52s %8.1f s CPU\n' "the resumed build it audits (every phase cached)" "$c_resume"
+    printf 'at the default rate (1 resumed result in %d): +%.2f s CPU per resumed build on average (%.1f%% of a cold nix-build)\n' 20 "$(echo "$c_audit / 20" | bc -l)" "$(echo "100 * $c_audit / 20 / $c_anix" | bc -l)"
 }
 if [ "${BENCH_ONLY:-}" = audit ]; then
     echo "benchmark (audit only): hello with $NFILES generated C files, $(nproc) cores, $(nix --version)"
