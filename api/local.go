@@ -76,7 +76,7 @@ func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runne
 	}
 	progress := out.progress()
 	return l.e.Build(ctx, req.DrvPath, runner.BuildOptions{
-		PlanOptions: runner.PlanOptions{Strict: req.Strict, From: req.From},
+		PlanOptions: runner.PlanOptions{Strict: req.Strict, From: req.From, Viewer: l.viewer()},
 		Log:         out.Log,
 		Progress:    progress,
 		Deliver:     true,
@@ -94,24 +94,32 @@ func (l *Local) Results(ctx context.Context, req ResultsRequest) (*ResultsResult
 	if err != nil {
 		return nil, err
 	}
-	res := &ResultsResult{Results: []*runner.ResultRecord{}, Background: runner.BackgroundJobs(l.e.CacheDir())}
+	res := &ResultsResult{Results: []*runner.ResultRecord{}, Background: []runner.BackgroundJob{}}
 	want := map[string]bool{}
 	for _, d := range req.Drvs {
 		want[d] = true
 	}
+	seen := map[string]bool{}
+	v := l.viewer()
 	for _, r := range all {
+		if r = v.ResultFor(r); r == nil {
+			continue
+		}
+		seen[r.Drv] = true
 		if len(want) == 0 || want[r.Drv] {
 			res.Results = append(res.Results, r)
 		}
 	}
-	if res.Background == nil {
-		res.Background = []runner.BackgroundJob{}
+	for _, j := range runner.BackgroundJobs(l.e.CacheDir()) {
+		if v == nil || seen[j.Drv] {
+			res.Background = append(res.Background, j)
+		}
 	}
 	return res, nil
 }
 
 func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanResult, error) {
-	p, err := l.e.Plan(ctx, req.DrvPath, runner.PlanOptions{Strict: req.Strict, From: req.From, Log: out.Log})
+	p, err := l.e.Plan(ctx, req.DrvPath, runner.PlanOptions{Strict: req.Strict, From: req.From, Log: out.Log, Viewer: l.viewer()})
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +128,7 @@ func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanRes
 	b, _ := buildindex.LastNixBuild(l.e.CacheDir(), p.Drv)
 	h, _ := buildindex.HistoryOf(l.e.CacheDir(), p.Drv, p.Package, HistoryBuilds)
 	r, _ := l.e.Record(p.Drv)
+	r = l.viewer().ResultFor(r)
 	return &PlanResult{Plan: p, BuiltByNix: b, Result: r, History: h}, nil
 }
 
@@ -150,7 +159,7 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 }
 
 func (l *Local) List(ctx context.Context, req ListRequest) (*ListResult, error) {
-	rows, err := l.e.List(req.Package)
+	rows, err := l.e.List(req.Package, l.viewer())
 	if err != nil {
 		return nil, err
 	}
@@ -185,18 +194,18 @@ func indexBuilds(cacheDir string, pkg runner.Package) ([]buildindex.Build, error
 }
 
 func (l *Local) Log(ctx context.Context, req LogRequest) ([]runner.PhaseLog, error) {
-	return l.e.Log(ctx, req.Package, req.Phase)
+	return l.e.Log(ctx, req.Package, req.Phase, l.viewer())
 }
 
 func (l *Local) Shell(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error) {
 	term = term.OrStd()
-	return l.e.Shell(ctx, req.DrvPath, runner.ShellOptions{At: req.At, Keep: req.Keep, Stdin: term.In, Stdout: term.Out, Notice: term.Notice})
+	return l.e.Shell(ctx, req.DrvPath, runner.ShellOptions{At: req.At, Keep: req.Keep, Stdin: term.In, Stdout: term.Out, Notice: term.Notice, Viewer: l.viewer()})
 }
 
 // ShellOn runs a shell on a terminal of its own (the daemon's pty).
 func (l *Local) ShellOn(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error) {
 	term = term.OrStd()
-	return l.e.Shell(ctx, req.DrvPath, runner.ShellOptions{At: req.At, Keep: req.Keep, Stdin: term.In, Stdout: term.Out, Notice: term.Notice, Terminal: true})
+	return l.e.Shell(ctx, req.DrvPath, runner.ShellOptions{At: req.At, Keep: req.Keep, Stdin: term.In, Stdout: term.Out, Notice: term.Notice, Terminal: true, Viewer: l.viewer()})
 }
 
 func (l *Local) GC(ctx context.Context, req GCRequest, out Output) (*runner.GCResult, error) {
@@ -300,9 +309,9 @@ func (l *Local) selectChain(ctx context.Context, drvPath, at string, out Output)
 	var sel *runner.Selected
 	var err error
 	if at != "" {
-		sel, err = l.e.Select(ctx, pkg, at, out.Log)
+		sel, err = l.e.Select(ctx, pkg, at, out.Log, l.viewer())
 	} else {
-		sel, err = l.e.Top(ctx, pkg, out.Log)
+		sel, err = l.e.Top(ctx, pkg, out.Log, l.viewer())
 	}
 	if err != nil {
 		return nil, Selection{}, err
@@ -326,19 +335,39 @@ func (l *Local) mayUse(ro runner.RegistryOptions) error {
 	return nil
 }
 
+// viewer is whom the engine serves, for what of the shared cache the
+// caller sees (runner.Viewer): a daemon's caller other than root sees only
+// its own private layers and results (and those in the store); root's own
+// process sees everything.
+func (l *Local) viewer() *runner.Viewer {
+	if l.opts.Owner == nil || l.opts.UID == 0 {
+		return nil
+	}
+	return &runner.Viewer{UID: l.opts.UID}
+}
+
 func (l *Local) notTrusted(what string) error {
 	return fmt.Errorf("%s: %w (Nix's trusted-users); %s is not", what, ErrNotTrusted, l.opts.User)
 }
 
 func (l *Local) LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error) {
+	if err := l.e.CheckVisible(req.Layer, l.viewer()); err != nil {
+		return nil, err
+	}
 	return l.e.LayerFiles(req.Layer, req.Path)
 }
 
 func (l *Local) ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*runner.LayerData, error) {
+	if err := l.e.CheckVisible(req.Layer, l.viewer()); err != nil {
+		return nil, err
+	}
 	return l.e.ReadLayerFile(req.Layer, req.Path, req.Offset, req.Length)
 }
 
 func (l *Local) LayerDiff(ctx context.Context, req LayerDiffRequest) (*runner.LayerDiff, error) {
+	if err := l.e.CheckVisible(req.Layer, l.viewer()); err != nil {
+		return nil, err
+	}
 	return l.e.LayerDiff(req.Layer)
 }
 

@@ -43,7 +43,7 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 		return nil, fmt.Errorf("connecting to the nixlayer daemon at %s: %w", socket, err)
 	}
 	cl := &Client{socket: socket, fc: newFDConn(c.(*net.UnixConn)), outputs: map[string]api.Output{}}
-	cl.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(cl.fc))
+	cl.conn = jsonrpc2.NewConn(newBoundedStream(cl.fc, maxAnswer, false))
 	cl.conn.Go(context.Background(), cl.handle)
 	return cl, nil
 }
@@ -82,6 +82,9 @@ func (c *Client) call(ctx context.Context, method string, req any, out api.Outpu
 	data, err := json.Marshal(req)
 	if err != nil {
 		return err
+	}
+	if len(data) > maxRequest-1024 {
+		return fmt.Errorf("%s: the request is %d bytes, over the nixlayer daemon's limit of 1 MiB", method, len(data))
 	}
 	c.mu.Lock()
 	c.outputs[token] = out

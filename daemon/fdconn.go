@@ -13,22 +13,38 @@ import (
 
 // fdConn is a Unix socket connection that can carry file descriptors
 // (SCM_RIGHTS) alongside the JSON-RPC stream: files given to sendFiles
-// travel with the next write; files that arrive queue until taken.
+// travel with the next write. On the daemon's side at most one descriptor
+// that came is held at a time, and only for a user Nix allows
+// (allowFiles): the requests that carry one (a shell's terminal, an
+// export's pipe) take it, every other request closes it, and any other
+// descriptor is closed as soon as it arrives, so no user can make the
+// daemon hold descriptors.
 type fdConn struct {
 	*net.UnixConn
 
 	mu       sync.Mutex
 	outgoing []*os.File
-	received []*os.File
+	received *os.File // the descriptor held for the next request
+	allowed  bool     // descriptors may be held (an allowed user's)
+	dropped  int      // descriptors closed on arrival
 }
 
 func newFDConn(c *net.UnixConn) *fdConn { return &fdConn{UnixConn: c} }
 
-// maxFiles bounds the descriptors one message may carry.
-const maxFiles = 4
+// allowFiles lets the connection hold one descriptor for its next request.
+func (c *fdConn) allowFiles() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.allowed = true
+}
+
+// oobSpace is room for the control message of one descriptor and a few
+// more: the kernel closes those that do not fit (MSG_CTRUNC), and keep
+// closes the ones that do beyond the first.
+var oobSpace = syscall.CmsgSpace(4 * 4)
 
 func (c *fdConn) Read(b []byte) (int, error) {
-	oob := make([]byte, syscall.CmsgSpace(maxFiles*4))
+	oob := make([]byte, oobSpace)
 	n, oobn, _, _, err := c.UnixConn.ReadMsgUnix(b, oob)
 	if oobn > 0 {
 		c.keep(oob[:oobn])
@@ -55,22 +71,38 @@ func (c *fdConn) keep(oob []byte) {
 			continue
 		}
 		for _, fd := range fds {
+			if !c.allowed || c.received != nil {
+				syscall.Close(fd)
+				c.dropped++
+				continue
+			}
 			syscall.CloseOnExec(fd)
-			c.received = append(c.received, os.NewFile(uintptr(fd), "passed-fd"))
+			c.received = os.NewFile(uintptr(fd), "passed-fd")
 		}
 	}
 }
 
-// takeFile returns the oldest descriptor received and not yet taken.
+// takeFile returns the descriptor that came before the request.
 func (c *fdConn) takeFile() (*os.File, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.received) == 0 {
+	if c.received == nil {
 		return nil, fmt.Errorf("the request needs a file passed with it (SCM_RIGHTS: a shell's terminal, an export's pipe), and none came")
 	}
-	f := c.received[0]
-	c.received = c.received[1:]
+	f := c.received
+	c.received = nil
 	return f, nil
+}
+
+// dropFile closes a descriptor that came with a request that takes none.
+func (c *fdConn) dropFile() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.received != nil {
+		c.received.Close()
+		c.received = nil
+		c.dropped++
+	}
 }
 
 // sendFiles attaches files to the next write on the connection.
@@ -100,14 +132,16 @@ func (c *fdConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// Close closes the connection and any descriptor nobody took.
-func (c *fdConn) Close() error {
+// droppedFiles counts the descriptors closed without use.
+func (c *fdConn) droppedFiles() int {
 	c.mu.Lock()
-	for _, f := range c.received {
-		f.Close()
-	}
-	c.received = nil
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	return c.dropped
+}
+
+// Close closes the connection and a descriptor nobody took.
+func (c *fdConn) Close() error {
+	c.dropFile()
 	return c.UnixConn.Close()
 }
 

@@ -10,8 +10,14 @@ import (
 	"github.com/nixlayer/nixlayer/api"
 )
 
-// method answers one kind of request for a session.
-type method func(ctx context.Context, ss *session, c call, out api.Output) (any, error)
+// method is one kind of request: decode reads its request (in the
+// connection's read loop), run answers it for a session; withFile marks
+// the requests that come with a descriptor (SCM_RIGHTS), which run gets.
+type method struct {
+	decode   func(raw json.RawMessage) (any, error)
+	run      func(ctx context.Context, ss *session, req any, file *os.File, out api.Output) (any, error)
+	withFile bool
+}
 
 // methods is the daemon's table: one entry per api.Service request, most
 // of them an api.Local method as it is.
@@ -63,30 +69,37 @@ func query[R, T any](m func(*api.Local, context.Context, R) (T, error)) method {
 
 // serve decodes a request of type R and calls f with the session's engine.
 func serve[R any](f func(context.Context, *api.Local, R, api.Output) (any, error)) method {
-	return func(ctx context.Context, ss *session, c call, out api.Output) (any, error) {
-		var r R
-		if len(c.Request) > 0 {
-			if err := json.Unmarshal(c.Request, &r); err != nil {
-				return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%T: %v", r, err)
-			}
-		}
-		return f(ctx, ss.svc, r, out)
+	return method{
+		decode: decoder[R](false),
+		run: func(ctx context.Context, ss *session, req any, _ *os.File, out api.Output) (any, error) {
+			return f(ctx, ss.svc, req.(R), out)
+		},
 	}
 }
 
 // serveWithFile is serve for a request that comes with a file (SCM_RIGHTS)
 // the daemon uses for its output: a shell's terminal, an export's pipe.
 func serveWithFile[R any](f func(context.Context, *api.Local, R, *os.File, api.Output) (any, error)) method {
-	return func(ctx context.Context, ss *session, c call, out api.Output) (any, error) {
+	return method{
+		decode: decoder[R](true),
+		run: func(ctx context.Context, ss *session, req any, file *os.File, out api.Output) (any, error) {
+			return f(ctx, ss.svc, req.(R), file, out)
+		},
+		withFile: true,
+	}
+}
+
+// decoder reads a request of type R (an empty one for no params unless
+// required).
+func decoder[R any](required bool) func(json.RawMessage) (any, error) {
+	return func(raw json.RawMessage) (any, error) {
 		var r R
-		if err := json.Unmarshal(c.Request, &r); err != nil {
+		if len(raw) == 0 && !required {
+			return r, nil
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%T: %v", r, err)
 		}
-		file, err := ss.fc.takeFile()
-		if err != nil {
-			return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%T: %v", r, err)
-		}
-		defer file.Close()
-		return f(ctx, ss.svc, r, file, out)
+		return r, nil
 	}
 }

@@ -93,6 +93,7 @@ const (
 	codeNotTrusted  jsonrpc2.Code = -32003 // not in trusted-users
 	codeLayerGone   jsonrpc2.Code = -32004 // data: the layer id (runner.LayerGoneError)
 	codeNotFound    jsonrpc2.Code = -32005 // a path of a layer's tree does not exist
+	codeTooMany     jsonrpc2.Code = -32006 // a user's limit of requests running
 	codeCancelled   jsonrpc2.Code = -32800 // as LSP's RequestCancelled
 )
 

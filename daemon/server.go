@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"go.lsp.dev/jsonrpc2"
 	"go.uber.org/zap"
@@ -36,6 +41,50 @@ type Server struct {
 	engine *runner.Engine
 	log    *zap.Logger
 	wg     sync.WaitGroup
+
+	// users are Nix's allowed-users and trusted-users, read when the
+	// daemon starts and again on SIGHUP (Reload), never per connection.
+	users atomic.Pointer[nixUsers]
+
+	conns    perUser // open connections
+	requests perUser // requests running
+}
+
+// A user's open connections (a CLI uses one per command, two for a shell
+// or an export; a language server one) and requests running at once (an
+// editor reads a layer's tree in bursts) are bounded.
+const (
+	maxConnsPerUser    = 64
+	maxRequestsPerUser = 256
+)
+
+// perUser counts what each uid holds against a limit.
+type perUser struct {
+	mu    sync.Mutex
+	held  map[int]int
+	limit int
+}
+
+// take counts one more for uid; false when uid holds its limit.
+func (p *perUser) take(uid int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = map[int]int{}
+	}
+	if p.held[uid] >= p.limit {
+		return false
+	}
+	p.held[uid]++
+	return true
+}
+
+func (p *perUser) give(uid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held[uid]--; p.held[uid] <= 0 {
+		delete(p.held, uid)
+	}
 }
 
 // New opens the shared cache.
@@ -63,25 +112,65 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{opts: opts, engine: e, log: opts.Logger}, nil
+	s := &Server{opts: opts, engine: e, log: opts.Logger, conns: perUser{limit: maxConnsPerUser}, requests: perUser{limit: maxRequestsPerUser}}
+	s.Reload(context.Background())
+	return s, nil
+}
+
+// Reload reads Nix's allowed-users and trusted-users again (SIGHUP, as
+// after editing nix.conf). Without Nix's word nobody but root gets in.
+func (s *Server) Reload(ctx context.Context) {
+	users, err := readNixUsers(ctx)
+	if err != nil {
+		s.log.Warn("reading allowed-users and trusted-users: only root is let in", zap.Error(err))
+		users = nixUsers{Trusted: []string{"root"}}
+	}
+	s.users.Store(&users)
+	s.log.Info("users", zap.Strings("allowed-users", users.Allowed), zap.Strings("trusted-users", users.Trusted))
 }
 
 // Serve answers connections on ln until ctx ends, then waits for the
-// requests in flight (cancelled) to end.
+// requests in flight (cancelled) to end. SIGHUP rereads Nix's user
+// settings. Failures to accept (out of descriptors) are retried after a
+// pause that grows to a second.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { <-ctx.Done(); ln.Close() }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				s.Reload(ctx)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	s.log.Info("serving", zap.String("socket", ln.Addr().String()), zap.String("cache", s.opts.CacheDir))
+	var pause time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			s.wg.Wait()
-			if ctx.Err() != nil {
-				return nil
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				s.wg.Wait()
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("accepting connections: %w", err)
 			}
-			return fmt.Errorf("accepting connections: %w", err)
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			s.log.Warn("accepting a connection failed; retrying", zap.Error(err), zap.Duration("after", pause))
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+			}
+			continue
 		}
+		pause = 0
 		uc, ok := c.(*net.UnixConn)
 		if !ok {
 			c.Close()
@@ -120,18 +209,24 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 		uc.Close()
 		return
 	}
+	if !s.conns.take(p.UID) {
+		s.log.Warn("refusing a connection: too many from this user", zap.Int("uid", p.UID), zap.Int("pid", p.PID), zap.Int("limit", maxConnsPerUser))
+		refuseConn(uc, fmt.Errorf("uid %d has %d connections to the nixlayer daemon open, its limit", p.UID, maxConnsPerUser))
+		return
+	}
+	defer s.conns.give(p.UID)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	users, err := readNixUsers(ctx)
-	if err != nil {
-		// Without Nix's word nobody but root gets in.
-		s.log.Warn("reading allowed-users and trusted-users", zap.Error(err))
-		users = nixUsers{Trusted: []string{"root"}}
-	}
+	users := *s.users.Load()
+	a := users.accessOf(p)
 	fc := newFDConn(uc)
-	sess := &session{s: s, peer: p, access: users.accessOf(p), users: users, fc: fc, inflight: map[string]context.CancelFunc{},
-		log: s.log.With(zap.String("user", users.accessOf(p).User), zap.Int("pid", p.PID))}
-	sess.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(fc))
+	if a.Allowed {
+		// Only now may a descriptor that comes be held (one at a time).
+		fc.allowFiles()
+	}
+	sess := &session{s: s, peer: p, access: a, users: users, fc: fc, inflight: map[string]context.CancelFunc{},
+		log: s.log.With(zap.String("user", a.User), zap.Int("pid", p.PID))}
+	sess.conn = jsonrpc2.NewConn(newBoundedStream(fc, maxRequest, true))
 	if sess.access.Allowed {
 		if sess.svc, err = s.localFor(p, sess.access); err != nil {
 			sess.log.Warn("preparing the user's results directory", zap.Error(err))
@@ -144,12 +239,26 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 	case <-ctx.Done():
 		sess.conn.Close()
 	}
+	if err := sess.conn.Err(); err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+		sess.log.Info("connection ended", zap.Error(err))
+	}
+	if n := fc.droppedFiles(); n > 0 {
+		sess.log.Info("descriptors refused", zap.Int("closed", n))
+	}
 	// The client is gone: what it asked for stops.
 	sess.mu.Lock()
 	for _, c := range sess.inflight {
 		c()
 	}
 	sess.mu.Unlock()
+}
+
+// refuseConn answers a connection the daemon will not serve with one
+// JSON-RPC error (null id) and closes it, without waiting for a request.
+func refuseConn(uc *net.UnixConn, err error) {
+	uc.SetWriteDeadline(time.Now().Add(time.Second))
+	uc.Write(refusalFrame(err))
+	uc.Close()
 }
 
 // localFor is the engine as one user sees it: results outside the store go
@@ -175,6 +284,7 @@ func (s *Server) localFor(p peer, a access) (*api.Local, error) {
 
 func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
 	if _, isCall := req.(*jsonrpc2.Call); !isCall {
+		ss.fc.dropFile()
 		if req.Method() == notifyCancel {
 			var c cancel
 			if json.Unmarshal(req.Params(), &c) == nil {
@@ -188,19 +298,46 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 		return nil
 	}
 	if !ss.access.Allowed {
+		ss.fc.dropFile() // none is held for a user Nix does not allow
 		ss.log.Info("refused", zap.String("method", req.Method()))
 		return reply(ctx, nil, jsonrpc2.NewError(codeNotAllowed, ss.users.refusal(ss.access)))
 	}
 	m, ok := methods[req.Method()]
+	if !m.withFile {
+		// A descriptor passed with any other request is closed at once.
+		ss.fc.dropFile()
+	}
 	if !ok {
 		return reply(ctx, nil, jsonrpc2.Errorf(jsonrpc2.MethodNotFound, "nixlayer daemon has no method %q (is the client newer than the daemon?)", req.Method()))
 	}
 	var c call
 	if err := json.Unmarshal(req.Params(), &c); err != nil {
+		if m.withFile {
+			ss.fc.dropFile()
+		}
 		return reply(ctx, nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%s: %v", req.Method(), err))
 	}
-	if ss.svc == nil {
-		return reply(ctx, nil, jsonrpc2.Errorf(jsonrpc2.InternalError, "the daemon could not prepare a results directory for %s (see its log)", ss.access.User))
+	r, err := m.decode(c.Request)
+	var file *os.File
+	if m.withFile {
+		// Taken here, in the read loop, so that it is this request's.
+		if f, ferr := ss.fc.takeFile(); ferr != nil && err == nil {
+			err = jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%s: %v", req.Method(), ferr)
+		} else {
+			file = f
+		}
+	}
+	if err == nil && ss.svc == nil {
+		err = jsonrpc2.Errorf(jsonrpc2.InternalError, "the daemon could not prepare a results directory for %s (see its log)", ss.access.User)
+	}
+	if err == nil && !ss.s.requests.take(ss.peer.UID) {
+		err = jsonrpc2.Errorf(codeTooMany, "%s has %d requests running in the nixlayer daemon, its limit", ss.access.User, maxRequestsPerUser)
+	}
+	if err != nil {
+		if file != nil {
+			file.Close()
+		}
+		return reply(ctx, nil, err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	ss.mu.Lock()
@@ -214,9 +351,13 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 			delete(ss.inflight, c.Token)
 			ss.mu.Unlock()
 			cancel()
+			ss.s.requests.give(ss.peer.UID)
 		}()
+		if file != nil {
+			defer file.Close()
+		}
 		ss.log.Debug("request", zap.String("method", req.Method()))
-		res, err := m(rctx, ss, c, ss.output(c.Token))
+		res, err := m.run(rctx, ss, r, file, ss.output(c.Token))
 		if err != nil {
 			if rctx.Err() != nil && ctx.Err() == nil {
 				err = jsonrpc2.NewError(codeCancelled, "cancelled")

@@ -95,17 +95,24 @@ type nixRun struct {
 // arguments follow. Output paths are on stdout.
 func nixBuild(t *testing.T, cache string, args ...string) nixRun {
 	t.Helper()
+	return runNix(t, cache, "", "nix-build", append([]string{"--no-out-link", "--option", "build-hook", hookBin}, args...)...)
+}
+
+// runNix runs a Nix command in dir ("" for the test's) with the layer
+// cache the hook uses.
+func runNix(t *testing.T, cache, dir, name string, args ...string) nixRun {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	full := append([]string{"--no-out-link", "--option", "build-hook", hookBin}, args...)
-	cmd := exec.CommandContext(ctx, "nix-build", full...)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "NIXLAYER_CACHE="+cache)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	t0 := time.Now()
 	err := cmd.Run()
 	r := nixRun{stdout: strings.TrimSpace(out.String()), stderr: errb.String(), err: err, took: time.Since(t0)}
-	t.Logf("nix-build %s: %v in %s", strings.Join(args, " "), err, r.took.Round(time.Millisecond))
+	t.Logf("%s %s: %v in %s", name, strings.Join(args, " "), err, r.took.Round(time.Millisecond))
 	return r
 }
 
@@ -766,4 +773,42 @@ func writeJSON(t *testing.T, path string, v any) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Issue 22 through the hook: attributes that postInstall's text names and
+// programs read earlier — make's imported environment (GREETING), the
+// configure script (motto), a generator make runs (banner) — rebuild from
+// the first phase, so the registered result is what Nix builds; an edit of
+// postInstall itself still resumes at installPhase.
+func TestHookSoundKeys(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	s := salt(t)
+	args := []string{testdata, "-A", "greet", "--argstr", "salt", s}
+	nixBuild(t, cache, args...).mustSucceed(t)
+	learnNow(t, cache, args...) // what the background learner does
+	for _, edit := range []struct{ arg, attr, value, line string }{
+		{"greeting", "GREETING", "Howdy", "greeting: Howdy"},
+		{"motto", "motto", "festina lente", "motto: festina lente"},
+		{"banner", "banner", "greet-2", "banner: greet-2"},
+	} {
+		args = append(args, "--argstr", edit.arg, edit.value)
+		r := nixBuild(t, cache, args...)
+		out := r.mustSucceed(t)
+		r.mustSay(t, edit.attr+": the hook did not rebuild from the first phase", edit.attr+" changed", "ran: unpackPhase patchPhase configurePhase buildPhase")
+		if !r.builtByNixlayer() || strings.Contains(r.stderr, "reused: unpackPhase") {
+			t.Fatalf("%s: not rebuilt by nixlayer from the first phase:\n%s", edit.attr, logtail.Lines(r.stderr, 30))
+		}
+		if got := run(t, "cat", out+"/share/greet/output"); !strings.Contains(got, edit.line) {
+			t.Fatalf("%s: the program says %q, want %q", edit.attr, got, edit.line)
+		}
+		nixCheck(t, args)
+		learnNow(t, cache, args...)
+	}
+	args = append(args, "--argstr", "postInstallExtra", "echo edited > $out/edited")
+	r := nixBuild(t, cache, args...)
+	r.mustSucceed(t)
+	r.mustSay(t, "the postInstall edit did not resume at installPhase", "postInstall changed",
+		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase", "ran: installPhase")
+	nixCheck(t, args)
 }

@@ -82,6 +82,10 @@ type Meta struct {
 	Kind     Kind              `json:"kind,omitempty"`
 	// Note describes the layer for people (e.g. the rewrite's method).
 	Note string `json:"note,omitempty"`
+	// PrivateTo is the uid whose request made a layer whose contents are
+	// not what a key says (a phase forced by --from, a shell): the layer
+	// and those above it are that user's alone (runner.Viewer).
+	PrivateTo *int `json:"privateTo,omitempty"`
 }
 
 // KindOf is the layer's kind; layers written before kinds were recorded

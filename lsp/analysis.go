@@ -148,20 +148,26 @@ func analyzeDeriv(v *DerivView, broken bool) {
 			}
 		}
 	}
-	rules := phaserules.New(phases, nil)
+	rules := phaserules.New(phases, phaserules.Reads{})
 	whole := v.Pkg != nil && v.Pkg.Plan != nil && v.Pkg.Plan.Whole
-	place := func(name string) (int, string) {
+	// place is the phase index of an attribute and the rule that put it
+	// there: the runner's (the plan's placements, made with the stdenv's
+	// reads) when it placed the attribute, else the rules without them.
+	place := func(name string) (int, phaserules.Placement) {
 		if len(phases) == 0 {
-			return -1, ""
-		}
-		if whole {
-			return 0, "built as one layer: " + v.Pkg.Plan.WhyWhole
+			return -1, phaserules.Placement{}
 		}
 		pl := rules.Place(name)
-		if i, ok := placedBy[name]; ok {
-			return i, pl.Why
+		if whole {
+			return 0, phaserules.Placement{Phase: phases[0], Rule: pl.Rule, Why: "built as one layer: " + v.Pkg.Plan.WhyWhole}
 		}
-		return indexOf(phases, pl.Phase), pl.Why
+		if planned, ok := v.Pkg.Plan.Placements[name]; ok {
+			pl = planned
+		}
+		if i, ok := placedBy[name]; ok {
+			return i, pl
+		}
+		return indexOf(phases, pl.Phase), pl
 	}
 
 	// Which attributes differ from the evaluated derivation?
@@ -229,11 +235,11 @@ func analyzeDeriv(v *DerivView, broken bool) {
 	}
 
 	for _, a := range v.Deriv.Attributes {
-		i, why := place(a.Name)
-		if !isPhaseAttr(a.Name, i, why, rules, phases) {
+		i, pl := place(a.Name)
+		if !isPhaseAttr(a.Name, pl, phases) {
 			continue
 		}
-		av := AttrView{Attr: a, Why: why, Edited: edited[a.Name]}
+		av := AttrView{Attr: a, Why: pl.Why, Edited: edited[a.Name]}
 		if i >= 0 {
 			av.Phase = phases[i]
 		}
@@ -250,10 +256,11 @@ func runCause(ph runner.PhasePlan) string {
 }
 
 // isPhaseAttr decides whether an attribute gets lenses: phase code, hooks,
-// flags, switches, sources, and whatever the plan places after the first
-// phase (attributes some phase's code reads). Global attributes (name,
-// inputs, outputs) and unplaceable ones do not.
-func isPhaseAttr(name string, idx int, why string, rules *phaserules.Rules, phases []string) bool {
+// flags, switches, sources (what the stdenv consumes in a phase), and the
+// attributes the package's own code names that the rule keys from the
+// first phase all the same (their lens and hover say why). Global
+// attributes (name, inputs, outputs) and the rest do not.
+func isPhaseAttr(name string, pl phaserules.Placement, phases []string) bool {
 	if strings.HasSuffix(name, "Phase") && len(name) > len("Phase") {
 		return true
 	}
@@ -266,14 +273,11 @@ func isPhaseAttr(name string, idx int, why string, rules *phaserules.Rules, phas
 		}
 		return strings.HasSuffix(name, "Flags") || name == "src" || name == "srcs" || name == "patches"
 	}
-	switch {
-	case strings.HasPrefix(why, "read when the stdenv"):
+	switch pl.Rule {
+	case phaserules.RuleSetup, phaserules.RuleEnv:
 		return false
-	case strings.HasPrefix(why, "not read by any"):
-		return idx > 0
-	case strings.HasPrefix(why, "built as one layer"):
-		p := rules.Place(name)
-		return !strings.HasPrefix(p.Why, "read when the stdenv") && !strings.HasPrefix(p.Why, "not read by any")
+	case phaserules.RuleAny, phaserules.RuleProgram:
+		return pl.NamedBy != ""
 	}
 	return true
 }

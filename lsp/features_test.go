@@ -10,6 +10,7 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -206,7 +207,7 @@ func TestHover(t *testing.T) {
 	if h == nil {
 		t.Fatal("no hover on postInstall")
 	}
-	for _, want := range []string{"**postInstall** → phase `installPhase` (hook of installPhase)", "✓ cached · 0.4 s — phase 6 of 7",
+	for _, want := range []string{"**postInstall** → phase `installPhase` (a hook of installPhase, which the stdenv runs there)", "✓ cached · 0.4 s — phase 6 of 7",
 		"layer `000000000000` · built 3 min ago · took 0.4 s · 2.0 KiB", "key attributes: postInstall"} {
 		if !strings.Contains(h.Contents.Value, want) {
 			t.Errorf("hover lacks %q:\n%s", want, h.Contents.Value)
@@ -229,6 +230,29 @@ func TestHover(t *testing.T) {
 	v := Analyze(f, ev)[0]
 	if s := FailureTarget(v, "installPhase"); f.Text(s) != "postInstall" {
 		t.Errorf("failure reported on %q", f.Text(s))
+	}
+}
+
+// An attribute the package's own postInstall names keys from the first
+// phase all the same: its lens sits on that phase and the hover says the
+// rule the runner placed it by.
+func TestHoverPlacementRule(t *testing.T) {
+	src := strings.Replace(pkgSrc, "  doCheck = true;\n", "  doCheck = true;\n  GREETING = \"hi\";\n", 1)
+	plan := planFor(7)
+	plan.Phases[0].Attrs = append(plan.Phases[0].Attrs, "GREETING")
+	plan.Placements = map[string]phaserules.Placement{"GREETING": {Phase: "unpackPhase", Rule: phaserules.RuleAny, NamedBy: "installPhase",
+		Why: phaserules.FromFirstPhase + "programs may read any attribute (the package's own code of installPhase naming it does not make it the stdenv's)"}}
+	ev := evalOf(src, plan)
+	f := nixexpr.Parse([]byte(src))
+	h := Hover(LensInput{File: f, Eval: ev}, strings.Index(src, "GREETING")+1, time.Now())
+	if h == nil {
+		t.Fatal("no hover on GREETING")
+	}
+	if want := "**GREETING** → phase `unpackPhase` (read from the first phase on: programs may read any attribute"; !strings.Contains(h.Contents.Value, want) {
+		t.Errorf("hover lacks %q:\n%s", want, h.Contents.Value)
+	}
+	if got := titles(t, src, LensInput{Eval: ev}); !strings.HasPrefix(got["GREETING"], "✓ cached") {
+		t.Errorf("GREETING's lens: %q (all %v)", got["GREETING"], got)
 	}
 }
 

@@ -57,9 +57,9 @@ func PhasesAt(in LensInput, line int) Phases {
 			}
 		} else {
 			// No plan yet: place it among the standard phases as the plan would.
-			rules := phaserules.New(out.Phases, nil)
+			rules := phaserules.New(out.Phases, phaserules.Reads{})
 			pl := rules.Place(a.Name)
-			if isPhaseAttr(a.Name, indexOf(out.Phases, pl.Phase), pl.Why, rules, out.Phases) {
+			if isPhaseAttr(a.Name, pl, out.Phases) {
 				out.At = pl.Phase
 			}
 		}

@@ -5,16 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"sync"
 
 	"go.lsp.dev/jsonrpc2"
+
+	"github.com/nixlayer/nixlayer/internal/rpcframe"
 )
 
-// stream is jsonrpc2's Content-Length framing with one difference: a
+// stream is jsonrpc2's Content-Length framing, read within bounds
+// (rpcframe), with one difference: a
 // message whose body is not valid JSON-RPC is answered with a parse error
 // (id null) instead of tearing the connection down, so a client's
 // malformed message never stops the server. Only broken framing (a bad
@@ -34,7 +34,8 @@ func newStream(rwc io.ReadWriteCloser) *stream {
 
 func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 	for {
-		data, n, err := s.readFrame()
+		data, err := rpcframe.Read(s.in, maxMessage)
+		n := int64(len(data))
 		if err != nil {
 			return nil, n, err
 		}
@@ -55,38 +56,9 @@ func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 	}
 }
 
-func (s *stream) readFrame() ([]byte, int64, error) {
-	var total, length int64
-	for {
-		line, err := s.in.ReadString('\n')
-		total += int64(len(line))
-		if err != nil {
-			return nil, total, fmt.Errorf("reading a header line: %w", err)
-		}
-		line = strings.TrimSpace(line)
-		if line == "" {
-			if length == 0 {
-				continue // tolerate stray blank lines between messages
-			}
-			break
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok {
-			return nil, total, fmt.Errorf("invalid header line %q", line)
-		}
-		if strings.EqualFold(strings.TrimSpace(name), "Content-Length") {
-			length, err = strconv.ParseInt(strings.TrimSpace(value), 10, 32)
-			if err != nil || length <= 0 {
-				return nil, total, fmt.Errorf("invalid Content-Length %q", value)
-			}
-		}
-	}
-	data := make([]byte, length)
-	if _, err := io.ReadFull(s.in, data); err != nil {
-		return nil, total, fmt.Errorf("reading a message body: %w", err)
-	}
-	return data, total + length, nil
-}
+// maxMessage bounds one message from the editor (a buffer's whole text
+// comes in didOpen and didChange).
+const maxMessage = 256 << 20
 
 // parseErrorResponse answers a message that could not be decoded, when
 // its id can be recovered (nil otherwise).
@@ -113,7 +85,7 @@ func parseErrorResponse(data []byte, err error) []byte {
 func (s *stream) writeRaw(body []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err := fmt.Fprintf(s.rwc, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	_, err := s.rwc.Write(rpcframe.Frame(body))
 	return err
 }
 

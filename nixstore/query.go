@@ -15,23 +15,36 @@ import (
 )
 
 // Target says what to instantiate: a file (default ./default.nix) or an
-// expression, an optional attribute path, and --arg / --argstr values.
+// expression, an optional attribute path, and --arg / --argstr values; or
+// a flake reference with its --override-input and --impure switches.
 type Target struct {
-	File    string
-	Attr    string
-	Expr    string
-	Args    map[string]string // --arg NAME EXPR
-	ArgStrs map[string]string // --argstr NAME STRING
+	// Flake is a flake reference as `nix build` takes it (.#hello,
+	// path:/src#hello, github:owner/repo); the fields for Nix files are
+	// then empty.
+	Flake          string
+	OverrideInputs map[string]string // --override-input INPUT REF
+	Impure         bool              // --impure
+	File           string
+	Attr           string
+	Expr           string
+	Args           map[string]string // --arg NAME EXPR
+	ArgStrs        map[string]string // --argstr NAME STRING
 	// Source, when set, is evaluated instead of File (from stdin, in File's
 	// directory so relative paths resolve as in the file): an editor's
 	// unsaved buffer.
 	Source []byte
 }
 
-// Instantiate evaluates t with nix-instantiate and returns the .drv paths
-// (in Nix's order, without duplicates). A t.File that is a .drv file is
-// returned as is.
+// Instantiate evaluates t with nix-instantiate (a flake reference: with
+// nix, as `nix build` would) and returns the .drv paths (in Nix's order,
+// without duplicates). A t.File that is a .drv file is returned as is.
 func Instantiate(ctx context.Context, t Target) ([]string, error) {
+	if t.Flake != "" {
+		return instantiateFlake(ctx, t)
+	}
+	if err := t.checkFlake(); err != nil {
+		return nil, err
+	}
 	if t.Expr == "" && t.Source == nil && strings.HasSuffix(t.File, ".drv") {
 		if strings.HasPrefix(t.File, StoreDir()+"/") {
 			if _, err := os.Stat(t.File); err != nil {
@@ -73,6 +86,9 @@ func Instantiate(ctx context.Context, t Target) ([]string, error) {
 }
 
 func (t Target) describe() string {
+	if t.Flake != "" {
+		return t.Flake
+	}
 	s := t.File
 	if t.Expr != "" {
 		s = "expression " + strings.Join(strings.Fields(t.Expr), " ")
@@ -93,8 +109,12 @@ func (t Target) describe() string {
 // and nixlayer share: -E EXPR, "-" (Source, read from stdin) or the file
 // (after fileFlag when one is given: nixlayer takes "-f FILE", Nix's tools
 // the bare file), then -A ATTR, then the --arg and --argstr pairs sorted by
-// name.
+// name. A flake reference renders as `nix build` takes it: the reference,
+// then --override-input pairs sorted by input and --impure.
 func (t Target) Argv(fileFlag string) []string {
+	if t.Flake != "" {
+		return append([]string{t.Flake}, t.flakeArgs()...)
+	}
 	var argv []string
 	switch {
 	case t.Expr != "":

@@ -10,9 +10,55 @@ import (
 
 // Placement says where an attribute belongs and why.
 type Placement struct {
-	Phase string `json:"phase"` // the first phase that reads the attribute
+	Phase string `json:"phase"` // the first phase whose key covers the attribute
+	Rule  Rule   `json:"rule"`
 	Why   string `json:"why"`
+	// NamedBy is the first phase whose code in the package names the
+	// attribute, when a rule keys it from the first phase all the same.
+	NamedBy string `json:"namedBy,omitempty"`
 }
+
+// Rule names the family of the rule that placed an attribute.
+type Rule string
+
+// The placement rule, one family each. An attribute may be keyed later
+// than the first phase only when the stdenv itself consumes it there and
+// programs are not expected to read it. Nix exports every attribute to
+// every phase, and programs read the environment: make imports all of it
+// as make variables, configure scripts and generators read what they
+// like, the compiler wrapper reads NIX_*. So only these move later:
+//   - RulePhase, RuleHook: phase bodies and hooks (*Phase, pre*/post*,
+//     *Hook(s)), which the stdenv evaluates in their phase;
+//   - RuleSwitch: the phase switches (dontBuild, doCheck) its phase loop
+//     reads;
+//   - RuleControl: the stdenv's own controls, the attributes setup.sh and
+//     its setup hooks read in a phase (configureFlags, makeFlags,
+//     dontStrip, …), found by the reads analysis of the build's own
+//     stdenv functions (PhaseReads), not a hand-kept list;
+//
+// and the package's own code of an earlier phase naming one of them
+// moves it to that phase (RulePackageCode). Everything else keys from the
+// first phase: what the stdenv reads when it is set up (RuleSetup),
+// env.* (RuleEnv), upper-case names the stdenv reads too, the convention
+// of what programs read (NIX_*, CC, CFLAGS, LDFLAGS, LANG: RuleProgram), and
+// names the package chose or nothing is known to read (RuleAny): that
+// the package's own bash text names one in postInstall proves nothing
+// about who else reads it. A needless rebuild is better than a wrong reuse.
+const (
+	RuleSetup       Rule = "setup"
+	RuleEnv         Rule = "env"
+	RuleProgram     Rule = "program"
+	RuleAny         Rule = "any"
+	RulePhase       Rule = "phase"
+	RuleHook        Rule = "hook"
+	RuleSwitch      Rule = "switch"
+	RuleControl     Rule = "control"
+	RulePackageCode Rule = "package-code"
+)
+
+// FromFirstPhase is the start of the reason of every rule that keys an
+// attribute from the first phase.
+const FromFirstPhase = "read from the first phase on: "
 
 // Setup is the placement of attributes read while the stdenv is sourced,
 // before any phase: they belong to the first phase.
@@ -21,9 +67,6 @@ const Setup = "setup"
 // global attributes are read by the stdenv when it is sourced (inputs,
 // outputs, the builder itself), so they matter to every phase.
 var global = map[string]bool{}
-
-// known maps well-known stdenv attributes to the phase function reading them.
-var known = map[string]string{}
 
 func init() {
 	for _, a := range strings.Fields(`name pname version system builder args stdenv outputs
@@ -36,7 +79,7 @@ func init() {
 		setupHook setupHooks shell SHELL PATH HOME NIX_DEBUG noDumpEnvVars
 		impureEnvVars allowSubstitutes preferLocalBuild requiredSystemFeatures
 		__impureHostDeps __propagatedImpureHostDeps __sandboxProfile __darwinAllowLocalNetworking
-		outputHash outputHashAlgo outputHashMode`) {
+		outputHash outputHashAlgo outputHashMode preHook postHook`) {
 		global[a] = true
 	}
 	// The lists of extra phases decide the phase list itself.
@@ -46,87 +89,143 @@ func init() {
 			global[p.ListBefore] = true
 		}
 	}
-	place := func(phase, attrs string) {
-		for _, a := range strings.Fields(attrs) {
-			known[a] = phase
-		}
-	}
-	place("unpackPhase", "src srcs sourceRoot setSourceRoot unpackCmd dontMakeSourcesWritable")
-	place("patchPhase", "patches patchFlags")
-	place("configurePhase", `configureScript configureFlags configureFlagsArray configurePlatforms
-		prefix prefixKey dontAddPrefix dontAddDisableDepTrack dontDisableStatic dontFixLibtool
-		dontAddStaticConfigureFlags cmakeFlags mesonFlags`)
-	place("buildPhase", `makeFlags makeFlagsArray buildFlags buildFlagsArray makefile
-		enableParallelBuilding`)
-	place("checkPhase", "checkFlags checkFlagsArray checkTarget enableParallelChecking")
-	place("installPhase", "installFlags installFlagsArray installTargets enableParallelInstalling")
-	place("fixupPhase", `dontStrip dontStripHost dontStripTarget stripAllList stripDebugList
-		stripDebugFlags stripAllFlags dontPatchELF dontPatchShebangs dontMoveSbin dontMoveLib64
-		dontGzipMan dontPruneLibtoolFiles forceShare separateDebugInfo`)
-	place("installCheckPhase", "installCheckTarget installCheckFlags installCheckFlagsArray")
-	place("distPhase", "distFlags distFlagsArray distTarget tarballs dontCopyDist")
 }
 
 // Rules places attributes for one derivation's phase list.
 type Rules struct {
 	phases []string
-	// reads[i] holds the variables phase i's code reads (its own code, its
-	// hooks, and the functions it calls).
-	reads []map[string]bool
+	// stdenv[i] and own[i] hold the variables phase i's code reads: the
+	// stdenv's code, and the package's own phase and hook text.
+	stdenv, own []map[string]bool
+	outputs     map[string]bool
 }
 
-// New returns rules for the ordered phases; reads gives, per phase, the
-// variables its code reads (see Reads). reads may be nil.
-func New(phases []string, reads map[string]map[string]bool) *Rules {
-	r := &Rules{phases: phases}
-	for _, p := range phases {
-		r.reads = append(r.reads, reads[p])
+// WithOutputs names the derivation's outputs ($out, $dev): the stdenv sets
+// them up, and programs read them from the first phase on.
+func (r *Rules) WithOutputs(names ...string) *Rules {
+	r.outputs = map[string]bool{}
+	for _, n := range names {
+		r.outputs[n] = true
 	}
 	return r
 }
 
-// Place returns the phase an attribute first matters to. When unsure it
-// answers the first phase: a needless rebuild is better than a wrong reuse.
+// New returns rules for the ordered phases; reads gives, per phase, the
+// variables its code reads (see PhaseReads). Without them (the zero Reads,
+// before a build's stdenv was probed) the controls are the guess of
+// Standard's Controls.
+func New(phases []string, reads Reads) *Rules {
+	r := &Rules{phases: phases}
+	for _, p := range phases {
+		stdenv := reads.Stdenv[p]
+		if reads.Stdenv == nil {
+			// No probe yet (the language server's guess): nixpkgs' controls.
+			stdenv = map[string]bool{}
+			for _, sp := range Standard {
+				if sp.Name == p {
+					for _, a := range strings.Fields(sp.Controls) {
+						stdenv[a] = true
+					}
+				}
+			}
+		}
+		r.stdenv = append(r.stdenv, stdenv)
+		r.own = append(r.own, reads.Package[p])
+	}
+	return r
+}
+
+// Place returns the first phase whose key covers an attribute, and the
+// rule that put it there (see Rule).
 func (r *Rules) Place(attr string) Placement {
 	first := ""
 	if len(r.phases) > 0 {
 		first = r.phases[0]
 	}
-	if global[attr] || strings.HasPrefix(attr, "NIX_") {
-		return Placement{first, "read when the stdenv is set up"}
+	fromFirst := func(rule Rule, why string) Placement {
+		return Placement{Phase: first, Rule: rule, Why: FromFirstPhase + why}
 	}
+	switch {
+	case global[attr] || r.outputs[attr]:
+		return fromFirst(RuleSetup, "the stdenv reads it when it is set up")
+	case strings.HasPrefix(attr, "env."):
+		return fromFirst(RuleEnv, "env.* is the environment programs read")
+	}
+	pl, ok := r.stdenvPlace(attr)
+	if isEnvName(attr) && (ok && pl.Rule == RuleControl || strings.HasPrefix(attr, "NIX_")) {
+		// The stdenv reading CC in configurePhase says nothing of the
+		// programs that read it before.
+		pl := fromFirst(RuleProgram, "programs read environment variables like it (NIX_*, CC, CFLAGS, LDFLAGS, PKG_CONFIG_PATH, LANG, …)")
+		if i := r.firstOwn(attr); i >= 0 {
+			pl.NamedBy = r.phases[i]
+		}
+		return pl
+	}
+	if !ok {
+		pl := fromFirst(RuleAny, "programs may read any attribute")
+		if i := r.firstOwn(attr); i >= 0 {
+			pl.NamedBy = r.phases[i]
+			pl.Why += " (the package's own code of " + r.phases[i] + " naming it does not make it the stdenv's)"
+		}
+		return pl
+	}
+	// The package's own code of an earlier phase reads it there.
+	if i := r.firstOwn(attr); i >= 0 && i < indexOf(r.phases, pl.Phase) {
+		return Placement{Phase: r.phases[i], Rule: RulePackageCode, Why: "the package's own code of " + r.phases[i] + " reads it, before the stdenv's code of " + pl.Phase}
+	}
+	return pl
+}
+
+// stdenvPlace is the phase the stdenv itself consumes attr in, if any.
+func (r *Rules) stdenvPlace(attr string) (Placement, bool) {
 	if r.has(attr) {
-		return Placement{attr, "the phase's own code"}
+		return Placement{Phase: attr, Rule: RulePhase, Why: "the phase's own code, which the stdenv runs in " + attr}, true
 	}
 	for _, pfx := range []string{"pre", "post"} {
 		if p := hookPhase(attr, pfx); p != "" && r.has(p) {
-			return Placement{p, "hook of " + p}
+			return Placement{Phase: p, Rule: RuleHook, Why: "a hook of " + p + ", which the stdenv runs there"}, true
 		}
 	}
-	if p := toggledPhase(attr); p != "" {
-		if r.has(p) {
-			return Placement{p, "switches " + p}
+	if p := toggledPhase(attr); p != "" && r.has(p) {
+		return Placement{Phase: p, Rule: RuleSwitch, Why: "switches " + p + ", read by the stdenv's phase loop"}, true
+	}
+	for i, reads := range r.stdenv {
+		if !reads[attr] {
+			continue
 		}
-		return Placement{first, "switches " + p + ", which is not in the phase list"}
-	}
-	if p, ok := known[attr]; ok && r.has(p) {
-		return Placement{p, "read by " + p}
-	}
-	for i, reads := range r.reads {
-		if reads[attr] {
-			return Placement{r.phases[i], "read by the code of " + r.phases[i]}
+		if strings.HasSuffix(attr, "Hook") || strings.HasSuffix(attr, "Hooks") {
+			return Placement{Phase: r.phases[i], Rule: RuleHook, Why: "a hook the stdenv runs in " + r.phases[i]}, true
 		}
+		return Placement{Phase: r.phases[i], Rule: RuleControl, Why: "a control of the stdenv, which its code (setup.sh and setup hooks) reads in " + r.phases[i] + "; programs are not expected to read it"}, true
 	}
-	return Placement{first, "not read by any phase's code, so it may matter to all"}
+	return Placement{}, false
 }
 
-func (r *Rules) has(phase string) bool {
-	for _, p := range r.phases {
-		if p == phase {
-			return true
+// isEnvName: upper-case names (CC, LANG, NIX_CFLAGS_COMPILE) are the
+// environment's convention for what programs read.
+func isEnvName(attr string) bool {
+	return strings.ToLower(attr) != attr && strings.ToUpper(attr) == attr
+}
+
+// firstOwn is the first phase whose package code names attr, -1 if none.
+func (r *Rules) firstOwn(attr string) int {
+	for i, own := range r.own {
+		if own[attr] {
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+func (r *Rules) has(phase string) bool { return indexOf(r.phases, phase) >= 0 }
+
+func indexOf(phases []string, phase string) int {
+	for i, p := range phases {
+		if p == phase {
+			return i
+		}
+	}
+	return -1
 }
 
 // hookPhase: preInstall → installPhase, postStamp → stampPhase.

@@ -15,19 +15,32 @@ type StandardPhase struct {
 	ListBefore string
 	// EntersSourceRoot: after this phase the loop changes into $sourceRoot.
 	EntersSourceRoot bool
+	// Controls are the attributes nixpkgs' function of the phase reads:
+	// only a guess for the language server before a build's stdenv was
+	// probed (New without Reads). Keys place attributes by the reads of
+	// the build's own setup.sh and setup hooks (PhaseReads).
+	Controls string
 }
 
 // Standard is the generic builder's default phase list, in order.
 var Standard = []StandardPhase{
-	{Name: "unpackPhase", Switch: "dontUnpack", ListBefore: "prePhases", EntersSourceRoot: true},
-	{Name: "patchPhase", Switch: "dontPatch"},
-	{Name: "configurePhase", Switch: "dontConfigure", ListBefore: "preConfigurePhases"},
-	{Name: "buildPhase", Switch: "dontBuild", ListBefore: "preBuildPhases"},
-	{Name: "checkPhase", Switch: "doCheck", OptIn: true},
-	{Name: "installPhase", Switch: "dontInstall", ListBefore: "preInstallPhases"},
-	{Name: "fixupPhase", Switch: "dontFixup", ListBefore: "preFixupPhases"},
-	{Name: "installCheckPhase", Switch: "doInstallCheck", OptIn: true},
-	{Name: "distPhase", Switch: "doDist", OptIn: true, ListBefore: "preDistPhases"},
+	{Name: "unpackPhase", Switch: "dontUnpack", ListBefore: "prePhases", EntersSourceRoot: true,
+		Controls: "src srcs sourceRoot setSourceRoot unpackCmd dontMakeSourcesWritable"},
+	{Name: "patchPhase", Switch: "dontPatch", Controls: "patches patchFlags"},
+	{Name: "configurePhase", Switch: "dontConfigure", ListBefore: "preConfigurePhases",
+		Controls: `configureScript configureFlags configureFlagsArray configurePlatforms prefix prefixKey
+			dontAddPrefix dontAddDisableDepTrack dontDisableStatic dontFixLibtool cmakeFlags mesonFlags`},
+	{Name: "buildPhase", Switch: "dontBuild", ListBefore: "preBuildPhases",
+		Controls: "makeFlags makeFlagsArray buildFlags buildFlagsArray makefile enableParallelBuilding"},
+	{Name: "checkPhase", Switch: "doCheck", OptIn: true, Controls: "checkFlags checkFlagsArray checkTarget enableParallelChecking"},
+	{Name: "installPhase", Switch: "dontInstall", ListBefore: "preInstallPhases",
+		Controls: "installFlags installFlagsArray installTargets enableParallelInstalling"},
+	{Name: "fixupPhase", Switch: "dontFixup", ListBefore: "preFixupPhases",
+		Controls: `dontStrip dontStripHost dontStripTarget stripAllList stripDebugList stripDebugFlags
+			stripAllFlags dontPatchELF dontPatchShebangs dontMoveSbin dontMoveLib64 dontGzipMan
+			dontPruneLibtoolFiles forceShare`},
+	{Name: "installCheckPhase", Switch: "doInstallCheck", OptIn: true, Controls: "installCheckTarget installCheckFlags installCheckFlagsArray"},
+	{Name: "distPhase", Switch: "doDist", OptIn: true, ListBefore: "preDistPhases", Controls: "distFlags distFlagsArray distTarget tarballs dontCopyDist"},
 }
 
 // ListAfter names the variable listing extra phases that run after the

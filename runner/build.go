@@ -156,13 +156,25 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	if progress == nil {
 		progress = func(Event) {}
 	}
+	waited := false
 	unlock, err := e.lockFile(ctx, "drv-"+filepath.Base(drvPath), func() {
+		waited = true
 		progress(Event{Kind: EventWait, Message: "waiting for another build of the same derivation to finish"})
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if waited && bo.From == "" {
+		// The build waited for may have registered the outputs: they come
+		// back as at the start of a build, whatever it left in the cache.
+		if outs, ok, err := AlreadyBuilt(ctx, drvPath, bo.ResultLink); err != nil {
+			return nil, err
+		} else if ok {
+			progress(Event{Kind: EventDeliver, Message: "the build waited for registered the outputs in the Nix store"})
+			return BuiltResult(outs), nil
+		}
+	}
 	j, err := e.prepare(ctx, drvPath, logw)
 	if err != nil {
 		return nil, err
@@ -174,6 +186,15 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	if j.drv.IsFixedOutput() {
 		return e.buildWithNix(ctx, j, bo, progress, start)
 	}
+	// The chain is chosen and pinned beside other builds, never beside a
+	// removal (removalLock).
+	release, err := e.lockShared(ctx, removalLock, func() {
+		progress(Event{Kind: EventWait, Message: "waiting for a gc of the layer cache to finish"})
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	plan, err := e.plan(j, bo.PlanOptions)
 	if err != nil {
 		return nil, err
@@ -194,6 +215,9 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			o.plan = plan
 		}
 	}
+	defer e.pinChain(lastReused(plan))()
+	release()
+	fault.Point(fault.Planned)
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
 		plan = e.fullIfFaster(j, plan, progress)
 	}
@@ -336,6 +360,11 @@ func planSummary(p *Plan) string {
 func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
 	ph := plan.Phases[i]
 	meta := layers.Meta{Kind: layers.KindPhase, Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.KeyInputs}
+	if plan.From != "" && hasForced(plan) {
+		// Not what its key says: the requesting user's alone.
+		uid := plan.viewer.uid()
+		meta.PrivateTo = &uid
+	}
 	l, err := e.layers.Create(parent, meta)
 	if err != nil {
 		return "", nil, err
@@ -381,7 +410,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		e.layers.Delete(l.ID)
 		return "", nil, errEndedEarly{ph.Name}
 	}
-	fault.Point(fault.AfterPhase)
+	fault.PointAt(fault.AfterPhase, ph.Name)
 	meta.Duration = time.Since(t0)
 	meta.Started = t0
 	next := state

@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -155,6 +157,16 @@ func (e *Engine) Layers() *layers.Store { return e.layers }
 // lockFile takes an exclusive flock on a file under the cache, telling the
 // user when it has to wait for another build.
 func (e *Engine) lockFile(ctx context.Context, name string, waiting func()) (func(), error) {
+	return e.flockFile(ctx, name, syscall.LOCK_EX, waiting)
+}
+
+// lockShared takes the lock beside other shared holders, apart from an
+// exclusive one.
+func (e *Engine) lockShared(ctx context.Context, name string, waiting func()) (func(), error) {
+	return e.flockFile(ctx, name, syscall.LOCK_SH, waiting)
+}
+
+func (e *Engine) flockFile(ctx context.Context, name string, how int, waiting func()) (func(), error) {
 	dir := filepath.Join(e.opts.CacheDir, "locks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lock directory: %w", err)
@@ -163,12 +175,14 @@ func (e *Engine) lockFile(ctx context.Context, name string, waiting func()) (fun
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 		if waiting != nil {
 			waiting()
 		}
+		kind, _, _ := strings.Cut(name, "-")
+		fault.PointAt(fault.WaitLock, kind) // tests see the wait begin
 		done := make(chan error, 1)
-		go func() { done <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+		go func() { done <- syscall.Flock(int(f.Fd()), how) }()
 		select {
 		case err := <-done:
 			if err != nil {

@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
@@ -59,7 +62,9 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	if o.KeepLast <= 0 {
 		o.KeepLast = 1
 	}
-	unlock, err := e.lockFile(ctx, "gc", func() { fmt.Fprintln(orDiscard(o.Log), "nixlayer: waiting for another gc to finish") })
+	unlock, err := e.lockFile(ctx, removalLock, func() {
+		fmt.Fprintln(orDiscard(o.Log), "nixlayer: waiting for another gc, or builds choosing the layers they reuse, to finish")
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +158,7 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 		}
 	}
 
+	fault.Point(fault.GCDecided)
 	res := &GCResult{DryRun: o.DryRun}
 	for i := len(all) - 1; i >= 0; i-- { // newest (children) first
 		l := all[i]
@@ -181,6 +187,26 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 		return res, fmt.Errorf("gc could not remove %d layer(s): %s", len(res.Errors), strings.Join(res.Errors, "; "))
 	}
 	return res, nil
+}
+
+// removalLock is held exclusively while layers are removed (gc, dropped
+// attempts) and shared while a build chooses the chain it reuses and
+// mounts it (pinChain): a chain is never removed between its choice and
+// its use, and what is removed is never chosen.
+const removalLock = "gc"
+
+// pinChain keeps the top of a chain a build reuses mounted until the
+// returned func: gc keeps mounted layers and every layer under them, and
+// dropped attempts leave mounted layers.
+func (e *Engine) pinChain(top string) func() {
+	if top == "" {
+		return func() {}
+	}
+	if _, err := e.layers.Mount(top); err != nil {
+		e.log.Warn("pinning the reused chain", zap.String("layer", top), zap.Error(err))
+		return func() {}
+	}
+	return func() { e.layers.Unmount(top) }
 }
 
 // busyPackages names the packages a build is running for right now (their

@@ -52,8 +52,8 @@ type Selected struct {
 // or short form, "failed", or a layer id prefix) of a package. With a .drv
 // path the layer whose key matches the current plan wins; otherwise the
 // newest layer of that phase of the derivation, then of any derivation of
-// the same name.
-func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writer) (*Selected, error) {
+// the same name. Only layers v sees are chosen.
+func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writer, v *Viewer) (*Selected, error) {
 	var j *job
 	var p *Plan
 	if pkg.DrvPath != "" {
@@ -61,12 +61,12 @@ func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writ
 		if j, err = e.prepare(ctx, pkg.DrvPath, orDiscard(log)); err != nil {
 			return nil, err
 		}
-		if p, err = e.plan(j, PlanOptions{}); err != nil {
+		if p, err = e.plan(j, PlanOptions{Viewer: v}); err != nil {
 			return nil, err
 		}
 		pkg.Name = j.drv.Name
 	}
-	sel, err := e.selectLayer(pkg, p, at)
+	sel, err := e.selectLayer(pkg, p, at, v)
 	if err != nil {
 		return nil, err
 	}
@@ -74,8 +74,8 @@ func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writ
 	return sel, nil
 }
 
-func (e *Engine) selectLayer(pkg Package, p *Plan, at string) (*Selected, error) {
-	all, err := e.layers.List()
+func (e *Engine) selectLayer(pkg Package, p *Plan, at string, v *Viewer) (*Selected, error) {
+	all, vis, err := e.visibleLayers(v)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +86,9 @@ func (e *Engine) selectLayer(pkg Package, p *Plan, at string) (*Selected, error)
 		l, err := e.layers.Get(id)
 		if err != nil {
 			return nil, err
+		}
+		if !vis.sees(l) {
+			return nil, &PrivateLayerError{Layer: l.ID}
 		}
 		return &Selected{Layer: l, Phase: phaseOf(e, l)}, nil
 	}
@@ -221,9 +224,10 @@ func rowStatus(l *layers.Layer) string {
 }
 
 // List describes the layers in the cache (only those of pkg when it is
-// not empty), grouped by package, each chain from its base to its top.
-func (e *Engine) List(pkg Package) ([]LayerRow, error) {
-	all, err := e.layers.List()
+// not empty), grouped by package, each chain from its base to its top;
+// only those v sees.
+func (e *Engine) List(pkg Package, v *Viewer) ([]LayerRow, error) {
+	all, _, err := e.visibleLayers(v)
 	if err != nil {
 		return nil, err
 	}
@@ -267,16 +271,17 @@ func (e *Engine) List(pkg Package) ([]LayerRow, error) {
 }
 
 // Log returns the stored build log of a package: of one phase, or of every
-// phase of the newest chain (the failed one if the newest build failed).
-func (e *Engine) Log(ctx context.Context, pkg Package, phase string) ([]PhaseLog, error) {
+// phase of the newest chain (the failed one if the newest build failed);
+// only of layers v sees.
+func (e *Engine) Log(ctx context.Context, pkg Package, phase string, v *Viewer) ([]PhaseLog, error) {
 	if phase != "" {
-		sel, err := e.Select(ctx, pkg, phase, nil)
+		sel, err := e.Select(ctx, pkg, phase, nil, v)
 		if err != nil {
 			return nil, err
 		}
 		return e.chainLogs([]*layers.Layer{sel.Layer})
 	}
-	all, err := e.layers.List()
+	all, _, err := e.visibleLayers(v)
 	if err != nil {
 		return nil, err
 	}
@@ -335,15 +340,16 @@ func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
 
 // Top selects the top of the package's chain: the last cached phase of the
 // current plan, else the newest top layer of the package (failed, forced
-// or from an earlier derivation of the same name), with a note.
-func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer) (*Selected, error) {
+// or from an earlier derivation of the same name), with a note; only
+// layers v sees.
+func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer, v *Viewer) (*Selected, error) {
 	var p *Plan
 	if pkg.DrvPath != "" {
 		j, err := e.prepare(ctx, pkg.DrvPath, orDiscard(log))
 		if err != nil {
 			return nil, err
 		}
-		if p, err = e.plan(j, PlanOptions{}); err != nil {
+		if p, err = e.plan(j, PlanOptions{Viewer: v}); err != nil {
 			return nil, err
 		}
 		pkg.Name = j.drv.Name
@@ -357,7 +363,7 @@ func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer) (*Selected
 			}
 		}
 	}
-	all, err := e.layers.List()
+	all, _, err := e.visibleLayers(v)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserules"
@@ -47,6 +50,10 @@ type Plan struct {
 	Strict   bool              `json:"strict,omitempty"`
 	From     string            `json:"from,omitempty"`
 	Phases   []PhasePlan       `json:"phases"`
+	// Placements say, per attribute, the rule that placed it in the phase
+	// whose key covers it (phaserules.Place); empty when every phase's key
+	// covers every attribute (--strict, one layer).
+	Placements map[string]phaserules.Placement `json:"placements,omitempty"`
 	// Rewrite is set when reused layers were built with other output paths.
 	Rewrite map[string]string `json:"rewrite,omitempty"`
 	// RewriteMap says whether the reused chain's path map is known:
@@ -57,6 +64,12 @@ type Plan struct {
 	// Exactness predicts the verdict on the outputs from the build the map
 	// was learned from: which rule would decide, every unexplained file.
 	Exactness *Exactness `json:"exactness,omitempty"`
+	// viewer is whom the plan serves: what it reuses, and whom the layers
+	// of a forced (--from) build are private to.
+	viewer *Viewer
+	// reuseNote says which layer the plan took among several with the same
+	// key (logged with -v).
+	reuseNote string
 }
 
 // PhasePlan is one phase of a plan.
@@ -118,6 +131,8 @@ type PlanOptions struct {
 	// RequireVerified ignores layers that rest on an inexact rewrite.
 	RequireVerified bool
 	Log             io.Writer
+	// Viewer is whom the plan serves (nil: the engine's own user).
+	Viewer *Viewer
 }
 
 // Plan computes the plan for a derivation without building anything but
@@ -149,14 +164,22 @@ func (e *Engine) plan(j *job, po PlanOptions) (*Plan, error) {
 	} else {
 		in.whole, in.whyWhole = true, j.whyWhole
 	}
-	in.owned = e.placeAttributes(j, in.phases)
+	in.owned, in.placed = e.placeAttributes(j, in.phases)
 	in.seed = append([]string{j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}, bindParts(j.binds)...)
 	for _, input := range j.unreferencedInputs {
 		in.seed = append(in.seed, "input:"+input)
 	}
-	p, firstRun, err := planPhases(in, e.layers, po)
+	look, err := e.lookupFor(po.Viewer)
 	if err != nil {
 		return nil, err
+	}
+	p, firstRun, err := planPhases(in, look, po)
+	if err != nil {
+		return nil, err
+	}
+	p.viewer = po.Viewer
+	if p.reuseNote != "" {
+		e.log.Debug("choosing among layers with the same key", zap.String("drv", p.Drv), zap.String("choice", p.reuseNote))
 	}
 	e.predictRewrite(p, firstRun)
 	return p, nil
@@ -182,6 +205,8 @@ type planInputs struct {
 	// their values with output paths replaced by placeholders.
 	owned map[string][]string
 	attrs map[string]string
+	// placed says by which rule each attribute is where it is.
+	placed map[string]phaserules.Placement
 	// seed keys the first phase besides its attributes: system, builder,
 	// arguments, sandbox paths and the inputs no attribute names.
 	seed []string
@@ -195,10 +220,33 @@ type planInputs struct {
 func planPhases(in planInputs, look layerLookup, po PlanOptions) (*Plan, int, error) {
 	p := &Plan{Drv: in.drv, Name: in.name, Package: in.pkg, Outputs: in.outputs, Strict: po.Strict, Whole: in.whole, WhyWhole: in.whyWhole}
 	p.Phases = phaseKeys(in, po.Strict || in.whole)
+	if !po.Strict && !in.whole {
+		p.Placements = in.placed
+	}
 	if po.From != "" && phaserules.Resolve(in.phases, po.From) == "" {
 		return nil, -1, fmt.Errorf("--from %s: %s has no such phase (phases: %s)", po.From, p.Name, strings.Join(in.phases, " "))
 	}
 	return p, markCached(look, in.pkg, p, po), nil
+}
+
+// placementReasons adds to a phase's reason the rules that placed the
+// attributes whose change invalidated it ("GREETING changed (GREETING:
+// read from the first phase on: programs may read any attribute)"): a
+// resume point that moved is explained where it shows.
+func placementReasons(reason string, changed []string, placed map[string]phaserules.Placement) string {
+	var rules []string
+	for _, a := range changed {
+		if pl, ok := placed[a]; ok {
+			rules = append(rules, a+": "+pl.Why)
+		}
+	}
+	if len(rules) > 3 {
+		rules = append(rules[:3], "…")
+	}
+	if len(rules) == 0 {
+		return reason
+	}
+	return reason + " (" + strings.Join(rules, "; ") + ")"
 }
 
 // phaseKeys chains the phases' keys: each covers the previous phase's key,
@@ -239,33 +287,71 @@ func bindParts(binds []sandbox.Bind) []string {
 	return parts
 }
 
-// placeAttributes assigns every attribute to the phase it first matters to.
-func (e *Engine) placeAttributes(j *job, phases []string) map[string][]string {
-	owned := map[string][]string{}
+// placeAttributes assigns every attribute to the first phase whose key
+// covers it, and says by which rule (phaserules.Place).
+func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, map[string]phaserules.Placement) {
+	owned, placed := map[string][]string{}, map[string]phaserules.Placement{}
 	if !j.splittable {
-		return owned
+		return owned, placed
 	}
+	texts := attrTexts(j)
 	code := map[string]string{}
 	for _, ph := range phases {
-		if v, ok := j.drv.Env[ph]; ok {
+		if v, ok := texts[ph]; ok {
 			code[ph] = v
 		}
 	}
 	hooks := func(phase string) []string {
 		var hs []string
 		for _, name := range phaserules.Hooks(phase) {
-			if j.drv.Env[name] != "" {
-				hs = append(hs, j.drv.Env[name])
+			if texts[name] != "" {
+				hs = append(hs, texts[name])
 			}
 		}
 		return hs
 	}
-	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, j.probe.Funcs, hooks))
+	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, stdenvFuncs(j.probe.Funcs, texts), hooks, j.probe.HookArrays)).
+		WithOutputs(slices.Collect(maps.Keys(j.drv.Outputs))...)
 	for _, a := range sortedKeys(j.attrs) {
 		pl := rules.Place(a)
 		owned[pl.Phase] = append(owned[pl.Phase], a)
+		placed[a] = pl
 	}
-	return owned
+	return owned, placed
+}
+
+// attrTexts are the derivation's attributes as the builder's bash sees
+// them: the environment, or with structured attributes the strings of
+// __json (where a package's own phases and hooks are).
+func attrTexts(j *job) map[string]string {
+	texts := maps.Clone(j.drv.Env)
+	if j.drv.StructuredAttrs() {
+		var m map[string]json.RawMessage
+		if json.Unmarshal([]byte(j.drv.Env["__json"]), &m) == nil {
+			for k, raw := range m {
+				var v string
+				if json.Unmarshal(raw, &v) == nil {
+					texts[k] = v
+				}
+			}
+		}
+	}
+	return texts
+}
+
+// stdenvFuncs are the functions the stdenv (setup.sh and its setup hooks)
+// defined in the probe, without those the package's own attributes declare
+// (a preHook's helper): only the stdenv's reads may key an attribute late.
+func stdenvFuncs(probed, texts map[string]string) map[string]string {
+	funcs := maps.Clone(probed)
+	for _, v := range texts {
+		if strings.Contains(v, "()") || strings.Contains(v, "function ") {
+			for _, name := range phaserules.DeclaredFuncs(v) {
+				delete(funcs, name)
+			}
+		}
+	}
+	return funcs
 }
 
 // markCached looks the keys up and explains every phase that must run; it
@@ -303,20 +389,10 @@ func markCached(look layerLookup, pkg string, p *Plan, po PlanOptions) int {
 		} else {
 			p.Phases[0].Reason = "--from " + p.From + ": no earlier build reached it"
 		}
-	} else {
-		for i := range p.Phases {
-			ph := &p.Phases[i]
-			l, ok := look.Lookup(ph.Key)
-			if ok && po.RequireVerified && !verified(l) {
-				ok = false
-			}
-			if !ok {
-				firstRun = i
-				ph.Reason, ph.Changed = explain(ph, prev[ph.Name], p.Strict)
-				break
-			}
-			ph.Status, ph.Layer = StatusCached, info(look, l)
-		}
+	} else if firstRun = reuseBest(look, p, po); firstRun >= 0 {
+		ph := &p.Phases[firstRun]
+		ph.Reason, ph.Changed = explain(ph, prev[ph.Name], p.Strict)
+		ph.Reason = placementReasons(ph.Reason, ph.Changed, p.Placements)
 	}
 	if firstRun >= 0 {
 		runFrom(p.Phases, firstRun)
@@ -327,6 +403,115 @@ func markCached(look layerLookup, pkg string, p *Plan, po PlanOptions) int {
 		}
 	}
 	return firstRun
+}
+
+// reuseBest marks the longest prefix of phases that have layers as cached,
+// with the chain under the best layer of the prefix's last key (chains
+// that meet at one key are as good as each other before it, and the top
+// decides what the build continues from): one resting on nothing
+// unverified (a provisional or inexact rewrite, a forced reuse) before one
+// that does, then the one holding the key's name (committed last), then
+// the newest. With RequireVerified only verified chains count. It returns
+// the first phase to run (-1: none).
+func reuseBest(look layerLookup, p *Plan, po PlanOptions) int {
+	byKey := keyedLayers(look, po)
+	n := 0
+	for n < len(p.Phases) && len(byKey[p.Phases[n].Key]) > 0 {
+		n++
+	}
+	for ; n > 0; n-- {
+		key := p.Phases[n-1].Key
+		cands := byKey[key]
+		named := ""
+		if l, ok := look.Lookup(key); ok {
+			named = l.ID
+		}
+		slices.SortStableFunc(cands, func(a, b *layers.Layer) int {
+			switch {
+			case verified(a) != verified(b):
+				return boolOrder(verified(a))
+			case (a.ID == named) != (b.ID == named):
+				return boolOrder(a.ID == named)
+			}
+			return b.Created.Compare(a.Created)
+		})
+		for _, top := range cands {
+			chain := ancestors(look, top, n)
+			if !consistent(chain, p.Phases, po) {
+				continue
+			}
+			for i, l := range chain {
+				p.Phases[i].Status, p.Phases[i].Layer = StatusCached, info(look, l)
+			}
+			p.reuseNote = reuseNote(chain, p.Phases, byKey)
+			if n == len(p.Phases) {
+				return -1
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// keyedLayers are the layers a plan may reuse, by key: complete phases
+// (verified ones only, with RequireVerified).
+func keyedLayers(look layerLookup, po PlanOptions) map[string][]*layers.Layer {
+	all, err := look.List()
+	if err != nil {
+		return nil
+	}
+	byKey := map[string][]*layers.Layer{}
+	for _, l := range all {
+		if l.Meta.Key != "" && l.Meta.Status == layers.StatusComplete && l.Meta.KindOf() == layers.KindPhase && (!po.RequireVerified || verified(l)) {
+			byKey[l.Meta.Key] = append(byKey[l.Meta.Key], l)
+		}
+	}
+	return byKey
+}
+
+// consistent: the chain under a candidate holds the planned keys (it does
+// unless a layer under it was damaged), all verified with RequireVerified.
+func consistent(chain []*layers.Layer, phases []PhasePlan, po PlanOptions) bool {
+	if chain == nil {
+		return false
+	}
+	for i, l := range chain {
+		if l.Meta.Key != phases[i].Key || (po.RequireVerified && !verified(l)) {
+			return false
+		}
+	}
+	return true
+}
+
+// boolOrder sorts true first.
+func boolOrder(first bool) int {
+	if first {
+		return -1
+	}
+	return 1
+}
+
+// reuseNote says which chain a plan reused when other layers had the keys
+// of its phases ("" when none had).
+func reuseNote(chain []*layers.Layer, phases []PhasePlan, byKey map[string][]*layers.Layer) string {
+	what := func(l *layers.Layer) string {
+		if verified(l) {
+			return shortKey(l.ID) + " (verified)"
+		}
+		return shortKey(l.ID) + " (rests on a provisional or inexact rewrite)"
+	}
+	var others []string
+	for i, l := range chain {
+		for _, o := range byKey[phases[i].Key] {
+			if o.ID != l.ID {
+				others = append(others, phases[i].Name+" "+what(o))
+			}
+		}
+	}
+	if len(others) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("reusing the chain under %s %s, not %s", phases[len(chain)-1].Name, what(chain[len(chain)-1]), strings.Join(others, ", "))
 }
 
 // runFrom marks phase i and every later one to run, the later ones

@@ -9,14 +9,17 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserules"
 )
 
 // layerTable is a layer cache for planning without containers-storage:
 // layers in the order they were made.
 type layerTable struct{ all []*layers.Layer }
 
+// Lookup finds the layer holding the key's name: as in the layer store,
+// the one committed last.
 func (t *layerTable) Lookup(key string) (*layers.Layer, bool) {
-	for _, l := range t.all {
+	for _, l := range slices.Backward(t.all) {
 		if l.Meta.Key == key && l.Meta.Status == layers.StatusComplete {
 			return l, true
 		}
@@ -52,6 +55,34 @@ func (t *layerTable) build(in planInputs, n int, failed bool) {
 		}
 		t.all = append(t.all, &layers.Layer{ID: id, Parent: parent, Created: time.Unix(int64(len(t.all)), 0), Meta: layers.Meta{
 			Kind: layers.KindPhase, Status: status, Key: ph.Key, Phase: ph.Name, Index: i, Package: in.pkg, Outputs: in.outputs, Attrs: ph.KeyInputs,
+		}})
+		parent = id
+	}
+}
+
+// resume records the layers a build of in leaves that reused the chain
+// ending in phase layer reused, rewritten provisionally for its output
+// paths (a rewrite layer, so the phases it ran up to n rest on an
+// unverified rewrite), as another derivation of the package does.
+func (t *layerTable) resume(in planInputs, reused string, n int) {
+	p, _, err := planPhases(in, &layerTable{}, PlanOptions{})
+	if err != nil {
+		panic(err)
+	}
+	f := false
+	under, err := t.Get(reused)
+	if err != nil {
+		panic(err)
+	}
+	parent := fmt.Sprintf("L%d", len(t.all))
+	t.all = append(t.all, &layers.Layer{ID: parent, Parent: reused, Created: time.Unix(int64(len(t.all)), 0), Meta: layers.Meta{
+		Kind: layers.KindRewrite, Status: layers.StatusDerived, Package: in.pkg, Outputs: in.outputs, Verified: &f,
+	}})
+	for i := under.Meta.Index + 1; i < n; i++ {
+		ph := p.Phases[i]
+		id := fmt.Sprintf("L%d", len(t.all))
+		t.all = append(t.all, &layers.Layer{ID: id, Parent: parent, Created: time.Unix(int64(len(t.all)), 0), Meta: layers.Meta{
+			Kind: layers.KindPhase, Status: layers.StatusComplete, Key: ph.Key, Phase: ph.Name, Index: i, Package: in.pkg, Outputs: in.outputs, Attrs: ph.KeyInputs, Verified: &f,
 		}})
 		parent = id
 	}
@@ -105,6 +136,11 @@ func TestPlanPhases(t *testing.T) {
 		want     []wantPhase
 		firstRun int
 		rewrite  map[string]string
+		// layers are the reused layers' ids (when the case says), which
+		// rest on an unverified rewrite when unverified.
+		layers     []string
+		unverified bool
+		note       string // in what -v says of the choice
 	}{
 		{name: "cold cache", firstRun: 0,
 			want: []wantPhase{noBuild, follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
@@ -169,6 +205,32 @@ func TestPlanPhases(t *testing.T) {
 			},
 			want:    []wantPhase{cached, cached, cached, cached, run("postInstall changed", "postInstall"), follows("installPhase")},
 			rewrite: map[string]string{"/nix/store/1111-hello-1.0": "/nix/store/3333-hello-1.0"}},
+		{name: "a layer resting on a provisional rewrite is not reused while an exact one has its key", firstRun: -1,
+			cache: func(c *layerTable) {
+				c.build(helloInputs(nil), 6, false)
+				// Another derivation reused unpack and patch while this
+				// one's configure ran, and committed its configure last.
+				c.resume(helloInputs(func(in *planInputs) { otherOutput(in); in.attrs["postInstall"] = "echo bye" }), "L1", 5)
+			},
+			want:   []wantPhase{cached, cached, cached, cached, cached, cached},
+			layers: []string{"L0", "L1", "L2", "L3", "L4", "L5"},
+			note:   "reusing the chain under fixupPhase L5 (verified), not configurePhase L7 (rests on a provisional or inexact rewrite), buildPhase L8 (rests on"},
+		{name: "the exact chain before an unverified one with --exact", firstRun: 3, po: PlanOptions{RequireVerified: true},
+			cache: func(c *layerTable) {
+				c.build(helloInputs(nil), 3, false)
+				c.resume(helloInputs(otherOutput), "L1", 5)
+			},
+			want:   []wantPhase{cached, cached, cached, run("not cached (its layer was removed or an earlier phase changed)"), follows("buildPhase"), follows("buildPhase")},
+			layers: []string{"L0", "L1", "L2"}},
+		{name: "a longer chain on a provisional rewrite without --exact", firstRun: 5,
+			cache: func(c *layerTable) {
+				c.build(helloInputs(nil), 3, false)
+				c.resume(helloInputs(otherOutput), "L1", 5)
+			},
+			want:       []wantPhase{cached, cached, cached, cached, cached, run("no earlier build of this package")},
+			layers:     []string{"L0", "L1", "L4", "L5", "L6"},
+			unverified: true,
+			rewrite:    map[string]string{"/nix/store/3333-hello-1.0": "/nix/store/1111-hello-1.0"}},
 		{name: "a whole chain built for another output path", firstRun: -1,
 			cache:   func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
 			edit:    otherOutput,
@@ -195,6 +257,22 @@ func TestPlanPhases(t *testing.T) {
 				if (ph.Status == StatusRun) != (ph.Layer == nil) {
 					t.Errorf("%s is %s with layer %+v", ph.Name, ph.Status, ph.Layer)
 				}
+			}
+			if tc.layers != nil {
+				var got []string
+				unverified := false
+				for _, ph := range p.Phases {
+					if ph.Layer != nil {
+						got = append(got, ph.Layer.ID)
+						unverified = unverified || ph.Layer.Unverified
+					}
+				}
+				if !slices.Equal(got, tc.layers) || unverified != tc.unverified {
+					t.Errorf("reuses %v (unverified %v), want %v (unverified %v)", got, unverified, tc.layers, tc.unverified)
+				}
+			}
+			if !strings.Contains(p.reuseNote, tc.note) {
+				t.Errorf("the choice is told as %q, want it to hold %q", p.reuseNote, tc.note)
 			}
 			if rw, _ := reusedRewrite(p, firstRun); !maps.Equal(rw, tc.rewrite) {
 				t.Errorf("rewrite %v, want %v", rw, tc.rewrite)
@@ -275,5 +353,33 @@ func TestRerunFromLeavesThePlan(t *testing.T) {
 	}
 	if lastReused(np) != cache.all[1].ID || firstToRun(np) != 2 {
 		t.Errorf("rerun plan reuses up to %s, first runs %d", lastReused(np), firstToRun(np))
+	}
+}
+
+// The phase an edit invalidates says the rule that placed the attribute
+// there, in the plan's reason and placements.
+func TestPlanSaysThePlacementRule(t *testing.T) {
+	placed := func(in *planInputs) {
+		in.owned = maps.Clone(in.owned)
+		in.owned["unpackPhase"] = []string{"GREETING", "src"}
+		in.attrs["GREETING"] = "hello"
+		in.placed = map[string]phaserules.Placement{
+			"GREETING":    {Phase: "unpackPhase", Rule: phaserules.RuleAny, Why: phaserules.FromFirstPhase + "programs may read any attribute"},
+			"postInstall": {Phase: "installPhase", Rule: phaserules.RuleHook, Why: "a hook of installPhase"},
+		}
+	}
+	look := &layerTable{}
+	look.build(helloInputs(placed), 6, false)
+	p, firstRun, err := planPhases(helloInputs(func(in *planInputs) { placed(in); in.attrs["GREETING"] = "howdy" }), look, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "GREETING changed (GREETING: read from the first phase on: programs may read any attribute)"
+	if firstRun != 0 || p.Phases[0].Reason != want || p.Placements["GREETING"].Rule != phaserules.RuleAny {
+		t.Errorf("first run %d, reason %q, placements %v; want 0, %q", firstRun, p.Phases[0].Reason, p.Placements, want)
+	}
+	p, _, _ = planPhases(helloInputs(func(in *planInputs) { placed(in); in.attrs["postInstall"] = "echo bye" }), look, PlanOptions{Strict: true})
+	if p.Placements != nil {
+		t.Errorf("--strict keys every phase on every attribute: no placements, got %v", p.Placements)
 	}
 }

@@ -44,7 +44,11 @@ type job struct {
 type probe struct {
 	Phases []string          `json:"phases"`
 	Funcs  map[string]string `json:"funcs"` // stdenv functions after setup
-	Start  *shellstate.Delta `json:"start"` // state genericBuild sets up before the first phase
+	// HookArrays are the stdenv's hook arrays after setup (fixupOutputHooks
+	// → the names in it), which runHook runs: the placement rule follows
+	// them into the setup hooks' functions.
+	HookArrays map[string][]string `json:"hookArrays"`
+	Start      *shellstate.Delta   `json:"start"` // state genericBuild sets up before the first phase
 	// EndsEarly is set when a phase's code exits the builder: Nix then
 	// skips the remaining phases, so the derivation is built in one step.
 	EndsEarly string `json:"endsEarly,omitempty"`
@@ -228,7 +232,7 @@ func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, e
 	if err != nil || len(caps) != 2 {
 		return nil, fmt.Errorf("asking the stdenv of %s for its phases: bad state capture: %v\n%s", j.drv.Name, err, logtail.Lines(out.String(), 20))
 	}
-	p := &probe{Funcs: caps[0].Funcs, Start: shellstate.Diff(caps[0], caps[1])}
+	p := &probe{Funcs: caps[0].Funcs, HookArrays: hookArrays(caps[0]), Start: shellstate.Diff(caps[0], caps[1])}
 	p.Phases = strings.Fields(string(res.phases))
 	if len(p.Phases) == 0 {
 		return nil, fmt.Errorf("the stdenv of %s reported no phases", j.drv.Name)
@@ -238,6 +242,26 @@ func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, e
 		os.WriteFile(cacheFile, data, 0o600)
 	}
 	return p, nil
+}
+
+// hookArrays are the arrays named *Hooks in a capture, each with the
+// function names among its words (an element may also be code).
+func hookArrays(c *shellstate.Capture) map[string][]string {
+	out := map[string][]string{}
+	for name, v := range c.Vars {
+		if !strings.HasSuffix(name, "Hooks") || !strings.Contains(v.Flags, "a") {
+			continue
+		}
+		_, value, _ := strings.Cut(v.Decl, "=")
+		for _, w := range strings.FieldsFunc(value, func(r rune) bool {
+			return !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) {
+			if _, ok := c.Funcs[w]; ok {
+				out[name] = append(out[name], w)
+			}
+		}
+	}
+	return out
 }
 
 // builderEnv is the environment Nix gives the builder. With structured

@@ -86,7 +86,7 @@ func (e *Engine) pushChain(ctx context.Context, t oras.Target, top string, o oci
 			return nil, err
 		}
 		rec := ocichain.Record{Meta: l.Meta, Data: map[string][]byte{}}
-		rec.Meta.Owner = 0
+		rec.Meta.Owner, rec.Meta.PrivateTo = 0, nil
 		for _, name := range chainData {
 			if b, err := e.layers.Data(l.ID, name); err == nil {
 				rec.Data[name] = b

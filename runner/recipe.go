@@ -9,7 +9,9 @@ import (
 // keyVersion changes whenever what a key covers changes in Go code, so old
 // layers are not reused under a new meaning. What nixlayer runs in the
 // sandbox is covered by recipe without it.
-const keyVersion = "nixlayer-key-v2"
+// v3: the sound placement rule (phaserules.Place): only the stdenv's own
+// consumption keys an attribute later than the first phase.
+const keyVersion = "nixlayer-key-v3"
 
 // argv0Wrapper starts the builder with its base name as argv[0], as Nix
 // does (bash derives $BASH from it); bubblewrap cannot, so a bash exec -a

@@ -250,7 +250,7 @@ func explainAgainst(p *Plan, later []layers.Meta, src string) {
 		if m.Phase == p.Phases[f].Name {
 			ph := &p.Phases[f]
 			reason, changed := explain(ph, &layers.Layer{Meta: m}, p.Strict)
-			ph.Reason, ph.Changed = reason+" (against the chain in "+src+")", changed
+			ph.Reason, ph.Changed = placementReasons(reason, changed, p.Placements)+" (against the chain in "+src+")", changed
 			return
 		}
 	}
@@ -482,7 +482,7 @@ func (e *Engine) applyLayer(parent string, c *ocichain.Chain, i int, file string
 	defer f.Close()
 	rec := c.Records[i]
 	meta := rec.Meta
-	meta.Owner = 0
+	meta.Owner, meta.PrivateTo = 0, nil
 	if !c.Trusted() {
 		no := false
 		meta.Verified = &no

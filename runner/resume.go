@@ -240,10 +240,22 @@ func (e *Engine) markVerified(ids []string) {
 }
 
 // dropLayers deletes layers of an attempt that will not be used, the
-// newest first (the last given is the newest).
+// newest first (the last given is the newest), but for those another
+// build chose meanwhile: it mounts what it reuses (pinChain), and the
+// layers under them stay too.
 func (e *Engine) dropLayers(ids ...string) {
+	unlock, err := e.lockFile(context.Background(), removalLock, nil)
+	if err != nil {
+		e.log.Warn("leaving unused layers to gc", zap.Error(err))
+		return
+	}
+	defer unlock()
 	for i := len(ids) - 1; i >= 0; i-- {
 		e.layers.Unmount(ids[i])
+		if e.layers.MountCount(ids[i]) > 0 {
+			e.log.Debug("an unused layer is in use by another build; gc removes it later", zap.String("layer", ids[i]))
+			continue
+		}
 		if err := e.layers.Delete(ids[i]); err != nil {
 			e.log.Warn("removing an unused layer", zap.String("layer", ids[i]), zap.Error(err))
 		}

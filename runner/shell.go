@@ -23,6 +23,9 @@ type ShellOptions struct {
 	// Terminal: Stdin is a terminal of the shell's own (the daemon's pty),
 	// which becomes its controlling terminal in a new session.
 	Terminal bool
+	// Viewer is whom the shell serves: it opens only layers v sees, and
+	// its layer (kept or not) is v's alone.
+	Viewer *Viewer
 }
 
 // ShellResult says what a shell worked on.
@@ -37,7 +40,7 @@ type ShellResult struct {
 // layer of the selected phase's layer, with the builder's shell state
 // (variables, functions, working directory) restored.
 func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*ShellResult, error) {
-	sel, err := e.Select(ctx, Package{DrvPath: drvPath}, so.At, so.Notice)
+	sel, err := e.Select(ctx, Package{DrvPath: drvPath}, so.At, so.Notice, so.Viewer)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +68,9 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 	}
 	fmt.Fprintf(so.Notice, "nixlayer: shell in the state after %s of %s (layer %s)\n", label, j.drv.Name, layers.Short(base.ID))
 
-	l, err := e.layers.Create(base.ID, layers.Meta{Kind: layers.KindShell, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: base.Meta.Outputs, Note: "shell after " + label})
+	// No key: a shell's layer is never a cache hit, and it is private.
+	uid := so.Viewer.uid()
+	l, err := e.layers.Create(base.ID, layers.Meta{Kind: layers.KindShell, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: base.Meta.Outputs, Note: "shell after " + label, PrivateTo: &uid})
 	if err != nil {
 		return nil, err
 	}

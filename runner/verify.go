@@ -58,7 +58,9 @@ func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log i
 	for name, p := range d.Outputs {
 		inStore, _ := nixstore.IsValid(ctx, p)
 		cached := filepath.Join(e.resultsDir(resultsDir), filepath.Base(p))
-		if _, err := os.Lstat(cached); err == nil {
+		if target, err := os.Readlink(cached); err == nil && target == p && inStore {
+			v.Layered[name] = p // settled: the cached copy became a link to the registered output
+		} else if _, err := os.Lstat(cached); err == nil {
 			v.Layered[name] = cached
 		} else if inStore {
 			v.Layered[name] = p

@@ -13,7 +13,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(nix-bin bubblewrap bash-static gcc make tmux neovim skopeo patch tar gzip xz-utils libbtrfs-dev bc lld-14 shellcheck docker-registry apache2-utils jq)
+packages=(nix-bin bubblewrap bash-static gcc make tmux neovim skopeo patch tar gzip xz-utils libbtrfs-dev bc lld-14 shellcheck docker-registry apache2-utils jq zsh fish)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -45,8 +45,19 @@
 , dontStrip ? false
   # checked, outputchecked: make the output refer to bash, which their checks forbid.
 , violateChecks ? false
+  # greet: attributes read by programs before postInstall's text names them
+  # (make's imported environment, the configure script, a generator make
+  # runs) and one only postInstall's bash text reads.
+, greeting ? "Hello"
+, motto ? "carpe diem"
+, banner ? "greet-1"
+, note ? "note-1"
   # free-form salt added to every package (forces new derivations without other changes).
 , salt ? ""
+  # The platform and the static bash: a flake (pure evaluation, no
+  # currentSystem, no paths outside the store) passes them in (testdata/flake).
+, system ? builtins.currentSystem
+, bashStatic ? /bin/bash-static
 }:
 
 let
@@ -55,7 +66,7 @@ let
   };
 
   # Debian's statically linked bash: the only store input besides the stdenv.
-  bash = builtins.path { path = /bin/bash-static; name = "bash"; };
+  bash = builtins.path { path = bashStatic; name = "bash"; };
 
   # The fixture stdenv as a store path: $stdenv/setup and $stdenv/default-builder.sh.
   stdenv = builtins.path { path = ./stdenv; name = "fixture-stdenv"; };
@@ -64,7 +75,7 @@ let
   # genericBuild inlines the phase loop): ./stdenv-old/setup over the fixture's.
   oldStdenv = derivation {
     name = "fixture-stdenv-old";
-    system = builtins.currentSystem;
+    inherit system;
     builder = "${bash}";
     args = [ "-c" ''
       /bin/mkdir -p $out
@@ -84,7 +95,7 @@ let
       inherit stdenv;
       builder = "${bash}";
       args = [ "-e" "${stdenv}/default-builder.sh" ];
-      system = builtins.currentSystem;
+      inherit system;
     }
     // lib.optionalAttrs (salt != "") { nixlayerSalt = salt; }
     // removeAttrs attrs [ "pname" "version" "name" ]
@@ -93,6 +104,17 @@ let
     // lib.optionalAttrs (attrs ? version) { inherit (attrs) version; });
 
   optional = cond: x: if cond then x else { };
+
+  # hello, greet: installExtra replaces the default installPhase with
+  # `make install` followed by it.
+  installEdited = optional (installExtra != "") {
+    installPhase = ''
+      runHook preInstall
+      make install
+      ${installExtra}
+      runHook postInstall
+    '';
+  };
 
   # checked, outputchecked: the end of installPhase, which makes the output
   # refer to bash (their checks forbid it) when violateChecks.
@@ -107,7 +129,7 @@ let
   # The shell that patch-shebangs points scripts at: bash in a bin directory.
   shells = derivation {
     name = "fixture-shells";
-    system = builtins.currentSystem;
+    inherit system;
     builder = "${bash}";
     args = [ "-c" "/bin/mkdir -p $out/bin && /bin/ln -s ${bash} $out/bin/bash" ];
   };
@@ -168,14 +190,7 @@ rec {
   // optional (preConfigureExtra != "") { preConfigure = preConfigureExtra; }
   // optional (preBuildExtra != "") { preBuild = preBuildExtra; }
   // optional (postFixupExtra != "") { postFixup = postFixupExtra; }
-  // optional (installExtra != "") {
-    installPhase = ''
-      runHook preInstall
-      make install
-      ${installExtra}
-      runHook postInstall
-    '';
-  });
+  // installEdited);
 
   # hello as nixpkgs' Linux stdenv builds a GNU package (the medium fixture of
   # issue 12): autoconf's `-g -O2` and a config.log with gcc's random
@@ -203,6 +218,32 @@ rec {
       runHook postInstall
     '';
   });
+
+  # Issue 22 (sound keys): every attribute is exported to every phase, and
+  # programs read them before the phase whose bash text names them: make
+  # imports GREETING from the environment and compiles it in, ./configure
+  # reads motto, the generator make runs reads banner. postInstall names
+  # all of them, and note, which only its bash text reads. The binary does
+  # not mention $out (dontAddPrefix: configure gets no --prefix).
+  greet = mkDerivation ({
+    pname = "greet";
+    version = "1";
+    src = ./greet;
+    GREETING = greeting;
+    inherit motto banner note;
+    dontAddPrefix = true;
+    configureFlags = "--greet" + (if configureExtraFlags != "" then " ${configureExtraFlags}" else "");
+    postInstall = ''
+      mkdir -p "$out/share/greet"
+      echo "$GREETING" > "$out/share/greet/greeting"
+      echo "$motto" > "$out/share/greet/motto"
+      echo "$banner" > "$out/share/greet/banner"
+      echo "$note" > "$out/share/greet/note"
+      "$out/bin/greet" > "$out/share/greet/output"
+    '' + postInstallExtra;
+  }
+  // optional (makeExtraFlags != "") { makeFlags = makeExtraFlags; }
+  // installEdited);
 
   # Multiple outputs: out (a program), dev (a header + pkg-config-like file),
   # lib (a shared library). Each output path is also an environment variable.

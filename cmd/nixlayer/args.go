@@ -39,31 +39,53 @@ type common struct {
 
 // commonFlag is one of the flags every package command takes.
 type commonFlag struct {
-	names  []string
-	values int  // how many arguments follow the flag
-	pkg    bool // the flag names the package (file, expression or attribute)
-	set    func(c *common, v []string)
+	flagSpec
+	pkg bool // the flag names the package (file, expression or attribute)
+	set func(c *common, v []string)
 }
 
-// commonFlags is the one table of the package commands' flags: parseArgs
-// reads them, inspectArgs tells them from positional arguments.
-var commonFlags = indexFlags([]commonFlag{
-	{[]string{"-A", "--attr"}, 1, true, func(c *common, v []string) { c.target.Attr = v[0] }},
-	{[]string{"-f", "--file"}, 1, true, func(c *common, v []string) { c.target.File = v[0] }},
-	{[]string{"-E", "--expr"}, 1, true, func(c *common, v []string) { c.target.Expr = v[0] }},
-	{[]string{"--arg"}, 2, false, func(c *common, v []string) { c.target.Args[v[0]] = v[1] }},
-	{[]string{"--argstr"}, 2, false, func(c *common, v []string) { c.target.ArgStrs[v[0]] = v[1] }},
-	{[]string{"--cache"}, 1, false, func(c *common, v []string) { c.cacheDir = v[0] }},
-	{[]string{"--from"}, 1, false, func(c *common, v []string) { c.from = v[0] }},
-	{[]string{"-o", "--out-link"}, 1, false, func(c *common, v []string) { c.outLink = v[0] }},
-	{[]string{"--no-out-link"}, 0, false, func(c *common, _ []string) { c.noLink = true }},
-	{[]string{"--strict"}, 0, false, func(c *common, _ []string) { c.strict = true }},
-	{[]string{"--json"}, 0, false, func(c *common, _ []string) { c.json = true }},
-	{[]string{"-Q", "--no-build-output"}, 0, false, func(c *common, _ []string) { c.quiet = true }},
-	{[]string{"-v", "--verbose"}, 0, false, func(c *common, _ []string) { c.verbose = true }},
-	{[]string{"--no-check-sigs"}, 0, false, func(c *common, _ []string) { c.noCheckSigs = true }},
-	{[]string{"--insecure"}, 0, false, func(c *common, _ []string) { c.insecure = true }},
-})
+// commonFlagTable is the one table of the package commands' flags:
+// parseArgs reads them, inspectArgs tells them from positional arguments,
+// help and the completion scripts list them.
+var commonFlagTable = []commonFlag{
+	{flagSpec{names: []string{"-A", "--attr"}, arg: "ATTR", help: "the attribute of the Nix file to build (as nix-build -A)", complete: completePackage}, true,
+		func(c *common, v []string) { c.target.Attr = v[0] }},
+	{flagSpec{names: []string{"-f", "--file"}, arg: "FILE", help: "the Nix file (default ./default.nix)", complete: completeFile}, true,
+		func(c *common, v []string) { c.target.File = v[0] }},
+	{flagSpec{names: []string{"-E", "--expr"}, arg: "EXPR", help: "a Nix expression giving the derivation"}, true,
+		func(c *common, v []string) { c.target.Expr = v[0] }},
+	{flagSpec{names: []string{"--arg"}, arg: "NAME EXPR", help: "pass NAME = EXPR to the file's function"}, false,
+		func(c *common, v []string) { c.target.Args[v[0]] = v[1] }},
+	{flagSpec{names: []string{"--argstr"}, arg: "NAME STRING", help: "pass NAME = \"STRING\" to the file's function"}, false,
+		func(c *common, v []string) { c.target.ArgStrs[v[0]] = v[1] }},
+	{flagSpec{names: []string{"--override-input"}, arg: "INPUT REF", help: "a flake: use REF for the input INPUT (as nix build)"}, false,
+		func(c *common, v []string) { c.target.OverrideInputs[v[0]] = v[1] }},
+	{flagSpec{names: []string{"--impure"}, help: "a flake: evaluate impurely (as nix build)"}, false,
+		func(c *common, _ []string) { c.target.Impure = true }},
+	{flagSpec{names: []string{"--cache"}, arg: "DIR", help: "the layer cache (root only; default /var/cache/nixlayer, $NIXLAYER_CACHE)", complete: completeDir}, false,
+		func(c *common, v []string) { c.cacheDir = v[0] }},
+	{flagSpec{names: []string{"--from"}, arg: "PHASE", help: "rerun from this phase even if it is cached", complete: completePhase}, false,
+		func(c *common, v []string) { c.from = v[0] }},
+	{flagSpec{names: []string{"-o", "--out-link"}, arg: "PATH", help: "the result link (default ./result)", complete: completeFile}, false,
+		func(c *common, v []string) { c.outLink = v[0] }},
+	{flagSpec{names: []string{"--no-out-link"}, help: "make no result link"}, false,
+		func(c *common, _ []string) { c.noLink = true }},
+	{flagSpec{names: []string{"--strict"}, help: "key every phase on every attribute (no phase placement)"}, false,
+		func(c *common, _ []string) { c.strict = true }},
+	{flagSpec{names: []string{"--json"}, help: "print the result as JSON"}, false,
+		func(c *common, _ []string) { c.json = true }},
+	{flagSpec{names: []string{"-Q", "--no-build-output"}, help: "hide the builder's output"}, false,
+		func(c *common, _ []string) { c.quiet = true }},
+	{flagSpec{names: []string{"-v", "--verbose"}, help: "debug log on stderr"}, false,
+		func(c *common, _ []string) { c.verbose = true }},
+	{flagSpec{names: []string{"--no-check-sigs"}, help: "use pulled chains no trusted key signed (marked not verified)"}, false,
+		func(c *common, _ []string) { c.noCheckSigs = true }},
+	{flagSpec{names: []string{"--insecure"}, help: "plain HTTP to registries"}, false,
+		func(c *common, _ []string) { c.insecure = true }},
+}
+
+// commonFlags indexes commonFlagTable by name.
+var commonFlags = indexFlags(commonFlagTable)
 
 func indexFlags(flags []commonFlag) map[string]commonFlag {
 	byName := map[string]commonFlag{}
@@ -75,14 +97,23 @@ func indexFlags(flags []commonFlag) map[string]commonFlag {
 	return byName
 }
 
+// commonFlagSpecs are the common flags as help and completion list them.
+func commonFlagSpecs() []flagSpec {
+	specs := make([]flagSpec, len(commonFlagTable))
+	for i, f := range commonFlagTable {
+		specs[i] = f.flagSpec
+	}
+	return specs
+}
+
 // parseArgs reads nix-build-like arguments; boolFlags and valueFlags name
 // the command's own extra flags.
 func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 	c := &common{outLink: "result", flags: map[string]bool{}}
-	c.target.Args, c.target.ArgStrs = map[string]string{}, map[string]string{}
+	c.target.Args, c.target.ArgStrs, c.target.OverrideInputs = map[string]string{}, map[string]string{}, map[string]string{}
 	need := func(i, n int, flag string) error {
 		if i+n >= len(args) {
-			return fmt.Errorf("%s needs %d argument(s)", flag, n)
+			return usageError{fmt.Sprintf("%s needs %d argument(s)", flag, n)}
 		}
 		return nil
 	}
@@ -91,11 +122,12 @@ func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 		f, isCommon := commonFlags[a]
 		switch {
 		case isCommon:
-			if err := need(i, f.values, a); err != nil {
+			n := f.values()
+			if err := need(i, n, a); err != nil {
 				return nil, err
 			}
-			f.set(c, args[i+1:i+1+f.values])
-			i += f.values
+			f.set(c, args[i+1:i+1+n])
+			i += n
 		case slices.Contains(boolFlags, a):
 			c.flags[a] = true
 		case slices.Contains(valueFlags, a):
@@ -105,19 +137,26 @@ func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 			c.extra = append(c.extra, a, args[i+1])
 			i++
 		case strings.HasPrefix(a, "-"):
-			return nil, fmt.Errorf("unknown flag %s (see nixlayer help)", a)
+			return nil, usageError{fmt.Sprintf("unknown flag %s (nixlayer COMMAND --help lists the flags)", a)}
 		default:
-			if c.target.File != "" {
+			switch {
+			case c.target.File != "" || c.target.Flake != "":
 				c.extra = append(c.extra, a)
-				continue
+			case isFlakeArg(a):
+				c.target.Flake = nixstore.AbsFlakeRef(a)
+			default:
+				c.target.File = a
 			}
-			c.target.File = a
 		}
 	}
-	if c.target.File == "" && c.target.Expr == "" {
+	if c.target.File == "" && c.target.Expr == "" && c.target.Flake == "" {
+		// As nix-build does, then as nix build does.
 		c.target.File = "./default.nix"
 		if _, err := os.Stat(c.target.File); err != nil {
-			return nil, fmt.Errorf("no package given and no default.nix here: use FILE -A ATTR, -E EXPR or a .drv path")
+			if !nixstore.HasFlake(".") {
+				return nil, fmt.Errorf("no package given and no default.nix or flake.nix here: use FILE -A ATTR, -E EXPR, a flake reference (.#hello) or a .drv path")
+			}
+			c.target.File, c.target.Flake = "", nixstore.AbsFlakeRef(".")
 		}
 	}
 	if c.target.File != "" && !strings.HasSuffix(c.target.File, ".drv") {
@@ -126,6 +165,20 @@ func parseArgs(args []string, boolFlags, valueFlags []string) (*common, error) {
 		}
 	}
 	return c, nil
+}
+
+// isFlakeArg tells a positional package argument that names a flake: a
+// flake reference (.#hello, path:…, github:…), or a directory with a
+// flake.nix and no default.nix (nix-build's reading wins when both exist).
+func isFlakeArg(a string) bool {
+	if nixstore.IsFlakeRef(a) {
+		return true
+	}
+	if fi, err := os.Stat(a); err != nil || !fi.IsDir() {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(a, "default.nix"))
+	return err != nil && nixstore.HasFlake(a)
 }
 
 // value returns the value of one of the command's own value flags.

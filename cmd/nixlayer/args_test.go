@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +76,73 @@ func TestRegistryRef(t *testing.T) {
 	}
 	if _, _, err := registryRef([]string{"--cache", "/c"}, nil, "usage"); err == nil {
 		t.Error("no REF accepted")
+	}
+}
+
+// A flake reference is the package wherever one is named; a directory
+// with only a flake.nix, or none named beside one, is the flake.
+func TestParseFlakeArgs(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	c, err := parseArgs([]string{".#hello", "--override-input", "fixtures", "path:/f", "--impure", "--at", "x"}, nil, []string{"--at"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg := c.target; tg.Flake != dir+"#hello" || tg.File != "" || tg.OverrideInputs["fixtures"] != "path:/f" || !tg.Impure || c.value("--at") != "x" {
+		t.Errorf("parseArgs(.#hello …) = %+v", tg)
+	}
+	if _, err := parseArgs(nil, nil, nil); err == nil || !strings.Contains(err.Error(), "flake.nix") {
+		t.Errorf("no package, no default.nix or flake.nix: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{nil, {"."}, {dir}} {
+		if c, err := parseArgs(args, nil, nil); err != nil || c.target.Flake != dir || c.target.File != "" {
+			t.Errorf("parseArgs(%q) beside a flake.nix = %+v, %v; want the flake %s", args, c.target, err, dir)
+		}
+	}
+	c, pos, hasPkg, err := inspectArgs([]string{"github:o/r#p", "installPhase"}, nil, nil)
+	if err != nil || !hasPkg || c.target.Flake != "github:o/r#p" || !reflect.DeepEqual(pos, []string{"installPhase"}) {
+		t.Errorf("inspectArgs(github:o/r#p installPhase) = %+v %q %v %v", c.target, pos, hasPkg, err)
+	}
+	// nix-build's reading wins where both files exist.
+	if err := os.WriteFile(filepath.Join(dir, "default.nix"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := parseArgs([]string{"."}, nil, nil); err != nil || c.target.File != dir || c.target.Flake != "" {
+		t.Errorf("parseArgs(.) beside default.nix and flake.nix = %+v, %v; want the file", c.target, err)
+	}
+}
+
+// Every command answers --help and -h from the table, without running;
+// a flag's value that reads --help is a value.
+func TestEveryCommandAnswersHelp(t *testing.T) {
+	for _, c := range commands {
+		for _, h := range []string{"--help", "-h"} {
+			var b strings.Builder
+			cmd := findCommand(c.name)
+			if !wantsHelp(cmd, []string{"-v", h}) {
+				t.Errorf("%s %s: not taken as help", c.name, h)
+			}
+			printCommandHelp(&b, cmd)
+			if !strings.HasPrefix(b.String(), "usage: nixlayer "+c.name) || !strings.Contains(b.String(), "Exit codes:") {
+				t.Errorf("%s --help:\n%s", c.name, b.String())
+			}
+			for _, f := range c.flags {
+				if !strings.Contains(b.String(), f.names[0]) {
+					t.Errorf("%s --help does not list %s", c.name, f.names[0])
+				}
+			}
+		}
+	}
+	if wantsHelp(findCommand("build"), []string{"--argstr", "x", "--help"}) {
+		t.Error("the value of --argstr taken as --help")
+	}
+	if c, err := parseCommand("build", []string{"-E", "x", "--progress=json", "--exact"}); err != nil || !c.progressJSON() || !c.flags["--exact"] {
+		t.Errorf("build's own flags from the table: %+v, %v", c, err)
+	}
+	if _, err := parseCommand("plan", []string{"-E", "x", "--exact"}); codeOf(err) != exitUsage {
+		t.Errorf("plan --exact: %v (exit %d), want a usage error", err, codeOf(err))
 	}
 }

@@ -20,7 +20,7 @@ import (
 )
 
 func cmdBuild(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, append([]string{"--exact", "--no-learn"}, progressFlags...), []string{"--progress"})
+	c, err := parseCommand("build", args)
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		if outs, ok, err := runner.AlreadyBuilt(ctx, drvPath, link); err != nil {
 			return err
 		} else if ok {
-			return printBuilt(c, &runner.Result{Outputs: outs, InStore: true, Verified: true, State: runner.StateVerified, Why: "already built: its outputs are valid in the Nix store"})
+			return printBuilt(c, runner.BuiltResult(outs))
 		}
 	}
 	svc, err := c.service(ctx)
@@ -146,10 +146,8 @@ func printProgress(w io.Writer, c *common) func(runner.Event) {
 	}
 }
 
-// progressFlags select how build and learn report progress:
-// --progress=json (or --progress json) for JSON lines, text by default.
-var progressFlags = []string{"--progress=json", "--progress=text"}
-
+// progressJSON: --progress=json (or --progress json) asks for JSON
+// lines, one event each; text is the default.
 func (c *common) progressJSON() bool {
 	return c.flags["--progress=json"] || c.value("--progress") == "json"
 }
@@ -269,7 +267,7 @@ func findingReach(f runner.Finding) string {
 }
 
 func cmdLearn(ctx context.Context, args []string) error {
-	c, err := parseArgs(args, progressFlags, []string{"--progress"})
+	c, err := parseCommand("learn", args)
 	if err != nil {
 		return err
 	}

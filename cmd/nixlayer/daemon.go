@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 
@@ -18,17 +17,14 @@ import (
 // package daemon); systemd starts it from nixlayer-daemon.socket, or run
 // it by hand.
 func cmdDaemon(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
-	socket := fs.String("socket", daemon.SocketPath(), "Unix socket to listen on (systemd's, when socket-activated)")
-	cache := fs.String("cache", "", "the shared layer cache (default: root's, the one the Nix hook uses)")
-	results := fs.String("results", "", "where each user's results outside the store go (default: <cache>-results)")
-	verbose := fs.Bool("v", false, "debug log")
-	if err := fs.Parse(args); err != nil {
+	v, err := parseFlags("daemon", args, map[string]string{"--socket": daemon.SocketPath()})
+	if err != nil {
 		return err
 	}
+	socket, cache, results, verbose := v["--socket"], v["--cache"], v["--results"], v["-v"] == "true"
 	cfg := zap.NewProductionConfig() // JSON on stderr (the journal)
 	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
-	if *verbose {
+	if verbose {
 		cfg.Level = zap.NewAtomicLevelAt(zapcore.DebugLevel)
 	}
 	log, err := cfg.Build()
@@ -36,12 +32,12 @@ func cmdDaemon(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync()
-	srv, err := daemon.New(daemon.Options{CacheDir: *cache, ResultsDir: *results, Socket: *socket, Logger: log})
+	srv, err := daemon.New(daemon.Options{CacheDir: cache, ResultsDir: results, Socket: socket, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	ln, err := daemon.Listen(*socket)
+	ln, err := daemon.Listen(socket)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -107,27 +106,24 @@ func cmdPostBuildHook(ctx context.Context, args []string) error {
 
 // cmdSetupNix writes the nix.conf lines for hook mode.
 func cmdSetupNix(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("setup-nix", flag.ContinueOnError)
-	conf := fs.String("conf", "/etc/nix/nix.conf", "nix.conf to edit")
-	bin := fs.String("bin", "", "path of the nixlayer binary Nix should run (default: this one)")
-	hooksDir := fs.String("hooks-dir", "/usr/local/libexec/nixlayer", "where to write the pre/post-build-hook wrappers")
-	printOnly := fs.Bool("print", false, "only print the lines, change nothing")
-	noRecord := fs.Bool("no-record", false, "do not set pre-/post-build-hook (recording of builds Nix runs itself)")
-	if err := fs.Parse(args); err != nil {
+	given, err := parseFlags("setup-nix", args, map[string]string{"--conf": "/etc/nix/nix.conf", "--hooks-dir": "/usr/local/libexec/nixlayer"})
+	if err != nil {
 		return err
 	}
-	if *bin == "" {
+	conf, bin, hooksDir := given["--conf"], given["--bin"], given["--hooks-dir"]
+	printOnly, noRecord := given["--print"] == "true", given["--no-record"] == "true"
+	if bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("finding this binary: %w (pass --bin PATH)", err)
 		}
-		*bin = exe
+		bin = exe
 	}
-	abs, err := filepath.Abs(*bin)
+	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return err
 	}
-	s := hook.Setup{Binary: abs, HooksDir: *hooksDir, ConfFile: *conf, WithRecord: !*noRecord}
+	s := hook.Setup{Binary: abs, HooksDir: hooksDir, ConfFile: conf, WithRecord: !noRecord}
 
 	v, verr := hook.InstalledNix(ctx)
 	if verr != nil {
@@ -138,7 +134,7 @@ func cmdSetupNix(ctx context.Context, args []string) error {
 			fmt.Fprintln(os.Stderr, n)
 		}
 	}
-	if *printOnly {
+	if printOnly {
 		fmt.Println(strings.Join(s.ConfLines(), "\n"))
 		return nil
 	}
@@ -150,7 +146,7 @@ func cmdSetupNix(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(conflicts) > 0 {
-		return fmt.Errorf("%s already sets %s; remove those lines (nixlayer forwards what it declines to Nix's own build hook) or use --print / --no-record", *conf, strings.Join(conflicts, "; "))
+		return fmt.Errorf("%s already sets %s; remove those lines (nixlayer forwards what it declines to Nix's own build hook) or use --print / --no-record", conf, strings.Join(conflicts, "; "))
 	}
 	if s.WithRecord {
 		if err := s.WriteWrappers(); err != nil {
@@ -162,9 +158,9 @@ func cmdSetupNix(ctx context.Context, args []string) error {
 		return err
 	}
 	if changed {
-		fmt.Fprintf(os.Stderr, "wrote to %s:\n  %s\n", *conf, strings.Join(s.ConfLines(), "\n  "))
+		fmt.Fprintf(os.Stderr, "wrote to %s:\n  %s\n", conf, strings.Join(s.ConfLines(), "\n  "))
 	} else {
-		fmt.Fprintf(os.Stderr, "%s already has the nixlayer lines\n", *conf)
+		fmt.Fprintf(os.Stderr, "%s already has the nixlayer lines\n", conf)
 	}
 	fmt.Fprintf(os.Stderr, "Layer cache of the hook: %s. Try it: nix-build '<your package>' and look for \"on '%s'\".\n", runner.DefaultCacheDir(), hook.Machine)
 	return nil

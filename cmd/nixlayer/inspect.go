@@ -29,7 +29,7 @@ import (
 func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string, hasPkg bool, err error) {
 	takes := func(a string) (int, bool) {
 		if f, ok := commonFlags[a]; ok {
-			return f.values, f.values > 0
+			return f.values(), f.values() > 0
 		}
 		return 1, slices.Contains(valueFlags, a)
 	}
@@ -70,7 +70,7 @@ func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string,
 }
 
 func looksLikePackage(a string) bool {
-	if strings.HasSuffix(a, ".drv") || strings.HasSuffix(a, ".nix") {
+	if strings.HasSuffix(a, ".drv") || strings.HasSuffix(a, ".nix") || isFlakeArg(a) {
 		return true
 	}
 	fi, err := os.Stat(filepath.Join(a, "default.nix"))
@@ -80,12 +80,12 @@ func looksLikePackage(a string) bool {
 // pkg resolves the named package to its derivation; without one, the
 // default.nix of the current directory, as nix-build does.
 func (c *common) pkg(ctx context.Context) (runner.Package, error) {
-	if c.target.File == "" && c.target.Expr == "" {
+	if c.target.File == "" && c.target.Expr == "" && c.target.Flake == "" {
 		d, err := parseArgs(nil, nil, nil)
 		if err != nil {
 			return runner.Package{}, err
 		}
-		c.target.File = d.target.File
+		c.target.File, c.target.Flake = d.target.File, d.target.Flake
 	}
 	d, err := c.drvPath(ctx)
 	if err != nil {
@@ -149,7 +149,7 @@ func note(text string) {
 
 // nixlayer shell [PKG] --at PHASE|failed|LAYER [--keep]
 func cmdShell(ctx context.Context, args []string) error {
-	c, pos, _, err := inspectArgs(args, []string{"--keep"}, []string{"--at"})
+	c, pos, _, err := inspectCommand("shell", args)
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func cmdShell(ctx context.Context, args []string) error {
 		at, pos = pos[0], pos[1:]
 	}
 	if len(pos) > 0 || at == "" {
-		return fmt.Errorf("usage: nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
+		return usagef("nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
 	}
 	p, svc, err := c.pkgService(ctx)
 	if err != nil {
@@ -177,7 +177,7 @@ func cmdShell(ctx context.Context, args []string) error {
 
 // nixlayer mount [PKG] PHASE [DIR]; without PHASE: list mounts.
 func cmdMount(ctx context.Context, args []string) error {
-	c, pos, _, err := inspectArgs(args, nil, []string{"--at"})
+	c, pos, _, err := inspectCommand("mount", args)
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func cmdMount(ctx context.Context, args []string) error {
 		at, pos = pos[0], pos[1:]
 	}
 	if len(pos) > 1 {
-		return fmt.Errorf("usage: nixlayer mount [PACKAGE] PHASE [DIR]")
+		return usagef("nixlayer mount [PACKAGE] PHASE [DIR]")
 	}
 	e, err := c.engine()
 	if err != nil {
@@ -210,7 +210,7 @@ func cmdMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sel, err := e.Select(ctx, p, at, os.Stderr)
+	sel, err := e.Select(ctx, p, at, os.Stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func cmdMount(ctx context.Context, args []string) error {
 
 // nixlayer umount DIR | nixlayer umount [PKG] PHASE | nixlayer umount --all
 func cmdUmount(ctx context.Context, args []string) error {
-	c, pos, hasPkg, err := inspectArgs(args, []string{"--all"}, nil)
+	c, pos, hasPkg, err := inspectCommand("umount", args)
 	if err != nil {
 		return err
 	}
@@ -253,7 +253,7 @@ func cmdUmount(ctx context.Context, args []string) error {
 			dirs = append(dirs, m.Dir)
 		}
 	case len(pos) != 1:
-		return fmt.Errorf("usage: nixlayer umount DIR | nixlayer umount [PACKAGE] PHASE | nixlayer umount --all")
+		return usagef("nixlayer umount DIR | nixlayer umount [PACKAGE] PHASE | nixlayer umount --all")
 	default:
 		abs, _ := filepath.Abs(pos[0])
 		for _, m := range ms {
@@ -269,7 +269,7 @@ func cmdUmount(ctx context.Context, args []string) error {
 			if err != nil {
 				return fmt.Errorf("%s is not a nixlayer mount, and as a phase: %w", pos[0], err)
 			}
-			sel, err := e.Select(ctx, p, pos[0], os.Stderr)
+			sel, err := e.Select(ctx, p, pos[0], os.Stderr, nil)
 			if err != nil {
 				return err
 			}
@@ -304,7 +304,7 @@ func cmdUmount(ctx context.Context, args []string) error {
 // --json prints the array of layers, as it always has; with --builds it
 // prints {"layers": [...], "builds": [...]}.
 func cmdLs(ctx context.Context, args []string) error {
-	c, pos, hasPkg, err := inspectArgs(args, []string{"--builds"}, nil)
+	c, pos, hasPkg, err := inspectCommand("ls", args)
 	if err != nil {
 		return err
 	}
@@ -317,7 +317,7 @@ func cmdLs(ctx context.Context, args []string) error {
 	case len(pos) == 1:
 		p.Name = pos[0]
 	case len(pos) > 1:
-		return fmt.Errorf("usage: nixlayer ls [PACKAGE | NAME] [--json [--builds]]")
+		return usagef("nixlayer ls [PACKAGE | NAME] [--json [--builds]]")
 	}
 	lr, err := query(ctx, c, api.Service.List, api.ListRequest{Package: p, Builds: true})
 	if err != nil {
@@ -388,7 +388,7 @@ func age(t time.Time) string {
 
 // nixlayer log PKG|NAME [PHASE] [--json]
 func cmdLog(ctx context.Context, args []string) error {
-	c, pos, hasPkg, err := inspectArgs(args, nil, nil)
+	c, pos, hasPkg, err := inspectCommand("log", args)
 	if err != nil {
 		return err
 	}
@@ -400,13 +400,13 @@ func cmdLog(ctx context.Context, args []string) error {
 	} else if len(pos) > 0 {
 		p.Name, pos = pos[0], pos[1:]
 	} else {
-		return fmt.Errorf("usage: nixlayer log PACKAGE|NAME [PHASE]")
+		return usagef("nixlayer log PACKAGE|NAME [PHASE]")
 	}
 	phase := ""
 	if len(pos) == 1 {
 		phase = pos[0]
 	} else if len(pos) > 1 {
-		return fmt.Errorf("usage: nixlayer log PACKAGE|NAME [PHASE]")
+		return usagef("nixlayer log PACKAGE|NAME [PHASE]")
 	}
 	logs, err := query(ctx, c, api.Service.Log, api.LogRequest{Package: p, Phase: phase})
 	if err != nil {
@@ -423,12 +423,12 @@ func cmdLog(ctx context.Context, args []string) error {
 
 // nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]
 func cmdGC(ctx context.Context, args []string) error {
-	c, pos, _, err := inspectArgs(args, []string{"--dry-run"}, []string{"--keep-last", "--max-size", "--older-than"})
+	c, pos, _, err := inspectCommand("gc", args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("usage: nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]")
+		return usagef("nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]")
 	}
 	o := api.GCRequest{DryRun: c.flags["--dry-run"]}
 	if v := c.value("--keep-last"); v != "" {
@@ -482,13 +482,13 @@ func parseAge(s string) (time.Duration, error) {
 
 // dirCommandArgs reads the command line of export and import, which name
 // one directory (made absolute) besides the package and their flags.
-func dirCommandArgs(args, valueFlags []string, usage string) (*common, string, error) {
-	c, pos, _, err := inspectArgs(args, nil, valueFlags)
+func dirCommandArgs(args []string, name, usage string) (*common, string, error) {
+	c, pos, _, err := inspectCommand(name, args)
 	if err != nil {
 		return nil, "", err
 	}
 	if len(pos) != 1 {
-		return nil, "", fmt.Errorf("usage: %s", usage)
+		return nil, "", usagef("%s", usage)
 	}
 	dir, err := filepath.Abs(pos[0])
 	return c, dir, err
@@ -496,7 +496,7 @@ func dirCommandArgs(args, valueFlags []string, usage string) (*common, string, e
 
 // nixlayer export PKG DIR [--at PHASE] [--tag REF] [--sign-key FILE]
 func cmdExport(ctx context.Context, args []string) error {
-	c, dir, err := dirCommandArgs(args, []string{"--at", "--tag", "--sign-key"}, "nixlayer export PACKAGE DIR [--at PHASE] [--tag REF] [--sign-key FILE]")
+	c, dir, err := dirCommandArgs(args, "export", "nixlayer export PACKAGE DIR [--at PHASE] [--tag REF] [--sign-key FILE]")
 	if err != nil {
 		return err
 	}
@@ -519,7 +519,7 @@ func cmdExport(ctx context.Context, args []string) error {
 
 // nixlayer import DIR [--tag REF]
 func cmdImport(ctx context.Context, args []string) error {
-	c, dir, err := dirCommandArgs(args, []string{"--tag"}, "nixlayer import DIR [--tag REF]")
+	c, dir, err := dirCommandArgs(args, "import", "nixlayer import DIR [--tag REF]")
 	if err != nil {
 		return err
 	}

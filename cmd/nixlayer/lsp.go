@@ -16,16 +16,12 @@ import (
 	"github.com/nixlayer/nixlayer/runner"
 )
 
-const lspUsage = `usage: nixlayer lsp [--stdio] [--cache DIR] [--debounce DURATION] [--lens-refresh DURATION] [-v]
-
-Speaks the Language Server Protocol on stdin/stdout for .nix files: code
+// lspAbout is the help's paragraph on nixlayer lsp.
+const lspAbout = `Speaks the Language Server Protocol on stdin/stdout for .nix files: code
 lenses and hovers with each phase's cache status (live while a build runs),
 the commands nixlayer.build, nixlayer.rebuildFrom, nixlayer.openShell,
 nixlayer.showLog, nixlayer.browse, nixlayer.diff, nixlayer.cancel, and
-requests that read a phase's tree. --lens-refresh is how often lenses are
-refreshed while a build runs (default 1s; 0 or less: only as phases end).
-Logs go to stderr. See docs/editors.md.
-`
+requests that read a phase's tree. Logs go to stderr. See docs/editors.md.`
 
 // cmdLSP runs the language server on stdio.
 func cmdLSP(ctx context.Context, args []string) error {
@@ -38,7 +34,7 @@ func cmdLSP(ctx context.Context, args []string) error {
 			verbose = true
 		case "--cache", "--debounce", "--lens-refresh":
 			if i+1 >= len(args) {
-				return fmt.Errorf("%s needs a value\n%s", a, lspUsage)
+				return usageError{fmt.Sprintf("%s needs a value (nixlayer lsp --help)", a)}
 			}
 			i++
 			if a == "--cache" {
@@ -54,11 +50,8 @@ func cmdLSP(ctx context.Context, args []string) error {
 			} else if opts.LensRefresh = d; d <= 0 {
 				opts.LensRefresh = -1
 			}
-		case "-h", "--help":
-			fmt.Fprint(os.Stderr, lspUsage)
-			return nil
 		default:
-			return fmt.Errorf("unknown argument %q\n%s", a, lspUsage)
+			return usageError{fmt.Sprintf("unknown argument %q (nixlayer lsp --help)", a)}
 		}
 	}
 	cfg := zap.NewProductionConfig() // JSON on stderr: stdout is the LSP stream

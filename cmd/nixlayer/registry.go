@@ -18,7 +18,7 @@ func registryRef(args, valueFlags []string, usage string) (string, []string, err
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if f, ok := commonFlags[a]; ok {
-			i += f.values
+			i += f.values()
 			continue
 		}
 		if slices.Contains(valueFlags, a) {
@@ -30,22 +30,23 @@ func registryRef(args, valueFlags []string, usage string) (string, []string, err
 		}
 		return a, append(slices.Clone(args[:i]), args[i+1:]...), nil
 	}
-	return "", nil, fmt.Errorf("usage: %s", usage)
+	return "", nil, usagef("%s", usage)
 }
 
 // nixlayer push REF [PKG] [--at PHASE] [--sign-key FILE]
 func cmdPush(ctx context.Context, args []string) error {
 	const usage = "nixlayer push REGISTRY/REPO[:TAG] [PACKAGE] [--at PHASE] [--sign-key FILE]"
-	ref, args, err := registryRef(args, []string{"--at", "--sign-key"}, usage)
+	switches, valued := ownFlags("push")
+	ref, args, err := registryRef(args, valued, usage)
 	if err != nil {
 		return err
 	}
-	c, pos, _, err := inspectArgs(args, nil, []string{"--at", "--sign-key"})
+	c, pos, _, err := inspectArgs(args, switches, valued)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("usage: %s", usage)
+		return usagef("%s", usage)
 	}
 	key, p, svc, err := c.signedPkgService(ctx)
 	if err != nil {
@@ -68,16 +69,17 @@ func cmdPush(ctx context.Context, args []string) error {
 // nixlayer pull REF [PKG]
 func cmdPull(ctx context.Context, args []string) error {
 	const usage = "nixlayer pull REGISTRY/REPO[:TAG] [PACKAGE]"
-	ref, args, err := registryRef(args, nil, usage)
+	switches, valued := ownFlags("pull")
+	ref, args, err := registryRef(args, valued, usage)
 	if err != nil {
 		return err
 	}
-	c, pos, _, err := inspectArgs(args, nil, nil)
+	c, pos, _, err := inspectArgs(args, switches, valued)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("usage: %s", usage)
+		return usagef("%s", usage)
 	}
 	p, svc, err := c.pkgService(ctx)
 	if err != nil {

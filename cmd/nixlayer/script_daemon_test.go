@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 )
@@ -37,13 +40,63 @@ func daemonOf(ts *testscript.TestScript) *e2etest.Daemon {
 // $USERWORK is nixlayer-test's own directory. Stopped at the script's end.
 //
 // daemon log: prints the end of the daemon's log.
+//
+// daemon raw-client: builds a client that speaks the daemon's protocol
+// directly (internal/e2etest/rawclient: raw calls, descriptors with them,
+// oversized messages, many connections) as $RAWCLIENT, which the test
+// users can run.
+//
+// daemon nofile N: lowers the daemon's limit of open descriptors to N
+// (a descriptor flood then reaches it unless descriptors are refused).
+//
+// daemon fds-below N: the daemon holds fewer than N descriptors open.
+//
+// daemon hup: sends the daemon SIGHUP and waits (60 s) until its log shows
+// that it read Nix's users again.
 func cmdStartDaemon(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: daemon start|log")
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: daemon start|log|raw-client|nofile N|fds-below N|hup")
 	}
-	if args[0] == "log" {
+	switch args[0] {
+	case "log":
 		fmt.Fprintln(ts.Stdout(), daemonOf(ts).LogTail())
 		return
+	case "raw-client":
+		bin, err := daemonOf(ts).RawClient()
+		ts.Check(err)
+		ts.Setenv("RAWCLIENT", bin)
+		return
+	case "nofile", "fds-below":
+		if len(args) != 2 {
+			ts.Fatalf("usage: daemon %s N", args[0])
+		}
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		pid := daemonOf(ts).PID()
+		if args[0] == "nofile" {
+			ts.Check(unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(n), Max: uint64(n)}, nil))
+			return
+		}
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		ts.Check(err)
+		if len(fds) >= n {
+			ts.Fatalf("the daemon holds %d descriptors open, want fewer than %d", len(fds), n)
+		}
+		return
+	case "hup":
+		d := daemonOf(ts)
+		reads := func() int { return strings.Count(d.Log(), `"msg":"users"`) }
+		before := reads()
+		ts.Check(syscall.Kill(d.PID(), syscall.SIGHUP))
+		for deadline := time.Now().Add(time.Minute); reads() == before; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				ts.Fatalf("the daemon did not read Nix's users again after SIGHUP:\n%s", d.LogTail())
+			}
+		}
+		return
+	case "start":
+	default:
+		ts.Fatalf("usage: daemon start|log|raw-client|nofile N|fds-below N|hup")
 	}
 	d, err := e2etest.LaunchDaemon(nixlayerBin)
 	ts.Check(err)

@@ -94,6 +94,8 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"kill-at":        cmdKillAt,
 	"all-faults-hit": cmdAllFaultsHit,
 	"signal-when":    cmdSignalWhen,
+	"paused":         cmdPaused,
+	"let-go":         cmdLetGo,
 	"wait-settled":   cmdWaitSettled,
 	"edit":           cmdEdit,
 	"expand":         cmdExpand,
@@ -527,6 +529,41 @@ func cmdSignalWhen(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("the command succeeded after SIG%s", args[0])
 	}
 	fmt.Fprint(ts.Stderr(), seen.String())
+}
+
+// paused DIR/ENTRY [TIMEOUT]: waits (default 10m) until a process started
+// with NIXLAYER_PAUSE listing ENTRY (a pause point, or point:detail, as
+// internal/fault says) and NIXLAYER_PAUSE_DIR=DIR reached that point,
+// where it holds until let-go. Scripts force the order of concurrent
+// builds with it, never with sleeps.
+func cmdPaused(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: paused DIR/ENTRY [TIMEOUT]")
+	}
+	limit := 10 * time.Minute
+	if len(args) == 2 {
+		d, err := time.ParseDuration(args[1])
+		ts.Check(err)
+		limit = d
+	}
+	reached := ts.MkAbs(args[0] + ".reached")
+	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(reached); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("no process paused at %s within %s", args[0], limit)
+		}
+	}
+}
+
+// let-go DIR/ENTRY: a process paused at ENTRY (see paused) goes on; one
+// that reaches it later passes without holding.
+func cmdLetGo(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: let-go DIR/ENTRY")
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]+".go"), nil, 0o644))
 }
 
 // wait-settled [TIMEOUT]: waits (default 5m) until `nixlayer status --json`

@@ -38,7 +38,7 @@ func cmdStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) > 1 {
-		return fmt.Errorf("usage: nixlayer status [PACKAGE | NAME] [--json]")
+		return usagef("nixlayer status [PACKAGE | NAME] [--json]")
 	}
 	var req api.ResultsRequest
 	if hasPkg {

@@ -247,3 +247,19 @@ func (d *Daemon) RunAs(t *testing.T, userName, dir, name string, args ...string)
 
 // Log is the daemon's log so far.
 func (d *Daemon) Log() string { return d.log.String() }
+
+// PID is the daemon's process id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// RawClient builds rawclient (a client speaking the daemon's protocol
+// directly, as a hostile user would) into the daemon's directory, where
+// the test users can run it.
+func (d *Daemon) RawClient() (string, error) {
+	bin := filepath.Join(d.Dir, "rawclient")
+	cmd := exec.Command("go", "build", "-o", bin, "./internal/e2etest/rawclient")
+	cmd.Dir = RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building rawclient: %v\n%s", err, out)
+	}
+	return bin, os.Chmod(bin, 0o755)
+}

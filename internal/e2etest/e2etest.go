@@ -51,6 +51,25 @@ func RepoRoot() string {
 // Testdata is the fixture package set.
 func Testdata() string { return filepath.Join(RepoRoot(), "testdata") }
 
+// WriteFlake writes the fixtures' flake (testdata/flake/flake.nix.in, with
+// the fixtures' directory and salt filled in) as dir/flake.nix: a flake
+// with path: inputs only, whose packages are the fixtures' derivations.
+func WriteFlake(dir, salt string) error {
+	tmpl, err := os.ReadFile(filepath.Join(Testdata(), "flake", "flake.nix.in"))
+	if err != nil {
+		return fmt.Errorf("reading the flake template: %w", err)
+	}
+	vars := map[string]string{"TESTDATA": Testdata(), "SALT": salt}
+	text := os.Expand(string(tmpl), func(k string) string { return vars[k] })
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("writing the flake: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(text), 0o644); err != nil {
+		return fmt.Errorf("writing the flake: %w", err)
+	}
+	return nil
+}
+
 // BuildBinary compiles nixlayer into dir and returns its path.
 func BuildBinary(dir string) (string, error) { return BuildBinaryWith(dir, nil) }
 

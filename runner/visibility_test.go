@@ -1,0 +1,111 @@
+package runner
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nixlayer/nixlayer/layers"
+)
+
+// A layer private to a user (a --from phase, a shell) and everything above
+// it are that user's alone; the shared layers below stay everyone's;
+// layers from before owners were recorded are nobody's; the engine's own
+// user sees all.
+func TestVisibility(t *testing.T) {
+	alice, bob := 1001, 1002
+	mk := func(id, parent string, m layers.Meta) *layers.Layer {
+		return &layers.Layer{ID: id, Parent: parent, Meta: m}
+	}
+	phase := layers.Meta{Kind: layers.KindPhase, Status: layers.StatusComplete}
+	forced := layers.Meta{Kind: layers.KindPhase, Status: layers.StatusDerived, PrivateTo: &alice}
+	shell := layers.Meta{Kind: layers.KindShell, Status: layers.StatusDerived, PrivateTo: &bob}
+	legacy := layers.Meta{Kind: layers.KindShell, Status: layers.StatusDerived}
+	all := []*layers.Layer{
+		mk("base", "", phase), mk("next", "base", phase),
+		mk("forced", "next", forced), mk("above", "forced", phase),
+		mk("bobshell", "next", shell), mk("old", "base", legacy),
+	}
+	for _, c := range []struct {
+		v    *Viewer
+		sees []string
+	}{
+		{&Viewer{UID: alice}, []string{"base", "next", "forced", "above"}},
+		{&Viewer{UID: bob}, []string{"base", "next", "bobshell"}},
+		{&Viewer{UID: 1003}, []string{"base", "next"}},
+		{nil, []string{"base", "next", "forced", "above", "bobshell", "old"}},
+	} {
+		vis := newVisibility(c.v, all)
+		var got []string
+		for _, l := range vis.filter(all) {
+			got = append(got, l.ID)
+		}
+		if len(got) != len(c.sees) {
+			t.Errorf("%+v sees %v, want %v", c.v, got, c.sees)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.sees[i] {
+				t.Errorf("%+v sees %v, want %v", c.v, got, c.sees)
+				break
+			}
+		}
+	}
+}
+
+// --from reuses the newest chain that reached the phase before it, but
+// never another user's private one: bob's forced build starts from the
+// shared chain, not from alice's layers.
+func TestFromSkipsOthersPrivateChain(t *testing.T) {
+	alice, bob := 1001, 1002
+	c := &layerTable{}
+	c.build(helloInputs(func(in *planInputs) { in.attrs["configureFlags"] = "--old" }), 6, false)
+	shared := c.all[2].ID // configurePhase of the shared chain
+	c.build(helloInputs(func(in *planInputs) { in.attrs["configureFlags"] = "--alice" }), 6, false)
+	for _, l := range c.all[6:] {
+		l.Meta.Status, l.Meta.PrivateTo = layers.StatusDerived, &alice
+		l.Created = l.Created.Add(time.Hour)
+	}
+	plan := func(v *Viewer) *Plan {
+		p, _, err := planPhases(helloInputs(nil), visibleLookup{layerLookup: c, vis: newVisibility(v, c.all)}, PlanOptions{From: "build", Viewer: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if got := plan(&Viewer{UID: bob}).Phases[2].Layer.ID; got != shared {
+		t.Errorf("bob's --from reuses layer %s, want the shared %s", got, shared)
+	}
+	if got := plan(&Viewer{UID: alice}).Phases[2].Layer.ID; got != c.all[8].ID {
+		t.Errorf("alice's --from reuses layer %s, want her own %s", got, c.all[8].ID)
+	}
+}
+
+// A kept shell layer is never reused: not by a key (even one its metadata
+// claimed), not by --from, not even by the user who kept it.
+func TestKeptShellNeverReused(t *testing.T) {
+	alice := 1001
+	c := &layerTable{}
+	c.build(helloInputs(nil), 6, false)
+	p, _, err := planPhases(helloInputs(nil), c, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A shell kept over configurePhase, newer than the chain, claiming
+	// buildPhase's key.
+	shell := &layers.Layer{ID: "kept", Parent: c.all[2].ID, Created: time.Unix(100, 0), Meta: layers.Meta{
+		Kind: layers.KindShell, Status: layers.StatusDerived, Key: p.Phases[3].Key, Phase: "buildPhase", Package: "hello", PrivateTo: &alice,
+	}}
+	c.all = append(c.all, shell)
+	v := &Viewer{UID: alice}
+	for _, po := range []PlanOptions{{Viewer: v}, {From: "install", Viewer: v}} {
+		p, _, err := planPhases(helloInputs(nil), visibleLookup{layerLookup: c, vis: newVisibility(v, c.all)}, po)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ph := range p.Phases {
+			if ph.Layer != nil && ph.Layer.ID == "kept" {
+				t.Errorf("%+v: %s reuses the kept shell", po, ph.Name)
+			}
+		}
+	}
+}
