@@ -35,6 +35,9 @@ const (
 	// StatusDerived: built from reused layers without a key match (forced
 	// restart, rewrite); kept for inspection, never reused as a cache hit.
 	StatusDerived Status = "derived"
+	// StatusStale: an audit found the layer's content does not match its
+	// key (a clean build differs); kept for inspection, never reused.
+	StatusStale Status = "stale"
 )
 
 // keyPrefix marks the layer name that makes a layer a cache hit.
@@ -258,6 +261,34 @@ func (st *Store) Finish(id string, meta Meta) error {
 	if meta.Status == StatusComplete && meta.Key != "" {
 		if err := st.s.AddNames(id, []string{keyPrefix + meta.Key}); err != nil {
 			return fmt.Errorf("name layer %s: %w", short(id), err)
+		}
+	}
+	return nil
+}
+
+// Retire makes a layer stale: it loses the key name that made it a cache
+// hit (so no lookup finds it again) and records why; it stays for
+// inspection until gc removes it.
+func (st *Store) Retire(id, why string) error {
+	l, err := st.Get(id)
+	if err != nil {
+		return err
+	}
+	meta := l.Meta
+	meta.Status = StatusStale
+	meta.Note = why
+	data, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	// Metadata first: a layer whose name survives a crash here is still
+	// refused by Lookup, which wants a complete layer.
+	if err := st.s.SetMetadata(id, string(data)); err != nil {
+		return fmt.Errorf("write metadata of layer %s: %w", short(id), err)
+	}
+	if l.Meta.Key != "" {
+		if err := st.s.RemoveNames(id, []string{keyPrefix + l.Meta.Key}); err != nil {
+			return fmt.Errorf("unname layer %s: %w", short(id), err)
 		}
 	}
 	return nil

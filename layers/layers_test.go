@@ -96,3 +96,46 @@ func TestKindOfOldLayers(t *testing.T) {
 		}
 	}
 }
+
+// A retired (stale) layer is no cache hit any more, even for its own key,
+// and says why; a new layer may take the key.
+func TestRetireDropsTheKey(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("layers need root (or a user namespace)")
+	}
+	st, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := st.Create("", Meta{Phase: "buildPhase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Finish(l.ID, Meta{Status: StatusComplete, Key: "k1", Phase: "buildPhase"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.Lookup("k1"); !ok {
+		t.Fatal("complete layer not found by key")
+	}
+	if err := st.Retire(l.ID, "stale: audit"); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := st.Lookup("k1"); ok {
+		t.Fatalf("retired layer still found by key: %+v", got)
+	}
+	got, err := st.Get(l.ID)
+	if err != nil || got.Meta.Status != StatusStale || got.Meta.Note != "stale: audit" || got.Meta.Key != "k1" {
+		t.Fatalf("retired layer: %+v %v", got, err)
+	}
+	again, err := st.Create("", Meta{Phase: "buildPhase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Finish(again.ID, Meta{Status: StatusComplete, Key: "k1", Phase: "buildPhase"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := st.Lookup("k1"); !ok || got.ID != again.ID {
+		t.Fatalf("the rebuilt layer is not the hit: %+v %v", got, ok)
+	}
+}

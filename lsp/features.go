@@ -422,6 +422,7 @@ func summaryHover(v DerivView, now time.Time) string {
 	if len(v.Edited) > 0 {
 		fmt.Fprintf(&b, "- unsaved edits: %s\n", strings.Join(v.Edited, ", "))
 	}
+	auditHover(&b, v.Pkg.Result)
 	if nb, noLayers := nixBuilt(v, now); nb != "" {
 		nbd := v.Pkg.NixBuild
 		fmt.Fprintf(&b, "- %s, at %s", nb, nbd.End.Local().Format("2006-01-02 15:04:05"))
@@ -439,6 +440,24 @@ func summaryHover(v DerivView, now time.Time) string {
 		}
 	}
 	return b.String()
+}
+
+// auditHover lists what a failed audit of the result found.
+func auditHover(b *strings.Builder, r *runner.ResultRecord) {
+	if r == nil || r.Audit == nil || r.Audit.State != runner.AuditFailed {
+		return
+	}
+	a := r.Audit
+	b.WriteString("- **AUDIT FAILED**: a clean build differs from the layered result, which it replaced; the stale layers are never reused\n")
+	for _, f := range a.Files[:min(len(a.Files), 5)] {
+		fmt.Fprintf(b, "  - `%s/%s`: %s\n", f.Output, f.Path, f.Why)
+	}
+	if len(a.Phases) > 0 {
+		fmt.Fprintf(b, "  - phases whose layer differs: %s\n", strings.Join(a.Phases, " "))
+	}
+	if len(a.Attrs) > 0 {
+		fmt.Fprintf(b, "  - attributes changed between the chains: %s\n", strings.Join(a.Attrs, " "))
+	}
 }
 
 // FailureTarget is the attribute a failure in phase is reported on: the
@@ -531,6 +550,9 @@ func backgroundText(p *Package) string {
 func resultSummary(r *runner.ResultRecord) string {
 	if r == nil {
 		return ""
+	}
+	if r.Audit != nil && r.Audit.State == runner.AuditFailed {
+		return "⚠ AUDIT: stale layers found (" + strings.Join(r.Audit.Phases, ", ") + "); result replaced by a clean build"
 	}
 	switch r.State {
 	case runner.StateProvisional:

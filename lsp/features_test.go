@@ -380,6 +380,21 @@ func TestLiveLensTitles(t *testing.T) {
 	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ▶ build" {
 		t.Errorf("once verified: %q", s)
 	}
+	// An audit that found stale layers says so first, and the hover lists
+	// what it found.
+	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: runner.StateReplaced, Updated: at(85), Audit: &runner.Audit{
+		State: runner.AuditFailed, Phases: []string{"buildPhase", "installPhase"}, Attrs: []string{"GREETING"},
+		Files: []runner.Difference{{Output: "out", Path: "bin/hello", Why: "content differs from byte 12"}}}}
+	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
+	if s := got["stdenv.mkDerivation"]; s != "⚠ AUDIT: stale layers found (buildPhase, installPhase); result replaced by a clean build · 2/7 phases cached · ▶ build" {
+		t.Errorf("a failed audit: %q", s)
+	}
+	hover := summaryHover(DerivView{Pkg: pkg}, at(90))
+	for _, want := range []string{"AUDIT FAILED", "`out/bin/hello`", "buildPhase installPhase", "GREETING"} {
+		if !strings.Contains(hover, want) {
+			t.Errorf("the hover after a failed audit lacks %q:\n%s", want, hover)
+		}
+	}
 }
 
 func TestLiveInterval(t *testing.T) {

@@ -208,6 +208,21 @@ func invalidPaths(ctx context.Context, paths []string) ([]string, error) {
 	return lines(out), nil
 }
 
+// Delete removes valid store paths (nix-store --delete), which Nix refuses
+// while anything still uses them (a GC root, a referrer, a running
+// process): a valid path is never replaced in place.
+func Delete(ctx context.Context, paths []string) error {
+	for _, p := range paths {
+		if !IsStorePath(p) {
+			return fmt.Errorf("%s is not a store path (expected %s/<hash>-<name>)", p, StoreDir())
+		}
+	}
+	if _, err := run(ctx, nil, "nix-store", append([]string{"--delete"}, paths...)...); err != nil {
+		return fmt.Errorf("deleting %s: %w", strings.Join(paths, " "), err)
+	}
+	return nil
+}
+
 // AddGCRoot makes link (e.g. ./result) a symlink to storePath and
 // registers it as an indirect garbage-collector root, as nix-build does.
 func AddGCRoot(ctx context.Context, storePath, link string) error {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nixlayer/nixlayer/ocichain"
@@ -38,6 +40,12 @@ type Config struct {
 	// build's synthetic twin runs beside it, so the map exists when it
 	// ends: worth it with cores to spare).
 	Learn string `json:"learn,omitempty"`
+	// Audit is how often the background work rebuilds a resumed result
+	// from scratch and compares it with the layered one (audit.go), the
+	// safety net for a layer whose content does not match its key:
+	// "always", "never", or "1/N" (one resumed result in N). Unset: "1/20",
+	// or "always" when the environment says CI=true.
+	Audit string `json:"audit,omitempty"`
 }
 
 // RegistryOptions are a request's switches for layer caches (the CLI's
@@ -97,4 +105,32 @@ func (c *Config) registryTimeout() (time.Duration, error) {
 		return 0, fmt.Errorf("config.json registryTimeout %q: use e.g. 10s", c.RegistryTimeout)
 	}
 	return d, nil
+}
+
+// defaultAuditEvery is the audit rate when config.json sets none: one
+// resumed result in 20.
+const defaultAuditEvery = 20
+
+// auditEvery is how many resumed results share one audit: 1 audits every
+// one, 0 none. CI (CI=true, as CI services set it) audits every one unless
+// the config says otherwise: there a wrong result costs most and a clean
+// build costs least.
+func (c *Config) auditEvery(getenv func(string) string) (int, error) {
+	switch a := strings.TrimSpace(c.Audit); {
+	case a == "" && strings.EqualFold(getenv("CI"), "true"):
+		return 1, nil
+	case a == "":
+		return defaultAuditEvery, nil
+	case a == "always":
+		return 1, nil
+	case a == "never":
+		return 0, nil
+	default:
+		one, n, ok := strings.Cut(a, "/")
+		every, err := strconv.Atoi(n)
+		if !ok || one != "1" || err != nil || every < 1 {
+			return 0, fmt.Errorf("config.json audit %q: use \"always\", \"never\" or \"1/N\" (one resumed result in N, e.g. \"1/20\")", c.Audit)
+		}
+		return every, nil
+	}
 }

@@ -102,6 +102,12 @@ const (
 	// EventPushed: a push is done: Bytes sent in Elapsed (0 when the
 	// registry had everything).
 	EventPushed EventKind = "pushed"
+	// EventAudit: the background work audits a resumed result (builds it
+	// again from scratch and compares, audit.go): its start, each phase
+	// of the clean build (Phase, Index, Total), and an audit that found no
+	// difference or could not be made (Message says which). An audit that
+	// finds a difference ends in EventReplaced.
+	EventAudit EventKind = "audit"
 	// EventWarning: a layer cache could not be used (down, slow, refused
 	// chain) or a push failed; the build goes on without it. One line.
 	EventWarning EventKind = "warning"
@@ -111,7 +117,7 @@ const (
 var EventKinds = []EventKind{EventWait, EventRepair, EventPlan, EventCached, EventLearn, EventLearned,
 	EventRewrite, EventVerdict, EventFallback, EventStart, EventDone, EventFailed, EventDeliver, EventGC, EventFinished,
 	EventBackground, EventProvisional, EventVerifying, EventVerified, EventReplaced, EventUnverified,
-	EventPull, EventPulled, EventPush, EventPushed, EventWarning}
+	EventPull, EventPulled, EventPush, EventPushed, EventAudit, EventWarning}
 
 // Event is a progress report of a build.
 type Event struct {

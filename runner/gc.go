@@ -109,7 +109,8 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	// Chains per package, newest top first.
 	tops := map[string][]*layers.Layer{}
 	for _, l := range all {
-		if !hasChild[l.ID] {
+		// A stale chain (an audit dropped it) is never one worth keeping.
+		if !hasChild[l.ID] && l.Meta.Status != layers.StatusStale {
 			tops[l.Meta.DrvName] = append(tops[l.Meta.DrvName], l)
 		}
 	}

@@ -635,6 +635,8 @@ func explain(ph *PhasePlan, prev *layers.Layer, strict bool) (string, []string) 
 		return strings.Join(changed, ", ") + " changed", changed
 	case prev.Meta.Status == layers.StatusFailed:
 		return "failed last time", nil
+	case prev.Meta.Status == layers.StatusStale:
+		return "its layer was dropped: an audit found it differs from a clean build", nil
 	default:
 		return "not cached (its layer was removed or an earlier phase changed)", nil
 	}

@@ -28,7 +28,8 @@ import (
 // of its chain (yield.go). A rebuild with new output paths learns the map
 // from the pair instead (pair.go). The hook waits for a learner only when
 // the last learning measured says it ends before a full build would
-// (fullIfFaster).
+// (fullIfFaster). A resumed result chosen for an audit (config.json audit)
+// is built again from scratch there and compared (audit.go).
 
 // resultState says where a finished build's result stands.
 func (e *Engine) resultState(res *Result, o *outcome) {
@@ -85,6 +86,16 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 			}
 		}
 	}
+	if len(res.Reused) > 0 && r.Audit == nil && res.State != StateUnverified {
+		// A resumed result: the audit's rate decides whether a clean build
+		// checks it in the background (audit.go).
+		chosen, err := e.auditChosen()
+		if err != nil {
+			progress(Event{Kind: EventWarning, Message: "no audit: " + err.Error()})
+		} else if chosen {
+			r.Audit = &Audit{State: AuditDue}
+		}
+	}
 	if err := e.saveRecord(r); err != nil {
 		e.log.Warn("recording the result's state", zap.Error(err))
 	}
@@ -101,10 +112,14 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 		return
 	}
 	pending := len(e.pendingRecords(o.j.pkg)) > 0
-	if !pending && (o.pairLearned || !e.lacksMap(res, err)) {
+	audit := false
+	if r, _ := e.Record(drvPath); err == nil && r != nil {
+		audit = r.Audit.Due()
+	}
+	if !pending && !audit && (o.pairLearned || !e.lacksMap(res, err)) {
 		return
 	}
-	what := backgroundWhy(pending)
+	what := backgroundWhy(pending, audit)
 	pid, logPath, serr := e.startBackground(o.j.pkg, drvPath, what)
 	if serr != nil {
 		e.log.Debug("no background work", zap.Error(serr))
@@ -116,9 +131,12 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 }
 
 // backgroundWhy says what the background work does and why.
-func backgroundWhy(pending bool) string {
-	if pending {
+func backgroundWhy(pending, audit bool) string {
+	switch {
+	case pending:
 		return "verifying the provisional result (learning the output-path map first)"
+	case audit:
+		return "auditing the resumed result (a clean build from scratch compared with it)"
 	}
 	return "learning the output-path map (the chain has none; the next edit resumes with it)"
 }

@@ -130,6 +130,8 @@ func pushable(l *layers.Layer) error {
 		return fmt.Errorf("layer %s is still being written", layers.Short(l.ID))
 	case l.Meta.Status == layers.StatusFailed:
 		return fmt.Errorf("layer %s is the failed %s", layers.Short(l.ID), l.Meta.Phase)
+	case l.Meta.Status == layers.StatusStale:
+		return fmt.Errorf("layer %s (%s) is stale: an audit found it differs from a clean build", layers.Short(l.ID), l.Meta.Phase)
 	case !verified(l):
 		return fmt.Errorf("layer %s (%s) is not verified (it rests on an inexact rewrite, --from or an untrusted pull)", layers.Short(l.ID), what(l.Meta))
 	case l.Meta.KindOf() != layers.KindPhase && l.Meta.KindOf() != layers.KindRewrite:

@@ -168,6 +168,15 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 	for i, ph := range plan.Phases {
 		keys[i] = ph.Key
 	}
+	// A key an audit found stale here is never pulled back (nor what
+	// chains on it): the registry may hold the same stale content.
+	stale := e.staleKeys()
+	for i, k := range keys {
+		if stale[k] {
+			keys = keys[:i]
+			break
+		}
+	}
 	for _, ref := range rs.cfg.LayerCaches {
 		src, _, err := e.registrySource(rs, ref)
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/layers"
 )
 
 // checkChain mounts the top of a reused chain: a layer whose directory was
@@ -45,18 +47,9 @@ func (e *Engine) dropBroken(top string) error {
 // deleteWithDescendants removes a layer and every layer on top of it,
 // children first.
 func (e *Engine) deleteWithDescendants(id string) error {
-	all, err := e.layers.List()
+	all, doomed, err := e.withDescendants(id)
 	if err != nil {
 		return err
-	}
-	doomed := map[string]bool{id: true}
-	for changed := true; changed; {
-		changed = false
-		for _, l := range all {
-			if !doomed[l.ID] && doomed[l.Parent] {
-				doomed[l.ID], changed = true, true
-			}
-		}
 	}
 	for i := len(all) - 1; i >= 0; i-- { // newest first: children before parents
 		if doomed[all[i].ID] {
@@ -67,4 +60,23 @@ func (e *Engine) deleteWithDescendants(id string) error {
 		}
 	}
 	return nil
+}
+
+// withDescendants lists every layer (oldest first) and marks id and every
+// layer built on it.
+func (e *Engine) withDescendants(id string) ([]*layers.Layer, map[string]bool, error) {
+	all, err := e.layers.List()
+	if err != nil {
+		return nil, nil, err
+	}
+	marked := map[string]bool{id: true}
+	for changed := true; changed; {
+		changed = false
+		for _, l := range all {
+			if !marked[l.ID] && marked[l.Parent] {
+				marked[l.ID], changed = true, true
+			}
+		}
+	}
+	return all, marked, nil
 }

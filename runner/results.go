@@ -102,6 +102,9 @@ type ResultRecord struct {
 	RewriteLayer string            `json:"rewriteLayer,omitempty"` // the provisional rewrite
 	Created      []string          `json:"created,omitempty"`      // the layers the build made over it
 	Old2New      map[string]string `json:"old2new,omitempty"`
+	// Audit: a resumed result chosen for an audit (config.json audit),
+	// and what the audit found (audit.go).
+	Audit *Audit `json:"audit,omitempty"`
 }
 
 // statusDir holds one record per derivation.

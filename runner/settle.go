@@ -24,6 +24,7 @@ import (
 // detached by afterBuild): it settles the package's pending results —
 // learning the path maps they wait for — and learns the path map of the
 // newest chain of drvPath and of each settled result when they lack one.
+// Then it audits the resumed results chosen for an audit (audit.go).
 // It looks again until nothing is left, so results of builds made while
 // it worked are settled too. One runs per package at a time.
 // ro applies to pushing the learned maps to the config's pushTo.
@@ -77,6 +78,15 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 			busy = busy || learned
 		}
 		toLearn = nil
+		for _, r := range e.auditsDue(j.pkg) {
+			busy = true
+			if err := e.audit(ctx, r, progress); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				errs = append(errs, err)
+			}
+		}
 		if !busy {
 			break
 		}
@@ -309,37 +319,52 @@ func (e *Engine) repoint(ctx context.Context, r *ResultRecord, outputs map[strin
 				}
 			}
 		}
-		dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
-		if filepath.Dir(old) == filepath.Clean(dir) {
-			if err := nixstore.RemoveTree(old); err != nil {
-				e.log.Warn("replacing a provisional copy", zap.String("path", old), zap.Error(err))
-				continue
-			}
-			var err error
-			if r.Owner != nil {
-				err = nixstore.AddGCRoot(ctx, cur, old) // the only root the user's links have
-			} else {
-				err = os.Symlink(cur, old)
-			}
-			if err != nil {
-				e.log.Warn("linking a provisional copy to the store", zap.String("path", old), zap.Error(err))
-			}
-		}
+		e.replaceCacheCopy(ctx, r, old, cur)
 	}
 	r.Outputs = outputs
+}
+
+// replaceCacheCopy leaves, where a result's copy in the cache (old) was,
+// a link to its new place cur: paths printed earlier keep working without
+// a second copy. old is only ever in a results directory root owns; a
+// daemon user's link to it is the user's and is never touched.
+func (e *Engine) replaceCacheCopy(ctx context.Context, r *ResultRecord, old, cur string) {
+	dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
+	if filepath.Dir(old) != filepath.Clean(dir) {
+		return
+	}
+	if err := nixstore.RemoveTree(old); err != nil {
+		e.log.Warn("replacing a result's copy in the cache", zap.String("path", old), zap.Error(err))
+		return
+	}
+	var err error
+	if r.Owner != nil && nixstore.IsStorePath(cur) {
+		err = nixstore.AddGCRoot(ctx, cur, old) // the only root the user's links have
+	} else {
+		err = os.Symlink(cur, old)
+	}
+	if err != nil {
+		e.log.Warn("linking a result's copy in the cache to the store", zap.String("path", old), zap.Error(err))
+	}
 }
 
 // compareLayers lists the entries in which two layers over the same parent
 // differ (contents, type, mode, link target; not times).
 func (e *Engine) compareLayers(a, b string) ([]string, error) {
-	ea, err := e.layerEntries(a)
+	ea, err := e.layerEntries(a, nil)
 	if err != nil {
 		return nil, err
 	}
-	eb, err := e.layerEntries(b)
+	eb, err := e.layerEntries(b, nil)
 	if err != nil {
 		return nil, err
 	}
+	return differingEntries(ea, eb), nil
+}
+
+// differingEntries lists the names whose digests differ between two
+// layers' entries (layerEntries), or that only one has.
+func differingEntries(ea, eb map[string]string) []string {
 	var diff []string
 	for name, x := range ea {
 		if y, ok := eb[name]; !ok || x != y {
@@ -352,11 +377,18 @@ func (e *Engine) compareLayers(a, b string) ([]string, error) {
 		}
 	}
 	sort.Strings(diff)
-	return diff, nil
+	return diff
 }
 
-// layerEntries digests each entry of a layer's diff.
-func (e *Engine) layerEntries(id string) (map[string]string, error) {
+// maxSubstSize bounds the files layerEntries rewrites in memory; a bigger
+// one is digested as it is (the audit then counts it as differing if it
+// holds an output path: it drops more, never less).
+const maxSubstSize = 256 << 20
+
+// layerEntries digests each entry of a layer's diff; subst, when set,
+// first rewrites names, link targets and contents (the audit reads a
+// layer built with other output paths as built with the current ones).
+func (e *Engine) layerEntries(id string, subst *strings.Replacer) (map[string]string, error) {
 	rc, err := e.layers.Diff(id)
 	if err != nil {
 		return nil, err
@@ -365,10 +397,18 @@ func (e *Engine) layerEntries(id string) (map[string]string, error) {
 	entries := map[string]string{}
 	err = layers.EachTarEntry(rc, func(h *tar.Header, content io.Reader) error {
 		sum := sha256.New()
-		if _, err := io.Copy(sum, content); err != nil {
+		name, link := h.Name, h.Linkname
+		if subst != nil && h.Size <= maxSubstSize {
+			data, err := io.ReadAll(content)
+			if err != nil {
+				return err
+			}
+			name, link = subst.Replace(name), subst.Replace(link)
+			io.WriteString(sum, subst.Replace(string(data)))
+		} else if _, err := io.Copy(sum, content); err != nil {
 			return err
 		}
-		entries[h.Name] = fmt.Sprintf("%c %o %s %x", h.Typeflag, h.Mode, h.Linkname, sum.Sum(nil))
+		entries[name] = fmt.Sprintf("%c %o %s %x", h.Typeflag, h.Mode, link, sum.Sum(nil))
 		return nil
 	})
 	if err != nil {

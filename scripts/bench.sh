@@ -17,15 +17,19 @@
 #      cold build (a full build that learns the map from the pair) vs
 #      nix-build, the edit after it (resumed, registered, no wait between),
 #      the CPU of a cold build with its learning, the CLI's edit right after
-#      a cold build until verified and registered.
+#      a cold build until verified and registered;
+#   6. the audit (issue 22): the CPU of one audit (a clean build of a resumed
+#      result, in the background) and what it adds per resumed build at the
+#      default rate (one in 20).
 # BENCH_ONLY="SECTION…" runs only those sections: core registry hook nowait
-# learning lsp (e.g. BENCH_ONLY=learning for issue 24's figures;
+# learning audit lsp (e.g. BENCH_ONLY=learning for issue 24's figures;
 # learning-hook for its hook figures alone).
 # Every build gets fresh output paths (a unique salt), so nothing is reused by accident.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="/usr/local/go/bin:$PATH"
 NFILES=${NFILES:-300}
+unset CI # the audit at its default rate, as users have it (CI=true audits every resume)
 go build -o bin/nixlayer ./cmd/nixlayer
 nl=$PWD/bin/nixlayer
 work=$(mktemp -d /tmp/nixlayer-bench.XXXXXX)
@@ -253,6 +257,42 @@ if [ "$(id -u)" = 0 ] && { section nowait || section learning || section learnin
     printf '%-52s %8.2f s: nix-build / it = %.1f (target >= 10; %s)\n' "hook: the edit after it, at once" "$t_hsecond" "$(echo "$t_hnix / $t_hsecond" | bc -l)" "$second"
 fi
 export NIXLAYER_BACKGROUND_LEARN=0
+
+# Issue 22: the audit. A resumed result (all phases cached after its
+# outputs left the store) is audited by the background work: one clean
+# build from scratch, compared with it. Its CPU is measured against the
+# resume's and nix-build's; at the default rate one resumed build in 20
+# pays it.
+bench_audit() {
+    local acache=$work/acache asalt="audit-$salt"
+    local aedit=(--argstr postInstallExtra 'echo audited > $out/audited')
+    mkdir -p "$acache" && echo '{"audit": "never"}' >"$acache/config.json"
+    NIXLAYER_BACKGROUND_LEARN=0 "$nl" build -Q --cache "$acache" --no-out-link $(pkg "$asalt") >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
+    "$nl" learn --cache "$acache" $(pkg "$asalt") >/dev/null 2>&1 || exit 1
+    NIXLAYER_BACKGROUND_LEARN=0 "$nl" build -Q --cache "$acache" --no-out-link $(pkg "$asalt") "${aedit[@]}" >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }
+    "$nl" learn --cache "$acache" $(pkg "$asalt") "${aedit[@]}" >/dev/null 2>&1 || exit 1 # the audit below learns nothing
+    nix-store --delete $(nix-store -q --outputs "$(nix-instantiate $(pkg "$asalt") "${aedit[@]}" 2>/dev/null)") >/dev/null 2>&1 || { echo "could not delete the edit's outputs"; exit 1; }
+    echo '{}' >"$acache/config.json" # the default rate
+    local c_resume c_audit c_anix t_audit s
+    for _ in $(seq 20); do # the counter reaches the one audited result
+        c_resume=$(NIXLAYER_BACKGROUND_LEARN=0 cpu "$nl" build -Q --cache "$acache" --no-out-link $(pkg "$asalt") "${aedit[@]}")
+        "$nl" status --json --cache "$acache" $(pkg "$asalt") "${aedit[@]}" | grep -q '"state": "due"' && break
+        nix-store --delete $(nix-store -q --outputs "$(nix-instantiate $(pkg "$asalt") "${aedit[@]}" 2>/dev/null)") >/dev/null 2>&1 || exit 1
+    done
+    s=$(date +%s.%N)
+    c_audit=$(cpu "$nl" learn --cache "$acache" $(pkg "$asalt") "${aedit[@]}")
+    t_audit=$(echo "$(date +%s.%N) - $s" | bc)
+    "$nl" status --json --cache "$acache" $(pkg "$asalt") "${aedit[@]}" | grep -q '"state": "passed"' || { echo "the audit did not pass:"; "$nl" status --cache "$acache"; }
+    c_anix=$(cpu nix-build --no-out-link $(pkg "nix-audit-$salt"))
+    echo
+    echo "audit (issue 22): hello ($NFILES files), a resumed result audited in the background"
+    printf '%-52s %8.1f s CPU (%.2f s wall; nix-build cold: %.1f s CPU)\n' "one audit (clean build + compare)" "$c_audit" "$t_audit" "$c_anix"
+    printf '%-52s %8.1f s CPU\n' "the resumed build it audits (every phase cached)" "$c_resume"
+    printf 'at the default rate (1 resumed result in %d): +%.2f s CPU per resumed build on average (%.1f%% of a cold nix-build)\n' 20 "$(echo "$c_audit / 20" | bc -l)" "$(echo "100 * $c_audit / 20 / $c_anix" | bc -l)"
+}
+if section audit; then
+    bench_audit
+fi
 
 section lsp || exit 0
 echo

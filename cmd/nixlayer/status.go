@@ -86,6 +86,7 @@ func cmdStatus(ctx context.Context, args []string) error {
 	for _, r := range rep.Results {
 		fmt.Printf("  %-11s %s (built %s ago)\n", r.State, r.Name, round(time.Since(r.Built)))
 		fmt.Printf("              %s\n", r.Why)
+		printAudit(r.Audit)
 		for _, name := range slices.Sorted(maps.Keys(r.Outputs)) {
 			fmt.Printf("              %s: %s\n", name, strings.TrimSpace(r.Outputs[name]))
 		}
@@ -112,4 +113,30 @@ func printEngine(st *api.Status) {
 	} else {
 		fmt.Printf("builds:   can run here (bubblewrap, cache, disk space)\n")
 	}
+}
+
+// printAudit says where a result's audit stands; a failed one lists what
+// it found, loudly.
+func printAudit(a *runner.Audit) {
+	switch {
+	case a == nil:
+		return
+	case a.State == runner.AuditDue:
+		fmt.Printf("              audit: due (a clean build from scratch in the background compares it)\n")
+		return
+	case a.State != runner.AuditFailed:
+		fmt.Printf("              audit: %s in %s: %s\n", a.State, round(a.Took), a.Why)
+		return
+	}
+	fmt.Printf("              AUDIT FAILED: a clean build differs; the result was replaced by it\n")
+	for _, f := range a.Files {
+		fmt.Printf("                differs: %s/%s (%s)\n", f.Output, f.Path, f.Why)
+	}
+	if len(a.Phases) > 0 {
+		fmt.Printf("                phases whose layer differs: %s\n", strings.Join(a.Phases, " "))
+	}
+	if len(a.Attrs) > 0 {
+		fmt.Printf("                attributes changed between the chains: %s\n", strings.Join(a.Attrs, " "))
+	}
+	fmt.Printf("                stale layers dropped (never reused): %d\n", len(a.Dropped))
 }

@@ -436,6 +436,7 @@ export type BuildEventKind =
   | 'pulled'
   | 'push'
   | 'pushed'
+  | 'audit'
   | 'warning'
   | (string & {});
 
@@ -464,6 +465,8 @@ export function stateIcon(kind: string): string {
       return '$(verified)';
     case 'unverified':
       return '$(warning)';
+    case 'audit':
+      return '$(search)';
     default:
       return '$(info)';
   }

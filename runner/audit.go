@@ -1,0 +1,474 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/shellstate"
+)
+
+// The audit is the safety net for what no placement rule foresees: a layer
+// whose content does not match its key (a program read an attribute the
+// key covers only from a later phase, a corrupted layer). The background
+// work (Learn, so it runs wherever and at whatever priority that runs)
+// builds a resumed result again from scratch in the sandbox and compares
+// it with the layered one. A difference is reported loudly (the record,
+// `nixlayer status`, the editor, the log), the result is replaced by the
+// clean build, and the layers involved are made stale so no lookup finds
+// them again. How often: config.json's audit (Config.auditEvery).
+
+// AuditState is where a result's audit stands.
+type AuditState string
+
+const (
+	// AuditDue: the result was chosen for an audit the background work
+	// has not finished yet.
+	AuditDue AuditState = "due"
+	// AuditPassed: a clean build equals the layered result.
+	AuditPassed AuditState = "passed"
+	// AuditFailed: a clean build differs: the layered result rested on
+	// stale layers, which are dropped; the clean build replaced it.
+	AuditFailed AuditState = "failed"
+	// AuditError: the clean build could not be made or compared (Why).
+	AuditError AuditState = "error"
+)
+
+// Audit is what the audit of one resumed result found.
+type Audit struct {
+	State AuditState `json:"state"`
+	Why   string     `json:"why,omitempty"`
+	// Files are the output files in which the layered result differs from
+	// the clean build (at most maxAuditFiles).
+	Files []Difference `json:"files,omitempty"`
+	// Phases are the phases whose layer differs from the clean build's.
+	Phases []string `json:"phases,omitempty"`
+	// Attrs are the attributes that differ between the derivation that
+	// built the first stale layer and the audited one.
+	Attrs []string `json:"attrs,omitempty"`
+	// Dropped are the layers made stale (the first stale one and every
+	// layer built on it).
+	Dropped []string      `json:"dropped,omitempty"`
+	Took    time.Duration `json:"took,omitempty"`
+	At      time.Time     `json:"at,omitempty"`
+}
+
+// Due reports whether the background work still owes the audit.
+func (a *Audit) Due() bool { return a != nil && a.State == AuditDue }
+
+// maxAuditFiles bounds the files an audit records.
+const maxAuditFiles = 50
+
+// auditChosen decides whether a resumed result is audited: every one, or
+// one in N by a counter kept in the cache (a steady rate, unlike chance).
+func (e *Engine) auditChosen() (bool, error) {
+	cfg, err := e.config()
+	if err != nil {
+		return false, err
+	}
+	every, err := cfg.auditEvery(os.Getenv)
+	if err != nil || every <= 1 {
+		return every == 1, err
+	}
+	unlock, err := e.lockFile(context.Background(), "audit-count", "", nil)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	p := filepath.Join(e.opts.CacheDir, "audit-count")
+	data, _ := os.ReadFile(p)
+	n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	n++
+	if err := os.WriteFile(p, []byte(strconv.Itoa(n)+"\n"), 0o600); err != nil {
+		return false, fmt.Errorf("audit counter: %w", err)
+	}
+	return n%every == 0, nil
+}
+
+// auditsDue are the results of a package whose audit is owed, oldest
+// first; those still pending are settled first.
+func (e *Engine) auditsDue(pkg string) []*ResultRecord {
+	all, _ := e.Results()
+	var out []*ResultRecord
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].Package == pkg && all[i].Audit.Due() && !all[i].State.Pending() {
+			out = append(out, all[i])
+		}
+	}
+	return out
+}
+
+// audit builds a resumed result again from scratch and compares; see the
+// top of this file. It records what it found on the result's record.
+func (e *Engine) audit(ctx context.Context, r *ResultRecord, progress func(Event)) error {
+	if cur, err := e.Record(r.Drv); err != nil || cur == nil || !cur.Built.Equal(r.Built) || !cur.Audit.Due() {
+		return err // audited meanwhile, or rebuilt by a newer build
+	}
+	t0 := time.Now()
+	progress(Event{Kind: EventAudit, Drv: r.Drv, Message: r.Name + ": auditing the resumed result: building it again from scratch to compare"})
+	j, err := e.prepare(ctx, r.Drv, io.Discard)
+	if err != nil {
+		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "its derivation cannot be prepared: " + firstLine(err.Error())}, t0, progress)
+	}
+	plan, err := e.plan(j, PlanOptions{})
+	if err != nil {
+		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: firstLine(err.Error())}, t0, progress)
+	}
+	layered, err := e.phaseChain(r.Top, len(plan.Phases))
+	if err != nil {
+		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "the result's layers are gone (gc?): " + firstLine(err.Error())}, t0, progress)
+	}
+	sc, err := e.newScratch(plan)
+	if err != nil {
+		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: firstLine(err.Error())}, t0, progress)
+	}
+	defer sc.close()
+	clean, err := e.cleanBuild(ctx, j, plan, sc, progress)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // stays due: the next background work audits it
+		}
+		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "the clean build failed: " + firstLine(err.Error())}, t0, progress)
+	}
+	cleanTop := clean[len(clean)-1]
+	files, err := e.outputDifferences(j, r.Top, cleanTop)
+	if err != nil {
+		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "comparing with the clean build: " + firstLine(err.Error())}, t0, progress)
+	}
+	if len(files) == 0 {
+		return e.auditEnded(ctx, r, &Audit{State: AuditPassed, Why: "a clean build from scratch equals the layered result"}, t0, progress)
+	}
+	a := &Audit{State: AuditFailed, Files: files[:min(len(files), maxAuditFiles)]}
+	first := -1
+	for i, l := range layered {
+		differs, err := e.phaseDiffers(l, clean[i], j.drv.Outputs)
+		if err != nil {
+			e.log.Warn("audit: comparing a phase with the clean build", zap.String("phase", l.Meta.Phase), zap.Error(err))
+			differs = true // unsure: stale
+		}
+		if differs {
+			a.Phases = append(a.Phases, l.Meta.Phase)
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if first < 0 {
+		// Every phase's own changes match, so what differs came between
+		// them (a rewrite): the top phase and what rests on it go.
+		first = len(layered) - 1
+	}
+	stale := layered[first]
+	a.Attrs = changedAttributes(stale.Meta.DrvPath, j.drv)
+	if a.Dropped, err = e.retireFrom(stale.ID, fmt.Sprintf("stale: an audit of %s found it differs from a clean build", j.drv.Name)); err != nil {
+		e.log.Error("audit: making the stale layers unusable", zap.Error(err))
+	}
+	a.Why = auditFinding(a, len(files), stale.Meta.Phase, stale.Meta.DrvPath == j.drv.Path)
+	e.log.Error("audit: a resumed result differs from a clean build", zap.String("drv", r.Drv),
+		zap.Strings("phases", a.Phases), zap.Strings("attributes", a.Attrs), zap.Int("files", len(files)),
+		zap.String("firstFile", files[0].Output+"/"+files[0].Path), zap.Strings("dropped", a.Dropped))
+	return e.replaceAudited(ctx, j, r, a, cleanTop, t0, progress)
+}
+
+// cleanBuild runs every phase of the plan with the real output paths on
+// scratch layers, as a cold build would, and returns their layers.
+func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *Plan, sc *scratch, progress func(Event)) ([]string, error) {
+	var state *shellstate.Delta
+	if j.splittable && j.probe != nil {
+		state = j.probe.Start
+	}
+	parent := ""
+	n := len(plan.Phases)
+	clean := make([]string, n)
+	for i, ph := range plan.Phases {
+		progress(Event{Kind: EventAudit, Phase: ph.Name, Index: i + 1, Total: n, Drv: j.drv.Path, Message: fmt.Sprintf("audit: [%d/%d] %s from scratch", i+1, n, ph.Name)})
+		id, next, err := sc.run(ctx, j, i, parent, state, "audit")
+		if err != nil {
+			return nil, err
+		}
+		clean[i], parent, state = id, id, next
+	}
+	return clean, nil
+}
+
+// outputDifferences lists the output files in which two layers' trees
+// differ (as verify compares: contents, type, executable bit, links).
+func (e *Engine) outputDifferences(j *job, a, b string) ([]Difference, error) {
+	rootA, err := e.layers.Mount(a)
+	if err != nil {
+		return nil, err
+	}
+	defer e.layers.Unmount(a)
+	rootB, err := e.layers.Mount(b)
+	if err != nil {
+		return nil, err
+	}
+	defer e.layers.Unmount(b)
+	var out []Difference
+	for _, name := range sortedKeys(j.drv.Outputs) {
+		base := filepath.Base(j.drv.Outputs[name])
+		ta, err := openIn(filepath.Join(rootA, "store", base))
+		if err != nil {
+			return nil, err
+		}
+		defer ta.Close()
+		tb, err := openIn(filepath.Join(rootB, "store", base))
+		if err != nil {
+			return nil, err
+		}
+		defer tb.Close()
+		diffs, err := compareTrees(ta, tb)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range diffs {
+			d.Output = name
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// phaseDiffers compares a phase layer of the layered chain with the clean
+// build's layer of the same phase: their own changes, with the output
+// paths the layer was built with read as the current ones (whole hashes
+// only, so a layer that holds path fragments counts as differing — the
+// audit then drops more, never less).
+func (e *Engine) phaseDiffers(l *layers.Layer, cleanID string, outputs map[string]string) (bool, error) {
+	var pairs []string
+	for name, p := range outputs {
+		if old := l.Meta.Outputs[name]; old != "" && old != p {
+			pairs = append(pairs, nixstore.HashPart(old), nixstore.HashPart(p))
+		}
+	}
+	var subst *strings.Replacer
+	if len(pairs) > 0 {
+		subst = strings.NewReplacer(pairs...)
+	}
+	a, err := e.layerEntries(l.ID, subst)
+	if err != nil {
+		return false, err
+	}
+	b, err := e.layerEntries(cleanID, nil)
+	if err != nil {
+		return false, err
+	}
+	// The stdenv dumps the environment there as every step sources setup
+	// (dumpVars): a reused layer holds the dump of the derivation that
+	// built it, which the next step overwrites before anything reads it.
+	delete(a, envDump)
+	delete(b, envDump)
+	diff := differingEntries(a, b)
+	if len(diff) > 0 {
+		e.log.Warn("audit: a phase's layer differs from the clean build's", zap.String("phase", l.Meta.Phase), zap.Strings("files", diff[:min(len(diff), 10)]))
+	}
+	return len(diff) > 0, nil
+}
+
+// envDump is the stdenv's dump of the environment in the build directory,
+// as a layer's entries name it.
+const envDump = "build/env-vars"
+
+// changedAttributes are the attributes in which the derivation that built
+// a layer differs from cur, output paths aside (nil for the same one).
+func changedAttributes(builtBy string, cur *drv.Derivation) []string {
+	if builtBy == "" || builtBy == cur.Path {
+		return nil
+	}
+	od, err := drv.Read(builtBy)
+	if err != nil {
+		return []string{"(unknown: the derivation that built it is gone)"}
+	}
+	was, err1 := attributes(od)
+	now, err2 := attributes(cur)
+	if err1 != nil || err2 != nil {
+		return []string{"(unknown: unreadable attributes)"}
+	}
+	return differingEntries(was, now)
+}
+
+// auditFinding is the one line that says what a failed audit found.
+func auditFinding(a *Audit, nfiles int, stalePhase string, sameDrv bool) string {
+	var files []string
+	for _, f := range a.Files {
+		files = append(files, f.Output+"/"+f.Path)
+	}
+	why := fmt.Sprintf("AUDIT FOUND A STALE LAYER: the layered result differs from a clean build in %d file(s) (%s)", nfiles, fewLines(files, 3))
+	if len(a.Phases) > 0 {
+		why += "; phases that differ: " + strings.Join(a.Phases, " ")
+	}
+	switch {
+	case sameDrv:
+		why += "; the stale layers were built by this same derivation (a layer changed after it was made?)"
+	case len(a.Attrs) > 0:
+		why += "; attributes changed since " + stalePhase + "'s layer was built: " + fewLines(a.Attrs, 8)
+	}
+	return why + "; the layers from " + stalePhase + " on are dropped"
+}
+
+// staleKeys are the keys of the layers an audit made stale.
+func (e *Engine) staleKeys() map[string]bool {
+	all, _ := e.layers.List()
+	keys := map[string]bool{}
+	for _, l := range all {
+		if l.Meta.Status == layers.StatusStale && l.Meta.Key != "" {
+			keys[l.Meta.Key] = true
+		}
+	}
+	return keys
+}
+
+// retireFrom makes a layer and every layer built on it stale; it returns
+// them.
+func (e *Engine) retireFrom(id, why string) ([]string, error) {
+	all, doomed, err := e.withDescendants(id)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	var errs []string
+	for _, l := range all {
+		if !doomed[l.ID] || l.Meta.KindOf() == layers.KindLearnScratch {
+			continue
+		}
+		if err := e.layers.Retire(l.ID, why); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		out = append(out, l.ID)
+	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("retiring stale layers: %s", strings.Join(errs, "; "))
+	}
+	return out, nil
+}
+
+// replaceAudited puts the clean build where the stale result was: into
+// the Nix store when the stale outputs can leave it (Nix cannot replace a
+// valid path in place: they are deleted first, which fails while anything
+// else uses them), else into the cache with the result links repointed
+// there, and says which.
+func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a *Audit, cleanTop string, t0 time.Time, progress func(Event)) error {
+	cur, unlock, err := e.lockedRecord(ctx, r)
+	if err != nil || cur == nil {
+		e.log.Warn("audit: a newer build replaced the audited result; it reuses no stale layer now", zap.String("drv", r.Drv))
+		return err
+	}
+	defer unlock()
+	r = cur
+	var stuck []string // valid stale outputs Nix would not delete
+	var inStore []string
+	for _, name := range sortedKeys(j.drv.Outputs) {
+		p := j.drv.Outputs[name]
+		if r.Outputs[name] == p {
+			inStore = append(inStore, p)
+		}
+	}
+	links := r.Links
+	if r.Owner != nil {
+		links = nil // a daemon user's links are the user's: root never touches them
+	}
+	if len(inStore) > 0 {
+		for _, p := range inStore {
+			for name, link := range links {
+				if target, err := os.Readlink(link); err == nil && target == p && r.Outputs[name] == p {
+					removeLink(link)
+				}
+			}
+		}
+		if err := nixstore.Delete(ctx, inStore); err != nil {
+			e.log.Warn("audit: the stale outputs stay in the Nix store", zap.Strings("paths", inStore), zap.Error(err))
+			stuck = inStore
+		}
+	}
+	res := &Result{TopLayer: cleanTop, Verified: len(stuck) == 0}
+	bo := BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}
+	if err := e.deliver(ctx, j, res, bo, func(Event) {}); err != nil {
+		a.Why += "; delivering the clean build failed: " + firstLine(err.Error())
+		return e.auditEnded(ctx, r, a, t0, progress)
+	}
+	// The result links: into the store, or to the copy in the cache.
+	for name, link := range links {
+		p := res.Outputs[name]
+		if target, err := os.Readlink(link); p == "" || (err == nil && target != r.Outputs[name]) {
+			continue // the user pointed it elsewhere since
+		}
+		removeLink(link)
+		if res.InStore {
+			err = nixstore.AddGCRoot(ctx, p, link)
+		} else {
+			err = os.Symlink(p, link)
+		}
+		if err != nil {
+			e.log.Warn("audit: repointing a result link", zap.String("link", link), zap.Error(err))
+		}
+	}
+	for name, old := range r.Outputs {
+		if cur := res.Outputs[name]; cur != old {
+			e.replaceCacheCopy(ctx, r, old, cur) // the stale copy in the cache goes
+		}
+	}
+	r.Outputs = res.Outputs
+	switch {
+	case len(stuck) > 0:
+		a.Why += "; the clean build is in the cache and the result links point there: the stale " + strings.Join(stuck, " ") + " stays in the Nix store while something uses it (nix-store --delete it, then nixlayer build registers the clean one)"
+	case res.InStore:
+		a.Why += "; replaced by the clean build, registered in the Nix store"
+	default:
+		a.Why += "; replaced by the clean build (kept in the cache)"
+	}
+	return e.auditEndedLocked(r, a, t0, progress)
+}
+
+// auditEnded records what an audit found (taking the derivation's lock).
+func (e *Engine) auditEnded(ctx context.Context, r *ResultRecord, a *Audit, t0 time.Time, progress func(Event)) error {
+	cur, unlock, err := e.lockedRecord(ctx, r)
+	if err != nil || cur == nil {
+		return err
+	}
+	defer unlock()
+	return e.auditEndedLocked(cur, a, t0, progress)
+}
+
+// lockedRecord takes the derivation's build lock and reads its record:
+// nil (and no lock held) when a newer build has recorded another result.
+func (e *Engine) lockedRecord(ctx context.Context, r *ResultRecord) (*ResultRecord, func(), error) {
+	unlock, err := e.lockFile(ctx, lockDrv, r.Drv, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur, err := e.Record(r.Drv)
+	if err != nil || cur == nil || !cur.Built.Equal(r.Built) {
+		unlock()
+		return nil, nil, err
+	}
+	return cur, unlock, nil
+}
+
+func (e *Engine) auditEndedLocked(r *ResultRecord, a *Audit, t0 time.Time, progress func(Event)) error {
+	a.Took, a.At = time.Since(t0), time.Now()
+	r.Audit = a
+	switch a.State {
+	case AuditFailed:
+		e.setState(r, StateReplaced, a.Why, progress)
+	default:
+		if err := e.saveRecord(r); err != nil {
+			e.log.Warn("saving a result's audit", zap.Error(err))
+		}
+		progress(Event{Kind: EventAudit, Drv: r.Drv, State: r.State, Message: r.Name + ": audit " + string(a.State) + ": " + a.Why})
+	}
+	if a.State == AuditError {
+		e.log.Warn("audit could not be made", zap.String("drv", r.Drv), zap.String("why", a.Why))
+	}
+	return nil
+}
