@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/nix-community/go-nix/pkg/nar"
+	"github.com/nixlayer/nixlayer/internal/treefile"
 	"go.podman.io/storage/pkg/ioutils"
 )
 
@@ -83,7 +84,7 @@ func DumpNARIn(w io.Writer, dir *os.Root, name string) error {
 			h.Type = nar.TypeDirectory
 			return nw.WriteHeader(h)
 		}
-		f, fi, err := OpenFileIn(dir, path.Join(name, rel))
+		f, fi, err := treefile.Open(dir, path.Join(name, rel))
 		if err != nil {
 			return err
 		}
@@ -140,23 +141,4 @@ func WalkIn(dir *os.Root, name string, fn func(rel string, fi fs.FileInfo) error
 		return nil
 	}
 	return walk("")
-}
-
-// OpenFileIn opens the regular file name inside dir for reading, never a
-// symlink, a device or a FIFO (which could block the reader), and returns
-// what it opened.
-func OpenFileIn(dir *os.Root, name string) (*os.File, fs.FileInfo, error) {
-	f, err := dir.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = fmt.Errorf("%s is not a regular file", name)
-	}
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, fi, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/internal/treefile"
 )
 
 // Read through an os.Root, a tree gives the NAR hash nix-store would, and
@@ -27,13 +29,13 @@ func TestNARHashInStaysInside(t *testing.T) {
 	if got != want || size != wantSize {
 		t.Fatalf("NARHashIn = %x (%d bytes), NARHash = %x (%d bytes)", got, size, want, wantSize)
 	}
-	if f, _, err := OpenFileIn(root, "tree/out/passwd"); err == nil {
+	if f, _, err := treefile.Open(root, "tree/out/passwd"); err == nil {
 		f.Close()
-		t.Error("OpenFileIn followed a symlink out of its root")
+		t.Error("treefile.Open followed a symlink out of its root")
 	}
 	must(t, syscall.Mkfifo(filepath.Join(tree, "fifo"), 0o644))
-	if _, _, err := OpenFileIn(root, "tree/fifo"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Errorf("OpenFileIn of a FIFO: %v", err)
+	if _, _, err := treefile.Open(root, "tree/fifo"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("treefile.Open of a FIFO: %v", err)
 	}
 	if _, _, err := NARHashIn(root, "tree"); err == nil {
 		t.Error("a FIFO in the tree was serialised")

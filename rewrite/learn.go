@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/nixlayer/nixlayer/internal/treefile"
 )
 
 // Map records every byte of a tree that depends on the output paths,
@@ -283,17 +285,29 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 		}
 		return false
 	}
+	// Both trees are builds': root must neither follow a symlink out of
+	// them nor open a FIFO or a device in them.
+	rootA, err := os.OpenRoot(treeA)
+	if err != nil {
+		return nil, fmt.Errorf("learn path map: %w", err)
+	}
+	defer rootA.Close()
+	rootB, err := os.OpenRoot(treeB)
+	if err != nil {
+		return nil, fmt.Errorf("learn path map: %w", err)
+	}
+	defer rootB.Close()
 	seenA := map[string]bool{}
 	unexplained := func(rel, why string) { m.Unexplained = append(m.Unexplained, Unexplained{Path: rel, Why: why}) }
 	var elfs []*learnedELF // for pairing stripped files with their linker output
-	err = walkBelow(treeB, func(pathB, rel string, d fs.DirEntry) error {
+	err = walkBelow(treeB, func(_, rel string, d fs.DirEntry) error {
 		relA := toA(rel)
 		seenA[relA] = true
 		if hasHashB(d.Name()) {
 			m.Renames = append(m.Renames, rel)
 		}
-		pathA := filepath.Join(treeA, filepath.FromSlash(relA))
-		infoA, err := os.Lstat(pathA)
+		nameA, nameB := filepath.FromSlash(relA), filepath.FromSlash(rel)
+		infoA, err := rootA.Lstat(nameA)
 		if err != nil {
 			unexplained(rel, "only in tree B")
 			if d.IsDir() {
@@ -307,7 +321,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 		}
 		switch {
 		case d.Type()&fs.ModeSymlink != 0:
-			ta, tb, err := readBoth(os.Readlink, pathA, pathB)
+			ta, tb, err := readBoth((*os.Root).Readlink, rootA, nameA, rootB, nameB)
 			if err != nil {
 				return err
 			}
@@ -317,9 +331,16 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 				m.Links = append(m.Links, rel)
 			}
 		case d.Type().IsRegular():
-			a, b, err := readBoth(os.ReadFile, pathA, pathB)
+			a, b, err := readBoth(readCompared, rootA, nameA, rootB, nameB)
+			if errors.Is(err, treefile.ErrTooBig) {
+				unexplained(rel, fmt.Sprintf("bigger than %d MiB: not compared", treefile.MaxCompared>>20))
+				return nil
+			}
 			if err != nil {
-				return err
+				// Replaced since the walk saw it (by a FIFO, a device):
+				// never read, never explained.
+				unexplained(rel, "not a regular file when read")
+				return nil
 			}
 			if len(a) != len(b) {
 				if u := resizedELF(rel, a, b); u != nil {
@@ -403,12 +424,18 @@ func walkBelow(root string, fn func(path, rel string, d fs.DirEntry) error) erro
 }
 
 // readBoth reads the same entry of both builds' trees with read.
-func readBoth[T any](read func(string) (T, error), pathA, pathB string) (a, b T, err error) {
-	if a, err = read(pathA); err != nil {
+func readBoth[T any](read func(*os.Root, string) (T, error), rootA *os.Root, nameA string, rootB *os.Root, nameB string) (a, b T, err error) {
+	if a, err = read(rootA, nameA); err != nil {
 		return a, b, err
 	}
-	b, err = read(pathB)
+	b, err = read(rootB, nameB)
 	return a, b, err
+}
+
+// readCompared reads a regular file of a tree whole, up to the size
+// nixlayer compares.
+func readCompared(root *os.Root, name string) ([]byte, error) {
+	return treefile.Read(root, name, treefile.MaxCompared)
 }
 
 // learnedELF is an ELF file of tree B with a build-id, remembered until

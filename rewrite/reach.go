@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,6 +19,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nixlayer/nixlayer/internal/treefile"
 )
 
 // Rule names what decided whether a file's unexplained bytes reach an
@@ -96,14 +99,22 @@ func Reaches(tree string, us []Unexplained, resolve func(string) string, outputs
 			reach[i] = r
 		}
 	}
+	// The tree is a build's: an entry may be a symlink out of it, a FIFO
+	// or a device, which root must neither follow nor open.
+	root, err := os.OpenRoot(tree)
+	if err != nil {
+		return nil, fmt.Errorf("opening tree %s: %w", tree, err)
+	}
+	defer root.Close()
 	idx := newNeedleIndex()
 	whole := map[[32]byte][]int{}
 	elfs := map[int]*elfImage{}
 	for i, u := range us {
-		x, err := os.ReadFile(filepath.Join(tree, filepath.FromSlash(resolve(u.Path))))
+		x, err := treefile.Read(root, filepath.FromSlash(resolve(u.Path)), treefile.MaxCompared)
 		if err != nil {
 			// Not a regular file of the tree (only in the other build, a
-			// directory, a symlink): nothing to follow.
+			// directory, a symlink, a FIFO, a device) or too big to read
+			// whole: nothing to follow.
 			better(i, Reach{Rule: RuleUnsure, Detail: "not a file nixlayer can follow into the outputs (" + u.Why + ")"})
 			continue
 		}
@@ -125,6 +136,12 @@ func Reaches(tree string, us []Unexplained, resolve func(string) string, outputs
 		}
 	}
 	for _, b := range blobs {
+		if b.data == nil { // unread: only its opaque mark counts
+			for i := range us {
+				better(i, Reach{Rule: RuleUnsure, Output: b.name, Detail: b.opaque + " payload nixlayer cannot look into"})
+			}
+			continue
+		}
 		for _, i := range whole[sha256.Sum256(b.data)] {
 			better(i, Reach{Rule: RuleInstalled, Output: b.name, Detail: "a copy of it", Copy: true})
 		}
@@ -192,19 +209,29 @@ func outputBlobs(outputs map[string]string) ([]blob, error) {
 	names := slices.Sorted(maps.Keys(outputs))
 	sort.SliceStable(names, func(i, j int) bool { return names[i] == "out" && names[j] != "out" })
 	for _, name := range names {
-		root := outputs[name]
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		dir := outputs[name]
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, fmt.Errorf("reading output %s: %w", name, err)
+		}
+		err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || !d.Type().IsRegular() {
 				return err
 			}
-			data, err := os.ReadFile(p)
+			rel, _ := filepath.Rel(dir, p)
+			data, err := treefile.Read(root, rel, treefile.MaxCompared)
+			if errors.Is(err, treefile.ErrTooBig) {
+				// Unread, it may carry any entry's bytes.
+				blobs = append(blobs, blob{name: name + "/" + filepath.ToSlash(rel), opaque: fmt.Sprintf("an unread (over %d MiB)", treefile.MaxCompared>>20)})
+				return nil
+			}
 			if err != nil {
 				return err
 			}
-			rel, _ := filepath.Rel(root, p)
 			blobs = appendBlob(blobs, name+"/"+filepath.ToSlash(rel), data, 0)
 			return nil
 		})
+		root.Close()
 		if err != nil {
 			return nil, fmt.Errorf("reading output %s: %w", name, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -140,26 +141,40 @@ func (e *Engine) classify(ctx context.Context, jobs []*job, plan *Plan, chain []
 // compareRerun reads one file from the chain layer, the synthetic layer
 // and the rerun layer, and says what caused its unexplained bytes.
 func (e *Engine) compareRerun(layerA, layerB, layerA2 string, m *rewrite.Map, rel string, pathsA map[string]string) (rewrite.Cause, error) {
-	read := func(id, name string) ([]byte, error) {
+	// unreadable: the entry is not a regular file of the layer (a symlink
+	// out of it, a FIFO, a device) or too big to compare; the layer itself
+	// could not be read when err is set.
+	read := func(id, name string) (data []byte, unreadable bool, err error) {
 		root, err := e.layers.Mount(id)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		defer e.layers.Unmount(id)
-		return os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+		dir, err := os.OpenRoot(root)
+		if err != nil {
+			return nil, false, fmt.Errorf("opening layer %s: %w", id, err)
+		}
+		defer dir.Close()
+		data, err = treefile.Read(dir, filepath.FromSlash(name), treefile.MaxCompared)
+		return data, err != nil, nil
 	}
 	inA := m.PathIn(rel, pathsA)
-	a, err := read(layerA, inA)
+	a, unreadA, err := read(layerA, inA)
 	if err != nil {
 		return "", err
 	}
-	b, err := read(layerB, rel)
+	b, unreadB, err := read(layerB, rel)
 	if err != nil {
 		return "", err
 	}
-	a2, err := read(layerA2, inA)
+	a2, unreadA2, err := read(layerA2, inA)
 	if err != nil {
-		return rewrite.CausePath, nil // gone in the rerun: not a byte-level question
+		return "", err
+	}
+	if unreadA || unreadB || unreadA2 {
+		// Gone in the rerun, or not bytes nixlayer may compare: path
+		// dependence, the answer that never lets the result pass as exact.
+		return rewrite.CausePath, nil
 	}
 	var fm *rewrite.FileMap
 	for k := range m.Files {

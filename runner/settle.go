@@ -383,7 +383,7 @@ func differingEntries(ea, eb map[string]string) []string {
 // maxSubstSize bounds the files layerEntries rewrites in memory; a bigger
 // one is digested as it is (the audit then counts it as differing if it
 // holds an output path: it drops more, never less).
-const maxSubstSize = 256 << 20
+const maxSubstSize = 32 << 20
 
 // layerEntries digests each entry of a layer's diff; subst, when set,
 // first rewrites names, link targets and contents (the audit reads a

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/internal/logtail"
+	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -207,12 +208,12 @@ func fileDifference(a, b treeIn, rel string, fa, fb fs.FileInfo) string {
 	case fa.Mode()&0o100 != fb.Mode()&0o100:
 		return "executable bit differs"
 	}
-	ra, sa, err1 := nixstore.OpenFileIn(a.dir, pa)
+	ra, sa, err1 := treefile.Open(a.dir, pa)
 	if err1 != nil {
 		return "unreadable"
 	}
 	defer ra.Close()
-	rb, sb, err2 := nixstore.OpenFileIn(b.dir, pb)
+	rb, sb, err2 := treefile.Open(b.dir, pb)
 	if err2 != nil {
 		return "unreadable"
 	}
