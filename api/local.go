@@ -136,7 +136,7 @@ func (l *Local) Learn(ctx context.Context, req LearnRequest, out Output) error {
 	if err := l.mayUse(req.Registry); err != nil {
 		return err
 	}
-	return l.e.Learn(ctx, req.DrvPath, req.Registry, out.progress())
+	return l.e.Learn(ctx, req.DrvPath, req.Registry, l.viewer(), out.progress())
 }
 
 func (l *Local) Verify(ctx context.Context, req VerifyRequest, out Output) (*runner.Verification, error) {

@@ -28,10 +28,20 @@ import (
 // It looks again until nothing is left, so results of builds made while
 // it worked are settled too. One runs per package at a time.
 // ro applies to pushing the learned maps to the config's pushTo.
-func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, progress func(Event)) error {
+// The work covers every user's results, but v (the caller) hears only of
+// those it may see (Viewer.ResultFor).
+func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, v *Viewer, progress func(Event)) error {
 	if progress == nil {
 		progress = func(Event) {}
 	}
+	silent := func(Event) {}
+	progressFor := func(r *ResultRecord) func(Event) {
+		if v.ResultFor(r) == nil {
+			return silent
+		}
+		return progress
+	}
+	hidden := map[string]bool{} // derivations of results v may not see
 	j, err := e.prepare(ctx, drvPath, io.Discard)
 	if err != nil {
 		return err
@@ -51,11 +61,14 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		busy := false
 		for _, r := range e.pendingRecords(j.pkg) {
 			busy = true
-			if err := e.settle(ctx, r, progress); err != nil {
+			if err := e.settle(ctx, r, progressFor(r)); err != nil {
 				if ctx.Err() != nil {
 					return err
 				}
-				errs = append(errs, err)
+				errs = reportTo(v, r, errs, err, e.log)
+			}
+			if v.ResultFor(r) == nil && r.Drv != drvPath {
+				hidden[r.Drv] = true
 			}
 			toLearn = append(toLearn, r.Drv)
 		}
@@ -64,7 +77,11 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 				continue
 			}
 			tried[d] = true
-			learned, err := e.learnNewest(ctx, d, ro, progress)
+			heard := progress
+			if hidden[d] {
+				heard = silent
+			}
+			learned, err := e.learnNewest(ctx, d, ro, heard)
 			if err != nil {
 				if ctx.Err() != nil {
 					return err
@@ -80,11 +97,11 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		toLearn = nil
 		for _, r := range e.auditsDue(j.pkg) {
 			busy = true
-			if err := e.audit(ctx, r, progress); err != nil {
+			if err := e.audit(ctx, r, progressFor(r)); err != nil {
 				if ctx.Err() != nil {
 					return err
 				}
-				errs = append(errs, err)
+				errs = reportTo(v, r, errs, err, e.log)
 			}
 		}
 		if !busy {
@@ -92,6 +109,16 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// reportTo adds err, from settling or auditing r, to the errors for v;
+// about a result v may not see, it only logs it.
+func reportTo(v *Viewer, r *ResultRecord, errs []error, err error, log *zap.Logger) []error {
+	if v.ResultFor(r) == nil {
+		log.Warn("settling or auditing another user's result", zap.String("drv", r.Drv), zap.Error(err))
+		return errs
+	}
+	return append(errs, err)
 }
 
 // learnNewest learns the path maps of the newest verified chain of a
