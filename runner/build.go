@@ -9,7 +9,6 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -390,7 +389,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 	// The files Nix writes into the build directory (passAsFile,
 	// .attrs.json/.attrs.sh) are this derivation's, also over layers an
 	// earlier derivation built: they hold the edited attributes.
-	if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
+	if err := writeAttrsFiles(j, root); err != nil {
 		return "", nil, err
 	}
 	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -295,7 +294,7 @@ func (sc *scratch) run(ctx context.Context, sj *job, i int, parent string, state
 	}
 	defer e.layers.Unmount(l.ID)
 	if parent == "" {
-		if err := writeAttrsFiles(sj, filepath.Join(root, "build")); err != nil {
+		if err := writeAttrsFiles(sj, root); err != nil {
 			return "", nil, err
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
+	"os"
 	"sort"
 	"strings"
 
@@ -76,13 +76,13 @@ func applyPassAsFile(d *drv.Derivation, env map[string]string) {
 }
 
 // writePassAsFiles writes those attributes into the build directory.
-func writePassAsFiles(d *drv.Derivation, buildDir string) error {
+func writePassAsFiles(d *drv.Derivation, buildDir *os.Root) error {
 	for _, a := range passAsFile(d) {
 		v, ok := d.Env[a]
 		if !ok {
 			continue
 		}
-		if err := writeFileIfChanged(filepath.Join(buildDir, passAsFileName(a)), []byte(v), 0o644); err != nil {
+		if err := writeFileIn(buildDir, passAsFileName(a), []byte(v), 0o644); err != nil {
 			return fmt.Errorf("writing passAsFile attribute %s: %w", a, err)
 		}
 	}

@@ -172,8 +172,11 @@ func splittable(d *drv.Derivation) (bool, string, []string) {
 		}
 		flags = append(flags, a)
 	}
-	script, err := os.ReadFile(d.Args[len(d.Args)-1])
-	if err != nil || !bytes.Contains(script, []byte("genericBuild")) {
+	script, err := readBuilderScript(d.Args[len(d.Args)-1])
+	if err != nil {
+		return false, err.Error(), nil
+	}
+	if !bytes.Contains(script, []byte("genericBuild")) {
 		return false, "builder script does not call genericBuild", nil
 	}
 	base := filepath.Base(d.Builder)
@@ -181,6 +184,40 @@ func splittable(d *drv.Derivation) (bool, string, []string) {
 		return false, "builder is not bash", nil
 	}
 	return true, "", flags
+}
+
+// maxBuilderScript bounds the builder script read to decide whether a
+// derivation is a stdenv build (nixpkgs' default-builder.sh is a few lines).
+const maxBuilderScript = 1 << 20
+
+// readBuilderScript reads the builder's script argument, a path the
+// derivation chooses: only a regular file inside the store (no symlink
+// followed, opened non-blocking) of at most maxBuilderScript bytes, never
+// a device, FIFO or file elsewhere on the host.
+func readBuilderScript(p string) ([]byte, error) {
+	store := nixstore.StoreDir()
+	rel, err := filepath.Rel(store, p)
+	if err != nil || !filepath.IsAbs(p) || p != filepath.Clean(p) || !filepath.IsLocal(rel) {
+		return nil, fmt.Errorf("builder script %q is not a file in the Nix store %s, so it was not read", p, store)
+	}
+	dir, err := os.OpenRoot(store)
+	if err != nil {
+		return nil, fmt.Errorf("builder script %q: %w", p, err)
+	}
+	defer dir.Close()
+	f, _, err := nixstore.OpenFileIn(dir, rel)
+	if err != nil {
+		return nil, fmt.Errorf("builder script %q was not read (only a regular file in the store is): %w", p, err)
+	}
+	defer f.Close()
+	script, err := io.ReadAll(io.LimitReader(f, maxBuilderScript+1))
+	if err != nil {
+		return nil, fmt.Errorf("builder script %q: %w", p, err)
+	}
+	if len(script) > maxBuilderScript {
+		return nil, fmt.Errorf("builder script %q is larger than %d MiB, so it was not read", p, maxBuilderScript>>20)
+	}
+	return script, nil
 }
 
 // attributes are the derivation's attributes (top-level keys of __json for
@@ -240,7 +277,7 @@ func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, e
 	}
 	defer os.RemoveAll(tmp)
 	root := filepath.Join(tmp, "root")
-	if err := writeAttrsFiles(j, filepath.Join(root, "build")); err != nil {
+	if err := writeAttrsFiles(j, root); err != nil {
 		return nil, err
 	}
 	var out bytes.Buffer

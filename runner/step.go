@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -111,11 +112,15 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	res := &stepResult{}
 	wg.Add(3)
 	go func() { defer wg.Done(); io.WriteString(restoreW, s.restore); restoreW.Close() }()
-	go func() { defer wg.Done(); res.dumps, _ = io.ReadAll(dumpR); dumpR.Close() }()
-	go func() { defer wg.Done(); res.phases, _ = io.ReadAll(phasesR); phasesR.Close() }()
+	var dumpErr, phasesErr error
+	go func() { defer wg.Done(); res.dumps, dumpErr = readReport(dumpR, "shell state captures"); dumpR.Close() }()
+	go func() { defer wg.Done(); res.phases, phasesErr = readReport(phasesR, "phase list"); phasesR.Close() }()
 	err = cmd.Wait()
 	wg.Wait()
 	cleanErr := sandbox.CleanMountpoints(s.root, j.closure)
+	if reportErr := errors.Join(dumpErr, phasesErr); reportErr != nil {
+		return nil, errors.Join(reportErr, cleanErr)
+	}
 	var exitErr *exec.ExitError
 	switch {
 	case errors.As(err, &exitErr):
@@ -132,13 +137,44 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	return res, cleanErr
 }
 
-// writeAttrsFiles writes .attrs.json and .attrs.sh into the build
-// directory for a structured-attrs derivation, as Nix does before it starts
-// the builder.
-func writeAttrsFiles(j *job, buildDir string) error {
-	if err := os.MkdirAll(buildDir, 0o755); err != nil {
+// maxStepReport bounds what a step reports on its pipes (fd 4 and 5): the
+// builder's bash inherits them, so phase code could otherwise grow root's
+// memory without limit.
+const maxStepReport = 64 << 20
+
+// readReport reads one report pipe of a step, refusing more than
+// maxStepReport bytes (the pipe is then closed: the writer gets EPIPE
+// instead of blocking). Other read errors leave what was read, as before.
+func readReport(r io.Reader, what string) ([]byte, error) {
+	data, _ := io.ReadAll(io.LimitReader(r, maxStepReport+1))
+	if len(data) > maxStepReport {
+		return nil, fmt.Errorf("the build wrote more than %d MiB of %s to nixlayer's pipe; refused", maxStepReport>>20, what)
+	}
+	return data, nil
+}
+
+// writeAttrsFiles writes the passAsFile files and, for a structured-attrs
+// derivation, .attrs.json and .attrs.sh into the build directory of the
+// sandbox root root, as Nix does before it starts the builder. The build
+// directory is the derivation's: its files are written through an os.Root
+// and replaced, never followed (writeFileIn).
+func writeAttrsFiles(j *job, root string) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("prepare sandbox root: %w", err)
+	}
+	top, err := os.OpenRoot(root)
+	if err != nil {
+		return fmt.Errorf("prepare sandbox root: %w", err)
+	}
+	defer top.Close()
+	if err := top.MkdirAll("build", 0o755); err != nil {
 		return fmt.Errorf("prepare build directory: %w", err)
 	}
+	buildDir, err := top.OpenRoot("build")
+	if err != nil {
+		return fmt.Errorf("prepare build directory: %w", err)
+	}
+	defer buildDir.Close()
 	if err := writePassAsFiles(j.drv, buildDir); err != nil {
 		return err
 	}
@@ -160,19 +196,61 @@ func writeAttrsFiles(j *job, buildDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileIfChanged(filepath.Join(buildDir, ".attrs.json"), js, 0o644); err != nil {
+	if err := writeFileIn(buildDir, ".attrs.json", js, 0o644); err != nil {
 		return err
 	}
-	return writeFileIfChanged(filepath.Join(buildDir, ".attrs.sh"), []byte(attrsShell(attrs)), 0o644)
+	return writeFileIn(buildDir, ".attrs.sh", []byte(attrsShell(attrs)), 0o644)
 }
 
-// writeFileIfChanged leaves a file with the right content alone, so a
-// layer does not copy it up for nothing.
-func writeFileIfChanged(path string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+// writeFileIn makes name in dir a regular file holding data. One that
+// already does is left alone, so a layer does not copy it up for nothing.
+// Anything else the build left there (a symlink, a FIFO, a directory, a
+// hard link) is replaced, never written through: a new file is written
+// beside it and renamed over it, all inside dir (an os.Root).
+func writeFileIn(dir *os.Root, name string, data []byte, mode os.FileMode) error {
+	if holdsExactly(dir, name, data) {
 		return nil
 	}
-	return os.WriteFile(path, data, mode)
+	if fi, err := dir.Lstat(name); err == nil && fi.IsDir() {
+		if err := dir.RemoveAll(name); err != nil {
+			return fmt.Errorf("replacing %s: %w", name, err)
+		}
+	}
+	tmp := name + ".nixlayer-new"
+	if err := dir.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("replacing %s: %w", name, err)
+	}
+	f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = dir.Rename(tmp, name)
+	}
+	if err != nil {
+		dir.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return nil
+}
+
+// holdsExactly reports whether name in dir is a regular file (opened
+// without following a symlink or blocking on a FIFO) holding data.
+func holdsExactly(dir *os.Root, name string, data []byte) bool {
+	f, fi, err := nixstore.OpenFileIn(dir, name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi.Size() != int64(len(data)) {
+		return false
+	}
+	old, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
+	return err == nil && bytes.Equal(old, data)
 }
 
 var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
