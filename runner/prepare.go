@@ -13,6 +13,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/internal/logtail"
+	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/sandbox"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -205,7 +206,7 @@ func readBuilderScript(p string) ([]byte, error) {
 		return nil, fmt.Errorf("builder script %q: %w", p, err)
 	}
 	defer dir.Close()
-	f, _, err := nixstore.OpenFileIn(dir, rel)
+	f, _, err := treefile.Open(dir, rel)
 	if err != nil {
 		return nil, fmt.Errorf("builder script %q was not read (only a regular file in the store is): %w", p, err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/sandbox"
 )
@@ -241,7 +242,7 @@ func writeFileIn(dir *os.Root, name string, data []byte, mode os.FileMode) error
 // holdsExactly reports whether name in dir is a regular file (opened
 // without following a symlink or blocking on a FIFO) holding data.
 func holdsExactly(dir *os.Root, name string, data []byte) bool {
-	f, fi, err := nixstore.OpenFileIn(dir, name)
+	f, fi, err := treefile.Open(dir, name)
 	if err != nil {
 		return false
 	}
