@@ -157,7 +157,10 @@ func TestDecideDrv(t *testing.T) {
 		}
 	}
 	// What the runner reproduces is layered: passAsFile and output checks.
-	script := filepath.Join(t.TempDir(), "default-builder.sh")
+	// The builder script is read only from the store: a store of the test's.
+	store := t.TempDir()
+	t.Setenv("NIX_STORE_DIR", store)
+	script := filepath.Join(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-default-builder.sh")
 	if err := os.WriteFile(script, []byte("source $stdenv/setup\ngenericBuild\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
