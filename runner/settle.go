@@ -179,13 +179,13 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 // is; otherwise, and for the other causes, an exact build reruns what it
 // must and its result replaces the provisional one.
 func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Event)) error {
-	unlock, err := e.lockFile(ctx, lockDrv, r.Drv, nil)
-	if err != nil {
-		return err
+	cur, unlock, err := e.lockedRecord(ctx, r)
+	if err != nil || cur == nil {
+		return err // rebuilt by a newer build that recorded its own state
 	}
-	if cur, err := e.Record(r.Drv); err != nil || cur == nil || !cur.State.Pending() || !cur.Built.Equal(r.Built) {
+	if !cur.State.Pending() {
 		unlock()
-		return err // settled meanwhile, or rebuilt by a newer build that recorded its own state
+		return nil // settled meanwhile
 	}
 	e.setState(r, StateVerifying, "the path map is learned: checking the provisional result against it", progress)
 	why := r.Why
