@@ -170,7 +170,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		return nil, err
 	}
 	defer unlock()
-	if waited && bo.From == "" {
+	if waited && bo.From == "" && storeDrvPath(drvPath) {
 		// The build waited for may have registered the outputs: they come
 		// back as at the start of a build, whatever it left in the cache.
 		if outs, ok, err := AlreadyBuilt(ctx, drvPath, bo.ResultLink); err != nil {

@@ -62,7 +62,7 @@ type probe struct {
 // whatever a user names here, and registers its outputs.
 func (e *Engine) readDerivation(ctx context.Context, drvPath string) (*drv.Derivation, error) {
 	notDrv := fmt.Errorf("%q is not a derivation in the Nix store: nixlayer builds only a valid store path ending in .drv (as nix-instantiate prints)", drvPath)
-	if drvPath != filepath.Clean(drvPath) || !nixstore.IsStorePath(drvPath) || !strings.HasSuffix(drvPath, ".drv") {
+	if !storeDrvPath(drvPath) {
 		return nil, notDrv
 	}
 	valid, err := nixstore.IsValid(ctx, drvPath)
@@ -76,6 +76,13 @@ func (e *Engine) readDerivation(ctx context.Context, drvPath string) (*drv.Deriv
 		return nil, err
 	}
 	return drv.Read(drvPath)
+}
+
+// storeDrvPath: p names a .drv at the top of the store (what it holds is
+// checked by readDerivation). A store path is everyone's to read, unlike a
+// path a user names elsewhere.
+func storeDrvPath(p string) bool {
+	return p == filepath.Clean(p) && nixstore.IsStorePath(p) && strings.HasSuffix(p, ".drv")
 }
 
 // prepare reads and realises what a build of drvPath needs.
