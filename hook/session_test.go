@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 )
 
@@ -72,8 +73,19 @@ func waitBackground(t *testing.T, cache string, limit time.Duration) {
 func TestHookEditingSession(t *testing.T) {
 	needE2E(t)
 	cache := t.TempDir()
-	s := salt(t)
-	base := []string{testdata, "-A", "hello", "--arg", "nfiles", "6", "--arg", "funcsPerFile", "4", "--argstr", "salt", s}
+	// The path this session follows: the edit right after the cold build
+	// teaches no map (the pair's hashes agree at an index), the learner does.
+	baseOf := func(s string) []string {
+		return []string{testdata, "-A", "hello", "--arg", "nfiles", "6", "--arg", "funcsPerFile", "4", "--argstr", "salt", s}
+	}
+	s, err := e2etest.UnpairableSalt("", func(x string) []string { return baseOf(t.Name() + x) },
+		func(x string) []string {
+			return append(baseOf(t.Name()+x), "--argstr", "postInstallExtra", "echo one > $out/one")
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := baseOf(t.Name() + s)
 	with := func(args []string, more ...string) []string { return append(append([]string{}, args...), more...) }
 	post1 := with(base, "--argstr", "postInstallExtra", "echo one > $out/one")
 	flags := with(post1, "--argstr", "configureExtraFlags", "--with-greeting=Hi")

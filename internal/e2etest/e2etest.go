@@ -117,6 +117,17 @@ func Salt() string {
 // nix-instantiate arguments of each expression for a salt; dir is where
 // they run.
 func PairableSalt(dir string, exprs ...func(salt string) []string) (string, error) {
+	return saltWhere(dir, true, exprs...)
+}
+
+// UnpairableSalt is a fresh salt under which the expressions' output
+// hashes agree at some index: a rebuild teaches no map, the background
+// learner does (the session a test wants to follow that path).
+func UnpairableSalt(dir string, exprs ...func(salt string) []string) (string, error) {
+	return saltWhere(dir, false, exprs...)
+}
+
+func saltWhere(dir string, pairable bool, exprs ...func(salt string) []string) (string, error) {
 	for range 60 {
 		salt := Salt()
 		var outs [][]string
@@ -127,11 +138,11 @@ func PairableSalt(dir string, exprs ...func(salt string) []string) (string, erro
 			}
 			outs = append(outs, o)
 		}
-		if allDiffer(outs) {
+		if allDiffer(outs) == pairable {
 			return salt, nil
 		}
 	}
-	return "", fmt.Errorf("no salt out of 60 gives output hashes that differ at every index")
+	return "", fmt.Errorf("no salt out of 60 gives output hashes that differ at every index (or, for UnpairableSalt, agree at one)")
 }
 
 // outputsOf instantiates an expression and lists its output paths.
