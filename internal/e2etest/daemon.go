@@ -268,7 +268,11 @@ func (d *Daemon) RawClient() (string, error) {
 // DialAs connects to the daemon's socket with the user's credentials, as
 // a client the user wrote would (the requests nixlayer itself never
 // sends): the connecting thread takes the user's effective ids (Linux
-// credentials are per thread) and, locked to its goroutine, ends with it.
+// credentials are per thread), dials, and takes root's back.
+//
+// The thread must not exit: a child started from it with a parent-death
+// signal (a test's registry) would be killed with it. Only when root's
+// ids cannot be taken back does the thread stay locked and exit.
 func (d *Daemon) DialAs(a Account) (net.Conn, error) {
 	type dialed struct {
 		c   net.Conn
@@ -276,18 +280,35 @@ func (d *Daemon) DialAs(a Account) (net.Conn, error) {
 	}
 	done := make(chan dialed, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with its borrowed ids
-		keep := ^uintptr(0)    // -1: unchanged
-		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, keep, uintptr(a.GID), keep); e != 0 {
-			done <- dialed{err: fmt.Errorf("taking gid %d: %w", a.GID, e)}
-			return
+		runtime.LockOSThread()
+		keep := ^uintptr(0) // -1: unchanged
+		setids := func(uid, gid uintptr) error {
+			if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, keep, gid, keep); e != 0 {
+				return fmt.Errorf("taking gid %d: %w", gid, e)
+			}
+			if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, keep, uid, keep); e != 0 {
+				return fmt.Errorf("taking uid %d: %w", uid, e)
+			}
+			return nil
 		}
-		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, keep, uintptr(a.UID), keep); e != 0 {
-			done <- dialed{err: fmt.Errorf("taking uid %d: %w", a.UID, e)}
-			return
+		restore := func() error {
+			// uid first: only root may take gid 0 back.
+			if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, keep, 0, keep); e != 0 {
+				return e
+			}
+			if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, keep, 0, keep); e != 0 {
+				return e
+			}
+			return nil
 		}
-		c, err := net.Dial("unix", d.Socket)
-		done <- dialed{c, err}
+		var r dialed
+		if r.err = setids(uintptr(a.UID), uintptr(a.GID)); r.err == nil {
+			r.c, r.err = net.Dial("unix", d.Socket)
+		}
+		if restore() == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- r
 	}()
 	r := <-done
 	return r.c, r.err

@@ -98,6 +98,8 @@ func (r *Registry) Restart() error {
 	defer logf.Close()
 	r.cmd = exec.Command(r.bin, "serve", r.config)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	// Killed with the thread that started it, should a test die without
+	// stopping it; so no test may let a thread exit (see DialAs).
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("starting docker-registry: %w", err)
