@@ -60,6 +60,21 @@ func TestHookRebuildLearnsMapFromPair(t *testing.T) {
 	}
 	run(t, "nix-store", "--verify-path", out)
 	nixCheck(t, args(s, edit("2")...))
+
+	// An edit of an earlier phase: the prefix it reuses was built by both
+	// chains, so that pair teaches its map at once (no full build, no
+	// learner, no provisional rewrite).
+	flags := args(s, append(edit("2"), "--argstr", "configureExtraFlags", "--with-greeting=Hi")...)
+	r = nixBuild(t, cache, flags...)
+	out = r.mustSucceed(t)
+	r.mustSay(t, "the edit of configureFlags did not resume from the pair's map",
+		"path map learned from two builds of the chain with other output paths, up to patchPhase",
+		"reused: unpackPhase patchPhase", "ran: configurePhase", "outputs exact")
+	if strings.Contains(r.stderr, "building every phase") || strings.Contains(r.stderr, "learning: [") {
+		t.Fatalf("the edit of configureFlags built every phase or learned with a twin:\n%s", r.stderr)
+	}
+	run(t, "nix-store", "--verify-path", out)
+	nixCheck(t, flags)
 }
 
 // stopBackground ends the background work a failed test leaves on cache.

@@ -280,15 +280,20 @@ func (info *learnerInfo) covers(id string) bool {
 
 // fullIfFaster, for the hook (exact, never slower than Nix): when the
 // reused layers have no path map, plan a full build with the new output
-// paths, which learns the map from the pair (pair.go), unless a learner
-// already at work on this chain ends, by the last learning measured, before
-// that build would: then the resume waits for its map. No estimate of
-// background work stands in for a measurement. It returns the plan to
-// build.
+// paths, which learns the map from the pair (pair.go). Two cases resume
+// instead: a layer with the top's key built with other output paths
+// teaches the map at once (an earlier rebuild's pair: mapFromPair), or a
+// learner already at work on this chain ends, by the last learning
+// measured, before that build would (the resume waits for its map). No
+// estimate of background work stands in for a measurement. It returns the
+// plan to build.
 func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) *Plan {
 	top := lastReused(plan)
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
 		return plan
+	}
+	if l, err := e.layers.Get(top); err == nil && e.pairableTwin(l) != nil {
+		return plan // the resume learns the map from the pair (mapFromPair)
 	}
 	_, took := previousChain(e.layers, j.pkg)
 	var reused, later time.Duration

@@ -43,6 +43,9 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	provisional := false
 	if rw == nil {
 		m = e.storedMap(parent)
+		if m == nil {
+			m = e.mapFromPair(ctx, plan, parent, progress)
+		}
 		switch {
 		case m != nil:
 		case !exact:
