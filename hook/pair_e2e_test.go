@@ -2,6 +2,7 @@ package hook
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,6 +76,84 @@ func TestHookRebuildLearnsMapFromPair(t *testing.T) {
 	}
 	run(t, "nix-store", "--verify-path", out)
 	nixCheck(t, flags)
+}
+
+// TestHookThirdBuildCorroboratesThePair: two builds whose output hashes
+// agree at an index cannot teach a map; a third whose hashes differ from
+// the newest one's wherever the older ones agree with them corroborates it,
+// and the edit after that resumes exactly, with no learner anywhere.
+func TestHookThirdBuildCorroboratesThePair(t *testing.T) {
+	needE2E(t)
+	cache := t.TempDir()
+	edit := func(n string) []string {
+		return []string{"--argstr", "installExtra", "echo edited " + n + " > $out/edited"}
+	}
+	args := func(s string, more ...string) []string {
+		return append([]string{testdata, "-A", "hello", "--arg", "nfiles", "6", "--argstr", "salt", s}, more...)
+	}
+	hashes := func(outs []string) []string {
+		var hs []string
+		for _, p := range outs {
+			hs = append(hs, filepath.Base(p)[:32])
+		}
+		return hs
+	}
+	agree := func(x, y []string) bool {
+		for i := range x {
+			for k := range 32 {
+				if x[i][k] == y[i][k] {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	// Every pair agrees somewhere; cold and edit 1 never both agree with
+	// edit 2 at the same index.
+	third := func(outs [][]string) bool {
+		cold, e1, e2 := hashes(outs[0]), hashes(outs[1]), hashes(outs[2])
+		if !agree(cold, e1) || !agree(cold, e2) || !agree(e1, e2) {
+			return false
+		}
+		for i := range e2 {
+			for k := range 32 {
+				if cold[i][k] == e2[i][k] && e1[i][k] == e2[i][k] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	s, err := e2etest.SaltWhere("", third,
+		func(x string) []string { return args(t.Name() + x) },
+		func(x string) []string { return args(t.Name()+x, edit("1")...) },
+		func(x string) []string { return args(t.Name()+x, edit("2")...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = t.Name() + s
+	nixBuild(t, cache, args(s)...).mustSucceed(t)
+	for _, n := range []string{"1", "2"} {
+		r := nixBuild(t, cache, args(s, edit(n)...)...)
+		r.mustSucceed(t)
+		r.mustSay(t, "edit "+n+" did not build every phase", "building every phase with the new output paths")
+		if n == "2" {
+			r.mustSay(t, "the third build did not corroborate the pair", "path map learned from this rebuild and the chain it replaces, up to checkPhase", "corroborated by a third build")
+		}
+		if n == "1" && strings.Contains(r.stderr, "path map learned") {
+			t.Fatalf("two builds whose hashes agree at an index taught a map:\n%s", r.stderr)
+		}
+	}
+	r := nixBuild(t, cache, args(s, edit("3")...)...)
+	out := r.mustSucceed(t)
+	r.mustSay(t, "the edit after the third build did not resume exactly at installPhase",
+		"reused: unpackPhase patchPhase configurePhase buildPhase checkPhase",
+		"ran: installPhase", "outputs exact")
+	if got := run(t, "cat", out+"/edited"); got != "edited 3" {
+		t.Fatalf("edited file: %q", got)
+	}
+	run(t, "nix-store", "--verify-path", out)
+	nixCheck(t, args(s, edit("3")...))
 }
 
 // stopBackground ends the background work a failed test leaves on cache.

@@ -226,7 +226,13 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
 		plan = e.fullIfFaster(j, plan, progress)
 	}
-	// A learner at work on phases this build reruns leaves them to it.
+	// Background work of the cache pauses while this build runs; a learner
+	// at work on phases it reruns leaves them to it.
+	if backgroundOf(ctx) == nil {
+		m := e.markForeground(j.pkg, plan)
+		defer m.done()
+		ctx = withForeground(ctx, m)
+	}
 	e.yieldLearner(j.pkg, plan, progress)
 	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
 	res := &Result{Plan: plan, Verified: true}

@@ -192,6 +192,10 @@ func (e *Engine) flockFile(ctx context.Context, kind, subject string, how int, w
 			waiting()
 		}
 		fault.PointAt(fault.WaitLock, kind) // tests see the wait begin
+		// Background work may hold it: it must not pause for this build.
+		fg := foregroundOf(ctx)
+		fg.suspend()
+		defer fg.resume()
 		done := make(chan error, 1)
 		go func() { done <- syscall.Flock(int(f.Fd()), how) }()
 		select {

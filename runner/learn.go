@@ -27,7 +27,8 @@ const pathMapKey = "pathmap"
 // phases a second time on scratch layers with synthetic output paths of the
 // same length and comparing the trees after every phase; either in the
 // background after a cold build (nixlayer learn) or here, at the first
-// resume that needs one.
+// resume that needs one. A layer with top's key built with other output
+// paths spares that twin (mapFromPair).
 func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n int, progress func(Event)) (*rewrite.Map, error) {
 	if m := e.storedMap(top); m != nil {
 		return m, nil
@@ -40,6 +41,9 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 	}
 	defer unlock()
 	if m := e.storedMap(top); m != nil { // learned while we waited
+		return m, nil
+	}
+	if m := e.mapFromPair(ctx, plan, top, progress); m != nil {
 		return m, nil
 	}
 	chain, err := e.phaseChain(top, n)
@@ -158,6 +162,9 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		progress(Event{Kind: EventLearn, Message: fmt.Sprintf("the first %d phases' map is learned exactly: their twin is its rewrite, %d phases run again", k, n-k)})
 	}
 	for i := from; i < n; i++ {
+		if err := backgroundOf(ctx).waitResumed(ctx); err != nil {
+			return err
+		}
 		phase := plan.Phases[i].Name
 		progress(Event{Kind: EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
 		id, next, err := sc.run(ctx, scratchJobs[i], i, parent, state, "learn")

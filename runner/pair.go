@@ -16,15 +16,17 @@ import (
 // other output paths (the hook's full build after an edit, an exact
 // fallback) made for them exactly what learning needs: the same phases
 // with the same inputs and other output paths. The path map is learned
-// from that pair, and no twin runs for those phases.
+// from that pair, and no twin runs for those phases. When the pair's
+// hashes agree at an index, a third build of those phases that differs
+// there corroborates it (rewrite.Corroborate).
 
 // learnFromPair compares the newest layer this build created that has an
 // older twin (same key, verified, other output paths) with that twin and
 // stores the map on it: the layer a resume after the next edit of the
 // phase that follows starts from. It reports whether a map was stored.
-// Only the top of the matching prefix is compared: one tree comparison,
-// not one per phase; an edit further down the chain rebuilds in full
-// again and learns there.
+// Only the top of the matching prefix is compared here: one tree
+// comparison, not one per phase; the layers under it learn theirs when a
+// resume first needs them (mapFromPair).
 func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string, progress func(Event)) bool {
 	if len(created) == 0 || e.opts.Rewriter != nil {
 		return false
@@ -49,11 +51,12 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string
 	if newTop == nil || e.storedMap(newTop.ID) != nil {
 		return false
 	}
-	if err := rewrite.Pairable(oldTop.Meta.Outputs, newTop.Meta.Outputs); err != nil {
-		e.log.Debug("this rebuild cannot teach the path map of its reruns; the background learner will", zap.Error(err))
+	twins := e.twinsFor(newTop)
+	if twins == nil {
+		e.log.Debug("this rebuild cannot teach the path map of its reruns (output hashes agree at an index); the background learner will", zap.String("older chain's layer", oldTop.ID))
 		return false
 	}
-	return e.learnFromTwin(ctx, plan, oldTop, newTop, "this rebuild and the chain it replaces", progress) != nil
+	return e.learnFromTwins(ctx, plan, twins, newTop, "this rebuild and the chain it replaces", progress) != nil
 }
 
 // mapFromPair is the lazy form of learnFromPair, for a resume whose reused
@@ -71,16 +74,20 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, top string, progre
 	if err != nil || l.Meta.KindOf() != layers.KindPhase || !verified(l) {
 		return nil
 	}
-	twin := e.pairableTwin(l)
-	if twin == nil {
+	twins := e.twinsFor(l)
+	if twins == nil {
 		return nil
 	}
-	return e.learnFromTwin(ctx, plan, twin, l, "two builds of the chain with other output paths", progress)
+	return e.learnFromTwins(ctx, plan, twins, l, "two builds of the chain with other output paths", progress)
 }
 
-// pairableTwin is a complete, verified phase layer with l's key, built with
-// output paths that pair with l's (rewrite.Pairable), nil for none.
-func (e *Engine) pairableTwin(l *layers.Layer) *layers.Layer {
+// twinsFor finds the layers that can teach l's map: complete, verified
+// phase layers with l's key built with other output paths. One whose
+// hashes differ from l's at every index is enough (rewrite.Pairable);
+// otherwise two whose agreements with l never fall on the same index, the
+// second to corroborate what the first teaches (rewrite.Covered). nil when
+// none can.
+func (e *Engine) twinsFor(l *layers.Layer) []*layers.Layer {
 	if l.Meta.Key == "" {
 		return nil
 	}
@@ -88,26 +95,49 @@ func (e *Engine) pairableTwin(l *layers.Layer) *layers.Layer {
 	if err != nil {
 		return nil
 	}
+	var cands []*layers.Layer
 	for i := len(all) - 1; i >= 0; i-- { // newest first
 		o := all[i]
 		if o.ID == l.ID || o.Meta.Key != l.Meta.Key || o.Meta.KindOf() != layers.KindPhase || o.Meta.Status != layers.StatusComplete || !verified(o) || maps.Equal(o.Meta.Outputs, l.Meta.Outputs) {
 			continue
 		}
 		if rewrite.Pairable(o.Meta.Outputs, l.Meta.Outputs) == nil {
-			return o
+			return []*layers.Layer{o}
+		}
+		cands = append(cands, o)
+	}
+	for i, a := range cands {
+		for _, c := range cands[i+1:] {
+			if !maps.Equal(a.Meta.Outputs, c.Meta.Outputs) && rewrite.Covered(a.Meta.Outputs, c.Meta.Outputs, l.Meta.Outputs) == nil {
+				return []*layers.Layer{a, c}
+			}
 		}
 	}
 	return nil
 }
 
-// learnFromTwin learns the map of newTop from its twin oldTop, stores it,
-// records the reach of the bytes it cannot explain, and says so; nil when
-// learning failed (logged: the caller goes on without the map).
-func (e *Engine) learnFromTwin(ctx context.Context, plan *Plan, oldTop, newTop *layers.Layer, from string, progress func(Event)) *rewrite.Map {
+// learnFromTwins learns the map of newTop from its twins (twinsFor),
+// stores it, records the reach of the bytes it cannot explain, and says
+// so; nil when learning failed or the second twin saw what the first
+// missed (logged: the caller goes on without the map).
+func (e *Engine) learnFromTwins(ctx context.Context, plan *Plan, twins []*layers.Layer, newTop *layers.Layer, from string, progress func(Event)) *rewrite.Map {
 	t0 := time.Now()
-	m, err := e.learnPair(oldTop, newTop)
+	m, err := e.learnPair(twins[0], newTop)
+	if err == nil && len(twins) == 2 {
+		var other *rewrite.Map
+		if other, err = e.learnPair(twins[1], newTop); err == nil {
+			m, err = rewrite.Corroborate(m, other, twins[0].Meta.Outputs, twins[1].Meta.Outputs)
+		}
+		if err != nil {
+			err = fmt.Errorf("corroborating the path map of %s with a third build: %w", newTop.Meta.Phase, err)
+		}
+		from += ", corroborated by a third build (the pair's hashes agree at an index)"
+	}
+	if err == nil {
+		err = e.storeMap(newTop.ID, m)
+	}
 	if err != nil {
-		e.log.Warn("learning the path map from two builds", zap.Error(err))
+		e.log.Warn("learning the path map from other builds of the chain", zap.Error(err))
 		return nil
 	}
 	chain, err := e.phaseChain(newTop.ID, newTop.Meta.Index+1)
@@ -147,7 +177,7 @@ func (e *Engine) olderTwins(mine map[string]bool) map[string]*layers.Layer {
 }
 
 // learnPair maps what depends on the output paths in the tree of l by
-// comparing it with its twin o, and keeps the map with l.
+// comparing it with its twin o.
 func (e *Engine) learnPair(o, l *layers.Layer) (*rewrite.Map, error) {
 	treeO, err := e.layers.Mount(o.ID)
 	if err != nil {
@@ -161,7 +191,7 @@ func (e *Engine) learnPair(o, l *layers.Layer) (*rewrite.Map, error) {
 	defer e.layers.Unmount(l.ID)
 	m, err := rewrite.Learn(treeO, treeL, o.Meta.Outputs, l.Meta.Outputs)
 	if err != nil {
-		return nil, fmt.Errorf("learning the path map of %s from its rebuild: %w", l.Meta.Phase, err)
+		return nil, fmt.Errorf("learning the path map of %s from another build of it: %w", l.Meta.Phase, err)
 	}
-	return m, e.storeMap(l.ID, m)
+	return m, nil
 }

@@ -292,7 +292,7 @@ func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) *Plan {
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
 		return plan
 	}
-	if l, err := e.layers.Get(top); err == nil && e.pairableTwin(l) != nil {
+	if l, err := e.layers.Get(top); err == nil && e.twinsFor(l) != nil {
 		return plan // the resume learns the map from the pair (mapFromPair)
 	}
 	_, took := previousChain(e.layers, j.pkg)

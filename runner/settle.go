@@ -54,6 +54,15 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		return err
 	}
 	defer unlock()
+	// A foreground build that reruns the chain being learned (for a
+	// result to settle or for the newest chain) stops all of it: the pair it
+	// makes teaches the map, and its own background work starts after it.
+	ctx, stopYield := e.yieldable(ctx, j.pkg)
+	defer stopYield()
+	yield := func() error {
+		progress(Event{Kind: EventLearned, Message: j.pkg + ": " + errYielded.Error()})
+		return nil
+	}
 	toLearn := []string{drvPath}
 	learnedAny, tried := false, map[string]bool{}
 	var errs []error
@@ -62,6 +71,9 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		for _, r := range e.pendingRecords(j.pkg) {
 			busy = true
 			if err := e.settle(ctx, r, progressFor(r)); err != nil {
+				if yielded(ctx) {
+					return yield()
+				}
 				if ctx.Err() != nil {
 					return err
 				}
@@ -83,6 +95,9 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 			}
 			learned, err := e.learnNewest(ctx, d, ro, heard)
 			if err != nil {
+				if yielded(ctx) {
+					return yield()
+				}
 				if ctx.Err() != nil {
 					return err
 				}
@@ -98,6 +113,9 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		for _, r := range e.auditsDue(j.pkg) {
 			busy = true
 			if err := e.audit(ctx, r, progressFor(r)); err != nil {
+				if yielded(ctx) {
+					return yield()
+				}
 				if ctx.Err() != nil {
 					return err
 				}
@@ -160,13 +178,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	if err != nil {
 		return false, err
 	}
-	lctx, stop := e.yieldable(ctx, j.pkg)
-	defer stop()
-	if err := e.learnChain(lctx, j, plan, chain, true, progress); err != nil {
-		if errors.Is(context.Cause(lctx), errYielded) && ctx.Err() == nil {
-			progress(Event{Kind: EventLearned, Message: j.drv.Name + ": " + errYielded.Error()})
-			return false, nil
-		}
+	if err := e.learnChain(ctx, j, plan, chain, true, progress); err != nil {
 		return true, err
 	}
 	e.pushBuilt(ctx, top, ro, progress) // the chain with its maps

@@ -100,6 +100,9 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
+	if bg := backgroundOf(ctx); bg != nil {
+		defer bg.running(cmd.Process.Pid)()
+	}
 	restoreR.Close()
 	dumpW.Close()
 	phasesW.Close()

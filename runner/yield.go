@@ -8,21 +8,19 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nixlayer/nixlayer/internal/fsname"
-	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/layers"
 )
 
 // Background work never competes with what a user waits for: the
-// detached learner runs at idle priority (CPU and I/O), and a learner
-// whose chain a foreground build is about to build stops at once and
-// leaves it to that build, which learns the map from the pair of builds
-// (pair.go).
+// detached learner runs at idle priority (CPU and I/O), pauses while
+// foreground builds run on the cache, and a learner whose chain a
+// foreground build is about to build stops at once and leaves it to that
+// build, which learns the map from the pair of builds (pair.go;
+// foreground.go).
 
 // idlePriority puts every thread of process pid in the idle classes: CPU
 // SCHED_IDLE (nice 19 where that is refused) and I/O idle. Threads and
@@ -62,31 +60,26 @@ const (
 // errYielded ends a learner's work on a chain a foreground build builds.
 var errYielded = errors.New("a foreground build builds this chain: learning left to it")
 
-func (e *Engine) yieldPath(pkg string) string {
-	return filepath.Join(e.opts.CacheDir, "locks", fsname.For("yield", pkg)+".yield")
-}
+// yielded reports whether ctx ended because a foreground build reruns the
+// chain its learner learns.
+func yielded(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errYielded) }
 
-// yieldable is ctx for a background learner of pkg's chain: it ends with
-// errYielded as soon as a foreground build asks this process to yield
-// (yieldLearner), so that the phase it runs ends early.
+// yieldable is ctx for the background work on pkg (nixlayer learn): it
+// pauses for foreground builds of the cache and ends with errYielded when
+// one reruns the chain it learns (foreground.go).
 func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	me := strconv.Itoa(os.Getpid())
-	go poll.Every(ctx, 200*time.Millisecond, func() bool {
-		data, err := os.ReadFile(e.yieldPath(pkg))
-		if err != nil || strings.TrimSpace(string(data)) != me {
-			return false
+	return e.inBackground(ctx, func() []string {
+		if info := e.runningLearner(pkg); info != nil && info.PID == os.Getpid() {
+			return info.Keys
 		}
-		os.Remove(e.yieldPath(pkg))
-		cancel(errYielded)
-		return true
+		return nil
 	})
-	return ctx, func() { cancel(nil) }
 }
 
-// yieldLearner asks the learner at work on pkg's chain to stop when this
-// build is about to rebuild phases of that chain (the same keys): it would
-// only take cores from this build, which learns the map from the pair.
+// yieldLearner tells the user that the learner at work on pkg's chain
+// stops because this build is about to rebuild phases of that chain (the
+// same keys): it would only take cores from this build, which learns the
+// map from the pair. The learner sees it in this build's mark.
 func (e *Engine) yieldLearner(pkg string, plan *Plan, progress func(Event)) {
 	learner := e.runningLearner(pkg)
 	if learner == nil || learner.PID == os.Getpid() {
@@ -94,10 +87,6 @@ func (e *Engine) yieldLearner(pkg string, plan *Plan, progress func(Event)) {
 	}
 	for _, ph := range plan.Phases {
 		if ph.Status == StatusRun && learner.hasKey(ph.Key) {
-			if err := os.WriteFile(e.yieldPath(pkg), []byte(strconv.Itoa(learner.PID)), 0o600); err != nil {
-				e.log.Warn("asking the background learner to yield")
-				return
-			}
 			progress(Event{Kind: EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
 			return
 		}

@@ -17,12 +17,13 @@
 #      cold build (a full build that learns the map from the pair) vs
 #      nix-build, the edit after it (resumed, registered, no wait between),
 #      the CPU of a cold build with its learning, the CLI's edit right after
-#      a cold build until verified and registered;
+#      a cold build until verified and registered, a nix-build beside a
+#      background learner vs alone;
 #   6. the audit (issue 22): the CPU of one audit (a clean build of a resumed
 #      result, in the background) and what it adds per resumed build at the
 #      default rate (one in 20).
 # BENCH_ONLY="SECTION…" runs only those sections: core registry hook nowait
-# learning audit lsp (e.g. BENCH_ONLY=learning for issue 24's figures;
+# learning learning-hook yield audit lsp (e.g. BENCH_ONLY=learning for issue 24's figures;
 # learning-hook for its hook figures alone).
 # Every build gets fresh output paths (a unique salt), so nothing is reused by accident.
 set -euo pipefail
@@ -251,10 +252,32 @@ if [ "$(id -u)" = 0 ] && { section nowait || section learning || section learnin
     grep -q 'path map learned from this rebuild' "$work/last.log" && pair="the map learned from the pair" || pair="the pair could not teach the map (hashes agree at an index): the learner runs"
     t_hsecond=$(secs hookl $(gnu "$hsalt") "${post2[@]}") || exit 1
     grep -q 'outputs registered\|outputs exact' "$work/last.log" && grep -q 'reused: unpackPhase' "$work/last.log" && second="resumed, registered" || second="NOT resumed: $(grep -o 'ran: [^)]*' "$work/last.log")"
+    idle "$hcache" # nix-build alone: not beside the background work the edits left
     t_hnix=$(secs nix-build --no-out-link $(gnu "hn-$salt") "${post[@]}") || exit 1
-    idle "$hcache"
     printf '%-52s %8.2f s vs nix-build %.2f s: %.3f (target <= 1.05; %s)\n' "hook: edit right after the cold build" "$t_hfirst" "$t_hnix" "$(echo "$t_hfirst / $t_hnix" | bc -l)" "$pair"
     printf '%-52s %8.2f s: nix-build / it = %.1f (target >= 10; %s)\n' "hook: the edit after it, at once" "$t_hsecond" "$(echo "$t_hnix / $t_hsecond" | bc -l)" "$second"
+fi
+if section learning || section yield; then
+    # A build the user waits for beside a background learner (issue 24):
+    # the learner a cold `nixlayer build` starts pauses while another build
+    # runs on its cache (target: that build slowed by at most 10 %). Idle
+    # priority alone is measured too: a plain nix-build, which leaves no
+    # mark, beside the learner. Valid only if the learner ran all along.
+    ycache=$work/ycache
+    learner() { "$nl" build -Q --cache "$ycache" --no-out-link $(gnu "$1") >/dev/null 2>"$work/last.log" || { cat "$work/last.log"; exit 1; }; }
+    running() { "$nl" status --json --cache "$ycache" | grep -q '"background": \[\]' && echo "the learner ended first: NOT valid" || echo "the learner ran all along"; }
+    learner "y-$salt"
+    t_beside=$(NIXLAYER_BACKGROUND_LEARN=0 secs "$nl" build -Q --cache "$ycache" --no-out-link $(gnu "yb-$salt")) || exit 1
+    beside=$(running)
+    idle "$ycache"
+    t_alone=$(NIXLAYER_BACKGROUND_LEARN=0 secs "$nl" build -Q --cache "$ycache" --no-out-link $(gnu "ya-$salt")) || exit 1
+    learner "yn-$salt"
+    t_nbeside=$(secs nix-build --no-out-link $(gnu "ynb-$salt")) || exit 1
+    nbeside=$(running)
+    idle "$ycache"
+    t_nalone=$(secs nix-build --no-out-link $(gnu "yna-$salt")) || exit 1
+    printf '%-52s %8.2f s vs alone %.2f s: %.3f (target <= 1.10; %s)\n' "nixlayer build beside a background learner" "$t_beside" "$t_alone" "$(echo "$t_beside / $t_alone" | bc -l)" "$beside"
+    printf '%-52s %8.2f s vs alone %.2f s: %.3f (idle priority only; %s)\n' "plain nix-build beside a background learner" "$t_nbeside" "$t_nalone" "$(echo "$t_nbeside / $t_nalone" | bc -l)" "$nbeside"
 fi
 export NIXLAYER_BACKGROUND_LEARN=0
 

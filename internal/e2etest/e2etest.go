@@ -128,6 +128,16 @@ func UnpairableSalt(dir string, exprs ...func(salt string) []string) (string, er
 }
 
 func saltWhere(dir string, pairable bool, exprs ...func(salt string) []string) (string, error) {
+	s, err := SaltWhere(dir, func(outs [][]string) bool { return allDiffer(outs) == pairable }, exprs...)
+	if err != nil {
+		return "", fmt.Errorf("no salt out of 60 gives output hashes that differ at every index (or, for UnpairableSalt, agree at one)")
+	}
+	return s, nil
+}
+
+// SaltWhere is a fresh salt under which the expressions' output paths
+// (one list per expression, sorted by output name) satisfy ok.
+func SaltWhere(dir string, ok func(outs [][]string) bool, exprs ...func(salt string) []string) (string, error) {
 	for range 60 {
 		salt := Salt()
 		var outs [][]string
@@ -138,11 +148,11 @@ func saltWhere(dir string, pairable bool, exprs ...func(salt string) []string) (
 			}
 			outs = append(outs, o)
 		}
-		if allDiffer(outs) == pairable {
+		if ok(outs) {
 			return salt, nil
 		}
 	}
-	return "", fmt.Errorf("no salt out of 60 gives output hashes that differ at every index (or, for UnpairableSalt, agree at one)")
+	return "", fmt.Errorf("no salt out of 60 gives the output paths wanted")
 }
 
 // outputsOf instantiates an expression and lists its output paths.

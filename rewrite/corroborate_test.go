@@ -1,0 +1,80 @@
+package rewrite
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// withChar is p with its hash's character k replaced by that of q.
+func withChar(p, q string, k int) string {
+	at := len("/nix/store/")
+	b := []byte(p)
+	b[at+k] = q[at+k]
+	return string(b)
+}
+
+// shardTree writes a text holding path whole and, with shard, the hash's
+// character 10 alone (as a tool sharding by one character of $out would).
+func shardTree(t *testing.T, path string, shard bool) string {
+	t.Helper()
+	root := t.TempDir()
+	text := "prefix=" + path + "\n"
+	if shard {
+		text += "shard=" + string(hashPart(path)[10]) + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(root, "env"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func TestThirdBuildCorroboratesAPairWhoseHashesAgree(t *testing.T) {
+	ref := pathB
+	a := withChar(SyntheticPath(ref), ref, 10) // agrees with ref at index 10
+	c := withChar(SyntheticPath(ref, a), ref, 20)
+	d := SyntheticPath(ref, a, c)
+	out := func(p string) map[string]string { return map[string]string{"out": p} }
+	for _, shard := range []bool{false, true} {
+		treeRef := shardTree(t, ref, shard)
+		mA, err := Learn(shardTree(t, a, shard), treeRef, out(a), out(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mA.Problems) == 0 {
+			t.Fatal("hashes agreeing at index 10: the pair's map must say so")
+		}
+		mC, err := Learn(shardTree(t, c, shard), treeRef, out(c), out(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Corroborate(mA, mC, out(a), out(c))
+		if shard {
+			// The lone character 10 is the same in a and ref: only the
+			// third build sees that it depends on the path.
+			if err == nil || !strings.Contains(err.Error(), "seen only by the third build") {
+				t.Fatalf("a fragment the pair cannot see was not caught: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Problems) != 0 || len(mA.Problems) == 0 {
+			t.Fatalf("corroborated map keeps problems %v (or the original lost its own)", m.Problems)
+		}
+		v, err := m.Apply(treeRef, out(ref), out(d))
+		if err != nil || !v.Exact {
+			t.Fatalf("%v %+v", err, v)
+		}
+		if diff := treeDiff(t, treeRef, shardTree(t, d, false)); len(diff) > 0 {
+			t.Fatal(diff)
+		}
+	}
+	// A third build that agrees where the pair does sees nothing more.
+	c2 := withChar(c, ref, 10)
+	if err := Covered(out(a), out(c2), out(ref)); err == nil {
+		t.Fatal("two builds agreeing with the reference at the same index cover it")
+	}
+}

@@ -1,0 +1,332 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nixlayer/nixlayer/internal/poll"
+)
+
+// Idle priority alone does not keep background work out of a build's way:
+// on a 2-core virtual machine a nix-build beside an idle-class learner
+// took twice its time (the host shares the cores, caches and memory
+// bandwidth whatever the guest's classes). So every foreground build of a
+// cache leaves a mark in <cache>/locks/foreground while it runs; the
+// background work of that cache (nixlayer learn: learning, settling,
+// audits) stops the processes of its running step while any mark is
+// there (SIGSTOP, SIGCONT after), and gives up a chain the build reruns
+// (errYielded). A mark outlives no build: it names the build's process,
+// and a mark whose process is gone is removed.
+
+// foregroundMark is what a running build tells background work.
+type foregroundMark struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"` // the process's start time (/proc/PID/stat), against PID reuse
+	Pkg   string `json:"pkg"`
+	// Keys are those of the phases the build runs.
+	Keys []string `json:"keys,omitempty"`
+}
+
+func (e *Engine) foregroundDir() string {
+	return filepath.Join(e.opts.CacheDir, "locks", "foreground")
+}
+
+// fgMark is a build's mark. A build that waits for a lock background
+// work may hold takes its mark away meanwhile (suspend), so that work is
+// not paused by the build that waits for it.
+type fgMark struct {
+	mu    sync.Mutex
+	path  string
+	data  []byte
+	depth int
+}
+
+type foregroundKey struct{}
+
+// withForeground is ctx of a build that holds mark m.
+func withForeground(ctx context.Context, m *fgMark) context.Context {
+	return context.WithValue(ctx, foregroundKey{}, m)
+}
+
+func foregroundOf(ctx context.Context) *fgMark {
+	m, _ := ctx.Value(foregroundKey{}).(*fgMark)
+	return m
+}
+
+// markForeground announces a build of pkg that runs plan's phases to the
+// background work of the cache, until done. nil (a mark that does
+// nothing) when it cannot be written.
+func (e *Engine) markForeground(pkg string, plan *Plan) *fgMark {
+	m := foregroundMark{PID: os.Getpid(), Start: procStart(os.Getpid()), Pkg: pkg}
+	for _, ph := range plan.Phases {
+		if ph.Status == StatusRun && ph.Key != "" {
+			m.Keys = append(m.Keys, ph.Key)
+		}
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	dir := e.foregroundDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		e.log.Debug("no foreground mark: background work is not paused for this build")
+		return nil
+	}
+	f, err := os.CreateTemp(dir, strconv.Itoa(m.PID)+"-*.json")
+	if err != nil {
+		e.log.Debug("no foreground mark: background work is not paused for this build")
+		return nil
+	}
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr != nil || cerr != nil {
+		os.Remove(f.Name())
+		return nil
+	}
+	return &fgMark{path: f.Name(), data: data}
+}
+
+// done removes the mark: the build ended.
+func (m *fgMark) done() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.depth = -1 << 30 // never written again
+	os.Remove(m.path)
+}
+
+// suspend takes the mark away until resume.
+func (m *fgMark) suspend() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.depth++; m.depth == 1 {
+		os.Remove(m.path)
+	}
+}
+
+func (m *fgMark) resume() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.depth--; m.depth == 0 {
+		os.WriteFile(m.path, m.data, 0o600)
+	}
+}
+
+// foregroundBuilds are the builds of other processes running on the
+// cache; marks of processes that are gone are removed.
+func (e *Engine) foregroundBuilds() []foregroundMark {
+	entries, err := os.ReadDir(e.foregroundDir())
+	if err != nil {
+		return nil
+	}
+	var marks []foregroundMark
+	for _, ent := range entries {
+		if !strings.HasSuffix(ent.Name(), ".json") {
+			continue
+		}
+		p := filepath.Join(e.foregroundDir(), ent.Name())
+		data, err := os.ReadFile(p)
+		var m foregroundMark
+		if err != nil || len(data) > 1<<20 || json.Unmarshal(data, &m) != nil {
+			continue // being written, or not a mark
+		}
+		if m.PID == os.Getpid() {
+			continue
+		}
+		if !alive(m.PID) || procStart(m.PID) != m.Start {
+			os.Remove(p)
+			continue
+		}
+		marks = append(marks, m)
+	}
+	return marks
+}
+
+// procStart is the start time of process pid in clock ticks since boot
+// (0 when unknown).
+func procStart(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces and parentheses: fields follow the last ')'.
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(fields[19], 10, 64) // field 22 of stat(5)
+	return n
+}
+
+// background is the state of background work that pauses for foreground
+// builds: the steps it runs and whether they are stopped.
+type background struct {
+	mu      sync.Mutex
+	steps   map[int]bool // sandbox processes running a step
+	paused  bool
+	resumed chan struct{} // closed when not paused
+}
+
+type backgroundKey struct{}
+
+// backgroundOf is the background state ctx carries (nil in a foreground
+// build).
+func backgroundOf(ctx context.Context) *background {
+	bg, _ := ctx.Value(backgroundKey{}).(*background)
+	return bg
+}
+
+// inBackground marks ctx as background work: its steps pause while
+// foreground builds run on the cache, and poll, every interval, stops it
+// with errYielded when one of them runs a phase whose key is in learning
+// (the learner's chain). It returns the context and its stop.
+func (e *Engine) inBackground(ctx context.Context, learning func() []string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	bg := &background{steps: map[int]bool{}, resumed: make(chan struct{})}
+	close(bg.resumed)
+	ctx = context.WithValue(ctx, backgroundKey{}, bg)
+	check := func() bool {
+		marks := e.foregroundBuilds()
+		keys := learning()
+		for _, m := range marks {
+			for _, k := range m.Keys {
+				if slices.Contains(keys, k) {
+					bg.setPaused(false)
+					cancel(errYielded)
+					return true
+				}
+			}
+		}
+		bg.setPaused(len(marks) > 0)
+		return false
+	}
+	go func() {
+		if !check() {
+			poll.Every(ctx, 200*time.Millisecond, check)
+		}
+	}()
+	return ctx, func() { bg.setPaused(false); cancel(nil) }
+}
+
+// setPaused stops or continues the running steps' processes.
+func (bg *background) setPaused(p bool) {
+	bg.mu.Lock()
+	defer bg.mu.Unlock()
+	if p == bg.paused {
+		return
+	}
+	bg.paused = p
+	if p {
+		bg.resumed = make(chan struct{})
+	} else {
+		close(bg.resumed)
+	}
+	for pid := range bg.steps {
+		signalTree(pid, p)
+	}
+}
+
+// running registers a step's sandbox process (stopped at once if paused);
+// the returned func unregisters it.
+func (bg *background) running(pid int) func() {
+	bg.mu.Lock()
+	defer bg.mu.Unlock()
+	bg.steps[pid] = true
+	if bg.paused {
+		signalTree(pid, true)
+	}
+	return func() {
+		bg.mu.Lock()
+		defer bg.mu.Unlock()
+		delete(bg.steps, pid)
+	}
+}
+
+// waitResumed blocks while foreground builds run (for work of this
+// process between steps), until ctx ends.
+func (bg *background) waitResumed(ctx context.Context) error {
+	if bg == nil {
+		return nil
+	}
+	bg.mu.Lock()
+	ch := bg.resumed
+	bg.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// signalTree stops (SIGSTOP) or continues (SIGCONT) process pid and its
+// descendants. Parents are stopped before their children, and the tree is
+// listed again until no new process shows up, so none forks past it.
+func signalTree(pid int, stop bool) {
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	done := map[int]bool{}
+	for range 5 {
+		more := false
+		for _, p := range descendants(pid) {
+			if !done[p] {
+				syscall.Kill(p, sig)
+				done[p], more = true, true
+			}
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+// descendants lists pid and the processes under it, parents first.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return []int{pid}
+	}
+	children := map[int][]int{}
+	for _, ent := range entries {
+		p, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		if pp, err := strconv.Atoi(fields[1]); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
