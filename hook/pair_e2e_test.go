@@ -138,7 +138,7 @@ func TestHookThirdBuildCorroboratesThePair(t *testing.T) {
 		r.mustSucceed(t)
 		r.mustSay(t, "edit "+n+" did not build every phase", "building every phase with the new output paths")
 		if n == "2" {
-			r.mustSay(t, "the third build did not corroborate the pair", "path map learned from this rebuild and the chain it replaces, up to checkPhase", "corroborated by a third build")
+			r.mustSay(t, "the third build did not corroborate the pair", "path map learned from this rebuild and the chain it replaces", "corroborated by a third build", "up to checkPhase")
 		}
 		if n == "1" && strings.Contains(r.stderr, "path map learned") {
 			t.Fatalf("two builds whose hashes agree at an index taught a map:\n%s", r.stderr)
