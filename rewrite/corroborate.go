@@ -63,10 +63,31 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 			return nil, fmt.Errorf("the map has a problem a third build cannot lift: %s", p)
 		}
 	}
-	mine := explainedBytes(m)
-	for path, offs := range explainedBytes(other) {
+	// Byte by byte, where the hashes come from: the third build must
+	// explain every byte m explains, from the same hash position, except
+	// where its own hashes agree with the reference's (there the pair
+	// sees, and it cannot). So a constant next to a fragment, which
+	// matches both of the pair's hashes where they agree, is caught.
+	outsC, err := outputHashes(pathsC, m.Paths)
+	if err != nil {
+		return nil, err
+	}
+	mine, theirs := explainedBytes(m), explainedBytes(other)
+	blindC := agreeingIndices(outsC)
+	for path, offs := range mine {
+		for off, at := range offs {
+			seen, ok := theirs[path][off]
+			switch {
+			case ok && at.buildID != seen.buildID, ok && !at.buildID && !seen.has(at.primary):
+				return nil, fmt.Errorf("%s: byte %d is explained otherwise by the third build", path, off)
+			case !ok && (at.buildID || !blindC[at.primary]):
+				return nil, fmt.Errorf("%s: byte %d is not explained by the third build", path, off)
+			}
+		}
+	}
+	for path, offs := range theirs {
 		for off := range offs {
-			if !mine[path][off] {
+			if _, ok := mine[path][off]; !ok {
 				return nil, fmt.Errorf("%s: byte %d depends on the output paths, seen only by the third build", path, off)
 			}
 		}
@@ -81,16 +102,28 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 			return nil, fmt.Errorf("%s: name depends on the output paths, seen only by the third build", r)
 		}
 	}
-	accounted := map[string]bool{}
-	for _, f := range m.Files {
-		accounted[f.Path] = true
-	}
+	// Bytes the third build cannot explain that m does not list as
+	// unexplained (or lists at other offsets) depend on the path where the
+	// pair agrees: a transformed character, an ordering.
+	unexplained := map[string]Unexplained{}
 	for _, u := range m.Unexplained {
-		accounted[u.Path] = true
+		unexplained[u.Path] = u
 	}
 	for _, u := range other.Unexplained {
-		if !accounted[u.Path] {
-			return nil, fmt.Errorf("%s: differs in the third build only (%s)", u.Path, u.Why)
+		mu, ok := unexplained[u.Path]
+		if !ok {
+			return nil, fmt.Errorf("%s: differs in the third build beyond the paths, not in the pair (%s)", u.Path, u.Why)
+		}
+		if len(mu.Offsets) == 0 {
+			continue // the whole file counts as unexplained
+		}
+		if len(u.Offsets) == 0 {
+			return nil, fmt.Errorf("%s: the third build cannot locate its unexplained bytes (%s)", u.Path, u.Why)
+		}
+		for _, off := range u.Offsets {
+			if !slices.Contains(mu.Offsets, off) {
+				return nil, fmt.Errorf("%s: byte %d differs in the third build beyond the paths, not in the pair", u.Path, off)
+			}
 		}
 	}
 	c := *m
@@ -98,23 +131,51 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 	return &c, nil
 }
 
-// explainedBytes are the offsets of each file that m maps: its runs and
-// build-id.
-func explainedBytes(m *Map) map[string]map[int64]bool {
-	out := map[string]map[int64]bool{}
+// hashAt is where an explained byte comes from: a hash position (and its
+// alternatives), or the build-id.
+type hashAt struct {
+	primary HashRef
+	alt     []HashRef
+	buildID bool
+}
+
+func (h hashAt) has(r HashRef) bool { return h.primary == r || slices.Contains(h.alt, r) }
+
+// explainedBytes are the bytes of each file that m maps, with where they
+// come from.
+func explainedBytes(m *Map) map[string]map[int64]hashAt {
+	out := map[string]map[int64]hashAt{}
 	for _, f := range m.Files {
-		offs := map[int64]bool{}
+		offs := map[int64]hashAt{}
 		for _, r := range f.Runs {
-			for k := r.Off; k < r.Off+int64(r.Len); k++ {
-				offs[k] = true
+			for i := range int64(r.Len) {
+				at := hashAt{primary: HashRef{Output: r.Output, K: r.K + int(i)}}
+				for _, a := range r.Alt {
+					at.alt = append(at.alt, HashRef{Output: a.Output, K: a.K + int(i)})
+				}
+				offs[r.Off+i] = at
 			}
 		}
 		if f.BuildID != nil {
 			for k := f.BuildID.Off; k < f.BuildID.Off+int64(f.BuildID.Size); k++ {
-				offs[k] = true
+				offs[k] = hashAt{buildID: true}
 			}
 		}
 		out[f.Path] = offs
 	}
 	return out
+}
+
+// agreeingIndices are the hash positions at which the two builds' hashes
+// agree.
+func agreeingIndices(outs []outputHash) map[HashRef]bool {
+	at := map[HashRef]bool{}
+	for _, o := range outs {
+		for k := range o.hashA {
+			if o.hashA[k] == o.hashB[k] {
+				at[HashRef{Output: o.name, K: k}] = true
+			}
+		}
+	}
+	return at
 }

@@ -78,3 +78,73 @@ func TestThirdBuildCorroboratesAPairWhoseHashesAgree(t *testing.T) {
 		t.Fatal("two builds agreeing with the reference at the same index cover it")
 	}
 }
+
+// oneFileTree is a tree holding text in file f.
+func oneFileTree(t *testing.T, text string) string {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// corroborated learns the reference tree against a and c (mk builds each
+// tree) and corroborates; it fails the test if a map is accepted whose
+// rewrite for another path differs from that path's tree.
+func corroborated(t *testing.T, mk func(p string) string, ref, a, c string) error {
+	t.Helper()
+	out := func(p string) map[string]string { return map[string]string{"out": p} }
+	mA, err := Learn(mk(a), mk(ref), out(a), out(ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mC, err := Learn(mk(c), mk(ref), out(c), out(ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Corroborate(mA, mC, out(a), out(c))
+	if err != nil {
+		return err
+	}
+	d := SyntheticPath(ref, a, c)
+	tree := mk(ref)
+	v, aerr := m.Apply(tree, out(ref), out(d))
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	if diff := treeDiff(t, tree, mk(d)); v.Exact && len(diff) > 0 {
+		t.Fatalf("a corroborated map rewrote inexactly and said exact: %v", diff)
+	}
+	return nil
+}
+
+func TestCorroborateCatchesAConstantBesideAFragment(t *testing.T) {
+	// A fragment (hash characters 5…10) followed by a constant that equals
+	// the reference hash's character 11, where the pair agrees: the pair's
+	// run takes the constant in.
+	ref := pathB
+	konst := string(hashPart(ref)[11])
+	a := withChar(SyntheticPath(ref), ref, 11)
+	c := SyntheticPath(ref, a)
+	mk := func(p string) string { return oneFileTree(t, "path="+p+"\nfrag="+hashPart(p)[5:11]+konst+"\n") }
+	if err := corroborated(t, mk, ref, a, c); err == nil || !strings.Contains(err.Error(), "not explained by the third build") {
+		t.Fatalf("want the constant caught, got %v", err)
+	}
+}
+
+func TestCorroborateCatchesATransformedCharacter(t *testing.T) {
+	// A byte derived from a hash character where the pair agrees, but not
+	// that character (upper-cased): the third build alone sees it differ.
+	ref := pathB
+	h := hashPart(ref)
+	k := strings.IndexAny(h, "abcdfghijklmnpqrsvwxyz")
+	a := withChar(SyntheticPath(ref), ref, k)
+	c := SyntheticPath(ref, a)
+	mk := func(p string) string {
+		return oneFileTree(t, "path="+p+"\nbucket="+strings.ToUpper(string(hashPart(p)[k]))+"\n")
+	}
+	if err := corroborated(t, mk, ref, a, c); err == nil || !strings.Contains(err.Error(), "beyond the paths") {
+		t.Fatalf("want the transformed character caught, got %v", err)
+	}
+}

@@ -224,14 +224,15 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	release()
 	fault.Point(fault.Planned)
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
-		plan = e.fullIfFaster(j, plan, progress)
+		plan = e.fullIfFaster(ctx, j, plan, progress)
 	}
 	// Background work of the cache pauses while this build runs; a learner
 	// at work on phases it reruns leaves them to it.
+	var mark *fgMark
 	if backgroundOf(ctx) == nil {
-		m := e.markForeground(j.pkg, plan)
-		defer m.done()
-		ctx = withForeground(ctx, m)
+		mark = e.markForeground(j.pkg, plan)
+		defer mark.done()
+		ctx = withForeground(ctx, mark)
 	}
 	e.yieldLearner(j.pkg, plan, progress)
 	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
@@ -288,6 +289,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			e.markEndsEarly(j, early.phase)
 			progress(Event{Kind: EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
 			unlock()
+			mark.done() // the build again leaves its own
 			return e.build(ctx, drvPath, bo, o)
 		}
 		if err != nil {

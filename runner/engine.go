@@ -51,6 +51,9 @@ type Engine struct {
 	views layerViews
 	// derivations recomputes the store paths a .drv claims.
 	derivations *drv.Checker
+	// unpaired are the layers whose map other builds of them could not
+	// teach (mapFromPair), not compared again by this process.
+	unpaired sync.Map
 }
 
 // DefaultCacheDir is /var/cache/nixlayer for root and
@@ -171,7 +174,22 @@ func (e *Engine) lockShared(ctx context.Context, kind, subject string, waiting f
 	return e.flockFile(ctx, kind, subject, syscall.LOCK_SH, waiting)
 }
 
-func (e *Engine) flockFile(ctx context.Context, kind, subject string, how int, waiting func()) (func(), error) {
+// tryLock takes the lock only if nobody holds it (ok false otherwise).
+func (e *Engine) tryLock(kind, subject string) (unlock func(), ok bool) {
+	f, err := e.openLock(kind, subject)
+	if err != nil {
+		return nil, false
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		f.Close()
+		return nil, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }) }, true
+}
+
+// openLock opens the lock file of kind and subject.
+func (e *Engine) openLock(kind, subject string) (*os.File, error) {
 	dir := filepath.Join(e.opts.CacheDir, "locks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lock directory: %w", err)
@@ -186,6 +204,14 @@ func (e *Engine) flockFile(ctx context.Context, kind, subject string, how int, w
 	if _, err := f.WriteAt([]byte(subject), 0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock: %w", err)
+	}
+	return f, nil
+}
+
+func (e *Engine) flockFile(ctx context.Context, kind, subject string, how int, waiting func()) (func(), error) {
+	f, err := e.openLock(kind, subject)
+	if err != nil {
+		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 		if waiting != nil {

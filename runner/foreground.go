@@ -10,8 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nixlayer/nixlayer/internal/poll"
 )
@@ -186,6 +187,11 @@ type background struct {
 
 type backgroundKey struct{}
 
+// maxPause is the longest background work stays paused in a row; it then
+// runs for a fifth of that, so that one user's builds, one after another,
+// do not keep the settling of everyone's results back for ever.
+const maxPause = 5 * time.Minute
+
 // backgroundOf is the background state ctx carries (nil in a foreground
 // build).
 func backgroundOf(ctx context.Context) *background {
@@ -202,6 +208,7 @@ func (e *Engine) inBackground(ctx context.Context, learning func() []string) (co
 	bg := &background{steps: map[int]bool{}, resumed: make(chan struct{})}
 	close(bg.resumed)
 	ctx = context.WithValue(ctx, backgroundKey{}, bg)
+	var pausedAt, freeUntil time.Time
 	check := func() bool {
 		marks := e.foregroundBuilds()
 		keys := learning()
@@ -214,7 +221,19 @@ func (e *Engine) inBackground(ctx context.Context, learning func() []string) (co
 				}
 			}
 		}
-		bg.setPaused(len(marks) > 0)
+		// Never starved: after maxPause in a row it runs (at idle
+		// priority) for a while, whatever builds.
+		now := time.Now()
+		pause := len(marks) > 0 && now.After(freeUntil)
+		switch {
+		case !pause:
+			pausedAt = time.Time{}
+		case pausedAt.IsZero():
+			pausedAt = now
+		case now.Sub(pausedAt) > maxPause:
+			pause, pausedAt, freeUntil = false, time.Time{}, now.Add(maxPause/5)
+		}
+		bg.setPaused(pause)
 		return false
 	}
 	go func() {
@@ -276,22 +295,45 @@ func (bg *background) waitResumed(ctx context.Context) error {
 	}
 }
 
-// signalTree stops (SIGSTOP) or continues (SIGCONT) process pid and its
-// descendants. Parents are stopped before their children, and the tree is
-// listed again until no new process shows up, so none forks past it.
+// waitExit blocks until process pid (a child) exits, leaving it to be
+// reaped.
+func waitExit(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// signalTree stops (SIGSTOP) or continues (SIGCONT) process pid (a child
+// not yet reaped) and its descendants. Parents are stopped before their
+// children, and the tree is listed again until no new process shows up, so
+// none forks past it. Each process is signalled through a pidfd opened
+// while its parent is seen to be in the tree, so a process ID freed and
+// taken by another process meanwhile is never signalled.
 func signalTree(pid int, stop bool) {
-	sig := syscall.SIGCONT
+	sig := unix.SIGCONT
 	if stop {
-		sig = syscall.SIGSTOP
+		sig = unix.SIGSTOP
 	}
 	done := map[int]bool{}
 	for range 5 {
 		more := false
 		for _, p := range descendants(pid) {
-			if !done[p] {
-				syscall.Kill(p, sig)
-				done[p], more = true, true
+			if done[p.pid] {
+				continue
 			}
+			done[p.pid], more = true, true
+			fd, err := unix.PidfdOpen(p.pid, 0)
+			if err != nil {
+				continue // gone, or no pidfds (Linux < 5.3): not signalled
+			}
+			if p.pid == pid || parentOf(p.pid) == p.parent {
+				unix.PidfdSendSignal(fd, sig, nil, 0)
+			}
+			unix.Close(fd)
 		}
 		if !more {
 			return
@@ -299,11 +341,14 @@ func signalTree(pid int, stop bool) {
 	}
 }
 
+// treeProc is a process of a tree and the parent it was seen under.
+type treeProc struct{ pid, parent int }
+
 // descendants lists pid and the processes under it, parents first.
-func descendants(pid int) []int {
+func descendants(pid int) []treeProc {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return []int{pid}
+		return []treeProc{{pid: pid}}
 	}
 	children := map[int][]int{}
 	for _, ent := range entries {
@@ -311,22 +356,30 @@ func descendants(pid int) []int {
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		if pp, err := strconv.Atoi(fields[1]); err == nil {
+		if pp := parentOf(p); pp > 0 {
 			children[pp] = append(children[pp], p)
 		}
 	}
-	out := []int{pid}
+	out := []treeProc{{pid: pid}}
 	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i]]...)
+		for _, c := range children[out[i].pid] {
+			out = append(out, treeProc{pid: c, parent: out[i].pid})
+		}
 	}
 	return out
+}
+
+// parentOf is the parent of process p (0 when unknown).
+func parentOf(p int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 2 {
+		return 0
+	}
+	pp, _ := strconv.Atoi(fields[1])
+	return pp
 }

@@ -33,7 +33,7 @@ func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {
 	var child int
 	for deadline := time.Now().Add(5 * time.Second); child == 0 && time.Now().Before(deadline); {
 		if d := descendants(cmd.Process.Pid); len(d) > 1 {
-			child = d[1]
+			child = d[1].pid
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -43,7 +43,7 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 	if m := e.storedMap(top); m != nil { // learned while we waited
 		return m, nil
 	}
-	if m := e.mapFromPair(ctx, plan, top, progress); m != nil {
+	if m := e.mapFromPair(ctx, plan, j.pkg, top, true, progress); m != nil {
 		return m, nil
 	}
 	chain, err := e.phaseChain(top, n)

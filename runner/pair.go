@@ -65,9 +65,15 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string
 // learned from the two trees, one comparison, instead of a twin build or a
 // provisional rewrite. So an edit of any phase in the prefix a rebuild
 // shares with the chain it replaced resumes, not only the edit after the
-// top of that prefix. nil when no such twin exists.
-func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, top string, progress func(Event)) *rewrite.Map {
+// top of that prefix. nil when no such twin exists, when they cannot teach
+// it (remembered for this process), or, unless the caller holds it
+// (locked), when the package's learn lock is busy: storing maps beside a
+// learner would lose one of them, and a build does not wait for one.
+func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, locked bool, progress func(Event)) *rewrite.Map {
 	if e.opts.Rewriter != nil {
+		return nil
+	}
+	if _, failed := e.unpaired.Load(top); failed {
 		return nil
 	}
 	l, err := e.layers.Get(top)
@@ -78,7 +84,21 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, top string, progre
 	if twins == nil {
 		return nil
 	}
-	return e.learnFromTwins(ctx, plan, twins, l, "two builds of the chain with other output paths", progress)
+	if !locked {
+		unlock, ok := e.tryLock("learn", pkg)
+		if !ok {
+			return nil
+		}
+		defer unlock()
+		if m := e.storedMap(top); m != nil { // learned meanwhile
+			return m
+		}
+	}
+	m := e.learnFromTwins(ctx, plan, twins, l, "two builds of the chain with other output paths", progress)
+	if m == nil {
+		e.unpaired.Store(top, true)
+	}
+	return m
 }
 
 // twinsFor finds the layers that can teach l's map: complete, verified

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -287,13 +288,13 @@ func (info *learnerInfo) covers(id string) bool {
 // measured, before that build would (the resume waits for its map). No
 // estimate of background work stands in for a measurement. It returns the
 // plan to build.
-func (e *Engine) fullIfFaster(j *job, plan *Plan, progress func(Event)) *Plan {
+func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress func(Event)) *Plan {
 	top := lastReused(plan)
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
 		return plan
 	}
-	if l, err := e.layers.Get(top); err == nil && e.twinsFor(l) != nil {
-		return plan // the resume learns the map from the pair (mapFromPair)
+	if e.mapFromPair(ctx, plan, j.pkg, top, false, progress) != nil {
+		return plan // the resume finds the map
 	}
 	_, took := previousChain(e.layers, j.pkg)
 	var reused, later time.Duration

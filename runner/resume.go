@@ -44,7 +44,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	if rw == nil {
 		m = e.storedMap(parent)
 		if m == nil {
-			m = e.mapFromPair(ctx, plan, parent, progress)
+			m = e.mapFromPair(ctx, plan, j.pkg, parent, false, progress)
 		}
 		switch {
 		case m != nil:

@@ -100,8 +100,9 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
+	var stopped func()
 	if bg := backgroundOf(ctx); bg != nil {
-		defer bg.running(cmd.Process.Pid)()
+		stopped = bg.running(cmd.Process.Pid)
 	}
 	restoreR.Close()
 	dumpW.Close()
@@ -119,6 +120,12 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	var dumpErr, phasesErr error
 	go func() { defer wg.Done(); res.dumps, dumpErr = readReport(dumpR, "shell state captures"); dumpR.Close() }()
 	go func() { defer wg.Done(); res.phases, phasesErr = readReport(phasesR, "phase list"); phasesR.Close() }()
+	if stopped != nil {
+		// Out of the paused set once it exits, before it is reaped: its
+		// process ID is then free for another process, never to be stopped.
+		waitExit(cmd.Process.Pid)
+		stopped()
+	}
 	err = cmd.Wait()
 	wg.Wait()
 	cleanErr := sandbox.CleanMountpoints(s.root, j.closure)
