@@ -116,6 +116,12 @@ func TestHookThirdBuildCorroboratesThePair(t *testing.T) {
 			return false
 		}
 		for i := range e2 {
+			if e1[i][0] == e2[i][0] {
+				// Runs of whole paths would start at 1, and the cold
+				// build's env-vars (without installExtra) cannot confirm
+				// where: refused (rewrite.TestCorroborateCompletesARunThePairStartsLate).
+				return false
+			}
 			for k := range 32 {
 				if cold[i][k] == e2[i][k] && e1[i][k] == e2[i][k] {
 					return false

@@ -63,33 +63,86 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 			return nil, fmt.Errorf("the map has a problem a third build cannot lift: %s", p)
 		}
 	}
-	// Byte by byte, where the hashes come from: the third build must
-	// explain every byte m explains, from the same hash position, except
-	// where its own hashes agree with the reference's (there the pair
-	// sees, and it cannot). So a constant next to a fragment, which
-	// matches both of the pair's hashes where they agree, is caught.
+	// Byte by byte, where the hashes come from. In a file the third build
+	// compares byte by byte, a byte m explains must be explained by it from
+	// the same hash position, unless it is blind there itself (a constant
+	// beside a fragment matches both of the pair's hashes where they
+	// agree); a byte only it explains (a fragment's first characters at
+	// indices where the pair agrees) joins m's runs. In a file it cannot
+	// compare, m's runs stand as a pair's do, but only where they hold no
+	// character the pair agrees on outside a stretch it does not agree on,
+	// and do not start right after such a character (the fragment may
+	// begin there).
 	outsC, err := outputHashes(pathsC, m.Paths)
 	if err != nil {
 		return nil, err
 	}
-	mine, theirs := explainedBytes(m), explainedBytes(other)
-	blindC := agreeingIndices(outsC)
-	for path, offs := range mine {
-		for off, at := range offs {
-			seen, ok := theirs[path][off]
-			switch {
-			case ok && at.buildID != seen.buildID, ok && !at.buildID && !seen.has(at.primary):
-				return nil, fmt.Errorf("%s: byte %d is explained otherwise by the third build", path, off)
-			case !ok && (at.buildID || !blindC[at.primary]):
-				return nil, fmt.Errorf("%s: byte %d is not explained by the third build", path, off)
-			}
+	blindA, blindC := agreeingIndices(outs), agreeingIndices(outsC)
+	theirs := explainedBytes(other)
+	unaligned := map[string]bool{}
+	for _, u := range other.Unexplained {
+		if _, ok := theirs[u.Path]; !ok {
+			unaligned[u.Path] = true
 		}
 	}
-	for path, offs := range theirs {
-		for off := range offs {
-			if _, ok := mine[path][off]; !ok {
-				return nil, fmt.Errorf("%s: byte %d depends on the output paths, seen only by the third build", path, off)
+	files := slices.Clone(m.Files)
+	for fi, f := range files {
+		mine := map[int64]bool{}
+		for _, r := range f.Runs {
+			first, last := -1, -1 // the run's bytes at indices where the pair differs
+			for i := range r.Len {
+				if !blindA[HashRef{Output: r.Output, K: r.K + i}] {
+					if first < 0 {
+						first = i
+					}
+					last = i
+				}
 			}
+			if unaligned[f.Path] && r.K > 0 && blindA[HashRef{Output: r.Output, K: r.K - 1}] {
+				return nil, fmt.Errorf("%s: the run at byte %d may begin earlier, where the pair's hashes agree, and the third build cannot compare the file", f.Path, r.Off)
+			}
+			for i := range r.Len {
+				off, at := r.Off+int64(i), HashRef{Output: r.Output, K: r.K + i}
+				mine[off] = true
+				seen, ok := theirs[f.Path][off]
+				switch {
+				case ok && (seen.buildID || !seen.has(at)):
+					return nil, fmt.Errorf("%s: byte %d is explained otherwise by the third build", f.Path, off)
+				case ok:
+				case unaligned[f.Path]:
+					if blindA[at] && !(first < i && i < last) {
+						return nil, fmt.Errorf("%s: byte %d is explained only where the pair's hashes agree, and the third build cannot compare the file", f.Path, off)
+					}
+				case !blindC[at]:
+					return nil, fmt.Errorf("%s: byte %d is not explained by the third build", f.Path, off)
+				}
+			}
+		}
+		if f.BuildID != nil {
+			for off := f.BuildID.Off; off < f.BuildID.Off+int64(f.BuildID.Size); off++ {
+				mine[off] = true
+				if seen, ok := theirs[f.Path][off]; !ok || !seen.buildID {
+					return nil, fmt.Errorf("%s: the build-id is not confirmed by the third build", f.Path)
+				}
+			}
+		}
+		var more []Run
+		for off, at := range theirs[f.Path] {
+			if mine[off] {
+				continue
+			}
+			if at.buildID {
+				return nil, fmt.Errorf("%s: a build-id only the third build sees", f.Path)
+			}
+			more = append(more, Run{Off: off, Output: at.primary.Output, K: at.primary.K, Len: 1, Alt: at.alt})
+		}
+		if len(more) > 0 {
+			files[fi].Runs = joinRuns(append(slices.Clone(f.Runs), more...))
+		}
+	}
+	for path := range theirs {
+		if !slices.ContainsFunc(files, func(f FileMap) bool { return f.Path == path }) {
+			return nil, fmt.Errorf("%s: depends on the output paths, seen only by the third build", path)
 		}
 	}
 	for _, l := range other.Links {
@@ -102,35 +155,75 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 			return nil, fmt.Errorf("%s: name depends on the output paths, seen only by the third build", r)
 		}
 	}
-	// Bytes the third build cannot explain that m does not list as
-	// unexplained (or lists at other offsets) depend on the path where the
-	// pair agrees: a transformed character, an ordering.
-	unexplained := map[string]Unexplained{}
-	for _, u := range m.Unexplained {
-		unexplained[u.Path] = u
-	}
-	for _, u := range other.Unexplained {
-		mu, ok := unexplained[u.Path]
-		if !ok {
-			return nil, fmt.Errorf("%s: differs in the third build beyond the paths, not in the pair (%s)", u.Path, u.Why)
-		}
-		if len(mu.Offsets) == 0 {
-			continue // the whole file counts as unexplained
-		}
-		if len(u.Offsets) == 0 {
-			return nil, fmt.Errorf("%s: the third build cannot locate its unexplained bytes (%s)", u.Path, u.Why)
-		}
-		for _, off := range u.Offsets {
-			if !slices.Contains(mu.Offsets, off) {
-				return nil, fmt.Errorf("%s: byte %d differs in the third build beyond the paths, not in the pair", u.Path, off)
-			}
-		}
-	}
 	c := *m
+	c.Files = files
 	c.Problems = nil
+	c.Unexplained = mergeUnexplained(m.Unexplained, other.Unexplained)
 	return &c, nil
 }
 
+// joinRuns sorts runs by offset and joins those that continue each other
+// (the next byte, the next hash position, no alternatives).
+func joinRuns(runs []Run) []Run {
+	slices.SortFunc(runs, func(a, b Run) int { return int(a.Off - b.Off) })
+	var out []Run
+	for _, r := range runs {
+		if n := len(out); n > 0 {
+			p := &out[n-1]
+			if p.Off+int64(p.Len) == r.Off && p.Output == r.Output && p.K+p.Len == r.K && len(p.Alt) == 0 && len(r.Alt) == 0 {
+				p.Len += r.Len
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// mergeUnexplained adds to mine the bytes the third build cannot explain
+// (theirs): where the pair agrees they may depend on the path in a way no
+// hash shows (a transformed character, an ordering), and the two
+// derivations may differ elsewhere (the stdenv's env-vars). Either way they
+// are judged on the outputs of each resume, as the pair's own are. A file
+// whose bytes one side cannot locate counts as unexplained whole.
+func mergeUnexplained(mine, theirs []Unexplained) []Unexplained {
+	out := slices.Clone(mine)
+	at := map[string]int{}
+	for i, u := range out {
+		at[u.Path] = i
+		out[i].Offsets = slices.Clone(u.Offsets)
+	}
+	for _, u := range theirs {
+		i, ok := at[u.Path]
+		if !ok {
+			u.Cause, u.Learned = "", nil
+			u.Why = "in a third build: " + u.Why
+			if len(u.Offsets) > followedOffsets {
+				u.Offsets = nil
+			}
+			at[u.Path] = len(out)
+			out = append(out, u)
+			continue
+		}
+		mu := &out[i]
+		if len(mu.Offsets) == 0 {
+			continue
+		}
+		if len(u.Offsets) == 0 || len(mu.Offsets)+len(u.Offsets) > followedOffsets {
+			mu.Offsets = nil
+			mu.Why += "; a third build differs elsewhere in it too"
+			continue
+		}
+		for _, off := range u.Offsets {
+			if !slices.Contains(mu.Offsets, off) {
+				mu.Offsets = append(mu.Offsets, off)
+			}
+		}
+		slices.Sort(mu.Offsets)
+		mu.Learned = nil // the reach recorded was of fewer bytes
+	}
+	return out
+}
 // hashAt is where an explained byte comes from: a hash position (and its
 // alternatives), or the build-id.
 type hashAt struct {

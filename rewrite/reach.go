@@ -121,7 +121,7 @@ func Reaches(tree string, us []Unexplained, resolve func(string) string, outputs
 		sum := sha256.Sum256(x)
 		whole[sum] = append(whole[sum], i)
 		for k, off := range u.Offsets {
-			if k == 16 {
+			if k == followedOffsets {
 				break
 			}
 			idx.add(x, off, i)
@@ -449,3 +449,7 @@ func Nondeterministic(a, b, a2 []byte, fm *FileMap) bool {
 	}
 	return clusters > 0 && changed
 }
+
+// followedOffsets is how many of a file's unexplained offsets the judge
+// follows into the outputs.
+const followedOffsets = 16

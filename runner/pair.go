@@ -151,14 +151,17 @@ func (e *Engine) learnFromTwins(ctx context.Context, plan *Plan, twins []*layers
 		if err != nil {
 			err = fmt.Errorf("corroborating the path map of %s with a third build: %w", newTop.Meta.Phase, err)
 		}
-		from += ", corroborated by a third build (the pair's hashes agree at an index)"
 	}
 	if err == nil {
 		err = e.storeMap(newTop.ID, m)
 	}
 	if err != nil {
 		e.log.Warn("learning the path map from other builds of the chain", zap.Error(err))
+		progress(Event{Kind: EventLearned, Message: "path map not learned from " + from + ": " + err.Error()})
 		return nil
+	}
+	if len(twins) == 2 {
+		from += ", corroborated by a third build (the pair's hashes agree at an index)"
 	}
 	chain, err := e.phaseChain(newTop.ID, newTop.Meta.Index+1)
 	if err == nil {
