@@ -224,6 +224,7 @@ func mergeUnexplained(mine, theirs []Unexplained) []Unexplained {
 	}
 	return out
 }
+
 // hashAt is where an explained byte comes from: a hash position (and its
 // alternatives), or the build-id.
 type hashAt struct {

@@ -155,7 +155,6 @@ func TestCorroborateCatchesATransformedCharacter(t *testing.T) {
 	}
 }
 
-
 func TestCorroborateCompletesARunThePairStartsLate(t *testing.T) {
 	// The pair agrees at index 0: its runs of the whole path start at 1.
 	ref := pathB
