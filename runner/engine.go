@@ -51,8 +51,8 @@ type Engine struct {
 	views layerViews
 	// derivations recomputes the store paths a .drv claims.
 	derivations *drv.Checker
-	// unpaired are the layers whose map other builds of them could not
-	// teach (mapFromPair), not compared again by this process.
+	// unpaired are the layers whose map the other builds of them named
+	// could not teach (mapFromPair), not compared again by this process.
 	unpaired sync.Map
 }
 

@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,7 +47,8 @@ type fgMark struct {
 	mu    sync.Mutex
 	path  string
 	data  []byte
-	depth int
+	depth int  // suspends not yet resumed
+	ended bool // done: never written again
 }
 
 type foregroundKey struct{}
@@ -102,7 +102,7 @@ func (m *fgMark) done() {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.depth = -1 << 30 // never written again
+	m.ended = true
 	os.Remove(m.path)
 }
 
@@ -113,7 +113,7 @@ func (m *fgMark) suspend() {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.depth++; m.depth == 1 {
+	if m.depth++; m.depth == 1 && !m.ended {
 		os.Remove(m.path)
 	}
 }
@@ -124,7 +124,7 @@ func (m *fgMark) resume() {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.depth--; m.depth == 0 {
+	if m.depth--; m.depth == 0 && !m.ended {
 		os.WriteFile(m.path, m.data, 0o600)
 	}
 }
@@ -162,18 +162,24 @@ func (e *Engine) foregroundBuilds() []foregroundMark {
 // procStart is the start time of process pid in clock ticks since boot
 // (0 when unknown).
 func procStart(pid int) uint64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name may hold spaces and parentheses: fields follow the last ')'.
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	fields := procStat(pid)
 	if len(fields) < 20 {
 		return 0
 	}
 	n, _ := strconv.ParseUint(fields[19], 10, 64) // field 22 of stat(5)
 	return n
+}
+
+// procStat are the fields of /proc/PID/stat after the command name (the
+// state first), nil when unreadable. The name may hold spaces and
+// parentheses: the fields follow the last ')'.
+func procStat(pid int) []string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	s := string(data)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 }
 
 // background is the state of background work that pauses for foreground
@@ -371,12 +377,7 @@ func descendants(pid int) []treeProc {
 
 // parentOf is the parent of process p (0 when unknown).
 func parentOf(p int) int {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	fields := procStat(p)
 	if len(fields) < 2 {
 		return 0
 	}

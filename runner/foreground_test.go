@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,12 +13,11 @@ import (
 // procState is the state letter of process pid (T: stopped).
 func procState(t *testing.T, pid int) string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
+	fields := procStat(pid)
+	if len(fields) == 0 {
+		t.Fatalf("no process %d", pid)
 	}
-	s := string(data)
-	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]
+	return fields[0]
 }
 
 func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {

@@ -66,14 +66,11 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string
 // provisional rewrite. So an edit of any phase in the prefix a rebuild
 // shares with the chain it replaced resumes, not only the edit after the
 // top of that prefix. nil when no such twin exists, when they cannot teach
-// it (remembered for this process), or, unless the caller holds it
+// it (remembered for this process and these twins), or, unless the caller holds it
 // (locked), when the package's learn lock is busy: storing maps beside a
 // learner would lose one of them, and a build does not wait for one.
 func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, locked bool, progress func(Event)) *rewrite.Map {
 	if e.opts.Rewriter != nil {
-		return nil
-	}
-	if _, failed := e.unpaired.Load(top); failed {
 		return nil
 	}
 	l, err := e.layers.Get(top)
@@ -82,6 +79,15 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, l
 	}
 	twins := e.twinsFor(l)
 	if twins == nil {
+		return nil
+	}
+	// Remembered by the twins compared: a later build of the layer (a
+	// long-lived daemon sees one) may pair where these did not.
+	tried := top
+	for _, t := range twins {
+		tried += " " + t.ID
+	}
+	if _, failed := e.unpaired.Load(tried); failed {
 		return nil
 	}
 	if !locked {
@@ -96,7 +102,7 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, l
 	}
 	m := e.learnFromTwins(ctx, plan, twins, l, "two builds of the chain with other output paths", progress)
 	if m == nil {
-		e.unpaired.Store(top, true)
+		e.unpaired.Store(tried, true)
 	}
 	return m
 }
