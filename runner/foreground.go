@@ -69,7 +69,7 @@ func foregroundOf(ctx context.Context) *fgMark {
 func (e *Engine) markForeground(pkg string, plan *Plan) *fgMark {
 	m := foregroundMark{PID: os.Getpid(), Start: procStart(os.Getpid()), Pkg: pkg}
 	for _, ph := range plan.Phases {
-		if ph.Status == StatusRun && ph.Key != "" {
+		if plan.runs(ph) && ph.Key != "" {
 			m.Keys = append(m.Keys, ph.Key)
 		}
 	}

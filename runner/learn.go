@@ -50,8 +50,9 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 	if err != nil {
 		return nil, err
 	}
-	// In front of the user: no reruns to tell nondeterminism apart.
-	if err := e.learnChain(ctx, j, plan, chain, false, progress); err != nil {
+	// In front of the user (or of a result waiting to be settled): the one
+	// map a resume needs, no reruns to tell nondeterminism apart.
+	if err := e.learnChain(ctx, j, plan, chain, learnTop, progress); err != nil {
 		return nil, err
 	}
 	if m := e.storedMap(top); m != nil {
@@ -93,13 +94,28 @@ func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
 	return chain, nil
 }
 
+// learnMode is how much a twin of a chain learns.
+type learnMode int
+
+const (
+	// learnTop: the map of the chain's top layer only, the one a resume
+	// from it needs, and no reruns: for a build someone waits for. One
+	// tree comparison instead of one per phase.
+	learnTop learnMode = iota
+	// learnAll: every layer's map, so an edit of any phase resumes, and
+	// the reruns that tell nondeterminism apart (classify): for the
+	// background learner.
+	learnAll
+)
+
 // learnChain runs the chain's phases again with synthetic output paths and
-// stores, on every layer of the chain, the map of what depends on them.
-// When the chain reaches the outputs, it records how each unexplained file
-// reached them; with classify (the background learner) it also reruns the
+// stores the map of what depends on them on the chain's top layer, or on
+// every layer (mode). When the chain reaches the outputs, it records how
+// each unexplained file reached them; with learnAll it also reruns the
 // phases that produced bytes reaching an output with the same paths, to
 // tell the build's own nondeterminism from a path dependence.
-func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, classify bool, progress func(Event)) error {
+func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, mode learnMode, progress func(Event)) error {
+	classify := mode == learnAll
 	defer e.announceLearning(j.pkg, chain)()
 	top := chain[len(chain)-1]
 	// The second build must differ from the chain's own build in the output
@@ -173,6 +189,9 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		}
 		parent, state = id, next
 		fault.Point(fault.InLearn)
+		if mode == learnTop && i < n-1 {
+			continue
+		}
 		root, err := e.layers.Mount(id)
 		if err != nil {
 			return err
@@ -190,21 +209,31 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		// if they reach an output).
 		e.log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
 	}
-	e.recordLearning(chain[from:], time.Since(t0))
+	if mode == learnAll { // the background learner's measure (learningEstimate)
+		e.recordLearning(chain[from:], time.Since(t0))
+	}
 	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
 }
 
 // learnedPrefix finds the longest prefix of chain, short of the whole,
-// whose top layer has an exact path map, and rewrites it for pathsB on a
-// layer of sc: the tree a twin of those phases would have made. It returns
-// how many phases that spares (0: none) and the layer and shell state the
-// twin continues from.
+// whose top layer has an exact path map and whose other layers have a map
+// or twins to learn it from when a resume needs it (a rebuild's pair; a
+// map learned in front has neither, so its prefix runs again), and
+// rewrites it for pathsB on a layer of sc: the tree a twin of those
+// phases would have made. It returns how many phases that spares (0:
+// none) and the layer and shell state the twin continues from.
 func (e *Engine) learnedPrefix(j *job, chain []*layers.Layer, pathsB map[string]string, sc *scratch) (int, string, *shellstate.Delta) {
+	// mappable[i]: every layer under chain[i] has its map, or twins.
+	mappable := make([]bool, len(chain))
+	for i := range chain {
+		below := i == 0 || mappable[i-1]
+		mappable[i] = below && (i == 0 || e.storedMap(chain[i-1].ID) != nil || e.twinsFor(chain[i-1]) != nil)
+	}
 	for k := len(chain) - 1; k >= 1; k-- {
 		base := chain[k-1]
 		m := e.storedMap(base.ID)
-		if m == nil || !m.Exact() {
+		if m == nil || !m.Exact() || !mappable[k-1] {
 			continue
 		}
 		old2new := map[string]string{}

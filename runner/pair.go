@@ -114,7 +114,14 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, l
 // second to corroborate what the first teaches (rewrite.Covered). nil when
 // none can.
 func (e *Engine) twinsFor(l *layers.Layer) []*layers.Layer {
-	if l.Meta.Key == "" {
+	return e.twinsWith(l.Meta.Key, l.ID, l.Meta.Outputs)
+}
+
+// twinsWith is twinsFor for a layer with key and outputs (other than the
+// layer exclude), built or not: a rebuild with outputs learns the map
+// from the pair it makes only when twinsWith finds its twins.
+func (e *Engine) twinsWith(key, exclude string, outputs map[string]string) []*layers.Layer {
+	if key == "" {
 		return nil
 	}
 	all, err := e.layers.List()
@@ -124,17 +131,17 @@ func (e *Engine) twinsFor(l *layers.Layer) []*layers.Layer {
 	var cands []*layers.Layer
 	for i := len(all) - 1; i >= 0; i-- { // newest first
 		o := all[i]
-		if o.ID == l.ID || o.Meta.Key != l.Meta.Key || o.Meta.KindOf() != layers.KindPhase || o.Meta.Status != layers.StatusComplete || !verified(o) || maps.Equal(o.Meta.Outputs, l.Meta.Outputs) {
+		if o.ID == exclude || o.Meta.Key != key || o.Meta.KindOf() != layers.KindPhase || o.Meta.Status != layers.StatusComplete || !verified(o) || maps.Equal(o.Meta.Outputs, outputs) {
 			continue
 		}
-		if rewrite.Pairable(o.Meta.Outputs, l.Meta.Outputs) == nil {
+		if rewrite.Pairable(o.Meta.Outputs, outputs) == nil {
 			return []*layers.Layer{o}
 		}
 		cands = append(cands, o)
 	}
 	for i, a := range cands {
 		for _, c := range cands[i+1:] {
-			if !maps.Equal(a.Meta.Outputs, c.Meta.Outputs) && rewrite.Covered(a.Meta.Outputs, c.Meta.Outputs, l.Meta.Outputs) == nil {
+			if !maps.Equal(a.Meta.Outputs, c.Meta.Outputs) && rewrite.Covered(a.Meta.Outputs, c.Meta.Outputs, outputs) == nil {
 				return []*layers.Layer{a, c}
 			}
 		}

@@ -70,6 +70,16 @@ type Plan struct {
 	// reuseNote says which layer the plan took among several with the same
 	// key (logged with -v).
 	reuseNote string
+	// learnInFront: the build learns the reused layers' path map itself
+	// before it resumes (fullIfFaster), so it runs their phases too (once
+	// more, with a synthetic path).
+	learnInFront bool
+}
+
+// runs says whether a build of the plan runs phase ph: a phase to run, or
+// a reused one it learns in front.
+func (p *Plan) runs(ph PhasePlan) bool {
+	return ph.Status == StatusRun || p.learnInFront
 }
 
 // PhasePlan is one phase of a plan.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/rewrite"
 )
 
 // This file is the one policy of what a build leaves to the background,
@@ -28,8 +29,9 @@ import (
 // (settle.go); it runs at idle priority and yields to a foreground build
 // of its chain (yield.go). A rebuild with new output paths learns the map
 // from the pair instead (pair.go). The hook waits for a learner only when
-// the last learning measured says it ends before a full build would
-// (fullIfFaster). A resumed result chosen for an audit (config.json audit)
+// the last learning measured says it ends before a full build would, and
+// learns the map in front when the pair a full build would make could not
+// teach it (fullIfFaster). A resumed result chosen for an audit (config.json audit)
 // is built again from scratch there and compared (audit.go).
 
 // resultState says where a finished build's result stands.
@@ -281,13 +283,17 @@ func (info *learnerInfo) covers(id string) bool {
 
 // fullIfFaster, for the hook (exact, never slower than Nix): when the
 // reused layers have no path map, plan a full build with the new output
-// paths, which learns the map from the pair (pair.go). Two cases resume
+// paths, which learns the map from the pair (pair.go). Three cases resume
 // instead: a layer with the top's key built with other output paths
-// teaches the map at once (an earlier rebuild's pair: mapFromPair), or a
+// teaches the map at once (an earlier rebuild's pair: mapFromPair); a
 // learner already at work on this chain ends, by the last learning
-// measured, before that build would (the resume waits for its map). No
-// estimate of background work stands in for a measurement. It returns the
-// plan to build.
+// measured, before that build would (the resume waits for its map); or the
+// pair that build would make cannot teach the map (its output hashes agree
+// with the older chain's at an index, about two times in three), so the
+// build learns it in front: the reused phases run once more with a
+// synthetic path, which costs what a full build costs, and the edit after
+// this one resumes from the map (learnInFront). No estimate of background
+// work stands in for a measurement. It returns the plan to build.
 func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress func(Event)) *Plan {
 	top := lastReused(plan)
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
@@ -298,6 +304,7 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 	}
 	_, took := previousChain(e.layers, j.pkg)
 	var reused, later time.Duration
+	nReused := 0
 	for _, ph := range plan.Phases {
 		d := took[ph.Name]
 		if ph.Layer != nil {
@@ -307,6 +314,7 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 			later += d
 		} else {
 			reused += d
+			nReused++
 		}
 	}
 	full := reused + later
@@ -323,8 +331,30 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 			why += fmt.Sprintf(", is faster than waiting for the background learner (about %s by the last learning measured)", Duration(learnLeft+later))
 		}
 	}
+	if reason := e.rebuildCannotTeach(top, j.drv.Outputs); reason != nil {
+		plan.learnInFront = true
+		progress(Event{Kind: EventLearn, Message: fmt.Sprintf("no path map for the reused layers yet, and a build with these output paths could not teach it (%v): running the %d reused phases once more with a synthetic path to learn it, then resuming (about %s in all, as a full build)", reason, nReused, Duration(full))})
+		return plan
+	}
 	rebuild := rerunFrom(plan, 0, why)
 	rebuild.Rewrite, rebuild.RewriteMap, rebuild.Exactness = nil, "", nil
 	progress(Event{Kind: EventFallback, Message: why})
 	return rebuild
+}
+
+// rebuildCannotTeach says why a full build with outputs would not learn
+// the map of the layer top's phase from the pair it makes (learnFromPair);
+// nil when it would.
+func (e *Engine) rebuildCannotTeach(top string, outputs map[string]string) error {
+	l, err := e.layers.Get(top)
+	if err != nil {
+		return err
+	}
+	if e.twinsWith(l.Meta.Key, "", outputs) != nil {
+		return nil
+	}
+	if err := rewrite.Pairable(l.Meta.Outputs, outputs); err != nil {
+		return err
+	}
+	return fmt.Errorf("no verified build of %s to pair with", l.Meta.Phase)
 }

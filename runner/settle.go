@@ -178,7 +178,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	if err != nil {
 		return false, err
 	}
-	if err := e.learnChain(ctx, j, plan, chain, true, progress); err != nil {
+	if err := e.learnChain(ctx, j, plan, chain, learnAll, progress); err != nil {
 		return true, err
 	}
 	e.pushBuilt(ctx, top, ro, progress) // the chain with its maps

@@ -79,14 +79,14 @@ func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, fu
 // yieldLearner tells the user that the learner at work on pkg's chain
 // stops because this build is about to rebuild phases of that chain (the
 // same keys): it would only take cores from this build, which learns the
-// map from the pair. The learner sees it in this build's mark.
+// map from the pair or in front. The learner sees it in this build's mark.
 func (e *Engine) yieldLearner(pkg string, plan *Plan, progress func(Event)) {
 	learner := e.runningLearner(pkg)
 	if learner == nil || learner.PID == os.Getpid() {
 		return
 	}
 	for _, ph := range plan.Phases {
-		if ph.Status == StatusRun && learner.hasKey(ph.Key) {
+		if plan.runs(ph) && learner.hasKey(ph.Key) {
 			progress(Event{Kind: EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
 			return
 		}
