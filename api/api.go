@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -65,7 +66,7 @@ type Output struct {
 	// Log is the builder's output and Nix's messages.
 	Log io.Writer
 	// Progress gets the engine's events (phase started, cached, done, …).
-	Progress func(runner.Event)
+	Progress func(events.Event)
 }
 
 func (o Output) log() io.Writer {
@@ -75,9 +76,9 @@ func (o Output) log() io.Writer {
 	return o.Log
 }
 
-func (o Output) progress() func(runner.Event) {
+func (o Output) progress() func(events.Event) {
 	if o.Progress == nil {
-		return func(runner.Event) {}
+		return func(events.Event) {}
 	}
 	return o.Progress
 }

@@ -25,6 +25,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -79,7 +80,7 @@ type call struct {
 type output struct {
 	Token string        `json:"token"`
 	Log   string        `json:"log,omitempty"`
-	Event *runner.Event `json:"event,omitempty"`
+	Event *events.Event `json:"event,omitempty"`
 }
 
 type cancel struct {

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -370,7 +371,7 @@ func (ss *session) output(token string) api.Output {
 			ss.conn.Notify(context.Background(), notifyOutput, stdJSON(output{Token: token, Log: string(p)}))
 			return len(p), nil
 		}),
-		Progress: func(ev runner.Event) {
+		Progress: func(ev events.Event) {
 			ss.conn.Notify(context.Background(), notifyOutput, stdJSON(output{Token: token, Event: &ev}))
 		},
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -130,9 +131,9 @@ func list(xs []string) string {
 
 // progress turns runner events into build-log lines (the renderer the CLI
 // uses) and tells Nix which phase runs.
-func progress(say func(string, ...any), nl *nixLog) func(runner.Event) {
-	return func(ev runner.Event) {
-		if ev.Kind == runner.EventStart {
+func progress(say func(string, ...any), nl *nixLog) func(events.Event) {
+	return func(ev events.Event) {
+		if ev.Kind == events.EventStart {
 			nl.phase(ev.Phase)
 		}
 		if text := ev.Text(); text != "" {

@@ -21,6 +21,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/runner"
@@ -78,7 +79,7 @@ type client struct {
 	creates   int
 	diags     map[protocol.DocumentURI][]protocol.Diagnostic
 	refreshCh chan struct{}
-	states    []runner.Event // nixlayer/resultState notifications
+	states    []events.Event // nixlayer/resultState notifications
 }
 
 type pipeRWC struct {
@@ -163,7 +164,7 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 		}
 		return nil
 	case ResultStateMethod:
-		var ev runner.Event
+		var ev events.Event
 		json.Unmarshal(req.Params(), &ev)
 		c.states = append(c.states, ev)
 		return nil
@@ -259,7 +260,7 @@ func (c *client) waitRefresh(timeout time.Duration) {
 
 // waitState waits (bounded) for a nixlayer/resultState notification of
 // the given state for the derivation drv.
-func (c *client) waitState(drv string, state runner.ResultState, timeout time.Duration) runner.Event {
+func (c *client) waitState(drv string, state events.ResultState, timeout time.Duration) events.Event {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -270,7 +271,7 @@ func (c *client) waitState(drv string, state runner.ResultState, timeout time.Du
 				return ev
 			}
 		}
-		seen := append([]runner.Event(nil), c.states...)
+		seen := append([]events.Event(nil), c.states...)
 		c.mu.Unlock()
 		if time.Now().After(deadline) {
 			c.t.Fatalf("no %s result within %s (states seen: %+v)", state, timeout, seen)

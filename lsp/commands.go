@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/runner"
@@ -51,7 +52,7 @@ type Built struct {
 	// State is the result's state (runner.ResultState): a provisional
 	// result is verified or replaced in the background; the server sends
 	// nixlayer/resultState and refreshes the lenses when it changes.
-	State runner.ResultState `json:"state,omitempty"`
+	State events.ResultState `json:"state,omitempty"`
 }
 
 func builtOf(res *runner.Result) Built {
@@ -230,7 +231,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 	t0 := time.Now()
 	res, err := eng.Build(ctx, api.BuildRequest{DrvPath: pkg.DrvPath, From: from}, api.Output{
 		Log: &logWriter{b: &logBuf},
-		Progress: func(e runner.Event) {
+		Progress: func(e events.Event) {
 			s.buildEvent(d, pkg.DrvPath, e)
 			prog.event(e)
 		},
@@ -262,7 +263,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 // lenses change when a phase starts or ends or the engine's state does;
 // what the engine reports after the phases (learning, a provisional
 // result, …) stays with the derivation after the build.
-func (s *server) buildEvent(d *document, drvPath string, e runner.Event) {
+func (s *server) buildEvent(d *document, drvPath string, e events.Event) {
 	now := time.Now()
 	s.mu.Lock()
 	if d.running != nil {
@@ -271,10 +272,10 @@ func (s *server) buildEvent(d *document, drvPath string, e runner.Event) {
 	if st := stateOf(e, now); st != nil {
 		// A result's state is in its record (Package.Result), background
 		// work is followed while it runs (Package.Background).
-		if e.State == "" && e.Kind != runner.EventBackground {
+		if e.State == "" && e.Kind != events.EventBackground {
 			d.states[drvPath] = st
 		}
-	} else if e.Kind == runner.EventStart || e.Kind == runner.EventCached {
+	} else if e.Kind == events.EventStart || e.Kind == events.EventCached {
 		delete(d.states, drvPath) // a state before a phase was about the build's way there
 	}
 	s.mu.Unlock()

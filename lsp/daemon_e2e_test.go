@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -90,8 +91,8 @@ func TestServerThroughDaemon(t *testing.T) {
 	go func() {
 		sc := bufio.NewScanner(progress)
 		for sc.Scan() {
-			var ev runner.Event
-			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Kind == runner.EventStart && ev.Phase == "buildPhase" {
+			var ev events.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Kind == events.EventStart && ev.Phase == "buildPhase" {
 				close(inBuildPhase)
 				break
 			}

@@ -16,6 +16,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 	"go.lsp.dev/protocol"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/runner"
@@ -178,7 +179,7 @@ func TestServerEndToEnd(t *testing.T) {
 	// Right after the cold build the path map is still being learned: the
 	// result comes at once, provisional, and is verified in the background;
 	// the server tells the client and the summary lens follows.
-	if !res.OK || strings.Join(res.Ran, " ") != strings.Join(wantRan, " ") || len(res.Reused) != 5 || res.State != runner.StateProvisional {
+	if !res.OK || strings.Join(res.Ran, " ") != strings.Join(wantRan, " ") || len(res.Reused) != 5 || res.State != events.StateProvisional {
 		t.Fatalf("rebuild from installPhase: %+v", res)
 	}
 	c.waitRefresh(10 * time.Second)
@@ -191,7 +192,7 @@ func TestServerEndToEnd(t *testing.T) {
 	if got := st[lineOf(t, edited, "fx.mkDerivation")]; !strings.HasPrefix(got, "◐ result provisional") && !strings.HasPrefix(got, "◐ result verifying") || strings.Count(got, "background") > 1 {
 		t.Errorf("summary of a provisional result %q", got)
 	}
-	if ev := c.waitState(res.Drv, runner.StateVerified, 4*time.Minute); ev.Kind != runner.EventVerified || !strings.Contains(ev.Message, "without a rebuild") {
+	if ev := c.waitState(res.Drv, events.StateVerified, 4*time.Minute); ev.Kind != events.EventVerified || !strings.Contains(ev.Message, "without a rebuild") {
 		t.Fatalf("verified notification %+v, want one without a rebuild", ev)
 	}
 	c.waitRefresh(10 * time.Second)

@@ -9,6 +9,7 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixexpr"
@@ -502,7 +503,7 @@ func seconds(d time.Duration) string {
 
 // age is how long ago, as lenses and hovers say it (3 s, 5 min, 2 h, 4 days).
 func age(d time.Duration) string {
-	return runner.Age(d, runner.AgeUnits{" s", " min", " h", " days"})
+	return events.Age(d, events.AgeUnits{" s", " min", " h", " days"})
 }
 
 func short(id string) string {
@@ -555,15 +556,15 @@ func resultSummary(r *runner.ResultRecord) string {
 		return "⚠ AUDIT: stale layers found (" + strings.Join(r.Audit.Phases, ", ") + "); result replaced by a clean build"
 	}
 	switch r.State {
-	case runner.StateProvisional:
+	case events.StateProvisional:
 		return "◐ result provisional (verifying in the background)"
-	case runner.StateVerifying:
+	case events.StateVerifying:
 		return "◐ result verifying"
-	case runner.StateVerified:
+	case events.StateVerified:
 		return "✓ result verified"
-	case runner.StateReplaced:
+	case events.StateReplaced:
 		return "✓ result replaced by an exact rebuild"
-	case runner.StateUnverified:
+	case events.StateUnverified:
 		return "⚠ result not verified"
 	}
 	return ""

@@ -9,6 +9,7 @@ import (
 
 	"go.lsp.dev/protocol"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/runner"
@@ -323,16 +324,16 @@ func TestLiveLensTitles(t *testing.T) {
 		t.Errorf("while evaluating: %v", got)
 	}
 	r = r.with(plan.Drv)
-	r = r.Apply(runner.Event{Kind: runner.EventWait, Message: "waiting for another build of the same derivation to finish"}, at(3))
+	r = r.Apply(events.Event{Kind: events.EventWait, Message: "waiting for another build of the same derivation to finish"}, at(3))
 	if s := titles(t, pkgSrc, in(at(4)))["stdenv.mkDerivation"]; s != "⟳ planning · 4 s · ⏸ waiting for another build of the same derivation to finish" {
 		t.Errorf("waiting: %q", s)
 	}
 	for i, ph := range phases[:2] {
-		r = r.Apply(runner.Event{Kind: runner.EventCached, Phase: ph, Index: i + 1, Total: 7, Elapsed: 400 * time.Millisecond}, at(5))
+		r = r.Apply(events.Event{Kind: events.EventCached, Phase: ph, Index: i + 1, Total: 7, Elapsed: 400 * time.Millisecond}, at(5))
 	}
-	r = r.Apply(runner.Event{Kind: runner.EventStart, Phase: "configurePhase", Index: 3, Total: 7}, at(5))
-	r = r.Apply(runner.Event{Kind: runner.EventDone, Phase: "configurePhase", Index: 3, Total: 7, Elapsed: 1100 * time.Millisecond}, at(6))
-	r = r.Apply(runner.Event{Kind: runner.EventStart, Phase: "buildPhase", Index: 4, Total: 7, Estimate: 23 * time.Second}, at(6))
+	r = r.Apply(events.Event{Kind: events.EventStart, Phase: "configurePhase", Index: 3, Total: 7}, at(5))
+	r = r.Apply(events.Event{Kind: events.EventDone, Phase: "configurePhase", Index: 3, Total: 7, Elapsed: 1100 * time.Millisecond}, at(6))
+	r = r.Apply(events.Event{Kind: events.EventStart, Phase: "buildPhase", Index: 4, Total: 7, Estimate: 23 * time.Second}, at(6))
 	got = titles(t, pkgSrc, in(at(18)))
 	want := map[string]string{
 		"stdenv.mkDerivation": "⟳ 3/7 phases done · buildPhase 12 s of ~23 s",
@@ -354,35 +355,35 @@ func TestLiveLensTitles(t *testing.T) {
 			t.Errorf("the summary runs %q", l.Command.Command)
 		}
 	}
-	r = r.Apply(runner.Event{Kind: runner.EventFailed, Phase: "buildPhase", Index: 4, Total: 7, Exit: 2}, at(20))
+	r = r.Apply(events.Event{Kind: events.EventFailed, Phase: "buildPhase", Index: 4, Total: 7, Exit: 2}, at(20))
 	if s := titles(t, pkgSrc, in(at(20)))["doCheck"]; s != "◌ queued" {
 		t.Errorf("after the failure event, a later phase: %q", s)
 	}
 	// After the build, one summary: the result's state first, background
 	// work while it runs, then an engine state newer than the result's record.
 	pkg := ev.Packages[0]
-	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: runner.StateVerified, Updated: at(25)}
+	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: events.StateVerified, Updated: at(25)}
 	pkg.Background = &runner.BackgroundJob{Drv: plan.Drv, PID: 7}
-	pkg.State = stateOf(runner.Event{Kind: runner.EventWarning, Message: "pushing to the layer cache failed (registry down)"}, at(30))
+	pkg.State = stateOf(events.Event{Kind: events.EventWarning, Message: "pushing to the layer cache failed (registry down)"}, at(30))
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
 	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ◔ learning the output-path map in the background · warning: pushing to the layer cache failed · 1 min ago · ▶ build" {
 		t.Errorf("states after the build: %q", s)
 	}
 	// A provisional result says itself that the background verifies it;
 	// an engine state older than the record is gone.
-	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: runner.StateProvisional, Updated: at(40)}
+	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: events.StateProvisional, Updated: at(40)}
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
 	if s := got["stdenv.mkDerivation"]; s != "◐ result provisional (verifying in the background) · 2/7 phases cached · ▶ build" {
 		t.Errorf("a provisional result being verified: %q", s)
 	}
-	pkg.Background, pkg.Result = nil, &runner.ResultRecord{Drv: plan.Drv, State: runner.StateVerified, Updated: at(80)}
+	pkg.Background, pkg.Result = nil, &runner.ResultRecord{Drv: plan.Drv, State: events.StateVerified, Updated: at(80)}
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
 	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ▶ build" {
 		t.Errorf("once verified: %q", s)
 	}
 	// An audit that found stale layers says so first, and the hover lists
 	// what it found.
-	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: runner.StateReplaced, Updated: at(85), Audit: &runner.Audit{
+	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: events.StateReplaced, Updated: at(85), Audit: &runner.Audit{
 		State: runner.AuditFailed, Phases: []string{"buildPhase", "installPhase"}, Attrs: []string{"GREETING"},
 		Files: []runner.Difference{{Output: "out", Path: "bin/hello", Why: "content differs from byte 12"}}}}
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/events"
 )
 
 // This file follows a build as its events arrive, for the live lenses:
@@ -47,23 +47,23 @@ type PhaseDone struct {
 // engine reports (provisional, verified, …): they are shown by their kind
 // and text, so a new kind needs no change here.
 type EngineState struct {
-	Kind runner.EventKind `json:"kind"`
+	Kind events.EventKind `json:"kind"`
 	Text string           `json:"text"`
 	At   time.Time        `json:"at"`
 }
 
 // phaseProgress are the event kinds the phase lenses show themselves;
 // every other kind is an engine state.
-var phaseProgress = map[runner.EventKind]bool{
-	runner.EventPlan: true, runner.EventCached: true, runner.EventStart: true, runner.EventDone: true,
-	runner.EventFailed: true, runner.EventDeliver: true, runner.EventFinished: true,
+var phaseProgress = map[events.EventKind]bool{
+	events.EventPlan: true, events.EventCached: true, events.EventStart: true, events.EventDone: true,
+	events.EventFailed: true, events.EventDeliver: true, events.EventFinished: true,
 }
 
 // IsEngineState tells whether an event kind is an engine state.
-func IsEngineState(k runner.EventKind) bool { return !phaseProgress[k] }
+func IsEngineState(k events.EventKind) bool { return !phaseProgress[k] }
 
 // stateOf is the engine state an event reports, or nil.
-func stateOf(ev runner.Event, now time.Time) *EngineState {
+func stateOf(ev events.Event, now time.Time) *EngineState {
 	if !IsEngineState(ev.Kind) {
 		return nil
 	}
@@ -80,7 +80,7 @@ func NewRunning(now time.Time) *Running {
 }
 
 // Apply returns the build's state after ev, received at now.
-func (r *Running) Apply(ev runner.Event, now time.Time) *Running {
+func (r *Running) Apply(ev events.Event, now time.Time) *Running {
 	next := *r
 	next.Finished = maps.Clone(r.Finished)
 	if ev.Total > 0 {
@@ -91,19 +91,19 @@ func (r *Running) Apply(ev runner.Event, now time.Time) *Running {
 		return &next
 	}
 	switch ev.Kind {
-	case runner.EventCached:
+	case events.EventCached:
 		next.Finished[ev.Phase] = PhaseDone{Cached: true, Elapsed: ev.Elapsed}
 		next.State = nil
-	case runner.EventStart:
+	case events.EventStart:
 		next.Phase, next.Index, next.PhaseStarted, next.Estimate = ev.Phase, ev.Index, now, ev.Estimate
 		next.State = nil
-	case runner.EventDone:
+	case events.EventDone:
 		next.Finished[ev.Phase] = PhaseDone{Elapsed: ev.Elapsed}
 		if next.Phase == ev.Phase {
 			next.Phase = ""
 		}
 		next.State = nil
-	case runner.EventFailed:
+	case events.EventFailed:
 		next.Failed, next.Exit, next.Phase = ev.Phase, ev.Exit, ""
 	}
 	return &next
@@ -169,9 +169,9 @@ func stateText(st *EngineState) string {
 		text = text[:80] + "…"
 	}
 	switch st.Kind {
-	case runner.EventWait:
+	case events.EventWait:
 		return "⏸ " + text
-	case runner.EventLearn, runner.EventBackground:
+	case events.EventLearn, events.EventBackground:
 		return "◔ " + text
 	}
 	return text

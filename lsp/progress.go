@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/events"
 )
 
 // progress reports one build as $/progress begin, report…, end. Without a
@@ -67,22 +67,22 @@ func (p *progress) send(value map[string]any) {
 // message is the event's short text, "event" the event itself (its kind
 // tells what happened), and the percentage counts phases where the event
 // moves through them.
-func (p *progress) event(e runner.Event) { p.send(progressReport(e)) }
+func (p *progress) event(e events.Event) { p.send(progressReport(e)) }
 
-func progressReport(e runner.Event) map[string]any {
+func progressReport(e events.Event) map[string]any {
 	v := map[string]any{"kind": "report", "message": e.Short(), "cancellable": true, "event": e}
 	if e.Total > 0 {
 		switch e.Kind {
-		case runner.EventPlan:
+		case events.EventPlan:
 			v["percentage"] = 0
-		case runner.EventStart:
+		case events.EventStart:
 			v["percentage"] = (e.Index - 1) * 100 / e.Total
-		case runner.EventCached, runner.EventDone, runner.EventFailed:
+		case events.EventCached, events.EventDone, events.EventFailed:
 			v["percentage"] = e.Index * 100 / e.Total
 		}
 	}
 	switch e.Kind {
-	case runner.EventRewrite, runner.EventVerdict, runner.EventDeliver, runner.EventFinished:
+	case events.EventRewrite, events.EventVerdict, events.EventDeliver, events.EventFinished:
 		v["percentage"] = 100
 	}
 	if e.Phase != "" {

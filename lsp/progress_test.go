@@ -5,14 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/events"
 )
 
 // Every event kind the runner sends becomes a report that carries the kind
 // and says something.
 func TestProgressReportsEveryKind(t *testing.T) {
-	for _, k := range runner.EventKinds {
-		ev := runner.Event{Kind: k, Phase: "installPhase", Index: 6, Total: 9, Elapsed: 1500 * time.Millisecond, Message: "what happened"}
+	for _, k := range events.EventKinds {
+		ev := events.Event{Kind: k, Phase: "installPhase", Index: 6, Total: 9, Elapsed: 1500 * time.Millisecond, Message: "what happened"}
 		v := progressReport(ev)
 		js, err := json.Marshal(v)
 		if err != nil {
@@ -22,7 +22,7 @@ func TestProgressReportsEveryKind(t *testing.T) {
 			Kind    string `json:"kind"`
 			Message string `json:"message"`
 			Event   struct {
-				Kind runner.EventKind `json:"kind"`
+				Kind events.EventKind `json:"kind"`
 			} `json:"event"`
 		}
 		json.Unmarshal(js, &back)
@@ -30,10 +30,10 @@ func TestProgressReportsEveryKind(t *testing.T) {
 			t.Errorf("%s: report %s", k, js)
 		}
 	}
-	if v := progressReport(runner.Event{Kind: runner.EventStart, Phase: "installPhase", Index: 6, Total: 9}); v["percentage"] != 55 {
+	if v := progressReport(events.Event{Kind: events.EventStart, Phase: "installPhase", Index: 6, Total: 9}); v["percentage"] != 55 {
 		t.Errorf("start of phase 6/9 at %v%%", v["percentage"])
 	}
-	if v := progressReport(runner.Event{Kind: runner.EventLearn, Phase: "buildPhase", Index: 2, Total: 4}); v["percentage"] != nil {
+	if v := progressReport(events.Event{Kind: events.EventLearn, Phase: "buildPhase", Index: 2, Total: 4}); v["percentage"] != nil {
 		t.Errorf("learning counts its own phases, not the build's: %v%%", v["percentage"])
 	}
 }

@@ -7,13 +7,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
 // ResultStateMethod is the notification the server sends when the state
 // of a result shown in an open document changes (background work settled
-// a provisional result): its params are the runner.Event announcing the
+// a provisional result): its params are the events.Event announcing the
 // new state (Kind provisional, verifying, verified, replaced or
 // unverified; State, Drv and Message set).
 const ResultStateMethod = "nixlayer/resultState"
@@ -38,7 +39,7 @@ func (s *server) watchResults(ctx context.Context, every time.Duration) {
 // updateResults reads the records of the open documents' packages and the
 // background jobs on the cache, and installs what changed; it returns an
 // event per changed result, and whether anything changed.
-func (s *server) updateResults() ([]runner.Event, bool) {
+func (s *server) updateResults() ([]events.Event, bool) {
 	s.mu.Lock()
 	var docs []*document
 	var drvs []string
@@ -67,7 +68,7 @@ func (s *server) updateResults() ([]runner.Event, bool) {
 	for _, r := range rr.Results {
 		records[r.Drv] = r
 	}
-	var evs []runner.Event
+	var evs []events.Event
 	anyChange := false
 	for _, d := range docs {
 		s.mu.Lock()

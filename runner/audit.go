@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -110,12 +111,12 @@ func (e *Engine) auditsDue(pkg string) []*ResultRecord {
 
 // audit builds a resumed result again from scratch and compares; see the
 // top of this file. It records what it found on the result's record.
-func (e *Engine) audit(ctx context.Context, r *ResultRecord, progress func(Event)) error {
+func (e *Engine) audit(ctx context.Context, r *ResultRecord, progress func(events.Event)) error {
 	if cur, err := e.Record(r.Drv); err != nil || cur == nil || !cur.Built.Equal(r.Built) || !cur.Audit.Due() {
 		return err // audited meanwhile, or rebuilt by a newer build
 	}
 	t0 := time.Now()
-	progress(Event{Kind: EventAudit, Drv: r.Drv, Message: r.Name + ": auditing the resumed result: building it again from scratch to compare"})
+	progress(events.Event{Kind: events.EventAudit, Drv: r.Drv, Message: r.Name + ": auditing the resumed result: building it again from scratch to compare"})
 	j, err := e.prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
 		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "its derivation cannot be prepared: " + firstLine(err.Error())}, t0, progress)
@@ -182,7 +183,7 @@ func (e *Engine) audit(ctx context.Context, r *ResultRecord, progress func(Event
 
 // cleanBuild runs every phase of the plan with the real output paths on
 // scratch layers, as a cold build would, and returns their layers.
-func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *Plan, sc *scratch, progress func(Event)) ([]string, error) {
+func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *Plan, sc *scratch, progress func(events.Event)) ([]string, error) {
 	var state *shellstate.Delta
 	if j.splittable && j.probe != nil {
 		state = j.probe.Start
@@ -191,7 +192,7 @@ func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *Plan, sc *scratch
 	n := len(plan.Phases)
 	clean := make([]string, n)
 	for i, ph := range plan.Phases {
-		progress(Event{Kind: EventAudit, Phase: ph.Name, Index: i + 1, Total: n, Drv: j.drv.Path, Message: fmt.Sprintf("audit: [%d/%d] %s from scratch", i+1, n, ph.Name)})
+		progress(events.Event{Kind: events.EventAudit, Phase: ph.Name, Index: i + 1, Total: n, Drv: j.drv.Path, Message: fmt.Sprintf("audit: [%d/%d] %s from scratch", i+1, n, ph.Name)})
 		id, next, err := sc.run(ctx, j, i, parent, state, "audit")
 		if err != nil {
 			return nil, err
@@ -358,7 +359,7 @@ func (e *Engine) retireFrom(id, why string) ([]string, error) {
 // valid path in place: they are deleted first, which fails while anything
 // else uses them), else into the cache with the result links repointed
 // there, and says which.
-func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a *Audit, cleanTop string, t0 time.Time, progress func(Event)) error {
+func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a *Audit, cleanTop string, t0 time.Time, progress func(events.Event)) error {
 	cur, unlock, err := e.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		e.log.Warn("audit: a newer build replaced the audited result; it reuses no stale layer now", zap.String("drv", r.Drv))
@@ -393,7 +394,7 @@ func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a 
 	}
 	res := &Result{TopLayer: cleanTop, Verified: len(stuck) == 0}
 	bo := BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}
-	if err := e.deliver(ctx, j, res, bo, func(Event) {}); err != nil {
+	if err := e.deliver(ctx, j, res, bo, func(events.Event) {}); err != nil {
 		a.Why += "; delivering the clean build failed: " + firstLine(err.Error())
 		return e.auditEnded(ctx, r, a, t0, progress)
 	}
@@ -431,7 +432,7 @@ func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a 
 }
 
 // auditEnded records what an audit found (taking the derivation's lock).
-func (e *Engine) auditEnded(ctx context.Context, r *ResultRecord, a *Audit, t0 time.Time, progress func(Event)) error {
+func (e *Engine) auditEnded(ctx context.Context, r *ResultRecord, a *Audit, t0 time.Time, progress func(events.Event)) error {
 	cur, unlock, err := e.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		return err
@@ -455,17 +456,17 @@ func (e *Engine) lockedRecord(ctx context.Context, r *ResultRecord) (*ResultReco
 	return cur, unlock, nil
 }
 
-func (e *Engine) auditEndedLocked(r *ResultRecord, a *Audit, t0 time.Time, progress func(Event)) error {
+func (e *Engine) auditEndedLocked(r *ResultRecord, a *Audit, t0 time.Time, progress func(events.Event)) error {
 	a.Took, a.At = time.Since(t0), time.Now()
 	r.Audit = a
 	switch a.State {
 	case AuditFailed:
-		e.setState(r, StateReplaced, a.Why, progress)
+		e.setState(r, events.StateReplaced, a.Why, progress)
 	default:
 		if err := e.saveRecord(r); err != nil {
 			e.log.Warn("saving a result's audit", zap.Error(err))
 		}
-		progress(Event{Kind: EventAudit, Drv: r.Drv, State: r.State, Message: r.Name + ": audit " + string(a.State) + ": " + a.Why})
+		progress(events.Event{Kind: events.EventAudit, Drv: r.Drv, State: r.State, Message: r.Name + ": audit " + string(a.State) + ": " + a.Why})
 	}
 	if a.State == AuditError {
 		e.log.Warn("audit could not be made", zap.String("drv", r.Drv), zap.String("why", a.Why))

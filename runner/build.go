@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"io"
 	"os"
@@ -29,7 +30,7 @@ type BuildOptions struct {
 	// Log receives the builder's output as it runs.
 	Log io.Writer
 	// Progress receives build events (phase started, cached, done, …).
-	Progress func(Event)
+	Progress func(events.Event)
 	// Deliver registers the outputs in the Nix store when the result can
 	// be trusted and the store is writable.
 	Deliver bool
@@ -90,7 +91,7 @@ type Result struct {
 	Inexact *Exactness `json:"inexact,omitempty"`
 	// State is the result's state (verified, provisional, unverified);
 	// `nixlayer status` follows it as background work settles it.
-	State ResultState `json:"state"`
+	State events.ResultState `json:"state"`
 	// Why says what is provisional or unverified about the result.
 	Why      string        `json:"why,omitempty"`
 	Ran      []string      `json:"ran"`
@@ -159,12 +160,12 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	logw := orDiscard(bo.Log)
 	progress := bo.Progress
 	if progress == nil {
-		progress = func(Event) {}
+		progress = func(events.Event) {}
 	}
 	waited := false
 	unlock, err := e.lockFile(ctx, lockDrv, drvPath, func() {
 		waited = true
-		progress(Event{Kind: EventWait, Message: "waiting for another build of the same derivation to finish"})
+		progress(events.Event{Kind: events.EventWait, Message: "waiting for another build of the same derivation to finish"})
 	})
 	if err != nil {
 		return nil, err
@@ -176,7 +177,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		if outs, ok, err := AlreadyBuilt(ctx, drvPath, bo.ResultLink); err != nil {
 			return nil, err
 		} else if ok {
-			progress(Event{Kind: EventDeliver, Message: "the build waited for registered the outputs in the Nix store"})
+			progress(events.Event{Kind: events.EventDeliver, Message: "the build waited for registered the outputs in the Nix store"})
 			return BuiltResult(outs), nil
 		}
 	}
@@ -194,7 +195,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	// The chain is chosen and pinned beside other builds, never beside a
 	// removal (removalLock).
 	release, err := e.lockShared(ctx, removalLock, "", func() {
-		progress(Event{Kind: EventWait, Message: "waiting for a gc of the layer cache to finish"})
+		progress(events.Event{Kind: events.EventWait, Message: "waiting for a gc of the layer cache to finish"})
 	})
 	if err != nil {
 		return nil, err
@@ -210,7 +211,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
-			progress(Event{Kind: EventRepair, Message: fmt.Sprintf("a cached layer is damaged (%v); rebuilding from it", err)})
+			progress(events.Event{Kind: events.EventRepair, Message: fmt.Sprintf("a cached layer is damaged (%v); rebuilding from it", err)})
 			if err := e.dropBroken(top); err != nil {
 				return nil, err
 			}
@@ -238,7 +239,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
-	progress(Event{Kind: EventPlan, Total: total, Message: planSummary(plan)})
+	progress(events.Event{Kind: events.EventPlan, Total: total, Message: planSummary(plan)})
 
 	// Reuse the cached (or forced) prefix.
 	parent := ""
@@ -252,7 +253,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		if ph.Status == StatusForced || ph.Layer.Unverified {
 			res.Verified = false
 		}
-		progress(Event{Kind: EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration, Layer: ph.Layer.ID})
+		progress(events.Event{Kind: events.EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration, Layer: ph.Layer.ID})
 	}
 	if parent != "" {
 		if state, err = e.loadState(parent); err != nil {
@@ -287,7 +288,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
 			e.markEndsEarly(j, early.phase)
-			progress(Event{Kind: EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
+			progress(events.Event{Kind: events.EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
 			unlock()
 			mark.done() // the build again leaves its own
 			return e.build(ctx, drvPath, bo, o)
@@ -329,29 +330,29 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	if gc, err := e.AutoGC(ctx); err != nil {
 		e.log.Warn("automatic gc", zap.Error(err))
 	} else if gc != nil && len(gc.Removed) > 0 {
-		progress(Event{Kind: EventGC, Message: fmt.Sprintf("cache over its size limit: removed %d layers", len(gc.Removed))})
+		progress(events.Event{Kind: events.EventGC, Message: fmt.Sprintf("cache over its size limit: removed %d layers", len(gc.Removed))})
 	}
 	res.Duration = time.Since(start)
-	progress(Event{Kind: EventFinished, Total: total, Elapsed: res.Duration})
+	progress(events.Event{Kind: events.EventFinished, Total: total, Elapsed: res.Duration})
 	return res, nil
 }
 
 // runPlanned runs every phase the plan marks to run, over parent, and
 // returns the top layer and the layers it created.
-func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(Event), tw *twin) (string, []string, error) {
+func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *twin) (string, []string, error) {
 	total := len(plan.Phases)
 	var created []string
 	for i, ph := range plan.Phases {
 		if ph.Status != StatusRun {
 			continue
 		}
-		progress(Event{Kind: EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Estimate: ph.Estimate, Message: ph.Reason})
+		progress(events.Event{Kind: events.EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Estimate: ph.Estimate, Message: ph.Reason})
 		t0 := time.Now()
 		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
 		if perr != nil {
 			var pe *PhaseError
 			if errors.As(perr, &pe) {
-				progress(Event{Kind: EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Exit: pe.Exit, Layer: pe.Layer, Message: pe.LogTail})
+				progress(events.Event{Kind: events.EventFailed, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Exit: pe.Exit, Layer: pe.Layer, Message: pe.LogTail})
 			}
 			return "", created, perr
 		}
@@ -361,7 +362,7 @@ func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent stri
 			tw.phaseDone(e, id)
 		}
 		res.Ran = append(res.Ran, ph.Name)
-		progress(Event{Kind: EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Layer: id})
+		progress(events.Event{Kind: events.EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Layer: id})
 	}
 	return parent, created, nil
 }

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 // deliver puts the outputs where the user finds them: into the Nix store
 // when every layer matched its key, else into the cache.
-func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptions, progress func(Event)) error {
+func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptions, progress func(events.Event)) error {
 	root, err := e.layers.Mount(res.TopLayer)
 	if err != nil {
 		return err
@@ -52,7 +53,7 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 				}
 			}
 		}
-		progress(Event{Kind: EventDeliver, Message: "outputs registered in the Nix store"})
+		progress(events.Event{Kind: events.EventDeliver, Message: "outputs registered in the Nix store"})
 		return nil
 	}
 	// Outside the store: a copy in the cache, canonical like a store path.
@@ -71,7 +72,7 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 			}
 		}
 	}
-	progress(Event{Kind: EventDeliver, Message: "result kept outside the Nix store (not verified)"})
+	progress(events.Event{Kind: events.EventDeliver, Message: "result kept outside the Nix store (not verified)"})
 	return nil
 }
 
@@ -170,8 +171,8 @@ func removeLink(path string) {
 
 // buildWithNix leaves a fixed-output derivation to Nix, which fetches it and
 // checks its hash; there is nothing to layer in a download.
-func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, progress func(Event), start time.Time) (*Result, error) {
-	progress(Event{Kind: EventDeliver, Message: "fixed-output derivation: built by Nix, which checks its hash"})
+func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, progress func(events.Event), start time.Time) (*Result, error) {
+	progress(events.Event{Kind: events.EventDeliver, Message: "fixed-output derivation: built by Nix, which checks its hash"})
 	if err := nixstore.Realise(nixstore.WithLog(ctx, orDiscard(bo.Log)), j.drv.Path); err != nil {
 		return nil, err
 	}
@@ -222,7 +223,7 @@ func AlreadyBuilt(ctx context.Context, drvPath, resultLink string) (outputs map[
 // BuiltResult is the result of a derivation whose outputs are valid in the
 // Nix store (AlreadyBuilt).
 func BuiltResult(outputs map[string]string) *Result {
-	return &Result{Outputs: outputs, InStore: true, Verified: true, State: StateVerified, Why: "already built: its outputs are valid in the Nix store"}
+	return &Result{Outputs: outputs, InStore: true, Verified: true, State: events.StateVerified, Why: "already built: its outputs are valid in the Nix store"}
 }
 
 // resultsDir is where results outside the store go: dir, or the cache's.

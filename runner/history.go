@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/events"
 )
 
 // history records the phases of one build in the cache's phase history
@@ -14,8 +15,8 @@ import (
 type history struct {
 	e       *Engine
 	base    buildindex.PhaseRun
-	started *Event    // the phase running now
-	t0      time.Time // when it started
+	started *events.Event // the phase running now
+	t0      time.Time     // when it started
 }
 
 func (e *Engine) newHistory(j *job, start time.Time) *history {
@@ -23,21 +24,21 @@ func (e *Engine) newHistory(j *job, start time.Time) *history {
 }
 
 // observe wraps a build's progress function.
-func (h *history) observe(next func(Event)) func(Event) {
-	return func(ev Event) {
+func (h *history) observe(next func(events.Event)) func(events.Event) {
+	return func(ev events.Event) {
 		switch ev.Kind {
-		case EventCached:
+		case events.EventCached:
 			h.add(ev, buildindex.RunCached, ev.Elapsed, nil)
-		case EventStart:
+		case events.EventStart:
 			s := ev
 			h.started, h.t0 = &s, time.Now()
-		case EventDone:
+		case events.EventDone:
 			h.add(ev, buildindex.RunRan, ev.Elapsed, h.started)
 			h.started = nil
-		case EventFailed:
+		case events.EventFailed:
 			h.add(ev, buildindex.RunFailed, ev.Elapsed, h.started)
 			h.started = nil
-		case EventFallback:
+		case events.EventFallback:
 			h.started = nil // the build starts over (in one step)
 		}
 		next(ev)
@@ -53,7 +54,7 @@ func (h *history) end(err error) {
 	h.started = nil
 }
 
-func (h *history) add(ev Event, status buildindex.RunStatus, took time.Duration, start *Event) {
+func (h *history) add(ev events.Event, status buildindex.RunStatus, took time.Duration, start *events.Event) {
 	r := h.base
 	r.Time, r.Phase, r.Index, r.Total, r.Status, r.Duration, r.Layer = time.Now(), ev.Phase, ev.Index, ev.Total, status, took, ev.Layer
 	if start != nil {

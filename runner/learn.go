@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
@@ -29,12 +30,12 @@ const pathMapKey = "pathmap"
 // background after a cold build (nixlayer learn) or here, at the first
 // resume that needs one. A layer with top's key built with other output
 // paths spares that twin (mapFromPair).
-func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n int, progress func(Event)) (*rewrite.Map, error) {
+func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n int, progress func(events.Event)) (*rewrite.Map, error) {
 	if m := e.storedMap(top); m != nil {
 		return m, nil
 	}
 	unlock, err := e.lockFile(ctx, "learn", j.pkg, func() {
-		progress(Event{Kind: EventWait, Message: "waiting for the path map being learned in the background"})
+		progress(events.Event{Kind: events.EventWait, Message: "waiting for the path map being learned in the background"})
 	})
 	if err != nil {
 		return nil, err
@@ -114,7 +115,7 @@ const (
 // each unexplained file reached them; with learnAll it also reruns the
 // phases that produced bytes reaching an output with the same paths, to
 // tell the build's own nondeterminism from a path dependence.
-func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, mode learnMode, progress func(Event)) error {
+func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, mode learnMode, progress func(events.Event)) error {
 	classify := mode == learnAll
 	defer e.announceLearning(j.pkg, chain)()
 	top := chain[len(chain)-1]
@@ -143,7 +144,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		pathsB[name] = rewrite.SyntheticPath(a, append(avoid, p)...)
 	}
 	n := len(chain)
-	progress(Event{Kind: EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
+	progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
 	sc, err := e.newScratch(plan)
 	if err != nil {
@@ -175,14 +176,14 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	if k, id, next := e.learnedPrefix(j, chain, pathsB, sc); k > 0 {
 		from, parent, state = k, id, next
 		classify = false // no twin layers of the skipped phases to rerun against
-		progress(Event{Kind: EventLearn, Message: fmt.Sprintf("the first %d phases' map is learned exactly: their twin is its rewrite, %d phases run again", k, n-k)})
+		progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("the first %d phases' map is learned exactly: their twin is its rewrite, %d phases run again", k, n-k)})
 	}
 	for i := from; i < n; i++ {
 		if err := backgroundOf(ctx).waitResumed(ctx); err != nil {
 			return err
 		}
 		phase := plan.Phases[i].Name
-		progress(Event{Kind: EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
+		progress(events.Event{Kind: events.EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
 		id, next, err := sc.run(ctx, scratchJobs[i], i, parent, state, "learn")
 		if err != nil {
 			return fmt.Errorf("%w, so the path map cannot be learned", err)
@@ -212,7 +213,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	if mode == learnAll { // the background learner's measure (learningEstimate)
 		e.recordLearning(chain[from:], time.Since(t0))
 	}
-	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
+	progress(events.Event{Kind: events.EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/ocichain"
 )
 
@@ -123,7 +124,7 @@ func (e *Engine) Import(ctx context.Context, dir, ref string) ([]ImportResult, e
 		if err != nil {
 			return out, fmt.Errorf("import %s from %s: %w", tag, dir, err)
 		}
-		rep, err := e.applyChain(ctx, src, c, len(c.Records)-1, func(Event) {})
+		rep, err := e.applyChain(ctx, src, c, len(c.Records)-1, func(events.Event) {})
 		if err != nil {
 			return out, fmt.Errorf("import %s from %s: %w", tag, dir, err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -27,7 +28,7 @@ import (
 // Only the top of the matching prefix is compared here: one tree
 // comparison, not one per phase; the layers under it learn theirs when a
 // resume first needs them (mapFromPair).
-func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string, progress func(Event)) bool {
+func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string, progress func(events.Event)) bool {
 	if len(created) == 0 || e.opts.Rewriter != nil {
 		return false
 	}
@@ -69,7 +70,7 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string
 // it (remembered for this process and these twins), or, unless the caller holds it
 // (locked), when the package's learn lock is busy: storing maps beside a
 // learner would lose one of them, and a build does not wait for one.
-func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, locked bool, progress func(Event)) *rewrite.Map {
+func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, locked bool, progress func(events.Event)) *rewrite.Map {
 	if e.opts.Rewriter != nil {
 		return nil
 	}
@@ -153,7 +154,7 @@ func (e *Engine) twinsWith(key, exclude string, outputs map[string]string) []*la
 // stores it, records the reach of the bytes it cannot explain, and says
 // so; nil when learning failed or the second twin saw what the first
 // missed (logged: the caller goes on without the map).
-func (e *Engine) learnFromTwins(ctx context.Context, plan *Plan, twins []*layers.Layer, newTop *layers.Layer, from string, progress func(Event)) *rewrite.Map {
+func (e *Engine) learnFromTwins(ctx context.Context, plan *Plan, twins []*layers.Layer, newTop *layers.Layer, from string, progress func(events.Event)) *rewrite.Map {
 	t0 := time.Now()
 	m, err := e.learnPair(twins[0], newTop)
 	if err == nil && len(twins) == 2 {
@@ -170,7 +171,7 @@ func (e *Engine) learnFromTwins(ctx context.Context, plan *Plan, twins []*layers
 	}
 	if err != nil {
 		e.log.Warn("learning the path map from other builds of the chain", zap.Error(err))
-		progress(Event{Kind: EventLearned, Message: "path map not learned from " + from + ": " + err.Error()})
+		progress(events.Event{Kind: events.EventLearned, Message: "path map not learned from " + from + ": " + err.Error()})
 		return nil
 	}
 	if len(twins) == 2 {
@@ -192,7 +193,7 @@ func (e *Engine) learnFromTwins(ctx context.Context, plan *Plan, twins []*layers
 	if !m.Exact() {
 		how = fmt.Sprintf("%d file(s) it cannot explain are judged on the outputs of each resume", len(m.Unexplained)+len(m.Problems))
 	}
-	progress(Event{Kind: EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path map learned from %s, up to %s, in %s (%s); no twin build needed", from, newTop.Meta.Phase, Duration(time.Since(t0)), how)})
+	progress(events.Event{Kind: events.EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path map learned from %s, up to %s, in %s (%s); no twin build needed", from, newTop.Meta.Phase, events.Duration(time.Since(t0)), how)})
 	return m
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -38,28 +39,28 @@ import (
 func (e *Engine) resultState(res *Result, o *outcome) {
 	switch {
 	case res.Verified && res.Rewrite != nil:
-		res.State, res.Why = StateVerified, "resumed with an exact rewrite of the reused layers (learned path map)"
+		res.State, res.Why = events.StateVerified, "resumed with an exact rewrite of the reused layers (learned path map)"
 	case res.Verified:
-		res.State, res.Why = StateVerified, "built with the real output paths"
+		res.State, res.Why = events.StateVerified, "built with the real output paths"
 	case res.Plan != nil && hasForced(res.Plan):
-		res.State, res.Why = StateUnverified, res.WhyNotVerified()
+		res.State, res.Why = events.StateUnverified, res.WhyNotVerified()
 	case o.provisional != nil:
-		res.State, res.Why = StateProvisional, "the reused layers were rewritten provisionally, without waiting for their path map; the learned map verifies the result in the background (or the later phases rerun on the exact rewrite)"
+		res.State, res.Why = events.StateProvisional, "the reused layers were rewritten provisionally, without waiting for their path map; the learned map verifies the result in the background (or the later phases rerun on the exact rewrite)"
 	case res.Exactness != nil && !res.Exactness.Exact:
 		ex := res.Exactness
-		res.State, res.Why = StateProvisional, "outputs not exact ("+ex.Summary+"); an exact rebuild"
+		res.State, res.Why = events.StateProvisional, "outputs not exact ("+ex.Summary+"); an exact rebuild"
 		if ex.RebuildFrom != "" {
 			res.Why += " from " + ex.RebuildFrom
 		}
 		res.Why += " replaces it in the background (nixlayer verify lists every file)"
 	default:
-		res.State, res.Why = StateProvisional, "it reuses layers that rest on an inexact rewrite of an earlier build; an exact rebuild replaces it in the background"
+		res.State, res.Why = events.StateProvisional, "it reuses layers that rest on an inexact rewrite of an earlier build; an exact rebuild replaces it in the background"
 	}
 }
 
 // recordResult keeps the result's state for `nixlayer status`, the editor
 // and the background work.
-func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, progress func(Event)) {
+func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, progress func(events.Event)) {
 	r := &ResultRecord{
 		Drv: j.drv.Path, Name: j.drv.Name, Package: j.pkg, State: res.State, Why: res.Why,
 		Outputs: res.Outputs, Built: time.Now(), Top: res.TopLayer,
@@ -69,7 +70,7 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 	}
 	r.ResultsDir = e.resultsDir(bo.ResultsDir)
 	r.Owner = bo.ResultOwner
-	if old, _ := e.Record(j.drv.Path); old != nil && old.State.Pending() && old.Top == res.TopLayer && res.State == StateProvisional {
+	if old, _ := e.Record(j.drv.Path); old != nil && old.State.Pending() && old.Top == res.TopLayer && res.State == events.StateProvisional {
 		// The same provisional result again: it keeps what settles it.
 		for name, l := range r.Links {
 			if old.Links == nil {
@@ -80,7 +81,7 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 		old.Outputs = res.Outputs
 		res.Why = old.Why
 		r = old
-	} else if res.State == StateProvisional {
+	} else if res.State == events.StateProvisional {
 		r.Cause = provisionalCause(o.provisional, res.Exactness)
 		if rs := o.provisional; rs != nil {
 			r.Reused, r.RewriteLayer, r.Created, r.Old2New = rs.n, rs.layer, o.created, rs.old2new
@@ -89,12 +90,12 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 			}
 		}
 	}
-	if len(res.Reused) > 0 && r.Audit == nil && res.State != StateUnverified {
+	if len(res.Reused) > 0 && r.Audit == nil && res.State != events.StateUnverified {
 		// A resumed result: the audit's rate decides whether a clean build
 		// checks it in the background (audit.go).
 		chosen, err := e.auditChosen()
 		if err != nil {
-			progress(Event{Kind: EventWarning, Message: "no audit: " + err.Error()})
+			progress(events.Event{Kind: events.EventWarning, Message: "no audit: " + err.Error()})
 		} else if chosen {
 			r.Audit = &Audit{State: AuditDue}
 		}
@@ -102,8 +103,8 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 	if err := e.saveRecord(r); err != nil {
 		e.log.Warn("recording the result's state", zap.Error(err))
 	}
-	if res.State != StateVerified {
-		progress(Event{Kind: stateEvents[res.State], State: res.State, Drv: r.Drv, Message: string(res.State) + " result: " + res.Why})
+	if res.State != events.StateVerified {
+		progress(events.Event{Kind: stateEvents[res.State], State: res.State, Drv: r.Drv, Message: string(res.State) + " result: " + res.Why})
 	}
 }
 
@@ -129,7 +130,7 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 		return
 	}
 	if bo.Progress != nil {
-		bo.Progress(Event{Kind: EventBackground, Message: fmt.Sprintf("%s in the background (pid %d, at idle priority; log %s)", what, pid, logPath)})
+		bo.Progress(events.Event{Kind: events.EventBackground, Message: fmt.Sprintf("%s in the background (pid %d, at idle priority; log %s)", what, pid, logPath)})
 	}
 }
 
@@ -150,7 +151,7 @@ func backgroundWhy(pending, audit bool) string {
 func (e *Engine) lacksMap(res *Result, err error) bool {
 	top := ""
 	switch {
-	case err == nil && res != nil && res.State == StateVerified:
+	case err == nil && res != nil && res.State == events.StateVerified:
 		top = res.TopLayer
 	case err != nil:
 		var pe *PhaseError
@@ -294,7 +295,7 @@ func (info *learnerInfo) covers(id string) bool {
 // synthetic path, which costs what a full build costs, and the edit after
 // this one resumes from the map (learnInFront). No estimate of background
 // work stands in for a measurement. It returns the plan to build.
-func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress func(Event)) *Plan {
+func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress func(events.Event)) *Plan {
 	top := lastReused(plan)
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
 		return plan
@@ -318,27 +319,27 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 		}
 	}
 	full := reused + later
-	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s), which learns the map from this build", Duration(full))
+	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s), which learns the map from this build", events.Duration(full))
 	if learner := e.runningLearner(j.pkg); learner != nil && learner.covers(top) {
 		if learner.Estimate == 0 {
 			why += "; the background learner has no measured estimate to wait for"
 		} else {
 			learnLeft := max(0, time.Until(learner.Started.Add(learner.Estimate)))
 			if learnLeft+later < full {
-				progress(Event{Kind: EventWait, Message: fmt.Sprintf("the background learner ends in about %s by the last learning measured: resuming with its map (about %s) is faster than building every phase (about %s)", Duration(learnLeft), Duration(learnLeft+later), Duration(full))})
+				progress(events.Event{Kind: events.EventWait, Message: fmt.Sprintf("the background learner ends in about %s by the last learning measured: resuming with its map (about %s) is faster than building every phase (about %s)", events.Duration(learnLeft), events.Duration(learnLeft+later), events.Duration(full))})
 				return plan // the resume waits for the map (pathMap) and still wins
 			}
-			why += fmt.Sprintf(", is faster than waiting for the background learner (about %s by the last learning measured)", Duration(learnLeft+later))
+			why += fmt.Sprintf(", is faster than waiting for the background learner (about %s by the last learning measured)", events.Duration(learnLeft+later))
 		}
 	}
 	if reason := e.rebuildCannotTeach(top, j.drv.Outputs); reason != nil {
 		plan.learnInFront = true
-		progress(Event{Kind: EventLearn, Message: fmt.Sprintf("no path map for the reused layers yet, and a build with these output paths could not teach it (%v): running the %d reused phases once more with a synthetic path to learn it, then resuming (about %s in all, as a full build)", reason, nReused, Duration(full))})
+		progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("no path map for the reused layers yet, and a build with these output paths could not teach it (%v): running the %d reused phases once more with a synthetic path to learn it, then resuming (about %s in all, as a full build)", reason, nReused, events.Duration(full))})
 		return plan
 	}
 	rebuild := rerunFrom(plan, 0, why)
 	rebuild.Rewrite, rebuild.RewriteMap, rebuild.Exactness = nil, "", nil
-	progress(Event{Kind: EventFallback, Message: why})
+	progress(events.Event{Kind: events.EventFallback, Message: why})
 	return rebuild
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"oras.land/oras-go/v2"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/ocichain"
 )
@@ -144,24 +145,24 @@ func pushable(l *layers.Layer) error {
 
 // pushBuilt pushes a chain a build or a learner just made to the config's
 // pushTo; a failure is a warning.
-func (e *Engine) pushBuilt(ctx context.Context, top string, ro RegistryOptions, progress func(Event)) {
+func (e *Engine) pushBuilt(ctx context.Context, top string, ro RegistryOptions, progress func(events.Event)) {
 	rs, err := e.remoteSettings(ro)
 	if err != nil || rs.cfg.PushTo == "" || top == "" {
 		return
 	}
-	progress(Event{Kind: EventPush, Message: "pushing the chain to " + rs.cfg.PushTo})
+	progress(events.Event{Kind: events.EventPush, Message: "pushing the chain to " + rs.cfg.PushTo})
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rep, err := e.Push(pctx, top, rs.cfg.PushTo, PushOptions{Registry: ro})
 	if err != nil {
-		progress(Event{Kind: EventWarning, Message: "push failed: " + oneLine(err)})
+		progress(events.Event{Kind: events.EventWarning, Message: "push failed: " + oneLine(err)})
 		return
 	}
 	signed := "unsigned"
 	if rep.SignedBy != "" {
 		signed = "signed by " + rep.SignedBy
 	}
-	progress(Event{Kind: EventPushed, Bytes: rep.Uploaded, Elapsed: rep.Duration, Message: fmt.Sprintf("pushed %s to %s: %d layers (%s), %s sent, %s", span(rep.Phases), rep.Target, len(rep.Blobs), layers.FormatSize(rep.LayerBytes), layers.FormatSize(rep.Uploaded), signed)})
+	progress(events.Event{Kind: events.EventPushed, Bytes: rep.Uploaded, Elapsed: rep.Duration, Message: fmt.Sprintf("pushed %s to %s: %d layers (%s), %s sent, %s", span(rep.Phases), rep.Target, len(rep.Blobs), layers.FormatSize(rep.LayerBytes), layers.FormatSize(rep.Uploaded), signed)})
 }
 
 // jsonEqual compares two values by their JSON form.

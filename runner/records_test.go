@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/events"
 )
 
 // A record an earlier nixlayer named after the .drv's file name is found
@@ -23,9 +25,9 @@ func TestResultsRenamesOldRecords(t *testing.T) {
 	}
 	a := "/nix/store/00000000000000000000000000000000-a.drv"
 	b := "/nix/store/11111111111111111111111111111111-b.drv"
-	write(filepath.Base(a)+".json", ResultRecord{Drv: a, State: StateVerified})
-	write(filepath.Base(b)+".json", ResultRecord{Drv: b, State: StateProvisional})
-	write(filepath.Base(recordFile(cache, b)), ResultRecord{Drv: b, State: StateVerified})
+	write(filepath.Base(a)+".json", ResultRecord{Drv: a, State: events.StateVerified})
+	write(filepath.Base(b)+".json", ResultRecord{Drv: b, State: events.StateProvisional})
+	write(filepath.Base(recordFile(cache, b)), ResultRecord{Drv: b, State: events.StateVerified})
 	all, err := Results(cache)
 	if err != nil {
 		t.Fatal(err)
@@ -38,10 +40,10 @@ func TestResultsRenamesOldRecords(t *testing.T) {
 			t.Errorf("the old record of %s is still there", old)
 		}
 	}
-	if r, err := RecordOf(cache, a); err != nil || r == nil || r.State != StateVerified {
+	if r, err := RecordOf(cache, a); err != nil || r == nil || r.State != events.StateVerified {
 		t.Errorf("RecordOf(a) = %+v, %v", r, err)
 	}
-	if r, err := RecordOf(cache, b); err != nil || r == nil || r.State != StateVerified {
+	if r, err := RecordOf(cache, b); err != nil || r == nil || r.State != events.StateVerified {
 		t.Errorf("RecordOf(b) = %+v, %v: the newer record must win", r, err)
 	}
 }

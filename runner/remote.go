@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"oras.land/oras-go/v2/content"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/ocichain"
 )
@@ -151,14 +152,14 @@ func firstToRun(p *Plan) int {
 // caches and pulls the longest chain found; it returns the plan to build,
 // replanned when something was pulled. Failures are warnings: the build
 // goes on locally.
-func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOptions, ro RegistryOptions, progress func(Event)) *Plan {
+func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOptions, ro RegistryOptions, progress func(events.Event)) *Plan {
 	first := firstToRun(plan)
 	if first < 0 || plan.From != "" {
 		return plan
 	}
 	rs, err := e.remoteSettings(ro)
 	if err != nil {
-		progress(Event{Kind: EventWarning, Message: "layer caches not used: " + err.Error()})
+		progress(events.Event{Kind: events.EventWarning, Message: "layer caches not used: " + err.Error()})
 		return plan
 	}
 	if len(rs.cfg.LayerCaches) == 0 {
@@ -180,7 +181,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 	for _, ref := range rs.cfg.LayerCaches {
 		src, _, err := e.registrySource(rs, ref)
 		if err != nil {
-			progress(Event{Kind: EventWarning, Message: fmt.Sprintf("layer cache %s: %v", ref, err)})
+			progress(events.Event{Kind: events.EventWarning, Message: fmt.Sprintf("layer cache %s: %v", ref, err)})
 			continue
 		}
 		lctx, cancel := context.WithTimeout(ctx, rs.timeout)
@@ -190,7 +191,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 			return plan
 		}
 		if err != nil {
-			progress(Event{Kind: EventWarning, Message: fmt.Sprintf("layer cache %s unreachable (%s); building locally", src, oneLine(ocichain.Hint(err)))})
+			progress(events.Event{Kind: events.EventWarning, Message: fmt.Sprintf("layer cache %s unreachable (%s); building locally", src, oneLine(ocichain.Hint(err)))})
 			continue
 		}
 		if n == 0 {
@@ -201,7 +202,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 			if ctx.Err() != nil {
 				return plan
 			}
-			progress(Event{Kind: EventWarning, Message: fmt.Sprintf("layer cache %s: %s; building locally", src, oneLine(ocichain.Hint(err)))})
+			progress(events.Event{Kind: events.EventWarning, Message: fmt.Sprintf("layer cache %s: %s; building locally", src, oneLine(ocichain.Hint(err)))})
 			continue
 		}
 		e.log.Debug("pulled", zap.String("from", rep.Source), zap.Int("layers", rep.Layers), zap.Int64("bytes", rep.Bytes))
@@ -258,7 +259,7 @@ func explainAgainst(p *Plan, later []layers.Meta, src string) {
 
 // pullPrefix pulls the chain desc names, which must cover exactly the
 // first n phases of the plan with the keys this build computes.
-func (e *Engine) pullPrefix(ctx context.Context, j *job, plan *Plan, src layerSource, desc ocispec.Descriptor, n int, requireVerified bool, progress func(Event)) (*PullReport, error) {
+func (e *Engine) pullPrefix(ctx context.Context, j *job, plan *Plan, src layerSource, desc ocispec.Descriptor, n int, requireVerified bool, progress func(events.Event)) (*PullReport, error) {
 	c, err := src.open(ctx, desc)
 	if err != nil {
 		return nil, refusal(err)
@@ -380,7 +381,7 @@ func storeName(p string) string {
 // first, then applied through the store's ApplyDiff after screening. On any
 // failure the layers it created are removed again: nothing half-pulled is
 // ever a cache hit.
-func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Chain, top int, progress func(Event)) (*PullReport, error) {
+func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Chain, top int, progress func(events.Event)) (*PullReport, error) {
 	t0 := time.Now()
 	rep := &PullReport{Source: src.String(), SignedBy: c.SignedBy, Verified: c.Trusted(), Untrusted: c.Untrusted}
 	for _, r := range c.Later {
@@ -421,7 +422,7 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 		return nil, fmt.Errorf("refused: the layers unpack to %s, the cache's filesystem has %s free", layers.FormatSize(rep.TarBytes), layers.FormatSize(int64(free)))
 	}
 	pkg := c.Records[top].Meta.DrvName
-	progress(Event{Kind: EventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(fetched), pkg, src, len(idx), layers.FormatSize(size))})
+	progress(events.Event{Kind: events.EventPull, Bytes: size, Message: fmt.Sprintf("pulling %s of %s from %s: %d layers, %s", span(fetched), pkg, src, len(idx), layers.FormatSize(size))})
 	tmp, err := os.MkdirTemp(e.opts.CacheDir, pullTmpPrefix)
 	if err != nil {
 		return nil, err
@@ -470,7 +471,7 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 	if rep.Neutralise != "" {
 		msg += "; " + rep.Neutralise
 	}
-	progress(Event{Kind: EventPulled, Bytes: rep.Bytes, Elapsed: rep.Duration, Message: msg})
+	progress(events.Event{Kind: events.EventPulled, Bytes: rep.Bytes, Elapsed: rep.Duration, Message: msg})
 	return rep, nil
 }
 
@@ -581,9 +582,9 @@ func oneLine(err error) string {
 // Pull pulls the longest chain ref's repository holds for the phases of
 // drvPath this cache misses (looked up by key); with a tag in ref, the
 // longest prefix of that chain whose keys this build computes.
-func (e *Engine) Pull(ctx context.Context, drvPath, ref string, ro RegistryOptions, progress func(Event)) (*PullReport, error) {
+func (e *Engine) Pull(ctx context.Context, drvPath, ref string, ro RegistryOptions, progress func(events.Event)) (*PullReport, error) {
 	if progress == nil {
-		progress = func(Event) {}
+		progress = func(events.Event) {}
 	}
 	j, err := e.prepare(ctx, drvPath, nil)
 	if err != nil {

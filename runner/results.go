@@ -12,36 +12,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fsname"
 )
-
-// ResultState is where a build's result stands: `nixlayer status` lists
-// them, the language server shows them in its summary lens.
-type ResultState string
-
-const (
-	// StateProvisional: delivered at once into the cache (./result points
-	// there), resting on a rewrite or on layers not yet confirmed; the
-	// background learner verifies or replaces it. Never in the Nix store.
-	StateProvisional ResultState = "provisional"
-	// StateVerifying: the path map is learned; the background work is
-	// comparing the provisional rewrite with the exact one, or rebuilding
-	// the later phases on the exact rewrite.
-	StateVerifying ResultState = "verifying"
-	// StateVerified: exact, registered in the Nix store (kept in the cache
-	// when this user cannot register).
-	StateVerified ResultState = "verified"
-	// StateReplaced: the provisional result was not exact; an exact
-	// rebuild (of the phases that needed it) replaced it.
-	StateReplaced ResultState = "replaced"
-	// StateUnverified: never verified: a forced reuse (--from), or the
-	// background verification failed (Why says why; `nixlayer build
-	// --exact` rebuilds it).
-	StateUnverified ResultState = "unverified"
-)
-
-// Pending reports whether background work will still change the state.
-func (s ResultState) Pending() bool { return s == StateProvisional || s == StateVerifying }
 
 // ResultCause is why a result is provisional: what the background work
 // must settle.
@@ -75,10 +48,10 @@ func provisionalCause(rs *resume, ex *Exactness) ResultCause {
 
 // ResultRecord is the state of the newest result of one derivation.
 type ResultRecord struct {
-	Drv     string      `json:"drv"`
-	Name    string      `json:"name"`
-	Package string      `json:"package"`
-	State   ResultState `json:"state"`
+	Drv     string             `json:"drv"`
+	Name    string             `json:"name"`
+	Package string             `json:"package"`
+	State   events.ResultState `json:"state"`
 	// Why says, in one line, why the result is in its state: what is
 	// provisional about it, how it was verified, why it was replaced.
 	Why string `json:"why"`
@@ -146,7 +119,7 @@ func (e *Engine) saveRecord(r *ResultRecord) error {
 }
 
 // setState moves a record to a new state and saves it, telling progress.
-func (e *Engine) setState(r *ResultRecord, s ResultState, why string, progress func(Event)) {
+func (e *Engine) setState(r *ResultRecord, s events.ResultState, why string, progress func(events.Event)) {
 	r.State, r.Why = s, why
 	if err := e.saveRecord(r); err != nil {
 		e.log.Warn("saving a result's state", zap.Error(err))
@@ -155,17 +128,17 @@ func (e *Engine) setState(r *ResultRecord, s ResultState, why string, progress f
 }
 
 // StateEvent is the event that announces a record's state.
-func StateEvent(r *ResultRecord) Event {
-	return Event{Kind: stateEvents[r.State], State: r.State, Drv: r.Drv, Message: r.Name + ": " + string(r.State) + ": " + r.Why}
+func StateEvent(r *ResultRecord) events.Event {
+	return events.Event{Kind: stateEvents[r.State], State: r.State, Drv: r.Drv, Message: r.Name + ": " + string(r.State) + ": " + r.Why}
 }
 
 // stateEvents are the events that announce each state.
-var stateEvents = map[ResultState]EventKind{
-	StateProvisional: EventProvisional,
-	StateVerifying:   EventVerifying,
-	StateVerified:    EventVerified,
-	StateReplaced:    EventReplaced,
-	StateUnverified:  EventUnverified,
+var stateEvents = map[events.ResultState]events.EventKind{
+	events.StateProvisional: events.EventProvisional,
+	events.StateVerifying:   events.EventVerifying,
+	events.StateVerified:    events.EventVerified,
+	events.StateReplaced:    events.EventReplaced,
+	events.StateUnverified:  events.EventUnverified,
 }
 
 // Record is the state of the newest result of a derivation (nil, nil when

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -35,7 +36,7 @@ type resume struct {
 // a resume when the outputs must decide (nil when the rewrite is exact, or
 // failed and stays so). With exact, a failed rewrite falls back at once to
 // the longest prefix that can be rewritten.
-func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, exact bool, progress func(Event)) (*resume, string, *shellstate.Delta, error) {
+func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, exact bool, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
 	n := len(res.Reused)
 	verified := res.Verified
 	rw := e.opts.Rewriter
@@ -61,7 +62,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 					return nil, "", nil, err
 				}
 				e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
-				progress(Event{Kind: EventLearned, Message: "path map not learned: " + err.Error()})
+				progress(events.Event{Kind: events.EventLearned, Message: "path map not learned: " + err.Error()})
 			}
 		}
 		if rw == nil {
@@ -72,7 +73,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	if err != nil {
 		return nil, "", nil, err
 	}
-	progress(Event{Kind: EventRewrite, Exact: res.Rewrite.Exact, Message: rewriteMessage(res.Rewrite)})
+	progress(events.Event{Kind: events.EventRewrite, Exact: res.Rewrite.Exact, Message: rewriteMessage(res.Rewrite)})
 	chain, err := e.phaseChain(parent, n)
 	if err != nil {
 		chain = nil // producers unknown: an inexact verdict rebuilds everything
@@ -89,7 +90,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 		// The last build judged on these layers saw their bytes reach the
 		// outputs: an exact build does not try again, it reruns at once.
 		if ex := e.predictExactness(m, chain, plan.Phases); !ex.Exact {
-			progress(Event{Kind: EventVerdict, Message: "outputs NOT exact, as in the last build on these layers: " + ex.Summary})
+			progress(events.Event{Kind: events.EventVerdict, Message: "outputs NOT exact, as in the last build on these layers: " + ex.Summary})
 			e.dropLayers(rewritten)
 			res.Exactness, res.Inexact = ex, ex
 			return e.fallBack(ctx, j, plan, rs, min(ex.RebuildIndex, n-1), "the reused "+ex.RebuildFrom+" made bytes that reached the outputs of the last build and cannot be rewritten ("+string(ex.Rule)+")", res, progress)
@@ -113,13 +114,13 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 // exact set drops them and falls back to the phase that produced the
 // offending bytes: again is then true, with the resume of the kept prefix
 // (nil when there is nothing to judge) and where to continue.
-func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
+func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(events.Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
 	ex, err := e.judgeLayers(j, plan, rs, top)
 	if err != nil {
 		return nil, "", nil, false, err
 	}
 	res.Exactness = ex
-	progress(Event{Kind: EventVerdict, Exact: ex.Exact, Message: verdictMessage(ex)})
+	progress(events.Event{Kind: events.EventVerdict, Exact: ex.Exact, Message: verdictMessage(ex)})
 	if ex.Exact {
 		res.Verified = rs.verified
 		if res.Verified {
@@ -157,16 +158,16 @@ func (e *Engine) judgeLayers(j *job, plan *Plan, rs *resume, top string) (*Exact
 // real output paths in res.Plan (a new plan: plan stays as it was). It
 // returns the resume of the kept prefix (nil when its rewrite is exact or
 // nothing is kept) and where to continue.
-func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, maxKeep int, why string, res *Result, progress func(Event)) (*resume, string, *shellstate.Delta, error) {
+func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, maxKeep int, why string, res *Result, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
 	res.Verified = rs.verified
 	keep, parent, state, next, err := e.exactPrefix(ctx, j, plan, rs, maxKeep, res)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	if keep > 0 {
-		progress(Event{Kind: EventFallback, Message: fmt.Sprintf("outputs would not be exact; keeping %d phases and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
+		progress(events.Event{Kind: events.EventFallback, Message: fmt.Sprintf("outputs would not be exact; keeping %d phases and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
 	} else {
-		progress(Event{Kind: EventFallback, Message: "outputs would not be exact; rebuilding every phase with the real output paths"})
+		progress(events.Event{Kind: events.EventFallback, Message: "outputs would not be exact; rebuilding every phase with the real output paths"})
 	}
 	res.Reused, res.Ran = res.Reused[:keep], nil
 	res.Plan = rerunFrom(plan, keep, why)

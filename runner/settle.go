@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -30,12 +31,12 @@ import (
 // ro applies to pushing the learned maps to the config's pushTo.
 // The work covers every user's results, but v (the caller) hears only of
 // those it may see (Viewer.ResultFor).
-func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, v *Viewer, progress func(Event)) error {
+func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, v *Viewer, progress func(events.Event)) error {
 	if progress == nil {
-		progress = func(Event) {}
+		progress = func(events.Event) {}
 	}
-	silent := func(Event) {}
-	progressFor := func(r *ResultRecord) func(Event) {
+	silent := func(events.Event) {}
+	progressFor := func(r *ResultRecord) func(events.Event) {
 		if v.ResultFor(r) == nil {
 			return silent
 		}
@@ -48,7 +49,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 	}
 	defer e.announceBackground(j.pkg, drvPath)() // waiting counts: it will run
 	unlock, err := e.lockFile(ctx, "background", j.pkg, func() {
-		progress(Event{Kind: EventWait, Message: "waiting for the background work on " + j.pkg + " that is running"})
+		progress(events.Event{Kind: events.EventWait, Message: "waiting for the background work on " + j.pkg + " that is running"})
 	})
 	if err != nil {
 		return err
@@ -60,7 +61,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 	ctx, stopYield := e.yieldable(ctx, j.pkg)
 	defer stopYield()
 	yield := func() error {
-		progress(Event{Kind: EventLearned, Message: j.pkg + ": " + errYielded.Error()})
+		progress(events.Event{Kind: events.EventLearned, Message: j.pkg + ": " + errYielded.Error()})
 		return nil
 	}
 	toLearn := []string{drvPath}
@@ -141,7 +142,7 @@ func reportTo(v *Viewer, r *ResultRecord, errs []error, err error, log *zap.Logg
 
 // learnNewest learns the path maps of the newest verified chain of a
 // derivation, if it lacks them; learned says whether it ran.
-func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOptions, progress func(Event)) (learned bool, err error) {
+func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOptions, progress func(events.Event)) (learned bool, err error) {
 	j, err := e.prepare(ctx, drvPath, io.Discard)
 	if err != nil {
 		return false, err
@@ -163,7 +164,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	}
 	defer unlock()
 	if e.storedMap(top) != nil {
-		progress(Event{Kind: EventLearned, Message: j.drv.Name + ": path maps already learned"})
+		progress(events.Event{Kind: events.EventLearned, Message: j.drv.Name + ": path maps already learned"})
 		e.pushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
 		return false, nil
 	}
@@ -190,7 +191,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 // identical, and the outputs judged exact, the result is registered as it
 // is; otherwise, and for the other causes, an exact build reruns what it
 // must and its result replaces the provisional one.
-func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Event)) error {
+func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(events.Event)) error {
 	cur, unlock, err := e.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		return err // rebuilt by a newer build that recorded its own state
@@ -199,7 +200,7 @@ func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Even
 		unlock()
 		return nil // settled meanwhile
 	}
-	e.setState(r, StateVerifying, "the path map is learned: checking the provisional result against it", progress)
+	e.setState(r, events.StateVerifying, "the path map is learned: checking the provisional result against it", progress)
 	why := r.Why
 	if r.Cause == CauseNoMap {
 		ok, reason, err := e.confirm(ctx, r, progress)
@@ -217,11 +218,11 @@ func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Even
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	progress(Event{Kind: EventFallback, Message: r.Name + ": " + why + "; rebuilding exactly"})
+	progress(events.Event{Kind: events.EventFallback, Message: r.Name + ": " + why + "; rebuilding exactly"})
 	res, err := e.Build(ctx, r.Drv, BuildOptions{Exact: true, Deliver: true, NoLearn: true, Progress: progress, ResultsDir: r.ResultsDir, ResultOwner: r.Owner})
 	if err != nil {
 		if ctx.Err() == nil {
-			e.setState(r, StateUnverified, "the exact rebuild failed: "+firstLine(err.Error())+"; `nixlayer build --exact` retries", progress)
+			e.setState(r, events.StateUnverified, "the exact rebuild failed: "+firstLine(err.Error())+"; `nixlayer build --exact` retries", progress)
 		}
 		return fmt.Errorf("settling the result of %s: %w", r.Name, err)
 	}
@@ -230,14 +231,14 @@ func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(Even
 	if len(res.Ran) == 0 {
 		ran = "nothing to rerun"
 	}
-	e.setState(r, StateReplaced, why+"; replaced by an exact rebuild ("+ran+")", progress)
+	e.setState(r, events.StateReplaced, why+"; replaced by an exact rebuild ("+ran+")", progress)
 	return nil
 }
 
 // confirm compares a provisional rewrite with the exact one; when they are
 // identical and the outputs are exact, it verifies the result's layers,
 // registers the outputs and repoints the result links. reason says why not.
-func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Event)) (ok bool, reason string, err error) {
+func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(events.Event)) (ok bool, reason string, err error) {
 	for _, id := range append([]string{r.ReusedTop, r.RewriteLayer, r.Top}, r.Created...) {
 		if _, err := e.layers.Get(id); err != nil {
 			return false, "the provisional result's layers are gone", nil
@@ -325,7 +326,7 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Eve
 	}
 	e.markVerified(append([]string{r.RewriteLayer}, r.Created...))
 	res := &Result{TopLayer: r.Top, Verified: true}
-	if err := e.deliver(ctx, j, res, BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, func(Event) {}); err != nil {
+	if err := e.deliver(ctx, j, res, BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, func(events.Event) {}); err != nil {
 		return false, "", err
 	}
 	e.repoint(ctx, r, res.Outputs)
@@ -333,7 +334,7 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(Eve
 	if !res.InStore {
 		where = "kept in the cache (only root can register it in the store)"
 	}
-	e.setState(r, StateVerified, how+": verified without a rebuild, "+where, progress)
+	e.setState(r, events.StateVerified, how+": verified without a rebuild, "+where, progress)
 	return true, "", nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -49,16 +50,16 @@ func (t *twin) phaseDone(e *Engine, id string) {
 }
 
 // wait ends the twin (after the build ended) and reports what it learned.
-func (t *twin) wait(progress func(Event)) {
+func (t *twin) wait(progress func(events.Event)) {
 	close(t.ready)
 	err := <-t.done
 	t.cancel()
 	switch {
 	case err == nil:
-		progress(Event{Kind: EventLearned, Elapsed: time.Since(t.t0), Message: fmt.Sprintf("path maps learned beside the build (learn: concurrent), %s", Duration(time.Since(t.t0)))})
+		progress(events.Event{Kind: events.EventLearned, Elapsed: time.Since(t.t0), Message: fmt.Sprintf("path maps learned beside the build (learn: concurrent), %s", events.Duration(time.Since(t.t0)))})
 	case errors.Is(err, errTwinStopped):
 	default:
-		progress(Event{Kind: EventLearned, Message: "path maps not learned beside the build: " + firstLine(err.Error())})
+		progress(events.Event{Kind: events.EventLearned, Message: "path maps not learned beside the build: " + firstLine(err.Error())})
 	}
 }
 
@@ -107,5 +108,5 @@ func (e *Engine) runTwin(ctx context.Context, j *job, plan *Plan, ready <-chan *
 		}
 		chain, treesB, jobs = append(chain, l), append(treesB, id), append(jobs, j)
 	}
-	return e.judgeLearned(ctx, jobs, plan, chain, treesB, sc, true, func(Event) {})
+	return e.judgeLearned(ctx, jobs, plan, chain, treesB, sc, true, func(events.Event) {})
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 )
 
@@ -80,14 +81,14 @@ func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, fu
 // stops because this build is about to rebuild phases of that chain (the
 // same keys): it would only take cores from this build, which learns the
 // map from the pair or in front. The learner sees it in this build's mark.
-func (e *Engine) yieldLearner(pkg string, plan *Plan, progress func(Event)) {
+func (e *Engine) yieldLearner(pkg string, plan *Plan, progress func(events.Event)) {
 	learner := e.runningLearner(pkg)
 	if learner == nil || learner.PID == os.Getpid() {
 		return
 	}
 	for _, ph := range plan.Phases {
 		if plan.runs(ph) && learner.hasKey(ph.Key) {
-			progress(Event{Kind: EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
+			progress(events.Event{Kind: events.EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
 			return
 		}
 	}
@@ -149,9 +150,9 @@ func learnerDoing(cacheDir string, j BackgroundJob) string {
 	if err != nil || json.Unmarshal(data, &info) != nil || info.PID != j.PID {
 		return ""
 	}
-	doing := fmt.Sprintf("learning the path map of %d phases (a twin build with a synthetic output path) for %s", len(info.Layers), Duration(time.Since(info.Started)))
+	doing := fmt.Sprintf("learning the path map of %d phases (a twin build with a synthetic output path) for %s", len(info.Layers), events.Duration(time.Since(info.Started)))
 	if info.Estimate > 0 {
-		doing += fmt.Sprintf(", about %s by the last learning measured", Duration(info.Estimate))
+		doing += fmt.Sprintf(", about %s by the last learning measured", events.Duration(info.Estimate))
 	}
 	return doing
 }

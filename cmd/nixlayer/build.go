@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
@@ -74,12 +75,12 @@ func printBuilt(c *common, res *runner.Result) error {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
 	switch res.State {
-	case runner.StateProvisional:
+	case events.StateProvisional:
 		fmt.Fprintf(os.Stderr, "nixlayer: PROVISIONAL: the result stays in the cache until it is verified in the background (nixlayer status): %s.\n", res.Why)
 		if res.Exactness != nil && !res.Exactness.Exact {
 			fmt.Fprintf(os.Stderr, "nixlayer: not exact because %s.\n", res.WhyNotVerified())
 		}
-	case runner.StateUnverified:
+	case events.StateUnverified:
 		fmt.Fprintf(os.Stderr, "nixlayer: NOT VERIFIED: the result stays outside the Nix store because %s.\n", res.WhyNotVerified())
 	}
 	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
@@ -116,14 +117,14 @@ func linkResults(ctx context.Context, res *runner.Result, base string) error {
 // printProgress reports a build's events on w: as text, with a heartbeat
 // for long phases (the log may be hidden with -Q), or with --progress=json
 // as JSON lines, one event each, for programs and tests.
-func printProgress(w io.Writer, c *common) func(runner.Event) {
+func printProgress(w io.Writer, c *common) func(events.Event) {
 	if c.progressJSON() {
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
-		return func(ev runner.Event) { enc.Encode(ev) }
+		return func(ev events.Event) { enc.Encode(ev) }
 	}
 	var stop context.CancelFunc
-	heartbeat := func(ev runner.Event) {
+	heartbeat := func(ev events.Event) {
 		var ctx context.Context
 		ctx, stop = context.WithCancel(context.Background())
 		t0 := time.Now()
@@ -132,12 +133,12 @@ func printProgress(w io.Writer, c *common) func(runner.Event) {
 			return false
 		})
 	}
-	return func(ev runner.Event) {
+	return func(ev events.Event) {
 		if stop != nil {
 			stop()
 			stop = nil
 		}
-		if ev.Kind == runner.EventStart {
+		if ev.Kind == events.EventStart {
 			heartbeat(ev)
 		}
 		if text := ev.Text(); text != "" {
@@ -161,7 +162,7 @@ func checkProgressFlag(c *common) error {
 	}
 }
 
-func round(d time.Duration) string { return runner.Duration(d) }
+func round(d time.Duration) string { return events.Duration(d) }
 
 func cmdPlan(ctx context.Context, args []string) error {
 	c, drvPath, svc, err := parseAndOpen(ctx, args)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -383,7 +384,7 @@ func printLayers(rows []runner.LayerRow) {
 
 // age is how long ago t was, as ls shows it (3s, 5m, 2h, 4d).
 func age(t time.Time) string {
-	return runner.Age(time.Since(t), runner.AgeUnits{"s", "m", "h", "d"})
+	return events.Age(time.Since(t), events.AgeUnits{"s", "m", "h", "d"})
 }
 
 // nixlayer log PKG|NAME [PHASE] [--json]

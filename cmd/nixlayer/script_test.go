@@ -18,12 +18,12 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/hook"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
-	"github.com/nixlayer/nixlayer/runner"
 )
 
 var nixlayerBin string
@@ -297,9 +297,9 @@ func cmdEvent(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: event KIND [FIELD=VALUE|FIELD~=SUB]...")
 	}
 	evs := scriptEvents(ts)
-	if args[0] == string(runner.EventVerdict) {
+	if args[0] == string(events.EventVerdict) {
 		for _, ev := range evs {
-			if m, _ := ev["message"].(string); len(m) > 600 && ev["kind"] != string(runner.EventFailed) {
+			if m, _ := ev["message"].(string); len(m) > 600 && ev["kind"] != string(events.EventFailed) {
 				ts.Fatalf("a %s event of %d characters: reasons must stay short:\n%s", ev["kind"], len(m), m)
 			}
 		}
@@ -337,7 +337,7 @@ func cmdEvent(ts *testscript.TestScript, neg bool, args []string) {
 func phasesRun(ts *testscript.TestScript) []string {
 	var ran []string
 	for _, ev := range scriptEvents(ts) {
-		if ev["kind"] == string(runner.EventStart) {
+		if ev["kind"] == string(events.EventStart) {
 			ran = append(ran, ev["phase"].(string))
 		}
 	}
@@ -369,9 +369,9 @@ func cmdState(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: state STATE")
 	}
-	state := string(runner.StateVerified)
+	state := string(events.StateVerified)
 	evs := scriptEvents(ts)
-	for _, k := range []runner.EventKind{runner.EventProvisional, runner.EventUnverified} {
+	for _, k := range []events.EventKind{events.EventProvisional, events.EventUnverified} {
 		if i := slices.IndexFunc(evs, func(ev map[string]any) bool { return ev["kind"] == string(k) }); i >= 0 {
 			state, _ = evs[i]["state"].(string)
 			break

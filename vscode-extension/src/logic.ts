@@ -406,7 +406,7 @@ export function logTextFrom(result: unknown): string | undefined {
 // Build progress ($/progress work-done reports) → status bar text and log lines.
 
 /**
- * The kinds of build events the server reports (runner.EventKind in the Go code):
+ * The kinds of build events the server reports (events.EventKind in the Go code):
  * the phase kinds, and engine states (wait, learn, rewrite, …, and whatever a
  * newer engine adds: provisional, verified, …), which are shown by their text.
  */

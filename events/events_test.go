@@ -1,4 +1,4 @@
-package runner
+package events
 
 import (
 	"testing"

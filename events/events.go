@@ -1,4 +1,9 @@
-package runner
+// Package events is the vocabulary every face of nixlayer shares about a
+// build: the typed progress events the engine (runner) sends to the CLI,
+// the hook, the daemon and the language server, the states a result goes
+// through, and how they read as text. A leaf: it imports nothing of
+// nixlayer, and the engine and the faces import it.
+package events
 
 import (
 	"fmt"
@@ -215,3 +220,31 @@ func Age(d time.Duration, units AgeUnits) string {
 func (ev Event) StillRunning(d time.Duration) string {
 	return fmt.Sprintf("[%d/%d] %-*s still running (%s)", ev.Index, ev.Total, phaseColumn, ev.Phase, Duration(d))
 }
+
+// ResultState is where a build's result stands: `nixlayer status` lists
+// them, the language server shows them in its summary lens.
+type ResultState string
+
+const (
+	// StateProvisional: delivered at once into the cache (./result points
+	// there), resting on a rewrite or on layers not yet confirmed; the
+	// background learner verifies or replaces it. Never in the Nix store.
+	StateProvisional ResultState = "provisional"
+	// StateVerifying: the path map is learned; the background work is
+	// comparing the provisional rewrite with the exact one, or rebuilding
+	// the later phases on the exact rewrite.
+	StateVerifying ResultState = "verifying"
+	// StateVerified: exact, registered in the Nix store (kept in the cache
+	// when this user cannot register).
+	StateVerified ResultState = "verified"
+	// StateReplaced: the provisional result was not exact; an exact
+	// rebuild (of the phases that needed it) replaced it.
+	StateReplaced ResultState = "replaced"
+	// StateUnverified: never verified: a forced reuse (--from), or the
+	// background verification failed (Why says why; `nixlayer build
+	// --exact` rebuilds it).
+	StateUnverified ResultState = "unverified"
+)
+
+// Pending reports whether background work will still change the state.
+func (s ResultState) Pending() bool { return s == StateProvisional || s == StateVerifying }
