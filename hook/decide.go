@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/drv"
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/nixbuild"
 )
 
 // Verdict is the hook's answer to one try request.
@@ -69,10 +69,10 @@ func decideDrv(d *drv.Derivation) Decision {
 	if d.IsFixedOutput() {
 		return Decision{Decline, "fixed-output derivation: Nix fetches it and checks its hash"}
 	}
-	if what := runner.Unsupported(d); what != "" {
+	if what := nixbuild.Unsupported(d); what != "" {
 		return Decision{Decline, "uses " + what + ", which nixlayer does not reproduce"}
 	}
-	if ok, why := runner.Splittable(d); !ok {
+	if ok, why, _ := nixbuild.Splittable(d); !ok {
 		return Decision{Decline, "not layered: " + why}
 	}
 	return Decision{Verdict: Accept}

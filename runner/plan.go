@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/sandbox"
 )
@@ -304,7 +304,7 @@ func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, 
 	if !j.splittable {
 		return owned, placed
 	}
-	texts := attrTexts(j)
+	texts := nixbuild.AttrTexts(j.drv)
 	code := map[string]string{}
 	for _, ph := range phases {
 		if v, ok := texts[ph]; ok {
@@ -328,25 +328,6 @@ func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, 
 		placed[a] = pl
 	}
 	return owned, placed
-}
-
-// attrTexts are the derivation's attributes as the builder's bash sees
-// them: the environment, or with structured attributes the strings of
-// __json (where a package's own phases and hooks are).
-func attrTexts(j *job) map[string]string {
-	texts := maps.Clone(j.drv.Env)
-	if j.drv.StructuredAttrs() {
-		var m map[string]json.RawMessage
-		if json.Unmarshal([]byte(j.drv.Env["__json"]), &m) == nil {
-			for k, raw := range m {
-				var v string
-				if json.Unmarshal(raw, &v) == nil {
-					texts[k] = v
-				}
-			}
-		}
-	}
-	return texts
 }
 
 // stdenvFuncs are the functions the stdenv (setup.sh and its setup hooks)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/internal/logtail"
-	"github.com/nixlayer/nixlayer/internal/treefile"
+	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/sandbox"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -91,7 +91,7 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	if err != nil {
 		return nil, err
 	}
-	if a := Unsupported(d); a != "" {
+	if a := nixbuild.Unsupported(d); a != "" {
 		return nil, fmt.Errorf("%s uses %s, which nixlayer does not reproduce: build it with nix-build", d.Name, a)
 	}
 	var realise []string
@@ -116,7 +116,7 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	if err != nil {
 		return nil, err
 	}
-	j := &job{drv: d, env: builderEnv(d, e.opts.Cores)}
+	j := &job{drv: d, env: nixbuild.BuilderEnv(d, e.opts.Cores)}
 	var storeSources []string
 	for _, b := range bps {
 		j.binds = append(j.binds, sandbox.Bind{Source: b.Source, Target: b.Target, Optional: b.Optional, Symlink: b.Symlink})
@@ -146,7 +146,7 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 			j.unreferencedInputs = append(j.unreferencedInputs, in)
 		}
 	}
-	j.splittable, j.whyWhole, j.shellFlags = splittable(d)
+	j.splittable, j.whyWhole, j.shellFlags = nixbuild.Splittable(d)
 	if j.splittable {
 		j.probe, err = e.runProbe(ctx, j, log)
 		if err != nil {
@@ -159,96 +159,12 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	return j, nil
 }
 
-// splittable decides whether the builder is a stdenv whose genericBuild
-// nixlayer can run phase by phase.
-func splittable(d *drv.Derivation) (bool, string, []string) {
-	switch {
-	case d.IsFixedOutput():
-		return false, "fixed-output derivation", nil
-	case d.Env["stdenv"] == "" && !d.StructuredAttrs():
-		return false, "no stdenv attribute", nil
-	case d.Env["buildCommand"] != "" || d.Env["buildCommandPath"] != "":
-		return false, "buildCommand builds in one step", nil
-	case len(d.Args) == 0:
-		return false, "builder has no script argument", nil
-	}
-	var flags []string
-	for _, a := range d.Args[:len(d.Args)-1] {
-		if !strings.HasPrefix(a, "-") {
-			// e.g. nixpkgs' source-stdenv.sh before default-builder.sh
-			continue
-		}
-		flags = append(flags, a)
-	}
-	script, err := readBuilderScript(d.Args[len(d.Args)-1])
-	if err != nil {
-		return false, err.Error(), nil
-	}
-	if !bytes.Contains(script, []byte("genericBuild")) {
-		return false, "builder script does not call genericBuild", nil
-	}
-	base := filepath.Base(d.Builder)
-	if !strings.Contains(base, "bash") && !strings.HasSuffix(base, "-sh") {
-		return false, "builder is not bash", nil
-	}
-	return true, "", flags
-}
-
-// maxBuilderScript bounds the builder script read to decide whether a
-// derivation is a stdenv build (nixpkgs' default-builder.sh is a few lines).
-const maxBuilderScript = 1 << 20
-
-// readBuilderScript reads the builder's script argument, a path the
-// derivation chooses: only a regular file inside the store (no symlink
-// followed, opened non-blocking) of at most maxBuilderScript bytes, never
-// a device, FIFO or file elsewhere on the host.
-func readBuilderScript(p string) ([]byte, error) {
-	store := nixstore.StoreDir()
-	rel, err := filepath.Rel(store, p)
-	if err != nil || !filepath.IsAbs(p) || p != filepath.Clean(p) || !filepath.IsLocal(rel) {
-		return nil, fmt.Errorf("builder script %q is not a file in the Nix store %s, so it was not read", p, store)
-	}
-	dir, err := os.OpenRoot(store)
-	if err != nil {
-		return nil, fmt.Errorf("builder script %q: %w", p, err)
-	}
-	defer dir.Close()
-	f, _, err := treefile.Open(dir, rel)
-	if err != nil {
-		return nil, fmt.Errorf("builder script %q was not read (only a regular file in the store is): %w", p, err)
-	}
-	defer f.Close()
-	script, err := io.ReadAll(io.LimitReader(f, maxBuilderScript+1))
-	if err != nil {
-		return nil, fmt.Errorf("builder script %q: %w", p, err)
-	}
-	if len(script) > maxBuilderScript {
-		return nil, fmt.Errorf("builder script %q is larger than %d MiB, so it was not read", p, maxBuilderScript>>20)
-	}
-	return script, nil
-}
-
 // attributes are the derivation's attributes (top-level keys of __json for
 // structured attrs) with output paths replaced by placeholders.
 func attributes(d *drv.Derivation) (map[string]string, error) {
-	raw := map[string]string{}
-	if d.StructuredAttrs() {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(d.Env["__json"]), &m); err != nil {
-			return nil, fmt.Errorf("%s: structured attributes are not valid JSON: %w", d.Path, err)
-		}
-		for k, v := range m {
-			raw[k] = string(v)
-		}
-		for k, v := range d.Env {
-			if k != "__json" {
-				raw[k] = v
-			}
-		}
-	} else {
-		for k, v := range d.Env {
-			raw[k] = v
-		}
+	raw, err := nixbuild.Attributes(d)
+	if err != nil {
+		return nil, err
 	}
 	norm := map[string]string{}
 	for k, v := range raw {
@@ -330,24 +246,6 @@ func hookArrays(c *shellstate.Capture) map[string][]string {
 		}
 	}
 	return out
-}
-
-// builderEnv is the environment Nix gives the builder. With structured
-// attributes the attributes are not in the environment at all, and Nix 2.8
-// points NIX_ATTRS_*_FILE at its host-side build directory (a Nix bug that
-// builders work around; reproduced so they take the same path).
-func builderEnv(d *drv.Derivation, cores int) map[string]string {
-	if !d.StructuredAttrs() {
-		env := sandbox.Env(d.Env, cores)
-		applyPassAsFile(d, env)
-		return env
-	}
-	env := sandbox.Env(nil, cores)
-	_, drvName, _ := nixstore.SplitStorePath(d.Path)
-	hostTop := "/tmp/nix-build-" + drvName + "-0"
-	env["NIX_ATTRS_JSON_FILE"] = hostTop + "/.attrs.json"
-	env["NIX_ATTRS_SH_FILE"] = hostTop + "/.attrs.sh"
-	return env
 }
 
 // packageName is pname when the derivation has one (so builds of other

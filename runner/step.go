@@ -3,18 +3,14 @@ package runner
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/nixbuild"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -186,31 +182,19 @@ func writeAttrsFiles(j *job, root string) error {
 		return fmt.Errorf("prepare build directory: %w", err)
 	}
 	defer buildDir.Close()
-	if err := writePassAsFiles(j.drv, buildDir); err != nil {
+	for _, f := range nixbuild.PassAsFiles(j.drv) {
+		if err := writeFileIn(buildDir, f.Name, f.Data, 0o644); err != nil {
+			return fmt.Errorf("writing passAsFile attribute %s: %w", f.Attr, err)
+		}
+	}
+	attrsJSON, attrsSh, err := nixbuild.AttrsFiles(j.drv)
+	if attrsJSON == nil || err != nil {
 		return err
 	}
-	if !j.drv.StructuredAttrs() {
-		return nil
-	}
-	var attrs map[string]any
-	dec := json.NewDecoder(strings.NewReader(j.drv.Env["__json"]))
-	dec.UseNumber()
-	if err := dec.Decode(&attrs); err != nil {
-		return fmt.Errorf("%s: structured attributes: %w", j.drv.Path, err)
-	}
-	outs := map[string]any{}
-	for name, p := range j.drv.Outputs {
-		outs[name] = p
-	}
-	attrs["outputs"] = outs
-	js, err := json.Marshal(attrs)
-	if err != nil {
+	if err := writeFileIn(buildDir, ".attrs.json", attrsJSON, 0o644); err != nil {
 		return err
 	}
-	if err := writeFileIn(buildDir, ".attrs.json", js, 0o644); err != nil {
-		return err
-	}
-	return writeFileIn(buildDir, ".attrs.sh", []byte(attrsShell(attrs)), 0o644)
+	return writeFileIn(buildDir, ".attrs.sh", attrsSh, 0o644)
 }
 
 // writeFileIn makes name in dir a regular file holding data. One that
@@ -263,84 +247,3 @@ func holdsExactly(dir *os.Root, name string, data []byte) bool {
 	old, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
 	return err == nil && bytes.Equal(old, data)
 }
-
-var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// attrsShell renders structured attributes as bash declarations the way
-// Nix does: simple values as scalars, lists of simple values as indexed
-// arrays, objects of simple values as associative arrays; others skipped.
-func attrsShell(attrs map[string]any) string {
-	keys := make([]string, 0, len(attrs))
-	for k := range attrs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		if !shVarName.MatchString(k) {
-			continue
-		}
-		switch v := attrs[k].(type) {
-		case []any:
-			var items []string
-			ok := true
-			for _, x := range v {
-				s, simple := simpleValue(x)
-				if !simple {
-					ok = false
-					break
-				}
-				items = append(items, s+" ")
-			}
-			if ok {
-				fmt.Fprintf(&b, "declare -a %s=(%s)\n", k, strings.Join(items, ""))
-			}
-		case map[string]any:
-			ik := make([]string, 0, len(v))
-			for x := range v {
-				ik = append(ik, x)
-			}
-			sort.Strings(ik)
-			var items []string
-			ok := true
-			for _, x := range ik {
-				s, simple := simpleValue(v[x])
-				if !simple {
-					ok = false
-					break
-				}
-				items = append(items, "["+shellEscape(x)+"]="+s+" ")
-			}
-			if ok {
-				fmt.Fprintf(&b, "declare -A %s=(%s)\n", k, strings.Join(items, ""))
-			}
-		default:
-			if s, simple := simpleValue(v); simple {
-				fmt.Fprintf(&b, "declare %s=%s\n", k, s)
-			}
-		}
-	}
-	return b.String()
-}
-
-func simpleValue(v any) (string, bool) {
-	switch v := v.(type) {
-	case string:
-		return shellEscape(v), true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		if v {
-			return "1", true
-		}
-		return "", true
-	case nil:
-		return "''", true
-	}
-	return "", false
-}
-
-func shellEscape(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-var _ = bytes.MinRead
-var _ = strconv.Itoa
