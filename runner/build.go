@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/verdict"
 	"io"
 	"os"
 	"strings"
@@ -85,10 +86,10 @@ type Result struct {
 	// Exactness is the verdict on the outputs of a build that reused
 	// layers built for other output paths: which rule decided and, when
 	// inexact, the phase an exact build reruns from.
-	Exactness *Exactness `json:"exactness,omitempty"`
+	Exactness *verdict.Exactness `json:"exactness,omitempty"`
 	// Inexact is the verdict that made an exact build (--exact, the hook)
 	// drop a resume and rerun from Inexact.RebuildFrom.
-	Inexact *Exactness `json:"inexact,omitempty"`
+	Inexact *verdict.Exactness `json:"inexact,omitempty"`
 	// State is the result's state (verified, provisional, unverified);
 	// `nixlayer status` follows it as background work settles it.
 	State events.ResultState `json:"state"`

@@ -19,6 +19,7 @@ import (
 	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/sandbox"
+	"github.com/nixlayer/nixlayer/verdict"
 )
 
 // Names of the first phase's key inputs that are not attributes.
@@ -63,7 +64,7 @@ type Plan struct {
 	RewriteMap string `json:"rewriteMap,omitempty"`
 	// Exactness predicts the verdict on the outputs from the build the map
 	// was learned from: which rule would decide, every unexplained file.
-	Exactness *Exactness `json:"exactness,omitempty"`
+	Exactness *verdict.Exactness `json:"exactness,omitempty"`
 	// viewer is whom the plan serves: what it reuses, and whom the layers
 	// of a forced (--from) build are private to.
 	viewer *Viewer
@@ -669,3 +670,13 @@ func digest(parts ...string) string {
 // sortedKeys are m's keys in order, for output that does not depend on
 // map iteration.
 func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K { return slices.Sorted(maps.Keys(m)) }
+
+// phaseNames are the names of a plan's phases, in order (what a verdict
+// counts its indexes in).
+func phaseNames(phases []PhasePlan) []string {
+	names := make([]string, len(phases))
+	for i, ph := range phases {
+		names[i] = ph.Name
+	}
+	return names
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fsname"
+	"github.com/nixlayer/nixlayer/verdict"
 )
 
 // ResultCause is why a result is provisional: what the background work
@@ -36,7 +37,7 @@ const (
 // provisionalCause is the cause of a provisional result that rests on rs
 // (nil: no provisional rewrite) and whose outputs were judged ex (nil: not
 // judged).
-func provisionalCause(rs *resume, ex *Exactness) ResultCause {
+func provisionalCause(rs *resume, ex *verdict.Exactness) ResultCause {
 	switch {
 	case rs != nil:
 		return CauseNoMap

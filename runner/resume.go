@@ -11,6 +11,7 @@ import (
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
+	"github.com/nixlayer/nixlayer/verdict"
 )
 
 // resume is a rewrite of reused layers whose exactness is judged on the
@@ -84,7 +85,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	}
 	switch v := res.Rewrite; {
 	case v.Exact:
-		res.Exactness = decide(nil, plan.Phases)
+		res.Exactness = verdict.Decide(nil, phaseNames(plan.Phases))
 		return nil, rewritten, next, nil
 	case len(v.Failed) == 0 && exact && m != nil:
 		// The last build judged on these layers saw their bytes reach the
@@ -99,7 +100,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	case len(v.Failed) == 0:
 		return rs, rewritten, next, nil
 	}
-	res.Exactness = failedExactness(res.Rewrite, e.producers(chain), plan.Phases)
+	res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), phaseNames(plan.Phases))
 	if !exact {
 		return nil, rewritten, next, nil
 	}
@@ -120,7 +121,7 @@ func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume
 		return nil, "", nil, false, err
 	}
 	res.Exactness = ex
-	progress(events.Event{Kind: events.EventVerdict, Exact: ex.Exact, Message: verdictMessage(ex)})
+	progress(events.Event{Kind: events.EventVerdict, Exact: ex.Exact, Message: verdict.Message(ex)})
 	if ex.Exact {
 		res.Verified = rs.verified
 		if res.Verified {
@@ -139,7 +140,7 @@ func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume
 	return next, parent, state, err == nil, err
 }
 
-func (e *Engine) judgeLayers(j *job, plan *Plan, rs *resume, top string) (*Exactness, error) {
+func (e *Engine) judgeLayers(j *job, plan *Plan, rs *resume, top string) (*verdict.Exactness, error) {
 	topRoot, err := e.layers.Mount(top)
 	if err != nil {
 		return nil, err
@@ -217,7 +218,7 @@ func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, rs *resume
 			e.dropLayers(rewritten)
 			continue
 		case v.Exact:
-			res.Exactness = decide(nil, plan.Phases)
+			res.Exactness = verdict.Decide(nil, phaseNames(plan.Phases))
 			return k, rewritten, next, nil, nil
 		default:
 			return k, rewritten, next, &resume{n: k, chain: rs.chain[:k], layer: rewritten, m: m, verdict: v, verified: rs.verified}, nil
@@ -284,18 +285,6 @@ func rewriteMessage(v *rewrite.Verdict) string {
 	return fmt.Sprintf(head, "") + fmt.Sprintf("; the map cannot explain bytes in %d file(s) (%s), left as they are: the outputs decide", len(files), fewLines(files, 3))
 }
 
-// verdictMessage is the one log line about the outputs' exactness.
-func verdictMessage(ex *Exactness) string {
-	if ex.Exact {
-		return "outputs exact: " + ex.Summary
-	}
-	msg := "outputs NOT exact: " + ex.Summary
-	if ex.RebuildFrom != "" {
-		msg += "; an exact build reruns " + ex.RebuildFrom
-	}
-	return msg
-}
-
 // fewLines joins the first n items and counts the rest.
 func fewLines(items []string, n int) string {
 	if len(items) <= n {
@@ -317,7 +306,7 @@ func (r *Result) WhyNotVerified() string {
 		why := "bytes of the reused layers that the path map cannot explain would reach the outputs (" + ex.Summary + ")"
 		for _, f := range ex.Findings {
 			if f.Rule == ex.Rule {
-				why += "; " + f.File + ": " + f.Why + reachText(f)
+				why += "; " + f.File + ": " + f.Why + f.Reach()
 				break
 			}
 		}
@@ -328,11 +317,4 @@ func (r *Result) WhyNotVerified() string {
 		return why
 	}
 	return "it reuses layers that rest on an inexact rewrite of an earlier build; --exact rebuilds them"
-}
-
-func reachText(f Finding) string {
-	if f.Output == "" {
-		return ""
-	}
-	return " → " + f.Output + " (" + f.Detail + ")"
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/verdict"
 )
 
 // Difference is one file that differs between a layered result and Nix's
@@ -39,7 +40,7 @@ type Verification struct {
 	// Exactness is nixlayer's own verdict on the layered result when it
 	// reused layers built for other output paths: the rule that decided
 	// and every file whose bytes the path map could not explain.
-	Exactness *Exactness `json:"exactness,omitempty"`
+	Exactness *verdict.Exactness `json:"exactness,omitempty"`
 }
 
 // Verify builds drvPath the way Nix does (nix-store --realise without any
@@ -282,7 +283,7 @@ func contentHint(data []byte) string {
 // that reused rewritten layers (nil when there is none): whether its
 // outputs are exact, the rule that decided, and the phase an exact build
 // reruns from.
-func (e *Engine) LastVerdict(drvPath string) *Exactness {
+func (e *Engine) LastVerdict(drvPath string) *verdict.Exactness {
 	all, err := e.layers.List()
 	if err != nil {
 		return nil

@@ -241,7 +241,7 @@ func cmdVerify(ctx context.Context, args []string) error {
 			}
 			fmt.Printf("nixlayer's verdict on the resumed outputs: %s (rule %s): %s\n", word, ex.Rule, ex.Summary)
 			for _, f := range ex.Findings {
-				fmt.Printf("  %s [%s]: %s%s\n", f.File, f.Rule, f.Why, findingReach(f))
+				fmt.Printf("  %s [%s]: %s%s\n", f.File, f.Rule, f.Why, f.Reach())
 			}
 		}
 		if v.Identical {
@@ -258,13 +258,6 @@ func cmdVerify(ctx context.Context, args []string) error {
 		return fmt.Errorf("the layered result of %s differs from Nix's build in %d file(s)", drvPath, len(v.Differences))
 	}
 	return nil
-}
-
-func findingReach(f runner.Finding) string {
-	if f.Output == "" {
-		return ""
-	}
-	return " → " + f.Output + " (" + f.Detail + ")"
 }
 
 func cmdLearn(ctx context.Context, args []string) error {
