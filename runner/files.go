@@ -423,16 +423,12 @@ func (e *Engine) LayerDiff(id string) (*LayerDiff, error) {
 		return nil, err
 	}
 	res := &LayerDiff{Layer: id, Phase: phaseOf(e, l), Changes: []FileChange{}}
-	for pid := l.Parent; pid != ""; {
-		parent, err := e.layers.Get(pid)
-		if err != nil {
-			return nil, err
-		}
-		if parent.Meta.KindOf() == layers.KindPhase {
-			res.Base, res.BasePhase = parent.ID, parent.Meta.Phase
-			break
-		}
-		pid = parent.Parent
+	base, err := layers.NearestPhase(e.layers, l.Parent)
+	if err != nil {
+		return nil, err
+	}
+	if base != nil {
+		res.Base, res.BasePhase = base.ID, base.Meta.Phase
 	}
 	changes, err := e.layers.Changes(res.Base, id)
 	if err != nil {

@@ -73,19 +73,16 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*layers.Layer{}
-	hasChild := map[string]bool{}
-	for _, l := range all {
-		byID[l.ID] = l
-	}
-	for _, l := range all {
-		hasChild[l.Parent] = true
-	}
+	tree := layers.NewTree(all)
 	// withAncestors adds l and every layer under it to set.
 	withAncestors := func(set map[string]bool, l *layers.Layer) {
-		for ; l != nil && !set[l.ID]; l = byID[l.Parent] {
+		tree.Down(l, func(l *layers.Layer) bool {
+			if set[l.ID] {
+				return false
+			}
 			set[l.ID] = true
-		}
+			return true
+		})
 	}
 
 	busy := e.busyPackages()
@@ -100,7 +97,7 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 		for _, r := range recs {
 			if r.State.Pending() {
 				for _, id := range append([]string{r.Top, r.RewriteLayer}, r.Created...) {
-					withAncestors(pinned, byID[id])
+					withAncestors(pinned, tree.Get(id))
 				}
 			}
 		}
@@ -110,7 +107,7 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	tops := map[string][]*layers.Layer{}
 	for _, l := range all {
 		// A stale chain (an audit dropped it) is never one worth keeping.
-		if !hasChild[l.ID] && l.Meta.Status != layers.StatusStale {
+		if len(tree.Children(l.ID)) == 0 && l.Meta.Status != layers.StatusStale {
 			tops[l.Meta.DrvName] = append(tops[l.Meta.DrvName], l)
 		}
 	}

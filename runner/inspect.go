@@ -170,17 +170,14 @@ func (e *Engine) selectLayer(pkg Package, p *Plan, at string, v *Viewer) (*Selec
 
 // phaseOf names the phase a layer ends, looking through rewrite layers.
 func phaseOf(e *Engine, l *layers.Layer) string {
-	for l != nil && l.Meta.KindOf() != layers.KindPhase && l.Parent != "" {
-		parent, err := e.layers.Get(l.Parent)
-		if err != nil {
-			return ""
-		}
-		l = parent
-	}
 	if l == nil {
 		return ""
 	}
-	return l.Meta.Phase
+	p, err := layers.NearestPhase(e.layers, l.ID)
+	if err != nil || p == nil {
+		return ""
+	}
+	return p.Meta.Phase
 }
 
 // LayerRow is one layer as `nixlayer ls` shows it.
@@ -231,19 +228,8 @@ func (e *Engine) List(pkg Package, v *Viewer) ([]LayerRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*layers.Layer{}
-	children := map[string][]*layers.Layer{}
-	for _, l := range all {
-		byID[l.ID] = l
-	}
-	var roots []*layers.Layer
-	for _, l := range all {
-		if byID[l.Parent] == nil {
-			roots = append(roots, l)
-		} else {
-			children[l.Parent] = append(children[l.Parent], l)
-		}
-	}
+	tree := layers.NewTree(all)
+	roots := tree.Roots()
 	sort.SliceStable(roots, func(a, b int) bool { return roots[a].Meta.DrvName < roots[b].Meta.DrvName })
 	var rows []LayerRow
 	var walk func(l *layers.Layer, below int64)
@@ -254,13 +240,13 @@ func (e *Engine) List(pkg Package, v *Viewer) ([]LayerRow, error) {
 				ID: l.ID, Parent: l.Parent, Package: l.Meta.DrvName, Drv: l.Meta.DrvPath, Phase: l.Meta.Phase,
 				Status: rowStatus(l), Key: l.Meta.Key, Size: size, Shared: below, Created: l.Created,
 				Duration: l.Meta.Duration, Outputs: l.Meta.Outputs, Mounted: e.layers.MountCount(l.ID),
-				Children: len(children[l.ID]), Kind: l.Meta.KindOf(), Note: l.Meta.Note, Verified: verified(l),
+				Children: len(tree.Children(l.ID)), Kind: l.Meta.KindOf(), Note: l.Meta.Note, Verified: verified(l),
 			})
 		}
 		if size < 0 {
 			size = 0
 		}
-		for _, c := range children[l.ID] {
+		for _, c := range tree.Children(l.ID) {
 			walk(c, below+size)
 		}
 	}
@@ -326,14 +312,9 @@ func (e *Engine) chainLogs(chain []*layers.Layer) ([]PhaseLog, error) {
 
 // Chain returns the layers from the base up to top, oldest first.
 func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
-	var chain []*layers.Layer
-	for id := top; id != ""; {
-		l, err := e.layers.Get(id)
-		if err != nil {
-			return nil, fmt.Errorf("the chain under layer %s is incomplete: %w", layers.Short(top), err)
-		}
-		chain = append([]*layers.Layer{l}, chain...)
-		id = l.Parent
+	chain, err := layers.Chain(e.layers, top)
+	if err != nil {
+		return nil, fmt.Errorf("the chain under layer %s is incomplete: %w", layers.Short(top), err)
 	}
 	return chain, nil
 }
@@ -367,13 +348,10 @@ func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer, v *Viewer)
 	if err != nil {
 		return nil, err
 	}
-	hasChild := map[string]bool{}
-	for _, l := range all {
-		hasChild[l.Parent] = true
-	}
+	tree := layers.NewTree(all)
 	var top *layers.Layer
 	for _, l := range all {
-		if !hasChild[l.ID] && l.Meta.Status != layers.StatusRunning && l.Meta.DrvName == pkg.Name {
+		if len(tree.Children(l.ID)) == 0 && l.Meta.Status != layers.StatusRunning && l.Meta.DrvName == pkg.Name {
 			top = l
 		}
 	}

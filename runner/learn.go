@@ -78,21 +78,7 @@ func (e *Engine) storedMap(id string) *rewrite.Map {
 // phaseChain lists the phase layers of the chain ending in top, oldest
 // first, skipping rewrite layers between phases.
 func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
-	var chain []*layers.Layer
-	for id := top; id != "" && len(chain) < n; {
-		l, err := e.layers.Get(id)
-		if err != nil {
-			return nil, err
-		}
-		if l.Meta.KindOf() == layers.KindPhase {
-			chain = append([]*layers.Layer{l}, chain...)
-		}
-		id = l.Parent
-	}
-	if len(chain) != n {
-		return nil, fmt.Errorf("the chain under layer %s has %d phase layers, want %d", top, len(chain), n)
-	}
-	return chain, nil
+	return layers.PhaseChain(e.layers, top, n)
 }
 
 // learnMode is how much a twin of a chain learns.

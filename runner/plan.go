@@ -575,29 +575,20 @@ func (e *Engine) predictRewrite(p *Plan, firstRun int) {
 	}
 }
 
-// ancestors returns the chain of n layers ending in top, oldest first, or
-// nil when it is shorter (a layer was removed).
+// ancestors returns the chain of n phase layers ending in top, oldest
+// first, or nil when it is shorter (a layer was removed) or one of them
+// failed or is still being built.
 func ancestors(look layerLookup, top *layers.Layer, n int) []*layers.Layer {
-	chain := make([]*layers.Layer, n)
-	l := top
-	for i := n - 1; i >= 0; i-- {
-		if l == nil || l.Meta.Status == layers.StatusFailed || l.Meta.Status == layers.StatusRunning {
+	if top == nil {
+		return nil
+	}
+	chain, err := layers.PhaseChain(look, top.ID, n)
+	if err != nil {
+		return nil
+	}
+	for _, l := range chain {
+		if l.Meta.Status == layers.StatusFailed || l.Meta.Status == layers.StatusRunning {
 			return nil
-		}
-		for l.Meta.KindOf() != layers.KindPhase { // a rewrite layer between phases
-			parent, err := look.Get(l.Parent)
-			if err != nil {
-				return nil
-			}
-			l = parent
-		}
-		chain[i] = l
-		if i > 0 {
-			parent, err := look.Get(l.Parent)
-			if err != nil {
-				return nil
-			}
-			l = parent
 		}
 	}
 	return chain

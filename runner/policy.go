@@ -170,17 +170,8 @@ func (e *Engine) lacksMap(res *Result, err error) bool {
 
 // topPhase is the newest phase layer at or under id (nil for none).
 func (e *Engine) topPhase(id string) *layers.Layer {
-	for id != "" {
-		l, err := e.layers.Get(id)
-		if err != nil {
-			return nil
-		}
-		if l.Meta.KindOf() == layers.KindPhase {
-			return l
-		}
-		id = l.Parent
-	}
-	return nil
+	l, _ := layers.NearestPhase(e.layers, id)
+	return l
 }
 
 // startBackground runs `nixlayer learn` for drvPath in a detached process

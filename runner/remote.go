@@ -512,14 +512,15 @@ func (e *Engine) applyLayer(parent string, c *ocichain.Chain, i int, file string
 // for layer i of a chain, on parent: one applied from the same blob, or a
 // verified phase layer with the same key built with the same output paths.
 func (e *Engine) twinFinder() func(parent string, c *ocichain.Chain, i int) (string, bool) {
-	children := map[string][]*layers.Layer{}
+	var usable []*layers.Layer
 	if all, err := e.layers.List(); err == nil {
 		for _, l := range all {
 			if l.Meta.Status == layers.StatusComplete || l.Meta.Status == layers.StatusDerived {
-				children[l.Parent] = append(children[l.Parent], l)
+				usable = append(usable, l)
 			}
 		}
 	}
+	tree := layers.NewTree(usable)
 	return func(parent string, c *ocichain.Chain, i int) (string, bool) {
 		rec := c.Records[i].Meta
 		if rec.Key != "" {
@@ -527,7 +528,7 @@ func (e *Engine) twinFinder() func(parent string, c *ocichain.Chain, i int) (str
 				return l.ID, true
 			}
 		}
-		for _, l := range children[parent] {
+		for _, l := range tree.Children(parent) {
 			if b := e.recordedBlob(l.ID); b != nil && b.Layer.Digest == c.Layers[i].Digest && l.Meta.Key == rec.Key {
 				return l.ID, true
 			}

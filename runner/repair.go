@@ -21,6 +21,8 @@ func (e *Engine) checkChain(top string) error {
 // dropBroken removes the first unmountable layer of the chain ending in
 // top, and everything built on it, so the next plan rebuilds those phases.
 func (e *Engine) dropBroken(top string) error {
+	// Not layers.Chain: the walk goes on to the first layer it cannot
+	// read, which is the one to check first.
 	var chain []string // top first
 	for id := top; id != ""; {
 		chain = append(chain, id)
@@ -69,14 +71,5 @@ func (e *Engine) withDescendants(id string) ([]*layers.Layer, map[string]bool, e
 	if err != nil {
 		return nil, nil, err
 	}
-	marked := map[string]bool{id: true}
-	for changed := true; changed; {
-		changed = false
-		for _, l := range all {
-			if !marked[l.ID] && marked[l.Parent] {
-				marked[l.ID], changed = true, true
-			}
-		}
-	}
-	return all, marked, nil
+	return all, layers.NewTree(all).Descendants(id), nil
 }

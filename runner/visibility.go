@@ -51,16 +51,12 @@ func (v *Viewer) barredFrom(m layers.Meta) bool {
 // visibility answers, for the layers of one listing, whether v sees each.
 type visibility struct {
 	v     *Viewer
-	byID  map[string]*layers.Layer
+	tree  *layers.Tree
 	known map[string]bool
 }
 
 func newVisibility(v *Viewer, all []*layers.Layer) *visibility {
-	vis := &visibility{v: v, byID: map[string]*layers.Layer{}, known: map[string]bool{}}
-	for _, l := range all {
-		vis.byID[l.ID] = l
-	}
-	return vis
+	return &visibility{v: v, tree: layers.NewTree(all), known: map[string]bool{}}
 }
 
 // sees reports whether no layer from l down to its base is private to
@@ -71,17 +67,18 @@ func (vis *visibility) sees(l *layers.Layer) bool {
 	}
 	var path []string
 	ok := true
-	for cur := l; cur != nil; cur = vis.byID[cur.Parent] {
+	vis.tree.Down(l, func(cur *layers.Layer) bool {
 		if known, done := vis.known[cur.ID]; done {
 			ok = known
-			break
+			return false
 		}
 		path = append(path, cur.ID)
 		if vis.v.barredFrom(cur.Meta) {
 			ok = false
-			break
+			return false
 		}
-	}
+		return true
+	})
 	for _, id := range path {
 		vis.known[id] = ok
 	}
@@ -135,15 +132,13 @@ func (e *Engine) CheckVisible(id string, v *Viewer) error {
 		return nil
 	}
 	// Down its chain only: an editor reads a layer in bursts of requests.
-	for cur := l; cur != nil; {
+	chain, err := layers.Chain(e.layers, l.ID)
+	if err != nil {
+		return &LayerGoneError{Layer: l.ID} // its chain is incomplete
+	}
+	for _, cur := range chain {
 		if v.barredFrom(cur.Meta) {
 			return &PrivateLayerError{Layer: l.ID}
-		}
-		if cur.Parent == "" {
-			break
-		}
-		if cur, err = e.layers.Get(cur.Parent); err != nil {
-			return &LayerGoneError{Layer: l.ID} // its chain is incomplete
 		}
 	}
 	return nil
