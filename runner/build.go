@@ -446,7 +446,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 	if err := e.saveState(l.ID, next); err != nil {
 		return "", nil, err
 	}
-	if err := e.layers.SetData(l.ID, "log", logBuf.Bytes()); err != nil {
+	if err := e.layers.SetData(l.ID, layers.DataLog, logBuf.Bytes()); err != nil {
 		return "", nil, err
 	}
 	meta.Key = ph.Key
@@ -489,11 +489,11 @@ func (e *Engine) saveState(id string, d *shellstate.Delta) error {
 	if err != nil {
 		return err
 	}
-	return e.layers.SetData(id, "state", data)
+	return e.layers.SetData(id, layers.DataState, data)
 }
 
 func (e *Engine) loadState(id string) (*shellstate.Delta, error) {
-	data, err := e.layers.Data(id, "state")
+	data, err := e.layers.Data(id, layers.DataState)
 	if err != nil {
 		return nil, nil // a whole-build layer has no shell state
 	}

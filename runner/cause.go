@@ -84,7 +84,7 @@ func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Re
 		if err != nil {
 			return err
 		}
-		if err := e.layers.SetData(l.ID, pathMapKey, data); err != nil {
+		if err := e.layers.SetData(l.ID, layers.DataPathMap, data); err != nil {
 			return err
 		}
 	}

@@ -12,10 +12,6 @@ import (
 	"github.com/nixlayer/nixlayer/verdict"
 )
 
-// exactnessKey names the layer data holding the verdict on a build's
-// outputs (on the build's top layer), read by verify.
-const exactnessKey = "exactness"
-
 // producers finds, for each unexplained file of the reused chain, the
 // phase that produced it: the first layer whose map lists it. chain is
 // the reused phase layers, oldest first.
@@ -82,12 +78,12 @@ func outputDirs(root string, outputs map[string]string) map[string]string {
 
 func (e *Engine) saveExactness(id string, ex *verdict.Exactness) {
 	if data, err := json.Marshal(ex); err == nil {
-		_ = e.layers.SetData(id, exactnessKey, data)
+		_ = e.layers.SetData(id, layers.DataExactness, data)
 	}
 }
 
 func (e *Engine) loadExactness(id string) *verdict.Exactness {
-	data, err := e.layers.Data(id, exactnessKey)
+	data, err := e.layers.Data(id, layers.DataExactness)
 	if err != nil {
 		return nil
 	}

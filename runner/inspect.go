@@ -301,7 +301,7 @@ func (e *Engine) chainLogs(chain []*layers.Layer) ([]PhaseLog, error) {
 		if l.Meta.KindOf() != layers.KindPhase {
 			continue
 		}
-		data, err := e.layers.Data(l.ID, "log")
+		data, err := e.layers.Data(l.ID, layers.DataLog)
 		if err != nil {
 			data = nil // imported or whole layers may have none
 		}

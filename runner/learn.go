@@ -19,10 +19,6 @@ import (
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
-// pathMapKey names the layer data holding the path-dependency map of the
-// chain that ends in the layer.
-const pathMapKey = "pathmap"
-
 // pathMap returns the path-dependency map of the chain that ends in top
 // (the first n phases). A chain's maps are learned once, by running its
 // phases a second time on scratch layers with synthetic output paths of the
@@ -63,7 +59,7 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n 
 }
 
 func (e *Engine) storedMap(id string) *rewrite.Map {
-	data, err := e.layers.Data(id, pathMapKey)
+	data, err := e.layers.Data(id, layers.DataPathMap)
 	if err != nil {
 		return nil
 	}
@@ -367,7 +363,7 @@ func (e *Engine) storeMap(id string, m *rewrite.Map) error {
 	if err != nil {
 		return err
 	}
-	return e.layers.SetData(id, pathMapKey, data)
+	return e.layers.SetData(id, layers.DataPathMap, data)
 }
 
 // scratchJob is j with other output paths: the derivation's outputs and

@@ -88,7 +88,7 @@ func (e *Engine) pushChain(ctx context.Context, t oras.Target, top string, o oci
 		}
 		rec := ocichain.Record{Meta: l.Meta, Data: map[string][]byte{}}
 		rec.Meta.Owner, rec.Meta.PrivateTo = 0, nil
-		for _, name := range chainData {
+		for _, name := range layers.ChainData {
 			if b, err := e.layers.Data(l.ID, name); err == nil {
 				rec.Data[name] = b
 			}
@@ -115,7 +115,7 @@ func (e *Engine) pushChain(ctx context.Context, t oras.Target, top string, o oci
 			continue
 		}
 		if data, err := json.Marshal(b); err == nil {
-			if err := e.layers.SetData(chain[i].ID, ociBlobKey, data); err != nil {
+			if err := e.layers.SetData(chain[i].ID, layers.DataOCIBlob, data); err != nil {
 				e.log.Warn("recording a pushed blob", zap.Error(err))
 			}
 		}

@@ -26,13 +26,6 @@ import (
 // warning line and the build goes on locally. After a build (and after
 // learning a path map) the new chain is pushed to pushTo.
 
-// ociBlobKey names the layer data recording the layer's blob as last pushed
-// or pulled, so pushing it again compresses and sends nothing.
-const ociBlobKey = "oci-blob"
-
-// chainData are the named blobs a chain carries for each layer.
-var chainData = []string{"state", "log", pathMapKey}
-
 // layerSource is where the runner finds chains by phase key: an OCI
 // registry or layout through ocichain (a fake in tests). Planning only
 // needs lookup; pulling opens and downloads.
@@ -489,7 +482,7 @@ func (e *Engine) applyLayer(parent string, c *ocichain.Chain, i int, file string
 		meta.Verified = &no
 	}
 	data := map[string][]byte{}
-	for _, name := range chainData {
+	for _, name := range layers.ChainData {
 		if v, ok := rec.Data[name]; ok {
 			data[name] = v
 		}
@@ -498,7 +491,7 @@ func (e *Engine) applyLayer(parent string, c *ocichain.Chain, i int, file string
 	if err != nil {
 		return "", err
 	}
-	data[ociBlobKey] = blob
+	data[layers.DataOCIBlob] = blob
 	tar := ocichain.Screen(f, c.DiffIDs[i], c.LayerLimit(i), screened)
 	defer tar.Close()
 	l, err := e.layers.Apply(parent, meta, tar, data)
@@ -550,7 +543,7 @@ func sameOutputs(a, b map[string]string) bool {
 }
 
 func (e *Engine) recordedBlob(id string) *ocichain.Blob {
-	data, err := e.layers.Data(id, ociBlobKey)
+	data, err := e.layers.Data(id, layers.DataOCIBlob)
 	if err != nil {
 		return nil
 	}
