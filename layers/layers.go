@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/internal/proc"
 	"io"
 	"os"
 	"path/filepath"
@@ -379,7 +380,7 @@ func (st *Store) RemoveStale() (int, error) {
 	}
 	stale := map[string]bool{}
 	for _, l := range all {
-		if l.Meta.Status == StatusRunning && !alive(l.Meta.Owner) {
+		if l.Meta.Status == StatusRunning && !proc.Alive(l.Meta.Owner) {
 			stale[l.ID] = true
 		}
 	}
@@ -406,14 +407,6 @@ func (st *Store) RemoveStale() (int, error) {
 		}
 	}
 	return n, errors.Join(errs...)
-}
-
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func decode(l *storage.Layer) (*Layer, error) {

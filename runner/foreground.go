@@ -11,9 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/nixlayer/nixlayer/internal/poll"
+	"github.com/nixlayer/nixlayer/internal/proc"
 )
 
 // Idle priority alone does not keep background work out of a build's way:
@@ -67,7 +66,7 @@ func foregroundOf(ctx context.Context) *fgMark {
 // background work of the cache, until done. nil (a mark that does
 // nothing) when it cannot be written.
 func (e *Engine) markForeground(pkg string, plan *Plan) *fgMark {
-	m := foregroundMark{PID: os.Getpid(), Start: procStart(os.Getpid()), Pkg: pkg}
+	m := foregroundMark{PID: os.Getpid(), Start: proc.StartTime(os.Getpid()), Pkg: pkg}
 	for _, ph := range plan.Phases {
 		if plan.runs(ph) && ph.Key != "" {
 			m.Keys = append(m.Keys, ph.Key)
@@ -150,36 +149,13 @@ func (e *Engine) foregroundBuilds() []foregroundMark {
 		if m.PID == os.Getpid() {
 			continue
 		}
-		if !alive(m.PID) || procStart(m.PID) != m.Start {
+		if !proc.Alive(m.PID) || proc.StartTime(m.PID) != m.Start {
 			os.Remove(p)
 			continue
 		}
 		marks = append(marks, m)
 	}
 	return marks
-}
-
-// procStart is the start time of process pid in clock ticks since boot
-// (0 when unknown).
-func procStart(pid int) uint64 {
-	fields := procStat(pid)
-	if len(fields) < 20 {
-		return 0
-	}
-	n, _ := strconv.ParseUint(fields[19], 10, 64) // field 22 of stat(5)
-	return n
-}
-
-// procStat are the fields of /proc/PID/stat after the command name (the
-// state first), nil when unreadable. The name may hold spaces and
-// parentheses: the fields follow the last ')'.
-func procStat(pid int) []string {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	s := string(data)
-	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 }
 
 // background is the state of background work that pauses for foreground
@@ -264,7 +240,7 @@ func (bg *background) setPaused(p bool) {
 		close(bg.resumed)
 	}
 	for pid := range bg.steps {
-		signalTree(pid, p)
+		proc.SignalTree(pid, p)
 	}
 }
 
@@ -275,7 +251,7 @@ func (bg *background) running(pid int) func() {
 	defer bg.mu.Unlock()
 	bg.steps[pid] = true
 	if bg.paused {
-		signalTree(pid, true)
+		proc.SignalTree(pid, true)
 	}
 	return func() {
 		bg.mu.Lock()
@@ -299,88 +275,4 @@ func (bg *background) waitResumed(ctx context.Context) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-}
-
-// waitExit blocks until process pid (a child) exits, leaving it to be
-// reaped.
-func waitExit(pid int) {
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if err != unix.EINTR {
-			return
-		}
-	}
-}
-
-// signalTree stops (SIGSTOP) or continues (SIGCONT) process pid (a child
-// not yet reaped) and its descendants. Parents are stopped before their
-// children, and the tree is listed again until no new process shows up, so
-// none forks past it. Each process is signalled through a pidfd opened
-// while its parent is seen to be in the tree, so a process ID freed and
-// taken by another process meanwhile is never signalled.
-func signalTree(pid int, stop bool) {
-	sig := unix.SIGCONT
-	if stop {
-		sig = unix.SIGSTOP
-	}
-	done := map[int]bool{}
-	for range 5 {
-		more := false
-		for _, p := range descendants(pid) {
-			if done[p.pid] {
-				continue
-			}
-			done[p.pid], more = true, true
-			fd, err := unix.PidfdOpen(p.pid, 0)
-			if err != nil {
-				continue // gone, or no pidfds (Linux < 5.3): not signalled
-			}
-			if p.pid == pid || parentOf(p.pid) == p.parent {
-				unix.PidfdSendSignal(fd, sig, nil, 0)
-			}
-			unix.Close(fd)
-		}
-		if !more {
-			return
-		}
-	}
-}
-
-// treeProc is a process of a tree and the parent it was seen under.
-type treeProc struct{ pid, parent int }
-
-// descendants lists pid and the processes under it, parents first.
-func descendants(pid int) []treeProc {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return []treeProc{{pid: pid}}
-	}
-	children := map[int][]int{}
-	for _, ent := range entries {
-		p, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		if pp := parentOf(p); pp > 0 {
-			children[pp] = append(children[pp], p)
-		}
-	}
-	out := []treeProc{{pid: pid}}
-	for i := 0; i < len(out); i++ {
-		for _, c := range children[out[i].pid] {
-			out = append(out, treeProc{pid: c, parent: out[i].pid})
-		}
-	}
-	return out
-}
-
-// parentOf is the parent of process p (0 when unknown).
-func parentOf(p int) int {
-	fields := procStat(p)
-	if len(fields) < 2 {
-		return 0
-	}
-	pp, _ := strconv.Atoi(fields[1])
-	return pp
 }

@@ -8,12 +8,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nixlayer/nixlayer/internal/proc"
 )
 
 // procState is the state letter of process pid (T: stopped).
 func procState(t *testing.T, pid int) string {
 	t.Helper()
-	fields := procStat(pid)
+	fields := proc.Stat(pid)
 	if len(fields) == 0 {
 		t.Fatalf("no process %d", pid)
 	}
@@ -29,8 +31,8 @@ func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {
 	defer cmd.Process.Kill()
 	var child int
 	for deadline := time.Now().Add(5 * time.Second); child == 0 && time.Now().Before(deadline); {
-		if d := descendants(cmd.Process.Pid); len(d) > 1 {
-			child = d[1].pid
+		if d := proc.Tree(cmd.Process.Pid); len(d) > 1 {
+			child = d[1].PID
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -54,7 +56,7 @@ func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {
 	defer other.Process.Kill()
 	writeMark := func(keys ...string) string {
 		t.Helper()
-		data, err := json.Marshal(foregroundMark{PID: other.Process.Pid, Start: procStart(other.Process.Pid), Pkg: "p", Keys: keys})
+		data, err := json.Marshal(foregroundMark{PID: other.Process.Pid, Start: proc.StartTime(other.Process.Pid), Pkg: "p", Keys: keys})
 		if err != nil {
 			t.Fatal(err)
 		}

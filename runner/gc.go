@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
@@ -88,7 +88,7 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	busy := e.busyPackages()
 	pinned := map[string]bool{}
 	for _, l := range all {
-		if (l.Meta.Status == layers.StatusRunning && alive(l.Meta.Owner)) || e.layers.MountCount(l.ID) > 0 || busy[l.Meta.DrvName] {
+		if (l.Meta.Status == layers.StatusRunning && proc.Alive(l.Meta.Owner)) || e.layers.MountCount(l.ID) > 0 || busy[l.Meta.DrvName] {
 			withAncestors(pinned, l)
 		}
 	}
@@ -230,14 +230,6 @@ func (e *Engine) busyPackages() map[string]bool {
 		fd.Close()
 	}
 	return busy
-}
-
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // AutoGC applies the size limit of the cache's config.json, if any; builds

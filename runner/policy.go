@@ -17,6 +17,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fsname"
+	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -209,7 +210,7 @@ func (e *Engine) startBackground(pkg, drvPath, why string) (pid int, logPath str
 	go cmd.Wait() // reaped when it ends before we do (the language server lives long)
 	// Never competing with what a user waits for (the learner's sandboxed
 	// phases inherit it).
-	if err := idlePriority(pid); err != nil {
+	if err := proc.IdlePriority(pid); err != nil {
 		e.log.Warn("background work at idle priority", zap.Error(err))
 	}
 	e.announceBackgroundOf(pkg, drvPath, pid, why+"; at idle priority, it yields to a build of the same chain")
@@ -258,7 +259,7 @@ func (e *Engine) runningLearner(pkg string) *learnerInfo {
 		return nil
 	}
 	var info learnerInfo
-	if json.Unmarshal(data, &info) != nil || !alive(info.PID) {
+	if json.Unmarshal(data, &info) != nil || !proc.Alive(info.PID) {
 		return nil
 	}
 	return &info

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fsname"
+	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/verdict"
 )
 
@@ -297,7 +298,7 @@ func BackgroundJobs(cacheDir string) []BackgroundJob {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		var j BackgroundJob
-		if err == nil && json.Unmarshal(data, &j) == nil && alive(j.PID) {
+		if err == nil && json.Unmarshal(data, &j) == nil && proc.Alive(j.PID) {
 			j.Doing = learnerDoing(cacheDir, j)
 			out = append(out, j)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/nixbuild"
 	"io"
 	"os"
@@ -119,7 +120,7 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	if stopped != nil {
 		// Out of the paused set once it exits, before it is reaped: its
 		// process ID is then free for another process, never to be stopped.
-		waitExit(cmd.Process.Pid)
+		proc.WaitExit(cmd.Process.Pid)
 		stopped()
 	}
 	err = cmd.Wait()

@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
@@ -22,41 +19,6 @@ import (
 // foreground build is about to build stops at once and leaves it to that
 // build, which learns the map from the pair of builds (pair.go;
 // foreground.go).
-
-// idlePriority puts every thread of process pid in the idle classes: CPU
-// SCHED_IDLE (nice 19 where that is refused) and I/O idle. Threads and
-// processes it starts later inherit them. Threads are listed twice, for
-// those the process starts meanwhile.
-func idlePriority(pid int) error {
-	var errs []error
-	for range 2 {
-		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-		if err != nil {
-			return fmt.Errorf("listing the threads of %d: %w", pid, err)
-		}
-		for _, t := range tasks {
-			tid, err := strconv.Atoi(t.Name())
-			if err != nil {
-				continue
-			}
-			if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0); err != nil {
-				if perr := unix.Setpriority(unix.PRIO_PROCESS, tid, 19); perr != nil {
-					errs = append(errs, fmt.Errorf("idle CPU priority for thread %d: %w", tid, err))
-				}
-			}
-			if _, _, e := unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), ioprioIdle); e != 0 {
-				errs = append(errs, fmt.Errorf("idle I/O priority for thread %d: %w", tid, e))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// ioprio_set(2): IOPRIO_WHO_PROCESS, and IOPRIO_CLASS_IDLE in the class bits.
-const (
-	ioprioWhoProcess = 1
-	ioprioIdle       = 3 << 13
-)
 
 // errYielded ends a learner's work on a chain a foreground build builds.
 var errYielded = errors.New("a foreground build builds this chain: learning left to it")
