@@ -101,7 +101,7 @@ func TestHookEditingSession(t *testing.T) {
 		args []string
 		want string // in the hook's log
 		wait bool   // let the background work finish first
-		// learns: the build learns the path map in front (a twin)
+		// learns: the build decides to learn the path map in front
 		learns bool
 	}{
 		{"cold", base, "ran: unpackPhase", false, false},
@@ -120,8 +120,10 @@ func TestHookEditingSession(t *testing.T) {
 		if !r.builtByNixlayer() || !strings.Contains(r.stderr, st.want) {
 			t.Fatalf("%s: not built by nixlayer as expected (no %q):\n%s", st.name, st.want, logtail.Lines(r.stderr, 40))
 		}
-		if strings.Contains(r.stderr, "learning: [") != st.learns {
-			t.Fatalf("%s: the hook learned in the foreground: %v, want %v:\n%s", st.name, !st.learns, st.learns, logtail.Lines(r.stderr, 40))
+		// The edit that learns in front may find the map the learner stored
+		// while this build waited for its lock (a small package learns fast).
+		if !st.learns && strings.Contains(r.stderr, "learning: [") {
+			t.Fatalf("%s: the hook learned in the foreground:\n%s", st.name, logtail.Lines(r.stderr, 40))
 		}
 		if st.name == "postInstall again at once" || st.learns {
 			r.mustSay(t, st.name+": did not resume", "reused: unpackPhase patchPhase configurePhase buildPhase checkPhase")

@@ -129,10 +129,7 @@ func (e *Engine) audit(ctx context.Context, r *ResultRecord, progress func(event
 	if err != nil {
 		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "the result's layers are gone (gc?): " + firstLine(err.Error())}, t0, progress)
 	}
-	sc, err := e.newScratch(plan)
-	if err != nil {
-		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: firstLine(err.Error())}, t0, progress)
-	}
+	sc := e.newScratch(plan)
 	defer sc.close()
 	clean, err := e.cleanBuild(ctx, j, plan, sc, progress)
 	if err != nil {

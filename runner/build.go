@@ -10,7 +10,6 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/verdict"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -391,31 +390,9 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 	if err != nil {
 		return "", nil, err
 	}
-	root, err := e.layers.Mount(l.ID)
-	if err != nil {
-		return "", nil, err
-	}
-	defer e.layers.Unmount(l.ID)
-	// The files Nix writes into the build directory (passAsFile,
-	// .attrs.json/.attrs.sh) are this derivation's, also over layers an
-	// earlier derivation built: they hold the edited attributes.
-	if err := writeAttrsFiles(j, root); err != nil {
-		return "", nil, err
-	}
-	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
-	if err != nil {
-		return "", nil, err
-	}
-	defer os.RemoveAll(etc)
 	var logBuf bytes.Buffer
-	s := step{root: root, etc: etc, mode: "phase", phase: ph.Name, last: i == len(plan.Phases)-1, log: io.MultiWriter(&logBuf, logw)}
-	if plan.Whole {
-		s.mode = "whole"
-	} else if state != nil {
-		s.restore = state.Script()
-	}
 	t0 := time.Now()
-	r, err := e.runStep(ctx, j, s)
+	r, err := e.runPhaseOn(ctx, j, plan, i, l.ID, state, io.MultiWriter(&logBuf, logw), false)
 	if err != nil {
 		// Interrupted (cancelled) or broken: the half-written layer goes now;
 		// a writer killed before this point leaves it "running", and the
@@ -426,7 +403,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 		}
 		return "", nil, fmt.Errorf("%s of %s: %w", ph.Name, j.drv.Name, err)
 	}
-	if s.mode == "phase" && r.exit == 0 && !strings.Contains(string(r.phases), "returned") {
+	if !plan.Whole && r.exit == 0 && !strings.Contains(string(r.phases), "returned") {
 		// The phase's code exited the builder: in Nix that ends the build.
 		e.layers.Unmount(l.ID)
 		e.layers.Delete(l.ID)
@@ -435,13 +412,12 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 	fault.PointAt(fault.AfterPhase, ph.Name)
 	meta.Duration = time.Since(t0)
 	meta.Started = t0
-	next := state
-	if !plan.Whole {
-		if caps, perr := shellstate.ParseDumps(r.dumps); perr == nil && len(caps) >= 2 {
-			next = shellstate.Diff(caps[0], caps[1])
-		} else if r.exit == 0 {
-			return "", nil, fmt.Errorf("%s of %s: shell state lost: %v", ph.Name, j.drv.Name, perr)
+	next := r.next
+	if r.stateErr != nil {
+		if r.exit == 0 {
+			return "", nil, fmt.Errorf("%s of %s: shell state lost: %v", ph.Name, j.drv.Name, r.stateErr)
 		}
+		next = state // a failed phase: its state is not needed
 	}
 	if err := e.saveState(l.ID, next); err != nil {
 		return "", nil, err

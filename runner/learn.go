@@ -128,10 +128,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 	n := len(chain)
 	progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
-	sc, err := e.newScratch(plan)
-	if err != nil {
-		return err
-	}
+	sc := e.newScratch(plan)
 	defer sc.close()
 	scratchJobs := make([]*job, n)
 	for i, jb := range jobs {
@@ -271,20 +268,14 @@ func (e *Engine) chainJobs(ctx context.Context, j *job, chain []*layers.Layer) (
 type scratch struct {
 	e       *Engine
 	plan    *Plan
-	etc     string
 	created []string
 }
 
-func (e *Engine) newScratch(plan *Plan) (*scratch, error) {
-	etc, err := os.MkdirTemp(e.opts.CacheDir, "etc-")
-	if err != nil {
-		return nil, err
-	}
-	return &scratch{e: e, plan: plan, etc: etc}, nil
+func (e *Engine) newScratch(plan *Plan) *scratch {
+	return &scratch{e: e, plan: plan}
 }
 
 func (sc *scratch) close() {
-	os.RemoveAll(sc.etc)
 	if os.Getenv("NIXLAYER_KEEP_SCRATCH") != "" { // debugging the path map
 		return
 	}
@@ -297,8 +288,8 @@ func (sc *scratch) close() {
 }
 
 // run runs phase i of the plan for sj on a scratch layer over parent
-// ("" for the first phase) with the shell state before it, and returns
-// the layer and the state after it.
+// ("" for the first phase) with the shell state before it (runPhaseOn),
+// and returns the layer and the state after it.
 func (sc *scratch) run(ctx context.Context, sj *job, i int, parent string, state *shellstate.Delta, note string) (string, *shellstate.Delta, error) {
 	e, plan := sc.e, sc.plan
 	phase := plan.Phases[i].Name
@@ -307,38 +298,18 @@ func (sc *scratch) run(ctx context.Context, sj *job, i int, parent string, state
 		return "", nil, err
 	}
 	sc.created = append(sc.created, l.ID)
-	root, err := e.layers.Mount(l.ID)
-	if err != nil {
-		return "", nil, err
-	}
-	defer e.layers.Unmount(l.ID)
-	if parent == "" {
-		if err := writeAttrsFiles(sj, root); err != nil {
-			return "", nil, err
-		}
-	}
 	var logTail tailWriter
-	s := step{root: root, etc: sc.etc, mode: "phase", phase: phase, last: i == len(plan.Phases)-1, log: &logTail, scratch: true}
-	if plan.Whole {
-		s.mode = "whole"
-	} else if state != nil {
-		s.restore = state.Script()
-	}
-	r, err := e.runStep(ctx, sj, s)
+	r, err := e.runPhaseOn(ctx, sj, plan, i, l.ID, state, &logTail, true)
 	if err != nil {
 		return "", nil, err
 	}
 	if r.exit != 0 {
 		return "", nil, fmt.Errorf("%s failed (exit %d) when run again (%s):\n%s", phase, r.exit, note, logTail.String())
 	}
-	next := state
-	if !plan.Whole {
-		caps, err := shellstate.ParseDumps(r.dumps)
-		if err != nil || len(caps) < 2 {
-			return "", nil, fmt.Errorf("%s: shell state lost when run again (%s): %v", phase, note, err)
-		}
-		next = shellstate.Diff(caps[0], caps[1])
+	if r.stateErr != nil {
+		return "", nil, fmt.Errorf("%s: shell state lost when run again (%s): %v", phase, note, r.stateErr)
 	}
+	next := r.next
 	return l.ID, next, nil
 }
 

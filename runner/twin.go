@@ -73,10 +73,7 @@ func (e *Engine) runTwin(ctx context.Context, j *job, plan *Plan, ready <-chan *
 		pathsB[name] = rewrite.SyntheticPath(p)
 		toB[p] = pathsB[name]
 	}
-	sc, err := e.newScratch(plan)
-	if err != nil {
-		return err
-	}
+	sc := e.newScratch(plan)
 	defer sc.close()
 	sj := scratchJob(j, pathsB, toB)
 	state := j.probe.Start
