@@ -311,28 +311,65 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 		}
 	}
 	full := reused + later
-	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s), which learns the map from this build", events.Duration(full))
-	if learner := e.runningLearner(j.pkg); learner != nil && learner.covers(top) {
-		if learner.Estimate == 0 {
-			why += "; the background learner has no measured estimate to wait for"
-		} else {
-			learnLeft := max(0, time.Until(learner.Started.Add(learner.Estimate)))
-			if learnLeft+later < full {
-				progress(events.Event{Kind: events.EventWait, Message: fmt.Sprintf("the background learner ends in about %s by the last learning measured: resuming with its map (about %s) is faster than building every phase (about %s)", events.Duration(learnLeft), events.Duration(learnLeft+later), events.Duration(full))})
-				return plan // the resume waits for the map (pathMap) and still wins
-			}
-			why += fmt.Sprintf(", is faster than waiting for the background learner (about %s by the last learning measured)", events.Duration(learnLeft+later))
-		}
+	learnLeft := time.Duration(-1)
+	learner := e.runningLearner(j.pkg)
+	if learner != nil && learner.covers(top) && learner.Estimate > 0 {
+		learnLeft = max(0, time.Until(learner.Started.Add(learner.Estimate)))
 	}
-	if reason := e.rebuildCannotTeach(top, j.drv.Outputs); reason != nil {
+	cannotTeach := e.rebuildCannotTeach(top, j.drv.Outputs)
+	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s), which learns the map from this build", events.Duration(full))
+	switch chooseWithoutMap(reused, later, learnLeft, cannotTeach == nil) {
+	case waitForLearner:
+		progress(events.Event{Kind: events.EventWait, Message: fmt.Sprintf("the background learner ends in about %s by the last learning measured: resuming with its map (about %s) is faster than building every phase (about %s)", events.Duration(learnLeft), events.Duration(learnLeft+later), events.Duration(full))})
+		return plan // the resume waits for the map (pathMap) and still wins
+	case learnInFront:
 		plan.learnInFront = true
-		progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("no path map for the reused layers yet, and a build with these output paths could not teach it (%v): running the %d reused phases once more with a synthetic path to learn it, then resuming (about %s in all, as a full build)", reason, nReused, events.Duration(full))})
+		progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("no path map for the reused layers yet, and a build with these output paths could not teach it (%v): running the %d reused phases once more with a synthetic path to learn it, then resuming (about %s in all, as a full build)", cannotTeach, nReused, events.Duration(full))})
 		return plan
+	}
+	switch {
+	case learner != nil && learner.covers(top) && learner.Estimate == 0:
+		why += "; the background learner has no measured estimate to wait for"
+	case learnLeft >= 0:
+		why += fmt.Sprintf(", is faster than waiting for the background learner (about %s by the last learning measured)", events.Duration(learnLeft+later))
 	}
 	rebuild := rerunFrom(plan, 0, why)
 	rebuild.Rewrite, rebuild.RewriteMap, rebuild.Exactness = nil, "", nil
 	progress(events.Event{Kind: events.EventFallback, Message: why})
 	return rebuild
+}
+
+// noMapChoice is how the hook builds an edit whose reused layers have no
+// path map (fullIfFaster).
+type noMapChoice int
+
+const (
+	// rebuildInFull: every phase with the new output paths, as Nix would;
+	// the pair it makes with the older chain teaches the map.
+	rebuildInFull noMapChoice = iota
+	// waitForLearner: resume once the learner at work on the chain stores
+	// the map, which by the last learning measured ends sooner.
+	waitForLearner
+	// learnInFront: the reused phases once more with a synthetic path,
+	// then resume: as long as a full build, and it leaves the map that
+	// a full build's pair could not teach.
+	learnInFront
+)
+
+// chooseWithoutMap decides from measured times: reused and later are the
+// build times of the reused phases and of those that run, learnLeft the
+// time the learner at work on the chain has left by the last learning
+// measured (negative: none, or no measure), pairTeaches whether a full
+// build's pair with the older chain would teach the map.
+func chooseWithoutMap(reused, later, learnLeft time.Duration, pairTeaches bool) noMapChoice {
+	switch {
+	case learnLeft >= 0 && learnLeft+later < reused+later:
+		return waitForLearner
+	case pairTeaches:
+		return rebuildInFull
+	default:
+		return learnInFront
+	}
 }
 
 // rebuildCannotTeach says why a full build with outputs would not learn

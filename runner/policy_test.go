@@ -3,6 +3,7 @@ package runner
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -31,6 +32,32 @@ func TestResultState(t *testing.T) {
 		(&Engine{}).resultState(&res, &c.o)
 		if res.State != c.state || !strings.Contains(res.Why, c.why) {
 			t.Errorf("%s: %s (%s), want %s with %q", c.name, res.State, res.Why, c.state, c.why)
+		}
+	}
+}
+
+// The hook without a path map: never slower than a full build by what was
+// measured, and never leaving the next edit without a map when a full
+// build's pair could not teach it.
+func TestChooseWithoutMap(t *testing.T) {
+	const s = time.Second
+	for _, c := range []struct {
+		name                     string
+		reused, later, learnLeft time.Duration
+		pairTeaches              bool
+		want                     noMapChoice
+	}{
+		{"no learner, the pair teaches", 40 * s, 2 * s, -1, true, rebuildInFull},
+		{"no learner, the pair cannot teach", 40 * s, 2 * s, -1, false, learnInFront},
+		{"the learner ends sooner than the reused phases take", 40 * s, 2 * s, 10 * s, true, waitForLearner},
+		{"the learner ends sooner, the pair cannot teach", 40 * s, 2 * s, 10 * s, false, waitForLearner},
+		{"the learner ends later, the pair teaches", 40 * s, 2 * s, 60 * s, true, rebuildInFull},
+		{"the learner ends later, the pair cannot teach", 40 * s, 2 * s, 60 * s, false, learnInFront},
+		{"the learner's map is due now", 40 * s, 2 * s, 0, false, waitForLearner},
+		{"as long as the reused phases: no gain in waiting", 40 * s, 2 * s, 40 * s, true, rebuildInFull},
+	} {
+		if got := chooseWithoutMap(c.reused, c.later, c.learnLeft, c.pairTeaches); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
 	}
 }
