@@ -62,6 +62,61 @@ func TestArchitectureDiagram(t *testing.T) {
 	}
 }
 
+// TestArchitectureTable checks ARCHITECTURE.md's package table: every
+// package of the module has its row with its one job, no row names a
+// package that is gone, and the rows go from the top down: a package
+// imports only packages below it.
+func TestArchitectureTable(t *testing.T) {
+	doc, err := os.ReadFile("ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("^\\| `([^`]+)` *\\|(.*)\\|$")
+	rank := map[string]int{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		m := row.FindStringSubmatch(line)
+		if m == nil || !pkgName.MatchString(m[1]) {
+			continue
+		}
+		if strings.TrimSpace(m[2]) == "" {
+			t.Errorf("ARCHITECTURE.md: %s has no job in the package table", m[1])
+		}
+		if _, twice := rank[m[1]]; twice {
+			t.Errorf("ARCHITECTURE.md: %s has two rows in the package table", m[1])
+		}
+		rank[m[1]] = len(rank)
+	}
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		from := strings.TrimPrefix(f[0], module)
+		if from == strings.TrimSuffix(module, "/") {
+			continue // the root package holds only this test
+		}
+		listed[from] = true
+		rf, ok := rank[from]
+		if !ok {
+			t.Errorf("ARCHITECTURE.md's package table has no row for %s", from)
+			continue
+		}
+		for _, imp := range f[1:] {
+			to, ok := strings.CutPrefix(imp, module)
+			if ok && rank[to] <= rf {
+				t.Errorf("%s imports %s, which is not below it in ARCHITECTURE.md's package table", from, to)
+			}
+		}
+	}
+	for name := range rank {
+		if !listed[name] {
+			t.Errorf("ARCHITECTURE.md's package table has a row for %s, which is not a package", name)
+		}
+	}
+}
+
 var pkgName = regexp.MustCompile(`^[a-z][a-z0-9/]*$`)
 
 func names(seg string) []string {

@@ -95,20 +95,6 @@ func (c *common) pkg(ctx context.Context) (runner.Package, error) {
 	return runner.Package{DrvPath: d}, nil
 }
 
-// openPkg resolves the package (default.nix when none is named) and opens
-// the cache.
-func (c *common) openPkg(ctx context.Context) (runner.Package, *runner.Engine, error) {
-	p, err := c.pkg(ctx)
-	if err != nil {
-		return runner.Package{}, nil, err
-	}
-	e, err := c.engine()
-	if err != nil {
-		return runner.Package{}, nil, err
-	}
-	return p, e, nil
-}
-
 // pkgService resolves the package (default.nix when none is named) and
 // connects to the engine; the caller closes the service.
 func (c *common) pkgService(ctx context.Context) (runner.Package, api.Service, error) {
