@@ -37,17 +37,10 @@ func TestArchitectureDiagram(t *testing.T) {
 	if len(drawn) == 0 {
 		t.Fatal("no import diagram found in ARCHITECTURE.md")
 	}
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
 	real := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		for _, imp := range f[1:] {
-			if strings.HasPrefix(imp, module) {
-				real[strings.TrimPrefix(f[0], module)+" ──> "+strings.TrimPrefix(imp, module)] = true
-			}
+	for from, imps := range moduleImports(t) {
+		for _, to := range imps {
+			real[from+" ──> "+to] = true
 		}
 	}
 	for _, a := range slices.Sorted(maps.Keys(real)) {
@@ -86,35 +79,50 @@ func TestArchitectureTable(t *testing.T) {
 		}
 		rank[m[1]] = len(rank)
 	}
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	listed := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		from := strings.TrimPrefix(f[0], module)
-		if from == strings.TrimSuffix(module, "/") {
-			continue // the root package holds only this test
-		}
-		listed[from] = true
+	imports := moduleImports(t)
+	for _, from := range slices.Sorted(maps.Keys(imports)) {
 		rf, ok := rank[from]
 		if !ok {
 			t.Errorf("ARCHITECTURE.md's package table has no row for %s", from)
 			continue
 		}
-		for _, imp := range f[1:] {
-			to, ok := strings.CutPrefix(imp, module)
-			if ok && rank[to] <= rf {
+		for _, to := range imports[from] {
+			if rank[to] <= rf {
 				t.Errorf("%s imports %s, which is not below it in ARCHITECTURE.md's package table", from, to)
 			}
 		}
 	}
 	for name := range rank {
-		if !listed[name] {
+		if _, ok := imports[name]; !ok {
 			t.Errorf("ARCHITECTURE.md's package table has a row for %s, which is not a package", name)
 		}
 	}
+}
+
+// moduleImports are the module's packages (the root, which holds only
+// these tests, aside) with the module's packages each imports, tests
+// aside, by path inside the module.
+func moduleImports(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	imports := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		from, ok := strings.CutPrefix(f[0], module)
+		if !ok {
+			continue // the root package
+		}
+		imports[from] = []string{}
+		for _, imp := range f[1:] {
+			if to, ok := strings.CutPrefix(imp, module); ok {
+				imports[from] = append(imports[from], to)
+			}
+		}
+	}
+	return imports
 }
 
 var pkgName = regexp.MustCompile(`^[a-z][a-z0-9/]*$`)
