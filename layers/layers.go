@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nixlayer/nixlayer/internal/fault"
-	"github.com/nixlayer/nixlayer/internal/proc"
 	"io"
 	"os"
 	"path/filepath"
@@ -20,6 +18,9 @@ import (
 
 	"go.podman.io/storage"
 	"go.podman.io/storage/types"
+
+	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/internal/proc"
 )
 
 // Status says what a layer holds.

@@ -6,19 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nixlayer/nixlayer/events"
-	"github.com/nixlayer/nixlayer/internal/fault"
-	"github.com/nixlayer/nixlayer/verdict"
 	"io"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
+	"github.com/nixlayer/nixlayer/verdict"
 )
 
 // lockDrv is the kind of lock a derivation's builds are serialised by.

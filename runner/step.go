@@ -5,9 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nixlayer/nixlayer/internal/fault"
-	"github.com/nixlayer/nixlayer/internal/proc"
-	"github.com/nixlayer/nixlayer/nixbuild"
 	"io"
 	"os"
 	"os/exec"
@@ -17,7 +14,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/internal/treefile"
+	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/sandbox"
 )
