@@ -204,16 +204,28 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 // phases would have made. It returns how many phases that spares (0:
 // none) and the layer and shell state the twin continues from.
 func (e *Engine) learnedPrefix(j *job, chain []*layers.Layer, pathsB map[string]string, sc *scratch) (int, string, *shellstate.Delta) {
-	// mappable[i]: every layer under chain[i] has its map, or twins.
-	mappable := make([]bool, len(chain))
-	for i := range chain {
-		below := i == 0 || mappable[i-1]
-		mappable[i] = below && (i == 0 || e.storedMap(chain[i-1].ID) != nil || e.twinsFor(chain[i-1]) != nil)
+	var all []*layers.Layer // listed once, when a prefix needs its twins
+	// mappable: every layer under base has its map, or twins.
+	mappable := func(below []*layers.Layer) bool {
+		for _, l := range below {
+			if e.storedMap(l.ID) != nil {
+				continue
+			}
+			if all == nil {
+				if all, _ = e.layers.List(); all == nil {
+					return false
+				}
+			}
+			if twinsAmong(all, l.Meta.Key, l.ID, l.Meta.Outputs) == nil {
+				return false
+			}
+		}
+		return true
 	}
 	for k := len(chain) - 1; k >= 1; k-- {
 		base := chain[k-1]
 		m := e.storedMap(base.ID)
-		if m == nil || !m.Exact() || !mappable[k-1] {
+		if m == nil || !m.Exact() || !mappable(chain[:k-1]) {
 			continue
 		}
 		old2new := map[string]string{}

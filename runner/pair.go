@@ -129,6 +129,15 @@ func (e *Engine) twinsWith(key, exclude string, outputs map[string]string) []*la
 	if err != nil {
 		return nil
 	}
+	return twinsAmong(all, key, exclude, outputs)
+}
+
+// twinsAmong is twinsWith over the layers all (oldest first), listed by
+// the caller.
+func twinsAmong(all []*layers.Layer, key, exclude string, outputs map[string]string) []*layers.Layer {
+	if key == "" {
+		return nil
+	}
 	var cands []*layers.Layer
 	for i := len(all) - 1; i >= 0; i-- { // newest first
 		o := all[i]
