@@ -15,11 +15,11 @@ import (
 // procState is the state letter of process pid (T: stopped).
 func procState(t *testing.T, pid int) string {
 	t.Helper()
-	fields := proc.Stat(pid)
-	if len(fields) == 0 {
+	s := proc.State(pid)
+	if s == "" {
 		t.Fatalf("no process %d", pid)
 	}
-	return fields[0]
+	return s
 }
 
 func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {
