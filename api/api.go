@@ -17,6 +17,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -118,7 +119,7 @@ type PlanRequest struct {
 type PlanResult struct {
 	*runner.Plan
 	BuiltByNix *buildindex.Build        `json:"builtByNixRecord,omitempty"`
-	Result     *runner.ResultRecord     `json:"resultRecord,omitempty"`
+	Result     *results.Record          `json:"resultRecord,omitempty"`
 	History    *buildindex.PhaseHistory `json:"history,omitempty"`
 }
 
@@ -130,8 +131,8 @@ type ResultsRequest struct {
 // ResultsResult is the results' states (newest first) and the background
 // work running on the cache.
 type ResultsResult struct {
-	Results    []*runner.ResultRecord `json:"results"`
-	Background []runner.BackgroundJob `json:"background"`
+	Results    []*results.Record `json:"results"`
+	Background []results.Job     `json:"background"`
 }
 
 // HistoryBuilds is how many of a package's last builds a plan carries.

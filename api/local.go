@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -27,7 +28,7 @@ type LocalOptions struct {
 	// cache's results directory).
 	ResultsDir string
 	// Owner owns those results (nil: whoever runs the engine).
-	Owner *runner.Owner
+	Owner *results.Owner
 	// User and UID name the caller in Status (default: this process).
 	User string
 	UID  int
@@ -90,11 +91,11 @@ func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runne
 }
 
 func (l *Local) Results(ctx context.Context, req ResultsRequest) (*ResultsResult, error) {
-	all, err := l.e.Results()
+	all, err := results.List(l.e.CacheDir())
 	if err != nil {
 		return nil, err
 	}
-	res := &ResultsResult{Results: []*runner.ResultRecord{}, Background: []runner.BackgroundJob{}}
+	res := &ResultsResult{Results: []*results.Record{}, Background: []results.Job{}}
 	want := map[string]bool{}
 	for _, d := range req.Drvs {
 		want[d] = true
@@ -110,7 +111,7 @@ func (l *Local) Results(ctx context.Context, req ResultsRequest) (*ResultsResult
 			res.Results = append(res.Results, r)
 		}
 	}
-	for _, j := range runner.BackgroundJobs(l.e.CacheDir()) {
+	for _, j := range results.Background(l.e.CacheDir()) {
 		if v == nil || seen[j.Drv] {
 			res.Background = append(res.Background, j)
 		}
@@ -127,7 +128,7 @@ func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanRes
 	// is not an error.
 	b, _ := buildindex.LastNixBuild(l.e.CacheDir(), p.Drv)
 	h, _ := buildindex.HistoryOf(l.e.CacheDir(), p.Drv, p.Package, HistoryBuilds)
-	r, _ := l.e.Record(p.Drv)
+	r, _ := results.Of(l.e.CacheDir(), p.Drv)
 	r = l.viewer().ResultFor(r)
 	return &PlanResult{Plan: p, BuiltByNix: b, Result: r, History: h}, nil
 }

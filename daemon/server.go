@@ -21,6 +21,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -268,7 +269,7 @@ func (s *Server) localFor(p peer, a access) (*api.Local, error) {
 		return nil, err
 	}
 	return api.NewLocal(s.engine, api.LocalOptions{
-		ResultsDir: dir, Owner: &runner.Owner{UID: p.UID, GID: p.GID},
+		ResultsDir: dir, Owner: &results.Owner{UID: p.UID, GID: p.GID},
 		User: a.User, UID: p.UID, Untrusted: !a.Trusted,
 		Engine: "daemon", Socket: s.opts.Socket,
 	}), nil

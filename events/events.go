@@ -248,3 +248,14 @@ const (
 
 // Pending reports whether background work will still change the state.
 func (s ResultState) Pending() bool { return s == StateProvisional || s == StateVerifying }
+
+// Kind is the event that announces a result entering state s.
+func (s ResultState) Kind() EventKind { return stateEvents[s] }
+
+var stateEvents = map[ResultState]EventKind{
+	StateProvisional: EventProvisional,
+	StateVerifying:   EventVerifying,
+	StateVerified:    EventVerified,
+	StateReplaced:    EventReplaced,
+	StateUnverified:  EventUnverified,
+}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // Issue 24, done when 3 (a), through the hook: the edit right after a cold
@@ -43,7 +43,7 @@ func TestHookRebuildLearnsMapFromPair(t *testing.T) {
 	r := nixBuild(t, cache, args(s, edit("1")...)...)
 	out := r.mustSucceed(t)
 	r.mustSay(t, "the rebuild did not learn the map from the pair", "building every phase with the new output paths", "path map learned from this rebuild and the chain it replaces, up to checkPhase")
-	if strings.Contains(r.stderr, "in the background") || len(runner.BackgroundJobs(cache)) > 0 {
+	if strings.Contains(r.stderr, "in the background") || len(results.Background(cache)) > 0 {
 		t.Fatalf("a background learner was started after the rebuild:\n%s", r.stderr)
 	}
 	run(t, "nix-store", "--verify-path", out)
@@ -169,7 +169,7 @@ func TestHookThirdBuildCorroboratesThePair(t *testing.T) {
 
 // stopBackground ends the background work a failed test leaves on cache.
 func stopBackground(t *testing.T, cache string) {
-	for _, j := range runner.BackgroundJobs(cache) {
+	for _, j := range results.Background(cache) {
 		t.Logf("stopping background work %d", j.PID)
 		syscall.Kill(j.PID, syscall.SIGTERM)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -55,10 +56,10 @@ type Package struct {
 	NixBuild *buildindex.Build
 	// Result is the state of nixlayer's newest result of this derivation
 	// (provisional, verifying, verified, replaced), if any.
-	Result *runner.ResultRecord
+	Result *results.Record
 	// Background is the background work running on the package's chain
 	// (learning its path map, verifying a provisional result), if any.
-	Background *runner.BackgroundJob
+	Background *results.Job
 	// History are the phases of the package's last layered builds.
 	History []buildindex.PhaseRun
 	// State is what the engine last reported about this derivation after

@@ -24,7 +24,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 func TestMain(m *testing.M) {
@@ -284,7 +284,7 @@ func (c *client) waitState(drv string, state events.ResultState, timeout time.Du
 // none may outlive its test.
 func waitBackground(t *testing.T, cache string, timeout time.Duration) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); len(runner.BackgroundJobs(cache)) > 0; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(timeout); len(results.Background(cache)) > 0; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("background work still running after %s", timeout)
 		}

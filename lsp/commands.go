@@ -17,6 +17,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -317,7 +318,7 @@ func (s *server) replan(d *document) {
 		plans[p.DrvPath] = pr
 	}
 	// The build may have left work to the background (learning).
-	var jobs []runner.BackgroundJob
+	var jobs []results.Job
 	if rr, err := eng.Results(s.ctx, api.ResultsRequest{Drvs: drvs}); err == nil {
 		jobs = rr.Background
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixexpr"
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // Command names the server executes (workspace/executeCommand).
@@ -444,8 +444,8 @@ func summaryHover(v DerivView, now time.Time) string {
 }
 
 // auditHover lists what a failed audit of the result found.
-func auditHover(b *strings.Builder, r *runner.ResultRecord) {
-	if r == nil || r.Audit == nil || r.Audit.State != runner.AuditFailed {
+func auditHover(b *strings.Builder, r *results.Record) {
+	if r == nil || r.Audit == nil || r.Audit.State != results.AuditFailed {
 		return
 	}
 	a := r.Audit
@@ -548,11 +548,11 @@ func backgroundText(p *Package) string {
 
 // resultSummary is the state of the package's newest result, for the
 // summary lens ("" when there is nothing to say).
-func resultSummary(r *runner.ResultRecord) string {
+func resultSummary(r *results.Record) string {
 	if r == nil {
 		return ""
 	}
-	if r.Audit != nil && r.Audit.State == runner.AuditFailed {
+	if r.Audit != nil && r.Audit.State == results.AuditFailed {
 		return "⚠ AUDIT: stale layers found (" + strings.Join(r.Audit.Phases, ", ") + "); result replaced by a clean build"
 	}
 	switch r.State {

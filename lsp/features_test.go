@@ -12,6 +12,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -362,8 +363,8 @@ func TestLiveLensTitles(t *testing.T) {
 	// After the build, one summary: the result's state first, background
 	// work while it runs, then an engine state newer than the result's record.
 	pkg := ev.Packages[0]
-	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: events.StateVerified, Updated: at(25)}
-	pkg.Background = &runner.BackgroundJob{Drv: plan.Drv, PID: 7}
+	pkg.Result = &results.Record{Drv: plan.Drv, State: events.StateVerified, Updated: at(25)}
+	pkg.Background = &results.Job{Drv: plan.Drv, PID: 7}
 	pkg.State = stateOf(events.Event{Kind: events.EventWarning, Message: "pushing to the layer cache failed (registry down)"}, at(30))
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
 	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ◔ learning the output-path map in the background · warning: pushing to the layer cache failed · 1 min ago · ▶ build" {
@@ -371,21 +372,21 @@ func TestLiveLensTitles(t *testing.T) {
 	}
 	// A provisional result says itself that the background verifies it;
 	// an engine state older than the record is gone.
-	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: events.StateProvisional, Updated: at(40)}
+	pkg.Result = &results.Record{Drv: plan.Drv, State: events.StateProvisional, Updated: at(40)}
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
 	if s := got["stdenv.mkDerivation"]; s != "◐ result provisional (verifying in the background) · 2/7 phases cached · ▶ build" {
 		t.Errorf("a provisional result being verified: %q", s)
 	}
-	pkg.Background, pkg.Result = nil, &runner.ResultRecord{Drv: plan.Drv, State: events.StateVerified, Updated: at(80)}
+	pkg.Background, pkg.Result = nil, &results.Record{Drv: plan.Drv, State: events.StateVerified, Updated: at(80)}
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
 	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ▶ build" {
 		t.Errorf("once verified: %q", s)
 	}
 	// An audit that found stale layers says so first, and the hover lists
 	// what it found.
-	pkg.Result = &runner.ResultRecord{Drv: plan.Drv, State: events.StateReplaced, Updated: at(85), Audit: &runner.Audit{
-		State: runner.AuditFailed, Phases: []string{"buildPhase", "installPhase"}, Attrs: []string{"GREETING"},
-		Files: []runner.Difference{{Output: "out", Path: "bin/hello", Why: "content differs from byte 12"}}}}
+	pkg.Result = &results.Record{Drv: plan.Drv, State: events.StateReplaced, Updated: at(85), Audit: &results.Audit{
+		State: results.AuditFailed, Phases: []string{"buildPhase", "installPhase"}, Attrs: []string{"GREETING"},
+		Files: []results.Difference{{Output: "out", Path: "bin/hello", Why: "content differs from byte 12"}}}}
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
 	if s := got["stdenv.mkDerivation"]; s != "⚠ AUDIT: stale layers found (buildPhase, installPhase); result replaced by a clean build · 2/7 phases cached · ▶ build" {
 		t.Errorf("a failed audit: %q", s)

@@ -9,7 +9,7 @@ import (
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/poll"
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // ResultStateMethod is the notification the server sends when the state
@@ -64,7 +64,7 @@ func (s *server) updateResults() ([]events.Event, bool) {
 		s.log.Debug("reading result states", zap.Error(err))
 		return nil, false
 	}
-	records := map[string]*runner.ResultRecord{}
+	records := map[string]*results.Record{}
 	for _, r := range rr.Results {
 		records[r.Drv] = r
 	}
@@ -74,9 +74,9 @@ func (s *server) updateResults() ([]events.Event, bool) {
 		s.mu.Lock()
 		ev := d.eval
 		s.mu.Unlock()
-		var changed []*runner.ResultRecord
-		fresh := map[string]*runner.ResultRecord{}
-		jobs := map[string]*runner.BackgroundJob{}
+		var changed []*results.Record
+		fresh := map[string]*results.Record{}
+		jobs := map[string]*results.Job{}
 		jobsChanged := false
 		for _, p := range ev.Packages {
 			if r := records[p.DrvPath]; r != nil && !sameRecord(p.Result, r) {
@@ -103,7 +103,7 @@ func (s *server) updateResults() ([]events.Event, bool) {
 		}
 		s.mu.Unlock()
 		for _, r := range changed {
-			evs = append(evs, runner.StateEvent(r))
+			evs = append(evs, r.Event())
 		}
 	}
 	return evs, anyChange
@@ -111,7 +111,7 @@ func (s *server) updateResults() ([]events.Event, bool) {
 
 // backgroundOf is the background work running on a package's chain, if
 // any: for its derivation, or another derivation of the same package.
-func backgroundOf(p *Package, jobs []runner.BackgroundJob) *runner.BackgroundJob {
+func backgroundOf(p *Package, jobs []results.Job) *results.Job {
 	for i, j := range jobs {
 		if j.Drv == p.DrvPath || (p.Plan != nil && j.Package != "" && j.Package == p.Plan.Package) {
 			return &jobs[i]
@@ -120,10 +120,10 @@ func backgroundOf(p *Package, jobs []runner.BackgroundJob) *runner.BackgroundJob
 	return nil
 }
 
-func sameJob(a, b *runner.BackgroundJob) bool {
+func sameJob(a, b *results.Job) bool {
 	return (a == nil) == (b == nil) && (a == nil || a.PID == b.PID)
 }
 
-func sameRecord(a, b *runner.ResultRecord) bool {
+func sameRecord(a, b *results.Record) bool {
 	return a != nil && b != nil && a.State == b.State && a.Updated.Equal(b.Updated)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
@@ -28,44 +29,6 @@ import (
 // `nixlayer status`, the editor, the log), the result is replaced by the
 // clean build, and the layers involved are made stale so no lookup finds
 // them again. How often: config.json's audit (Config.auditEvery).
-
-// AuditState is where a result's audit stands.
-type AuditState string
-
-const (
-	// AuditDue: the result was chosen for an audit the background work
-	// has not finished yet.
-	AuditDue AuditState = "due"
-	// AuditPassed: a clean build equals the layered result.
-	AuditPassed AuditState = "passed"
-	// AuditFailed: a clean build differs: the layered result rested on
-	// stale layers, which are dropped; the clean build replaced it.
-	AuditFailed AuditState = "failed"
-	// AuditError: the clean build could not be made or compared (Why).
-	AuditError AuditState = "error"
-)
-
-// Audit is what the audit of one resumed result found.
-type Audit struct {
-	State AuditState `json:"state"`
-	Why   string     `json:"why,omitempty"`
-	// Files are the output files in which the layered result differs from
-	// the clean build (at most maxAuditFiles).
-	Files []Difference `json:"files,omitempty"`
-	// Phases are the phases whose layer differs from the clean build's.
-	Phases []string `json:"phases,omitempty"`
-	// Attrs are the attributes that differ between the derivation that
-	// built the first stale layer and the audited one.
-	Attrs []string `json:"attrs,omitempty"`
-	// Dropped are the layers made stale (the first stale one and every
-	// layer built on it).
-	Dropped []string      `json:"dropped,omitempty"`
-	Took    time.Duration `json:"took,omitempty"`
-	At      time.Time     `json:"at,omitempty"`
-}
-
-// Due reports whether the background work still owes the audit.
-func (a *Audit) Due() bool { return a != nil && a.State == AuditDue }
 
 // maxAuditFiles bounds the files an audit records.
 const maxAuditFiles = 50
@@ -98,9 +61,9 @@ func (e *Engine) auditChosen() (bool, error) {
 
 // auditsDue are the results of a package whose audit is owed, oldest
 // first; those still pending are settled first.
-func (e *Engine) auditsDue(pkg string) []*ResultRecord {
-	all, _ := e.Results()
-	var out []*ResultRecord
+func (e *Engine) auditsDue(pkg string) []*results.Record {
+	all, _ := results.List(e.opts.CacheDir)
+	var out []*results.Record
 	for i := len(all) - 1; i >= 0; i-- {
 		if all[i].Package == pkg && all[i].Audit.Due() && !all[i].State.Pending() {
 			out = append(out, all[i])
@@ -111,23 +74,23 @@ func (e *Engine) auditsDue(pkg string) []*ResultRecord {
 
 // audit builds a resumed result again from scratch and compares; see the
 // top of this file. It records what it found on the result's record.
-func (e *Engine) audit(ctx context.Context, r *ResultRecord, progress func(events.Event)) error {
-	if cur, err := e.Record(r.Drv); err != nil || cur == nil || !cur.Built.Equal(r.Built) || !cur.Audit.Due() {
+func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(events.Event)) error {
+	if cur, err := results.Of(e.opts.CacheDir, r.Drv); err != nil || cur == nil || !cur.Built.Equal(r.Built) || !cur.Audit.Due() {
 		return err // audited meanwhile, or rebuilt by a newer build
 	}
 	t0 := time.Now()
 	progress(events.Event{Kind: events.EventAudit, Drv: r.Drv, Message: r.Name + ": auditing the resumed result: building it again from scratch to compare"})
 	j, err := e.prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
-		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "its derivation cannot be prepared: " + firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "its derivation cannot be prepared: " + firstLine(err.Error())}, t0, progress)
 	}
 	plan, err := e.plan(j, PlanOptions{})
 	if err != nil {
-		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: firstLine(err.Error())}, t0, progress)
 	}
 	layered, err := e.phaseChain(r.Top, len(plan.Phases))
 	if err != nil {
-		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "the result's layers are gone (gc?): " + firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the result's layers are gone (gc?): " + firstLine(err.Error())}, t0, progress)
 	}
 	sc := e.newScratch(plan)
 	defer sc.close()
@@ -136,17 +99,17 @@ func (e *Engine) audit(ctx context.Context, r *ResultRecord, progress func(event
 		if ctx.Err() != nil {
 			return ctx.Err() // stays due: the next background work audits it
 		}
-		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "the clean build failed: " + firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the clean build failed: " + firstLine(err.Error())}, t0, progress)
 	}
 	cleanTop := clean[len(clean)-1]
 	files, err := e.outputDifferences(j, r.Top, cleanTop)
 	if err != nil {
-		return e.auditEnded(ctx, r, &Audit{State: AuditError, Why: "comparing with the clean build: " + firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "comparing with the clean build: " + firstLine(err.Error())}, t0, progress)
 	}
 	if len(files) == 0 {
-		return e.auditEnded(ctx, r, &Audit{State: AuditPassed, Why: "a clean build from scratch equals the layered result"}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditPassed, Why: "a clean build from scratch equals the layered result"}, t0, progress)
 	}
-	a := &Audit{State: AuditFailed, Files: files[:min(len(files), maxAuditFiles)]}
+	a := &results.Audit{State: results.AuditFailed, Files: files[:min(len(files), maxAuditFiles)]}
 	first := -1
 	for i, l := range layered {
 		differs, err := e.phaseDiffers(l, clean[i], j.drv.Outputs)
@@ -201,7 +164,7 @@ func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *Plan, sc *scratch
 
 // outputDifferences lists the output files in which two layers' trees
 // differ (as verify compares: contents, type, executable bit, links).
-func (e *Engine) outputDifferences(j *job, a, b string) ([]Difference, error) {
+func (e *Engine) outputDifferences(j *job, a, b string) ([]results.Difference, error) {
 	rootA, err := e.layers.Mount(a)
 	if err != nil {
 		return nil, err
@@ -212,7 +175,7 @@ func (e *Engine) outputDifferences(j *job, a, b string) ([]Difference, error) {
 		return nil, err
 	}
 	defer e.layers.Unmount(b)
-	var out []Difference
+	var out []results.Difference
 	for _, name := range sortedKeys(j.drv.Outputs) {
 		base := filepath.Base(j.drv.Outputs[name])
 		ta, err := openIn(filepath.Join(rootA, "store", base))
@@ -296,7 +259,7 @@ func changedAttributes(builtBy string, cur *drv.Derivation) []string {
 }
 
 // auditFinding is the one line that says what a failed audit found.
-func auditFinding(a *Audit, nfiles int, stalePhase string, sameDrv bool) string {
+func auditFinding(a *results.Audit, nfiles int, stalePhase string, sameDrv bool) string {
 	var files []string
 	for _, f := range a.Files {
 		files = append(files, f.Output+"/"+f.Path)
@@ -356,7 +319,7 @@ func (e *Engine) retireFrom(id, why string) ([]string, error) {
 // valid path in place: they are deleted first, which fails while anything
 // else uses them), else into the cache with the result links repointed
 // there, and says which.
-func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a *Audit, cleanTop string, t0 time.Time, progress func(events.Event)) error {
+func (e *Engine) replaceAudited(ctx context.Context, j *job, r *results.Record, a *results.Audit, cleanTop string, t0 time.Time, progress func(events.Event)) error {
 	cur, unlock, err := e.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		e.log.Warn("audit: a newer build replaced the audited result; it reuses no stale layer now", zap.String("drv", r.Drv))
@@ -429,7 +392,7 @@ func (e *Engine) replaceAudited(ctx context.Context, j *job, r *ResultRecord, a 
 }
 
 // auditEnded records what an audit found (taking the derivation's lock).
-func (e *Engine) auditEnded(ctx context.Context, r *ResultRecord, a *Audit, t0 time.Time, progress func(events.Event)) error {
+func (e *Engine) auditEnded(ctx context.Context, r *results.Record, a *results.Audit, t0 time.Time, progress func(events.Event)) error {
 	cur, unlock, err := e.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		return err
@@ -440,12 +403,12 @@ func (e *Engine) auditEnded(ctx context.Context, r *ResultRecord, a *Audit, t0 t
 
 // lockedRecord takes the derivation's build lock and reads its record:
 // nil (and no lock held) when a newer build has recorded another result.
-func (e *Engine) lockedRecord(ctx context.Context, r *ResultRecord) (*ResultRecord, func(), error) {
+func (e *Engine) lockedRecord(ctx context.Context, r *results.Record) (*results.Record, func(), error) {
 	unlock, err := e.lockFile(ctx, lockDrv, r.Drv, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	cur, err := e.Record(r.Drv)
+	cur, err := results.Of(e.opts.CacheDir, r.Drv)
 	if err != nil || cur == nil || !cur.Built.Equal(r.Built) {
 		unlock()
 		return nil, nil, err
@@ -453,19 +416,19 @@ func (e *Engine) lockedRecord(ctx context.Context, r *ResultRecord) (*ResultReco
 	return cur, unlock, nil
 }
 
-func (e *Engine) auditEndedLocked(r *ResultRecord, a *Audit, t0 time.Time, progress func(events.Event)) error {
+func (e *Engine) auditEndedLocked(r *results.Record, a *results.Audit, t0 time.Time, progress func(events.Event)) error {
 	a.Took, a.At = time.Since(t0), time.Now()
 	r.Audit = a
 	switch a.State {
-	case AuditFailed:
+	case results.AuditFailed:
 		e.setState(r, events.StateReplaced, a.Why, progress)
 	default:
-		if err := e.saveRecord(r); err != nil {
+		if err := results.Save(e.opts.CacheDir, r); err != nil {
 			e.log.Warn("saving a result's audit", zap.Error(err))
 		}
 		progress(events.Event{Kind: events.EventAudit, Drv: r.Drv, State: r.State, Message: r.Name + ": audit " + string(a.State) + ": " + a.Why})
 	}
-	if a.State == AuditError {
+	if a.State == results.AuditError {
 		e.log.Warn("audit could not be made", zap.String("drv", r.Drv), zap.String("why", a.Why))
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // The attributes an audit names are those that differ between the
@@ -41,7 +42,7 @@ func TestChangedAttributes(t *testing.T) {
 // A failed audit's line names the files, the phases, the changed
 // attributes and where the dropped layers start.
 func TestAuditFinding(t *testing.T) {
-	a := &Audit{Files: []Difference{{Output: "out", Path: "bin/hello"}}, Phases: []string{"buildPhase", "installPhase"}, Attrs: []string{"GREETING"}}
+	a := &results.Audit{Files: []results.Difference{{Output: "out", Path: "bin/hello"}}, Phases: []string{"buildPhase", "installPhase"}, Attrs: []string{"GREETING"}}
 	got := auditFinding(a, 1, "buildPhase", false)
 	for _, want := range []string{"AUDIT FOUND A STALE LAYER", "1 file(s) (out/bin/hello)", "phases that differ: buildPhase installPhase", "attributes changed since buildPhase's layer was built: GREETING", "from buildPhase on are dropped"} {
 		if !strings.Contains(got, want) {

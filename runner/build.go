@@ -16,6 +16,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
 	"github.com/nixlayer/nixlayer/verdict"
@@ -60,15 +61,9 @@ type BuildOptions struct {
 	// <cache>/results); the daemon gives each user a private one.
 	ResultsDir string
 	// ResultOwner, when set, owns those results (the daemon's caller).
-	ResultOwner *Owner
+	ResultOwner *results.Owner
 	// Registry: the layer caches' switches for this build.
 	Registry RegistryOptions
-}
-
-// Owner is a user and group on this machine.
-type Owner struct {
-	UID int `json:"uid"`
-	GID int `json:"gid"`
 }
 
 // Result is what a build produced.

@@ -12,6 +12,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // deliver puts the outputs where the user finds them: into the Nix store
@@ -95,7 +96,7 @@ const stagingDir = ".staging"
 // over, readable by that user alone (0500, or 0400/0500 for a file), and
 // the tree beneath stays root's: what the user can read, nothing root
 // later touches is theirs to swap.
-func replaceTree(src, dst string, owner *Owner) error {
+func replaceTree(src, dst string, owner *results.Owner) error {
 	staging, err := privateDir(filepath.Join(filepath.Dir(dst), stagingDir))
 	if err != nil {
 		return err
@@ -146,7 +147,7 @@ func privateDir(dir string) (string, error) {
 
 // handOver gives the top of a canonical result to its user, private:
 // nobody else may enter or read it.
-func handOver(top string, o *Owner) error {
+func handOver(top string, o *results.Owner) error {
 	fi, err := os.Lstat(top)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // GCOptions is the removal policy. A chain is a build: a layer nothing
@@ -93,7 +94,7 @@ func (e *Engine) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 		}
 	}
 	// A provisional result's layers wait for the background work to settle it.
-	if recs, err := e.Results(); err == nil {
+	if recs, err := results.List(e.opts.CacheDir); err == nil {
 		for _, r := range recs {
 			if r.State.Pending() {
 				for _, id := range append([]string{r.Top, r.RewriteLayer}, r.Created...) {

@@ -3,7 +3,6 @@ package runner
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,9 +15,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/events"
-	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
 
@@ -62,7 +61,7 @@ func (e *Engine) resultState(res *Result, o *outcome) {
 // recordResult keeps the result's state for `nixlayer status`, the editor
 // and the background work.
 func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, progress func(events.Event)) {
-	r := &ResultRecord{
+	r := &results.Record{
 		Drv: j.drv.Path, Name: j.drv.Name, Package: j.pkg, State: res.State, Why: res.Why,
 		Outputs: res.Outputs, Built: time.Now(), Top: res.TopLayer,
 	}
@@ -71,7 +70,7 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 	}
 	r.ResultsDir = e.resultsDir(bo.ResultsDir)
 	r.Owner = bo.ResultOwner
-	if old, _ := e.Record(j.drv.Path); old != nil && old.State.Pending() && old.Top == res.TopLayer && res.State == events.StateProvisional {
+	if old, _ := results.Of(e.opts.CacheDir, j.drv.Path); old != nil && old.State.Pending() && old.Top == res.TopLayer && res.State == events.StateProvisional {
 		// The same provisional result again: it keeps what settles it.
 		for name, l := range r.Links {
 			if old.Links == nil {
@@ -98,14 +97,14 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 		if err != nil {
 			progress(events.Event{Kind: events.EventWarning, Message: "no audit: " + err.Error()})
 		} else if chosen {
-			r.Audit = &Audit{State: AuditDue}
+			r.Audit = &results.Audit{State: results.AuditDue}
 		}
 	}
-	if err := e.saveRecord(r); err != nil {
+	if err := results.Save(e.opts.CacheDir, r); err != nil {
 		e.log.Warn("recording the result's state", zap.Error(err))
 	}
 	if res.State != events.StateVerified {
-		progress(events.Event{Kind: stateEvents[res.State], State: res.State, Drv: r.Drv, Message: string(res.State) + " result: " + res.Why})
+		progress(events.Event{Kind: res.State.Kind(), State: res.State, Drv: r.Drv, Message: string(res.State) + " result: " + res.Why})
 	}
 }
 
@@ -116,9 +115,9 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 	if bo.NoLearn || o.j == nil || o.plan == nil || o.plan.Whole {
 		return
 	}
-	pending := len(e.pendingRecords(o.j.pkg)) > 0
+	pending := len(results.Pending(e.opts.CacheDir, o.j.pkg)) > 0
 	audit := false
-	if r, _ := e.Record(drvPath); err == nil && r != nil {
+	if r, _ := results.Of(e.opts.CacheDir, drvPath); err == nil && r != nil {
 		audit = r.Audit.Due()
 	}
 	if !pending && !audit && (o.pairLearned || !e.lacksMap(res, err)) {
@@ -213,65 +212,20 @@ func (e *Engine) startBackground(pkg, drvPath, why string) (pid int, logPath str
 	if err := proc.IdlePriority(pid); err != nil {
 		e.log.Warn("background work at idle priority", zap.Error(err))
 	}
-	e.announceBackgroundOf(pkg, drvPath, pid, why+"; at idle priority, it yields to a build of the same chain")
+	results.AnnounceBackground(e.opts.CacheDir, pkg, drvPath, pid, why+"; at idle priority, it yields to a build of the same chain")
 	return pid, logPath, nil
 }
 
-// learnerInfo is what a running learner tells other processes (the hook
-// deciding whether to wait for it, a build about to rebuild its chain):
-// which chain it learns and how long it should take.
-type learnerInfo struct {
-	PID     int       `json:"pid"`
-	Started time.Time `json:"started"`
-	// Estimate is scaled from the last learning measured (0: none was).
-	Estimate time.Duration `json:"estimate"`
-	Layers   []string      `json:"layers"`
-	Keys     []string      `json:"keys"`
-}
-
-func (e *Engine) learnerInfoPath(pkg string) string { return learnerInfoFile(e.opts.CacheDir, pkg) }
-
-// learnerInfoFile is where the learner of pkg keeps its learnerInfo.
-func learnerInfoFile(cacheDir, pkg string) string {
-	return filepath.Join(cacheDir, "locks", fsname.For("learn", pkg)+".json")
-}
-
-// announceLearning records the chain this process learns; the returned
-// function removes the record.
+// announceLearning records the chain this process learns, for the hook
+// deciding whether to wait for it and a build about to rebuild its chain;
+// the returned function takes it back.
 func (e *Engine) announceLearning(pkg string, chain []*layers.Layer) func() {
-	info := learnerInfo{PID: os.Getpid(), Started: time.Now(), Estimate: e.learningEstimate(chain)}
-	for _, l := range chain {
-		info.Layers = append(info.Layers, l.ID)
-		info.Keys = append(info.Keys, l.Meta.Key)
+	l := results.Learning{Started: time.Now(), Estimate: e.learningEstimate(chain)}
+	for _, layer := range chain {
+		l.Layers = append(l.Layers, layer.ID)
+		l.Keys = append(l.Keys, layer.Meta.Key)
 	}
-	data, _ := json.Marshal(info)
-	p := e.learnerInfoPath(pkg)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		return func() {}
-	}
-	return func() { os.Remove(p) }
-}
-
-// runningLearner is the learner at work on the package's chain, if any.
-func (e *Engine) runningLearner(pkg string) *learnerInfo {
-	data, err := os.ReadFile(e.learnerInfoPath(pkg))
-	if err != nil {
-		return nil
-	}
-	var info learnerInfo
-	if json.Unmarshal(data, &info) != nil || !proc.Alive(info.PID) {
-		return nil
-	}
-	return &info
-}
-
-func (info *learnerInfo) covers(id string) bool {
-	for _, l := range info.Layers {
-		if l == id {
-			return true
-		}
-	}
-	return false
+	return results.AnnounceLearning(e.opts.CacheDir, pkg, l)
 }
 
 // fullIfFaster, for the hook (exact, never slower than Nix): when the
@@ -312,9 +266,9 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 	}
 	full := reused + later
 	learnLeft := time.Duration(-1)
-	learner := e.runningLearner(j.pkg)
-	if learner != nil && learner.covers(top) && learner.Estimate > 0 {
-		learnLeft = max(0, time.Until(learner.Started.Add(learner.Estimate)))
+	learner := results.Learner(e.opts.CacheDir, j.pkg)
+	if learner != nil && learner.Learning.Covers(top) && learner.Learning.Estimate > 0 {
+		learnLeft = max(0, time.Until(learner.Learning.Started.Add(learner.Learning.Estimate)))
 	}
 	cannotTeach := e.rebuildCannotTeach(top, j.drv.Outputs)
 	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s), which learns the map from this build", events.Duration(full))
@@ -328,7 +282,7 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 		return plan
 	}
 	switch {
-	case learner != nil && learner.covers(top) && learner.Estimate == 0:
+	case learner != nil && learner.Learning.Covers(top) && learner.Learning.Estimate == 0:
 		why += "; the background learner has no measured estimate to wait for"
 	case learnLeft >= 0:
 		why += fmt.Sprintf(", is faster than waiting for the background learner (about %s by the last learning measured)", events.Duration(learnLeft+later))

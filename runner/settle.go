@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
 
@@ -36,7 +37,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		progress = func(events.Event) {}
 	}
 	silent := func(events.Event) {}
-	progressFor := func(r *ResultRecord) func(events.Event) {
+	progressFor := func(r *results.Record) func(events.Event) {
 		if v.ResultFor(r) == nil {
 			return silent
 		}
@@ -47,7 +48,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 	if err != nil {
 		return err
 	}
-	defer e.announceBackground(j.pkg, drvPath)() // waiting counts: it will run
+	defer results.AnnounceBackground(e.opts.CacheDir, j.pkg, drvPath, os.Getpid(), "")() // waiting counts: it will run
 	unlock, err := e.lockFile(ctx, "background", j.pkg, func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for the background work on " + j.pkg + " that is running"})
 	})
@@ -69,7 +70,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 	var errs []error
 	for round := 0; round < 20; round++ {
 		busy := false
-		for _, r := range e.pendingRecords(j.pkg) {
+		for _, r := range results.Pending(e.opts.CacheDir, j.pkg) {
 			busy = true
 			if err := e.settle(ctx, r, progressFor(r)); err != nil {
 				if yielded(ctx) {
@@ -132,7 +133,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 
 // reportTo adds err, from settling or auditing r, to the errors for v;
 // about a result v may not see, it only logs it.
-func reportTo(v *Viewer, r *ResultRecord, errs []error, err error, log *zap.Logger) []error {
+func reportTo(v *Viewer, r *results.Record, errs []error, err error, log *zap.Logger) []error {
 	if v.ResultFor(r) == nil {
 		log.Warn("settling or auditing another user's result", zap.String("drv", r.Drv), zap.Error(err))
 		return errs
@@ -187,11 +188,11 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 }
 
 // settle verifies or replaces one pending result. A provisional rewrite
-// (CauseNoMap) is compared with the exact rewrite the learned map gives:
+// (results.CauseNoMap) is compared with the exact rewrite the learned map gives:
 // identical, and the outputs judged exact, the result is registered as it
 // is; otherwise, and for the other causes, an exact build reruns what it
 // must and its result replaces the provisional one.
-func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(events.Event)) error {
+func (e *Engine) settle(ctx context.Context, r *results.Record, progress func(events.Event)) error {
 	cur, unlock, err := e.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		return err // rebuilt by a newer build that recorded its own state
@@ -202,7 +203,7 @@ func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(even
 	}
 	e.setState(r, events.StateVerifying, "the path map is learned: checking the provisional result against it", progress)
 	why := r.Why
-	if r.Cause == CauseNoMap {
+	if r.Cause == results.CauseNoMap {
 		ok, reason, err := e.confirm(ctx, r, progress)
 		if err != nil {
 			e.log.Warn("confirming a provisional rewrite", zap.String("drv", r.Drv), zap.Error(err))
@@ -238,7 +239,7 @@ func (e *Engine) settle(ctx context.Context, r *ResultRecord, progress func(even
 // confirm compares a provisional rewrite with the exact one; when they are
 // identical and the outputs are exact, it verifies the result's layers,
 // registers the outputs and repoints the result links. reason says why not.
-func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(events.Event)) (ok bool, reason string, err error) {
+func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(events.Event)) (ok bool, reason string, err error) {
 	for _, id := range append([]string{r.ReusedTop, r.RewriteLayer, r.Top}, r.Created...) {
 		if _, err := e.layers.Get(id); err != nil {
 			return false, "the provisional result's layers are gone", nil
@@ -345,7 +346,7 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(eve
 // (the daemon's caller, who made them) are left alone: root never replaces
 // a path a user chose. Theirs point at the copy, which becomes a link to
 // the store path, rooted for the garbage collector.
-func (e *Engine) repoint(ctx context.Context, r *ResultRecord, outputs map[string]string) {
+func (e *Engine) repoint(ctx context.Context, r *results.Record, outputs map[string]string) {
 	for name, old := range r.Outputs {
 		cur := outputs[name]
 		if cur == "" || cur == old || !nixstore.IsStorePath(cur) {
@@ -368,7 +369,7 @@ func (e *Engine) repoint(ctx context.Context, r *ResultRecord, outputs map[strin
 // a link to its new place cur: paths printed earlier keep working without
 // a second copy. old is only ever in a results directory root owns; a
 // daemon user's link to it is the user's and is never touched.
-func (e *Engine) replaceCacheCopy(ctx context.Context, r *ResultRecord, old, cur string) {
+func (e *Engine) replaceCacheCopy(ctx context.Context, r *results.Record, old, cur string) {
 	dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
 	if filepath.Dir(old) != filepath.Clean(dir) {
 		return

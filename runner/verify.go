@@ -17,26 +17,19 @@ import (
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/verdict"
 )
 
-// Difference is one file that differs between a layered result and Nix's
-// own build.
-type Difference struct {
-	Output string `json:"output"`
-	Path   string `json:"path"` // relative to the output
-	Why    string `json:"why"`
-}
-
 // Verification compares a layered result with a clean Nix build.
 type Verification struct {
-	Drv         string            `json:"drv"`
-	Identical   bool              `json:"identical"`
-	Layered     map[string]string `json:"layered"` // output → where the layered result is
-	Clean       map[string]string `json:"clean"`   // output → Nix's build
-	NARHash     map[string]string `json:"narHash"` // of the layered result
-	Differences []Difference      `json:"differences,omitempty"`
+	Drv         string               `json:"drv"`
+	Identical   bool                 `json:"identical"`
+	Layered     map[string]string    `json:"layered"` // output → where the layered result is
+	Clean       map[string]string    `json:"clean"`   // output → Nix's build
+	NARHash     map[string]string    `json:"narHash"` // of the layered result
+	Differences []results.Difference `json:"differences,omitempty"`
 	// Exactness is nixlayer's own verdict on the layered result when it
 	// reused layers built for other output paths: the rule that decided
 	// and every file whose bytes the path map could not explain.
@@ -154,7 +147,7 @@ func (t treeIn) Close() error { return t.dir.Close() }
 func (t treeIn) String() string { return filepath.Join(t.dir.Name(), t.name) }
 
 // compareTrees lists the files that differ, with a reason for each.
-func compareTrees(a, b treeIn) ([]Difference, error) {
+func compareTrees(a, b treeIn) ([]results.Difference, error) {
 	type entry struct{ a, b fs.FileInfo }
 	entries := map[string]*entry{}
 	if err := nixstore.WalkIn(a.dir, a.name, func(rel string, fi fs.FileInfo) error {
@@ -178,11 +171,11 @@ func compareTrees(a, b treeIn) ([]Difference, error) {
 		rels = append(rels, r)
 	}
 	sort.Strings(rels)
-	var diffs []Difference
+	var diffs []results.Difference
 	for _, rel := range rels {
 		e := entries[rel]
 		if why := fileDifference(a, b, rel, e.a, e.b); why != "" {
-			diffs = append(diffs, Difference{Path: cmp.Or(rel, "."), Why: why})
+			diffs = append(diffs, results.Difference{Path: cmp.Or(rel, "."), Why: why})
 		}
 	}
 	return diffs, nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // Viewer is the user a request serves (the daemon's caller), for what it
@@ -178,9 +179,9 @@ func (e *Engine) lookupFor(v *Viewer) (layerLookup, error) {
 	return visibleLookup{layerLookup: e.layers, vis: newVisibility(v, all)}, nil
 }
 
-// InStore reports whether the result is registered in the Nix store
+// inStore reports whether the result is registered in the Nix store
 // (every output there), which makes it visible to every user.
-func (r *ResultRecord) InStore() bool {
+func inStore(r *results.Record) bool {
 	dir := nixstore.StoreDir() + "/"
 	for _, p := range r.Outputs {
 		if !strings.HasPrefix(p, dir) {
@@ -193,11 +194,11 @@ func (r *ResultRecord) InStore() bool {
 // ResultFor is r as v may see it: its own in full; another user's when in
 // the Nix store, without whose it is (owner, result links, results
 // directory); nil for another user's result outside the store.
-func (v *Viewer) ResultFor(r *ResultRecord) *ResultRecord {
+func (v *Viewer) ResultFor(r *results.Record) *results.Record {
 	switch {
 	case v == nil || r == nil || (r.Owner != nil && r.Owner.UID == v.UID):
 		return r
-	case !r.InStore():
+	case !inStore(r):
 		return nil
 	}
 	c := *r

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // Background work never competes with what a user waits for: the
@@ -32,8 +33,8 @@ func yielded(ctx context.Context) bool { return errors.Is(context.Cause(ctx), er
 // one reruns the chain it learns (foreground.go).
 func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, func()) {
 	return e.inBackground(ctx, func() []string {
-		if info := e.runningLearner(pkg); info != nil && info.PID == os.Getpid() {
-			return info.Keys
+		if w := results.Learner(e.opts.CacheDir, pkg); w != nil && w.PID == os.Getpid() {
+			return w.Learning.Keys
 		}
 		return nil
 	})
@@ -44,25 +45,16 @@ func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, fu
 // same keys): it would only take cores from this build, which learns the
 // map from the pair or in front. The learner sees it in this build's mark.
 func (e *Engine) yieldLearner(pkg string, plan *Plan, progress func(events.Event)) {
-	learner := e.runningLearner(pkg)
+	learner := results.Learner(e.opts.CacheDir, pkg)
 	if learner == nil || learner.PID == os.Getpid() {
 		return
 	}
 	for _, ph := range plan.Phases {
-		if plan.runs(ph) && learner.hasKey(ph.Key) {
+		if plan.runs(ph) && learner.Learning.HasKey(ph.Key) {
 			progress(events.Event{Kind: events.EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
 			return
 		}
 	}
-}
-
-func (info *learnerInfo) hasKey(key string) bool {
-	for _, k := range info.Keys {
-		if k == key {
-			return true
-		}
-	}
-	return false
 }
 
 // learnTiming is the last learning measured on this cache: how long the
@@ -102,19 +94,4 @@ func chainBuildTime(chain []*layers.Layer) time.Duration {
 		d += l.Meta.Duration
 	}
 	return d
-}
-
-// learnerDoing says which chain background job j learns, read from the
-// record its learner keeps ("" when it learns none right now).
-func learnerDoing(cacheDir string, j BackgroundJob) string {
-	data, err := os.ReadFile(learnerInfoFile(cacheDir, j.Package))
-	var info learnerInfo
-	if err != nil || json.Unmarshal(data, &info) != nil || info.PID != j.PID {
-		return ""
-	}
-	doing := fmt.Sprintf("learning the path map of %d phases (a twin build with a synthetic output path) for %s", len(info.Layers), events.Duration(time.Since(info.Started)))
-	if info.Estimate > 0 {
-		doing += fmt.Sprintf(", about %s by the last learning measured", events.Duration(info.Estimate))
-	}
-	return doing
 }

@@ -10,15 +10,15 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/api"
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/results"
 )
 
 // statusReport is what `nixlayer status --json` prints: the engine (where
 // it runs, its cache, what the caller may do) and the results' states.
 type statusReport struct {
 	*api.Status
-	Results    []*runner.ResultRecord `json:"results"`
-	Background []runner.BackgroundJob `json:"background"`
+	Results    []*results.Record `json:"results"`
+	Background []results.Job     `json:"background"`
 }
 
 // cmdStatus describes the engine and lists the results nixlayer built and
@@ -62,7 +62,7 @@ func cmdStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep := statusReport{Status: st, Results: []*runner.ResultRecord{}, Background: rr.Background}
+	rep := statusReport{Status: st, Results: []*results.Record{}, Background: rr.Background}
 	for _, r := range rr.Results {
 		if len(pos) == 0 || r.Name == pos[0] || r.Package == pos[0] {
 			rep.Results = append(rep.Results, r)
@@ -117,14 +117,14 @@ func printEngine(st *api.Status) {
 
 // printAudit says where a result's audit stands; a failed one lists what
 // it found, loudly.
-func printAudit(a *runner.Audit) {
+func printAudit(a *results.Audit) {
 	switch {
 	case a == nil:
 		return
-	case a.State == runner.AuditDue:
+	case a.State == results.AuditDue:
 		fmt.Printf("              audit: due (a clean build from scratch in the background compares it)\n")
 		return
-	case a.State != runner.AuditFailed:
+	case a.State != results.AuditFailed:
 		fmt.Printf("              audit: %s in %s: %s\n", a.State, round(a.Took), a.Why)
 		return
 	}

@@ -1,4 +1,4 @@
-package runner
+package results
 
 import (
 	"encoding/json"
@@ -17,7 +17,7 @@ func TestResultsRenamesOldRecords(t *testing.T) {
 	if err := os.MkdirAll(status, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	write := func(name string, r ResultRecord) {
+	write := func(name string, r Record) {
 		data, _ := json.Marshal(r)
 		if err := os.WriteFile(filepath.Join(status, name), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -25,10 +25,10 @@ func TestResultsRenamesOldRecords(t *testing.T) {
 	}
 	a := "/nix/store/00000000000000000000000000000000-a.drv"
 	b := "/nix/store/11111111111111111111111111111111-b.drv"
-	write(filepath.Base(a)+".json", ResultRecord{Drv: a, State: events.StateVerified})
-	write(filepath.Base(b)+".json", ResultRecord{Drv: b, State: events.StateProvisional})
-	write(filepath.Base(recordFile(cache, b)), ResultRecord{Drv: b, State: events.StateVerified})
-	all, err := Results(cache)
+	write(filepath.Base(a)+".json", Record{Drv: a, State: events.StateVerified})
+	write(filepath.Base(b)+".json", Record{Drv: b, State: events.StateProvisional})
+	write(filepath.Base(File(cache, b)), Record{Drv: b, State: events.StateVerified})
+	all, err := List(cache)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,10 +40,10 @@ func TestResultsRenamesOldRecords(t *testing.T) {
 			t.Errorf("the old record of %s is still there", old)
 		}
 	}
-	if r, err := RecordOf(cache, a); err != nil || r == nil || r.State != events.StateVerified {
-		t.Errorf("RecordOf(a) = %+v, %v", r, err)
+	if r, err := Of(cache, a); err != nil || r == nil || r.State != events.StateVerified {
+		t.Errorf("Of(a) = %+v, %v", r, err)
 	}
-	if r, err := RecordOf(cache, b); err != nil || r == nil || r.State != events.StateVerified {
-		t.Errorf("RecordOf(b) = %+v, %v: the newer record must win", r, err)
+	if r, err := Of(cache, b); err != nil || r == nil || r.State != events.StateVerified {
+		t.Errorf("Of(b) = %+v, %v: the newer record must win", r, err)
 	}
 }
