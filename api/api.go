@@ -17,6 +17,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -47,9 +48,9 @@ type Service interface {
 	// LayerFiles, ReadLayerFile and LayerDiff look into a layer's tree (the
 	// build directory and the outputs as a phase left them), read-only:
 	// the engine mounts the layer, the caller needs no rights on the cache.
-	LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error)
-	ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*runner.LayerData, error)
-	LayerDiff(ctx context.Context, req LayerDiffRequest) (*runner.LayerDiff, error)
+	LayerFiles(ctx context.Context, req LayerFilesRequest) (*layertree.Files, error)
+	ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*layertree.Data, error)
+	LayerDiff(ctx context.Context, req LayerDiffRequest) (*layertree.Diff, error)
 	// Export writes a package's chain into an OCI image layout of the
 	// caller's (written with the caller's rights).
 	Export(ctx context.Context, req ExportRequest, out Output) (*ExportResult, error)
@@ -210,7 +211,7 @@ type LayerFilesRequest struct {
 	Path  string `json:"path"`
 }
 
-// ReadLayerFileRequest reads Length bytes (0: up to runner.MaxReadChunk)
+// ReadLayerFileRequest reads Length bytes (0: up to layertree.MaxReadChunk)
 // from Offset of a file of a layer's tree.
 type ReadLayerFileRequest struct {
 	Layer  string `json:"layer"`

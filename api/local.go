@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -351,25 +352,25 @@ func (l *Local) notTrusted(what string) error {
 	return fmt.Errorf("%s: %w (Nix's trusted-users); %s is not", what, ErrNotTrusted, l.opts.User)
 }
 
-func (l *Local) LayerFiles(ctx context.Context, req LayerFilesRequest) (*runner.LayerFiles, error) {
+func (l *Local) LayerFiles(ctx context.Context, req LayerFilesRequest) (*layertree.Files, error) {
 	if err := l.e.CheckVisible(req.Layer, l.viewer()); err != nil {
 		return nil, err
 	}
-	return l.e.LayerFiles(req.Layer, req.Path)
+	return l.e.Trees().Files(req.Layer, req.Path)
 }
 
-func (l *Local) ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*runner.LayerData, error) {
+func (l *Local) ReadLayerFile(ctx context.Context, req ReadLayerFileRequest) (*layertree.Data, error) {
 	if err := l.e.CheckVisible(req.Layer, l.viewer()); err != nil {
 		return nil, err
 	}
-	return l.e.ReadLayerFile(req.Layer, req.Path, req.Offset, req.Length)
+	return l.e.Trees().Read(req.Layer, req.Path, req.Offset, req.Length)
 }
 
-func (l *Local) LayerDiff(ctx context.Context, req LayerDiffRequest) (*runner.LayerDiff, error) {
+func (l *Local) LayerDiff(ctx context.Context, req LayerDiffRequest) (*layertree.Diff, error) {
 	if err := l.e.CheckVisible(req.Layer, l.viewer()); err != nil {
 		return nil, err
 	}
-	return l.e.LayerDiff(req.Layer)
+	return l.e.Trees().Diff(req.Layer)
 }
 
 func (l *Local) Close() error {

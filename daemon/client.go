@@ -15,6 +15,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -192,16 +193,16 @@ func (c *Client) Push(ctx context.Context, req api.PushRequest, out api.Output) 
 	return askFor[api.PushResult](ctx, c, methodPush, req, out)
 }
 
-func (c *Client) LayerFiles(ctx context.Context, req api.LayerFilesRequest) (*runner.LayerFiles, error) {
-	return askFor[runner.LayerFiles](ctx, c, methodLayerFiles, req, api.Output{})
+func (c *Client) LayerFiles(ctx context.Context, req api.LayerFilesRequest) (*layertree.Files, error) {
+	return askFor[layertree.Files](ctx, c, methodLayerFiles, req, api.Output{})
 }
 
-func (c *Client) ReadLayerFile(ctx context.Context, req api.ReadLayerFileRequest) (*runner.LayerData, error) {
-	return askFor[runner.LayerData](ctx, c, methodReadLayerFile, req, api.Output{})
+func (c *Client) ReadLayerFile(ctx context.Context, req api.ReadLayerFileRequest) (*layertree.Data, error) {
+	return askFor[layertree.Data](ctx, c, methodReadLayerFile, req, api.Output{})
 }
 
-func (c *Client) LayerDiff(ctx context.Context, req api.LayerDiffRequest) (*runner.LayerDiff, error) {
-	return askFor[runner.LayerDiff](ctx, c, methodLayerDiff, req, api.Output{})
+func (c *Client) LayerDiff(ctx context.Context, req api.LayerDiffRequest) (*layertree.Diff, error) {
+	return askFor[layertree.Diff](ctx, c, methodLayerDiff, req, api.Output{})
 }
 
 // Close ends the connection; the daemon cancels what is still running.

@@ -26,6 +26,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -92,7 +93,7 @@ const (
 	codePhaseFailed jsonrpc2.Code = -32001 // data: runner.PhaseError
 	codeNotAllowed  jsonrpc2.Code = -32002 // not in allowed-users
 	codeNotTrusted  jsonrpc2.Code = -32003 // not in trusted-users
-	codeLayerGone   jsonrpc2.Code = -32004 // data: the layer id (runner.LayerGoneError)
+	codeLayerGone   jsonrpc2.Code = -32004 // data: the layer id (layertree.GoneError)
 	codeNotFound    jsonrpc2.Code = -32005 // a path of a layer's tree does not exist
 	codeTooMany     jsonrpc2.Code = -32006 // a user's limit of requests running
 	codeCancelled   jsonrpc2.Code = -32800 // as LSP's RequestCancelled
@@ -103,7 +104,7 @@ const (
 func wireError(err error) error {
 	var pe *runner.PhaseError
 	var we *jsonrpc2.Error
-	var gone *runner.LayerGoneError
+	var gone *layertree.GoneError
 	switch {
 	case errors.As(err, &gone):
 		data, _ := json.Marshal(gone.Layer)
@@ -141,7 +142,7 @@ func clientError(err error) error {
 	case codeLayerGone:
 		var id string
 		if we.Data != nil && json.Unmarshal(*we.Data, &id) == nil {
-			return &runner.LayerGoneError{Layer: id}
+			return &layertree.GoneError{Layer: id}
 		}
 	case codeNotFound:
 		return fmt.Errorf("%s: %w", strings.TrimSuffix(we.Message, ": "+fs.ErrNotExist.Error()), fs.ErrNotExist)

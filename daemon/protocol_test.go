@@ -6,14 +6,15 @@ import (
 	"io/fs"
 	"testing"
 
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
 // The errors a face tells apart survive the socket: a failed phase, a
 // layer gc removed, a path that is not in a layer's tree.
 func TestErrorsCrossTheSocket(t *testing.T) {
-	var gone *runner.LayerGoneError
-	back := clientError(wireError(&runner.LayerGoneError{Layer: "0123456789abcdef"}))
+	var gone *layertree.GoneError
+	back := clientError(wireError(&layertree.GoneError{Layer: "0123456789abcdef"}))
 	if !errors.As(back, &gone) || gone.Layer != "0123456789abcdef" {
 		t.Errorf("layer gone came back as %#v", back)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -105,7 +106,7 @@ func TestServerThroughDaemon(t *testing.T) {
 		t.Fatal("the other user's build never reached buildPhase")
 	}
 	for i := 0; i < 5; i++ {
-		var data runner.LayerData
+		var data layertree.Data
 		c.mustCall(MethodReadLayerFile, map[string]any{"layer": layer, "path": res.Outputs["out"] + "/share/hello/output.txt"}, &data)
 		if len(data.Data) == 0 {
 			t.Fatalf("read %d during another build: %+v", i, data)

@@ -19,7 +19,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/layertree"
 )
 
 // fixturePkg is a package file as a user writes it: hello with 20 files
@@ -684,17 +684,17 @@ func checkBrowse(t *testing.T, c *client, uri protocol.DocumentURI, buildDir str
 		t.Fatalf("browse installPhase: %+v", b)
 	}
 	out := b.Roots[1]
-	var root runner.LayerFiles
+	var root layertree.Files
 	c.mustCall(MethodLayerFiles, map[string]any{"layer": b.Layer, "path": "/"}, &root)
 	if names := fileNames(root.Entries); names != "build nix" {
 		t.Errorf("the tree's root: %s", names)
 	}
-	var outDir runner.LayerFiles
+	var outDir layertree.Files
 	c.mustCall(MethodLayerFiles, map[string]any{"layer": b.Layer, "path": out}, &outDir)
-	if outDir.Info.Type != runner.FileDir || fileNames(outDir.Entries) != "bin share" {
+	if outDir.Info.Type != layertree.FileDir || fileNames(outDir.Entries) != "bin share" {
 		t.Errorf("%s in the tree: %+v", out, outDir)
 	}
-	var data runner.LayerData
+	var data layertree.Data
 	c.mustCall(MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": out + "/share/hello/output.txt"}, &data)
 	if !data.EOF || len(data.Data) == 0 || int64(len(data.Data)) != data.Size {
 		t.Errorf("output.txt: %+v", data)
@@ -719,7 +719,7 @@ func checkBrowse(t *testing.T, c *client, uri protocol.DocumentURI, buildDir str
 	return b.Layer
 }
 
-func fileNames(fis []runner.FileInfo) string {
+func fileNames(fis []layertree.FileInfo) string {
 	var names []string
 	for _, fi := range fis {
 		names = append(names, fi.Name)

@@ -13,8 +13,8 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/phaserules"
-	"github.com/nixlayer/nixlayer/runner"
 )
 
 // Requests of nixlayer's own that read a layer's tree — the build
@@ -25,14 +25,14 @@ import (
 // the layer of a phase of a document.
 const (
 	// MethodLayerFiles: params api.LayerFilesRequest, result
-	// runner.LayerFiles (the path's metadata, a directory's entries).
+	// layertree.Files (the path's metadata, a directory's entries).
 	MethodLayerFiles = "nixlayer/layerFiles"
 	// MethodReadLayerFile: params api.ReadLayerFileRequest, result
-	// runner.LayerData (base64 data, at most 4 MiB; read on from
+	// layertree.Data (base64 data, at most 4 MiB; read on from
 	// offset+length until eof).
 	MethodReadLayerFile = "nixlayer/readLayerFile"
 	// MethodLayerDiff: params api.LayerDiffRequest, result
-	// runner.LayerDiff (what the phase added, changed, removed against the
+	// layertree.Diff (what the phase added, changed, removed against the
 	// phase before it).
 	MethodLayerDiff = "nixlayer/layerDiff"
 )
@@ -66,7 +66,7 @@ type BrowseResult struct {
 
 // DiffResult answers nixlayer.diff.
 type DiffResult struct {
-	runner.LayerDiff
+	layertree.Diff
 	Label string `json:"label"`
 }
 
@@ -155,7 +155,7 @@ func (s *server) diff(ctx context.Context, a CommandArgs) (*DiffResult, error) {
 	if err != nil {
 		return nil, layerError(err)
 	}
-	return &DiffResult{LayerDiff: *d, Label: b.Label}, nil
+	return &DiffResult{Diff: *d, Label: b.Label}, nil
 }
 
 // layerRequest answers the layer requests (thin: the engine does the work).
@@ -190,7 +190,7 @@ func (s *server) layerRequest(ctx context.Context, method string, raw json.RawMe
 
 // layerError gives the two errors an explorer tells apart their codes.
 func layerError(err error) error {
-	var gone *runner.LayerGoneError
+	var gone *layertree.GoneError
 	switch {
 	case errors.As(err, &gone):
 		return jsonrpc2.NewError(CodeLayerGone, err.Error())

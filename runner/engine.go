@@ -19,6 +19,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -47,8 +48,9 @@ type Engine struct {
 	// inUse is held shared while the engine is open, so a process that gets
 	// it exclusively knows it is alone with the cache.
 	inUse *os.File
-	// views are layers mounted for reading their files (files.go).
-	views layerViews
+	// trees reads layers' files while it holds them mounted, and mounts
+	// them on the host for `nixlayer mount`.
+	trees *layertree.Trees
 	// derivations recomputes the store paths a .drv claims.
 	derivations *drv.Checker
 	// unpaired are the layers whose map the other builds of them named
@@ -96,7 +98,7 @@ func Open(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: drv.NewChecker()}
+	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: drv.NewChecker(), trees: layertree.New(st, opts.CacheDir, opts.Logger)}
 	if err := e.claimCache(); err != nil {
 		st.Close()
 		return nil, err
@@ -111,7 +113,7 @@ func Open(opts Options) (*Engine, error) {
 
 // Close releases the cache.
 func (e *Engine) Close() {
-	e.closeViews()
+	e.trees.Close()
 	e.layers.Close()
 	if e.inUse != nil {
 		e.inUse.Close()
@@ -136,7 +138,7 @@ func (e *Engine) claimCache() error {
 
 func (e *Engine) releaseOrphanMounts() {
 	kept := map[string]bool{}
-	if recs, err := e.Mounts(); err == nil {
+	if recs, err := e.trees.Mounts(); err == nil {
 		for _, r := range recs {
 			kept[r.Layer] = true
 		}
@@ -159,6 +161,9 @@ func (e *Engine) CacheDir() string { return e.opts.CacheDir }
 
 // Layers exposes the layer store to inspection commands.
 func (e *Engine) Layers() *layers.Store { return e.layers }
+
+// Trees reads layers' files and mounts layers on the host.
+func (e *Engine) Trees() *layertree.Trees { return e.trees }
 
 // lockFile takes an exclusive flock on a file under the cache, telling the
 // user when it has to wait for another build. The file is named from a

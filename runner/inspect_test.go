@@ -18,6 +18,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -258,7 +259,7 @@ func TestMountDiff(t *testing.T) {
 	p := smallHello(e2etest.Salt())
 	c.build(p)
 	a, b := filepath.Join(c.dir, "configure"), filepath.Join(c.dir, "build")
-	var ra, rb runner.MountRecord
+	var ra, rb layertree.MountRecord
 	c.mustJSON(&ra, append([]string{"mount"}, append(p, "configure", a)...)...)
 	defer c.run("umount", a)
 	c.mustJSON(&rb, append([]string{"mount"}, append(p, "buildPhase", b)...)...)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/results"
 )
@@ -135,7 +136,7 @@ func (e *Engine) CheckVisible(id string, v *Viewer) error {
 	// Down its chain only: an editor reads a layer in bursts of requests.
 	chain, err := layers.Chain(e.layers, l.ID)
 	if err != nil {
-		return &LayerGoneError{Layer: l.ID} // its chain is incomplete
+		return &layertree.GoneError{Layer: l.ID} // its chain is incomplete
 	}
 	for _, cur := range chain {
 		if v.barredFrom(cur.Meta) {

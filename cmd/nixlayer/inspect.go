@@ -181,7 +181,7 @@ func cmdMount(ctx context.Context, args []string) error {
 	}
 	defer e.Close()
 	if at == "" {
-		ms, err := e.Mounts()
+		ms, err := e.Trees().Mounts()
 		if err != nil {
 			return err
 		}
@@ -202,11 +202,11 @@ func cmdMount(ctx context.Context, args []string) error {
 		return err
 	}
 	note(sel.Note)
-	dir := e.DefaultMountDir(sel)
+	dir := e.Trees().DefaultMountDir(sel.Layer, sel.Phase)
 	if len(pos) == 1 {
 		dir = pos[0]
 	}
-	rec, err := e.Mount(sel, dir)
+	rec, err := e.Trees().Mount(sel.Layer, sel.Phase, dir)
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func cmdUmount(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	ms, err := e.Mounts()
+	ms, err := e.Trees().Mounts()
 	if err != nil {
 		return err
 	}
@@ -271,7 +271,7 @@ func cmdUmount(ctx context.Context, args []string) error {
 		}
 	}
 	for _, d := range dirs {
-		if err := e.Unmount(d); err != nil {
+		if err := e.Trees().Unmount(d); err != nil {
 			return err
 		}
 		if !c.json {

@@ -1,4 +1,12 @@
-package runner
+// Package layertree lets a face look into a layer's tree — the build
+// directory and the outputs as a phase left them — without a mount of its
+// own: root (the engine, or the daemon for users) mounts the layer through
+// the layer store for as long as it is being read, and answers with file
+// metadata, contents and what the phase changed. Paths are the ones the
+// builder saw: /build/…, /nix/store/…-hello-1/…. It also mounts a layer on
+// the host for `nixlayer mount` and keeps the record of those mounts. The
+// engine owns one Trees per cache; api and the CLI reach it through it.
+package layertree
 
 import (
 	"errors"
@@ -17,13 +25,6 @@ import (
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
-
-// This file lets a face look into a layer's tree — the build directory and
-// the outputs as a phase left them — without a mount of its own: the
-// engine (root, or the daemon for users) mounts the layer through the
-// layer store for as long as it is being read, and answers with file
-// metadata and contents. Paths are the ones the builder saw: /build/…,
-// /nix/store/…-hello-1/….
 
 // FileType is the kind of a file in a layer's tree.
 type FileType string
@@ -49,51 +50,51 @@ type FileInfo struct {
 	TargetType FileType `json:"targetType,omitempty"`
 }
 
-// LayerFiles is a path of a layer's tree and, for a directory, its entries.
-type LayerFiles struct {
+// Files is a path of a layer's tree and, for a directory, its entries.
+type Files struct {
 	Layer   string     `json:"layer"`
 	Info    FileInfo   `json:"info"`
 	Entries []FileInfo `json:"entries,omitempty"`
 }
 
-// LayerData is a piece of a file of a layer's tree.
-type LayerData struct {
+// Data is a piece of a file of a layer's tree.
+type Data struct {
 	Data []byte `json:"data"` // base64 in JSON
 	Size int64  `json:"size"` // the whole file's
 	EOF  bool   `json:"eof"`  // Data reaches the end of the file
 }
 
-// MaxReadChunk bounds one ReadLayerFile answer; callers read on from
+// MaxReadChunk bounds one Read answer; callers read on from
 // offset+len(Data).
 const MaxReadChunk = 4 << 20
 
-// FileChange is one file a phase added, changed or removed.
-type FileChange struct {
+// Change is one file a phase added, changed or removed.
+type Change struct {
 	Path string            `json:"path"`
 	Kind layers.ChangeKind `json:"kind"`
 	Type FileType          `json:"type"`
 }
 
-// LayerDiff is what a phase's layer changed against the layer of the phase
+// Diff is what a phase's layer changed against the layer of the phase
 // before it (the empty tree for the first phase).
-type LayerDiff struct {
-	Layer     string       `json:"layer"`
-	Phase     string       `json:"phase"`
-	Base      string       `json:"base,omitempty"`
-	BasePhase string       `json:"basePhase,omitempty"`
-	Changes   []FileChange `json:"changes"`
+type Diff struct {
+	Layer     string   `json:"layer"`
+	Phase     string   `json:"phase"`
+	Base      string   `json:"base,omitempty"`
+	BasePhase string   `json:"basePhase,omitempty"`
+	Changes   []Change `json:"changes"`
 	// Truncated: there were more than MaxDiffChanges changes.
 	Truncated bool `json:"truncated,omitempty"`
 }
 
-// MaxDiffChanges bounds a LayerDiff.
+// MaxDiffChanges bounds a Diff.
 const MaxDiffChanges = 20000
 
-// LayerGoneError: the layer a request names is not in the cache (any
+// GoneError: the layer a request names is not in the cache (any
 // more): gc removed it, or a newer build of the phase replaced it.
-type LayerGoneError struct{ Layer string }
+type GoneError struct{ Layer string }
 
-func (e *LayerGoneError) Error() string {
+func (e *GoneError) Error() string {
 	return fmt.Sprintf("layer %s is no longer in the layer cache (removed by nixlayer gc, or replaced by a newer build): build the phase again to look at its tree", layers.Short(e.Layer))
 }
 
@@ -102,10 +103,20 @@ func (e *LayerGoneError) Error() string {
 // burst. A mounted layer is in use, so gc keeps it meanwhile.
 const viewIdle = 10 * time.Second
 
-// layerViews are the layers the engine holds mounted for reading.
-type layerViews struct {
-	mu   sync.Mutex
-	open map[string]*layerView
+// Trees are the layers of one cache's store, read while mounted (a view
+// per layer, shared by concurrent readers, unmounted after viewIdle) and
+// mounted on the host for `nixlayer mount`.
+type Trees struct {
+	layers   *layers.Store
+	cacheDir string
+	log      *zap.Logger
+	mu       sync.Mutex
+	open     map[string]*layerView
+}
+
+// New gives the trees of the layers of st, a store in cacheDir.
+func New(st *layers.Store, cacheDir string, log *zap.Logger) *Trees {
+	return &Trees{layers: st, cacheDir: cacheDir, log: log}
 }
 
 type layerView struct {
@@ -115,19 +126,19 @@ type layerView struct {
 }
 
 // withView runs f on the layer's mounted tree.
-func (e *Engine) withView(id string, f func(*os.Root) error) error {
-	v, err := e.acquireView(id)
+func (t *Trees) withView(id string, f func(*os.Root) error) error {
+	v, err := t.acquireView(id)
 	if err != nil {
 		return err
 	}
-	defer e.releaseView(id, v)
+	defer t.releaseView(id, v)
 	return f(v.root)
 }
 
-func (e *Engine) acquireView(id string) (*layerView, error) {
-	e.views.mu.Lock()
-	defer e.views.mu.Unlock()
-	if v := e.views.open[id]; v != nil {
+func (t *Trees) acquireView(id string) (*layerView, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v := t.open[id]; v != nil {
 		v.users++
 		if v.idle != nil {
 			v.idle.Stop()
@@ -135,63 +146,63 @@ func (e *Engine) acquireView(id string) (*layerView, error) {
 		}
 		return v, nil
 	}
-	if !e.layers.Exists(id) {
-		return nil, &LayerGoneError{Layer: id}
+	if !t.layers.Exists(id) {
+		return nil, &GoneError{Layer: id}
 	}
-	dir, err := e.layers.Mount(id)
+	dir, err := t.layers.Mount(id)
 	if err != nil {
-		if !e.layers.Exists(id) {
-			return nil, &LayerGoneError{Layer: id}
+		if !t.layers.Exists(id) {
+			return nil, &GoneError{Layer: id}
 		}
 		return nil, err
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		e.layers.Unmount(id)
+		t.layers.Unmount(id)
 		return nil, fmt.Errorf("opening the tree of layer %s: %w", layers.Short(id), err)
 	}
-	if e.views.open == nil {
-		e.views.open = map[string]*layerView{}
+	if t.open == nil {
+		t.open = map[string]*layerView{}
 	}
 	v := &layerView{root: root, users: 1}
-	e.views.open[id] = v
+	t.open[id] = v
 	return v, nil
 }
 
-func (e *Engine) releaseView(id string, v *layerView) {
-	e.views.mu.Lock()
-	defer e.views.mu.Unlock()
+func (t *Trees) releaseView(id string, v *layerView) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	v.users--
 	if v.users > 0 {
 		return
 	}
 	v.idle = time.AfterFunc(viewIdle, func() {
-		e.views.mu.Lock()
-		defer e.views.mu.Unlock()
-		if v.users == 0 && e.views.open[id] == v {
-			e.closeView(id, v)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if v.users == 0 && t.open[id] == v {
+			t.closeView(id, v)
 		}
 	})
 }
 
 // closeView unmounts a view; views.mu is held.
-func (e *Engine) closeView(id string, v *layerView) {
-	delete(e.views.open, id)
+func (t *Trees) closeView(id string, v *layerView) {
+	delete(t.open, id)
 	v.root.Close()
-	if err := e.layers.Unmount(id); err != nil {
-		e.log.Warn("unmounting a layer after reading it", zap.Error(err))
+	if err := t.layers.Unmount(id); err != nil {
+		t.log.Warn("unmounting a layer after reading it", zap.Error(err))
 	}
 }
 
-// closeViews unmounts every view (the engine closes).
-func (e *Engine) closeViews() {
-	e.views.mu.Lock()
-	defer e.views.mu.Unlock()
-	for id, v := range e.views.open {
+// Close unmounts every view (the engine closes).
+func (t *Trees) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, v := range t.open {
 		if v.idle != nil {
 			v.idle.Stop()
 		}
-		e.closeView(id, v)
+		t.closeView(id, v)
 	}
 }
 
@@ -245,18 +256,18 @@ func fileType(m fs.FileMode) FileType {
 	return FileOther
 }
 
-// LayerFiles describes a path of the layer's tree and lists a directory.
+// Files describes a path of the layer's tree and lists a directory.
 // The root holds /build, the store directory with the outputs, and /tmp
 // when the build left something there.
-func (e *Engine) LayerFiles(id, p string) (*LayerFiles, error) {
+func (t *Trees) Files(id, p string) (*Files, error) {
 	storeDir := nixstore.StoreDir()
 	rel, virtual, ok := treePath(storeDir, p)
 	p = path.Clean("/" + p)
 	if !ok {
 		return nil, fmt.Errorf("%s is not in the tree of a layer (it holds /build and %s)", p, storeDir)
 	}
-	res := &LayerFiles{Layer: id}
-	err := e.withView(id, func(root *os.Root) error {
+	res := &Files{Layer: id}
+	err := t.withView(id, func(root *os.Root) error {
 		if rel == "" { // the root or a directory above the store
 			names := virtual
 			if p == "/" {
@@ -267,7 +278,7 @@ func (e *Engine) LayerFiles(id, p string) (*LayerFiles, error) {
 			}
 			res.Info = FileInfo{Name: path.Base(p), Path: p, Type: FileDir, Mode: 0o755}
 			for _, n := range names {
-				info, err := e.fileInfo(root, storeDir, path.Join(p, n))
+				info, err := fileInfo(root, storeDir, path.Join(p, n))
 				if err != nil {
 					info = &FileInfo{Name: n, Path: path.Join(p, n), Type: FileDir, Mode: 0o755}
 				}
@@ -275,7 +286,7 @@ func (e *Engine) LayerFiles(id, p string) (*LayerFiles, error) {
 			}
 			return nil
 		}
-		info, err := e.fileInfo(root, storeDir, p)
+		info, err := fileInfo(root, storeDir, p)
 		if err != nil {
 			return err
 		}
@@ -289,7 +300,7 @@ func (e *Engine) LayerFiles(id, p string) (*LayerFiles, error) {
 		}
 		res.Entries = []FileInfo{}
 		for _, de := range ents {
-			child, err := e.fileInfo(root, storeDir, path.Join(p, de.Name()))
+			child, err := fileInfo(root, storeDir, path.Join(p, de.Name()))
 			if err != nil {
 				continue // vanished meanwhile (a running phase's layer)
 			}
@@ -316,7 +327,7 @@ func readDir(root *os.Root, rel string) ([]fs.DirEntry, error) {
 
 // fileInfo describes the file at sandbox path p (a symlink itself, with
 // what it points to).
-func (e *Engine) fileInfo(root *os.Root, storeDir, p string) (*FileInfo, error) {
+func fileInfo(root *os.Root, storeDir, p string) (*FileInfo, error) {
 	rel, _, ok := treePath(storeDir, p)
 	if !ok || rel == "" {
 		return nil, fmt.Errorf("%s: %w", p, fs.ErrNotExist)
@@ -373,10 +384,10 @@ func resolve(root *os.Root, storeDir, p string) (string, fs.FileInfo, error) {
 	return "", nil, fmt.Errorf("%s: too many levels of symbolic links", first)
 }
 
-// ReadLayerFile reads up to n bytes (at most MaxReadChunk; 0 for that
+// Read reads up to n bytes (at most MaxReadChunk; 0 for that
 // much) from offset of the file at sandbox path p, following symlinks
 // inside the layer.
-func (e *Engine) ReadLayerFile(id, p string, offset, n int64) (*LayerData, error) {
+func (t *Trees) Read(id, p string, offset, n int64) (*Data, error) {
 	storeDir := nixstore.StoreDir()
 	p = path.Clean("/" + p)
 	if n <= 0 || n > MaxReadChunk {
@@ -385,8 +396,8 @@ func (e *Engine) ReadLayerFile(id, p string, offset, n int64) (*LayerData, error
 	if offset < 0 {
 		return nil, fmt.Errorf("reading %s: negative offset", p)
 	}
-	var res *LayerData
-	err := e.withView(id, func(root *os.Root) error {
+	var res *Data
+	err := t.withView(id, func(root *os.Root) error {
 		rel, fi, err := resolve(root, storeDir, p)
 		if err != nil {
 			return err
@@ -404,59 +415,62 @@ func (e *Engine) ReadLayerFile(id, p string, offset, n int64) (*LayerData, error
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("reading %s: %w", p, err)
 		}
-		res = &LayerData{Data: buf[:k], Size: fi.Size(), EOF: offset+int64(k) >= fi.Size()}
+		res = &Data{Data: buf[:k], Size: fi.Size(), EOF: offset+int64(k) >= fi.Size()}
 		return nil
 	})
 	return res, err
 }
 
-// LayerDiff lists what a phase's layer added, changed and removed against
+// Diff lists what a phase's layer added, changed and removed against
 // the layer of the phase before it (through a rewrite layer between them,
 // whose changes count too). Added and changed directories are not listed,
 // their files are.
-func (e *Engine) LayerDiff(id string) (*LayerDiff, error) {
-	l, err := e.layers.Get(id)
+func (t *Trees) Diff(id string) (*Diff, error) {
+	l, err := t.layers.Get(id)
 	if err != nil {
-		if !e.layers.Exists(id) {
-			return nil, &LayerGoneError{Layer: id}
+		if !t.layers.Exists(id) {
+			return nil, &GoneError{Layer: id}
 		}
 		return nil, err
 	}
-	res := &LayerDiff{Layer: id, Phase: phaseOf(e, l), Changes: []FileChange{}}
-	base, err := layers.NearestPhase(e.layers, l.Parent)
+	res := &Diff{Layer: id, Changes: []Change{}}
+	if p, err := layers.NearestPhase(t.layers, l.ID); err == nil && p != nil {
+		res.Phase = p.Meta.Phase
+	}
+	base, err := layers.NearestPhase(t.layers, l.Parent)
 	if err != nil {
 		return nil, err
 	}
 	if base != nil {
 		res.Base, res.BasePhase = base.ID, base.Meta.Phase
 	}
-	changes, err := e.layers.Changes(res.Base, id)
+	changes, err := t.layers.Changes(res.Base, id)
 	if err != nil {
-		if !e.layers.Exists(id) {
-			return nil, &LayerGoneError{Layer: id}
+		if !t.layers.Exists(id) {
+			return nil, &GoneError{Layer: id}
 		}
 		return nil, err
 	}
 	slices.SortFunc(changes, func(a, b layers.Change) int { return strings.Compare(a.Path, b.Path) })
 	storeDir := nixstore.StoreDir()
 	typeIn := func(layer, p string) FileType {
-		var t FileType = FileOther
+		typ := FileOther
 		if layer == "" {
-			return t
+			return typ
 		}
-		e.withView(layer, func(root *os.Root) error {
+		t.withView(layer, func(root *os.Root) error {
 			if rel, _, ok := treePath(storeDir, p); ok && rel != "" {
 				if fi, err := root.Lstat(rel); err == nil {
-					t = fileType(fi.Mode())
+					typ = fileType(fi.Mode())
 				}
 			}
 			return nil
 		})
-		return t
+		return typ
 	}
 	for _, c := range changes {
 		p := sandboxPath(storeDir, c.Path)
-		fc := FileChange{Path: p, Kind: c.Kind}
+		fc := Change{Path: p, Kind: c.Kind}
 		if c.Kind == layers.ChangeRemoved {
 			fc.Type = typeIn(res.Base, p)
 		} else {

@@ -1,4 +1,4 @@
-package runner
+package layertree
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/layers"
 )
@@ -44,7 +46,7 @@ func TestTreePath(t *testing.T) {
 	}
 }
 
-// A layer's tree read through the engine: listing with the store
+// A layer's tree read through its Trees: listing with the store
 // directory's parents, symlinks resolved inside the tree, reads in chunks,
 // what a phase changed against the phase before it (through a rewrite
 // layer), and a clear error once the layer is gone.
@@ -52,13 +54,16 @@ func TestLayerFiles(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the overlay layer store needs root")
 	}
-	e, err := Open(Options{CacheDir: t.TempDir(), Cores: 1})
+	cache := t.TempDir()
+	st, err := layers.Open(cache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	defer st.Close()
+	trees := New(st, cache, zap.NewNop())
+	defer trees.Close()
 	out := "store/0123456789abcdfghijklmnpqrsvwxy-hello-1"
-	unpack := writeLayer(t, e, "", layers.Meta{Kind: layers.KindPhase, Phase: "unpackPhase"}, map[string]string{
+	unpack := writeLayer(t, st, "", layers.Meta{Kind: layers.KindPhase, Phase: "unpackPhase"}, map[string]string{
 		"build/src/a.c":      "int main() { return 0; }\n",
 		"build/src/old.txt":  "old\n",
 		"build/src/link":     "->a.c",
@@ -69,29 +74,29 @@ func TestLayerFiles(t *testing.T) {
 		"build/src/sub/y.h":  "y\n",
 		"build/src/big.data": strings.Repeat("0123456789", 100),
 	})
-	rewrite := writeLayer(t, e, unpack, layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived}, map[string]string{"build/src/sub/y.h": "Y\n"})
-	build := writeLayer(t, e, rewrite, layers.Meta{Kind: layers.KindPhase, Phase: "buildPhase"}, map[string]string{
+	rewrite := writeLayer(t, st, unpack, layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived}, map[string]string{"build/src/sub/y.h": "Y\n"})
+	build := writeLayer(t, st, rewrite, layers.Meta{Kind: layers.KindPhase, Phase: "buildPhase"}, map[string]string{
 		"build/src/a.c":      "int main() { return 1; }\n",
 		"build/src/a.o":      "\x7fELF",
 		"-build/src/old.txt": "",
 	})
 
-	root, err := e.LayerFiles(build, "/")
+	root, err := trees.Files(build, "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if names := entryNames(root.Entries); strings.Join(names, " ") != "build nix" {
 		t.Errorf("root entries %v", names)
 	}
-	nix, err := e.LayerFiles(build, "/nix")
+	nix, err := trees.Files(build, "/nix")
 	if err != nil || strings.Join(entryNames(nix.Entries), " ") != "store" {
 		t.Errorf("/nix: %v %+v", err, nix)
 	}
-	store, err := e.LayerFiles(build, "/nix/store")
+	store, err := trees.Files(build, "/nix/store")
 	if err != nil || strings.Join(entryNames(store.Entries), " ") != filepath.Base(out) {
 		t.Errorf("/nix/store: %v %+v", err, store)
 	}
-	src, err := e.LayerFiles(build, "/build/src")
+	src, err := trees.Files(build, "/build/src")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,13 +120,13 @@ func TestLayerFiles(t *testing.T) {
 		t.Errorf("sub: %+v", d)
 	}
 
-	data, err := e.ReadLayerFile(build, "/build/src/link", 0, 0)
+	data, err := trees.Read(build, "/build/src/link", 0, 0)
 	if err != nil || string(data.Data) != "int main() { return 1; }\n" || !data.EOF {
 		t.Errorf("reading through a link: %v %+v", err, data)
 	}
 	var whole []byte
 	for off := int64(0); ; {
-		d, err := e.ReadLayerFile(build, "/build/src/big.data", off, 300)
+		d, err := trees.Read(build, "/build/src/big.data", off, 300)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,17 +139,17 @@ func TestLayerFiles(t *testing.T) {
 	if string(whole) != strings.Repeat("0123456789", 100) {
 		t.Errorf("chunked read: %d bytes", len(whole))
 	}
-	if _, err := e.ReadLayerFile(build, "/build/src/outside", 0, 0); err == nil || !strings.Contains(err.Error(), "not in this layer") {
+	if _, err := trees.Read(build, "/build/src/outside", 0, 0); err == nil || !strings.Contains(err.Error(), "not in this layer") {
 		t.Errorf("reading a link to an input: %v", err)
 	}
-	if _, err := e.LayerFiles(build, "/build/src/old.txt"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := trees.Files(build, "/build/src/old.txt"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a removed file: %v", err)
 	}
-	if _, err := e.LayerFiles(build, "/etc/passwd"); err == nil {
+	if _, err := trees.Files(build, "/etc/passwd"); err == nil {
 		t.Error("a path outside the tree was answered")
 	}
 
-	diff, err := e.LayerDiff(build)
+	diff, err := trees.Diff(build)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +164,7 @@ func TestLayerFiles(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("changes of buildPhase:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	first, err := e.LayerDiff(unpack)
+	first, err := trees.Diff(unpack)
 	if err != nil || first.Base != "" || len(first.Changes) != 9 {
 		t.Errorf("changes of the first phase: %v %+v", err, first)
 	}
@@ -170,18 +175,18 @@ func TestLayerFiles(t *testing.T) {
 	}
 
 	// gc removes the layer (nothing reads it any more).
-	e.closeViews()
-	if err := e.layers.Delete(build); err != nil {
+	trees.Close()
+	if err := st.Delete(build); err != nil {
 		t.Fatal(err)
 	}
-	var gone *LayerGoneError
-	if _, err := e.LayerFiles(build, "/build"); !errors.As(err, &gone) || !strings.Contains(err.Error(), "no longer in the layer cache") {
+	var gone *GoneError
+	if _, err := trees.Files(build, "/build"); !errors.As(err, &gone) || !strings.Contains(err.Error(), "no longer in the layer cache") {
 		t.Errorf("a removed layer: %v", err)
 	}
-	if _, err := e.ReadLayerFile(build, "/build/src/a.c", 0, 0); !errors.As(err, &gone) {
+	if _, err := trees.Read(build, "/build/src/a.c", 0, 0); !errors.As(err, &gone) {
 		t.Errorf("reading a removed layer: %v", err)
 	}
-	if _, err := e.LayerDiff(build); !errors.As(err, &gone) {
+	if _, err := trees.Diff(build); !errors.As(err, &gone) {
 		t.Errorf("diff of a removed layer: %v", err)
 	}
 }
@@ -196,13 +201,13 @@ func entryNames(fis []FileInfo) []string {
 
 // writeLayer makes a complete layer on parent with files ("->T" makes a
 // symlink to T; a "-" before the name removes the file).
-func writeLayer(t *testing.T, e *Engine, parent string, meta layers.Meta, files map[string]string) string {
+func writeLayer(t *testing.T, st *layers.Store, parent string, meta layers.Meta, files map[string]string) string {
 	t.Helper()
-	l, err := e.layers.Create(parent, meta)
+	l, err := st.Create(parent, meta)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := e.layers.Mount(l.ID)
+	dir, err := st.Mount(l.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,13 +229,13 @@ func writeLayer(t *testing.T, e *Engine, parent string, meta layers.Meta, files 
 			t.Fatal(err)
 		}
 	}
-	if err := e.layers.Unmount(l.ID); err != nil {
+	if err := st.Unmount(l.ID); err != nil {
 		t.Fatal(err)
 	}
 	if meta.Status == "" {
 		meta.Status = layers.StatusComplete
 	}
-	if err := e.layers.Finish(l.ID, meta); err != nil {
+	if err := st.Finish(l.ID, meta); err != nil {
 		t.Fatal(err)
 	}
 	return l.ID

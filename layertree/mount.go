@@ -1,4 +1,4 @@
-package runner
+package layertree
 
 import (
 	"crypto/sha256"
@@ -28,42 +28,43 @@ type MountRecord struct {
 	MadeDir bool `json:"madeDir,omitempty"`
 }
 
-func (e *Engine) mountFile(dir string) string {
+func (t *Trees) mountFile(dir string) string {
 	h := sha256.Sum256([]byte(dir))
-	return filepath.Join(e.opts.CacheDir, "mounts", hex.EncodeToString(h[:8])+".json")
+	return filepath.Join(t.cacheDir, "mounts", hex.EncodeToString(h[:8])+".json")
 }
 
-// DefaultMountDir is where `nixlayer mount` puts a layer without a DIR.
-func (e *Engine) DefaultMountDir(sel *Selected) string {
-	name := sel.Layer.Meta.DrvName + "-" + sel.Phase
+// DefaultMountDir is where `nixlayer mount` puts layer l, of phase, without
+// a DIR.
+func (t *Trees) DefaultMountDir(l *layers.Layer, phase string) string {
+	name := l.Meta.DrvName + "-" + phase
 	// A phase's name is the derivation's to choose: one that is not a
 	// plain path element gives way to the layer's id.
-	if sel.Phase == "" || strings.ContainsAny(sel.Phase, "/\x00") {
-		name = layers.Short(sel.Layer.ID)
+	if phase == "" || strings.ContainsAny(phase, "/\x00") {
+		name = layers.Short(l.ID)
 	}
-	return filepath.Join(e.opts.CacheDir, "mnt", name)
+	return filepath.Join(t.cacheDir, "mnt", name)
 }
 
-// Mount makes the merged tree of the selected layer visible at dir,
+// Mount makes the merged tree of layer l, of phase, visible at dir,
 // read-only (a read-only bind of the layer's mount point).
-func (e *Engine) Mount(sel *Selected, dir string) (*MountRecord, error) {
+func (t *Trees) Mount(l *layers.Layer, phase, dir string) (*MountRecord, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(e.mountFile(dir)); err == nil {
+	if _, err := os.Stat(t.mountFile(dir)); err == nil {
 		return nil, fmt.Errorf("%s is already a nixlayer mount: nixlayer umount %s first", dir, dir)
 	}
 	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create mount directory: %w", err)
 	}
-	src, err := e.layers.Mount(sel.Layer.ID)
+	src, err := t.layers.Mount(l.ID)
 	if err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*MountRecord, error) {
-		e.layers.Unmount(sel.Layer.ID)
+		t.layers.Unmount(l.ID)
 		return nil, err
 	}
 	if err := syscall.Mount(src, dir, "", syscall.MS_BIND, ""); err != nil {
@@ -73,10 +74,10 @@ func (e *Engine) Mount(sel *Selected, dir string) (*MountRecord, error) {
 		syscall.Unmount(dir, syscall.MNT_DETACH)
 		return fail(fmt.Errorf("make %s read-only: %w", dir, err))
 	}
-	rec := &MountRecord{Dir: dir, Layer: sel.Layer.ID, Package: sel.Layer.Meta.DrvName, Phase: sel.Phase, Created: time.Now(), MadeDir: statErr != nil}
+	rec := &MountRecord{Dir: dir, Layer: l.ID, Package: l.Meta.DrvName, Phase: phase, Created: time.Now(), MadeDir: statErr != nil}
 	data, _ := json.Marshal(rec)
-	os.MkdirAll(filepath.Dir(e.mountFile(dir)), 0o700)
-	if err := os.WriteFile(e.mountFile(dir), data, 0o600); err != nil {
+	os.MkdirAll(filepath.Dir(t.mountFile(dir)), 0o700)
+	if err := os.WriteFile(t.mountFile(dir), data, 0o600); err != nil {
 		syscall.Unmount(dir, syscall.MNT_DETACH)
 		return fail(fmt.Errorf("record mount: %w", err))
 	}
@@ -84,8 +85,8 @@ func (e *Engine) Mount(sel *Selected, dir string) (*MountRecord, error) {
 }
 
 // Mounts lists the layers mounted by `nixlayer mount`.
-func (e *Engine) Mounts() ([]MountRecord, error) {
-	files, _ := filepath.Glob(filepath.Join(e.opts.CacheDir, "mounts", "*.json"))
+func (t *Trees) Mounts() ([]MountRecord, error) {
+	files, _ := filepath.Glob(filepath.Join(t.cacheDir, "mounts", "*.json"))
 	var out []MountRecord
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -101,12 +102,12 @@ func (e *Engine) Mounts() ([]MountRecord, error) {
 }
 
 // Unmount removes a mount made by Mount and releases the layer.
-func (e *Engine) Unmount(dir string) error {
+func (t *Trees) Unmount(dir string) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(e.mountFile(dir))
+	data, err := os.ReadFile(t.mountFile(dir))
 	if err != nil {
 		return fmt.Errorf("%s is not mounted by nixlayer (see nixlayer ls for mounted layers)", dir)
 	}
@@ -117,11 +118,11 @@ func (e *Engine) Unmount(dir string) error {
 	if err := syscall.Unmount(dir, 0); err != nil && !errors.Is(err, syscall.EINVAL) {
 		return fmt.Errorf("unmount %s: %w (is a program still using it?)", dir, err)
 	}
-	if err := e.layers.Unmount(rec.Layer); err != nil {
+	if err := t.layers.Unmount(rec.Layer); err != nil {
 		return err
 	}
 	if rec.MadeDir {
 		os.Remove(dir) // only if empty
 	}
-	return os.Remove(e.mountFile(dir))
+	return os.Remove(t.mountFile(dir))
 }
