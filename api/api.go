@@ -17,6 +17,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
@@ -43,7 +44,7 @@ type Service interface {
 	// Shell runs an interactive shell in a phase's state on term.
 	Shell(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error)
 	// GC and Import change what the shared cache holds: trusted users only.
-	GC(ctx context.Context, req GCRequest, out Output) (*runner.GCResult, error)
+	GC(ctx context.Context, req GCRequest, out Output) (*gc.Result, error)
 	Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error)
 	// LayerFiles, ReadLayerFile and LayerDiff look into a layer's tree (the
 	// build directory and the outputs as a phase left them), read-only:
@@ -241,7 +242,7 @@ func (t Terminal) OrStd() Terminal {
 	return t
 }
 
-// GCRequest is gc's policy (runner.GCOptions).
+// GCRequest is gc's policy (gc.Options).
 type GCRequest struct {
 	KeepLast  int           `json:"keepLast,omitempty"`
 	MaxSize   int64         `json:"maxSize,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
@@ -210,11 +211,11 @@ func (l *Local) ShellOn(ctx context.Context, req ShellRequest, term Terminal) (*
 	return l.e.Shell(ctx, req.DrvPath, runner.ShellOptions{At: req.At, Keep: req.Keep, Stdin: term.In, Stdout: term.Out, Notice: term.Notice, Terminal: true, Viewer: l.viewer()})
 }
 
-func (l *Local) GC(ctx context.Context, req GCRequest, out Output) (*runner.GCResult, error) {
+func (l *Local) GC(ctx context.Context, req GCRequest, out Output) (*gc.Result, error) {
 	if l.opts.Untrusted {
 		return nil, l.notTrusted("nixlayer gc")
 	}
-	return l.e.GC(ctx, runner.GCOptions{KeepLast: req.KeepLast, MaxSize: req.MaxSize, OlderThan: req.OlderThan, DryRun: req.DryRun, Log: out.Log})
+	return l.e.GC(ctx, gc.Options{KeepLast: req.KeepLast, MaxSize: req.MaxSize, OlderThan: req.OlderThan, DryRun: req.DryRun, Log: out.Log})
 }
 
 func (l *Local) Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error) {

@@ -15,6 +15,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -177,8 +178,8 @@ func (c *Client) Log(ctx context.Context, req api.LogRequest) ([]runner.PhaseLog
 	return ask[[]runner.PhaseLog](ctx, c, methodLog, req, api.Output{})
 }
 
-func (c *Client) GC(ctx context.Context, req api.GCRequest, out api.Output) (*runner.GCResult, error) {
-	return askFor[runner.GCResult](ctx, c, methodGC, req, out)
+func (c *Client) GC(ctx context.Context, req api.GCRequest, out api.Output) (*gc.Result, error) {
+	return askFor[gc.Result](ctx, c, methodGC, req, out)
 }
 
 func (c *Client) Import(ctx context.Context, req api.ImportRequest, out api.Output) ([]runner.ImportResult, error) {

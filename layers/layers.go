@@ -438,3 +438,21 @@ func (st *Store) ForceUnmount(id string) error {
 	}
 	return nil
 }
+
+// StatusWord is the layer's state in one word, as ls and gc show it:
+// cached, rewrite, kept (a shell's), forced, or the status itself.
+func (l *Layer) StatusWord() string {
+	switch l.Meta.Status {
+	case StatusComplete:
+		return "cached"
+	case StatusDerived:
+		switch l.Meta.KindOf() {
+		case KindRewrite:
+			return "rewrite"
+		case KindShell:
+			return "kept"
+		}
+		return "forced"
+	}
+	return string(l.Meta.Status)
+}

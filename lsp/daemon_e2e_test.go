@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/layertree"
-	"github.com/nixlayer/nixlayer/runner"
 )
 
 // Issue 15: the language server of an unprivileged user (the editor runs
@@ -130,11 +130,11 @@ func TestServerThroughDaemon(t *testing.T) {
 	// gc keeps it); gc once that has passed.
 	waitFor(t, time.Minute, func() bool {
 		r := e2etest.Run(dir, nil, d.Bin, "gc", "--json", "--cache", d.Cache)
-		var gc runner.GCResult
-		if r.Err != nil || json.Unmarshal([]byte(r.Stdout), &gc) != nil {
+		var collected gc.Result
+		if r.Err != nil || json.Unmarshal([]byte(r.Stdout), &collected) != nil {
 			t.Fatalf("gc: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 		}
-		return slices.ContainsFunc(gc.Removed, func(l runner.GCLayer) bool { return l.ID == layer })
+		return slices.ContainsFunc(collected.Removed, func(l gc.Removed) bool { return l.ID == layer })
 	})
 	err = c.call(MethodReadLayerFile, map[string]any{"layer": layer, "path": "/build"}, nil)
 	if errCode(err) != CodeLayerGone || !strings.Contains(err.Error(), "no longer in the layer cache (removed by nixlayer gc") {

@@ -322,10 +322,10 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		e.pushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
 	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
-	if gc, err := e.AutoGC(ctx); err != nil {
+	if collected, err := e.AutoGC(ctx); err != nil {
 		e.log.Warn("automatic gc", zap.Error(err))
-	} else if gc != nil && len(gc.Removed) > 0 {
-		progress(events.Event{Kind: events.EventGC, Message: fmt.Sprintf("cache over its size limit: removed %d layers", len(gc.Removed))})
+	} else if collected != nil && len(collected.Removed) > 0 {
+		progress(events.Event{Kind: events.EventGC, Message: fmt.Sprintf("cache over its size limit: removed %d layers", len(collected.Removed))})
 	}
 	res.Duration = time.Since(start)
 	progress(events.Event{Kind: events.EventFinished, Total: total, Elapsed: res.Duration})

@@ -204,22 +204,6 @@ type LayerRow struct {
 	Verified bool              `json:"verified"`
 }
 
-func rowStatus(l *layers.Layer) string {
-	switch l.Meta.Status {
-	case layers.StatusComplete:
-		return "cached"
-	case layers.StatusDerived:
-		switch l.Meta.KindOf() {
-		case layers.KindRewrite:
-			return "rewrite"
-		case layers.KindShell:
-			return "kept"
-		}
-		return "forced"
-	}
-	return string(l.Meta.Status)
-}
-
 // List describes the layers in the cache (only those of pkg when it is
 // not empty), grouped by package, each chain from its base to its top;
 // only those v sees.
@@ -238,7 +222,7 @@ func (e *Engine) List(pkg Package, v *Viewer) ([]LayerRow, error) {
 		if pkg.String() == "" || pkg.matches(l) || (pkg.DrvPath == "" && l.Meta.DrvName == pkg.Name) {
 			rows = append(rows, LayerRow{
 				ID: l.ID, Parent: l.Parent, Package: l.Meta.DrvName, Drv: l.Meta.DrvPath, Phase: l.Meta.Phase,
-				Status: rowStatus(l), Key: l.Meta.Key, Size: size, Shared: below, Created: l.Created,
+				Status: l.StatusWord(), Key: l.Meta.Key, Size: size, Shared: below, Created: l.Created,
 				Duration: l.Meta.Duration, Outputs: l.Meta.Outputs, Mounted: e.layers.MountCount(l.ID),
 				Children: len(tree.Children(l.ID)), Kind: l.Meta.KindOf(), Note: l.Meta.Note, Verified: verified(l),
 			})
@@ -305,7 +289,7 @@ func (e *Engine) chainLogs(chain []*layers.Layer) ([]PhaseLog, error) {
 		if err != nil {
 			data = nil // imported or whole layers may have none
 		}
-		out = append(out, PhaseLog{Phase: l.Meta.Phase, Layer: l.ID, Status: rowStatus(l), Log: string(data)})
+		out = append(out, PhaseLog{Phase: l.Meta.Phase, Layer: l.ID, Status: l.StatusWord(), Log: string(data)})
 	}
 	return out, nil
 }
@@ -360,7 +344,7 @@ func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer, v *Viewer)
 	}
 	s := &Selected{Layer: top, Phase: phaseOf(e, top)}
 	if p != nil {
-		s.Note = fmt.Sprintf("nothing of the current derivation is cached; using the newest chain of %s (%s, %s)", pkg.Name, top.Meta.DrvPath, rowStatus(top))
+		s.Note = fmt.Sprintf("nothing of the current derivation is cached; using the newest chain of %s (%s, %s)", pkg.Name, top.Meta.DrvPath, top.StatusWord())
 	}
 	return s, nil
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/layertree"
@@ -389,7 +390,7 @@ func TestGC(t *testing.T) {
 	// A mount of the old chain's top pins it and the layers under it.
 	mnt := filepath.Join(c.dir, "old")
 	c.must(append([]string{"mount"}, append(old, "install", mnt)...)...)
-	var res runner.GCResult
+	var res gc.Result
 	c.mustJSON(&res, "gc")
 	if len(res.Removed) == 0 || len(res.InUse) == 0 {
 		t.Errorf("with the old chain mounted: removed %d, in use %d; want both > 0", len(res.Removed), len(res.InUse))
@@ -554,17 +555,4 @@ func TestExportImport(t *testing.T) {
 		t.Fatalf("signed import: %+v", imp)
 	}
 	resume(trusted, true)
-}
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"512": 512, "4K": 4096, "1.5M": 1572864, "20G": 20 << 30, "2GiB": 2 << 30, "100MB": 100 << 20} {
-		if got, err := runner.ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "G", "-1M", "ten"} {
-		if _, err := runner.ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
-		}
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -424,7 +425,7 @@ func cmdGC(ctx context.Context, args []string) error {
 		}
 	}
 	if v := c.value("--max-size"); v != "" {
-		if o.MaxSize, err = runner.ParseSize(v); err != nil {
+		if o.MaxSize, err = gc.ParseSize(v); err != nil {
 			return fmt.Errorf("--max-size: %w", err)
 		}
 	}
