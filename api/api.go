@@ -21,6 +21,7 @@ import (
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/verify"
 )
 
 // Service is everything a face asks of the engine. Requests name
@@ -32,7 +33,7 @@ type Service interface {
 	Build(ctx context.Context, req BuildRequest, out Output) (*runner.Result, error)
 	Plan(ctx context.Context, req PlanRequest, out Output) (*PlanResult, error)
 	Learn(ctx context.Context, req LearnRequest, out Output) error
-	Verify(ctx context.Context, req VerifyRequest, out Output) (*runner.Verification, error)
+	Verify(ctx context.Context, req VerifyRequest, out Output) (*verify.Verification, error)
 	// Status describes the engine: where it runs, its cache, whether it
 	// can build here, what the caller may do.
 	Status(ctx context.Context) (*Status, error)

@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/verify"
 )
 
 // Local serves requests with an engine in this process.
@@ -142,7 +143,7 @@ func (l *Local) Learn(ctx context.Context, req LearnRequest, out Output) error {
 	return l.e.Learn(ctx, req.DrvPath, req.Registry, l.viewer(), out.progress())
 }
 
-func (l *Local) Verify(ctx context.Context, req VerifyRequest, out Output) (*runner.Verification, error) {
+func (l *Local) Verify(ctx context.Context, req VerifyRequest, out Output) (*verify.Verification, error) {
 	return l.e.VerifyIn(ctx, req.DrvPath, l.opts.ResultsDir, out.Log)
 }
 

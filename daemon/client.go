@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/verify"
 )
 
 // Client is api.Service served by `nixlayer daemon`.
@@ -158,8 +159,8 @@ func (c *Client) Learn(ctx context.Context, req api.LearnRequest, out api.Output
 	return c.call(ctx, methodLearn, req, out, nil)
 }
 
-func (c *Client) Verify(ctx context.Context, req api.VerifyRequest, out api.Output) (*runner.Verification, error) {
-	return askFor[runner.Verification](ctx, c, methodVerify, req, out)
+func (c *Client) Verify(ctx context.Context, req api.VerifyRequest, out api.Output) (*verify.Verification, error) {
+	return askFor[verify.Verification](ctx, c, methodVerify, req, out)
 }
 
 func (c *Client) Status(ctx context.Context) (*api.Status, error) {

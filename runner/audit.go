@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/shellstate"
+	"github.com/nixlayer/nixlayer/verify"
 )
 
 // The audit is the safety net for what no placement rule foresees: a layer
@@ -178,17 +179,7 @@ func (e *Engine) outputDifferences(j *job, a, b string) ([]results.Difference, e
 	var out []results.Difference
 	for _, name := range sortedKeys(j.drv.Outputs) {
 		base := filepath.Base(j.drv.Outputs[name])
-		ta, err := openIn(filepath.Join(rootA, "store", base))
-		if err != nil {
-			return nil, err
-		}
-		defer ta.Close()
-		tb, err := openIn(filepath.Join(rootB, "store", base))
-		if err != nil {
-			return nil, err
-		}
-		defer tb.Close()
-		diffs, err := compareTrees(ta, tb)
+		diffs, err := verify.Compare(filepath.Join(rootA, "store", base), filepath.Join(rootB, "store", base))
 		if err != nil {
 			return nil, err
 		}
