@@ -513,14 +513,20 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 
 // lastReused is the top layer of the prefix a plan reuses ("" for none).
 func lastReused(p *Plan) string {
-	top := ""
+	_, top := reusedPrefix(p)
+	return top
+}
+
+// reusedPrefix is the prefix a plan reuses: how many phases, and the top
+// layer ("" for none).
+func reusedPrefix(p *Plan) (n int, top string) {
 	for _, ph := range p.Phases {
 		if ph.Status == StatusRun {
 			break
 		}
-		top = ph.Layer.ID
+		n, top = n+1, ph.Layer.ID
 	}
-	return top
+	return n, top
 }
 
 // withoutNixLines drops the stdenv's `@nix {…}` lines, which Nix consumes

@@ -80,33 +80,99 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 		chain = nil // producers unknown: an inexact verdict rebuilds everything
 	}
 	rs := &resume{n: n, chain: chain, layer: rewritten, m: m, verdict: res.Rewrite, verified: verified, provisional: provisional, old2new: plan.Rewrite}
-	if provisional {
+	switch afterRewrite(res.Rewrite, provisional, exact, m != nil) {
+	case rewriteSettleLater, rewriteJudge:
 		return rs, rewritten, next, nil
-	}
-	switch v := res.Rewrite; {
-	case v.Exact:
+	case rewriteExact:
 		res.Exactness = verdict.Decide(nil, phaseNames(plan.Phases))
 		return nil, rewritten, next, nil
-	case len(v.Failed) == 0 && exact && m != nil:
-		// The last build judged on these layers saw their bytes reach the
-		// outputs: an exact build does not try again, it reruns at once.
+	case rewritePredict:
 		if ex := e.predictExactness(m, chain, plan.Phases); !ex.Exact {
 			progress(events.Event{Kind: events.EventVerdict, Message: "outputs NOT exact, as in the last build on these layers: " + ex.Summary})
 			e.dropLayers(rewritten)
 			res.Exactness, res.Inexact = ex, ex
-			return e.fallBack(ctx, j, plan, rs, min(ex.RebuildIndex, n-1), "the reused "+ex.RebuildFrom+" made bytes that reached the outputs of the last build and cannot be rewritten ("+string(ex.Rule)+")", res, progress)
+			fb := inexactFallBack(ex, n, true)
+			return e.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
 		}
 		return rs, rewritten, next, nil
-	case len(v.Failed) == 0:
-		return rs, rewritten, next, nil
-	}
-	res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), phaseNames(plan.Phases))
-	if !exact {
+	case rewriteUnverified:
+		res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), phaseNames(plan.Phases))
 		return nil, rewritten, next, nil
 	}
+	res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), phaseNames(plan.Phases))
 	e.dropLayers(rewritten)
 	res.Inexact = res.Exactness
-	return e.fallBack(ctx, j, plan, rs, n-1, "reused layers could not be rewritten exactly for the new output paths", res, progress)
+	fb := failedRewriteFallBack(n)
+	return e.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
+}
+
+// rewriteStep is what a build does with the rewrite of its reused layers.
+type rewriteStep int
+
+const (
+	// rewriteSettleLater: rewritten provisionally, without a map: the
+	// result comes at once and the background work settles it.
+	rewriteSettleLater rewriteStep = iota
+	// rewriteExact: the map explains every byte; nothing to judge.
+	rewriteExact
+	// rewritePredict: an exact build with a map first asks the last build
+	// judged on these layers: if their bytes reached its outputs, it does
+	// not try again but reruns at once; otherwise rewriteJudge.
+	rewritePredict
+	// rewriteJudge: the outputs judge the bytes the map cannot explain,
+	// once the later phases ran.
+	rewriteJudge
+	// rewriteUnverified: the rewrite failed; without exact the build goes
+	// on, and its result is not verified.
+	rewriteUnverified
+	// rewriteFallBack: the rewrite failed; an exact build drops it and
+	// reruns (failedRewriteFallBack).
+	rewriteFallBack
+)
+
+// afterRewrite decides from the rewrite's verdict v, whether it was
+// provisional, whether the build must be exact and whether it had a map.
+func afterRewrite(v *rewrite.Verdict, provisional, exact, hasMap bool) rewriteStep {
+	switch {
+	case provisional:
+		return rewriteSettleLater
+	case v.Exact:
+		return rewriteExact
+	case len(v.Failed) == 0 && exact && hasMap:
+		return rewritePredict
+	case len(v.Failed) == 0:
+		return rewriteJudge
+	case !exact:
+		return rewriteUnverified
+	}
+	return rewriteFallBack
+}
+
+// fallback is where an exact build retreats to from a resume that would
+// not be exact: it keeps at most keep reused phases (fallBack keeps the
+// longest prefix whose rewrite does not fail) and reruns the others, the
+// first for why.
+type fallback struct {
+	keep int
+	why  string
+}
+
+// failedRewriteFallBack retreats from a rewrite of reused phases that
+// failed: the last of them at least reruns.
+func failedRewriteFallBack(reused int) fallback {
+	return fallback{keep: reused - 1, why: "reused layers could not be rewritten exactly for the new output paths"}
+}
+
+// inexactFallBack retreats from outputs judged inexact (ex) on a rewrite
+// of reused phases: to the phase that made the offending bytes, and at
+// least the last reused one. predicted: judged on the outputs of the last
+// build on these layers, before this one ran anything.
+func inexactFallBack(ex *verdict.Exactness, reused int, predicted bool) fallback {
+	reach := "reach the outputs"
+	if predicted {
+		reach = "reached the outputs of the last build"
+	}
+	return fallback{keep: min(ex.RebuildIndex, reused-1), why: "the reused " + ex.RebuildFrom + " made bytes that " + reach + " and cannot be rewritten (" + string(ex.Rule) + ")"}
 }
 
 // judgeResume decides, once the phases after the reuse have run (top is
@@ -122,22 +188,34 @@ func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume
 	}
 	res.Exactness = ex
 	progress(events.Event{Kind: events.EventVerdict, Exact: ex.Exact, Message: verdict.Message(ex)})
-	if ex.Exact {
-		res.Verified = rs.verified
-		if res.Verified {
+	verified, fb := judgedResume(ex, rs.verified, exact, rs.n)
+	res.Verified = verified
+	if fb == nil {
+		if verified {
 			e.markVerified(append([]string{rs.layer}, created...))
 		}
 		return nil, top, nil, false, nil
 	}
-	res.Verified = false
-	if !exact {
-		return nil, top, nil, false, nil
-	}
 	e.dropLayers(append([]string{rs.layer}, created...)...)
 	res.Inexact = ex
-	keep := min(ex.RebuildIndex, rs.n-1)
-	next, parent, state, err = e.fallBack(ctx, j, plan, rs, keep, "the reused "+ex.RebuildFrom+" made bytes that reach the outputs and cannot be rewritten ("+string(ex.Rule)+")", res, progress)
+	next, parent, state, err = e.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
 	return next, parent, state, err == nil, err
+}
+
+// judgedResume decides once the outputs of a resume are judged (ex) on a
+// rewrite of reused phases (reusedVerified: resting on no forced reuse or
+// inexact rewrite): whether the result is verified, its new layers marked
+// so, and, for an exact build whose outputs are not exact, where it falls
+// back to (nil: the build stands).
+func judgedResume(ex *verdict.Exactness, reusedVerified, exact bool, reused int) (verified bool, fb *fallback) {
+	switch {
+	case ex.Exact:
+		return reusedVerified, nil
+	case !exact:
+		return false, nil
+	}
+	f := inexactFallBack(ex, reused, false)
+	return false, &f
 }
 
 func (e *Engine) judgeLayers(j *job, plan *Plan, rs *resume, top string) (*verdict.Exactness, error) {
@@ -165,11 +243,7 @@ func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, m
 	if err != nil {
 		return nil, "", nil, err
 	}
-	if keep > 0 {
-		progress(events.Event{Kind: events.EventFallback, Message: fmt.Sprintf("outputs would not be exact; keeping %d phases and rebuilding from %s with the real output paths", keep, plan.Phases[keep].Name)})
-	} else {
-		progress(events.Event{Kind: events.EventFallback, Message: "outputs would not be exact; rebuilding every phase with the real output paths"})
-	}
+	progress(events.Event{Kind: events.EventFallback, Message: fallBackMessage(keep, phaseNames(plan.Phases))})
 	res.Reused, res.Ran = res.Reused[:keep], nil
 	res.Plan = rerunFrom(plan, keep, why)
 	if keep == 0 {
@@ -178,6 +252,15 @@ func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, m
 		res.Verified = true
 	}
 	return next, parent, state, nil
+}
+
+// fallBackMessage says where a fallback that keeps keep reused phases of
+// phases (the names of the plan's) reruns from.
+func fallBackMessage(keep int, phases []string) string {
+	if keep == 0 {
+		return "outputs would not be exact; rebuilding every phase with the real output paths"
+	}
+	return fmt.Sprintf("outputs would not be exact; keeping %d phases and rebuilding from %s with the real output paths", keep, phases[keep])
 }
 
 // exactPrefix finds the longest prefix of the reused chain, at most
@@ -196,7 +279,7 @@ func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, rs *resume
 		}
 		base := rs.chain[k-1]
 		m := e.storedMap(base.ID)
-		if m == nil || len(m.Problems) > 0 {
+		if !mapApplies(m) {
 			continue
 		}
 		old2new := map[string]string{}
@@ -213,11 +296,11 @@ func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, rs *resume
 		if err != nil {
 			return 0, "", start, nil, err
 		}
-		switch v := res.Rewrite; {
-		case len(v.Failed) > 0:
+		switch v := res.Rewrite; prefixRewrite(v) {
+		case prefixShorter:
 			e.dropLayers(rewritten)
 			continue
-		case v.Exact:
+		case prefixExact:
 			res.Exactness = verdict.Decide(nil, phaseNames(plan.Phases))
 			return k, rewritten, next, nil, nil
 		default:
@@ -226,6 +309,34 @@ func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, rs *resume
 	}
 	res.Rewrite = nil
 	return 0, "", start, nil, nil
+}
+
+// mapApplies says whether a prefix's stored path map (nil: none) can be
+// applied: learned without problems.
+func mapApplies(m *rewrite.Map) bool { return m != nil && len(m.Problems) == 0 }
+
+// prefixStep is what exactPrefix does with a prefix it rewrote.
+type prefixStep int
+
+const (
+	// prefixShorter: the rewrite failed; try one phase fewer.
+	prefixShorter prefixStep = iota
+	// prefixExact: the map explains every byte: keep it, nothing to judge.
+	prefixExact
+	// prefixJudged: keep it; the outputs judge the bytes its map cannot
+	// explain.
+	prefixJudged
+)
+
+// prefixRewrite decides from the prefix's rewrite verdict.
+func prefixRewrite(v *rewrite.Verdict) prefixStep {
+	switch {
+	case len(v.Failed) > 0:
+		return prefixShorter
+	case v.Exact:
+		return prefixExact
+	}
+	return prefixJudged
 }
 
 // markVerified records that layers built on a rewrite are exact after all:

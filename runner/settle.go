@@ -20,6 +20,7 @@ import (
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/verdict"
 )
 
 // Learn is the background work a build leaves (`nixlayer learn`, started
@@ -73,10 +74,10 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		for _, r := range results.Pending(e.opts.CacheDir, j.pkg) {
 			busy = true
 			if err := e.settle(ctx, r, progressFor(r)); err != nil {
-				if yielded(ctx) {
+				switch afterBackgroundError(yielded(ctx), ctx.Err() != nil) {
+				case bgYield:
 					return yield()
-				}
-				if ctx.Err() != nil {
+				case bgStop:
 					return err
 				}
 				errs = reportTo(v, r, errs, err, e.log)
@@ -97,13 +98,13 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 			}
 			learned, err := e.learnNewest(ctx, d, ro, heard)
 			if err != nil {
-				if yielded(ctx) {
+				switch afterBackgroundError(yielded(ctx), ctx.Err() != nil) {
+				case bgYield:
 					return yield()
-				}
-				if ctx.Err() != nil {
+				case bgStop:
 					return err
 				}
-				if d == drvPath && !learnedAny && !busy {
+				if learnErrorIsCallers(d == drvPath, learnedAny, busy) {
 					errs = append(errs, err)
 				}
 				e.log.Warn("learning a chain in the background", zap.String("drv", d), zap.Error(err))
@@ -115,10 +116,10 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		for _, r := range e.auditsDue(j.pkg) {
 			busy = true
 			if err := e.audit(ctx, r, progressFor(r)); err != nil {
-				if yielded(ctx) {
+				switch afterBackgroundError(yielded(ctx), ctx.Err() != nil) {
+				case bgYield:
 					return yield()
-				}
-				if ctx.Err() != nil {
+				case bgStop:
 					return err
 				}
 				errs = reportTo(v, r, errs, err, e.log)
@@ -129,6 +130,39 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// bgErrorStep is what the background work does after one of its steps
+// (settling, learning, auditing) failed.
+type bgErrorStep int
+
+const (
+	// bgGoOn: the error is reported (or logged) and the rest goes on.
+	bgGoOn bgErrorStep = iota
+	// bgYield: a foreground build reruns the chain: stop, with no error
+	// (its pair teaches the map; its own background work follows).
+	bgYield
+	// bgStop: cancelled: stop with the error.
+	bgStop
+)
+
+// afterBackgroundError decides from whether the work yielded to a
+// foreground build and whether it was cancelled (a yield cancels too).
+func afterBackgroundError(yielded, cancelled bool) bgErrorStep {
+	switch {
+	case yielded:
+		return bgYield
+	case cancelled:
+		return bgStop
+	}
+	return bgGoOn
+}
+
+// learnErrorIsCallers says whether an error learning a newest chain is
+// the caller's: only for the derivation it asked about (asked), and only
+// when nothing else was done, which would make the run a success.
+func learnErrorIsCallers(asked, learnedAny, busy bool) bool {
+	return asked && !learnedAny && !busy
 }
 
 // reportTo adds err, from settling or auditing r, to the errors for v;
@@ -152,12 +186,9 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	if err != nil {
 		return false, err
 	}
-	if plan.Whole {
-		return false, nil
-	}
-	top := lastReused(plan)
-	if top == "" {
-		return false, fmt.Errorf("%s has no cached layers to learn from: build it first", j.drv.Name)
+	n, top, err := newestToLearn(plan, j.drv.Name)
+	if err != nil || top == "" {
+		return false, err
 	}
 	unlock, err := e.lockFile(ctx, "learn", j.pkg, nil)
 	if err != nil {
@@ -168,13 +199,6 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 		progress(events.Event{Kind: events.EventLearned, Message: j.drv.Name + ": path maps already learned"})
 		e.pushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
 		return false, nil
-	}
-	n := 0
-	for _, ph := range plan.Phases {
-		if ph.Status == StatusRun {
-			break
-		}
-		n++
 	}
 	chain, err := e.phaseChain(top, n)
 	if err != nil {
@@ -187,6 +211,20 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	return true, nil
 }
 
+// newestToLearn is the chain of a derivation's newest plan whose maps
+// learnNewest learns: the n phases it reuses, top the newest of them;
+// none for a plan built whole (nothing layered), an error when nothing is
+// cached.
+func newestToLearn(p *Plan, name string) (n int, top string, err error) {
+	if p.Whole {
+		return 0, "", nil
+	}
+	if n, top = reusedPrefix(p); top == "" {
+		return 0, "", fmt.Errorf("%s has no cached layers to learn from: build it first", name)
+	}
+	return n, top, nil
+}
+
 // settle verifies or replaces one pending result. A provisional rewrite
 // (results.CauseNoMap) is compared with the exact rewrite the learned map gives:
 // identical, and the outputs judged exact, the result is registered as it
@@ -197,23 +235,23 @@ func (e *Engine) settle(ctx context.Context, r *results.Record, progress func(ev
 	if err != nil || cur == nil {
 		return err // rebuilt by a newer build that recorded its own state
 	}
-	if !cur.State.Pending() {
+	step := settleFirst(cur.State, r.Cause == results.CauseNoMap)
+	if step == settleNothing {
 		unlock()
 		return nil // settled meanwhile
 	}
 	e.setState(r, events.StateVerifying, "the path map is learned: checking the provisional result against it", progress)
 	why := r.Why
-	if r.Cause == results.CauseNoMap {
+	if step == settleCompare {
 		ok, reason, err := e.confirm(ctx, r, progress)
 		if err != nil {
 			e.log.Warn("confirming a provisional rewrite", zap.String("drv", r.Drv), zap.Error(err))
-			reason = "it could not be compared with the exact rewrite: " + err.Error()
 		}
-		if ok {
+		var stands bool
+		if stands, why = afterCompare(ok, reason, err); stands {
 			unlock()
 			return nil
 		}
-		why = reason
 	}
 	unlock()
 	if ctx.Err() != nil {
@@ -221,19 +259,71 @@ func (e *Engine) settle(ctx context.Context, r *results.Record, progress func(ev
 	}
 	progress(events.Event{Kind: events.EventFallback, Message: r.Name + ": " + why + "; rebuilding exactly"})
 	res, err := e.Build(ctx, r.Drv, BuildOptions{Exact: true, Deliver: true, NoLearn: true, Progress: progress, ResultsDir: r.ResultsDir, ResultOwner: r.Owner})
+	var ran []string
+	if err == nil {
+		ran = res.Ran
+	}
+	state, settledWhy, settled := afterRebuild(why, ran, err, ctx.Err() != nil)
 	if err != nil {
-		if ctx.Err() == nil {
-			e.setState(r, events.StateUnverified, "the exact rebuild failed: "+firstLine(err.Error())+"; `nixlayer build --exact` retries", progress)
+		if settled {
+			e.setState(r, state, settledWhy, progress)
 		}
 		return fmt.Errorf("settling the result of %s: %w", r.Name, err)
 	}
 	e.repoint(ctx, r, res.Outputs)
-	ran := "ran: " + strings.Join(res.Ran, " ")
-	if len(res.Ran) == 0 {
-		ran = "nothing to rerun"
-	}
-	e.setState(r, events.StateReplaced, why+"; replaced by an exact rebuild ("+ran+")", progress)
+	e.setState(r, state, settledWhy, progress)
 	return nil
+}
+
+// settleStep is what settling a pending result does first.
+type settleStep int
+
+const (
+	// settleNothing: the result was settled meanwhile.
+	settleNothing settleStep = iota
+	// settleCompare: a provisional rewrite (results.CauseNoMap) is compared with
+	// the exact one the learned map gives; it may stand as it is.
+	settleCompare
+	// settleRebuild: an exact build reruns what it must and replaces it.
+	settleRebuild
+)
+
+// settleFirst decides from the record's state, as read under the build
+// lock, and whether it rests on a provisional rewrite (noMap).
+func settleFirst(state events.ResultState, noMap bool) settleStep {
+	switch {
+	case !state.Pending():
+		return settleNothing
+	case noMap:
+		return settleCompare
+	}
+	return settleRebuild
+}
+
+// afterCompare decides on a provisional rewrite compared with the exact
+// one (confirm's answer): stands when confirm verified it in place;
+// otherwise why is the reason the exact rebuild replaces it.
+func afterCompare(confirmed bool, reason string, err error) (stands bool, why string) {
+	if err != nil {
+		return false, "it could not be compared with the exact rewrite: " + err.Error()
+	}
+	return confirmed, reason
+}
+
+// afterRebuild is the state the exact rebuild of a settled result leaves
+// it in, and why: replaced (ran: the phases it reran), or unverified when
+// it failed. settled is false when the rebuild was stopped (cancelled):
+// the result stays pending for the next background work.
+func afterRebuild(why string, ran []string, err error, stopped bool) (state events.ResultState, settledWhy string, settled bool) {
+	switch {
+	case err != nil && stopped:
+		return "", "", false
+	case err != nil:
+		return events.StateUnverified, "the exact rebuild failed: " + firstLine(err.Error()) + "; `nixlayer build --exact` retries", true
+	case len(ran) == 0:
+		return events.StateReplaced, why + "; replaced by an exact rebuild (nothing to rerun)", true
+	}
+	return events.StateReplaced, why + "; replaced by an exact rebuild (ran: " + strings.Join(ran, " ") + ")", true
 }
 
 // confirm compares a provisional rewrite with the exact one; when they are
@@ -249,10 +339,8 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 	if err != nil {
 		return false, "", err
 	}
-	for _, l := range chain {
-		if !verified(l) {
-			return false, "it reuses layers of a result that was not verified (" + l.Meta.Phase + ")", nil
-		}
+	if phase, ok := firstUnverified(chain); ok {
+		return false, "it reuses layers of a result that was not verified (" + phase + ")", nil
 	}
 	j, err := e.prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
@@ -277,32 +365,18 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 	}
 	defer e.dropLayers(exact)
 	v := scratch.Rewrite
-	if len(v.Failed) > 0 {
-		return false, "the reused layers cannot be rewritten exactly (" + fewLines(v.Failed, 2) + ")", nil
-	}
-	diff, err := e.compareLayers(r.RewriteLayer, exact)
-	if err != nil {
-		return false, "", err
-	}
-	// Files the map cannot explain are left as they are by the exact
-	// rewrite (the provisional scan may have rewritten a hash in them): they
-	// may differ, as their bytes are judged on the outputs either way.
-	unexplained := map[string]bool{}
-	for _, u := range v.Unexplained {
-		unexplained[strings.TrimPrefix(m.PathIn(u.Path, j.drv.Outputs), "/")] = true
-	}
-	var differ []string
-	for _, name := range diff {
-		if !unexplained[strings.TrimPrefix(strings.TrimPrefix(name, "./"), "/")] {
-			differ = append(differ, name)
+	var diff, unexplained []string
+	if len(v.Failed) == 0 {
+		if diff, err = e.compareLayers(r.RewriteLayer, exact); err != nil {
+			return false, "", err
+		}
+		for _, u := range v.Unexplained {
+			unexplained = append(unexplained, m.PathIn(u.Path, j.drv.Outputs))
 		}
 	}
-	if len(differ) > 0 {
-		return false, fmt.Sprintf("the provisional rewrite differs from the exact one in %d file(s) (%s)", len(differ), fewLines(differ, 3)), nil
-	}
-	how := "the provisional rewrite was identical to the exact one"
-	if len(diff) > 0 {
-		how = fmt.Sprintf("the provisional rewrite equals the exact one but in %d file(s) the path map cannot explain, which reach no output", len(diff))
+	same, how := compareRewrites(v.Failed, diff, unexplained)
+	if !same {
+		return false, how, nil
 	}
 	if !v.Exact {
 		topRoot, err := e.layers.Mount(r.Top)
@@ -321,7 +395,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 			return false, "", err
 		}
 		if !ex.Exact {
-			return false, "the provisional rewrite equals the exact one, but the outputs are NOT exact (" + ex.Summary + ")", nil
+			return false, outputsNotExact(ex), nil
 		}
 		e.saveExactness(r.Top, ex)
 	}
@@ -331,12 +405,67 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 		return false, "", err
 	}
 	e.repoint(ctx, r, res.Outputs)
+	e.setState(r, events.StateVerified, confirmedWhy(how, res.InStore), progress)
+	return true, "", nil
+}
+
+// firstUnverified is the phase of the first layer of a chain that rests
+// on an inexact rewrite (found: one does): a provisional result on it
+// cannot be confirmed.
+func firstUnverified(chain []*layers.Layer) (phase string, found bool) {
+	for _, l := range chain {
+		if !verified(l) {
+			return l.Meta.Phase, true
+		}
+	}
+	return "", false
+}
+
+// compareRewrites judges a provisional rewrite against the exact one the
+// learned map gives: failed are the exact rewrite's failures, diff the
+// entries in which the two layers differ, unexplained the files (paths in
+// the layer) whose bytes the map cannot explain. same says whether the
+// provisional one can stand, how says how it compares, or why it cannot.
+func compareRewrites(failed, diff, unexplained []string) (same bool, how string) {
+	if len(failed) > 0 {
+		return false, "the reused layers cannot be rewritten exactly (" + fewLines(failed, 2) + ")"
+	}
+	// Files the map cannot explain are left as they are by the exact
+	// rewrite (the provisional scan may have rewritten a hash in them): they
+	// may differ, as their bytes are judged on the outputs either way.
+	left := map[string]bool{}
+	for _, u := range unexplained {
+		left[strings.TrimPrefix(u, "/")] = true
+	}
+	var differ []string
+	for _, name := range diff {
+		if !left[strings.TrimPrefix(strings.TrimPrefix(name, "./"), "/")] {
+			differ = append(differ, name)
+		}
+	}
+	switch {
+	case len(differ) > 0:
+		return false, fmt.Sprintf("the provisional rewrite differs from the exact one in %d file(s) (%s)", len(differ), fewLines(differ, 3))
+	case len(diff) > 0:
+		return true, fmt.Sprintf("the provisional rewrite equals the exact one but in %d file(s) the path map cannot explain, which reach no output", len(diff))
+	}
+	return true, "the provisional rewrite was identical to the exact one"
+}
+
+// outputsNotExact is why a provisional rewrite equal to the exact one
+// still cannot stand: the outputs built on it are not exact (ex).
+func outputsNotExact(ex *verdict.Exactness) string {
+	return "the provisional rewrite equals the exact one, but the outputs are NOT exact (" + ex.Summary + ")"
+}
+
+// confirmedWhy is the state's reason for a provisional result confirmed
+// in place: how it compared, and where its outputs are.
+func confirmedWhy(how string, inStore bool) string {
 	where := "registered in the Nix store"
-	if !res.InStore {
+	if !inStore {
 		where = "kept in the cache (only root can register it in the store)"
 	}
-	e.setState(r, events.StateVerified, how+": verified without a rebuild, "+where, progress)
-	return true, "", nil
+	return how + ": verified without a rebuild, " + where
 }
 
 // repoint moves the record's result links that still point at its
