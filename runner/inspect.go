@@ -240,7 +240,7 @@ func (e *Engine) List(pkg Package, v *Viewer) ([]LayerRow, error) {
 				ID: l.ID, Parent: l.Parent, Package: l.Meta.DrvName, Drv: l.Meta.DrvPath, Phase: l.Meta.Phase,
 				Status: rowStatus(l), Key: l.Meta.Key, Size: size, Shared: below, Created: l.Created,
 				Duration: l.Meta.Duration, Outputs: l.Meta.Outputs, Mounted: e.layers.MountCount(l.ID),
-				Children: len(tree.Children(l.ID)), Kind: l.Meta.KindOf(), Note: l.Meta.Note, Verified: verified(l),
+				Children: len(tree.Children(l.ID)), Kind: l.Meta.KindOf(), Note: l.Meta.Note, Verified: l.Meta.IsVerified(),
 			})
 		}
 		if size < 0 {

@@ -133,8 +133,8 @@ func pushable(l *layers.Layer) error {
 		return fmt.Errorf("layer %s is the failed %s", layers.Short(l.ID), l.Meta.Phase)
 	case l.Meta.Status == layers.StatusStale:
 		return fmt.Errorf("layer %s (%s) is stale: an audit found it differs from a clean build", layers.Short(l.ID), l.Meta.Phase)
-	case !verified(l):
-		return fmt.Errorf("layer %s (%s) is not verified (it rests on an inexact rewrite, --from or an untrusted pull)", layers.Short(l.ID), what(l.Meta))
+	case !l.Meta.IsVerified():
+		return fmt.Errorf("layer %s (%s) is not verified (it rests on an inexact rewrite, --from or an untrusted pull)", layers.Short(l.ID), l.Meta.Label())
 	case l.Meta.KindOf() != layers.KindPhase && l.Meta.KindOf() != layers.KindRewrite:
 		return fmt.Errorf("layer %s is a %s layer, not part of a build's chain", layers.Short(l.ID), l.Meta.KindOf())
 	case l.Meta.Status == layers.StatusDerived && l.Meta.KindOf() == layers.KindPhase:

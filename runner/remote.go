@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -291,8 +292,8 @@ func matchPlan(c *ocichain.Chain, plan *Plan, outputs map[string]string, n int) 
 		m := r.Meta
 		if m.Key == "" {
 			// A rewrite layer between phases (a resumed build's chain).
-			if m.KindOf() != layers.KindRewrite || m.Status != layers.StatusDerived || (m.Verified != nil && !*m.Verified) {
-				return 0, fmt.Errorf("layer %d of the chain (%s) has no cache key and is not an exact rewrite", i+1, what(m))
+			if m.KindOf() != layers.KindRewrite || m.Status != layers.StatusDerived || !m.IsVerified() {
+				return 0, fmt.Errorf("layer %d of the chain (%s) has no cache key and is not an exact rewrite", i+1, m.Label())
 			}
 		} else {
 			if next >= len(plan.Phases) || (n > 0 && next >= n) {
@@ -308,14 +309,14 @@ func matchPlan(c *ocichain.Chain, plan *Plan, outputs map[string]string, n int) 
 				}
 				return 0, fmt.Errorf("the layer for %s records key %s, this build computes %s", orPhase(m.Phase, ph.Name), shortKey(m.Key), shortKey(ph.Key))
 			}
-			if m.KindOf() != layers.KindPhase || m.Status != layers.StatusComplete || (m.Verified != nil && !*m.Verified) {
+			if m.KindOf() != layers.KindPhase || m.Status != layers.StatusComplete || !m.IsVerified() {
 				return 0, fmt.Errorf("the layer for %s is %s and not verified", ph.Name, m.Status)
 			}
 			next++
 			top = i
 		}
 		if err := checkOutputs(m.Outputs, outputs); err != nil {
-			return 0, fmt.Errorf("layer %d of the chain (%s): %w", i+1, what(m), err)
+			return 0, fmt.Errorf("layer %d of the chain (%s): %w", i+1, m.Label(), err)
 		}
 	}
 	if top < 0 || (n > 0 && (next != n || top != len(c.Records)-1)) {
@@ -329,13 +330,6 @@ func orPhase(recorded, want string) string {
 		return recorded
 	}
 	return want
-}
-
-func what(m layers.Meta) string {
-	if m.Phase != "" {
-		return m.Phase
-	}
-	return string(m.KindOf())
 }
 
 func shortKey(key string) string {
@@ -411,7 +405,7 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 			fetched = append(fetched, m.Phase)
 		}
 	}
-	if free, err := freeSpace(e.opts.CacheDir); err == nil && uint64(rep.TarBytes) > free {
+	if free, err := layers.FreeSpace(e.opts.CacheDir); err == nil && uint64(rep.TarBytes) > free {
 		return nil, fmt.Errorf("refused: the layers unpack to %s, the cache's filesystem has %s free", layers.FormatSize(rep.TarBytes), layers.FormatSize(int64(free)))
 	}
 	pkg := c.Records[top].Meta.DrvName
@@ -443,7 +437,7 @@ func (e *Engine) applyChain(ctx context.Context, src layerSource, c *ocichain.Ch
 		}
 		id, err := e.applyLayer(parent, c, i, files[i], &screened)
 		if err != nil {
-			return nil, fmt.Errorf("layer %d (%s): %w", i+1, what(c.Records[i].Meta), err)
+			return nil, fmt.Errorf("layer %d (%s): %w", i+1, c.Records[i].Meta.Label(), err)
 		}
 		created = append(created, id)
 		parent = id
@@ -517,7 +511,7 @@ func (e *Engine) twinFinder() func(parent string, c *ocichain.Chain, i int) (str
 	return func(parent string, c *ocichain.Chain, i int) (string, bool) {
 		rec := c.Records[i].Meta
 		if rec.Key != "" {
-			if l, ok := e.layers.Lookup(rec.Key); ok && l.Parent == parent && verified(l) && sameOutputs(l.Meta.Outputs, rec.Outputs) {
+			if l, ok := e.layers.Lookup(rec.Key); ok && l.Parent == parent && l.Meta.IsVerified() && maps.Equal(l.Meta.Outputs, rec.Outputs) {
 				return l.ID, true
 			}
 		}
@@ -528,18 +522,6 @@ func (e *Engine) twinFinder() func(parent string, c *ocichain.Chain, i int) (str
 		}
 		return "", false
 	}
-}
-
-func sameOutputs(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (e *Engine) recordedBlob(id string) *ocichain.Blob {

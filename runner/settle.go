@@ -249,7 +249,7 @@ func (e *Engine) confirm(ctx context.Context, r *ResultRecord, progress func(eve
 		return false, "", err
 	}
 	for _, l := range chain {
-		if !verified(l) {
+		if !l.Meta.IsVerified() {
 			return false, "it reuses layers of a result that was not verified (" + l.Meta.Phase + ")", nil
 		}
 	}
