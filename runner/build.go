@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -62,7 +63,7 @@ type BuildOptions struct {
 	// ResultOwner, when set, owns those results (the daemon's caller).
 	ResultOwner *Owner
 	// Registry: the layer caches' switches for this build.
-	Registry RegistryOptions
+	Registry layercache.RegistryOptions
 }
 
 // Owner is a user and group on this machine.
@@ -324,7 +325,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		o.pairLearned = e.learnFromPair(ctx, res.Plan, ran, progress)
 	}
 	if res.Verified && len(res.Ran) > 0 {
-		e.pushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
+		e.layerCache().PushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
 	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
 	if gc, err := e.AutoGC(ctx); err != nil {

@@ -312,11 +312,7 @@ func (e *Engine) chainLogs(chain []*layers.Layer) ([]PhaseLog, error) {
 
 // Chain returns the layers from the base up to top, oldest first.
 func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
-	chain, err := layers.Chain(e.layers, top)
-	if err != nil {
-		return nil, fmt.Errorf("the chain under layer %s is incomplete: %w", layers.Short(top), err)
-	}
-	return chain, nil
+	return layers.WholeChain(e.layers, top)
 }
 
 // Top selects the top of the package's chain: the last cached phase of the

@@ -1,4 +1,4 @@
-package runner
+package layercache
 
 import (
 	"context"
@@ -23,7 +23,7 @@ type fakeSource struct {
 
 func (f *fakeSource) String() string { return "fake" }
 
-func (f *fakeSource) lookup(_ context.Context, key string) (ocispec.Descriptor, bool, error) {
+func (f *fakeSource) Lookup(_ context.Context, key string) (ocispec.Descriptor, bool, error) {
 	f.lookups++
 	if f.fail != nil {
 		return ocispec.Descriptor{}, false, f.fail
@@ -36,11 +36,11 @@ func (f *fakeSource) lookup(_ context.Context, key string) (ocispec.Descriptor, 
 	return ocispec.Descriptor{}, false, nil
 }
 
-func (f *fakeSource) open(context.Context, ocispec.Descriptor) (*ocichain.Chain, error) {
+func (f *fakeSource) Open(context.Context, ocispec.Descriptor) (*ocichain.Chain, error) {
 	return nil, errors.New("not used")
 }
 
-func (f *fakeSource) download(context.Context, *ocichain.Chain, []int, string, func(int64)) (map[int]string, error) {
+func (f *fakeSource) Download(context.Context, *ocichain.Chain, []int, string, func(int64)) (map[int]string, error) {
 	return nil, errors.New("not used")
 }
 
@@ -84,12 +84,12 @@ func TestLongestPrefix(t *testing.T) {
 	}
 }
 
-func testPlan(keys []string) *Plan {
-	p := &Plan{}
+func testWanted(keys []string) Wanted {
+	w := Wanted{Drv: "hello-1", Outputs: map[string]string{"out": curOut}}
 	for i, k := range keys {
-		p.Phases = append(p.Phases, PhasePlan{Name: fmt.Sprintf("phase%d", i), Key: k})
+		w.Phases = append(w.Phases, Phase{Name: fmt.Sprintf("phase%d", i), Key: k})
 	}
-	return p
+	return w
 }
 
 const (
@@ -108,9 +108,8 @@ func testChain(keys []string, n int) *ocichain.Chain {
 // A pulled chain must be the plan's phases with the keys computed here.
 func TestMatchPlan(t *testing.T) {
 	keys := fakeKeys(6)
-	plan := testPlan(keys)
-	outs := map[string]string{"out": curOut}
-	if top, err := matchPlan(testChain(keys, 4), plan, outs, 4); err != nil || top != 3 {
+	plan := testWanted(keys)
+	if top, err := matchPlan(testChain(keys, 4), plan, 4); err != nil || top != 3 {
 		t.Fatalf("a matching chain: top %d, %v", top, err)
 	}
 	// A resumed build's chain has a rewrite layer between phases.
@@ -118,31 +117,31 @@ func TestMatchPlan(t *testing.T) {
 	yes := true
 	rw := ocichain.Record{Meta: layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived, Note: "rewrite: learned", Verified: &yes, Outputs: map[string]string{"out": curOut}}}
 	c.Records = append(c.Records[:2], append([]ocichain.Record{rw}, c.Records[2:]...)...)
-	if top, err := matchPlan(c, plan, outs, 4); err != nil || top != 4 {
+	if top, err := matchPlan(c, plan, 4); err != nil || top != 4 {
 		t.Fatalf("a chain with a rewrite layer: top %d, %v", top, err)
 	}
 
 	bad := testChain(keys, 4)
 	bad.Records[2].Meta.Key = strings.Repeat("e", 64)
-	if _, err := matchPlan(bad, plan, outs, 4); err == nil || !strings.Contains(err.Error(), "the layer for phase2 records key eeeeeeeeeeee, this build computes") {
+	if _, err := matchPlan(bad, plan, 4); err == nil || !strings.Contains(err.Error(), "the layer for phase2 records key eeeeeeeeeeee, this build computes") {
 		t.Fatalf("a layer with another key: %v", err)
 	}
-	if top, err := matchPlan(bad, plan, outs, 0); err != nil || top != 1 {
+	if top, err := matchPlan(bad, plan, 0); err != nil || top != 1 {
 		t.Fatalf("by tag, the matching prefix: top %d, %v", top, err)
 	}
 	other := testChain(keys, 4)
 	other.Records[0].Meta.Outputs = map[string]string{"out": "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-evil-1"}
-	if _, err := matchPlan(other, plan, outs, 4); err == nil || !strings.Contains(err.Error(), "cannot stand for") {
+	if _, err := matchPlan(other, plan, 4); err == nil || !strings.Contains(err.Error(), "cannot stand for") {
 		t.Fatalf("a layer built for another output: %v", err)
 	}
 	long := testChain(keys, 5)
-	if _, err := matchPlan(long, plan, outs, 4); err == nil || !strings.Contains(err.Error(), "goes on past") {
+	if _, err := matchPlan(long, plan, 4); err == nil || !strings.Contains(err.Error(), "goes on past") {
 		t.Fatalf("a chain longer than its tag says: %v", err)
 	}
 	no := false
 	unverified := testChain(keys, 4)
 	unverified.Records[1].Meta.Verified = &no
-	if _, err := matchPlan(unverified, plan, outs, 4); err == nil || !strings.Contains(err.Error(), "not verified") {
+	if _, err := matchPlan(unverified, plan, 4); err == nil || !strings.Contains(err.Error(), "not verified") {
 		t.Fatalf("an unverified layer: %v", err)
 	}
 }
