@@ -7,12 +7,13 @@
 // the new chain is pushed to pushTo; export and import do the same with an
 // OCI layout.
 //
-// Its inputs are small: the phases a build wants (names, keys, whether
-// they are cached here) and its outputs, a layer's id, a reference; from
-// the engine, a Cache (the layer store, the cache directory, a logger and
-// the config). It returns what it pulled; the runner, its caller (with
-// api for the results' types), replans after a pull. Where chains come
-// from is a Source (a registry or a layout; a fake in tests).
+// Inputs: what a build wants (Wanted: phase names and keys, which run,
+// which are stale here; the outputs), a layer id or a reference, and from
+// the engine a Cache (layer store, cache directory, logger, config reader).
+// It returns what it pulled; the caller plans again. Where chains come
+// from is a Source (a registry or a layout; a fake in tests). Callers: the
+// runner (pulls on a miss, pushes after builds, the Engine methods api
+// calls); api, daemon and the CLI use its request and result types.
 package layercache
 
 import (
