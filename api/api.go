@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/gc"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
@@ -46,7 +47,7 @@ type Service interface {
 	Shell(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error)
 	// GC and Import change what the shared cache holds: trusted users only.
 	GC(ctx context.Context, req GCRequest, out Output) (*gc.Result, error)
-	Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error)
+	Import(ctx context.Context, req ImportRequest, out Output) ([]layercache.ImportResult, error)
 	// LayerFiles, ReadLayerFile and LayerDiff look into a layer's tree (the
 	// build directory and the outputs as a phase left them), read-only:
 	// the engine mounts the layer, the caller needs no rights on the cache.
@@ -58,7 +59,7 @@ type Service interface {
 	Export(ctx context.Context, req ExportRequest, out Output) (*ExportResult, error)
 	// Pull brings a package's missing phases from an OCI registry; users
 	// Nix does not trust may pull only from the engine's layerCaches.
-	Pull(ctx context.Context, req PullRequest, out Output) (*runner.PullReport, error)
+	Pull(ctx context.Context, req PullRequest, out Output) (*layercache.PullReport, error)
 	// Push sends a package's chain to an OCI registry: trusted users only.
 	Push(ctx context.Context, req PushRequest, out Output) (*PushResult, error)
 	Close() error
@@ -105,7 +106,7 @@ type BuildRequest struct {
 	ResultLink string `json:"resultLink,omitempty"`
 	// Registry switches apply to pulls from layerCaches and the push to
 	// pushTo (trusted users only).
-	Registry runner.RegistryOptions `json:"registry,omitzero"`
+	Registry layercache.RegistryOptions `json:"registry,omitzero"`
 }
 
 // PlanRequest asks what a build would do.
@@ -143,8 +144,8 @@ const HistoryBuilds = 5
 
 // LearnRequest learns a cached chain's output-path map now.
 type LearnRequest struct {
-	DrvPath  string                 `json:"drvPath"`
-	Registry runner.RegistryOptions `json:"registry,omitzero"`
+	DrvPath  string                     `json:"drvPath"`
+	Registry layercache.RegistryOptions `json:"registry,omitzero"`
 }
 
 // VerifyRequest compares the layered result with Nix's own build.
@@ -280,16 +281,16 @@ type Selection struct {
 
 // ExportResult answers Export.
 type ExportResult struct {
-	*runner.ExportResult
+	*layercache.ExportResult
 	Selection Selection `json:"selection"`
 }
 
 // PullRequest pulls what the derivation misses from Ref
 // (registry/repo[:tag]).
 type PullRequest struct {
-	DrvPath  string                 `json:"drvPath"`
-	Ref      string                 `json:"ref"`
-	Registry runner.RegistryOptions `json:"registry,omitzero"`
+	DrvPath  string                     `json:"drvPath"`
+	Ref      string                     `json:"ref"`
+	Registry layercache.RegistryOptions `json:"registry,omitzero"`
 }
 
 // PushRequest pushes the chain of a derivation, up to the layer after At
@@ -299,12 +300,12 @@ type PushRequest struct {
 	At      string `json:"at,omitempty"`
 	Ref     string `json:"ref"`
 	// SecretKey: as ExportRequest's.
-	SecretKey string                 `json:"secretKey,omitempty"`
-	Registry  runner.RegistryOptions `json:"registry,omitzero"`
+	SecretKey string                     `json:"secretKey,omitempty"`
+	Registry  layercache.RegistryOptions `json:"registry,omitzero"`
 }
 
 // PushResult answers Push.
 type PushResult struct {
-	*runner.PushReport
+	*layercache.PushReport
 	Selection Selection `json:"selection"`
 }

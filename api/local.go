@@ -12,6 +12,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/gc"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
@@ -219,7 +220,7 @@ func (l *Local) GC(ctx context.Context, req GCRequest, out Output) (*gc.Result, 
 	return l.e.GC(ctx, gc.Options{KeepLast: req.KeepLast, MaxSize: req.MaxSize, OlderThan: req.OlderThan, DryRun: req.DryRun, Log: out.Log})
 }
 
-func (l *Local) Import(ctx context.Context, req ImportRequest, out Output) ([]runner.ImportResult, error) {
+func (l *Local) Import(ctx context.Context, req ImportRequest, out Output) ([]layercache.ImportResult, error) {
 	if l.opts.Untrusted {
 		return nil, l.notTrusted("nixlayer import")
 	}
@@ -268,7 +269,7 @@ func orName(ref string, s Selection) string {
 // and registry credentials, so, like Nix's trusted-substituters, users Nix
 // does not trust pull only from the repositories of the engine's
 // layerCaches.
-func (l *Local) Pull(ctx context.Context, req PullRequest, out Output) (*runner.PullReport, error) {
+func (l *Local) Pull(ctx context.Context, req PullRequest, out Output) (*layercache.PullReport, error) {
 	if err := l.mayUse(req.Registry); err != nil {
 		return nil, err
 	}
@@ -299,7 +300,7 @@ func (l *Local) Push(ctx context.Context, req PushRequest, out Output) (*PushRes
 	if err != nil {
 		return nil, err
 	}
-	rep, err := l.e.Push(ctx, sel.Layer.ID, req.Ref, runner.PushOptions{SecretKey: req.SecretKey, Registry: req.Registry})
+	rep, err := l.e.Push(ctx, sel.Layer.ID, req.Ref, layercache.PushOptions{SecretKey: req.SecretKey, Registry: req.Registry})
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +328,7 @@ func (l *Local) selectChain(ctx context.Context, drvPath, at string, out Output)
 // Nix restricts require-sigs): --no-check-sigs would let unsigned content
 // into the shared cache, --insecure would send the engine's registry
 // credentials in the clear.
-func (l *Local) mayUse(ro runner.RegistryOptions) error {
+func (l *Local) mayUse(ro layercache.RegistryOptions) error {
 	switch {
 	case !l.opts.Untrusted:
 		return nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/gc"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
 	"github.com/nixlayer/nixlayer/verify"
@@ -183,12 +184,12 @@ func (c *Client) GC(ctx context.Context, req api.GCRequest, out api.Output) (*gc
 	return askFor[gc.Result](ctx, c, methodGC, req, out)
 }
 
-func (c *Client) Import(ctx context.Context, req api.ImportRequest, out api.Output) ([]runner.ImportResult, error) {
-	return ask[[]runner.ImportResult](ctx, c, methodImport, req, out)
+func (c *Client) Import(ctx context.Context, req api.ImportRequest, out api.Output) ([]layercache.ImportResult, error) {
+	return ask[[]layercache.ImportResult](ctx, c, methodImport, req, out)
 }
 
-func (c *Client) Pull(ctx context.Context, req api.PullRequest, out api.Output) (*runner.PullReport, error) {
-	return askFor[runner.PullReport](ctx, c, methodPull, req, out)
+func (c *Client) Pull(ctx context.Context, req api.PullRequest, out api.Output) (*layercache.PullReport, error) {
+	return askFor[layercache.PullReport](ctx, c, methodPull, req, out)
 }
 
 func (c *Client) Push(ctx context.Context, req api.PushRequest, out api.Output) (*api.PushResult, error) {

@@ -29,6 +29,16 @@ func Chain(g Getter, top string) ([]*Layer, error) {
 	return chain, nil
 }
 
+// WholeChain is Chain with an error that names the chain's top, for
+// messages about the chain as a whole (export, push, ls).
+func WholeChain(g Getter, top string) ([]*Layer, error) {
+	chain, err := Chain(g, top)
+	if err != nil {
+		return nil, fmt.Errorf("the chain under layer %s is incomplete: %w", Short(top), err)
+	}
+	return chain, nil
+}
+
 // PhaseChain returns the last n phase layers of the chain ending in top,
 // oldest first, passing over the layers of other kinds between them (the
 // rewrite layers of a resume).

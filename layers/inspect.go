@@ -138,6 +138,15 @@ func DiskUsage(paths ...string) int64 {
 // Short is the 12-character form of a layer id users see.
 func Short(id string) string { return short(id) }
 
+// FreeSpace is what the filesystem of dir has free for this user.
+func FreeSpace(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
 // FormatSize renders a layer's size for people: KiB below 1 MiB, MiB
 // above, "size unknown" for a negative (unmeasured) size.
 func FormatSize(n int64) string {

@@ -107,6 +107,19 @@ func (m Meta) KindOf() Kind {
 	}
 }
 
+// IsVerified is false only for a layer marked not verified (it rests on an
+// inexact rewrite, --from or an untrusted pull); layers recorded before the
+// mark existed count as verified.
+func (m Meta) IsVerified() bool { return m.Verified == nil || *m.Verified }
+
+// Label names the layer in messages: its phase, else its kind.
+func (m Meta) Label() string {
+	if m.Phase != "" {
+		return m.Phase
+	}
+	return string(m.KindOf())
+}
+
 // Layer is a stored layer with its metadata.
 type Layer struct {
 	ID      string

@@ -137,7 +137,7 @@ func Download(ctx context.Context, f content.Fetcher, c *Chain, idx []int, dir s
 		p := filepath.Join(dir, fmt.Sprintf("layer-%d", i))
 		files[i] = p
 		if err := download(ctx, f, c.Layers[i], p, stallAfter, progress); err != nil {
-			return nil, fmt.Errorf("layer %d (%s): %w", i+1, what(c.Records[i].Meta), err)
+			return nil, fmt.Errorf("layer %d (%s): %w", i+1, c.Records[i].Meta.Label(), err)
 		}
 	}
 	ok = true

@@ -78,7 +78,7 @@ func Push(ctx context.Context, t oras.Target, chain []Layer, o PushOptions) (*Pu
 	for i := range chain {
 		b, sent, err := pushLayer(ctx, t, &chain[i], o)
 		if err != nil {
-			return nil, fmt.Errorf("layer %d (%s): %w", i+1, what(chain[i].Record.Meta), err)
+			return nil, fmt.Errorf("layer %d (%s): %w", i+1, chain[i].Record.Meta.Label(), err)
 		}
 		res.Blobs = append(res.Blobs, *b)
 		res.LayerBytes += b.Layer.Size
@@ -122,13 +122,6 @@ func Push(ctx context.Context, t oras.Target, chain []Layer, o PushOptions) (*Pu
 		}
 	}
 	return res, nil
-}
-
-func what(m layers.Meta) string {
-	if m.Phase != "" {
-		return m.Phase
-	}
-	return string(m.KindOf())
 }
 
 // pushLayer makes sure the target has the layer's blob; it reports
@@ -303,7 +296,7 @@ func describeConfig(chain []Layer, blobs []Blob) ([]byte, ocispec.Descriptor, er
 		rec.Size = blobs[i].Size
 		cfg.Records = append(cfg.Records, rec)
 		t := rec.Meta.Started.UTC()
-		cfg.History = append(cfg.History, ocispec.History{Created: &t, CreatedBy: "nixlayer " + what(rec.Meta), Comment: rec.Meta.DrvPath})
+		cfg.History = append(cfg.History, ocispec.History{Created: &t, CreatedBy: "nixlayer " + rec.Meta.Label(), Comment: rec.Meta.DrvPath})
 	}
 	data, err := json.Marshal(cfg)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -63,7 +64,7 @@ type BuildOptions struct {
 	// ResultOwner, when set, owns those results (the daemon's caller).
 	ResultOwner *results.Owner
 	// Registry: the layer caches' switches for this build.
-	Registry RegistryOptions
+	Registry layercache.RegistryOptions
 }
 
 // Result is what a build produced.
@@ -319,7 +320,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		o.pairLearned = e.learnFromPair(ctx, res.Plan, ran, progress)
 	}
 	if res.Verified && len(res.Ran) > 0 {
-		e.pushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
+		e.layerCache().PushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
 	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
 	if collected, err := e.AutoGC(ctx); err != nil {

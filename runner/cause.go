@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -193,7 +194,7 @@ func (e *Engine) compareRerun(layerA, layerB, layerA2 string, m *rewrite.Map, re
 // the given output paths (a rerun with them reproduces each phase's world).
 func chainBuiltWith(chain []*layers.Layer, paths map[string]string) bool {
 	for _, l := range chain {
-		if !sameOutputs(l.Meta.Outputs, paths) {
+		if !maps.Equal(l.Meta.Outputs, paths) {
 			return false
 		}
 	}

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/ocichain"
 )
 
@@ -20,21 +20,10 @@ type Config struct {
 		KeepLast int    `json:"keepLast"`
 	} `json:"gc"`
 
-	// LayerCaches are OCI repositories (registry/repository) searched, in
-	// order, for the phases a build misses, like Nix's substituters.
-	LayerCaches []string `json:"layerCaches,omitempty"`
-	// PushTo is the repository a build pushes its new chain to (CI sets it).
-	PushTo string `json:"pushTo,omitempty"`
-	// TrustedLayerKeys are the public keys ("name:base64", Nix's format)
-	// whose signature makes a pulled chain usable.
-	TrustedLayerKeys []string `json:"trustedLayerKeys,omitempty"`
-	// SecretKeyFile signs pushed chains (`nix-store --generate-binary-cache-key`).
-	SecretKeyFile string `json:"secretKeyFile,omitempty"`
-	// InsecureRegistries are registries (host[:port]) spoken to over plain HTTP.
-	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
-	// RegistryTimeout bounds connecting, each answer and any stall of a
-	// transfer (default 10s): a registry that is down costs no more.
-	RegistryTimeout string `json:"registryTimeout,omitempty"`
+	// The layer caches' settings (layerCaches, pushTo, trustedLayerKeys,
+	// secretKeyFile, insecureRegistries, registryTimeout).
+	layercache.Config
+
 	// Learn is "background" (the default: a chain's path map is learned
 	// after its build, in a detached process) or "concurrent" (a cold
 	// build's synthetic twin runs beside it, so the map exists when it
@@ -47,21 +36,6 @@ type Config struct {
 	// or "always" when the environment says CI=true.
 	Audit string `json:"audit,omitempty"`
 }
-
-// RegistryOptions are a request's switches for layer caches (the CLI's
-// --no-check-sigs and --insecure); the rest is the cache's config.json.
-type RegistryOptions struct {
-	// NoCheckSigs accepts pulled chains no trusted key signed; their layers
-	// are marked not verified (results stay out of the Nix store).
-	NoCheckSigs bool `json:"noCheckSigs,omitempty"`
-	// Insecure talks plain HTTP to every registry (else only to the
-	// config's insecureRegistries).
-	Insecure bool `json:"insecure,omitempty"`
-}
-
-// Restricted reports whether the options use a switch only users Nix
-// trusts may give.
-func (ro RegistryOptions) Restricted() bool { return ro.NoCheckSigs || ro.Insecure }
 
 // LayerCache reports whether ref (registry/repo[:tag]) names one of the
 // repositories the config's layerCaches lists, and lists them.
@@ -93,18 +67,6 @@ func (e *Engine) config() (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &c, nil
-}
-
-// registryTimeout is the configured timeout, or the default.
-func (c *Config) registryTimeout() (time.Duration, error) {
-	if c.RegistryTimeout == "" {
-		return ocichain.DefaultTimeout, nil
-	}
-	d, err := time.ParseDuration(c.RegistryTimeout)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("config.json registryTimeout %q: use e.g. 10s", c.RegistryTimeout)
-	}
-	return d, nil
 }
 
 // defaultAuditEvery is the audit rate when config.json sets none: one

@@ -131,7 +131,7 @@ func (e *Engine) claimCache() error {
 	e.inUse = f
 	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 		e.releaseOrphanMounts()
-		e.removeTransferLeftovers()
+		e.layerCache().RemoveLeftovers()
 	}
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
 }

@@ -224,7 +224,7 @@ func (e *Engine) List(pkg Package, v *Viewer) ([]LayerRow, error) {
 				ID: l.ID, Parent: l.Parent, Package: l.Meta.DrvName, Drv: l.Meta.DrvPath, Phase: l.Meta.Phase,
 				Status: l.StatusWord(), Key: l.Meta.Key, Size: size, Shared: below, Created: l.Created,
 				Duration: l.Meta.Duration, Outputs: l.Meta.Outputs, Mounted: e.layers.MountCount(l.ID),
-				Children: len(tree.Children(l.ID)), Kind: l.Meta.KindOf(), Note: l.Meta.Note, Verified: verified(l),
+				Children: len(tree.Children(l.ID)), Kind: l.Meta.KindOf(), Note: l.Meta.Note, Verified: l.Meta.IsVerified(),
 			})
 		}
 		if size < 0 {
@@ -296,11 +296,7 @@ func (e *Engine) chainLogs(chain []*layers.Layer) ([]PhaseLog, error) {
 
 // Chain returns the layers from the base up to top, oldest first.
 func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
-	chain, err := layers.Chain(e.layers, top)
-	if err != nil {
-		return nil, fmt.Errorf("the chain under layer %s is incomplete: %w", layers.Short(top), err)
-	}
-	return chain, nil
+	return layers.WholeChain(e.layers, top)
 }
 
 // Top selects the top of the package's chain: the last cached phase of the

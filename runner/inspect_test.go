@@ -18,6 +18,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
@@ -475,7 +476,7 @@ func TestExportImport(t *testing.T) {
 	p := pkg("custom", e2etest.Salt())
 	out := c.build(p)
 	oci := filepath.Join(c.dir, "oci")
-	var ex runner.ExportResult
+	var ex layercache.ExportResult
 	c.mustJSON(&ex, append([]string{"export"}, append(p, "--at", "build", oci)...)...)
 
 	sk, err := exec.Command("skopeo", "inspect", "oci:"+oci+":"+ex.Ref).Output()
@@ -529,7 +530,7 @@ func TestExportImport(t *testing.T) {
 
 	// Unsigned: imported (root may), marked not verified.
 	clean := &cli{t: t, cache: t.TempDir(), dir: c.dir}
-	var imp []runner.ImportResult
+	var imp []layercache.ImportResult
 	clean.mustJSON(&imp, "import", oci)
 	if len(imp) != 1 || imp[0].Created != len(ex.Layers) || imp[0].Verified || !strings.Contains(imp[0].Untrusted, "not signed") {
 		t.Fatalf("unsigned import: %+v", imp)
@@ -548,7 +549,7 @@ func TestExportImport(t *testing.T) {
 		t.Fatalf("export --sign-key: signed by %q", ex.SignedBy)
 	}
 	trusted := &cli{t: t, cache: t.TempDir(), dir: c.dir}
-	cfg, _ := json.Marshal(runner.Config{TrustedLayerKeys: []string{strings.TrimSpace(string(pk))}})
+	cfg, _ := json.Marshal(runner.Config{Config: layercache.Config{TrustedLayerKeys: []string{strings.TrimSpace(string(pk))}}})
 	os.WriteFile(filepath.Join(trusted.cache, "config.json"), cfg, 0o600)
 	trusted.mustJSON(&imp, "import", oci, "--tag", "signed")
 	if len(imp) != 1 || !imp[0].Verified || imp[0].SignedBy != "export-test-1" {

@@ -75,7 +75,7 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, l
 		return nil
 	}
 	l, err := e.layers.Get(top)
-	if err != nil || l.Meta.KindOf() != layers.KindPhase || !verified(l) {
+	if err != nil || l.Meta.KindOf() != layers.KindPhase || !l.Meta.IsVerified() {
 		return nil
 	}
 	twins := e.twinsFor(l)
@@ -141,7 +141,7 @@ func twinsAmong(all []*layers.Layer, key, exclude string, outputs map[string]str
 	var cands []*layers.Layer
 	for i := len(all) - 1; i >= 0; i-- { // newest first
 		o := all[i]
-		if o.ID == exclude || o.Meta.Key != key || o.Meta.KindOf() != layers.KindPhase || o.Meta.Status != layers.StatusComplete || !verified(o) || maps.Equal(o.Meta.Outputs, outputs) {
+		if o.ID == exclude || o.Meta.Key != key || o.Meta.KindOf() != layers.KindPhase || o.Meta.Status != layers.StatusComplete || !o.Meta.IsVerified() || maps.Equal(o.Meta.Outputs, outputs) {
 			continue
 		}
 		if rewrite.Pairable(o.Meta.Outputs, outputs) == nil {
@@ -215,7 +215,7 @@ func (e *Engine) olderTwins(mine map[string]bool) map[string]*layers.Layer {
 	}
 	byKey := map[string]*layers.Layer{}
 	for _, l := range all { // oldest first
-		if !mine[l.ID] && l.Meta.KindOf() == layers.KindPhase && l.Meta.Key != "" && l.Meta.Status == layers.StatusComplete && verified(l) {
+		if !mine[l.ID] && l.Meta.KindOf() == layers.KindPhase && l.Meta.Key != "" && l.Meta.Status == layers.StatusComplete && l.Meta.IsVerified() {
 			byKey[l.Meta.Key] = l
 		}
 	}

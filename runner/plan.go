@@ -133,8 +133,6 @@ type LayerInfo struct {
 	Unverified bool `json:"unverified,omitempty"`
 }
 
-func verified(l *layers.Layer) bool { return l.Meta.Verified == nil || *l.Meta.Verified }
-
 // PlanOptions select how keys are computed and where a build restarts.
 type PlanOptions struct {
 	Strict bool   // key every phase on the whole derivation
@@ -420,8 +418,8 @@ func reuseBest(look layerLookup, p *Plan, po PlanOptions) int {
 		}
 		slices.SortStableFunc(cands, func(a, b *layers.Layer) int {
 			switch {
-			case verified(a) != verified(b):
-				return boolOrder(verified(a))
+			case a.Meta.IsVerified() != b.Meta.IsVerified():
+				return boolOrder(a.Meta.IsVerified())
 			case (a.ID == named) != (b.ID == named):
 				return boolOrder(a.ID == named)
 			}
@@ -454,7 +452,7 @@ func keyedLayers(look layerLookup, po PlanOptions) map[string][]*layers.Layer {
 	}
 	byKey := map[string][]*layers.Layer{}
 	for _, l := range all {
-		if l.Meta.Key != "" && l.Meta.Status == layers.StatusComplete && l.Meta.KindOf() == layers.KindPhase && (!po.RequireVerified || verified(l)) {
+		if l.Meta.Key != "" && l.Meta.Status == layers.StatusComplete && l.Meta.KindOf() == layers.KindPhase && (!po.RequireVerified || l.Meta.IsVerified()) {
 			byKey[l.Meta.Key] = append(byKey[l.Meta.Key], l)
 		}
 	}
@@ -468,7 +466,7 @@ func consistent(chain []*layers.Layer, phases []PhasePlan, po PlanOptions) bool 
 		return false
 	}
 	for i, l := range chain {
-		if l.Meta.Key != phases[i].Key || (po.RequireVerified && !verified(l)) {
+		if l.Meta.Key != phases[i].Key || (po.RequireVerified && !l.Meta.IsVerified()) {
 			return false
 		}
 	}
@@ -487,10 +485,10 @@ func boolOrder(first bool) int {
 // of its phases ("" when none had).
 func reuseNote(chain []*layers.Layer, phases []PhasePlan, byKey map[string][]*layers.Layer) string {
 	what := func(l *layers.Layer) string {
-		if verified(l) {
-			return shortKey(l.ID) + " (verified)"
+		if l.Meta.IsVerified() {
+			return layers.Short(l.ID) + " (verified)"
 		}
-		return shortKey(l.ID) + " (rests on a provisional or inexact rewrite)"
+		return layers.Short(l.ID) + " (rests on a provisional or inexact rewrite)"
 	}
 	var others []string
 	for i, l := range chain {
@@ -647,7 +645,7 @@ func previousChain(look layerLookup, pkg string) (map[string]*layers.Layer, map[
 }
 
 func info(look layerLookup, l *layers.Layer) *LayerInfo {
-	return &LayerInfo{ID: l.ID, Created: l.Created, Duration: l.Meta.Duration, Size: look.Size(l.ID), Outputs: l.Meta.Outputs, Unverified: !verified(l)}
+	return &LayerInfo{ID: l.ID, Created: l.Created, Duration: l.Meta.Duration, Size: look.Size(l.ID), Outputs: l.Meta.Outputs, Unverified: !l.Meta.IsVerified()}
 }
 
 func digest(parts ...string) string {

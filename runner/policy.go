@@ -165,7 +165,7 @@ func (e *Engine) lacksMap(res *Result, err error) bool {
 		top = l.Parent
 	}
 	l := e.topPhase(top)
-	return l != nil && verified(l) && e.storedMap(l.ID) == nil
+	return l != nil && l.Meta.IsVerified() && e.storedMap(l.ID) == nil
 }
 
 // topPhase is the newest phase layer at or under id (nil for none).

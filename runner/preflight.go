@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/sandbox"
 )
@@ -37,7 +38,7 @@ func Preflight(ctx context.Context, cacheDir string) error {
 	f.Close()
 	os.Remove(f.Name())
 	for _, dir := range []string{cacheDir, nixstore.StoreDir()} {
-		if free, err := freeSpace(dir); err == nil && free < MinFreeSpace {
+		if free, err := layers.FreeSpace(dir); err == nil && free < MinFreeSpace {
 			return fmt.Errorf("only %d MiB free in %s (a layered build wants %d MiB)", free>>20, dir, MinFreeSpace>>20)
 		}
 	}
@@ -83,13 +84,4 @@ func bwrapStamp(bwrap string) string {
 		return bwrap
 	}
 	return fmt.Sprintf("%s %d %d %s", bwrap, fi.Size(), fi.ModTime().UnixNano(), release)
-}
-
-// freeSpace is what the filesystem of dir has free for this user.
-func freeSpace(dir string) (uint64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return st.Bavail * uint64(st.Bsize), nil
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/results"
@@ -33,7 +34,7 @@ import (
 // ro applies to pushing the learned maps to the config's pushTo.
 // The work covers every user's results, but v (the caller) hears only of
 // those it may see (Viewer.ResultFor).
-func (e *Engine) Learn(ctx context.Context, drvPath string, ro RegistryOptions, v *Viewer, progress func(events.Event)) error {
+func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.RegistryOptions, v *Viewer, progress func(events.Event)) error {
 	if progress == nil {
 		progress = func(events.Event) {}
 	}
@@ -177,7 +178,7 @@ func reportTo(v *Viewer, r *results.Record, errs []error, err error, log *zap.Lo
 
 // learnNewest learns the path maps of the newest verified chain of a
 // derivation, if it lacks them; learned says whether it ran.
-func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOptions, progress func(events.Event)) (learned bool, err error) {
+func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.RegistryOptions, progress func(events.Event)) (learned bool, err error) {
 	j, err := e.prepare(ctx, drvPath, io.Discard)
 	if err != nil {
 		return false, err
@@ -197,7 +198,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	defer unlock()
 	if e.storedMap(top) != nil {
 		progress(events.Event{Kind: events.EventLearned, Message: j.drv.Name + ": path maps already learned"})
-		e.pushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
+		e.layerCache().PushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
 		return false, nil
 	}
 	chain, err := e.phaseChain(top, n)
@@ -207,7 +208,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro RegistryOpt
 	if err := e.learnChain(ctx, j, plan, chain, learnAll, progress); err != nil {
 		return true, err
 	}
-	e.pushBuilt(ctx, top, ro, progress) // the chain with its maps
+	e.layerCache().PushBuilt(ctx, top, ro, progress) // the chain with its maps
 	return true, nil
 }
 
@@ -414,7 +415,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 // cannot be confirmed.
 func firstUnverified(chain []*layers.Layer) (phase string, found bool) {
 	for _, l := range chain {
-		if !verified(l) {
+		if !l.Meta.IsVerified() {
 			return l.Meta.Phase, true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/daemon"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -247,8 +248,8 @@ func (c *common) engine() (*runner.Engine, error) {
 }
 
 // registry is the request's layer-cache switches.
-func (c *common) registry() runner.RegistryOptions {
-	return runner.RegistryOptions{NoCheckSigs: c.noCheckSigs, Insecure: c.insecure}
+func (c *common) registry() layercache.RegistryOptions {
+	return layercache.RegistryOptions{NoCheckSigs: c.noCheckSigs, Insecure: c.insecure}
 }
 
 // secretKey is the key --sign-key names, read with the caller's rights

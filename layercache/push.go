@@ -1,4 +1,4 @@
-package runner
+package layercache
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"github.com/nixlayer/nixlayer/ocichain"
 )
 
-// PushOptions for Engine.Push.
+// PushOptions for Push.
 type PushOptions struct {
 	// SecretKey signs the chain: the key itself, in Nix's secret-key format
 	// (the caller reads its file with its own rights); default: the
@@ -39,20 +39,20 @@ type PushReport struct {
 // Push uploads the chain that ends in top to ref (registry/repo[:tag]):
 // every layer blob once, and a signed manifest for every phase prefix,
 // tagged by its key (plus ref's tag for the whole chain).
-func (e *Engine) Push(ctx context.Context, top, ref string, o PushOptions) (*PushReport, error) {
-	rs, err := e.remoteSettings(o.Registry)
+func (c *Cache) Push(ctx context.Context, top, ref string, o PushOptions) (*PushReport, error) {
+	rs, err := c.settings(o.Registry)
 	if err != nil {
 		return nil, err
 	}
-	r, err := e.openRegistry(rs, ref)
+	r, err := openRegistry(rs, ref)
 	if err != nil {
 		return nil, err
 	}
-	key, err := e.signingKey(rs, o.SecretKey)
+	key, err := signingKey(rs, o.SecretKey)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := e.pushChain(ctx, r.Target(), top, ocichain.PushOptions{KeyTags: true, Tag: r.Tag(), Key: key, Stall: rs.timeout})
+	rep, err := c.pushChain(ctx, r.Target(), top, ocichain.PushOptions{KeyTags: true, Tag: r.Tag(), Key: key, Stall: rs.timeout})
 	if err != nil {
 		return nil, fmt.Errorf("pushing to %s: %w", r, ocichain.Hint(err))
 	}
@@ -62,7 +62,7 @@ func (e *Engine) Push(ctx context.Context, top, ref string, o PushOptions) (*Pus
 
 // signingKey is the given key (its text), else the config's secretKeyFile,
 // else none.
-func (e *Engine) signingKey(rs *remoteSettings, secretKey string) (*signature.SecretKey, error) {
+func signingKey(rs *settings, secretKey string) (*signature.SecretKey, error) {
 	if secretKey != "" {
 		return ocichain.ParseSecretKey(secretKey)
 	}
@@ -74,9 +74,9 @@ func (e *Engine) signingKey(rs *remoteSettings, secretKey string) (*signature.Se
 
 // pushChain pushes the chain under top to a target and records each
 // layer's blob, so the next push of it compresses and sends nothing.
-func (e *Engine) pushChain(ctx context.Context, t oras.Target, top string, o ocichain.PushOptions) (*PushReport, error) {
+func (c *Cache) pushChain(ctx context.Context, t oras.Target, top string, o ocichain.PushOptions) (*PushReport, error) {
 	t0 := time.Now()
-	chain, err := e.Chain(top)
+	chain, err := layers.WholeChain(c.Layers, top)
 	if err != nil {
 		return nil, err
 	}
@@ -89,18 +89,18 @@ func (e *Engine) pushChain(ctx context.Context, t oras.Target, top string, o oci
 		rec := ocichain.Record{Meta: l.Meta, Data: map[string][]byte{}}
 		rec.Meta.Owner, rec.Meta.PrivateTo = 0, nil
 		for _, name := range layers.ChainData {
-			if b, err := e.layers.Data(l.ID, name); err == nil {
+			if b, err := c.Layers.Data(l.ID, name); err == nil {
 				rec.Data[name] = b
 			}
 		}
 		id := l.ID
-		ls = append(ls, ocichain.Layer{Record: rec, Blob: e.recordedBlob(id), Diff: func() (io.ReadCloser, error) { return e.layers.Diff(id) }})
+		ls = append(ls, ocichain.Layer{Record: rec, Blob: c.recordedBlob(id), Diff: func() (io.ReadCloser, error) { return c.Layers.Diff(id) }})
 		if l.Meta.Phase != "" {
 			rep.Phases = append(rep.Phases, l.Meta.Phase)
 		}
 	}
 	if o.TmpDir == "" {
-		o.TmpDir = e.opts.CacheDir
+		o.TmpDir = c.Dir
 	}
 	if o.Key != nil {
 		rep.SignedBy = o.Key.ToPublicKey().Name
@@ -115,8 +115,8 @@ func (e *Engine) pushChain(ctx context.Context, t oras.Target, top string, o oci
 			continue
 		}
 		if data, err := json.Marshal(b); err == nil {
-			if err := e.layers.SetData(chain[i].ID, layers.DataOCIBlob, data); err != nil {
-				e.log.Warn("recording a pushed blob", zap.Error(err))
+			if err := c.Layers.SetData(chain[i].ID, layers.DataOCIBlob, data); err != nil {
+				c.Log.Warn("recording a pushed blob", zap.Error(err))
 			}
 		}
 	}
@@ -133,8 +133,8 @@ func pushable(l *layers.Layer) error {
 		return fmt.Errorf("layer %s is the failed %s", layers.Short(l.ID), l.Meta.Phase)
 	case l.Meta.Status == layers.StatusStale:
 		return fmt.Errorf("layer %s (%s) is stale: an audit found it differs from a clean build", layers.Short(l.ID), l.Meta.Phase)
-	case !verified(l):
-		return fmt.Errorf("layer %s (%s) is not verified (it rests on an inexact rewrite, --from or an untrusted pull)", layers.Short(l.ID), what(l.Meta))
+	case !l.Meta.IsVerified():
+		return fmt.Errorf("layer %s (%s) is not verified (it rests on an inexact rewrite, --from or an untrusted pull)", layers.Short(l.ID), l.Meta.Label())
 	case l.Meta.KindOf() != layers.KindPhase && l.Meta.KindOf() != layers.KindRewrite:
 		return fmt.Errorf("layer %s is a %s layer, not part of a build's chain", layers.Short(l.ID), l.Meta.KindOf())
 	case l.Meta.Status == layers.StatusDerived && l.Meta.KindOf() == layers.KindPhase:
@@ -143,17 +143,17 @@ func pushable(l *layers.Layer) error {
 	return nil
 }
 
-// pushBuilt pushes a chain a build or a learner just made to the config's
+// PushBuilt pushes a chain a build or a learner just made to the config's
 // pushTo; a failure is a warning.
-func (e *Engine) pushBuilt(ctx context.Context, top string, ro RegistryOptions, progress func(events.Event)) {
-	rs, err := e.remoteSettings(ro)
+func (c *Cache) PushBuilt(ctx context.Context, top string, ro RegistryOptions, progress func(events.Event)) {
+	rs, err := c.settings(ro)
 	if err != nil || rs.cfg.PushTo == "" || top == "" {
 		return
 	}
 	progress(events.Event{Kind: events.EventPush, Message: "pushing the chain to " + rs.cfg.PushTo})
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rep, err := e.Push(pctx, top, rs.cfg.PushTo, PushOptions{Registry: ro})
+	rep, err := c.Push(pctx, top, rs.cfg.PushTo, PushOptions{Registry: ro})
 	if err != nil {
 		progress(events.Event{Kind: events.EventWarning, Message: "push failed: " + oneLine(err)})
 		return

@@ -1,4 +1,4 @@
-package runner
+package layercache
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/ocichain"
 )
 
@@ -26,12 +27,12 @@ type ExportResult struct {
 // in the image config), tagged ref and signed with secretKey (the key's
 // text; default the config's secretKeyFile). Other images already in the
 // layout stay.
-func (e *Engine) Export(ctx context.Context, top, dir, ref, secretKey string) (*ExportResult, error) {
-	rs, err := e.remoteSettings(RegistryOptions{})
+func (c *Cache) Export(ctx context.Context, top, dir, ref, secretKey string) (*ExportResult, error) {
+	rs, err := c.settings(RegistryOptions{})
 	if err != nil {
 		return nil, err
 	}
-	key, err := e.signingKey(rs, secretKey)
+	key, err := signingKey(rs, secretKey)
 	if err != nil {
 		return nil, err
 	}
@@ -39,11 +40,11 @@ func (e *Engine) Export(ctx context.Context, top, dir, ref, secretKey string) (*
 	if err != nil {
 		return nil, err
 	}
-	rep, err := e.pushChain(ctx, store, top, ocichain.PushOptions{Tag: ref, Key: key})
+	rep, err := c.pushChain(ctx, store, top, ocichain.PushOptions{Tag: ref, Key: key})
 	if err != nil {
 		return nil, fmt.Errorf("export to %s: %w", dir, err)
 	}
-	chain, err := e.Chain(top)
+	chain, err := layers.WholeChain(c.Layers, top)
 	if err != nil {
 		return nil, err
 	}
@@ -55,19 +56,16 @@ func (e *Engine) Export(ctx context.Context, top, dir, ref, secretKey string) (*
 	return res, nil
 }
 
-// exportTmpPrefix names the layouts ExportTar stages in the cache.
-const exportTmpPrefix = ".export-"
-
 // ExportTar exports as Export does into a new layout and writes that
 // layout to w as a tar (what `nixlayer daemon` sends a user, who adds it to
 // a layout of their own: the daemon writes nothing where a user chooses).
-func (e *Engine) ExportTar(ctx context.Context, top string, w io.Writer, ref, secretKey string) (*ExportResult, error) {
-	stage, err := os.MkdirTemp(e.opts.CacheDir, exportTmpPrefix)
+func (c *Cache) ExportTar(ctx context.Context, top string, w io.Writer, ref, secretKey string) (*ExportResult, error) {
+	stage, err := os.MkdirTemp(c.Dir, exportTmpPrefix)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(stage)
-	res, err := e.Export(ctx, top, stage, ref, secretKey)
+	res, err := c.Export(ctx, top, stage, ref, secretKey)
 	if err != nil {
 		return nil, err
 	}
@@ -97,8 +95,8 @@ type ImportResult struct {
 // (all tagged images, or the one tagged ref) with their keys, shell state,
 // logs and path maps, so the next build resumes from them. Layers are
 // digest-checked and screened like pulled ones.
-func (e *Engine) Import(ctx context.Context, dir, ref string) ([]ImportResult, error) {
-	rs, err := e.remoteSettings(RegistryOptions{})
+func (c *Cache) Import(ctx context.Context, dir, ref string) ([]ImportResult, error) {
+	rs, err := c.settings(RegistryOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -120,15 +118,15 @@ func (e *Engine) Import(ctx context.Context, dir, ref string) ([]ImportResult, e
 		if err != nil {
 			return out, fmt.Errorf("%s:%s: %w", dir, tag, err)
 		}
-		c, err := src.open(ctx, desc)
+		ch, err := src.Open(ctx, desc)
 		if err != nil {
 			return out, fmt.Errorf("import %s from %s: %w", tag, dir, err)
 		}
-		rep, err := e.applyChain(ctx, src, c, len(c.Records)-1, func(events.Event) {})
+		rep, err := c.applyChain(ctx, src, ch, len(ch.Records)-1, func(events.Event) {})
 		if err != nil {
 			return out, fmt.Errorf("import %s from %s: %w", tag, dir, err)
 		}
-		out = append(out, ImportResult{Ref: tag, Layers: len(c.Records), Created: rep.Layers, Reused: rep.Reused, Phases: rep.Phases, Verified: rep.Verified, SignedBy: rep.SignedBy, Untrusted: rep.Untrusted})
+		out = append(out, ImportResult{Ref: tag, Layers: len(ch.Records), Created: rep.Layers, Reused: rep.Reused, Phases: rep.Phases, Verified: rep.Verified, SignedBy: rep.SignedBy, Untrusted: rep.Untrusted})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s has no image %q", dir, ref)
