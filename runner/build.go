@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layercache"
@@ -225,11 +226,11 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	// Background work of the cache pauses while this build runs; a learner
 	// at work on phases it reruns leaves them to it.
-	var mark *fgMark
-	if backgroundOf(ctx) == nil {
-		mark = e.markForeground(j.pkg, plan)
-		defer mark.done()
-		ctx = withForeground(ctx, mark)
+	var mark *foreground.Mark
+	if foreground.WorkOf(ctx) == nil {
+		mark = foreground.Put(e.opts.CacheDir, j.pkg, plan.runKeys(), e.log)
+		defer mark.Done()
+		ctx = foreground.With(ctx, mark)
 	}
 	e.yieldLearner(j.pkg, plan, progress)
 	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
@@ -286,7 +287,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			e.markEndsEarly(j, early.phase)
 			progress(events.Event{Kind: events.EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
 			unlock()
-			mark.done() // the build again leaves its own
+			mark.Done() // the build again leaves its own
 			return e.build(ctx, drvPath, bo, o)
 		}
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/layers"
@@ -224,9 +225,9 @@ func (e *Engine) flockFile(ctx context.Context, kind, subject string, how int, w
 		}
 		fault.PointAt(fault.WaitLock, kind) // tests see the wait begin
 		// Background work may hold it: it must not pause for this build.
-		fg := foregroundOf(ctx)
-		fg.suspend()
-		defer fg.resume()
+		fg := foreground.Of(ctx)
+		fg.Suspend()
+		defer fg.Resume()
 		done := make(chan error, 1)
 		go func() { done <- syscall.Flock(int(f.Fd()), how) }()
 		select {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
@@ -158,7 +159,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*la
 		progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("the first %d phases' map is learned exactly: their twin is its rewrite, %d phases run again", k, n-k)})
 	}
 	for i := from; i < n; i++ {
-		if err := backgroundOf(ctx).waitResumed(ctx); err != nil {
+		if err := foreground.WorkOf(ctx).WaitResumed(ctx); err != nil {
 			return err
 		}
 		phase := plan.Phases[i].Name

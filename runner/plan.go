@@ -83,6 +83,18 @@ func (p *Plan) runs(ph PhasePlan) bool {
 	return ph.Status == StatusRun || p.learnInFront
 }
 
+// runKeys are the keys of the phases the plan runs (a foreground build's
+// mark).
+func (p *Plan) runKeys() []string {
+	var keys []string
+	for _, ph := range p.Phases {
+		if p.runs(ph) && ph.Key != "" {
+			keys = append(keys, ph.Key)
+		}
+	}
+	return keys
+}
+
 // PhasePlan is one phase of a plan.
 type PhasePlan struct {
 	Name   string `json:"name"`

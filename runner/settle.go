@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
@@ -64,7 +65,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 	ctx, stopYield := e.yieldable(ctx, j.pkg)
 	defer stopYield()
 	yield := func() error {
-		progress(events.Event{Kind: events.EventLearned, Message: j.pkg + ": " + errYielded.Error()})
+		progress(events.Event{Kind: events.EventLearned, Message: j.pkg + ": " + foreground.ErrYielded.Error()})
 		return nil
 	}
 	toLearn := []string{drvPath}
@@ -75,7 +76,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 		for _, r := range results.Pending(e.opts.CacheDir, j.pkg) {
 			busy = true
 			if err := e.settle(ctx, r, progressFor(r)); err != nil {
-				switch afterBackgroundError(yielded(ctx), ctx.Err() != nil) {
+				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
 				case bgYield:
 					return yield()
 				case bgStop:
@@ -99,7 +100,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 			}
 			learned, err := e.learnNewest(ctx, d, ro, heard)
 			if err != nil {
-				switch afterBackgroundError(yielded(ctx), ctx.Err() != nil) {
+				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
 				case bgYield:
 					return yield()
 				case bgStop:
@@ -117,7 +118,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 		for _, r := range e.auditsDue(j.pkg) {
 			busy = true
 			if err := e.audit(ctx, r, progressFor(r)); err != nil {
-				switch afterBackgroundError(yielded(ctx), ctx.Err() != nil) {
+				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
 				case bgYield:
 					return yield()
 				case bgStop:

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/internal/treefile"
@@ -98,8 +99,8 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
 	var stopped func()
-	if bg := backgroundOf(ctx); bg != nil {
-		stopped = bg.running(cmd.Process.Pid)
+	if bg := foreground.WorkOf(ctx); bg != nil {
+		stopped = bg.Running(cmd.Process.Pid)
 	}
 	restoreR.Close()
 	dumpW.Close()

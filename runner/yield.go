@@ -3,13 +3,13 @@ package runner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/results"
 )
@@ -21,18 +21,11 @@ import (
 // build, which learns the map from the pair of builds (pair.go;
 // foreground.go).
 
-// errYielded ends a learner's work on a chain a foreground build builds.
-var errYielded = errors.New("a foreground build builds this chain: learning left to it")
-
-// yielded reports whether ctx ended because a foreground build reruns the
-// chain its learner learns.
-func yielded(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errYielded) }
-
 // yieldable is ctx for the background work on pkg (nixlayer learn): it
-// pauses for foreground builds of the cache and ends with errYielded when
+// pauses for foreground builds of the cache and ends with foreground.ErrYielded when
 // one reruns the chain it learns (foreground.go).
 func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, func()) {
-	return e.inBackground(ctx, func() []string {
+	return foreground.Background(ctx, e.opts.CacheDir, func() []string {
 		if w := results.Learner(e.opts.CacheDir, pkg); w != nil && w.PID == os.Getpid() {
 			return w.Learning.Keys
 		}

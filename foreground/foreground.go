@@ -1,8 +1,17 @@
-package runner
+// Package foreground keeps background work out of the way of the builds a
+// user waits for. Every foreground build of a cache leaves a mark in
+// <cache>/locks/foreground while it runs (Put); background work of that
+// cache (nixlayer learn: learning, settling, audits) runs in a context from
+// Background, which stops the processes of its running steps while any
+// mark is there and ends with ErrYielded when a build reruns a phase of
+// the chain it learns. The engine puts the marks and runs the background
+// work; its steps register their sandbox processes (Running).
+package foreground
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,11 +20,13 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/internal/proc"
 )
 
-// Idle priority alone does not keep background work out of a build's way:
+// Why: idle priority alone does not keep background work out of a build's way:
 // on a 2-core virtual machine a nix-build beside an idle-class learner
 // took twice its time (the host shares the cores, caches and memory
 // bandwidth whatever the guest's classes). So every foreground build of a
@@ -23,11 +34,11 @@ import (
 // background work of that cache (nixlayer learn: learning, settling,
 // audits) stops the processes of its running step while any mark is
 // there (SIGSTOP, SIGCONT after), and gives up a chain the build reruns
-// (errYielded). A mark outlives no build: it names the build's process,
+// (ErrYielded). A mark outlives no build: it names the build's process,
 // and a mark whose process is gone is removed.
 
-// foregroundMark is what a running build tells background work.
-type foregroundMark struct {
+// Build is what a running build tells background work: its mark.
+type Build struct {
 	PID   int    `json:"pid"`
 	Start uint64 `json:"start"` // the process's start time (/proc/PID/stat), against PID reuse
 	Pkg   string `json:"pkg"`
@@ -35,14 +46,14 @@ type foregroundMark struct {
 	Keys []string `json:"keys,omitempty"`
 }
 
-func (e *Engine) foregroundDir() string {
-	return filepath.Join(e.opts.CacheDir, "locks", "foreground")
+func dir(cacheDir string) string {
+	return filepath.Join(cacheDir, "locks", "foreground")
 }
 
-// fgMark is a build's mark. A build that waits for a lock background
-// work may hold takes its mark away meanwhile (suspend), so that work is
-// not paused by the build that waits for it.
-type fgMark struct {
+// Mark is a build's mark. A build that waits for a lock background work
+// may hold takes its mark away meanwhile (Suspend), so that work is not
+// paused by the build that waits for it.
+type Mark struct {
 	mu    sync.Mutex
 	path  string
 	data  []byte
@@ -52,38 +63,34 @@ type fgMark struct {
 
 type foregroundKey struct{}
 
-// withForeground is ctx of a build that holds mark m.
-func withForeground(ctx context.Context, m *fgMark) context.Context {
+// With is ctx of a build that holds mark m.
+func With(ctx context.Context, m *Mark) context.Context {
 	return context.WithValue(ctx, foregroundKey{}, m)
 }
 
-func foregroundOf(ctx context.Context) *fgMark {
-	m, _ := ctx.Value(foregroundKey{}).(*fgMark)
+// Of is the mark of the build ctx is for (nil: none, which does nothing).
+func Of(ctx context.Context) *Mark {
+	m, _ := ctx.Value(foregroundKey{}).(*Mark)
 	return m
 }
 
-// markForeground announces a build of pkg that runs plan's phases to the
-// background work of the cache, until done. nil (a mark that does
+// Put announces a build of pkg that runs the phases of keys to the
+// background work of the cache, until Done. nil (a mark that does
 // nothing) when it cannot be written.
-func (e *Engine) markForeground(pkg string, plan *Plan) *fgMark {
-	m := foregroundMark{PID: os.Getpid(), Start: proc.StartTime(os.Getpid()), Pkg: pkg}
-	for _, ph := range plan.Phases {
-		if plan.runs(ph) && ph.Key != "" {
-			m.Keys = append(m.Keys, ph.Key)
-		}
-	}
+func Put(cacheDir, pkg string, keys []string, log *zap.Logger) *Mark {
+	m := Build{PID: os.Getpid(), Start: proc.StartTime(os.Getpid()), Pkg: pkg, Keys: keys}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return nil
 	}
-	dir := e.foregroundDir()
+	dir := dir(cacheDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		e.log.Debug("no foreground mark: background work is not paused for this build")
+		log.Debug("no foreground mark: background work is not paused for this build")
 		return nil
 	}
 	f, err := os.CreateTemp(dir, strconv.Itoa(m.PID)+"-*.json")
 	if err != nil {
-		e.log.Debug("no foreground mark: background work is not paused for this build")
+		log.Debug("no foreground mark: background work is not paused for this build")
 		return nil
 	}
 	_, werr := f.Write(data)
@@ -91,11 +98,11 @@ func (e *Engine) markForeground(pkg string, plan *Plan) *fgMark {
 		os.Remove(f.Name())
 		return nil
 	}
-	return &fgMark{path: f.Name(), data: data}
+	return &Mark{path: f.Name(), data: data}
 }
 
-// done removes the mark: the build ended.
-func (m *fgMark) done() {
+// Done removes the mark: the build ended.
+func (m *Mark) Done() {
 	if m == nil {
 		return
 	}
@@ -105,8 +112,8 @@ func (m *fgMark) done() {
 	os.Remove(m.path)
 }
 
-// suspend takes the mark away until resume.
-func (m *fgMark) suspend() {
+// Suspend takes the mark away until Resume.
+func (m *Mark) Suspend() {
 	if m == nil {
 		return
 	}
@@ -117,7 +124,8 @@ func (m *fgMark) suspend() {
 	}
 }
 
-func (m *fgMark) resume() {
+// Resume puts the mark back when every Suspend is resumed.
+func (m *Mark) Resume() {
 	if m == nil {
 		return
 	}
@@ -128,21 +136,21 @@ func (m *fgMark) resume() {
 	}
 }
 
-// foregroundBuilds are the builds of other processes running on the
-// cache; marks of processes that are gone are removed.
-func (e *Engine) foregroundBuilds() []foregroundMark {
-	entries, err := os.ReadDir(e.foregroundDir())
+// builds are the builds of other processes running on the cache; marks of
+// processes that are gone are removed.
+func builds(cacheDir string) []Build {
+	entries, err := os.ReadDir(dir(cacheDir))
 	if err != nil {
 		return nil
 	}
-	var marks []foregroundMark
+	var marks []Build
 	for _, ent := range entries {
 		if !strings.HasSuffix(ent.Name(), ".json") {
 			continue
 		}
-		p := filepath.Join(e.foregroundDir(), ent.Name())
+		p := filepath.Join(dir(cacheDir), ent.Name())
 		data, err := os.ReadFile(p)
-		var m foregroundMark
+		var m Build
 		if err != nil || len(data) > 1<<20 || json.Unmarshal(data, &m) != nil {
 			continue // being written, or not a mark
 		}
@@ -158,9 +166,9 @@ func (e *Engine) foregroundBuilds() []foregroundMark {
 	return marks
 }
 
-// background is the state of background work that pauses for foreground
-// builds: the steps it runs and whether they are stopped.
-type background struct {
+// Work is the state of background work that pauses for foreground builds:
+// the steps it runs and whether they are stopped.
+type Work struct {
 	mu      sync.Mutex
 	steps   map[int]bool // sandbox processes running a step
 	paused  bool
@@ -174,31 +182,37 @@ type backgroundKey struct{}
 // do not keep the settling of everyone's results back for ever.
 const maxPause = 5 * time.Minute
 
-// backgroundOf is the background state ctx carries (nil in a foreground
-// build).
-func backgroundOf(ctx context.Context) *background {
-	bg, _ := ctx.Value(backgroundKey{}).(*background)
+// WorkOf is the background work ctx is for (nil in a foreground build).
+func WorkOf(ctx context.Context) *Work {
+	bg, _ := ctx.Value(backgroundKey{}).(*Work)
 	return bg
 }
 
-// inBackground marks ctx as background work: its steps pause while
-// foreground builds run on the cache, and poll, every interval, stops it
-// with errYielded when one of them runs a phase whose key is in learning
-// (the learner's chain). It returns the context and its stop.
-func (e *Engine) inBackground(ctx context.Context, learning func() []string) (context.Context, func()) {
+// ErrYielded ends background work on a chain a foreground build builds.
+var ErrYielded = errors.New("a foreground build builds this chain: learning left to it")
+
+// Yielded reports whether ctx ended because a foreground build reruns the
+// chain its background work learns.
+func Yielded(ctx context.Context) bool { return errors.Is(context.Cause(ctx), ErrYielded) }
+
+// Background marks ctx as background work on cacheDir: its steps pause
+// while foreground builds run on the cache, and a poll stops it with
+// ErrYielded when one of them runs a phase whose key is in learning (the
+// learner's chain). It returns the context and its stop.
+func Background(ctx context.Context, cacheDir string, learning func() []string) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	bg := &background{steps: map[int]bool{}, resumed: make(chan struct{})}
+	bg := &Work{steps: map[int]bool{}, resumed: make(chan struct{})}
 	close(bg.resumed)
 	ctx = context.WithValue(ctx, backgroundKey{}, bg)
 	var pausedAt, freeUntil time.Time
 	check := func() bool {
-		marks := e.foregroundBuilds()
+		marks := builds(cacheDir)
 		keys := learning()
 		for _, m := range marks {
 			for _, k := range m.Keys {
 				if slices.Contains(keys, k) {
 					bg.setPaused(false)
-					cancel(errYielded)
+					cancel(ErrYielded)
 					return true
 				}
 			}
@@ -227,7 +241,7 @@ func (e *Engine) inBackground(ctx context.Context, learning func() []string) (co
 }
 
 // setPaused stops or continues the running steps' processes.
-func (bg *background) setPaused(p bool) {
+func (bg *Work) setPaused(p bool) {
 	bg.mu.Lock()
 	defer bg.mu.Unlock()
 	if p == bg.paused {
@@ -244,9 +258,9 @@ func (bg *background) setPaused(p bool) {
 	}
 }
 
-// running registers a step's sandbox process (stopped at once if paused);
+// Running registers a step's sandbox process (stopped at once if paused);
 // the returned func unregisters it.
-func (bg *background) running(pid int) func() {
+func (bg *Work) Running(pid int) func() {
 	bg.mu.Lock()
 	defer bg.mu.Unlock()
 	bg.steps[pid] = true
@@ -260,9 +274,9 @@ func (bg *background) running(pid int) func() {
 	}
 }
 
-// waitResumed blocks while foreground builds run (for work of this
-// process between steps), until ctx ends.
-func (bg *background) waitResumed(ctx context.Context) error {
+// WaitResumed blocks while foreground builds run (for work of this process
+// between steps), until ctx ends.
+func (bg *Work) WaitResumed(ctx context.Context) error {
 	if bg == nil {
 		return nil
 	}

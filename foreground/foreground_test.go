@@ -1,4 +1,4 @@
-package runner
+package foreground
 
 import (
 	"context"
@@ -40,11 +40,11 @@ func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {
 		t.Fatal("the step's child did not start")
 	}
 	defer syscall.Kill(child, syscall.SIGKILL)
-	e := &Engine{opts: Options{CacheDir: t.TempDir()}}
-	ctx, stop := e.inBackground(context.Background(), func() []string { return []string{"k-learned"} })
+	cache := t.TempDir()
+	ctx, stop := Background(context.Background(), cache, func() []string { return []string{"k-learned"} })
 	defer stop()
-	bg := backgroundOf(ctx)
-	unregister := bg.running(cmd.Process.Pid)
+	bg := WorkOf(ctx)
+	unregister := bg.Running(cmd.Process.Pid)
 	defer unregister()
 
 	// Another process's build: a mark naming a live process (this test's
@@ -56,14 +56,14 @@ func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {
 	defer other.Process.Kill()
 	writeMark := func(keys ...string) string {
 		t.Helper()
-		data, err := json.Marshal(foregroundMark{PID: other.Process.Pid, Start: proc.StartTime(other.Process.Pid), Pkg: "p", Keys: keys})
+		data, err := json.Marshal(Build{PID: other.Process.Pid, Start: proc.StartTime(other.Process.Pid), Pkg: "p", Keys: keys})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.MkdirAll(e.foregroundDir(), 0o700); err != nil {
+		if err := os.MkdirAll(dir(cache), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		p := e.foregroundDir() + "/other.json"
+		p := dir(cache) + "/other.json"
 		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -82,12 +82,12 @@ func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {
 	waitState("T")
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	if bg.waitResumed(short) == nil {
+	if bg.WaitResumed(short) == nil {
 		t.Fatal("work between steps went on beside a foreground build")
 	}
 	os.Remove(mark)
 	waitState("S")
-	if err := bg.waitResumed(ctx); err != nil {
+	if err := bg.WaitResumed(ctx); err != nil {
 		t.Fatal(err)
 	}
 
@@ -95,7 +95,7 @@ func TestBackgroundStepsPauseForForegroundBuilds(t *testing.T) {
 	writeMark("k-learned")
 	select {
 	case <-ctx.Done():
-		if !yielded(ctx) {
+		if !Yielded(ctx) {
 			t.Fatalf("ended with %v, not by yielding", context.Cause(ctx))
 		}
 	case <-time.After(5 * time.Second):
