@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layercache"
@@ -341,14 +342,14 @@ func (l *Local) mayUse(ro layercache.RegistryOptions) error {
 }
 
 // viewer is whom the engine serves, for what of the shared cache the
-// caller sees (runner.Viewer): a daemon's caller other than root sees only
+// caller sees (access.Viewer): a daemon's caller other than root sees only
 // its own private layers and results (and those in the store); root's own
 // process sees everything.
-func (l *Local) viewer() *runner.Viewer {
+func (l *Local) viewer() *access.Viewer {
 	if l.opts.Owner == nil || l.opts.UID == 0 {
 		return nil
 	}
-	return &runner.Viewer{UID: l.opts.UID}
+	return &access.Viewer{UID: l.opts.UID}
 }
 
 func (l *Local) notTrusted(what string) error {

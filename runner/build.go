@@ -380,7 +380,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 	meta := layers.Meta{Kind: layers.KindPhase, Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.KeyInputs}
 	if plan.From != "" && hasForced(plan) {
 		// Not what its key says: the requesting user's alone.
-		uid := plan.viewer.uid()
+		uid := plan.viewer.Owner()
 		meta.PrivateTo = &uid
 	}
 	l, err := e.layers.Create(parent, meta)

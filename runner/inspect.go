@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserules"
 )
@@ -53,7 +54,7 @@ type Selected struct {
 // path the layer whose key matches the current plan wins; otherwise the
 // newest layer of that phase of the derivation, then of any derivation of
 // the same name. Only layers v sees are chosen.
-func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writer, v *Viewer) (*Selected, error) {
+func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writer, v *access.Viewer) (*Selected, error) {
 	var j *job
 	var p *Plan
 	if pkg.DrvPath != "" {
@@ -74,7 +75,7 @@ func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writ
 	return sel, nil
 }
 
-func (e *Engine) selectLayer(pkg Package, p *Plan, at string, v *Viewer) (*Selected, error) {
+func (e *Engine) selectLayer(pkg Package, p *Plan, at string, v *access.Viewer) (*Selected, error) {
 	all, vis, err := e.visibleLayers(v)
 	if err != nil {
 		return nil, err
@@ -87,8 +88,8 @@ func (e *Engine) selectLayer(pkg Package, p *Plan, at string, v *Viewer) (*Selec
 		if err != nil {
 			return nil, err
 		}
-		if !vis.sees(l) {
-			return nil, &PrivateLayerError{Layer: l.ID}
+		if !vis.Sees(l) {
+			return nil, &access.PrivateLayerError{Layer: l.ID}
 		}
 		return &Selected{Layer: l, Phase: phaseOf(e, l)}, nil
 	}
@@ -207,7 +208,7 @@ type LayerRow struct {
 // List describes the layers in the cache (only those of pkg when it is
 // not empty), grouped by package, each chain from its base to its top;
 // only those v sees.
-func (e *Engine) List(pkg Package, v *Viewer) ([]LayerRow, error) {
+func (e *Engine) List(pkg Package, v *access.Viewer) ([]LayerRow, error) {
 	all, _, err := e.visibleLayers(v)
 	if err != nil {
 		return nil, err
@@ -243,7 +244,7 @@ func (e *Engine) List(pkg Package, v *Viewer) ([]LayerRow, error) {
 // Log returns the stored build log of a package: of one phase, or of every
 // phase of the newest chain (the failed one if the newest build failed);
 // only of layers v sees.
-func (e *Engine) Log(ctx context.Context, pkg Package, phase string, v *Viewer) ([]PhaseLog, error) {
+func (e *Engine) Log(ctx context.Context, pkg Package, phase string, v *access.Viewer) ([]PhaseLog, error) {
 	if phase != "" {
 		sel, err := e.Select(ctx, pkg, phase, nil, v)
 		if err != nil {
@@ -303,7 +304,7 @@ func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
 // current plan, else the newest top layer of the package (failed, forced
 // or from an earlier derivation of the same name), with a note; only
 // layers v sees.
-func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer, v *Viewer) (*Selected, error) {
+func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer, v *access.Viewer) (*Selected, error) {
 	var p *Plan
 	if pkg.DrvPath != "" {
 		j, err := e.prepare(ctx, pkg.DrvPath, orDiscard(log))

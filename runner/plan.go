@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/phaserules"
@@ -67,7 +68,7 @@ type Plan struct {
 	Exactness *verdict.Exactness `json:"exactness,omitempty"`
 	// viewer is whom the plan serves: what it reuses, and whom the layers
 	// of a forced (--from) build are private to.
-	viewer *Viewer
+	viewer *access.Viewer
 	// reuseNote says which layer the plan took among several with the same
 	// key (logged with -v).
 	reuseNote string
@@ -153,7 +154,7 @@ type PlanOptions struct {
 	RequireVerified bool
 	Log             io.Writer
 	// Viewer is whom the plan serves (nil: the engine's own user).
-	Viewer *Viewer
+	Viewer *access.Viewer
 }
 
 // Plan computes the plan for a derivation without building anything but

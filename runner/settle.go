@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/layercache"
@@ -35,7 +36,7 @@ import (
 // ro applies to pushing the learned maps to the config's pushTo.
 // The work covers every user's results, but v (the caller) hears only of
 // those it may see (Viewer.ResultFor).
-func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.RegistryOptions, v *Viewer, progress func(events.Event)) error {
+func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.RegistryOptions, v *access.Viewer, progress func(events.Event)) error {
 	if progress == nil {
 		progress = func(events.Event) {}
 	}
@@ -169,7 +170,7 @@ func learnErrorIsCallers(asked, learnedAny, busy bool) bool {
 
 // reportTo adds err, from settling or auditing r, to the errors for v;
 // about a result v may not see, it only logs it.
-func reportTo(v *Viewer, r *results.Record, errs []error, err error, log *zap.Logger) []error {
+func reportTo(v *access.Viewer, r *results.Record, errs []error, err error, log *zap.Logger) []error {
 	if v.ResultFor(r) == nil {
 		log.Warn("settling or auditing another user's result", zap.String("drv", r.Drv), zap.Error(err))
 		return errs

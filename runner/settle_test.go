@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
@@ -235,14 +236,14 @@ func TestReportTo(t *testing.T) {
 	store := nixstore.StoreDir() + "/"
 	for _, c := range []struct {
 		name     string
-		v        *Viewer
+		v        *access.Viewer
 		r        results.Record
 		reported bool
 	}{
 		{"the engine's own user", nil, results.Record{Drv: "a.drv", Outputs: map[string]string{"out": "/cache/a"}}, true},
-		{"the caller's own result", &Viewer{UID: 1000}, results.Record{Drv: "a.drv", Owner: &results.Owner{UID: 1000}, Outputs: map[string]string{"out": "/cache/a"}}, true},
-		{"another's result in the store", &Viewer{UID: 1000}, results.Record{Drv: "a.drv", Owner: &results.Owner{UID: 1001}, Outputs: map[string]string{"out": store + "aaaa-a"}}, true},
-		{"another's result in the cache: only logged", &Viewer{UID: 1000}, results.Record{Drv: "a.drv", Owner: &results.Owner{UID: 1001}, Outputs: map[string]string{"out": "/cache/a"}}, false},
+		{"the caller's own result", &access.Viewer{UID: 1000}, results.Record{Drv: "a.drv", Owner: &results.Owner{UID: 1000}, Outputs: map[string]string{"out": "/cache/a"}}, true},
+		{"another's result in the store", &access.Viewer{UID: 1000}, results.Record{Drv: "a.drv", Owner: &results.Owner{UID: 1001}, Outputs: map[string]string{"out": store + "aaaa-a"}}, true},
+		{"another's result in the cache: only logged", &access.Viewer{UID: 1000}, results.Record{Drv: "a.drv", Owner: &results.Owner{UID: 1001}, Outputs: map[string]string{"out": "/cache/a"}}, false},
 	} {
 		core, logged := observer.New(zapcore.WarnLevel)
 		before := []error{errors.New("earlier")}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
 )
 
@@ -25,7 +26,7 @@ type ShellOptions struct {
 	Terminal bool
 	// Viewer is whom the shell serves: it opens only layers v sees, and
 	// its layer (kept or not) is v's alone.
-	Viewer *Viewer
+	Viewer *access.Viewer
 }
 
 // ShellResult says what a shell worked on.
@@ -69,7 +70,7 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 	fmt.Fprintf(so.Notice, "nixlayer: shell in the state after %s of %s (layer %s)\n", label, j.drv.Name, layers.Short(base.ID))
 
 	// No key: a shell's layer is never a cache hit, and it is private.
-	uid := so.Viewer.uid()
+	uid := so.Viewer.Owner()
 	l, err := e.layers.Create(base.ID, layers.Meta{Kind: layers.KindShell, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: base.Meta.Outputs, Note: "shell after " + label, PrivateTo: &uid})
 	if err != nil {
 		return nil, err

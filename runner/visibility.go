@@ -1,175 +1,28 @@
 package runner
 
 import (
-	"fmt"
-	"os"
-	"strings"
-
+	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
-	"github.com/nixlayer/nixlayer/layertree"
-	"github.com/nixlayer/nixlayer/nixstore"
-	"github.com/nixlayer/nixlayer/results"
 )
 
-// Viewer is the user a request serves (the daemon's caller), for what it
-// may see of the shared cache. Layers found by a key the caller's own
-// derivation computes are the shared cache's, as store paths are Nix's;
-// but a layer whose contents are not what a key says — a phase forced by
-// --from, a shell — is private to the user whose request made it
-// (layers.Meta.PrivateTo), and so is every layer above it: for anyone
-// else it is not listed, selected, read, diffed, opened in a shell or
-// reused by --from. Results are the caller's own, and those registered in
-// the Nix store (visible to all, like the store). A nil *Viewer is the
-// engine's own user (root), who sees everything.
-type Viewer struct{ UID int }
-
-// uid is whom a layer made for v is private to.
-func (v *Viewer) uid() int {
-	if v == nil {
-		return os.Getuid()
-	}
-	return v.UID
-}
-
-// privateTo reports whether a layer's contents are a user's own, and
-// whose (-1: a layer made before owners were recorded, nobody's).
-func privateTo(m layers.Meta) (int, bool) {
-	switch {
-	case m.PrivateTo != nil:
-		return *m.PrivateTo, true
-	case m.Status == layers.StatusDerived && (m.KindOf() == layers.KindPhase || m.KindOf() == layers.KindShell):
-		return -1, true
-	}
-	return 0, false
-}
-
-// barredFrom reports whether a layer is private to another user than v
-// (v is not nil).
-func (v *Viewer) barredFrom(m layers.Meta) bool {
-	uid, private := privateTo(m)
-	return private && uid != v.UID
-}
-
-// visibility answers, for the layers of one listing, whether v sees each.
-type visibility struct {
-	v     *Viewer
-	tree  *layers.Tree
-	known map[string]bool
-}
-
-func newVisibility(v *Viewer, all []*layers.Layer) *visibility {
-	return &visibility{v: v, tree: layers.NewTree(all), known: map[string]bool{}}
-}
-
-// sees reports whether no layer from l down to its base is private to
-// another user.
-func (vis *visibility) sees(l *layers.Layer) bool {
-	if vis.v == nil || l == nil {
-		return true
-	}
-	var path []string
-	ok := true
-	vis.tree.Down(l, func(cur *layers.Layer) bool {
-		if known, done := vis.known[cur.ID]; done {
-			ok = known
-			return false
-		}
-		path = append(path, cur.ID)
-		if vis.v.barredFrom(cur.Meta) {
-			ok = false
-			return false
-		}
-		return true
-	})
-	for _, id := range path {
-		vis.known[id] = ok
-	}
-	return ok
-}
-
-// filter keeps the layers v sees.
-func (vis *visibility) filter(all []*layers.Layer) []*layers.Layer {
-	if vis.v == nil {
-		return all
-	}
-	var out []*layers.Layer
-	for _, l := range all {
-		if vis.sees(l) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // visibleLayers are the cache's layers v sees, oldest first.
-func (e *Engine) visibleLayers(v *Viewer) ([]*layers.Layer, *visibility, error) {
+func (e *Engine) visibleLayers(v *access.Viewer) ([]*layers.Layer, *access.Visibility, error) {
 	all, err := e.layers.List()
 	if err != nil {
 		return nil, nil, err
 	}
-	vis := newVisibility(v, all)
-	return vis.filter(all), vis, nil
+	vis := access.Of(v, all)
+	return vis.Filter(all), vis, nil
 }
 
-// PrivateLayerError: a request named a layer private to another user.
-type PrivateLayerError struct{ Layer string }
-
-func (e *PrivateLayerError) Error() string {
-	return fmt.Sprintf("layer %s is private to the user whose --from build or shell made it: only they can look into it", layers.Short(e.Layer))
-}
-
-// CheckVisible refuses a layer id (or a name or prefix the layer store
-// resolves) that names a layer v may not see, or one whose metadata cannot
-// be read (a layer being created). An id naming nothing passes: reading it
-// then says the layer is gone.
-func (e *Engine) CheckVisible(id string, v *Viewer) error {
-	if v == nil {
-		return nil
-	}
-	l, err := e.layers.Get(id)
-	if err != nil {
-		if e.layers.Exists(id) {
-			return &PrivateLayerError{Layer: id}
-		}
-		return nil
-	}
-	// Down its chain only: an editor reads a layer in bursts of requests.
-	chain, err := layers.Chain(e.layers, l.ID)
-	if err != nil {
-		return &layertree.GoneError{Layer: l.ID} // its chain is incomplete
-	}
-	for _, cur := range chain {
-		if v.barredFrom(cur.Meta) {
-			return &PrivateLayerError{Layer: l.ID}
-		}
-	}
-	return nil
-}
-
-// visibleLookup is the layer cache as planning reads it for v.
-type visibleLookup struct {
-	layerLookup
-	vis *visibility
-}
-
-func (vl visibleLookup) Lookup(key string) (*layers.Layer, bool) {
-	l, ok := vl.layerLookup.Lookup(key)
-	if !ok || !vl.vis.sees(l) {
-		return nil, false
-	}
-	return l, true
-}
-
-func (vl visibleLookup) List() ([]*layers.Layer, error) {
-	all, err := vl.layerLookup.List()
-	if err != nil {
-		return nil, err
-	}
-	return vl.vis.filter(all), nil
+// CheckVisible refuses a layer id that names a layer v may not see
+// (access.Check).
+func (e *Engine) CheckVisible(id string, v *access.Viewer) error {
+	return access.Check(e.layers, id, v)
 }
 
 // lookupFor is the layer cache as v's plan may use it.
-func (e *Engine) lookupFor(v *Viewer) (layerLookup, error) {
+func (e *Engine) lookupFor(v *access.Viewer) (layerLookup, error) {
 	if v == nil {
 		return e.layers, nil
 	}
@@ -177,32 +30,5 @@ func (e *Engine) lookupFor(v *Viewer) (layerLookup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return visibleLookup{layerLookup: e.layers, vis: newVisibility(v, all)}, nil
-}
-
-// inStore reports whether the result is registered in the Nix store
-// (every output there), which makes it visible to every user.
-func inStore(r *results.Record) bool {
-	dir := nixstore.StoreDir() + "/"
-	for _, p := range r.Outputs {
-		if !strings.HasPrefix(p, dir) {
-			return false
-		}
-	}
-	return len(r.Outputs) > 0
-}
-
-// ResultFor is r as v may see it: its own in full; another user's when in
-// the Nix store, without whose it is (owner, result links, results
-// directory); nil for another user's result outside the store.
-func (v *Viewer) ResultFor(r *results.Record) *results.Record {
-	switch {
-	case v == nil || r == nil || (r.Owner != nil && r.Owner.UID == v.UID):
-		return r
-	case !inStore(r):
-		return nil
-	}
-	c := *r
-	c.Owner, c.Links, c.ResultsDir = nil, nil, ""
-	return &c
+	return access.Visible(e.layers, access.Of(v, all)), nil
 }

@@ -4,53 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
 )
-
-// A layer private to a user (a --from phase, a shell) and everything above
-// it are that user's alone; the shared layers below stay everyone's;
-// layers from before owners were recorded are nobody's; the engine's own
-// user sees all.
-func TestVisibility(t *testing.T) {
-	alice, bob := 1001, 1002
-	mk := func(id, parent string, m layers.Meta) *layers.Layer {
-		return &layers.Layer{ID: id, Parent: parent, Meta: m}
-	}
-	phase := layers.Meta{Kind: layers.KindPhase, Status: layers.StatusComplete}
-	forced := layers.Meta{Kind: layers.KindPhase, Status: layers.StatusDerived, PrivateTo: &alice}
-	shell := layers.Meta{Kind: layers.KindShell, Status: layers.StatusDerived, PrivateTo: &bob}
-	legacy := layers.Meta{Kind: layers.KindShell, Status: layers.StatusDerived}
-	all := []*layers.Layer{
-		mk("base", "", phase), mk("next", "base", phase),
-		mk("forced", "next", forced), mk("above", "forced", phase),
-		mk("bobshell", "next", shell), mk("old", "base", legacy),
-	}
-	for _, c := range []struct {
-		v    *Viewer
-		sees []string
-	}{
-		{&Viewer{UID: alice}, []string{"base", "next", "forced", "above"}},
-		{&Viewer{UID: bob}, []string{"base", "next", "bobshell"}},
-		{&Viewer{UID: 1003}, []string{"base", "next"}},
-		{nil, []string{"base", "next", "forced", "above", "bobshell", "old"}},
-	} {
-		vis := newVisibility(c.v, all)
-		var got []string
-		for _, l := range vis.filter(all) {
-			got = append(got, l.ID)
-		}
-		if len(got) != len(c.sees) {
-			t.Errorf("%+v sees %v, want %v", c.v, got, c.sees)
-			continue
-		}
-		for i := range got {
-			if got[i] != c.sees[i] {
-				t.Errorf("%+v sees %v, want %v", c.v, got, c.sees)
-				break
-			}
-		}
-	}
-}
 
 // --from reuses the newest chain that reached the phase before it, but
 // never another user's private one: bob's forced build starts from the
@@ -65,17 +21,17 @@ func TestFromSkipsOthersPrivateChain(t *testing.T) {
 		l.Meta.Status, l.Meta.PrivateTo = layers.StatusDerived, &alice
 		l.Created = l.Created.Add(time.Hour)
 	}
-	plan := func(v *Viewer) *Plan {
-		p, _, err := planPhases(helloInputs(nil), visibleLookup{layerLookup: c, vis: newVisibility(v, c.all)}, PlanOptions{From: "build", Viewer: v})
+	plan := func(v *access.Viewer) *Plan {
+		p, _, err := planPhases(helloInputs(nil), access.Visible(c, access.Of(v, c.all)), PlanOptions{From: "build", Viewer: v})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	if got := plan(&Viewer{UID: bob}).Phases[2].Layer.ID; got != shared {
+	if got := plan(&access.Viewer{UID: bob}).Phases[2].Layer.ID; got != shared {
 		t.Errorf("bob's --from reuses layer %s, want the shared %s", got, shared)
 	}
-	if got := plan(&Viewer{UID: alice}).Phases[2].Layer.ID; got != c.all[8].ID {
+	if got := plan(&access.Viewer{UID: alice}).Phases[2].Layer.ID; got != c.all[8].ID {
 		t.Errorf("alice's --from reuses layer %s, want her own %s", got, c.all[8].ID)
 	}
 }
@@ -96,9 +52,9 @@ func TestKeptShellNeverReused(t *testing.T) {
 		Kind: layers.KindShell, Status: layers.StatusDerived, Key: p.Phases[3].Key, Phase: "buildPhase", Package: "hello", PrivateTo: &alice,
 	}}
 	c.all = append(c.all, shell)
-	v := &Viewer{UID: alice}
+	v := &access.Viewer{UID: alice}
 	for _, po := range []PlanOptions{{Viewer: v}, {From: "install", Viewer: v}} {
-		p, _, err := planPhases(helloInputs(nil), visibleLookup{layerLookup: c, vis: newVisibility(v, c.all)}, po)
+		p, _, err := planPhases(helloInputs(nil), access.Visible(c, access.Of(v, c.all)), po)
 		if err != nil {
 			t.Fatal(err)
 		}
