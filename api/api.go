@@ -20,6 +20,7 @@ import (
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 	"github.com/nixlayer/nixlayer/verify"
@@ -121,7 +122,7 @@ type PlanRequest struct {
 // newest result of it, if any, and the phase history: the package's last
 // layered builds and the derivation's failure.
 type PlanResult struct {
-	*runner.Plan
+	*planner.Plan
 	BuiltByNix *buildindex.Build        `json:"builtByNixRecord,omitempty"`
 	Result     *results.Record          `json:"resultRecord,omitempty"`
 	History    *buildindex.PhaseHistory `json:"history,omitempty"`

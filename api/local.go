@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 	"github.com/nixlayer/nixlayer/verify"
@@ -82,7 +83,7 @@ func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runne
 	}
 	progress := out.progress()
 	return l.e.Build(ctx, req.DrvPath, runner.BuildOptions{
-		PlanOptions: runner.PlanOptions{Strict: req.Strict, From: req.From, Viewer: l.viewer()},
+		Options:     planner.Options{Strict: req.Strict, From: req.From, Viewer: l.viewer()},
 		Log:         out.Log,
 		Progress:    progress,
 		Deliver:     true,
@@ -125,7 +126,7 @@ func (l *Local) Results(ctx context.Context, req ResultsRequest) (*ResultsResult
 }
 
 func (l *Local) Plan(ctx context.Context, req PlanRequest, out Output) (*PlanResult, error) {
-	p, err := l.e.Plan(ctx, req.DrvPath, runner.PlanOptions{Strict: req.Strict, From: req.From, Log: out.Log, Viewer: l.viewer()})
+	p, err := l.e.Plan(ctx, req.DrvPath, planner.Options{Strict: req.Strict, From: req.From, Log: out.Log, Viewer: l.viewer()})
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -45,7 +46,7 @@ type Package struct {
 	// Env is the derivation's environment (its attributes as Nix passes
 	// them to the builder).
 	Env  map[string]string
-	Plan *runner.Plan
+	Plan *planner.Plan
 	// Texts holds, per attribute name, the source text of the values the
 	// matching derivation call had when it was evaluated.
 	Texts map[string]string
@@ -86,8 +87,8 @@ type PhaseView struct {
 	// Cause names what invalidated the phase: the edited or changed
 	// attributes, or the reason of the plan.
 	Cause string
-	Exit  int               // of a failed phase
-	Plan  *runner.PhasePlan // nil without a plan
+	Exit  int                // of a failed phase
+	Plan  *planner.PhasePlan // nil without a plan
 }
 
 // AttrView is a phase attribute of the buffer.
@@ -223,9 +224,9 @@ func analyzeDeriv(v *DerivView, broken bool) {
 			ph := &plan.Phases[i]
 			pv := PhaseView{Name: ph.Name, Index: i, Plan: ph}
 			switch ph.Status {
-			case runner.StatusCached:
+			case planner.StatusCached:
 				pv.State = StateCached
-			case runner.StatusForced:
+			case planner.StatusForced:
 				pv.State, pv.Cause = StateForced, ph.Reason
 			default:
 				pv.State = StateRun
@@ -234,7 +235,7 @@ func analyzeDeriv(v *DerivView, broken bool) {
 				}
 				pv.Cause = runCause(plan.Phases[firstRun])
 			}
-			if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name && ph.Status != runner.StatusCached {
+			if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name && ph.Status != planner.StatusCached {
 				pv.State, pv.Cause, pv.Exit = StateFailed, f.LogTail, f.Exit
 			}
 			if firstEdit >= 0 && i >= firstEdit {
@@ -258,7 +259,7 @@ func analyzeDeriv(v *DerivView, broken bool) {
 }
 
 // runCause says why the first phase to run must run.
-func runCause(ph runner.PhasePlan) string {
+func runCause(ph planner.PhasePlan) string {
 	if len(ph.Changed) > 0 {
 		return strings.Join(ph.Changed, ", ")
 	}

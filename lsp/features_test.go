@@ -12,6 +12,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -34,7 +35,7 @@ var phases = []string{"unpackPhase", "patchPhase", "configurePhase", "buildPhase
 
 // planFor is a plan as the runner would give it: the attributes placed
 // as the runner places them, the first `cached` phases cached.
-func planFor(cached int) *runner.Plan {
+func planFor(cached int) *planner.Plan {
 	owned := map[string][]string{
 		"unpackPhase":    {"name", "pname", "src", "stdenv", "version"},
 		"configurePhase": {"configureFlags"},
@@ -42,12 +43,12 @@ func planFor(cached int) *runner.Plan {
 		"installPhase":   {"postInstall"},
 		"fixupPhase":     {"preFixup"},
 	}
-	p := &runner.Plan{Name: "demo-1.0", Drv: "/nix/store/x-demo-1.0.drv"}
+	p := &planner.Plan{Name: "demo-1.0", Drv: "/nix/store/x-demo-1.0.drv"}
 	for i, name := range phases {
-		pp := runner.PhasePlan{Name: name, Status: runner.StatusRun, Attrs: owned[name]}
+		pp := planner.PhasePlan{Name: name, Status: planner.StatusRun, Attrs: owned[name]}
 		if i < cached {
-			pp.Status = runner.StatusCached
-			pp.Layer = &runner.LayerInfo{ID: fmt.Sprintf("%064d", i), Created: time.Unix(1000, 0), Duration: 400 * time.Millisecond, Size: 2048}
+			pp.Status = planner.StatusCached
+			pp.Layer = &planner.LayerInfo{ID: fmt.Sprintf("%064d", i), Created: time.Unix(1000, 0), Duration: 400 * time.Millisecond, Size: 2048}
 		} else if i == cached {
 			pp.Reason, pp.Changed = "postInstall changed", []string{"postInstall"}
 		} else {
@@ -58,7 +59,7 @@ func planFor(cached int) *runner.Plan {
 	return p
 }
 
-func evalOf(src string, plan *runner.Plan) *Evaluation {
+func evalOf(src string, plan *planner.Plan) *Evaluation {
 	d := nixexpr.FindDerivations(nixexpr.Parse([]byte(src)))[0]
 	return &Evaluation{Packages: []*Package{{
 		DrvPath: plan.Drv, Name: "demo-1.0", Pname: "demo", Plan: plan, Texts: attrTexts(d),

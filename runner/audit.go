@@ -16,6 +16,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/shellstate"
 	"github.com/nixlayer/nixlayer/verify"
@@ -85,7 +86,7 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 	if err != nil {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "its derivation cannot be prepared: " + firstLine(err.Error())}, t0, progress)
 	}
-	plan, err := e.plan(j, PlanOptions{})
+	plan, err := e.plan(j, planner.Options{})
 	if err != nil {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: firstLine(err.Error())}, t0, progress)
 	}
@@ -144,7 +145,7 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 
 // cleanBuild runs every phase of the plan with the real output paths on
 // scratch layers, as a cold build would, and returns their layers.
-func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *Plan, sc *scratch, progress func(events.Event)) ([]string, error) {
+func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *planner.Plan, sc *scratch, progress func(events.Event)) ([]string, error) {
 	var state *shellstate.Delta
 	if j.splittable && j.probe != nil {
 		state = j.probe.Start

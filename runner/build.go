@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -29,7 +30,7 @@ const lockDrv = "drv"
 
 // BuildOptions control one build.
 type BuildOptions struct {
-	PlanOptions
+	planner.Options
 	// Log receives the builder's output as it runs.
 	Log io.Writer
 	// Progress receives build events (phase started, cached, done, …).
@@ -70,7 +71,7 @@ type BuildOptions struct {
 
 // Result is what a build produced.
 type Result struct {
-	Plan *Plan `json:"plan"`
+	Plan *planner.Plan `json:"plan"`
 	// Outputs maps output names to where the result is: store paths when
 	// InStore, otherwise directories in the cache.
 	Outputs map[string]string `json:"outputs"`
@@ -143,7 +144,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 // outcome is what the policy after a build needs to know of it.
 type outcome struct {
 	j    *job
-	plan *Plan
+	plan *planner.Plan
 	// provisional is the resume a provisional result rests on.
 	provisional *resume
 	created     []string
@@ -198,13 +199,13 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		return nil, err
 	}
 	defer release()
-	plan, err := e.plan(j, bo.PlanOptions)
+	plan, err := e.plan(j, bo.Options)
 	if err != nil {
 		return nil, err
 	}
 	o.plan = plan
 	// Phases missing here may be in a layer cache (config.json layerCaches).
-	plan = e.pullMissing(ctx, j, plan, bo.PlanOptions, bo.Registry, progress)
+	plan = e.pullMissing(ctx, j, plan, bo.Options, bo.Registry, progress)
 	// A reused layer whose directory was deleted is dropped and rebuilt.
 	if top := lastReused(plan); top != "" {
 		if err := e.checkChain(top); err != nil {
@@ -212,7 +213,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			if err := e.dropBroken(top); err != nil {
 				return nil, err
 			}
-			if plan, err = e.plan(j, bo.PlanOptions); err != nil {
+			if plan, err = e.plan(j, bo.Options); err != nil {
 				return nil, err
 			}
 			o.plan = plan
@@ -228,7 +229,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	// at work on phases it reruns leaves them to it.
 	var mark *foreground.Mark
 	if foreground.WorkOf(ctx) == nil {
-		mark = foreground.Put(e.opts.CacheDir, j.pkg, plan.runKeys(), e.log)
+		mark = foreground.Put(e.opts.CacheDir, j.pkg, plan.RunKeys(), e.log)
 		defer mark.Done()
 		ctx = foreground.With(ctx, mark)
 	}
@@ -242,12 +243,12 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	parent := ""
 	var state *shellstate.Delta
 	for i, ph := range plan.Phases {
-		if ph.Status == StatusRun {
+		if ph.Status == planner.StatusRun {
 			break
 		}
 		parent = ph.Layer.ID
 		res.Reused = append(res.Reused, ph.Name)
-		if ph.Status == StatusForced || ph.Layer.Unverified {
+		if ph.Status == planner.StatusForced || ph.Layer.Unverified {
 			res.Verified = false
 		}
 		progress(events.Event{Kind: events.EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration, Layer: ph.Layer.ID})
@@ -336,11 +337,11 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 
 // runPlanned runs every phase the plan marks to run, over parent, and
 // returns the top layer and the layers it created.
-func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *twin) (string, []string, error) {
+func (e *Engine) runPlanned(ctx context.Context, j *job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *twin) (string, []string, error) {
 	total := len(plan.Phases)
 	var created []string
 	for i, ph := range plan.Phases {
-		if ph.Status != StatusRun {
+		if ph.Status != planner.StatusRun {
 			continue
 		}
 		progress(events.Event{Kind: events.EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Estimate: ph.Estimate, Message: ph.Reason})
@@ -364,10 +365,10 @@ func (e *Engine) runPlanned(ctx context.Context, j *job, plan *Plan, parent stri
 	return parent, created, nil
 }
 
-func planSummary(p *Plan) string {
+func planSummary(p *planner.Plan) string {
 	cached := 0
 	for _, ph := range p.Phases {
-		if ph.Status != StatusRun {
+		if ph.Status != planner.StatusRun {
 			cached++
 		}
 	}
@@ -375,12 +376,12 @@ func planSummary(p *Plan) string {
 }
 
 // runPhase runs phase i on a new layer over parent.
-func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
+func (e *Engine) runPhase(ctx context.Context, j *job, plan *planner.Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
 	ph := plan.Phases[i]
 	meta := layers.Meta{Kind: layers.KindPhase, Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.KeyInputs}
 	if plan.From != "" && hasForced(plan) {
 		// Not what its key says: the requesting user's alone.
-		uid := plan.viewer.Owner()
+		uid := plan.Viewer.Owner()
 		meta.PrivateTo = &uid
 	}
 	l, err := e.layers.Create(parent, meta)
@@ -445,9 +446,9 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *Plan, i int, parent
 	return l.ID, next, nil
 }
 
-func hasForced(p *Plan) bool {
+func hasForced(p *planner.Plan) bool {
 	for _, ph := range p.Phases {
-		if ph.Status == StatusForced {
+		if ph.Status == planner.StatusForced {
 			return true
 		}
 	}
@@ -514,16 +515,16 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 }
 
 // lastReused is the top layer of the prefix a plan reuses ("" for none).
-func lastReused(p *Plan) string {
+func lastReused(p *planner.Plan) string {
 	_, top := reusedPrefix(p)
 	return top
 }
 
 // reusedPrefix is the prefix a plan reuses: how many phases, and the top
 // layer ("" for none).
-func reusedPrefix(p *Plan) (n int, top string) {
+func reusedPrefix(p *planner.Plan) (n int, top string) {
 	for _, ph := range p.Phases {
-		if ph.Status == StatusRun {
+		if ph.Status == planner.StatusRun {
 			break
 		}
 		n, top = n+1, ph.Layer.ID

@@ -12,6 +12,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 )
 
@@ -177,7 +178,7 @@ func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, prog
 	if err := nixstore.Realise(nixstore.WithLog(ctx, orDiscard(bo.Log)), j.drv.Path); err != nil {
 		return nil, err
 	}
-	res := &Result{Plan: &Plan{Drv: j.drv.Path, Name: j.drv.Name, Outputs: j.drv.Outputs, Whole: true, WhyWhole: "fixed-output derivation (built by Nix)"}, Outputs: map[string]string{}, InStore: true, Verified: true}
+	res := &Result{Plan: &planner.Plan{Drv: j.drv.Path, Name: j.drv.Name, Outputs: j.drv.Outputs, Whole: true, WhyWhole: "fixed-output derivation (built by Nix)"}, Outputs: map[string]string{}, InStore: true, Verified: true}
 	for name, p := range j.drv.Outputs {
 		res.Outputs[name] = p
 		if bo.ResultLink != "" {

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/verdict"
 )
@@ -35,9 +36,9 @@ func (e *Engine) producers(chain []*layers.Layer) map[string]int {
 // rewrite's unexplained bytes (in tree, the rewritten layer the later
 // phases started from) are followed into the finished outputs (outputs:
 // name → directory). Bytes the learner found nondeterministic do not count.
-func (e *Engine) judgeOutputs(v *rewrite.Verdict, m *rewrite.Map, chain []*layers.Layer, phases []PhasePlan, tree string, paths, outputs map[string]string) (*verdict.Exactness, error) {
+func (e *Engine) judgeOutputs(v *rewrite.Verdict, m *rewrite.Map, chain []*layers.Layer, phases []planner.PhasePlan, tree string, paths, outputs map[string]string) (*verdict.Exactness, error) {
 	if len(v.Failed) > 0 {
-		return verdict.Failed(v, e.producers(chain), phaseNames(phases)), nil
+		return verdict.Failed(v, e.producers(chain), planner.PhaseNames(phases)), nil
 	}
 	resolve := func(rel string) string { return rel }
 	if m != nil {
@@ -57,14 +58,14 @@ func (e *Engine) judgeOutputs(v *rewrite.Verdict, m *rewrite.Map, chain []*layer
 	if err := e.annotateMaps(chain, byPath, nil); err != nil {
 		e.log.Warn("recording how unexplained bytes reached the outputs", zap.Error(err))
 	}
-	names := phaseNames(phases)
+	names := planner.PhaseNames(phases)
 	return verdict.Decide(verdict.Judge(v.Unexplained, judged, e.producers(chain), names), names), nil
 }
 
 // predictExactness is the plan's view of a rewrite with map m over the
 // reused chain (verdict.Predict).
-func (e *Engine) predictExactness(m *rewrite.Map, chain []*layers.Layer, phases []PhasePlan) *verdict.Exactness {
-	return verdict.Predict(m, e.producers(chain), phaseNames(phases))
+func (e *Engine) predictExactness(m *rewrite.Map, chain []*layers.Layer, phases []planner.PhasePlan) *verdict.Exactness {
+	return verdict.Predict(m, e.producers(chain), planner.PhaseNames(phases))
 }
 
 // outputDirs maps output names to their directories in a layer's tree.

@@ -11,6 +11,7 @@ import (
 	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/planner"
 )
 
 // AtFailed selects the layer of the newest failed phase.
@@ -56,13 +57,13 @@ type Selected struct {
 // the same name. Only layers v sees are chosen.
 func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writer, v *access.Viewer) (*Selected, error) {
 	var j *job
-	var p *Plan
+	var p *planner.Plan
 	if pkg.DrvPath != "" {
 		var err error
 		if j, err = e.prepare(ctx, pkg.DrvPath, orDiscard(log)); err != nil {
 			return nil, err
 		}
-		if p, err = e.plan(j, PlanOptions{Viewer: v}); err != nil {
+		if p, err = e.plan(j, planner.Options{Viewer: v}); err != nil {
 			return nil, err
 		}
 		pkg.Name = j.drv.Name
@@ -75,7 +76,7 @@ func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writ
 	return sel, nil
 }
 
-func (e *Engine) selectLayer(pkg Package, p *Plan, at string, v *access.Viewer) (*Selected, error) {
+func (e *Engine) selectLayer(pkg Package, p *planner.Plan, at string, v *access.Viewer) (*Selected, error) {
 	all, vis, err := e.visibleLayers(v)
 	if err != nil {
 		return nil, err
@@ -144,7 +145,7 @@ func (e *Engine) selectLayer(pkg Package, p *Plan, at string, v *access.Viewer) 
 	}
 	if p != nil {
 		for _, ph := range p.Phases {
-			if ph.Name == phase && ph.Status == StatusCached {
+			if ph.Name == phase && ph.Status == planner.StatusCached {
 				l, err := e.layers.Get(ph.Layer.ID)
 				if err != nil {
 					return nil, err
@@ -305,18 +306,18 @@ func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
 // or from an earlier derivation of the same name), with a note; only
 // layers v sees.
 func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer, v *access.Viewer) (*Selected, error) {
-	var p *Plan
+	var p *planner.Plan
 	if pkg.DrvPath != "" {
 		j, err := e.prepare(ctx, pkg.DrvPath, orDiscard(log))
 		if err != nil {
 			return nil, err
 		}
-		if p, err = e.plan(j, PlanOptions{Viewer: v}); err != nil {
+		if p, err = e.plan(j, planner.Options{Viewer: v}); err != nil {
 			return nil, err
 		}
 		pkg.Name = j.drv.Name
 		for i := len(p.Phases) - 1; i >= 0; i-- {
-			if ph := p.Phases[i]; ph.Status == StatusCached {
+			if ph := p.Phases[i]; ph.Status == planner.StatusCached {
 				l, err := e.layers.Get(ph.Layer.ID)
 				if err != nil {
 					return nil, err

@@ -21,6 +21,7 @@ import (
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/layertree"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -217,7 +218,7 @@ func TestShellAtBuild(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(km, pwd, "kept-file")); err != nil || string(b) != "kept\n" {
 		t.Errorf("kept layer lacks the shell's file: %q %v", b, err)
 	}
-	var plan runner.Plan
+	var plan planner.Plan
 	c.mustJSON(&plan, append([]string{"plan"}, p...)...)
 	for _, ph := range plan.Phases {
 		if ph.Layer != nil && ph.Layer.ID == kept.ID {
@@ -435,10 +436,10 @@ func TestGC(t *testing.T) {
 		}
 	}
 	// The newest chain is still a cache hit.
-	var plan runner.Plan
+	var plan planner.Plan
 	c.mustJSON(&plan, append([]string{"plan"}, newer...)...)
 	for _, ph := range plan.Phases {
-		if ph.Status != runner.StatusCached {
+		if ph.Status != planner.StatusCached {
 			t.Errorf("after gc %s is %s", ph.Name, ph.Status)
 		}
 	}
@@ -496,11 +497,11 @@ func TestExportImport(t *testing.T) {
 
 	resume := func(cache *cli, inStore bool) {
 		t.Helper()
-		var plan runner.Plan
+		var plan planner.Plan
 		cache.mustJSON(&plan, append([]string{"plan"}, p...)...)
 		var cached, run []string
 		for _, ph := range plan.Phases {
-			if ph.Status == runner.StatusCached {
+			if ph.Status == planner.StatusCached {
 				cached = append(cached, ph.Name)
 			} else {
 				run = append(run, ph.Name)

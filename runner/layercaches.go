@@ -8,6 +8,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 )
 
 // The engine's side of the layer caches (package layercache): what a plan
@@ -26,7 +27,7 @@ func (e *Engine) layerCache() *layercache.Cache {
 
 // wanted is what a plan asks of the layer caches; stale are the keys an
 // audit found stale here.
-func wanted(j *job, p *Plan, stale map[string]bool) layercache.Wanted {
+func wanted(j *job, p *planner.Plan, stale map[string]bool) layercache.Wanted {
 	w := layercache.Wanted{Drv: j.drv.Name, Phases: pullPhases(p), Outputs: j.drv.Outputs}
 	for i := range w.Phases {
 		w.Phases[i].Stale = stale[w.Phases[i].Key]
@@ -35,20 +36,20 @@ func wanted(j *job, p *Plan, stale map[string]bool) layercache.Wanted {
 }
 
 // pullPhases are a plan's phases as the layer caches see them.
-func pullPhases(p *Plan) []layercache.Phase {
+func pullPhases(p *planner.Plan) []layercache.Phase {
 	phases := make([]layercache.Phase, len(p.Phases))
 	for i, ph := range p.Phases {
-		phases[i] = layercache.Phase{Name: ph.Name, Key: ph.Key, Run: ph.Status == StatusRun}
+		phases[i] = layercache.Phase{Name: ph.Name, Key: ph.Key, Run: ph.Status == planner.StatusRun}
 	}
 	return phases
 }
 
 // firstToRun is the index of the first phase a plan runs (-1: none).
-func firstToRun(p *Plan) int { return layercache.FirstToRun(pullPhases(p)) }
+func firstToRun(p *planner.Plan) int { return layercache.FirstToRun(pullPhases(p)) }
 
 // pullMissing pulls what the layer caches have of the phases a plan must
 // run; it returns the plan to build, replanned when something was pulled.
-func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOptions, ro layercache.RegistryOptions, progress func(events.Event)) *Plan {
+func (e *Engine) pullMissing(ctx context.Context, j *job, plan *planner.Plan, po planner.Options, ro layercache.RegistryOptions, progress func(events.Event)) *planner.Plan {
 	if plan.From != "" || firstToRun(plan) < 0 {
 		return plan // nothing runs, or --from chose what to reuse
 	}
@@ -67,7 +68,7 @@ func (e *Engine) pullMissing(ctx context.Context, j *job, plan *Plan, po PlanOpt
 // explainAgainst names what invalidated the first phase to run when this
 // cache never built the package: the pulled chain's own record of that
 // phase says which attribute differs.
-func explainAgainst(p *Plan, later []layers.Meta, src string) {
+func explainAgainst(p *planner.Plan, later []layers.Meta, src string) {
 	f := firstToRun(p)
 	if f < 0 || !strings.HasPrefix(p.Phases[f].Reason, "no earlier build") {
 		return
@@ -75,8 +76,8 @@ func explainAgainst(p *Plan, later []layers.Meta, src string) {
 	for _, m := range later {
 		if m.Phase == p.Phases[f].Name {
 			ph := &p.Phases[f]
-			reason, changed := explain(ph, &layers.Layer{Meta: m}, p.Strict)
-			ph.Reason, ph.Changed = placementReasons(reason, changed, p.Placements)+" (against the chain in "+src+")", changed
+			reason, changed := planner.Explain(ph, &layers.Layer{Meta: m}, p.Strict)
+			ph.Reason, ph.Changed = planner.PlacementReasons(reason, changed, p.Placements)+" (against the chain in "+src+")", changed
 			return
 		}
 	}
@@ -90,7 +91,7 @@ func (e *Engine) Pull(ctx context.Context, drvPath, ref string, ro layercache.Re
 	if err != nil {
 		return nil, err
 	}
-	plan, err := e.plan(j, PlanOptions{})
+	plan, err := e.plan(j, planner.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
@@ -27,7 +28,7 @@ import (
 // background after a cold build (nixlayer learn) or here, at the first
 // resume that needs one. A layer with top's key built with other output
 // paths spares that twin (mapFromPair).
-func (e *Engine) pathMap(ctx context.Context, j *job, plan *Plan, top string, n int, progress func(events.Event)) (*rewrite.Map, error) {
+func (e *Engine) pathMap(ctx context.Context, j *job, plan *planner.Plan, top string, n int, progress func(events.Event)) (*rewrite.Map, error) {
 	if m := e.storedMap(top); m != nil {
 		return m, nil
 	}
@@ -98,7 +99,7 @@ const (
 // each unexplained file reached them; with learnAll it also reruns the
 // phases that produced bytes reaching an output with the same paths, to
 // tell the build's own nondeterminism from a path dependence.
-func (e *Engine) learnChain(ctx context.Context, j *job, plan *Plan, chain []*layers.Layer, mode learnMode, progress func(events.Event)) error {
+func (e *Engine) learnChain(ctx context.Context, j *job, plan *planner.Plan, chain []*layers.Layer, mode learnMode, progress func(events.Event)) error {
 	classify := mode == learnAll
 	defer e.announceLearning(j.pkg, chain)()
 	top := chain[len(chain)-1]
@@ -280,11 +281,11 @@ func (e *Engine) chainJobs(ctx context.Context, j *job, chain []*layers.Layer) (
 // name, no key) and removes them when closed.
 type scratch struct {
 	e       *Engine
-	plan    *Plan
+	plan    *planner.Plan
 	created []string
 }
 
-func (e *Engine) newScratch(plan *Plan) *scratch {
+func (e *Engine) newScratch(plan *planner.Plan) *scratch {
 	return &scratch{e: e, plan: plan}
 }
 

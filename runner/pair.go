@@ -10,6 +10,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
 
@@ -28,7 +29,7 @@ import (
 // Only the top of the matching prefix is compared here: one tree
 // comparison, not one per phase; the layers under it learn theirs when a
 // resume first needs them (mapFromPair).
-func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string, progress func(events.Event)) bool {
+func (e *Engine) learnFromPair(ctx context.Context, plan *planner.Plan, created []string, progress func(events.Event)) bool {
 	if len(created) == 0 || e.opts.Rewriter != nil {
 		return false
 	}
@@ -70,7 +71,7 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *Plan, created []string
 // it (remembered for this process and these twins), or, unless the caller holds it
 // (locked), when the package's learn lock is busy: storing maps beside a
 // learner would lose one of them, and a build does not wait for one.
-func (e *Engine) mapFromPair(ctx context.Context, plan *Plan, pkg, top string, locked bool, progress func(events.Event)) *rewrite.Map {
+func (e *Engine) mapFromPair(ctx context.Context, plan *planner.Plan, pkg, top string, locked bool, progress func(events.Event)) *rewrite.Map {
 	if e.opts.Rewriter != nil {
 		return nil
 	}
@@ -163,7 +164,7 @@ func twinsAmong(all []*layers.Layer, key, exclude string, outputs map[string]str
 // stores it, records the reach of the bytes it cannot explain, and says
 // so; nil when learning failed or the second twin saw what the first
 // missed (logged: the caller goes on without the map).
-func (e *Engine) learnFromTwins(ctx context.Context, plan *Plan, twins []*layers.Layer, newTop *layers.Layer, from string, progress func(events.Event)) *rewrite.Map {
+func (e *Engine) learnFromTwins(ctx context.Context, plan *planner.Plan, twins []*layers.Layer, newTop *layers.Layer, from string, progress func(events.Event)) *rewrite.Map {
 	t0 := time.Now()
 	m, err := e.learnPair(twins[0], newTop)
 	if err == nil && len(twins) == 2 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
@@ -26,7 +27,7 @@ type phaseRun struct {
 // an earlier derivation built (they hold the edited attributes), and left
 // alone when they hold that already. scratch marks a step of background
 // work (tests may hold it).
-func (e *Engine) runPhaseOn(ctx context.Context, j *job, plan *Plan, i int, id string, state *shellstate.Delta, log io.Writer, scratch bool) (*phaseRun, error) {
+func (e *Engine) runPhaseOn(ctx context.Context, j *job, plan *planner.Plan, i int, id string, state *shellstate.Delta, log io.Writer, scratch bool) (*phaseRun, error) {
 	ph := plan.Phases[i]
 	root, err := e.layers.Mount(id)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -241,7 +242,7 @@ func (e *Engine) announceLearning(pkg string, chain []*layers.Layer) func() {
 // synthetic path, which costs what a full build costs, and the edit after
 // this one resumes from the map (learnInFront). No estimate of background
 // work stands in for a measurement. It returns the plan to build.
-func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress func(events.Event)) *Plan {
+func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *planner.Plan, progress func(events.Event)) *planner.Plan {
 	top := lastReused(plan)
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
 		return plan
@@ -249,7 +250,7 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 	if e.mapFromPair(ctx, plan, j.pkg, top, false, progress) != nil {
 		return plan // the resume finds the map
 	}
-	_, took := previousChain(e.layers, j.pkg)
+	_, took := planner.PreviousChain(e.layers, j.pkg)
 	var reused, later time.Duration
 	nReused := 0
 	for _, ph := range plan.Phases {
@@ -257,7 +258,7 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 		if ph.Layer != nil {
 			d = ph.Layer.Duration
 		}
-		if ph.Status == StatusRun {
+		if ph.Status == planner.StatusRun {
 			later += d
 		} else {
 			reused += d
@@ -277,7 +278,7 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 		progress(events.Event{Kind: events.EventWait, Message: fmt.Sprintf("the background learner ends in about %s by the last learning measured: resuming with its map (about %s) is faster than building every phase (about %s)", events.Duration(learnLeft), events.Duration(learnLeft+later), events.Duration(full))})
 		return plan // the resume waits for the map (pathMap) and still wins
 	case learnInFront:
-		plan.learnInFront = true
+		plan.LearnInFront = true
 		progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("no path map for the reused layers yet, and a build with these output paths could not teach it (%v): running the %d reused phases once more with a synthetic path to learn it, then resuming (about %s in all, as a full build)", cannotTeach, nReused, events.Duration(full))})
 		return plan
 	}
@@ -287,7 +288,7 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *Plan, progress 
 	case learnLeft >= 0:
 		why += fmt.Sprintf(", is faster than waiting for the background learner (about %s by the last learning measured)", events.Duration(learnLeft+later))
 	}
-	rebuild := rerunFrom(plan, 0, why)
+	rebuild := planner.RerunFrom(plan, 0, why)
 	rebuild.Rewrite, rebuild.RewriteMap, rebuild.Exactness = nil, "", nil
 	progress(events.Event{Kind: events.EventFallback, Message: why})
 	return rebuild

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/verdict"
 )
 
 // Where a finished build's result stands, by what it rests on.
 func TestResultState(t *testing.T) {
-	forced := &Plan{Phases: []PhasePlan{{Name: "unpackPhase", Status: StatusForced}, {Name: "buildPhase", Status: StatusRun}}}
+	forced := &planner.Plan{Phases: []planner.PhasePlan{{Name: "unpackPhase", Status: planner.StatusForced}, {Name: "buildPhase", Status: planner.StatusRun}}}
 	inexact := &verdict.Exactness{Exact: false, Summary: "build-id: 1 file(s)", RebuildFrom: "buildPhase"}
 	for _, c := range []struct {
 		name  string
@@ -24,9 +25,9 @@ func TestResultState(t *testing.T) {
 		{"built with the real paths", Result{Verified: true}, outcome{}, events.StateVerified, "built with the real output paths"},
 		{"resumed exactly", Result{Verified: true, Rewrite: &rewrite.Verdict{Exact: true}}, outcome{}, events.StateVerified, "exact rewrite"},
 		{"forced reuse", Result{Plan: forced}, outcome{}, events.StateUnverified, "--from"},
-		{"rewritten before its map", Result{Plan: &Plan{}}, outcome{provisional: &resume{}}, events.StateProvisional, "provisionally"},
-		{"outputs not exact", Result{Plan: &Plan{}, Exactness: inexact}, outcome{}, events.StateProvisional, "from buildPhase replaces it"},
-		{"on unverified layers", Result{Plan: &Plan{}}, outcome{}, events.StateProvisional, "inexact rewrite of an earlier build"},
+		{"rewritten before its map", Result{Plan: &planner.Plan{}}, outcome{provisional: &resume{}}, events.StateProvisional, "provisionally"},
+		{"outputs not exact", Result{Plan: &planner.Plan{}, Exactness: inexact}, outcome{}, events.StateProvisional, "from buildPhase replaces it"},
+		{"on unverified layers", Result{Plan: &planner.Plan{}}, outcome{}, events.StateProvisional, "inexact rewrite of an earlier build"},
 	} {
 		res := c.res
 		(&Engine{}).resultState(&res, &c.o)

@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/sandbox"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
@@ -268,7 +269,7 @@ func packageName(d *drv.Derivation, attrs map[string]string) string {
 // derivation, its inputs, the sandbox paths and what nixlayer runs.
 func (e *Engine) probeFile(j *job) string {
 	parts := append([]string{recipe(), j.drv.Path, strings.Join(j.closure, "\n")}, bindParts(j.binds)...)
-	return filepath.Join(e.opts.CacheDir, "probes", digest(parts...)[:32]+".json")
+	return filepath.Join(e.opts.CacheDir, "probes", planner.Digest(parts...)[:32]+".json")
 }
 
 // markEndsEarly remembers that a phase of this derivation exits the builder.

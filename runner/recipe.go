@@ -3,6 +3,7 @@ package runner
 import (
 	"sync"
 
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/sandbox"
 )
 
@@ -25,5 +26,5 @@ const argv0Wrapper = `exec -a "$0" "$@"`
 // states and probes another one made.
 var recipe = sync.OnceValue(func() string {
 	parts := []string{keyVersion, driverScript, argv0Wrapper, sandbox.Fingerprint()}
-	return digest(append(parts, driverData()...)...)
+	return planner.Digest(append(parts, driverData()...)...)
 })

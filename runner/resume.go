@@ -9,6 +9,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
 	"github.com/nixlayer/nixlayer/verdict"
@@ -37,7 +38,7 @@ type resume struct {
 // a resume when the outputs must decide (nil when the rewrite is exact, or
 // failed and stays so). With exact, a failed rewrite falls back at once to
 // the longest prefix that can be rewritten.
-func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent string, state *shellstate.Delta, res *Result, exact bool, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
+func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, exact bool, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
 	n := len(res.Reused)
 	verified := res.Verified
 	rw := e.opts.Rewriter
@@ -84,7 +85,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 	case rewriteSettleLater, rewriteJudge:
 		return rs, rewritten, next, nil
 	case rewriteExact:
-		res.Exactness = verdict.Decide(nil, phaseNames(plan.Phases))
+		res.Exactness = verdict.Decide(nil, planner.PhaseNames(plan.Phases))
 		return nil, rewritten, next, nil
 	case rewritePredict:
 		if ex := e.predictExactness(m, chain, plan.Phases); !ex.Exact {
@@ -96,10 +97,10 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *Plan, parent s
 		}
 		return rs, rewritten, next, nil
 	case rewriteUnverified:
-		res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), phaseNames(plan.Phases))
+		res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), planner.PhaseNames(plan.Phases))
 		return nil, rewritten, next, nil
 	}
-	res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), phaseNames(plan.Phases))
+	res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), planner.PhaseNames(plan.Phases))
 	e.dropLayers(rewritten)
 	res.Inexact = res.Exactness
 	fb := failedRewriteFallBack(n)
@@ -181,7 +182,7 @@ func inexactFallBack(ex *verdict.Exactness, reused int, predicted bool) fallback
 // exact set drops them and falls back to the phase that produced the
 // offending bytes: again is then true, with the resume of the kept prefix
 // (nil when there is nothing to judge) and where to continue.
-func (e *Engine) judgeResume(ctx context.Context, j *job, plan *Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(events.Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
+func (e *Engine) judgeResume(ctx context.Context, j *job, plan *planner.Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(events.Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
 	ex, err := e.judgeLayers(j, plan, rs, top)
 	if err != nil {
 		return nil, "", nil, false, err
@@ -218,7 +219,7 @@ func judgedResume(ex *verdict.Exactness, reusedVerified, exact bool, reused int)
 	return false, &f
 }
 
-func (e *Engine) judgeLayers(j *job, plan *Plan, rs *resume, top string) (*verdict.Exactness, error) {
+func (e *Engine) judgeLayers(j *job, plan *planner.Plan, rs *resume, top string) (*verdict.Exactness, error) {
 	topRoot, err := e.layers.Mount(top)
 	if err != nil {
 		return nil, err
@@ -237,15 +238,15 @@ func (e *Engine) judgeLayers(j *job, plan *Plan, rs *resume, top string) (*verdi
 // real output paths in res.Plan (a new plan: plan stays as it was). It
 // returns the resume of the kept prefix (nil when its rewrite is exact or
 // nothing is kept) and where to continue.
-func (e *Engine) fallBack(ctx context.Context, j *job, plan *Plan, rs *resume, maxKeep int, why string, res *Result, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
+func (e *Engine) fallBack(ctx context.Context, j *job, plan *planner.Plan, rs *resume, maxKeep int, why string, res *Result, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
 	res.Verified = rs.verified
 	keep, parent, state, next, err := e.exactPrefix(ctx, j, plan, rs, maxKeep, res)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	progress(events.Event{Kind: events.EventFallback, Message: fallBackMessage(keep, phaseNames(plan.Phases))})
+	progress(events.Event{Kind: events.EventFallback, Message: fallBackMessage(keep, planner.PhaseNames(plan.Phases))})
 	res.Reused, res.Ran = res.Reused[:keep], nil
-	res.Plan = rerunFrom(plan, keep, why)
+	res.Plan = planner.RerunFrom(plan, keep, why)
 	if keep == 0 {
 		res.Plan.Rewrite = nil
 		res.Rewrite, res.Exactness = nil, nil
@@ -268,7 +269,7 @@ func fallBackMessage(keep int, phases []string) string {
 // layer. It returns how many phases it keeps (0: none, start from
 // scratch), the layer and shell state to continue from, and the resume to
 // judge when the map leaves bytes unexplained.
-func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, rs *resume, maxKeep int, res *Result) (int, string, *shellstate.Delta, *resume, error) {
+func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *planner.Plan, rs *resume, maxKeep int, res *Result) (int, string, *shellstate.Delta, *resume, error) {
 	var start *shellstate.Delta
 	if j.probe != nil {
 		start = j.probe.Start
@@ -301,7 +302,7 @@ func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *Plan, rs *resume
 			e.dropLayers(rewritten)
 			continue
 		case prefixExact:
-			res.Exactness = verdict.Decide(nil, phaseNames(plan.Phases))
+			res.Exactness = verdict.Decide(nil, planner.PhaseNames(plan.Phases))
 			return k, rewritten, next, nil, nil
 		default:
 			return k, rewritten, next, &resume{n: k, chain: rs.chain[:k], layer: rewritten, m: m, verdict: v, verified: rs.verified}, nil

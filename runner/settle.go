@@ -21,6 +21,7 @@ import (
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/verdict"
@@ -185,7 +186,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 	if err != nil {
 		return false, err
 	}
-	plan, err := e.plan(j, PlanOptions{RequireVerified: true})
+	plan, err := e.plan(j, planner.Options{RequireVerified: true})
 	if err != nil {
 		return false, err
 	}
@@ -218,7 +219,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 // learnNewest learns: the n phases it reuses, top the newest of them;
 // none for a plan built whole (nothing layered), an error when nothing is
 // cached.
-func newestToLearn(p *Plan, name string) (n int, top string, err error) {
+func newestToLearn(p *planner.Plan, name string) (n int, top string, err error) {
 	if p.Whole {
 		return 0, "", nil
 	}
@@ -349,7 +350,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 	if err != nil {
 		return false, "", err
 	}
-	plan, err := e.plan(j, PlanOptions{})
+	plan, err := e.plan(j, planner.Options{})
 	if err != nil {
 		return false, "", err
 	}

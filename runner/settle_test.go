@@ -13,6 +13,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/verdict"
 )
@@ -170,20 +171,20 @@ func TestFirstUnverified(t *testing.T) {
 
 // The chain whose maps learnNewest learns.
 func TestNewestToLearn(t *testing.T) {
-	ph := func(name, layer, s string) PhasePlan {
-		return PhasePlan{Name: name, Status: s, Layer: &LayerInfo{ID: layer}}
+	ph := func(name, layer, s string) planner.PhasePlan {
+		return planner.PhasePlan{Name: name, Status: s, Layer: &planner.LayerInfo{ID: layer}}
 	}
 	for _, c := range []struct {
 		name string
-		plan Plan
+		plan planner.Plan
 		n    int
 		top  string
 		err  string
 	}{
-		{"built whole: nothing to learn", Plan{Whole: true, Phases: []PhasePlan{{Name: "build", Status: StatusRun}}}, 0, "", ""},
-		{"nothing cached: build it first", Plan{Phases: []PhasePlan{{Name: "unpackPhase", Status: StatusRun}}}, 0, "", "hello has no cached layers to learn from: build it first"},
-		{"a cached prefix", Plan{Phases: []PhasePlan{ph("unpackPhase", "l1", StatusCached), ph("buildPhase", "l2", StatusCached), {Name: "installPhase", Status: StatusRun}}}, 2, "l2", ""},
-		{"every phase cached", Plan{Phases: []PhasePlan{ph("unpackPhase", "l1", StatusCached), ph("buildPhase", "l2", StatusCached)}}, 2, "l2", ""},
+		{"built whole: nothing to learn", planner.Plan{Whole: true, Phases: []planner.PhasePlan{{Name: "build", Status: planner.StatusRun}}}, 0, "", ""},
+		{"nothing cached: build it first", planner.Plan{Phases: []planner.PhasePlan{{Name: "unpackPhase", Status: planner.StatusRun}}}, 0, "", "hello has no cached layers to learn from: build it first"},
+		{"a cached prefix", planner.Plan{Phases: []planner.PhasePlan{ph("unpackPhase", "l1", planner.StatusCached), ph("buildPhase", "l2", planner.StatusCached), {Name: "installPhase", Status: planner.StatusRun}}}, 2, "l2", ""},
+		{"every phase cached", planner.Plan{Phases: []planner.PhasePlan{ph("unpackPhase", "l1", planner.StatusCached), ph("buildPhase", "l2", planner.StatusCached)}}, 2, "l2", ""},
 	} {
 		n, top, err := newestToLearn(&c.plan, "hello")
 		if n != c.n || top != c.top || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
 
@@ -35,7 +36,7 @@ type twin struct {
 var errTwinStopped = errors.New("the build ended before its twin")
 
 // startTwin starts the twin of a build that runs every phase of plan.
-func (e *Engine) startTwin(ctx context.Context, j *job, plan *Plan) *twin {
+func (e *Engine) startTwin(ctx context.Context, j *job, plan *planner.Plan) *twin {
 	ctx, cancel := context.WithCancel(ctx)
 	t := &twin{ready: make(chan *layers.Layer, len(plan.Phases)), done: make(chan error, 1), cancel: cancel, t0: time.Now()}
 	go func() { t.done <- e.runTwin(ctx, j, plan, t.ready) }()
@@ -63,7 +64,7 @@ func (t *twin) wait(progress func(events.Event)) {
 	}
 }
 
-func (e *Engine) runTwin(ctx context.Context, j *job, plan *Plan, ready <-chan *layers.Layer) error {
+func (e *Engine) runTwin(ctx context.Context, j *job, plan *planner.Plan, ready <-chan *layers.Layer) error {
 	defer func() {
 		for range ready { // let the build hand over its layers
 		}

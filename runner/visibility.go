@@ -3,6 +3,7 @@ package runner
 import (
 	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/planner"
 )
 
 // visibleLayers are the cache's layers v sees, oldest first.
@@ -22,7 +23,7 @@ func (e *Engine) CheckVisible(id string, v *access.Viewer) error {
 }
 
 // lookupFor is the layer cache as v's plan may use it.
-func (e *Engine) lookupFor(v *access.Viewer) (layerLookup, error) {
+func (e *Engine) lookupFor(v *access.Viewer) (planner.Lookup, error) {
 	if v == nil {
 		return e.layers, nil
 	}

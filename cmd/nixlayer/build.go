@@ -17,6 +17,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -188,9 +189,9 @@ func cmdPlan(ctx context.Context, args []string) error {
 	}
 	for _, ph := range p.Phases {
 		switch ph.Status {
-		case runner.StatusCached:
+		case planner.StatusCached:
 			fmt.Printf("  ✓ %-20s cached   layer %s, %s, built in %s\n", ph.Name, layers.Short(ph.Layer.ID), layers.FormatSize(ph.Layer.Size), round(ph.Layer.Duration))
-		case runner.StatusForced:
+		case planner.StatusForced:
 			fmt.Printf("  ! %-20s forced   layer %s: %s\n", ph.Name, layers.Short(ph.Layer.ID), ph.Reason)
 		default:
 			fmt.Printf("  ▶ %-20s run      %s\n", ph.Name, ph.Reason)

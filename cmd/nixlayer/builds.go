@@ -10,7 +10,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
-	"github.com/nixlayer/nixlayer/runner"
+	"github.com/nixlayer/nixlayer/planner"
 )
 
 // Builds Nix ran itself, as recorded by pre-/post-build-hook in the build
@@ -27,7 +27,7 @@ type nixBuildNote struct {
 
 // planWithIndex is `plan --json`: the runner's plan plus builtByNix.
 type planWithIndex struct {
-	*runner.Plan
+	*planner.Plan
 	BuiltByNix *nixBuildNote `json:"builtByNix,omitempty"`
 }
 

@@ -1,4 +1,4 @@
-package runner
+package planner
 
 import (
 	"testing"
@@ -14,15 +14,15 @@ import (
 func TestFromSkipsOthersPrivateChain(t *testing.T) {
 	alice, bob := 1001, 1002
 	c := &layerTable{}
-	c.build(helloInputs(func(in *planInputs) { in.attrs["configureFlags"] = "--old" }), 6, false)
+	c.build(helloInputs(func(in *Inputs) { in.Attrs["configureFlags"] = "--old" }), 6, false)
 	shared := c.all[2].ID // configurePhase of the shared chain
-	c.build(helloInputs(func(in *planInputs) { in.attrs["configureFlags"] = "--alice" }), 6, false)
+	c.build(helloInputs(func(in *Inputs) { in.Attrs["configureFlags"] = "--alice" }), 6, false)
 	for _, l := range c.all[6:] {
 		l.Meta.Status, l.Meta.PrivateTo = layers.StatusDerived, &alice
 		l.Created = l.Created.Add(time.Hour)
 	}
 	plan := func(v *access.Viewer) *Plan {
-		p, _, err := planPhases(helloInputs(nil), access.Visible(c, access.Of(v, c.all)), PlanOptions{From: "build", Viewer: v})
+		p, _, err := Make(helloInputs(nil), access.Visible(c, access.Of(v, c.all)), Options{From: "build", Viewer: v})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +42,7 @@ func TestKeptShellNeverReused(t *testing.T) {
 	alice := 1001
 	c := &layerTable{}
 	c.build(helloInputs(nil), 6, false)
-	p, _, err := planPhases(helloInputs(nil), c, PlanOptions{})
+	p, _, err := Make(helloInputs(nil), c, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +53,8 @@ func TestKeptShellNeverReused(t *testing.T) {
 	}}
 	c.all = append(c.all, shell)
 	v := &access.Viewer{UID: alice}
-	for _, po := range []PlanOptions{{Viewer: v}, {From: "install", Viewer: v}} {
-		p, _, err := planPhases(helloInputs(nil), access.Visible(c, access.Of(v, c.all)), po)
+	for _, po := range []Options{{Viewer: v}, {From: "install", Viewer: v}} {
+		p, _, err := Make(helloInputs(nil), access.Visible(c, access.Of(v, c.all)), po)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package runner
+package planner
 
 import (
 	"fmt"
@@ -41,8 +41,8 @@ func (t *layerTable) Size(string) int64              { return 1 }
 
 // build records the layers a build of in's first n phases leaves: complete
 // ones, and with failed the last one failed.
-func (t *layerTable) build(in planInputs, n int, failed bool) {
-	p, _, err := planPhases(in, &layerTable{}, PlanOptions{})
+func (t *layerTable) build(in Inputs, n int, failed bool) {
+	p, _, err := Make(in, &layerTable{}, Options{})
 	if err != nil {
 		panic(err)
 	}
@@ -54,7 +54,7 @@ func (t *layerTable) build(in planInputs, n int, failed bool) {
 			status = layers.StatusFailed
 		}
 		t.all = append(t.all, &layers.Layer{ID: id, Parent: parent, Created: time.Unix(int64(len(t.all)), 0), Meta: layers.Meta{
-			Kind: layers.KindPhase, Status: status, Key: ph.Key, Phase: ph.Name, Index: i, Package: in.pkg, Outputs: in.outputs, Attrs: ph.KeyInputs,
+			Kind: layers.KindPhase, Status: status, Key: ph.Key, Phase: ph.Name, Index: i, Package: in.Pkg, Outputs: in.Outputs, Attrs: ph.KeyInputs,
 		}})
 		parent = id
 	}
@@ -64,8 +64,8 @@ func (t *layerTable) build(in planInputs, n int, failed bool) {
 // ending in phase layer reused, rewritten provisionally for its output
 // paths (a rewrite layer, so the phases it ran up to n rest on an
 // unverified rewrite), as another derivation of the package does.
-func (t *layerTable) resume(in planInputs, reused string, n int) {
-	p, _, err := planPhases(in, &layerTable{}, PlanOptions{})
+func (t *layerTable) resume(in Inputs, reused string, n int) {
+	p, _, err := Make(in, &layerTable{}, Options{})
 	if err != nil {
 		panic(err)
 	}
@@ -76,13 +76,13 @@ func (t *layerTable) resume(in planInputs, reused string, n int) {
 	}
 	parent := fmt.Sprintf("L%d", len(t.all))
 	t.all = append(t.all, &layers.Layer{ID: parent, Parent: reused, Created: time.Unix(int64(len(t.all)), 0), Meta: layers.Meta{
-		Kind: layers.KindRewrite, Status: layers.StatusDerived, Package: in.pkg, Outputs: in.outputs, Verified: &f,
+		Kind: layers.KindRewrite, Status: layers.StatusDerived, Package: in.Pkg, Outputs: in.Outputs, Verified: &f,
 	}})
 	for i := under.Meta.Index + 1; i < n; i++ {
 		ph := p.Phases[i]
 		id := fmt.Sprintf("L%d", len(t.all))
 		t.all = append(t.all, &layers.Layer{ID: id, Parent: parent, Created: time.Unix(int64(len(t.all)), 0), Meta: layers.Meta{
-			Kind: layers.KindPhase, Status: layers.StatusComplete, Key: ph.Key, Phase: ph.Name, Index: i, Package: in.pkg, Outputs: in.outputs, Attrs: ph.KeyInputs, Verified: &f,
+			Kind: layers.KindPhase, Status: layers.StatusComplete, Key: ph.Key, Phase: ph.Name, Index: i, Package: in.Pkg, Outputs: in.Outputs, Attrs: ph.KeyInputs, Verified: &f,
 		}})
 		parent = id
 	}
@@ -92,24 +92,24 @@ var testPhases = []string{"unpackPhase", "patchPhase", "configurePhase", "buildP
 
 // helloInputs are the planning inputs of a small stdenv package; edit
 // changes them before planning.
-func helloInputs(edit func(*planInputs)) planInputs {
-	in := planInputs{
-		drv: "/nix/store/aaaa-hello.drv", name: "hello-1.0", pkg: "hello",
-		outputs: map[string]string{"out": "/nix/store/1111-hello-1.0"},
-		phases:  testPhases,
-		owned: map[string][]string{
+func helloInputs(edit func(*Inputs)) Inputs {
+	in := Inputs{
+		Drv: "/nix/store/aaaa-hello.drv", Name: "hello-1.0", Pkg: "hello",
+		Outputs: map[string]string{"out": "/nix/store/1111-hello-1.0"},
+		Phases:  testPhases,
+		Owned: map[string][]string{
 			"unpackPhase":    {"src"},
 			"configurePhase": {"configureFlags"},
 			"buildPhase":     {"makeFlags"},
 			"installPhase":   {"postInstall"},
 		},
-		attrs:  map[string]string{"src": "/nix/store/2222-hello.tar.gz", "configureFlags": "--with-x", "makeFlags": "V=1", "postInstall": "echo hi"},
-		seed:   []string{"x86_64-linux", "/bin/bash", "-e\x00builder.sh", "bind:/bin/sh=/bin/sh"},
-		recipe: digest("driver v1"),
+		Attrs:  map[string]string{"src": "/nix/store/2222-hello.tar.gz", "configureFlags": "--with-x", "makeFlags": "V=1", "postInstall": "echo hi"},
+		Seed:   []string{"x86_64-linux", "/bin/bash", "-e\x00builder.sh", "bind:/bin/sh=/bin/sh"},
+		Recipe: Digest("driver v1"),
 	}
 	if edit != nil {
-		in.attrs = maps.Clone(in.attrs)
-		in.outputs = maps.Clone(in.outputs)
+		in.Attrs = maps.Clone(in.Attrs)
+		in.Outputs = maps.Clone(in.Outputs)
 		edit(&in)
 	}
 	return in
@@ -127,12 +127,12 @@ func TestPlanPhases(t *testing.T) {
 		return wantPhase{status: StatusRun, reason: reason, changed: changed}
 	}
 	noBuild := run("no earlier build of this package")
-	otherOutput := func(in *planInputs) { in.outputs["out"] = "/nix/store/3333-hello-1.0" }
+	otherOutput := func(in *Inputs) { in.Outputs["out"] = "/nix/store/3333-hello-1.0" }
 	for _, tc := range []struct {
 		name     string
 		cache    func(*layerTable) // earlier builds (of helloInputs(nil) unless they say)
-		edit     func(*planInputs) // this build's inputs
-		po       PlanOptions
+		edit     func(*Inputs)     // this build's inputs
+		po       Options
 		want     []wantPhase
 		firstRun int
 		rewrite  map[string]string
@@ -149,30 +149,30 @@ func TestPlanPhases(t *testing.T) {
 			want:  []wantPhase{cached, cached, cached, cached, cached, cached}},
 		{name: "an installPhase edit reuses the phases before it", firstRun: 4,
 			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
-			edit:  func(in *planInputs) { in.attrs["postInstall"] = "echo bye" },
+			edit:  func(in *Inputs) { in.Attrs["postInstall"] = "echo bye" },
 			want:  []wantPhase{cached, cached, cached, cached, run("postInstall changed", "postInstall"), follows("installPhase")}},
 		{name: "--strict keys every phase on every attribute", firstRun: 0,
 			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
-			edit:  func(in *planInputs) { in.attrs["postInstall"] = "echo bye" },
-			po:    PlanOptions{Strict: true},
+			edit:  func(in *Inputs) { in.Attrs["postInstall"] = "echo bye" },
+			po:    Options{Strict: true},
 			// The earlier build was not strict: its layer records the
 			// attributes unpackPhase owned then.
 			want: []wantPhase{run("--strict: configureFlags, makeFlags, postInstall changed", "configureFlags", "makeFlags", "postInstall"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
 		{name: "a new attribute of configurePhase", firstRun: 2,
 			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
-			edit: func(in *planInputs) {
-				in.attrs["cmakeFlags"] = "-G Ninja"
-				in.owned = maps.Clone(in.owned)
-				in.owned["configurePhase"] = []string{"cmakeFlags", "configureFlags"}
+			edit: func(in *Inputs) {
+				in.Attrs["cmakeFlags"] = "-G Ninja"
+				in.Owned = maps.Clone(in.Owned)
+				in.Owned["configurePhase"] = []string{"cmakeFlags", "configureFlags"}
 			},
 			want: []wantPhase{cached, cached, run("cmakeFlags changed", "cmakeFlags"), follows("configurePhase"), follows("configurePhase"), follows("configurePhase")}},
 		{name: "a changed driver reruns every phase", firstRun: 0,
 			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
-			edit:  func(in *planInputs) { in.recipe = digest("driver v2") },
+			edit:  func(in *Inputs) { in.Recipe = Digest("driver v2") },
 			want:  []wantPhase{run("(nixlayer driver and sandbox) changed", keyInputsNixlayer), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
 		{name: "changed sandbox paths rerun every phase", firstRun: 0,
 			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
-			edit:  func(in *planInputs) { in.seed = append(slices.Clone(in.seed), "bind:/etc/hosts=/etc/hosts") },
+			edit:  func(in *Inputs) { in.Seed = append(slices.Clone(in.Seed), "bind:/etc/hosts=/etc/hosts") },
 			want:  []wantPhase{run("(inputs and sandbox) changed", keyInputsSandbox), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
 		{name: "a phase that failed last time", firstRun: 3,
 			cache: func(c *layerTable) { c.build(helloInputs(nil), 4, true) },
@@ -183,25 +183,25 @@ func TestPlanPhases(t *testing.T) {
 				c.all[3].Meta.Key = "gone"
 			},
 			want: []wantPhase{cached, cached, cached, run("not cached (its layer was removed or an earlier phase changed)"), follows("buildPhase"), follows("buildPhase")}},
-		{name: "verified layers only", firstRun: 2, po: PlanOptions{RequireVerified: true},
+		{name: "verified layers only", firstRun: 2, po: Options{RequireVerified: true},
 			cache: func(c *layerTable) {
 				c.build(helloInputs(nil), 6, false)
 				f := false
 				c.all[2].Meta.Verified = &f
 			},
 			want: []wantPhase{cached, cached, run("not cached (its layer was removed or an earlier phase changed)"), follows("configurePhase"), follows("configurePhase"), follows("configurePhase")}},
-		{name: "--from reuses the newest chain before the phase", firstRun: 3, po: PlanOptions{From: "build"},
+		{name: "--from reuses the newest chain before the phase", firstRun: 3, po: Options{From: "build"},
 			cache: func(c *layerTable) {
-				c.build(helloInputs(func(in *planInputs) { in.attrs["configureFlags"] = "--old" }), 6, false)
+				c.build(helloInputs(func(in *Inputs) { in.Attrs["configureFlags"] = "--old" }), 6, false)
 			},
 			want: []wantPhase{cached, cached, {status: StatusForced, reason: "reused by --from buildPhase although its inputs differ"}, run("--from buildPhase"), follows("buildPhase"), follows("buildPhase")}},
-		{name: "--from with no earlier build", firstRun: 0, po: PlanOptions{From: "installPhase"},
+		{name: "--from with no earlier build", firstRun: 0, po: Options{From: "installPhase"},
 			want: []wantPhase{run("--from installPhase: no earlier build reached it"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase"), follows("unpackPhase")}},
 		{name: "reused layers built for other output paths", firstRun: 4,
 			cache: func(c *layerTable) { c.build(helloInputs(nil), 6, false) },
-			edit: func(in *planInputs) {
+			edit: func(in *Inputs) {
 				otherOutput(in)
-				in.attrs["postInstall"] = "echo bye"
+				in.Attrs["postInstall"] = "echo bye"
 			},
 			want:    []wantPhase{cached, cached, cached, cached, run("postInstall changed", "postInstall"), follows("installPhase")},
 			rewrite: map[string]string{"/nix/store/1111-hello-1.0": "/nix/store/3333-hello-1.0"}},
@@ -210,12 +210,12 @@ func TestPlanPhases(t *testing.T) {
 				c.build(helloInputs(nil), 6, false)
 				// Another derivation reused unpack and patch while this
 				// one's configure ran, and committed its configure last.
-				c.resume(helloInputs(func(in *planInputs) { otherOutput(in); in.attrs["postInstall"] = "echo bye" }), "L1", 5)
+				c.resume(helloInputs(func(in *Inputs) { otherOutput(in); in.Attrs["postInstall"] = "echo bye" }), "L1", 5)
 			},
 			want:   []wantPhase{cached, cached, cached, cached, cached, cached},
 			layers: []string{"L0", "L1", "L2", "L3", "L4", "L5"},
 			note:   "reusing the chain under fixupPhase L5 (verified), not configurePhase L7 (rests on a provisional or inexact rewrite), buildPhase L8 (rests on"},
-		{name: "the exact chain before an unverified one with --exact", firstRun: 3, po: PlanOptions{RequireVerified: true},
+		{name: "the exact chain before an unverified one with --exact", firstRun: 3, po: Options{RequireVerified: true},
 			cache: func(c *layerTable) {
 				c.build(helloInputs(nil), 3, false)
 				c.resume(helloInputs(otherOutput), "L1", 5)
@@ -242,7 +242,7 @@ func TestPlanPhases(t *testing.T) {
 			if tc.cache != nil {
 				tc.cache(cache)
 			}
-			p, firstRun, err := planPhases(helloInputs(tc.edit), cache, tc.po)
+			p, firstRun, err := Make(helloInputs(tc.edit), cache, tc.po)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -271,10 +271,10 @@ func TestPlanPhases(t *testing.T) {
 					t.Errorf("reuses %v (unverified %v), want %v (unverified %v)", got, unverified, tc.layers, tc.unverified)
 				}
 			}
-			if !strings.Contains(p.reuseNote, tc.note) {
-				t.Errorf("the choice is told as %q, want it to hold %q", p.reuseNote, tc.note)
+			if !strings.Contains(p.ReuseNote, tc.note) {
+				t.Errorf("the choice is told as %q, want it to hold %q", p.ReuseNote, tc.note)
 			}
-			if rw, _ := reusedRewrite(p, firstRun); !maps.Equal(rw, tc.rewrite) {
+			if rw, _ := ReusedRewrite(p, firstRun); !maps.Equal(rw, tc.rewrite) {
 				t.Errorf("rewrite %v, want %v", rw, tc.rewrite)
 			}
 		})
@@ -285,7 +285,7 @@ func TestPlanPhases(t *testing.T) {
 // a later phase's.
 func TestPhaseKeysChain(t *testing.T) {
 	base := phaseKeys(helloInputs(nil), false)
-	edited := phaseKeys(helloInputs(func(in *planInputs) { in.attrs["makeFlags"] = "V=0" }), false)
+	edited := phaseKeys(helloInputs(func(in *Inputs) { in.Attrs["makeFlags"] = "V=0" }), false)
 	for i, name := range testPhases {
 		if same := base[i].Key == edited[i].Key; same != (i < 3) {
 			t.Errorf("%s: key unchanged %v after a makeFlags edit", name, same)
@@ -307,23 +307,23 @@ func TestPhaseKeysChain(t *testing.T) {
 }
 
 func TestPlanWholeBuild(t *testing.T) {
-	in := helloInputs(func(in *planInputs) {
-		in.phases, in.owned, in.whole, in.whyWhole = []string{WholeBuild}, nil, true, "the builder is not a stdenv"
+	in := helloInputs(func(in *Inputs) {
+		in.Phases, in.Owned, in.Whole, in.WhyWhole = []string{WholeBuild}, nil, true, "the builder is not a stdenv"
 	})
-	p, firstRun, err := planPhases(in, &layerTable{}, PlanOptions{})
+	p, firstRun, err := Make(in, &layerTable{}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Whole || p.WhyWhole != in.whyWhole || len(p.Phases) != 1 || firstRun != 0 {
+	if !p.Whole || p.WhyWhole != in.WhyWhole || len(p.Phases) != 1 || firstRun != 0 {
 		t.Fatalf("whole build planned as %+v (first to run %d)", p, firstRun)
 	}
-	if got := p.Phases[0].Attrs; len(got) != len(in.attrs) {
+	if got := p.Phases[0].Attrs; len(got) != len(in.Attrs) {
 		t.Errorf("the one phase covers %v, want every attribute", got)
 	}
 }
 
 func TestPlanFromUnknownPhase(t *testing.T) {
-	_, _, err := planPhases(helloInputs(nil), &layerTable{}, PlanOptions{From: "testPhase"})
+	_, _, err := Make(helloInputs(nil), &layerTable{}, Options{From: "testPhase"})
 	if err == nil || !strings.Contains(err.Error(), "--from testPhase: hello-1.0 has no such phase (phases: unpackPhase patchPhase") {
 		t.Fatalf("error %v", err)
 	}
@@ -334,12 +334,12 @@ func TestPlanFromUnknownPhase(t *testing.T) {
 func TestRerunFromLeavesThePlan(t *testing.T) {
 	cache := &layerTable{}
 	cache.build(helloInputs(nil), 6, false)
-	p, _, err := planPhases(helloInputs(nil), cache, PlanOptions{})
+	p, _, err := Make(helloInputs(nil), cache, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := fmt.Sprintf("%+v", p.Phases)
-	np := rerunFrom(p, 2, "outputs would not be exact")
+	np := RerunFrom(p, 2, "outputs would not be exact")
 	if after := fmt.Sprintf("%+v", p.Phases); after != before {
 		t.Fatalf("rerunFrom changed the plan:\n%s\n%s", before, after)
 	}
@@ -351,26 +351,26 @@ func TestRerunFromLeavesThePlan(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("rerun plan %v, want %v", got, want)
 	}
-	if lastReused(np) != cache.all[1].ID || firstToRun(np) != 2 {
-		t.Errorf("rerun plan reuses up to %s, first runs %d", lastReused(np), firstToRun(np))
+	if np.Phases[1].Layer == nil || np.Phases[1].Layer.ID != cache.all[1].ID || np.Phases[2].Layer != nil {
+		t.Errorf("rerun plan reuses %+v, then %+v", np.Phases[1].Layer, np.Phases[2].Layer)
 	}
 }
 
 // The phase an edit invalidates says the rule that placed the attribute
 // there, in the plan's reason and placements.
 func TestPlanSaysThePlacementRule(t *testing.T) {
-	placed := func(in *planInputs) {
-		in.owned = maps.Clone(in.owned)
-		in.owned["unpackPhase"] = []string{"GREETING", "src"}
-		in.attrs["GREETING"] = "hello"
-		in.placed = map[string]phaserules.Placement{
+	placed := func(in *Inputs) {
+		in.Owned = maps.Clone(in.Owned)
+		in.Owned["unpackPhase"] = []string{"GREETING", "src"}
+		in.Attrs["GREETING"] = "hello"
+		in.Placed = map[string]phaserules.Placement{
 			"GREETING":    {Phase: "unpackPhase", Rule: phaserules.RuleAny, Why: phaserules.FromFirstPhase + "programs may read any attribute"},
 			"postInstall": {Phase: "installPhase", Rule: phaserules.RuleHook, Why: "a hook of installPhase"},
 		}
 	}
 	look := &layerTable{}
 	look.build(helloInputs(placed), 6, false)
-	p, firstRun, err := planPhases(helloInputs(func(in *planInputs) { placed(in); in.attrs["GREETING"] = "howdy" }), look, PlanOptions{})
+	p, firstRun, err := Make(helloInputs(func(in *Inputs) { placed(in); in.Attrs["GREETING"] = "howdy" }), look, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +378,7 @@ func TestPlanSaysThePlacementRule(t *testing.T) {
 	if firstRun != 0 || p.Phases[0].Reason != want || p.Placements["GREETING"].Rule != phaserules.RuleAny {
 		t.Errorf("first run %d, reason %q, placements %v; want 0, %q", firstRun, p.Phases[0].Reason, p.Placements, want)
 	}
-	p, _, _ = planPhases(helloInputs(func(in *planInputs) { placed(in); in.attrs["postInstall"] = "echo bye" }), look, PlanOptions{Strict: true})
+	p, _, _ = Make(helloInputs(func(in *Inputs) { placed(in); in.Attrs["postInstall"] = "echo bye" }), look, Options{Strict: true})
 	if p.Placements != nil {
 		t.Errorf("--strict keys every phase on every attribute: no placements, got %v", p.Placements)
 	}
