@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
@@ -159,7 +160,7 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 	if all, err := l.e.Layers().List(); err == nil {
 		st.Layers = len(all)
 	}
-	if err := runner.Preflight(ctx, l.e.CacheDir()); err != nil {
+	if err := phaserun.Preflight(ctx, l.e.CacheDir()); err != nil {
 		st.NotReady = err.Error()
 	}
 	return st, nil

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -163,7 +164,7 @@ func (s *session) preflight() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := runner.Preflight(ctx, s.cfg.CacheDir); err != nil {
+	if err := phaserun.Preflight(ctx, s.cfg.CacheDir); err != nil {
 		s.notReady = fmt.Errorf("nixlayer cannot layer builds here: %v", err)
 		s.say("nixlayer: declining: %v; Nix builds them itself", s.notReady)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -82,7 +83,7 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 	}
 	t0 := time.Now()
 	progress(events.Event{Kind: events.EventAudit, Drv: r.Drv, Message: r.Name + ": auditing the resumed result: building it again from scratch to compare"})
-	j, err := e.prepare(ctx, r.Drv, io.Discard)
+	j, err := e.run.Prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "its derivation cannot be prepared: " + firstLine(err.Error())}, t0, progress)
 	}
@@ -114,7 +115,7 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 	a := &results.Audit{State: results.AuditFailed, Files: files[:min(len(files), maxAuditFiles)]}
 	first := -1
 	for i, l := range layered {
-		differs, err := e.phaseDiffers(l, clean[i], j.drv.Outputs)
+		differs, err := e.phaseDiffers(l, clean[i], j.Drv.Outputs)
 		if err != nil {
 			e.log.Warn("audit: comparing a phase with the clean build", zap.String("phase", l.Meta.Phase), zap.Error(err))
 			differs = true // unsure: stale
@@ -132,11 +133,11 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 		first = len(layered) - 1
 	}
 	stale := layered[first]
-	a.Attrs = changedAttributes(stale.Meta.DrvPath, j.drv)
-	if a.Dropped, err = e.retireFrom(stale.ID, fmt.Sprintf("stale: an audit of %s found it differs from a clean build", j.drv.Name)); err != nil {
+	a.Attrs = changedAttributes(stale.Meta.DrvPath, j.Drv)
+	if a.Dropped, err = e.retireFrom(stale.ID, fmt.Sprintf("stale: an audit of %s found it differs from a clean build", j.Drv.Name)); err != nil {
 		e.log.Error("audit: making the stale layers unusable", zap.Error(err))
 	}
-	a.Why = auditFinding(a, len(files), stale.Meta.Phase, stale.Meta.DrvPath == j.drv.Path)
+	a.Why = auditFinding(a, len(files), stale.Meta.Phase, stale.Meta.DrvPath == j.Drv.Path)
 	e.log.Error("audit: a resumed result differs from a clean build", zap.String("drv", r.Drv),
 		zap.Strings("phases", a.Phases), zap.Strings("attributes", a.Attrs), zap.Int("files", len(files)),
 		zap.String("firstFile", files[0].Output+"/"+files[0].Path), zap.Strings("dropped", a.Dropped))
@@ -145,16 +146,16 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 
 // cleanBuild runs every phase of the plan with the real output paths on
 // scratch layers, as a cold build would, and returns their layers.
-func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *planner.Plan, sc *scratch, progress func(events.Event)) ([]string, error) {
+func (e *Engine) cleanBuild(ctx context.Context, j *phaserun.Job, plan *planner.Plan, sc *scratch, progress func(events.Event)) ([]string, error) {
 	var state *shellstate.Delta
-	if j.splittable && j.probe != nil {
-		state = j.probe.Start
+	if j.Splittable && j.Probe != nil {
+		state = j.Probe.Start
 	}
 	parent := ""
 	n := len(plan.Phases)
 	clean := make([]string, n)
 	for i, ph := range plan.Phases {
-		progress(events.Event{Kind: events.EventAudit, Phase: ph.Name, Index: i + 1, Total: n, Drv: j.drv.Path, Message: fmt.Sprintf("audit: [%d/%d] %s from scratch", i+1, n, ph.Name)})
+		progress(events.Event{Kind: events.EventAudit, Phase: ph.Name, Index: i + 1, Total: n, Drv: j.Drv.Path, Message: fmt.Sprintf("audit: [%d/%d] %s from scratch", i+1, n, ph.Name)})
 		id, next, err := sc.run(ctx, j, i, parent, state, "audit")
 		if err != nil {
 			return nil, err
@@ -166,7 +167,7 @@ func (e *Engine) cleanBuild(ctx context.Context, j *job, plan *planner.Plan, sc 
 
 // outputDifferences lists the output files in which two layers' trees
 // differ (as verify compares: contents, type, executable bit, links).
-func (e *Engine) outputDifferences(j *job, a, b string) ([]results.Difference, error) {
+func (e *Engine) outputDifferences(j *phaserun.Job, a, b string) ([]results.Difference, error) {
 	rootA, err := e.layers.Mount(a)
 	if err != nil {
 		return nil, err
@@ -178,8 +179,8 @@ func (e *Engine) outputDifferences(j *job, a, b string) ([]results.Difference, e
 	}
 	defer e.layers.Unmount(b)
 	var out []results.Difference
-	for _, name := range sortedKeys(j.drv.Outputs) {
-		base := filepath.Base(j.drv.Outputs[name])
+	for _, name := range sortedKeys(j.Drv.Outputs) {
+		base := filepath.Base(j.Drv.Outputs[name])
 		diffs, err := verify.Compare(filepath.Join(rootA, "store", base), filepath.Join(rootB, "store", base))
 		if err != nil {
 			return nil, err
@@ -242,8 +243,8 @@ func changedAttributes(builtBy string, cur *drv.Derivation) []string {
 	if err != nil {
 		return []string{"(unknown: the derivation that built it is gone)"}
 	}
-	was, err1 := attributes(od)
-	now, err2 := attributes(cur)
+	was, err1 := phaserun.Attributes(od)
+	now, err2 := phaserun.Attributes(cur)
 	if err1 != nil || err2 != nil {
 		return []string{"(unknown: unreadable attributes)"}
 	}
@@ -311,7 +312,7 @@ func (e *Engine) retireFrom(id, why string) ([]string, error) {
 // valid path in place: they are deleted first, which fails while anything
 // else uses them), else into the cache with the result links repointed
 // there, and says which.
-func (e *Engine) replaceAudited(ctx context.Context, j *job, r *results.Record, a *results.Audit, cleanTop string, t0 time.Time, progress func(events.Event)) error {
+func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results.Record, a *results.Audit, cleanTop string, t0 time.Time, progress func(events.Event)) error {
 	cur, unlock, err := e.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		e.log.Warn("audit: a newer build replaced the audited result; it reuses no stale layer now", zap.String("drv", r.Drv))
@@ -321,8 +322,8 @@ func (e *Engine) replaceAudited(ctx context.Context, j *job, r *results.Record, 
 	r = cur
 	var stuck []string // valid stale outputs Nix would not delete
 	var inStore []string
-	for _, name := range sortedKeys(j.drv.Outputs) {
-		p := j.drv.Outputs[name]
+	for _, name := range sortedKeys(j.Drv.Outputs) {
+		p := j.Drv.Outputs[name]
 		if r.Outputs[name] == p {
 			inStore = append(inStore, p)
 		}

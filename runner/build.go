@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -143,7 +144,7 @@ func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*R
 
 // outcome is what the policy after a build needs to know of it.
 type outcome struct {
-	j    *job
+	j    *phaserun.Job
 	plan *planner.Plan
 	// provisional is the resume a provisional result rests on.
 	provisional *resume
@@ -169,7 +170,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		return nil, err
 	}
 	defer unlock()
-	if waited && bo.From == "" && storeDrvPath(drvPath) {
+	if waited && bo.From == "" && phaserun.StoreDrvPath(drvPath) {
 		// The build waited for may have registered the outputs: they come
 		// back as at the start of a build, whatever it left in the cache.
 		if outs, ok, err := AlreadyBuilt(ctx, drvPath, bo.ResultLink); err != nil {
@@ -179,7 +180,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			return BuiltResult(outs), nil
 		}
 	}
-	j, err := e.prepare(ctx, drvPath, logw)
+	j, err := e.run.Prepare(ctx, drvPath, logw)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +188,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	hist := e.newHistory(j, start)
 	progress = hist.observe(progress)
 	defer func() { hist.end(err) }()
-	if j.drv.IsFixedOutput() {
+	if j.Drv.IsFixedOutput() {
 		return e.buildWithNix(ctx, j, bo, progress, start)
 	}
 	// The chain is chosen and pinned beside other builds, never beside a
@@ -229,11 +230,11 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	// at work on phases it reruns leaves them to it.
 	var mark *foreground.Mark
 	if foreground.WorkOf(ctx) == nil {
-		mark = foreground.Put(e.opts.CacheDir, j.pkg, plan.RunKeys(), e.log)
+		mark = foreground.Put(e.opts.CacheDir, j.Pkg, plan.RunKeys(), e.log)
 		defer mark.Done()
 		ctx = foreground.With(ctx, mark)
 	}
-	e.yieldLearner(j.pkg, plan, progress)
+	e.yieldLearner(j.Pkg, plan, progress)
 	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
@@ -257,12 +258,12 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		if state, err = e.loadState(parent); err != nil {
 			return nil, err
 		}
-	} else if j.splittable {
-		state = j.probe.Start
+	} else if j.Splittable {
+		state = j.Probe.Start
 	}
 	// "learn": "concurrent": a cold build's synthetic twin runs beside it.
 	var tw *twin
-	if parent == "" && plan.Rewrite == nil && j.splittable && len(plan.Phases) > 1 && e.opts.Rewriter == nil && e.learnsConcurrently() {
+	if parent == "" && plan.Rewrite == nil && j.Splittable && len(plan.Phases) > 1 && e.opts.Rewriter == nil && e.learnsConcurrently() {
 		tw = e.startTwin(ctx, j, plan)
 		defer tw.wait(progress)
 	}
@@ -285,8 +286,8 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		var early errEndedEarly
 		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
-			e.markEndsEarly(j, early.phase)
-			progress(events.Event{Kind: events.EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.drv.Name)})
+			e.run.MarkEndsEarly(j, early.phase)
+			progress(events.Event{Kind: events.EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.Drv.Name)})
 			unlock()
 			mark.Done() // the build again leaves its own
 			return e.build(ctx, drvPath, bo, o)
@@ -337,7 +338,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 
 // runPlanned runs every phase the plan marks to run, over parent, and
 // returns the top layer and the layers it created.
-func (e *Engine) runPlanned(ctx context.Context, j *job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *twin) (string, []string, error) {
+func (e *Engine) runPlanned(ctx context.Context, j *phaserun.Job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *twin) (string, []string, error) {
 	total := len(plan.Phases)
 	var created []string
 	for i, ph := range plan.Phases {
@@ -376,9 +377,9 @@ func planSummary(p *planner.Plan) string {
 }
 
 // runPhase runs phase i on a new layer over parent.
-func (e *Engine) runPhase(ctx context.Context, j *job, plan *planner.Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
+func (e *Engine) runPhase(ctx context.Context, j *phaserun.Job, plan *planner.Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
 	ph := plan.Phases[i]
-	meta := layers.Meta{Kind: layers.KindPhase, Phase: ph.Name, Index: i, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Attrs: ph.KeyInputs}
+	meta := layers.Meta{Kind: layers.KindPhase, Phase: ph.Name, Index: i, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Package: j.Pkg, Outputs: j.Drv.Outputs, Attrs: ph.KeyInputs}
 	if plan.From != "" && hasForced(plan) {
 		// Not what its key says: the requesting user's alone.
 		uid := plan.Viewer.Owner()
@@ -390,7 +391,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *planner.Plan, i int
 	}
 	var logBuf bytes.Buffer
 	t0 := time.Now()
-	r, err := e.runPhaseOn(ctx, j, plan, i, l.ID, state, io.MultiWriter(&logBuf, logw), false)
+	r, err := e.run.RunPhaseOn(ctx, j, plan, i, l.ID, state, io.MultiWriter(&logBuf, logw), false)
 	if err != nil {
 		// Interrupted (cancelled) or broken: the half-written layer goes now;
 		// a writer killed before this point leaves it "running", and the
@@ -399,9 +400,9 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *planner.Plan, i int
 		if derr := e.layers.Delete(l.ID); derr != nil {
 			e.log.Warn("removing an interrupted layer", zap.Error(derr))
 		}
-		return "", nil, fmt.Errorf("%s of %s: %w", ph.Name, j.drv.Name, err)
+		return "", nil, fmt.Errorf("%s of %s: %w", ph.Name, j.Drv.Name, err)
 	}
-	if !plan.Whole && r.exit == 0 && !strings.Contains(string(r.phases), "returned") {
+	if !plan.Whole && r.Exit == 0 && !strings.Contains(string(r.Phases), "returned") {
 		// The phase's code exited the builder: in Nix that ends the build.
 		e.layers.Unmount(l.ID)
 		e.layers.Delete(l.ID)
@@ -410,10 +411,10 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *planner.Plan, i int
 	fault.PointAt(fault.AfterPhase, ph.Name)
 	meta.Duration = time.Since(t0)
 	meta.Started = t0
-	next := r.next
-	if r.stateErr != nil {
-		if r.exit == 0 {
-			return "", nil, fmt.Errorf("%s of %s: shell state lost: %v", ph.Name, j.drv.Name, r.stateErr)
+	next := r.Next
+	if r.StateErr != nil {
+		if r.Exit == 0 {
+			return "", nil, fmt.Errorf("%s of %s: shell state lost: %v", ph.Name, j.Drv.Name, r.StateErr)
 		}
 		next = state // a failed phase: its state is not needed
 	}
@@ -429,7 +430,7 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *planner.Plan, i int
 		meta.Verified = &f
 	}
 	switch {
-	case r.exit != 0:
+	case r.Exit != 0:
 		meta.Status = layers.StatusFailed
 	case plan.From != "" && hasForced(plan):
 		meta.Status = layers.StatusDerived
@@ -439,8 +440,8 @@ func (e *Engine) runPhase(ctx context.Context, j *job, plan *planner.Plan, i int
 	if err := e.layers.Finish(l.ID, meta); err != nil {
 		return "", nil, err
 	}
-	if r.exit != 0 {
-		return "", nil, &PhaseError{Drv: j.drv.Path, Name: j.drv.Name, Phase: ph.Name, Exit: r.exit, LogTail: logtail.Lines(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: e.opts.CacheDir}
+	if r.Exit != 0 {
+		return "", nil, &PhaseError{Drv: j.Drv.Path, Name: j.Drv.Name, Phase: ph.Name, Exit: r.Exit, LogTail: logtail.Lines(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: e.opts.CacheDir}
 	}
 	e.log.Debug("phase done", zap.String("phase", ph.Name), zap.Duration("took", meta.Duration))
 	return l.ID, next, nil
@@ -480,8 +481,8 @@ func (e *Engine) loadState(id string) (*shellstate.Delta, error) {
 
 // rewriteLayer adapts reused layers to the current output paths on a new
 // layer over them; the shell state gets the same rewrite.
-func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result, rw rewrite.Rewriter) (string, *shellstate.Delta, error) {
-	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindRewrite, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite"})
+func (e *Engine) rewriteLayer(j *phaserun.Job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result, rw rewrite.Rewriter) (string, *shellstate.Delta, error) {
+	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindRewrite, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Package: j.Pkg, Outputs: j.Drv.Outputs, Note: "rewrite"})
 	if err != nil {
 		return "", nil, err
 	}
@@ -507,7 +508,7 @@ func (e *Engine) rewriteLayer(j *job, parent string, state *shellstate.Delta, ol
 		}
 	}
 	f := v.Exact
-	meta := layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived, DrvPath: j.drv.Path, DrvName: j.drv.Name, Package: j.pkg, Outputs: j.drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
+	meta := layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Package: j.Pkg, Outputs: j.Drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
 	if err := e.layers.Finish(l.ID, meta); err != nil {
 		return "", nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -24,7 +25,7 @@ import (
 // sc); bytes that change again are the build's nondeterminism. Only bytes
 // that reach an output are worth that rerun: elsewhere their cause does
 // not matter. treesB are the synthetic build's layers, one per phase.
-func (e *Engine) judgeLearned(ctx context.Context, jobs []*job, plan *planner.Plan, chain []*layers.Layer, treesB []string, sc *scratch, classify bool, progress func(events.Event)) error {
+func (e *Engine) judgeLearned(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, sc *scratch, classify bool, progress func(events.Event)) error {
 	n := len(chain)
 	top := chain[n-1]
 	pathsA := top.Meta.Outputs
@@ -96,7 +97,7 @@ func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Re
 // classify reruns, with the chain's own paths, each phase that produced
 // unexplained bytes reaching an output, and compares those files with the
 // chain's and the synthetic build's: it returns the cause of each.
-func (e *Engine) classify(ctx context.Context, jobs []*job, plan *planner.Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *scratch, progress func(events.Event)) (map[string]rewrite.Cause, error) {
+func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *scratch, progress func(events.Event)) (map[string]rewrite.Cause, error) {
 	producer := e.producers(chain)
 	byPhase := map[int][]string{}
 	for _, u := range topMap.Unexplained {
@@ -115,7 +116,7 @@ func (e *Engine) classify(ctx context.Context, jobs []*job, plan *planner.Plan, 
 		progress(events.Event{Kind: events.EventLearn, Phase: phase, Message: fmt.Sprintf("learning: %s again with the same paths, to tell its nondeterminism from path dependence (%d file(s) reach the outputs)", phase, len(byPhase[i]))})
 		// On the layer the chain's phase ran on (a rewrite layer, when it
 		// resumed on layers of another derivation), as that derivation.
-		parent, state := chain[i].Parent, jobs[i].probe.Start
+		parent, state := chain[i].Parent, jobs[i].Probe.Start
 		if parent != "" {
 			var err error
 			if state, err = e.loadState(parent); err != nil {

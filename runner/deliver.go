@@ -12,27 +12,28 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 )
 
 // deliver puts the outputs where the user finds them: into the Nix store
 // when every layer matched its key, else into the cache.
-func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptions, progress func(events.Event)) error {
+func (e *Engine) deliver(ctx context.Context, j *phaserun.Job, res *Result, bo BuildOptions, progress func(events.Event)) error {
 	root, err := e.layers.Mount(res.TopLayer)
 	if err != nil {
 		return err
 	}
 	defer e.layers.Unmount(res.TopLayer)
 	trees := map[string]string{}
-	for name, p := range j.drv.Outputs {
+	for name, p := range j.Drv.Outputs {
 		tree := filepath.Join(root, "store", filepath.Base(p))
 		if _, err := os.Lstat(tree); err != nil {
-			return fmt.Errorf("builder for '%s' failed to produce output path for output '%s' at '%s'", j.drv.Path, name, p)
+			return fmt.Errorf("builder for '%s' failed to produce output path for output '%s' at '%s'", j.Drv.Path, name, p)
 		}
 		trees[p] = tree
 	}
-	if err := checkReferences(ctx, j, trees); err != nil {
+	if err := phaserun.CheckReferences(ctx, j, trees); err != nil {
 		return err
 	}
 	res.Outputs = map[string]string{}
@@ -41,12 +42,12 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 		if bo.LocksHeld {
 			opts = append(opts, nixstore.LocksHeldByCaller())
 		}
-		if err := nixstore.Deliver(ctx, trees, j.drv.Path, j.closure, opts...); err != nil {
-			return fmt.Errorf("registering the outputs of %s: %w", j.drv.Name, err)
+		if err := nixstore.Deliver(ctx, trees, j.Drv.Path, j.Closure, opts...); err != nil {
+			return fmt.Errorf("registering the outputs of %s: %w", j.Drv.Name, err)
 		}
 		res.InStore = true
 		fault.Point(fault.AfterRegister)
-		for name, p := range j.drv.Outputs {
+		for name, p := range j.Drv.Outputs {
 			res.Outputs[name] = p
 			if bo.ResultLink != "" {
 				removeLink(linkName(bo.ResultLink, name))
@@ -60,10 +61,10 @@ func (e *Engine) deliver(ctx context.Context, j *job, res *Result, bo BuildOptio
 	}
 	// Outside the store: a copy in the cache, canonical like a store path.
 	dir := e.resultsDir(bo.ResultsDir)
-	for name, p := range j.drv.Outputs {
+	for name, p := range j.Drv.Outputs {
 		dst := filepath.Join(dir, filepath.Base(p))
 		if err := replaceTree(trees[p], dst, bo.ResultOwner); err != nil {
-			return fmt.Errorf("copying output %s of %s into the cache: %w", name, j.drv.Name, err)
+			return fmt.Errorf("copying output %s of %s into the cache: %w", name, j.Drv.Name, err)
 		}
 		res.Outputs[name] = dst
 		if bo.ResultLink != "" {
@@ -173,13 +174,13 @@ func removeLink(path string) {
 
 // buildWithNix leaves a fixed-output derivation to Nix, which fetches it and
 // checks its hash; there is nothing to layer in a download.
-func (e *Engine) buildWithNix(ctx context.Context, j *job, bo BuildOptions, progress func(events.Event), start time.Time) (*Result, error) {
+func (e *Engine) buildWithNix(ctx context.Context, j *phaserun.Job, bo BuildOptions, progress func(events.Event), start time.Time) (*Result, error) {
 	progress(events.Event{Kind: events.EventDeliver, Message: "fixed-output derivation: built by Nix, which checks its hash"})
-	if err := nixstore.Realise(nixstore.WithLog(ctx, orDiscard(bo.Log)), j.drv.Path); err != nil {
+	if err := nixstore.Realise(nixstore.WithLog(ctx, orDiscard(bo.Log)), j.Drv.Path); err != nil {
 		return nil, err
 	}
-	res := &Result{Plan: &planner.Plan{Drv: j.drv.Path, Name: j.drv.Name, Outputs: j.drv.Outputs, Whole: true, WhyWhole: "fixed-output derivation (built by Nix)"}, Outputs: map[string]string{}, InStore: true, Verified: true}
-	for name, p := range j.drv.Outputs {
+	res := &Result{Plan: &planner.Plan{Drv: j.Drv.Path, Name: j.Drv.Name, Outputs: j.Drv.Outputs, Whole: true, WhyWhole: "fixed-output derivation (built by Nix)"}, Outputs: map[string]string{}, InStore: true, Verified: true}
+	for name, p := range j.Drv.Outputs {
 		res.Outputs[name] = p
 		if bo.ResultLink != "" {
 			removeLink(linkName(bo.ResultLink, name))

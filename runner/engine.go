@@ -22,6 +22,7 @@ import (
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
 
@@ -49,6 +50,8 @@ type Engine struct {
 	// inUse is held shared while the engine is open, so a process that gets
 	// it exclusively knows it is alone with the cache.
 	inUse *os.File
+	// run prepares derivations and runs their steps and phases.
+	run *phaserun.Runner
 	// trees reads layers' files while it holds them mounted, and mounts
 	// them on the host for `nixlayer mount`.
 	trees *layertree.Trees
@@ -99,7 +102,9 @@ func Open(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: drv.NewChecker(), trees: layertree.New(st, opts.CacheDir, opts.Logger)}
+	derivations := drv.NewChecker()
+	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: derivations, trees: layertree.New(st, opts.CacheDir, opts.Logger),
+		run: &phaserun.Runner{Layers: st, CacheDir: opts.CacheDir, Cores: opts.Cores, Log: opts.Logger, Derivations: derivations}}
 	if err := e.claimCache(); err != nil {
 		st.Close()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/phaserun"
 )
 
 // history records the phases of one build in the cache's phase history
@@ -19,8 +20,8 @@ type history struct {
 	t0      time.Time     // when it started
 }
 
-func (e *Engine) newHistory(j *job, start time.Time) *history {
-	return &history{e: e, base: buildindex.PhaseRun{Build: start, Drv: j.drv.Path, Package: j.pkg}}
+func (e *Engine) newHistory(j *phaserun.Job, start time.Time) *history {
+	return &history{e: e, base: buildindex.PhaseRun{Build: start, Drv: j.Drv.Path, Package: j.Pkg}}
 }
 
 // observe wraps a build's progress function.

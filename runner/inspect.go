@@ -11,6 +11,7 @@ import (
 	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 )
 
@@ -47,7 +48,7 @@ type Selected struct {
 	// Note tells the user when the layer is not the one of the current
 	// derivation (an earlier build with other inputs).
 	Note string
-	job  *job
+	job  *phaserun.Job
 }
 
 // Select finds the layer holding the state after phase at (stdenv name
@@ -56,17 +57,17 @@ type Selected struct {
 // newest layer of that phase of the derivation, then of any derivation of
 // the same name. Only layers v sees are chosen.
 func (e *Engine) Select(ctx context.Context, pkg Package, at string, log io.Writer, v *access.Viewer) (*Selected, error) {
-	var j *job
+	var j *phaserun.Job
 	var p *planner.Plan
 	if pkg.DrvPath != "" {
 		var err error
-		if j, err = e.prepare(ctx, pkg.DrvPath, orDiscard(log)); err != nil {
+		if j, err = e.run.Prepare(ctx, pkg.DrvPath, orDiscard(log)); err != nil {
 			return nil, err
 		}
 		if p, err = e.plan(j, planner.Options{Viewer: v}); err != nil {
 			return nil, err
 		}
-		pkg.Name = j.drv.Name
+		pkg.Name = j.Drv.Name
 	}
 	sel, err := e.selectLayer(pkg, p, at, v)
 	if err != nil {
@@ -308,14 +309,14 @@ func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
 func (e *Engine) Top(ctx context.Context, pkg Package, log io.Writer, v *access.Viewer) (*Selected, error) {
 	var p *planner.Plan
 	if pkg.DrvPath != "" {
-		j, err := e.prepare(ctx, pkg.DrvPath, orDiscard(log))
+		j, err := e.run.Prepare(ctx, pkg.DrvPath, orDiscard(log))
 		if err != nil {
 			return nil, err
 		}
 		if p, err = e.plan(j, planner.Options{Viewer: v}); err != nil {
 			return nil, err
 		}
-		pkg.Name = j.drv.Name
+		pkg.Name = j.Drv.Name
 		for i := len(p.Phases) - 1; i >= 0; i-- {
 			if ph := p.Phases[i]; ph.Status == planner.StatusCached {
 				l, err := e.layers.Get(ph.Layer.ID)

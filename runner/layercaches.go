@@ -8,6 +8,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 )
 
@@ -27,8 +28,8 @@ func (e *Engine) layerCache() *layercache.Cache {
 
 // wanted is what a plan asks of the layer caches; stale are the keys an
 // audit found stale here.
-func wanted(j *job, p *planner.Plan, stale map[string]bool) layercache.Wanted {
-	w := layercache.Wanted{Drv: j.drv.Name, Phases: pullPhases(p), Outputs: j.drv.Outputs}
+func wanted(j *phaserun.Job, p *planner.Plan, stale map[string]bool) layercache.Wanted {
+	w := layercache.Wanted{Drv: j.Drv.Name, Phases: pullPhases(p), Outputs: j.Drv.Outputs}
 	for i := range w.Phases {
 		w.Phases[i].Stale = stale[w.Phases[i].Key]
 	}
@@ -49,7 +50,7 @@ func firstToRun(p *planner.Plan) int { return layercache.FirstToRun(pullPhases(p
 
 // pullMissing pulls what the layer caches have of the phases a plan must
 // run; it returns the plan to build, replanned when something was pulled.
-func (e *Engine) pullMissing(ctx context.Context, j *job, plan *planner.Plan, po planner.Options, ro layercache.RegistryOptions, progress func(events.Event)) *planner.Plan {
+func (e *Engine) pullMissing(ctx context.Context, j *phaserun.Job, plan *planner.Plan, po planner.Options, ro layercache.RegistryOptions, progress func(events.Event)) *planner.Plan {
 	if plan.From != "" || firstToRun(plan) < 0 {
 		return plan // nothing runs, or --from chose what to reuse
 	}
@@ -87,7 +88,7 @@ func explainAgainst(p *planner.Plan, later []layers.Meta, src string) {
 // drvPath this cache misses (looked up by key); with a tag in ref, the
 // longest prefix of that chain whose keys this build computes.
 func (e *Engine) Pull(ctx context.Context, drvPath, ref string, ro layercache.RegistryOptions, progress func(events.Event)) (*layercache.PullReport, error) {
-	j, err := e.prepare(ctx, drvPath, nil)
+	j, err := e.run.Prepare(ctx, drvPath, nil)
 	if err != nil {
 		return nil, err
 	}

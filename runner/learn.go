@@ -16,6 +16,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -28,11 +29,11 @@ import (
 // background after a cold build (nixlayer learn) or here, at the first
 // resume that needs one. A layer with top's key built with other output
 // paths spares that twin (mapFromPair).
-func (e *Engine) pathMap(ctx context.Context, j *job, plan *planner.Plan, top string, n int, progress func(events.Event)) (*rewrite.Map, error) {
+func (e *Engine) pathMap(ctx context.Context, j *phaserun.Job, plan *planner.Plan, top string, n int, progress func(events.Event)) (*rewrite.Map, error) {
 	if m := e.storedMap(top); m != nil {
 		return m, nil
 	}
-	unlock, err := e.lockFile(ctx, "learn", j.pkg, func() {
+	unlock, err := e.lockFile(ctx, "learn", j.Pkg, func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for the path map being learned in the background"})
 	})
 	if err != nil {
@@ -42,7 +43,7 @@ func (e *Engine) pathMap(ctx context.Context, j *job, plan *planner.Plan, top st
 	if m := e.storedMap(top); m != nil { // learned while we waited
 		return m, nil
 	}
-	if m := e.mapFromPair(ctx, plan, j.pkg, top, true, progress); m != nil {
+	if m := e.mapFromPair(ctx, plan, j.Pkg, top, true, progress); m != nil {
 		return m, nil
 	}
 	chain, err := e.phaseChain(top, n)
@@ -99,9 +100,9 @@ const (
 // each unexplained file reached them; with learnAll it also reruns the
 // phases that produced bytes reaching an output with the same paths, to
 // tell the build's own nondeterminism from a path dependence.
-func (e *Engine) learnChain(ctx context.Context, j *job, plan *planner.Plan, chain []*layers.Layer, mode learnMode, progress func(events.Event)) error {
+func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.Plan, chain []*layers.Layer, mode learnMode, progress func(events.Event)) error {
 	classify := mode == learnAll
-	defer e.announceLearning(j.pkg, chain)()
+	defer e.announceLearning(j.Pkg, chain)()
 	top := chain[len(chain)-1]
 	// The second build must differ from the chain's own build in the output
 	// paths only, so each phase runs with the environment of the derivation
@@ -114,7 +115,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *planner.Plan, cha
 	base := jobs[len(jobs)-1]
 	pathsA := top.Meta.Outputs
 	pathsB := map[string]string{}
-	for name, p := range base.drv.Outputs {
+	for name, p := range base.Drv.Outputs {
 		a := pathsA[name]
 		if a == "" {
 			return fmt.Errorf("layer %s does not record the path of output %s", top.ID, name)
@@ -132,18 +133,18 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *planner.Plan, cha
 	t0 := time.Now()
 	sc := e.newScratch(plan)
 	defer sc.close()
-	scratchJobs := make([]*job, n)
+	scratchJobs := make([]*phaserun.Job, n)
 	for i, jb := range jobs {
 		toB := map[string]string{}
-		for name, p := range jb.drv.Outputs {
+		for name, p := range jb.Drv.Outputs {
 			toB[p] = pathsB[name]
 		}
 		scratchJobs[i] = scratchJob(jb, pathsB, toB)
 	}
-	state := jobs[0].probe.Start
+	state := jobs[0].Probe.Start
 	if state != nil {
 		toB := map[string]string{}
-		for name, p := range jobs[0].drv.Outputs {
+		for name, p := range jobs[0].Drv.Outputs {
 			toB[p] = pathsB[name]
 		}
 		state = rewriteState(state, toB)
@@ -205,7 +206,7 @@ func (e *Engine) learnChain(ctx context.Context, j *job, plan *planner.Plan, cha
 // rewrites it for pathsB on a layer of sc: the tree a twin of those
 // phases would have made. It returns how many phases that spares (0:
 // none) and the layer and shell state the twin continues from.
-func (e *Engine) learnedPrefix(j *job, chain []*layers.Layer, pathsB map[string]string, sc *scratch) (int, string, *shellstate.Delta) {
+func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB map[string]string, sc *scratch) (int, string, *shellstate.Delta) {
 	var all []*layers.Layer // listed once, when a prefix needs its twins
 	// mappable: every layer under base has its map, or twins.
 	mappable := func(below []*layers.Layer) bool {
@@ -256,14 +257,14 @@ func (e *Engine) learnedPrefix(j *job, chain []*layers.Layer, pathsB map[string]
 
 // chainJobs are the derivations that built each layer of a chain (j,
 // the current one, where a layer's derivation is gone or is j).
-func (e *Engine) chainJobs(ctx context.Context, j *job, chain []*layers.Layer) ([]*job, error) {
-	byDrv := map[string]*job{j.drv.Path: j}
-	jobs := make([]*job, len(chain))
+func (e *Engine) chainJobs(ctx context.Context, j *phaserun.Job, chain []*layers.Layer) ([]*phaserun.Job, error) {
+	byDrv := map[string]*phaserun.Job{j.Drv.Path: j}
+	jobs := make([]*phaserun.Job, len(chain))
 	for i, l := range chain {
 		d := l.Meta.DrvPath
 		if byDrv[d] == nil {
-			oj, err := e.prepare(ctx, d, io.Discard)
-			if err != nil || oj.splittable != j.splittable {
+			oj, err := e.run.Prepare(ctx, d, io.Discard)
+			if err != nil || oj.Splittable != j.Splittable {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
@@ -304,26 +305,26 @@ func (sc *scratch) close() {
 // run runs phase i of the plan for sj on a scratch layer over parent
 // ("" for the first phase) with the shell state before it (runPhaseOn),
 // and returns the layer and the state after it.
-func (sc *scratch) run(ctx context.Context, sj *job, i int, parent string, state *shellstate.Delta, note string) (string, *shellstate.Delta, error) {
+func (sc *scratch) run(ctx context.Context, sj *phaserun.Job, i int, parent string, state *shellstate.Delta, note string) (string, *shellstate.Delta, error) {
 	e, plan := sc.e, sc.plan
 	phase := plan.Phases[i].Name
-	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindLearnScratch, DrvPath: sj.drv.Path, DrvName: sj.drv.Name, Outputs: sj.drv.Outputs, Note: note + " " + phase})
+	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindLearnScratch, DrvPath: sj.Drv.Path, DrvName: sj.Drv.Name, Outputs: sj.Drv.Outputs, Note: note + " " + phase})
 	if err != nil {
 		return "", nil, err
 	}
 	sc.created = append(sc.created, l.ID)
 	var logTail tailWriter
-	r, err := e.runPhaseOn(ctx, sj, plan, i, l.ID, state, &logTail, true)
+	r, err := e.run.RunPhaseOn(ctx, sj, plan, i, l.ID, state, &logTail, true)
 	if err != nil {
 		return "", nil, err
 	}
-	if r.exit != 0 {
-		return "", nil, fmt.Errorf("%s failed (exit %d) when run again (%s):\n%s", phase, r.exit, note, logTail.String())
+	if r.Exit != 0 {
+		return "", nil, fmt.Errorf("%s failed (exit %d) when run again (%s):\n%s", phase, r.Exit, note, logTail.String())
 	}
-	if r.stateErr != nil {
-		return "", nil, fmt.Errorf("%s: shell state lost when run again (%s): %v", phase, note, r.stateErr)
+	if r.StateErr != nil {
+		return "", nil, fmt.Errorf("%s: shell state lost when run again (%s): %v", phase, note, r.StateErr)
 	}
-	next := r.next
+	next := r.Next
 	return l.ID, next, nil
 }
 
@@ -353,17 +354,17 @@ func (e *Engine) storeMap(id string, m *rewrite.Map) error {
 
 // scratchJob is j with other output paths: the derivation's outputs and
 // every environment value that mentions them.
-func scratchJob(j *job, outputs map[string]string, curTo map[string]string) *job {
+func scratchJob(j *phaserun.Job, outputs map[string]string, curTo map[string]string) *phaserun.Job {
 	sj := *j
-	d := *j.drv
+	d := *j.Drv
 	d.Outputs = outputs
-	sj.drv = &d
-	sj.env = map[string]string{}
-	for k, v := range j.env {
+	sj.Drv = &d
+	sj.Env = map[string]string{}
+	for k, v := range j.Env {
 		for c, b := range curTo {
 			v = strings.ReplaceAll(v, c, b)
 		}
-		sj.env[k] = v
+		sj.Env[k] = v
 	}
 	// The attributes too: they become .attrs files and passAsFile files.
 	env := map[string]string{}

@@ -12,14 +12,14 @@ import (
 
 	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
-	"github.com/nixlayer/nixlayer/sandbox"
 )
 
 // Plan computes the plan for a derivation without building anything but
 // its inputs.
 func (e *Engine) Plan(ctx context.Context, drvPath string, po planner.Options) (*planner.Plan, error) {
-	j, err := e.prepare(ctx, drvPath, orDiscard(po.Log))
+	j, err := e.run.Prepare(ctx, drvPath, orDiscard(po.Log))
 	if err != nil {
 		return nil, err
 	}
@@ -37,17 +37,17 @@ func orDiscard(w io.Writer) io.Writer {
 // derivation and the probe, the planning itself (planPhases) reads the
 // cache through planner.Lookup only, and the reused layers' path map predicts
 // the verdict on the outputs.
-func (e *Engine) plan(j *job, po planner.Options) (*planner.Plan, error) {
-	in := planner.Inputs{Drv: j.drv.Path, Name: j.drv.Name, Pkg: j.pkg, Outputs: j.drv.Outputs, Attrs: j.attrs, Recipe: recipe()}
+func (e *Engine) plan(j *phaserun.Job, po planner.Options) (*planner.Plan, error) {
+	in := planner.Inputs{Drv: j.Drv.Path, Name: j.Drv.Name, Pkg: j.Pkg, Outputs: j.Drv.Outputs, Attrs: j.Attrs, Recipe: phaserun.Recipe()}
 	in.Phases = []string{planner.WholeBuild}
-	if j.splittable {
-		in.Phases = j.probe.Phases
+	if j.Splittable {
+		in.Phases = j.Probe.Phases
 	} else {
-		in.Whole, in.WhyWhole = true, j.whyWhole
+		in.Whole, in.WhyWhole = true, j.WhyWhole
 	}
 	in.Owned, in.Placed = e.placeAttributes(j, in.Phases)
-	in.Seed = append([]string{j.drv.System, j.drv.Builder, strings.Join(j.drv.Args, "\x00")}, bindParts(j.binds)...)
-	for _, input := range j.unreferencedInputs {
+	in.Seed = append([]string{j.Drv.System, j.Drv.Builder, strings.Join(j.Drv.Args, "\x00")}, phaserun.BindParts(j.Binds)...)
+	for _, input := range j.UnreferencedInputs {
 		in.Seed = append(in.Seed, "input:"+input)
 	}
 	look, err := e.lookupFor(po.Viewer)
@@ -66,23 +66,14 @@ func (e *Engine) plan(j *job, po planner.Options) (*planner.Plan, error) {
 	return p, nil
 }
 
-// bindParts are the key parts of Nix's sandbox paths.
-func bindParts(binds []sandbox.Bind) []string {
-	var parts []string
-	for _, b := range binds {
-		parts = append(parts, "bind:"+b.Source+"="+b.Target)
-	}
-	return parts
-}
-
 // placeAttributes assigns every attribute to the first phase whose key
 // covers it, and says by which rule (phaserules.Place).
-func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, map[string]phaserules.Placement) {
+func (e *Engine) placeAttributes(j *phaserun.Job, phases []string) (map[string][]string, map[string]phaserules.Placement) {
 	owned, placed := map[string][]string{}, map[string]phaserules.Placement{}
-	if !j.splittable {
+	if !j.Splittable {
 		return owned, placed
 	}
-	texts := nixbuild.AttrTexts(j.drv)
+	texts := nixbuild.AttrTexts(j.Drv)
 	code := map[string]string{}
 	for _, ph := range phases {
 		if v, ok := texts[ph]; ok {
@@ -98,9 +89,9 @@ func (e *Engine) placeAttributes(j *job, phases []string) (map[string][]string, 
 		}
 		return hs
 	}
-	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, stdenvFuncs(j.probe.Funcs, texts), hooks, j.probe.HookArrays)).
-		WithOutputs(slices.Collect(maps.Keys(j.drv.Outputs))...)
-	for _, a := range sortedKeys(j.attrs) {
+	rules := phaserules.New(phases, phaserules.PhaseReads(phases, code, stdenvFuncs(j.Probe.Funcs, texts), hooks, j.Probe.HookArrays)).
+		WithOutputs(slices.Collect(maps.Keys(j.Drv.Outputs))...)
+	for _, a := range sortedKeys(j.Attrs) {
 		pl := rules.Place(a)
 		owned[pl.Phase] = append(owned[pl.Phase], a)
 		placed[a] = pl

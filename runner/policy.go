@@ -17,6 +17,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -61,9 +62,9 @@ func (e *Engine) resultState(res *Result, o *outcome) {
 
 // recordResult keeps the result's state for `nixlayer status`, the editor
 // and the background work.
-func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, progress func(events.Event)) {
+func (e *Engine) recordResult(j *phaserun.Job, res *Result, bo BuildOptions, o *outcome, progress func(events.Event)) {
 	r := &results.Record{
-		Drv: j.drv.Path, Name: j.drv.Name, Package: j.pkg, State: res.State, Why: res.Why,
+		Drv: j.Drv.Path, Name: j.Drv.Name, Package: j.Pkg, State: res.State, Why: res.Why,
 		Outputs: res.Outputs, Built: time.Now(), Top: res.TopLayer,
 	}
 	if link := cmp.Or(bo.ResultLink, bo.RecordLink); link != "" {
@@ -71,7 +72,7 @@ func (e *Engine) recordResult(j *job, res *Result, bo BuildOptions, o *outcome, 
 	}
 	r.ResultsDir = e.resultsDir(bo.ResultsDir)
 	r.Owner = bo.ResultOwner
-	if old, _ := results.Of(e.opts.CacheDir, j.drv.Path); old != nil && old.State.Pending() && old.Top == res.TopLayer && res.State == events.StateProvisional {
+	if old, _ := results.Of(e.opts.CacheDir, j.Drv.Path); old != nil && old.State.Pending() && old.Top == res.TopLayer && res.State == events.StateProvisional {
 		// The same provisional result again: it keeps what settles it.
 		for name, l := range r.Links {
 			if old.Links == nil {
@@ -116,7 +117,7 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 	if bo.NoLearn || o.j == nil || o.plan == nil || o.plan.Whole {
 		return
 	}
-	pending := len(results.Pending(e.opts.CacheDir, o.j.pkg)) > 0
+	pending := len(results.Pending(e.opts.CacheDir, o.j.Pkg)) > 0
 	audit := false
 	if r, _ := results.Of(e.opts.CacheDir, drvPath); err == nil && r != nil {
 		audit = r.Audit.Due()
@@ -125,7 +126,7 @@ func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *outcome, res *Re
 		return
 	}
 	what := backgroundWhy(pending, audit)
-	pid, logPath, serr := e.startBackground(o.j.pkg, drvPath, what)
+	pid, logPath, serr := e.startBackground(o.j.Pkg, drvPath, what)
 	if serr != nil {
 		e.log.Debug("no background work", zap.Error(serr))
 		return
@@ -242,15 +243,15 @@ func (e *Engine) announceLearning(pkg string, chain []*layers.Layer) func() {
 // synthetic path, which costs what a full build costs, and the edit after
 // this one resumes from the map (learnInFront). No estimate of background
 // work stands in for a measurement. It returns the plan to build.
-func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *planner.Plan, progress func(events.Event)) *planner.Plan {
+func (e *Engine) fullIfFaster(ctx context.Context, j *phaserun.Job, plan *planner.Plan, progress func(events.Event)) *planner.Plan {
 	top := lastReused(plan)
 	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
 		return plan
 	}
-	if e.mapFromPair(ctx, plan, j.pkg, top, false, progress) != nil {
+	if e.mapFromPair(ctx, plan, j.Pkg, top, false, progress) != nil {
 		return plan // the resume finds the map
 	}
-	_, took := planner.PreviousChain(e.layers, j.pkg)
+	_, took := planner.PreviousChain(e.layers, j.Pkg)
 	var reused, later time.Duration
 	nReused := 0
 	for _, ph := range plan.Phases {
@@ -267,11 +268,11 @@ func (e *Engine) fullIfFaster(ctx context.Context, j *job, plan *planner.Plan, p
 	}
 	full := reused + later
 	learnLeft := time.Duration(-1)
-	learner := results.Learner(e.opts.CacheDir, j.pkg)
+	learner := results.Learner(e.opts.CacheDir, j.Pkg)
 	if learner != nil && learner.Learning.Covers(top) && learner.Learning.Estimate > 0 {
 		learnLeft = max(0, time.Until(learner.Learning.Started.Add(learner.Learning.Estimate)))
 	}
-	cannotTeach := e.rebuildCannotTeach(top, j.drv.Outputs)
+	cannotTeach := e.rebuildCannotTeach(top, j.Drv.Outputs)
 	why := fmt.Sprintf("no path map for the reused layers yet: building every phase with the new output paths (about %s), which learns the map from this build", events.Duration(full))
 	switch chooseWithoutMap(reused, later, learnLeft, cannotTeach == nil) {
 	case waitForLearner:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
@@ -38,7 +39,7 @@ type resume struct {
 // a resume when the outputs must decide (nil when the rewrite is exact, or
 // failed and stays so). With exact, a failed rewrite falls back at once to
 // the longest prefix that can be rewritten.
-func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, exact bool, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
+func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, exact bool, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
 	n := len(res.Reused)
 	verified := res.Verified
 	rw := e.opts.Rewriter
@@ -47,7 +48,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *job, plan *planner.Plan, 
 	if rw == nil {
 		m = e.storedMap(parent)
 		if m == nil {
-			m = e.mapFromPair(ctx, plan, j.pkg, parent, false, progress)
+			m = e.mapFromPair(ctx, plan, j.Pkg, parent, false, progress)
 		}
 		switch {
 		case m != nil:
@@ -182,7 +183,7 @@ func inexactFallBack(ex *verdict.Exactness, reused int, predicted bool) fallback
 // exact set drops them and falls back to the phase that produced the
 // offending bytes: again is then true, with the resume of the kept prefix
 // (nil when there is nothing to judge) and where to continue.
-func (e *Engine) judgeResume(ctx context.Context, j *job, plan *planner.Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(events.Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
+func (e *Engine) judgeResume(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(events.Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
 	ex, err := e.judgeLayers(j, plan, rs, top)
 	if err != nil {
 		return nil, "", nil, false, err
@@ -219,7 +220,7 @@ func judgedResume(ex *verdict.Exactness, reusedVerified, exact bool, reused int)
 	return false, &f
 }
 
-func (e *Engine) judgeLayers(j *job, plan *planner.Plan, rs *resume, top string) (*verdict.Exactness, error) {
+func (e *Engine) judgeLayers(j *phaserun.Job, plan *planner.Plan, rs *resume, top string) (*verdict.Exactness, error) {
 	topRoot, err := e.layers.Mount(top)
 	if err != nil {
 		return nil, err
@@ -230,7 +231,7 @@ func (e *Engine) judgeLayers(j *job, plan *planner.Plan, rs *resume, top string)
 		return nil, err
 	}
 	defer e.layers.Unmount(rs.layer)
-	return e.judgeOutputs(rs.verdict, rs.m, rs.chain, plan.Phases, tree, j.drv.Outputs, outputDirs(topRoot, j.drv.Outputs))
+	return e.judgeOutputs(rs.verdict, rs.m, rs.chain, plan.Phases, tree, j.Drv.Outputs, outputDirs(topRoot, j.Drv.Outputs))
 }
 
 // fallBack keeps at most maxKeep reused phases, the longest prefix whose
@@ -238,7 +239,7 @@ func (e *Engine) judgeLayers(j *job, plan *planner.Plan, rs *resume, top string)
 // real output paths in res.Plan (a new plan: plan stays as it was). It
 // returns the resume of the kept prefix (nil when its rewrite is exact or
 // nothing is kept) and where to continue.
-func (e *Engine) fallBack(ctx context.Context, j *job, plan *planner.Plan, rs *resume, maxKeep int, why string, res *Result, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
+func (e *Engine) fallBack(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, maxKeep int, why string, res *Result, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
 	res.Verified = rs.verified
 	keep, parent, state, next, err := e.exactPrefix(ctx, j, plan, rs, maxKeep, res)
 	if err != nil {
@@ -269,10 +270,10 @@ func fallBackMessage(keep int, phases []string) string {
 // layer. It returns how many phases it keeps (0: none, start from
 // scratch), the layer and shell state to continue from, and the resume to
 // judge when the map leaves bytes unexplained.
-func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *planner.Plan, rs *resume, maxKeep int, res *Result) (int, string, *shellstate.Delta, *resume, error) {
+func (e *Engine) exactPrefix(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, maxKeep int, res *Result) (int, string, *shellstate.Delta, *resume, error) {
 	var start *shellstate.Delta
-	if j.probe != nil {
-		start = j.probe.Start
+	if j.Probe != nil {
+		start = j.Probe.Start
 	}
 	for k := min(maxKeep, len(rs.chain)); k >= 1; k-- {
 		if ctx.Err() != nil {
@@ -285,7 +286,7 @@ func (e *Engine) exactPrefix(ctx context.Context, j *job, plan *planner.Plan, rs
 		}
 		old2new := map[string]string{}
 		for name, old := range base.Meta.Outputs {
-			if cur := j.drv.Outputs[name]; cur != "" && cur != old {
+			if cur := j.Drv.Outputs[name]; cur != "" && cur != old {
 				old2new[old] = cur
 			}
 		}

@@ -49,13 +49,13 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 		return progress
 	}
 	hidden := map[string]bool{} // derivations of results v may not see
-	j, err := e.prepare(ctx, drvPath, io.Discard)
+	j, err := e.run.Prepare(ctx, drvPath, io.Discard)
 	if err != nil {
 		return err
 	}
-	defer results.AnnounceBackground(e.opts.CacheDir, j.pkg, drvPath, os.Getpid(), "")() // waiting counts: it will run
-	unlock, err := e.lockFile(ctx, "background", j.pkg, func() {
-		progress(events.Event{Kind: events.EventWait, Message: "waiting for the background work on " + j.pkg + " that is running"})
+	defer results.AnnounceBackground(e.opts.CacheDir, j.Pkg, drvPath, os.Getpid(), "")() // waiting counts: it will run
+	unlock, err := e.lockFile(ctx, "background", j.Pkg, func() {
+		progress(events.Event{Kind: events.EventWait, Message: "waiting for the background work on " + j.Pkg + " that is running"})
 	})
 	if err != nil {
 		return err
@@ -64,10 +64,10 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 	// A foreground build that reruns the chain being learned (for a
 	// result to settle or for the newest chain) stops all of it: the pair it
 	// makes teaches the map, and its own background work starts after it.
-	ctx, stopYield := e.yieldable(ctx, j.pkg)
+	ctx, stopYield := e.yieldable(ctx, j.Pkg)
 	defer stopYield()
 	yield := func() error {
-		progress(events.Event{Kind: events.EventLearned, Message: j.pkg + ": " + foreground.ErrYielded.Error()})
+		progress(events.Event{Kind: events.EventLearned, Message: j.Pkg + ": " + foreground.ErrYielded.Error()})
 		return nil
 	}
 	toLearn := []string{drvPath}
@@ -75,7 +75,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 	var errs []error
 	for round := 0; round < 20; round++ {
 		busy := false
-		for _, r := range results.Pending(e.opts.CacheDir, j.pkg) {
+		for _, r := range results.Pending(e.opts.CacheDir, j.Pkg) {
 			busy = true
 			if err := e.settle(ctx, r, progressFor(r)); err != nil {
 				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
@@ -117,7 +117,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 			busy = busy || learned
 		}
 		toLearn = nil
-		for _, r := range e.auditsDue(j.pkg) {
+		for _, r := range e.auditsDue(j.Pkg) {
 			busy = true
 			if err := e.audit(ctx, r, progressFor(r)); err != nil {
 				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
@@ -182,7 +182,7 @@ func reportTo(v *access.Viewer, r *results.Record, errs []error, err error, log 
 // learnNewest learns the path maps of the newest verified chain of a
 // derivation, if it lacks them; learned says whether it ran.
 func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.RegistryOptions, progress func(events.Event)) (learned bool, err error) {
-	j, err := e.prepare(ctx, drvPath, io.Discard)
+	j, err := e.run.Prepare(ctx, drvPath, io.Discard)
 	if err != nil {
 		return false, err
 	}
@@ -190,17 +190,17 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 	if err != nil {
 		return false, err
 	}
-	n, top, err := newestToLearn(plan, j.drv.Name)
+	n, top, err := newestToLearn(plan, j.Drv.Name)
 	if err != nil || top == "" {
 		return false, err
 	}
-	unlock, err := e.lockFile(ctx, "learn", j.pkg, nil)
+	unlock, err := e.lockFile(ctx, "learn", j.Pkg, nil)
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
 	if e.storedMap(top) != nil {
-		progress(events.Event{Kind: events.EventLearned, Message: j.drv.Name + ": path maps already learned"})
+		progress(events.Event{Kind: events.EventLearned, Message: j.Drv.Name + ": path maps already learned"})
 		e.layerCache().PushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
 		return false, nil
 	}
@@ -346,7 +346,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 	if phase, ok := firstUnverified(chain); ok {
 		return false, "it reuses layers of a result that was not verified (" + phase + ")", nil
 	}
-	j, err := e.prepare(ctx, r.Drv, io.Discard)
+	j, err := e.run.Prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
 		return false, "", err
 	}
@@ -375,7 +375,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 			return false, "", err
 		}
 		for _, u := range v.Unexplained {
-			unexplained = append(unexplained, m.PathIn(u.Path, j.drv.Outputs))
+			unexplained = append(unexplained, m.PathIn(u.Path, j.Drv.Outputs))
 		}
 	}
 	same, how := compareRewrites(v.Failed, diff, unexplained)
@@ -392,7 +392,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 			e.layers.Unmount(r.Top)
 			return false, "", err
 		}
-		ex, err := e.judgeOutputs(v, m, chain, plan.Phases, tree, j.drv.Outputs, outputDirs(topRoot, j.drv.Outputs))
+		ex, err := e.judgeOutputs(v, m, chain, plan.Phases, tree, j.Drv.Outputs, outputDirs(topRoot, j.Drv.Outputs))
 		e.layers.Unmount(r.RewriteLayer)
 		e.layers.Unmount(r.Top)
 		if err != nil {

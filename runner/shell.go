@@ -8,6 +8,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserun"
 )
 
 // ShellOptions control an interactive shell in a phase's state.
@@ -49,9 +50,9 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 	j := sel.job
 	// The sandbox is the one of the derivation that built the layer, so
 	// $out and friends are the paths the tree was built with.
-	if base.Meta.DrvPath != "" && base.Meta.DrvPath != j.drv.Path {
+	if base.Meta.DrvPath != "" && base.Meta.DrvPath != j.Drv.Path {
 		if _, err := os.Stat(base.Meta.DrvPath); err == nil {
-			if j, err = e.prepare(ctx, base.Meta.DrvPath, so.Notice); err != nil {
+			if j, err = e.run.Prepare(ctx, base.Meta.DrvPath, so.Notice); err != nil {
 				return nil, err
 			}
 		}
@@ -67,11 +68,11 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 	if base.Meta.Status == layers.StatusFailed {
 		label = "failed " + sel.Phase
 	}
-	fmt.Fprintf(so.Notice, "nixlayer: shell in the state after %s of %s (layer %s)\n", label, j.drv.Name, layers.Short(base.ID))
+	fmt.Fprintf(so.Notice, "nixlayer: shell in the state after %s of %s (layer %s)\n", label, j.Drv.Name, layers.Short(base.ID))
 
 	// No key: a shell's layer is never a cache hit, and it is private.
 	uid := so.Viewer.Owner()
-	l, err := e.layers.Create(base.ID, layers.Meta{Kind: layers.KindShell, DrvPath: j.drv.Path, DrvName: j.drv.Name, Outputs: base.Meta.Outputs, Note: "shell after " + label, PrivateTo: &uid})
+	l, err := e.layers.Create(base.ID, layers.Meta{Kind: layers.KindShell, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Outputs: base.Meta.Outputs, Note: "shell after " + label, PrivateTo: &uid})
 	if err != nil {
 		return nil, err
 	}
@@ -92,25 +93,25 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 		return nil, err
 	}
 	defer os.RemoveAll(etc)
-	s := step{root: root, etc: etc, mode: "shell", phase: label, log: so.Stdout, stdin: so.Stdin, interactive: true, terminal: so.Terminal}
+	s := phaserun.Step{Root: root, Etc: etc, Mode: "shell", Phase: label, Log: so.Stdout, Stdin: so.Stdin, Interactive: true, Terminal: so.Terminal}
 	if state != nil {
-		s.restore = state.Script()
+		s.Restore = state.Script()
 	}
 	// The shell owns the terminal; an interrupt meant for it must not end
 	// nixlayer's wait.
-	r, runErr := e.runStep(context.WithoutCancel(ctx), j, s)
+	r, runErr := e.run.RunStep(context.WithoutCancel(ctx), j, s)
 	os.Remove(root + "/tmp/.nixlayer-shellrc")
 	if uerr := e.layers.Unmount(l.ID); uerr != nil && runErr == nil {
 		runErr = uerr
 	}
 	res := &ShellResult{Layer: base.ID, Phase: sel.Phase}
 	if r != nil {
-		res.Exit = r.exit
+		res.Exit = r.Exit
 	}
 	if runErr != nil || !so.Keep {
 		discard()
 		if runErr != nil {
-			return nil, fmt.Errorf("shell after %s of %s: %w", label, j.drv.Name, runErr)
+			return nil, fmt.Errorf("shell after %s of %s: %w", label, j.Drv.Name, runErr)
 		}
 		return res, nil
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
 )
@@ -36,7 +37,7 @@ type twin struct {
 var errTwinStopped = errors.New("the build ended before its twin")
 
 // startTwin starts the twin of a build that runs every phase of plan.
-func (e *Engine) startTwin(ctx context.Context, j *job, plan *planner.Plan) *twin {
+func (e *Engine) startTwin(ctx context.Context, j *phaserun.Job, plan *planner.Plan) *twin {
 	ctx, cancel := context.WithCancel(ctx)
 	t := &twin{ready: make(chan *layers.Layer, len(plan.Phases)), done: make(chan error, 1), cancel: cancel, t0: time.Now()}
 	go func() { t.done <- e.runTwin(ctx, j, plan, t.ready) }()
@@ -64,26 +65,26 @@ func (t *twin) wait(progress func(events.Event)) {
 	}
 }
 
-func (e *Engine) runTwin(ctx context.Context, j *job, plan *planner.Plan, ready <-chan *layers.Layer) error {
+func (e *Engine) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.Plan, ready <-chan *layers.Layer) error {
 	defer func() {
 		for range ready { // let the build hand over its layers
 		}
 	}()
 	pathsB, toB := map[string]string{}, map[string]string{}
-	for name, p := range j.drv.Outputs {
+	for name, p := range j.Drv.Outputs {
 		pathsB[name] = rewrite.SyntheticPath(p)
 		toB[p] = pathsB[name]
 	}
 	sc := e.newScratch(plan)
 	defer sc.close()
 	sj := scratchJob(j, pathsB, toB)
-	state := j.probe.Start
+	state := j.Probe.Start
 	if state != nil {
 		state = rewriteState(state, toB)
 	}
 	var chain []*layers.Layer
 	var treesB []string
-	jobs := make([]*job, 0, len(plan.Phases))
+	jobs := make([]*phaserun.Job, 0, len(plan.Phases))
 	parent := ""
 	for i := range plan.Phases {
 		id, next, err := sc.run(ctx, sj, i, parent, state, "learn")

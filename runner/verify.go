@@ -16,7 +16,7 @@ func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*ve
 
 // VerifyIn is Verify for results kept in resultsDir ("" for the cache's).
 func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log io.Writer) (*verify.Verification, error) {
-	d, err := e.readDerivation(ctx, drvPath)
+	d, err := e.run.ReadDerivation(ctx, drvPath)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,10 @@
-package runner
+package phaserun
 
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -10,13 +12,13 @@ import (
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
-// checkReferences enforces allowedReferences, disallowedReferences,
+// CheckReferences enforces allowedReferences, disallowedReferences,
 // allowedRequisites, disallowedRequisites and (structured attributes)
 // outputChecks with maxSize and maxClosureSize as Nix does after a build,
 // so nixlayer never registers an output Nix would refuse. trees maps output
 // paths to the built trees.
-func checkReferences(ctx context.Context, j *job, trees map[string]string) error {
-	d := j.drv
+func CheckReferences(ctx context.Context, j *Job, trees map[string]string) error {
+	d := j.Drv
 	checks, err := nixbuild.OutputChecks(d)
 	if err != nil {
 		return err
@@ -24,7 +26,7 @@ func checkReferences(ctx context.Context, j *job, trees map[string]string) error
 	if len(checks) == 0 {
 		return nil
 	}
-	candidates := append(append([]string{}, j.closure...), d.OutputPaths()...)
+	candidates := append(append([]string{}, j.Closure...), d.OutputPaths()...)
 	// An entry may name an output of this derivation instead of a path.
 	resolve := func(list []string) map[string]bool {
 		set := map[string]bool{}
@@ -36,7 +38,7 @@ func checkReferences(ctx context.Context, j *job, trees map[string]string) error
 		}
 		return set
 	}
-	for _, outName := range sortedKeys(d.Outputs) {
+	for _, outName := range slices.Sorted(maps.Keys(d.Outputs)) {
 		out := d.Outputs[outName]
 		c, ok := checks[outName]
 		if !ok {
@@ -106,7 +108,7 @@ func checkReferences(ctx context.Context, j *job, trees map[string]string) error
 // closureSize is the NAR size of an output's closure: its own size, the
 // other outputs it reaches (not valid yet: measured in their trees) and
 // the valid paths (as Nix records them).
-func closureSize(ctx context.Context, j *job, out string, own uint64, trees map[string]string, closureOf func() ([]string, error)) (uint64, error) {
+func closureSize(ctx context.Context, j *Job, out string, own uint64, trees map[string]string, closureOf func() ([]string, error)) (uint64, error) {
 	closure, err := closureOf()
 	if err != nil {
 		return 0, err

@@ -1,4 +1,4 @@
-package runner
+package phaserun
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // every other path gets the same answer, without being opened (so it
 // cannot tell a root-only file from a missing one, or block on a device).
 func TestReadDerivationRefusesOutsideTheStore(t *testing.T) {
-	e := &Engine{derivations: drv.NewChecker()}
+	e := &Runner{Derivations: drv.NewChecker()}
 	store := nixstore.StoreDir()
 	for _, p := range []string{
 		"/dev/urandom", "/root/.bashrc", "/etc/shadow", "/nonexistent/x.drv", "relative.drv",
@@ -21,7 +21,7 @@ func TestReadDerivationRefusesOutsideTheStore(t *testing.T) {
 		store + "/00000000000000000000000000000000-x.drv/inner.drv", store + "//00000000000000000000000000000000-x.drv",
 		store, "", "x.drv\x00",
 	} {
-		_, err := e.readDerivation(context.Background(), p)
+		_, err := e.ReadDerivation(context.Background(), p)
 		if err == nil || !strings.Contains(err.Error(), "is not a derivation in the Nix store") {
 			t.Errorf("readDerivation(%q) = %v, want the one refusal", p, err)
 		}

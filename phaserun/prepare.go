@@ -1,4 +1,4 @@
-package runner
+package phaserun
 
 import (
 	"bytes"
@@ -20,30 +20,30 @@ import (
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
-// job is a derivation made ready to plan and build: inputs realised, the
+// Job is a derivation made ready to plan and build: inputs realised, the
 // sandbox described, the stdenv asked for its phases.
-type job struct {
-	drv        *drv.Derivation
-	pkg        string   // package identity across versions
-	closure    []string // store paths visible in the sandbox
-	binds      []sandbox.Bind
-	env        map[string]string
-	shellFlags []string // builder flags before the script, e.g. -e
-	// splittable is false for builders nixlayer cannot run phase by phase;
+type Job struct {
+	Drv        *drv.Derivation
+	Pkg        string   // package identity across versions
+	Closure    []string // store paths visible in the sandbox
+	Binds      []sandbox.Bind
+	Env        map[string]string
+	ShellFlags []string // builder flags before the script, e.g. -e
+	// Splittable is false for builders nixlayer cannot run phase by phase;
 	// they are built as one layer.
-	splittable bool
-	whyWhole   string
-	probe      *probe
-	// attrs are the derivation's attributes with output paths replaced by
+	Splittable bool
+	WhyWhole   string
+	Probe      *Probe
+	// Attrs are the derivation's attributes with output paths replaced by
 	// placeholders, so keys do not depend on them.
-	attrs map[string]string
-	// unreferencedInputs are inputs no attribute mentions (they key the
+	Attrs map[string]string
+	// UnreferencedInputs are inputs no attribute mentions (they key the
 	// first phase).
-	unreferencedInputs []string
+	UnreferencedInputs []string
 }
 
-// probe is what the stdenv told about itself.
-type probe struct {
+// Probe is what the stdenv told about itself.
+type Probe struct {
 	Phases []string          `json:"phases"`
 	Funcs  map[string]string `json:"funcs"` // stdenv functions after setup
 	// HookArrays are the stdenv's hook arrays after setup (fixupOutputHooks
@@ -61,9 +61,9 @@ type probe struct {
 // store is opened, so every other path gets the same refusal), whose store
 // path and output paths are the ones its contents give. Root builds
 // whatever a user names here, and registers its outputs.
-func (e *Engine) readDerivation(ctx context.Context, drvPath string) (*drv.Derivation, error) {
+func (pr *Runner) ReadDerivation(ctx context.Context, drvPath string) (*drv.Derivation, error) {
 	notDrv := fmt.Errorf("%q is not a derivation in the Nix store: nixlayer builds only a valid store path ending in .drv (as nix-instantiate prints)", drvPath)
-	if !storeDrvPath(drvPath) {
+	if !StoreDrvPath(drvPath) {
 		return nil, notDrv
 	}
 	valid, err := nixstore.IsValid(ctx, drvPath)
@@ -73,7 +73,7 @@ func (e *Engine) readDerivation(ctx context.Context, drvPath string) (*drv.Deriv
 	if !valid {
 		return nil, notDrv
 	}
-	if err := e.derivations.Check(drvPath); err != nil {
+	if err := pr.Derivations.Check(drvPath); err != nil {
 		return nil, err
 	}
 	return drv.Read(drvPath)
@@ -82,13 +82,13 @@ func (e *Engine) readDerivation(ctx context.Context, drvPath string) (*drv.Deriv
 // storeDrvPath: p names a .drv at the top of the store (what it holds is
 // checked by readDerivation). A store path is everyone's to read, unlike a
 // path a user names elsewhere.
-func storeDrvPath(p string) bool {
+func StoreDrvPath(p string) bool {
 	return p == filepath.Clean(p) && nixstore.IsStorePath(p) && strings.HasSuffix(p, ".drv")
 }
 
-// prepare reads and realises what a build of drvPath needs.
-func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*job, error) {
-	d, err := e.readDerivation(ctx, drvPath)
+// Prepare reads and realises what a build of drvPath needs.
+func (pr *Runner) Prepare(ctx context.Context, drvPath string, log io.Writer) (*Job, error) {
+	d, err := pr.ReadDerivation(ctx, drvPath)
 	if err != nil {
 		return nil, err
 	}
@@ -117,24 +117,24 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 	if err != nil {
 		return nil, err
 	}
-	j := &job{drv: d, env: nixbuild.BuilderEnv(d, e.opts.Cores)}
+	j := &Job{Drv: d, Env: nixbuild.BuilderEnv(d, pr.Cores)}
 	var storeSources []string
 	for _, b := range bps {
-		j.binds = append(j.binds, sandbox.Bind{Source: b.Source, Target: b.Target, Optional: b.Optional, Symlink: b.Symlink})
+		j.Binds = append(j.Binds, sandbox.Bind{Source: b.Source, Target: b.Target, Optional: b.Optional, Symlink: b.Symlink})
 		if b.StorePath != "" {
 			storeSources = append(storeSources, b.StorePath)
 		}
 	}
 	// Nix adds the closure of sandbox paths in the store (e.g. the default
 	// /bin/sh of a Nix built with a sandbox shell) to what the builder sees.
-	if j.closure, err = withSandboxClosure(ctx, closure, storeSources); err != nil {
+	if j.Closure, err = withSandboxClosure(ctx, closure, storeSources); err != nil {
 		return nil, err
 	}
-	j.attrs, err = attributes(d)
+	j.Attrs, err = Attributes(d)
 	if err != nil {
 		return nil, err
 	}
-	j.pkg = packageName(d, j.attrs)
+	j.Pkg = packageName(d, j.Attrs)
 	for _, in := range inputs {
 		referenced := false
 		for _, v := range d.Env {
@@ -144,25 +144,25 @@ func (e *Engine) prepare(ctx context.Context, drvPath string, log io.Writer) (*j
 			}
 		}
 		if !referenced {
-			j.unreferencedInputs = append(j.unreferencedInputs, in)
+			j.UnreferencedInputs = append(j.UnreferencedInputs, in)
 		}
 	}
-	j.splittable, j.whyWhole, j.shellFlags = nixbuild.Splittable(d)
-	if j.splittable {
-		j.probe, err = e.runProbe(ctx, j, log)
+	j.Splittable, j.WhyWhole, j.ShellFlags = nixbuild.Splittable(d)
+	if j.Splittable {
+		j.Probe, err = pr.runProbe(ctx, j, log)
 		if err != nil {
 			return nil, err
 		}
-		if j.probe.EndsEarly != "" {
-			j.splittable, j.whyWhole = false, j.probe.EndsEarly+" exits the builder, ending the build early"
+		if j.Probe.EndsEarly != "" {
+			j.Splittable, j.WhyWhole = false, j.Probe.EndsEarly+" exits the builder, ending the build early"
 		}
 	}
 	return j, nil
 }
 
-// attributes are the derivation's attributes (top-level keys of __json for
+// Attributes are the derivation's attributes (top-level keys of __json for
 // structured attrs) with output paths replaced by placeholders.
-func attributes(d *drv.Derivation) (map[string]string, error) {
+func Attributes(d *drv.Derivation) (map[string]string, error) {
 	raw, err := nixbuild.Attributes(d)
 	if err != nil {
 		return nil, err
@@ -188,15 +188,15 @@ func placeholders(v string, outputs map[string]string) string {
 // runProbe asks the stdenv for the phase list and its functions, in a
 // throwaway sandbox. The answer depends only on the derivation and its
 // inputs, so it is kept per derivation.
-func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, error) {
-	cacheFile := e.probeFile(j)
+func (pr *Runner) runProbe(ctx context.Context, j *Job, log io.Writer) (*Probe, error) {
+	cacheFile := pr.probeFile(j)
 	if data, err := os.ReadFile(cacheFile); err == nil {
-		var p probe
+		var p Probe
 		if json.Unmarshal(data, &p) == nil && len(p.Phases) > 0 {
 			return &p, nil
 		}
 	}
-	tmp, err := os.MkdirTemp(e.opts.CacheDir, "probe-")
+	tmp, err := os.MkdirTemp(pr.CacheDir, "probe-")
 	if err != nil {
 		return nil, fmt.Errorf("probe directory: %w", err)
 	}
@@ -206,21 +206,21 @@ func (e *Engine) runProbe(ctx context.Context, j *job, log io.Writer) (*probe, e
 		return nil, err
 	}
 	var out bytes.Buffer
-	res, err := e.runStep(ctx, j, step{root: root, etc: filepath.Join(tmp, "etc"), mode: "probe", log: &out})
+	res, err := pr.RunStep(ctx, j, Step{Root: root, Etc: filepath.Join(tmp, "etc"), Mode: "probe", Log: &out})
 	if err != nil {
 		return nil, err
 	}
-	if res.exit != 0 {
-		return nil, fmt.Errorf("asking the stdenv of %s for its phases failed (exit %d):\n%s", j.drv.Name, res.exit, logtail.Lines(out.String(), 20))
+	if res.Exit != 0 {
+		return nil, fmt.Errorf("asking the stdenv of %s for its phases failed (exit %d):\n%s", j.Drv.Name, res.Exit, logtail.Lines(out.String(), 20))
 	}
-	caps, err := shellstate.ParseDumps(res.dumps)
+	caps, err := shellstate.ParseDumps(res.Dumps)
 	if err != nil || len(caps) != 2 {
-		return nil, fmt.Errorf("asking the stdenv of %s for its phases: bad state capture: %v\n%s", j.drv.Name, err, logtail.Lines(out.String(), 20))
+		return nil, fmt.Errorf("asking the stdenv of %s for its phases: bad state capture: %v\n%s", j.Drv.Name, err, logtail.Lines(out.String(), 20))
 	}
-	p := &probe{Funcs: caps[0].Funcs, HookArrays: hookArrays(caps[0]), Start: shellstate.Diff(caps[0], caps[1])}
-	p.Phases = strings.Fields(string(res.phases))
+	p := &Probe{Funcs: caps[0].Funcs, HookArrays: hookArrays(caps[0]), Start: shellstate.Diff(caps[0], caps[1])}
+	p.Phases = strings.Fields(string(res.Phases))
 	if len(p.Phases) == 0 {
-		return nil, fmt.Errorf("the stdenv of %s reported no phases", j.drv.Name)
+		return nil, fmt.Errorf("the stdenv of %s reported no phases", j.Drv.Name)
 	}
 	if data, err := json.Marshal(p); err == nil {
 		os.MkdirAll(filepath.Dir(cacheFile), 0o700)
@@ -267,16 +267,16 @@ func packageName(d *drv.Derivation, attrs map[string]string) string {
 
 // probeFile is where a derivation's probe is kept: it depends only on the
 // derivation, its inputs, the sandbox paths and what nixlayer runs.
-func (e *Engine) probeFile(j *job) string {
-	parts := append([]string{recipe(), j.drv.Path, strings.Join(j.closure, "\n")}, bindParts(j.binds)...)
-	return filepath.Join(e.opts.CacheDir, "probes", planner.Digest(parts...)[:32]+".json")
+func (pr *Runner) probeFile(j *Job) string {
+	parts := append([]string{Recipe(), j.Drv.Path, strings.Join(j.Closure, "\n")}, BindParts(j.Binds)...)
+	return filepath.Join(pr.CacheDir, "probes", planner.Digest(parts...)[:32]+".json")
 }
 
 // markEndsEarly remembers that a phase of this derivation exits the builder.
-func (e *Engine) markEndsEarly(j *job, phase string) {
-	j.probe.EndsEarly = phase
-	if data, err := json.Marshal(j.probe); err == nil {
-		os.WriteFile(e.probeFile(j), data, 0o600)
+func (pr *Runner) MarkEndsEarly(j *Job, phase string) {
+	j.Probe.EndsEarly = phase
+	if data, err := json.Marshal(j.Probe); err == nil {
+		os.WriteFile(pr.probeFile(j), data, 0o600)
 	}
 }
 
@@ -306,4 +306,13 @@ func withSandboxClosure(ctx context.Context, closure, sources []string) ([]strin
 	}
 	sort.Strings(all)
 	return all, nil
+}
+
+// BindParts are the key parts of Nix's sandbox paths.
+func BindParts(binds []sandbox.Bind) []string {
+	var parts []string
+	for _, b := range binds {
+		parts = append(parts, "bind:"+b.Source+"="+b.Target)
+	}
+	return parts
 }

@@ -1,4 +1,4 @@
-package runner
+package phaserun
 
 import (
 	"bytes"
@@ -23,46 +23,46 @@ import (
 	"github.com/nixlayer/nixlayer/sandbox"
 )
 
-// step is one sandboxed process of a build.
-type step struct {
-	root    string // sandbox root (build/, tmp/, store/)
-	etc     string // where the generated /etc files go
-	mode    string // probe, phase, whole or shell
-	phase   string
-	last    bool
-	restore string // shell state script for phase and shell modes
-	log     io.Writer
+// Step is one sandboxed process of a build.
+type Step struct {
+	Root    string // sandbox root (build/, tmp/, store/)
+	Etc     string // where the generated /etc files go
+	Mode    string // probe, phase, whole or shell
+	Phase   string
+	Last    bool
+	Restore string // shell state script for phase and shell modes
+	Log     io.Writer
 	// Interactive steps (shells) are attached to the user's terminal.
-	stdin       io.Reader
-	interactive bool
-	terminal    bool // stdin is the shell's own terminal (sandbox.Spec.Terminal)
-	// scratch: a learner's phase (learn.go), which may be held for tests.
-	scratch bool
+	Stdin       io.Reader
+	Interactive bool
+	Terminal    bool // stdin is the shell's own terminal (sandbox.Spec.Terminal)
+	// Scratch: a learner's phase (the engine's learning), which tests may hold.
+	Scratch bool
 }
 
-type stepResult struct {
-	exit   int
-	dumps  []byte // shell state captures (fd 4)
-	phases []byte // phase list from a probe (fd 5)
+type StepResult struct {
+	Exit   int
+	Dumps  []byte // shell state captures (fd 4)
+	Phases []byte // phase list from a probe (fd 5)
 }
 
-// runStep runs one step in the sandbox and collects what it reports.
-func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, error) {
+// RunStep runs one step in the sandbox and collects what it reports.
+func (pr *Runner) RunStep(ctx context.Context, j *Job, s Step) (*StepResult, error) {
 	var args []string
-	if s.mode == "whole" {
-		args = append([]string{j.drv.Builder}, j.drv.Args...)
+	if s.Mode == "whole" {
+		args = append([]string{j.Drv.Builder}, j.Drv.Args...)
 	} else {
 		// $0 is the builder script, as when Nix runs `bash -e script`.
-		script := j.drv.Args[len(j.drv.Args)-1]
-		flags := j.shellFlags
-		if s.mode == "shell" {
+		script := j.Drv.Args[len(j.Drv.Args)-1]
+		flags := j.ShellFlags
+		if s.Mode == "shell" {
 			flags = nil // an interactive shell does not stop at the first error
 		}
-		args = append([]string{j.drv.Builder}, flags...)
+		args = append([]string{j.Drv.Builder}, flags...)
 		args = append(args, "-c", driverScript)
-		args = append(args, driverArgs(script, s.mode, s.phase, s.last)...)
+		args = append(args, driverArgs(script, s.Mode, s.Phase, s.Last)...)
 	}
-	args = append([]string{j.drv.Builder, "-c", argv0Wrapper, filepath.Base(j.drv.Builder)}, args...)
+	args = append([]string{j.Drv.Builder, "-c", argv0Wrapper, filepath.Base(j.Drv.Builder)}, args...)
 	restoreR, restoreW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -76,25 +76,25 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 		return nil, err
 	}
 	spec := sandbox.Spec{
-		Root:        s.root,
+		Root:        s.Root,
 		StoreDir:    nixstore.StoreDir(),
-		Inputs:      j.closure,
-		Binds:       j.binds,
-		Env:         j.env,
+		Inputs:      j.Closure,
+		Binds:       j.Binds,
+		Env:         j.Env,
 		Args:        args,
-		Network:     j.drv.IsFixedOutput(),
-		Stdout:      s.log,
-		Stderr:      s.log,
-		Stdin:       s.stdin,
+		Network:     j.Drv.IsFixedOutput(),
+		Stdout:      s.Log,
+		Stderr:      s.Log,
+		Stdin:       s.Stdin,
 		ExtraFiles:  []*os.File{restoreR, dumpW, phasesW},
-		Interactive: s.interactive,
-		Terminal:    s.terminal,
+		Interactive: s.Interactive,
+		Terminal:    s.Terminal,
 	}
-	cmd, err := sandbox.Command(ctx, spec, s.etc)
+	cmd, err := sandbox.Command(ctx, spec, s.Etc)
 	if err != nil {
 		return nil, err
 	}
-	e.log.Debug("sandbox", zap.String("mode", s.mode), zap.String("phase", s.phase), zap.Strings("args", cmd.Args))
+	pr.Log.Debug("sandbox", zap.String("mode", s.Mode), zap.String("phase", s.Phase), zap.Strings("args", cmd.Args))
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
@@ -105,19 +105,19 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	restoreR.Close()
 	dumpW.Close()
 	phasesW.Close()
-	if s.mode == "phase" {
+	if s.Mode == "phase" {
 		fault.Point(fault.InPhase)
 	}
-	if s.scratch {
+	if s.Scratch {
 		fault.Hold(fault.InLearnPhase, ctx.Done())
 	}
 	var wg sync.WaitGroup
-	res := &stepResult{}
+	res := &StepResult{}
 	wg.Add(3)
-	go func() { defer wg.Done(); io.WriteString(restoreW, s.restore); restoreW.Close() }()
+	go func() { defer wg.Done(); io.WriteString(restoreW, s.Restore); restoreW.Close() }()
 	var dumpErr, phasesErr error
-	go func() { defer wg.Done(); res.dumps, dumpErr = readReport(dumpR, "shell state captures"); dumpR.Close() }()
-	go func() { defer wg.Done(); res.phases, phasesErr = readReport(phasesR, "phase list"); phasesR.Close() }()
+	go func() { defer wg.Done(); res.Dumps, dumpErr = readReport(dumpR, "shell state captures"); dumpR.Close() }()
+	go func() { defer wg.Done(); res.Phases, phasesErr = readReport(phasesR, "phase list"); phasesR.Close() }()
 	if stopped != nil {
 		// Out of the paused set once it exits, before it is reaped: its
 		// process ID is then free for another process, never to be stopped.
@@ -126,16 +126,16 @@ func (e *Engine) runStep(ctx context.Context, j *job, s step) (*stepResult, erro
 	}
 	err = cmd.Wait()
 	wg.Wait()
-	cleanErr := sandbox.CleanMountpoints(s.root, j.closure)
+	cleanErr := sandbox.CleanMountpoints(s.Root, j.Closure)
 	if reportErr := errors.Join(dumpErr, phasesErr); reportErr != nil {
 		return nil, errors.Join(reportErr, cleanErr)
 	}
 	var exitErr *exec.ExitError
 	switch {
 	case errors.As(err, &exitErr):
-		res.exit = exitErr.ExitCode()
-		if res.exit < 0 {
-			res.exit = 128 + 9
+		res.Exit = exitErr.ExitCode()
+		if res.Exit < 0 {
+			res.Exit = 128 + 9
 		}
 	case err != nil:
 		return nil, fmt.Errorf("run sandbox: %w", err)
@@ -167,7 +167,7 @@ func readReport(r io.Reader, what string) ([]byte, error) {
 // sandbox root root, as Nix does before it starts the builder. The build
 // directory is the derivation's: its files are written through an os.Root
 // and replaced, never followed (writeFileIn).
-func writeAttrsFiles(j *job, root string) error {
+func writeAttrsFiles(j *Job, root string) error {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return fmt.Errorf("prepare sandbox root: %w", err)
 	}
@@ -184,12 +184,12 @@ func writeAttrsFiles(j *job, root string) error {
 		return fmt.Errorf("prepare build directory: %w", err)
 	}
 	defer buildDir.Close()
-	for _, f := range nixbuild.PassAsFiles(j.drv) {
+	for _, f := range nixbuild.PassAsFiles(j.Drv) {
 		if err := writeFileIn(buildDir, f.Name, f.Data, 0o644); err != nil {
 			return fmt.Errorf("writing passAsFile attribute %s: %w", f.Attr, err)
 		}
 	}
-	attrsJSON, attrsSh, err := nixbuild.AttrsFiles(j.drv)
+	attrsJSON, attrsSh, err := nixbuild.AttrsFiles(j.Drv)
 	if attrsJSON == nil || err != nil {
 		return err
 	}
