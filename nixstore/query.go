@@ -198,7 +198,14 @@ func invalidPaths(ctx context.Context, paths []string) ([]string, error) {
 	}
 	if db := storeDBPath(); db != "" {
 		if invalid, ok := invalidInDB(ctx, db, paths); ok {
-			return invalid, nil
+			if len(invalid) == 0 {
+				return nil, nil
+			}
+			// nix-store has the last word on a path the index does not
+			// hold: a false "invalid" refuses a derivation Nix is building
+			// or replaces an output another build registered meanwhile,
+			// and one such answer was seen with many Nix processes writing.
+			paths = invalid
 		}
 	}
 	out, err := run(ctx, nil, "nix-store", append([]string{"--check-validity", "--print-invalid"}, paths...)...)
