@@ -47,7 +47,7 @@ func (e *Engine) auditChosen() (bool, error) {
 	if err != nil || every <= 1 {
 		return every == 1, err
 	}
-	unlock, err := e.lockFile(context.Background(), "audit-count", "", nil)
+	unlock, err := e.locks.Exclusive(context.Background(), "audit-count", "", nil)
 	if err != nil {
 		return false, err
 	}
@@ -397,7 +397,7 @@ func (e *Engine) auditEnded(ctx context.Context, r *results.Record, a *results.A
 // lockedRecord takes the derivation's build lock and reads its record:
 // nil (and no lock held) when a newer build has recorded another result.
 func (e *Engine) lockedRecord(ctx context.Context, r *results.Record) (*results.Record, func(), error) {
-	unlock, err := e.lockFile(ctx, lockDrv, r.Drv, nil)
+	unlock, err := e.locks.Exclusive(ctx, lockDrv, r.Drv, nil)
 	if err != nil {
 		return nil, nil, err
 	}

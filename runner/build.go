@@ -162,7 +162,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		progress = func(events.Event) {}
 	}
 	waited := false
-	unlock, err := e.lockFile(ctx, lockDrv, drvPath, func() {
+	unlock, err := e.locks.Exclusive(ctx, lockDrv, drvPath, func() {
 		waited = true
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for another build of the same derivation to finish"})
 	})
@@ -193,7 +193,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	// The chain is chosen and pinned beside other builds, never beside a
 	// removal (removalLock).
-	release, err := e.lockShared(ctx, removalLock, "", func() {
+	release, err := e.locks.Shared(ctx, removalLock, "", func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for a gc of the layer cache to finish"})
 	})
 	if err != nil {

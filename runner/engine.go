@@ -15,10 +15,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/drv"
-	"github.com/nixlayer/nixlayer/foreground"
-	"github.com/nixlayer/nixlayer/internal/fault"
-	"github.com/nixlayer/nixlayer/internal/fsname"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/nixstore"
@@ -50,6 +48,9 @@ type Engine struct {
 	// inUse is held shared while the engine is open, so a process that gets
 	// it exclusively knows it is alone with the cache.
 	inUse *os.File
+	// locks serialise builds of a derivation, learning and background
+	// work of a package, and removals.
+	locks cachelock.Locks
 	// run prepares derivations and runs their steps and phases.
 	run *phaserun.Runner
 	// trees reads layers' files while it holds them mounted, and mounts
@@ -103,7 +104,7 @@ func Open(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	derivations := drv.NewChecker()
-	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: derivations, trees: layertree.New(st, opts.CacheDir, opts.Logger),
+	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: derivations, locks: cachelock.In(opts.CacheDir), trees: layertree.New(st, opts.CacheDir, opts.Logger),
 		run: &phaserun.Runner{Layers: st, CacheDir: opts.CacheDir, Cores: opts.Cores, Log: opts.Logger, Derivations: derivations}}
 	if err := e.claimCache(); err != nil {
 		st.Close()
@@ -170,85 +171,6 @@ func (e *Engine) Layers() *layers.Store { return e.layers }
 
 // Trees reads layers' files and mounts layers on the host.
 func (e *Engine) Trees() *layertree.Trees { return e.trees }
-
-// lockFile takes an exclusive flock on a file under the cache, telling the
-// user when it has to wait for another build. The file is named from a
-// digest of kind and subject (a derivation path, a package name: strings a
-// derivation chooses), which it holds once locked.
-func (e *Engine) lockFile(ctx context.Context, kind, subject string, waiting func()) (func(), error) {
-	return e.flockFile(ctx, kind, subject, syscall.LOCK_EX, waiting)
-}
-
-// lockShared takes the lock beside other shared holders, apart from an
-// exclusive one.
-func (e *Engine) lockShared(ctx context.Context, kind, subject string, waiting func()) (func(), error) {
-	return e.flockFile(ctx, kind, subject, syscall.LOCK_SH, waiting)
-}
-
-// tryLock takes the lock only if nobody holds it (ok false otherwise).
-func (e *Engine) tryLock(kind, subject string) (unlock func(), ok bool) {
-	f, err := e.openLock(kind, subject)
-	if err != nil {
-		return nil, false
-	}
-	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-		f.Close()
-		return nil, false
-	}
-	var once sync.Once
-	return func() { once.Do(func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }) }, true
-}
-
-// openLock opens the lock file of kind and subject.
-func (e *Engine) openLock(kind, subject string) (*os.File, error) {
-	dir := filepath.Join(e.opts.CacheDir, "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create lock directory: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, fsname.For(kind, subject)+".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock: %w", err)
-	}
-	// What it locks, for gc (busyPackages), written before the lock is
-	// taken, so that a held lock always names its subject: every process
-	// that opens this file writes the same bytes.
-	if _, err := f.WriteAt([]byte(subject), 0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	return f, nil
-}
-
-func (e *Engine) flockFile(ctx context.Context, kind, subject string, how int, waiting func()) (func(), error) {
-	f, err := e.openLock(kind, subject)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
-		if waiting != nil {
-			waiting()
-		}
-		fault.PointAt(fault.WaitLock, kind) // tests see the wait begin
-		// Background work may hold it: it must not pause for this build.
-		fg := foreground.Of(ctx)
-		fg.Suspend()
-		defer fg.Resume()
-		done := make(chan error, 1)
-		go func() { done <- syscall.Flock(int(f.Fd()), how) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("lock: %w", err)
-			}
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		}
-	}
-	var once sync.Once
-	return func() { once.Do(func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }) }, nil
-}
 
 // checkCacheOwner refuses a cache another user could write: layers in it
 // may be registered in the Nix store, so it must belong to the caller and

@@ -3,10 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 
 	"go.uber.org/zap"
 
@@ -21,7 +18,7 @@ import (
 // layer mounted (a build's reused chain, a shell, a view, `nixlayer
 // mount`), a package a build is running for, a pending result's layers.
 func (e *Engine) GC(ctx context.Context, o gc.Options) (*gc.Result, error) {
-	unlock, err := e.lockFile(ctx, removalLock, "", func() {
+	unlock, err := e.locks.Exclusive(ctx, removalLock, "", func() {
 		fmt.Fprintln(orDiscard(o.Log), "nixlayer: waiting for another gc, or builds choosing the layers they reuse, to finish")
 	})
 	if err != nil {
@@ -76,23 +73,10 @@ func (e *Engine) pinChain(top string) func() {
 // may be about to reuse any of them.
 func (e *Engine) busyPackages() map[string]bool {
 	busy := map[string]bool{}
-	files, _ := filepath.Glob(filepath.Join(e.opts.CacheDir, "locks", lockDrv+"-*.lock"))
-	for _, f := range files {
-		fd, err := os.OpenFile(f, os.O_RDWR|syscall.O_NOFOLLOW, 0)
-		if err != nil {
-			continue
+	for _, drvPath := range e.locks.Held(lockDrv) {
+		if _, name, ok := nixstore.SplitStorePath(drvPath); ok {
+			busy[strings.TrimSuffix(name, ".drv")] = true
 		}
-		if err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			// The holder wrote its derivation's path into the lock.
-			drvPath := make([]byte, 4096)
-			n, _ := fd.ReadAt(drvPath, 0)
-			if _, name, ok := nixstore.SplitStorePath(string(drvPath[:n])); ok {
-				busy[strings.TrimSuffix(name, ".drv")] = true
-			}
-		} else {
-			syscall.Flock(int(fd.Fd()), syscall.LOCK_UN)
-		}
-		fd.Close()
 	}
 	return busy
 }

@@ -33,7 +33,7 @@ func (e *Engine) pathMap(ctx context.Context, j *phaserun.Job, plan *planner.Pla
 	if m := e.storedMap(top); m != nil {
 		return m, nil
 	}
-	unlock, err := e.lockFile(ctx, "learn", j.Pkg, func() {
+	unlock, err := e.locks.Exclusive(ctx, "learn", j.Pkg, func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for the path map being learned in the background"})
 	})
 	if err != nil {

@@ -93,7 +93,7 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *planner.Plan, pkg, top s
 		return nil
 	}
 	if !locked {
-		unlock, ok := e.tryLock("learn", pkg)
+		unlock, ok := e.locks.Try("learn", pkg)
 		if !ok {
 			return nil
 		}

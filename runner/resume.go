@@ -362,7 +362,7 @@ func (e *Engine) markVerified(ids []string) {
 // build chose meanwhile: it mounts what it reuses (pinChain), and the
 // layers under them stay too.
 func (e *Engine) dropLayers(ids ...string) {
-	unlock, err := e.lockFile(context.Background(), removalLock, "", nil)
+	unlock, err := e.locks.Exclusive(context.Background(), removalLock, "", nil)
 	if err != nil {
 		e.log.Warn("leaving unused layers to gc", zap.Error(err))
 		return

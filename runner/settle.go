@@ -54,7 +54,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 		return err
 	}
 	defer results.AnnounceBackground(e.opts.CacheDir, j.Pkg, drvPath, os.Getpid(), "")() // waiting counts: it will run
-	unlock, err := e.lockFile(ctx, "background", j.Pkg, func() {
+	unlock, err := e.locks.Exclusive(ctx, "background", j.Pkg, func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for the background work on " + j.Pkg + " that is running"})
 	})
 	if err != nil {
@@ -194,7 +194,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 	if err != nil || top == "" {
 		return false, err
 	}
-	unlock, err := e.lockFile(ctx, "learn", j.Pkg, nil)
+	unlock, err := e.locks.Exclusive(ctx, "learn", j.Pkg, nil)
 	if err != nil {
 		return false, err
 	}
