@@ -95,8 +95,8 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 	if err != nil {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the result's layers are gone (gc?): " + firstLine(err.Error())}, t0, progress)
 	}
-	sc := e.newScratch(plan)
-	defer sc.close()
+	sc := e.run.NewScratch(plan)
+	defer sc.Close()
 	clean, err := e.cleanBuild(ctx, j, plan, sc, progress)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -146,7 +146,7 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 
 // cleanBuild runs every phase of the plan with the real output paths on
 // scratch layers, as a cold build would, and returns their layers.
-func (e *Engine) cleanBuild(ctx context.Context, j *phaserun.Job, plan *planner.Plan, sc *scratch, progress func(events.Event)) ([]string, error) {
+func (e *Engine) cleanBuild(ctx context.Context, j *phaserun.Job, plan *planner.Plan, sc *phaserun.Scratch, progress func(events.Event)) ([]string, error) {
 	var state *shellstate.Delta
 	if j.Splittable && j.Probe != nil {
 		state = j.Probe.Start
@@ -156,7 +156,7 @@ func (e *Engine) cleanBuild(ctx context.Context, j *phaserun.Job, plan *planner.
 	clean := make([]string, n)
 	for i, ph := range plan.Phases {
 		progress(events.Event{Kind: events.EventAudit, Phase: ph.Name, Index: i + 1, Total: n, Drv: j.Drv.Path, Message: fmt.Sprintf("audit: [%d/%d] %s from scratch", i+1, n, ph.Name)})
-		id, next, err := sc.run(ctx, j, i, parent, state, "audit")
+		id, next, err := sc.Run(ctx, j, i, parent, state, "audit")
 		if err != nil {
 			return nil, err
 		}

@@ -25,7 +25,7 @@ import (
 // sc); bytes that change again are the build's nondeterminism. Only bytes
 // that reach an output are worth that rerun: elsewhere their cause does
 // not matter. treesB are the synthetic build's layers, one per phase.
-func (e *Engine) judgeLearned(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, sc *scratch, classify bool, progress func(events.Event)) error {
+func (e *Engine) judgeLearned(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, sc *phaserun.Scratch, classify bool, progress func(events.Event)) error {
 	n := len(chain)
 	top := chain[n-1]
 	pathsA := top.Meta.Outputs
@@ -97,7 +97,7 @@ func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Re
 // classify reruns, with the chain's own paths, each phase that produced
 // unexplained bytes reaching an output, and compares those files with the
 // chain's and the synthetic build's: it returns the cause of each.
-func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *scratch, progress func(events.Event)) (map[string]rewrite.Cause, error) {
+func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *phaserun.Scratch, progress func(events.Event)) (map[string]rewrite.Cause, error) {
 	producer := e.producers(chain)
 	byPhase := map[int][]string{}
 	for _, u := range topMap.Unexplained {
@@ -123,7 +123,7 @@ func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *plann
 				return nil, err
 			}
 		}
-		id, _, err := sc.run(ctx, jobs[i], i, parent, state, "rerun")
+		id, _, err := sc.Run(ctx, jobs[i], i, parent, state, "rerun")
 		if err != nil {
 			return nil, err
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/internal/fault"
-	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
@@ -131,8 +129,8 @@ func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.
 	n := len(chain)
 	progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
-	sc := e.newScratch(plan)
-	defer sc.close()
+	sc := e.run.NewScratch(plan)
+	defer sc.Close()
 	scratchJobs := make([]*phaserun.Job, n)
 	for i, jb := range jobs {
 		toB := map[string]string{}
@@ -166,7 +164,7 @@ func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.
 		}
 		phase := plan.Phases[i].Name
 		progress(events.Event{Kind: events.EventLearn, Phase: phase, Index: i + 1, Total: n, Message: fmt.Sprintf("learning: [%d/%d] %s with the synthetic path", i+1, n, phase)})
-		id, next, err := sc.run(ctx, scratchJobs[i], i, parent, state, "learn")
+		id, next, err := sc.Run(ctx, scratchJobs[i], i, parent, state, "learn")
 		if err != nil {
 			return fmt.Errorf("%w, so the path map cannot be learned", err)
 		}
@@ -206,7 +204,7 @@ func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.
 // rewrites it for pathsB on a layer of sc: the tree a twin of those
 // phases would have made. It returns how many phases that spares (0:
 // none) and the layer and shell state the twin continues from.
-func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB map[string]string, sc *scratch) (int, string, *shellstate.Delta) {
+func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB map[string]string, sc *phaserun.Scratch) (int, string, *shellstate.Delta) {
 	var all []*layers.Layer // listed once, when a prefix needs its twins
 	// mappable: every layer under base has its map, or twins.
 	mappable := func(below []*layers.Layer) bool {
@@ -247,7 +245,7 @@ func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB ma
 			e.log.Warn("rewriting a learned prefix for the twin", zap.Error(err))
 			return 0, "", nil
 		}
-		sc.created = append(sc.created, id)
+		sc.Created = append(sc.Created, id)
 		if res.Rewrite.Exact {
 			return k, id, next
 		}
@@ -276,56 +274,6 @@ func (e *Engine) chainJobs(ctx context.Context, j *phaserun.Job, chain []*layers
 		jobs[i] = byDrv[d]
 	}
 	return jobs, nil
-}
-
-// scratch runs phases on layers that never count as a build (no phase
-// name, no key) and removes them when closed.
-type scratch struct {
-	e       *Engine
-	plan    *planner.Plan
-	created []string
-}
-
-func (e *Engine) newScratch(plan *planner.Plan) *scratch {
-	return &scratch{e: e, plan: plan}
-}
-
-func (sc *scratch) close() {
-	if os.Getenv("NIXLAYER_KEEP_SCRATCH") != "" { // debugging the path map
-		return
-	}
-	for i := len(sc.created) - 1; i >= 0; i-- {
-		sc.e.layers.Unmount(sc.created[i])
-		if err := sc.e.layers.Delete(sc.created[i]); err != nil {
-			sc.e.log.Warn("removing a scratch layer", zap.Error(err))
-		}
-	}
-}
-
-// run runs phase i of the plan for sj on a scratch layer over parent
-// ("" for the first phase) with the shell state before it (runPhaseOn),
-// and returns the layer and the state after it.
-func (sc *scratch) run(ctx context.Context, sj *phaserun.Job, i int, parent string, state *shellstate.Delta, note string) (string, *shellstate.Delta, error) {
-	e, plan := sc.e, sc.plan
-	phase := plan.Phases[i].Name
-	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindLearnScratch, DrvPath: sj.Drv.Path, DrvName: sj.Drv.Name, Outputs: sj.Drv.Outputs, Note: note + " " + phase})
-	if err != nil {
-		return "", nil, err
-	}
-	sc.created = append(sc.created, l.ID)
-	var logTail tailWriter
-	r, err := e.run.RunPhaseOn(ctx, sj, plan, i, l.ID, state, &logTail, true)
-	if err != nil {
-		return "", nil, err
-	}
-	if r.Exit != 0 {
-		return "", nil, fmt.Errorf("%s failed (exit %d) when run again (%s):\n%s", phase, r.Exit, note, logTail.String())
-	}
-	if r.StateErr != nil {
-		return "", nil, fmt.Errorf("%s: shell state lost when run again (%s): %v", phase, note, r.StateErr)
-	}
-	next := r.Next
-	return l.ID, next, nil
 }
 
 // learnLayer compares one chain layer with its scratch twin and keeps the
@@ -388,16 +336,3 @@ func rewriteState(d *shellstate.Delta, old2new map[string]string) *shellstate.De
 	}
 	return &out
 }
-
-// tailWriter keeps the last lines written, for error messages.
-type tailWriter struct{ buf []byte }
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 8192 {
-		t.buf = t.buf[len(t.buf)-8192:]
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string { return logtail.Lines(string(t.buf), 15) }

@@ -75,8 +75,8 @@ func (e *Engine) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.Pla
 		pathsB[name] = rewrite.SyntheticPath(p)
 		toB[p] = pathsB[name]
 	}
-	sc := e.newScratch(plan)
-	defer sc.close()
+	sc := e.run.NewScratch(plan)
+	defer sc.Close()
 	sj := scratchJob(j, pathsB, toB)
 	state := j.Probe.Start
 	if state != nil {
@@ -87,7 +87,7 @@ func (e *Engine) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.Pla
 	jobs := make([]*phaserun.Job, 0, len(plan.Phases))
 	parent := ""
 	for i := range plan.Phases {
-		id, next, err := sc.run(ctx, sj, i, parent, state, "learn")
+		id, next, err := sc.Run(ctx, sj, i, parent, state, "learn")
 		if err != nil {
 			return err
 		}
