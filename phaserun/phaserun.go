@@ -11,6 +11,7 @@ package phaserun
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -18,8 +19,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/planner"
+	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
@@ -89,4 +92,72 @@ func (pr *Runner) RunPhaseOn(ctx context.Context, j *Job, plan *planner.Plan, i 
 		}
 	}
 	return run, nil
+}
+
+func (pr *Runner) LoadState(id string) (*shellstate.Delta, error) {
+	data, err := pr.Layers.Data(id, layers.DataState)
+	if err != nil {
+		return nil, nil // a whole-build layer has no shell state
+	}
+	var d shellstate.Delta
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("shell state of layer %s is corrupt: %w (remove it with nixlayer gc)", id, err)
+	}
+	return &d, nil
+}
+
+func (pr *Runner) SaveState(id string, d *shellstate.Delta) error {
+	if d == nil {
+		return nil
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return pr.Layers.SetData(id, layers.DataState, data)
+}
+
+// RewriteLayer adapts reused layers to the current output paths on a new
+// layer over them (the rewrite a resume, and a learner's exact prefix,
+// continue from); the shell state gets the same rewrite. It returns the
+// layer, the state and the rewrite's verdict.
+func (pr *Runner) RewriteLayer(j *Job, parent string, state *shellstate.Delta, old2new map[string]string, rw rewrite.Rewriter) (string, *shellstate.Delta, *rewrite.Verdict, error) {
+	l, err := pr.Layers.Create(parent, layers.Meta{Kind: layers.KindRewrite, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Package: j.Pkg, Outputs: j.Drv.Outputs, Note: "rewrite"})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	root, err := pr.Layers.Mount(l.ID)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	v, err := rw.Rewrite(root, old2new)
+	fault.Point(fault.InRewrite)
+	pr.Layers.Unmount(l.ID)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	var next *shellstate.Delta
+	if state != nil {
+		next = RewriteState(state, old2new)
+		if err := pr.SaveState(l.ID, next); err != nil {
+			return "", nil, nil, err
+		}
+	}
+	f := v.Exact
+	meta := layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Package: j.Pkg, Outputs: j.Drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
+	if err := pr.Layers.Finish(l.ID, meta); err != nil {
+		return "", nil, nil, err
+	}
+	return l.ID, next, &v, nil
+}
+
+// RewriteState gives a shell state the same output-path substitution the
+// tree gets (shell text holds whole paths, never compiler fragments).
+func RewriteState(d *shellstate.Delta, old2new map[string]string) *shellstate.Delta {
+	data, _ := json.Marshal(d)
+	var out shellstate.Delta
+	if json.Unmarshal([]byte(rewrite.Text(string(data), old2new)), &out) != nil {
+		return d
+	}
+	return &out
 }

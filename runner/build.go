@@ -3,7 +3,6 @@ package runner
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -255,7 +254,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		progress(events.Event{Kind: events.EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration, Layer: ph.Layer.ID})
 	}
 	if parent != "" {
-		if state, err = e.loadState(parent); err != nil {
+		if state, err = e.run.LoadState(parent); err != nil {
 			return nil, err
 		}
 	} else if j.Splittable {
@@ -418,7 +417,7 @@ func (e *Engine) runPhase(ctx context.Context, j *phaserun.Job, plan *planner.Pl
 		}
 		next = state // a failed phase: its state is not needed
 	}
-	if err := e.saveState(l.ID, next); err != nil {
+	if err := e.run.SaveState(l.ID, next); err != nil {
 		return "", nil, err
 	}
 	if err := e.layers.SetData(l.ID, layers.DataLog, logBuf.Bytes()); err != nil {
@@ -454,65 +453,6 @@ func hasForced(p *planner.Plan) bool {
 		}
 	}
 	return false
-}
-
-func (e *Engine) saveState(id string, d *shellstate.Delta) error {
-	if d == nil {
-		return nil
-	}
-	data, err := json.Marshal(d)
-	if err != nil {
-		return err
-	}
-	return e.layers.SetData(id, layers.DataState, data)
-}
-
-func (e *Engine) loadState(id string) (*shellstate.Delta, error) {
-	data, err := e.layers.Data(id, layers.DataState)
-	if err != nil {
-		return nil, nil // a whole-build layer has no shell state
-	}
-	var d shellstate.Delta
-	if err := json.Unmarshal(data, &d); err != nil {
-		return nil, fmt.Errorf("shell state of layer %s is corrupt: %w (remove it with nixlayer gc)", id, err)
-	}
-	return &d, nil
-}
-
-// rewriteLayer adapts reused layers to the current output paths on a new
-// layer over them; the shell state gets the same rewrite.
-func (e *Engine) rewriteLayer(j *phaserun.Job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result, rw rewrite.Rewriter) (string, *shellstate.Delta, error) {
-	l, err := e.layers.Create(parent, layers.Meta{Kind: layers.KindRewrite, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Package: j.Pkg, Outputs: j.Drv.Outputs, Note: "rewrite"})
-	if err != nil {
-		return "", nil, err
-	}
-	root, err := e.layers.Mount(l.ID)
-	if err != nil {
-		return "", nil, err
-	}
-	v, err := rw.Rewrite(root, old2new)
-	fault.Point(fault.InRewrite)
-	e.layers.Unmount(l.ID)
-	if err != nil {
-		return "", nil, err
-	}
-	res.Rewrite = &v
-	if !v.Exact {
-		res.Verified = false
-	}
-	var next *shellstate.Delta
-	if state != nil {
-		next = rewriteState(state, old2new)
-		if err := e.saveState(l.ID, next); err != nil {
-			return "", nil, err
-		}
-	}
-	f := v.Exact
-	meta := layers.Meta{Kind: layers.KindRewrite, Status: layers.StatusDerived, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Package: j.Pkg, Outputs: j.Drv.Outputs, Note: "rewrite: " + v.Method, Verified: &f}
-	if err := e.layers.Finish(l.ID, meta); err != nil {
-		return "", nil, err
-	}
-	return l.ID, next, nil
 }
 
 // lastReused is the top layer of the prefix a plan reuses ("" for none).

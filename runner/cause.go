@@ -119,7 +119,7 @@ func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *plann
 		parent, state := chain[i].Parent, jobs[i].Probe.Start
 		if parent != "" {
 			var err error
-			if state, err = e.loadState(parent); err != nil {
+			if state, err = e.run.LoadState(parent); err != nil {
 				return nil, err
 			}
 		}

@@ -145,7 +145,7 @@ func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.
 		for name, p := range jobs[0].Drv.Outputs {
 			toB[p] = pathsB[name]
 		}
-		state = rewriteState(state, toB)
+		state = phaserun.RewriteState(state, toB)
 	}
 	parent := ""
 	exact := true
@@ -235,7 +235,7 @@ func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB ma
 				old2new[p] = b
 			}
 		}
-		state, err := e.loadState(base.ID)
+		state, err := e.run.LoadState(base.ID)
 		if err != nil {
 			return 0, "", nil
 		}
@@ -324,15 +324,4 @@ func scratchJob(j *phaserun.Job, outputs map[string]string, curTo map[string]str
 	}
 	d.Env = env
 	return &sj
-}
-
-// rewriteState gives a shell state the same output-path substitution the
-// tree gets (shell text holds whole paths, never compiler fragments).
-func rewriteState(d *shellstate.Delta, old2new map[string]string) *shellstate.Delta {
-	data, _ := json.Marshal(d)
-	var out shellstate.Delta
-	if json.Unmarshal([]byte(rewrite.Text(string(data), old2new)), &out) != nil {
-		return d
-	}
-	return &out
 }

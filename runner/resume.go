@@ -290,7 +290,7 @@ func (e *Engine) exactPrefix(ctx context.Context, j *phaserun.Job, plan *planner
 				old2new[old] = cur
 			}
 		}
-		state, err := e.loadState(base.ID)
+		state, err := e.run.LoadState(base.ID)
 		if err != nil {
 			return 0, "", start, nil, err
 		}
@@ -430,4 +430,18 @@ func (r *Result) WhyNotVerified() string {
 		return why
 	}
 	return "it reuses layers that rest on an inexact rewrite of an earlier build; --exact rebuilds them"
+}
+
+// rewriteLayer is phaserun's RewriteLayer with its verdict recorded on
+// res: a rewrite that is not exact leaves the result unverified.
+func (e *Engine) rewriteLayer(j *phaserun.Job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result, rw rewrite.Rewriter) (string, *shellstate.Delta, error) {
+	id, next, v, err := e.run.RewriteLayer(j, parent, state, old2new, rw)
+	if err != nil {
+		return "", nil, err
+	}
+	res.Rewrite = v
+	if !v.Exact {
+		res.Verified = false
+	}
+	return id, next, nil
 }

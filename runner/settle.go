@@ -358,7 +358,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 	if err != nil {
 		return false, "its path map could not be learned: " + firstLine(err.Error()), nil
 	}
-	state, err := e.loadState(r.ReusedTop)
+	state, err := e.run.LoadState(r.ReusedTop)
 	if err != nil {
 		return false, "", err
 	}

@@ -57,7 +57,7 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 			}
 		}
 	}
-	state, err := e.loadState(base.ID)
+	state, err := e.run.LoadState(base.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*S
 		}
 		return res, nil
 	}
-	if err := e.saveState(l.ID, state); err != nil {
+	if err := e.run.SaveState(l.ID, state); err != nil {
 		return nil, err
 	}
 	meta := l.Meta

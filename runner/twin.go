@@ -80,7 +80,7 @@ func (e *Engine) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.Pla
 	sj := scratchJob(j, pathsB, toB)
 	state := j.Probe.Start
 	if state != nil {
-		state = rewriteState(state, toB)
+		state = phaserun.RewriteState(state, toB)
 	}
 	var chain []*layers.Layer
 	var treesB []string
