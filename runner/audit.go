@@ -91,7 +91,7 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 	if err != nil {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: firstLine(err.Error())}, t0, progress)
 	}
-	layered, err := e.phaseChain(r.Top, len(plan.Phases))
+	layered, err := layers.PhaseChain(e.layers, r.Top, len(plan.Phases))
 	if err != nil {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the result's layers are gone (gc?): " + firstLine(err.Error())}, t0, progress)
 	}

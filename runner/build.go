@@ -17,6 +17,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/learn"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
@@ -261,10 +262,10 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		state = j.Probe.Start
 	}
 	// "learn": "concurrent": a cold build's synthetic twin runs beside it.
-	var tw *twin
+	var tw *learn.Twin
 	if parent == "" && plan.Rewrite == nil && j.Splittable && len(plan.Phases) > 1 && e.opts.Rewriter == nil && e.learnsConcurrently() {
-		tw = e.startTwin(ctx, j, plan)
-		defer tw.wait(progress)
+		tw = e.learner.StartTwin(ctx, j, plan)
+		defer tw.Wait(progress)
 	}
 	// Reused layers built with other output paths are rewritten; bytes the
 	// path map cannot explain are judged on the outputs once the later
@@ -311,7 +312,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	res.TopLayer = parent
 	if res.Exactness != nil {
-		e.saveExactness(parent, res.Exactness) // for nixlayer verify
+		e.learner.SaveExactness(parent, res.Exactness) // for nixlayer verify
 	}
 	e.resultState(res, o)
 	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
@@ -319,7 +320,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	e.recordResult(j, res, bo, o, progress)
 	if res.Verified && tw == nil {
-		o.pairLearned = e.learnFromPair(ctx, res.Plan, ran, progress)
+		o.pairLearned = e.learner.LearnFromPair(ctx, res.Plan, ran, progress)
 	}
 	if res.Verified && len(res.Ran) > 0 {
 		e.layerCache().PushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
@@ -337,7 +338,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 
 // runPlanned runs every phase the plan marks to run, over parent, and
 // returns the top layer and the layers it created.
-func (e *Engine) runPlanned(ctx context.Context, j *phaserun.Job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *twin) (string, []string, error) {
+func (e *Engine) runPlanned(ctx context.Context, j *phaserun.Job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *learn.Twin) (string, []string, error) {
 	total := len(plan.Phases)
 	var created []string
 	for i, ph := range plan.Phases {
@@ -357,7 +358,7 @@ func (e *Engine) runPlanned(ctx context.Context, j *phaserun.Job, plan *planner.
 		parent, state = id, next
 		created = append(created, id)
 		if tw != nil {
-			tw.phaseDone(e, id)
+			tw.PhaseDone(id)
 		}
 		res.Ran = append(res.Ran, ph.Name)
 		progress(events.Event{Kind: events.EventDone, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: time.Since(t0), Layer: id})

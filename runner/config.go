@@ -96,3 +96,14 @@ func (c *Config) auditEvery(getenv func(string) string) (int, error) {
 		return every, nil
 	}
 }
+
+// LearnConcurrent is the config.json "learn" value that runs the synthetic
+// twin of a cold build beside it, so the path map exists when the build
+// ends: it costs the cores of a second build at the same time.
+const LearnConcurrent = "concurrent"
+
+// learnsConcurrently: config.json says "learn": "concurrent".
+func (e *Engine) learnsConcurrently() bool {
+	cfg, err := e.config()
+	return err == nil && cfg.Learn == LearnConcurrent
+}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -19,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/layertree"
+	"github.com/nixlayer/nixlayer/learn"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -58,9 +58,8 @@ type Engine struct {
 	trees *layertree.Trees
 	// derivations recomputes the store paths a .drv claims.
 	derivations *drv.Checker
-	// unpaired are the layers whose map the other builds of them named
-	// could not teach (mapFromPair), not compared again by this process.
-	unpaired sync.Map
+	// learner learns the chains' path maps.
+	learner *learn.Learner
 }
 
 // DefaultCacheDir is /var/cache/nixlayer for root and
@@ -106,6 +105,7 @@ func Open(opts Options) (*Engine, error) {
 	derivations := drv.NewChecker()
 	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: derivations, locks: cachelock.In(opts.CacheDir), trees: layertree.New(st, opts.CacheDir, opts.Logger),
 		run: &phaserun.Runner{Layers: st, CacheDir: opts.CacheDir, Cores: opts.Cores, Log: opts.Logger, Derivations: derivations}}
+	e.learner = &learn.Learner{Layers: st, Run: e.run, Locks: e.locks, CacheDir: opts.CacheDir, Log: opts.Logger, Fixed: opts.Rewriter != nil}
 	if err := e.claimCache(); err != nil {
 		st.Close()
 		return nil, err

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/phaserun"
@@ -122,10 +123,10 @@ func (e *Engine) predictRewrite(p *planner.Plan, firstRun int) {
 		return
 	}
 	p.Rewrite = rw
-	m := e.storedMap(p.Phases[last].Layer.ID)
+	m := e.learner.StoredMap(p.Phases[last].Layer.ID)
 	if m != nil {
-		chain, _ := e.phaseChain(p.Phases[last].Layer.ID, last+1)
-		p.Exactness = e.predictExactness(m, chain, p.Phases)
+		chain, _ := layers.PhaseChain(e.layers, p.Phases[last].Layer.ID, last+1)
+		p.Exactness = e.learner.PredictExactness(m, chain, p.Phases)
 	}
 	switch {
 	case m == nil:

@@ -167,7 +167,7 @@ func (e *Engine) lacksMap(res *Result, err error) bool {
 		top = l.Parent
 	}
 	l := e.topPhase(top)
-	return l != nil && l.Meta.IsVerified() && e.storedMap(l.ID) == nil
+	return l != nil && l.Meta.IsVerified() && e.learner.StoredMap(l.ID) == nil
 }
 
 // topPhase is the newest phase layer at or under id (nil for none).
@@ -218,18 +218,6 @@ func (e *Engine) startBackground(pkg, drvPath, why string) (pid int, logPath str
 	return pid, logPath, nil
 }
 
-// announceLearning records the chain this process learns, for the hook
-// deciding whether to wait for it and a build about to rebuild its chain;
-// the returned function takes it back.
-func (e *Engine) announceLearning(pkg string, chain []*layers.Layer) func() {
-	l := results.Learning{Started: time.Now(), Estimate: e.learningEstimate(chain)}
-	for _, layer := range chain {
-		l.Layers = append(l.Layers, layer.ID)
-		l.Keys = append(l.Keys, layer.Meta.Key)
-	}
-	return results.AnnounceLearning(e.opts.CacheDir, pkg, l)
-}
-
 // fullIfFaster, for the hook (exact, never slower than Nix): when the
 // reused layers have no path map, plan a full build with the new output
 // paths, which learns the map from the pair (pair.go). Three cases resume
@@ -245,10 +233,10 @@ func (e *Engine) announceLearning(pkg string, chain []*layers.Layer) func() {
 // work stands in for a measurement. It returns the plan to build.
 func (e *Engine) fullIfFaster(ctx context.Context, j *phaserun.Job, plan *planner.Plan, progress func(events.Event)) *planner.Plan {
 	top := lastReused(plan)
-	if top == "" || e.storedMap(top) != nil || e.opts.Rewriter != nil {
+	if top == "" || e.learner.StoredMap(top) != nil || e.opts.Rewriter != nil {
 		return plan
 	}
-	if e.mapFromPair(ctx, plan, j.Pkg, top, false, progress) != nil {
+	if e.learner.MapFromPair(ctx, plan, j.Pkg, top, false, progress) != nil {
 		return plan // the resume finds the map
 	}
 	_, took := planner.PreviousChain(e.layers, j.Pkg)
@@ -336,7 +324,7 @@ func (e *Engine) rebuildCannotTeach(top string, outputs map[string]string) error
 	if err != nil {
 		return err
 	}
-	if e.twinsWith(l.Meta.Key, "", outputs) != nil {
+	if e.learner.TwinsWith(l.Meta.Key, "", outputs) != nil {
 		return nil
 	}
 	if err := rewrite.Pairable(l.Meta.Outputs, outputs); err != nil {

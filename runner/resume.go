@@ -9,6 +9,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/learn"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -46,9 +47,9 @@ func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *plann
 	var m *rewrite.Map
 	provisional := false
 	if rw == nil {
-		m = e.storedMap(parent)
+		m = e.learner.StoredMap(parent)
 		if m == nil {
-			m = e.mapFromPair(ctx, plan, j.Pkg, parent, false, progress)
+			m = e.learner.MapFromPair(ctx, plan, j.Pkg, parent, false, progress)
 		}
 		switch {
 		case m != nil:
@@ -59,7 +60,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *plann
 			rw, provisional = rewrite.Provisional{}, true
 		default:
 			var err error
-			m, err = e.pathMap(ctx, j, plan, parent, n, progress)
+			m, err = e.learner.PathMap(ctx, j, plan, parent, n, progress)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, "", nil, err
@@ -77,7 +78,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *plann
 		return nil, "", nil, err
 	}
 	progress(events.Event{Kind: events.EventRewrite, Exact: res.Rewrite.Exact, Message: rewriteMessage(res.Rewrite)})
-	chain, err := e.phaseChain(parent, n)
+	chain, err := layers.PhaseChain(e.layers, parent, n)
 	if err != nil {
 		chain = nil // producers unknown: an inexact verdict rebuilds everything
 	}
@@ -89,7 +90,7 @@ func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *plann
 		res.Exactness = verdict.Decide(nil, planner.PhaseNames(plan.Phases))
 		return nil, rewritten, next, nil
 	case rewritePredict:
-		if ex := e.predictExactness(m, chain, plan.Phases); !ex.Exact {
+		if ex := e.learner.PredictExactness(m, chain, plan.Phases); !ex.Exact {
 			progress(events.Event{Kind: events.EventVerdict, Message: "outputs NOT exact, as in the last build on these layers: " + ex.Summary})
 			e.dropLayers(rewritten)
 			res.Exactness, res.Inexact = ex, ex
@@ -98,10 +99,10 @@ func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *plann
 		}
 		return rs, rewritten, next, nil
 	case rewriteUnverified:
-		res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), planner.PhaseNames(plan.Phases))
+		res.Exactness = verdict.Failed(res.Rewrite, e.learner.Producers(chain), planner.PhaseNames(plan.Phases))
 		return nil, rewritten, next, nil
 	}
-	res.Exactness = verdict.Failed(res.Rewrite, e.producers(chain), planner.PhaseNames(plan.Phases))
+	res.Exactness = verdict.Failed(res.Rewrite, e.learner.Producers(chain), planner.PhaseNames(plan.Phases))
 	e.dropLayers(rewritten)
 	res.Inexact = res.Exactness
 	fb := failedRewriteFallBack(n)
@@ -231,7 +232,7 @@ func (e *Engine) judgeLayers(j *phaserun.Job, plan *planner.Plan, rs *resume, to
 		return nil, err
 	}
 	defer e.layers.Unmount(rs.layer)
-	return e.judgeOutputs(rs.verdict, rs.m, rs.chain, plan.Phases, tree, j.Drv.Outputs, outputDirs(topRoot, j.Drv.Outputs))
+	return e.learner.JudgeOutputs(rs.verdict, rs.m, rs.chain, plan.Phases, tree, j.Drv.Outputs, learn.OutputDirs(topRoot, j.Drv.Outputs))
 }
 
 // fallBack keeps at most maxKeep reused phases, the longest prefix whose
@@ -280,7 +281,7 @@ func (e *Engine) exactPrefix(ctx context.Context, j *phaserun.Job, plan *planner
 			return 0, "", nil, nil, ctx.Err()
 		}
 		base := rs.chain[k-1]
-		m := e.storedMap(base.ID)
+		m := e.learner.StoredMap(base.ID)
 		if !mapApplies(m) {
 			continue
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/learn"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
@@ -199,16 +200,16 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 		return false, err
 	}
 	defer unlock()
-	if e.storedMap(top) != nil {
+	if e.learner.StoredMap(top) != nil {
 		progress(events.Event{Kind: events.EventLearned, Message: j.Drv.Name + ": path maps already learned"})
 		e.layerCache().PushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
 		return false, nil
 	}
-	chain, err := e.phaseChain(top, n)
+	chain, err := layers.PhaseChain(e.layers, top, n)
 	if err != nil {
 		return false, err
 	}
-	if err := e.learnChain(ctx, j, plan, chain, learnAll, progress); err != nil {
+	if err := e.learner.LearnChain(ctx, j, plan, chain, learn.All, progress); err != nil {
 		return true, err
 	}
 	e.layerCache().PushBuilt(ctx, top, ro, progress) // the chain with its maps
@@ -339,7 +340,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 			return false, "the provisional result's layers are gone", nil
 		}
 	}
-	chain, err := e.phaseChain(r.ReusedTop, r.Reused)
+	chain, err := layers.PhaseChain(e.layers, r.ReusedTop, r.Reused)
 	if err != nil {
 		return false, "", err
 	}
@@ -354,7 +355,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 	if err != nil {
 		return false, "", err
 	}
-	m, err := e.pathMap(ctx, j, plan, r.ReusedTop, r.Reused, progress)
+	m, err := e.learner.PathMap(ctx, j, plan, r.ReusedTop, r.Reused, progress)
 	if err != nil {
 		return false, "its path map could not be learned: " + firstLine(err.Error()), nil
 	}
@@ -392,7 +393,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 			e.layers.Unmount(r.Top)
 			return false, "", err
 		}
-		ex, err := e.judgeOutputs(v, m, chain, plan.Phases, tree, j.Drv.Outputs, outputDirs(topRoot, j.Drv.Outputs))
+		ex, err := e.learner.JudgeOutputs(v, m, chain, plan.Phases, tree, j.Drv.Outputs, learn.OutputDirs(topRoot, j.Drv.Outputs))
 		e.layers.Unmount(r.RewriteLayer)
 		e.layers.Unmount(r.Top)
 		if err != nil {
@@ -401,7 +402,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 		if !ex.Exact {
 			return false, outputsNotExact(ex), nil
 		}
-		e.saveExactness(r.Top, ex)
+		e.learner.SaveExactness(r.Top, ex)
 	}
 	e.markVerified(append([]string{r.RewriteLayer}, r.Created...))
 	res := &Result{TopLayer: r.Top, Verified: true}

@@ -34,7 +34,7 @@ func (e *Engine) LastVerdict(drvPath string) *verdict.Exactness {
 	}
 	for i := len(all) - 1; i >= 0; i-- { // newest first
 		if all[i].Meta.DrvPath == drvPath {
-			if ex := e.loadExactness(all[i].ID); ex != nil {
+			if ex := e.learner.LoadExactness(all[i].ID); ex != nil {
 				return ex
 			}
 		}

@@ -2,15 +2,11 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/foreground"
-	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 )
@@ -49,43 +45,4 @@ func (e *Engine) yieldLearner(pkg string, plan *planner.Plan, progress func(even
 			return
 		}
 	}
-}
-
-// learnTiming is the last learning measured on this cache: how long the
-// chain's phases took to build and how long learning them took.
-type learnTiming struct {
-	Built time.Duration `json:"built"`
-	Took  time.Duration `json:"took"`
-}
-
-func (e *Engine) learnTimingPath() string {
-	return filepath.Join(e.opts.CacheDir, "learn-timing.json")
-}
-
-// recordLearning keeps how long learning chain took, for the estimate of
-// the next learner (learningEstimate).
-func (e *Engine) recordLearning(chain []*layers.Layer, took time.Duration) {
-	t := learnTiming{Built: chainBuildTime(chain), Took: took}
-	data, _ := json.Marshal(t)
-	_ = os.WriteFile(e.learnTimingPath(), data, 0o600)
-}
-
-// learningEstimate is how long learning chain should take, scaled from the
-// last learning measured (0 when none was): never the phases' build time,
-// which learning (a twin build and a tree comparison per phase) exceeds.
-func (e *Engine) learningEstimate(chain []*layers.Layer) time.Duration {
-	data, err := os.ReadFile(e.learnTimingPath())
-	var t learnTiming
-	if err != nil || json.Unmarshal(data, &t) != nil || t.Built <= 0 || t.Took <= 0 {
-		return 0
-	}
-	return time.Duration(float64(t.Took) * float64(chainBuildTime(chain)) / float64(t.Built))
-}
-
-func chainBuildTime(chain []*layers.Layer) time.Duration {
-	var d time.Duration
-	for _, l := range chain {
-		d += l.Meta.Duration
-	}
-	return d
 }

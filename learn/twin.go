@@ -1,4 +1,4 @@
-package runner
+package learn
 
 import (
 	"context"
@@ -13,21 +13,11 @@ import (
 	"github.com/nixlayer/nixlayer/rewrite"
 )
 
-// LearnConcurrent is the config.json "learn" value that runs the synthetic
-// twin of a cold build beside it, so the path map exists when the build
-// ends: it costs the cores of a second build at the same time.
-const LearnConcurrent = "concurrent"
-
-// learnsConcurrently: config.json says "learn": "concurrent".
-func (e *Engine) learnsConcurrently() bool {
-	cfg, err := e.config()
-	return err == nil && cfg.Learn == LearnConcurrent
-}
-
-// twin runs the synthetic twin of a cold build: the same phases with a
+// Twin runs the synthetic twin of a cold build: the same phases with a
 // synthetic output path, each compared with the real phase's layer as soon
-// as both are done (learnChain does the same after the build).
-type twin struct {
+// as both are done (LearnChain does the same after the build).
+type Twin struct {
+	lr     *Learner
 	ready  chan *layers.Layer // the real phase layers, in order; closed when the build ends
 	done   chan error
 	cancel context.CancelFunc
@@ -36,23 +26,23 @@ type twin struct {
 
 var errTwinStopped = errors.New("the build ended before its twin")
 
-// startTwin starts the twin of a build that runs every phase of plan.
-func (e *Engine) startTwin(ctx context.Context, j *phaserun.Job, plan *planner.Plan) *twin {
+// StartTwin starts the twin of a build that runs every phase of plan.
+func (lr *Learner) StartTwin(ctx context.Context, j *phaserun.Job, plan *planner.Plan) *Twin {
 	ctx, cancel := context.WithCancel(ctx)
-	t := &twin{ready: make(chan *layers.Layer, len(plan.Phases)), done: make(chan error, 1), cancel: cancel, t0: time.Now()}
-	go func() { t.done <- e.runTwin(ctx, j, plan, t.ready) }()
+	t := &Twin{lr: lr, ready: make(chan *layers.Layer, len(plan.Phases)), done: make(chan error, 1), cancel: cancel, t0: time.Now()}
+	go func() { t.done <- lr.runTwin(ctx, j, plan, t.ready) }()
 	return t
 }
 
-// phaseDone hands the twin a finished real phase layer.
-func (t *twin) phaseDone(e *Engine, id string) {
-	if l, err := e.layers.Get(id); err == nil {
+// PhaseDone hands the twin a finished real phase layer.
+func (t *Twin) PhaseDone(id string) {
+	if l, err := t.lr.Layers.Get(id); err == nil {
 		t.ready <- l
 	}
 }
 
-// wait ends the twin (after the build ended) and reports what it learned.
-func (t *twin) wait(progress func(events.Event)) {
+// Wait ends the twin (after the build ended) and reports what it learned.
+func (t *Twin) Wait(progress func(events.Event)) {
 	close(t.ready)
 	err := <-t.done
 	t.cancel()
@@ -61,11 +51,11 @@ func (t *twin) wait(progress func(events.Event)) {
 		progress(events.Event{Kind: events.EventLearned, Elapsed: time.Since(t.t0), Message: fmt.Sprintf("path maps learned beside the build (learn: concurrent), %s", events.Duration(time.Since(t.t0)))})
 	case errors.Is(err, errTwinStopped):
 	default:
-		progress(events.Event{Kind: events.EventLearned, Message: "path maps not learned beside the build: " + firstLine(err.Error())})
+		progress(events.Event{Kind: events.EventLearned, Message: "path maps not learned beside the build: " + firstLine(err)})
 	}
 }
 
-func (e *Engine) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.Plan, ready <-chan *layers.Layer) error {
+func (lr *Learner) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.Plan, ready <-chan *layers.Layer) error {
 	defer func() {
 		for range ready { // let the build hand over its layers
 		}
@@ -75,7 +65,7 @@ func (e *Engine) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.Pla
 		pathsB[name] = rewrite.SyntheticPath(p)
 		toB[p] = pathsB[name]
 	}
-	sc := e.run.NewScratch(plan)
+	sc := lr.Run.NewScratch(plan)
 	defer sc.Close()
 	sj := scratchJob(j, pathsB, toB)
 	state := j.Probe.Start
@@ -96,16 +86,16 @@ func (e *Engine) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.Pla
 		if !ok {
 			return errTwinStopped
 		}
-		root, err := e.layers.Mount(id)
+		root, err := lr.Layers.Mount(id)
 		if err != nil {
 			return err
 		}
-		_, err = e.learnLayer(l, root, pathsB)
-		e.layers.Unmount(id)
+		_, err = lr.learnLayer(l, root, pathsB)
+		lr.Layers.Unmount(id)
 		if err != nil {
 			return err
 		}
 		chain, treesB, jobs = append(chain, l), append(treesB, id), append(jobs, j)
 	}
-	return e.judgeLearned(ctx, jobs, plan, chain, treesB, sc, true, func(events.Event) {})
+	return lr.judgeLearned(ctx, jobs, plan, chain, treesB, sc, true, func(events.Event) {})
 }

@@ -1,4 +1,4 @@
-package runner
+package learn
 
 import (
 	"context"
@@ -9,12 +9,15 @@ import (
 	"path/filepath"
 	"sort"
 
+	"go.uber.org/zap"
+
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/verdict"
 )
 
 // judgeLearned follows the unexplained bytes of a freshly learned chain
@@ -25,20 +28,20 @@ import (
 // sc); bytes that change again are the build's nondeterminism. Only bytes
 // that reach an output are worth that rerun: elsewhere their cause does
 // not matter. treesB are the synthetic build's layers, one per phase.
-func (e *Engine) judgeLearned(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, sc *phaserun.Scratch, classify bool, progress func(events.Event)) error {
+func (lr *Learner) judgeLearned(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, sc *phaserun.Scratch, classify bool, progress func(events.Event)) error {
 	n := len(chain)
 	top := chain[n-1]
 	pathsA := top.Meta.Outputs
-	topMap := e.storedMap(top.ID)
+	topMap := lr.StoredMap(top.ID)
 	if topMap == nil || len(topMap.Unexplained) == 0 {
 		return nil
 	}
-	rootA, err := e.layers.Mount(top.ID)
+	rootA, err := lr.Layers.Mount(top.ID)
 	if err != nil {
 		return err
 	}
-	defer e.layers.Unmount(top.ID)
-	outputs := outputDirs(rootA, pathsA)
+	defer lr.Layers.Unmount(top.ID)
+	outputs := OutputDirs(rootA, pathsA)
 	for name, dir := range outputs {
 		if _, err := os.Lstat(dir); err != nil {
 			delete(outputs, name)
@@ -57,20 +60,20 @@ func (e *Engine) judgeLearned(ctx context.Context, jobs []*phaserun.Job, plan *p
 	}
 	causes := map[string]rewrite.Cause{}
 	if classify && chainBuiltWith(chain, pathsA) {
-		causes, err = e.classify(ctx, jobs, plan, chain, treesB, topMap, reachByPath, sc, progress)
+		causes, err = lr.classify(ctx, jobs, plan, chain, treesB, topMap, reachByPath, sc, progress)
 		if err != nil {
 			return err
 		}
 	}
-	return e.annotateMaps(chain, reachByPath, causes)
+	return lr.annotateMaps(chain, reachByPath, causes)
 }
 
 // annotateMaps records on the maps of a chain's layers how each
 // unexplained file reached the outputs of the last build judged on them
 // (the plan's prediction for the next resume) and, when known, its cause.
-func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Reach, causes map[string]rewrite.Cause) error {
+func (lr *Learner) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Reach, causes map[string]rewrite.Cause) error {
 	for _, l := range chain {
-		m := e.storedMap(l.ID)
+		m := lr.StoredMap(l.ID)
 		if m == nil {
 			continue
 		}
@@ -87,7 +90,7 @@ func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Re
 		if err != nil {
 			return err
 		}
-		if err := e.layers.SetData(l.ID, layers.DataPathMap, data); err != nil {
+		if err := lr.Layers.SetData(l.ID, layers.DataPathMap, data); err != nil {
 			return err
 		}
 	}
@@ -97,8 +100,8 @@ func (e *Engine) annotateMaps(chain []*layers.Layer, reach map[string]rewrite.Re
 // classify reruns, with the chain's own paths, each phase that produced
 // unexplained bytes reaching an output, and compares those files with the
 // chain's and the synthetic build's: it returns the cause of each.
-func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *phaserun.Scratch, progress func(events.Event)) (map[string]rewrite.Cause, error) {
-	producer := e.producers(chain)
+func (lr *Learner) classify(ctx context.Context, jobs []*phaserun.Job, plan *planner.Plan, chain []*layers.Layer, treesB []string, topMap *rewrite.Map, reach map[string]rewrite.Reach, sc *phaserun.Scratch, progress func(events.Event)) (map[string]rewrite.Cause, error) {
+	producer := lr.Producers(chain)
 	byPhase := map[int][]string{}
 	for _, u := range topMap.Unexplained {
 		if reach[u.Path].Rule != "" && len(u.Offsets) > 0 {
@@ -119,7 +122,7 @@ func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *plann
 		parent, state := chain[i].Parent, jobs[i].Probe.Start
 		if parent != "" {
 			var err error
-			if state, err = e.run.LoadState(parent); err != nil {
+			if state, err = lr.Run.LoadState(parent); err != nil {
 				return nil, err
 			}
 		}
@@ -127,12 +130,12 @@ func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *plann
 		if err != nil {
 			return nil, err
 		}
-		m := e.storedMap(chain[i].ID)
+		m := lr.StoredMap(chain[i].ID)
 		if m == nil {
 			continue
 		}
 		for _, rel := range byPhase[i] {
-			cause, err := e.compareRerun(chain[i].ID, treesB[i], id, m, rel, chain[i].Meta.Outputs)
+			cause, err := lr.compareRerun(chain[i].ID, treesB[i], id, m, rel, chain[i].Meta.Outputs)
 			if err != nil {
 				return nil, err
 			}
@@ -144,16 +147,16 @@ func (e *Engine) classify(ctx context.Context, jobs []*phaserun.Job, plan *plann
 
 // compareRerun reads one file from the chain layer, the synthetic layer
 // and the rerun layer, and says what caused its unexplained bytes.
-func (e *Engine) compareRerun(layerA, layerB, layerA2 string, m *rewrite.Map, rel string, pathsA map[string]string) (rewrite.Cause, error) {
+func (lr *Learner) compareRerun(layerA, layerB, layerA2 string, m *rewrite.Map, rel string, pathsA map[string]string) (rewrite.Cause, error) {
 	// unreadable: the entry is not a regular file of the layer (a symlink
 	// out of it, a FIFO, a device) or too big to compare; the layer itself
 	// could not be read when err is set.
 	read := func(id, name string) (data []byte, unreadable bool, err error) {
-		root, err := e.layers.Mount(id)
+		root, err := lr.Layers.Mount(id)
 		if err != nil {
 			return nil, false, err
 		}
-		defer e.layers.Unmount(id)
+		defer lr.Layers.Unmount(id)
 		dir, err := os.OpenRoot(root)
 		if err != nil {
 			return nil, false, fmt.Errorf("opening layer %s: %w", id, err)
@@ -201,4 +204,86 @@ func chainBuiltWith(chain []*layers.Layer, paths map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Producers finds, for each unexplained file of the reused chain, the
+// phase that produced it: the first layer whose map lists it. chain is
+// the reused phase layers, oldest first.
+func (lr *Learner) Producers(chain []*layers.Layer) map[string]int {
+	first := map[string]int{}
+	for i, l := range chain {
+		m := lr.StoredMap(l.ID)
+		if m == nil {
+			continue
+		}
+		for _, u := range m.Unexplained {
+			if _, ok := first[u.Path]; !ok {
+				first[u.Path] = i
+			}
+		}
+	}
+	return first
+}
+
+// JudgeOutputs decides whether a build on rewritten layers is exact: the
+// rewrite's unexplained bytes (in tree, the rewritten layer the later
+// phases started from) are followed into the finished outputs (outputs:
+// name → directory). Bytes the learner found nondeterministic do not count.
+func (lr *Learner) JudgeOutputs(v *rewrite.Verdict, m *rewrite.Map, chain []*layers.Layer, phases []planner.PhasePlan, tree string, paths, outputs map[string]string) (*verdict.Exactness, error) {
+	if len(v.Failed) > 0 {
+		return verdict.Failed(v, lr.Producers(chain), planner.PhaseNames(phases)), nil
+	}
+	resolve := func(rel string) string { return rel }
+	if m != nil {
+		resolve = func(rel string) string { return m.PathIn(rel, paths) }
+	}
+	reach, err := rewrite.Reaches(tree, v.Unexplained, resolve, outputs)
+	if err != nil {
+		return nil, fmt.Errorf("following unexplained bytes into the outputs: %w", err)
+	}
+	judged := make([]*rewrite.Reach, len(reach))
+	byPath := map[string]rewrite.Reach{}
+	for i := range reach {
+		judged[i] = &reach[i]
+		byPath[v.Unexplained[i].Path] = reach[i]
+	}
+	// The next plan predicts from this build's outputs.
+	if err := lr.annotateMaps(chain, byPath, nil); err != nil {
+		lr.Log.Warn("recording how unexplained bytes reached the outputs", zap.Error(err))
+	}
+	names := planner.PhaseNames(phases)
+	return verdict.Decide(verdict.Judge(v.Unexplained, judged, lr.Producers(chain), names), names), nil
+}
+
+// PredictExactness is the plan's view of a rewrite with map m over the
+// reused chain (verdict.Predict).
+func (lr *Learner) PredictExactness(m *rewrite.Map, chain []*layers.Layer, phases []planner.PhasePlan) *verdict.Exactness {
+	return verdict.Predict(m, lr.Producers(chain), planner.PhaseNames(phases))
+}
+
+// OutputDirs maps output names to their directories in a layer's tree.
+func OutputDirs(root string, outputs map[string]string) map[string]string {
+	dirs := map[string]string{}
+	for name, p := range outputs {
+		dirs[name] = filepath.Join(root, "store", filepath.Base(p))
+	}
+	return dirs
+}
+
+func (lr *Learner) SaveExactness(id string, ex *verdict.Exactness) {
+	if data, err := json.Marshal(ex); err == nil {
+		_ = lr.Layers.SetData(id, layers.DataExactness, data)
+	}
+}
+
+func (lr *Learner) LoadExactness(id string) *verdict.Exactness {
+	data, err := lr.Layers.Data(id, layers.DataExactness)
+	if err != nil {
+		return nil
+	}
+	var ex verdict.Exactness
+	if json.Unmarshal(data, &ex) != nil {
+		return nil
+	}
+	return &ex
 }

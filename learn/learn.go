@@ -1,112 +1,145 @@
-package runner
+// Package learn learns the path maps that let a resume reuse layers
+// built for other output paths: by running a chain's phases again on
+// scratch layers with a synthetic output path (a twin: in the background
+// after a cold build, in front of a resume that needs the map, or beside
+// the build with learn: concurrent), or from a pair of real builds of the
+// same phases with other output paths (a rebuild and the chain it
+// replaces, corroborated by a third when their hashes agree at an index).
+// It follows the bytes a map cannot explain into the outputs (their
+// reach, and with reruns whether they are the build's own
+// nondeterminism), judges a resume's outputs on them, and keeps the
+// timing that estimates the next learner. The engine's builds, resumes,
+// settling and policy call it; it runs phases through phaserun.
+package learn
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
+	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
-// pathMap returns the path-dependency map of the chain that ends in top
+// Learner learns the path maps of one cache's chains.
+type Learner struct {
+	Layers *layers.Store
+	Run    *phaserun.Runner
+	Locks  cachelock.Locks
+	// CacheDir keeps the last learning's timing and the learners' records.
+	CacheDir string
+	Log      *zap.Logger
+	// Fixed: the engine rewrites with a rewriter of its own (tests), so
+	// nothing is learned from pairs.
+	Fixed bool
+	// unpaired are the layers whose map the other builds of them named
+	// could not teach (MapFromPair), not compared again by this process.
+	unpaired sync.Map
+}
+
+// firstLine is err's message up to its first line break.
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
+}
+
+// PathMap returns the path-dependency map of the chain that ends in top
 // (the first n phases). A chain's maps are learned once, by running its
 // phases a second time on scratch layers with synthetic output paths of the
 // same length and comparing the trees after every phase; either in the
 // background after a cold build (nixlayer learn) or here, at the first
 // resume that needs one. A layer with top's key built with other output
 // paths spares that twin (mapFromPair).
-func (e *Engine) pathMap(ctx context.Context, j *phaserun.Job, plan *planner.Plan, top string, n int, progress func(events.Event)) (*rewrite.Map, error) {
-	if m := e.storedMap(top); m != nil {
+func (lr *Learner) PathMap(ctx context.Context, j *phaserun.Job, plan *planner.Plan, top string, n int, progress func(events.Event)) (*rewrite.Map, error) {
+	if m := lr.StoredMap(top); m != nil {
 		return m, nil
 	}
-	unlock, err := e.locks.Exclusive(ctx, "learn", j.Pkg, func() {
+	unlock, err := lr.Locks.Exclusive(ctx, "learn", j.Pkg, func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for the path map being learned in the background"})
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if m := e.storedMap(top); m != nil { // learned while we waited
+	if m := lr.StoredMap(top); m != nil { // learned while we waited
 		return m, nil
 	}
-	if m := e.mapFromPair(ctx, plan, j.Pkg, top, true, progress); m != nil {
+	if m := lr.MapFromPair(ctx, plan, j.Pkg, top, true, progress); m != nil {
 		return m, nil
 	}
-	chain, err := e.phaseChain(top, n)
+	chain, err := layers.PhaseChain(lr.Layers, top, n)
 	if err != nil {
 		return nil, err
 	}
 	// In front of the user (or of a result waiting to be settled): the one
 	// map a resume needs, no reruns to tell nondeterminism apart.
-	if err := e.learnChain(ctx, j, plan, chain, learnTop, progress); err != nil {
+	if err := lr.LearnChain(ctx, j, plan, chain, Top, progress); err != nil {
 		return nil, err
 	}
-	if m := e.storedMap(top); m != nil {
+	if m := lr.StoredMap(top); m != nil {
 		return m, nil
 	}
 	return nil, fmt.Errorf("no path map for layer %s after learning", top)
 }
 
-func (e *Engine) storedMap(id string) *rewrite.Map {
-	data, err := e.layers.Data(id, layers.DataPathMap)
+func (lr *Learner) StoredMap(id string) *rewrite.Map {
+	data, err := lr.Layers.Data(id, layers.DataPathMap)
 	if err != nil {
 		return nil
 	}
 	var m rewrite.Map
 	if err := json.Unmarshal(data, &m); err != nil {
-		e.log.Warn("unreadable path map; learning it again", zap.String("layer", id))
+		lr.Log.Warn("unreadable path map; learning it again", zap.String("layer", id))
 		return nil
 	}
 	return &m
 }
 
-// phaseChain lists the phase layers of the chain ending in top, oldest
-// first, skipping rewrite layers between phases.
-func (e *Engine) phaseChain(top string, n int) ([]*layers.Layer, error) {
-	return layers.PhaseChain(e.layers, top, n)
-}
-
-// learnMode is how much a twin of a chain learns.
-type learnMode int
+// Mode is how much a twin of a chain learns.
+type Mode int
 
 const (
-	// learnTop: the map of the chain's top layer only, the one a resume
+	// Top: the map of the chain's top layer only, the one a resume
 	// from it needs, and no reruns: for a build someone waits for. One
 	// tree comparison instead of one per phase.
-	learnTop learnMode = iota
-	// learnAll: every layer's map, so an edit of any phase resumes, and
+	Top Mode = iota
+	// All: every layer's map, so an edit of any phase resumes, and
 	// the reruns that tell nondeterminism apart (classify): for the
 	// background learner.
-	learnAll
+	All
 )
 
-// learnChain runs the chain's phases again with synthetic output paths and
+// LearnChain runs the chain's phases again with synthetic output paths and
 // stores the map of what depends on them on the chain's top layer, or on
 // every layer (mode). When the chain reaches the outputs, it records how
-// each unexplained file reached them; with learnAll it also reruns the
+// each unexplained file reached them; with All it also reruns the
 // phases that produced bytes reaching an output with the same paths, to
 // tell the build's own nondeterminism from a path dependence.
-func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.Plan, chain []*layers.Layer, mode learnMode, progress func(events.Event)) error {
-	classify := mode == learnAll
-	defer e.announceLearning(j.Pkg, chain)()
+func (lr *Learner) LearnChain(ctx context.Context, j *phaserun.Job, plan *planner.Plan, chain []*layers.Layer, mode Mode, progress func(events.Event)) error {
+	classify := mode == All
+	defer lr.announceLearning(j.Pkg, chain)()
 	top := chain[len(chain)-1]
 	// The second build must differ from the chain's own build in the output
 	// paths only, so each phase runs with the environment of the derivation
 	// that built its layer (a later derivation may have reused the older
 	// layers, and the current one may differ in later phases' attributes).
-	jobs, err := e.chainJobs(ctx, j, chain)
+	jobs, err := lr.chainJobs(ctx, j, chain)
 	if err != nil {
 		return err
 	}
@@ -129,7 +162,7 @@ func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.
 	n := len(chain)
 	progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
 	t0 := time.Now()
-	sc := e.run.NewScratch(plan)
+	sc := lr.Run.NewScratch(plan)
 	defer sc.Close()
 	scratchJobs := make([]*phaserun.Job, n)
 	for i, jb := range jobs {
@@ -153,7 +186,7 @@ func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.
 	// Learn less: the phases up to an exactly learned map (a rebuild's
 	// pair) are not run again; their twin tree is that map's rewrite.
 	from := 0
-	if k, id, next := e.learnedPrefix(j, chain, pathsB, sc); k > 0 {
+	if k, id, next := lr.learnedPrefix(j, chain, pathsB, sc); k > 0 {
 		from, parent, state = k, id, next
 		classify = false // no twin layers of the skipped phases to rerun against
 		progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("the first %d phases' map is learned exactly: their twin is its rewrite, %d phases run again", k, n-k)})
@@ -170,28 +203,28 @@ func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.
 		}
 		parent, state = id, next
 		fault.Point(fault.InLearn)
-		if mode == learnTop && i < n-1 {
+		if mode == Top && i < n-1 {
 			continue
 		}
-		root, err := e.layers.Mount(id)
+		root, err := lr.Layers.Mount(id)
 		if err != nil {
 			return err
 		}
-		m, err := e.learnLayer(chain[i], root, pathsB)
-		e.layers.Unmount(id)
+		m, err := lr.learnLayer(chain[i], root, pathsB)
+		lr.Layers.Unmount(id)
 		if err != nil {
 			return err
 		}
 		exact = exact && m.Exact()
 		treesB = append(treesB, id)
 	}
-	if err := e.judgeLearned(ctx, jobs, plan, chain, treesB, sc, classify, progress); err != nil {
+	if err := lr.judgeLearned(ctx, jobs, plan, chain, treesB, sc, classify, progress); err != nil {
 		// The maps stand; their unexplained bytes stay unjudged (inexact
 		// if they reach an output).
-		e.log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
+		lr.Log.Warn("judging the learned chain's unexplained bytes", zap.Error(err))
 	}
-	if mode == learnAll { // the background learner's measure (learningEstimate)
-		e.recordLearning(chain[from:], time.Since(t0))
+	if mode == All { // the background learner's measure (learningEstimate)
+		lr.recordLearning(chain[from:], time.Since(t0))
 	}
 	progress(events.Event{Kind: events.EventLearned, Elapsed: time.Since(t0), Message: fmt.Sprintf("path maps learned in %s (exact: %v)", time.Since(t0).Round(time.Millisecond), exact)})
 	return nil
@@ -204,16 +237,16 @@ func (e *Engine) learnChain(ctx context.Context, j *phaserun.Job, plan *planner.
 // rewrites it for pathsB on a layer of sc: the tree a twin of those
 // phases would have made. It returns how many phases that spares (0:
 // none) and the layer and shell state the twin continues from.
-func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB map[string]string, sc *phaserun.Scratch) (int, string, *shellstate.Delta) {
+func (lr *Learner) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB map[string]string, sc *phaserun.Scratch) (int, string, *shellstate.Delta) {
 	var all []*layers.Layer // listed once, when a prefix needs its twins
 	// mappable: every layer under base has its map, or twins.
 	mappable := func(below []*layers.Layer) bool {
 		for _, l := range below {
-			if e.storedMap(l.ID) != nil {
+			if lr.StoredMap(l.ID) != nil {
 				continue
 			}
 			if all == nil {
-				if all, _ = e.layers.List(); all == nil {
+				if all, _ = lr.Layers.List(); all == nil {
 					return false
 				}
 			}
@@ -225,7 +258,7 @@ func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB ma
 	}
 	for k := len(chain) - 1; k >= 1; k-- {
 		base := chain[k-1]
-		m := e.storedMap(base.ID)
+		m := lr.StoredMap(base.ID)
 		if m == nil || !m.Exact() || !mappable(chain[:k-1]) {
 			continue
 		}
@@ -235,18 +268,17 @@ func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB ma
 				old2new[p] = b
 			}
 		}
-		state, err := e.run.LoadState(base.ID)
+		state, err := lr.Run.LoadState(base.ID)
 		if err != nil {
 			return 0, "", nil
 		}
-		var res Result
-		id, next, err := e.rewriteLayer(j, base.ID, state, old2new, &res, rewrite.Learned{Map: m})
+		id, next, v, err := lr.Run.RewriteLayer(j, base.ID, state, old2new, rewrite.Learned{Map: m})
 		if err != nil {
-			e.log.Warn("rewriting a learned prefix for the twin", zap.Error(err))
+			lr.Log.Warn("rewriting a learned prefix for the twin", zap.Error(err))
 			return 0, "", nil
 		}
 		sc.Created = append(sc.Created, id)
-		if res.Rewrite.Exact {
+		if v.Exact {
 			return k, id, next
 		}
 	}
@@ -255,18 +287,18 @@ func (e *Engine) learnedPrefix(j *phaserun.Job, chain []*layers.Layer, pathsB ma
 
 // chainJobs are the derivations that built each layer of a chain (j,
 // the current one, where a layer's derivation is gone or is j).
-func (e *Engine) chainJobs(ctx context.Context, j *phaserun.Job, chain []*layers.Layer) ([]*phaserun.Job, error) {
+func (lr *Learner) chainJobs(ctx context.Context, j *phaserun.Job, chain []*layers.Layer) ([]*phaserun.Job, error) {
 	byDrv := map[string]*phaserun.Job{j.Drv.Path: j}
 	jobs := make([]*phaserun.Job, len(chain))
 	for i, l := range chain {
 		d := l.Meta.DrvPath
 		if byDrv[d] == nil {
-			oj, err := e.run.Prepare(ctx, d, io.Discard)
+			oj, err := lr.Run.Prepare(ctx, d, io.Discard)
 			if err != nil || oj.Splittable != j.Splittable {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				e.log.Warn("the derivation that built a reused layer is gone; learning with the current one", zap.String("drv", d), zap.Error(err))
+				lr.Log.Warn("the derivation that built a reused layer is gone; learning with the current one", zap.String("drv", d), zap.Error(err))
 				oj = j
 			}
 			byDrv[d] = oj
@@ -278,26 +310,26 @@ func (e *Engine) chainJobs(ctx context.Context, j *phaserun.Job, chain []*layers
 
 // learnLayer compares one chain layer with its scratch twin and keeps the
 // map with the chain layer.
-func (e *Engine) learnLayer(l *layers.Layer, treeB string, pathsB map[string]string) (*rewrite.Map, error) {
-	treeA, err := e.layers.Mount(l.ID)
+func (lr *Learner) learnLayer(l *layers.Layer, treeB string, pathsB map[string]string) (*rewrite.Map, error) {
+	treeA, err := lr.Layers.Mount(l.ID)
 	if err != nil {
 		return nil, err
 	}
-	defer e.layers.Unmount(l.ID)
+	defer lr.Layers.Unmount(l.ID)
 	m, err := rewrite.Learn(treeA, treeB, l.Meta.Outputs, pathsB)
 	if err != nil {
 		return nil, fmt.Errorf("learning the path map of %s: %w", l.Meta.Phase, err)
 	}
-	return m, e.storeMap(l.ID, m)
+	return m, lr.storeMap(l.ID, m)
 }
 
 // storeMap keeps m as the path map of the chain that ends in layer id.
-func (e *Engine) storeMap(id string, m *rewrite.Map) error {
+func (lr *Learner) storeMap(id string, m *rewrite.Map) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return e.layers.SetData(id, layers.DataPathMap, data)
+	return lr.Layers.SetData(id, layers.DataPathMap, data)
 }
 
 // scratchJob is j with other output paths: the derivation's outputs and
@@ -324,4 +356,55 @@ func scratchJob(j *phaserun.Job, outputs map[string]string, curTo map[string]str
 	}
 	d.Env = env
 	return &sj
+}
+
+// learnTiming is the last learning measured on this cache: how long the
+// chain's phases took to build and how long learning them took.
+type learnTiming struct {
+	Built time.Duration `json:"built"`
+	Took  time.Duration `json:"took"`
+}
+
+func (lr *Learner) learnTimingPath() string {
+	return filepath.Join(lr.CacheDir, "learn-timing.json")
+}
+
+// recordLearning keeps how long learning chain took, for the estimate of
+// the next learner (learningEstimate).
+func (lr *Learner) recordLearning(chain []*layers.Layer, took time.Duration) {
+	t := learnTiming{Built: chainBuildTime(chain), Took: took}
+	data, _ := json.Marshal(t)
+	_ = os.WriteFile(lr.learnTimingPath(), data, 0o600)
+}
+
+// learningEstimate is how long learning chain should take, scaled from the
+// last learning measured (0 when none was): never the phases' build time,
+// which learning (a twin build and a tree comparison per phase) exceeds.
+func (lr *Learner) learningEstimate(chain []*layers.Layer) time.Duration {
+	data, err := os.ReadFile(lr.learnTimingPath())
+	var t learnTiming
+	if err != nil || json.Unmarshal(data, &t) != nil || t.Built <= 0 || t.Took <= 0 {
+		return 0
+	}
+	return time.Duration(float64(t.Took) * float64(chainBuildTime(chain)) / float64(t.Built))
+}
+
+func chainBuildTime(chain []*layers.Layer) time.Duration {
+	var d time.Duration
+	for _, l := range chain {
+		d += l.Meta.Duration
+	}
+	return d
+}
+
+// announceLearning records the chain this process learns, for the hook
+// deciding whether to wait for it and a build about to rebuild its chain;
+// the returned function takes it back.
+func (lr *Learner) announceLearning(pkg string, chain []*layers.Layer) func() {
+	l := results.Learning{Started: time.Now(), Estimate: lr.learningEstimate(chain)}
+	for _, layer := range chain {
+		l.Layers = append(l.Layers, layer.ID)
+		l.Keys = append(l.Keys, layer.Meta.Key)
+	}
+	return results.AnnounceLearning(lr.CacheDir, pkg, l)
 }

@@ -1,4 +1,4 @@
-package runner
+package learn
 
 import (
 	"context"
@@ -22,25 +22,25 @@ import (
 // hashes agree at an index, a third build of those phases that differs
 // there corroborates it (rewrite.Corroborate).
 
-// learnFromPair compares the newest layer this build created that has an
+// LearnFromPair compares the newest layer this build created that has an
 // older twin (same key, verified, other output paths) with that twin and
 // stores the map on it: the layer a resume after the next edit of the
 // phase that follows starts from. It reports whether a map was stored.
 // Only the top of the matching prefix is compared here: one tree
 // comparison, not one per phase; the layers under it learn theirs when a
 // resume first needs them (mapFromPair).
-func (e *Engine) learnFromPair(ctx context.Context, plan *planner.Plan, created []string, progress func(events.Event)) bool {
-	if len(created) == 0 || e.opts.Rewriter != nil {
+func (lr *Learner) LearnFromPair(ctx context.Context, plan *planner.Plan, created []string, progress func(events.Event)) bool {
+	if len(created) == 0 || lr.Fixed {
 		return false
 	}
 	mine := map[string]bool{}
 	for _, id := range created {
 		mine[id] = true
 	}
-	byKey := e.olderTwins(mine)
+	byKey := lr.olderTwins(mine)
 	var newTop, oldTop *layers.Layer
 	for _, id := range created {
-		l, err := e.layers.Get(id)
+		l, err := lr.Layers.Get(id)
 		if err != nil || l.Meta.KindOf() != layers.KindPhase {
 			break
 		}
@@ -50,18 +50,18 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *planner.Plan, created 
 		}
 		newTop, oldTop = l, o
 	}
-	if newTop == nil || e.storedMap(newTop.ID) != nil {
+	if newTop == nil || lr.StoredMap(newTop.ID) != nil {
 		return false
 	}
-	twins := e.twinsFor(newTop)
+	twins := lr.twinsFor(newTop)
 	if twins == nil {
-		e.log.Debug("this rebuild cannot teach the path map of its reruns (output hashes agree at an index); the background learner will", zap.String("older chain's layer", oldTop.ID))
+		lr.Log.Debug("this rebuild cannot teach the path map of its reruns (output hashes agree at an index); the background learner will", zap.String("older chain's layer", oldTop.ID))
 		return false
 	}
-	return e.learnFromTwins(ctx, plan, twins, newTop, "this rebuild and the chain it replaces", progress) != nil
+	return lr.learnFromTwins(ctx, plan, twins, newTop, "this rebuild and the chain it replaces", progress) != nil
 }
 
-// mapFromPair is the lazy form of learnFromPair, for a resume whose reused
+// MapFromPair is the lazy form of learnFromPair, for a resume whose reused
 // top has no map: when a layer with its key was built with other output
 // paths that pair with its own (the older chain of a rebuild), the map is
 // learned from the two trees, one comparison, instead of a twin build or a
@@ -71,15 +71,15 @@ func (e *Engine) learnFromPair(ctx context.Context, plan *planner.Plan, created 
 // it (remembered for this process and these twins), or, unless the caller holds it
 // (locked), when the package's learn lock is busy: storing maps beside a
 // learner would lose one of them, and a build does not wait for one.
-func (e *Engine) mapFromPair(ctx context.Context, plan *planner.Plan, pkg, top string, locked bool, progress func(events.Event)) *rewrite.Map {
-	if e.opts.Rewriter != nil {
+func (lr *Learner) MapFromPair(ctx context.Context, plan *planner.Plan, pkg, top string, locked bool, progress func(events.Event)) *rewrite.Map {
+	if lr.Fixed {
 		return nil
 	}
-	l, err := e.layers.Get(top)
+	l, err := lr.Layers.Get(top)
 	if err != nil || l.Meta.KindOf() != layers.KindPhase || !l.Meta.IsVerified() {
 		return nil
 	}
-	twins := e.twinsFor(l)
+	twins := lr.twinsFor(l)
 	if twins == nil {
 		return nil
 	}
@@ -89,22 +89,22 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *planner.Plan, pkg, top s
 	for _, t := range twins {
 		tried += " " + t.ID
 	}
-	if _, failed := e.unpaired.Load(tried); failed {
+	if _, failed := lr.unpaired.Load(tried); failed {
 		return nil
 	}
 	if !locked {
-		unlock, ok := e.locks.Try("learn", pkg)
+		unlock, ok := lr.Locks.Try("learn", pkg)
 		if !ok {
 			return nil
 		}
 		defer unlock()
-		if m := e.storedMap(top); m != nil { // learned meanwhile
+		if m := lr.StoredMap(top); m != nil { // learned meanwhile
 			return m
 		}
 	}
-	m := e.learnFromTwins(ctx, plan, twins, l, "two builds of the chain with other output paths", progress)
+	m := lr.learnFromTwins(ctx, plan, twins, l, "two builds of the chain with other output paths", progress)
 	if m == nil {
-		e.unpaired.Store(tried, true)
+		lr.unpaired.Store(tried, true)
 	}
 	return m
 }
@@ -115,18 +115,18 @@ func (e *Engine) mapFromPair(ctx context.Context, plan *planner.Plan, pkg, top s
 // otherwise two whose agreements with l never fall on the same index, the
 // second to corroborate what the first teaches (rewrite.Covered). nil when
 // none can.
-func (e *Engine) twinsFor(l *layers.Layer) []*layers.Layer {
-	return e.twinsWith(l.Meta.Key, l.ID, l.Meta.Outputs)
+func (lr *Learner) twinsFor(l *layers.Layer) []*layers.Layer {
+	return lr.TwinsWith(l.Meta.Key, l.ID, l.Meta.Outputs)
 }
 
-// twinsWith is twinsFor for a layer with key and outputs (other than the
+// TwinsWith is twinsFor for a layer with key and outputs (other than the
 // layer exclude), built or not: a rebuild with outputs learns the map
 // from the pair it makes only when twinsWith finds its twins.
-func (e *Engine) twinsWith(key, exclude string, outputs map[string]string) []*layers.Layer {
+func (lr *Learner) TwinsWith(key, exclude string, outputs map[string]string) []*layers.Layer {
 	if key == "" {
 		return nil
 	}
-	all, err := e.layers.List()
+	all, err := lr.Layers.List()
 	if err != nil {
 		return nil
 	}
@@ -164,12 +164,12 @@ func twinsAmong(all []*layers.Layer, key, exclude string, outputs map[string]str
 // stores it, records the reach of the bytes it cannot explain, and says
 // so; nil when learning failed or the second twin saw what the first
 // missed (logged: the caller goes on without the map).
-func (e *Engine) learnFromTwins(ctx context.Context, plan *planner.Plan, twins []*layers.Layer, newTop *layers.Layer, from string, progress func(events.Event)) *rewrite.Map {
+func (lr *Learner) learnFromTwins(ctx context.Context, plan *planner.Plan, twins []*layers.Layer, newTop *layers.Layer, from string, progress func(events.Event)) *rewrite.Map {
 	t0 := time.Now()
-	m, err := e.learnPair(twins[0], newTop)
+	m, err := lr.learnPair(twins[0], newTop)
 	if err == nil && len(twins) == 2 {
 		var other *rewrite.Map
-		if other, err = e.learnPair(twins[1], newTop); err == nil {
+		if other, err = lr.learnPair(twins[1], newTop); err == nil {
 			m, err = rewrite.Corroborate(m, other, twins[0].Meta.Outputs, twins[1].Meta.Outputs)
 		}
 		if err != nil {
@@ -177,26 +177,26 @@ func (e *Engine) learnFromTwins(ctx context.Context, plan *planner.Plan, twins [
 		}
 	}
 	if err == nil {
-		err = e.storeMap(newTop.ID, m)
+		err = lr.storeMap(newTop.ID, m)
 	}
 	if err != nil {
-		e.log.Warn("learning the path map from other builds of the chain", zap.Error(err))
+		lr.Log.Warn("learning the path map from other builds of the chain", zap.Error(err))
 		progress(events.Event{Kind: events.EventLearned, Message: "path map not learned from " + from + ": " + err.Error()})
 		return nil
 	}
 	if len(twins) == 2 {
 		from += ", corroborated by a third build (the pair's hashes agree at an index)"
 	}
-	chain, err := e.phaseChain(newTop.ID, newTop.Meta.Index+1)
+	chain, err := layers.PhaseChain(lr.Layers, newTop.ID, newTop.Meta.Index+1)
 	if err == nil {
 		// No reruns here: the unexplained bytes' reach is recorded, their
 		// cause stays unknown (judged on the outputs of each resume).
-		err = e.judgeLearned(ctx, nil, plan, chain, nil, nil, false, progress)
+		err = lr.judgeLearned(ctx, nil, plan, chain, nil, nil, false, progress)
 	}
 	if err != nil {
-		e.log.Warn("judging the unexplained bytes of a map learned from two builds", zap.Error(err))
+		lr.Log.Warn("judging the unexplained bytes of a map learned from two builds", zap.Error(err))
 	}
-	if stored := e.storedMap(newTop.ID); stored != nil {
+	if stored := lr.StoredMap(newTop.ID); stored != nil {
 		m = stored // with the reach judgeLearned recorded
 	}
 	how := "exact"
@@ -209,8 +209,8 @@ func (e *Engine) learnFromTwins(ctx context.Context, plan *planner.Plan, twins [
 
 // olderTwins are the complete, verified phase layers by key, the newest
 // of each key that is not one of mine (the layers a build just made).
-func (e *Engine) olderTwins(mine map[string]bool) map[string]*layers.Layer {
-	all, err := e.layers.List()
+func (lr *Learner) olderTwins(mine map[string]bool) map[string]*layers.Layer {
+	all, err := lr.Layers.List()
 	if err != nil {
 		return nil
 	}
@@ -225,17 +225,17 @@ func (e *Engine) olderTwins(mine map[string]bool) map[string]*layers.Layer {
 
 // learnPair maps what depends on the output paths in the tree of l by
 // comparing it with its twin o.
-func (e *Engine) learnPair(o, l *layers.Layer) (*rewrite.Map, error) {
-	treeO, err := e.layers.Mount(o.ID)
+func (lr *Learner) learnPair(o, l *layers.Layer) (*rewrite.Map, error) {
+	treeO, err := lr.Layers.Mount(o.ID)
 	if err != nil {
 		return nil, err
 	}
-	defer e.layers.Unmount(o.ID)
-	treeL, err := e.layers.Mount(l.ID)
+	defer lr.Layers.Unmount(o.ID)
+	treeL, err := lr.Layers.Mount(l.ID)
 	if err != nil {
 		return nil, err
 	}
-	defer e.layers.Unmount(l.ID)
+	defer lr.Layers.Unmount(l.ID)
 	m, err := rewrite.Learn(treeO, treeL, o.Meta.Outputs, l.Meta.Outputs)
 	if err != nil {
 		return nil, fmt.Errorf("learning the path map of %s from another build of it: %w", l.Meta.Phase, err)
