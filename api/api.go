@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/gc"
+	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/planner"
@@ -43,7 +44,7 @@ type Service interface {
 	// replaced, unverified), which background work changes.
 	Results(ctx context.Context, req ResultsRequest) (*ResultsResult, error)
 	List(ctx context.Context, req ListRequest) (*ListResult, error)
-	Log(ctx context.Context, req LogRequest) ([]runner.PhaseLog, error)
+	Log(ctx context.Context, req LogRequest) ([]inspect.PhaseLog, error)
 	// Shell runs an interactive shell in a phase's state on term.
 	Shell(ctx context.Context, req ShellRequest, term Terminal) (*runner.ShellResult, error)
 	// GC and Import change what the shared cache holds: trusted users only.
@@ -177,21 +178,21 @@ type Status struct {
 // ListRequest lists layers (of Package, or all) and with Builds the
 // builds Nix ran itself.
 type ListRequest struct {
-	Package runner.Package `json:"package"`
-	Builds  bool           `json:"builds,omitempty"`
+	Package inspect.Package `json:"package"`
+	Builds  bool            `json:"builds,omitempty"`
 }
 
 // ListResult answers List.
 type ListResult struct {
-	Layers []runner.LayerRow  `json:"layers"`
+	Layers []inspect.LayerRow `json:"layers"`
 	Builds []buildindex.Build `json:"builds,omitempty"`
 }
 
 // LogRequest asks for stored build logs: of one phase (a phase name,
 // "failed" or a layer id) or of the package's newest chain.
 type LogRequest struct {
-	Package runner.Package `json:"package"`
-	Phase   string         `json:"phase,omitempty"`
+	Package inspect.Package `json:"package"`
+	Phase   string          `json:"phase,omitempty"`
 }
 
 // ShellRequest opens a shell in the state after a phase.

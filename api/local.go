@@ -13,6 +13,7 @@ import (
 	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/gc"
+	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/phaserun"
@@ -172,7 +173,7 @@ func (l *Local) List(ctx context.Context, req ListRequest) (*ListResult, error) 
 		return nil, err
 	}
 	if rows == nil {
-		rows = []runner.LayerRow{}
+		rows = []inspect.LayerRow{}
 	}
 	res := &ListResult{Layers: rows}
 	if req.Builds {
@@ -184,7 +185,7 @@ func (l *Local) List(ctx context.Context, req ListRequest) (*ListResult, error) 
 }
 
 // indexBuilds are the index's builds of pkg (all without one), oldest first.
-func indexBuilds(cacheDir string, pkg runner.Package) ([]buildindex.Build, error) {
+func indexBuilds(cacheDir string, pkg inspect.Package) ([]buildindex.Build, error) {
 	all, err := buildindex.Builds(cacheDir)
 	if err != nil {
 		return nil, err
@@ -201,7 +202,7 @@ func indexBuilds(cacheDir string, pkg runner.Package) ([]buildindex.Build, error
 	return out, nil
 }
 
-func (l *Local) Log(ctx context.Context, req LogRequest) ([]runner.PhaseLog, error) {
+func (l *Local) Log(ctx context.Context, req LogRequest) ([]inspect.PhaseLog, error) {
 	return l.e.Log(ctx, req.Package, req.Phase, l.viewer())
 }
 
@@ -312,9 +313,9 @@ func (l *Local) Push(ctx context.Context, req PushRequest, out Output) (*PushRes
 
 // selectChain finds the top of the chain a push or an export takes: the
 // layer after phase at, or the newest cached phase of the derivation.
-func (l *Local) selectChain(ctx context.Context, drvPath, at string, out Output) (*runner.Selected, Selection, error) {
-	pkg := runner.Package{DrvPath: drvPath}
-	var sel *runner.Selected
+func (l *Local) selectChain(ctx context.Context, drvPath, at string, out Output) (*inspect.Selected, Selection, error) {
+	pkg := inspect.Package{DrvPath: drvPath}
+	var sel *inspect.Selected
 	var err error
 	if at != "" {
 		sel, err = l.e.Select(ctx, pkg, at, out.Log, l.viewer())

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/gc"
+	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/runner"
@@ -176,8 +177,8 @@ func (c *Client) List(ctx context.Context, req api.ListRequest) (*api.ListResult
 	return askFor[api.ListResult](ctx, c, methodList, req, api.Output{})
 }
 
-func (c *Client) Log(ctx context.Context, req api.LogRequest) ([]runner.PhaseLog, error) {
-	return ask[[]runner.PhaseLog](ctx, c, methodLog, req, api.Output{})
+func (c *Client) Log(ctx context.Context, req api.LogRequest) ([]inspect.PhaseLog, error) {
+	return ask[[]inspect.PhaseLog](ctx, c, methodLog, req, api.Output{})
 }
 
 func (c *Client) GC(ctx context.Context, req api.GCRequest, out api.Output) (*gc.Result, error) {

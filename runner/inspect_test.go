@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/gc"
+	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
@@ -75,7 +76,7 @@ func (c *cli) build(p []string) string {
 
 func (c *cli) layerCount() int {
 	c.t.Helper()
-	var rows []runner.LayerRow
+	var rows []inspect.LayerRow
 	c.mustJSON(&rows, "ls")
 	return len(rows)
 }
@@ -201,9 +202,9 @@ func TestShellAtBuild(t *testing.T) {
 	keep.do(`echo kept > kept-file`)
 	exec.Command("tmux", "-L", keep.socket, "send-keys", "-t", "t", "exit", "Enter").Run()
 	keep.waitFor(`__EXIT__0`, 30*time.Second)
-	var rows []runner.LayerRow
+	var rows []inspect.LayerRow
 	c.mustJSON(&rows, "ls")
-	var kept *runner.LayerRow
+	var kept *inspect.LayerRow
 	for i := range rows {
 		if rows[i].Status == "kept" {
 			kept = &rows[i]
@@ -380,13 +381,13 @@ func TestGC(t *testing.T) {
 	c := newCLI(t)
 	old := pkg("custom", e2etest.Salt())
 	c.build(old)
-	var oldRows []runner.LayerRow
+	var oldRows []inspect.LayerRow
 	c.mustJSON(&oldRows, "ls")
 	c.run(append([]string{"build", "-Q", "--no-out-link"}, pkg("failing", e2etest.Salt())...)...)
 	time.Sleep(10 * time.Millisecond)
 	newer := pkg("custom", e2etest.Salt())
 	c.build(newer)
-	var all []runner.LayerRow
+	var all []inspect.LayerRow
 	c.mustJSON(&all, "ls")
 
 	// A mount of the old chain's top pins it and the layers under it.
@@ -413,7 +414,7 @@ func TestGC(t *testing.T) {
 	if res.Freed <= 0 {
 		t.Error("gc freed nothing")
 	}
-	var left []runner.LayerRow
+	var left []inspect.LayerRow
 	c.mustJSON(&left, "ls")
 	kept := map[string]bool{}
 	for _, r := range left {
@@ -445,7 +446,7 @@ func TestGC(t *testing.T) {
 	}
 }
 
-func containsID(rows []runner.LayerRow, id string) bool {
+func containsID(rows []inspect.LayerRow, id string) bool {
 	for _, r := range rows {
 		if r.ID == id {
 			return true
@@ -455,7 +456,7 @@ func containsID(rows []runner.LayerRow, id string) bool {
 }
 
 // sharedWithNewest: an old layer the newest chain builds on.
-func sharedWithNewest(rows []runner.LayerRow, id string, newest map[string]bool) bool {
+func sharedWithNewest(rows []inspect.LayerRow, id string, newest map[string]bool) bool {
 	for _, r := range rows {
 		if newest[r.ID] && r.Parent == id {
 			return true

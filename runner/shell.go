@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/nixlayer/nixlayer/access"
+	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserun"
 )
@@ -42,12 +43,11 @@ type ShellResult struct {
 // layer of the selected phase's layer, with the builder's shell state
 // (variables, functions, working directory) restored.
 func (e *Engine) Shell(ctx context.Context, drvPath string, so ShellOptions) (*ShellResult, error) {
-	sel, err := e.Select(ctx, Package{DrvPath: drvPath}, so.At, so.Notice, so.Viewer)
+	sel, j, err := e.selectFor(ctx, inspect.Package{DrvPath: drvPath}, so.At, so.Notice, so.Viewer)
 	if err != nil {
 		return nil, err
 	}
 	base := sel.Layer
-	j := sel.job
 	// The sandbox is the one of the derivation that built the layer, so
 	// $out and friends are the paths the tree was built with.
 	if base.Meta.DrvPath != "" && base.Meta.DrvPath != j.Drv.Path {

@@ -16,8 +16,8 @@ import (
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/gc"
+	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/layers"
-	"github.com/nixlayer/nixlayer/runner"
 )
 
 // Inspection commands (issue 8): shell, mount, umount, ls, log, gc,
@@ -81,41 +81,41 @@ func looksLikePackage(a string) bool {
 
 // pkg resolves the named package to its derivation; without one, the
 // default.nix of the current directory, as nix-build does.
-func (c *common) pkg(ctx context.Context) (runner.Package, error) {
+func (c *common) pkg(ctx context.Context) (inspect.Package, error) {
 	if c.target.File == "" && c.target.Expr == "" && c.target.Flake == "" {
 		d, err := parseArgs(nil, nil, nil)
 		if err != nil {
-			return runner.Package{}, err
+			return inspect.Package{}, err
 		}
 		c.target.File, c.target.Flake = d.target.File, d.target.Flake
 	}
 	d, err := c.drvPath(ctx)
 	if err != nil {
-		return runner.Package{}, err
+		return inspect.Package{}, err
 	}
-	return runner.Package{DrvPath: d}, nil
+	return inspect.Package{DrvPath: d}, nil
 }
 
 // pkgService resolves the package (default.nix when none is named) and
 // connects to the engine; the caller closes the service.
-func (c *common) pkgService(ctx context.Context) (runner.Package, api.Service, error) {
+func (c *common) pkgService(ctx context.Context) (inspect.Package, api.Service, error) {
 	p, err := c.pkg(ctx)
 	if err != nil {
-		return runner.Package{}, nil, err
+		return inspect.Package{}, nil, err
 	}
 	svc, err := c.service(ctx)
 	if err != nil {
-		return runner.Package{}, nil, err
+		return inspect.Package{}, nil, err
 	}
 	return p, svc, nil
 }
 
 // signedPkgService is what export and push start with: the --sign-key,
 // the package and the engine.
-func (c *common) signedPkgService(ctx context.Context) (string, runner.Package, api.Service, error) {
+func (c *common) signedPkgService(ctx context.Context) (string, inspect.Package, api.Service, error) {
 	key, err := c.secretKey()
 	if err != nil {
-		return "", runner.Package{}, nil, err
+		return "", inspect.Package{}, nil, err
 	}
 	p, svc, err := c.pkgService(ctx)
 	return key, p, svc, err
@@ -128,7 +128,7 @@ func printJSON(v any) error {
 }
 
 // note tells the user when the chain taken is not the current
-// derivation's (runner.Selected.Note).
+// derivation's (inspect.Selected.Note).
 func note(text string) {
 	if text != "" {
 		fmt.Fprintf(os.Stderr, "nixlayer: note: %s\n", text)
@@ -296,7 +296,7 @@ func cmdLs(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var p runner.Package
+	var p inspect.Package
 	switch {
 	case hasPkg:
 		if p, err = c.pkg(ctx); err != nil {
@@ -320,7 +320,7 @@ func cmdLs(ctx context.Context, args []string) error {
 	}
 	if c.json {
 		return printJSON(struct {
-			Layers []runner.LayerRow  `json:"layers"`
+			Layers []inspect.LayerRow `json:"layers"`
 			Builds []buildindex.Build `json:"builds"`
 		}{rows, builds})
 	}
@@ -338,7 +338,7 @@ func cmdLs(ctx context.Context, args []string) error {
 	return nil
 }
 
-func printLayers(rows []runner.LayerRow) {
+func printLayers(rows []inspect.LayerRow) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PACKAGE\tPHASE\tSTATUS\tLAYER\tKEY\tOWN\tSHARED\tAGE\tTOOK\t")
 	var total int64
@@ -380,7 +380,7 @@ func cmdLog(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var p runner.Package
+	var p inspect.Package
 	if hasPkg {
 		if p, err = c.pkg(ctx); err != nil {
 			return err
