@@ -56,7 +56,8 @@ func forEachStdenv(t *testing.T, test func(t *testing.T, stdenv string)) {
 }
 
 func newDriverWorld(t *testing.T, stdenv string, attrs map[string]string) *driverWorld {
-	if _, err := exec.LookPath("bash"); err != nil {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
 		t.Skip("no bash")
 	}
 	dir := t.TempDir()
@@ -73,6 +74,9 @@ func newDriverWorld(t *testing.T, stdenv string, attrs map[string]string) *drive
 	}
 	w.env = map[string]string{
 		"PATH": "/path-not-set", "HOME": "/homeless-shelter", "NIX_BUILD_TOP": w.build, "TMPDIR": w.build,
+		// As Nix sets it: else the stdenv takes the shell bash found for
+		// itself, which is the user's login shell (nologin for a system user).
+		"builder": bash,
 		"stdenv": stdenv, "out": w.out, "outputs": "out", "name": "pkg-1", "src": src,
 	}
 	for k, v := range attrs {

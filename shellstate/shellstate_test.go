@@ -47,11 +47,12 @@ func readAll(f *os.File) ([]byte, error) {
 const setup = `export keep=1 gone=2; arr=(a b); f() { echo f; }; g() { echo g; }`
 
 func TestDeltaRoundTrip(t *testing.T) {
+	dir := t.TempDir()
 	caps := dumpsOf(t, setup+"\n"+DumpCommand+`
 new=$'two\nlines "q"'; export keep=changed; unset gone; arr+=(c); declare -A m=([k]=v [x y]=z)
 declare -i n=5; declare -n ref=new; sparse=(); sparse[7]=s
 f() { echo changed; }; unset -f g; h() { local x=1; echo "$x"; }
-shopt -s nullglob; set -o pipefail; umask 0027; mkdir -p /tmp/nlst && cd /tmp/nlst
+shopt -s nullglob; set -o pipefail; umask 0027; cd `+dir+`
 `+DumpCommand)
 	if len(caps) != 2 {
 		t.Fatalf("got %d captures", len(caps))
@@ -77,7 +78,7 @@ shopt -s nullglob; set -o pipefail; umask 0027; mkdir -p /tmp/nlst && cd /tmp/nl
 	if again[1].Options["umask"] != "umask 0027" {
 		t.Errorf("umask not carried: %q", again[1].Options["umask"])
 	}
-	if again[1].Cwd != "/tmp/nlst" {
+	if again[1].Cwd != dir {
 		t.Errorf("cwd = %q", again[1].Cwd)
 	}
 }
