@@ -77,7 +77,7 @@ func newDriverWorld(t *testing.T, stdenv string, attrs map[string]string) *drive
 		// As Nix sets it: else the stdenv takes the shell bash found for
 		// itself, which is the user's login shell (nologin for a system user).
 		"builder": bash,
-		"stdenv": stdenv, "out": w.out, "outputs": "out", "name": "pkg-1", "src": src,
+		"stdenv":  stdenv, "out": w.out, "outputs": "out", "name": "pkg-1", "src": src,
 	}
 	for k, v := range attrs {
 		w.env[k] = v
