@@ -74,11 +74,11 @@ func newDriverWorld(t *testing.T, stdenv string, attrs map[string]string) *drive
 	}
 	w.env = map[string]string{
 		"PATH": "/path-not-set", "HOME": "/homeless-shelter", "NIX_BUILD_TOP": w.build, "TMPDIR": w.build,
-		// As Nix sets it: else the stdenv takes the shell bash found for
-		// itself, which is the user's login shell (nologin for a system user).
-		"builder": bash,
-		"stdenv":  stdenv, "out": w.out, "outputs": "out", "name": "pkg-1", "src": src,
+		"stdenv": stdenv, "out": w.out, "outputs": "out", "name": "pkg-1", "src": src,
 	}
+	// As Nix sets it: else the stdenv takes the shell bash found for
+	// itself, which is the user's login shell (nologin for a system user).
+	w.env["builder"] = bash
 	for k, v := range attrs {
 		w.env[k] = v
 	}
