@@ -162,6 +162,17 @@ func Learner(cacheDir, pkg string) *Work {
 	return found
 }
 
+// MyLearning is the chain this process learns for pkg (nil: none): one
+// read of its own record, for a learner's poll.
+func MyLearning(cacheDir, pkg string) *Learning {
+	data, err := os.ReadFile(workFile(cacheDir, pkg, os.Getpid()))
+	var w Work
+	if err != nil || json.Unmarshal(data, &w) != nil {
+		return nil
+	}
+	return w.Learning
+}
+
 // Covers reports whether l learns layer id.
 func (l *Learning) Covers(id string) bool { return slices.Contains(l.Layers, id) }
 

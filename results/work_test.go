@@ -40,7 +40,13 @@ func TestWorkRegistry(t *testing.T) {
 	if len(Background(cache)) != 1 || Learner(cache, "other") != nil {
 		t.Fatal("learning in front shows as background work, or for another package")
 	}
+	if l := MyLearning(cache, "hello"); l == nil || !l.HasKey("kb") {
+		t.Fatalf("this process's own learning = %+v", l)
+	}
 	done()
+	if MyLearning(cache, "hello") != nil {
+		t.Fatal("this process's learning is still found after it took it back")
+	}
 	if Learner(cache, "hello") != nil {
 		t.Fatal("a learner is still found after it took its record back")
 	}

@@ -23,8 +23,8 @@ import (
 // one reruns the chain it learns (foreground.go).
 func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, func()) {
 	return foreground.Background(ctx, e.opts.CacheDir, func() []string {
-		if w := results.Learner(e.opts.CacheDir, pkg); w != nil && w.PID == os.Getpid() {
-			return w.Learning.Keys
+		if l := results.MyLearning(e.opts.CacheDir, pkg); l != nil {
+			return l.Keys
 		}
 		return nil
 	})
