@@ -16,6 +16,7 @@ import (
 	"oras.land/oras-go/v2/content"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/ocichain"
 )
@@ -150,7 +151,7 @@ func (c *Cache) PullMissing(ctx context.Context, w Wanted, ro RegistryOptions, r
 			return nil
 		}
 		if err != nil {
-			progress(events.Event{Kind: events.EventWarning, Message: fmt.Sprintf("layer cache %s unreachable (%s); building locally", src, oneLine(ocichain.Hint(err)))})
+			progress(events.Event{Kind: events.EventWarning, Message: fmt.Sprintf("layer cache %s unreachable (%s); building locally", src, logtail.FirstLine(ocichain.Hint(err).Error()))})
 			continue
 		}
 		if n == 0 {
@@ -161,7 +162,7 @@ func (c *Cache) PullMissing(ctx context.Context, w Wanted, ro RegistryOptions, r
 			if ctx.Err() != nil {
 				return nil
 			}
-			progress(events.Event{Kind: events.EventWarning, Message: fmt.Sprintf("layer cache %s: %s; building locally", src, oneLine(ocichain.Hint(err)))})
+			progress(events.Event{Kind: events.EventWarning, Message: fmt.Sprintf("layer cache %s: %s; building locally", src, logtail.FirstLine(ocichain.Hint(err).Error()))})
 			continue
 		}
 		c.Log.Debug("pulled", zap.String("from", rep.Source), zap.Int("layers", rep.Layers), zap.Int64("bytes", rep.Bytes))
@@ -514,12 +515,4 @@ func span(phases []string) string {
 		return phases[0]
 	}
 	return phases[0] + "…" + phases[len(phases)-1]
-}
-
-func oneLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return s
 }

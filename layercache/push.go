@@ -13,6 +13,7 @@ import (
 	"oras.land/oras-go/v2"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/ocichain"
 )
@@ -155,7 +156,7 @@ func (c *Cache) PushBuilt(ctx context.Context, top string, ro RegistryOptions, p
 	defer cancel()
 	rep, err := c.Push(pctx, top, rs.cfg.PushTo, PushOptions{Registry: ro})
 	if err != nil {
-		progress(events.Event{Kind: events.EventWarning, Message: "push failed: " + oneLine(err)})
+		progress(events.Event{Kind: events.EventWarning, Message: "push failed: " + logtail.FirstLine(err.Error())})
 		return
 	}
 	signed := "unsigned"

@@ -53,12 +53,6 @@ type Learner struct {
 	unpaired sync.Map
 }
 
-// firstLine is err's message up to its first line break.
-func firstLine(err error) string {
-	line, _, _ := strings.Cut(err.Error(), "\n")
-	return line
-}
-
 // PathMap returns the path-dependency map of the chain that ends in top
 // (the first n phases). A chain's maps are learned once, by running its
 // phases a second time on scratch layers with synthetic output paths of the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
@@ -51,7 +52,7 @@ func (t *Twin) Wait(progress func(events.Event)) {
 		progress(events.Event{Kind: events.EventLearned, Elapsed: time.Since(t.t0), Message: fmt.Sprintf("path maps learned beside the build (learn: concurrent), %s", events.Duration(time.Since(t.t0)))})
 	case errors.Is(err, errTwinStopped):
 	default:
-		progress(events.Event{Kind: events.EventLearned, Message: "path maps not learned beside the build: " + firstLine(err)})
+		progress(events.Event{Kind: events.EventLearned, Message: "path maps not learned beside the build: " + logtail.FirstLine(err.Error())})
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/phaserun"
@@ -85,15 +86,15 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 	progress(events.Event{Kind: events.EventAudit, Drv: r.Drv, Message: r.Name + ": auditing the resumed result: building it again from scratch to compare"})
 	j, err := e.run.Prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "its derivation cannot be prepared: " + firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "its derivation cannot be prepared: " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
 	plan, err := e.plan(j, planner.Options{})
 	if err != nil {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: logtail.FirstLine(err.Error())}, t0, progress)
 	}
 	layered, err := layers.PhaseChain(e.layers, r.Top, len(plan.Phases))
 	if err != nil {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the result's layers are gone (gc?): " + firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the result's layers are gone (gc?): " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
 	sc := e.run.NewScratch(plan)
 	defer sc.Close()
@@ -102,12 +103,12 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 		if ctx.Err() != nil {
 			return ctx.Err() // stays due: the next background work audits it
 		}
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the clean build failed: " + firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the clean build failed: " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
 	cleanTop := clean[len(clean)-1]
 	files, err := e.outputDifferences(j, r.Top, cleanTop)
 	if err != nil {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "comparing with the clean build: " + firstLine(err.Error())}, t0, progress)
+		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "comparing with the clean build: " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
 	if len(files) == 0 {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditPassed, Why: "a clean build from scratch equals the layered result"}, t0, progress)
@@ -348,7 +349,7 @@ func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results
 	res := &Result{TopLayer: cleanTop, Verified: len(stuck) == 0}
 	bo := BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}
 	if err := e.deliver(ctx, j, res, bo, func(events.Event) {}); err != nil {
-		a.Why += "; delivering the clean build failed: " + firstLine(err.Error())
+		a.Why += "; delivering the clean build failed: " + logtail.FirstLine(err.Error())
 		return e.auditEnded(ctx, r, a, t0, progress)
 	}
 	// The result links: into the store, or to the copy in the cache.

@@ -18,6 +18,7 @@ import (
 	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/foreground"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/learn"
@@ -324,7 +325,7 @@ func afterRebuild(why string, ran []string, err error, stopped bool) (state even
 	case err != nil && stopped:
 		return "", "", false
 	case err != nil:
-		return events.StateUnverified, "the exact rebuild failed: " + firstLine(err.Error()) + "; `nixlayer build --exact` retries", true
+		return events.StateUnverified, "the exact rebuild failed: " + logtail.FirstLine(err.Error()) + "; `nixlayer build --exact` retries", true
 	case len(ran) == 0:
 		return events.StateReplaced, why + "; replaced by an exact rebuild (nothing to rerun)", true
 	}
@@ -357,7 +358,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 	}
 	m, err := e.learner.PathMap(ctx, j, plan, r.ReusedTop, r.Reused, progress)
 	if err != nil {
-		return false, "its path map could not be learned: " + firstLine(err.Error()), nil
+		return false, "its path map could not be learned: " + logtail.FirstLine(err.Error()), nil
 	}
 	state, err := e.run.LoadState(r.ReusedTop)
 	if err != nil {
@@ -590,11 +591,4 @@ func (e *Engine) layerEntries(id string, subst *strings.Replacer) (map[string]st
 		return nil, fmt.Errorf("reading the diff of layer %s: %w", id, err)
 	}
 	return entries, nil
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

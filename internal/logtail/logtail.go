@@ -1,4 +1,4 @@
-// Package logtail cuts a log to its last lines, as error messages, the
+// Package logtail cuts a log to its last lines (or a message to its first), as error messages, the
 // language server and the tests show a failed build's output.
 package logtail
 
@@ -11,4 +11,11 @@ func Lines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// FirstLine is s up to its first line break: a multi-line error in a
+// one-line message.
+func FirstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
