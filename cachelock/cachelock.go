@@ -20,6 +20,23 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fsname"
 )
 
+// The kinds of lock, each with the subject it serialises.
+const (
+	// Derivation: the builds of a derivation (subject: its path).
+	Derivation = "drv"
+	// Removal is held exclusively while layers are removed (gc, dropped
+	// attempts) and shared while a build chooses the chain it reuses and
+	// mounts it: a chain is never removed between its choice and its use,
+	// and what is removed is never chosen (no subject).
+	Removal = "gc"
+	// Learn: the learning of a package's path maps (subject: the package).
+	Learn = "learn"
+	// Background: the background work of a package (subject: the package).
+	Background = "background"
+	// AuditCount: the count that picks which resumed results are audited.
+	AuditCount = "audit-count"
+)
+
 // Locks are the locks of one cache.
 type Locks struct{ dir string }
 

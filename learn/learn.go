@@ -64,7 +64,7 @@ func (lr *Learner) PathMap(ctx context.Context, j *phaserun.Job, plan *planner.P
 	if m := lr.StoredMap(top); m != nil {
 		return m, nil
 	}
-	unlock, err := lr.Locks.Exclusive(ctx, "learn", j.Pkg, func() {
+	unlock, err := lr.Locks.Exclusive(ctx, cachelock.Learn, j.Pkg, func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for the path map being learned in the background"})
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/planner"
@@ -93,7 +94,7 @@ func (lr *Learner) MapFromPair(ctx context.Context, plan *planner.Plan, pkg, top
 		return nil
 	}
 	if !locked {
-		unlock, ok := lr.Locks.Try("learn", pkg)
+		unlock, ok := lr.Locks.Try(cachelock.Learn, pkg)
 		if !ok {
 			return nil
 		}

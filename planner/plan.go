@@ -99,6 +99,35 @@ func (p *Plan) RunKeys() []string {
 	return keys
 }
 
+// HasForced: the plan reuses a phase --from forced (not what its key
+// says).
+func (p *Plan) HasForced() bool {
+	for _, ph := range p.Phases {
+		if ph.Status == StatusForced {
+			return true
+		}
+	}
+	return false
+}
+
+// LastReused is the top layer of the prefix the plan reuses ("" for none).
+func (p *Plan) LastReused() string {
+	_, top := p.ReusedPrefix()
+	return top
+}
+
+// ReusedPrefix is the prefix the plan reuses: how many phases, and the
+// top layer ("" for none).
+func (p *Plan) ReusedPrefix() (n int, top string) {
+	for _, ph := range p.Phases {
+		if ph.Status == StatusRun {
+			break
+		}
+		n, top = n+1, ph.Layer.ID
+	}
+	return n, top
+}
+
 // PhasePlan is one phase of a plan.
 type PhasePlan struct {
 	Name   string `json:"name"`

@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/build"
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/logtail"
@@ -32,36 +35,10 @@ import (
 // it with the layered one. A difference is reported loudly (the record,
 // `nixlayer status`, the editor, the log), the result is replaced by the
 // clean build, and the layers involved are made stale so no lookup finds
-// them again. How often: config.json's audit (Config.auditEvery).
+// them again. How often: config.json's audit (cacheconfig.Config.AuditEvery).
 
 // maxAuditFiles bounds the files an audit records.
 const maxAuditFiles = 50
-
-// auditChosen decides whether a resumed result is audited: every one, or
-// one in N by a counter kept in the cache (a steady rate, unlike chance).
-func (e *Engine) auditChosen() (bool, error) {
-	cfg, err := e.config()
-	if err != nil {
-		return false, err
-	}
-	every, err := cfg.auditEvery(os.Getenv)
-	if err != nil || every <= 1 {
-		return every == 1, err
-	}
-	unlock, err := e.locks.Exclusive(context.Background(), "audit-count", "", nil)
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	p := filepath.Join(e.opts.CacheDir, "audit-count")
-	data, _ := os.ReadFile(p)
-	n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	n++
-	if err := os.WriteFile(p, []byte(strconv.Itoa(n)+"\n"), 0o600); err != nil {
-		return false, fmt.Errorf("audit counter: %w", err)
-	}
-	return n%every == 0, nil
-}
 
 // auditsDue are the results of a package whose audit is owed, oldest
 // first; those still pending are settled first.
@@ -88,7 +65,7 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 	if err != nil {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "its derivation cannot be prepared: " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
-	plan, err := e.plan(j, planner.Options{})
+	plan, err := e.plans.Plan(j, planner.Options{})
 	if err != nil {
 		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: logtail.FirstLine(err.Error())}, t0, progress)
 	}
@@ -180,7 +157,7 @@ func (e *Engine) outputDifferences(j *phaserun.Job, a, b string) ([]results.Diff
 	}
 	defer e.layers.Unmount(b)
 	var out []results.Difference
-	for _, name := range sortedKeys(j.Drv.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(j.Drv.Outputs)) {
 		base := filepath.Base(j.Drv.Outputs[name])
 		diffs, err := verify.Compare(filepath.Join(rootA, "store", base), filepath.Join(rootB, "store", base))
 		if err != nil {
@@ -258,7 +235,7 @@ func auditFinding(a *results.Audit, nfiles int, stalePhase string, sameDrv bool)
 	for _, f := range a.Files {
 		files = append(files, f.Output+"/"+f.Path)
 	}
-	why := fmt.Sprintf("AUDIT FOUND A STALE LAYER: the layered result differs from a clean build in %d file(s) (%s)", nfiles, fewLines(files, 3))
+	why := fmt.Sprintf("AUDIT FOUND A STALE LAYER: the layered result differs from a clean build in %d file(s) (%s)", nfiles, logtail.FirstFew(files, 3))
 	if len(a.Phases) > 0 {
 		why += "; phases that differ: " + strings.Join(a.Phases, " ")
 	}
@@ -266,27 +243,15 @@ func auditFinding(a *results.Audit, nfiles int, stalePhase string, sameDrv bool)
 	case sameDrv:
 		why += "; the stale layers were built by this same derivation (a layer changed after it was made?)"
 	case len(a.Attrs) > 0:
-		why += "; attributes changed since " + stalePhase + "'s layer was built: " + fewLines(a.Attrs, 8)
+		why += "; attributes changed since " + stalePhase + "'s layer was built: " + logtail.FirstFew(a.Attrs, 8)
 	}
 	return why + "; the layers from " + stalePhase + " on are dropped"
-}
-
-// staleKeys are the keys of the layers an audit made stale.
-func (e *Engine) staleKeys() map[string]bool {
-	all, _ := e.layers.List()
-	keys := map[string]bool{}
-	for _, l := range all {
-		if l.Meta.Status == layers.StatusStale && l.Meta.Key != "" {
-			keys[l.Meta.Key] = true
-		}
-	}
-	return keys
 }
 
 // retireFrom makes a layer and every layer built on it stale; it returns
 // them.
 func (e *Engine) retireFrom(id, why string) ([]string, error) {
-	all, doomed, err := e.withDescendants(id)
+	all, doomed, err := e.layers.WithDescendants(id)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +288,7 @@ func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results
 	r = cur
 	var stuck []string // valid stale outputs Nix would not delete
 	var inStore []string
-	for _, name := range sortedKeys(j.Drv.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(j.Drv.Outputs)) {
 		p := j.Drv.Outputs[name]
 		if r.Outputs[name] == p {
 			inStore = append(inStore, p)
@@ -337,7 +302,7 @@ func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results
 		for _, p := range inStore {
 			for name, link := range links {
 				if target, err := os.Readlink(link); err == nil && target == p && r.Outputs[name] == p {
-					removeLink(link)
+					build.RemoveLink(link)
 				}
 			}
 		}
@@ -348,7 +313,7 @@ func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results
 	}
 	res := &Result{TopLayer: cleanTop, Verified: len(stuck) == 0}
 	bo := BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}
-	if err := e.deliver(ctx, j, res, bo, func(events.Event) {}); err != nil {
+	if err := e.builder.Deliver(ctx, j, res, bo, func(events.Event) {}); err != nil {
 		a.Why += "; delivering the clean build failed: " + logtail.FirstLine(err.Error())
 		return e.auditEnded(ctx, r, a, t0, progress)
 	}
@@ -358,7 +323,7 @@ func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results
 		if target, err := os.Readlink(link); p == "" || (err == nil && target != r.Outputs[name]) {
 			continue // the user pointed it elsewhere since
 		}
-		removeLink(link)
+		build.RemoveLink(link)
 		if res.InStore {
 			err = nixstore.AddGCRoot(ctx, p, link)
 		} else {
@@ -398,7 +363,7 @@ func (e *Engine) auditEnded(ctx context.Context, r *results.Record, a *results.A
 // lockedRecord takes the derivation's build lock and reads its record:
 // nil (and no lock held) when a newer build has recorded another result.
 func (e *Engine) lockedRecord(ctx context.Context, r *results.Record) (*results.Record, func(), error) {
-	unlock, err := e.locks.Exclusive(ctx, lockDrv, r.Drv, nil)
+	unlock, err := e.locks.Exclusive(ctx, cachelock.Derivation, r.Drv, nil)
 	if err != nil {
 		return nil, nil, err
 	}

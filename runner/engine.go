@@ -14,8 +14,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/build"
+	"github.com/nixlayer/nixlayer/cacheconfig"
 	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/jobplan"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/layertree"
 	"github.com/nixlayer/nixlayer/learn"
@@ -60,23 +64,23 @@ type Engine struct {
 	derivations *drv.Checker
 	// learner learns the chains' path maps.
 	learner *learn.Learner
+	// caches are the layer caches (config.json).
+	caches *layercache.Cache
+	// plans plans prepared derivations; builder builds them.
+	plans   *jobplan.Planner
+	builder *build.Builder
 }
 
-// DefaultCacheDir is /var/cache/nixlayer for root and
-// $XDG_CACHE_HOME/nixlayer (~/.cache/nixlayer) for other users, so a user's
-// layers never mix with the ones the hook (root) may put in the store.
-func DefaultCacheDir() string {
-	if d := os.Getenv("NIXLAYER_CACHE"); d != "" {
-		return d
-	}
-	if os.Geteuid() == 0 {
-		return "/var/cache/nixlayer"
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "nixlayer")
-	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("nixlayer-%d", os.Getuid()))
-}
+// The build's vocabulary, as the faces know it from the engine.
+type (
+	Result       = build.Result
+	BuildOptions = build.BuildOptions
+	PhaseError   = build.PhaseError
+)
+
+// DefaultCacheDir is the cache a user's commands use unless told otherwise
+// (cacheconfig.DefaultDir).
+func DefaultCacheDir() string { return cacheconfig.DefaultDir() }
 
 // Open opens the cache and removes layers left half-written by a writer
 // that died.
@@ -106,6 +110,16 @@ func Open(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, layers: st, log: opts.Logger, derivations: derivations, locks: cachelock.In(opts.CacheDir), trees: layertree.New(st, opts.CacheDir, opts.Logger),
 		run: &phaserun.Runner{Layers: st, CacheDir: opts.CacheDir, Cores: opts.Cores, Log: opts.Logger, Derivations: derivations}}
 	e.learner = &learn.Learner{Layers: st, Run: e.run, Locks: e.locks, CacheDir: opts.CacheDir, Log: opts.Logger, Fixed: opts.Rewriter != nil}
+	e.caches = &layercache.Cache{Layers: st, Dir: opts.CacheDir, Log: opts.Logger, Config: func() (*layercache.Config, error) {
+		cfg, err := cacheconfig.Read(opts.CacheDir)
+		if err != nil {
+			return nil, err
+		}
+		return &cfg.Config, nil
+	}}
+	e.plans = &jobplan.Planner{Layers: st, Learner: e.learner, Log: opts.Logger}
+	e.builder = &build.Builder{Layers: st, CacheDir: opts.CacheDir, Log: opts.Logger, Locks: e.locks, Run: e.run, Plans: e.plans,
+		Learner: e.learner, Caches: e.caches, Rewriter: opts.Rewriter, GC: e}
 	if err := e.claimCache(); err != nil {
 		st.Close()
 		return nil, err
@@ -138,7 +152,7 @@ func (e *Engine) claimCache() error {
 	e.inUse = f
 	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 		e.releaseOrphanMounts()
-		e.layerCache().RemoveLeftovers()
+		e.caches.RemoveLeftovers()
 	}
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
 }

@@ -1,12 +1,14 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
-	"go.uber.org/zap"
-
+	"github.com/nixlayer/nixlayer/cacheconfig"
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/internal/proc"
 	"github.com/nixlayer/nixlayer/layers"
@@ -18,8 +20,8 @@ import (
 // layer mounted (a build's reused chain, a shell, a view, `nixlayer
 // mount`), a package a build is running for, a pending result's layers.
 func (e *Engine) GC(ctx context.Context, o gc.Options) (*gc.Result, error) {
-	unlock, err := e.locks.Exclusive(ctx, removalLock, "", func() {
-		fmt.Fprintln(orDiscard(o.Log), "nixlayer: waiting for another gc, or builds choosing the layers they reuse, to finish")
+	unlock, err := e.locks.Exclusive(ctx, cachelock.Removal, "", func() {
+		fmt.Fprintln(cmp.Or(o.Log, io.Discard), "nixlayer: waiting for another gc, or builds choosing the layers they reuse, to finish")
 	})
 	if err != nil {
 		return nil, err
@@ -48,32 +50,12 @@ func (e *Engine) GC(ctx context.Context, o gc.Options) (*gc.Result, error) {
 	return gc.Collect(e.layers, all, inUse, o)
 }
 
-// removalLock is held exclusively while layers are removed (gc, dropped
-// attempts) and shared while a build chooses the chain it reuses and
-// mounts it (pinChain): a chain is never removed between its choice and
-// its use, and what is removed is never chosen.
-const removalLock = "gc"
-
-// pinChain keeps the top of a chain a build reuses mounted until the
-// returned func: gc keeps mounted layers and every layer under them, and
-// dropped attempts leave mounted layers.
-func (e *Engine) pinChain(top string) func() {
-	if top == "" {
-		return func() {}
-	}
-	if _, err := e.layers.Mount(top); err != nil {
-		e.log.Warn("pinning the reused chain", zap.String("layer", top), zap.Error(err))
-		return func() {}
-	}
-	return func() { e.layers.Unmount(top) }
-}
-
 // busyPackages names the packages a build is running for right now (their
 // derivation lock is held): none of their layers may go, since the build
 // may be about to reuse any of them.
 func (e *Engine) busyPackages() map[string]bool {
 	busy := map[string]bool{}
-	for _, drvPath := range e.locks.Held(lockDrv) {
+	for _, drvPath := range e.locks.Held(cachelock.Derivation) {
 		if _, name, ok := nixstore.SplitStorePath(drvPath); ok {
 			busy[strings.TrimSuffix(name, ".drv")] = true
 		}
@@ -84,7 +66,7 @@ func (e *Engine) busyPackages() map[string]bool {
 // AutoGC applies the size limit of the cache's config.json, if any; builds
 // call it when they end. It returns nil, nil when no limit is configured.
 func (e *Engine) AutoGC(ctx context.Context) (*gc.Result, error) {
-	c, err := e.config()
+	c, err := cacheconfig.Read(e.opts.CacheDir)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"io"
 
@@ -26,10 +27,10 @@ func (e *Engine) selectFor(ctx context.Context, pkg inspect.Package, at string, 
 	var p *planner.Plan
 	if pkg.DrvPath != "" {
 		var err error
-		if j, err = e.run.Prepare(ctx, pkg.DrvPath, orDiscard(log)); err != nil {
+		if j, err = e.run.Prepare(ctx, pkg.DrvPath, cmp.Or(log, io.Discard)); err != nil {
 			return nil, nil, err
 		}
-		if p, err = e.plan(j, planner.Options{Viewer: v}); err != nil {
+		if p, err = e.plans.Plan(j, planner.Options{Viewer: v}); err != nil {
 			return nil, nil, err
 		}
 		pkg.Name = j.Drv.Name
@@ -93,11 +94,11 @@ func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
 func (e *Engine) Top(ctx context.Context, pkg inspect.Package, log io.Writer, v *access.Viewer) (*inspect.Selected, error) {
 	var p *planner.Plan
 	if pkg.DrvPath != "" {
-		j, err := e.run.Prepare(ctx, pkg.DrvPath, orDiscard(log))
+		j, err := e.run.Prepare(ctx, pkg.DrvPath, cmp.Or(log, io.Discard))
 		if err != nil {
 			return nil, err
 		}
-		if p, err = e.plan(j, planner.Options{Viewer: v}); err != nil {
+		if p, err = e.plans.Plan(j, planner.Options{Viewer: v}); err != nil {
 			return nil, err
 		}
 		pkg.Name = j.Drv.Name

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixlayer/nixlayer/cacheconfig"
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
@@ -551,7 +552,7 @@ func TestExportImport(t *testing.T) {
 		t.Fatalf("export --sign-key: signed by %q", ex.SignedBy)
 	}
 	trusted := &cli{t: t, cache: t.TempDir(), dir: c.dir}
-	cfg, _ := json.Marshal(runner.Config{Config: layercache.Config{TrustedLayerKeys: []string{strings.TrimSpace(string(pk))}}})
+	cfg, _ := json.Marshal(cacheconfig.Config{Config: layercache.Config{TrustedLayerKeys: []string{strings.TrimSpace(string(pk))}}})
 	os.WriteFile(filepath.Join(trusted.cache, "config.json"), cfg, 0o600)
 	trusted.mustJSON(&imp, "import", oci, "--tag", "signed")
 	if len(imp) != 1 || !imp[0].Verified || imp[0].SignedBy != "export-test-1" {

@@ -16,6 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/access"
+	"github.com/nixlayer/nixlayer/build"
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/foreground"
 	"github.com/nixlayer/nixlayer/internal/logtail"
@@ -56,7 +58,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 		return err
 	}
 	defer results.AnnounceBackground(e.opts.CacheDir, j.Pkg, drvPath, os.Getpid(), "")() // waiting counts: it will run
-	unlock, err := e.locks.Exclusive(ctx, "background", j.Pkg, func() {
+	unlock, err := e.locks.Exclusive(ctx, cachelock.Background, j.Pkg, func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for the background work on " + j.Pkg + " that is running"})
 	})
 	if err != nil {
@@ -188,7 +190,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 	if err != nil {
 		return false, err
 	}
-	plan, err := e.plan(j, planner.Options{RequireVerified: true})
+	plan, err := e.plans.Plan(j, planner.Options{RequireVerified: true})
 	if err != nil {
 		return false, err
 	}
@@ -196,14 +198,14 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 	if err != nil || top == "" {
 		return false, err
 	}
-	unlock, err := e.locks.Exclusive(ctx, "learn", j.Pkg, nil)
+	unlock, err := e.locks.Exclusive(ctx, cachelock.Learn, j.Pkg, nil)
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
 	if e.learner.StoredMap(top) != nil {
 		progress(events.Event{Kind: events.EventLearned, Message: j.Drv.Name + ": path maps already learned"})
-		e.layerCache().PushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
+		e.caches.PushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
 		return false, nil
 	}
 	chain, err := layers.PhaseChain(e.layers, top, n)
@@ -213,7 +215,7 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 	if err := e.learner.LearnChain(ctx, j, plan, chain, learn.All, progress); err != nil {
 		return true, err
 	}
-	e.layerCache().PushBuilt(ctx, top, ro, progress) // the chain with its maps
+	e.caches.PushBuilt(ctx, top, ro, progress) // the chain with its maps
 	return true, nil
 }
 
@@ -225,7 +227,7 @@ func newestToLearn(p *planner.Plan, name string) (n int, top string, err error) 
 	if p.Whole {
 		return 0, "", nil
 	}
-	if n, top = reusedPrefix(p); top == "" {
+	if n, top = p.ReusedPrefix(); top == "" {
 		return 0, "", fmt.Errorf("%s has no cached layers to learn from: build it first", name)
 	}
 	return n, top, nil
@@ -352,7 +354,7 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 	if err != nil {
 		return false, "", err
 	}
-	plan, err := e.plan(j, planner.Options{})
+	plan, err := e.plans.Plan(j, planner.Options{})
 	if err != nil {
 		return false, "", err
 	}
@@ -365,11 +367,11 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 		return false, "", err
 	}
 	scratch := &Result{}
-	exact, _, err := e.rewriteLayer(j, r.ReusedTop, state, r.Old2New, scratch, rewrite.Learned{Map: m})
+	exact, _, err := e.builder.RewriteLayer(j, r.ReusedTop, state, r.Old2New, scratch, rewrite.Learned{Map: m})
 	if err != nil {
 		return false, "", err
 	}
-	defer e.dropLayers(exact)
+	defer e.builder.DropLayers(exact)
 	v := scratch.Rewrite
 	var diff, unexplained []string
 	if len(v.Failed) == 0 {
@@ -405,9 +407,9 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 		}
 		e.learner.SaveExactness(r.Top, ex)
 	}
-	e.markVerified(append([]string{r.RewriteLayer}, r.Created...))
+	e.builder.MarkVerified(append([]string{r.RewriteLayer}, r.Created...))
 	res := &Result{TopLayer: r.Top, Verified: true}
-	if err := e.deliver(ctx, j, res, BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, func(events.Event) {}); err != nil {
+	if err := e.builder.Deliver(ctx, j, res, BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, func(events.Event) {}); err != nil {
 		return false, "", err
 	}
 	e.repoint(ctx, r, res.Outputs)
@@ -434,7 +436,7 @@ func firstUnverified(chain []*layers.Layer) (phase string, found bool) {
 // provisional one can stand, how says how it compares, or why it cannot.
 func compareRewrites(failed, diff, unexplained []string) (same bool, how string) {
 	if len(failed) > 0 {
-		return false, "the reused layers cannot be rewritten exactly (" + fewLines(failed, 2) + ")"
+		return false, "the reused layers cannot be rewritten exactly (" + logtail.FirstFew(failed, 2) + ")"
 	}
 	// Files the map cannot explain are left as they are by the exact
 	// rewrite (the provisional scan may have rewritten a hash in them): they
@@ -451,7 +453,7 @@ func compareRewrites(failed, diff, unexplained []string) (same bool, how string)
 	}
 	switch {
 	case len(differ) > 0:
-		return false, fmt.Sprintf("the provisional rewrite differs from the exact one in %d file(s) (%s)", len(differ), fewLines(differ, 3))
+		return false, fmt.Sprintf("the provisional rewrite differs from the exact one in %d file(s) (%s)", len(differ), logtail.FirstFew(differ, 3))
 	case len(diff) > 0:
 		return true, fmt.Sprintf("the provisional rewrite equals the exact one but in %d file(s) the path map cannot explain, which reach no output", len(diff))
 	}
@@ -489,7 +491,7 @@ func (e *Engine) repoint(ctx context.Context, r *results.Record, outputs map[str
 		}
 		if link := r.Links[name]; link != "" && r.Owner == nil {
 			if target, err := os.Readlink(link); err == nil && target == old {
-				removeLink(link)
+				build.RemoveLink(link)
 				if err := nixstore.AddGCRoot(ctx, cur, link); err != nil {
 					e.log.Warn("repointing a result link", zap.String("link", link), zap.Error(err))
 				}
@@ -505,7 +507,7 @@ func (e *Engine) repoint(ctx context.Context, r *results.Record, outputs map[str
 // a second copy. old is only ever in a results directory root owns; a
 // daemon user's link to it is the user's and is never touched.
 func (e *Engine) replaceCacheCopy(ctx context.Context, r *results.Record, old, cur string) {
-	dir := cmp.Or(r.ResultsDir, e.resultsDir(""))
+	dir := cmp.Or(r.ResultsDir, e.builder.ResultsDir(""))
 	if filepath.Dir(old) != filepath.Clean(dir) {
 		return
 	}
@@ -591,4 +593,13 @@ func (e *Engine) layerEntries(id string, subst *strings.Replacer) (map[string]st
 		return nil, fmt.Errorf("reading the diff of layer %s: %w", id, err)
 	}
 	return entries, nil
+}
+
+// setState moves a record to a new state and saves it, telling progress.
+func (e *Engine) setState(r *results.Record, s events.ResultState, why string, progress func(events.Event)) {
+	r.State, r.Why = s, why
+	if err := results.Save(e.opts.CacheDir, r); err != nil {
+		e.log.Warn("saving a result's state", zap.Error(err))
+	}
+	progress(r.Event())
 }

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"io"
 
@@ -20,7 +21,7 @@ func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log i
 	if err != nil {
 		return nil, err
 	}
-	return verify.Check(ctx, d, e.resultsDir(resultsDir), e.LastVerdict(drvPath), orDiscard(log))
+	return verify.Check(ctx, d, e.builder.ResultsDir(resultsDir), e.LastVerdict(drvPath), cmp.Or(log, io.Discard))
 }
 
 // LastVerdict is the verdict recorded on the newest build of drvPath

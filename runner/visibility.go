@@ -3,7 +3,6 @@ package runner
 import (
 	"github.com/nixlayer/nixlayer/access"
 	"github.com/nixlayer/nixlayer/layers"
-	"github.com/nixlayer/nixlayer/planner"
 )
 
 // visibleLayers are the cache's layers v sees, oldest first.
@@ -20,16 +19,4 @@ func (e *Engine) visibleLayers(v *access.Viewer) ([]*layers.Layer, *access.Visib
 // (access.Check).
 func (e *Engine) CheckVisible(id string, v *access.Viewer) error {
 	return access.Check(e.layers, id, v)
-}
-
-// lookupFor is the layer cache as v's plan may use it.
-func (e *Engine) lookupFor(v *access.Viewer) (planner.Lookup, error) {
-	if v == nil {
-		return e.layers, nil
-	}
-	all, err := e.layers.List()
-	if err != nil {
-		return nil, err
-	}
-	return access.Visible(e.layers, access.Of(v, all)), nil
 }

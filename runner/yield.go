@@ -2,12 +2,8 @@ package runner
 
 import (
 	"context"
-	"fmt"
-	"os"
 
-	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/foreground"
-	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 )
 
@@ -28,21 +24,4 @@ func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, fu
 		}
 		return nil
 	})
-}
-
-// yieldLearner tells the user that the learner at work on pkg's chain
-// stops because this build is about to rebuild phases of that chain (the
-// same keys): it would only take cores from this build, which learns the
-// map from the pair or in front. The learner sees it in this build's mark.
-func (e *Engine) yieldLearner(pkg string, plan *planner.Plan, progress func(events.Event)) {
-	learner := results.Learner(e.opts.CacheDir, pkg)
-	if learner == nil || learner.PID == os.Getpid() {
-		return
-	}
-	for _, ph := range plan.Phases {
-		if plan.Runs(ph) && learner.Learning.HasKey(ph.Key) {
-			progress(events.Event{Kind: events.EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
-			return
-		}
-	}
 }

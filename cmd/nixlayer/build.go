@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/build"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/poll"
 	"github.com/nixlayer/nixlayer/layers"
@@ -41,10 +42,10 @@ func cmdBuild(ctx context.Context, args []string) error {
 		// A built version comes back as nix-build gives it: no sandbox, no
 		// layers. Switches only trusted users may give are judged by the
 		// service first, even when nothing would be built.
-		if outs, ok, err := runner.AlreadyBuilt(ctx, drvPath, link); err != nil {
+		if outs, ok, err := build.AlreadyBuilt(ctx, drvPath, link); err != nil {
 			return err
 		} else if ok {
-			return printBuilt(c, runner.BuiltResult(outs))
+			return printBuilt(c, build.BuiltResult(outs))
 		}
 	}
 	svc, err := c.service(ctx)

@@ -2,7 +2,10 @@
 // language server and the tests show a failed build's output.
 package logtail
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Lines is the last n lines of s (all of s when it has fewer).
 func Lines(s string, n int) string {
@@ -18,4 +21,13 @@ func Lines(s string, n int) string {
 func FirstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// FirstFew joins the first n items with "; " and counts the rest, for a
+// message that names a few of many files or attributes.
+func FirstFew(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, "; ")
+	}
+	return strings.Join(items[:n], "; ") + fmt.Sprintf("; and %d more", len(items)-n)
 }

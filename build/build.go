@@ -1,20 +1,37 @@
-package runner
+// Package build builds a derivation the layered way, as named steps:
+// lock the derivation, prepare it (phaserun), plan (Planner, over planner),
+// pull what the layer caches hold of the phases to run (layercache), repair
+// a damaged reused chain, reuse the cached prefix, rewrite layers built for
+// other output paths and judge the outputs (resume.go), run the remaining
+// phases on new layers, record the result's state (record.go), deliver it
+// (deliver.go), learn a path map from the pair it makes (learn), push and
+// collect. It sends the typed events every face shows. runner's Engine
+// wires it, starts the background work a build leaves, and is what the
+// faces call; the background work calls it for exact rebuilds.
+package build
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/cacheconfig"
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/foreground"
+	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/internal/logtail"
+	"github.com/nixlayer/nixlayer/jobplan"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/learn"
@@ -25,9 +42,6 @@ import (
 	"github.com/nixlayer/nixlayer/shellstate"
 	"github.com/nixlayer/nixlayer/verdict"
 )
-
-// lockDrv is the kind of lock a derivation's builds are serialised by.
-const lockDrv = "drv"
 
 // BuildOptions control one build.
 type BuildOptions struct {
@@ -110,7 +124,7 @@ type PhaseError struct {
 
 func (e *PhaseError) Error() string {
 	cache := ""
-	if e.CacheDir != DefaultCacheDir() {
+	if e.CacheDir != cacheconfig.DefaultDir() {
 		cache = " --cache " + e.CacheDir
 	}
 	return fmt.Sprintf("builder for '%s' failed in %s with exit code %d; last log lines:\n%s\nInspect the failed state with: nixlayer shell%s --at failed %s",
@@ -124,45 +138,69 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
+// Builder builds derivations on one cache's layers.
+type Builder struct {
+	Layers   *layers.Store
+	CacheDir string
+	Log      *zap.Logger
+	// Locks serialise builds of a derivation and removals.
+	Locks cachelock.Locks
+	// Run prepares derivations and runs their phases.
+	Run *phaserun.Runner
+	// Plans plans a prepared derivation.
+	Plans *jobplan.Planner
+	// Learner learns and stores the chains' path maps.
+	Learner *learn.Learner
+	// Caches are the layer caches (config.json layerCaches, pushTo).
+	Caches *layercache.Cache
+	// Rewriter, when set, adapts reused layers instead of the learned
+	// path maps (tests).
+	Rewriter rewrite.Rewriter
+	// GC applies the cache's size limit after each build.
+	GC Collector
+}
+
+// Collector applies the cache's size limit (config.json gc.maxSize); nil,
+// nil when none is set.
+type Collector interface {
+	AutoGC(ctx context.Context) (*gc.Result, error)
+}
+
 // Build builds a derivation phase by phase, reusing cached layers. A
 // result that rests on what is not yet verified is delivered at once as
-// provisional (unless Exact); after every build, failed ones included,
-// work that learning or verification still owes goes on in the background
-// (policy.go).
-func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*Result, error) {
+// provisional (unless Exact). o receives what the work a build leaves to
+// the background needs to know of it, failed builds included.
+func (b *Builder) Build(ctx context.Context, drvPath string, bo BuildOptions, o *Outcome) (*Result, error) {
 	if bo.NeverSlowerThanFull {
 		bo.Exact = true
 	}
 	if bo.Exact {
 		bo.RequireVerified = true
 	}
-	var o outcome
-	res, err := e.build(ctx, drvPath, bo, &o)
-	e.afterBuild(drvPath, bo, &o, res, err)
-	return res, err
+	return b.build(ctx, drvPath, bo, o)
 }
 
-// outcome is what the policy after a build needs to know of it.
-type outcome struct {
-	j    *phaserun.Job
-	plan *planner.Plan
+// Outcome is what the policy after a build needs to know of it.
+type Outcome struct {
+	Job  *phaserun.Job
+	Plan *planner.Plan
 	// provisional is the resume a provisional result rests on.
 	provisional *resume
 	created     []string
-	// pairLearned: the build rebuilt phases of a chain with other output
+	// PairLearned: the build rebuilt phases of a chain with other output
 	// paths and learned their map from the pair (no learner needed).
-	pairLearned bool
+	PairLearned bool
 }
 
-func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *outcome) (_ *Result, err error) {
+func (b *Builder) build(ctx context.Context, drvPath string, bo BuildOptions, o *Outcome) (_ *Result, err error) {
 	start := time.Now()
-	logw := orDiscard(bo.Log)
+	logw := cmp.Or(bo.Log, io.Discard)
 	progress := bo.Progress
 	if progress == nil {
 		progress = func(events.Event) {}
 	}
 	waited := false
-	unlock, err := e.locks.Exclusive(ctx, lockDrv, drvPath, func() {
+	unlock, err := b.Locks.Exclusive(ctx, cachelock.Derivation, drvPath, func() {
 		waited = true
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for another build of the same derivation to finish"})
 	})
@@ -180,61 +218,65 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			return BuiltResult(outs), nil
 		}
 	}
-	j, err := e.run.Prepare(ctx, drvPath, logw)
+	j, err := b.Run.Prepare(ctx, drvPath, logw)
 	if err != nil {
 		return nil, err
 	}
-	o.j = j
-	hist := e.newHistory(j, start)
-	progress = hist.observe(progress)
-	defer func() { hist.end(err) }()
+	o.Job = j
+	hist := buildindex.NewRecorder(b.CacheDir, b.Log, j.Drv.Path, j.Pkg, start)
+	progress = hist.Observe(progress)
+	defer func() { hist.End(err) }()
 	if j.Drv.IsFixedOutput() {
-		return e.buildWithNix(ctx, j, bo, progress, start)
+		return b.buildWithNix(ctx, j, bo, progress, start)
 	}
 	// The chain is chosen and pinned beside other builds, never beside a
-	// removal (removalLock).
-	release, err := e.locks.Shared(ctx, removalLock, "", func() {
+	// removal (cachelock.Removal).
+	release, err := b.Locks.Shared(ctx, cachelock.Removal, "", func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for a gc of the layer cache to finish"})
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	plan, err := e.plan(j, bo.Options)
+	plan, err := b.Plans.Plan(j, bo.Options)
 	if err != nil {
 		return nil, err
 	}
-	o.plan = plan
+	o.Plan = plan
 	// Phases missing here may be in a layer cache (config.json layerCaches).
-	plan = e.pullMissing(ctx, j, plan, bo.Options, bo.Registry, progress)
+	plan = b.pullMissing(ctx, j, plan, bo.Options, bo.Registry, progress)
 	// A reused layer whose directory was deleted is dropped and rebuilt.
-	if top := lastReused(plan); top != "" {
-		if err := e.checkChain(top); err != nil {
+	if top := plan.LastReused(); top != "" {
+		if err := b.Layers.CheckMount(top); err != nil {
 			progress(events.Event{Kind: events.EventRepair, Message: fmt.Sprintf("a cached layer is damaged (%v); rebuilding from it", err)})
-			if err := e.dropBroken(top); err != nil {
+			broken, why, err := b.Layers.DropBroken(top)
+			if broken != "" {
+				b.Log.Warn("layer is damaged; removing it and its descendants", zap.String("layer", broken), zap.Error(why))
+			}
+			if err != nil {
 				return nil, err
 			}
-			if plan, err = e.plan(j, bo.Options); err != nil {
+			if plan, err = b.Plans.Plan(j, bo.Options); err != nil {
 				return nil, err
 			}
-			o.plan = plan
+			o.Plan = plan
 		}
 	}
-	defer e.pinChain(lastReused(plan))()
+	defer b.pinChain(plan.LastReused())()
 	release()
 	fault.Point(fault.Planned)
 	if plan.Rewrite != nil && bo.NeverSlowerThanFull {
-		plan = e.fullIfFaster(ctx, j, plan, progress)
+		plan = b.Learner.FullIfFaster(ctx, j, plan, progress)
 	}
 	// Background work of the cache pauses while this build runs; a learner
 	// at work on phases it reruns leaves them to it.
 	var mark *foreground.Mark
 	if foreground.WorkOf(ctx) == nil {
-		mark = foreground.Put(e.opts.CacheDir, j.Pkg, plan.RunKeys(), e.log)
+		mark = foreground.Put(b.CacheDir, j.Pkg, plan.RunKeys(), b.Log)
 		defer mark.Done()
 		ctx = foreground.With(ctx, mark)
 	}
-	e.yieldLearner(j.Pkg, plan, progress)
+	b.yieldLearner(j.Pkg, plan, progress)
 	// res.Plan is the plan carried out: a fallback replaces it (resume.go).
 	res := &Result{Plan: plan, Verified: true}
 	total := len(plan.Phases)
@@ -255,7 +297,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 		progress(events.Event{Kind: events.EventCached, Phase: ph.Name, Index: i + 1, Total: total, Elapsed: ph.Layer.Duration, Layer: ph.Layer.ID})
 	}
 	if parent != "" {
-		if state, err = e.run.LoadState(parent); err != nil {
+		if state, err = b.Run.LoadState(parent); err != nil {
 			return nil, err
 		}
 	} else if j.Splittable {
@@ -263,8 +305,8 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	// "learn": "concurrent": a cold build's synthetic twin runs beside it.
 	var tw *learn.Twin
-	if parent == "" && plan.Rewrite == nil && j.Splittable && len(plan.Phases) > 1 && e.opts.Rewriter == nil && e.learnsConcurrently() {
-		tw = e.learner.StartTwin(ctx, j, plan)
+	if parent == "" && plan.Rewrite == nil && j.Splittable && len(plan.Phases) > 1 && b.Rewriter == nil && learnsConcurrently(b.CacheDir) {
+		tw = b.Learner.StartTwin(ctx, j, plan)
 		defer tw.Wait(progress)
 	}
 	// Reused layers built with other output paths are rewritten; bytes the
@@ -272,7 +314,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	// phases ran (resume.go, exactness.go).
 	var rs *resume
 	if plan.Rewrite != nil {
-		if rs, parent, state, err = e.rewriteReused(ctx, j, plan, parent, state, res, bo.Exact, progress); err != nil {
+		if rs, parent, state, err = b.rewriteReused(ctx, j, plan, parent, state, res, bo.Exact, progress); err != nil {
 			return nil, err
 		}
 		if rs != nil && rs.provisional {
@@ -281,16 +323,16 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	var ran []string // the layers this build made and kept
 	for {
-		top, created, err := e.runPlanned(ctx, j, res.Plan, parent, state, res, logw, progress, tw)
+		top, created, err := b.runPlanned(ctx, j, res.Plan, parent, state, res, logw, progress, tw)
 		ran = created
 		var early errEndedEarly
 		if errors.As(err, &early) {
 			// Build it in one step from now on, as Nix runs it.
-			e.run.MarkEndsEarly(j, early.phase)
+			b.Run.MarkEndsEarly(j, early.phase)
 			progress(events.Event{Kind: events.EventFallback, Message: fmt.Sprintf("%s exits the builder, which ends a Nix build early: building %s in one step", early.phase, j.Drv.Name)})
 			unlock()
 			mark.Done() // the build again leaves its own
-			return e.build(ctx, drvPath, bo, o)
+			return b.build(ctx, drvPath, bo, o)
 		}
 		if err != nil {
 			return nil, err
@@ -303,7 +345,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 			break
 		}
 		var again bool
-		if rs, parent, state, again, err = e.judgeResume(ctx, j, res.Plan, rs, top, created, res, bo.Exact, progress); err != nil {
+		if rs, parent, state, again, err = b.judgeResume(ctx, j, res.Plan, rs, top, created, res, bo.Exact, progress); err != nil {
 			return nil, err
 		}
 		if !again {
@@ -312,22 +354,22 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 	}
 	res.TopLayer = parent
 	if res.Exactness != nil {
-		e.learner.SaveExactness(parent, res.Exactness) // for nixlayer verify
+		b.Learner.SaveExactness(parent, res.Exactness) // for nixlayer verify
 	}
-	e.resultState(res, o)
-	if err := e.deliver(ctx, j, res, bo, progress); err != nil {
+	resultState(res, o)
+	if err := b.Deliver(ctx, j, res, bo, progress); err != nil {
 		return nil, err
 	}
-	e.recordResult(j, res, bo, o, progress)
+	b.recordResult(j, res, bo, o, progress)
 	if res.Verified && tw == nil {
-		o.pairLearned = e.learner.LearnFromPair(ctx, res.Plan, ran, progress)
+		o.PairLearned = b.Learner.LearnFromPair(ctx, res.Plan, ran, progress)
 	}
 	if res.Verified && len(res.Ran) > 0 {
-		e.layerCache().PushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
+		b.Caches.PushBuilt(ctx, res.TopLayer, bo.Registry, progress) // config.json pushTo (CI)
 	}
 	// The cache's size limit (config.json gc.maxSize) applies after each build.
-	if collected, err := e.AutoGC(ctx); err != nil {
-		e.log.Warn("automatic gc", zap.Error(err))
+	if collected, err := b.GC.AutoGC(ctx); err != nil {
+		b.Log.Warn("automatic gc", zap.Error(err))
 	} else if collected != nil && len(collected.Removed) > 0 {
 		progress(events.Event{Kind: events.EventGC, Message: fmt.Sprintf("cache over its size limit: removed %d layers", len(collected.Removed))})
 	}
@@ -338,7 +380,7 @@ func (e *Engine) build(ctx context.Context, drvPath string, bo BuildOptions, o *
 
 // runPlanned runs every phase the plan marks to run, over parent, and
 // returns the top layer and the layers it created.
-func (e *Engine) runPlanned(ctx context.Context, j *phaserun.Job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *learn.Twin) (string, []string, error) {
+func (b *Builder) runPlanned(ctx context.Context, j *phaserun.Job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, logw io.Writer, progress func(events.Event), tw *learn.Twin) (string, []string, error) {
 	total := len(plan.Phases)
 	var created []string
 	for i, ph := range plan.Phases {
@@ -347,7 +389,7 @@ func (e *Engine) runPlanned(ctx context.Context, j *phaserun.Job, plan *planner.
 		}
 		progress(events.Event{Kind: events.EventStart, Phase: ph.Name, Index: i + 1, Total: total, Follows: ph.Follows, Estimate: ph.Estimate, Message: ph.Reason})
 		t0 := time.Now()
-		id, next, perr := e.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
+		id, next, perr := b.runPhase(ctx, j, plan, i, parent, state, res.Verified, logw)
 		if perr != nil {
 			var pe *PhaseError
 			if errors.As(perr, &pe) {
@@ -377,35 +419,35 @@ func planSummary(p *planner.Plan) string {
 }
 
 // runPhase runs phase i on a new layer over parent.
-func (e *Engine) runPhase(ctx context.Context, j *phaserun.Job, plan *planner.Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
+func (b *Builder) runPhase(ctx context.Context, j *phaserun.Job, plan *planner.Plan, i int, parent string, state *shellstate.Delta, verifiedSoFar bool, logw io.Writer) (string, *shellstate.Delta, error) {
 	ph := plan.Phases[i]
 	meta := layers.Meta{Kind: layers.KindPhase, Phase: ph.Name, Index: i, DrvPath: j.Drv.Path, DrvName: j.Drv.Name, Package: j.Pkg, Outputs: j.Drv.Outputs, Attrs: ph.KeyInputs}
-	if plan.From != "" && hasForced(plan) {
+	if plan.From != "" && plan.HasForced() {
 		// Not what its key says: the requesting user's alone.
 		uid := plan.Viewer.Owner()
 		meta.PrivateTo = &uid
 	}
-	l, err := e.layers.Create(parent, meta)
+	l, err := b.Layers.Create(parent, meta)
 	if err != nil {
 		return "", nil, err
 	}
 	var logBuf bytes.Buffer
 	t0 := time.Now()
-	r, err := e.run.RunPhaseOn(ctx, j, plan, i, l.ID, state, io.MultiWriter(&logBuf, logw), false)
+	r, err := b.Run.RunPhaseOn(ctx, j, plan, i, l.ID, state, io.MultiWriter(&logBuf, logw), false)
 	if err != nil {
 		// Interrupted (cancelled) or broken: the half-written layer goes now;
 		// a writer killed before this point leaves it "running", and the
 		// next run removes it.
-		e.layers.Unmount(l.ID)
-		if derr := e.layers.Delete(l.ID); derr != nil {
-			e.log.Warn("removing an interrupted layer", zap.Error(derr))
+		b.Layers.Unmount(l.ID)
+		if derr := b.Layers.Delete(l.ID); derr != nil {
+			b.Log.Warn("removing an interrupted layer", zap.Error(derr))
 		}
 		return "", nil, fmt.Errorf("%s of %s: %w", ph.Name, j.Drv.Name, err)
 	}
 	if !plan.Whole && r.Exit == 0 && !strings.Contains(string(r.Phases), "returned") {
 		// The phase's code exited the builder: in Nix that ends the build.
-		e.layers.Unmount(l.ID)
-		e.layers.Delete(l.ID)
+		b.Layers.Unmount(l.ID)
+		b.Layers.Delete(l.ID)
 		return "", nil, errEndedEarly{ph.Name}
 	}
 	fault.PointAt(fault.AfterPhase, ph.Name)
@@ -418,10 +460,10 @@ func (e *Engine) runPhase(ctx context.Context, j *phaserun.Job, plan *planner.Pl
 		}
 		next = state // a failed phase: its state is not needed
 	}
-	if err := e.run.SaveState(l.ID, next); err != nil {
+	if err := b.Run.SaveState(l.ID, next); err != nil {
 		return "", nil, err
 	}
-	if err := e.layers.SetData(l.ID, layers.DataLog, logBuf.Bytes()); err != nil {
+	if err := b.Layers.SetData(l.ID, layers.DataLog, logBuf.Bytes()); err != nil {
 		return "", nil, err
 	}
 	meta.Key = ph.Key
@@ -432,46 +474,19 @@ func (e *Engine) runPhase(ctx context.Context, j *phaserun.Job, plan *planner.Pl
 	switch {
 	case r.Exit != 0:
 		meta.Status = layers.StatusFailed
-	case plan.From != "" && hasForced(plan):
+	case plan.From != "" && plan.HasForced():
 		meta.Status = layers.StatusDerived
 	default:
 		meta.Status = layers.StatusComplete
 	}
-	if err := e.layers.Finish(l.ID, meta); err != nil {
+	if err := b.Layers.Finish(l.ID, meta); err != nil {
 		return "", nil, err
 	}
 	if r.Exit != 0 {
-		return "", nil, &PhaseError{Drv: j.Drv.Path, Name: j.Drv.Name, Phase: ph.Name, Exit: r.Exit, LogTail: logtail.Lines(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: e.opts.CacheDir}
+		return "", nil, &PhaseError{Drv: j.Drv.Path, Name: j.Drv.Name, Phase: ph.Name, Exit: r.Exit, LogTail: logtail.Lines(withoutNixLines(logBuf.String()), 25), Layer: l.ID, CacheDir: b.CacheDir}
 	}
-	e.log.Debug("phase done", zap.String("phase", ph.Name), zap.Duration("took", meta.Duration))
+	b.Log.Debug("phase done", zap.String("phase", ph.Name), zap.Duration("took", meta.Duration))
 	return l.ID, next, nil
-}
-
-func hasForced(p *planner.Plan) bool {
-	for _, ph := range p.Phases {
-		if ph.Status == planner.StatusForced {
-			return true
-		}
-	}
-	return false
-}
-
-// lastReused is the top layer of the prefix a plan reuses ("" for none).
-func lastReused(p *planner.Plan) string {
-	_, top := reusedPrefix(p)
-	return top
-}
-
-// reusedPrefix is the prefix a plan reuses: how many phases, and the top
-// layer ("" for none).
-func reusedPrefix(p *planner.Plan) (n int, top string) {
-	for _, ph := range p.Phases {
-		if ph.Status == planner.StatusRun {
-			break
-		}
-		n, top = n+1, ph.Layer.ID
-	}
-	return n, top
 }
 
 // withoutNixLines drops the stdenv's `@nix {…}` lines, which Nix consumes
@@ -491,3 +506,58 @@ func withoutNixLines(log string) string {
 type errEndedEarly struct{ phase string }
 
 func (e errEndedEarly) Error() string { return e.phase + " exited the builder" }
+
+// learnsConcurrently: the cache's config.json says "learn": "concurrent".
+func learnsConcurrently(cacheDir string) bool {
+	cfg, err := cacheconfig.Read(cacheDir)
+	return err == nil && cfg.LearnsConcurrently()
+}
+
+// yieldLearner tells the user that the learner at work on pkg's chain
+// stops because this build is about to rebuild phases of that chain (the
+// same keys): it would only take cores from this build, which learns the
+// map from the pair or in front. The learner sees it in this build's mark.
+func (b *Builder) yieldLearner(pkg string, plan *planner.Plan, progress func(events.Event)) {
+	learner := results.Learner(b.CacheDir, pkg)
+	if learner == nil || learner.PID == os.Getpid() {
+		return
+	}
+	for _, ph := range plan.Phases {
+		if plan.Runs(ph) && learner.Learning.HasKey(ph.Key) {
+			progress(events.Event{Kind: events.EventBackground, Message: fmt.Sprintf("the background learner (pid %d) stops: this build rebuilds the chain it learns", learner.PID)})
+			return
+		}
+	}
+}
+
+// pinChain keeps the top of a chain a build reuses mounted until the
+// returned func: gc keeps mounted layers and every layer under them, and
+// dropped attempts leave mounted layers.
+func (b *Builder) pinChain(top string) func() {
+	if top == "" {
+		return func() {}
+	}
+	if _, err := b.Layers.Mount(top); err != nil {
+		b.Log.Warn("pinning the reused chain", zap.String("layer", top), zap.Error(err))
+		return func() {}
+	}
+	return func() { b.Layers.Unmount(top) }
+}
+
+// pullMissing pulls what the layer caches have of the phases a plan must
+// run; it returns the plan to build, replanned when something was pulled.
+func (b *Builder) pullMissing(ctx context.Context, j *phaserun.Job, plan *planner.Plan, po planner.Options, ro layercache.RegistryOptions, progress func(events.Event)) *planner.Plan {
+	if plan.From != "" || firstToRun(plan) < 0 {
+		return plan // nothing runs, or --from chose what to reuse
+	}
+	rep := b.Caches.PullMissing(ctx, Wanted(j, plan, StaleKeys(b.Layers)), ro, po.RequireVerified, progress)
+	if rep == nil {
+		return plan
+	}
+	np, err := b.Plans.Plan(j, po)
+	if err != nil {
+		return plan
+	}
+	explainAgainst(np, rep.Later, rep.Source)
+	return np
+}

@@ -1,4 +1,8 @@
-package runner
+// Package cacheconfig reads a cache's optional config.json: the automatic
+// gc's limits, the layer caches' settings, how learning runs and how often
+// a resumed result is audited. The engine's build, background work and gc
+// read it when they need it, so an edit takes effect at the next build.
+package cacheconfig
 
 import (
 	"encoding/json"
@@ -9,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/layercache"
-	"github.com/nixlayer/nixlayer/ocichain"
 )
 
 // Config is the cache's optional config.json.
@@ -30,31 +33,16 @@ type Config struct {
 	// ends: worth it with cores to spare).
 	Learn string `json:"learn,omitempty"`
 	// Audit is how often the background work rebuilds a resumed result
-	// from scratch and compares it with the layered one (audit.go), the
+	// from scratch and compares it with the layered one (runner's audit), the
 	// safety net for a layer whose content does not match its key:
 	// "always", "never", or "1/N" (one resumed result in N). Unset: "1/20",
 	// or "always" when the environment says CI=true.
 	Audit string `json:"audit,omitempty"`
 }
 
-// LayerCache reports whether ref (registry/repo[:tag]) names one of the
-// repositories the config's layerCaches lists, and lists them.
-func (e *Engine) LayerCache(ref string) (bool, []string, error) {
-	cfg, err := e.config()
-	if err != nil {
-		return false, nil, err
-	}
-	for _, c := range cfg.LayerCaches {
-		if ocichain.SameRepository(ref, c) {
-			return true, cfg.LayerCaches, nil
-		}
-	}
-	return false, cfg.LayerCaches, nil
-}
-
-// config reads <cache>/config.json; a missing file is an empty config.
-func (e *Engine) config() (*Config, error) {
-	path := filepath.Join(e.opts.CacheDir, "config.json")
+// Read reads cacheDir/config.json; a missing file is an empty config.
+func Read(cacheDir string) (*Config, error) {
+	path := filepath.Join(cacheDir, "config.json")
 	var c Config
 	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
@@ -73,11 +61,11 @@ func (e *Engine) config() (*Config, error) {
 // resumed result in 20.
 const defaultAuditEvery = 20
 
-// auditEvery is how many resumed results share one audit: 1 audits every
+// AuditEvery is how many resumed results share one audit: 1 audits every
 // one, 0 none. CI (CI=true, as CI services set it) audits every one unless
 // the config says otherwise: there a wrong result costs most and a clean
 // build costs least.
-func (c *Config) auditEvery(getenv func(string) string) (int, error) {
+func (c *Config) AuditEvery(getenv func(string) string) (int, error) {
 	switch a := strings.TrimSpace(c.Audit); {
 	case a == "" && strings.EqualFold(getenv("CI"), "true"):
 		return 1, nil
@@ -102,8 +90,21 @@ func (c *Config) auditEvery(getenv func(string) string) (int, error) {
 // ends: it costs the cores of a second build at the same time.
 const LearnConcurrent = "concurrent"
 
-// learnsConcurrently: config.json says "learn": "concurrent".
-func (e *Engine) learnsConcurrently() bool {
-	cfg, err := e.config()
-	return err == nil && cfg.Learn == LearnConcurrent
+// LearnsConcurrently: config.json says "learn": "concurrent".
+func (c *Config) LearnsConcurrently() bool { return c.Learn == LearnConcurrent }
+
+// DefaultDir is /var/cache/nixlayer for root and
+// $XDG_CACHE_HOME/nixlayer (~/.cache/nixlayer) for other users, so a user's
+// layers never mix with the ones the hook (root) may put in the store.
+func DefaultDir() string {
+	if d := os.Getenv("NIXLAYER_CACHE"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/cache/nixlayer"
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "nixlayer")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("nixlayer-%d", os.Getuid()))
 }

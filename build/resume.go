@@ -1,13 +1,14 @@
-package runner
+package build
 
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/learn"
 	"github.com/nixlayer/nixlayer/phaserun"
@@ -40,32 +41,32 @@ type resume struct {
 // a resume when the outputs must decide (nil when the rewrite is exact, or
 // failed and stays so). With exact, a failed rewrite falls back at once to
 // the longest prefix that can be rewritten.
-func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, exact bool, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
+func (b *Builder) rewriteReused(ctx context.Context, j *phaserun.Job, plan *planner.Plan, parent string, state *shellstate.Delta, res *Result, exact bool, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
 	n := len(res.Reused)
 	verified := res.Verified
-	rw := e.opts.Rewriter
+	rw := b.Rewriter
 	var m *rewrite.Map
 	provisional := false
 	if rw == nil {
-		m = e.learner.StoredMap(parent)
+		m = b.Learner.StoredMap(parent)
 		if m == nil {
-			m = e.learner.MapFromPair(ctx, plan, j.Pkg, parent, false, progress)
+			m = b.Learner.MapFromPair(ctx, plan, j.Pkg, parent, false, progress)
 		}
 		switch {
 		case m != nil:
 		case !exact:
 			// Nobody waits for learning: rewrite now what a scan can see,
-			// deliver the result as provisional, and let the background
+			// Deliver the result as provisional, and let the background
 			// learner confirm the rewrite or replace the result.
 			rw, provisional = rewrite.Provisional{}, true
 		default:
 			var err error
-			m, err = e.learner.PathMap(ctx, j, plan, parent, n, progress)
+			m, err = b.Learner.PathMap(ctx, j, plan, parent, n, progress)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, "", nil, err
 				}
-				e.log.Warn("no path map; falling back to hash substitution", zap.Error(err))
+				b.Log.Warn("no path map; falling back to hash substitution", zap.Error(err))
 				progress(events.Event{Kind: events.EventLearned, Message: "path map not learned: " + err.Error()})
 			}
 		}
@@ -73,12 +74,12 @@ func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *plann
 			rw = rewrite.Learned{Map: m}
 		}
 	}
-	rewritten, next, err := e.rewriteLayer(j, parent, state, plan.Rewrite, res, rw)
+	rewritten, next, err := b.RewriteLayer(j, parent, state, plan.Rewrite, res, rw)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	progress(events.Event{Kind: events.EventRewrite, Exact: res.Rewrite.Exact, Message: rewriteMessage(res.Rewrite)})
-	chain, err := layers.PhaseChain(e.layers, parent, n)
+	chain, err := layers.PhaseChain(b.Layers, parent, n)
 	if err != nil {
 		chain = nil // producers unknown: an inexact verdict rebuilds everything
 	}
@@ -90,23 +91,23 @@ func (e *Engine) rewriteReused(ctx context.Context, j *phaserun.Job, plan *plann
 		res.Exactness = verdict.Decide(nil, planner.PhaseNames(plan.Phases))
 		return nil, rewritten, next, nil
 	case rewritePredict:
-		if ex := e.learner.PredictExactness(m, chain, plan.Phases); !ex.Exact {
+		if ex := b.Learner.PredictExactness(m, chain, plan.Phases); !ex.Exact {
 			progress(events.Event{Kind: events.EventVerdict, Message: "outputs NOT exact, as in the last build on these layers: " + ex.Summary})
-			e.dropLayers(rewritten)
+			b.DropLayers(rewritten)
 			res.Exactness, res.Inexact = ex, ex
 			fb := inexactFallBack(ex, n, true)
-			return e.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
+			return b.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
 		}
 		return rs, rewritten, next, nil
 	case rewriteUnverified:
-		res.Exactness = verdict.Failed(res.Rewrite, e.learner.Producers(chain), planner.PhaseNames(plan.Phases))
+		res.Exactness = verdict.Failed(res.Rewrite, b.Learner.Producers(chain), planner.PhaseNames(plan.Phases))
 		return nil, rewritten, next, nil
 	}
-	res.Exactness = verdict.Failed(res.Rewrite, e.learner.Producers(chain), planner.PhaseNames(plan.Phases))
-	e.dropLayers(rewritten)
+	res.Exactness = verdict.Failed(res.Rewrite, b.Learner.Producers(chain), planner.PhaseNames(plan.Phases))
+	b.DropLayers(rewritten)
 	res.Inexact = res.Exactness
 	fb := failedRewriteFallBack(n)
-	return e.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
+	return b.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
 }
 
 // rewriteStep is what a build does with the rewrite of its reused layers.
@@ -184,8 +185,8 @@ func inexactFallBack(ex *verdict.Exactness, reused int, predicted bool) fallback
 // exact set drops them and falls back to the phase that produced the
 // offending bytes: again is then true, with the resume of the kept prefix
 // (nil when there is nothing to judge) and where to continue.
-func (e *Engine) judgeResume(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(events.Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
-	ex, err := e.judgeLayers(j, plan, rs, top)
+func (b *Builder) judgeResume(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, top string, created []string, res *Result, exact bool, progress func(events.Event)) (next *resume, parent string, state *shellstate.Delta, again bool, err error) {
+	ex, err := b.judgeLayers(j, plan, rs, top)
 	if err != nil {
 		return nil, "", nil, false, err
 	}
@@ -195,13 +196,13 @@ func (e *Engine) judgeResume(ctx context.Context, j *phaserun.Job, plan *planner
 	res.Verified = verified
 	if fb == nil {
 		if verified {
-			e.markVerified(append([]string{rs.layer}, created...))
+			b.MarkVerified(append([]string{rs.layer}, created...))
 		}
 		return nil, top, nil, false, nil
 	}
-	e.dropLayers(append([]string{rs.layer}, created...)...)
+	b.DropLayers(append([]string{rs.layer}, created...)...)
 	res.Inexact = ex
-	next, parent, state, err = e.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
+	next, parent, state, err = b.fallBack(ctx, j, plan, rs, fb.keep, fb.why, res, progress)
 	return next, parent, state, err == nil, err
 }
 
@@ -221,18 +222,18 @@ func judgedResume(ex *verdict.Exactness, reusedVerified, exact bool, reused int)
 	return false, &f
 }
 
-func (e *Engine) judgeLayers(j *phaserun.Job, plan *planner.Plan, rs *resume, top string) (*verdict.Exactness, error) {
-	topRoot, err := e.layers.Mount(top)
+func (b *Builder) judgeLayers(j *phaserun.Job, plan *planner.Plan, rs *resume, top string) (*verdict.Exactness, error) {
+	topRoot, err := b.Layers.Mount(top)
 	if err != nil {
 		return nil, err
 	}
-	defer e.layers.Unmount(top)
-	tree, err := e.layers.Mount(rs.layer)
+	defer b.Layers.Unmount(top)
+	tree, err := b.Layers.Mount(rs.layer)
 	if err != nil {
 		return nil, err
 	}
-	defer e.layers.Unmount(rs.layer)
-	return e.learner.JudgeOutputs(rs.verdict, rs.m, rs.chain, plan.Phases, tree, j.Drv.Outputs, learn.OutputDirs(topRoot, j.Drv.Outputs))
+	defer b.Layers.Unmount(rs.layer)
+	return b.Learner.JudgeOutputs(rs.verdict, rs.m, rs.chain, plan.Phases, tree, j.Drv.Outputs, learn.OutputDirs(topRoot, j.Drv.Outputs))
 }
 
 // fallBack keeps at most maxKeep reused phases, the longest prefix whose
@@ -240,9 +241,9 @@ func (e *Engine) judgeLayers(j *phaserun.Job, plan *planner.Plan, rs *resume, to
 // real output paths in res.Plan (a new plan: plan stays as it was). It
 // returns the resume of the kept prefix (nil when its rewrite is exact or
 // nothing is kept) and where to continue.
-func (e *Engine) fallBack(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, maxKeep int, why string, res *Result, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
+func (b *Builder) fallBack(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, maxKeep int, why string, res *Result, progress func(events.Event)) (*resume, string, *shellstate.Delta, error) {
 	res.Verified = rs.verified
-	keep, parent, state, next, err := e.exactPrefix(ctx, j, plan, rs, maxKeep, res)
+	keep, parent, state, next, err := b.exactPrefix(ctx, j, plan, rs, maxKeep, res)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -271,7 +272,7 @@ func fallBackMessage(keep int, phases []string) string {
 // layer. It returns how many phases it keeps (0: none, start from
 // scratch), the layer and shell state to continue from, and the resume to
 // judge when the map leaves bytes unexplained.
-func (e *Engine) exactPrefix(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, maxKeep int, res *Result) (int, string, *shellstate.Delta, *resume, error) {
+func (b *Builder) exactPrefix(ctx context.Context, j *phaserun.Job, plan *planner.Plan, rs *resume, maxKeep int, res *Result) (int, string, *shellstate.Delta, *resume, error) {
 	var start *shellstate.Delta
 	if j.Probe != nil {
 		start = j.Probe.Start
@@ -281,7 +282,7 @@ func (e *Engine) exactPrefix(ctx context.Context, j *phaserun.Job, plan *planner
 			return 0, "", nil, nil, ctx.Err()
 		}
 		base := rs.chain[k-1]
-		m := e.learner.StoredMap(base.ID)
+		m := b.Learner.StoredMap(base.ID)
 		if !mapApplies(m) {
 			continue
 		}
@@ -291,17 +292,17 @@ func (e *Engine) exactPrefix(ctx context.Context, j *phaserun.Job, plan *planner
 				old2new[old] = cur
 			}
 		}
-		state, err := e.run.LoadState(base.ID)
+		state, err := b.Run.LoadState(base.ID)
 		if err != nil {
 			return 0, "", start, nil, err
 		}
-		rewritten, next, err := e.rewriteLayer(j, base.ID, state, old2new, res, rewrite.Learned{Map: m})
+		rewritten, next, err := b.RewriteLayer(j, base.ID, state, old2new, res, rewrite.Learned{Map: m})
 		if err != nil {
 			return 0, "", start, nil, err
 		}
 		switch v := res.Rewrite; prefixRewrite(v) {
 		case prefixShorter:
-			e.dropLayers(rewritten)
+			b.DropLayers(rewritten)
 			continue
 		case prefixExact:
 			res.Exactness = verdict.Decide(nil, planner.PhaseNames(plan.Phases))
@@ -342,41 +343,41 @@ func prefixRewrite(v *rewrite.Verdict) prefixStep {
 	return prefixJudged
 }
 
-// markVerified records that layers built on a rewrite are exact after all:
+// MarkVerified records that layers built on a rewrite are exact after all:
 // the outputs showed that the bytes the map could not explain reach none.
-func (e *Engine) markVerified(ids []string) {
+func (b *Builder) MarkVerified(ids []string) {
 	t := true
 	for _, id := range ids {
-		l, err := e.layers.Get(id)
+		l, err := b.Layers.Get(id)
 		if err != nil {
 			continue
 		}
 		l.Meta.Verified = &t
-		if err := e.layers.Finish(id, l.Meta); err != nil {
-			e.log.Warn("marking a layer verified", zap.String("layer", id), zap.Error(err))
+		if err := b.Layers.Finish(id, l.Meta); err != nil {
+			b.Log.Warn("marking a layer verified", zap.String("layer", id), zap.Error(err))
 		}
 	}
 }
 
-// dropLayers deletes layers of an attempt that will not be used, the
+// DropLayers deletes layers of an attempt that will not be used, the
 // newest first (the last given is the newest), but for those another
 // build chose meanwhile: it mounts what it reuses (pinChain), and the
 // layers under them stay too.
-func (e *Engine) dropLayers(ids ...string) {
-	unlock, err := e.locks.Exclusive(context.Background(), removalLock, "", nil)
+func (b *Builder) DropLayers(ids ...string) {
+	unlock, err := b.Locks.Exclusive(context.Background(), cachelock.Removal, "", nil)
 	if err != nil {
-		e.log.Warn("leaving unused layers to gc", zap.Error(err))
+		b.Log.Warn("leaving unused layers to gc", zap.Error(err))
 		return
 	}
 	defer unlock()
 	for i := len(ids) - 1; i >= 0; i-- {
-		e.layers.Unmount(ids[i])
-		if e.layers.MountCount(ids[i]) > 0 {
-			e.log.Debug("an unused layer is in use by another build; gc removes it later", zap.String("layer", ids[i]))
+		b.Layers.Unmount(ids[i])
+		if b.Layers.MountCount(ids[i]) > 0 {
+			b.Log.Debug("an unused layer is in use by another build; gc removes it later", zap.String("layer", ids[i]))
 			continue
 		}
-		if err := e.layers.Delete(ids[i]); err != nil {
-			e.log.Warn("removing an unused layer", zap.String("layer", ids[i]), zap.Error(err))
+		if err := b.Layers.Delete(ids[i]); err != nil {
+			b.Log.Warn("removing an unused layer", zap.String("layer", ids[i]), zap.Error(err))
 		}
 	}
 }
@@ -390,21 +391,13 @@ func rewriteMessage(v *rewrite.Verdict) string {
 	case v.Exact:
 		return fmt.Sprintf(head, "exact: ")
 	case len(v.Failed) > 0:
-		return fmt.Sprintf(head, "not verified: ") + "; " + fewLines(v.Failed, 3)
+		return fmt.Sprintf(head, "not verified: ") + "; " + logtail.FirstFew(v.Failed, 3)
 	}
 	var files []string
 	for _, u := range v.Unexplained {
 		files = append(files, u.Path)
 	}
-	return fmt.Sprintf(head, "") + fmt.Sprintf("; the map cannot explain bytes in %d file(s) (%s), left as they are: the outputs decide", len(files), fewLines(files, 3))
-}
-
-// fewLines joins the first n items and counts the rest.
-func fewLines(items []string, n int) string {
-	if len(items) <= n {
-		return strings.Join(items, "; ")
-	}
-	return strings.Join(items[:n], "; ") + fmt.Sprintf("; and %d more", len(items)-n)
+	return fmt.Sprintf(head, "") + fmt.Sprintf("; the map cannot explain bytes in %d file(s) (%s), left as they are: the outputs decide", len(files), logtail.FirstFew(files, 3))
 }
 
 // WhyNotVerified explains, in one line, why a result stays outside the
@@ -413,7 +406,7 @@ func (r *Result) WhyNotVerified() string {
 	switch {
 	case r.Verified:
 		return ""
-	case r.Plan != nil && hasForced(r.Plan):
+	case r.Plan != nil && r.Plan.HasForced():
 		return "it reuses layers whose inputs differ (--from)"
 	case r.Exactness != nil && !r.Exactness.Exact:
 		ex := r.Exactness
@@ -433,10 +426,10 @@ func (r *Result) WhyNotVerified() string {
 	return "it reuses layers that rest on an inexact rewrite of an earlier build; --exact rebuilds them"
 }
 
-// rewriteLayer is phaserun's RewriteLayer with its verdict recorded on
+// RewriteLayer is phaserun's RewriteLayer with its verdict recorded on
 // res: a rewrite that is not exact leaves the result unverified.
-func (e *Engine) rewriteLayer(j *phaserun.Job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result, rw rewrite.Rewriter) (string, *shellstate.Delta, error) {
-	id, next, v, err := e.run.RewriteLayer(j, parent, state, old2new, rw)
+func (b *Builder) RewriteLayer(j *phaserun.Job, parent string, state *shellstate.Delta, old2new map[string]string, res *Result, rw rewrite.Rewriter) (string, *shellstate.Delta, error) {
+	id, next, v, err := b.Run.RewriteLayer(j, parent, state, old2new, rw)
 	if err != nil {
 		return "", nil, err
 	}

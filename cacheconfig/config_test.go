@@ -1,4 +1,4 @@
-package runner
+package cacheconfig
 
 import (
 	"strings"
@@ -27,7 +27,7 @@ func TestAuditEvery(t *testing.T) {
 		{"5%", "", 0, true},
 	} {
 		cfg := &Config{Audit: c.audit}
-		got, err := cfg.auditEvery(func(k string) string {
+		got, err := cfg.AuditEvery(func(k string) string {
 			if k == "CI" {
 				return c.ci
 			}

@@ -1,8 +1,10 @@
-package runner
+package build
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -17,14 +19,14 @@ import (
 	"github.com/nixlayer/nixlayer/results"
 )
 
-// deliver puts the outputs where the user finds them: into the Nix store
+// Deliver puts the outputs where the user finds them: into the Nix store
 // when every layer matched its key, else into the cache.
-func (e *Engine) deliver(ctx context.Context, j *phaserun.Job, res *Result, bo BuildOptions, progress func(events.Event)) error {
-	root, err := e.layers.Mount(res.TopLayer)
+func (b *Builder) Deliver(ctx context.Context, j *phaserun.Job, res *Result, bo BuildOptions, progress func(events.Event)) error {
+	root, err := b.Layers.Mount(res.TopLayer)
 	if err != nil {
 		return err
 	}
-	defer e.layers.Unmount(res.TopLayer)
+	defer b.Layers.Unmount(res.TopLayer)
 	trees := map[string]string{}
 	for name, p := range j.Drv.Outputs {
 		tree := filepath.Join(root, "store", filepath.Base(p))
@@ -50,7 +52,7 @@ func (e *Engine) deliver(ctx context.Context, j *phaserun.Job, res *Result, bo B
 		for name, p := range j.Drv.Outputs {
 			res.Outputs[name] = p
 			if bo.ResultLink != "" {
-				removeLink(linkName(bo.ResultLink, name))
+				RemoveLink(linkName(bo.ResultLink, name))
 				if err := nixstore.AddGCRoot(ctx, p, linkName(bo.ResultLink, name)); err != nil {
 					return err
 				}
@@ -60,7 +62,7 @@ func (e *Engine) deliver(ctx context.Context, j *phaserun.Job, res *Result, bo B
 		return nil
 	}
 	// Outside the store: a copy in the cache, canonical like a store path.
-	dir := e.resultsDir(bo.ResultsDir)
+	dir := b.ResultsDir(bo.ResultsDir)
 	for name, p := range j.Drv.Outputs {
 		dst := filepath.Join(dir, filepath.Base(p))
 		if err := replaceTree(trees[p], dst, bo.ResultOwner); err != nil {
@@ -69,7 +71,7 @@ func (e *Engine) deliver(ctx context.Context, j *phaserun.Job, res *Result, bo B
 		res.Outputs[name] = dst
 		if bo.ResultLink != "" {
 			link := linkName(bo.ResultLink, name)
-			removeLink(link)
+			RemoveLink(link)
 			if err := os.Symlink(dst, link); err != nil {
 				return fmt.Errorf("creating %s: %w", link, err)
 			}
@@ -164,9 +166,9 @@ func handOver(top string, o *results.Owner) error {
 	return os.Chmod(top, fi.Mode().Perm()&0o500)
 }
 
-// removeLink replaces an earlier result link, as nix-build does; anything
+// RemoveLink replaces an earlier result link, as nix-build does; anything
 // that is not a symlink is left alone (and the link creation then fails).
-func removeLink(path string) {
+func RemoveLink(path string) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		os.Remove(path)
 	}
@@ -174,16 +176,16 @@ func removeLink(path string) {
 
 // buildWithNix leaves a fixed-output derivation to Nix, which fetches it and
 // checks its hash; there is nothing to layer in a download.
-func (e *Engine) buildWithNix(ctx context.Context, j *phaserun.Job, bo BuildOptions, progress func(events.Event), start time.Time) (*Result, error) {
+func (b *Builder) buildWithNix(ctx context.Context, j *phaserun.Job, bo BuildOptions, progress func(events.Event), start time.Time) (*Result, error) {
 	progress(events.Event{Kind: events.EventDeliver, Message: "fixed-output derivation: built by Nix, which checks its hash"})
-	if err := nixstore.Realise(nixstore.WithLog(ctx, orDiscard(bo.Log)), j.Drv.Path); err != nil {
+	if err := nixstore.Realise(nixstore.WithLog(ctx, cmp.Or(bo.Log, io.Discard)), j.Drv.Path); err != nil {
 		return nil, err
 	}
 	res := &Result{Plan: &planner.Plan{Drv: j.Drv.Path, Name: j.Drv.Name, Outputs: j.Drv.Outputs, Whole: true, WhyWhole: "fixed-output derivation (built by Nix)"}, Outputs: map[string]string{}, InStore: true, Verified: true}
 	for name, p := range j.Drv.Outputs {
 		res.Outputs[name] = p
 		if bo.ResultLink != "" {
-			removeLink(linkName(bo.ResultLink, name))
+			RemoveLink(linkName(bo.ResultLink, name))
 			if err := nixstore.AddGCRoot(ctx, p, linkName(bo.ResultLink, name)); err != nil {
 				return nil, err
 			}
@@ -229,10 +231,10 @@ func BuiltResult(outputs map[string]string) *Result {
 	return &Result{Outputs: outputs, InStore: true, Verified: true, State: events.StateVerified, Why: "already built: its outputs are valid in the Nix store"}
 }
 
-// resultsDir is where results outside the store go: dir, or the cache's.
-func (e *Engine) resultsDir(dir string) string {
+// ResultsDir is where results outside the store go: dir, or the cache's.
+func (b *Builder) ResultsDir(dir string) string {
 	if dir != "" {
 		return dir
 	}
-	return filepath.Join(e.opts.CacheDir, "results")
+	return filepath.Join(b.CacheDir, "results")
 }

@@ -1,11 +1,8 @@
-package runner
+package build
 
 import (
 	"path/filepath"
 
-	"go.uber.org/zap"
-
-	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/verdict"
 )
@@ -21,15 +18,6 @@ func provisionalCause(rs *resume, ex *verdict.Exactness) results.Cause {
 		return results.CauseInexact
 	}
 	return results.CauseUnverifiedLayers
-}
-
-// setState moves a record to a new state and saves it, telling progress.
-func (e *Engine) setState(r *results.Record, s events.ResultState, why string, progress func(events.Event)) {
-	r.State, r.Why = s, why
-	if err := results.Save(e.opts.CacheDir, r); err != nil {
-		e.log.Warn("saving a result's state", zap.Error(err))
-	}
-	progress(r.Event())
 }
 
 // resultLinks are the absolute result links a build makes.
