@@ -5,8 +5,10 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,10 +16,13 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/access"
+	"github.com/nixlayer/nixlayer/background"
 	"github.com/nixlayer/nixlayer/build"
 	"github.com/nixlayer/nixlayer/cacheconfig"
 	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/jobplan"
 	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
@@ -25,7 +30,10 @@ import (
 	"github.com/nixlayer/nixlayer/learn"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/phaserun"
+	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/verdict"
+	"github.com/nixlayer/nixlayer/verify"
 )
 
 // Options configure an Engine.
@@ -69,6 +77,8 @@ type Engine struct {
 	// plans plans prepared derivations; builder builds them.
 	plans   *jobplan.Planner
 	builder *build.Builder
+	// worker does the work builds leave to the background.
+	worker *background.Worker
 }
 
 // The build's vocabulary, as the faces know it from the engine.
@@ -120,6 +130,8 @@ func Open(opts Options) (*Engine, error) {
 	e.plans = &jobplan.Planner{Layers: st, Learner: e.learner, Log: opts.Logger}
 	e.builder = &build.Builder{Layers: st, CacheDir: opts.CacheDir, Log: opts.Logger, Locks: e.locks, Run: e.run, Plans: e.plans,
 		Learner: e.learner, Caches: e.caches, Rewriter: opts.Rewriter, GC: e}
+	e.worker = &background.Worker{Layers: st, CacheDir: opts.CacheDir, Log: opts.Logger, Locks: e.locks, Run: e.run, Plans: e.plans,
+		Learner: e.learner, Caches: e.caches, Builder: e.builder, Executable: opts.Executable}
 	if err := e.claimCache(); err != nil {
 		st.Close()
 		return nil, err
@@ -204,6 +216,68 @@ func checkCacheOwner(dir string) error {
 	if fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return fmt.Errorf("cache directory %s is not writable, so it cannot be made private (0700): %w (use --cache DIR or fix its permissions)", dir, err)
+		}
+	}
+	return nil
+}
+
+// Build builds a derivation phase by phase, reusing cached layers
+// (build.Builder). A result that rests on what is not yet verified is
+// delivered at once as provisional (unless Exact); after every build,
+// failed ones included, work that learning or verification still owes
+// goes on in the background (background.Worker).
+func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*Result, error) {
+	var o build.Outcome
+	res, err := e.builder.Build(ctx, drvPath, bo, &o)
+	e.worker.AfterBuild(drvPath, bo, &o, res, err)
+	return res, err
+}
+
+// Learn does the background work of drvPath's package (`nixlayer learn`):
+// background.Worker.Learn.
+func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.RegistryOptions, v *access.Viewer, progress func(events.Event)) error {
+	return e.worker.Learn(ctx, drvPath, ro, v, progress)
+}
+
+// Plan computes the plan for a derivation without building anything but
+// its inputs.
+func (e *Engine) Plan(ctx context.Context, drvPath string, po planner.Options) (*planner.Plan, error) {
+	j, err := e.run.Prepare(ctx, drvPath, cmp.Or(po.Log, io.Discard))
+	if err != nil {
+		return nil, err
+	}
+	return e.plans.Plan(j, po)
+}
+
+// Verify builds drvPath the way Nix does and compares it file by file with
+// the layered result (verify.Check).
+func (e *Engine) Verify(ctx context.Context, drvPath string, log io.Writer) (*verify.Verification, error) {
+	return e.VerifyIn(ctx, drvPath, "", log)
+}
+
+// VerifyIn is Verify for results kept in resultsDir ("" for the cache's).
+func (e *Engine) VerifyIn(ctx context.Context, drvPath, resultsDir string, log io.Writer) (*verify.Verification, error) {
+	d, err := e.run.ReadDerivation(ctx, drvPath)
+	if err != nil {
+		return nil, err
+	}
+	return verify.Check(ctx, d, e.builder.ResultsDir(resultsDir), e.LastVerdict(drvPath), cmp.Or(log, io.Discard))
+}
+
+// LastVerdict is the verdict recorded on the newest build of drvPath
+// that reused rewritten layers (nil when there is none): whether its
+// outputs are exact, the rule that decided, and the phase an exact build
+// reruns from.
+func (e *Engine) LastVerdict(drvPath string) *verdict.Exactness {
+	all, err := e.layers.List()
+	if err != nil {
+		return nil
+	}
+	for i := len(all) - 1; i >= 0; i-- { // newest first
+		if all[i].Meta.DrvPath == drvPath {
+			if ex := e.learner.LoadExactness(all[i].ID); ex != nil {
+				return ex
+			}
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package runner
+package background
 
 import (
 	"context"
@@ -42,8 +42,8 @@ const maxAuditFiles = 50
 
 // auditsDue are the results of a package whose audit is owed, oldest
 // first; those still pending are settled first.
-func (e *Engine) auditsDue(pkg string) []*results.Record {
-	all, _ := results.List(e.opts.CacheDir)
+func (w *Worker) auditsDue(pkg string) []*results.Record {
+	all, _ := results.List(w.CacheDir)
 	var out []*results.Record
 	for i := len(all) - 1; i >= 0; i-- {
 		if all[i].Package == pkg && all[i].Audit.Due() && !all[i].State.Pending() {
@@ -55,47 +55,47 @@ func (e *Engine) auditsDue(pkg string) []*results.Record {
 
 // audit builds a resumed result again from scratch and compares; see the
 // top of this file. It records what it found on the result's record.
-func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(events.Event)) error {
-	if cur, err := results.Of(e.opts.CacheDir, r.Drv); err != nil || cur == nil || !cur.Built.Equal(r.Built) || !cur.Audit.Due() {
+func (w *Worker) audit(ctx context.Context, r *results.Record, progress func(events.Event)) error {
+	if cur, err := results.Of(w.CacheDir, r.Drv); err != nil || cur == nil || !cur.Built.Equal(r.Built) || !cur.Audit.Due() {
 		return err // audited meanwhile, or rebuilt by a newer build
 	}
 	t0 := time.Now()
 	progress(events.Event{Kind: events.EventAudit, Drv: r.Drv, Message: r.Name + ": auditing the resumed result: building it again from scratch to compare"})
-	j, err := e.run.Prepare(ctx, r.Drv, io.Discard)
+	j, err := w.Run.Prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "its derivation cannot be prepared: " + logtail.FirstLine(err.Error())}, t0, progress)
+		return w.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "its derivation cannot be prepared: " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
-	plan, err := e.plans.Plan(j, planner.Options{})
+	plan, err := w.Plans.Plan(j, planner.Options{})
 	if err != nil {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: logtail.FirstLine(err.Error())}, t0, progress)
+		return w.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: logtail.FirstLine(err.Error())}, t0, progress)
 	}
-	layered, err := layers.PhaseChain(e.layers, r.Top, len(plan.Phases))
+	layered, err := layers.PhaseChain(w.Layers, r.Top, len(plan.Phases))
 	if err != nil {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the result's layers are gone (gc?): " + logtail.FirstLine(err.Error())}, t0, progress)
+		return w.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the result's layers are gone (gc?): " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
-	sc := e.run.NewScratch(plan)
+	sc := w.Run.NewScratch(plan)
 	defer sc.Close()
-	clean, err := e.cleanBuild(ctx, j, plan, sc, progress)
+	clean, err := w.cleanBuild(ctx, j, plan, sc, progress)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err() // stays due: the next background work audits it
 		}
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the clean build failed: " + logtail.FirstLine(err.Error())}, t0, progress)
+		return w.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "the clean build failed: " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
 	cleanTop := clean[len(clean)-1]
-	files, err := e.outputDifferences(j, r.Top, cleanTop)
+	files, err := w.outputDifferences(j, r.Top, cleanTop)
 	if err != nil {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "comparing with the clean build: " + logtail.FirstLine(err.Error())}, t0, progress)
+		return w.auditEnded(ctx, r, &results.Audit{State: results.AuditError, Why: "comparing with the clean build: " + logtail.FirstLine(err.Error())}, t0, progress)
 	}
 	if len(files) == 0 {
-		return e.auditEnded(ctx, r, &results.Audit{State: results.AuditPassed, Why: "a clean build from scratch equals the layered result"}, t0, progress)
+		return w.auditEnded(ctx, r, &results.Audit{State: results.AuditPassed, Why: "a clean build from scratch equals the layered result"}, t0, progress)
 	}
 	a := &results.Audit{State: results.AuditFailed, Files: files[:min(len(files), maxAuditFiles)]}
 	first := -1
 	for i, l := range layered {
-		differs, err := e.phaseDiffers(l, clean[i], j.Drv.Outputs)
+		differs, err := w.phaseDiffers(l, clean[i], j.Drv.Outputs)
 		if err != nil {
-			e.log.Warn("audit: comparing a phase with the clean build", zap.String("phase", l.Meta.Phase), zap.Error(err))
+			w.Log.Warn("audit: comparing a phase with the clean build", zap.String("phase", l.Meta.Phase), zap.Error(err))
 			differs = true // unsure: stale
 		}
 		if differs {
@@ -112,19 +112,19 @@ func (e *Engine) audit(ctx context.Context, r *results.Record, progress func(eve
 	}
 	stale := layered[first]
 	a.Attrs = changedAttributes(stale.Meta.DrvPath, j.Drv)
-	if a.Dropped, err = e.retireFrom(stale.ID, fmt.Sprintf("stale: an audit of %s found it differs from a clean build", j.Drv.Name)); err != nil {
-		e.log.Error("audit: making the stale layers unusable", zap.Error(err))
+	if a.Dropped, err = w.retireFrom(stale.ID, fmt.Sprintf("stale: an audit of %s found it differs from a clean build", j.Drv.Name)); err != nil {
+		w.Log.Error("audit: making the stale layers unusable", zap.Error(err))
 	}
 	a.Why = auditFinding(a, len(files), stale.Meta.Phase, stale.Meta.DrvPath == j.Drv.Path)
-	e.log.Error("audit: a resumed result differs from a clean build", zap.String("drv", r.Drv),
+	w.Log.Error("audit: a resumed result differs from a clean build", zap.String("drv", r.Drv),
 		zap.Strings("phases", a.Phases), zap.Strings("attributes", a.Attrs), zap.Int("files", len(files)),
 		zap.String("firstFile", files[0].Output+"/"+files[0].Path), zap.Strings("dropped", a.Dropped))
-	return e.replaceAudited(ctx, j, r, a, cleanTop, t0, progress)
+	return w.replaceAudited(ctx, j, r, a, cleanTop, t0, progress)
 }
 
 // cleanBuild runs every phase of the plan with the real output paths on
 // scratch layers, as a cold build would, and returns their layers.
-func (e *Engine) cleanBuild(ctx context.Context, j *phaserun.Job, plan *planner.Plan, sc *phaserun.Scratch, progress func(events.Event)) ([]string, error) {
+func (w *Worker) cleanBuild(ctx context.Context, j *phaserun.Job, plan *planner.Plan, sc *phaserun.Scratch, progress func(events.Event)) ([]string, error) {
 	var state *shellstate.Delta
 	if j.Splittable && j.Probe != nil {
 		state = j.Probe.Start
@@ -145,17 +145,17 @@ func (e *Engine) cleanBuild(ctx context.Context, j *phaserun.Job, plan *planner.
 
 // outputDifferences lists the output files in which two layers' trees
 // differ (as verify compares: contents, type, executable bit, links).
-func (e *Engine) outputDifferences(j *phaserun.Job, a, b string) ([]results.Difference, error) {
-	rootA, err := e.layers.Mount(a)
+func (w *Worker) outputDifferences(j *phaserun.Job, a, b string) ([]results.Difference, error) {
+	rootA, err := w.Layers.Mount(a)
 	if err != nil {
 		return nil, err
 	}
-	defer e.layers.Unmount(a)
-	rootB, err := e.layers.Mount(b)
+	defer w.Layers.Unmount(a)
+	rootB, err := w.Layers.Mount(b)
 	if err != nil {
 		return nil, err
 	}
-	defer e.layers.Unmount(b)
+	defer w.Layers.Unmount(b)
 	var out []results.Difference
 	for _, name := range slices.Sorted(maps.Keys(j.Drv.Outputs)) {
 		base := filepath.Base(j.Drv.Outputs[name])
@@ -176,7 +176,7 @@ func (e *Engine) outputDifferences(j *phaserun.Job, a, b string) ([]results.Diff
 // paths the layer was built with read as the current ones (whole hashes
 // only, so a layer that holds path fragments counts as differing — the
 // audit then drops more, never less).
-func (e *Engine) phaseDiffers(l *layers.Layer, cleanID string, outputs map[string]string) (bool, error) {
+func (w *Worker) phaseDiffers(l *layers.Layer, cleanID string, outputs map[string]string) (bool, error) {
 	var pairs []string
 	for name, p := range outputs {
 		if old := l.Meta.Outputs[name]; old != "" && old != p {
@@ -187,11 +187,11 @@ func (e *Engine) phaseDiffers(l *layers.Layer, cleanID string, outputs map[strin
 	if len(pairs) > 0 {
 		subst = strings.NewReplacer(pairs...)
 	}
-	a, err := e.layerEntries(l.ID, subst)
+	a, err := w.layerEntries(l.ID, subst)
 	if err != nil {
 		return false, err
 	}
-	b, err := e.layerEntries(cleanID, nil)
+	b, err := w.layerEntries(cleanID, nil)
 	if err != nil {
 		return false, err
 	}
@@ -202,7 +202,7 @@ func (e *Engine) phaseDiffers(l *layers.Layer, cleanID string, outputs map[strin
 	delete(b, envDump)
 	diff := differingEntries(a, b)
 	if len(diff) > 0 {
-		e.log.Warn("audit: a phase's layer differs from the clean build's", zap.String("phase", l.Meta.Phase), zap.Strings("files", diff[:min(len(diff), 10)]))
+		w.Log.Warn("audit: a phase's layer differs from the clean build's", zap.String("phase", l.Meta.Phase), zap.Strings("files", diff[:min(len(diff), 10)]))
 	}
 	return len(diff) > 0, nil
 }
@@ -250,8 +250,8 @@ func auditFinding(a *results.Audit, nfiles int, stalePhase string, sameDrv bool)
 
 // retireFrom makes a layer and every layer built on it stale; it returns
 // them.
-func (e *Engine) retireFrom(id, why string) ([]string, error) {
-	all, doomed, err := e.layers.WithDescendants(id)
+func (w *Worker) retireFrom(id, why string) ([]string, error) {
+	all, doomed, err := w.Layers.WithDescendants(id)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +261,7 @@ func (e *Engine) retireFrom(id, why string) ([]string, error) {
 		if !doomed[l.ID] || l.Meta.KindOf() == layers.KindLearnScratch {
 			continue
 		}
-		if err := e.layers.Retire(l.ID, why); err != nil {
+		if err := w.Layers.Retire(l.ID, why); err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
@@ -278,10 +278,10 @@ func (e *Engine) retireFrom(id, why string) ([]string, error) {
 // valid path in place: they are deleted first, which fails while anything
 // else uses them), else into the cache with the result links repointed
 // there, and says which.
-func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results.Record, a *results.Audit, cleanTop string, t0 time.Time, progress func(events.Event)) error {
-	cur, unlock, err := e.lockedRecord(ctx, r)
+func (w *Worker) replaceAudited(ctx context.Context, j *phaserun.Job, r *results.Record, a *results.Audit, cleanTop string, t0 time.Time, progress func(events.Event)) error {
+	cur, unlock, err := w.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
-		e.log.Warn("audit: a newer build replaced the audited result; it reuses no stale layer now", zap.String("drv", r.Drv))
+		w.Log.Warn("audit: a newer build replaced the audited result; it reuses no stale layer now", zap.String("drv", r.Drv))
 		return err
 	}
 	defer unlock()
@@ -307,15 +307,15 @@ func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results
 			}
 		}
 		if err := nixstore.Delete(ctx, inStore); err != nil {
-			e.log.Warn("audit: the stale outputs stay in the Nix store", zap.Strings("paths", inStore), zap.Error(err))
+			w.Log.Warn("audit: the stale outputs stay in the Nix store", zap.Strings("paths", inStore), zap.Error(err))
 			stuck = inStore
 		}
 	}
-	res := &Result{TopLayer: cleanTop, Verified: len(stuck) == 0}
-	bo := BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}
-	if err := e.builder.Deliver(ctx, j, res, bo, func(events.Event) {}); err != nil {
+	res := &build.Result{TopLayer: cleanTop, Verified: len(stuck) == 0}
+	bo := build.BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}
+	if err := w.Builder.Deliver(ctx, j, res, bo, func(events.Event) {}); err != nil {
 		a.Why += "; delivering the clean build failed: " + logtail.FirstLine(err.Error())
-		return e.auditEnded(ctx, r, a, t0, progress)
+		return w.auditEnded(ctx, r, a, t0, progress)
 	}
 	// The result links: into the store, or to the copy in the cache.
 	for name, link := range links {
@@ -330,12 +330,12 @@ func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results
 			err = os.Symlink(p, link)
 		}
 		if err != nil {
-			e.log.Warn("audit: repointing a result link", zap.String("link", link), zap.Error(err))
+			w.Log.Warn("audit: repointing a result link", zap.String("link", link), zap.Error(err))
 		}
 	}
 	for name, old := range r.Outputs {
 		if cur := res.Outputs[name]; cur != old {
-			e.replaceCacheCopy(ctx, r, old, cur) // the stale copy in the cache goes
+			w.replaceCacheCopy(ctx, r, old, cur) // the stale copy in the cache goes
 		}
 	}
 	r.Outputs = res.Outputs
@@ -347,27 +347,27 @@ func (e *Engine) replaceAudited(ctx context.Context, j *phaserun.Job, r *results
 	default:
 		a.Why += "; replaced by the clean build (kept in the cache)"
 	}
-	return e.auditEndedLocked(r, a, t0, progress)
+	return w.auditEndedLocked(r, a, t0, progress)
 }
 
 // auditEnded records what an audit found (taking the derivation's lock).
-func (e *Engine) auditEnded(ctx context.Context, r *results.Record, a *results.Audit, t0 time.Time, progress func(events.Event)) error {
-	cur, unlock, err := e.lockedRecord(ctx, r)
+func (w *Worker) auditEnded(ctx context.Context, r *results.Record, a *results.Audit, t0 time.Time, progress func(events.Event)) error {
+	cur, unlock, err := w.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		return err
 	}
 	defer unlock()
-	return e.auditEndedLocked(cur, a, t0, progress)
+	return w.auditEndedLocked(cur, a, t0, progress)
 }
 
 // lockedRecord takes the derivation's build lock and reads its record:
 // nil (and no lock held) when a newer build has recorded another result.
-func (e *Engine) lockedRecord(ctx context.Context, r *results.Record) (*results.Record, func(), error) {
-	unlock, err := e.locks.Exclusive(ctx, cachelock.Derivation, r.Drv, nil)
+func (w *Worker) lockedRecord(ctx context.Context, r *results.Record) (*results.Record, func(), error) {
+	unlock, err := w.Locks.Exclusive(ctx, cachelock.Derivation, r.Drv, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	cur, err := results.Of(e.opts.CacheDir, r.Drv)
+	cur, err := results.Of(w.CacheDir, r.Drv)
 	if err != nil || cur == nil || !cur.Built.Equal(r.Built) {
 		unlock()
 		return nil, nil, err
@@ -375,20 +375,20 @@ func (e *Engine) lockedRecord(ctx context.Context, r *results.Record) (*results.
 	return cur, unlock, nil
 }
 
-func (e *Engine) auditEndedLocked(r *results.Record, a *results.Audit, t0 time.Time, progress func(events.Event)) error {
+func (w *Worker) auditEndedLocked(r *results.Record, a *results.Audit, t0 time.Time, progress func(events.Event)) error {
 	a.Took, a.At = time.Since(t0), time.Now()
 	r.Audit = a
 	switch a.State {
 	case results.AuditFailed:
-		e.setState(r, events.StateReplaced, a.Why, progress)
+		w.setState(r, events.StateReplaced, a.Why, progress)
 	default:
-		if err := results.Save(e.opts.CacheDir, r); err != nil {
-			e.log.Warn("saving a result's audit", zap.Error(err))
+		if err := results.Save(w.CacheDir, r); err != nil {
+			w.Log.Warn("saving a result's audit", zap.Error(err))
 		}
 		progress(events.Event{Kind: events.EventAudit, Drv: r.Drv, State: r.State, Message: r.Name + ": audit " + string(a.State) + ": " + a.Why})
 	}
 	if a.State == results.AuditError {
-		e.log.Warn("audit could not be made", zap.String("drv", r.Drv), zap.String("why", a.Why))
+		w.Log.Warn("audit could not be made", zap.String("drv", r.Drv), zap.String("why", a.Why))
 	}
 	return nil
 }

@@ -1,7 +1,14 @@
-package runner
+// Package background is the work a build leaves behind it, one policy for
+// the CLI, the hook and the language server: a detached `nixlayer learn`
+// (started by AfterBuild, at idle priority, yielding to a foreground build
+// of its chain) learns a chain's path map, settles the package's
+// provisional results against it (settle.go: confirmed, or replaced by an
+// exact rebuild), and audits the resumed results chosen for it (audit.go:
+// a clean build compared file by file; a stale layer retired). It builds
+// and delivers through build.Builder; runner's Engine wires it.
+package background
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,11 +20,32 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/build"
+	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/proc"
+	"github.com/nixlayer/nixlayer/jobplan"
+	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/learn"
+	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/results"
 )
+
+// Worker does a cache's background work.
+type Worker struct {
+	Layers   *layers.Store
+	CacheDir string
+	Log      *zap.Logger
+	Locks    cachelock.Locks
+	Run      *phaserun.Runner
+	Plans    *jobplan.Planner
+	Learner  *learn.Learner
+	Caches   *layercache.Cache
+	Builder  *build.Builder
+	// Executable is the nixlayer binary the detached work runs; the
+	// running one by default.
+	Executable string
+}
 
 // This file is the one policy of what a build leaves to the background,
 // for the CLI, the hook and the language server alike: a result that
@@ -33,37 +61,25 @@ import (
 // teach it (fullIfFaster). A resumed result chosen for an audit (config.json audit)
 // is built again from scratch there and compared (audit.go).
 
-// Build builds a derivation phase by phase, reusing cached layers
-// (build.Builder). A result that rests on what is not yet verified is
-// delivered at once as provisional (unless Exact); after every build,
-// failed ones included, work that learning or verification still owes
-// goes on in the background.
-func (e *Engine) Build(ctx context.Context, drvPath string, bo BuildOptions) (*Result, error) {
-	var o build.Outcome
-	res, err := e.builder.Build(ctx, drvPath, bo, &o)
-	e.afterBuild(drvPath, bo, &o, res, err)
-	return res, err
-}
-
-// afterBuild starts the background work the build leaves: learning its
+// AfterBuild starts the background work the build leaves: learning its
 // chain's path map when it lacks one, and settling the package's pending
 // results. It runs after every build, failed ones included.
-func (e *Engine) afterBuild(drvPath string, bo BuildOptions, o *build.Outcome, res *Result, err error) {
+func (w *Worker) AfterBuild(drvPath string, bo build.BuildOptions, o *build.Outcome, res *build.Result, err error) {
 	if bo.NoLearn || o.Job == nil || o.Plan == nil || o.Plan.Whole {
 		return
 	}
-	pending := len(results.Pending(e.opts.CacheDir, o.Job.Pkg)) > 0
+	pending := len(results.Pending(w.CacheDir, o.Job.Pkg)) > 0
 	audit := false
-	if r, _ := results.Of(e.opts.CacheDir, drvPath); err == nil && r != nil {
+	if r, _ := results.Of(w.CacheDir, drvPath); err == nil && r != nil {
 		audit = r.Audit.Due()
 	}
-	if !pending && !audit && (o.PairLearned || !e.lacksMap(res, err)) {
+	if !pending && !audit && (o.PairLearned || !w.lacksMap(res, err)) {
 		return
 	}
 	what := backgroundWhy(pending, audit)
-	pid, logPath, serr := e.startBackground(o.Job.Pkg, drvPath, what)
+	pid, logPath, serr := w.startBackground(o.Job.Pkg, drvPath, what)
 	if serr != nil {
-		e.log.Debug("no background work", zap.Error(serr))
+		w.Log.Debug("no background work", zap.Error(serr))
 		return
 	}
 	if bo.Progress != nil {
@@ -85,29 +101,29 @@ func backgroundWhy(pending, audit bool) string {
 // lacksMap reports whether the verified chain a build leaves has no path
 // map: the layers of a successful build, or those before the phase that
 // failed.
-func (e *Engine) lacksMap(res *Result, err error) bool {
+func (w *Worker) lacksMap(res *build.Result, err error) bool {
 	top := ""
 	switch {
 	case err == nil && res != nil && res.State == events.StateVerified:
 		top = res.TopLayer
 	case err != nil:
-		var pe *PhaseError
+		var pe *build.PhaseError
 		if !errors.As(err, &pe) || pe.Layer == "" {
 			return false
 		}
-		l, gerr := e.layers.Get(pe.Layer)
+		l, gerr := w.Layers.Get(pe.Layer)
 		if gerr != nil {
 			return false
 		}
 		top = l.Parent
 	}
-	l := e.topPhase(top)
-	return l != nil && l.Meta.IsVerified() && e.learner.StoredMap(l.ID) == nil
+	l := w.topPhase(top)
+	return l != nil && l.Meta.IsVerified() && w.Learner.StoredMap(l.ID) == nil
 }
 
 // topPhase is the newest phase layer at or under id (nil for none).
-func (e *Engine) topPhase(id string) *layers.Layer {
-	l, _ := layers.NearestPhase(e.layers, id)
+func (w *Worker) topPhase(id string) *layers.Layer {
+	l, _ := layers.NearestPhase(w.Layers, id)
 	return l
 }
 
@@ -116,11 +132,11 @@ func (e *Engine) topPhase(id string) *layers.Layer {
 // the chain's path map and settles the package's pending results. It is
 // announced at once (BackgroundJobs), before the process starts its work.
 // The running binary must be nixlayer.
-func (e *Engine) startBackground(pkg, drvPath, why string) (pid int, logPath string, err error) {
+func (w *Worker) startBackground(pkg, drvPath, why string) (pid int, logPath string, err error) {
 	if os.Getenv("NIXLAYER_BACKGROUND_LEARN") == "0" {
 		return 0, "", fmt.Errorf("background learning is off (NIXLAYER_BACKGROUND_LEARN=0)")
 	}
-	self := e.opts.Executable
+	self := w.Executable
 	if self == "" {
 		if self, err = os.Executable(); err != nil {
 			return 0, "", err
@@ -129,13 +145,13 @@ func (e *Engine) startBackground(pkg, drvPath, why string) (pid int, logPath str
 			return 0, "", fmt.Errorf("%s is a test binary, not nixlayer: set Options.Executable", self)
 		}
 	}
-	logPath = filepath.Join(e.opts.CacheDir, "learn.log")
+	logPath = filepath.Join(w.CacheDir, "learn.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, "", err
 	}
 	defer logf.Close()
-	cmd := exec.Command(self, "learn", "--cache", e.opts.CacheDir, drvPath)
+	cmd := exec.Command(self, "learn", "--cache", w.CacheDir, drvPath)
 	// Detached, with no fd of ours: Nix waits for the hook's pipes to close.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -147,8 +163,8 @@ func (e *Engine) startBackground(pkg, drvPath, why string) (pid int, logPath str
 	// Never competing with what a user waits for (the learner's sandboxed
 	// phases inherit it).
 	if err := proc.IdlePriority(pid); err != nil {
-		e.log.Warn("background work at idle priority", zap.Error(err))
+		w.Log.Warn("background work at idle priority", zap.Error(err))
 	}
-	results.AnnounceBackground(e.opts.CacheDir, pkg, drvPath, pid, why+"; at idle priority, it yields to a build of the same chain")
+	results.AnnounceBackground(w.CacheDir, pkg, drvPath, pid, why+"; at idle priority, it yields to a build of the same chain")
 	return pid, logPath, nil
 }

@@ -1,4 +1,4 @@
-package runner
+package background
 
 import (
 	"archive/tar"
@@ -41,7 +41,7 @@ import (
 // ro applies to pushing the learned maps to the config's pushTo.
 // The work covers every user's results, but v (the caller) hears only of
 // those it may see (Viewer.ResultFor).
-func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.RegistryOptions, v *access.Viewer, progress func(events.Event)) error {
+func (w *Worker) Learn(ctx context.Context, drvPath string, ro layercache.RegistryOptions, v *access.Viewer, progress func(events.Event)) error {
 	if progress == nil {
 		progress = func(events.Event) {}
 	}
@@ -53,12 +53,12 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 		return progress
 	}
 	hidden := map[string]bool{} // derivations of results v may not see
-	j, err := e.run.Prepare(ctx, drvPath, io.Discard)
+	j, err := w.Run.Prepare(ctx, drvPath, io.Discard)
 	if err != nil {
 		return err
 	}
-	defer results.AnnounceBackground(e.opts.CacheDir, j.Pkg, drvPath, os.Getpid(), "")() // waiting counts: it will run
-	unlock, err := e.locks.Exclusive(ctx, cachelock.Background, j.Pkg, func() {
+	defer results.AnnounceBackground(w.CacheDir, j.Pkg, drvPath, os.Getpid(), "")() // waiting counts: it will run
+	unlock, err := w.Locks.Exclusive(ctx, cachelock.Background, j.Pkg, func() {
 		progress(events.Event{Kind: events.EventWait, Message: "waiting for the background work on " + j.Pkg + " that is running"})
 	})
 	if err != nil {
@@ -68,7 +68,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 	// A foreground build that reruns the chain being learned (for a
 	// result to settle or for the newest chain) stops all of it: the pair it
 	// makes teaches the map, and its own background work starts after it.
-	ctx, stopYield := e.yieldable(ctx, j.Pkg)
+	ctx, stopYield := w.yieldable(ctx, j.Pkg)
 	defer stopYield()
 	yield := func() error {
 		progress(events.Event{Kind: events.EventLearned, Message: j.Pkg + ": " + foreground.ErrYielded.Error()})
@@ -79,16 +79,16 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 	var errs []error
 	for round := 0; round < 20; round++ {
 		busy := false
-		for _, r := range results.Pending(e.opts.CacheDir, j.Pkg) {
+		for _, r := range results.Pending(w.CacheDir, j.Pkg) {
 			busy = true
-			if err := e.settle(ctx, r, progressFor(r)); err != nil {
+			if err := w.settle(ctx, r, progressFor(r)); err != nil {
 				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
 				case bgYield:
 					return yield()
 				case bgStop:
 					return err
 				}
-				errs = reportTo(v, r, errs, err, e.log)
+				errs = reportTo(v, r, errs, err, w.Log)
 			}
 			if v.ResultFor(r) == nil && r.Drv != drvPath {
 				hidden[r.Drv] = true
@@ -104,7 +104,7 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 			if hidden[d] {
 				heard = silent
 			}
-			learned, err := e.learnNewest(ctx, d, ro, heard)
+			learned, err := w.learnNewest(ctx, d, ro, heard)
 			if err != nil {
 				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
 				case bgYield:
@@ -115,22 +115,22 @@ func (e *Engine) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 				if learnErrorIsCallers(d == drvPath, learnedAny, busy) {
 					errs = append(errs, err)
 				}
-				e.log.Warn("learning a chain in the background", zap.String("drv", d), zap.Error(err))
+				w.Log.Warn("learning a chain in the background", zap.String("drv", d), zap.Error(err))
 			}
 			learnedAny = learnedAny || learned
 			busy = busy || learned
 		}
 		toLearn = nil
-		for _, r := range e.auditsDue(j.Pkg) {
+		for _, r := range w.auditsDue(j.Pkg) {
 			busy = true
-			if err := e.audit(ctx, r, progressFor(r)); err != nil {
+			if err := w.audit(ctx, r, progressFor(r)); err != nil {
 				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
 				case bgYield:
 					return yield()
 				case bgStop:
 					return err
 				}
-				errs = reportTo(v, r, errs, err, e.log)
+				errs = reportTo(v, r, errs, err, w.Log)
 			}
 		}
 		if !busy {
@@ -185,12 +185,12 @@ func reportTo(v *access.Viewer, r *results.Record, errs []error, err error, log 
 
 // learnNewest learns the path maps of the newest verified chain of a
 // derivation, if it lacks them; learned says whether it ran.
-func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.RegistryOptions, progress func(events.Event)) (learned bool, err error) {
-	j, err := e.run.Prepare(ctx, drvPath, io.Discard)
+func (w *Worker) learnNewest(ctx context.Context, drvPath string, ro layercache.RegistryOptions, progress func(events.Event)) (learned bool, err error) {
+	j, err := w.Run.Prepare(ctx, drvPath, io.Discard)
 	if err != nil {
 		return false, err
 	}
-	plan, err := e.plans.Plan(j, planner.Options{RequireVerified: true})
+	plan, err := w.Plans.Plan(j, planner.Options{RequireVerified: true})
 	if err != nil {
 		return false, err
 	}
@@ -198,24 +198,24 @@ func (e *Engine) learnNewest(ctx context.Context, drvPath string, ro layercache.
 	if err != nil || top == "" {
 		return false, err
 	}
-	unlock, err := e.locks.Exclusive(ctx, cachelock.Learn, j.Pkg, nil)
+	unlock, err := w.Locks.Exclusive(ctx, cachelock.Learn, j.Pkg, nil)
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
-	if e.learner.StoredMap(top) != nil {
+	if w.Learner.StoredMap(top) != nil {
 		progress(events.Event{Kind: events.EventLearned, Message: j.Drv.Name + ": path maps already learned"})
-		e.caches.PushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
+		w.Caches.PushBuilt(ctx, top, ro, progress) // config.json pushTo (CI)
 		return false, nil
 	}
-	chain, err := layers.PhaseChain(e.layers, top, n)
+	chain, err := layers.PhaseChain(w.Layers, top, n)
 	if err != nil {
 		return false, err
 	}
-	if err := e.learner.LearnChain(ctx, j, plan, chain, learn.All, progress); err != nil {
+	if err := w.Learner.LearnChain(ctx, j, plan, chain, learn.All, progress); err != nil {
 		return true, err
 	}
-	e.caches.PushBuilt(ctx, top, ro, progress) // the chain with its maps
+	w.Caches.PushBuilt(ctx, top, ro, progress) // the chain with its maps
 	return true, nil
 }
 
@@ -238,8 +238,8 @@ func newestToLearn(p *planner.Plan, name string) (n int, top string, err error) 
 // identical, and the outputs judged exact, the result is registered as it
 // is; otherwise, and for the other causes, an exact build reruns what it
 // must and its result replaces the provisional one.
-func (e *Engine) settle(ctx context.Context, r *results.Record, progress func(events.Event)) error {
-	cur, unlock, err := e.lockedRecord(ctx, r)
+func (w *Worker) settle(ctx context.Context, r *results.Record, progress func(events.Event)) error {
+	cur, unlock, err := w.lockedRecord(ctx, r)
 	if err != nil || cur == nil {
 		return err // rebuilt by a newer build that recorded its own state
 	}
@@ -248,12 +248,12 @@ func (e *Engine) settle(ctx context.Context, r *results.Record, progress func(ev
 		unlock()
 		return nil // settled meanwhile
 	}
-	e.setState(r, events.StateVerifying, "the path map is learned: checking the provisional result against it", progress)
+	w.setState(r, events.StateVerifying, "the path map is learned: checking the provisional result against it", progress)
 	why := r.Why
 	if step == settleCompare {
-		ok, reason, err := e.confirm(ctx, r, progress)
+		ok, reason, err := w.confirm(ctx, r, progress)
 		if err != nil {
-			e.log.Warn("confirming a provisional rewrite", zap.String("drv", r.Drv), zap.Error(err))
+			w.Log.Warn("confirming a provisional rewrite", zap.String("drv", r.Drv), zap.Error(err))
 		}
 		var stands bool
 		if stands, why = afterCompare(ok, reason, err); stands {
@@ -266,7 +266,7 @@ func (e *Engine) settle(ctx context.Context, r *results.Record, progress func(ev
 		return ctx.Err()
 	}
 	progress(events.Event{Kind: events.EventFallback, Message: r.Name + ": " + why + "; rebuilding exactly"})
-	res, err := e.Build(ctx, r.Drv, BuildOptions{Exact: true, Deliver: true, NoLearn: true, Progress: progress, ResultsDir: r.ResultsDir, ResultOwner: r.Owner})
+	res, err := w.Builder.Build(ctx, r.Drv, build.BuildOptions{Exact: true, Deliver: true, NoLearn: true, Progress: progress, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, new(build.Outcome))
 	var ran []string
 	if err == nil {
 		ran = res.Ran
@@ -274,12 +274,12 @@ func (e *Engine) settle(ctx context.Context, r *results.Record, progress func(ev
 	state, settledWhy, settled := afterRebuild(why, ran, err, ctx.Err() != nil)
 	if err != nil {
 		if settled {
-			e.setState(r, state, settledWhy, progress)
+			w.setState(r, state, settledWhy, progress)
 		}
 		return fmt.Errorf("settling the result of %s: %w", r.Name, err)
 	}
-	e.repoint(ctx, r, res.Outputs)
-	e.setState(r, state, settledWhy, progress)
+	w.repoint(ctx, r, res.Outputs)
+	w.setState(r, state, settledWhy, progress)
 	return nil
 }
 
@@ -337,45 +337,45 @@ func afterRebuild(why string, ran []string, err error, stopped bool) (state even
 // confirm compares a provisional rewrite with the exact one; when they are
 // identical and the outputs are exact, it verifies the result's layers,
 // registers the outputs and repoints the result links. reason says why not.
-func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(events.Event)) (ok bool, reason string, err error) {
+func (w *Worker) confirm(ctx context.Context, r *results.Record, progress func(events.Event)) (ok bool, reason string, err error) {
 	for _, id := range append([]string{r.ReusedTop, r.RewriteLayer, r.Top}, r.Created...) {
-		if _, err := e.layers.Get(id); err != nil {
+		if _, err := w.Layers.Get(id); err != nil {
 			return false, "the provisional result's layers are gone", nil
 		}
 	}
-	chain, err := layers.PhaseChain(e.layers, r.ReusedTop, r.Reused)
+	chain, err := layers.PhaseChain(w.Layers, r.ReusedTop, r.Reused)
 	if err != nil {
 		return false, "", err
 	}
 	if phase, ok := firstUnverified(chain); ok {
 		return false, "it reuses layers of a result that was not verified (" + phase + ")", nil
 	}
-	j, err := e.run.Prepare(ctx, r.Drv, io.Discard)
+	j, err := w.Run.Prepare(ctx, r.Drv, io.Discard)
 	if err != nil {
 		return false, "", err
 	}
-	plan, err := e.plans.Plan(j, planner.Options{})
+	plan, err := w.Plans.Plan(j, planner.Options{})
 	if err != nil {
 		return false, "", err
 	}
-	m, err := e.learner.PathMap(ctx, j, plan, r.ReusedTop, r.Reused, progress)
+	m, err := w.Learner.PathMap(ctx, j, plan, r.ReusedTop, r.Reused, progress)
 	if err != nil {
 		return false, "its path map could not be learned: " + logtail.FirstLine(err.Error()), nil
 	}
-	state, err := e.run.LoadState(r.ReusedTop)
+	state, err := w.Run.LoadState(r.ReusedTop)
 	if err != nil {
 		return false, "", err
 	}
-	scratch := &Result{}
-	exact, _, err := e.builder.RewriteLayer(j, r.ReusedTop, state, r.Old2New, scratch, rewrite.Learned{Map: m})
+	scratch := &build.Result{}
+	exact, _, err := w.Builder.RewriteLayer(j, r.ReusedTop, state, r.Old2New, scratch, rewrite.Learned{Map: m})
 	if err != nil {
 		return false, "", err
 	}
-	defer e.builder.DropLayers(exact)
+	defer w.Builder.DropLayers(exact)
 	v := scratch.Rewrite
 	var diff, unexplained []string
 	if len(v.Failed) == 0 {
-		if diff, err = e.compareLayers(r.RewriteLayer, exact); err != nil {
+		if diff, err = w.compareLayers(r.RewriteLayer, exact); err != nil {
 			return false, "", err
 		}
 		for _, u := range v.Unexplained {
@@ -387,33 +387,33 @@ func (e *Engine) confirm(ctx context.Context, r *results.Record, progress func(e
 		return false, how, nil
 	}
 	if !v.Exact {
-		topRoot, err := e.layers.Mount(r.Top)
+		topRoot, err := w.Layers.Mount(r.Top)
 		if err != nil {
 			return false, "", err
 		}
-		tree, err := e.layers.Mount(r.RewriteLayer)
+		tree, err := w.Layers.Mount(r.RewriteLayer)
 		if err != nil {
-			e.layers.Unmount(r.Top)
+			w.Layers.Unmount(r.Top)
 			return false, "", err
 		}
-		ex, err := e.learner.JudgeOutputs(v, m, chain, plan.Phases, tree, j.Drv.Outputs, learn.OutputDirs(topRoot, j.Drv.Outputs))
-		e.layers.Unmount(r.RewriteLayer)
-		e.layers.Unmount(r.Top)
+		ex, err := w.Learner.JudgeOutputs(v, m, chain, plan.Phases, tree, j.Drv.Outputs, learn.OutputDirs(topRoot, j.Drv.Outputs))
+		w.Layers.Unmount(r.RewriteLayer)
+		w.Layers.Unmount(r.Top)
 		if err != nil {
 			return false, "", err
 		}
 		if !ex.Exact {
 			return false, outputsNotExact(ex), nil
 		}
-		e.learner.SaveExactness(r.Top, ex)
+		w.Learner.SaveExactness(r.Top, ex)
 	}
-	e.builder.MarkVerified(append([]string{r.RewriteLayer}, r.Created...))
-	res := &Result{TopLayer: r.Top, Verified: true}
-	if err := e.builder.Deliver(ctx, j, res, BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, func(events.Event) {}); err != nil {
+	w.Builder.MarkVerified(append([]string{r.RewriteLayer}, r.Created...))
+	res := &build.Result{TopLayer: r.Top, Verified: true}
+	if err := w.Builder.Deliver(ctx, j, res, build.BuildOptions{Deliver: true, ResultsDir: r.ResultsDir, ResultOwner: r.Owner}, func(events.Event) {}); err != nil {
 		return false, "", err
 	}
-	e.repoint(ctx, r, res.Outputs)
-	e.setState(r, events.StateVerified, confirmedWhy(how, res.InStore), progress)
+	w.repoint(ctx, r, res.Outputs)
+	w.setState(r, events.StateVerified, confirmedWhy(how, res.InStore), progress)
 	return true, "", nil
 }
 
@@ -483,7 +483,7 @@ func confirmedWhy(how string, inStore bool) string {
 // (the daemon's caller, who made them) are left alone: root never replaces
 // a path a user chose. Theirs point at the copy, which becomes a link to
 // the store path, rooted for the garbage collector.
-func (e *Engine) repoint(ctx context.Context, r *results.Record, outputs map[string]string) {
+func (w *Worker) repoint(ctx context.Context, r *results.Record, outputs map[string]string) {
 	for name, old := range r.Outputs {
 		cur := outputs[name]
 		if cur == "" || cur == old || !nixstore.IsStorePath(cur) {
@@ -493,11 +493,11 @@ func (e *Engine) repoint(ctx context.Context, r *results.Record, outputs map[str
 			if target, err := os.Readlink(link); err == nil && target == old {
 				build.RemoveLink(link)
 				if err := nixstore.AddGCRoot(ctx, cur, link); err != nil {
-					e.log.Warn("repointing a result link", zap.String("link", link), zap.Error(err))
+					w.Log.Warn("repointing a result link", zap.String("link", link), zap.Error(err))
 				}
 			}
 		}
-		e.replaceCacheCopy(ctx, r, old, cur)
+		w.replaceCacheCopy(ctx, r, old, cur)
 	}
 	r.Outputs = outputs
 }
@@ -506,13 +506,13 @@ func (e *Engine) repoint(ctx context.Context, r *results.Record, outputs map[str
 // a link to its new place cur: paths printed earlier keep working without
 // a second copy. old is only ever in a results directory root owns; a
 // daemon user's link to it is the user's and is never touched.
-func (e *Engine) replaceCacheCopy(ctx context.Context, r *results.Record, old, cur string) {
-	dir := cmp.Or(r.ResultsDir, e.builder.ResultsDir(""))
+func (w *Worker) replaceCacheCopy(ctx context.Context, r *results.Record, old, cur string) {
+	dir := cmp.Or(r.ResultsDir, w.Builder.ResultsDir(""))
 	if filepath.Dir(old) != filepath.Clean(dir) {
 		return
 	}
 	if err := nixstore.RemoveTree(old); err != nil {
-		e.log.Warn("replacing a result's copy in the cache", zap.String("path", old), zap.Error(err))
+		w.Log.Warn("replacing a result's copy in the cache", zap.String("path", old), zap.Error(err))
 		return
 	}
 	var err error
@@ -522,18 +522,18 @@ func (e *Engine) replaceCacheCopy(ctx context.Context, r *results.Record, old, c
 		err = os.Symlink(cur, old)
 	}
 	if err != nil {
-		e.log.Warn("linking a result's copy in the cache to the store", zap.String("path", old), zap.Error(err))
+		w.Log.Warn("linking a result's copy in the cache to the store", zap.String("path", old), zap.Error(err))
 	}
 }
 
 // compareLayers lists the entries in which two layers over the same parent
 // differ (contents, type, mode, link target; not times).
-func (e *Engine) compareLayers(a, b string) ([]string, error) {
-	ea, err := e.layerEntries(a, nil)
+func (w *Worker) compareLayers(a, b string) ([]string, error) {
+	ea, err := w.layerEntries(a, nil)
 	if err != nil {
 		return nil, err
 	}
-	eb, err := e.layerEntries(b, nil)
+	eb, err := w.layerEntries(b, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -566,8 +566,8 @@ const maxSubstSize = 32 << 20
 // layerEntries digests each entry of a layer's diff; subst, when set,
 // first rewrites names, link targets and contents (the audit reads a
 // layer built with other output paths as built with the current ones).
-func (e *Engine) layerEntries(id string, subst *strings.Replacer) (map[string]string, error) {
-	rc, err := e.layers.Diff(id)
+func (w *Worker) layerEntries(id string, subst *strings.Replacer) (map[string]string, error) {
+	rc, err := w.Layers.Diff(id)
 	if err != nil {
 		return nil, err
 	}
@@ -596,10 +596,10 @@ func (e *Engine) layerEntries(id string, subst *strings.Replacer) (map[string]st
 }
 
 // setState moves a record to a new state and saves it, telling progress.
-func (e *Engine) setState(r *results.Record, s events.ResultState, why string, progress func(events.Event)) {
+func (w *Worker) setState(r *results.Record, s events.ResultState, why string, progress func(events.Event)) {
 	r.State, r.Why = s, why
-	if err := results.Save(e.opts.CacheDir, r); err != nil {
-		e.log.Warn("saving a result's state", zap.Error(err))
+	if err := results.Save(w.CacheDir, r); err != nil {
+		w.Log.Warn("saving a result's state", zap.Error(err))
 	}
 	progress(r.Event())
 }

@@ -1,4 +1,4 @@
-package runner
+package background
 
 import (
 	"context"
@@ -17,9 +17,9 @@ import (
 // yieldable is ctx for the background work on pkg (nixlayer learn): it
 // pauses for foreground builds of the cache and ends with foreground.ErrYielded when
 // one reruns the chain it learns (foreground.go).
-func (e *Engine) yieldable(ctx context.Context, pkg string) (context.Context, func()) {
-	return foreground.Background(ctx, e.opts.CacheDir, func() []string {
-		if l := results.MyLearning(e.opts.CacheDir, pkg); l != nil {
+func (w *Worker) yieldable(ctx context.Context, pkg string) (context.Context, func()) {
+	return foreground.Background(ctx, w.CacheDir, func() []string {
+		if l := results.MyLearning(w.CacheDir, pkg); l != nil {
 			return l.Keys
 		}
 		return nil
