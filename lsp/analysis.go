@@ -7,6 +7,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
@@ -115,7 +116,7 @@ type DerivView struct {
 //
 // In a buffer with syntax errors an attribute that vanished is not counted
 // as removed: the breakage may only hide it for now.
-func Analyze(f *nixexpr.File, ev *Evaluation) []DerivView {
+func Analyze(f *syntax.File, ev *Evaluation) []DerivView {
 	derivs := nixexpr.FindDerivations(f)
 	var out []DerivView
 	for i, d := range derivs {

@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
@@ -211,7 +213,7 @@ func (s *server) nixpkgsTarget(root, path, chosen string) (Found, bool) {
 	// An unsaved buffer: called as its attribute calls the file, in the
 	// package set of the checkout (the buffer's lines stay where they are).
 	f.buffer = func(text []byte) nixstore.Target {
-		src := "with import " + nixexpr.Quote(root) + " { }; callPackage (" + string(text) + "\n) " + pick.args + "\n"
+		src := "with import " + syntax.Quote(root) + " { }; callPackage (" + string(text) + "\n) " + pick.args + "\n"
 		return nixstore.Target{File: path, Source: []byte(src)}
 	}
 	return f, true
@@ -246,7 +248,7 @@ func (s *server) callPackages(file string) ([]nixexpr.CallPackage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the package set: %w", err)
 	}
-	calls := nixexpr.FindCallPackages(nixexpr.Parse(src))
+	calls := nixexpr.FindCallPackages(parser.Parse(src))
 	if c.files == nil {
 		c.files = map[string]cachedCalls{}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/drv"
 	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -153,7 +154,7 @@ func (s *server) evaluate(ctx context.Context, snap snapshot) *Evaluation {
 		ev.Err = err.Error()
 		return ev
 	}
-	derivs := nixexpr.FindDerivations(nixexpr.Parse(evaluated))
+	derivs := nixexpr.FindDerivations(parser.Parse(evaluated))
 	var all []*Package
 	for _, p := range drvs {
 		d, err := drv.Read(p)

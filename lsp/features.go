@@ -12,7 +12,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
-	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 	"github.com/nixlayer/nixlayer/results"
 )
 
@@ -50,7 +50,7 @@ type CommandArgs struct {
 // LensInput is everything a lens computation looks at.
 type LensInput struct {
 	URI  protocol.DocumentURI
-	File *nixexpr.File
+	File *syntax.File
 	Eval *Evaluation
 	// Status replaces phase statuses while there is no plan: "evaluating…",
 	// "outside the workspace", an evaluation error.
@@ -88,7 +88,7 @@ func CodeLenses(in LensInput) []protocol.CodeLens {
 
 func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 	var out []protocol.CodeLens
-	at := func(s nixexpr.Span) protocol.Range { return lineRange(in.File, s) }
+	at := func(s syntax.Span) protocol.Range { return lineRange(in.File, s) }
 	args := func(phase string) []interface{} {
 		return []interface{}{CommandArgs{URI: in.URI, Phase: phase, Name: v.Deriv.Name}}
 	}
@@ -464,8 +464,8 @@ func auditHover(b *strings.Builder, r *results.Record) {
 // FailureTarget is the attribute a failure in phase is reported on: the
 // phase's own attribute, else one of its hooks or other attributes, else
 // the derivation call.
-func FailureTarget(v DerivView, phase string) nixexpr.Span {
-	var fallback *nixexpr.Span
+func FailureTarget(v DerivView, phase string) syntax.Span {
+	var fallback *syntax.Span
 	for _, a := range v.Attrs {
 		if a.Attr.Name == phase {
 			return a.Attr.Key
@@ -481,12 +481,12 @@ func FailureTarget(v DerivView, phase string) nixexpr.Span {
 	return v.Deriv.Func
 }
 
-func lineRange(f *nixexpr.File, s nixexpr.Span) protocol.Range {
+func lineRange(f *syntax.File, s syntax.Span) protocol.Range {
 	p := position(f, s.Start)
 	return protocol.Range{Start: p, End: p}
 }
 
-func position(f *nixexpr.File, offset int) protocol.Position {
+func position(f *syntax.File, offset int) protocol.Position {
 	p := f.Position(offset)
 	return protocol.Position{Line: uint32(p.Line), Character: uint32(p.UTF16Column)}
 }

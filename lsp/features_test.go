@@ -11,6 +11,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
@@ -60,7 +61,7 @@ func planFor(cached int) *planner.Plan {
 }
 
 func evalOf(src string, plan *planner.Plan) *Evaluation {
-	d := nixexpr.FindDerivations(nixexpr.Parse([]byte(src)))[0]
+	d := nixexpr.FindDerivations(parser.Parse([]byte(src)))[0]
 	return &Evaluation{Packages: []*Package{{
 		DrvPath: plan.Drv, Name: "demo-1.0", Pname: "demo", Plan: plan, Texts: attrTexts(d),
 		Env: map[string]string{"pname": "demo", "configureFlags": "--enable-x", "doCheck": "1", "postInstall": "echo hi > $out/hi\n", "preFixup": "echo fixing"},
@@ -70,7 +71,7 @@ func evalOf(src string, plan *planner.Plan) *Evaluation {
 // titles maps "attribute line text" → status lens title.
 func titles(t *testing.T, src string, in LensInput) map[string]string {
 	t.Helper()
-	in.File = nixexpr.Parse([]byte(src))
+	in.File = parser.Parse([]byte(src))
 	in.URI = "file:///w/pkg.nix"
 	out := map[string]string{}
 	lines := strings.Split(src, "\n")
@@ -111,7 +112,7 @@ func TestLensesFromPlan(t *testing.T) {
 }
 
 func TestRebuildLensArguments(t *testing.T) {
-	f := nixexpr.Parse([]byte(pkgSrc))
+	f := parser.Parse([]byte(pkgSrc))
 	ls := CodeLenses(LensInput{URI: "file:///w/pkg.nix", File: f, Eval: evalOf(pkgSrc, planFor(7))})
 	var rebuild []string
 	for _, l := range ls {
@@ -197,14 +198,14 @@ stdenv.mkDerivation {
 	}
 	// Garbage never panics and gives no lens.
 	for _, src := range []string{"", "{", "''", "mkDerivation {", "x: y: mkDerivation (f: { a = ", "\x00\xff"} {
-		CodeLenses(LensInput{File: nixexpr.Parse([]byte(src)), Eval: ev})
-		Hover(LensInput{File: nixexpr.Parse([]byte(src)), Eval: ev}, 3, time.Now())
+		CodeLenses(LensInput{File: parser.Parse([]byte(src)), Eval: ev})
+		Hover(LensInput{File: parser.Parse([]byte(src)), Eval: ev}, 3, time.Now())
 	}
 }
 
 func TestHover(t *testing.T) {
 	ev := evalOf(pkgSrc, planFor(7))
-	f := nixexpr.Parse([]byte(pkgSrc))
+	f := parser.Parse([]byte(pkgSrc))
 	off := strings.Index(pkgSrc, "postInstall") + 2
 	h := Hover(LensInput{URI: "file:///w/pkg.nix", File: f, Eval: ev}, off, time.Unix(1000, 0).Add(3*time.Minute))
 	if h == nil {
@@ -246,7 +247,7 @@ func TestHoverPlacementRule(t *testing.T) {
 	plan.Placements = map[string]phaserules.Placement{"GREETING": {Phase: "unpackPhase", Rule: phaserules.RuleAny, NamedBy: "installPhase",
 		Why: phaserules.FromFirstPhase + "programs may read any attribute (the package's own code of installPhase naming it does not make it the stdenv's)"}}
 	ev := evalOf(src, plan)
-	f := nixexpr.Parse([]byte(src))
+	f := parser.Parse([]byte(src))
 	h := Hover(LensInput{File: f, Eval: ev}, strings.Index(src, "GREETING")+1, time.Now())
 	if h == nil {
 		t.Fatal("no hover on GREETING")
@@ -269,7 +270,7 @@ func TestMatchByName(t *testing.T) {
 		{Name: "beta-1", Pname: "beta", Plan: pb},
 		{Name: "alpha-1", Pname: "alpha", Plan: pa},
 	}}
-	vs := Analyze(nixexpr.Parse([]byte(src)), ev)
+	vs := Analyze(parser.Parse([]byte(src)), ev)
 	if len(vs) != 2 || vs[0].Pkg != ev.Packages[1] || vs[1].Pkg != ev.Packages[0] {
 		t.Fatalf("matching by pname failed")
 	}
@@ -349,7 +350,7 @@ func TestLiveLensTitles(t *testing.T) {
 		}
 	}
 	// No rebuild lenses while it runs; the summary cancels.
-	for _, l := range CodeLenses(LensInput{File: nixexpr.Parse([]byte(pkgSrc)), Eval: ev, Running: r, Now: at(18)}) {
+	for _, l := range CodeLenses(LensInput{File: parser.Parse([]byte(pkgSrc)), Eval: ev, Running: r, Now: at(18)}) {
 		if strings.HasPrefix(l.Command.Title, "▶ rebuild") {
 			t.Errorf("a rebuild lens during the build: %q", l.Command.Title)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
 )
 
 // bigFile is a 3,000-line package set: 60 derivations of 50 lines.
@@ -47,7 +48,7 @@ func TestLatency3000Lines(t *testing.T) {
 		t.Fatalf("%d lines", n)
 	}
 	// Pure function, every derivation with a plan.
-	f := nixexpr.Parse([]byte(text))
+	f := parser.Parse([]byte(text))
 	derivs := nixexpr.FindDerivations(f)
 	ev := &Evaluation{}
 	for _, d := range derivs {
@@ -93,7 +94,7 @@ func TestLatency3000Lines(t *testing.T) {
 
 func BenchmarkCodeLenses3000Lines(b *testing.B) {
 	text := bigFile("v0")
-	f := nixexpr.Parse([]byte(text))
+	f := parser.Parse([]byte(text))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		CodeLenses(LensInput{File: f})

@@ -10,7 +10,7 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
-	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 )
 
 // nixpkgsCheckout copies the miniature nixpkgs of testdata/nixpkgs into a
@@ -22,7 +22,7 @@ func nixpkgsCheckout(t *testing.T, salt string) string {
 	if err := os.CopyFS(root, os.DirFS(filepath.Join(e2etest.Testdata(), "nixpkgs"))); err != nil {
 		t.Fatal(err)
 	}
-	fixture := "import " + nixexpr.Quote(e2etest.Testdata()) + " { salt = " + nixexpr.Quote(salt) + "; }\n"
+	fixture := "import " + syntax.Quote(e2etest.Testdata()) + " { salt = " + syntax.Quote(salt) + "; }\n"
 	writeFile(t, filepath.Join(root, "pkgs/top-level/fixture.nix"), fixture)
 	return root
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/buildindex"
-	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
 )
 
 // A derivation Nix built itself (recorded by post-build-hook) and of which
@@ -25,7 +25,7 @@ func TestBuiltByNixLensAndHover(t *testing.T) {
 		t.Errorf("summary lens: %q", got)
 	}
 
-	f := nixexpr.Parse([]byte(pkgSrc))
+	f := parser.Parse([]byte(pkgSrc))
 	in.File, in.URI = f, "file:///w/pkg.nix"
 	h := Hover(in, strings.Index(pkgSrc, "mkDerivation")+2, now)
 	if h == nil {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
 	"github.com/nixlayer/nixlayer/phaserules"
 )
 
@@ -23,7 +23,7 @@ func TestPhasesAt(t *testing.T) {
 		t.Fatalf("no line %q", prefix)
 		return -1
 	}
-	in := LensInput{File: nixexpr.Parse([]byte(src))}
+	in := LensInput{File: parser.Parse([]byte(src))}
 
 	// Before any evaluation.
 	for prefix, want := range map[string]string{

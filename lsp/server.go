@@ -27,7 +27,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
-	"github.com/nixlayer/nixlayer/nixexpr"
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 )
 
 // Options configure a server.
@@ -140,7 +141,7 @@ type document struct {
 	path    string
 	version int32
 	text    []byte
-	file    *nixexpr.File
+	file    *syntax.File
 
 	eval       *Evaluation
 	pending    string // shown while no evaluation is known
@@ -474,7 +475,7 @@ func (s *server) didOpen(p protocol.DidOpenTextDocumentParams) {
 		return
 	}
 	text := []byte(p.TextDocument.Text)
-	d := &document{uri: p.TextDocument.URI, path: path, version: p.TextDocument.Version, text: text, file: nixexpr.Parse(text), states: map[string]*EngineState{}}
+	d := &document{uri: p.TextDocument.URI, path: path, version: p.TextDocument.Version, text: text, file: parser.Parse(text), states: map[string]*EngineState{}}
 	s.mu.Lock()
 	if old := s.docs[d.uri]; old != nil {
 		s.stopEval(old)
@@ -498,7 +499,7 @@ func (s *server) didChange(p didChangeParams) {
 			text = []byte(c.Text)
 			continue
 		}
-		idx := nixexpr.NewLineIndex(text)
+		idx := syntax.NewLineIndex(text)
 		start := idx.Offset(int(c.Range.Start.Line), int(c.Range.Start.Character))
 		end := idx.Offset(int(c.Range.End.Line), int(c.Range.End.Character))
 		if end < start {
@@ -508,7 +509,7 @@ func (s *server) didChange(p didChangeParams) {
 		next = append(append(append(next, text[:start]...), c.Text...), text[end:]...)
 		text = next
 	}
-	d.text, d.version, d.file = text, p.TextDocument.Version, nixexpr.Parse(text)
+	d.text, d.version, d.file = text, p.TextDocument.Version, parser.Parse(text)
 }
 
 func (s *server) didSave(p protocol.DidSaveTextDocumentParams) {

@@ -3,6 +3,8 @@ package nixexpr
 import (
 	"slices"
 	"strings"
+
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 )
 
 // CallPackage is a binding of a package set that calls a file, as
@@ -25,12 +27,12 @@ type CallPackage struct {
 // value is `callPackage PATH ARGS` (or `X.callPackage`), in source order,
 // descending into nested attribute sets. Calls whose path is not a literal
 // are skipped.
-func FindCallPackages(f *File) []CallPackage {
+func FindCallPackages(f *syntax.File) []CallPackage {
 	var out []CallPackage
-	var walk func(set *AttrSet, prefix string)
-	walk = func(set *AttrSet, prefix string) {
+	var walk func(set *syntax.AttrSet, prefix string)
+	walk = func(set *syntax.AttrSet, prefix string) {
 		for _, b := range set.Bindings {
-			a, ok := b.(*Attr)
+			a, ok := b.(*syntax.Attr)
 			if !ok {
 				continue
 			}
@@ -40,7 +42,7 @@ func FindCallPackages(f *File) []CallPackage {
 			}
 			attr := prefix + strings.Join(names, ".")
 			value := unparen(a.Value)
-			if inner, ok := value.(*AttrSet); ok {
+			if inner, ok := value.(*syntax.AttrSet); ok {
 				walk(inner, attr+".")
 				continue
 			}
@@ -56,9 +58,9 @@ func FindCallPackages(f *File) []CallPackage {
 	return out
 }
 
-func unparen(n Node) Node {
+func unparen(n syntax.Node) syntax.Node {
 	for {
-		p, ok := n.(*Paren)
+		p, ok := n.(*syntax.Paren)
 		if !ok {
 			return n
 		}
@@ -67,16 +69,16 @@ func unparen(n Node) Node {
 }
 
 // callPackageOf matches `callPackage PATH ARGS`.
-func callPackageOf(f *File, n Node) (CallPackage, bool) {
-	outer, ok := n.(*Apply)
+func callPackageOf(f *syntax.File, n syntax.Node) (CallPackage, bool) {
+	outer, ok := n.(*syntax.Apply)
 	if !ok {
 		return CallPackage{}, false
 	}
-	inner, ok := unparen(outer.Func).(*Apply)
+	inner, ok := unparen(outer.Func).(*syntax.Apply)
 	if !ok || !isCallPackage(unparen(inner.Func)) {
 		return CallPackage{}, false
 	}
-	p, ok := unparen(inner.Arg).(*Path)
+	p, ok := unparen(inner.Arg).(*syntax.Path)
 	if !ok {
 		return CallPackage{}, false
 	}
@@ -87,19 +89,13 @@ func callPackageOf(f *File, n Node) (CallPackage, bool) {
 	return CallPackage{Path: path, Args: f.Text(outer.Arg.Span())}, true
 }
 
-func isCallPackage(fn Node) bool {
+func isCallPackage(fn syntax.Node) bool {
 	switch fn := fn.(type) {
-	case *Ident:
+	case *syntax.Ident:
 		return fn.Name == "callPackage"
-	case *Select:
-		last, ok := fn.Path.Elems[len(fn.Path.Elems)-1].(*Ident)
+	case *syntax.Select:
+		last, ok := fn.Path.Elems[len(fn.Path.Elems)-1].(*syntax.Ident)
 		return ok && fn.Default == nil && last.Name == "callPackage"
 	}
 	return false
-}
-
-// Quote renders s as a Nix string literal ("…", with \, " and ${ escaped).
-func Quote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "${", `\${`, "\n", `\n`, "\r", `\r`, "\t", `\t`)
-	return `"` + r.Replace(s) + `"`
 }

@@ -3,6 +3,8 @@ package nixexpr
 import (
 	"reflect"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
 )
 
 func TestFindCallPackages(t *testing.T) {
@@ -18,7 +20,7 @@ func TestFindCallPackages(t *testing.T) {
   ${"dyn"} = callPackage ./d.nix { };
 }
 `
-	got := FindCallPackages(Parse([]byte(src)))
+	got := FindCallPackages(parser.Parse([]byte(src)))
 	want := []CallPackage{
 		{Attr: "hello", Path: "../by-name/he/hello/package.nix", Args: "{ }"},
 		{Attr: "greeter", Path: "../tools/greeter", Args: `{ greeting = "hi"; }`},
@@ -27,24 +29,5 @@ func TestFindCallPackages(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("FindCallPackages =\n%+v\nwant\n%+v", got, want)
-	}
-}
-
-func TestQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		`/a/b`:      `"/a/b"`,
-		`a"b\c`:     `"a\"b\\c"`,
-		"${x} $y\n": `"\${x} $y\n"`,
-	} {
-		if got := Quote(in); got != want {
-			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
-		}
-		// What Quote renders parses back to the same string.
-		f := Parse([]byte(Quote(in)))
-		if s, ok := f.Root.(*String); !ok {
-			t.Errorf("Quote(%q) does not parse as a string", in)
-		} else if lit, _ := s.Literal(); lit != in {
-			t.Errorf("Quote(%q) parses back as %q", in, lit)
-		}
 	}
 }

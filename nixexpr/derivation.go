@@ -1,4 +1,11 @@
+// Package nixexpr reads what a Nix file means as a package from its syntax
+// tree: the derivation calls with their attributes and positions
+// (FindDerivations) and a package set's callPackage bindings
+// (FindCallPackages). The language server's lenses, hovers and discovery
+// call it on trees the parser built.
 package nixexpr
+
+import "github.com/nixlayer/nixlayer/nixexpr/syntax"
 
 // DerivationKind says which call produced a Derivation.
 type DerivationKind int
@@ -28,11 +35,11 @@ type Derivation struct {
 	// Name is the literal pname (or name) attribute, "" when not a literal.
 	Name string
 	// Call spans the whole application, e.g. `stdenv.mkDerivation rec { ... }`.
-	Call Span
+	Call syntax.Span
 	// Func spans the function expression, e.g. `stdenv.mkDerivation`.
-	Func Span
+	Func syntax.Span
 	// Attrs spans the attribute set holding Attributes.
-	Attrs      Span
+	Attrs      syntax.Span
 	Attributes []Attribute
 }
 
@@ -44,7 +51,7 @@ type Attribute struct {
 	// Path holds every element of a dotted path; dynamic elements are "".
 	Path []string
 	// Key spans the attribute path; Value spans the value expression.
-	Key, Value Span
+	Key, Value syntax.Span
 	// Text is the value's source text.
 	Text string
 	// Simple is true for literals that need no evaluation: strings without
@@ -70,16 +77,16 @@ func (d *Derivation) Attr(name string) (Attribute, bool) {
 
 // FindDerivations returns the derivation calls in f in source order,
 // including ones nested inside others.
-func FindDerivations(f *File) []Derivation {
+func FindDerivations(f *syntax.File) []Derivation {
 	var out []Derivation
-	Inspect(f.Root, func(n Node) bool {
-		app, ok := n.(*Apply)
+	syntax.Inspect(f.Root, func(n syntax.Node) bool {
+		app, ok := n.(*syntax.Apply)
 		if !ok {
 			return true
 		}
 		fn, arg := app.Func, app.Arg
 		// Only the innermost application of a curried call names the function.
-		if _, curried := fn.(*Apply); curried {
+		if _, curried := fn.(*syntax.Apply); curried {
 			return true
 		}
 		kind, ok := derivationKind(fn)
@@ -106,24 +113,24 @@ func FindDerivations(f *File) []Derivation {
 	return out
 }
 
-func derivationKind(fn Node) (DerivationKind, bool) {
+func derivationKind(fn syntax.Node) (DerivationKind, bool) {
 	var name string
 	switch fn := fn.(type) {
-	case *Ident:
+	case *syntax.Ident:
 		name = fn.Name
 		if name == "derivation" {
 			return KindDerivation, true
 		}
-	case *Select:
+	case *syntax.Select:
 		if fn.Default != nil {
 			return 0, false
 		}
-		last, ok := fn.Path.Elems[len(fn.Path.Elems)-1].(*Ident)
+		last, ok := fn.Path.Elems[len(fn.Path.Elems)-1].(*syntax.Ident)
 		if !ok {
 			return 0, false
 		}
 		name = last.Name
-	case *Paren:
+	case *syntax.Paren:
 		return derivationKind(fn.Expr)
 	}
 	switch name {
@@ -139,24 +146,24 @@ func derivationKind(fn Node) (DerivationKind, bool) {
 // as a rec set, or returned by `finalAttrs: { }` / `final: prev: { }`,
 // possibly through let, with, assert, parentheses or `prev // { }`. (A
 // package set's file returns its set the same way: FindCallPackages.)
-func argumentSet(n Node, depth int) *AttrSet {
+func argumentSet(n syntax.Node, depth int) *syntax.AttrSet {
 	if depth > 16 {
 		return nil
 	}
 	switch n := n.(type) {
-	case *AttrSet:
+	case *syntax.AttrSet:
 		return n
-	case *Paren:
+	case *syntax.Paren:
 		return argumentSet(n.Expr, depth+1)
-	case *Lambda:
+	case *syntax.Lambda:
 		return argumentSet(n.Body, depth+1)
-	case *Let:
+	case *syntax.Let:
 		return argumentSet(n.Body, depth+1)
-	case *With:
+	case *syntax.With:
 		return argumentSet(n.Body, depth+1)
-	case *Assert:
+	case *syntax.Assert:
 		return argumentSet(n.Body, depth+1)
-	case *Binary:
+	case *syntax.Binary:
 		if n.Op == "//" {
 			return argumentSet(n.Right, depth+1)
 		}
@@ -164,9 +171,9 @@ func argumentSet(n Node, depth int) *AttrSet {
 	return nil
 }
 
-func attributes(f *File, b Binding) []Attribute {
+func attributes(f *syntax.File, b syntax.Binding) []Attribute {
 	switch b := b.(type) {
-	case *Attr:
+	case *syntax.Attr:
 		a := Attribute{
 			Path:  attrPathNames(b.Path),
 			Key:   b.Path.Loc,
@@ -174,12 +181,12 @@ func attributes(f *File, b Binding) []Attribute {
 			Text:  f.Text(b.Value.Span()),
 		}
 		a.Name = a.Path[0]
-		if s, ok := b.Value.(*String); ok {
+		if s, ok := b.Value.(*syntax.String); ok {
 			a.String, a.HasString = s.Literal()
 		}
 		a.Simple = isLiteral(b.Value)
 		return []Attribute{a}
-	case *Inherit:
+	case *syntax.Inherit:
 		var out []Attribute
 		for _, name := range b.Names {
 			s := name.Span()
@@ -194,7 +201,7 @@ func attributes(f *File, b Binding) []Attribute {
 	return nil
 }
 
-func attrPathNames(p *AttrPath) []string {
+func attrPathNames(p *syntax.AttrPath) []string {
 	names := make([]string, len(p.Elems))
 	for i, e := range p.Elems {
 		names[i] = attrName(e)
@@ -203,36 +210,36 @@ func attrPathNames(p *AttrPath) []string {
 }
 
 // attrName is the static name of an attribute path element, "" if dynamic.
-func attrName(n Node) string {
+func attrName(n syntax.Node) string {
 	switch n := n.(type) {
-	case *Ident:
+	case *syntax.Ident:
 		return n.Name
-	case *String:
+	case *syntax.String:
 		s, _ := n.Literal()
 		return s
 	}
 	return ""
 }
 
-func isLiteral(n Node) bool {
+func isLiteral(n syntax.Node) bool {
 	switch n := n.(type) {
-	case *Int, *Float, *URI, *SearchPath:
+	case *syntax.Int, *syntax.Float, *syntax.URI, *syntax.SearchPath:
 		return true
-	case *String:
+	case *syntax.String:
 		_, ok := n.Literal()
 		return ok
-	case *Path:
+	case *syntax.Path:
 		_, ok := n.Literal()
 		return ok
-	case *Ident:
+	case *syntax.Ident:
 		return n.Name == "true" || n.Name == "false" || n.Name == "null"
-	case *Unary:
+	case *syntax.Unary:
 		switch n.Expr.(type) {
-		case *Int, *Float:
+		case *syntax.Int, *syntax.Float:
 			return n.Op == "-"
 		}
 		return false
-	case *List:
+	case *syntax.List:
 		for _, e := range n.Elems {
 			if !isLiteral(e) {
 				return false

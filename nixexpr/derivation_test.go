@@ -3,6 +3,8 @@ package nixexpr
 import (
 	"strings"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
 )
 
 const helloPackage = `{ stdenv, fetchurl }:
@@ -45,7 +47,7 @@ type derivationCase struct {
 
 func (tt derivationCase) check(t *testing.T) {
 	t.Helper()
-	f := Parse([]byte(tt.src))
+	f := parser.Parse([]byte(tt.src))
 	if got := len(f.Diagnostics) > 0; got != tt.diags {
 		t.Errorf("diagnostics = %v, want any: %v", f.Diagnostics, tt.diags)
 	}
@@ -161,7 +163,7 @@ func TestFindDerivationsInBrokenBuffers(t *testing.T) {
 }
 
 func TestAttributeSpans(t *testing.T) {
-	f := Parse([]byte(helloPackage))
+	f := parser.Parse([]byte(helloPackage))
 	d := FindDerivations(f)[0]
 	if got := f.Text(d.Call); !strings.HasPrefix(got, "stdenv.mkDerivation rec {") || !strings.HasSuffix(got, "}") {
 		t.Errorf("call text = %q", got)
@@ -188,7 +190,7 @@ func TestNestedAndMultipleDerivations(t *testing.T) {
   d = callPackage ./d.nix { };
 }`
 	var names []string
-	for _, d := range FindDerivations(Parse([]byte(src))) {
+	for _, d := range FindDerivations(parser.Parse([]byte(src))) {
 		names = append(names, d.Kind.String()+":"+d.Name)
 	}
 	want := "mkDerivation:a mkDerivation:b overrideAttrs:"

@@ -1,6 +1,11 @@
 package nixexpr
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/nixlayer/nixlayer/nixexpr/parser"
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
+)
 
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
@@ -12,8 +17,8 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		file := Parse(src)
-		inside := func(what string, s Span) {
+		file := parser.Parse(src)
+		inside := func(what string, s syntax.Span) {
 			if s.Start < 0 || s.End < s.Start || s.End > len(src) {
 				t.Fatalf("%s span %v outside input of %d bytes", what, s, len(src))
 			}
@@ -21,9 +26,9 @@ func FuzzParse(f *testing.F) {
 		for _, d := range file.Diagnostics {
 			inside("diagnostic", d.Span)
 		}
-		Inspect(file.Root, func(n Node) bool {
+		syntax.Inspect(file.Root, func(n syntax.Node) bool {
 			inside("node", n.Span())
-			for _, c := range Children(n) {
+			for _, c := range syntax.Children(n) {
 				if c.Span().Start < n.Span().Start || c.Span().End > n.Span().End {
 					t.Fatalf("child %T %v escapes parent %T %v", c, c.Span(), n, n.Span())
 				}

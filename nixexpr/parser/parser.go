@@ -1,28 +1,16 @@
-package nixexpr
+// Package parser turns a Nix source buffer into a syntax.File. It never
+// fails: a broken, half-edited buffer still yields a tree of its intact
+// parts, with diagnostics and Bad nodes for the rest. The language server
+// parses every buffer it is sent with it.
+package parser
 
 import (
 	"fmt"
 	"sort"
 	"strconv"
+
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 )
-
-// File is the result of parsing one Nix source buffer.
-type File struct {
-	Src         []byte
-	Root        Node
-	Diagnostics []Diagnostic
-	Lines       *LineIndex
-}
-
-// Text returns the source text covered by span (clamped to the source).
-func (f *File) Text(span Span) string {
-	start := max(0, min(span.Start, len(f.Src)))
-	end := max(start, min(span.End, len(f.Src)))
-	return string(f.Src[start:end])
-}
-
-// Position converts a byte offset into a line/column position.
-func (f *File) Position(offset int) Position { return f.Lines.Position(offset) }
 
 // maxDepth bounds expression nesting so hostile input cannot exhaust the stack.
 const maxDepth = 1000
@@ -30,8 +18,8 @@ const maxDepth = 1000
 // Parse parses src. It never fails: syntax errors become Diagnostics and
 // missing pieces become *Bad nodes, so intact parts of a half-edited buffer
 // are still in the tree.
-func Parse(src []byte) *File {
-	lines := NewLineIndex(src)
+func Parse(src []byte) *syntax.File {
+	lines := syntax.NewLineIndex(src)
 	toks, lexDiags := lex(src, lines, false)
 	p := newParser(src, lines, toks, false)
 	root := p.parseFile()
@@ -45,7 +33,7 @@ func Parse(src []byte) *File {
 	}
 	diags := append(lexDiags, p.diags...)
 	sort.SliceStable(diags, func(i, j int) bool { return diags[i].Span.Start < diags[j].Span.Start })
-	return &File{
+	return &syntax.File{
 		Src:         src,
 		Root:        root,
 		Diagnostics: diags,
@@ -57,7 +45,7 @@ type parser struct {
 	src   []byte
 	toks  []token
 	pos   int
-	diags []Diagnostic
+	diags []syntax.Diagnostic
 	depth int
 
 	// open lists the closers (}, ], ), in, interpolation }) expected by the
@@ -66,14 +54,14 @@ type parser struct {
 
 	// guessUnclosed enables the indentation heuristic for unclosed braces.
 	guessUnclosed bool
-	lines         *LineIndex
+	lines         *syntax.LineIndex
 }
 
-func newParser(src []byte, lines *LineIndex, toks []token, guessUnclosed bool) *parser {
+func newParser(src []byte, lines *syntax.LineIndex, toks []token, guessUnclosed bool) *parser {
 	return &parser{src: src, toks: toks, guessUnclosed: guessUnclosed, lines: lines}
 }
 
-func (p *parser) parseFile() Node {
+func (p *parser) parseFile() syntax.Node {
 	root := p.parseExpr()
 	for p.peek().kind != tEOF {
 		t := p.peek()
@@ -120,11 +108,11 @@ func (p *parser) isOpen(closer tokenKind) bool {
 	return false
 }
 
-func (p *parser) errorAt(span Span, msg string) {
+func (p *parser) errorAt(span syntax.Span, msg string) {
 	if n := len(p.diags); n > 0 && p.diags[n-1].Span.Start == span.Start {
 		return // one report per place is enough
 	}
-	p.diags = append(p.diags, Diagnostic{Span: span, Message: msg})
+	p.diags = append(p.diags, syntax.Diagnostic{Span: span, Message: msg})
 }
 
 // expect consumes a token of the given kind or reports it missing.
@@ -142,26 +130,26 @@ func (p *parser) errorExpected(what string) {
 	span := t.span
 	if t.kind == tEOF || t.lineStart {
 		// Point at the end of what came before: that is where it is missing.
-		span = Span{p.prevEnd(), p.prevEnd()}
+		span = syntax.Span{Start: p.prevEnd(), End: p.prevEnd()}
 	}
 	p.errorAt(span, fmt.Sprintf("expected %s, found %s", what, t.kind))
 }
 
-func (p *parser) bad() *Bad {
-	return &Bad{Loc: Span{p.prevEnd(), p.prevEnd()}}
+func (p *parser) bad() *syntax.Bad {
+	return &syntax.Bad{Loc: syntax.Span{Start: p.prevEnd(), End: p.prevEnd()}}
 }
 
 // exprAfter parses the expression that follows kind (a keyword such as
 // `in` or `then`, or the `;` or `:` before a body); where kind is missing
 // it reports so and gives a Bad node instead.
-func (p *parser) exprAfter(kind tokenKind) Node {
+func (p *parser) exprAfter(kind tokenKind) syntax.Node {
 	if !p.expect(kind) {
 		return p.bad()
 	}
 	return p.parseExpr()
 }
 
-func (p *parser) text(s Span) string { return string(p.src[s.Start:s.End]) }
+func (p *parser) text(s syntax.Span) string { return string(p.src[s.Start:s.End]) }
 
 // skipAttrName returns the index after the attribute name starting at i, or -1.
 func (p *parser) skipAttrName(i int) int {
@@ -212,11 +200,11 @@ func (p *parser) startsBinding(i int) bool {
 // enter counts one level of nesting; past maxDepth it reports the error
 // and returns the Bad node to give instead (the parser recurses, so depth
 // bounds its stack). Every successful enter is paired with a leave.
-func (p *parser) enter() Node {
+func (p *parser) enter() syntax.Node {
 	if p.depth >= maxDepth {
 		t := p.next()
 		p.errorAt(t.span, "expression nested too deeply")
-		return &Bad{Loc: t.span}
+		return &syntax.Bad{Loc: t.span}
 	}
 	p.depth++
 	return nil
@@ -224,7 +212,7 @@ func (p *parser) enter() Node {
 
 func (p *parser) leave() { p.depth-- }
 
-func (p *parser) parseExpr() Node {
+func (p *parser) parseExpr() syntax.Node {
 	if bad := p.enter(); bad != nil {
 		return bad
 	}
@@ -254,32 +242,32 @@ func (p *parser) parseExpr() Node {
 	return p.parseBinary(0)
 }
 
-func (p *parser) parseLet() Node {
+func (p *parser) parseLet() syntax.Node {
 	start := p.next().span.Start
 	p.pushOpen(tIn)
 	bindings := p.parseBindings(tIn)
 	p.popOpen()
 	body := p.exprAfter(tIn)
-	return &Let{Loc: Span{start, p.prevEnd()}, Bindings: bindings, Body: body}
+	return &syntax.Let{Loc: syntax.Span{Start: start, End: p.prevEnd()}, Bindings: bindings, Body: body}
 }
 
-func (p *parser) parseWithOrAssert() Node {
+func (p *parser) parseWithOrAssert() syntax.Node {
 	kw := p.next()
 	first := p.parseExpr()
 	body := p.exprAfter(tSemi)
-	loc := Span{kw.span.Start, p.prevEnd()}
+	loc := syntax.Span{Start: kw.span.Start, End: p.prevEnd()}
 	if kw.kind == tWith {
-		return &With{Loc: loc, Env: first, Body: body}
+		return &syntax.With{Loc: loc, Env: first, Body: body}
 	}
-	return &Assert{Loc: loc, Cond: first, Body: body}
+	return &syntax.Assert{Loc: loc, Cond: first, Body: body}
 }
 
-func (p *parser) parseIf() Node {
+func (p *parser) parseIf() syntax.Node {
 	start := p.next().span.Start
-	n := &If{Cond: p.parseExpr()}
+	n := &syntax.If{Cond: p.parseExpr()}
 	n.Then = p.exprAfter(tThen)
 	n.Else = p.exprAfter(tElse)
-	n.Loc = Span{start, p.prevEnd()}
+	n.Loc = syntax.Span{Start: start, End: p.prevEnd()}
 	return n
 }
 
@@ -303,9 +291,9 @@ func (p *parser) startsFormals() bool {
 	return false
 }
 
-func (p *parser) parseLambda() Node {
+func (p *parser) parseLambda() syntax.Node {
 	start := p.peek().span.Start
-	n := &Lambda{}
+	n := &syntax.Lambda{}
 	if p.peek().kind == tIdent {
 		n.Param = p.parseIdent()
 		if p.atThen(tLBrace) {
@@ -318,7 +306,7 @@ func (p *parser) parseLambda() Node {
 		}
 	}
 	n.Body = p.exprAfter(tColon)
-	n.Loc = Span{start, p.prevEnd()}
+	n.Loc = syntax.Span{Start: start, End: p.prevEnd()}
 	return n
 }
 
@@ -337,14 +325,14 @@ func (p *parser) atThen(want tokenKind) bool {
 	return true
 }
 
-func (p *parser) parseIdent() *Ident {
+func (p *parser) parseIdent() *syntax.Ident {
 	t := p.next()
-	return &Ident{Loc: t.span, Name: p.text(t.span)}
+	return &syntax.Ident{Loc: t.span, Name: p.text(t.span)}
 }
 
-func (p *parser) parseFormals() *Formals {
+func (p *parser) parseFormals() *syntax.Formals {
 	start := p.next().span.Start // {
-	f := &Formals{}
+	f := &syntax.Formals{}
 	for {
 		t := p.peek()
 		if t.kind == tRBrace {
@@ -354,7 +342,7 @@ func (p *parser) parseFormals() *Formals {
 			p.next()
 			f.Ellipsis = true
 		} else if t.kind == tIdent {
-			entry := Formal{Name: p.parseIdent()}
+			entry := syntax.Formal{Name: p.parseIdent()}
 			if p.peek().kind == tQuestion {
 				p.next()
 				entry.Default = p.parseExpr()
@@ -370,7 +358,7 @@ func (p *parser) parseFormals() *Formals {
 		p.next()
 	}
 	p.expect(tRBrace)
-	f.Loc = Span{start, p.prevEnd()}
+	f.Loc = syntax.Span{Start: start, End: p.prevEnd()}
 	return f
 }
 
@@ -404,13 +392,13 @@ var binaryOps = map[tokenKind]opInfo{
 	tQuestion: {13, false},
 }
 
-func (p *parser) parseBinary(minBP int) Node {
+func (p *parser) parseBinary(minBP int) syntax.Node {
 	if bad := p.enter(); bad != nil {
 		return bad
 	}
 	defer p.leave()
 
-	var lhs Node
+	var lhs syntax.Node
 	switch t := p.peek(); t.kind {
 	case tNot, tMinus:
 		p.next()
@@ -419,7 +407,7 @@ func (p *parser) parseBinary(minBP int) Node {
 			bp = bpNegate
 		}
 		operand := p.parseBinary(bp)
-		lhs = &Unary{Loc: Span{t.span.Start, p.prevEnd()}, Op: t.kind.String(), Expr: operand}
+		lhs = &syntax.Unary{Loc: syntax.Span{Start: t.span.Start, End: p.prevEnd()}, Op: t.kind.String(), Expr: operand}
 	default:
 		lhs = p.parseApply()
 	}
@@ -433,7 +421,7 @@ func (p *parser) parseBinary(minBP int) Node {
 		start := lhs.Span().Start
 		if t.kind == tQuestion {
 			path := p.parseAttrPath()
-			lhs = &HasAttr{Loc: Span{start, p.prevEnd()}, Expr: lhs, Path: path}
+			lhs = &syntax.HasAttr{Loc: syntax.Span{Start: start, End: p.prevEnd()}, Expr: lhs, Path: path}
 			continue
 		}
 		next := info.bp + 1
@@ -441,7 +429,7 @@ func (p *parser) parseBinary(minBP int) Node {
 			next = info.bp
 		}
 		rhs := p.parseBinary(next)
-		lhs = &Binary{Loc: Span{start, p.prevEnd()}, Op: t.kind.String(), Left: lhs, Right: rhs}
+		lhs = &syntax.Binary{Loc: syntax.Span{Start: start, End: p.prevEnd()}, Op: t.kind.String(), Left: lhs, Right: rhs}
 	}
 }
 
@@ -456,32 +444,32 @@ func (p *parser) startsOperand() bool {
 	return false
 }
 
-func (p *parser) parseApply() Node {
+func (p *parser) parseApply() syntax.Node {
 	fn := p.parseSelect()
 	for p.startsOperand() {
 		arg := p.parseSelect()
-		fn = &Apply{Loc: Span{fn.Span().Start, p.prevEnd()}, Func: fn, Arg: arg}
+		fn = &syntax.Apply{Loc: syntax.Span{Start: fn.Span().Start, End: p.prevEnd()}, Func: fn, Arg: arg}
 	}
 	return fn
 }
 
-func (p *parser) parseSelect() Node {
+func (p *parser) parseSelect() syntax.Node {
 	e := p.parsePrimary()
 	if p.peek().kind != tDot {
 		return e
 	}
 	p.next()
-	sel := &Select{Expr: e, Path: p.parseAttrPath()}
+	sel := &syntax.Select{Expr: e, Path: p.parseAttrPath()}
 	if p.peek().kind == tOrKw {
 		p.next()
 		sel.Default = p.parseSelect()
 	}
-	sel.Loc = Span{e.Span().Start, p.prevEnd()}
+	sel.Loc = syntax.Span{Start: e.Span().Start, End: p.prevEnd()}
 	return sel
 }
 
-func (p *parser) parseAttrPath() *AttrPath {
-	path := &AttrPath{}
+func (p *parser) parseAttrPath() *syntax.AttrPath {
+	path := &syntax.AttrPath{}
 	for {
 		path.Elems = append(path.Elems, p.parseAttrName())
 		if p.peek().kind != tDot {
@@ -489,11 +477,11 @@ func (p *parser) parseAttrPath() *AttrPath {
 		}
 		p.next()
 	}
-	path.Loc = Span{path.Elems[0].Span().Start, p.prevEnd()}
+	path.Loc = syntax.Span{Start: path.Elems[0].Span().Start, End: p.prevEnd()}
 	return path
 }
 
-func (p *parser) parseAttrName() Node {
+func (p *parser) parseAttrName() syntax.Node {
 	switch p.peek().kind {
 	case tIdent, tOrKw:
 		return p.parseIdent()
@@ -502,21 +490,21 @@ func (p *parser) parseAttrName() Node {
 	case tInterpOpen:
 		start := p.next().span.Start
 		e := p.parseInterpBody()
-		return &Interp{Loc: Span{start, p.prevEnd()}, Expr: e}
+		return &syntax.Interp{Loc: syntax.Span{Start: start, End: p.prevEnd()}, Expr: e}
 	}
 	p.errorExpected("attribute name")
 	return p.bad()
 }
 
 // parseInterpPart parses ${ expr } inside a string or path.
-func (p *parser) parseInterpPart() StringPart {
+func (p *parser) parseInterpPart() syntax.StringPart {
 	start := p.next().span.Start
 	e := p.parseInterpBody()
-	return StringPart{Loc: Span{start, p.prevEnd()}, Interp: e}
+	return syntax.StringPart{Loc: syntax.Span{Start: start, End: p.prevEnd()}, Interp: e}
 }
 
 // parseInterpBody parses the expression and closing } after a ${.
-func (p *parser) parseInterpBody() Node {
+func (p *parser) parseInterpBody() syntax.Node {
 	p.pushOpen(tInterpClose)
 	e := p.parseExpr()
 	p.popOpen()
@@ -550,7 +538,7 @@ func (p *parser) closeInterp() {
 	}
 }
 
-func (p *parser) parsePrimary() Node {
+func (p *parser) parsePrimary() syntax.Node {
 	t := p.peek()
 	switch t.kind {
 	case tIdent:
@@ -562,28 +550,28 @@ func (p *parser) parsePrimary() Node {
 			v = 0
 			p.errorAt(t.span, "integer out of range")
 		}
-		return &Int{Loc: t.span, Value: v}
+		return &syntax.Int{Loc: t.span, Value: v}
 	case tFloat:
 		p.next()
 		v, _ := strconv.ParseFloat(p.text(t.span), 64)
-		return &Float{Loc: t.span, Value: v}
+		return &syntax.Float{Loc: t.span, Value: v}
 	case tStringOpen, tIndOpen:
 		return p.parseString()
 	case tPathOpen:
 		return p.parsePath()
 	case tSearchPath:
 		p.next()
-		return &SearchPath{Loc: t.span, Name: p.text(Span{t.span.Start + 1, t.span.End - 1})}
+		return &syntax.SearchPath{Loc: t.span, Name: p.text(syntax.Span{Start: t.span.Start + 1, End: t.span.End - 1})}
 	case tURI:
 		p.next()
-		return &URI{Loc: t.span, Value: p.text(t.span)}
+		return &syntax.URI{Loc: t.span, Value: p.text(t.span)}
 	case tLParen:
 		p.next()
 		p.pushOpen(tRParen)
 		e := p.parseExpr()
 		p.popOpen()
 		p.expect(tRParen)
-		return &Paren{Loc: Span{t.span.Start, p.prevEnd()}, Expr: e}
+		return &syntax.Paren{Loc: syntax.Span{Start: t.span.Start, End: p.prevEnd()}, Expr: e}
 	case tLBracket:
 		return p.parseList()
 	case tLBrace, tRec:
@@ -594,28 +582,28 @@ func (p *parser) parsePrimary() Node {
 		return p.parseExpr()
 	case tIllegal:
 		p.next()
-		return &Bad{Loc: t.span}
+		return &syntax.Bad{Loc: t.span}
 	}
 	p.errorExpected("expression")
 	return p.bad()
 }
 
-func (p *parser) parseList() Node {
+func (p *parser) parseList() syntax.Node {
 	start := p.next().span.Start
-	list := &List{}
+	list := &syntax.List{}
 	p.pushOpen(tRBracket)
 	for p.startsOperand() {
 		list.Elems = append(list.Elems, p.parseSelect())
 	}
 	p.popOpen()
 	p.expect(tRBracket)
-	list.Loc = Span{start, p.prevEnd()}
+	list.Loc = syntax.Span{Start: start, End: p.prevEnd()}
 	return list
 }
 
-func (p *parser) parseString() Node {
+func (p *parser) parseString() syntax.Node {
 	open := p.next()
-	s := &String{Indented: open.kind == tIndOpen}
+	s := &syntax.String{Indented: open.kind == tIndOpen}
 	closeKind := tStringClose
 	if s.Indented {
 		closeKind = tIndClose
@@ -627,13 +615,13 @@ func (p *parser) parseString() Node {
 			p.next()
 			raw := p.text(t.span)
 			if !s.Indented {
-				raw = unescapeString(raw)
+				raw = syntax.UnescapeString(raw)
 			}
-			s.Parts = append(s.Parts, StringPart{Loc: t.span, Text: raw})
+			s.Parts = append(s.Parts, syntax.StringPart{Loc: t.span, Text: raw})
 			continue
 		case tEscape:
 			p.next()
-			s.Parts = append(s.Parts, StringPart{Loc: t.span, Text: unescapeIndented(p.text(t.span)), Escape: true})
+			s.Parts = append(s.Parts, syntax.StringPart{Loc: t.span, Text: syntax.UnescapeIndented(p.text(t.span)), Escape: true})
 			continue
 		case tInterpOpen:
 			s.Parts = append(s.Parts, p.parseInterpPart())
@@ -645,18 +633,18 @@ func (p *parser) parseString() Node {
 		}
 		break
 	}
-	s.Loc = Span{open.span.Start, p.prevEnd()}
+	s.Loc = syntax.Span{Start: open.span.Start, End: p.prevEnd()}
 	return s
 }
 
-func (p *parser) parsePath() Node {
+func (p *parser) parsePath() syntax.Node {
 	open := p.next()
-	path := &Path{}
+	path := &syntax.Path{}
 	for {
 		t := p.peek()
 		if t.kind == tText {
 			p.next()
-			path.Parts = append(path.Parts, StringPart{Loc: t.span, Text: p.text(t.span)})
+			path.Parts = append(path.Parts, syntax.StringPart{Loc: t.span, Text: p.text(t.span)})
 			continue
 		}
 		if t.kind == tInterpOpen {
@@ -670,19 +658,19 @@ func (p *parser) parsePath() Node {
 		}
 		break
 	}
-	path.Loc = Span{open.span.Start, p.prevEnd()}
+	path.Loc = syntax.Span{Start: open.span.Start, End: p.prevEnd()}
 	return path
 }
 
-func (p *parser) parseAttrSet() Node {
+func (p *parser) parseAttrSet() syntax.Node {
 	start := p.peek().span.Start
-	set := &AttrSet{}
+	set := &syntax.AttrSet{}
 	if p.peek().kind == tRec {
 		set.Rec = true
 		p.next()
 		if p.peek().kind != tLBrace {
 			p.errorExpected("{")
-			set.Loc = Span{start, p.prevEnd()}
+			set.Loc = syntax.Span{Start: start, End: p.prevEnd()}
 			return set
 		}
 	}
@@ -691,13 +679,13 @@ func (p *parser) parseAttrSet() Node {
 	set.Bindings = p.parseBindings(tRBrace)
 	p.popOpen()
 	p.expect(tRBrace)
-	set.Loc = Span{start, p.prevEnd()}
+	set.Loc = syntax.Span{Start: start, End: p.prevEnd()}
 	return set
 }
 
 // parseBindings parses attributes and inherits up to end (} or in).
-func (p *parser) parseBindings(end tokenKind) []Binding {
-	var out []Binding
+func (p *parser) parseBindings(end tokenKind) []syntax.Binding {
+	var out []syntax.Binding
 	indent := -1 // column of bindings that start a line, for guessUnclosed
 	for {
 		t := p.peek()
@@ -712,7 +700,7 @@ func (p *parser) parseBindings(end tokenKind) []Binding {
 			}
 		}
 		if t.lineStart {
-			col := p.lines.byteColumn(t.span.Start)
+			col := p.lines.ByteColumn(t.span.Start)
 			if indent < 0 {
 				indent = col
 			} else if p.guessUnclosed && col < indent {
@@ -720,7 +708,7 @@ func (p *parser) parseBindings(end tokenKind) []Binding {
 			}
 		}
 		before := p.pos
-		var b Binding
+		var b syntax.Binding
 		switch {
 		case t.kind == tInherit:
 			b = p.parseInherit()
@@ -783,7 +771,7 @@ func (p *parser) syncBinding() {
 	}
 }
 
-func (p *parser) parseAttr() Binding {
+func (p *parser) parseAttr() syntax.Binding {
 	start := p.peek().span.Start
 	path := p.parseAttrPath()
 	if p.peek().kind != tAssign {
@@ -798,12 +786,12 @@ func (p *parser) parseAttr() Binding {
 	if p.pos > 0 && p.toks[p.pos-1].kind == tSemi {
 		end = p.prevEnd()
 	}
-	return &Attr{Loc: Span{start, end}, Path: path, Value: value}
+	return &syntax.Attr{Loc: syntax.Span{Start: start, End: end}, Path: path, Value: value}
 }
 
-func (p *parser) parseInherit() Binding {
+func (p *parser) parseInherit() syntax.Binding {
 	start := p.next().span.Start
-	n := &Inherit{}
+	n := &syntax.Inherit{}
 	if p.peek().kind == tLParen {
 		p.next()
 		n.From = p.parseExpr()
@@ -821,6 +809,6 @@ func (p *parser) parseInherit() Binding {
 	if p.toks[p.pos-1].kind == tSemi {
 		end = p.prevEnd()
 	}
-	n.Loc = Span{start, end}
+	n.Loc = syntax.Span{Start: start, End: end}
 	return n
 }

@@ -1,25 +1,27 @@
-package nixexpr
+package parser
 
 import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 )
 
 // sexpr renders a tree compactly so table tests can state expected structure.
-func sexpr(f *File, n Node) string {
+func sexpr(f *syntax.File, n syntax.Node) string {
 	switch n := n.(type) {
 	case nil:
 		return "nil"
-	case *Bad:
+	case *syntax.Bad:
 		return "BAD"
-	case *Ident:
+	case *syntax.Ident:
 		return n.Name
-	case *Int:
+	case *syntax.Int:
 		return fmt.Sprint(n.Value)
-	case *Float:
+	case *syntax.Float:
 		return fmt.Sprint(n.Value)
-	case *String:
+	case *syntax.String:
 		if s, ok := n.Literal(); ok {
 			return fmt.Sprintf("%q", s)
 		}
@@ -32,41 +34,41 @@ func sexpr(f *File, n Node) string {
 			}
 		}
 		return "(str " + strings.Join(parts, " ") + ")"
-	case *Path:
+	case *syntax.Path:
 		if s, ok := n.Literal(); ok {
 			return "path:" + s
 		}
 		return "(path " + f.Text(n.Loc) + ")"
-	case *SearchPath:
+	case *syntax.SearchPath:
 		return "<" + n.Name + ">"
-	case *URI:
+	case *syntax.URI:
 		return "uri:" + n.Value
-	case *Paren:
+	case *syntax.Paren:
 		return sexpr(f, n.Expr)
-	case *AttrPath:
+	case *syntax.AttrPath:
 		var names []string
 		for _, e := range n.Elems {
 			names = append(names, sexpr(f, e))
 		}
 		return strings.Join(names, ".")
-	case *Interp:
+	case *syntax.Interp:
 		return "${" + sexpr(f, n.Expr) + "}"
 	}
 	var parts []string
-	for _, c := range Children(n) {
+	for _, c := range syntax.Children(n) {
 		parts = append(parts, sexpr(f, c))
 	}
-	head := fmt.Sprintf("%T", n)[len("*nixexpr."):]
+	head := fmt.Sprintf("%T", n)[len("*syntax."):]
 	switch n := n.(type) {
-	case *Binary:
+	case *syntax.Binary:
 		head = n.Op
-	case *Unary:
+	case *syntax.Unary:
 		head = n.Op
-	case *AttrSet:
+	case *syntax.AttrSet:
 		if n.Rec {
 			head = "rec"
 		}
-	case *Formals:
+	case *syntax.Formals:
 		if n.Ellipsis {
 			parts = append(parts, "...")
 		}
@@ -181,27 +183,5 @@ func TestDeepNestingDoesNotOverflow(t *testing.T) {
 	f := Parse([]byte(src))
 	if len(f.Diagnostics) == 0 {
 		t.Error("expected diagnostics")
-	}
-}
-
-func TestLineIndex(t *testing.T) {
-	src := []byte("a\nxé😀b\n")
-	x := NewLineIndex(src)
-	b := strings.IndexByte(string(src), 'b')
-	want := Position{Offset: b, Line: 1, Column: 7, UTF16Column: 4}
-	if got := x.Position(b); got != want {
-		t.Errorf("Position = %+v, want %+v", got, want)
-	}
-	if got := x.Offset(1, 4); got != b {
-		t.Errorf("Offset(1, 4) = %d, want %d", got, b)
-	}
-	if got := x.Offset(1, 3); got != b-4 {
-		t.Errorf("Offset inside a surrogate pair = %d, want %d (before the emoji)", got, b-4)
-	}
-	if got := x.Offset(0, 99); got != 1 {
-		t.Errorf("Offset past line end = %d, want 1", got)
-	}
-	if got := x.Position(len(src)); got.Line != 2 || got.Column != 0 {
-		t.Errorf("Position(end) = %+v", got)
 	}
 }

@@ -1,4 +1,9 @@
-package nixexpr
+// Package syntax is the syntax tree of a Nix source buffer: its nodes, a
+// parsed File with its diagnostics, byte spans and line/column positions
+// (UTF-16 columns for LSP), and the values of string and path literals
+// (escapes, indentation stripping, Quote). The parser builds it; nixexpr
+// and the language server read it.
+package syntax
 
 // Node is any expression or attribute-name node of the syntax tree.
 type Node interface {

@@ -1,8 +1,10 @@
-package nixexpr
+package parser
 
 import (
 	"bytes"
 	"strings"
+
+	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 )
 
 type lexMode uint8
@@ -33,7 +35,7 @@ type lexer struct {
 	src   []byte
 	pos   int
 	toks  []token
-	diags []Diagnostic
+	diags []syntax.Diagnostic
 	stack []lexFrame
 
 	newline bool // a newline was skipped since the last token
@@ -42,7 +44,7 @@ type lexer struct {
 	// deeper than the string's first line: in a broken buffer that is more
 	// likely a half-typed string than string content.
 	guess bool
-	lines *LineIndex
+	lines *syntax.LineIndex
 
 	// Rewinds re-lex the rest of the buffer, so they are rationed to keep
 	// lexing linear on hostile input; past the budget strings end at EOF.
@@ -50,7 +52,7 @@ type lexer struct {
 
 	// Ends of the last run of path and URI-scheme characters scanned, so
 	// `a.b.c.d...` is not rescanned from every identifier in it.
-	pathRun, schemeRun Span
+	pathRun, schemeRun syntax.Span
 
 	// Offsets of string openers that reached EOF unclosed: on the second
 	// attempt they end at the end of their line so the rest of the buffer
@@ -58,7 +60,7 @@ type lexer struct {
 	lineOnly map[int]bool
 }
 
-func lex(src []byte, lines *LineIndex, guess bool) ([]token, []Diagnostic) {
+func lex(src []byte, lines *syntax.LineIndex, guess bool) ([]token, []syntax.Diagnostic) {
 	l := &lexer{src: src, newline: true, lineOnly: map[int]bool{}, guess: guess, lines: lines}
 	l.stack = []lexFrame{{mode: modeCode}}
 	for {
@@ -118,12 +120,12 @@ func (l *lexer) rewindUnclosedString() bool {
 }
 
 func (l *lexer) emit(kind tokenKind, start, end int) {
-	l.toks = append(l.toks, token{kind: kind, span: Span{start, end}, lineStart: l.newline})
+	l.toks = append(l.toks, token{kind: kind, span: syntax.Span{Start: start, End: end}, lineStart: l.newline})
 	l.newline = false
 }
 
 func (l *lexer) errorf(start, end int, msg string) {
-	l.diags = append(l.diags, Diagnostic{Span: Span{start, end}, Message: msg})
+	l.diags = append(l.diags, syntax.Diagnostic{Span: syntax.Span{Start: start, End: end}, Message: msg})
 }
 
 func (l *lexer) peekAt(i int) byte {
@@ -356,7 +358,7 @@ func (l *lexer) pathStarts(start int) bool {
 
 // runEnd returns where the run of characters satisfying in that contains
 // start ends, reusing the previous scan when start lies inside it.
-func (l *lexer) runEnd(run *Span, start int, in func(byte) bool) int {
+func (l *lexer) runEnd(run *syntax.Span, start int, in func(byte) bool) int {
 	if run.Start <= start && start < run.End {
 		return run.End
 	}
@@ -364,7 +366,7 @@ func (l *lexer) runEnd(run *Span, start int, in func(byte) bool) int {
 	for i < len(l.src) && in(l.src[i]) {
 		i++
 	}
-	*run = Span{start, i}
+	*run = syntax.Span{Start: start, End: i}
 	return i
 }
 
@@ -513,7 +515,7 @@ func (l *lexer) lexIndString(f *lexFrame) {
 
 // indentOfLine counts the blanks that begin the line containing offset.
 func (l *lexer) indentOfLine(offset int) int {
-	start := offset - l.lines.byteColumn(offset)
+	start := offset - l.lines.ByteColumn(offset)
 	n := 0
 	for start+n < offset && (l.src[start+n] == ' ' || l.src[start+n] == '\t') {
 		n++

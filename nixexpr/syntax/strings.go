@@ -1,4 +1,4 @@
-package nixexpr
+package syntax
 
 import "strings"
 
@@ -33,8 +33,8 @@ func (p *Path) Literal() (string, bool) {
 	return b.String(), true
 }
 
-// unescapeString resolves the backslash escapes of a "..." string body.
-func unescapeString(raw string) string {
+// UnescapeString resolves the backslash escapes of a "..." string body.
+func UnescapeString(raw string) string {
 	if !strings.Contains(raw, `\`) {
 		return raw
 	}
@@ -63,8 +63,8 @@ func unescapeChar(c byte) string {
 	return string([]byte{c})
 }
 
-// unescapeIndented resolves one indented-string escape token: ”' ”$ ”\x.
-func unescapeIndented(raw string) string {
+// UnescapeIndented resolves one indented-string escape token: ”' ”$ ”\x.
+func UnescapeIndented(raw string) string {
 	switch {
 	case raw == "'''":
 		return "''"
@@ -157,4 +157,10 @@ func stripIndentation(parts []StringPart) string {
 		out.WriteString(text)
 	}
 	return out.String()
+}
+
+// Quote renders s as a Nix string literal ("…", with \, " and ${ escaped).
+func Quote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "${", `\${`, "\n", `\n`, "\r", `\r`, "\t", `\t`)
+	return `"` + r.Replace(s) + `"`
 }

@@ -1,4 +1,6 @@
-package nixexpr
+package parser
+
+import "github.com/nixlayer/nixlayer/nixexpr/syntax"
 
 type tokenKind uint8
 
@@ -103,6 +105,6 @@ func (k tokenKind) String() string { return tokenNames[k] }
 
 type token struct {
 	kind      tokenKind
-	span      Span
+	span      syntax.Span
 	lineStart bool // first token on its line
 }

@@ -1,4 +1,4 @@
-package nixexpr
+package syntax
 
 import (
 	"sort"
@@ -60,8 +60,8 @@ func (x *LineIndex) line(offset int) int {
 	return sort.Search(len(x.lineStarts), func(i int) bool { return x.lineStarts[i] > offset }) - 1
 }
 
-// byteColumn is the offset's byte column, cheaper than Position on long lines.
-func (x *LineIndex) byteColumn(offset int) int {
+// ByteColumn is the offset's byte column, cheaper than Position on long lines.
+func (x *LineIndex) ByteColumn(offset int) int {
 	offset = max(0, min(offset, len(x.src)))
 	return offset - x.lineStarts[x.line(offset)]
 }
