@@ -20,7 +20,7 @@ import (
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
-	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/learnmap"
 )
 
 // This file is the one policy of what a build leaves to the background,
@@ -327,7 +327,7 @@ func (e *Engine) rebuildCannotTeach(top string, outputs map[string]string) error
 	if e.learner.TwinsWith(l.Meta.Key, "", outputs) != nil {
 		return nil
 	}
-	if err := rewrite.Pairable(l.Meta.Outputs, outputs); err != nil {
+	if err := learnmap.Pairable(l.Meta.Outputs, outputs); err != nil {
 		return err
 	}
 	return fmt.Errorf("no verified build of %s to pair with", l.Meta.Phase)
