@@ -123,7 +123,7 @@ func TestHookThirdBuildCorroboratesThePair(t *testing.T) {
 				// Runs of whole paths would start at 1 (or end at 30), and
 				// the cold build's env-vars (without installExtra) cannot
 				// confirm where: refused, an agreeing index at a run's edge
-				// (rewrite.TestCorroborateCompletesARunThePairStartsLate).
+				// (learnmap.TestCorroborateCompletesARunThePairStartsLate).
 				return false
 			}
 			for k := range 32 {

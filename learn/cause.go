@@ -17,6 +17,7 @@ import (
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/unexplained"
 	"github.com/nixlayer/nixlayer/verdict"
 )
 
@@ -50,7 +51,7 @@ func (lr *Learner) judgeLearned(ctx context.Context, jobs []*phaserun.Job, plan 
 	if len(outputs) == 0 {
 		return nil // the chain ends before installing anything
 	}
-	reach, err := rewrite.Reaches(rootA, topMap.Unexplained, func(rel string) string { return topMap.PathIn(rel, pathsA) }, outputs)
+	reach, err := unexplained.Reaches(rootA, topMap.Unexplained, func(rel string) string { return topMap.PathIn(rel, pathsA) }, outputs)
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func (lr *Learner) compareRerun(layerA, layerB, layerA2 string, m *rewrite.Map, 
 			fm = &m.Files[k]
 		}
 	}
-	if rewrite.Nondeterministic(a, b, a2, fm) {
+	if unexplained.Nondeterministic(a, b, a2, fm) {
 		return rewrite.CauseNondeterministic, nil
 	}
 	return rewrite.CausePath, nil
@@ -237,7 +238,7 @@ func (lr *Learner) JudgeOutputs(v *rewrite.Verdict, m *rewrite.Map, chain []*lay
 	if m != nil {
 		resolve = func(rel string) string { return m.PathIn(rel, paths) }
 	}
-	reach, err := rewrite.Reaches(tree, v.Unexplained, resolve, outputs)
+	reach, err := unexplained.Reaches(tree, v.Unexplained, resolve, outputs)
 	if err != nil {
 		return nil, fmt.Errorf("following unexplained bytes into the outputs: %w", err)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/learnmap"
 	"github.com/nixlayer/nixlayer/shellstate"
 )
 
@@ -151,7 +152,7 @@ func (lr *Learner) LearnChain(ctx context.Context, j *phaserun.Job, plan *planne
 		for _, l := range chain {
 			avoid = append(avoid, l.Meta.Outputs[name])
 		}
-		pathsB[name] = rewrite.SyntheticPath(a, append(avoid, p)...)
+		pathsB[name] = learnmap.SyntheticPath(a, append(avoid, p)...)
 	}
 	n := len(chain)
 	progress(events.Event{Kind: events.EventLearn, Message: fmt.Sprintf("learning which bytes depend on the output path: running %d phases again with a synthetic path (once per chain)", n)})
@@ -310,7 +311,7 @@ func (lr *Learner) learnLayer(l *layers.Layer, treeB string, pathsB map[string]s
 		return nil, err
 	}
 	defer lr.Layers.Unmount(l.ID)
-	m, err := rewrite.Learn(treeA, treeB, l.Meta.Outputs, pathsB)
+	m, err := learnmap.Learn(treeA, treeB, l.Meta.Outputs, pathsB)
 	if err != nil {
 		return nil, fmt.Errorf("learning the path map of %s: %w", l.Meta.Phase, err)
 	}

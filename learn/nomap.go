@@ -9,7 +9,7 @@ import (
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
-	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/learnmap"
 )
 
 // FullIfFaster, for the hook (exact, never slower than Nix): when the
@@ -121,7 +121,7 @@ func (lr *Learner) rebuildCannotTeach(top string, outputs map[string]string) err
 	if lr.TwinsWith(l.Meta.Key, "", outputs) != nil {
 		return nil
 	}
-	if err := rewrite.Pairable(l.Meta.Outputs, outputs); err != nil {
+	if err := learnmap.Pairable(l.Meta.Outputs, outputs); err != nil {
 		return err
 	}
 	return fmt.Errorf("no verified build of %s to pair with", l.Meta.Phase)

@@ -13,6 +13,7 @@ import (
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/learnmap"
 )
 
 // A build that reran phases whose keys match an older chain built with
@@ -21,7 +22,7 @@ import (
 // with the same inputs and other output paths. The path map is learned
 // from that pair, and no twin runs for those phases. When the pair's
 // hashes agree at an index, a third build of those phases that differs
-// there corroborates it (rewrite.Corroborate).
+// there corroborates it (learnmap.Corroborate).
 
 // LearnFromPair compares the newest layer this build created that has an
 // older twin (same key, verified, other output paths) with that twin and
@@ -112,9 +113,9 @@ func (lr *Learner) MapFromPair(ctx context.Context, plan *planner.Plan, pkg, top
 
 // twinsFor finds the layers that can teach l's map: complete, verified
 // phase layers with l's key built with other output paths. One whose
-// hashes differ from l's at every index is enough (rewrite.Pairable);
+// hashes differ from l's at every index is enough (learnmap.Pairable);
 // otherwise two whose agreements with l never fall on the same index, the
-// second to corroborate what the first teaches (rewrite.Covered). nil when
+// second to corroborate what the first teaches (learnmap.Covered). nil when
 // none can.
 func (lr *Learner) twinsFor(l *layers.Layer) []*layers.Layer {
 	return lr.TwinsWith(l.Meta.Key, l.ID, l.Meta.Outputs)
@@ -146,14 +147,14 @@ func twinsAmong(all []*layers.Layer, key, exclude string, outputs map[string]str
 		if o.ID == exclude || o.Meta.Key != key || o.Meta.KindOf() != layers.KindPhase || o.Meta.Status != layers.StatusComplete || !o.Meta.IsVerified() || maps.Equal(o.Meta.Outputs, outputs) {
 			continue
 		}
-		if rewrite.Pairable(o.Meta.Outputs, outputs) == nil {
+		if learnmap.Pairable(o.Meta.Outputs, outputs) == nil {
 			return []*layers.Layer{o}
 		}
 		cands = append(cands, o)
 	}
 	for i, a := range cands {
 		for _, c := range cands[i+1:] {
-			if !maps.Equal(a.Meta.Outputs, c.Meta.Outputs) && rewrite.Covered(a.Meta.Outputs, c.Meta.Outputs, outputs) == nil {
+			if !maps.Equal(a.Meta.Outputs, c.Meta.Outputs) && learnmap.Covered(a.Meta.Outputs, c.Meta.Outputs, outputs) == nil {
 				return []*layers.Layer{a, c}
 			}
 		}
@@ -171,7 +172,7 @@ func (lr *Learner) learnFromTwins(ctx context.Context, plan *planner.Plan, twins
 	if err == nil && len(twins) == 2 {
 		var other *rewrite.Map
 		if other, err = lr.learnPair(twins[1], newTop); err == nil {
-			m, err = rewrite.Corroborate(m, other, twins[0].Meta.Outputs, twins[1].Meta.Outputs)
+			m, err = learnmap.Corroborate(m, other, twins[0].Meta.Outputs, twins[1].Meta.Outputs)
 		}
 		if err != nil {
 			err = fmt.Errorf("corroborating the path map of %s with a third build: %w", newTop.Meta.Phase, err)
@@ -237,7 +238,7 @@ func (lr *Learner) learnPair(o, l *layers.Layer) (*rewrite.Map, error) {
 		return nil, err
 	}
 	defer lr.Layers.Unmount(l.ID)
-	m, err := rewrite.Learn(treeO, treeL, o.Meta.Outputs, l.Meta.Outputs)
+	m, err := learnmap.Learn(treeO, treeL, o.Meta.Outputs, l.Meta.Outputs)
 	if err != nil {
 		return nil, fmt.Errorf("learning the path map of %s from another build of it: %w", l.Meta.Phase, err)
 	}

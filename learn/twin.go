@@ -11,7 +11,7 @@ import (
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
-	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/learnmap"
 )
 
 // Twin runs the synthetic twin of a cold build: the same phases with a
@@ -63,7 +63,7 @@ func (lr *Learner) runTwin(ctx context.Context, j *phaserun.Job, plan *planner.P
 	}()
 	pathsB, toB := map[string]string{}, map[string]string{}
 	for name, p := range j.Drv.Outputs {
-		pathsB[name] = rewrite.SyntheticPath(p)
+		pathsB[name] = learnmap.SyntheticPath(p)
 		toB[p] = pathsB[name]
 	}
 	sc := lr.Run.NewScratch(plan)

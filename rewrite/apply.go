@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/nixlayer/nixlayer/rewrite/buildid"
 )
 
 // Apply turns, in place, a tree that holds the paths pathsB (the reference
@@ -18,7 +20,7 @@ import (
 // fixes symlink targets and renames entries. Only mapped files are
 // written, so on a copy-on-write layer only they are copied up. Bytes that
 // do not hold what the map expects, ids no algorithm reproduces and
-// everything Learn could not explain make the verdict inexact.
+// everything learnmap.Learn could not explain make the verdict inexact.
 func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, error) {
 	v := Verdict{Method: m.method()}
 	from, to := map[string]string{}, map[string]string{}
@@ -31,7 +33,7 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 			v.fail(fmt.Sprintf("(map): output %s: %s or %s is not %s with another hash of the same length", name, b, c, ref))
 			return v, nil
 		}
-		from[name], to[name] = hashPart(b), hashPart(c)
+		from[name], to[name] = HashPart(b), HashPart(c)
 	}
 	for _, why := range m.Problems {
 		v.fail(why)
@@ -42,7 +44,7 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 	}
 	inTree := func(rel string) string {
 		for name, ref := range m.Paths {
-			rel = strings.ReplaceAll(rel, hashPart(ref), from[name])
+			rel = strings.ReplaceAll(rel, HashPart(ref), from[name])
 		}
 		return filepath.Join(root, filepath.FromSlash(rel))
 	}
@@ -52,7 +54,7 @@ func (m *Map) Apply(root string, pathsB, pathsC map[string]string) (Verdict, err
 	newIDs := map[string]ids{}
 	var carried []FileMap
 	for _, f := range m.Files {
-		if f.BuildID != nil && f.BuildID.Scheme == schemeCarried {
+		if f.BuildID != nil && f.BuildID.Scheme == buildid.SchemeCarried {
 			carried = append(carried, f)
 			continue
 		}
@@ -195,12 +197,12 @@ func applyFile(path string, f FileMap, from, to map[string]string, carry func(ol
 		res.unclear = unclearBytes(f.Path, orig, unclear)
 	}
 	if bid := f.BuildID; bid != nil {
-		oldIm, err := parseELF(orig)
-		if err != nil || int64(oldIm.descOff) != bid.Off || oldIm.descSize != bid.Size {
+		oldIm, err := buildid.ParseELF(orig)
+		if err != nil || int64(oldIm.DescOff) != bid.Off || oldIm.DescSize != bid.Size {
 			inexact("build-id note is not where the map says")
 			return res, nil
 		}
-		res.oldID = bytes.Clone(oldIm.buildID())
+		res.oldID = bytes.Clone(oldIm.BuildID())
 		switch {
 		case carry != nil:
 			id, reason := carry(res.oldID)
@@ -209,15 +211,15 @@ func applyFile(path string, f FileMap, from, to map[string]string, carry func(ol
 			}
 			res.newID = id
 		case bid.Scheme == "":
-			// Learn found no scheme and said so in the map.
-		case !oldIm.verifies(bid.Scheme):
+			// learnmap.Learn found no scheme and said so in the map.
+		case !oldIm.Verifies(bid.Scheme):
 			// Never trust an algorithm that does not reproduce the id
 			// the linker wrote.
 			inexact("build-id %x is not reproduced by %s", res.oldID, bid.Scheme)
 		default:
-			im, err := parseELF(data)
+			im, err := buildid.ParseELF(data)
 			if err == nil {
-				res.newID, err = im.computeBuildID(bid.Scheme)
+				res.newID, err = im.ComputeBuildID(bid.Scheme)
 			}
 			if err != nil {
 				return res, fmt.Errorf("%s: %w", path, err)
@@ -243,11 +245,11 @@ func applyFile(path string, f FileMap, from, to map[string]string, carry func(ol
 // unclearBytes describes bytes of a file whose new value is unknown.
 func unclearBytes(rel string, data []byte, offs []int64) *Unexplained {
 	u := &Unexplained{Path: rel, Why: fmt.Sprintf("%d fragment(s) fit several hash positions that give different new bytes, first at offset %d", len(offs), offs[0])}
-	u.Bytes, u.Offsets = len(offs), offs[:min(len(offs), maxOffsets)]
-	if im, err := parseELF(data); err == nil {
-		u.IDCovers = im.descSize > 0
+	u.Bytes, u.Offsets = len(offs), offs[:min(len(offs), MaxOffsets)]
+	if im, err := buildid.ParseELF(data); err == nil {
+		u.IDCovers = im.DescSize > 0
 		for _, off := range u.Offsets {
-			u.addSection(im.sectionAt(off))
+			u.AddSection(im.SectionAt(off))
 		}
 	}
 	return u
@@ -259,15 +261,16 @@ func (m *Map) method() string {
 
 // sameOutput reports whether p is ref with another hash of the same length.
 func sameOutput(p, ref string) bool {
-	hp, hr := hashPart(p), hashPart(ref)
+	hp, hr := HashPart(p), HashPart(ref)
 	return len(p) == len(ref) && len(hp) == len(hr) &&
 		filepath.Dir(p) == filepath.Dir(ref) &&
 		strings.TrimPrefix(filepath.Base(p), hp) == strings.TrimPrefix(filepath.Base(ref), hr)
 }
 
-// Learned rewrites with a map learned by Learn. It implements Rewriter for
-// the runner: old2new maps the paths the reused layers hold (the map's
-// Paths, or paths an earlier rewrite gave them) to the current ones.
+// Learned rewrites with a map learned by learnmap.Learn. It implements
+// Rewriter for the runner: old2new maps the paths the reused layers hold
+// (the map's Paths, or paths an earlier rewrite gave them) to the current
+// ones.
 type Learned struct{ Map *Map }
 
 // Rewrite implements Rewriter.

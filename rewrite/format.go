@@ -1,6 +1,9 @@
 package rewrite
 
-import "bytes"
+import (
+	"bytes"
+	"debug/elf"
+)
 
 // Format is a file format nixlayer recognizes by its magic bytes: the
 // containers whose bytes depend on the paths in ways no byte map follows,
@@ -28,7 +31,7 @@ var magics = []struct {
 	{FormatZstd, "\x28\xb5\x2f\xfd"},
 	{FormatZip, "PK\x03\x04"},
 	{FormatAr, "!<arch>\n"},
-	{FormatELF, "\x7fELF"},
+	{FormatELF, elf.ELFMAG},
 }
 
 // FormatOf names the format data starts with, "" when it is none of them.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/nixlayer/nixlayer/rewrite/buildid"
 )
 
 // minRun is the shortest run of an output hash's characters the
@@ -45,24 +47,24 @@ func (Provisional) Rewrite(root string, old2new map[string]string) (Verdict, err
 	name := func(s string) string { return scanName(pairs, s) }
 	files, err := rewriteTree(root, name, func(path string, data []byte) ([]byte, error) {
 		nd := scanBytes(pairs, data)
-		if !isELF(data) {
+		if !buildid.IsELF(data) {
 			return nd, nil
 		}
-		im, err := parseELF(data)
-		if err != nil || im.descSize == 0 {
+		im, err := buildid.ParseELF(data)
+		if err != nil || im.DescSize == 0 {
 			return nd, nil
 		}
-		old, scheme := string(im.buildID()), ""
+		old, scheme := string(im.BuildID()), ""
 		if nd != nil {
-			scheme = im.detectScheme()
+			scheme = im.DetectScheme()
 		}
 		if scheme == "" {
-			keepIDs = append(keepIDs, idFile{path: path, off: im.descOff, old: old})
+			keepIDs = append(keepIDs, idFile{path: path, off: im.DescOff, old: old})
 			return nd, nil
 		}
-		if nim, err := parseELF(nd); err == nil {
-			if id, err := nim.computeBuildID(scheme); err == nil {
-				copy(nd[nim.descOff:], id)
+		if nim, err := buildid.ParseELF(nd); err == nil {
+			if id, err := nim.ComputeBuildID(scheme); err == nil {
+				copy(nd[nim.DescOff:], id)
 				newIDs[old] = id
 			}
 		}
@@ -121,11 +123,11 @@ type scanPair struct {
 }
 
 func newScanPair(oldPath, newPath string) scanPair {
-	ho := hashPart(oldPath)
+	ho := HashPart(oldPath)
 	base := filepath.Base(oldPath)
 	p := scanPair{
 		oldHash:  []byte(ho),
-		newHash:  []byte(hashPart(newPath)),
+		newHash:  []byte(HashPart(newPath)),
 		storeDir: []byte(filepath.Dir(oldPath) + "/"),
 		dashName: []byte(base[len(ho):]),
 		grams:    map[[minRun]byte]int{},
@@ -245,7 +247,7 @@ func wholeHashAt(b []byte, off, n int) bool {
 		return false
 	}
 	for _, c := range b[off : off+n] {
-		if !bytes.ContainsRune([]byte(nixBase32), rune(c)) {
+		if !bytes.ContainsRune([]byte(NixBase32), rune(c)) {
 			return false
 		}
 	}

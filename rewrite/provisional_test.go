@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/rewrite/internal/gcctree"
 )
 
 // The provisional scan, without a map, gives what a clean build with the
@@ -12,20 +14,20 @@ import (
 // hash character before "-x", build-ids recomputed and carried into a
 // stripped copy, symlinks; never claiming exactness.
 func TestProvisionalRewriteMatchesACleanBuild(t *testing.T) {
-	needTools(t, "gcc", "strip", "cmp")
-	for _, fx := range []fixture{{}, {strip: true}, {cflags: []string{"-Wl,--build-id=md5"}}} {
-		src := newSrc(t, fx)
-		treeB := buildTree(t, src, fx, pathB)
-		treeC := buildTree(t, src, fx, pathC)
-		tree := copyTree(t, treeB)
-		v, err := Provisional{}.Rewrite(tree, map[string]string{pathB: pathC})
+	gcctree.NeedTools(t, "gcc", "strip", "cmp")
+	for _, fx := range []gcctree.Fixture{{}, {Strip: true}, {Cflags: []string{"-Wl,--build-id=md5"}}} {
+		src := gcctree.NewSrc(t, fx)
+		treeB := gcctree.BuildTree(t, src, fx, gcctree.PathB)
+		treeC := gcctree.BuildTree(t, src, fx, gcctree.PathC)
+		tree := gcctree.CopyTree(t, treeB)
+		v, err := Provisional{}.Rewrite(tree, map[string]string{gcctree.PathB: gcctree.PathC})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if v.Exact || len(v.Failed) == 0 || v.Method != ProvisionalMethod {
 			t.Errorf("%+v: a provisional rewrite must not claim exactness: %+v", fx, v)
 		}
-		if d := treeDiff(t, tree, treeC); len(d) > 0 {
+		if d := gcctree.TreeDiff(t, tree, treeC); len(d) > 0 {
 			t.Errorf("%+v: provisional rewrite differs from a clean build with C:\n%s", fx, strings.Join(d, "\n"))
 		}
 	}
@@ -33,11 +35,11 @@ func TestProvisionalRewriteMatchesACleanBuild(t *testing.T) {
 
 // Fragments the scan finds and leaves, in plain bytes.
 func TestProvisionalScan(t *testing.T) {
-	hb, hc := hashPart(pathB), hashPart(pathC)
+	hb, hc := HashPart(gcctree.PathB), HashPart(gcctree.PathC)
 	other := "/nix/store/" + hb[:1] + strings.Repeat("0", 31) + "-dep" // shares the first character only
 	// Each line as it is before the scan and as the scan must leave it.
 	lines := []struct{ in, want string }{
-		{"whole " + pathB + "/bin", "whole " + pathC + "/bin"},
+		{"whole " + gcctree.PathB + "/bin", "whole " + gcctree.PathC + "/bin"},
 		{"prefix /nix/store/" + hb[:5] + "\x00", "prefix /nix/store/" + hc[:5] + "\x00"},
 		{"suffix \x00" + hb[29:] + "-x/lib", "suffix \x00" + hc[29:] + "-x/lib"},
 		{"seed -frandom-seed=" + hb[:10] + " ", "seed -frandom-seed=" + hc[:10] + " "},
@@ -54,7 +56,7 @@ func TestProvisionalScan(t *testing.T) {
 	if err := os.WriteFile(f, []byte(in), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (Provisional{}).Rewrite(root, map[string]string{pathB: pathC}); err != nil {
+	if _, err := (Provisional{}).Rewrite(root, map[string]string{gcctree.PathB: gcctree.PathC}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(f)
@@ -66,9 +68,9 @@ func TestProvisionalScan(t *testing.T) {
 func BenchmarkProvisionalScan(b *testing.B) {
 	data := make([]byte, 64<<20)
 	for i := range data {
-		data[i] = nixBase32[(i*7+i/13)%len(nixBase32)]
+		data[i] = NixBase32[(i*7+i/13)%len(NixBase32)]
 	}
-	pairs := []scanPair{newScanPair(pathB, pathC)}
+	pairs := []scanPair{newScanPair(gcctree.PathB, gcctree.PathC)}
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		scanBytes(pairs, data)

@@ -1,12 +1,15 @@
 // Package rewrite makes a tree built with one set of output paths valid for
-// another. The runner calls it through Rewriter whenever it reuses layers
-// that were built before an edit changed `$out`.
+// another. The runner (and the learner, for its twins) calls it through
+// Rewriter whenever it reuses layers that were built before an edit changed
+// `$out`.
 //
-// Exact rewriting is learned: Learn compares two builds made with different
-// paths (the second with SyntheticPath) into a Map of every path-dependent
-// byte; Map.Apply (or Learned, as a Rewriter) sets those bytes for new
-// paths and recomputes ELF build-ids. Substitution is the fallback for
-// layers without a map and never claims exactness.
+// Exact rewriting is learned: learnmap.Learn compares two builds made with
+// different paths into a Map of every path-dependent byte, the type this
+// package holds with its files' unexplained bytes and how they reached the
+// outputs (Reach); Map.Apply (or Learned, as a Rewriter) sets those bytes
+// for new paths and recomputes ELF build-ids (buildid). Provisional
+// rewrites what a scan can see before a map exists; Substitution is the
+// fallback for layers without a map. Neither claims exactness.
 package rewrite
 
 import (
@@ -56,7 +59,7 @@ type Substitution struct{}
 // parts differ; a rewrite that keeps lengths needs hash parts of one length.
 func eachChangedHash(old2new map[string]string, f func(old, new string)) error {
 	for o, n := range old2new {
-		ho, hn := hashPart(o), hashPart(n)
+		ho, hn := HashPart(o), HashPart(n)
 		if len(ho) != len(hn) {
 			return fmt.Errorf("cannot rewrite %s to %s: hash parts differ in length", o, n)
 		}
@@ -73,7 +76,7 @@ func (Substitution) Rewrite(root string, old2new map[string]string) (Verdict, er
 	v := Verdict{Method: "hash substitution", Why: []string{why}, Failed: []string{why}}
 	type pair struct{ old, new []byte }
 	var pairs []pair
-	if err := eachChangedHash(old2new, func(o, n string) { pairs = append(pairs, pair{[]byte(hashPart(o)), []byte(hashPart(n))}) }); err != nil {
+	if err := eachChangedHash(old2new, func(o, n string) { pairs = append(pairs, pair{[]byte(HashPart(o)), []byte(HashPart(n))}) }); err != nil {
 		return v, err
 	}
 	if len(pairs) == 0 {
@@ -166,7 +169,7 @@ func rewriteTree(root string, name func(string) string, contents func(path strin
 // Text applies the same substitution to a string (e.g. a shell state).
 func Text(s string, old2new map[string]string) string {
 	for o, n := range old2new {
-		s = strings.ReplaceAll(s, hashPart(o), hashPart(n))
+		s = strings.ReplaceAll(s, HashPart(o), HashPart(n))
 	}
 	return s
 }
@@ -190,8 +193,11 @@ func writeKeepingMode(path string, data []byte, info fs.FileInfo) error {
 	return os.Chtimes(path, info.ModTime(), info.ModTime())
 }
 
-// hashPart returns the 32-character hash of a store path.
-func hashPart(p string) string {
+// NixBase32 is the alphabet of store path hashes.
+const NixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
+
+// HashPart returns the 32-character hash of a store path.
+func HashPart(p string) string {
 	base := filepath.Base(p)
 	if i := strings.IndexByte(base, '-'); i > 0 {
 		return base[:i]

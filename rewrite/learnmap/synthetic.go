@@ -1,12 +1,11 @@
-package rewrite
+package learnmap
 
 import (
 	"path/filepath"
 	"strings"
-)
 
-// nixBase32 is the alphabet of store path hashes.
-const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
+	"github.com/nixlayer/nixlayer/rewrite"
+)
 
 // SyntheticPath returns a store path of the same length and name as p for
 // the second build Learn compares with. Its hash differs at every index from
@@ -17,14 +16,14 @@ const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
 // each character at most once where it can, so a single differing byte
 // names its hash position without ambiguity.
 func SyntheticPath(p string, avoid ...string) string {
-	h := hashPart(p)
+	h := rewrite.HashPart(p)
 	at := len(p) - len(filepath.Base(p))
-	if len(h) == 0 || len(h) > len(nixBase32) {
+	if len(h) == 0 || len(h) > len(rewrite.NixBase32) {
 		return p
 	}
 	hashes := []string{h}
 	for _, a := range avoid {
-		if ha := hashPart(a); len(ha) == len(h) {
+		if ha := rewrite.HashPart(a); len(ha) == len(h) {
 			hashes = append(hashes, ha)
 		}
 	}
@@ -38,11 +37,11 @@ func SyntheticPath(p string, avoid ...string) string {
 	}
 	// Odd strides make permutations of the alphabet; each hash rules out
 	// one rotation per stride and index, so one survives for real hashes.
-	for stride := 1; stride < len(nixBase32); stride += 2 {
-		for rot := 0; rot < len(nixBase32); rot++ {
+	for stride := 1; stride < len(rewrite.NixBase32); stride += 2 {
+		for rot := 0; rot < len(rewrite.NixBase32); rot++ {
 			var b strings.Builder
 			for k := range h {
-				c := nixBase32[(stride*k+rot)%len(nixBase32)]
+				c := rewrite.NixBase32[(stride*k+rot)%len(rewrite.NixBase32)]
 				if taken(k, c) {
 					break
 				}
@@ -59,8 +58,8 @@ func SyntheticPath(p string, avoid ...string) string {
 	var b strings.Builder
 	for k := range h {
 		pick := byte(0)
-		for i := range len(nixBase32) {
-			c := nixBase32[(k+i)%len(nixBase32)]
+		for i := range len(rewrite.NixBase32) {
+			c := rewrite.NixBase32[(k+i)%len(rewrite.NixBase32)]
 			if taken(k, c) {
 				continue
 			}
@@ -72,7 +71,7 @@ func SyntheticPath(p string, avoid ...string) string {
 			}
 		}
 		if pick == 0 { // every character is taken at k: nothing can differ
-			pick = nixBase32[k%len(nixBase32)]
+			pick = rewrite.NixBase32[k%len(rewrite.NixBase32)]
 		}
 		used[pick] = true
 		b.WriteByte(pick)

@@ -1,10 +1,13 @@
-package rewrite
+package learnmap
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/internal/gcctree"
 )
 
 // withChar is p with its hash's character k replaced by that of q.
@@ -22,7 +25,7 @@ func shardTree(t *testing.T, path string, shard bool) string {
 	root := t.TempDir()
 	text := "prefix=" + path + "\n"
 	if shard {
-		text += "shard=" + string(hashPart(path)[10]) + "\n"
+		text += "shard=" + string(rewrite.HashPart(path)[10]) + "\n"
 	}
 	if err := os.WriteFile(filepath.Join(root, "env"), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -31,7 +34,7 @@ func shardTree(t *testing.T, path string, shard bool) string {
 }
 
 func TestThirdBuildCorroboratesAPairWhoseHashesAgree(t *testing.T) {
-	ref := pathB
+	ref := gcctree.PathB
 	a := withChar(SyntheticPath(ref), ref, 10) // agrees with ref at index 10
 	c := withChar(SyntheticPath(ref, a), ref, 20)
 	d := SyntheticPath(ref, a, c)
@@ -63,7 +66,7 @@ func TestThirdBuildCorroboratesAPairWhoseHashesAgree(t *testing.T) {
 		if err != nil || !v.Exact {
 			t.Fatalf("%v %+v", err, v)
 		}
-		if diff := treeDiff(t, treeRef, shardTree(t, d, shard)); len(diff) > 0 {
+		if diff := gcctree.TreeDiff(t, treeRef, shardTree(t, d, shard)); len(diff) > 0 {
 			t.Fatal(diff)
 		}
 	}
@@ -108,7 +111,7 @@ func corroborated(t *testing.T, mk func(p string) string, ref, a, c string) erro
 	if aerr != nil {
 		t.Fatal(aerr)
 	}
-	if diff := treeDiff(t, tree, mk(d)); v.Exact && len(diff) > 0 {
+	if diff := gcctree.TreeDiff(t, tree, mk(d)); v.Exact && len(diff) > 0 {
 		t.Fatalf("a corroborated map rewrote inexactly and said exact: %v", diff)
 	}
 	return nil
@@ -118,11 +121,11 @@ func TestCorroborateCatchesAConstantBesideAFragment(t *testing.T) {
 	// A fragment (hash characters 5…10) followed by a constant that equals
 	// the reference hash's character 11, where the pair agrees: the pair's
 	// run takes the constant in, the third build does not.
-	ref := pathB
-	konst := string(hashPart(ref)[11])
+	ref := gcctree.PathB
+	konst := string(rewrite.HashPart(ref)[11])
 	a := withChar(SyntheticPath(ref), ref, 11)
 	c := SyntheticPath(ref, a)
-	mk := func(p string) string { return oneFileTree(t, "path="+p+"\nfrag="+hashPart(p)[5:11]+konst+"\n") }
+	mk := func(p string) string { return oneFileTree(t, "path="+p+"\nfrag="+rewrite.HashPart(p)[5:11]+konst+"\n") }
 	if err := corroborated(t, mk, ref, a, c); err == nil || !strings.Contains(err.Error(), "not explained by the third build") {
 		t.Fatalf("want the constant caught, got %v", err)
 	}
@@ -132,13 +135,13 @@ func TestCorroborateCatchesATransformedCharacter(t *testing.T) {
 	// A byte derived from a hash character where the pair agrees, but not
 	// that character (upper-cased): the third build alone sees it differ,
 	// and it stays unexplained, judged on the outputs of each resume.
-	ref := pathB
-	h := hashPart(ref)
+	ref := gcctree.PathB
+	h := rewrite.HashPart(ref)
 	k := strings.IndexAny(h, "abcdfghijklmnpqrsvwxyz")
 	a := withChar(SyntheticPath(ref), ref, k)
 	c := SyntheticPath(ref, a)
 	mk := func(p string) string {
-		return oneFileTree(t, "path="+p+"\nbucket="+strings.ToUpper(string(hashPart(p)[k]))+"\n")
+		return oneFileTree(t, "path="+p+"\nbucket="+strings.ToUpper(string(rewrite.HashPart(p)[k]))+"\n")
 	}
 	out := func(p string) map[string]string { return map[string]string{"out": p} }
 	mA, _ := Learn(mk(a), mk(ref), out(a), out(ref))
@@ -157,7 +160,7 @@ func TestCorroborateCatchesATransformedCharacter(t *testing.T) {
 
 func TestCorroborateCompletesARunThePairStartsLate(t *testing.T) {
 	// The pair agrees at index 0: its runs of the whole path start at 1.
-	ref := pathB
+	ref := gcctree.PathB
 	a := withChar(SyntheticPath(ref), ref, 0)
 	c := SyntheticPath(ref, a)
 	mk := func(p string) string { return oneFileTree(t, "prefix="+p+"\n") }

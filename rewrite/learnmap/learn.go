@@ -1,4 +1,12 @@
-package rewrite
+// Package learnmap learns a chain's path map: it compares two builds of the
+// same phases made with different output paths (the second with
+// SyntheticPath, or two real builds whose hashes differ at every index:
+// Pairable) into a rewrite.Map of every byte that depends on the paths,
+// locating the bytes no output hash explains closely enough for
+// unexplained.Reaches to follow them; a third build corroborates a pair
+// whose hashes agree somewhere (Covered, Corroborate). The learner (package
+// learn) calls it on the trees of its twins and of real rebuilds.
+package learnmap
 
 import (
 	"bytes"
@@ -13,190 +21,10 @@ import (
 	"strings"
 
 	"github.com/nixlayer/nixlayer/internal/treefile"
+	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/buildid"
+	"github.com/nixlayer/nixlayer/rewrite/unexplained"
 )
-
-// Map records every byte of a tree that depends on the output paths,
-// learned by comparing two builds of the same phases made with different
-// paths. Offsets and file names refer to the reference tree, built with
-// Paths. It is plain data so the runner can store it with a layer chain.
-type Map struct {
-	// Paths are the output paths (output name → store path) the
-	// reference tree was built with.
-	Paths map[string]string `json:"paths"`
-	// Files lists the files whose contents depend on the paths.
-	Files []FileMap `json:"files,omitempty"`
-	// Links are symlinks whose targets hold an output hash.
-	Links []string `json:"links,omitempty"`
-	// Renames are entries whose names hold an output hash.
-	Renames []string `json:"renames,omitempty"`
-	// Unexplained lists the files whose differences no output hash
-	// explains: a byte rewrite leaves them as they are. Whether that makes
-	// a resume inexact depends on whether they can reach an output
-	// (Reaches) and on their cause.
-	Unexplained []Unexplained `json:"unexplained,omitempty"`
-	// Problems make the map unusable for an exact rewrite whatever the
-	// outputs hold (e.g. the two builds' hashes agree at an index).
-	Problems []string `json:"problems,omitempty"`
-	Stats    Stats    `json:"stats"`
-}
-
-// Cause is why a file's bytes are unexplained, found by running the
-// producing phase again with the same output paths.
-type Cause string
-
-const (
-	// CauseNondeterministic: the bytes change in a rerun with the same
-	// paths too. They are the build's own nondeterminism: the reused layer
-	// is one valid outcome of its phase, so they make nothing inexact.
-	CauseNondeterministic Cause = "nondeterministic"
-	// CausePath: a rerun with the same paths reproduces them: they depend
-	// on the output paths in a way no byte map follows.
-	CausePath Cause = "path"
-)
-
-// Unexplained is one file whose differences between the two builds no
-// output hash explains.
-type Unexplained struct {
-	// Path is named as in Map.Files.
-	Path string `json:"path"`
-	Why  string `json:"why"`
-	Strays
-	// Cause is CauseNondeterministic, CausePath, or "" when not checked.
-	Cause Cause `json:"cause,omitempty"`
-	// Learned is how the bytes reached the outputs of the last build
-	// judged on them (the learned chain's own, or a resume's; nil when
-	// none was): a prediction for the next resume, which is judged on its
-	// own outputs.
-	Learned *Reach `json:"learned,omitempty"`
-}
-
-func (u Unexplained) String() string { return u.Path + ": " + u.Why }
-
-// Strays are where a file's unexplained bytes lie, as far as they could
-// be located.
-type Strays struct {
-	// Offsets are the first differing bytes (at most maxOffsets); empty
-	// when the file cannot be compared byte by byte (sizes or types differ,
-	// present in one build only).
-	Offsets []int64 `json:"offsets,omitempty"`
-	// Bytes counts the differing bytes when they could be counted.
-	Bytes int `json:"bytes,omitempty"`
-	// Sections are the ELF sections holding them ("" for bytes outside
-	// every section, e.g. in headers).
-	Sections []string `json:"sections,omitempty"`
-	// IDCovers: the file's own build-id is computed over them, so the id
-	// is wrong too, in this file and in every copy that carries it.
-	IDCovers bool `json:"idCovers,omitempty"`
-}
-
-// addOffset records a differing byte, while fewer than maxOffsets are.
-func (s *Strays) addOffset(off int64) {
-	if len(s.Offsets) < maxOffsets {
-		s.Offsets = append(s.Offsets, off)
-	}
-}
-
-// addSection records a section holding differing bytes, once.
-func (s *Strays) addSection(sec string) {
-	if !slices.Contains(s.Sections, sec) {
-		s.Sections = append(s.Sections, sec)
-	}
-}
-
-// merge adds what another look at the same file found.
-func (s *Strays) merge(o Strays) {
-	s.Bytes += o.Bytes
-	s.IDCovers = s.IDCovers || o.IDCovers
-	for _, off := range o.Offsets {
-		s.addOffset(off)
-	}
-	for _, sec := range o.Sections {
-		s.addSection(sec)
-	}
-}
-
-// clone is a copy of s that adding to leaves s as it is.
-func (s Strays) clone() Strays {
-	s.Offsets, s.Sections = slices.Clone(s.Offsets), slices.Clone(s.Sections)
-	return s
-}
-
-// maxOffsets bounds the offsets kept per file: enough to find the bytes
-// again in the outputs, small enough for maps of thousands of objects.
-const maxOffsets = 32
-
-// FileMap is the path-dependent bytes of one file.
-type FileMap struct {
-	// Path is slash-separated, relative to the tree root, named as in
-	// the reference tree.
-	Path    string   `json:"path"`
-	Runs    []Run    `json:"runs,omitempty"`
-	BuildID *BuildID `json:"buildId,omitempty"`
-}
-
-// Run is Len consecutive bytes at Off that hold the characters K … K+Len-1
-// of an output's hash: a whole hash when Len is the hash length, else a
-// fragment a compiler split off.
-type Run struct {
-	Off    int64  `json:"off"`
-	Output string `json:"output"`
-	K      int    `json:"k"`
-	Len    int    `json:"len"`
-	// Alt lists other hash positions that explain the bytes equally well;
-	// a rewrite is exact only if they all give the same new bytes.
-	Alt []HashRef `json:"alt,omitempty"`
-}
-
-// HashRef names a position in an output's hash.
-type HashRef struct {
-	Output string `json:"output"`
-	K      int    `json:"k"`
-}
-
-// BuildID is an ELF build-id note that must be recomputed after a rewrite.
-type BuildID struct {
-	Off  int64 `json:"off"`
-	Size int   `json:"size"`
-	// Scheme is the algorithm that reproduced the id in the reference
-	// tree, or "carried" for a stripped file that takes the new id of
-	// From, its unstripped linker output.
-	Scheme string `json:"scheme"`
-	From   string `json:"from,omitempty"`
-}
-
-// Stats are the figures of a Learn, for reports and benchmarks.
-type Stats struct {
-	FilesCompared int   `json:"filesCompared"`
-	BytesCompared int64 `json:"bytesCompared"`
-	WholeHashes   int   `json:"wholeHashes"`
-	Fragments     int   `json:"fragments"`
-	BuildIDs      int   `json:"buildIds"`
-}
-
-// Exact reports whether rewrites with this map can be byte-identical.
-func (m *Map) Exact() bool { return len(m.Unexplained) == 0 && len(m.Problems) == 0 }
-
-// PathIn names a path of the map (reference tree names) in a tree built
-// with paths (output name → store path): the output hashes in file names
-// are the tree's.
-func (m *Map) PathIn(rel string, paths map[string]string) string {
-	for name, ref := range m.Paths {
-		if p := paths[name]; p != "" {
-			rel = strings.ReplaceAll(rel, hashPart(ref), hashPart(p))
-		}
-	}
-	return rel
-}
-
-// Reasons lists, one line per file, what makes a rewrite with this map
-// inexact before any output is looked at.
-func (m *Map) Reasons() []string {
-	why := append([]string(nil), m.Problems...)
-	for _, u := range m.Unexplained {
-		why = append(why, u.String())
-	}
-	return why
-}
 
 // outputHash is what the classifier knows about one output: its full paths
 // in both builds (neighbours around a fragment are matched against them)
@@ -215,7 +43,7 @@ func outputHashes(pathsA, pathsB map[string]string) ([]outputHash, error) {
 		if !ok {
 			return nil, fmt.Errorf("output %s has a path in build A only", name)
 		}
-		ha, hb := hashPart(pa), hashPart(pb)
+		ha, hb := rewrite.HashPart(pa), rewrite.HashPart(pb)
 		at := len(pa) - len(filepath.Base(pa))
 		if len(pa) != len(pb) || len(ha) != len(hb) || pa[:at] != pb[:at] || pa[at+len(ha):] != pb[at+len(hb):] {
 			return nil, fmt.Errorf("output %s: %s and %s differ beyond their hashes", name, pa, pb)
@@ -264,12 +92,12 @@ func Pairable(pathsA, pathsB map[string]string) error {
 // Learn compares trees A and B, built with pathsA and pathsB (output name
 // → store path, same lengths), and maps every byte of B that depends on
 // the paths. Entries whose names hold a hash are paired by substituting it.
-func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) {
+func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*rewrite.Map, error) {
 	outs, err := outputHashes(pathsA, pathsB)
 	if err != nil {
 		return nil, fmt.Errorf("learn path map: %w", err)
 	}
-	m := &Map{Paths: pathsB, Problems: agreements(outs)}
+	m := &rewrite.Map{Paths: pathsB, Problems: agreements(outs)}
 	c := newClassifier(outs)
 	toA := func(rel string) string {
 		for _, o := range outs {
@@ -298,7 +126,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 	}
 	defer rootB.Close()
 	seenA := map[string]bool{}
-	unexplained := func(rel, why string) { m.Unexplained = append(m.Unexplained, Unexplained{Path: rel, Why: why}) }
+	unexplained := func(rel, why string) { m.Unexplained = append(m.Unexplained, rewrite.Unexplained{Path: rel, Why: why}) }
 	var elfs []*learnedELF // for pairing stripped files with their linker output
 	err = walkBelow(treeB, func(_, rel string, d fs.DirEntry) error {
 		relA := toA(rel)
@@ -347,7 +175,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 					m.Unexplained = append(m.Unexplained, *u)
 					return nil
 				}
-				if payloadKind(b) == "" && !isELF(b) {
+				if payloadKind(b) == "" && !buildid.IsELF(b) {
 					m.Unexplained = append(m.Unexplained, c.resizedText(rel, a, b))
 					return nil
 				}
@@ -387,7 +215,7 @@ func Learn(treeA, treeB string, pathsA, pathsB map[string]string) (*Map, error) 
 	if err != nil {
 		return nil, fmt.Errorf("learn path map of %s: %w", treeA, err)
 	}
-	m.resolveBuildIDs(elfs)
+	resolveBuildIDs(m, elfs)
 	hashLen := map[string]int{}
 	for _, o := range outs {
 		hashLen[o.name] = len(o.hashB)
@@ -451,9 +279,9 @@ type learnedELF struct {
 	fileIndex int // index into Map.Files, -1 when not there
 }
 
-// resolveBuildIDs gives each changed ELF file a way to get its new id, or
-// records why there is none.
-func (m *Map) resolveBuildIDs(elfs []*learnedELF) {
+// resolveBuildIDs gives each changed ELF file of m a way to get its new id,
+// or records why there is none.
+func resolveBuildIDs(m *rewrite.Map, elfs []*learnedELF) {
 	index := map[string]int{}
 	for i, f := range m.Files {
 		index[f.Path] = i
@@ -478,7 +306,7 @@ func (m *Map) resolveBuildIDs(elfs []*learnedELF) {
 			continue
 		}
 		if src, ok := byID[string(e.id)]; ok {
-			bid.Scheme, bid.From = schemeCarried, src.rel
+			bid.Scheme, bid.From = buildid.SchemeCarried, src.rel
 			continue
 		}
 		hint := "uuid, another linker, or an unknown algorithm?"
@@ -486,13 +314,13 @@ func (m *Map) resolveBuildIDs(elfs []*learnedELF) {
 			hint = "the same in both builds: a fixed --build-id=0x…?"
 		}
 		var offs []int64
-		for i := 0; i < e.descSize && i < maxOffsets; i++ {
+		for i := 0; i < e.descSize && i < rewrite.MaxOffsets; i++ {
 			offs = append(offs, int64(e.descOff+i))
 		}
-		m.Unexplained = append(m.Unexplained, Unexplained{
+		m.Unexplained = append(m.Unexplained, rewrite.Unexplained{
 			Path:   e.rel,
 			Why:    fmt.Sprintf("unknown build-id scheme: neither GNU ld nor LLD algorithms reproduce id %x, and no unstripped file has it (%s)", e.id, hint),
-			Strays: Strays{Offsets: offs, Bytes: e.descSize, Sections: []string{".note.gnu.build-id"}},
+			Strays: rewrite.Strays{Offsets: offs, Bytes: e.descSize, Sections: []string{".note.gnu.build-id"}},
 		})
 	}
 }
@@ -502,17 +330,17 @@ type classifier struct {
 	outs []outputHash
 	// byPair finds the hash positions whose characters are (byte in A,
 	// byte in B).
-	byPair map[[2]byte][]HashRef
+	byPair map[[2]byte][]rewrite.HashRef
 	index  map[string]int
 }
 
 func newClassifier(outs []outputHash) *classifier {
-	c := &classifier{outs: outs, byPair: map[[2]byte][]HashRef{}, index: map[string]int{}}
+	c := &classifier{outs: outs, byPair: map[[2]byte][]rewrite.HashRef{}, index: map[string]int{}}
 	for i, o := range outs {
 		c.index[o.name] = i
 		for k := range o.hashB {
 			p := [2]byte{o.hashA[k], o.hashB[k]}
-			c.byPair[p] = append(c.byPair[p], HashRef{o.name, k})
+			c.byPair[p] = append(c.byPair[p], rewrite.HashRef{Output: o.name, K: k})
 		}
 	}
 	return c
@@ -521,20 +349,20 @@ func newClassifier(outs []outputHash) *classifier {
 // classify maps the differing bytes of one file. It returns the file's
 // map (nil when nothing is path-dependent), the build-id facts of an ELF
 // file, and what cannot be rewritten exactly (nil when everything can).
-func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *Unexplained) {
-	fm := &FileMap{Path: rel}
-	var im *elfImage
+func (c *classifier) classify(rel string, a, b []byte) (*rewrite.FileMap, *learnedELF, *rewrite.Unexplained) {
+	fm := &rewrite.FileMap{Path: rel}
+	var im *buildid.Image
 	var le *learnedELF
-	if isELF(b) {
-		if parsed, err := parseELF(b); err == nil {
+	if buildid.IsELF(b) {
+		if parsed, err := buildid.ParseELF(b); err == nil {
 			im = parsed
 		}
 	}
-	if im != nil && im.descSize > 0 {
-		le = &learnedELF{rel: rel, id: bytes.Clone(im.buildID()), descOff: im.descOff, descSize: im.descSize}
+	if im != nil && im.DescSize > 0 {
+		le = &learnedELF{rel: rel, id: bytes.Clone(im.BuildID()), descOff: im.DescOff, descSize: im.DescSize}
 	}
 	inDesc := func(i int) bool {
-		return le != nil && i >= im.descOff && i < im.descOff+im.descSize
+		return le != nil && i >= im.DescOff && i < im.DescOff+im.DescSize
 	}
 	var strays []int
 	for i := 0; i < len(b); {
@@ -561,23 +389,23 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *
 	}
 	if le != nil {
 		le.changed = true
-		le.scheme = im.detectScheme() // costs a few hashes of the file: only when needed
-		fm.BuildID = &BuildID{Off: int64(im.descOff), Size: im.descSize}
+		le.scheme = im.DetectScheme() // costs a few hashes of the file: only when needed
+		fm.BuildID = &rewrite.BuildID{Off: int64(im.DescOff), Size: im.DescSize}
 	}
 	if len(strays) == 0 {
 		return fm, le, nil
 	}
-	u := &Unexplained{Path: rel, Strays: Strays{Bytes: len(strays), IDCovers: le != nil}}
-	if secs, _, ok := sectionDiff(a, b, fm.explained(len(b))); ok && im != nil {
+	u := &rewrite.Unexplained{Path: rel, Strays: rewrite.Strays{Bytes: len(strays), IDCovers: le != nil}}
+	if secs, _, ok := sectionDiff(a, b, explainedBy(fm, len(b))); ok && im != nil {
 		// By each build's own layout: bytes a moved section shifted are
 		// not blamed on the sections after it.
 		u.Sections = secs
 		for _, off := range strays {
-			if len(u.Offsets) == maxOffsets {
+			if len(u.Offsets) == rewrite.MaxOffsets {
 				break
 			}
-			if slices.Contains(secs, im.sectionAt(int64(off))) {
-				u.addOffset(int64(off))
+			if slices.Contains(secs, im.SectionAt(int64(off))) {
+				u.AddOffset(int64(off))
 			}
 		}
 		if len(secs) == 0 {
@@ -585,9 +413,9 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *
 		}
 	} else {
 		for _, off := range strays {
-			u.addOffset(int64(off))
+			u.AddOffset(int64(off))
 			if im != nil {
-				u.addSection(im.sectionAt(int64(off)))
+				u.AddSection(im.SectionAt(int64(off)))
 			}
 		}
 	}
@@ -598,19 +426,19 @@ func (c *classifier) classify(rel string, a, b []byte) (*FileMap, *learnedELF, *
 // resizedELF describes an ELF file whose size differs between the builds
 // (compressed debug sections, say) by the sections that differ; nil when
 // it is no ELF file or the builds' sections do not pair up.
-func resizedELF(rel string, a, b []byte) *Unexplained {
+func resizedELF(rel string, a, b []byte) *rewrite.Unexplained {
 	secs, offs, ok := sectionDiff(a, b, nil)
 	if !ok || len(secs) == 0 {
 		return nil
 	}
-	im, err := parseELF(b)
+	im, err := buildid.ParseELF(b)
 	if err != nil {
 		return nil
 	}
-	return &Unexplained{
+	return &rewrite.Unexplained{
 		Path:   rel,
 		Why:    fmt.Sprintf("ELF file: size differs (%d vs %d bytes), in section %s%s", len(a), len(b), strings.Join(secs, ", "), sectionsHint(im, secs)),
-		Strays: Strays{Offsets: offs[:min(len(offs), maxOffsets)], Sections: secs, IDCovers: im.descSize > 0},
+		Strays: rewrite.Strays{Offsets: offs[:min(len(offs), rewrite.MaxOffsets)], Sections: secs, IDCovers: im.DescSize > 0},
 	}
 }
 
@@ -622,7 +450,7 @@ func resizedELF(rel string, a, b []byte) *Unexplained {
 // aside); when that region is short enough, its offsets are sampled densely
 // enough for the judge to follow every byte of it into the outputs
 // (Reaches' windows overlap); otherwise it has none, and counts as reaching.
-func (c *classifier) resizedText(rel string, a, b []byte) Unexplained {
+func (c *classifier) resizedText(rel string, a, b []byte) rewrite.Unexplained {
 	n := min(len(a), len(b))
 	p := c.firstStray(a[:n], b[:n])
 	// Aligned at their ends: the last byte no hash explains.
@@ -641,16 +469,16 @@ func (c *classifier) resizedText(rel string, a, b []byte) Unexplained {
 	s := n - 1 - last
 	p = min(p, n-s)
 	end := len(b) - s
-	u := Unexplained{Path: rel, Why: fmt.Sprintf("size differs (%d vs %d bytes): path-dependent lengths or orderings, or a line one build's environment holds", len(a), len(b))}
+	u := rewrite.Unexplained{Path: rel, Why: fmt.Sprintf("size differs (%d vs %d bytes): path-dependent lengths or orderings, or a line one build's environment holds", len(a), len(b))}
 	u.Bytes = max(end-p, 0)
-	step := needleLen / 2
-	if len(b) == 0 || end-p > maxOffsets*step {
+	step := unexplained.NeedleLen / 2
+	if len(b) == 0 || end-p > rewrite.MaxOffsets*step {
 		return u
 	}
-	for off := p; off < end && len(u.Offsets) < maxOffsets; off += step {
-		u.addOffset(int64(off))
+	for off := p; off < end && len(u.Offsets) < rewrite.MaxOffsets; off += step {
+		u.AddOffset(int64(off))
 	}
-	u.addOffset(int64(min(max(end-1, p), len(b)-1)))
+	u.AddOffset(int64(min(max(end-1, p), len(b)-1)))
 	return u
 }
 
@@ -669,9 +497,9 @@ func (c *classifier) firstStray(a, b []byte) int {
 	return len(a)
 }
 
-// explained marks the bytes of a file (n long) that the map accounts for:
-// its runs and its build-id.
-func (fm *FileMap) explained(n int) func(off int64) bool {
+// explainedBy marks the bytes of a file (n long) that its map fm accounts
+// for: its runs and its build-id.
+func explainedBy(fm *rewrite.FileMap, n int) func(off int64) bool {
 	mask := make([]bool, n)
 	for _, r := range fm.Runs {
 		for k := r.Off; k < r.Off+int64(r.Len) && k < int64(n); k++ {
@@ -693,23 +521,23 @@ func (fm *FileMap) explained(n int) func(off int64) bool {
 // none) and the first differing offset in B of each; ok is false unless
 // both are ELF files with the same sections.
 func sectionDiff(a, b []byte, explained func(off int64) bool) (names []string, offs []int64, ok bool) {
-	ia, errA := parseELF(a)
-	ib, errB := parseELF(b)
-	if errA != nil || errB != nil || len(ia.sections) != len(ib.sections) || len(ib.sections) == 0 {
+	ia, errA := buildid.ParseELF(a)
+	ib, errB := buildid.ParseELF(b)
+	if errA != nil || errB != nil || len(ia.Sections) != len(ib.Sections) || len(ib.Sections) == 0 {
 		return nil, nil, false
 	}
-	for i, sb := range ib.sections {
-		sa := ia.sections[i]
-		if sa.name != sb.name {
+	for i, sb := range ib.Sections {
+		sa := ia.Sections[i]
+		if sa.Name != sb.Name {
 			return nil, nil, false
 		}
-		if sb.typ == elf.SHT_NOBITS || (sa.size == 0 && sb.size == 0) {
+		if sb.Type == elf.SHT_NOBITS || (sa.Size == 0 && sb.Size == 0) {
 			continue
 		}
-		ca, cb := ia.contents(sa), ib.contents(sb)
+		ca, cb := ia.Contents(sa), ib.Contents(sb)
 		first := -1
 		for k := 0; k < min(len(ca), len(cb)) && first < 0; k++ {
-			if ca[k] != cb[k] && (explained == nil || !explained(int64(sb.offset)+int64(k))) {
+			if ca[k] != cb[k] && (explained == nil || !explained(int64(sb.Offset)+int64(k))) {
 				first = k
 			}
 		}
@@ -717,8 +545,8 @@ func sectionDiff(a, b []byte, explained func(off int64) bool) (names []string, o
 			first = min(len(ca), len(cb))
 		}
 		if first >= 0 {
-			names = append(names, sb.name)
-			offs = append(offs, int64(sb.offset)+int64(min(first, max(len(cb)-1, 0))))
+			names = append(names, sb.Name)
+			offs = append(offs, int64(sb.Offset)+int64(min(first, max(len(cb)-1, 0))))
 		}
 	}
 	return names, offs, true
@@ -728,8 +556,8 @@ func sectionDiff(a, b []byte, explained func(off int64) bool) (names []string, o
 // Several positions k may fit the byte pair; the one whose whole path
 // (store directory and name included) matches the most neighbouring bytes
 // wins, and equally good ones are kept as alternatives.
-func (c *classifier) bestRun(a, b []byte, i int) (Run, bool) {
-	var best Run
+func (c *classifier) bestRun(a, b []byte, i int) (rewrite.Run, bool) {
+	var best rewrite.Run
 	bestScore := -1
 	for _, ref := range c.byPair[[2]byte{a[i], b[i]}] {
 		o := c.outs[c.index[ref.Output]]
@@ -742,7 +570,7 @@ func (c *classifier) bestRun(a, b []byte, i int) (Run, bool) {
 		for p+fwd < len(o.pathB) && i+fwd < len(b) && a[i+fwd] == o.pathA[p+fwd] && b[i+fwd] == o.pathB[p+fwd] {
 			fwd++
 		}
-		r := Run{Off: int64(i), Output: ref.Output, K: ref.K, Len: min(fwd, len(o.hashB)-ref.K)}
+		r := rewrite.Run{Off: int64(i), Output: ref.Output, K: ref.K, Len: min(fwd, len(o.hashB)-ref.K)}
 		switch score := back + fwd; {
 		case score > bestScore:
 			best, bestScore = r, score
@@ -756,7 +584,7 @@ func (c *classifier) bestRun(a, b []byte, i int) (Run, bool) {
 // explainStrays says why bytes no hash explains differ, naming the likely
 // cause so the user knows what to change. secs are the ELF sections that
 // hold them.
-func explainStrays(b []byte, im *elfImage, strays []int, secs []string) string {
+func explainStrays(b []byte, im *buildid.Image, strays []int, secs []string) string {
 	where := fmt.Sprintf("%d bytes differ beyond the output paths, first at offset %d", len(strays), strays[0])
 	if kind := payloadKind(b); kind != "" {
 		return kind + where
@@ -771,7 +599,7 @@ func explainStrays(b []byte, im *elfImage, strays []int, secs []string) string {
 }
 
 // sectionsHint is the hint of the first section that has one.
-func sectionsHint(im *elfImage, secs []string) string {
+func sectionsHint(im *buildid.Image, secs []string) string {
 	for _, sec := range secs {
 		if h := sectionHint(im, sec); h != "" {
 			return h
@@ -781,11 +609,11 @@ func sectionsHint(im *elfImage, secs []string) string {
 }
 
 // sectionHint names the likely cause of unexplained bytes in a section.
-func sectionHint(im *elfImage, sec string) string {
+func sectionHint(im *buildid.Image, sec string) string {
 	switch {
 	case strings.HasPrefix(sec, ".debug_str"), strings.HasPrefix(sec, ".debug_macro"), strings.HasPrefix(sec, ".debug_line_str"):
 		return " (debug strings that moved: -frandom-seed from the output path, or gcc -g3's strings ordered by content?)"
-	case im.hasSection(".debug_macro") && strings.HasPrefix(sec, ".debug"):
+	case im.HasSection(".debug_macro") && strings.HasPrefix(sec, ".debug"):
 		return " (gcc -g3: macro info and debug strings ordered by content)"
 	case strings.HasPrefix(sec, ".zdebug"), strings.HasPrefix(sec, ".debug"):
 		return " (debug info: compressed, content-ordered, or recording -frandom-seed?)"
@@ -800,10 +628,10 @@ func sectionHint(im *elfImage, sec string) string {
 // payloadKind names compressed or archived contents by their magic bytes:
 // their bytes depend on the paths in ways no byte map can follow.
 func payloadKind(b []byte) string {
-	switch f := FormatOf(b); f {
-	case FormatGzip, FormatBzip2, FormatXZ, FormatZstd:
+	switch f := rewrite.FormatOf(b); f {
+	case rewrite.FormatGzip, rewrite.FormatBzip2, rewrite.FormatXZ, rewrite.FormatZstd:
 		return string(f) + " payload: "
-	case FormatZip:
+	case rewrite.FormatZip:
 		return "zip archive (compressed members or CRCs): "
 	}
 	return ""

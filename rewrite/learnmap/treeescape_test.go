@@ -1,4 +1,4 @@
-package rewrite
+package learnmap
 
 import (
 	"os"
@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/nixlayer/nixlayer/internal/treefile"
+	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/internal/gcctree"
+	"github.com/nixlayer/nixlayer/rewrite/unexplained"
 )
 
 // A derivation controls its build tree: Learn and Reaches run as root on
@@ -42,7 +45,7 @@ func TestBuildTreeEscapesAreNeverFollowed(t *testing.T) {
 	write(filepath.Join(outside, "secret"), secret)
 	treeA, treeB := t.TempDir(), t.TempDir()
 	for _, tree := range []string{treeA, treeB} {
-		write(filepath.Join(tree, "store", filepath.Base(pathB), "share", "doc"), secret) // an output holding the host's bytes
+		write(filepath.Join(tree, "store", filepath.Base(gcctree.PathB), "share", "doc"), secret) // an output holding the host's bytes
 		huge(filepath.Join(tree, "build", "huge"))
 	}
 	// In tree B: symlinks out, /dev/zero, a FIFO where tree A has files.
@@ -58,7 +61,7 @@ func TestBuildTreeEscapesAreNeverFollowed(t *testing.T) {
 	symlink(outside, filepath.Join(treeA, "build", "dir"))
 	write(filepath.Join(treeB, "build", "dir", "secret"), secret)
 
-	m, err := Learn(treeA, treeB, map[string]string{"out": SyntheticPath(pathB)}, map[string]string{"out": pathB})
+	m, err := Learn(treeA, treeB, map[string]string{"out": SyntheticPath(gcctree.PathB)}, map[string]string{"out": gcctree.PathB})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,36 +81,13 @@ func TestBuildTreeEscapesAreNeverFollowed(t *testing.T) {
 
 	// Reaches reads the unexplained entries from tree B (the symlinks are
 	// still there), outputs holding the secret's bytes.
-	for _, u := range []Unexplained{{Path: "build/secret", Strays: Strays{Offsets: []int64{0}}}, {Path: "build/zero", Strays: Strays{Offsets: []int64{0}}}, {Path: "build/fifo", Strays: Strays{Offsets: []int64{0}}}, {Path: "build/huge", Strays: Strays{Offsets: []int64{0}}}} {
-		reach, err := Reaches(treeB, []Unexplained{u}, func(p string) string { return p }, map[string]string{"out": filepath.Join(treeB, "store", filepath.Base(pathB))})
+	for _, u := range []rewrite.Unexplained{{Path: "build/secret", Strays: rewrite.Strays{Offsets: []int64{0}}}, {Path: "build/zero", Strays: rewrite.Strays{Offsets: []int64{0}}}, {Path: "build/fifo", Strays: rewrite.Strays{Offsets: []int64{0}}}, {Path: "build/huge", Strays: rewrite.Strays{Offsets: []int64{0}}}} {
+		reach, err := unexplained.Reaches(treeB, []rewrite.Unexplained{u}, func(p string) string { return p }, map[string]string{"out": filepath.Join(treeB, "store", filepath.Base(gcctree.PathB))})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if reach[0].Rule != RuleUnsure || reach[0].Output != "" {
+		if reach[0].Rule != rewrite.RuleUnsure || reach[0].Output != "" {
 			t.Errorf("%s: %+v, want unsure without reading it", u.Path, reach[0])
 		}
-	}
-}
-
-// An output too big to read whole may carry any entry's bytes.
-func TestHugeOutputMakesReachUnsure(t *testing.T) {
-	tree := t.TempDir()
-	if err := os.WriteFile(filepath.Join(tree, "obj"), []byte(strings.Repeat("x", 64)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	big := filepath.Join(out, "big")
-	if err := os.WriteFile(big, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(big, treefile.MaxCompared+1); err != nil {
-		t.Fatal(err)
-	}
-	reach, err := Reaches(tree, []Unexplained{{Path: "obj", Strays: Strays{Offsets: []int64{0}}}}, func(p string) string { return p }, map[string]string{"out": out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if reach[0].Rule != RuleUnsure || reach[0].Output != "out/big" {
-		t.Errorf("reach %+v, want unsure through out/big", reach[0])
 	}
 }

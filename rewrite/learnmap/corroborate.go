@@ -1,10 +1,13 @@
-package rewrite
+package learnmap
 
 import (
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/nixlayer/nixlayer/rewrite"
+	"github.com/nixlayer/nixlayer/rewrite/unexplained"
 )
 
 // Two real builds of a chain pair up only when their output hashes differ
@@ -46,7 +49,7 @@ func Covered(pathsA, pathsC, pathsRef map[string]string) error {
 // (Covered), finds no byte, link, entry or unexplained file that m does
 // not account for. It returns the corroborated copy of m; an error names
 // the first thing other saw that m missed.
-func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) {
+func Corroborate(m, other *rewrite.Map, pathsA, pathsC map[string]string) (*rewrite.Map, error) {
 	if !maps.Equal(m.Paths, other.Paths) {
 		return nil, errors.New("the maps are of trees built with other output paths")
 	}
@@ -91,18 +94,18 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 		for _, r := range f.Runs {
 			first, last := -1, -1 // the run's bytes at indices where the pair differs
 			for i := range r.Len {
-				if !blindA[HashRef{Output: r.Output, K: r.K + i}] {
+				if !blindA[rewrite.HashRef{Output: r.Output, K: r.K + i}] {
 					if first < 0 {
 						first = i
 					}
 					last = i
 				}
 			}
-			if unaligned[f.Path] && r.K > 0 && blindA[HashRef{Output: r.Output, K: r.K - 1}] {
+			if unaligned[f.Path] && r.K > 0 && blindA[rewrite.HashRef{Output: r.Output, K: r.K - 1}] {
 				return nil, fmt.Errorf("%s: the run at byte %d may begin earlier, where the pair's hashes agree, and the third build cannot compare the file", f.Path, r.Off)
 			}
 			for i := range r.Len {
-				off, at := r.Off+int64(i), HashRef{Output: r.Output, K: r.K + i}
+				off, at := r.Off+int64(i), rewrite.HashRef{Output: r.Output, K: r.K + i}
 				mine[off] = true
 				seen, ok := theirs[f.Path][off]
 				switch {
@@ -126,7 +129,7 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 				}
 			}
 		}
-		var more []Run
+		var more []rewrite.Run
 		for off, at := range theirs[f.Path] {
 			if mine[off] {
 				continue
@@ -134,14 +137,14 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 			if at.buildID {
 				return nil, fmt.Errorf("%s: a build-id only the third build sees", f.Path)
 			}
-			more = append(more, Run{Off: off, Output: at.primary.Output, K: at.primary.K, Len: 1, Alt: at.alt})
+			more = append(more, rewrite.Run{Off: off, Output: at.primary.Output, K: at.primary.K, Len: 1, Alt: at.alt})
 		}
 		if len(more) > 0 {
 			files[fi].Runs = joinRuns(append(slices.Clone(f.Runs), more...))
 		}
 	}
 	for path := range theirs {
-		if !slices.ContainsFunc(files, func(f FileMap) bool { return f.Path == path }) {
+		if !slices.ContainsFunc(files, func(f rewrite.FileMap) bool { return f.Path == path }) {
 			return nil, fmt.Errorf("%s: depends on the output paths, seen only by the third build", path)
 		}
 	}
@@ -164,9 +167,9 @@ func Corroborate(m, other *Map, pathsA, pathsC map[string]string) (*Map, error) 
 
 // joinRuns sorts runs by offset and joins those that continue each other
 // (the next byte, the next hash position, no alternatives).
-func joinRuns(runs []Run) []Run {
-	slices.SortFunc(runs, func(a, b Run) int { return int(a.Off - b.Off) })
-	var out []Run
+func joinRuns(runs []rewrite.Run) []rewrite.Run {
+	slices.SortFunc(runs, func(a, b rewrite.Run) int { return int(a.Off - b.Off) })
+	var out []rewrite.Run
 	for _, r := range runs {
 		if n := len(out); n > 0 {
 			p := &out[n-1]
@@ -186,7 +189,7 @@ func joinRuns(runs []Run) []Run {
 // derivations may differ elsewhere (the stdenv's env-vars). Either way they
 // are judged on the outputs of each resume, as the pair's own are. A file
 // whose bytes one side cannot locate counts as unexplained whole.
-func mergeUnexplained(mine, theirs []Unexplained) []Unexplained {
+func mergeUnexplained(mine, theirs []rewrite.Unexplained) []rewrite.Unexplained {
 	out := slices.Clone(mine)
 	at := map[string]int{}
 	for i, u := range out {
@@ -198,7 +201,7 @@ func mergeUnexplained(mine, theirs []Unexplained) []Unexplained {
 		if !ok {
 			u.Cause, u.Learned = "", nil
 			u.Why = "in a third build: " + u.Why
-			if len(u.Offsets) > followedOffsets {
+			if len(u.Offsets) > unexplained.FollowedOffsets {
 				u.Offsets = nil
 			}
 			at[u.Path] = len(out)
@@ -209,7 +212,7 @@ func mergeUnexplained(mine, theirs []Unexplained) []Unexplained {
 		if len(mu.Offsets) == 0 {
 			continue
 		}
-		if len(u.Offsets) == 0 || len(mu.Offsets)+len(u.Offsets) > followedOffsets {
+		if len(u.Offsets) == 0 || len(mu.Offsets)+len(u.Offsets) > unexplained.FollowedOffsets {
 			mu.Offsets = nil
 			mu.Why += "; a third build differs elsewhere in it too"
 			continue
@@ -228,24 +231,24 @@ func mergeUnexplained(mine, theirs []Unexplained) []Unexplained {
 // hashAt is where an explained byte comes from: a hash position (and its
 // alternatives), or the build-id.
 type hashAt struct {
-	primary HashRef
-	alt     []HashRef
+	primary rewrite.HashRef
+	alt     []rewrite.HashRef
 	buildID bool
 }
 
-func (h hashAt) has(r HashRef) bool { return h.primary == r || slices.Contains(h.alt, r) }
+func (h hashAt) has(r rewrite.HashRef) bool { return h.primary == r || slices.Contains(h.alt, r) }
 
 // explainedBytes are the bytes of each file that m maps, with where they
 // come from.
-func explainedBytes(m *Map) map[string]map[int64]hashAt {
+func explainedBytes(m *rewrite.Map) map[string]map[int64]hashAt {
 	out := map[string]map[int64]hashAt{}
 	for _, f := range m.Files {
 		offs := map[int64]hashAt{}
 		for _, r := range f.Runs {
 			for i := range int64(r.Len) {
-				at := hashAt{primary: HashRef{Output: r.Output, K: r.K + int(i)}}
+				at := hashAt{primary: rewrite.HashRef{Output: r.Output, K: r.K + int(i)}}
 				for _, a := range r.Alt {
-					at.alt = append(at.alt, HashRef{Output: a.Output, K: a.K + int(i)})
+					at.alt = append(at.alt, rewrite.HashRef{Output: a.Output, K: a.K + int(i)})
 				}
 				offs[r.Off+i] = at
 			}
@@ -262,12 +265,12 @@ func explainedBytes(m *Map) map[string]map[int64]hashAt {
 
 // agreeingIndices are the hash positions at which the two builds' hashes
 // agree.
-func agreeingIndices(outs []outputHash) map[HashRef]bool {
-	at := map[HashRef]bool{}
+func agreeingIndices(outs []outputHash) map[rewrite.HashRef]bool {
+	at := map[rewrite.HashRef]bool{}
 	for _, o := range outs {
 		for k := range o.hashA {
 			if o.hashA[k] == o.hashB[k] {
-				at[HashRef{Output: o.name, K: k}] = true
+				at[rewrite.HashRef{Output: o.name, K: k}] = true
 			}
 		}
 	}

@@ -1,4 +1,10 @@
-package rewrite
+// Package buildid reads what the rewrite packages need of an ELF file
+// straight from its bytes (its sections, its GNU build-id note) and
+// recomputes the build-id as GNU ld and LLD do, so that a file whose bytes a
+// rewrite changed gets the id its linker would give it. rewrite applies it,
+// learnmap finds the scheme of each file and the sections that differ,
+// unexplained looks for sections and ids in the outputs.
+package buildid
 
 import (
 	"bytes"
@@ -17,14 +23,14 @@ import (
 // recompute; a scheme is trusted for a file only after it reproduced the
 // id the linker wrote there.
 const (
-	schemeGNUSHA1 = "gnu-sha1" // GNU ld --build-id / =sha1
-	schemeGNUMD5  = "gnu-md5"  // GNU ld --build-id=md5
-	schemeLLDSHA1 = "lld-sha1" // LLD --build-id=sha1
-	schemeLLDMD5  = "lld-md5"  // LLD --build-id=md5
-	schemeLLDFast = "lld-fast" // LLD --build-id / =fast (xxHash64)
-	// schemeCarried: a stripped file keeps the id of its linker output;
+	SchemeGNUSHA1 = "gnu-sha1" // GNU ld --build-id / =sha1
+	SchemeGNUMD5  = "gnu-md5"  // GNU ld --build-id=md5
+	SchemeLLDSHA1 = "lld-sha1" // LLD --build-id=sha1
+	SchemeLLDMD5  = "lld-md5"  // LLD --build-id=md5
+	SchemeLLDFast = "lld-fast" // LLD --build-id / =fast (xxHash64)
+	// SchemeCarried: a stripped file keeps the id of its linker output;
 	// the new id is taken from that file's recomputed id.
-	schemeCarried = "carried"
+	SchemeCarried = "carried"
 )
 
 // ntGNUBuildID is the note type of a build-id (debug/elf lacks it).
@@ -32,8 +38,8 @@ const ntGNUBuildID = 3
 
 var errNoBuildID = errors.New("no GNU build-id note")
 
-// elfImage is the little of an ELF file the build-id algorithms need.
-type elfImage struct {
+// Image is the little of an ELF file the build-id algorithms need.
+type Image struct {
 	data      []byte
 	order     binary.ByteOrder
 	is64      bool
@@ -41,34 +47,36 @@ type elfImage struct {
 	phoff     uint64
 	phentsize int
 	phnum     int
-	sections  []elfSection
+	Sections  []Section
 	idSection int // index of the section holding the build-id note, -1 if none
 	noteOff   int // file offset of the build-id note header
 	noteEnd   int // file offset just past the note (descriptor padded)
-	descOff   int // file offset of the descriptor (the id)
-	descSize  int
+	DescOff   int // file offset of the descriptor (the id)
+	DescSize  int
 }
 
-type elfSection struct {
+// Section is one section of an Image: its name, type and place in the file.
+type Section struct {
 	header []byte // the raw section header
-	name   string
-	typ    elf.SectionType
-	offset uint64
-	size   uint64
+	Name   string
+	Type   elf.SectionType
+	Offset uint64
+	Size   uint64
 	// hashedByGNU: bfd keeps a section object for it, so ld hashes its
 	// contents; the symbol and string tables it writes itself are left out.
 	hashedByGNU bool
 }
 
-func isELF(data []byte) bool { return len(data) > 16 && FormatOf(data) == FormatELF }
+// IsELF reports whether data is long enough and starts with the ELF magic.
+func IsELF(data []byte) bool { return len(data) > 16 && bytes.HasPrefix(data, []byte(elf.ELFMAG)) }
 
-// parseELF reads the headers straight from the bytes: the GNU algorithm
+// ParseELF reads the headers straight from the bytes: the GNU algorithm
 // hashes them in their on-disk form.
-func parseELF(data []byte) (*elfImage, error) {
-	if !isELF(data) {
+func ParseELF(data []byte) (*Image, error) {
+	if !IsELF(data) {
 		return nil, errors.New("not an ELF file")
 	}
-	im := &elfImage{data: data, idSection: -1}
+	im := &Image{data: data, idSection: -1}
 	switch elf.Data(data[elf.EI_DATA]) {
 	case elf.ELFDATA2LSB:
 		im.order = binary.LittleEndian
@@ -119,7 +127,7 @@ func parseELF(data []byte) (*elfImage, error) {
 			}
 			s0 := im.section(h0)
 			if shnum == 0 {
-				shnum = int(s0.size)
+				shnum = int(s0.Size)
 			}
 			if shstrndx == int(elf.SHN_XINDEX) {
 				shstrndx = int(im.link(h0))
@@ -130,7 +138,7 @@ func parseELF(data []byte) (*elfImage, error) {
 			if err != nil {
 				return nil, err
 			}
-			im.sections = append(im.sections, im.section(h))
+			im.Sections = append(im.Sections, im.section(h))
 		}
 	}
 	im.markHashed(shstrndx)
@@ -138,36 +146,37 @@ func parseELF(data []byte) (*elfImage, error) {
 	return im, nil
 }
 
-func (im *elfImage) section(h []byte) elfSection {
+func (im *Image) section(h []byte) Section {
 	o := im.order
-	s := elfSection{header: h, typ: elf.SectionType(o.Uint32(h[4:]))}
+	s := Section{header: h, Type: elf.SectionType(o.Uint32(h[4:]))}
 	if im.is64 {
-		s.offset, s.size = o.Uint64(h[24:]), o.Uint64(h[32:])
+		s.Offset, s.Size = o.Uint64(h[24:]), o.Uint64(h[32:])
 	} else {
-		s.offset, s.size = uint64(o.Uint32(h[16:])), uint64(o.Uint32(h[20:]))
+		s.Offset, s.Size = uint64(o.Uint32(h[16:])), uint64(o.Uint32(h[20:]))
 	}
 	return s
 }
 
-func (im *elfImage) link(h []byte) uint32 {
+func (im *Image) link(h []byte) uint32 {
 	if im.is64 {
 		return im.order.Uint32(h[40:])
 	}
 	return im.order.Uint32(h[24:])
 }
 
-func (im *elfImage) contents(s elfSection) []byte {
-	if s.typ == elf.SHT_NOBITS || s.offset+s.size > uint64(len(im.data)) {
+// Contents are the bytes of a section in the file (nil for none).
+func (im *Image) Contents(s Section) []byte {
+	if s.Type == elf.SHT_NOBITS || s.Offset+s.Size > uint64(len(im.data)) {
 		return nil
 	}
-	return im.data[s.offset : s.offset+s.size]
+	return im.data[s.Offset : s.Offset+s.Size]
 }
 
 // markHashed names the sections and decides which contents GNU ld hashes.
-func (im *elfImage) markHashed(shstrndx int) {
+func (im *Image) markHashed(shstrndx int) {
 	skip := map[int]bool{0: true, shstrndx: true}
-	for i, s := range im.sections {
-		switch s.typ {
+	for i, s := range im.Sections {
+		switch s.Type {
 		case elf.SHT_SYMTAB:
 			skip[i] = true
 			skip[int(im.link(s.header))] = true
@@ -176,16 +185,16 @@ func (im *elfImage) markHashed(shstrndx int) {
 		}
 	}
 	var names []byte
-	if shstrndx > 0 && shstrndx < len(im.sections) {
-		names = im.contents(im.sections[shstrndx])
+	if shstrndx > 0 && shstrndx < len(im.Sections) {
+		names = im.Contents(im.Sections[shstrndx])
 	}
-	for i := range im.sections {
-		s := &im.sections[i]
-		s.hashedByGNU = !skip[i] && s.typ != elf.SHT_NOBITS
+	for i := range im.Sections {
+		s := &im.Sections[i]
+		s.hashedByGNU = !skip[i] && s.Type != elf.SHT_NOBITS
 		off := int(im.order.Uint32(s.header[0:]))
 		if off < len(names) {
 			if end := bytes.IndexByte(names[off:], 0); end >= 0 {
-				s.name = string(names[off : off+end])
+				s.Name = string(names[off : off+end])
 			}
 		}
 	}
@@ -193,9 +202,9 @@ func (im *elfImage) markHashed(shstrndx int) {
 
 // findBuildID locates the NT_GNU_BUILD_ID note, in the section headers or,
 // for files without them, in the PT_NOTE segments.
-func (im *elfImage) findBuildID() {
-	for i, s := range im.sections {
-		if s.typ == elf.SHT_NOTE && im.scanNotes(s.offset, s.size) {
+func (im *Image) findBuildID() {
+	for i, s := range im.Sections {
+		if s.Type == elf.SHT_NOTE && im.scanNotes(s.Offset, s.Size) {
 			im.idSection = i
 			return
 		}
@@ -217,7 +226,7 @@ func (im *elfImage) findBuildID() {
 	}
 }
 
-func (im *elfImage) scanNotes(off, size uint64) bool {
+func (im *Image) scanNotes(off, size uint64) bool {
 	if off+size > uint64(len(im.data)) {
 		return false
 	}
@@ -234,7 +243,7 @@ func (im *elfImage) scanNotes(off, size uint64) bool {
 		}
 		if typ == ntGNUBuildID && namesz == 4 && string(im.data[name:name+4]) == "GNU\x00" {
 			im.noteOff, im.noteEnd = int(pos), int(min(end, off+size))
-			im.descOff, im.descSize = int(desc), int(descsz)
+			im.DescOff, im.DescSize = int(desc), int(descsz)
 			return true
 		}
 		pos = end
@@ -242,37 +251,38 @@ func (im *elfImage) scanNotes(off, size uint64) bool {
 	return false
 }
 
-func (im *elfImage) buildID() []byte {
-	if im.descSize == 0 {
+// BuildID is the id in the file, nil without one.
+func (im *Image) BuildID() []byte {
+	if im.DescSize == 0 {
 		return nil
 	}
-	return im.data[im.descOff : im.descOff+im.descSize]
+	return im.data[im.DescOff : im.DescOff+im.DescSize]
 }
 
-// computeBuildID hashes the file as the named scheme's linker did.
-func (im *elfImage) computeBuildID(scheme string) ([]byte, error) {
-	if im.descSize == 0 {
+// ComputeBuildID hashes the file as the named scheme's linker did.
+func (im *Image) ComputeBuildID(scheme string) ([]byte, error) {
+	if im.DescSize == 0 {
 		return nil, errNoBuildID
 	}
 	var id []byte
 	switch scheme {
-	case schemeGNUSHA1:
+	case SchemeGNUSHA1:
 		id = im.gnuHash(sha1.New())
-	case schemeGNUMD5:
+	case SchemeGNUMD5:
 		id = im.gnuHash(md5.New())
-	case schemeLLDSHA1:
+	case SchemeLLDSHA1:
 		id = im.lldHash(func(b []byte) []byte { s := sha1.Sum(b); return s[:] })
-	case schemeLLDMD5:
+	case SchemeLLDMD5:
 		id = im.lldHash(func(b []byte) []byte { s := md5.Sum(b); return s[:] })
-	case schemeLLDFast:
+	case SchemeLLDFast:
 		id = im.lldHash(lldFastChunkHash)
 	default:
 		return nil, errors.New("unknown build-id scheme " + scheme)
 	}
-	if len(id) < im.descSize {
+	if len(id) < im.DescSize {
 		return nil, errors.New("build-id longer than the " + scheme + " hash")
 	}
-	return id[:im.descSize], nil
+	return id[:im.DescSize], nil
 }
 
 // lldFastChunkHash is the chunk hash of LLD's default ("fast") build-id:
@@ -281,20 +291,20 @@ func lldFastChunkHash(b []byte) []byte {
 	return binary.LittleEndian.AppendUint64(nil, xxhash.Sum64(b))
 }
 
-// verifies reports whether scheme reproduces the id in the file.
-func (im *elfImage) verifies(scheme string) bool {
-	got, err := im.computeBuildID(scheme)
-	return err == nil && bytes.Equal(got, im.buildID())
+// Verifies reports whether scheme reproduces the id in the file.
+func (im *Image) Verifies(scheme string) bool {
+	got, err := im.ComputeBuildID(scheme)
+	return err == nil && bytes.Equal(got, im.BuildID())
 }
 
-// detectScheme returns the scheme that reproduces the id in the file, or "".
-func (im *elfImage) detectScheme() string {
-	id := im.buildID()
+// DetectScheme returns the scheme that reproduces the id in the file, or "".
+func (im *Image) DetectScheme() string {
+	id := im.BuildID()
 	if id == nil {
 		return ""
 	}
-	for _, s := range []string{schemeGNUSHA1, schemeLLDSHA1, schemeGNUMD5, schemeLLDMD5, schemeLLDFast} {
-		if im.verifies(s) {
+	for _, s := range []string{SchemeGNUSHA1, SchemeLLDSHA1, SchemeGNUMD5, SchemeLLDMD5, SchemeLLDFast} {
+		if im.Verifies(s) {
 			return s
 		}
 	}
@@ -305,7 +315,7 @@ func (im *elfImage) detectScheme() string {
 // table offsets, the program headers, then each section header without its
 // offset followed by the contents bfd holds, with the build-id note zero as
 // it was when the hash ran.
-func (im *elfImage) gnuHash(h hash.Hash) []byte {
+func (im *Image) gnuHash(h hash.Hash) []byte {
 	eh := bytes.Clone(im.data[:im.ehsize])
 	if im.is64 {
 		clear(eh[32:48])
@@ -314,7 +324,7 @@ func (im *elfImage) gnuHash(h hash.Hash) []byte {
 	}
 	h.Write(eh)
 	h.Write(im.data[im.phoff : im.phoff+uint64(im.phnum*im.phentsize)])
-	for i, s := range im.sections {
+	for i, s := range im.Sections {
 		sh := bytes.Clone(s.header)
 		if im.is64 {
 			clear(sh[24:32])
@@ -325,7 +335,7 @@ func (im *elfImage) gnuHash(h hash.Hash) []byte {
 		if !s.hashedByGNU {
 			continue
 		}
-		c := im.contents(s)
+		c := im.Contents(s)
 		if i == im.idSection {
 			c = make([]byte, len(c))
 		}
@@ -336,10 +346,10 @@ func (im *elfImage) gnuHash(h hash.Hash) []byte {
 
 // lldHash follows LLD's computeHash: the whole file with the descriptor
 // zero, hashed in 1 MiB chunks, then the hash of the chunk hashes.
-func (im *elfImage) lldHash(sum func([]byte) []byte) []byte {
+func (im *Image) lldHash(sum func([]byte) []byte) []byte {
 	const chunk = 1 << 20
 	file := bytes.Clone(im.data)
-	clear(file[im.descOff : im.descOff+im.descSize])
+	clear(file[im.DescOff : im.DescOff+im.DescSize])
 	var sums []byte
 	for len(file) > 0 {
 		n := min(chunk, len(file))
@@ -349,19 +359,31 @@ func (im *elfImage) lldHash(sum func([]byte) []byte) []byte {
 	return sum(sums)
 }
 
-// sectionAt names the section holding a file offset, for explanations.
-func (im *elfImage) sectionAt(off int64) string {
-	for _, s := range im.sections {
-		if s.typ != elf.SHT_NOBITS && s.size > 0 && uint64(off) >= s.offset && uint64(off) < s.offset+s.size {
-			return s.name
+// SectionAt names the section holding a file offset, for explanations.
+func (im *Image) SectionAt(off int64) string {
+	for _, s := range im.Sections {
+		if s.Type != elf.SHT_NOBITS && s.Size > 0 && uint64(off) >= s.Offset && uint64(off) < s.Offset+s.Size {
+			return s.Name
 		}
 	}
 	return ""
 }
 
-func (im *elfImage) hasSection(name string) bool {
-	for _, s := range im.sections {
-		if s.name == name {
+// HasSection reports whether the file has a section of that name.
+func (im *Image) HasSection(name string) bool {
+	for _, s := range im.Sections {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// HasContents reports whether the file has a section of that name with
+// bytes in the file.
+func (im *Image) HasContents(name string) bool {
+	for _, s := range im.Sections {
+		if s.Name == name && s.Type != elf.SHT_NOBITS && s.Size > 0 {
 			return true
 		}
 	}
