@@ -24,6 +24,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
+	"github.com/nixlayer/nixlayer/lsp/lens"
 	"github.com/nixlayer/nixlayer/results"
 )
 
@@ -163,7 +164,7 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 			c.progress = append(c.progress, p.Value)
 		}
 		return nil
-	case ResultStateMethod:
+	case lens.ResultStateMethod:
 		var ev events.Event
 		json.Unmarshal(req.Params(), &ev)
 		c.states = append(c.states, ev)

@@ -5,21 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
 
 	"go.lsp.dev/jsonrpc2"
 	"go.lsp.dev/protocol"
-	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/events"
-	"github.com/nixlayer/nixlayer/internal/logtail"
+	"github.com/nixlayer/nixlayer/layertree"
+	"github.com/nixlayer/nixlayer/lsp/lens"
+	"github.com/nixlayer/nixlayer/lsp/target"
 	"github.com/nixlayer/nixlayer/phaserules"
-	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
 )
+
+// The commands (workspace/executeCommand: build, rebuild from a phase,
+// cancel, a shell, a log, the target chosen, a phase's layer and what it
+// changed) and the layer requests an editor's file explorer sends.
 
 // executeParams is protocol.ExecuteCommandParams with the arguments and
 // the progress token kept raw.
@@ -29,88 +34,41 @@ type executeParams struct {
 	WorkDoneToken json.RawMessage   `json:"workDoneToken,omitempty"`
 }
 
-// BuildResult answers nixlayer.build and nixlayer.rebuildFrom.
-type BuildResult struct {
-	OK  bool   `json:"ok"`
-	Drv string `json:"drv"`
-	// Built is empty when the build failed.
-	Built
-	Seconds float64 `json:"seconds"`
-	// FailedPhase and Error describe a build that failed in a phase.
-	FailedPhase string `json:"failedPhase,omitempty"`
-	Exit        int    `json:"exit,omitempty"`
-	Error       string `json:"error,omitempty"`
-}
-
-// Built is what a BuildResult tells of a successful build: the phases, the
-// outputs and the state of its runner.Result.
-type Built struct {
-	Ran      []string          `json:"ran"`
-	Reused   []string          `json:"reused"`
-	Outputs  map[string]string `json:"outputs,omitempty"`
-	InStore  bool              `json:"inStore"`
-	Verified bool              `json:"verified"`
-	// State is the result's state (runner.ResultState): a provisional
-	// result is verified or replaced in the background; the server sends
-	// nixlayer/resultState and refreshes the lenses when it changes.
-	State events.ResultState `json:"state,omitempty"`
-}
-
-func builtOf(res *runner.Result) Built {
-	return Built{Ran: res.Ran, Reused: res.Reused, Outputs: res.Outputs, InStore: res.InStore, Verified: res.Verified, State: res.State}
-}
-
-// ShellResult answers nixlayer.openShell: the command for the client to
-// run in a terminal.
-type ShellResult struct {
-	Command string   `json:"command"`
-	Argv    []string `json:"argv"`
-	Cwd     string   `json:"cwd"`
-	Note    string   `json:"note,omitempty"`
-}
-
-// LogResult answers nixlayer.showLog.
-type LogResult struct {
-	Phase string `json:"phase"`
-	Layer string `json:"layer"`
-	Log   string `json:"log"`
-}
-
 func (s *server) executeCommand(ctx context.Context, p executeParams) (any, error) {
 	if len(p.Arguments) != 1 {
 		return nil, lspError(jsonrpc2.InvalidParams, "%s takes one argument {\"uri\": …, \"phase\": …}, got %d", p.Command, len(p.Arguments))
 	}
-	var a CommandArgs
+	var a lens.CommandArgs
 	if err := json.Unmarshal(p.Arguments[0], &a); err != nil || a.URI == "" {
 		return nil, lspError(jsonrpc2.InvalidParams, "%s: the argument must be {\"uri\": …, \"phase\": …}", p.Command)
 	}
 	switch p.Command {
-	case CmdBuild:
+	case lens.CmdBuild:
 		return s.build(ctx, a, "", p.WorkDoneToken)
-	case CmdRebuildFrom:
+	case lens.CmdRebuildFrom:
 		if a.Phase == "" {
 			return nil, lspError(jsonrpc2.InvalidParams, "%s needs a phase", p.Command)
 		}
 		return s.build(ctx, a, a.Phase, p.WorkDoneToken)
-	case CmdOpenShell:
+	case lens.CmdOpenShell:
 		return s.openShell(a)
-	case CmdShowLog:
+	case lens.CmdShowLog:
 		return s.showLog(a)
-	case CmdBrowse:
+	case lens.CmdBrowse:
 		return s.browse(ctx, a)
-	case CmdDiff:
+	case lens.CmdDiff:
 		return s.diff(ctx, a)
-	case CmdCancel:
+	case lens.CmdCancel:
 		return s.cancel(a)
-	case CmdChooseTarget:
+	case lens.CmdChooseTarget:
 		return s.chooseTarget(ctx, a)
 	}
-	return nil, lspError(jsonrpc2.InvalidParams, "unknown command %q (known: %s)", p.Command, strings.Join(Commands, ", "))
+	return nil, lspError(jsonrpc2.InvalidParams, "unknown command %q (known: %s)", p.Command, strings.Join(lens.Commands, ", "))
 }
 
 // cancel stops the document's running build (its request then answers
 // RequestCancelled); true when one was running.
-func (s *server) cancel(a CommandArgs) (any, error) {
+func (s *server) cancel(a lens.CommandArgs) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.docs[a.URI]
@@ -125,7 +83,7 @@ func (s *server) cancel(a CommandArgs) (any, error) {
 }
 
 // pick finds the document and the evaluated package a command is about.
-func (s *server) pick(a CommandArgs) (*document, *Package, error) {
+func (s *server) pick(a lens.CommandArgs) (*document, *target.Package, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.docs[a.URI]
@@ -135,7 +93,7 @@ func (s *server) pick(a CommandArgs) (*document, *Package, error) {
 	if d.eval == nil {
 		return d, nil, lspError(jsonrpc2.InvalidRequest, "%s has not been evaluated yet", d.path)
 	}
-	p := pickPackage(d.eval, a.Name)
+	p := target.PickPackage(d.eval, a.Name)
 	if p == nil {
 		msg := "no evaluated derivation"
 		if d.eval.Err != "" {
@@ -146,23 +104,11 @@ func (s *server) pick(a CommandArgs) (*document, *Package, error) {
 	return d, p, nil
 }
 
-func pickPackage(ev *Evaluation, name string) *Package {
-	if ev == nil {
-		return nil
-	}
-	for _, p := range ev.Packages {
-		if name == "" || p.Pname == name || p.Name == name || strings.HasPrefix(p.Name, name+"-") {
-			return p
-		}
-	}
-	return nil
-}
-
 // build evaluates the buffer (unsaved edits included), builds the chosen
 // derivation with the runner and reports $/progress; the lenses follow the
 // build live (refreshed as phases end, and while one runs); a failed phase
 // becomes a diagnostic, kept in the cache's history until the next build.
-func (s *server) build(ctx context.Context, a CommandArgs, from string, token json.RawMessage) (any, error) {
+func (s *server) build(ctx context.Context, a lens.CommandArgs, from string, token json.RawMessage) (any, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.mu.Lock()
@@ -175,7 +121,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 		s.mu.Unlock()
 		return nil, lspError(jsonrpc2.InvalidRequest, "a build of %s is already running", d.path)
 	}
-	d.running, d.cancelBuild = NewRunning(time.Now()), cancel
+	d.running, d.cancelBuild = lens.NewRunning(time.Now()), cancel
 	d.buildDiag = nil
 	snap := snapshot{uri: d.uri, path: d.path, text: d.text}
 	s.mu.Unlock()
@@ -184,7 +130,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 	defer func() {
 		s.mu.Lock()
 		d.running, d.cancelBuild = nil, nil
-		d.buildDiag = failureDiagnostics(d)
+		d.buildDiag = lens.FailureDiagnostics(d.file, d.eval)
 		s.mu.Unlock()
 		s.publishDiagnostics(d)
 		s.lensesChanged()
@@ -195,23 +141,23 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 
 	ev := s.evaluate(ctx, snap)
 	if ctx.Err() != nil {
-		prog.message, prog.outcome = "cancelled", OutcomeCancelled
+		prog.message, prog.outcome = "cancelled", lens.OutcomeCancelled
 		return nil, protocol.ErrRequestCancelled
 	}
 	s.mu.Lock()
 	s.setEval(d, ev, snap)
 	s.mu.Unlock()
 	if ev.Unsaved != "" {
-		prog.message, prog.outcome = "unsaved edits", OutcomeFailed
+		prog.message, prog.outcome = "unsaved edits", lens.OutcomeFailed
 		return nil, lspError(jsonrpc2.InvalidRequest, "cannot build the unsaved edits of %s: %s", d.path, ev.Unsaved)
 	}
-	pkg := pickPackage(ev, a.Name)
+	pkg := target.PickPackage(ev, a.Name)
 	if pkg == nil || pkg.Plan == nil {
 		msg := ev.Err
 		if msg == "" {
 			msg = "no evaluated derivation matches " + a.Name
 		}
-		prog.message, prog.outcome = "evaluation failed", OutcomeFailed
+		prog.message, prog.outcome = "evaluation failed", lens.OutcomeFailed
 		return nil, lspError(jsonrpc2.InvalidRequest, "cannot build %s: %s", d.path, msg)
 	}
 	if from != "" {
@@ -224,7 +170,7 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 		return nil, err
 	}
 	s.mu.Lock()
-	d.running = d.running.with(pkg.DrvPath)
+	d.running = d.running.With(pkg.DrvPath)
 	delete(d.states, pkg.DrvPath)
 	s.mu.Unlock()
 	s.lensesChanged()
@@ -237,21 +183,21 @@ func (s *server) build(ctx context.Context, a CommandArgs, from string, token js
 			prog.event(e)
 		},
 	})
-	out := BuildResult{Drv: pkg.DrvPath, Seconds: time.Since(t0).Seconds()}
+	out := lens.BuildResult{Drv: pkg.DrvPath, Seconds: time.Since(t0).Seconds()}
 	var pe *runner.PhaseError
 	switch {
 	case err == nil:
-		out.OK, out.Built = true, builtOf(res)
-		prog.message, prog.outcome = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused)), OutcomeSucceeded
+		out.OK, out.Built = true, lens.BuiltOf(res)
+		prog.message, prog.outcome = fmt.Sprintf("built %s: %d phases ran, %d cached", pkg.Name, len(res.Ran), len(res.Reused)), lens.OutcomeSucceeded
 	case errors.As(err, &pe):
 		out.FailedPhase, out.Exit, out.Error = pe.Phase, pe.Exit, err.Error()
-		prog.message, prog.outcome = fmt.Sprintf("%s failed in %s", pkg.Name, pe.Phase), OutcomeFailed
+		prog.message, prog.outcome = fmt.Sprintf("%s failed in %s", pkg.Name, pe.Phase), lens.OutcomeFailed
 	case ctx.Err() != nil:
-		prog.message, prog.outcome = "cancelled", OutcomeCancelled
+		prog.message, prog.outcome = "cancelled", lens.OutcomeCancelled
 		s.replan(d)
 		return nil, protocol.ErrRequestCancelled
 	default:
-		prog.message, prog.outcome = "build error", OutcomeError
+		prog.message, prog.outcome = "build error", lens.OutcomeError
 		s.replan(d)
 		return nil, lspError(jsonrpc2.InternalError, "building %s: %v", pkg.Name, err)
 	}
@@ -270,7 +216,7 @@ func (s *server) buildEvent(d *document, drvPath string, e events.Event) {
 	if d.running != nil {
 		d.running = d.running.Apply(e, now)
 	}
-	if st := stateOf(e, now); st != nil {
+	if st := target.StateOf(e, now); st != nil {
 		// A result's state is in its record (Package.Result), background
 		// work is followed while it runs (Package.Background).
 		if e.State == "" && e.Kind != events.EventBackground {
@@ -283,7 +229,7 @@ func (s *server) buildEvent(d *document, drvPath string, e events.Event) {
 	s.lensesChanged()
 }
 
-func phaseNames(pkg *Package) []string {
+func phaseNames(pkg *target.Package) []string {
 	var names []string
 	for _, ph := range pkg.Plan.Phases {
 		names = append(names, ph.Name)
@@ -306,22 +252,7 @@ func (s *server) replan(d *document) {
 	if ev == nil {
 		return
 	}
-	plans := map[string]*api.PlanResult{}
-	var drvs []string
-	for _, p := range ev.Packages {
-		drvs = append(drvs, p.DrvPath)
-		pr, err := eng.Plan(s.ctx, api.PlanRequest{DrvPath: p.DrvPath}, api.Output{})
-		if err != nil {
-			s.log.Warn("planning after a build", zap.String("drv", p.DrvPath), zap.Error(err))
-			continue
-		}
-		plans[p.DrvPath] = pr
-	}
-	// The build may have left work to the background (learning).
-	var jobs []results.Job
-	if rr, err := eng.Results(s.ctx, api.ResultsRequest{Drvs: drvs}); err == nil {
-		jobs = rr.Background
-	}
+	plans := target.PlanAgain(s.ctx, eng, ev, s.log)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A newer evaluation already has fresh plans (a copy of this one, made
@@ -329,52 +260,7 @@ func (s *server) replan(d *document) {
 	if d.eval == nil || !d.eval.Done.Equal(ev.Done) {
 		return
 	}
-	d.eval = ev.withPackages(func(cp *Package) {
-		if pr := plans[cp.DrvPath]; pr != nil {
-			cp.Plan, cp.Result = pr.Plan, pr.Result
-			if h := pr.History; h != nil {
-				cp.History, cp.Failure = h.Runs, failureOf(h.Failure)
-			} else {
-				cp.History, cp.Failure = nil, nil
-			}
-		}
-		cp.State = d.states[cp.DrvPath]
-		cp.Background = backgroundOf(cp, jobs)
-	})
-}
-
-// withPackages is a copy of the evaluation with each package copied and
-// updated: evaluations are immutable for readers, so changes install one.
-func (ev *Evaluation) withPackages(update func(cp *Package)) *Evaluation {
-	next := *ev
-	next.Packages = nil
-	for _, p := range ev.Packages {
-		cp := *p
-		update(&cp)
-		next.Packages = append(next.Packages, &cp)
-	}
-	return &next
-}
-
-// failureDiagnostics put each failed phase of the document's derivations
-// on its attribute; s.mu is held.
-func failureDiagnostics(d *document) []protocol.Diagnostic {
-	var out []protocol.Diagnostic
-	for _, v := range Analyze(d.file, d.eval) {
-		if v.Pkg == nil || v.Pkg.Failure == nil {
-			continue
-		}
-		pe := v.Pkg.Failure
-		span := FailureTarget(v, pe.Phase)
-		start, end := position(d.file, span.Start), position(d.file, span.End)
-		out = append(out, protocol.Diagnostic{
-			Range:    protocol.Range{Start: start, End: end},
-			Severity: protocol.DiagnosticSeverityError,
-			Source:   "nixlayer",
-			Message:  fmt.Sprintf("%s failed in %s with exit code %d; last log lines:\n%s", v.Pkg.Name, pe.Phase, pe.Exit, logtail.Lines(pe.LogTail, 15)),
-		})
-	}
-	return out
+	d.eval = plans.Apply(ev, d.states)
 }
 
 // logWriter collects the builder's output, bounded.
@@ -387,14 +273,14 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *server) openShell(a CommandArgs) (any, error) {
+func (s *server) openShell(a lens.CommandArgs) (any, error) {
 	d, pkg, err := s.pick(a)
 	if err != nil {
 		return nil, err
 	}
 	phase := a.Phase
 	if phase == "" {
-		return nil, lspError(jsonrpc2.InvalidParams, "%s needs a phase", CmdOpenShell)
+		return nil, lspError(jsonrpc2.InvalidParams, "%s needs a phase", lens.CmdOpenShell)
 	}
 	if pkg.Plan != nil {
 		var names []string
@@ -411,13 +297,13 @@ func (s *server) openShell(a CommandArgs) (any, error) {
 	if err != nil {
 		self = "nixlayer"
 	}
-	t := s.findTarget(s.ctx, d.path).Target
+	t := s.targets.Find(s.ctx, s.workspace(), d.path).Target
 	argv := []string{self, "shell", "--at", phase}
 	if s.opts.CacheDir != "" {
 		argv = append(argv, "--cache", s.opts.CacheDir)
 	}
-	argv = append(argv, t.nix().Argv("-f")...)
-	res := ShellResult{Argv: argv, Command: shellQuote(argv), Cwd: dirOf(d.path)}
+	argv = append(argv, t.Nix().Argv("-f")...)
+	res := lens.ShellResult{Argv: argv, Command: shellQuote(argv), Cwd: dirOf(d.path)}
 	s.mu.Lock()
 	if disk, err := os.ReadFile(d.path); err != nil || string(disk) != string(d.text) {
 		res.Note = "the shell evaluates the saved file; save the buffer first to include unsaved edits"
@@ -426,7 +312,7 @@ func (s *server) openShell(a CommandArgs) (any, error) {
 	return res, nil
 }
 
-func (s *server) showLog(a CommandArgs) (any, error) {
+func (s *server) showLog(a lens.CommandArgs) (any, error) {
 	_, pkg, err := s.pick(a)
 	if err != nil {
 		return nil, err
@@ -460,9 +346,9 @@ func (s *server) showLog(a CommandArgs) (any, error) {
 	}
 	logs, err := eng.Log(s.ctx, api.LogRequest{Phase: layer})
 	if err != nil || len(logs) == 0 {
-		return nil, lspError(jsonrpc2.InvalidRequest, "the log of %s (layer %s): %v", phase, short(layer), err)
+		return nil, lspError(jsonrpc2.InvalidRequest, "the log of %s (layer %s): %v", phase, lens.ShortID(layer), err)
 	}
-	return LogResult{Phase: phase, Layer: layer, Log: logs[0].Log}, nil
+	return lens.LogResult{Phase: phase, Layer: layer, Log: logs[0].Log}, nil
 }
 
 func shellQuote(argv []string) string {
@@ -477,4 +363,157 @@ func shellQuote(argv []string) string {
 		parts = append(parts, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
 	}
 	return strings.Join(parts, " ")
+}
+
+// chooseTarget picks the document's target among those that match it:
+// the one named in a.Target, else the one the user picks from a
+// window/showMessageRequest. The document is evaluated again.
+func (s *server) chooseTarget(ctx context.Context, a lens.CommandArgs) (any, error) {
+	s.mu.Lock()
+	d := s.docs[a.URI]
+	var choices []target.Choice
+	if d != nil && d.eval != nil {
+		choices = d.eval.Choices
+	}
+	s.mu.Unlock()
+	if d == nil {
+		return nil, lspError(jsonrpc2.InvalidParams, "document %s is not open", a.URI)
+	}
+	if len(choices) < 2 {
+		return nil, lspError(jsonrpc2.InvalidRequest, "%s has one target only: there is nothing to choose", d.path)
+	}
+	name := a.Target
+	if name == "" {
+		var actions []protocol.MessageActionItem
+		for _, c := range choices {
+			actions = append(actions, protocol.MessageActionItem{Title: c.How})
+		}
+		var picked *protocol.MessageActionItem
+		if _, err := s.conn.Call(ctx, protocol.MethodWindowShowMessageRequest, protocol.ShowMessageRequestParams{
+			Type: protocol.MessageTypeInfo, Message: "nixlayer: which target builds " + d.path + "?", Actions: actions,
+		}, &picked); err != nil {
+			return nil, fmt.Errorf("asking which target to build: %w", err)
+		}
+		if picked == nil {
+			return nil, nil // dismissed
+		}
+		for _, c := range choices {
+			if c.How == picked.Title {
+				name = c.Name
+			}
+		}
+	}
+	var chosen *target.Choice
+	var names []string
+	for i, c := range choices {
+		names = append(names, c.Name)
+		if c.Name == name {
+			chosen = &choices[i]
+		}
+	}
+	if chosen == nil {
+		return nil, lspError(jsonrpc2.InvalidParams, "%s is not a target of %s (targets: %s)", name, d.path, strings.Join(names, ", "))
+	}
+	s.mu.Lock()
+	s.chosen[d.path] = chosen.Name
+	s.mu.Unlock()
+	s.scheduleEval(a.URI)
+	return chosen, nil
+}
+
+// browse finds the layer of a phase of the document's derivation, with
+// the roots of its tree that exist (/build, and the outputs made so far).
+func (s *server) browse(ctx context.Context, a lens.CommandArgs) (*lens.BrowseResult, error) {
+	_, pkg, err := s.pick(a)
+	if err != nil {
+		return nil, err
+	}
+	if pkg.Plan == nil {
+		return nil, lspError(jsonrpc2.InvalidRequest, "%s has no plan", pkg.Name)
+	}
+	phase := phaserules.Resolve(phaseNames(pkg), a.Phase)
+	if a.Phase == "" || phase == "" {
+		return nil, lspError(jsonrpc2.InvalidParams, "%s has no phase %q (phases: %s)", pkg.Name, a.Phase, phaseList(pkg))
+	}
+	res := lens.LayerOf(pkg, phase)
+	if res == nil {
+		return nil, lspError(jsonrpc2.InvalidRequest, "%s of %s has no layer in the cache yet: build it first", phase, pkg.Name)
+	}
+	// Outputs appear in the phase that creates them (installPhase, mostly).
+	eng, err := s.getEngine()
+	if err != nil {
+		return nil, err
+	}
+	roots := res.Roots[:1]
+	for _, r := range res.Roots[1:] {
+		_, err := eng.LayerFiles(ctx, api.LayerFilesRequest{Layer: res.Layer, Path: r})
+		switch {
+		case err == nil:
+			roots = append(roots, r)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, layerError(err)
+		}
+	}
+	res.Roots = roots
+	return res, nil
+}
+
+func phaseList(pkg *target.Package) string { return strings.Join(phaseNames(pkg), " ") }
+
+func (s *server) diff(ctx context.Context, a lens.CommandArgs) (*lens.DiffResult, error) {
+	b, err := s.browse(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := s.getEngine()
+	if err != nil {
+		return nil, err
+	}
+	d, err := eng.LayerDiff(ctx, api.LayerDiffRequest{Layer: b.Layer})
+	if err != nil {
+		return nil, layerError(err)
+	}
+	return &lens.DiffResult{Diff: *d, Label: b.Label}, nil
+}
+
+// layerRequest answers the layer requests (thin: the engine does the work).
+func (s *server) layerRequest(ctx context.Context, method string, raw json.RawMessage) (any, error) {
+	eng, err := s.getEngine()
+	if err != nil {
+		return nil, err
+	}
+	var p struct {
+		api.ReadLayerFileRequest // a superset of the three requests' params
+	}
+	if err := decode(raw, &p); err != nil {
+		return nil, err
+	}
+	if p.Layer == "" {
+		return nil, lspError(jsonrpc2.InvalidParams, "%s needs a layer (from nixlayer.browse)", method)
+	}
+	var res any
+	switch method {
+	case lens.MethodLayerFiles:
+		res, err = eng.LayerFiles(ctx, api.LayerFilesRequest{Layer: p.Layer, Path: p.Path})
+	case lens.MethodReadLayerFile:
+		res, err = eng.ReadLayerFile(ctx, p.ReadLayerFileRequest)
+	case lens.MethodLayerDiff:
+		res, err = eng.LayerDiff(ctx, api.LayerDiffRequest{Layer: p.Layer})
+	}
+	if err != nil {
+		return nil, layerError(err)
+	}
+	return res, nil
+}
+
+// layerError gives the two errors an explorer tells apart their codes.
+func layerError(err error) error {
+	var gone *layertree.GoneError
+	switch {
+	case errors.As(err, &gone):
+		return jsonrpc2.NewError(lens.CodeLayerGone, err.Error())
+	case errors.Is(err, fs.ErrNotExist):
+		return jsonrpc2.NewError(lens.CodeFileNotFound, err.Error())
+	}
+	return err
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/layertree"
+	"github.com/nixlayer/nixlayer/lsp/lens"
 )
 
 // Issue 15: the language server of an unprivileged user (the editor runs
@@ -44,8 +45,8 @@ func TestServerThroughDaemon(t *testing.T) {
 		t.Fatalf("summary lens before the build %q\n%s", got, lensLines(c.lenses(uri)))
 	}
 	c.drainRefresh()
-	var res BuildResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	var res lens.BuildResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
 	if !res.OK || len(res.Ran) != 9 || !res.InStore || !res.Verified {
 		t.Fatalf("build through the daemon: %+v\n%s", res, c.stderr.String())
 	}
@@ -107,7 +108,7 @@ func TestServerThroughDaemon(t *testing.T) {
 	}
 	for i := 0; i < 5; i++ {
 		var data layertree.Data
-		c.mustCall(MethodReadLayerFile, map[string]any{"layer": layer, "path": res.Outputs["out"] + "/share/hello/output.txt"}, &data)
+		c.mustCall(lens.MethodReadLayerFile, map[string]any{"layer": layer, "path": res.Outputs["out"] + "/share/hello/output.txt"}, &data)
 		if len(data.Data) == 0 {
 			t.Fatalf("read %d during another build: %+v", i, data)
 		}
@@ -122,7 +123,7 @@ func TestServerThroughDaemon(t *testing.T) {
 	// A newer build of the package, then gc: the layer browsed before is
 	// gone, and reading it says so.
 	c.change(uri, 2, fixturePkgFrom(d.Testdata, salt, "\n    echo v2 > $out/share/v2"))
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
 	if !res.OK {
 		t.Fatalf("the second build: %+v", res)
 	}
@@ -136,8 +137,8 @@ func TestServerThroughDaemon(t *testing.T) {
 		}
 		return slices.ContainsFunc(collected.Removed, func(l gc.Removed) bool { return l.ID == layer })
 	})
-	err = c.call(MethodReadLayerFile, map[string]any{"layer": layer, "path": "/build"}, nil)
-	if errCode(err) != CodeLayerGone || !strings.Contains(err.Error(), "no longer in the layer cache (removed by nixlayer gc") {
+	err = c.call(lens.MethodReadLayerFile, map[string]any{"layer": layer, "path": "/build"}, nil)
+	if errCode(err) != lens.CodeLayerGone || !strings.Contains(err.Error(), "no longer in the layer cache (removed by nixlayer gc") {
 		t.Errorf("reading a layer gc removed: %v", err)
 	}
 	c.shutdown()

@@ -20,6 +20,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/e2etest"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layertree"
+	"github.com/nixlayer/nixlayer/lsp/lens"
 )
 
 // fixturePkg is a package file as a user writes it: hello with 20 files
@@ -98,8 +99,8 @@ func TestServerEndToEnd(t *testing.T) {
 	// Build: progress, a refresh, everything cached afterwards.
 	c.drainRefresh()
 	t0 := time.Now()
-	var res BuildResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	var res lens.BuildResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
 	t.Logf("cold build through the server: %.1f s (ran %d phases)", time.Since(t0).Seconds(), len(res.Ran))
 	if !res.OK || len(res.Ran) != 9 || !res.InStore {
 		t.Fatalf("build result %+v", res)
@@ -171,9 +172,9 @@ func TestServerEndToEnd(t *testing.T) {
 
 	// Rebuild from installPhase (the unsaved buffer is what gets built).
 	c.drainRefresh()
-	res = BuildResult{}
+	res = lens.BuildResult{}
 	t2 := time.Now()
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &res)
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &res)
 	t.Logf("rebuild from installPhase: %.1f s", time.Since(t2).Seconds())
 	wantRan := []string{"installPhase", "fixupPhase", "installCheckPhase", "distPhase"}
 	// Right after the cold build the path map is still being learned: the
@@ -211,13 +212,13 @@ func TestServerEndToEnd(t *testing.T) {
 	checkBrowse(t, c, uri, "/build")
 
 	// showLog and openShell.
-	var lr LogResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdShowLog, "arguments": []any{map[string]any{"uri": uri, "phase": "build"}}}, &lr)
+	var lr lens.LogResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdShowLog, "arguments": []any{map[string]any{"uri": uri, "phase": "build"}}}, &lr)
 	if lr.Phase != "buildPhase" || !strings.Contains(lr.Log, "gcc") {
 		t.Errorf("showLog buildPhase: phase %q, log %q", lr.Phase, logtail.Lines(lr.Log, 5))
 	}
-	var sh ShellResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdOpenShell, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &sh)
+	var sh lens.ShellResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdOpenShell, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &sh)
 	if !strings.Contains(sh.Command, "shell --at installPhase") || !strings.Contains(sh.Command, "-f "+path) {
 		t.Errorf("openShell: %+v", sh)
 	}
@@ -228,7 +229,7 @@ func TestServerEndToEnd(t *testing.T) {
 	c.change(uri, 3, changedFlags)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.call("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, nil)
+		done <- c.call("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, nil)
 	}()
 	deadline := time.Now().Add(2 * time.Minute)
 	var token any
@@ -282,8 +283,8 @@ fx.mkDerivation {
 	c.initialize(dir)
 	uri := c.open(path, text)
 	c.waitRefresh(time.Minute)
-	var res BuildResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	var res lens.BuildResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
 	if res.OK || res.FailedPhase != "installPhase" {
 		t.Fatalf("result %+v", res)
 	}
@@ -310,7 +311,7 @@ fx.mkDerivation {
 				actions[l.Command.Title] = l.Command.Command
 			}
 		}
-		if actions["open shell here"] != CmdOpenShell || actions["show log"] != CmdShowLog || actions["✗ failed · exit 3"] != CmdBrowse {
+		if actions["open shell here"] != lens.CmdOpenShell || actions["show log"] != lens.CmdShowLog || actions["✗ failed · exit 3"] != lens.CmdBrowse {
 			t.Errorf("%s: the failed phase's actions: %v", when, actions)
 		}
 		if got := st[lineOf(t, text, "fx.mkDerivation")]; !strings.HasPrefix(got, "5/9 phases cached") {
@@ -323,8 +324,8 @@ fx.mkDerivation {
 				t.Errorf("%s: hover lacks %q:\n%s", when, want, hov.Contents.Value)
 			}
 		}
-		var lr LogResult
-		c.mustCall("workspace/executeCommand", map[string]any{"command": CmdShowLog, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &lr)
+		var lr lens.LogResult
+		c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdShowLog, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &lr)
 		if !strings.Contains(lr.Log, "this install fails on purpose") {
 			t.Errorf("%s: log of the failed phase: %q", when, lr.Log)
 		}
@@ -355,8 +356,8 @@ fx.mkDerivation {
 	// The fix: the next build clears the failure.
 	fixed := strings.Replace(text, "exit 3", "mkdir -p $out", 1)
 	c.change(uri, 2, fixed)
-	res = BuildResult{}
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	res = lens.BuildResult{}
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
 	if !res.OK || len(res.Reused) != 5 {
 		t.Fatalf("the fixed build: %+v", res)
 	}
@@ -401,9 +402,9 @@ func TestMalformedRequests(t *testing.T) {
 		{"textDocument/codeLens", map[string]any{"textDocument": map[string]any{"uri": "file:///nope.nix"}}, jsonrpc2.InvalidParams},
 		{"textDocument/hover", []int{1, 2}, jsonrpc2.InvalidParams},
 		{"workspace/executeCommand", map[string]any{"command": "nixlayer.frobnicate", "arguments": []any{map[string]any{"uri": "file:///x.nix"}}}, jsonrpc2.InvalidParams},
-		{"workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{"not an object"}}, jsonrpc2.InvalidParams},
-		{"workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": "file:///x.nix"}}}, jsonrpc2.InvalidParams},
-		{"workspace/executeCommand", map[string]any{"command": CmdBuild}, jsonrpc2.InvalidParams},
+		{"workspace/executeCommand", map[string]any{"command": lens.CmdRebuildFrom, "arguments": []any{"not an object"}}, jsonrpc2.InvalidParams},
+		{"workspace/executeCommand", map[string]any{"command": lens.CmdRebuildFrom, "arguments": []any{map[string]any{"uri": "file:///x.nix"}}}, jsonrpc2.InvalidParams},
+		{"workspace/executeCommand", map[string]any{"command": lens.CmdBuild}, jsonrpc2.InvalidParams},
 		{"textDocument/definition", map[string]any{}, jsonrpc2.MethodNotFound},
 	}
 	for _, tc := range cases {
@@ -449,7 +450,7 @@ stdenv.mkDerivation {
 		t.Errorf("diagnostics of a file outside the workspace: %+v", d)
 	}
 	var res json.RawMessage
-	if err := c.call("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res); err == nil {
+	if err := c.call("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res); err == nil {
 		t.Error("building a file outside the workspace succeeded")
 	}
 	c.shutdown()
@@ -502,7 +503,7 @@ func TestNeovim(t *testing.T) {
 		Errors    []string            `json:"errors"`
 		WaitMS    float64             `json:"wait_ms"`
 		Live      []string            `json:"live"`
-		Built     BuildResult         `json:"built"`
+		Built     lens.BuildResult    `json:"built"`
 	}
 	if err := json.Unmarshal(data, &res); err != nil {
 		t.Fatalf("results %s: %v", data, err)
@@ -579,8 +580,8 @@ func TestLiveLenses(t *testing.T) {
 		done := make(chan error, 1)
 		t0 := time.Now()
 		go func() {
-			var res BuildResult
-			err := c.call("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+			var res lens.BuildResult
+			err := c.call("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
 			if err == nil && !res.OK {
 				err = fmt.Errorf("build failed: %+v", res)
 			}
@@ -678,29 +679,29 @@ func TestLiveLenses(t *testing.T) {
 // unknown layer get their error codes. It returns the layer.
 func checkBrowse(t *testing.T, c *client, uri protocol.DocumentURI, buildDir string) string {
 	t.Helper()
-	var b BrowseResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBrowse, "arguments": []any{map[string]any{"uri": uri, "phase": "install"}}}, &b)
+	var b lens.BrowseResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdBrowse, "arguments": []any{map[string]any{"uri": uri, "phase": "install"}}}, &b)
 	if b.Layer == "" || b.Phase != "installPhase" || b.State != "cached" || len(b.Roots) != 2 || b.Roots[0] != buildDir {
 		t.Fatalf("browse installPhase: %+v", b)
 	}
 	out := b.Roots[1]
 	var root layertree.Files
-	c.mustCall(MethodLayerFiles, map[string]any{"layer": b.Layer, "path": "/"}, &root)
+	c.mustCall(lens.MethodLayerFiles, map[string]any{"layer": b.Layer, "path": "/"}, &root)
 	if names := fileNames(root.Entries); names != "build nix" {
 		t.Errorf("the tree's root: %s", names)
 	}
 	var outDir layertree.Files
-	c.mustCall(MethodLayerFiles, map[string]any{"layer": b.Layer, "path": out}, &outDir)
+	c.mustCall(lens.MethodLayerFiles, map[string]any{"layer": b.Layer, "path": out}, &outDir)
 	if outDir.Info.Type != layertree.FileDir || fileNames(outDir.Entries) != "bin share" {
 		t.Errorf("%s in the tree: %+v", out, outDir)
 	}
 	var data layertree.Data
-	c.mustCall(MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": out + "/share/hello/output.txt"}, &data)
+	c.mustCall(lens.MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": out + "/share/hello/output.txt"}, &data)
 	if !data.EOF || len(data.Data) == 0 || int64(len(data.Data)) != data.Size {
 		t.Errorf("output.txt: %+v", data)
 	}
-	var diff DiffResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdDiff, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &diff)
+	var diff lens.DiffResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdDiff, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &diff)
 	added := map[string]bool{}
 	for _, ch := range diff.Changes {
 		if ch.Kind == "added" {
@@ -710,10 +711,10 @@ func checkBrowse(t *testing.T, c *client, uri protocol.DocumentURI, buildDir str
 	if diff.Layer != b.Layer || diff.BasePhase != "checkPhase" || !added[out+"/bin/hello"] || !added[out+"/share/hello/output.txt"] {
 		t.Errorf("diff of installPhase: base %s, %d changes, added %v", diff.BasePhase, len(diff.Changes), added)
 	}
-	if err := c.call(MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": buildDir + "/no-such-file"}, nil); errCode(err) != CodeFileNotFound {
+	if err := c.call(lens.MethodReadLayerFile, map[string]any{"layer": b.Layer, "path": buildDir + "/no-such-file"}, nil); errCode(err) != lens.CodeFileNotFound {
 		t.Errorf("a missing file: %v", err)
 	}
-	if err := c.call(MethodLayerFiles, map[string]any{"layer": strings.Repeat("ab", 32), "path": "/"}, nil); errCode(err) != CodeLayerGone || !strings.Contains(err.Error(), "no longer in the layer cache") {
+	if err := c.call(lens.MethodLayerFiles, map[string]any{"layer": strings.Repeat("ab", 32), "path": "/"}, nil); errCode(err) != lens.CodeLayerGone || !strings.Contains(err.Error(), "no longer in the layer cache") {
 		t.Errorf("an unknown layer: %v", err)
 	}
 	return b.Layer
@@ -741,7 +742,7 @@ func TestRestrictedMode(t *testing.T) {
 	if !strings.Contains(summary, "not trusted (Restricted Mode)") {
 		t.Errorf("summary lens in Restricted Mode: %q", summary)
 	}
-	err := c.call("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, nil)
+	err := c.call("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "not trusted") {
 		t.Errorf("a build in Restricted Mode: %v", err)
 	}

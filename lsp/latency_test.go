@@ -9,8 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixlayer/nixlayer/lsp/lens"
+	"github.com/nixlayer/nixlayer/lsp/target"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/nixexpr/parser"
+	"github.com/nixlayer/nixlayer/phaserules"
+	"github.com/nixlayer/nixlayer/planner"
 )
 
 // bigFile is a 3,000-line package set: 60 derivations of 50 lines.
@@ -26,6 +30,21 @@ func bigFile(variant string) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// benchPlan is a plan of the standard phases, the first cached ones from
+// the cache.
+func benchPlan(cached int) *planner.Plan {
+	p := &planner.Plan{}
+	for i, name := range phaserules.StandardNames() {
+		pp := planner.PhasePlan{Name: name, Status: planner.StatusRun, Reason: "not cached"}
+		if i < cached {
+			pp.Status, pp.Reason = planner.StatusCached, ""
+			pp.Layer = &planner.LayerInfo{ID: fmt.Sprintf("%064d", i), Duration: time.Second}
+		}
+		p.Phases = append(p.Phases, pp)
+	}
+	return p
 }
 
 func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
@@ -50,15 +69,15 @@ func TestLatency3000Lines(t *testing.T) {
 	// Pure function, every derivation with a plan.
 	f := parser.Parse([]byte(text))
 	derivs := nixexpr.FindDerivations(f)
-	ev := &Evaluation{}
+	ev := &target.Evaluation{}
 	for _, d := range derivs {
-		p := planFor(5)
-		ev.Packages = append(ev.Packages, &Package{Name: d.Name + "-1", Pname: d.Name, Plan: p, Texts: attrTexts(d)})
+		p := benchPlan(5)
+		ev.Packages = append(ev.Packages, &target.Package{Name: d.Name + "-1", Pname: d.Name, Plan: p, Texts: target.AttrTexts(d)})
 	}
 	var pure []time.Duration
 	for i := 0; i < 200; i++ {
 		t0 := time.Now()
-		CodeLenses(LensInput{File: f, Eval: ev})
+		lens.CodeLenses(lens.LensInput{File: f, Eval: ev})
 		pure = append(pure, time.Since(t0))
 	}
 	p50, p99 := percentiles(pure)
@@ -97,7 +116,7 @@ func BenchmarkCodeLenses3000Lines(b *testing.B) {
 	f := parser.Parse([]byte(text))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		CodeLenses(LensInput{File: f})
+		lens.CodeLenses(lens.LensInput{File: f})
 	}
 }
 

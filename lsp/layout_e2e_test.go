@@ -10,6 +10,8 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/nixlayer/nixlayer/internal/e2etest"
+	"github.com/nixlayer/nixlayer/lsp/lens"
+	"github.com/nixlayer/nixlayer/lsp/target"
 	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 )
 
@@ -83,16 +85,16 @@ func TestNixpkgsCheckout(t *testing.T) {
 	if got := st[lineOf(t, text, "  postInstall =")]; got != "○ not built yet" {
 		t.Errorf("postInstall lens %q\n%s", got, lensLines(ls))
 	}
-	var targets Targets
-	c.mustCall(MethodTargets, map[string]any{"textDocument": map[string]any{"uri": uri}}, &targets)
+	var targets lens.Targets
+	c.mustCall(lens.MethodTargets, map[string]any{"textDocument": map[string]any{"uri": uri}}, &targets)
 	if targets.Chosen != "hello" || len(targets.Choices) != 0 {
 		t.Errorf("targets of package.nix: %+v", targets)
 	}
 
 	// The build is the checkout's attribute.
 	want := e2etest.Run(root, nil, "nix-instantiate", root, "-A", "hello")
-	var res BuildResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	var res lens.BuildResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
 	if !res.OK || len(res.Ran) != 9 || res.Drv != strings.TrimSpace(want.Stdout) {
 		t.Fatalf("build: %+v, want the 9 phases of %s", res, want.Stdout)
 	}
@@ -110,8 +112,8 @@ func TestNixpkgsCheckout(t *testing.T) {
 	if got := st[lineOf(t, edited, "stdenv.mkDerivation")]; !strings.HasPrefix(got, "nixpkgs attribute hello (by-name) · ") || !strings.Contains(got, "5/9 phases cached") {
 		t.Errorf("summary after the edit %q", got)
 	}
-	res = BuildResult{}
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &res)
+	res = lens.BuildResult{}
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &res)
 	if !res.OK || strings.Join(res.Ran, " ") != "installPhase fixupPhase installCheckPhase distPhase" || len(res.Reused) != 5 {
 		t.Fatalf("rebuild from installPhase: %+v", res)
 	}
@@ -130,19 +132,19 @@ func TestNixpkgsCheckout(t *testing.T) {
 	}
 	var choose *protocol.CodeLens
 	for i, l := range ls {
-		if l.Command.Command == CmdChooseTarget {
+		if l.Command.Command == lens.CmdChooseTarget {
 			choose = &ls[i]
 		}
 	}
 	if choose == nil || choose.Command.Title != "⇄ 2 targets match: choose" || choose.Range.Start.Line != gline {
 		t.Fatalf("no lens to choose the target:\n%s", lensLines(ls))
 	}
-	c.mustCall(MethodTargets, map[string]any{"textDocument": map[string]any{"uri": guri}}, &targets)
+	c.mustCall(lens.MethodTargets, map[string]any{"textDocument": map[string]any{"uri": guri}}, &targets)
 	if targets.Chosen != "greeter" || len(targets.Choices) != 2 || targets.Choices[1].Name != "greeter-loud" {
 		t.Errorf("targets of greeter: %+v", targets)
 	}
 	c.drainRefresh()
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": guri, "target": "greeter-loud"}}}, nil)
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdChooseTarget, "arguments": []any{map[string]any{"uri": guri, "target": "greeter-loud"}}}, nil)
 	c.waitLenses(guri, "the chosen target", func(st map[uint32]string) bool {
 		return strings.HasPrefix(st[gline], "nixpkgs attribute greeter-loud (callPackage in all-packages.nix) · ")
 	}, 3*time.Minute)
@@ -152,7 +154,7 @@ func TestNixpkgsCheckout(t *testing.T) {
 	if !strings.Contains(hov.Contents.Value, loud) {
 		t.Errorf("the summary hover names another derivation than greeter-loud's %s:\n%s", loud, hov.Contents.Value)
 	}
-	err := c.call("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": guri, "target": "nope"}}}, nil)
+	err := c.call("workspace/executeCommand", map[string]any{"command": lens.CmdChooseTarget, "arguments": []any{map[string]any{"uri": guri, "target": "nope"}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "nope is not a target of") {
 		t.Errorf("choosing an unknown target: %v", err)
 	}
@@ -200,14 +202,14 @@ func TestFlakeOutputs(t *testing.T) {
 	if got, want := st[callLine], "flake output "+sys+"hello · 0/9 phases cached · ▶ build"; got != want {
 		t.Errorf("summary lens %q, want %q\n%s", got, want, lensLines(ls))
 	}
-	var targets Targets
-	c.mustCall(MethodTargets, map[string]any{"textDocument": map[string]any{"uri": uri}}, &targets)
+	var targets lens.Targets
+	c.mustCall(lens.MethodTargets, map[string]any{"textDocument": map[string]any{"uri": uri}}, &targets)
 	if targets.Chosen != sys+"hello" || len(targets.Choices) != 2 || targets.Choices[1].Name != sys+"hello-loud" {
 		t.Errorf("targets of hello.nix: %+v", targets)
 	}
 
-	var res BuildResult
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
+	var res lens.BuildResult
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdBuild, "arguments": []any{map[string]any{"uri": uri}}}, &res)
 	want := e2etest.Run(dir, nil, "nix", "--extra-experimental-features", "nix-command flakes", "eval", "--no-write-lock-file", "--raw", dir+"#"+sys+"hello.drvPath")
 	if !res.OK || len(res.Ran) != 9 || res.Drv != strings.TrimSpace(want.Stdout) {
 		t.Fatalf("build: %+v, want the 9 phases of %s (%v %s)", res, want.Stdout, want.Err, want.Stderr)
@@ -222,7 +224,7 @@ func TestFlakeOutputs(t *testing.T) {
 	if got := statusByLine(c.lenses(uri))[lineOf(t, edited, "  postInstall =")]; got != "✗ invalidated by postInstall" {
 		t.Errorf("after the edit, postInstall: %q", got)
 	}
-	err := c.call("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, nil)
+	err := c.call("workspace/executeCommand", map[string]any{"command": lens.CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "save hello.nix to build this edit") {
 		t.Errorf("building an unsaved edit of a flake: %v", err)
 	}
@@ -230,8 +232,8 @@ func TestFlakeOutputs(t *testing.T) {
 	c.drainRefresh()
 	c.notify("textDocument/didSave", map[string]any{"textDocument": map[string]any{"uri": uri}})
 	c.waitRefresh(3 * time.Minute)
-	res = BuildResult{}
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &res)
+	res = lens.BuildResult{}
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdRebuildFrom, "arguments": []any{map[string]any{"uri": uri, "phase": "installPhase"}}}, &res)
 	if !res.OK || strings.Join(res.Ran, " ") != "installPhase fixupPhase installCheckPhase distPhase" || len(res.Reused) != 5 {
 		t.Fatalf("rebuild from installPhase after the save: %+v", res)
 	}
@@ -244,8 +246,8 @@ func TestFlakeOutputs(t *testing.T) {
 	c.mu.Lock()
 	c.pick = "hello-loud"
 	c.mu.Unlock()
-	var chosen Choice
-	c.mustCall("workspace/executeCommand", map[string]any{"command": CmdChooseTarget, "arguments": []any{map[string]any{"uri": uri}}}, &chosen)
+	var chosen target.Choice
+	c.mustCall("workspace/executeCommand", map[string]any{"command": lens.CmdChooseTarget, "arguments": []any{map[string]any{"uri": uri}}}, &chosen)
 	c.mu.Lock()
 	asked := c.asked
 	c.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/lsp/lens"
 )
 
 // progress reports one build as $/progress begin, report…, end. Without a
@@ -14,20 +15,9 @@ import (
 type progress struct {
 	s       *server
 	token   json.RawMessage
-	message string  // the end message
-	outcome Outcome // how the build ended, sent with the end
+	message string       // the end message
+	outcome lens.Outcome // how the build ended, sent with the end
 }
-
-// Outcome is how a build reported by $/progress ended, sent as "outcome" in
-// the end value so that clients need not read the message.
-type Outcome string
-
-const (
-	OutcomeSucceeded Outcome = "succeeded"
-	OutcomeFailed    Outcome = "failed"    // a phase failed, or the evaluation did
-	OutcomeCancelled Outcome = "cancelled" // by the client
-	OutcomeError     Outcome = "error"     // nixlayer could not build (not the package's fault)
-)
 
 // beginProgress uses the client's token or creates one
 // (window/workDoneProgress/create); cancelling it from the client
@@ -67,36 +57,14 @@ func (p *progress) send(value map[string]any) {
 // message is the event's short text, "event" the event itself (its kind
 // tells what happened), and the percentage counts phases where the event
 // moves through them.
-func (p *progress) event(e events.Event) { p.send(progressReport(e)) }
-
-func progressReport(e events.Event) map[string]any {
-	v := map[string]any{"kind": "report", "message": e.Short(), "cancellable": true, "event": e}
-	if e.Total > 0 {
-		switch e.Kind {
-		case events.EventPlan:
-			v["percentage"] = 0
-		case events.EventStart:
-			v["percentage"] = (e.Index - 1) * 100 / e.Total
-		case events.EventCached, events.EventDone, events.EventFailed:
-			v["percentage"] = e.Index * 100 / e.Total
-		}
-	}
-	switch e.Kind {
-	case events.EventRewrite, events.EventVerdict, events.EventDeliver, events.EventFinished:
-		v["percentage"] = 100
-	}
-	if e.Phase != "" {
-		v["phase"] = e.Phase // an extension clients may ignore
-	}
-	return v
-}
+func (p *progress) event(e events.Event) { p.send(lens.ProgressReport(e)) }
 
 func (p *progress) end() {
 	if p.token == nil {
 		return
 	}
 	if p.outcome == "" { // ended before it could build
-		p.outcome = OutcomeError
+		p.outcome = lens.OutcomeError
 	}
 	p.send(map[string]any{"kind": "end", "message": p.message, "outcome": p.outcome})
 	p.s.mu.Lock()

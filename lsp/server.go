@@ -4,8 +4,10 @@
 // rebuilds from a phase, opens shells and shows logs on request.
 //
 // The handlers here are thin: they decode, look up the document and call
-// the pure functions of analysis.go and features.go (lenses, hover) or the
-// evaluation and build code (eval.go, commands.go), which use the runner.
+// the pure functions of lsp/lens (lenses, hovers, diagnostics, over
+// lsp/analysis), the evaluation of lsp/target (evaluate.go schedules it
+// and follows the results' states) or the commands (commands.go), which
+// use the engine (api.Service).
 package lsp
 
 import (
@@ -14,11 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +30,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/lsp/lens"
+	"github.com/nixlayer/nixlayer/lsp/rpcstream"
+	"github.com/nixlayer/nixlayer/lsp/target"
 	"github.com/nixlayer/nixlayer/nixexpr/parser"
 	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 )
@@ -63,8 +69,8 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, opts Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st := newStream(rwc)
-	st.onDrop = func(data []byte, err error) {
+	st := rpcstream.New(rwc)
+	st.OnDrop = func(data []byte, err error) {
 		opts.Logger.Warn("dropped a malformed message", zap.Error(err), zap.Int("bytes", len(data)))
 	}
 	conn := jsonrpc2.NewConn(st)
@@ -75,6 +81,7 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, opts Options) error {
 		tokens:    map[string]context.CancelFunc{},
 		refreshCh: make(chan struct{}, 1),
 		chosen:    map[string]string{},
+		targets:   target.NewFinder(opts.Logger),
 	}
 	conn.Go(ctx, s.handle)
 	go s.refreshLoop(ctx)
@@ -108,7 +115,7 @@ type server struct {
 	initialized bool
 	shutdown    bool
 	folders     []string // workspace folders: the only places files are evaluated
-	settings    Settings
+	settings    target.Settings
 	caps        clientCaps
 	docs        map[protocol.DocumentURI]*document
 	inflight    map[string]context.CancelFunc // request id → cancel
@@ -116,8 +123,7 @@ type server struct {
 	tokenSeq    int
 	refreshCh   chan struct{}     // lensesChanged → refreshLoop
 	chosen      map[string]string // file → the target picked among several (nixlayer.chooseTarget)
-	calls       callPackagesCache
-	flakes      flakeCache
+	targets     *target.Finder
 
 	engineMu sync.Mutex
 	engine   api.Service
@@ -143,15 +149,15 @@ type document struct {
 	text    []byte
 	file    *syntax.File
 
-	eval       *Evaluation
+	eval       *target.Evaluation
 	pending    string // shown while no evaluation is known
 	evalGen    int
 	evalTimer  *time.Timer
 	evalCancel context.CancelFunc
 
-	running     *Running
-	cancelBuild context.CancelFunc      // of the running build
-	states      map[string]*EngineState // drv path → the engine's state after its last build
+	running     *lens.Running
+	cancelBuild context.CancelFunc             // of the running build
+	states      map[string]*target.EngineState // drv path → the engine's state after its last build
 	evalDiags   []protocol.Diagnostic
 	buildDiag   []protocol.Diagnostic
 }
@@ -250,26 +256,26 @@ func (s *server) request(ctx context.Context, method string, raw json.RawMessage
 		s.mu.Unlock()
 		return nil, nil
 	case protocol.MethodTextDocumentCodeLens:
-		return aboutDocument(s, raw, func(_ protocol.CodeLensParams, in LensInput) any {
-			return CodeLenses(in)
+		return aboutDocument(s, raw, func(_ protocol.CodeLensParams, in lens.LensInput) any {
+			return lens.CodeLenses(in)
 		})
 	case protocol.MethodTextDocumentHover:
-		return aboutDocument(s, raw, func(p protocol.HoverParams, in LensInput) any {
+		return aboutDocument(s, raw, func(p protocol.HoverParams, in lens.LensInput) any {
 			off := in.File.Lines.Offset(int(p.Position.Line), int(p.Position.Character))
-			if h := Hover(in, off, time.Now()); h != nil {
+			if h := lens.Hover(in, off, time.Now()); h != nil {
 				return h
 			}
 			return nil
 		})
-	case MethodPhases:
-		return aboutDocument(s, raw, func(p protocol.TextDocumentPositionParams, in LensInput) any {
-			return PhasesAt(in, int(p.Position.Line))
+	case lens.MethodPhases:
+		return aboutDocument(s, raw, func(p protocol.TextDocumentPositionParams, in lens.LensInput) any {
+			return lens.PhasesAt(in, int(p.Position.Line))
 		})
-	case MethodTargets:
-		return aboutDocument(s, raw, func(_ protocol.TextDocumentPositionParams, in LensInput) any {
-			return TargetsOf(in.Eval)
+	case lens.MethodTargets:
+		return aboutDocument(s, raw, func(_ protocol.TextDocumentPositionParams, in lens.LensInput) any {
+			return lens.TargetsOf(in.Eval)
 		})
-	case MethodLayerFiles, MethodReadLayerFile, MethodLayerDiff:
+	case lens.MethodLayerFiles, lens.MethodReadLayerFile, lens.MethodLayerDiff:
 		return s.layerRequest(ctx, method, raw)
 	case protocol.MethodWorkspaceExecuteCommand:
 		var p executeParams
@@ -284,7 +290,7 @@ func (s *server) request(ctx context.Context, method string, raw json.RawMessage
 // aboutDocument answers a request about one document: it decodes the
 // params as P (with the document as textDocument, as LSP's requests name
 // it) and answers with them and the document's lens input.
-func aboutDocument[P any](s *server, raw json.RawMessage, answer func(P, LensInput) any) (any, error) {
+func aboutDocument[P any](s *server, raw json.RawMessage, answer func(P, lens.LensInput) any) (any, error) {
 	var p P
 	if err := decode(raw, &p); err != nil {
 		return nil, err
@@ -361,7 +367,7 @@ func (s *server) notification(method string, raw json.RawMessage) {
 		}
 		if s.decodeNote(method, raw, &p) {
 			s.mu.Lock()
-			s.settings = parseSettings(p.Settings, s.settings)
+			s.settings = target.ParseSettings(p.Settings, s.settings)
 			s.mu.Unlock()
 			s.reevaluateAll()
 		}
@@ -436,7 +442,7 @@ func (s *server) initialize(raw json.RawMessage) (any, error) {
 	s.initialized = true
 	s.folders = folders
 	s.caps = caps.Capabilities
-	s.settings = parseSettings(initOpts, Settings{})
+	s.settings = target.ParseSettings(initOpts, target.Settings{})
 	s.mu.Unlock()
 	s.log.Info("initialized", zap.Strings("folders", folders))
 	return map[string]any{
@@ -448,7 +454,7 @@ func (s *server) initialize(raw json.RawMessage) (any, error) {
 			},
 			"codeLensProvider":       map[string]any{"resolveProvider": false},
 			"hoverProvider":          true,
-			"executeCommandProvider": map[string]any{"commands": Commands},
+			"executeCommandProvider": map[string]any{"commands": lens.Commands},
 			"workspace": map[string]any{
 				"workspaceFolders": map[string]any{"supported": true, "changeNotifications": true},
 			},
@@ -475,7 +481,7 @@ func (s *server) didOpen(p protocol.DidOpenTextDocumentParams) {
 		return
 	}
 	text := []byte(p.TextDocument.Text)
-	d := &document{uri: p.TextDocument.URI, path: path, version: p.TextDocument.Version, text: text, file: parser.Parse(text), states: map[string]*EngineState{}}
+	d := &document{uri: p.TextDocument.URI, path: path, version: p.TextDocument.Version, text: text, file: parser.Parse(text), states: map[string]*target.EngineState{}}
 	s.mu.Lock()
 	if old := s.docs[d.uri]; old != nil {
 		s.stopEval(old)
@@ -542,14 +548,14 @@ func (s *server) reevaluateAll() {
 }
 
 // lensInput snapshots what the lens and hover functions need.
-func (s *server) lensInput(uri protocol.DocumentURI) (LensInput, error) {
+func (s *server) lensInput(uri protocol.DocumentURI) (lens.LensInput, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.docs[uri]
 	if d == nil {
-		return LensInput{}, lspError(jsonrpc2.InvalidParams, "document %s is not open", uri)
+		return lens.LensInput{}, lspError(jsonrpc2.InvalidParams, "document %s is not open", uri)
 	}
-	return LensInput{URI: uri, File: d.file, Eval: d.eval, Pending: d.pending, Running: d.running}, nil
+	return lens.LensInput{URI: uri, File: d.file, Eval: d.eval, Pending: d.pending, Running: d.running}, nil
 }
 
 func (s *server) notify(method string, params any) {
@@ -578,7 +584,7 @@ func (s *server) lensesChanged() {
 // once after a change, then at most once per LensRefresh (a build's phases
 // may end in quick succession), and while a build runs as often as its
 // running time's lens changes (every LensRefresh, every five past a
-// minute: liveInterval).
+// minute: lens.LiveInterval).
 func (s *server) refreshLoop(ctx context.Context) {
 	every := s.opts.LensRefresh
 	var tick <-chan time.Time
@@ -595,7 +601,7 @@ func (s *server) refreshLoop(ctx context.Context) {
 		case <-s.refreshCh:
 		case now := <-tick:
 			runs := s.runningBuilds()
-			if len(runs) == 0 || now.Sub(last) < liveInterval(runs, now, every)-every/2 {
+			if len(runs) == 0 || now.Sub(last) < lens.LiveInterval(runs, now, every)-every/2 {
 				continue
 			}
 		}
@@ -619,10 +625,10 @@ func (s *server) refreshLoop(ctx context.Context) {
 }
 
 // runningBuilds are the builds running in the documents.
-func (s *server) runningBuilds() []*Running {
+func (s *server) runningBuilds() []*lens.Running {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var runs []*Running
+	var runs []*lens.Running
 	for _, d := range s.docs {
 		if d.running != nil {
 			runs = append(runs, d.running)
@@ -655,17 +661,10 @@ func uriPath(u protocol.DocumentURI) (string, error) {
 	return filepath.Clean(pu.Path), nil
 }
 
-// trusted reports whether path lies inside a workspace folder the client
-// gave; only such files are evaluated (evaluating Nix runs its code and may
-// build import-from-derivation inputs).
-func (s *server) trusted(path string) bool {
+// workspace is what the client told of the workspace, for finding and
+// evaluating a buffer's target.
+func (s *server) workspace() target.Workspace {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, f := range s.folders {
-		rel, err := filepath.Rel(f, path)
-		if err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return true
-		}
-	}
-	return false
+	return target.Workspace{Folders: slices.Clone(s.folders), Settings: s.settings, Chosen: maps.Clone(s.chosen)}
 }

@@ -1,4 +1,8 @@
-package lsp
+// Package rpcstream is the language server's JSON-RPC stream to the
+// editor: jsonrpc2's Content-Length framing, read within bounds
+// (internal/rpcframe), that answers a malformed message with an error
+// instead of ending the connection. Package lsp serves LSP over it.
+package rpcstream
 
 import (
 	"bufio"
@@ -13,26 +17,27 @@ import (
 	"github.com/nixlayer/nixlayer/internal/rpcframe"
 )
 
-// stream is jsonrpc2's Content-Length framing, read within bounds
+// Stream is jsonrpc2's Content-Length framing, read within bounds
 // (rpcframe), with one difference: a
 // message whose body is not valid JSON-RPC is answered with a parse error
 // (id null) instead of tearing the connection down, so a client's
 // malformed message never stops the server. Only broken framing (a bad
 // header, a closed pipe) ends the stream.
-type stream struct {
+type Stream struct {
 	out jsonrpc2.Stream // writes: the library's own framing
 	in  *bufio.Reader
 	rwc io.ReadWriteCloser
 	mu  sync.Mutex
-	// onDrop is told about messages dropped without an answer.
-	onDrop func(data []byte, err error)
+	// OnDrop is told about messages dropped without an answer.
+	OnDrop func(data []byte, err error)
 }
 
-func newStream(rwc io.ReadWriteCloser) *stream {
-	return &stream{out: jsonrpc2.NewStream(rwc), in: bufio.NewReader(rwc), rwc: rwc}
+// New is a stream over rwc.
+func New(rwc io.ReadWriteCloser) *Stream {
+	return &Stream{out: jsonrpc2.NewStream(rwc), in: bufio.NewReader(rwc), rwc: rwc}
 }
 
-func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
+func (s *Stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 	for {
 		data, err := rpcframe.Read(s.in, maxMessage)
 		n := int64(len(data))
@@ -50,8 +55,8 @@ func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 			if werr := s.writeRaw(resp); werr != nil {
 				return nil, n, werr
 			}
-		} else if s.onDrop != nil {
-			s.onDrop(data, err)
+		} else if s.OnDrop != nil {
+			s.OnDrop(data, err)
 		}
 	}
 }
@@ -82,17 +87,17 @@ func parseErrorResponse(data []byte, err error) []byte {
 	return resp
 }
 
-func (s *stream) writeRaw(body []byte) error {
+func (s *Stream) writeRaw(body []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, err := s.rwc.Write(rpcframe.Frame(body))
 	return err
 }
 
-func (s *stream) Write(ctx context.Context, msg jsonrpc2.Message) (int64, error) {
+func (s *Stream) Write(ctx context.Context, msg jsonrpc2.Message) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.out.Write(ctx, msg)
 }
 
-func (s *stream) Close() error { return s.rwc.Close() }
+func (s *Stream) Close() error { return s.rwc.Close() }

@@ -1,4 +1,14 @@
-package lsp
+// Package target finds and evaluates the target of a buffer, knowing
+// nothing of LSP: the settings' target, else what the layout says builds
+// the buffer's file (a nixpkgs checkout's attribute, a flake's outputs by
+// the files that define them, the file itself; several to choose from),
+// instantiated with the buffer's unsaved text where the layout allows,
+// its derivations paired with the buffer's derivation calls and planned by
+// the engine (api.Service). Its input is a buffer's path and text and the
+// workspace the editor described (folders, settings, the targets chosen);
+// its output an Evaluation, immutable, which the language server (package
+// lsp) keeps per buffer and the analysis and the lenses read.
+package target
 
 import (
 	"encoding/json"
@@ -50,14 +60,14 @@ func (t Target) empty() bool {
 	return t.Flake == "" && t.File == "" && t.Attr == "" && t.Expr == "" && len(t.Args) == 0 && len(t.ArgStrs) == 0
 }
 
-// nix is the target as package nixstore instantiates it.
-func (t Target) nix() nixstore.Target {
+// Nix is the target as package nixstore instantiates it.
+func (t Target) Nix() nixstore.Target {
 	// The editor looks at a flake: it does not write the flake's lock file.
 	return nixstore.Target{Flake: t.Flake, KeepLockFile: t.Flake != "", File: t.File, Attr: t.Attr, Expr: t.Expr, Args: t.Args, ArgStrs: t.ArgStrs}
 }
 
-// parseSettings reads settings; malformed or empty input keeps old.
-func parseSettings(raw json.RawMessage, old Settings) Settings {
+// ParseSettings reads settings; malformed or empty input keeps old.
+func ParseSettings(raw json.RawMessage, old Settings) Settings {
 	if len(raw) == 0 || string(raw) == "null" {
 		return old
 	}

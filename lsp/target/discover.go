@@ -1,4 +1,4 @@
-package lsp
+package target
 
 import (
 	"context"
@@ -53,19 +53,20 @@ type Choice struct {
 	How  string `json:"how"`
 }
 
-// nixTarget is what nixstore instantiates for a buffer: its text when it
-// differs from the file on disk and the layout can evaluate it, else the
-// found target. It returns the text of the file that evaluation sees, and
-// why unsaved edits are not in it ("" when they are, or there are none).
-func (f Found) nixTarget(snap snapshot) (nixstore.Target, []byte, string) {
-	disk, err := os.ReadFile(snap.path)
-	if err == nil && string(disk) == string(snap.text) {
-		return f.Target.nix(), snap.text, ""
+// nixTarget is what nixstore instantiates for the buffer at path: its
+// text when it differs from the file on disk and the layout can evaluate
+// it, else the found target. It returns the text of the file that
+// evaluation sees, and why unsaved edits are not in it ("" when they are,
+// or there are none).
+func (f Found) nixTarget(path string, text []byte) (nixstore.Target, []byte, string) {
+	disk, err := os.ReadFile(path)
+	if err == nil && string(disk) == string(text) {
+		return f.Target.Nix(), text, ""
 	}
 	if f.buffer != nil {
-		return f.buffer(snap.text), snap.text, ""
+		return f.buffer(text), text, ""
 	}
-	return f.Target.nix(), disk, f.unsaved
+	return f.Target.Nix(), disk, f.unsaved
 }
 
 // choose picks among the targets that match a buffer: the one the user
@@ -86,26 +87,60 @@ func choose(choices []Choice, chosen string) (pick int, offered []Choice) {
 // the settings' attr and args applied).
 func fileItself(t Target, path string) Found {
 	return Found{Target: t, buffer: func(text []byte) nixstore.Target {
-		nt := t.nix()
+		nt := t.Nix()
 		nt.Source = text
 		return nt
 	}}
 }
 
-// findTarget decides what to evaluate for the buffer at path: the target
-// of the settings wins, then a nixpkgs checkout, a flake, the file itself.
-func (s *server) findTarget(ctx context.Context, path string) Found {
-	s.mu.Lock()
+// Workspace is what the editor told of the workspace a buffer is in.
+type Workspace struct {
+	// Folders are the workspace folders: the only places files are
+	// evaluated.
+	Folders  []string
+	Settings Settings
+	// Chosen maps a file to the target picked among several
+	// (nixlayer.chooseTarget).
+	Chosen map[string]string
+}
+
+// Contains reports whether path lies inside a workspace folder the client
+// gave; only such files are evaluated (evaluating Nix runs its code and may
+// build import-from-derivation inputs).
+func (w Workspace) Contains(path string) bool {
+	for _, f := range w.Folders {
+		rel, err := filepath.Rel(f, path)
+		if err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return true
+		}
+	}
+	return false
+}
+
+// Finder finds and evaluates the targets of buffers, keeping what is slow
+// to read again (nixpkgs' package set, a flake's packages) until it
+// changes. Its zero value is not usable: NewFinder.
+type Finder struct {
+	log    *zap.Logger
+	calls  callPackagesCache
+	flakes flakeCache
+}
+
+// NewFinder is a Finder that logs to log.
+func NewFinder(log *zap.Logger) *Finder { return &Finder{log: log} }
+
+// Find decides what to evaluate for the buffer at path: the target of the
+// settings wins, then a nixpkgs checkout, a flake, the file itself.
+func (fr *Finder) Find(ctx context.Context, ws Workspace, path string) Found {
 	folder := filepath.Dir(path)
-	for _, f := range s.folders {
+	for _, f := range ws.Folders {
 		if rel, err := filepath.Rel(f, path); err == nil && !strings.HasPrefix(rel, "..") {
 			folder = f
 			break
 		}
 	}
-	st := s.settings
-	chosen := s.chosen[path]
-	s.mu.Unlock()
+	st := ws.Settings
+	chosen := ws.Chosen[path]
 	t := st.targetFor(path, folder)
 	if st.Target != nil && !st.Target.empty() {
 		// The settings' target wins; with no file, expression or flake
@@ -118,12 +153,12 @@ func (s *server) findTarget(ctx context.Context, path string) Found {
 		return f
 	}
 	if root := nixpkgsRoot(path, folder); root != "" {
-		if f, ok := s.nixpkgsTarget(root, path, chosen); ok {
+		if f, ok := fr.nixpkgsTarget(root, path, chosen); ok {
 			return f
 		}
 	}
 	if dir := flakeDir(path, folder); dir != "" {
-		if f, ok := s.flakeTarget(ctx, dir, path, chosen); ok {
+		if f, ok := fr.flakeTarget(ctx, dir, path, chosen); ok {
 			return f
 		}
 	}
@@ -163,7 +198,7 @@ func nearestAbove(path, folder string, is func(dir string) bool) string {
 // (pkgs/by-name/he/hello/package.nix is hello), any file through the
 // callPackage calls of all-packages.nix that name it (or its directory).
 // Built as `import <root> {}` with -A attr.
-func (s *server) nixpkgsTarget(root, path, chosen string) (Found, bool) {
+func (fr *Finder) nixpkgsTarget(root, path, chosen string) (Found, bool) {
 	type candidate struct {
 		Choice
 		args string // the callPackage's argument set
@@ -174,9 +209,9 @@ func (s *server) nixpkgsTarget(root, path, chosen string) (Found, bool) {
 	if len(parts) == 5 && parts[0] == "pkgs" && parts[1] == "by-name" && parts[4] == "package.nix" && strings.HasPrefix(strings.ToLower(parts[3]), strings.ToLower(parts[2])) {
 		cands = append(cands, candidate{Choice{Name: parts[3], How: fmt.Sprintf("nixpkgs attribute %s (by-name)", parts[3])}, "{ }"})
 	}
-	calls, err := s.callPackages(filepath.Join(root, allPackagesFile))
+	calls, err := fr.callPackages(filepath.Join(root, allPackagesFile))
 	if err != nil {
-		s.log.Warn("finding the attribute of a nixpkgs file", zap.String("file", path), zap.Error(err))
+		fr.log.Warn("finding the attribute of a nixpkgs file", zap.String("file", path), zap.Error(err))
 	}
 	for _, cp := range calls {
 		target := cp.Path
@@ -233,12 +268,12 @@ type cachedCalls struct {
 	calls []nixexpr.CallPackage
 }
 
-func (s *server) callPackages(file string) ([]nixexpr.CallPackage, error) {
+func (fr *Finder) callPackages(file string) ([]nixexpr.CallPackage, error) {
 	fi, err := os.Stat(file)
 	if err != nil {
 		return nil, fmt.Errorf("reading the package set: %w", err)
 	}
-	c := &s.calls
+	c := &fr.calls
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if got, ok := c.files[file]; ok && got.mtime.Equal(fi.ModTime()) && got.size == fi.Size() {
@@ -265,8 +300,8 @@ func flakeDir(path, folder string) string { return nearestAbove(path, folder, ni
 // one per derivation (packages.<system>.default is another name of one of
 // the others, mostly). Built as `DIR#packages.<system>.NAME`, from the
 // files on disk: a flake is copied to the store as it is saved.
-func (s *server) flakeTarget(ctx context.Context, dir, path, chosen string) (Found, bool) {
-	pkgs, err := s.flakes.packages(ctx, dir, path)
+func (fr *Finder) flakeTarget(ctx context.Context, dir, path, chosen string) (Found, bool) {
+	pkgs, err := fr.flakes.packages(ctx, dir, path)
 	if err != nil {
 		// Not the file itself: its error would hide the flake's.
 		return Found{How: "flake " + dir, err: fmt.Errorf("finding the outputs of the flake that build %s: %w", filepath.Base(path), err)}, true

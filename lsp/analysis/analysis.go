@@ -1,74 +1,26 @@
-package lsp
+// Package analysis computes the status of a buffer's derivation calls, a
+// pure function of the parsed buffer (nixexpr) and its last evaluation
+// (package target): each call paired with its evaluated derivation, its
+// phases' states from the plan, the failure the history remembers and the
+// unsaved edits, and its phase attributes with their positions and the
+// phase each belongs to (the plan's placements, else phaserules). The
+// lenses, hovers and diagnostics of package lsp and lsp/lens read it.
+package analysis
 
 import (
 	"sort"
 	"strings"
-	"time"
 
-	"github.com/nixlayer/nixlayer/buildindex"
+	"github.com/nixlayer/nixlayer/lsp/target"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 	"github.com/nixlayer/nixlayer/phaserules"
 	"github.com/nixlayer/nixlayer/planner"
-	"github.com/nixlayer/nixlayer/results"
-	"github.com/nixlayer/nixlayer/runner"
 )
 
-// This file holds the server's features as pure functions of a parsed
-// buffer and the last evaluation: what each phase's status is, which
-// attributes belong to which phase, and what an unsaved edit invalidates.
-// Nothing here talks to a client, to Nix or to the layer store.
-
-// Evaluation is what the server last learnt about a buffer's target.
-type Evaluation struct {
-	// Err is set when the target could not be evaluated or planned.
-	Err string
-	// Packages are the evaluated derivations that match a derivation call
-	// of the buffer.
-	Packages []*Package
-	// Done is when the evaluation finished.
-	Done time.Time
-	// How says which target was evaluated and how it was found (see
-	// Found); Choices are the targets that match the buffer when several
-	// do, Chosen the one evaluated.
-	How     string
-	Choices []Choice
-	Chosen  string
-	// Unsaved says why the buffer's unsaved edits are not in the
-	// evaluation (a flake is evaluated from the files on disk).
-	Unsaved string
-}
-
-// Package is one evaluated derivation with its plan.
-type Package struct {
-	DrvPath string
-	Name    string // the derivation's name (pname-version)
-	Pname   string
-	// Env is the derivation's environment (its attributes as Nix passes
-	// them to the builder).
-	Env  map[string]string
-	Plan *planner.Plan
-	// Texts holds, per attribute name, the source text of the values the
-	// matching derivation call had when it was evaluated.
-	Texts map[string]string
-	// Failure is the last failed build of this derivation, if any.
-	Failure *runner.PhaseError
-	// NixBuild is the newest build of this derivation that Nix ran itself
-	// (recorded by nixlayer's post-build-hook), if any.
-	NixBuild *buildindex.Build
-	// Result is the state of nixlayer's newest result of this derivation
-	// (provisional, verifying, verified, replaced), if any.
-	Result *results.Record
-	// Background is the background work running on the package's chain
-	// (learning its path map, verifying a provisional result), if any.
-	Background *results.Job
-	// History are the phases of the package's last layered builds.
-	History []buildindex.PhaseRun
-	// State is what the engine last reported about this derivation after
-	// its build's phases besides the result's state (learning in the
-	// background, a fallback, …), if anything, while the server runs.
-	State *EngineState
-}
+// What each phase's status is, which attributes belong to which phase, and
+// what an unsaved edit invalidates. Nothing here talks to a client, to Nix
+// or to the layer store.
 
 // Phase states, as shown by lenses and hovers.
 const (
@@ -104,7 +56,7 @@ type AttrView struct {
 // DerivView is a derivation call of the buffer with its status.
 type DerivView struct {
 	Deriv  nixexpr.Derivation
-	Pkg    *Package // nil when no evaluated derivation matches
+	Pkg    *target.Package // nil when no evaluated derivation matches
 	Phases []PhaseView
 	Attrs  []AttrView // the phase attributes, in source order
 	// Edited lists the attributes changed (or added, removed) since the
@@ -116,35 +68,18 @@ type DerivView struct {
 //
 // In a buffer with syntax errors an attribute that vanished is not counted
 // as removed: the breakage may only hide it for now.
-func Analyze(f *syntax.File, ev *Evaluation) []DerivView {
+func Analyze(f *syntax.File, ev *target.Evaluation) []DerivView {
 	derivs := nixexpr.FindDerivations(f)
 	var out []DerivView
 	for i, d := range derivs {
 		v := DerivView{Deriv: d}
 		if ev != nil {
-			v.Pkg = matchPackage(d, i, len(derivs), ev.Packages)
+			v.Pkg = target.MatchPackage(d, i, len(derivs), ev.Packages)
 		}
 		analyzeDeriv(&v, len(f.Diagnostics) > 0)
 		out = append(out, v)
 	}
 	return out
-}
-
-// matchPackage pairs a derivation call with the evaluated derivation of
-// the same pname or name; a buffer with one call and an evaluation with one
-// derivation pair up whatever their names.
-func matchPackage(d nixexpr.Derivation, i, n int, pkgs []*Package) *Package {
-	if d.Name != "" {
-		for _, p := range pkgs {
-			if p.Pname == d.Name || p.Name == d.Name || strings.HasPrefix(p.Name, d.Name+"-") {
-				return p
-			}
-		}
-	}
-	if len(pkgs) == 1 && (n == 1 || i == 0 && d.Name == "") {
-		return pkgs[0]
-	}
-	return nil
 }
 
 func analyzeDeriv(v *DerivView, broken bool) {
@@ -183,7 +118,7 @@ func analyzeDeriv(v *DerivView, broken bool) {
 	}
 
 	// Which attributes differ from the evaluated derivation?
-	texts := attrTexts(v.Deriv)
+	texts := target.AttrTexts(v.Deriv)
 	edited := map[string]bool{}
 	if v.Pkg != nil && v.Pkg.Texts != nil {
 		for _, a := range v.Deriv.Attributes {
@@ -248,7 +183,7 @@ func analyzeDeriv(v *DerivView, broken bool) {
 
 	for _, a := range v.Deriv.Attributes {
 		i, pl := place(a.Name)
-		if !isPhaseAttr(a.Name, pl, phases) {
+		if !IsPhaseAttr(a.Name, pl, phases) {
 			continue
 		}
 		av := AttrView{Attr: a, Why: pl.Why, Edited: edited[a.Name]}
@@ -267,12 +202,12 @@ func runCause(ph planner.PhasePlan) string {
 	return ph.Reason
 }
 
-// isPhaseAttr decides whether an attribute gets lenses: phase code, hooks,
+// IsPhaseAttr decides whether an attribute gets lenses: phase code, hooks,
 // flags, switches, sources (what the stdenv consumes in a phase), and the
 // attributes the package's own code names that the rule keys from the
 // first phase all the same (their lens and hover say why). Global
 // attributes (name, inputs, outputs) and the rest do not.
-func isPhaseAttr(name string, pl phaserules.Placement, phases []string) bool {
+func IsPhaseAttr(name string, pl phaserules.Placement, phases []string) bool {
 	if strings.HasSuffix(name, "Phase") && len(name) > len("Phase") {
 		return true
 	}
@@ -292,24 +227,6 @@ func isPhaseAttr(name string, pl phaserules.Placement, phases []string) bool {
 		return pl.NamedBy != ""
 	}
 	return true
-}
-
-// attrTexts joins the value texts of each attribute name (an attribute
-// may be set through several paths, like passthru.a and passthru.b).
-func attrTexts(d nixexpr.Derivation) map[string]string {
-	m := map[string]string{}
-	for _, a := range d.Attributes {
-		t := a.Text
-		if a.Inherited {
-			t = "inherit " + a.Text
-		}
-		if old, ok := m[a.Name]; ok {
-			m[a.Name] = old + "\x00" + t
-		} else {
-			m[a.Name] = t
-		}
-	}
-	return m
 }
 
 // sameValue reports whether a literal attribute has the value the
@@ -361,4 +278,24 @@ func (v *DerivView) Cached() int {
 		}
 	}
 	return n
+}
+
+// FailureTarget is the attribute a failure in phase is reported on: the
+// phase's own attribute, else one of its hooks or other attributes, else
+// the derivation call.
+func FailureTarget(v DerivView, phase string) syntax.Span {
+	var fallback *syntax.Span
+	for _, a := range v.Attrs {
+		if a.Attr.Name == phase {
+			return a.Attr.Key
+		}
+		if a.Phase == phase && fallback == nil {
+			s := a.Attr.Key
+			fallback = &s
+		}
+	}
+	if fallback != nil {
+		return *fallback
+	}
+	return v.Deriv.Func
 }

@@ -1,4 +1,14 @@
-package lsp
+// Package lens says what an editor is shown of a buffer, as pure functions
+// of the parsed buffer, its last evaluation (lsp/target) and its analysis
+// (lsp/analysis): the code lenses (live while a build runs, following its
+// events: Running), the hovers (with the phase history), the phases an
+// editor offers (nixlayer/phases), the targets to choose from
+// (nixlayer/targets), the diagnostics of a failed evaluation or phase, the
+// $/progress reports of a build; and the JSON of nixlayer's commands and
+// requests (commands.go: the commands lenses run, their arguments and
+// answers, the layer a phase's tree is read from). Package lsp sends them;
+// nothing here talks to a client, to Nix or to the layer store.
+package lens
 
 import (
 	"fmt"
@@ -12,46 +22,17 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/layers"
+	"github.com/nixlayer/nixlayer/lsp/analysis"
+	"github.com/nixlayer/nixlayer/lsp/target"
 	"github.com/nixlayer/nixlayer/nixexpr/syntax"
 	"github.com/nixlayer/nixlayer/results"
 )
-
-// Command names the server executes (workspace/executeCommand).
-const (
-	CmdBuild       = "nixlayer.build"
-	CmdRebuildFrom = "nixlayer.rebuildFrom"
-	CmdOpenShell   = "nixlayer.openShell"
-	CmdShowLog     = "nixlayer.showLog"
-	// CmdBrowse names the layer holding a phase's tree (to read with the
-	// layer requests of layerfiles.go); CmdDiff lists what it changed.
-	CmdBrowse = "nixlayer.browse"
-	CmdDiff   = "nixlayer.diff"
-	// CmdCancel cancels the running build of the document.
-	CmdCancel = "nixlayer.cancel"
-	// CmdChooseTarget picks the target of the document among the several
-	// that match it (CommandArgs.Target; without one the server asks).
-	CmdChooseTarget = "nixlayer.chooseTarget"
-)
-
-// Commands lists every command, for the server capabilities.
-var Commands = []string{CmdBuild, CmdRebuildFrom, CmdOpenShell, CmdShowLog, CmdBrowse, CmdDiff, CmdCancel, CmdChooseTarget}
-
-// CommandArgs is the single argument object of every command.
-type CommandArgs struct {
-	URI   protocol.DocumentURI `json:"uri"`
-	Phase string               `json:"phase,omitempty"`
-	// Name picks one derivation call of the buffer by pname or name when
-	// it has several (default: the first one that was evaluated).
-	Name string `json:"name,omitempty"`
-	// Target is the Choice.Name nixlayer.chooseTarget picks.
-	Target string `json:"target,omitempty"`
-}
 
 // LensInput is everything a lens computation looks at.
 type LensInput struct {
 	URI  protocol.DocumentURI
 	File *syntax.File
-	Eval *Evaluation
+	Eval *target.Evaluation
 	// Status replaces phase statuses while there is no plan: "evaluating…",
 	// "outside the workspace", an evaluation error.
 	Pending string
@@ -72,7 +53,7 @@ func (in LensInput) now() time.Time {
 // lens. A pure function of the buffer and the last evaluation.
 func CodeLenses(in LensInput) []protocol.CodeLens {
 	lenses := []protocol.CodeLens{}
-	for i, v := range Analyze(in.File, in.Eval) {
+	for i, v := range analysis.Analyze(in.File, in.Eval) {
 		lenses = append(lenses, derivLenses(in, v)...)
 		if i == 0 && in.Eval != nil && len(in.Eval.Choices) > 1 {
 			// Several targets build this file: the first call offers them.
@@ -86,7 +67,7 @@ func CodeLenses(in LensInput) []protocol.CodeLens {
 	return lenses
 }
 
-func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
+func derivLenses(in LensInput, v analysis.DerivView) []protocol.CodeLens {
 	var out []protocol.CodeLens
 	at := func(s syntax.Span) protocol.Range { return lineRange(in.File, s) }
 	args := func(phase string) []interface{} {
@@ -144,7 +125,7 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 		if in.Running != nil || v.Pkg == nil || v.Pkg.Plan == nil || a.Phase == "" {
 			continue
 		}
-		if ph := v.PhaseOf(a.Phase); ph != nil && ph.State == StateFailed && firstOfPhase(v, a) {
+		if ph := v.PhaseOf(a.Phase); ph != nil && ph.State == analysis.StateFailed && firstOfPhase(v, a) {
 			// What the author does next: look at the broken state.
 			out = append(out,
 				protocol.CodeLens{Range: r, Command: &protocol.Command{Title: "open shell here", Command: CmdOpenShell, Arguments: args(a.Phase)}},
@@ -158,7 +139,7 @@ func derivLenses(in LensInput, v DerivView) []protocol.CodeLens {
 
 // firstOfPhase tells whether a is the first attribute of its phase in the
 // buffer (the failed phase's actions go there once).
-func firstOfPhase(v DerivView, a AttrView) bool {
+func firstOfPhase(v analysis.DerivView, a analysis.AttrView) bool {
 	for _, b := range v.Attrs {
 		if b.Phase == a.Phase {
 			return b.Attr.Key == a.Attr.Key
@@ -168,7 +149,7 @@ func firstOfPhase(v DerivView, a AttrView) bool {
 }
 
 // runningOf is the running build a derivation call shows, or nil.
-func (in LensInput) runningOf(v DerivView) *Running {
+func (in LensInput) runningOf(v analysis.DerivView) *Running {
 	r := in.Running
 	switch {
 	case r == nil:
@@ -178,13 +159,14 @@ func (in LensInput) runningOf(v DerivView) *Running {
 			return r
 		}
 		return nil
-	case v.Pkg != nil || len(in.Eval.packages()) <= 1:
+	case v.Pkg != nil || len(packagesOf(in.Eval)) <= 1:
 		return r // still evaluating: every call may be the one
 	}
 	return nil
 }
 
-func (e *Evaluation) packages() []*Package {
+// packagesOf are an evaluation's packages (none without one).
+func packagesOf(e *target.Evaluation) []*target.Package {
 	if e == nil {
 		return nil
 	}
@@ -193,7 +175,7 @@ func (e *Evaluation) packages() []*Package {
 
 // attrStatus is the title of an attribute's status lens and the command
 // it runs when clicked.
-func attrStatus(in LensInput, v DerivView, a AttrView) (string, string) {
+func attrStatus(in LensInput, v analysis.DerivView, a analysis.AttrView) (string, string) {
 	ph := v.PhaseOf(a.Phase)
 	if ph == nil {
 		switch {
@@ -211,7 +193,7 @@ func attrStatus(in LensInput, v DerivView, a AttrView) (string, string) {
 		if title, ok := run.phaseTitle(ph.Name, in.now()); ok {
 			return title, ""
 		}
-		if ph.State != StateCached {
+		if ph.State != analysis.StateCached {
 			if ph.Plan.Estimate > 0 {
 				return "◌ queued · ~" + elapsed(ph.Plan.Estimate), ""
 			}
@@ -221,17 +203,17 @@ func attrStatus(in LensInput, v DerivView, a AttrView) (string, string) {
 	return phaseTitle(*ph), phaseCommand(*ph)
 }
 
-func phaseTitle(ph PhaseView) string {
+func phaseTitle(ph analysis.PhaseView) string {
 	switch ph.State {
-	case StateCached:
+	case analysis.StateCached:
 		return "✓ cached · " + seconds(ph.Plan.Layer.Duration)
-	case StateInvalidated:
+	case analysis.StateInvalidated:
 		return "✗ invalidated by " + ph.Cause
-	case StateFailed:
+	case analysis.StateFailed:
 		return fmt.Sprintf("✗ failed · exit %d", ph.Exit)
-	case StateForced:
+	case analysis.StateForced:
 		return "! reused although its inputs differ"
-	case StateRun:
+	case analysis.StateRun:
 		switch {
 		case strings.HasPrefix(ph.Cause, "no earlier build"):
 			return "○ not built yet"
@@ -247,8 +229,8 @@ func phaseTitle(ph PhaseView) string {
 
 // phaseCommand is what clicking a phase's status does: open the tree the
 // phase left (cached, or the failed state).
-func phaseCommand(ph PhaseView) string {
-	if ph.State == StateCached || ph.State == StateFailed {
+func phaseCommand(ph analysis.PhaseView) string {
+	if ph.State == analysis.StateCached || ph.State == analysis.StateFailed {
 		return CmdBrowse
 	}
 	return ""
@@ -256,7 +238,7 @@ func phaseCommand(ph PhaseView) string {
 
 // Hover describes the phase attribute under the offset, or returns nil.
 func Hover(in LensInput, offset int, now time.Time) *protocol.Hover {
-	for _, v := range Analyze(in.File, in.Eval) {
+	for _, v := range analysis.Analyze(in.File, in.Eval) {
 		if !v.Deriv.Call.Contains(offset) {
 			continue
 		}
@@ -283,7 +265,7 @@ func Hover(in LensInput, offset int, now time.Time) *protocol.Hover {
 	return nil
 }
 
-func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
+func hoverText(in LensInput, v analysis.DerivView, a analysis.AttrView, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "**%s**", a.Attr.Name)
 	if a.Phase != "" && a.Phase != a.Attr.Name {
@@ -308,7 +290,7 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 	}
 	b.WriteString("\n\n")
 	if l := ph.Plan.Layer; l != nil {
-		fmt.Fprintf(&b, "- layer `%s` · built %s ago · took %s · %s\n", short(l.ID), age(now.Sub(l.Created)), seconds(l.Duration), layers.FormatSize(l.Size))
+		fmt.Fprintf(&b, "- layer `%s` · built %s ago · took %s · %s\n", ShortID(l.ID), age(now.Sub(l.Created)), seconds(l.Duration), layers.FormatSize(l.Size))
 		if l.Unverified {
 			b.WriteString("- rests on an inexact rewrite (not verified)\n")
 		}
@@ -338,7 +320,7 @@ func hoverText(in LensInput, v DerivView, a AttrView, now time.Time) string {
 		fmt.Fprintf(&b, "- unsaved edits: %s\n", strings.Join(v.Edited, ", "))
 	}
 	if f := v.Pkg.Failure; f != nil && f.Phase == ph.Name {
-		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, short(f.Layer), logtail.Lines(f.LogTail, 15))
+		fmt.Fprintf(&b, "\nFailed with exit code %d (layer `%s`); last log lines:\n\n```\n%s\n```\n", f.Exit, ShortID(f.Layer), logtail.Lines(f.LogTail, 15))
 	}
 	if runs := lastRuns(v.Pkg.History, ph.Name, 5); len(runs) > 0 {
 		b.WriteString("\nLast builds:\n")
@@ -388,7 +370,7 @@ func runText(r buildindex.PhaseRun, now time.Time) string {
 // s"), and whether the cache holds no layer of it (the next layered build
 // is cold). It is "" without such a build, and while unsaved edits make
 // the buffer another derivation.
-func nixBuilt(v DerivView, now time.Time) (string, bool) {
+func nixBuilt(v analysis.DerivView, now time.Time) (string, bool) {
 	if v.Pkg == nil || v.Pkg.NixBuild == nil || len(v.Edited) > 0 {
 		return "", false
 	}
@@ -410,7 +392,7 @@ func nixBuilt(v DerivView, now time.Time) (string, bool) {
 
 // summaryHover describes a derivation call's package: its derivation,
 // what the cache holds, and the last build Nix ran itself.
-func summaryHover(v DerivView, now time.Time) string {
+func summaryHover(v analysis.DerivView, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "**%s**", v.Pkg.Name)
 	if v.Pkg.DrvPath != "" {
@@ -461,26 +443,6 @@ func auditHover(b *strings.Builder, r *results.Record) {
 	}
 }
 
-// FailureTarget is the attribute a failure in phase is reported on: the
-// phase's own attribute, else one of its hooks or other attributes, else
-// the derivation call.
-func FailureTarget(v DerivView, phase string) syntax.Span {
-	var fallback *syntax.Span
-	for _, a := range v.Attrs {
-		if a.Attr.Name == phase {
-			return a.Attr.Key
-		}
-		if a.Phase == phase && fallback == nil {
-			s := a.Attr.Key
-			fallback = &s
-		}
-	}
-	if fallback != nil {
-		return *fallback
-	}
-	return v.Deriv.Func
-}
-
 func lineRange(f *syntax.File, s syntax.Span) protocol.Range {
 	p := position(f, s.Start)
 	return protocol.Range{Start: p, End: p}
@@ -506,7 +468,9 @@ func age(d time.Duration) string {
 	return events.Age(d, events.AgeUnits{" s", " min", " h", " days"})
 }
 
-func short(id string) string {
+// ShortID is a layer id as hovers and messages show it: its first 12
+// characters.
+func ShortID(id string) string {
 	if len(id) > 12 {
 		return id[:12]
 	}
@@ -528,7 +492,7 @@ func firstLine(s string) string {
 // result's state once a build is over (a fallback, a rewrite, a warning):
 // none when the result's state is newer (the cache's record outlives the
 // server's memory and follows the background work).
-func stateAfterBuild(p *Package) *EngineState {
+func stateAfterBuild(p *target.Package) *target.EngineState {
 	st, r := p.State, p.Result
 	if st == nil || (r != nil && r.Updated.After(st.At)) {
 		return nil
@@ -539,7 +503,7 @@ func stateAfterBuild(p *Package) *EngineState {
 // backgroundText says that background work runs on the package's chain
 // while it does ("" when none does, or when the pending result's state
 // says so already).
-func backgroundText(p *Package) string {
+func backgroundText(p *target.Package) string {
 	if p.Background == nil || (p.Result != nil && p.Result.State.Pending()) {
 		return ""
 	}

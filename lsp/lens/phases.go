@@ -1,6 +1,7 @@
-package lsp
+package lens
 
 import (
+	"github.com/nixlayer/nixlayer/lsp/analysis"
 	"github.com/nixlayer/nixlayer/phaserules"
 )
 
@@ -24,8 +25,8 @@ type Phases struct {
 
 // PhasesAt computes the answer to MethodPhases for a line of the buffer.
 func PhasesAt(in LensInput, line int) Phases {
-	views := Analyze(in.File, in.Eval)
-	var v *DerivView
+	views := analysis.Analyze(in.File, in.Eval)
+	var v *analysis.DerivView
 	for i := range views {
 		start, end := in.File.Position(views[i].Deriv.Call.Start).Line, in.File.Position(views[i].Deriv.Call.End).Line
 		if start <= line && line <= end {
@@ -59,7 +60,7 @@ func PhasesAt(in LensInput, line int) Phases {
 			// No plan yet: place it among the standard phases as the plan would.
 			rules := phaserules.New(out.Phases, phaserules.Reads{})
 			pl := rules.Place(a.Name)
-			if isPhaseAttr(a.Name, pl, out.Phases) {
+			if analysis.IsPhaseAttr(a.Name, pl, out.Phases) {
 				out.At = pl.Phase
 			}
 		}

@@ -1,4 +1,4 @@
-package lsp
+package lens
 
 import (
 	"fmt"
@@ -10,6 +10,8 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/lsp/analysis"
+	"github.com/nixlayer/nixlayer/lsp/target"
 	"github.com/nixlayer/nixlayer/nixexpr"
 	"github.com/nixlayer/nixlayer/nixexpr/parser"
 	"github.com/nixlayer/nixlayer/phaserules"
@@ -60,10 +62,10 @@ func planFor(cached int) *planner.Plan {
 	return p
 }
 
-func evalOf(src string, plan *planner.Plan) *Evaluation {
+func evalOf(src string, plan *planner.Plan) *target.Evaluation {
 	d := nixexpr.FindDerivations(parser.Parse([]byte(src)))[0]
-	return &Evaluation{Packages: []*Package{{
-		DrvPath: plan.Drv, Name: "demo-1.0", Pname: "demo", Plan: plan, Texts: attrTexts(d),
+	return &target.Evaluation{Packages: []*target.Package{{
+		DrvPath: plan.Drv, Name: "demo-1.0", Pname: "demo", Plan: plan, Texts: target.AttrTexts(d),
 		Env: map[string]string{"pname": "demo", "configureFlags": "--enable-x", "doCheck": "1", "postInstall": "echo hi > $out/hi\n", "preFixup": "echo fixing"},
 	}}}
 }
@@ -168,7 +170,7 @@ func TestLensesWithoutPlan(t *testing.T) {
 	if got["postInstall"] != "… evaluating" || got["stdenv.mkDerivation"] != "… evaluating" {
 		t.Errorf("pending: %v", got)
 	}
-	got = titles(t, pkgSrc, LensInput{Eval: &Evaluation{Err: "error: undefined variable 'foo'\n at «stdin»:3:5"}})
+	got = titles(t, pkgSrc, LensInput{Eval: &target.Evaluation{Err: "error: undefined variable 'foo'\n at «stdin»:3:5"}})
 	if got["postInstall"] != "⚠ not evaluated" || !strings.HasPrefix(got["stdenv.mkDerivation"], "⚠ not evaluated: error: undefined variable") {
 		t.Errorf("eval error: %v", got)
 	}
@@ -231,8 +233,8 @@ func TestHover(t *testing.T) {
 			t.Errorf("failed hover lacks %q:\n%s", want, h.Contents.Value)
 		}
 	}
-	v := Analyze(f, ev)[0]
-	if s := FailureTarget(v, "installPhase"); f.Text(s) != "postInstall" {
+	v := analysis.Analyze(f, ev)[0]
+	if s := analysis.FailureTarget(v, "installPhase"); f.Text(s) != "postInstall" {
 		t.Errorf("failure reported on %q", f.Text(s))
 	}
 }
@@ -260,51 +262,12 @@ func TestHoverPlacementRule(t *testing.T) {
 	}
 }
 
-func TestMatchByName(t *testing.T) {
-	src := `rec {
-  a = mkDerivation { pname = "alpha"; buildPhase = "x"; };
-  b = mkDerivation { pname = "beta"; buildPhase = "y"; };
-}`
-	pa, pb := planFor(7), planFor(0)
-	ev := &Evaluation{Packages: []*Package{
-		{Name: "beta-1", Pname: "beta", Plan: pb},
-		{Name: "alpha-1", Pname: "alpha", Plan: pa},
-	}}
-	vs := Analyze(parser.Parse([]byte(src)), ev)
-	if len(vs) != 2 || vs[0].Pkg != ev.Packages[1] || vs[1].Pkg != ev.Packages[0] {
-		t.Fatalf("matching by pname failed")
-	}
-}
-
-func TestSettings(t *testing.T) {
-	s := parseSettings([]byte(`{"nixlayer": {"target": {"file": "default.nix", "attr": "hello"}}}`), Settings{})
-	if tg := s.targetFor("/w/pkgs/x.nix", "/w"); tg.File != "/w/default.nix" || tg.Attr != "hello" {
-		t.Errorf("target %+v", tg)
-	}
-	s = parseSettings([]byte(`{"target": {"expr": "import ./x.nix {}"}}`), Settings{})
-	if tg := s.targetFor("/w/x.nix", "/w"); tg.Expr == "" || tg.File != "" {
-		t.Errorf("expr target %+v", tg)
-	}
-	if tg := (Settings{}).targetFor("/w/x.nix", "/w"); tg.File != "/w/x.nix" {
-		t.Errorf("default target %+v", tg)
-	}
-	for ref, want := range map[string]string{".#hello": "/w#hello", "sub#x": "/w/sub#x", ".": "/w", "path:/src#y": "path:/src#y", "/abs#z": "/abs#z"} {
-		s = parseSettings([]byte(`{"target": {"flake": "`+ref+`"}}`), Settings{})
-		if tg := s.targetFor("/w/x.nix", "/w"); tg.Flake != want || tg.File != "" {
-			t.Errorf("flake target %q: %+v, want %s", ref, tg, want)
-		}
-	}
-	if s := parseSettings([]byte(`[1,2]`), Settings{Target: &Target{Attr: "keep"}}); s.Target == nil || s.Target.Attr != "keep" {
-		t.Errorf("malformed settings replaced the old ones: %+v", s)
-	}
-}
-
 func TestEvalDiagnosticPosition(t *testing.T) {
-	d := evalDiagnostic("error: undefined variable 'foo'\n\n       at «stdin»:3:5:", snapshot{path: "/w/x.nix"})
+	d := EvalDiagnostic("error: undefined variable 'foo'\n\n       at «stdin»:3:5:", "/w/x.nix")
 	if d.Range.Start != (protocol.Position{Line: 2, Character: 4}) {
 		t.Errorf("position %+v", d.Range.Start)
 	}
-	d = evalDiagnostic("error: x\n at /w/x.nix:10:1:", snapshot{path: "/w/x.nix"})
+	d = EvalDiagnostic("error: x\n at /w/x.nix:10:1:", "/w/x.nix")
 	if d.Range.Start.Line != 9 {
 		t.Errorf("position %+v", d.Range.Start)
 	}
@@ -326,7 +289,7 @@ func TestLiveLensTitles(t *testing.T) {
 	if got["stdenv.mkDerivation"] != "⟳ evaluating · 2 s" || got["postInstall"] != "◌ queued" || got["src"] != "✓ cached · 0.4 s" {
 		t.Errorf("while evaluating: %v", got)
 	}
-	r = r.with(plan.Drv)
+	r = r.With(plan.Drv)
 	r = r.Apply(events.Event{Kind: events.EventWait, Message: "waiting for another build of the same derivation to finish"}, at(3))
 	if s := titles(t, pkgSrc, in(at(4)))["stdenv.mkDerivation"]; s != "⟳ planning · 4 s · ⏸ waiting for another build of the same derivation to finish" {
 		t.Errorf("waiting: %q", s)
@@ -367,7 +330,7 @@ func TestLiveLensTitles(t *testing.T) {
 	pkg := ev.Packages[0]
 	pkg.Result = &results.Record{Drv: plan.Drv, State: events.StateVerified, Updated: at(25)}
 	pkg.Background = &results.Job{Drv: plan.Drv, PID: 7}
-	pkg.State = stateOf(events.Event{Kind: events.EventWarning, Message: "pushing to the layer cache failed (registry down)"}, at(30))
+	pkg.State = target.StateOf(events.Event{Kind: events.EventWarning, Message: "pushing to the layer cache failed (registry down)"}, at(30))
 	got = titles(t, pkgSrc, LensInput{Eval: ev, Now: at(90)})
 	if s := got["stdenv.mkDerivation"]; s != "✓ result verified · 2/7 phases cached · ◔ learning the output-path map in the background · warning: pushing to the layer cache failed · 1 min ago · ▶ build" {
 		t.Errorf("states after the build: %q", s)
@@ -393,7 +356,7 @@ func TestLiveLensTitles(t *testing.T) {
 	if s := got["stdenv.mkDerivation"]; s != "⚠ AUDIT: stale layers found (buildPhase, installPhase); result replaced by a clean build · 2/7 phases cached · ▶ build" {
 		t.Errorf("a failed audit: %q", s)
 	}
-	hover := summaryHover(DerivView{Pkg: pkg}, at(90))
+	hover := summaryHover(analysis.DerivView{Pkg: pkg}, at(90))
 	for _, want := range []string{"AUDIT FAILED", "`out/bin/hello`", "buildPhase installPhase", "GREETING"} {
 		if !strings.Contains(hover, want) {
 			t.Errorf("the hover after a failed audit lacks %q:\n%s", want, hover)
@@ -410,10 +373,10 @@ func TestLiveInterval(t *testing.T) {
 	}
 	fresh := &Running{Started: now.Add(-time.Hour), Phase: "buildPhase", PhaseStarted: now.Add(-10 * time.Second)}
 	long := &Running{Started: now.Add(-time.Hour), Phase: "buildPhase", PhaseStarted: now.Add(-2 * time.Minute)}
-	if got := liveInterval([]*Running{long}, now, time.Second); got != 5*time.Second {
+	if got := LiveInterval([]*Running{long}, now, time.Second); got != 5*time.Second {
 		t.Errorf("a phase running for minutes: every %s", got)
 	}
-	if got := liveInterval([]*Running{long, fresh}, now, time.Second); got != time.Second {
+	if got := LiveInterval([]*Running{long, fresh}, now, time.Second); got != time.Second {
 		t.Errorf("a phase that just started: every %s", got)
 	}
 }

@@ -1,4 +1,4 @@
-package lsp
+package lens
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 func TestProgressReportsEveryKind(t *testing.T) {
 	for _, k := range events.EventKinds {
 		ev := events.Event{Kind: k, Phase: "installPhase", Index: 6, Total: 9, Elapsed: 1500 * time.Millisecond, Message: "what happened"}
-		v := progressReport(ev)
+		v := ProgressReport(ev)
 		js, err := json.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
@@ -30,10 +30,10 @@ func TestProgressReportsEveryKind(t *testing.T) {
 			t.Errorf("%s: report %s", k, js)
 		}
 	}
-	if v := progressReport(events.Event{Kind: events.EventStart, Phase: "installPhase", Index: 6, Total: 9}); v["percentage"] != 55 {
+	if v := ProgressReport(events.Event{Kind: events.EventStart, Phase: "installPhase", Index: 6, Total: 9}); v["percentage"] != 55 {
 		t.Errorf("start of phase 6/9 at %v%%", v["percentage"])
 	}
-	if v := progressReport(events.Event{Kind: events.EventLearn, Phase: "buildPhase", Index: 2, Total: 4}); v["percentage"] != nil {
+	if v := ProgressReport(events.Event{Kind: events.EventLearn, Phase: "buildPhase", Index: 2, Total: 4}); v["percentage"] != nil {
 		t.Errorf("learning counts its own phases, not the build's: %v%%", v["percentage"])
 	}
 }

@@ -1,4 +1,4 @@
-package lsp
+package lens
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/lsp/target"
 )
 
 // This file follows a build as its events arrive, for the live lenses:
@@ -33,45 +34,13 @@ type Running struct {
 	Exit   int
 	// State is what the engine reports besides phases, until the next
 	// phase event (nil: nothing).
-	State *EngineState
+	State *target.EngineState
 }
 
 // PhaseDone is a phase a running build is done with.
 type PhaseDone struct {
 	Cached  bool
 	Elapsed time.Duration
-}
-
-// EngineState is an event that is not about a phase's progress: waiting
-// for a lock, a rewrite, a fallback, learning, and whatever state a newer
-// engine reports (provisional, verified, …): they are shown by their kind
-// and text, so a new kind needs no change here.
-type EngineState struct {
-	Kind events.EventKind `json:"kind"`
-	Text string           `json:"text"`
-	At   time.Time        `json:"at"`
-}
-
-// phaseProgress are the event kinds the phase lenses show themselves;
-// every other kind is an engine state.
-var phaseProgress = map[events.EventKind]bool{
-	events.EventPlan: true, events.EventCached: true, events.EventStart: true, events.EventDone: true,
-	events.EventFailed: true, events.EventDeliver: true, events.EventFinished: true,
-}
-
-// IsEngineState tells whether an event kind is an engine state.
-func IsEngineState(k events.EventKind) bool { return !phaseProgress[k] }
-
-// stateOf is the engine state an event reports, or nil.
-func stateOf(ev events.Event, now time.Time) *EngineState {
-	if !IsEngineState(ev.Kind) {
-		return nil
-	}
-	text := ev.Short()
-	if text == "" {
-		text = string(ev.Kind)
-	}
-	return &EngineState{Kind: ev.Kind, Text: text, At: now}
 }
 
 // NewRunning is a build of the buffer that starts at now (evaluating it).
@@ -86,7 +55,7 @@ func (r *Running) Apply(ev events.Event, now time.Time) *Running {
 	if ev.Total > 0 {
 		next.Total = ev.Total
 	}
-	if st := stateOf(ev, now); st != nil {
+	if st := target.StateOf(ev, now); st != nil {
 		next.State = st
 		return &next
 	}
@@ -109,8 +78,8 @@ func (r *Running) Apply(ev events.Event, now time.Time) *Running {
 	return &next
 }
 
-// with is the build once the buffer is evaluated: of drvPath.
-func (r *Running) with(drvPath string) *Running {
+// With is the build once the buffer is evaluated: of drvPath.
+func (r *Running) With(drvPath string) *Running {
 	next := *r
 	next.Drv = drvPath
 	return &next
@@ -160,7 +129,7 @@ func (r *Running) summary(now time.Time) string {
 // stateText is how a lens shows an engine state: the engine's own short
 // text (its first clause), with a sign for the kinds that mean the author
 // waits for something.
-func stateText(st *EngineState) string {
+func stateText(st *target.EngineState) string {
 	text := firstLine(st.Text)
 	if i := strings.Index(text, " ("); i > 0 {
 		text = text[:i]
@@ -187,7 +156,7 @@ func elapsedOf(d, estimate time.Duration) string {
 
 // elapsed is a running time in whole seconds, in steps of five seconds
 // past the first minute: what a lens refreshed every second (every five
-// past the first minute, liveInterval) can show.
+// past the first minute, LiveInterval) can show.
 func elapsed(d time.Duration) string {
 	if d < 0 {
 		d = 0
@@ -202,10 +171,10 @@ func elapsed(d time.Duration) string {
 // every five seconds.
 const slowLens = time.Minute
 
-// liveInterval is how often the lenses of the running builds change: every
+// LiveInterval is how often the lenses of the running builds change: every
 // base interval while some running time is under a minute, five times less
 // often after.
-func liveInterval(runs []*Running, now time.Time, base time.Duration) time.Duration {
+func LiveInterval(runs []*Running, now time.Time, base time.Duration) time.Duration {
 	for _, r := range runs {
 		since := r.Started
 		if r.Phase != "" {
