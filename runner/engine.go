@@ -1,7 +1,9 @@
-// Package runner is nixlayer's engine: it plans a layered build (phase list,
-// cache keys, what is cached and why the rest must run) and builds a
-// derivation phase by phase on copy-on-write layers. The CLI, the Nix hook
-// and the language server all call it.
+// Package runner is nixlayer's engine as the faces call it: Open claims a
+// cache and wires one of each of the packages that do the work over it
+// (the layer store, its locks, phaserun, learn, jobplan, build, background,
+// layercache, layertree); Engine's methods are what the CLI (through api),
+// the daemon, the hook and the language server ask of it: build, plan,
+// learn, shell, ls, log, gc, verify, pull, push, export, import.
 package runner
 
 import (
