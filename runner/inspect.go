@@ -25,17 +25,9 @@ func (e *Engine) Select(ctx context.Context, pkg inspect.Package, at string, log
 // selectFor is Select, with the prepared derivation (nil without a .drv
 // path).
 func (e *Engine) selectFor(ctx context.Context, pkg inspect.Package, at string, log io.Writer, v *access.Viewer) (*inspect.Selected, *phaserun.Job, error) {
-	var j *phaserun.Job
-	var p *planner.Plan
-	if pkg.DrvPath != "" {
-		var err error
-		if j, err = e.run.Prepare(ctx, pkg.DrvPath, cmp.Or(log, io.Discard)); err != nil {
-			return nil, nil, err
-		}
-		if p, err = e.plans.Plan(j, planner.Options{Viewer: v}); err != nil {
-			return nil, nil, err
-		}
-		pkg.Name = j.Drv.Name
+	j, p, err := e.planOf(ctx, &pkg, log, v)
+	if err != nil {
+		return nil, nil, err
 	}
 	all, vis, err := e.visibleLayers(v)
 	if err != nil {
@@ -94,16 +86,11 @@ func (e *Engine) Chain(top string) ([]*layers.Layer, error) {
 // current plan, else the newest top layer of the package (inspect.NewestTop);
 // only layers v sees.
 func (e *Engine) Top(ctx context.Context, pkg inspect.Package, log io.Writer, v *access.Viewer) (*inspect.Selected, error) {
-	var p *planner.Plan
-	if pkg.DrvPath != "" {
-		j, err := e.run.Prepare(ctx, pkg.DrvPath, cmp.Or(log, io.Discard))
-		if err != nil {
-			return nil, err
-		}
-		if p, err = e.plans.Plan(j, planner.Options{Viewer: v}); err != nil {
-			return nil, err
-		}
-		pkg.Name = j.Drv.Name
+	_, p, err := e.planOf(ctx, &pkg, log, v)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
 		for i := len(p.Phases) - 1; i >= 0; i-- {
 			if ph := p.Phases[i]; ph.Status == planner.StatusCached {
 				l, err := e.layers.Get(ph.Layer.ID)
@@ -119,6 +106,25 @@ func (e *Engine) Top(ctx context.Context, pkg inspect.Package, log io.Writer, v 
 		return nil, err
 	}
 	return inspect.NewestTop(e.layers, all, pkg, p)
+}
+
+// planOf prepares and plans pkg's derivation as v would build it, and
+// names pkg after it; without a .drv path, nothing (the inspection goes by
+// the package's name).
+func (e *Engine) planOf(ctx context.Context, pkg *inspect.Package, log io.Writer, v *access.Viewer) (*phaserun.Job, *planner.Plan, error) {
+	if pkg.DrvPath == "" {
+		return nil, nil, nil
+	}
+	j, err := e.run.Prepare(ctx, pkg.DrvPath, cmp.Or(log, io.Discard))
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := e.plans.Plan(j, planner.Options{Viewer: v})
+	if err != nil {
+		return nil, nil, err
+	}
+	pkg.Name = j.Drv.Name
+	return j, p, nil
 }
 
 // visibleLayers are the cache's layers v sees, oldest first.
