@@ -98,6 +98,21 @@ func (l *Local) Build(ctx context.Context, req BuildRequest, out Output) (*runne
 	})
 }
 
+// BuildForNix is the hook's build of a derivation Nix asked it to build:
+// exact and never slower than Nix would build it, the outputs registered
+// while Nix holds their locks (runner.BuildOptions.NeverSlowerThanFull,
+// LocksHeld). Only the hook, root and in-process, calls it: it is not part
+// of Service, so no client of the daemon can ask for it.
+func (l *Local) BuildForNix(ctx context.Context, drvPath string, out Output) (*runner.Result, error) {
+	return l.e.Build(ctx, drvPath, runner.BuildOptions{
+		NeverSlowerThanFull: true,
+		Deliver:             true,
+		LocksHeld:           true,
+		Log:                 out.Log,
+		Progress:            out.Progress,
+	})
+}
+
 func (l *Local) Results(ctx context.Context, req ResultsRequest) (*ResultsResult, error) {
 	all, err := results.List(l.e.CacheDir())
 	if err != nil {

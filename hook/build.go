@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/poll"
@@ -67,18 +68,11 @@ func (s *session) build(ctx context.Context, req *Request) int {
 	t0 := time.Now()
 
 	// Exact, and never slower than Nix: an inexact resume is never
-	// registered (the runner rebuilds the phases with the real output
-	// paths instead), and without a path map the runner builds fully when
-	// learning would take longer. What learning the build leaves goes on
-	// in the background (the runner's policy).
-	opts := runner.BuildOptions{
-		NeverSlowerThanFull: true,
-		Deliver:             true,
-		LocksHeld:           true,
-		Log:                 logw,
-		Progress:            progress(say, nl),
-	}
-	res, err := s.engine.Build(ctx, req.DrvPath, opts)
+	// registered (the build reruns the phases with the real output paths
+	// instead), and without a path map it builds fully when learning would
+	// take longer. What learning the build leaves goes on in the
+	// background (the engine's policy).
+	res, err := s.local.BuildForNix(ctx, req.DrvPath, api.Output{Log: logw, Progress: progress(say, nl)})
 	if err == nil && !res.InStore {
 		err = fmt.Errorf("the outputs of %s were not registered in the store (%s; hook mode must run as root)", req.DrvPath, notRegisteredWhy(res))
 	}

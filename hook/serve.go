@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/runner"
 )
@@ -45,7 +46,7 @@ type session struct {
 	reply    io.Writer // serialised: progress and answers come from several goroutines
 	settings map[string]string
 	fwd      *forwarder
-	engine   *runner.Engine
+	local    *api.Local
 	slot     *os.File
 	cacheErr error // set once the cache turned out unusable
 	notReady error // set once the machine turned out unable to layer builds
@@ -159,7 +160,7 @@ func (s *session) decide(req *Request) Decision {
 // here (runner.Preflight); if not, the hook declines everything and says
 // why in Nix's log, once.
 func (s *session) preflight() error {
-	if s.notReady != nil || s.engine != nil {
+	if s.notReady != nil || s.local != nil {
 		return s.notReady
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -174,19 +175,19 @@ func (s *session) preflight() error {
 // openCache opens the runner's cache once; a cache that cannot be opened
 // makes the hook decline everything (said once, loudly).
 func (s *session) openCache() error {
-	if s.engine != nil {
+	if s.local != nil {
 		return nil
 	}
 	if s.cacheErr != nil {
 		return s.cacheErr
 	}
-	e, err := runner.Open(runner.Options{CacheDir: s.cfg.CacheDir, Cores: cores(s.settings), Logger: s.log})
+	l, err := api.OpenLocal(runner.Options{CacheDir: s.cfg.CacheDir, Cores: cores(s.settings), Logger: s.log})
 	if err != nil {
 		s.cacheErr = fmt.Errorf("nixlayer cache %s unusable: %v", s.cfg.CacheDir, err)
 		s.say("nixlayer: %v; Nix builds everything itself (fix the cache or set NIXLAYER_CACHE)", s.cacheErr)
 		return s.cacheErr
 	}
-	s.engine = e
+	s.local = l
 	return nil
 }
 
@@ -230,8 +231,8 @@ func (s *session) close() {
 	if s.fwd != nil {
 		s.fwd.close()
 	}
-	if s.engine != nil {
-		s.engine.Close()
+	if s.local != nil {
+		s.local.Close()
 	}
 	if s.slot != nil {
 		s.slot.Close()
