@@ -17,7 +17,7 @@ import (
 // package daemon); systemd starts it from nixlayer-daemon.socket, or run
 // it by hand.
 func cmdDaemon(ctx context.Context, args []string) error {
-	v, err := parseFlags("daemon", args, map[string]string{"--socket": daemon.SocketPath()})
+	v, err := commands.ParseFlags("daemon", args, map[string]string{"--socket": daemon.SocketPath()})
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ func cmdPostBuildHook(ctx context.Context, args []string) error {
 
 // cmdSetupNix writes the nix.conf lines for hook mode.
 func cmdSetupNix(ctx context.Context, args []string) error {
-	given, err := parseFlags("setup-nix", args, map[string]string{"--conf": "/etc/nix/nix.conf", "--hooks-dir": "/usr/local/libexec/nixlayer"})
+	given, err := commands.ParseFlags("setup-nix", args, map[string]string{"--conf": "/etc/nix/nix.conf", "--hooks-dir": "/usr/local/libexec/nixlayer"})
 	if err != nil {
 		return err
 	}

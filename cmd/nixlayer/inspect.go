@@ -2,19 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/nixlayer/nixlayer/api"
 	"github.com/nixlayer/nixlayer/buildindex"
-	"github.com/nixlayer/nixlayer/events"
+	"github.com/nixlayer/nixlayer/cmd/nixlayer/internal/cmdline"
+	"github.com/nixlayer/nixlayer/cmd/nixlayer/internal/render"
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/layers"
@@ -23,117 +19,9 @@ import (
 // Inspection commands (issue 8): shell, mount, umount, ls, log, gc,
 // export, import. Each takes the package like nixlayer build does.
 
-// inspectArgs splits a command line into the package (as parseArgs reads
-// it) and the command's positional arguments. The first positional
-// argument is the package only when no -f/-E is given and it looks like
-// one (a .drv, a .nix file, or a directory with default.nix). hasPkg is
-// false when no package was named at all.
-func inspectArgs(args, boolFlags, valueFlags []string) (c *common, pos []string, hasPkg bool, err error) {
-	takes := func(a string) (int, bool) {
-		if f, ok := commonFlags[a]; ok {
-			return f.values(), f.values() > 0
-		}
-		return 1, slices.Contains(valueFlags, a)
-	}
-	explicit := slices.ContainsFunc(args, func(a string) bool { return commonFlags[a].pkg })
-	var pkgArgs []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if n, ok := takes(a); ok {
-			end := min(i+n+1, len(args))
-			pkgArgs = append(pkgArgs, args[i:end]...)
-			i = end - 1
-			continue
-		}
-		if strings.HasPrefix(a, "-") && a != "-" {
-			pkgArgs = append(pkgArgs, a)
-			continue
-		}
-		if !explicit && !hasPkg && len(pos) == 0 && looksLikePackage(a) {
-			pkgArgs = append(pkgArgs, a)
-			hasPkg = true
-			continue
-		}
-		pos = append(pos, a)
-	}
-	hasPkg = hasPkg || explicit
-	sentinel := !hasPkg
-	if sentinel {
-		pkgArgs = append(pkgArgs, "-E", "null")
-	}
-	c, err = parseArgs(pkgArgs, boolFlags, valueFlags)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	if sentinel {
-		c.target.Expr = ""
-	}
-	return c, pos, hasPkg, nil
-}
-
-func looksLikePackage(a string) bool {
-	if strings.HasSuffix(a, ".drv") || strings.HasSuffix(a, ".nix") || isFlakeArg(a) {
-		return true
-	}
-	fi, err := os.Stat(filepath.Join(a, "default.nix"))
-	return err == nil && !fi.IsDir()
-}
-
-// pkg resolves the named package to its derivation; without one, the
-// default.nix of the current directory, as nix-build does.
-func (c *common) pkg(ctx context.Context) (inspect.Package, error) {
-	if c.target.File == "" && c.target.Expr == "" && c.target.Flake == "" {
-		d, err := parseArgs(nil, nil, nil)
-		if err != nil {
-			return inspect.Package{}, err
-		}
-		c.target.File, c.target.Flake = d.target.File, d.target.Flake
-	}
-	d, err := c.drvPath(ctx)
-	if err != nil {
-		return inspect.Package{}, err
-	}
-	return inspect.Package{DrvPath: d}, nil
-}
-
-// pkgService resolves the package (default.nix when none is named) and
-// connects to the engine; the caller closes the service.
-func (c *common) pkgService(ctx context.Context) (inspect.Package, api.Service, error) {
-	p, err := c.pkg(ctx)
-	if err != nil {
-		return inspect.Package{}, nil, err
-	}
-	svc, err := c.service(ctx)
-	if err != nil {
-		return inspect.Package{}, nil, err
-	}
-	return p, svc, nil
-}
-
-// signedPkgService is what export and push start with: the --sign-key,
-// the package and the engine.
-func (c *common) signedPkgService(ctx context.Context) (string, inspect.Package, api.Service, error) {
-	key, err := c.secretKey()
-	if err != nil {
-		return "", inspect.Package{}, nil, err
-	}
-	p, svc, err := c.pkgService(ctx)
-	return key, p, svc, err
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 // note tells the user when the chain taken is not the current
 // derivation's (inspect.Selected.Note).
-func note(text string) {
-	if text != "" {
-		fmt.Fprintf(os.Stderr, "nixlayer: note: %s\n", text)
-	}
-}
+func note(text string) { render.Note(os.Stderr, text) }
 
 // nixlayer shell [PKG] --at PHASE|failed|LAYER [--keep]
 func cmdShell(ctx context.Context, args []string) error {
@@ -141,23 +29,23 @@ func cmdShell(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	at := c.value("--at")
+	at := c.Value("--at")
 	if at == "" && len(pos) > 0 {
 		at, pos = pos[0], pos[1:]
 	}
 	if len(pos) > 0 || at == "" {
-		return usagef("nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
+		return cmdline.Usagef("nixlayer shell [PACKAGE] --at PHASE|failed [--keep]")
 	}
 	p, svc, err := c.pkgService(ctx)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	res, err := svc.Shell(ctx, api.ShellRequest{DrvPath: p.DrvPath, At: at, Keep: c.flags["--keep"]}, api.Terminal{In: os.Stdin, Out: os.Stdout, Notice: os.Stderr})
+	res, err := svc.Shell(ctx, api.ShellRequest{DrvPath: p.DrvPath, At: at, Keep: c.Flags["--keep"]}, api.Terminal{In: os.Stdin, Out: os.Stdout, Notice: os.Stderr})
 	if err != nil {
 		return err
 	}
-	if c.json {
+	if c.JSON {
 		return printJSON(res)
 	}
 	return nil
@@ -169,12 +57,12 @@ func cmdMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	at := c.value("--at")
+	at := c.Value("--at")
 	if at == "" && len(pos) > 0 {
 		at, pos = pos[0], pos[1:]
 	}
 	if len(pos) > 1 {
-		return usagef("nixlayer mount [PACKAGE] PHASE [DIR]")
+		return cmdline.Usagef("nixlayer mount [PACKAGE] PHASE [DIR]")
 	}
 	e, err := c.engine()
 	if err != nil {
@@ -186,7 +74,7 @@ func cmdMount(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if c.json {
+		if c.JSON {
 			return printJSON(ms)
 		}
 		for _, m := range ms {
@@ -211,7 +99,7 @@ func cmdMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.json {
+	if c.JSON {
 		return printJSON(rec)
 	}
 	fmt.Fprintf(os.Stderr, "nixlayer: %s after %s mounted read-only; release it with: nixlayer umount %s\n", rec.Package, rec.Phase, rec.Dir)
@@ -236,12 +124,12 @@ func cmdUmount(ctx context.Context, args []string) error {
 	}
 	var dirs []string
 	switch {
-	case c.flags["--all"]:
+	case c.Flags["--all"]:
 		for _, m := range ms {
 			dirs = append(dirs, m.Dir)
 		}
 	case len(pos) != 1:
-		return usagef("nixlayer umount DIR | nixlayer umount [PACKAGE] PHASE | nixlayer umount --all")
+		return cmdline.Usagef("nixlayer umount DIR | nixlayer umount [PACKAGE] PHASE | nixlayer umount --all")
 	default:
 		abs, _ := filepath.Abs(pos[0])
 		for _, m := range ms {
@@ -275,11 +163,11 @@ func cmdUmount(ctx context.Context, args []string) error {
 		if err := e.Trees().Unmount(d); err != nil {
 			return err
 		}
-		if !c.json {
+		if !c.JSON {
 			fmt.Fprintf(os.Stderr, "nixlayer: unmounted %s\n", d)
 		}
 	}
-	if c.json {
+	if c.JSON {
 		return printJSON(map[string]any{"unmounted": dirs})
 	}
 	return nil
@@ -305,73 +193,27 @@ func cmdLs(ctx context.Context, args []string) error {
 	case len(pos) == 1:
 		p.Name = pos[0]
 	case len(pos) > 1:
-		return usagef("nixlayer ls [PACKAGE | NAME] [--json [--builds]]")
+		return cmdline.Usagef("nixlayer ls [PACKAGE | NAME] [--json [--builds]]")
 	}
 	lr, err := query(ctx, c, api.Service.List, api.ListRequest{Package: p, Builds: true})
 	if err != nil {
 		return err
 	}
 	rows, builds := lr.Layers, lr.Builds
-	if c.json && !c.flags["--builds"] {
+	if c.JSON && !c.Flags["--builds"] {
 		return printJSON(rows)
 	}
 	if builds == nil {
 		builds = []buildindex.Build{}
 	}
-	if c.json {
+	if c.JSON {
 		return printJSON(struct {
 			Layers []inspect.LayerRow `json:"layers"`
 			Builds []buildindex.Build `json:"builds"`
 		}{rows, builds})
 	}
-	if len(rows) == 0 {
-		fmt.Fprintln(os.Stderr, "nixlayer: no layers in the cache")
-	} else {
-		printLayers(rows)
-	}
-	if len(builds) > 0 {
-		if len(rows) > 0 {
-			fmt.Println()
-		}
-		printBuilds(os.Stdout, builds)
-	}
+	render.List(os.Stdout, os.Stderr, rows, builds)
 	return nil
-}
-
-func printLayers(rows []inspect.LayerRow) {
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PACKAGE\tPHASE\tSTATUS\tLAYER\tKEY\tOWN\tSHARED\tAGE\tTOOK\t")
-	var total int64
-	for _, r := range rows {
-		phase, key, status := r.Phase, "-", r.Status
-		if r.Kind != layers.KindPhase {
-			phase = "(" + string(r.Kind) + ")"
-		}
-		if len(r.Key) >= 12 {
-			key = r.Key[:12]
-		}
-		if r.Mounted > 0 {
-			status += ",mounted"
-		}
-		if !r.Verified {
-			status += ",unverified"
-		}
-		took := "-"
-		if r.Duration > 0 {
-			took = round(r.Duration)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Package, phase, status, layers.Short(r.ID), key, layers.FormatSize(r.Size), layers.FormatSize(r.Shared), age(r.Created), took)
-		if r.Size > 0 {
-			total += r.Size
-		}
-	}
-	tw.Flush()
-	fmt.Printf("%d layers, %s\n", len(rows), layers.FormatSize(total))
-}
-
-// age is how long ago t was, as ls shows it (3s, 5m, 2h, 4d).
-func age(t time.Time) string {
-	return events.Age(time.Since(t), events.AgeUnits{"s", "m", "h", "d"})
 }
 
 // nixlayer log PKG|NAME [PHASE] [--json]
@@ -388,19 +230,19 @@ func cmdLog(ctx context.Context, args []string) error {
 	} else if len(pos) > 0 {
 		p.Name, pos = pos[0], pos[1:]
 	} else {
-		return usagef("nixlayer log PACKAGE|NAME [PHASE]")
+		return cmdline.Usagef("nixlayer log PACKAGE|NAME [PHASE]")
 	}
 	phase := ""
 	if len(pos) == 1 {
 		phase = pos[0]
 	} else if len(pos) > 1 {
-		return usagef("nixlayer log PACKAGE|NAME [PHASE]")
+		return cmdline.Usagef("nixlayer log PACKAGE|NAME [PHASE]")
 	}
 	logs, err := query(ctx, c, api.Service.Log, api.LogRequest{Package: p, Phase: phase})
 	if err != nil {
 		return err
 	}
-	if c.json {
+	if c.JSON {
 		return printJSON(logs)
 	}
 	for _, l := range logs {
@@ -416,56 +258,33 @@ func cmdGC(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usagef("nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]")
+		return cmdline.Usagef("nixlayer gc [--keep-last N] [--max-size SIZE] [--older-than AGE] [--dry-run]")
 	}
-	o := api.GCRequest{DryRun: c.flags["--dry-run"]}
-	if v := c.value("--keep-last"); v != "" {
+	o := api.GCRequest{DryRun: c.Flags["--dry-run"]}
+	if v := c.Value("--keep-last"); v != "" {
 		if o.KeepLast, err = strconv.Atoi(v); err != nil || o.KeepLast < 1 {
 			return fmt.Errorf("--keep-last needs a number ≥ 1, not %q", v)
 		}
 	}
-	if v := c.value("--max-size"); v != "" {
+	if v := c.Value("--max-size"); v != "" {
 		if o.MaxSize, err = gc.ParseSize(v); err != nil {
 			return fmt.Errorf("--max-size: %w", err)
 		}
 	}
-	if v := c.value("--older-than"); v != "" {
-		if o.OlderThan, err = parseAge(v); err != nil {
+	if v := c.Value("--older-than"); v != "" {
+		if o.OlderThan, err = cmdline.ParseAge(v); err != nil {
 			return fmt.Errorf("--older-than: %w", err)
 		}
 	}
 	res, err := request(ctx, c, api.Service.GC, o, api.Output{Log: os.Stderr})
-	if res != nil && c.json {
+	if res != nil && c.JSON {
 		if jerr := printJSON(res); jerr != nil {
 			return jerr
 		}
 	} else if res != nil {
-		verb := "removed"
-		if res.DryRun {
-			verb = "would remove"
-		}
-		fmt.Printf("%s %d layers, freed %s (%d bytes); kept %d layers (%s)\n", verb, len(res.Removed), layers.FormatSize(res.Freed), res.Freed, res.Kept, layers.FormatSize(res.KeptBytes))
-		if len(res.InUse) > 0 {
-			fmt.Printf("left %d layers in use by a running build, a shell or a mount\n", len(res.InUse))
-		}
+		render.GC(os.Stdout, res)
 	}
 	return err
-}
-
-// parseAge reads Go durations plus days (7d).
-func parseAge(s string) (time.Duration, error) {
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(d, 64)
-		if err != nil {
-			return 0, fmt.Errorf("bad age %q (use e.g. 7d, 12h)", s)
-		}
-		return time.Duration(n * float64(24*time.Hour)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("bad age %q (use e.g. 7d, 12h)", s)
-	}
-	return d, nil
 }
 
 // dirCommandArgs reads the command line of export and import, which name
@@ -476,7 +295,7 @@ func dirCommandArgs(args []string, name, usage string) (*common, string, error) 
 		return nil, "", err
 	}
 	if len(pos) != 1 {
-		return nil, "", usagef("%s", usage)
+		return nil, "", cmdline.Usagef("%s", usage)
 	}
 	dir, err := filepath.Abs(pos[0])
 	return c, dir, err
@@ -493,15 +312,15 @@ func cmdExport(ctx context.Context, args []string) error {
 		return err
 	}
 	defer svc.Close()
-	res, err := svc.Export(ctx, api.ExportRequest{DrvPath: p.DrvPath, At: c.value("--at"), Dir: dir, Ref: c.value("--tag"), SecretKey: key}, api.Output{Log: os.Stderr})
+	res, err := svc.Export(ctx, api.ExportRequest{DrvPath: p.DrvPath, At: c.Value("--at"), Dir: dir, Ref: c.Value("--tag"), SecretKey: key}, api.Output{Log: os.Stderr})
 	if err != nil {
 		return err
 	}
 	note(res.Selection.Note)
-	if c.json {
+	if c.JSON {
 		return printJSON(res.ExportResult)
 	}
-	fmt.Fprintf(os.Stderr, "nixlayer: exported %d layers of %s (up to %s, %s compressed, %s) as oci:%s:%s\n", len(res.Layers), res.Selection.Name, res.Selection.Phase, layers.FormatSize(res.Bytes), signedBy(res.SignedBy), res.Dir, res.Ref)
+	render.Exported(os.Stderr, res)
 	return nil
 }
 
@@ -511,19 +330,13 @@ func cmdImport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := request(ctx, c, api.Service.Import, api.ImportRequest{Dir: dir, Ref: c.value("--tag")}, api.Output{Log: os.Stderr})
+	res, err := request(ctx, c, api.Service.Import, api.ImportRequest{Dir: dir, Ref: c.Value("--tag")}, api.Output{Log: os.Stderr})
 	if err != nil {
 		return err
 	}
-	if c.json {
+	if c.JSON {
 		return printJSON(res)
 	}
-	for _, r := range res {
-		trust := "signed by " + r.SignedBy
-		if !r.Verified {
-			trust = "NOT VERIFIED (" + r.Untrusted + "): results resting on them stay out of the Nix store"
-		}
-		fmt.Fprintf(os.Stderr, "nixlayer: imported %s: %d layers new, %d already cached; %s\n", r.Ref, r.Created, r.Reused, trust)
-	}
+	render.Imported(os.Stderr, res)
 	return nil
 }

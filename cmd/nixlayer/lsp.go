@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/cmd/nixlayer/internal/cmdline"
 	"github.com/nixlayer/nixlayer/daemon"
 	"github.com/nixlayer/nixlayer/lsp"
 	"github.com/nixlayer/nixlayer/runner"
@@ -34,7 +35,7 @@ func cmdLSP(ctx context.Context, args []string) error {
 			verbose = true
 		case "--cache", "--debounce", "--lens-refresh":
 			if i+1 >= len(args) {
-				return usageError{fmt.Sprintf("%s needs a value (nixlayer lsp --help)", a)}
+				return cmdline.UsageError{Msg: fmt.Sprintf("%s needs a value (nixlayer lsp --help)", a)}
 			}
 			i++
 			if a == "--cache" {
@@ -51,7 +52,7 @@ func cmdLSP(ctx context.Context, args []string) error {
 				opts.LensRefresh = -1
 			}
 		default:
-			return usageError{fmt.Sprintf("unknown argument %q (nixlayer lsp --help)", a)}
+			return cmdline.UsageError{Msg: fmt.Sprintf("unknown argument %q (nixlayer lsp --help)", a)}
 		}
 	}
 	cfg := zap.NewProductionConfig() // JSON on stderr: stdout is the LSP stream

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/nixlayer/nixlayer/cmd/nixlayer/internal/cmdline"
 )
 
 func main() {
@@ -34,8 +36,8 @@ func isNumber(s string) bool {
 
 func run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usageText())
-		return exitUsage
+		fmt.Fprint(os.Stderr, commands.Usage())
+		return cmdline.ExitUsage
 	}
 	// Nix 2.8 execs build-hook with the verbosity as its only argument.
 	if len(args) == 1 && isNumber(args[0]) {
@@ -48,19 +50,19 @@ func run(ctx context.Context, args []string) int {
 	case "--version", "-V":
 		name = "version"
 	}
-	cmd := findCommand(name)
+	cmd := commands.Find(name)
 	if cmd == nil {
-		fmt.Fprintf(os.Stderr, "nixlayer: unknown command %q\n\n%s", name, usageText())
-		return exitUsage
+		fmt.Fprintf(os.Stderr, "nixlayer: unknown command %q\n\n%s", name, commands.Usage())
+		return cmdline.ExitUsage
 	}
-	if wantsHelp(cmd, rest) {
-		printCommandHelp(os.Stdout, cmd)
-		return exitOK
+	if cmd.WantsHelp(rest) {
+		cmd.PrintHelp(os.Stdout)
+		return cmdline.ExitOK
 	}
-	err := cmd.run(ctx, rest)
-	var code exitCodeError
+	err := cmd.Run(ctx, rest)
+	var code cmdline.ExitCodeError
 	if err != nil && !errors.As(err, &code) {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 	}
-	return codeOf(err)
+	return cmdline.CodeOf(err)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/nixlayer/nixlayer/cmd/nixlayer/internal/render"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/hook"
 	"github.com/nixlayer/nixlayer/internal/e2etest"
@@ -583,7 +584,7 @@ func cmdWaitSettled(ts *testscript.TestScript, neg bool, args []string) {
 	for {
 		out, err := runIn(ts, nixlayerBin, "status", "--json")
 		ts.Check(err)
-		var st statusReport
+		var st render.StatusReport
 		ts.Check(json.Unmarshal([]byte(out), &st))
 		pending := len(st.Background) > 0
 		for _, r := range st.Results {

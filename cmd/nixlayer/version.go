@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/nixlayer/nixlayer/cmd/nixlayer/internal/cmdline"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
@@ -42,7 +43,7 @@ func buildVersion() (ver, rev string) {
 // (on PATH: the one it runs).
 func cmdVersion(ctx context.Context, args []string) error {
 	if len(args) > 0 {
-		return usagef("nixlayer version")
+		return cmdline.Usagef("nixlayer version")
 	}
 	ver, rev := buildVersion()
 	fmt.Printf("nixlayer %s\ncommit %s\n", ver, rev)

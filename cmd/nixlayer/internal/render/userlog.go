@@ -1,4 +1,4 @@
-package main
+package render
 
 import (
 	"bytes"
@@ -6,18 +6,19 @@ import (
 	"sync"
 )
 
-// userLog shows the builder's output to a person: Nix consumes the
+// UserLog shows the builder's output to a person: Nix consumes the
 // stdenv's `@nix {…}` lines itself, so they are dropped here too (the
 // phase they announce is already in nixlayer's progress lines).
-type userLog struct {
+type UserLog struct {
 	mu      sync.Mutex
 	w       io.Writer
 	partial []byte
 }
 
-func newUserLog(w io.Writer) *userLog { return &userLog{w: w} }
+// NewUserLog is a UserLog writing to w.
+func NewUserLog(w io.Writer) *UserLog { return &UserLog{w: w} }
 
-func (u *userLog) Write(p []byte) (int, error) {
+func (u *UserLog) Write(p []byte) (int, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.partial = append(u.partial, p...)

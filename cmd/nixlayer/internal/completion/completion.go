@@ -1,4 +1,9 @@
-package main
+// Package completion writes nixlayer's bash, zsh and fish completion
+// scripts, generated from the command and flag tables (package cmdline),
+// and answers the scripts' questions Nix must answer: a flake's packages
+// (a word with #) and a Nix file's attributes (after -A), through
+// `nixlayer complete-packages`. cmd/nixlayer's completion commands call it.
+package completion
 
 import (
 	"context"
@@ -10,46 +15,40 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nixlayer/nixlayer/cmd/nixlayer/internal/cmdline"
 	"github.com/nixlayer/nixlayer/nixstore"
 	"github.com/nixlayer/nixlayer/phaserules"
 )
 
-// Shell completion: the scripts are generated from the command and flag
-// tables (commands.go, args.go). Phase names are the standard phases; a
-// flake's packages (a word with #) and a Nix file's attributes (after -A)
-// come from `nixlayer complete-packages`, which asks Nix.
-
-// completePackagesCommand is the hidden command the scripts run for
+// PackagesCommand is the hidden command the scripts run for
 // FLAKE#PREFIX words.
-const completePackagesCommand = "complete-packages"
+const PackagesCommand = "complete-packages"
 
-// cmdCompletion prints the completion script for a shell.
-func cmdCompletion(_ context.Context, args []string) error {
-	if len(args) != 1 {
-		return usagef("nixlayer completion bash|zsh|fish")
-	}
-	t := completionTable()
-	switch args[0] {
+// Write writes the completion script for a shell (bash, zsh or fish)
+// from the table; false for a shell it has no script for.
+func Write(w io.Writer, commands cmdline.Table, shell string) bool {
+	t := completionTable(commands)
+	switch shell {
 	case "bash":
-		t.bash(os.Stdout)
+		t.bash(w)
 	case "zsh":
-		t.zsh(os.Stdout)
+		t.zsh(w)
 	case "fish":
-		t.fish(os.Stdout)
+		t.fish(w)
 	default:
-		return usageError{fmt.Sprintf("nixlayer completion: no script for the shell %q (bash, zsh or fish)", args[0])}
+		return false
 	}
-	return nil
+	return true
 }
 
-// cmdCompletePackages prints the packages a word being completed may
-// name, one a line; nothing when Nix cannot say:
+// PrintPackages writes the packages a word being completed may name, one
+// a line; nothing when Nix cannot say:
 //
 //	complete-packages FLAKE#PREFIX           the flake's packages (FLAKE#NAME)
 //	complete-packages --attr PREFIX WORD...  the -A values of the Nix file the
 //	                                         command line WORD... names
 //	                                         (default ./default.nix)
-func cmdCompletePackages(ctx context.Context, args []string) error {
+func PrintPackages(ctx context.Context, w io.Writer, args []string) error {
 	if len(args) >= 2 && args[0] == "--attr" {
 		file := completionFile(args[2:])
 		parent, prefix := "", args[1]
@@ -62,13 +61,13 @@ func cmdCompletePackages(ctx context.Context, args []string) error {
 		}
 		for _, n := range names {
 			if strings.HasPrefix(n, prefix) {
-				fmt.Println(strings.TrimPrefix(parent+"."+n, "."))
+				fmt.Fprintln(w, strings.TrimPrefix(parent+"."+n, "."))
 			}
 		}
 		return nil
 	}
 	if len(args) != 1 {
-		return usagef("nixlayer %s FLAKE#PREFIX | --attr PREFIX [WORD...]", completePackagesCommand)
+		return cmdline.Usagef("nixlayer %s FLAKE#PREFIX | --attr PREFIX [WORD...]", PackagesCommand)
 	}
 	flake, prefix, ok := strings.Cut(args[0], "#")
 	if !ok {
@@ -80,7 +79,7 @@ func cmdCompletePackages(ctx context.Context, args []string) error {
 	}
 	for _, n := range names {
 		if strings.HasPrefix(n, prefix) {
-			fmt.Println(flake + "#" + n)
+			fmt.Fprintln(w, flake+"#"+n)
 		}
 	}
 	return nil
@@ -97,11 +96,11 @@ func completionFile(words []string) string {
 			file = words[i+1]
 			break
 		}
-		if f, ok := commonFlags[w]; ok {
-			i += f.values()
+		if f, ok := cmdline.CommonFlag(w); ok {
+			i += f.Values()
 			continue
 		}
-		if !strings.HasPrefix(w, "-") && !isFlakeArg(w) && (strings.HasSuffix(w, ".nix") || isDir(w)) {
+		if !strings.HasPrefix(w, "-") && !cmdline.IsFlakeArg(w) && (strings.HasSuffix(w, ".nix") || isDir(w)) {
 			file = w
 			break
 		}
@@ -125,7 +124,7 @@ func isDir(p string) bool {
 type completionCommand struct {
 	name, summary string
 	pkg           bool
-	flags         []flagSpec
+	flags         []cmdline.FlagSpec
 }
 
 // completionData is the tables as the scripts need them.
@@ -134,17 +133,17 @@ type completionData struct {
 	phases   []string
 }
 
-func completionTable() completionData {
+func completionTable(commands cmdline.Table) completionData {
 	var d completionData
 	for _, c := range commands {
-		if c.hidden {
+		if c.Hidden {
 			continue
 		}
-		cc := completionCommand{name: c.name, summary: c.summary, pkg: c.pkg, flags: slices.Clone(c.flags)}
-		if c.pkg {
-			cc.flags = append(cc.flags, commonFlagSpecs()...)
+		cc := completionCommand{name: c.Name, summary: c.Summary, pkg: c.Pkg, flags: slices.Clone(c.Flags)}
+		if c.Pkg {
+			cc.flags = append(cc.flags, cmdline.CommonFlagSpecs()...)
 		}
-		cc.flags = append(cc.flags, flagSpec{names: []string{"-h", "--help"}, help: "show the command's help"})
+		cc.flags = append(cc.flags, cmdline.FlagSpec{Names: []string{"-h", "--help"}, Help: "show the command's help"})
 		d.commands = append(d.commands, cc)
 	}
 	d.phases = append(phaserules.StandardNames(), "failed")
@@ -157,8 +156,8 @@ func (d completionData) flagsWith(kind string) []string {
 	var names []string
 	for _, c := range d.commands {
 		for _, f := range c.flags {
-			if f.values() > 0 && f.complete == kind && len(f.choices) == 0 && !slices.Contains(names, f.names[0]) {
-				names = append(names, f.names...)
+			if f.Values() > 0 && f.Complete == kind && len(f.Choices) == 0 && !slices.Contains(names, f.Names[0]) {
+				names = append(names, f.Names...)
 			}
 		}
 	}
@@ -170,9 +169,9 @@ func (d completionData) choiceFlags() map[string][]string {
 	m := map[string][]string{}
 	for _, c := range d.commands {
 		for _, f := range c.flags {
-			if len(f.choices) > 0 {
-				for _, n := range f.names {
-					m[n] = f.choices
+			if len(f.Choices) > 0 {
+				for _, n := range f.Names {
+					m[n] = f.Choices
 				}
 			}
 		}
@@ -180,10 +179,10 @@ func (d completionData) choiceFlags() map[string][]string {
 	return m
 }
 
-func flagNames(flags []flagSpec) []string {
+func flagNames(flags []cmdline.FlagSpec) []string {
 	var names []string
 	for _, f := range flags {
-		names = append(names, f.names...)
+		names = append(names, f.Names...)
 	}
 	return names
 }
@@ -231,7 +230,7 @@ _nixlayer() {
     case $prev in
         %s)
             mapfile -t COMPREPLY < <(compgen -W %q -- "$cur"); return ;;
-`, strings.Join(d.flagsWith(completePhase), "|"), strings.Join(d.phases, " "))
+`, strings.Join(d.flagsWith(cmdline.CompletePhase), "|"), strings.Join(d.phases, " "))
 	for flag, values := range sortedMap(d.choiceFlags()) {
 		fmt.Fprintf(w, "        %s) mapfile -t COMPREPLY < <(compgen -W %q -- \"$cur\"); return ;;\n", flag, strings.Join(values, " "))
 	}
@@ -257,9 +256,9 @@ _nixlayer() {
     fi
 }
 complete -o filenames -o bashdefault -F _nixlayer nixlayer
-`, strings.Join(d.flagsWith(completeDir), "|"), strings.Join(d.flagsWith(completeFile), "|"),
-		strings.Join(d.flagsWith(completePackage), "|"), completePackagesCommand, strings.Join(d.valueFlags(), "|"),
-		strings.Join(d.pkgCommands(), " "), completePackagesCommand, strings.Join(d.commandNames(), " "))
+`, strings.Join(d.flagsWith(cmdline.CompleteDir), "|"), strings.Join(d.flagsWith(cmdline.CompleteFile), "|"),
+		strings.Join(d.flagsWith(cmdline.CompletePackage), "|"), PackagesCommand, strings.Join(d.valueFlags(), "|"),
+		strings.Join(d.pkgCommands(), " "), PackagesCommand, strings.Join(d.commandNames(), " "))
 }
 
 func (d completionData) zsh(w io.Writer) {
@@ -281,7 +280,7 @@ _nixlayer() {
     fi
     case $prev in
         %s) compadd -- %s; return ;;
-`, strings.Join(d.flagsWith(completePhase), "|"), strings.Join(d.phases, " "))
+`, strings.Join(d.flagsWith(cmdline.CompletePhase), "|"), strings.Join(d.phases, " "))
 	for flag, values := range sortedMap(d.choiceFlags()) {
 		fmt.Fprintf(w, "        %s) compadd -- %s; return ;;\n", flag, strings.Join(values, " "))
 	}
@@ -296,13 +295,13 @@ _nixlayer() {
     esac
     local -a flags
     case $cmd in
-`, strings.Join(d.flagsWith(completeDir), "|"), strings.Join(d.flagsWith(completeFile), "|"),
-		strings.Join(d.flagsWith(completePackage), "|"), completePackagesCommand, strings.Join(d.valueFlags(), "|"))
+`, strings.Join(d.flagsWith(cmdline.CompleteDir), "|"), strings.Join(d.flagsWith(cmdline.CompleteFile), "|"),
+		strings.Join(d.flagsWith(cmdline.CompletePackage), "|"), PackagesCommand, strings.Join(d.valueFlags(), "|"))
 	for _, c := range d.commands {
 		var specs []string
 		for _, f := range c.flags {
-			for _, n := range f.names {
-				specs = append(specs, zshItem(n, f.help))
+			for _, n := range f.Names {
+				specs = append(specs, zshItem(n, f.Help))
 			}
 		}
 		fmt.Fprintf(w, "        %s) flags=(%s) ;;\n", c.name, strings.Join(specs, " "))
@@ -327,7 +326,7 @@ if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
 else
     compdef _nixlayer nixlayer
 fi
-`, strings.Join(d.pkgCommands(), " "), completePackagesCommand, strings.Join(d.commandNames(), " "))
+`, strings.Join(d.pkgCommands(), " "), PackagesCommand, strings.Join(d.commandNames(), " "))
 }
 
 func (d completionData) fish(w io.Writer) {
@@ -341,7 +340,7 @@ func (d completionData) fish(w io.Writer) {
 		cond := fishQuote("__fish_seen_subcommand_from " + c.name)
 		for _, f := range c.flags {
 			var opts []string
-			for _, n := range f.names {
+			for _, n := range f.Names {
 				if strings.HasPrefix(n, "--") {
 					opts = append(opts, "-l", n[2:])
 				} else {
@@ -349,23 +348,23 @@ func (d completionData) fish(w io.Writer) {
 				}
 			}
 			switch {
-			case len(f.choices) > 0:
-				opts = append(opts, "-x", "-a", fishQuote(strings.Join(f.choices, " ")))
-			case f.complete == completePhase:
+			case len(f.Choices) > 0:
+				opts = append(opts, "-x", "-a", fishQuote(strings.Join(f.Choices, " ")))
+			case f.Complete == cmdline.CompletePhase:
 				opts = append(opts, "-x", "-a", fishQuote(strings.Join(d.phases, " ")))
-			case f.complete == completePackage:
-				opts = append(opts, "-x", "-a", fishQuote("(nixlayer "+completePackagesCommand+" --attr (commandline -ct) (commandline -opc)[2..-1] 2>/dev/null)"))
-			case f.complete == completeFile || f.complete == completeDir:
+			case f.Complete == cmdline.CompletePackage:
+				opts = append(opts, "-x", "-a", fishQuote("(nixlayer "+PackagesCommand+" --attr (commandline -ct) (commandline -opc)[2..-1] 2>/dev/null)"))
+			case f.Complete == cmdline.CompleteFile || f.Complete == cmdline.CompleteDir:
 				opts = append(opts, "-r", "-F")
-			case f.values() > 0:
+			case f.Values() > 0:
 				opts = append(opts, "-x")
 			}
-			fmt.Fprintf(w, "complete -c nixlayer -n %s %s -d %s\n", cond, strings.Join(opts, " "), fishQuote(f.help))
+			fmt.Fprintf(w, "complete -c nixlayer -n %s %s -d %s\n", cond, strings.Join(opts, " "), fishQuote(f.Help))
 		}
 	}
 	pkgs := fishQuote("__fish_seen_subcommand_from " + strings.Join(d.pkgCommands(), " "))
 	fmt.Fprintf(w, "complete -c nixlayer -n %s -F\n", pkgs)
-	fmt.Fprintf(w, "complete -c nixlayer -n %s -a %s\n", pkgs, fishQuote("(string match -q -- '*#*' (commandline -ct); and nixlayer "+completePackagesCommand+" (commandline -ct) 2>/dev/null)"))
+	fmt.Fprintf(w, "complete -c nixlayer -n %s -a %s\n", pkgs, fishQuote("(string match -q -- '*#*' (commandline -ct); and nixlayer "+PackagesCommand+" (commandline -ct) 2>/dev/null)"))
 	fmt.Fprintf(w, "complete -c nixlayer -n %s -a 'bash zsh fish'\n", fishQuote("__fish_seen_subcommand_from completion"))
 	fmt.Fprintf(w, "complete -c nixlayer -n %s -a %s\n", fishQuote("__fish_seen_subcommand_from help"), fishQuote(strings.Join(d.commandNames(), " ")))
 }

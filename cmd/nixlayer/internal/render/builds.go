@@ -1,4 +1,4 @@
-package main
+package render
 
 import (
 	"fmt"
@@ -16,28 +16,28 @@ import (
 // Builds Nix ran itself, as recorded by pre-/post-build-hook in the build
 // index (package buildindex), in `plan` and `ls`.
 
-// nixBuildNote is what plan says about a build of the derivation that Nix
+// NixBuildNote is what plan says about a build of the derivation that Nix
 // made itself.
-type nixBuildNote struct {
+type NixBuildNote struct {
 	*buildindex.Build
 	// NoLayers: no phase of the plan is cached, so the next layered build
 	// of this derivation runs every phase.
 	NoLayers bool `json:"noLayers"`
 }
 
-// planWithIndex is `plan --json`: the runner's plan plus builtByNix.
-type planWithIndex struct {
+// PlanWithIndex is `plan --json`: the runner's plan plus BuiltByNix.
+type PlanWithIndex struct {
 	*planner.Plan
-	BuiltByNix *nixBuildNote `json:"builtByNix,omitempty"`
+	BuiltByNix *NixBuildNote `json:"builtByNix,omitempty"`
 }
 
-// builtByNix is the newest build of the plan's derivation that Nix made
+// BuiltByNix is the newest build of the plan's derivation that Nix made
 // itself, as the engine found it in the build index.
-func builtByNix(pr *api.PlanResult) *nixBuildNote {
+func BuiltByNix(pr *api.PlanResult) *NixBuildNote {
 	if pr.BuiltByNix == nil {
 		return nil
 	}
-	n := &nixBuildNote{Build: pr.BuiltByNix, NoLayers: true}
+	n := &NixBuildNote{Build: pr.BuiltByNix, NoLayers: true}
 	for _, ph := range pr.Phases {
 		if ph.Layer != nil {
 			n.NoLayers = false
@@ -48,7 +48,7 @@ func builtByNix(pr *api.PlanResult) *nixBuildNote {
 
 // text is plan's line, e.g. "built by Nix at 2024-05-01 12:00:03 in 12.3s
 // (no layers: next build is cold)".
-func (n *nixBuildNote) text() string {
+func (n *NixBuildNote) text() string {
 	s := "built by Nix at " + n.End.Local().Format("2006-01-02 15:04:05")
 	if n.Duration > 0 {
 		s += " in " + round(n.Duration)
