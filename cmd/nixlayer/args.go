@@ -79,13 +79,13 @@ func query[R, T any](ctx context.Context, c *common, m func(api.Service, context
 	}, req, api.Output{})
 }
 
-// engine is the engine in this process, for what only root does: mounts on
+// local is the engine in this process, for what only root does: mounts on
 // the host.
-func (c *common) engine() (*runner.Engine, error) {
+func (c *common) local() (*api.Local, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("this command works on the cache directly and needs root (other users: nixlayer build, plan, shell, ls, log, verify, learn, status, export, pull go through the nixlayer daemon)")
 	}
-	return runner.Open(runner.Options{CacheDir: c.CacheDir, Logger: c.logger()})
+	return api.OpenLocal(runner.Options{CacheDir: c.CacheDir, Logger: c.logger()})
 }
 
 // registry is the request's layer-cache switches.

@@ -64,13 +64,13 @@ func cmdMount(ctx context.Context, args []string) error {
 	if len(pos) > 1 {
 		return cmdline.Usagef("nixlayer mount [PACKAGE] PHASE [DIR]")
 	}
-	e, err := c.engine()
+	l, err := c.local()
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer l.Close()
 	if at == "" {
-		ms, err := e.Trees().Mounts()
+		ms, err := l.Mounts()
 		if err != nil {
 			return err
 		}
@@ -86,16 +86,16 @@ func cmdMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sel, err := e.Select(ctx, p, at, os.Stderr, nil)
+	sel, err := l.Select(ctx, p, at, os.Stderr)
 	if err != nil {
 		return err
 	}
 	note(sel.Note)
-	dir := e.Trees().DefaultMountDir(sel.Layer, sel.Phase)
+	dir := ""
 	if len(pos) == 1 {
 		dir = pos[0]
 	}
-	rec, err := e.Trees().Mount(sel.Layer, sel.Phase, dir)
+	rec, err := l.Mount(sel, dir)
 	if err != nil {
 		return err
 	}
@@ -113,12 +113,12 @@ func cmdUmount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	e, err := c.engine()
+	l, err := c.local()
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	ms, err := e.Trees().Mounts()
+	defer l.Close()
+	ms, err := l.Mounts()
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func cmdUmount(ctx context.Context, args []string) error {
 			if err != nil {
 				return fmt.Errorf("%s is not a nixlayer mount, and as a phase: %w", pos[0], err)
 			}
-			sel, err := e.Select(ctx, p, pos[0], os.Stderr, nil)
+			sel, err := l.Select(ctx, p, pos[0], os.Stderr)
 			if err != nil {
 				return err
 			}
@@ -160,7 +160,7 @@ func cmdUmount(ctx context.Context, args []string) error {
 		}
 	}
 	for _, d := range dirs {
-		if err := e.Trees().Unmount(d); err != nil {
+		if err := l.Unmount(d); err != nil {
 			return err
 		}
 		if !c.JSON {
