@@ -25,6 +25,7 @@ import (
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/learn"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/nixstore/storetree"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
@@ -511,7 +512,7 @@ func (w *Worker) replaceCacheCopy(ctx context.Context, r *results.Record, old, c
 	if filepath.Dir(old) != filepath.Clean(dir) {
 		return
 	}
-	if err := nixstore.RemoveTree(old); err != nil {
+	if err := storetree.RemoveTree(old); err != nil {
 		w.Log.Warn("replacing a result's copy in the cache", zap.String("path", old), zap.Error(err))
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/nixstore/storetree"
 	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/planner"
 	"github.com/nixlayer/nixlayer/results"
@@ -40,11 +41,11 @@ func (b *Builder) Deliver(ctx context.Context, j *phaserun.Job, res *Result, bo 
 	}
 	res.Outputs = map[string]string{}
 	if res.Verified && bo.Deliver && os.Geteuid() == 0 {
-		var opts []nixstore.DeliverOption
+		var opts []storetree.DeliverOption
 		if bo.LocksHeld {
-			opts = append(opts, nixstore.LocksHeldByCaller())
+			opts = append(opts, storetree.LocksHeldByCaller())
 		}
-		if err := nixstore.Deliver(ctx, trees, j.Drv.Path, j.Closure, opts...); err != nil {
+		if err := storetree.Deliver(ctx, trees, j.Drv.Path, j.Closure, opts...); err != nil {
 			return fmt.Errorf("registering the outputs of %s: %w", j.Drv.Name, err)
 		}
 		res.InStore = true
@@ -106,13 +107,13 @@ func replaceTree(src, dst string, owner *results.Owner) error {
 		return err
 	}
 	tmp := filepath.Join(staging, filepath.Base(dst))
-	if err := nixstore.RemoveTree(tmp); err != nil {
+	if err := storetree.RemoveTree(tmp); err != nil {
 		return err
 	}
-	if err := nixstore.CopyTree(src, tmp); err != nil {
+	if err := storetree.CopyTree(src, tmp); err != nil {
 		return err
 	}
-	if err := nixstore.Canonicalise(tmp); err != nil {
+	if err := storetree.Canonicalise(tmp); err != nil {
 		return err
 	}
 	if owner != nil {
@@ -120,7 +121,7 @@ func replaceTree(src, dst string, owner *results.Owner) error {
 			return err
 		}
 	}
-	if err := nixstore.RemoveTree(dst); err != nil {
+	if err := storetree.RemoveTree(dst); err != nil {
 		return err
 	}
 	return os.Rename(tmp, dst)
@@ -139,7 +140,7 @@ func privateDir(dir string) (string, error) {
 		if fi.IsDir() && fi.Mode().Perm() == 0o700 && ok && int(st.Uid) == os.Geteuid() {
 			return dir, nil
 		}
-		if err := nixstore.RemoveTree(dir); err != nil {
+		if err := storetree.RemoveTree(dir); err != nil {
 			return "", err
 		}
 	}

@@ -3,9 +3,12 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/user"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nixlayer/nixlayer/nixstore"
 )
@@ -78,4 +81,29 @@ func matchUser(name string, groups, list []string) bool {
 // refusal is the one message a user outside allowed-users gets.
 func (n nixUsers) refusal(a access) string {
 	return fmt.Sprintf("user '%s' is not allowed to use the nixlayer daemon: Nix's allowed-users is %q (nix.conf); ask root to add the user or one of its groups (@group)", a.User, strings.Join(n.Allowed, " "))
+}
+
+// peer is who is at the other end of a connection.
+type peer struct {
+	UID, GID, PID int
+}
+
+// peerCredentials reads the connecting process's credentials from the
+// kernel (SO_PEERCRED), which the peer cannot forge.
+func peerCredentials(c *net.UnixConn) (peer, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return peer{}, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return peer{}, err
+	}
+	if credErr != nil {
+		return peer{}, fmt.Errorf("reading the peer's credentials: %w", credErr)
+	}
+	return peer{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/daemon/protocol"
 	"github.com/nixlayer/nixlayer/gc"
 	"github.com/nixlayer/nixlayer/inspect"
 	"github.com/nixlayer/nixlayer/layercache"
@@ -26,7 +27,7 @@ import (
 // Client is api.Service served by `nixlayer daemon`.
 type Client struct {
 	socket string
-	fc     *fdConn
+	fc     *protocol.FDConn
 	conn   jsonrpc2.Conn
 	seq    atomic.Int64
 
@@ -47,21 +48,21 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 		}
 		return nil, fmt.Errorf("connecting to the nixlayer daemon at %s: %w", socket, err)
 	}
-	cl := &Client{socket: socket, fc: newFDConn(c.(*net.UnixConn)), outputs: map[string]api.Output{}}
-	cl.conn = jsonrpc2.NewConn(newBoundedStream(cl.fc, maxAnswer, false))
+	cl := &Client{socket: socket, fc: protocol.NewFDConn(c.(*net.UnixConn)), outputs: map[string]api.Output{}}
+	cl.conn = jsonrpc2.NewConn(protocol.NewBoundedStream(cl.fc, protocol.MaxAnswer, false))
 	cl.conn.Go(context.Background(), cl.handle)
 	return cl, nil
 }
 
 // handle delivers output notifications, in order, to their request.
 func (c *Client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
-	if req.Method() != notifyOutput {
+	if req.Method() != protocol.NotifyOutput {
 		if _, isCall := req.(*jsonrpc2.Call); isCall {
 			return reply(ctx, nil, jsonrpc2.ErrMethodNotFound)
 		}
 		return nil
 	}
-	var o output
+	var o protocol.Output
 	if json.Unmarshal(req.Params(), &o) != nil {
 		return nil
 	}
@@ -88,7 +89,7 @@ func (c *Client) call(ctx context.Context, method string, req any, out api.Outpu
 	if err != nil {
 		return err
 	}
-	if len(data) > maxRequest-1024 {
+	if len(data) > protocol.MaxRequest-1024 {
 		return fmt.Errorf("%s: the request is %d bytes, over the nixlayer daemon's limit of 1 MiB", method, len(data))
 	}
 	c.mu.Lock()
@@ -104,12 +105,12 @@ func (c *Client) call(ctx context.Context, method string, req any, out api.Outpu
 	go func() {
 		select {
 		case <-ctx.Done():
-			c.conn.Notify(context.Background(), notifyCancel, cancel{Token: token})
+			c.conn.Notify(context.Background(), protocol.NotifyCancel, protocol.Cancel{Token: token})
 		case <-done:
 		}
 	}()
 	var raw json.RawMessage
-	_, err = c.conn.Call(ctx, method, call{Token: token, Request: data}, &raw)
+	_, err = c.conn.Call(ctx, method, protocol.Call{Token: token, Request: data}, &raw)
 	if err == nil && result != nil && len(raw) > 0 && string(raw) != "null" {
 		if err := json.Unmarshal(raw, result); err != nil {
 			return fmt.Errorf("the nixlayer daemon's answer to %s: %w", method, err)
@@ -124,7 +125,7 @@ func (c *Client) call(ctx context.Context, method string, req any, out api.Outpu
 			return fmt.Errorf("the nixlayer daemon closed the connection: %w", err)
 		default:
 		}
-		return clientError(err)
+		return protocol.ClientError(err)
 	}
 	return nil
 }
@@ -150,63 +151,63 @@ func askFor[T any](ctx context.Context, c *Client, method string, req any, out a
 }
 
 func (c *Client) Build(ctx context.Context, req api.BuildRequest, out api.Output) (*runner.Result, error) {
-	return askFor[runner.Result](ctx, c, methodBuild, req, out)
+	return askFor[runner.Result](ctx, c, protocol.MethodBuild, req, out)
 }
 
 func (c *Client) Plan(ctx context.Context, req api.PlanRequest, out api.Output) (*api.PlanResult, error) {
-	return askFor[api.PlanResult](ctx, c, methodPlan, req, out)
+	return askFor[api.PlanResult](ctx, c, protocol.MethodPlan, req, out)
 }
 
 func (c *Client) Learn(ctx context.Context, req api.LearnRequest, out api.Output) error {
-	return c.call(ctx, methodLearn, req, out, nil)
+	return c.call(ctx, protocol.MethodLearn, req, out, nil)
 }
 
 func (c *Client) Verify(ctx context.Context, req api.VerifyRequest, out api.Output) (*verify.Verification, error) {
-	return askFor[verify.Verification](ctx, c, methodVerify, req, out)
+	return askFor[verify.Verification](ctx, c, protocol.MethodVerify, req, out)
 }
 
 func (c *Client) Status(ctx context.Context) (*api.Status, error) {
-	return askFor[api.Status](ctx, c, methodStatus, struct{}{}, api.Output{})
+	return askFor[api.Status](ctx, c, protocol.MethodStatus, struct{}{}, api.Output{})
 }
 
 func (c *Client) Results(ctx context.Context, req api.ResultsRequest) (*api.ResultsResult, error) {
-	return askFor[api.ResultsResult](ctx, c, methodResults, req, api.Output{})
+	return askFor[api.ResultsResult](ctx, c, protocol.MethodResults, req, api.Output{})
 }
 
 func (c *Client) List(ctx context.Context, req api.ListRequest) (*api.ListResult, error) {
-	return askFor[api.ListResult](ctx, c, methodList, req, api.Output{})
+	return askFor[api.ListResult](ctx, c, protocol.MethodList, req, api.Output{})
 }
 
 func (c *Client) Log(ctx context.Context, req api.LogRequest) ([]inspect.PhaseLog, error) {
-	return ask[[]inspect.PhaseLog](ctx, c, methodLog, req, api.Output{})
+	return ask[[]inspect.PhaseLog](ctx, c, protocol.MethodLog, req, api.Output{})
 }
 
 func (c *Client) GC(ctx context.Context, req api.GCRequest, out api.Output) (*gc.Result, error) {
-	return askFor[gc.Result](ctx, c, methodGC, req, out)
+	return askFor[gc.Result](ctx, c, protocol.MethodGC, req, out)
 }
 
 func (c *Client) Import(ctx context.Context, req api.ImportRequest, out api.Output) ([]layercache.ImportResult, error) {
-	return ask[[]layercache.ImportResult](ctx, c, methodImport, req, out)
+	return ask[[]layercache.ImportResult](ctx, c, protocol.MethodImport, req, out)
 }
 
 func (c *Client) Pull(ctx context.Context, req api.PullRequest, out api.Output) (*layercache.PullReport, error) {
-	return askFor[layercache.PullReport](ctx, c, methodPull, req, out)
+	return askFor[layercache.PullReport](ctx, c, protocol.MethodPull, req, out)
 }
 
 func (c *Client) Push(ctx context.Context, req api.PushRequest, out api.Output) (*api.PushResult, error) {
-	return askFor[api.PushResult](ctx, c, methodPush, req, out)
+	return askFor[api.PushResult](ctx, c, protocol.MethodPush, req, out)
 }
 
 func (c *Client) LayerFiles(ctx context.Context, req api.LayerFilesRequest) (*layertree.Files, error) {
-	return askFor[layertree.Files](ctx, c, methodLayerFiles, req, api.Output{})
+	return askFor[layertree.Files](ctx, c, protocol.MethodLayerFiles, req, api.Output{})
 }
 
 func (c *Client) ReadLayerFile(ctx context.Context, req api.ReadLayerFileRequest) (*layertree.Data, error) {
-	return askFor[layertree.Data](ctx, c, methodReadLayerFile, req, api.Output{})
+	return askFor[layertree.Data](ctx, c, protocol.MethodReadLayerFile, req, api.Output{})
 }
 
 func (c *Client) LayerDiff(ctx context.Context, req api.LayerDiffRequest) (*layertree.Diff, error) {
-	return askFor[layertree.Diff](ctx, c, methodLayerDiff, req, api.Output{})
+	return askFor[layertree.Diff](ctx, c, protocol.MethodLayerDiff, req, api.Output{})
 }
 
 // Close ends the connection; the daemon cancels what is still running.

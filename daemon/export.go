@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/daemon/protocol"
 	"github.com/nixlayer/nixlayer/ocichain"
 )
 
@@ -40,9 +41,9 @@ func (c *Client) Export(ctx context.Context, req api.ExportRequest, out api.Outp
 		_, err := io.Copy(archive, r)
 		received <- err
 	}()
-	sc.fc.sendFiles(w)
+	sc.fc.SendFiles(w)
 	var res api.ExportResult
-	err = sc.call(ctx, methodExport, api.ExportRequest{DrvPath: req.DrvPath, At: req.At, Ref: req.Ref, SecretKey: req.SecretKey}, out, &res)
+	err = sc.call(ctx, protocol.MethodExport, api.ExportRequest{DrvPath: req.DrvPath, At: req.At, Ref: req.Ref, SecretKey: req.SecretKey}, out, &res)
 	// The daemon has closed its end; with ours closed too the copy ends.
 	w.Close()
 	if err != nil {
@@ -57,7 +58,7 @@ func (c *Client) Export(ctx context.Context, req api.ExportRequest, out api.Outp
 		return nil, err
 	}
 	if res.ExportResult == nil {
-		return nil, fmt.Errorf("the nixlayer daemon's answer to %s has no result", methodExport)
+		return nil, fmt.Errorf("the nixlayer daemon's answer to %s has no result", protocol.MethodExport)
 	}
 	if err := ocichain.CopyFromLayoutTar(ctx, archive.Name(), req.Dir, res.Ref); err != nil {
 		return nil, err

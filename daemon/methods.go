@@ -1,13 +1,17 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/daemon/protocol"
+	"github.com/nixlayer/nixlayer/internal/rpcframe"
 )
 
 // method is one kind of request: decode reads its request (in the
@@ -22,33 +26,33 @@ type method struct {
 // methods is the daemon's table: one entry per api.Service request, most
 // of them an api.Local method as it is.
 var methods = map[string]method{
-	methodBuild: streaming((*api.Local).Build),
-	methodPlan:  streaming((*api.Local).Plan),
-	methodLearn: serve(func(ctx context.Context, l *api.Local, r api.LearnRequest, out api.Output) (any, error) {
+	protocol.MethodBuild: streaming((*api.Local).Build),
+	protocol.MethodPlan:  streaming((*api.Local).Plan),
+	protocol.MethodLearn: serve(func(ctx context.Context, l *api.Local, r api.LearnRequest, out api.Output) (any, error) {
 		return nil, l.Learn(ctx, r, out)
 	}),
-	methodVerify: streaming((*api.Local).Verify),
-	methodStatus: serve(func(ctx context.Context, l *api.Local, _ struct{}, _ api.Output) (any, error) {
+	protocol.MethodVerify: streaming((*api.Local).Verify),
+	protocol.MethodStatus: serve(func(ctx context.Context, l *api.Local, _ struct{}, _ api.Output) (any, error) {
 		return l.Status(ctx)
 	}),
-	methodResults:       query((*api.Local).Results),
-	methodList:          query((*api.Local).List),
-	methodLog:           query((*api.Local).Log),
-	methodGC:            streaming((*api.Local).GC),
-	methodImport:        streaming((*api.Local).Import),
-	methodPull:          streaming((*api.Local).Pull),
-	methodPush:          streaming((*api.Local).Push),
-	methodLayerFiles:    query((*api.Local).LayerFiles),
-	methodReadLayerFile: query((*api.Local).ReadLayerFile),
-	methodLayerDiff:     query((*api.Local).LayerDiff),
+	protocol.MethodResults:       query((*api.Local).Results),
+	protocol.MethodList:          query((*api.Local).List),
+	protocol.MethodLog:           query((*api.Local).Log),
+	protocol.MethodGC:            streaming((*api.Local).GC),
+	protocol.MethodImport:        streaming((*api.Local).Import),
+	protocol.MethodPull:          streaming((*api.Local).Pull),
+	protocol.MethodPush:          streaming((*api.Local).Push),
+	protocol.MethodLayerFiles:    query((*api.Local).LayerFiles),
+	protocol.MethodReadLayerFile: query((*api.Local).ReadLayerFile),
+	protocol.MethodLayerDiff:     query((*api.Local).LayerDiff),
 	// The shell runs on the terminal the client passed (the slave side of
 	// its pty), which becomes its controlling terminal.
-	methodShell: serveWithFile(func(ctx context.Context, l *api.Local, r api.ShellRequest, tty *os.File, out api.Output) (any, error) {
+	protocol.MethodShell: serveWithFile(func(ctx context.Context, l *api.Local, r api.ShellRequest, tty *os.File, out api.Output) (any, error) {
 		return l.ShellOn(ctx, r, api.Terminal{In: tty, Out: tty, Notice: out.Log})
 	}),
 	// The export's layout goes, as a tar, into the pipe the client passed;
 	// the client adds it to its own layout.
-	methodExport: serveWithFile(func(ctx context.Context, l *api.Local, r api.ExportRequest, pipe *os.File, out api.Output) (any, error) {
+	protocol.MethodExport: serveWithFile(func(ctx context.Context, l *api.Local, r api.ExportRequest, pipe *os.File, out api.Output) (any, error) {
 		return l.ExportTar(ctx, r, pipe, out)
 	}),
 }
@@ -102,4 +106,35 @@ func decoder[R any](required bool) func(json.RawMessage) (any, error) {
 		}
 		return r, nil
 	}
+}
+
+// decodeRequest is what the daemon makes of one framed message, as the
+// connection's read loop and its handler do: the frame, the JSON-RPC
+// message, for a call its params and its method's request. The fuzz target
+// drives it.
+func decodeRequest(in *bufio.Reader) (any, error) {
+	data, err := rpcframe.Read(in, protocol.MaxRequest)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := jsonrpc2.DecodeMessage(data)
+	if err != nil {
+		return nil, err
+	}
+	req, ok := msg.(jsonrpc2.Request)
+	if !ok {
+		return msg, nil
+	}
+	if _, isCall := req.(*jsonrpc2.Call); !isCall {
+		return req, nil
+	}
+	m, ok := methods[req.Method()]
+	if !ok {
+		return nil, fmt.Errorf("no method %q", req.Method())
+	}
+	var c protocol.Call
+	if err := json.Unmarshal(req.Params(), &c); err != nil {
+		return nil, err
+	}
+	return m.decode(c.Request)
 }

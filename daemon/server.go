@@ -1,3 +1,12 @@
+// Package daemon is `nixlayer daemon`: a root service that owns the shared
+// layer cache (the one the Nix hook uses) and serves api.Service to the
+// other users of the machine over a Unix socket, the model being
+// nix-daemon. Who may connect follows Nix's own allowed-users and
+// trusted-users, checked against the peer's credentials. Client is the
+// other end: the CLI and the language server of a user use it for every
+// request. Both ends speak the protocol of daemon/protocol: JSON-RPC,
+// one method per api.Service request, a shell's terminal and an export's
+// pipe passed as file descriptors.
 package daemon
 
 import (
@@ -20,6 +29,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/daemon/protocol"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/runner"
@@ -193,7 +203,7 @@ type session struct {
 	access access
 	users  nixUsers
 	svc    *api.Local
-	fc     *fdConn
+	fc     *protocol.FDConn
 	conn   jsonrpc2.Conn
 	log    *zap.Logger
 
@@ -218,14 +228,14 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 	defer cancel()
 	users := *s.users.Load()
 	a := users.accessOf(p)
-	fc := newFDConn(uc)
+	fc := protocol.NewFDConn(uc)
 	if a.Allowed {
 		// Only now may a descriptor that comes be held (one at a time).
-		fc.allowFiles()
+		fc.AllowFiles()
 	}
 	sess := &session{s: s, peer: p, access: a, users: users, fc: fc, inflight: map[string]context.CancelFunc{},
 		log: s.log.With(zap.String("user", a.User), zap.Int("pid", p.PID))}
-	sess.conn = jsonrpc2.NewConn(newBoundedStream(fc, maxRequest, true))
+	sess.conn = jsonrpc2.NewConn(protocol.NewBoundedStream(fc, protocol.MaxRequest, true))
 	if sess.access.Allowed {
 		if sess.svc, err = s.localFor(p, sess.access); err != nil {
 			sess.log.Warn("preparing the user's results directory", zap.Error(err))
@@ -241,7 +251,7 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 	if err := sess.conn.Err(); err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
 		sess.log.Info("connection ended", zap.Error(err))
 	}
-	if n := fc.droppedFiles(); n > 0 {
+	if n := fc.DroppedFiles(); n > 0 {
 		sess.log.Info("descriptors refused", zap.Int("closed", n))
 	}
 	// The client is gone: what it asked for stops.
@@ -256,7 +266,7 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 // JSON-RPC error (null id) and closes it, without waiting for a request.
 func refuseConn(uc *net.UnixConn, err error) {
 	uc.SetWriteDeadline(time.Now().Add(time.Second))
-	uc.Write(refusalFrame(err))
+	uc.Write(protocol.RefusalFrame(err))
 	uc.Close()
 }
 
@@ -277,9 +287,9 @@ func (s *Server) localFor(p peer, a access) (*api.Local, error) {
 
 func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
 	if _, isCall := req.(*jsonrpc2.Call); !isCall {
-		ss.fc.dropFile()
-		if req.Method() == notifyCancel {
-			var c cancel
+		ss.fc.DropFile()
+		if req.Method() == protocol.NotifyCancel {
+			var c protocol.Cancel
 			if json.Unmarshal(req.Params(), &c) == nil {
 				ss.mu.Lock()
 				if f := ss.inflight[c.Token]; f != nil {
@@ -291,22 +301,22 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 		return nil
 	}
 	if !ss.access.Allowed {
-		ss.fc.dropFile() // none is held for a user Nix does not allow
+		ss.fc.DropFile() // none is held for a user Nix does not allow
 		ss.log.Info("refused", zap.String("method", req.Method()))
-		return reply(ctx, nil, jsonrpc2.NewError(codeNotAllowed, ss.users.refusal(ss.access)))
+		return reply(ctx, nil, jsonrpc2.NewError(protocol.CodeNotAllowed, ss.users.refusal(ss.access)))
 	}
 	m, ok := methods[req.Method()]
 	if !m.withFile {
 		// A descriptor passed with any other request is closed at once.
-		ss.fc.dropFile()
+		ss.fc.DropFile()
 	}
 	if !ok {
 		return reply(ctx, nil, jsonrpc2.Errorf(jsonrpc2.MethodNotFound, "nixlayer daemon has no method %q (is the client newer than the daemon?)", req.Method()))
 	}
-	var c call
+	var c protocol.Call
 	if err := json.Unmarshal(req.Params(), &c); err != nil {
 		if m.withFile {
-			ss.fc.dropFile()
+			ss.fc.DropFile()
 		}
 		return reply(ctx, nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%s: %v", req.Method(), err))
 	}
@@ -314,7 +324,7 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 	var file *os.File
 	if m.withFile {
 		// Taken here, in the read loop, so that it is this request's.
-		if f, ferr := ss.fc.takeFile(); ferr != nil && err == nil {
+		if f, ferr := ss.fc.TakeFile(); ferr != nil && err == nil {
 			err = jsonrpc2.Errorf(jsonrpc2.InvalidParams, "%s: %v", req.Method(), ferr)
 		} else {
 			file = f
@@ -324,7 +334,7 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 		err = jsonrpc2.Errorf(jsonrpc2.InternalError, "the daemon could not prepare a results directory for %s (see its log)", ss.access.User)
 	}
 	if err == nil && !ss.s.requests.take(ss.peer.UID) {
-		err = jsonrpc2.Errorf(codeTooMany, "%s has %d requests running in the nixlayer daemon, its limit", ss.access.User, maxRequestsPerUser)
+		err = jsonrpc2.Errorf(protocol.CodeTooMany, "%s has %d requests running in the nixlayer daemon, its limit", ss.access.User, maxRequestsPerUser)
 	}
 	if err != nil {
 		if file != nil {
@@ -353,10 +363,10 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 		res, err := m.run(rctx, ss, r, file, ss.output(c.Token))
 		if err != nil {
 			if rctx.Err() != nil && ctx.Err() == nil {
-				err = jsonrpc2.NewError(codeCancelled, "cancelled")
+				err = jsonrpc2.NewError(protocol.CodeCancelled, "cancelled")
 			}
 			ss.log.Debug("request failed", zap.String("method", req.Method()), zap.Error(err))
-			err = wireError(err)
+			err = protocol.WireError(err)
 		}
 		if rerr := reply(context.Background(), stdJSON(res), err); rerr != nil {
 			ss.log.Debug("reply failed", zap.Error(rerr))
@@ -369,11 +379,11 @@ func (ss *session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonr
 func (ss *session) output(token string) api.Output {
 	return api.Output{
 		Log: writerFunc(func(p []byte) (int, error) {
-			ss.conn.Notify(context.Background(), notifyOutput, stdJSON(output{Token: token, Log: string(p)}))
+			ss.conn.Notify(context.Background(), protocol.NotifyOutput, stdJSON(protocol.Output{Token: token, Log: string(p)}))
 			return len(p), nil
 		}),
 		Progress: func(ev events.Event) {
-			ss.conn.Notify(context.Background(), notifyOutput, stdJSON(output{Token: token, Event: &ev}))
+			ss.conn.Notify(context.Background(), protocol.NotifyOutput, stdJSON(protocol.Output{Token: token, Event: &ev}))
 		},
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nixlayer/nixlayer/api"
+	"github.com/nixlayer/nixlayer/daemon/protocol"
 	"github.com/nixlayer/nixlayer/runner"
 )
 
@@ -54,9 +55,9 @@ func (c *Client) Shell(ctx context.Context, req api.ShellRequest, t api.Terminal
 	go io.Copy(master, t.In)
 	copied := make(chan struct{})
 	go func() { io.Copy(t.Out, master); close(copied) }()
-	sc.fc.sendFiles(slave)
+	sc.fc.SendFiles(slave)
 	var res runner.ShellResult
-	err = sc.call(ctx, methodShell, req, api.Output{Log: notice}, &res)
+	err = sc.call(ctx, protocol.MethodShell, req, api.Output{Log: notice}, &res)
 	// The shell has ended: once our copy of the slave is closed too, the
 	// master reads what is left and then fails; wait for that, briefly.
 	slave.Close()

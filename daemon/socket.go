@@ -38,3 +38,15 @@ func Listen(path string) (net.Listener, error) {
 	}
 	return ln, nil
 }
+
+// DefaultSocket is where the daemon listens unless told otherwise
+// ($NIXLAYER_DAEMON_SOCKET, --socket).
+const DefaultSocket = "/run/nixlayer/daemon.sock"
+
+// SocketPath is the socket clients use.
+func SocketPath() string {
+	if s := os.Getenv("NIXLAYER_DAEMON_SOCKET"); s != "" {
+		return s
+	}
+	return DefaultSocket
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -25,7 +26,7 @@ import (
 func LockPaths(ctx context.Context, paths []string) (unlock func(), err error) {
 	sorted := append([]string(nil), paths...)
 	sort.Strings(sorted)
-	sorted = dedup(sorted)
+	sorted = slices.Compact(sorted)
 	var held []*os.File
 	release := func(del bool) {
 		for _, f := range held {

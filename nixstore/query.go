@@ -173,7 +173,7 @@ func Closure(ctx context.Context, paths []string) ([]string, error) {
 
 // IsValid reports whether path is a valid (registered) store path.
 func IsValid(ctx context.Context, path string) (bool, error) {
-	invalid, err := invalidPaths(ctx, []string{path})
+	invalid, err := InvalidPaths(ctx, []string{path})
 	if err != nil {
 		return false, err
 	}
@@ -182,15 +182,15 @@ func IsValid(ctx context.Context, path string) (bool, error) {
 
 // AllValid reports whether every one of paths is valid, in one query.
 func AllValid(ctx context.Context, paths []string) (bool, error) {
-	invalid, err := invalidPaths(ctx, paths)
+	invalid, err := InvalidPaths(ctx, paths)
 	if err != nil {
 		return false, err
 	}
 	return len(invalid) == 0, nil
 }
 
-// invalidPaths returns those of paths that are not valid.
-func invalidPaths(ctx context.Context, paths []string) ([]string, error) {
+// InvalidPaths returns those of paths that are not valid.
+func InvalidPaths(ctx context.Context, paths []string) ([]string, error) {
 	for _, p := range paths {
 		if !IsStorePath(p) {
 			return nil, fmt.Errorf("%s is not a store path (expected %s/<hash>-<name>)", p, StoreDir())

@@ -2,7 +2,9 @@ package nixstore
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,7 +40,7 @@ func Register(ctx context.Context, infos []PathInfo) error {
 		}
 		refs := append([]string(nil), in.References...)
 		sort.Strings(refs)
-		refs = dedup(refs)
+		refs = slices.Compact(refs)
 		for _, r := range refs {
 			if !IsStorePath(r) {
 				return fmt.Errorf("registering %s: reference %s is not a store path", in.Path, r)
@@ -58,4 +60,10 @@ func Register(ctx context.Context, infos []PathInfo) error {
 		return fmt.Errorf("registering %s as valid: %w (are you root or the Nix daemon's user?)", strings.Join(names, " "), err)
 	}
 	return nil
+}
+
+// FormatHash renders a SHA-256 digest as "sha256:<hex>", the form
+// nix-store --register-validity accepts.
+func FormatHash(sum [32]byte) string {
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -1,7 +1,8 @@
 // Package nixstore talks to the local Nix store: it instantiates and
 // realises derivations, queries paths, reads the sandbox settings, and
-// delivers outputs built outside Nix (NAR hash, reference scan,
-// canonical metadata, Nix-compatible locks, registration, GC roots).
+// takes what delivering outputs built outside Nix needs of the store
+// (Nix-compatible path locks, registration, GC roots); storetree, above
+// it, hashes, scans and delivers the trees.
 //
 // Commands run the Nix 2.x command-line tools (nix-instantiate,
 // nix-store, nix); their stderr goes to the writer set with WithLog and

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nixlayer/nixlayer/nixbuild"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/nixstore/storetree"
 )
 
 // CheckReferences enforces allowedReferences, disallowedReferences,
@@ -45,7 +46,7 @@ func CheckReferences(ctx context.Context, j *Job, trees map[string]string) error
 			continue
 		}
 		tree := trees[out]
-		refs, err := nixstore.ScanReferences(tree, candidates)
+		refs, err := storetree.ScanReferences(tree, candidates)
 		if err != nil {
 			return fmt.Errorf("scanning the references of %s: %w", out, err)
 		}
@@ -85,7 +86,7 @@ func CheckReferences(ctx context.Context, j *Job, trees map[string]string) error
 		if c.MaxSize == nil && c.MaxClosureSize == nil {
 			continue
 		}
-		_, size, err := nixstore.NARHash(tree)
+		_, size, err := storetree.NARHash(tree)
 		if err != nil {
 			return err
 		}
@@ -119,7 +120,7 @@ func closureSize(ctx context.Context, j *Job, out string, own uint64, trees map[
 		switch tree, isOutput := trees[p]; {
 		case p == out:
 		case isOutput:
-			_, n, err := nixstore.NARHash(tree)
+			_, n, err := storetree.NARHash(tree)
 			if err != nil {
 				return 0, err
 			}

@@ -27,6 +27,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/logtail"
 	"github.com/nixlayer/nixlayer/internal/treefile"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/nixstore/storetree"
 	"github.com/nixlayer/nixlayer/results"
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/verdict"
@@ -106,7 +107,7 @@ func Check(ctx context.Context, d *drv.Derivation, resultsDir string, ex *verdic
 			return nil, err
 		}
 		defer layered.Close()
-		sum, _, err := nixstore.NARHashIn(layered.dir, layered.name)
+		sum, _, err := storetree.NARHashIn(layered.dir, layered.name)
 		if err != nil {
 			return nil, err
 		}
@@ -170,13 +171,13 @@ func Compare(a, b string) ([]results.Difference, error) {
 func compareTrees(a, b treeIn) ([]results.Difference, error) {
 	type entry struct{ a, b fs.FileInfo }
 	entries := map[string]*entry{}
-	if err := nixstore.WalkIn(a.dir, a.name, func(rel string, fi fs.FileInfo) error {
+	if err := storetree.WalkIn(a.dir, a.name, func(rel string, fi fs.FileInfo) error {
 		entries[rel] = &entry{a: fi}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("compare %s: %w", a, err)
 	}
-	if err := nixstore.WalkIn(b.dir, b.name, func(rel string, fi fs.FileInfo) error {
+	if err := storetree.WalkIn(b.dir, b.name, func(rel string, fi fs.FileInfo) error {
 		if e := entries[rel]; e != nil {
 			e.b = fi
 		} else {

@@ -25,6 +25,7 @@ import (
 	"github.com/nixlayer/nixlayer/internal/fault"
 	"github.com/nixlayer/nixlayer/layers"
 	"github.com/nixlayer/nixlayer/nixstore"
+	"github.com/nixlayer/nixlayer/nixstore/storetree"
 )
 
 var nixlayerBin string
@@ -239,7 +240,7 @@ func cmdNAREqual(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func narHashOf(ts *testscript.TestScript, path string) string {
-	sum, _, err := nixstore.NARHash(path)
+	sum, _, err := storetree.NARHash(path)
 	ts.Check(err)
 	return nixstore.FormatHash(sum)
 }

@@ -22,7 +22,7 @@ const (
 	InPhase        = "in-phase"        // runner: a phase's process is running (its layer is marked running)
 	AfterPhase     = "after-phase"     // runner: the phase succeeded, its layer is not committed yet
 	BeforeName     = "before-name"     // layers: the layer's metadata is written, its key name is not
-	BeforeRegister = "before-register" // nixstore: outputs are copied into the store, not registered
+	BeforeRegister = "before-register" // nixstore/storetree: outputs are copied into the store, not registered
 	AfterRegister  = "after-register"  // runner: outputs are registered, ./result is not made yet
 	InLearn        = "in-learn"        // runner: the path-map learner ran a scratch phase, its map is not stored
 	InRewrite      = "in-rewrite"      // runner: a rewrite layer for new output paths is written, not committed

@@ -1,4 +1,4 @@
-package nixstore
+package storetree
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package nixstore
+package storetree
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 // TestDeliver delivers hand-made trees as the outputs of a real,
@@ -42,10 +43,10 @@ func TestDeliver(t *testing.T) {
 	for in := range d.InputDrvs {
 		toRealise = append(toRealise, in)
 	}
-	if err := Realise(ctx, toRealise...); err != nil {
+	if err := nixstore.Realise(ctx, toRealise...); err != nil {
 		t.Fatal(err)
 	}
-	closure, err := Closure(ctx, inputs)
+	closure, err := nixstore.Closure(ctx, inputs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestDeliver(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("nix-store", "--delete", out, dev).Run() })
 
 	for _, p := range []string{out, dev} {
-		if ok, err := IsValid(ctx, p); err != nil || !ok {
+		if ok, err := nixstore.IsValid(ctx, p); err != nil || !ok {
 			t.Fatalf("IsValid(%s) = %v, %v", p, ok, err)
 		}
 		nixOut(t, "nix-store", "--verify-path", p)
@@ -139,7 +140,7 @@ func TestDeliver(t *testing.T) {
 
 	// A GC root like nix-build's ./result.
 	link := filepath.Join(t.TempDir(), "result")
-	if err := AddGCRoot(ctx, out, link); err != nil {
+	if err := nixstore.AddGCRoot(ctx, out, link); err != nil {
 		t.Fatal(err)
 	}
 	if target, err := os.Readlink(link); err != nil || target != out {

@@ -1,4 +1,4 @@
-package daemon
+package protocol
 
 import (
 	"fmt"
@@ -7,19 +7,17 @@ import (
 	"os"
 	"sync"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
-// fdConn is a Unix socket connection that can carry file descriptors
-// (SCM_RIGHTS) alongside the JSON-RPC stream: files given to sendFiles
+// FDConn is a Unix socket connection that can carry file descriptors
+// (SCM_RIGHTS) alongside the JSON-RPC stream: files given to SendFiles
 // travel with the next write. On the daemon's side at most one descriptor
 // that came is held at a time, and only for a user Nix allows
-// (allowFiles): the requests that carry one (a shell's terminal, an
+// (AllowFiles): the requests that carry one (a shell's terminal, an
 // export's pipe) take it, every other request closes it, and any other
 // descriptor is closed as soon as it arrives, so no user can make the
 // daemon hold descriptors.
-type fdConn struct {
+type FDConn struct {
 	*net.UnixConn
 
 	mu       sync.Mutex
@@ -29,10 +27,11 @@ type fdConn struct {
 	dropped  int      // descriptors closed on arrival
 }
 
-func newFDConn(c *net.UnixConn) *fdConn { return &fdConn{UnixConn: c} }
+// NewFDConn wraps c; it holds no descriptor until AllowFiles.
+func NewFDConn(c *net.UnixConn) *FDConn { return &FDConn{UnixConn: c} }
 
-// allowFiles lets the connection hold one descriptor for its next request.
-func (c *fdConn) allowFiles() {
+// AllowFiles lets the connection hold one descriptor for its next request.
+func (c *FDConn) AllowFiles() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.allowed = true
@@ -43,7 +42,7 @@ func (c *fdConn) allowFiles() {
 // closes the ones that do beyond the first.
 var oobSpace = syscall.CmsgSpace(4 * 4)
 
-func (c *fdConn) Read(b []byte) (int, error) {
+func (c *FDConn) Read(b []byte) (int, error) {
 	oob := make([]byte, oobSpace)
 	n, oobn, _, _, err := c.UnixConn.ReadMsgUnix(b, oob)
 	if oobn > 0 {
@@ -58,7 +57,7 @@ func (c *fdConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-func (c *fdConn) keep(oob []byte) {
+func (c *FDConn) keep(oob []byte) {
 	msgs, err := syscall.ParseSocketControlMessage(oob)
 	if err != nil {
 		return
@@ -82,8 +81,8 @@ func (c *fdConn) keep(oob []byte) {
 	}
 }
 
-// takeFile returns the descriptor that came before the request.
-func (c *fdConn) takeFile() (*os.File, error) {
+// TakeFile returns the descriptor that came before the request.
+func (c *FDConn) TakeFile() (*os.File, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.received == nil {
@@ -94,8 +93,8 @@ func (c *fdConn) takeFile() (*os.File, error) {
 	return f, nil
 }
 
-// dropFile closes a descriptor that came with a request that takes none.
-func (c *fdConn) dropFile() {
+// DropFile closes a descriptor that came with a request that takes none.
+func (c *FDConn) DropFile() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.received != nil {
@@ -105,14 +104,14 @@ func (c *fdConn) dropFile() {
 	}
 }
 
-// sendFiles attaches files to the next write on the connection.
-func (c *fdConn) sendFiles(files ...*os.File) {
+// SendFiles attaches files to the next write on the connection.
+func (c *FDConn) SendFiles(files ...*os.File) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.outgoing = append(c.outgoing, files...)
 }
 
-func (c *fdConn) Write(b []byte) (int, error) {
+func (c *FDConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	files := c.outgoing
 	c.outgoing = nil
@@ -132,40 +131,15 @@ func (c *fdConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// droppedFiles counts the descriptors closed without use.
-func (c *fdConn) droppedFiles() int {
+// DroppedFiles counts the descriptors closed without use.
+func (c *FDConn) DroppedFiles() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.dropped
 }
 
 // Close closes the connection and a descriptor nobody took.
-func (c *fdConn) Close() error {
-	c.dropFile()
+func (c *FDConn) Close() error {
+	c.DropFile()
 	return c.UnixConn.Close()
-}
-
-// peer is who is at the other end of a connection.
-type peer struct {
-	UID, GID, PID int
-}
-
-// peerCredentials reads the connecting process's credentials from the
-// kernel (SO_PEERCRED), which the peer cannot forge.
-func peerCredentials(c *net.UnixConn) (peer, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return peer{}, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return peer{}, err
-	}
-	if credErr != nil {
-		return peer{}, fmt.Errorf("reading the peer's credentials: %w", credErr)
-	}
-	return peer{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)}, nil
 }

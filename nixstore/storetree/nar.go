@@ -1,8 +1,15 @@
-package nixstore
+// Package storetree is a tree as the Nix store holds it: its NAR
+// serialization and hash (go-nix's nar; also read through an os.Root, for a
+// tree another user may change), the store paths it refers to, the
+// metadata Nix gives store paths; and Deliver, which makes trees built
+// outside Nix valid store paths (under Nix's path locks: copied into
+// place, canonicalised, scanned, hashed, registered with
+// nixstore.Register). The runner delivers with it; phaserun checks
+// outputs as Nix would, verify compares trees with Nix's hashes.
+package storetree
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -28,12 +35,6 @@ func NARHash(path string) (sum [32]byte, size uint64, err error) {
 	}
 	copy(sum[:], h.Sum(nil))
 	return sum, uint64(cw.Count), nil
-}
-
-// FormatHash renders a SHA-256 digest as "sha256:<hex>", the form
-// nix-store --register-validity accepts.
-func FormatHash(sum [32]byte) string {
-	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // DumpNAR writes the NAR serialization of path to w, like

@@ -1,10 +1,13 @@
-package nixstore
+package storetree
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 const hashLen = 32
@@ -36,7 +39,7 @@ type refScanner struct {
 func newRefScanner(candidates []string) (*refScanner, error) {
 	s := &refScanner{byHash: map[string][]string{}, seen: map[string]bool{}}
 	for _, c := range candidates {
-		h := HashPart(c)
+		h := nixstore.HashPart(c)
 		if h == "" || nixbase32.ValidateString(h) != nil {
 			return nil, fmt.Errorf("scanning references: candidate %q is not a store path", c)
 		}
@@ -92,15 +95,5 @@ func (s *refScanner) found() []string {
 		res = append(res, s.byHash[h]...)
 	}
 	sort.Strings(res)
-	return dedup(res)
-}
-
-func dedup(sorted []string) []string {
-	out := sorted[:0]
-	for i, v := range sorted {
-		if i == 0 || v != sorted[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
+	return slices.Compact(res)
 }

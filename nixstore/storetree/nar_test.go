@@ -1,4 +1,4 @@
-package nixstore
+package storetree
 
 import (
 	"crypto/sha256"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 func write(t *testing.T, path, content string, mode os.FileMode) {
@@ -130,11 +132,8 @@ func TestNARHashErrors(t *testing.T) {
 	}
 }
 
-func TestFormatHash(t *testing.T) {
+func TestFormatHashBase32(t *testing.T) {
 	sum := sha256.Sum256([]byte("hi"))
-	if got, want := FormatHash(sum), "sha256:8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"; got != want {
-		t.Errorf("FormatHash = %s, want %s", got, want)
-	}
 	needNix(t)
 	want := nixOut(t, "nix-hash", "--type", "sha256", "--to-base32", "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4")
 	if got := FormatHashBase32(sum); got != "sha256:"+want {
@@ -168,7 +167,7 @@ func TestNARHashKnownValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := FormatHash(sum); got != want[name].hash || size != want[name].size {
+		if got := nixstore.FormatHash(sum); got != want[name].hash || size != want[name].size {
 			t.Errorf("%s: NAR %s (%d bytes), want %s (%d bytes)", name, got, size, want[name].hash, want[name].size)
 		}
 	}

@@ -1,4 +1,4 @@
-package daemon
+package protocol
 
 import (
 	"errors"
@@ -14,16 +14,16 @@ import (
 // layer gc removed, a path that is not in a layer's tree.
 func TestErrorsCrossTheSocket(t *testing.T) {
 	var gone *layertree.GoneError
-	back := clientError(wireError(&layertree.GoneError{Layer: "0123456789abcdef"}))
+	back := ClientError(WireError(&layertree.GoneError{Layer: "0123456789abcdef"}))
 	if !errors.As(back, &gone) || gone.Layer != "0123456789abcdef" {
 		t.Errorf("layer gone came back as %#v", back)
 	}
-	back = clientError(wireError(fmt.Errorf("/build/x: %w", fs.ErrNotExist)))
+	back = ClientError(WireError(fmt.Errorf("/build/x: %w", fs.ErrNotExist)))
 	if !errors.Is(back, fs.ErrNotExist) || back.Error() != "/build/x: file does not exist" {
 		t.Errorf("not found came back as %#v (%v)", back, back)
 	}
 	var pe *runner.PhaseError
-	back = clientError(wireError(&runner.PhaseError{Phase: "installPhase", Exit: 3}))
+	back = ClientError(WireError(&runner.PhaseError{Phase: "installPhase", Exit: 3}))
 	if !errors.As(back, &pe) || pe.Exit != 3 {
 		t.Errorf("phase error came back as %#v", back)
 	}

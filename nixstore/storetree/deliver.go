@@ -1,4 +1,4 @@
-package nixstore
+package storetree
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"go.podman.io/storage/pkg/ioutils"
 
 	"github.com/nixlayer/nixlayer/internal/fault"
+	"github.com/nixlayer/nixlayer/nixstore"
 )
 
 // DeliverOption changes how Deliver works.
@@ -24,7 +25,7 @@ type deliverConfig struct {
 
 // LocksHeldByCaller tells Deliver not to take the output path locks
 // because they are already held: by Nix itself when Deliver runs inside
-// a build hook, or by the caller via LockPaths. Taking them again would
+// a build hook, or by the caller via nixstore.LockPaths. Taking them again would
 // wait forever.
 func LocksHeldByCaller() DeliverOption {
 	return func(c *deliverConfig) { c.locksHeld = true }
@@ -47,8 +48,8 @@ func Deliver(ctx context.Context, outputs map[string]string, deriver string, can
 	}
 	paths := make([]string, 0, len(outputs))
 	for p := range outputs {
-		if !IsStorePath(p) {
-			return fmt.Errorf("delivering %s: not a store path under %s", p, StoreDir())
+		if !nixstore.IsStorePath(p) {
+			return fmt.Errorf("delivering %s: not a store path under %s", p, nixstore.StoreDir())
 		}
 		paths = append(paths, p)
 	}
@@ -57,13 +58,13 @@ func Deliver(ctx context.Context, outputs map[string]string, deriver string, can
 		return nil
 	}
 	if !cfg.locksHeld {
-		unlock, err := LockPaths(ctx, paths)
+		unlock, err := nixstore.LockPaths(ctx, paths)
 		if err != nil {
 			return fmt.Errorf("delivering outputs of %s: %w", deriver, err)
 		}
 		defer unlock()
 	}
-	invalid, err := invalidPaths(ctx, paths)
+	invalid, err := nixstore.InvalidPaths(ctx, paths)
 	if err != nil {
 		return fmt.Errorf("delivering outputs of %s: %w", deriver, err)
 	}
@@ -71,7 +72,7 @@ func Deliver(ctx context.Context, outputs map[string]string, deriver string, can
 		return nil
 	}
 	scanFor := append(append([]string(nil), candidates...), paths...)
-	var infos []PathInfo
+	var infos []nixstore.PathInfo
 	for _, p := range invalid {
 		src, ok := outputs[p]
 		if !ok {
@@ -100,7 +101,7 @@ func Deliver(ctx context.Context, outputs map[string]string, deriver string, can
 		infos = append(infos, info)
 	}
 	fault.Point(fault.BeforeRegister)
-	if err := Register(ctx, infos); err != nil {
+	if err := nixstore.Register(ctx, infos); err != nil {
 		return fmt.Errorf("delivering outputs of %s: %w", deriver, err)
 	}
 	return nil
@@ -108,17 +109,17 @@ func Deliver(ctx context.Context, outputs map[string]string, deriver string, can
 
 // hashAndScan computes the NAR hash and size of p and the candidates it
 // refers to, in one pass over the tree.
-func hashAndScan(p string, candidates []string) (PathInfo, error) {
+func hashAndScan(p string, candidates []string) (nixstore.PathInfo, error) {
 	scanner, err := newRefScanner(candidates)
 	if err != nil {
-		return PathInfo{}, err
+		return nixstore.PathInfo{}, err
 	}
 	h := sha256.New()
 	cw := ioutils.NewWriteCounter(io.MultiWriter(h, scanner))
 	if err := DumpNAR(cw, p); err != nil {
-		return PathInfo{}, err
+		return nixstore.PathInfo{}, err
 	}
-	info := PathInfo{Path: p, NARSize: uint64(cw.Count), References: scanner.found()}
+	info := nixstore.PathInfo{Path: p, NARSize: uint64(cw.Count), References: scanner.found()}
 	copy(info.NARHash[:], h.Sum(nil))
 	return info, nil
 }
