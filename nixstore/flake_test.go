@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/internal/nixtest"
 )
 
 // writeFixtureFlake writes ../testdata/flake/flake.nix.in, expanded, into
@@ -31,10 +33,10 @@ func writeFixtureFlake(t *testing.T, s string) (flake, testdata string) {
 // A flake reference evaluates through Nix with nix build's defaults, to
 // the derivation nix-build gives for the same package.
 func TestInstantiateFlake(t *testing.T) {
-	needNix(t)
-	offline(t)
+	nixtest.NeedNix(t)
+	nixtest.Offline(t)
 	ctx := context.Background()
-	s := salt()
+	s := nixtest.Salt()
 	flake, testdata := writeFixtureFlake(t, s)
 	fixture := func(attr string) string {
 		t.Helper()
@@ -65,9 +67,9 @@ func TestInstantiateFlake(t *testing.T) {
 	}
 	// --override-input reaches Nix: other fixtures, another derivation.
 	other := t.TempDir()
-	nixOut(t, "cp", "-r", testdata+"/.", other)
+	nixtest.Out(t, "cp", "-r", testdata+"/.", other)
 	setup := filepath.Join(other, "stdenv", "setup")
-	write(t, setup, nixOut(t, "cat", setup)+"\n# other\n", 0o644)
+	write(t, setup, nixtest.Out(t, "cat", setup)+"\n# other\n", 0o644)
 	drvs, err := Instantiate(ctx, Target{Flake: flake + "#hello", OverrideInputs: map[string]string{"fixtures": "path:" + other}})
 	if err != nil || len(drvs) != 1 || drvs[0] == hello {
 		t.Errorf("Instantiate with --override-input fixtures = %q, %v; want a derivation other than %s", drvs, err, hello)
@@ -91,10 +93,10 @@ func TestInstantiateFlake(t *testing.T) {
 // Completion lists packages.<system>, or legacyPackages.<system> without
 // it, and writes no lock file.
 func TestFlakePackages(t *testing.T) {
-	needNix(t)
-	offline(t)
+	nixtest.NeedNix(t)
+	nixtest.Offline(t)
 	ctx := context.Background()
-	flake, _ := writeFixtureFlake(t, salt())
+	flake, _ := writeFixtureFlake(t, nixtest.Salt())
 	names, err := FlakePackages(ctx, flake)
 	if want := []string{"default", "failing", "hello", "multi"}; err != nil || !reflect.DeepEqual(names, want) {
 		t.Errorf("FlakePackages = %q, %v; want %q", names, err, want)
@@ -102,7 +104,7 @@ func TestFlakePackages(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(flake, "flake.lock")); err == nil {
 		t.Error("FlakePackages wrote flake.lock")
 	}
-	text := nixOut(t, "cat", filepath.Join(flake, "flake.nix"))
+	text := nixtest.Out(t, "cat", filepath.Join(flake, "flake.nix"))
 	write(t, filepath.Join(flake, "flake.nix"), strings.Replace(text, "packages.x86_64-linux = {", "unused = {", 1), 0o644)
 	names, err = FlakePackages(ctx, flake)
 	if want := []string{"custom", "impure"}; err != nil || !reflect.DeepEqual(names, want) {
@@ -113,7 +115,7 @@ func TestFlakePackages(t *testing.T) {
 // -A completion: the names of the file's attribute set (its function
 // called with no arguments), and below a dotted path.
 func TestFileAttrs(t *testing.T) {
-	needNix(t)
+	nixtest.NeedNix(t)
 	ctx := context.Background()
 	testdata, err := filepath.Abs("../testdata/default.nix")
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/internal/nixtest"
 )
 
 // The packages of a flake, with the files of the flake that define them:
@@ -14,8 +16,8 @@ import (
 // again); multi comes from an input, no file of the flake. Neither looking
 // nor instantiating with KeepLockFile writes flake.lock.
 func TestFlakePackageFiles(t *testing.T) {
-	needNix(t)
-	offline(t)
+	nixtest.NeedNix(t)
+	nixtest.Offline(t)
 	testdata, err := filepath.Abs("../testdata")
 	if err != nil {
 		t.Fatal(err)
@@ -26,9 +28,9 @@ func TestFlakePackageFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"TESTDATA": testdata, "SALT": salt()}
+	vars := map[string]string{"TESTDATA": testdata, "SALT": nixtest.Salt()}
 	write(t, filepath.Join(dir, "flake.nix"), os.Expand(string(tmpl), func(k string) string { return vars[k] }), 0o644)
-	write(t, filepath.Join(dir, "hello.nix"), nixOut(t, "cat", filepath.Join(src, "hello.nix")), 0o644)
+	write(t, filepath.Join(dir, "hello.nix"), nixtest.Out(t, "cat", filepath.Join(src, "hello.nix")), 0o644)
 
 	pkgs, err := FlakePackageFiles(context.Background(), dir)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixlayer/nixlayer/internal/nixtest"
 )
 
 func TestLockPathsExcludes(t *testing.T) {
@@ -51,12 +53,12 @@ func TestLockPathsExcludes(t *testing.T) {
 // checks that nix-store --realise waits for it, as it would for another
 // Nix process building the same path.
 func TestLockPathsExcludesNix(t *testing.T) {
-	needNix(t)
-	needRoot(t)
-	offline(t)
+	nixtest.NeedNix(t)
+	nixtest.NeedRoot(t)
+	nixtest.Offline(t)
 	ctx := context.Background()
-	drvPath := instantiateExpr(t, `derivation { name = "lock-`+salt()+`"; system = builtins.currentSystem; builder = `+bashBuilder+`; args = [ "-c" "echo hi > $out" ]; }`)
-	out := nixOut(t, "nix-store", "-q", "--outputs", drvPath)
+	drvPath := instantiateExpr(t, `derivation { name = "lock-`+nixtest.Salt()+`"; system = builtins.currentSystem; builder = `+nixtest.BashBuilder+`; args = [ "-c" "echo hi > $out" ]; }`)
+	out := nixtest.Out(t, "nix-store", "-q", "--outputs", drvPath)
 	unlock, err := LockPaths(ctx, []string{out})
 	if err != nil {
 		t.Fatal(err)

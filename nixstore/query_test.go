@@ -8,16 +8,18 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nixlayer/nixlayer/internal/nixtest"
 )
 
 func TestInstantiateRealiseClosure(t *testing.T) {
-	needNix(t)
-	offline(t)
+	nixtest.NeedNix(t)
+	nixtest.Offline(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := salt()
+	s := nixtest.Salt()
 	file := filepath.Join(dir, "default.nix")
-	write(t, file, `{ greeting ? "x", n ? 0 }: let bash = `+bashBuilder+`; in {
+	write(t, file, `{ greeting ? "x", n ? 0 }: let bash = `+nixtest.BashBuilder+`; in {
 	  pkg = derivation { name = "q-${greeting}-${toString n}-`+s+`"; system = builtins.currentSystem; builder = bash; outputs = [ "out" "doc" ];
 	    args = [ "-c" "echo ${greeting} > $out; echo $out > $doc" ]; };
 	}`, 0o644)
@@ -38,7 +40,7 @@ func TestInstantiateRealiseClosure(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(same, drvs) {
 		t.Fatalf("Instantiate(.drv) = %q, %v", same, err)
 	}
-	outs := strings.Fields(nixOut(t, "nix-store", "-q", "--outputs", drvs[0]))
+	outs := strings.Fields(nixtest.Out(t, "nix-store", "-q", "--outputs", drvs[0]))
 	for _, o := range outs {
 		if ok, err := IsValid(ctx, o); err != nil || ok {
 			t.Fatalf("IsValid(%s) before the build = %v, %v", o, ok, err)
@@ -71,7 +73,7 @@ func TestInstantiateRealiseClosure(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	needNix(t)
+	nixtest.NeedNix(t)
 	ctx := context.Background()
 	_, err := Instantiate(ctx, Target{Expr: "1 +"})
 	if err == nil || !strings.Contains(err.Error(), "syntax error") {
@@ -95,7 +97,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestSandboxPaths(t *testing.T) {
-	needNix(t)
+	nixtest.NeedNix(t)
 	ctx := context.Background()
 	t.Setenv("NIX_CONFIG", "extra-sandbox-paths = /nixlayer-test=/tmp /nixlayer-opt?")
 	got, err := SandboxPaths(ctx)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"golang.org/x/sys/unix"
+
+	"github.com/nixlayer/nixlayer/internal/nixtest"
 )
 
 // The store's index must give nix-store's answer for every kind of path:
@@ -20,13 +22,13 @@ import (
 func TestValidityFromTheIndexIsNixStores(t *testing.T) {
 	needLocalStore(t)
 	ctx := context.Background()
-	file := filepath.Join(t.TempDir(), "v-"+salt())
+	file := filepath.Join(t.TempDir(), "v-"+nixtest.Salt())
 	write(t, file, "valid\n", 0o644)
-	valid := nixOut(t, "nix-store", "--add", file)
+	valid := nixtest.Out(t, "nix-store", "--add", file)
 	write(t, file+"-gone", "deleted\n", 0o644)
-	deleted := nixOut(t, "nix-store", "--add", file+"-gone")
-	nixOut(t, "nix-store", "--delete", deleted)
-	unregistered := filepath.Join(StoreDir(), strings.Repeat("0", 31)+"1-unregistered-"+salt())
+	deleted := nixtest.Out(t, "nix-store", "--add", file+"-gone")
+	nixtest.Out(t, "nix-store", "--delete", deleted)
+	unregistered := filepath.Join(StoreDir(), strings.Repeat("0", 31)+"1-unregistered-"+nixtest.Salt())
 	if err := os.Mkdir(unregistered, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestValidityFromTheIndexIsNixStores(t *testing.T) {
 	if !ok {
 		t.Fatal("root could not read the local store's index")
 	}
-	out := nixOut(t, "nix-store", append([]string{"--check-validity", "--print-invalid"}, paths...)...)
+	out := nixtest.Out(t, "nix-store", append([]string{"--check-validity", "--print-invalid"}, paths...)...)
 	if want := strings.Fields(out); !reflect.DeepEqual(fromIndex, want) {
 		t.Fatalf("invalid from the index = %q, nix-store says %q", fromIndex, want)
 	}
@@ -58,8 +60,8 @@ func needLocalStore(t *testing.T) {
 	if _, err := exec.LookPath("nix-store"); err != nil {
 		t.Skip("nix-store not installed (apt-get install nix-bin)")
 	}
-	needRoot(t)
-	offline(t)
+	nixtest.NeedRoot(t)
+	nixtest.Offline(t)
 }
 
 // A store other than the default local one has another index: validity
@@ -112,16 +114,16 @@ func TestRootMadeLocallyIsNixs(t *testing.T) {
 	needLocalStore(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	write(t, filepath.Join(dir, "f"), "rooted "+salt()+"\n", 0o644)
-	valid := nixOut(t, "nix-store", "--add", filepath.Join(dir, "f"))
+	write(t, filepath.Join(dir, "f"), "rooted "+nixtest.Salt()+"\n", 0o644)
+	valid := nixtest.Out(t, "nix-store", "--add", filepath.Join(dir, "f"))
 
 	ours, theirs := filepath.Join(dir, "result"), filepath.Join(dir, "result-nix")
 	if done, err := addValidRootLocally(ctx, valid, ours); !done || err != nil {
 		t.Fatalf("addValidRootLocally = %v, %v", done, err)
 	}
-	nixOut(t, "nix-store", "--add-root", theirs, "--indirect", "--realise", valid)
+	nixtest.Out(t, "nix-store", "--add-root", theirs, "--indirect", "--realise", valid)
 	// Newer Nix quotes the root's path.
-	roots := strings.ReplaceAll(nixOut(t, "nix-store", "--gc", "--print-roots"), `"`, "")
+	roots := strings.ReplaceAll(nixtest.Out(t, "nix-store", "--gc", "--print-roots"), `"`, "")
 	for _, link := range []string{ours, theirs} {
 		if !strings.Contains(roots, link+" -> "+valid) {
 			t.Errorf("the collector does not see %s -> %s among its roots:\n%s", link, valid, roots)

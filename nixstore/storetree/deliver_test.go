@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nixlayer/nixlayer/drv"
+	"github.com/nixlayer/nixlayer/internal/nixtest"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
@@ -18,12 +19,12 @@ import (
 // instantiated but never built, two-output derivation that depends on a
 // built derivation, and checks Nix accepts the result.
 func TestDeliver(t *testing.T) {
-	needNix(t)
-	needRoot(t)
-	offline(t)
+	nixtest.NeedNix(t)
+	nixtest.NeedRoot(t)
+	nixtest.Offline(t)
 	ctx := context.Background()
-	s := salt()
-	expr := `let bash = ` + bashBuilder + `;
+	s := nixtest.Salt()
+	expr := `let bash = ` + nixtest.BashBuilder + `;
 	  dep = derivation { name = "dep-` + s + `"; system = builtins.currentSystem; builder = bash; args = [ "-c" "echo dep > $out" ]; };
 	  unused = derivation { name = "unused-` + s + `"; system = builtins.currentSystem; builder = bash; args = [ "-c" "echo u > $out" ]; };
 	in derivation { name = "top-` + s + `"; system = builtins.currentSystem; builder = bash; outputs = [ "out" "dev" ];
@@ -94,8 +95,8 @@ func TestDeliver(t *testing.T) {
 		if ok, err := nixstore.IsValid(ctx, p); err != nil || !ok {
 			t.Fatalf("IsValid(%s) = %v, %v", p, ok, err)
 		}
-		nixOut(t, "nix-store", "--verify-path", p)
-		if got := nixOut(t, "nix-store", "-q", "--deriver", p); got != drvPath {
+		nixtest.Out(t, "nix-store", "--verify-path", p)
+		if got := nixtest.Out(t, "nix-store", "-q", "--deriver", p); got != drvPath {
 			t.Errorf("deriver of %s = %s, want %s", p, got, drvPath)
 		}
 		if _, err := os.Stat(p + ".lock"); !os.IsNotExist(err) {
@@ -106,7 +107,7 @@ func TestDeliver(t *testing.T) {
 		t.Errorf("stale leftover %s/junk survived", out)
 	}
 	refs := func(p string) []string {
-		r := strings.Fields(nixOut(t, "nix-store", "-q", "--references", p))
+		r := strings.Fields(nixtest.Out(t, "nix-store", "-q", "--references", p))
 		sort.Strings(r)
 		return r
 	}
@@ -146,7 +147,7 @@ func TestDeliver(t *testing.T) {
 	if target, err := os.Readlink(link); err != nil || target != out {
 		t.Errorf("result link -> %q, %v; want %s", target, err, out)
 	}
-	roots := nixOut(t, "nix-store", "--gc", "--print-roots")
+	roots := nixtest.Out(t, "nix-store", "--gc", "--print-roots")
 	if !strings.Contains(roots, link+" -> "+out) {
 		t.Errorf("nix-store --gc --print-roots lacks %s -> %s:\n%s", link, out, roots)
 	}

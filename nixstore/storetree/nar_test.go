@@ -12,6 +12,7 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
+	"github.com/nixlayer/nixlayer/internal/nixtest"
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
@@ -71,7 +72,7 @@ func narTrees(t *testing.T) map[string]string {
 }
 
 func TestNARHashMatchesNix(t *testing.T) {
-	needNix(t)
+	nixtest.NeedNix(t)
 	for name, p := range narTrees(t) {
 		t.Run(name, func(t *testing.T) {
 			sum, size, err := NARHash(p)
@@ -90,7 +91,7 @@ func TestNARHashMatchesNix(t *testing.T) {
 				t.Errorf("NAR size = %d, nix-store --dump gives %d bytes", size, len(dump))
 			}
 			// nix-hash --type sha256
-			if want := nixOut(t, "nix-hash", "--type", "sha256", p); want != hex.EncodeToString(sum[:]) {
+			if want := nixtest.Out(t, "nix-hash", "--type", "sha256", p); want != hex.EncodeToString(sum[:]) {
 				t.Errorf("NARHash = %x, nix-hash = %s", sum, want)
 			}
 		})
@@ -98,26 +99,26 @@ func TestNARHashMatchesNix(t *testing.T) {
 }
 
 func TestNARHashOfStorePaths(t *testing.T) {
-	needNix(t)
-	offline(t)
+	nixtest.NeedNix(t)
+	nixtest.Offline(t)
 	// A built output (only bash builtins are available to the builder, so
 	// it is a single file) and a source tree Nix copied and hashed itself.
-	drv := instantiateExpr(t, `derivation { name = "narhash-`+salt()+`"; system = builtins.currentSystem; builder = `+bashBuilder+`;
+	drv := instantiateExpr(t, `derivation { name = "narhash-`+nixtest.Salt()+`"; system = builtins.currentSystem; builder = `+nixtest.BashBuilder+`;
 	  args = [ "-c" "echo hi > $out" ]; }`)
-	built := nixOut(t, "nix-store", "--realise", "--no-gc-warning", drv)
+	built := nixtest.Out(t, "nix-store", "--realise", "--no-gc-warning", drv)
 	tree := narTrees(t)["tree"]
-	src := nixOut(t, "nix-instantiate", "--eval", "--read-write-mode", "-E",
-		`"${builtins.path { path = `+tree+`; name = "tree-`+salt()+`"; }}"`)
+	src := nixtest.Out(t, "nix-instantiate", "--eval", "--read-write-mode", "-E",
+		`"${builtins.path { path = `+tree+`; name = "tree-`+nixtest.Salt()+`"; }}"`)
 	src = strings.Trim(src, `"`)
 	for _, out := range []string{built, src} {
 		sum, size, err := NARHash(out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := nixOut(t, "nix-store", "-q", "--hash", out); want != FormatHashBase32(sum) {
+		if want := nixtest.Out(t, "nix-store", "-q", "--hash", out); want != FormatHashBase32(sum) {
 			t.Errorf("NARHash(%s) = %s, nix-store -q --hash = %s", out, FormatHashBase32(sum), want)
 		}
-		if want := nixOut(t, "nix-store", "-q", "--size", out); want != strconv.FormatUint(size, 10) {
+		if want := nixtest.Out(t, "nix-store", "-q", "--size", out); want != strconv.FormatUint(size, 10) {
 			t.Errorf("NAR size %d, nix-store -q --size = %s", size, want)
 		}
 	}
@@ -134,8 +135,8 @@ func TestNARHashErrors(t *testing.T) {
 
 func TestFormatHashBase32(t *testing.T) {
 	sum := sha256.Sum256([]byte("hi"))
-	needNix(t)
-	want := nixOut(t, "nix-hash", "--type", "sha256", "--to-base32", "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4")
+	nixtest.NeedNix(t)
+	want := nixtest.Out(t, "nix-hash", "--type", "sha256", "--to-base32", "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4")
 	if got := FormatHashBase32(sum); got != "sha256:"+want {
 		t.Errorf("FormatHashBase32 = %s, nix-hash --to-base32 = %s", got, want)
 	}
