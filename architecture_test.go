@@ -1,9 +1,13 @@
 package nixlayer_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -135,4 +139,72 @@ func names(seg string) []string {
 		}
 	}
 	return res
+}
+
+// Bounds that keep every package one concept a reader can hold: its
+// non-test code within maxPackageLines, and each type's methods within
+// maxMethodFiles files.
+const (
+	maxPackageLines = 1500
+	maxMethodFiles  = 4
+)
+
+// TestPackageBounds checks those bounds with go list and go/parser.
+func TestPackageBounds(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{.Dir}}{{range .GoFiles}} {{.}}{{end}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg, dir, files := f[0], f[1], f[2:]
+		lines := 0
+		methodFiles := map[string]map[string]bool{} // type → files
+		fset := token.NewFileSet()
+		for _, name := range files {
+			src, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines += strings.Count(string(src), "\n")
+			file, err := parser.ParseFile(fset, name, src, parser.SkipObjectResolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range file.Decls {
+				fd, ok := d.(*ast.FuncDecl)
+				if !ok || fd.Recv == nil || len(fd.Recv.List) == 0 {
+					continue
+				}
+				typ := receiverType(fd.Recv.List[0].Type)
+				if methodFiles[typ] == nil {
+					methodFiles[typ] = map[string]bool{}
+				}
+				methodFiles[typ][name] = true
+			}
+		}
+		if lines > maxPackageLines {
+			t.Errorf("%s has %d lines of non-test code, more than %d: split it by concept", pkg, lines, maxPackageLines)
+		}
+		for _, typ := range slices.Sorted(maps.Keys(methodFiles)) {
+			if n := len(methodFiles[typ]); n > maxMethodFiles {
+				t.Errorf("%s.%s has methods in %d files, more than %d: %s", pkg, typ, n, maxMethodFiles, strings.Join(slices.Sorted(maps.Keys(methodFiles[typ])), ", "))
+			}
+		}
+	}
+}
+
+// receiverType is the name of a method's receiver type (T of T, *T, T[X]).
+func receiverType(e ast.Expr) string {
+	switch x := e.(type) {
+	case *ast.StarExpr:
+		return receiverType(x.X)
+	case *ast.IndexExpr:
+		return receiverType(x.X)
+	case *ast.IndexListExpr:
+		return receiverType(x.X)
+	case *ast.Ident:
+		return x.Name
+	}
+	return "?"
 }
