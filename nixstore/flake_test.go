@@ -26,7 +26,7 @@ func writeFixtureFlake(t *testing.T, s string) (flake, testdata string) {
 	}
 	vars := map[string]string{"TESTDATA": testdata, "SALT": s}
 	flake = t.TempDir()
-	write(t, filepath.Join(flake, "flake.nix"), os.Expand(string(tmpl), func(k string) string { return vars[k] }), 0o644)
+	nixtest.Write(t, filepath.Join(flake, "flake.nix"), os.Expand(string(tmpl), func(k string) string { return vars[k] }), 0o644)
 	return flake, testdata
 }
 
@@ -69,7 +69,7 @@ func TestInstantiateFlake(t *testing.T) {
 	other := t.TempDir()
 	nixtest.Out(t, "cp", "-r", testdata+"/.", other)
 	setup := filepath.Join(other, "stdenv", "setup")
-	write(t, setup, nixtest.Out(t, "cat", setup)+"\n# other\n", 0o644)
+	nixtest.Write(t, setup, nixtest.Out(t, "cat", setup)+"\n# other\n", 0o644)
 	drvs, err := Instantiate(ctx, Target{Flake: flake + "#hello", OverrideInputs: map[string]string{"fixtures": "path:" + other}})
 	if err != nil || len(drvs) != 1 || drvs[0] == hello {
 		t.Errorf("Instantiate with --override-input fixtures = %q, %v; want a derivation other than %s", drvs, err, hello)
@@ -105,7 +105,7 @@ func TestFlakePackages(t *testing.T) {
 		t.Error("FlakePackages wrote flake.lock")
 	}
 	text := nixtest.Out(t, "cat", filepath.Join(flake, "flake.nix"))
-	write(t, filepath.Join(flake, "flake.nix"), strings.Replace(text, "packages.x86_64-linux = {", "unused = {", 1), 0o644)
+	nixtest.Write(t, filepath.Join(flake, "flake.nix"), strings.Replace(text, "packages.x86_64-linux = {", "unused = {", 1), 0o644)
 	names, err = FlakePackages(ctx, flake)
 	if want := []string{"custom", "impure"}; err != nil || !reflect.DeepEqual(names, want) {
 		t.Errorf("FlakePackages without packages = %q, %v; want %q", names, err, want)
@@ -137,7 +137,7 @@ func TestFileAttrs(t *testing.T) {
 func TestFlakeRefs(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	write(t, filepath.Join(dir, "a#b.nix"), "{}", 0o644)
+	nixtest.Write(t, filepath.Join(dir, "a#b.nix"), "{}", 0o644)
 	for ref, want := range map[string]bool{
 		".#hello": true, "path:/src#x": true, "github:owner/repo": true, "git+https://h/r": true,
 		"./default.nix": false, "hello.nix": false, "/p/x.drv": false, "a#b.nix": false, // an existing file wins

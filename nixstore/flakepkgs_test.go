@@ -29,8 +29,8 @@ func TestFlakePackageFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	vars := map[string]string{"TESTDATA": testdata, "SALT": nixtest.Salt()}
-	write(t, filepath.Join(dir, "flake.nix"), os.Expand(string(tmpl), func(k string) string { return vars[k] }), 0o644)
-	write(t, filepath.Join(dir, "hello.nix"), nixtest.Out(t, "cat", filepath.Join(src, "hello.nix")), 0o644)
+	nixtest.Write(t, filepath.Join(dir, "flake.nix"), os.Expand(string(tmpl), func(k string) string { return vars[k] }), 0o644)
+	nixtest.Write(t, filepath.Join(dir, "hello.nix"), nixtest.Out(t, "cat", filepath.Join(src, "hello.nix")), 0o644)
 
 	pkgs, err := FlakePackageFiles(context.Background(), dir)
 	if err != nil {

@@ -19,7 +19,7 @@ func TestInstantiateRealiseClosure(t *testing.T) {
 	dir := t.TempDir()
 	s := nixtest.Salt()
 	file := filepath.Join(dir, "default.nix")
-	write(t, file, `{ greeting ? "x", n ? 0 }: let bash = `+nixtest.BashBuilder+`; in {
+	nixtest.Write(t, file, `{ greeting ? "x", n ? 0 }: let bash = `+nixtest.BashBuilder+`; in {
 	  pkg = derivation { name = "q-${greeting}-${toString n}-`+s+`"; system = builtins.currentSystem; builder = bash; outputs = [ "out" "doc" ];
 	    args = [ "-c" "echo ${greeting} > $out; echo $out > $doc" ]; };
 	}`, 0o644)
@@ -148,8 +148,8 @@ func entries(bs []BindPath) []string {
 
 func TestSandboxConfigParsing(t *testing.T) {
 	dir := t.TempDir()
-	write(t, filepath.Join(dir, "nix.conf"), "# comment\nsandbox-paths = /bin /usr=/host/usr # trailing\nbuild-users-group = nixbld\ninclude extra.conf\n!include missing.conf\n", 0o644)
-	write(t, filepath.Join(dir, "extra.conf"), "extra-sandbox-paths = /dev/nvidiactl?\n", 0o644)
+	nixtest.Write(t, filepath.Join(dir, "nix.conf"), "# comment\nsandbox-paths = /bin /usr=/host/usr # trailing\nbuild-users-group = nixbld\ninclude extra.conf\n!include missing.conf\n", 0o644)
+	nixtest.Write(t, filepath.Join(dir, "extra.conf"), "extra-sandbox-paths = /dev/nvidiactl?\n", 0o644)
 	t.Setenv("NIX_CONF_DIR", dir)
 	t.Setenv("NIX_CONFIG", "extra-sandbox-paths = /a=/b?")
 	got, err := sandboxPathsFromConfig()

@@ -23,9 +23,9 @@ func TestValidityFromTheIndexIsNixStores(t *testing.T) {
 	needLocalStore(t)
 	ctx := context.Background()
 	file := filepath.Join(t.TempDir(), "v-"+nixtest.Salt())
-	write(t, file, "valid\n", 0o644)
+	nixtest.Write(t, file, "valid\n", 0o644)
 	valid := nixtest.Out(t, "nix-store", "--add", file)
-	write(t, file+"-gone", "deleted\n", 0o644)
+	nixtest.Write(t, file+"-gone", "deleted\n", 0o644)
 	deleted := nixtest.Out(t, "nix-store", "--add", file+"-gone")
 	nixtest.Out(t, "nix-store", "--delete", deleted)
 	unregistered := filepath.Join(StoreDir(), strings.Repeat("0", 31)+"1-unregistered-"+nixtest.Salt())
@@ -98,8 +98,8 @@ func TestValidityOfAnotherStoreAsksNixStore(t *testing.T) {
 // A store set in a file nix.conf includes is found as Nix finds it.
 func TestStoreSetThroughAnInclude(t *testing.T) {
 	conf := t.TempDir()
-	write(t, filepath.Join(conf, "nix.conf"), "sandbox = true\ninclude extra.conf\n", 0o644)
-	write(t, filepath.Join(conf, "extra.conf"), "store = /tmp/chroot-store\n", 0o644)
+	nixtest.Write(t, filepath.Join(conf, "nix.conf"), "sandbox = true\ninclude extra.conf\n", 0o644)
+	nixtest.Write(t, filepath.Join(conf, "extra.conf"), "store = /tmp/chroot-store\n", 0o644)
 	t.Setenv("NIX_CONF_DIR", conf)
 	t.Setenv("NIX_USER_CONF_FILES", filepath.Join(t.TempDir(), "none.conf"))
 	t.Setenv("NIX_CONFIG", "")
@@ -114,7 +114,7 @@ func TestRootMadeLocallyIsNixs(t *testing.T) {
 	needLocalStore(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	write(t, filepath.Join(dir, "f"), "rooted "+nixtest.Salt()+"\n", 0o644)
+	nixtest.Write(t, filepath.Join(dir, "f"), "rooted "+nixtest.Salt()+"\n", 0o644)
 	valid := nixtest.Out(t, "nix-store", "--add", filepath.Join(dir, "f"))
 
 	ours, theirs := filepath.Join(dir, "result"), filepath.Join(dir, "result-nix")

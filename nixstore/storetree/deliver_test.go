@@ -71,13 +71,13 @@ func TestDeliver(t *testing.T) {
 	host := t.TempDir()
 	outTree, devTree := filepath.Join(host, "out"), filepath.Join(host, "dev")
 	pad := strings.Repeat("x", 256<<10-20)
-	write(t, filepath.Join(outTree, "bin", "tool"), "#!"+depOut+"/bin/sh\n", 0o4775)
-	write(t, filepath.Join(outTree, "share", "big"), pad+depOut+pad, 0o600)
-	symlink(t, dev+"/include", filepath.Join(outTree, "include"))
+	nixtest.Write(t, filepath.Join(outTree, "bin", "tool"), "#!"+depOut+"/bin/sh\n", 0o4775)
+	nixtest.Write(t, filepath.Join(outTree, "share", "big"), pad+depOut+pad, 0o600)
+	nixtest.Symlink(t, dev+"/include", filepath.Join(outTree, "include"))
 	if err := os.MkdirAll(filepath.Join(outTree, "empty"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(devTree, "include", "x.h"), "// "+dev+"\n", 0o644)
+	nixtest.Write(t, filepath.Join(devTree, "include", "x.h"), "// "+dev+"\n", 0o644)
 
 	// A stale, invalid leftover at an output path must be replaced.
 	if err := os.MkdirAll(filepath.Join(out, "junk"), 0o755); err != nil {

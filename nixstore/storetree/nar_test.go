@@ -16,55 +16,32 @@ import (
 	"github.com/nixlayer/nixlayer/nixstore"
 )
 
-func write(t *testing.T, path, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func symlink(t *testing.T, target, path string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(target, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // narTrees builds test trees and returns their roots by name.
 func narTrees(t *testing.T) map[string]string {
 	d := t.TempDir()
 	trees := map[string]string{}
 	add := func(name string) string { p := filepath.Join(d, name); trees[name] = p; return p }
 
-	write(t, add("file"), "hello\n", 0o644)
-	write(t, add("emptyfile"), "", 0o644)
-	write(t, add("exec"), "#!/bin/sh\necho 12345678\n", 0o755)
-	write(t, add("groupexec"), "x", 0o654) // only group/other exec: not executable in a NAR
-	symlink(t, "/nix/store/does-not-exist", add("symlink"))
+	nixtest.Write(t, add("file"), "hello\n", 0o644)
+	nixtest.Write(t, add("emptyfile"), "", 0o644)
+	nixtest.Write(t, add("exec"), "#!/bin/sh\necho 12345678\n", 0o755)
+	nixtest.Write(t, add("groupexec"), "x", 0o654) // only group/other exec: not executable in a NAR
+	nixtest.Symlink(t, "/nix/store/does-not-exist", add("symlink"))
 	if err := os.Mkdir(add("emptydir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	big := strings.Repeat("0123456789abcdef", 70000) + "tail"
 	tree := add("tree")
-	write(t, filepath.Join(tree, "a"), "a", 0o644)
-	write(t, filepath.Join(tree, "B"), "upper case sorts first", 0o644)
-	write(t, filepath.Join(tree, "a.b"), "dot", 0o600)
-	write(t, filepath.Join(tree, "a-b"), "dash", 0o700)
-	write(t, filepath.Join(tree, "sub", "deep", "big"), big, 0o644)
-	write(t, filepath.Join(tree, "sub", "eight888"), "12345678", 0o755)
-	write(t, filepath.Join(tree, "ünï"), "unicode name", 0o444)
-	symlink(t, "a", filepath.Join(tree, "link"))
-	symlink(t, "../..", filepath.Join(tree, "sub", "deep", "up"))
-	symlink(t, "dangling/target/with a space", filepath.Join(tree, "dangling"))
+	nixtest.Write(t, filepath.Join(tree, "a"), "a", 0o644)
+	nixtest.Write(t, filepath.Join(tree, "B"), "upper case sorts first", 0o644)
+	nixtest.Write(t, filepath.Join(tree, "a.b"), "dot", 0o600)
+	nixtest.Write(t, filepath.Join(tree, "a-b"), "dash", 0o700)
+	nixtest.Write(t, filepath.Join(tree, "sub", "deep", "big"), big, 0o644)
+	nixtest.Write(t, filepath.Join(tree, "sub", "eight888"), "12345678", 0o755)
+	nixtest.Write(t, filepath.Join(tree, "ünï"), "unicode name", 0o444)
+	nixtest.Symlink(t, "a", filepath.Join(tree, "link"))
+	nixtest.Symlink(t, "../..", filepath.Join(tree, "sub", "deep", "up"))
+	nixtest.Symlink(t, "dangling/target/with a space", filepath.Join(tree, "dangling"))
 	if err := os.MkdirAll(filepath.Join(tree, "empty", "nested"), 0o755); err != nil {
 		t.Fatal(err)
 	}

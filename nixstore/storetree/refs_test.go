@@ -7,20 +7,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixlayer/nixlayer/internal/nixtest"
 )
 
 func TestScanReferences(t *testing.T) {
 	h := func(c string) string { return "/nix/store/" + strings.Repeat(c, 32) + "-p" + c }
 	inFile, inLink, inName, split, absent := h("1"), h("2"), h("3"), h("4"), h("5")
 	root := t.TempDir()
-	write(t, filepath.Join(root, "f"), "prefix "+inFile+"/bin/sh suffix", 0o644)
-	symlink(t, inLink+"/lib", filepath.Join(root, "l"))
-	write(t, filepath.Join(root, strings.Repeat("3", 32)+"-name"), "", 0o644)
+	nixtest.Write(t, filepath.Join(root, "f"), "prefix "+inFile+"/bin/sh suffix", 0o644)
+	nixtest.Symlink(t, inLink+"/lib", filepath.Join(root, "l"))
+	nixtest.Write(t, filepath.Join(root, strings.Repeat("3", 32)+"-name"), "", 0o644)
 	// A hash straddling the 256 KiB read buffer boundary.
 	pad := strings.Repeat("-", 256<<10-40)
-	write(t, filepath.Join(root, "sub", "big"), pad+split+pad, 0o644)
+	nixtest.Write(t, filepath.Join(root, "sub", "big"), pad+split+pad, 0o644)
 	// Near misses: 31 characters, and a hash with a non-base32 letter.
-	write(t, filepath.Join(root, "miss"), strings.Repeat("5", 31)+" "+strings.Repeat("5", 31)+"e", 0o644)
+	nixtest.Write(t, filepath.Join(root, "miss"), strings.Repeat("5", 31)+" "+strings.Repeat("5", 31)+"e", 0o644)
 	got, err := ScanReferences(root, []string{absent, split, inName, inLink, inFile})
 	if err != nil {
 		t.Fatal(err)
@@ -51,10 +53,10 @@ func TestCanonicalise(t *testing.T) {
 	root := t.TempDir()
 	tree := filepath.Join(root, "t")
 	t.Cleanup(func() { _ = RemoveTree(tree) }) // read-only dirs, for non-root runs
-	write(t, filepath.Join(tree, "exe"), "x", 0o4751)
-	write(t, filepath.Join(tree, "groupexe"), "x", 0o2670)
-	write(t, filepath.Join(tree, "plain"), "x", 0o600)
-	symlink(t, "plain", filepath.Join(tree, "link"))
+	nixtest.Write(t, filepath.Join(tree, "exe"), "x", 0o4751)
+	nixtest.Write(t, filepath.Join(tree, "groupexe"), "x", 0o2670)
+	nixtest.Write(t, filepath.Join(tree, "plain"), "x", 0o600)
+	nixtest.Symlink(t, "plain", filepath.Join(tree, "link"))
 	if err := os.MkdirAll(filepath.Join(tree, "d", "e"), 0o1777); err != nil {
 		t.Fatal(err)
 	}
