@@ -20,28 +20,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nixlayer/nixlayer/build"
-	"github.com/nixlayer/nixlayer/cachelock"
 	"github.com/nixlayer/nixlayer/events"
 	"github.com/nixlayer/nixlayer/internal/proc"
-	"github.com/nixlayer/nixlayer/jobplan"
-	"github.com/nixlayer/nixlayer/layercache"
 	"github.com/nixlayer/nixlayer/layers"
-	"github.com/nixlayer/nixlayer/learn"
-	"github.com/nixlayer/nixlayer/phaserun"
 	"github.com/nixlayer/nixlayer/results"
 )
 
-// Worker does a cache's background work.
+// Worker does a cache's background work. It works on the cache's parts
+// as its Builder does (the layer store, locks, runner, planner, learner,
+// layer caches), and builds and delivers through it.
 type Worker struct {
-	Layers   *layers.Store
-	CacheDir string
-	Log      *zap.Logger
-	Locks    cachelock.Locks
-	Run      *phaserun.Runner
-	Plans    *jobplan.Planner
-	Learner  *learn.Learner
-	Caches   *layercache.Cache
-	Builder  *build.Builder
+	*build.Builder
 	// Executable is the nixlayer binary the detached work runs; the
 	// running one by default.
 	Executable string

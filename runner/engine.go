@@ -132,8 +132,7 @@ func Open(opts Options) (*Engine, error) {
 	e.plans = &jobplan.Planner{Layers: st, Learner: e.learner, Log: opts.Logger}
 	e.builder = &build.Builder{Layers: st, CacheDir: opts.CacheDir, Log: opts.Logger, Locks: e.locks, Run: e.run, Plans: e.plans,
 		Learner: e.learner, Caches: e.caches, Rewriter: opts.Rewriter, GC: e}
-	e.worker = &background.Worker{Layers: st, CacheDir: opts.CacheDir, Log: opts.Logger, Locks: e.locks, Run: e.run, Plans: e.plans,
-		Learner: e.learner, Caches: e.caches, Builder: e.builder, Executable: opts.Executable}
+	e.worker = &background.Worker{Builder: e.builder, Executable: opts.Executable}
 	if err := e.claimCache(); err != nil {
 		st.Close()
 		return nil, err
