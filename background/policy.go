@@ -44,10 +44,10 @@ type Worker struct {
 // detached `nixlayer learn` learns the map and settles the results
 // (settle.go); it runs at idle priority and yields to a foreground build
 // of its chain (yield.go). A rebuild with new output paths learns the map
-// from the pair instead (pair.go). The hook waits for a learner only when
+// from the pair instead (learn/pair.go). The hook waits for a learner only when
 // the last learning measured says it ends before a full build would, and
 // learns the map in front when the pair a full build would make could not
-// teach it (fullIfFaster). A resumed result chosen for an audit (config.json audit)
+// teach it (learn.Learner.FullIfFaster). A resumed result chosen for an audit (config.json audit)
 // is built again from scratch there and compared (audit.go).
 
 // AfterBuild starts the background work the build leaves: learning its

@@ -311,7 +311,7 @@ func (b *Builder) build(ctx context.Context, drvPath string, bo BuildOptions, o 
 	}
 	// Reused layers built with other output paths are rewritten; bytes the
 	// path map cannot explain are judged on the outputs once the later
-	// phases ran (resume.go, exactness.go).
+	// phases ran (resume.go; learn.Learner.JudgeOutputs).
 	var rs *resume
 	if plan.Rewrite != nil {
 		if rs, parent, state, err = b.rewriteReused(ctx, j, plan, parent, state, res, bo.Exact, progress); err != nil {

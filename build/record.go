@@ -76,7 +76,7 @@ func (b *Builder) recordResult(j *phaserun.Job, res *Result, bo BuildOptions, o 
 	}
 	if len(res.Reused) > 0 && r.Audit == nil && res.State != events.StateUnverified {
 		// A resumed result: the audit's rate decides whether a clean build
-		// checks it in the background (audit.go).
+		// checks it in the background (background/audit.go).
 		chosen, err := b.auditChosen()
 		if err != nil {
 			progress(events.Event{Kind: events.EventWarning, Message: "no audit: " + err.Error()})

@@ -33,7 +33,7 @@ type Config struct {
 	// ends: worth it with cores to spare).
 	Learn string `json:"learn,omitempty"`
 	// Audit is how often the background work rebuilds a resumed result
-	// from scratch and compares it with the layered one (runner's audit), the
+	// from scratch and compares it with the layered one (background/audit.go), the
 	// safety net for a layer whose content does not match its key:
 	// "always", "never", or "1/N" (one resumed result in N). Unset: "1/20",
 	// or "always" when the environment says CI=true.

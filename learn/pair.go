@@ -249,7 +249,7 @@ func (lr *Learner) learnPair(o, l *layers.Layer) (*rewrite.Map, error) {
 
 // FullIfFaster, for the hook (exact, never slower than Nix): when the
 // reused layers have no path map, plan a full build with the new output
-// paths, which learns the map from the pair (pair.go). Three cases resume
+// paths, which learns the map from the pair (LearnFromPair). Three cases resume
 // instead: a layer with the top's key built with other output paths
 // teaches the map at once (an earlier rebuild's pair: mapFromPair); a
 // learner already at work on this chain ends, by the last learning
