@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+
 	"github.com/nixlayer/nixlayer/rewrite/buildid"
 )
 
@@ -247,7 +249,7 @@ func wholeHashAt(b []byte, off, n int) bool {
 		return false
 	}
 	for _, c := range b[off : off+n] {
-		if !bytes.ContainsRune([]byte(NixBase32), rune(c)) {
+		if !nixbase32.Is(c) {
 			return false
 		}
 	}

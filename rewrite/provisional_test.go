@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+
 	"github.com/nixlayer/nixlayer/rewrite/internal/gcctree"
 )
 
@@ -68,7 +70,7 @@ func TestProvisionalScan(t *testing.T) {
 func BenchmarkProvisionalScan(b *testing.B) {
 	data := make([]byte, 64<<20)
 	for i := range data {
-		data[i] = NixBase32[(i*7+i/13)%len(NixBase32)]
+		data[i] = nixbase32.Alphabet[(i*7+i/13)%len(nixbase32.Alphabet)]
 	}
 	pairs := []scanPair{newScanPair(gcctree.PathB, gcctree.PathC)}
 	b.SetBytes(int64(len(data)))

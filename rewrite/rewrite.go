@@ -193,9 +193,6 @@ func writeKeepingMode(path string, data []byte, info fs.FileInfo) error {
 	return os.Chtimes(path, info.ModTime(), info.ModTime())
 }
 
-// NixBase32 is the alphabet of store path hashes.
-const NixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
-
 // HashPart returns the 32-character hash of a store path.
 func HashPart(p string) string {
 	base := filepath.Base(p)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+
 	"github.com/nixlayer/nixlayer/rewrite"
 	"github.com/nixlayer/nixlayer/rewrite/buildid"
 	"github.com/nixlayer/nixlayer/rewrite/internal/gcctree"
@@ -283,7 +285,7 @@ func TestHashesAgreeingAtAnIndexAreReported(t *testing.T) {
 }
 
 func TestSyntheticPath(t *testing.T) {
-	for _, p := range []string{gcctree.PathB, gcctree.PathC, "/nix/store/" + rewrite.NixBase32 + "-a-b", "/nix/store/00000000000000000000000000000000-y"} {
+	for _, p := range []string{gcctree.PathB, gcctree.PathC, "/nix/store/" + nixbase32.Alphabet + "-a-b", "/nix/store/00000000000000000000000000000000-y"} {
 		s := SyntheticPath(p)
 		h, hs := rewrite.HashPart(p), rewrite.HashPart(s)
 		if len(s) != len(p) || strings.TrimPrefix(s, "/nix/store/"+hs) != strings.TrimPrefix(p, "/nix/store/"+h) {
@@ -291,7 +293,7 @@ func TestSyntheticPath(t *testing.T) {
 		}
 		seen := map[rune]bool{}
 		for k, c := range hs {
-			if hs[k] == h[k] || !strings.ContainsRune(rewrite.NixBase32, c) {
+			if hs[k] == h[k] || !strings.ContainsRune(nixbase32.Alphabet, c) {
 				t.Fatalf("%s → %s: index %d", p, s, k)
 			}
 			// Distinct characters for real hashes; 000…0 cannot have them.
@@ -311,7 +313,7 @@ func TestSyntheticPathAvoids(t *testing.T) {
 		for i := range n {
 			h := make([]byte, 32)
 			for k := range h {
-				h[k] = rewrite.NixBase32[(k*7+i*13+k*k*i)%len(rewrite.NixBase32)]
+				h[k] = nixbase32.Alphabet[(k*7+i*13+k*k*i)%len(nixbase32.Alphabet)]
 			}
 			avoid = append(avoid, "/nix/store/"+string(h)+"-a")
 		}

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+
 	"github.com/nixlayer/nixlayer/rewrite"
 )
 
@@ -18,7 +20,7 @@ import (
 func SyntheticPath(p string, avoid ...string) string {
 	h := rewrite.HashPart(p)
 	at := len(p) - len(filepath.Base(p))
-	if len(h) == 0 || len(h) > len(rewrite.NixBase32) {
+	if len(h) == 0 || len(h) > len(nixbase32.Alphabet) {
 		return p
 	}
 	hashes := []string{h}
@@ -37,11 +39,11 @@ func SyntheticPath(p string, avoid ...string) string {
 	}
 	// Odd strides make permutations of the alphabet; each hash rules out
 	// one rotation per stride and index, so one survives for real hashes.
-	for stride := 1; stride < len(rewrite.NixBase32); stride += 2 {
-		for rot := 0; rot < len(rewrite.NixBase32); rot++ {
+	for stride := 1; stride < len(nixbase32.Alphabet); stride += 2 {
+		for rot := 0; rot < len(nixbase32.Alphabet); rot++ {
 			var b strings.Builder
 			for k := range h {
-				c := rewrite.NixBase32[(stride*k+rot)%len(rewrite.NixBase32)]
+				c := nixbase32.Alphabet[(stride*k+rot)%len(nixbase32.Alphabet)]
 				if taken(k, c) {
 					break
 				}
@@ -58,8 +60,8 @@ func SyntheticPath(p string, avoid ...string) string {
 	var b strings.Builder
 	for k := range h {
 		pick := byte(0)
-		for i := range len(rewrite.NixBase32) {
-			c := rewrite.NixBase32[(k+i)%len(rewrite.NixBase32)]
+		for i := range len(nixbase32.Alphabet) {
+			c := nixbase32.Alphabet[(k+i)%len(nixbase32.Alphabet)]
 			if taken(k, c) {
 				continue
 			}
@@ -71,7 +73,7 @@ func SyntheticPath(p string, avoid ...string) string {
 			}
 		}
 		if pick == 0 { // every character is taken at k: nothing can differ
-			pick = rewrite.NixBase32[k%len(rewrite.NixBase32)]
+			pick = nixbase32.Alphabet[k%len(nixbase32.Alphabet)]
 		}
 		used[pick] = true
 		b.WriteByte(pick)
