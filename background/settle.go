@@ -71,9 +71,18 @@ func (w *Worker) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 	// makes teaches the map, and its own background work starts after it.
 	ctx, stopYield := w.yieldable(ctx, j.Pkg)
 	defer stopYield()
-	yield := func() error {
-		progress(events.Event{Kind: events.EventLearned, Message: j.Pkg + ": " + foreground.ErrYielded.Error()})
-		return nil
+	// stopsAll says whether a failed step (settling, learning, auditing)
+	// ends the work, and with what: yielding to a foreground build ends it
+	// with no error, a cancel with err.
+	stopsAll := func(err error) (bool, error) {
+		switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
+		case bgYield:
+			progress(events.Event{Kind: events.EventLearned, Message: j.Pkg + ": " + foreground.ErrYielded.Error()})
+			return true, nil
+		case bgStop:
+			return true, err
+		}
+		return false, nil
 	}
 	toLearn := []string{drvPath}
 	learnedAny, tried := false, map[string]bool{}
@@ -83,11 +92,8 @@ func (w *Worker) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 		for _, r := range results.Pending(w.CacheDir, j.Pkg) {
 			busy = true
 			if err := w.settle(ctx, r, progressFor(r)); err != nil {
-				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
-				case bgYield:
-					return yield()
-				case bgStop:
-					return err
+				if stop, ret := stopsAll(err); stop {
+					return ret
 				}
 				errs = reportTo(v, r, errs, err, w.Log)
 			}
@@ -107,11 +113,8 @@ func (w *Worker) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 			}
 			learned, err := w.learnNewest(ctx, d, ro, heard)
 			if err != nil {
-				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
-				case bgYield:
-					return yield()
-				case bgStop:
-					return err
+				if stop, ret := stopsAll(err); stop {
+					return ret
 				}
 				if learnErrorIsCallers(d == drvPath, learnedAny, busy) {
 					errs = append(errs, err)
@@ -125,11 +128,8 @@ func (w *Worker) Learn(ctx context.Context, drvPath string, ro layercache.Regist
 		for _, r := range w.auditsDue(j.Pkg) {
 			busy = true
 			if err := w.audit(ctx, r, progressFor(r)); err != nil {
-				switch afterBackgroundError(foreground.Yielded(ctx), ctx.Err() != nil) {
-				case bgYield:
-					return yield()
-				case bgStop:
-					return err
+				if stop, ret := stopsAll(err); stop {
+					return ret
 				}
 				errs = reportTo(v, r, errs, err, w.Log)
 			}
