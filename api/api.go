@@ -76,13 +76,6 @@ type Output struct {
 	Progress func(events.Event)
 }
 
-func (o Output) log() io.Writer {
-	if o.Log == nil {
-		return io.Discard
-	}
-	return o.Log
-}
-
 func (o Output) progress() func(events.Event) {
 	if o.Progress == nil {
 		return func(events.Event) {}
